@@ -1,0 +1,119 @@
+//! A base model with its adapters, fusions and heads, and the active setup: the unit that
+//! runs a forward pass (the `*AdapterModel` classes of the Python library).
+use std::collections::BTreeMap;
+
+use tch::Tensor;
+
+use crate::adapters::{AdapterModule, FusionModule, FusionRecord, Location, NoAdapters, Plugins, Setup};
+use crate::error::{Error, Result};
+use crate::heads::HeadModule;
+use crate::model::BaseModel;
+use crate::tokenizer::Batch;
+
+pub struct AdapterModel {
+    pub base: BaseModel,
+    pub adapters: BTreeMap<String, AdapterModule>,
+    pub fusions: BTreeMap<String, FusionModule>,
+    pub heads: BTreeMap<String, HeadModule>,
+    pub setup: Option<Setup>,
+    pub active_head: Option<String>,
+}
+
+pub struct Output {
+    /// Last hidden state [batch × channels, tokens, hidden].
+    pub hidden: Tensor,
+    pub logits: Option<Tensor>,
+    pub fusion: Vec<FusionRecord>,
+}
+
+impl AdapterModel {
+    pub fn new(base: BaseModel) -> Self {
+        AdapterModel {
+            base,
+            adapters: BTreeMap::new(),
+            fusions: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            setup: None,
+            active_head: None,
+        }
+    }
+
+    pub fn add_adapter(&mut self, adapter: AdapterModule) -> Result<()> {
+        if self.adapters.contains_key(&adapter.name) {
+            return Err(Error::Invalid(format!("an adapter named `{}` is already loaded", adapter.name)));
+        }
+        self.adapters.insert(adapter.name.clone(), adapter);
+        Ok(())
+    }
+
+    pub fn add_head(&mut self, head: HeadModule) {
+        self.active_head = Some(head.name.clone());
+        self.heads.insert(head.name.clone(), head);
+    }
+
+    /// Checks that every adapter (and fusion) the setup names is loaded.
+    pub fn set_setup(&mut self, setup: Option<Setup>) -> Result<()> {
+        if let Some(s) = &setup {
+            s.validate()?;
+            for name in s.flatten() {
+                if !self.adapters.contains_key(name) {
+                    return Err(Error::Invalid(format!("the setup {s} names adapter `{name}`, which is not loaded")));
+                }
+            }
+            fn fuses(s: &Setup, out: &mut Vec<String>) {
+                if let Setup::Fuse(_) = s {
+                    out.push(s.name());
+                }
+                s.children().iter().for_each(|c| fuses(c, out));
+            }
+            let mut needed = Vec::new();
+            fuses(s, &mut needed);
+            if let Some(missing) = needed.iter().find(|n| !self.fusions.contains_key(*n)) {
+                return Err(Error::Invalid(format!("the setup {s} needs fusion `{missing}`, which is not loaded")));
+            }
+        }
+        self.setup = setup;
+        Ok(())
+    }
+
+    /// Runs the encoder with the active setup and, if there is one, the active head.
+    pub fn forward(&self, batch: &Batch, train: bool) -> Result<Output> {
+        let channels = self.setup.as_ref().map_or(1, Setup::parallel_channels) as i64;
+        let rep = |t: &Tensor| if channels > 1 { t.repeat([channels, 1]) } else { t.shallow_clone() };
+        let (ids, types, mask) = (rep(&batch.input_ids), rep(&batch.token_type_ids), rep(&batch.attention_mask));
+        let enc = &self.base.encoder;
+        let (hidden, fusion) = match &self.setup {
+            Some(setup) => {
+                let mut plugins = Plugins::new(&self.adapters, &self.fusions, setup);
+                let h = enc.forward(&ids, Some(&types), &mask, &mut plugins, train)?;
+                (h, plugins.records)
+            }
+            None => (enc.forward(&ids, Some(&types), &mask, &mut NoAdapters, train)?, Vec::new()),
+        };
+        let logits = match self.active_head.as_ref().and_then(|h| self.heads.get(h)) {
+            Some(head) => {
+                let pooled = enc.pool(&hidden);
+                Some(head.forward(&hidden, pooled.as_ref(), train)?)
+            }
+            None => None,
+        };
+        Ok(Output { hidden, logits, fusion })
+    }
+}
+
+/// Per-layer fusion weights of one fusion at one location kind, ordered by layer:
+/// a list of [batch, tokens, adapters] tensors. Output locations are preferred; models whose
+/// adapters sit only after attention use those.
+pub fn fusion_weights_by_layer<'a>(records: &'a [FusionRecord], fusion: &str) -> Vec<&'a FusionRecord> {
+    let of = |loc: Location| -> Vec<&FusionRecord> {
+        let mut v: Vec<_> = records.iter().filter(|r| r.fusion == fusion && r.location == loc).collect();
+        v.sort_by_key(|r| r.layer);
+        v
+    };
+    let out = of(Location::Output);
+    if out.is_empty() {
+        of(Location::Attention)
+    } else {
+        out
+    }
+}

@@ -1,0 +1,196 @@
+//! One bottleneck adapter module at one location of one layer (`Adapter` / `ParallelAdapter`
+//! in the Python library), with its `pre_forward`, `forward` and `post_forward`.
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::config::{BnConfig, InitWeights, ResidualBeforeLn, Scaling};
+use crate::activation::Activation;
+use crate::error::Result;
+
+#[derive(Debug)]
+pub struct Bottleneck {
+    ln_before: Option<nn::LayerNorm>,
+    down: nn::Linear,
+    up: nn::Linear,
+    activation: Activation,
+    scaling: ScalingValue,
+    ln_after: Option<nn::LayerNorm>,
+    gate: Option<nn::Linear>,
+    dropout: f64,
+    parallel: bool,
+    residual_before_ln: ResidualBeforeLn,
+    adapter_residual_before_ln: bool,
+    original_ln_before: bool,
+    original_ln_after: bool,
+}
+
+#[derive(Debug)]
+enum ScalingValue {
+    Fixed(f64),
+    Param(Tensor),
+}
+
+/// What `pre_forward` hands on: the adapter input, the fusion query and the adapter residual.
+pub struct PreForward {
+    pub hidden: Tensor,
+    pub query: Tensor,
+    pub residual: Tensor,
+}
+
+fn bert_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+    let cfg = nn::LinearConfig {
+        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(p, d_in, d_out, cfg)
+}
+
+fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![d], nn::LayerNormConfig { eps, ..Default::default() })
+}
+
+impl Bottleneck {
+    /// Creates the module's variables under `p` (= `…adapters.NAME`), named as AdapterHub names them.
+    pub fn new(p: &nn::Path, cfg: &BnConfig, hidden: i64, down_size: i64) -> Self {
+        let down_path = p / "adapter_down";
+        // With ln_before the Sequential is [LayerNorm, Linear, act]: the Linear moves to index 1.
+        let (ln_before, linear_index) = if cfg.ln_before {
+            (Some(layer_norm(&down_path / "0", hidden, 1e-5)), "1")
+        } else {
+            (None, "0")
+        };
+        let mut down = bert_linear(&down_path / linear_index, hidden, down_size);
+        let mut up = bert_linear(p / "adapter_up", down_size, hidden);
+        tch::no_grad(|| match cfg.init_weights {
+            InitWeights::Bert => {}
+            InitWeights::MamAdapter => {
+                // kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+                let bound = 1.0 / (hidden as f64).sqrt();
+                let _ = down.ws.uniform_(-bound, bound);
+                if let Some(b) = down.bs.as_mut() {
+                    let _ = b.zero_();
+                }
+                let _ = up.ws.zero_();
+                if let Some(b) = up.bs.as_mut() {
+                    let _ = b.zero_();
+                }
+            }
+            InitWeights::Houlsby => {
+                // Normal(0, 0.01) truncated to two standard deviations: out-of-range draws fold back in.
+                for w in [&mut down.ws, &mut up.ws] {
+                    let fresh = w.randn_like().fmod(2.0) * 0.01;
+                    w.copy_(&fresh);
+                }
+                for b in [down.bs.as_mut(), up.bs.as_mut()].into_iter().flatten() {
+                    let _ = b.zero_();
+                }
+            }
+        });
+        let scaling = match cfg.scaling {
+            Scaling::Fixed(x) => ScalingValue::Fixed(x),
+            Scaling::Learned => ScalingValue::Param(p.var("scaling", &[1], nn::Init::Const(1.0))),
+            Scaling::Channel => ScalingValue::Param(p.var("scaling", &[hidden], nn::Init::Const(1.0))),
+        };
+        let ln_after = cfg.ln_after.then(|| layer_norm(p / "adapter_norm_after", hidden, 1e-5));
+        let gate = cfg.use_gating.then(|| bert_linear(p / "gate", hidden, 1));
+        Bottleneck {
+            ln_before,
+            down,
+            up,
+            activation: cfg.non_linearity,
+            scaling,
+            ln_after,
+            gate,
+            dropout: cfg.dropout,
+            parallel: cfg.is_parallel,
+            residual_before_ln: cfg.residual_before_ln,
+            adapter_residual_before_ln: cfg.adapter_residual_before_ln,
+            original_ln_before: cfg.original_ln_before,
+            original_ln_after: cfg.original_ln_after,
+        }
+    }
+
+    /// `pre_forward`: the adapter input, the fusion query and the residual. `query_before_ln`
+    /// only matters when this adapter is the last one of a fusion.
+    pub fn pre_forward(&self, hidden: &Tensor, input_tensor: &Tensor, ln: &nn::LayerNorm, query_before_ln: bool) -> PreForward {
+        if self.parallel {
+            return PreForward { hidden: input_tensor.shallow_clone(), query: input_tensor.shallow_clone(), residual: input_tensor.shallow_clone() };
+        }
+        let mut residual = hidden.shallow_clone();
+        let query_early = hidden.shallow_clone();
+        let mut h = hidden.shallow_clone();
+        if self.original_ln_before {
+            let summed = &h + input_tensor;
+            if self.residual_before_ln == ResidualBeforeLn::PostAdd {
+                residual = summed.shallow_clone();
+            }
+            h = ln.forward(&summed);
+        }
+        if self.residual_before_ln == ResidualBeforeLn::False {
+            residual = h.shallow_clone();
+        }
+        let query = if query_before_ln { query_early } else { h.shallow_clone() };
+        PreForward { hidden: h, query, residual }
+    }
+
+    /// `forward`: returns (output, up), `up` being the scaled up-projection that fusion reads.
+    pub fn forward(&self, x: &Tensor, residual: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let mut down_in = x.shallow_clone();
+        if let Some(ln) = &self.ln_before {
+            down_in = ln.forward(&down_in);
+        }
+        let down = self.activation.apply(&self.down.forward(&down_in));
+        let up = self.up.forward(&down);
+        let up = match &self.scaling {
+            ScalingValue::Fixed(s) => up * *s,
+            ScalingValue::Param(t) => up * t,
+        };
+        let mut output = up.dropout(self.dropout, train);
+        if let Some(gate) = &self.gate {
+            // One gate per example: the token mean of sigmoid(gate(x)), shape [batch, 1, 1].
+            let g = gate.forward(x).sigmoid().mean_dim(1, false, None).unsqueeze(-1);
+            output = output * g;
+        }
+        if self.parallel {
+            if let Some(ln) = &self.ln_after {
+                output = ln.forward(&output);
+            }
+            return (output, up);
+        }
+        if self.adapter_residual_before_ln {
+            output = output + residual;
+        }
+        if let Some(ln) = &self.ln_after {
+            output = ln.forward(&output);
+        }
+        if !self.adapter_residual_before_ln {
+            output = output + residual;
+        }
+        (output, up)
+    }
+
+    /// `post_forward`: the sub-layer's own residual and LayerNorm.
+    pub fn post_forward(&self, hidden: &Tensor, input_hidden: &Tensor, input_tensor: &Tensor, ln: &nn::LayerNorm) -> Tensor {
+        let hidden = if self.parallel { hidden + input_hidden } else { hidden.shallow_clone() };
+        if self.original_ln_after {
+            ln.forward(&(hidden + input_tensor))
+        } else {
+            hidden
+        }
+    }
+}
+
+/// Checks a user-chosen adapter name: it becomes a path segment of weight names.
+pub fn check_name(path: &Path, name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('.') || name.contains(',') || name.contains('/') {
+        return Err(crate::error::Error::config(
+            path,
+            "name",
+            format!("adapter name `{name}` must be non-empty and contain no `.`, `,` or `/`"),
+        ));
+    }
+    Ok(())
+}

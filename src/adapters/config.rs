@@ -1,0 +1,312 @@
+//! Bottleneck adapter configuration (`BnConfig` of the Python library), parsed from and written
+//! back to the `config` object of `adapter_config.json`.
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReductionFactor {
+    Uniform(f64),
+    /// `{"1": 8, "default": 16}`: per layer index, with a fallback.
+    PerLayer { by_layer: Vec<(usize, f64)>, default: Option<f64> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scaling {
+    Fixed(f64),
+    /// One learned scalar (`scaling` parameter of shape [1]).
+    Learned,
+    /// One learned value per channel (shape [hidden]).
+    Channel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResidualBeforeLn {
+    True,
+    False,
+    PostAdd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitWeights {
+    Bert,
+    MamAdapter,
+    Houlsby,
+}
+
+/// Where in a transformer layer a bottleneck sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Location {
+    /// After the attention output (`mh_adapter`).
+    Attention,
+    /// After the feed-forward output (`output_adapter`).
+    Output,
+}
+
+impl Location {
+    pub const ALL: [Location; 2] = [Location::Attention, Location::Output];
+    pub fn key(self) -> &'static str {
+        match self {
+            Location::Attention => "mh_adapter",
+            Location::Output => "output_adapter",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BnConfig {
+    pub mh_adapter: bool,
+    pub output_adapter: bool,
+    pub reduction_factor: ReductionFactor,
+    pub non_linearity: Activation,
+    pub original_ln_before: bool,
+    pub original_ln_after: bool,
+    pub ln_before: bool,
+    pub ln_after: bool,
+    pub init_weights: InitWeights,
+    pub is_parallel: bool,
+    pub scaling: Scaling,
+    pub use_gating: bool,
+    pub residual_before_ln: ResidualBeforeLn,
+    pub adapter_residual_before_ln: bool,
+    pub leave_out: Vec<usize>,
+    pub dropout: f64,
+    /// The JSON object as read (or built), written back unchanged on save.
+    pub raw: Map<String, Value>,
+}
+
+/// The three methods of the paper and the library's names for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BnPreset {
+    SeqBn,
+    DoubleSeqBn,
+    ParBn,
+}
+
+impl BnPreset {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "seq_bn" | "pfeiffer" | "seqbnconfig" => BnPreset::SeqBn,
+            "double_seq_bn" | "houlsby" | "doubleseqbnconfig" => BnPreset::DoubleSeqBn,
+            "par_bn" | "parallel" | "parbnconfig" => BnPreset::ParBn,
+            _ => return None,
+        })
+    }
+
+    /// The full `config` object the Python library writes for this preset.
+    pub fn to_json(self) -> Map<String, Value> {
+        let mut m = json!({
+            "adapter_residual_before_ln": false,
+            "cross_adapter": false,
+            "dropout": 0.0,
+            "factorized_phm_W": true,
+            "factorized_phm_rule": false,
+            "hypercomplex_nonlinearity": "glorot-uniform",
+            "init_weights": "bert",
+            "init_weights_seed": null,
+            "inv_adapter": null,
+            "inv_adapter_reduction_factor": null,
+            "is_parallel": false,
+            "learn_phm": true,
+            "leave_out": [],
+            "ln_after": false,
+            "ln_before": false,
+            "mh_adapter": false,
+            "non_linearity": "relu",
+            "original_ln_after": true,
+            "original_ln_before": true,
+            "output_adapter": true,
+            "phm_bias": true,
+            "phm_c_init": "normal",
+            "phm_dim": 4,
+            "phm_init_range": 0.0001,
+            "phm_layer": false,
+            "phm_rank": 1,
+            "reduction_factor": 16,
+            "residual_before_ln": true,
+            "scaling": 1.0,
+            "shared_W_phm": false,
+            "shared_phm_rule": true,
+            "stochastic_depth": 0.0,
+            "use_gating": false,
+        });
+        let o = m.as_object_mut().expect("literal object");
+        match self {
+            BnPreset::SeqBn => {}
+            BnPreset::DoubleSeqBn => {
+                o.insert("original_ln_before".into(), json!(false));
+                o.insert("mh_adapter".into(), json!(true));
+                o.insert("non_linearity".into(), json!("swish"));
+            }
+            BnPreset::ParBn => {
+                o.insert("original_ln_before".into(), json!(false));
+                o.insert("reduction_factor".into(), json!(2));
+                o.insert("init_weights".into(), json!("mam_adapter"));
+                o.insert("is_parallel".into(), json!(true));
+                o.insert("scaling".into(), json!(4.0));
+            }
+        }
+        m.as_object().cloned().unwrap_or_default()
+    }
+}
+
+fn field_bool(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::config(path, format!("config.{key}"), format!("expected true or false, found {other}"))),
+    }
+}
+
+fn positive(path: &Path, key: &str, v: &Value) -> Result<f64> {
+    match v.as_f64() {
+        Some(x) if x > 0.0 => Ok(x),
+        _ => Err(Error::config(path, key, format!("expected a positive number, found {v}"))),
+    }
+}
+
+impl BnConfig {
+    pub fn preset(preset: BnPreset) -> Self {
+        Self::from_json(Path::new("<preset>"), &preset.to_json(), true).expect("presets are valid")
+    }
+
+    /// Parses the `config` object. `versioned` is false for files written before the library
+    /// recorded a version: there `gelu` meant the tanh approximation and `gelu_orig` exact GELU.
+    pub fn from_json(path: &Path, m: &Map<String, Value>, versioned: bool) -> Result<Self> {
+        if let Some(arch) = m.get("architecture").and_then(Value::as_str) {
+            if arch != "bottleneck" {
+                return Err(Error::config(
+                    path,
+                    "config.architecture",
+                    format!("`{arch}` adapters are not supported (only bottleneck adapters)"),
+                ));
+            }
+        }
+        for (key, what) in [("phm_layer", "PHM (Compacter) layers"), ("cross_adapter", "cross adapters")] {
+            if field_bool(path, m, key, false)? {
+                return Err(Error::config(path, format!("config.{key}"), format!("{what} are not supported")));
+            }
+        }
+        if let Some(inv) = m.get("inv_adapter").filter(|v| !v.is_null()) {
+            return Err(Error::config(path, "config.inv_adapter", format!("invertible adapters ({inv}) are not supported")));
+        }
+        let rf = m.get("reduction_factor").ok_or_else(|| Error::config(path, "config.reduction_factor", "missing"))?;
+        let reduction_factor = match rf {
+            Value::Object(map) => {
+                let mut by_layer = Vec::new();
+                let mut default = None;
+                for (k, v) in map {
+                    let x = positive(path, "config.reduction_factor", v)?;
+                    if k == "default" {
+                        default = Some(x);
+                    } else {
+                        let layer = k.parse::<usize>().map_err(|_| {
+                            Error::config(path, "config.reduction_factor", format!("key `{k}` is neither a layer index nor `default`"))
+                        })?;
+                        by_layer.push((layer, x));
+                    }
+                }
+                ReductionFactor::PerLayer { by_layer, default }
+            }
+            v => ReductionFactor::Uniform(positive(path, "config.reduction_factor", v)?),
+        };
+        let act_name = m.get("non_linearity").and_then(Value::as_str).unwrap_or("relu");
+        let act_name = match (versioned, act_name.to_ascii_lowercase().as_str()) {
+            (false, "gelu") => "gelu_new".to_string(),
+            (false, "gelu_orig") => "gelu".to_string(),
+            (_, other) => other.to_string(),
+        };
+        let non_linearity = Activation::from_name(&act_name)
+            .ok_or_else(|| Error::config(path, "config.non_linearity", format!("unknown activation `{act_name}`")))?;
+        let init_weights = match m.get("init_weights").and_then(Value::as_str).unwrap_or("bert") {
+            "bert" => InitWeights::Bert,
+            "mam_adapter" => InitWeights::MamAdapter,
+            "houlsby" => InitWeights::Houlsby,
+            other => return Err(Error::config(path, "config.init_weights", format!("unknown value `{other}`"))),
+        };
+        let scaling = match m.get("scaling") {
+            None | Some(Value::Null) => Scaling::Fixed(1.0),
+            Some(Value::String(s)) if s == "learned" => Scaling::Learned,
+            Some(Value::String(s)) if s == "channel" => Scaling::Channel,
+            Some(v) => Scaling::Fixed(
+                v.as_f64().ok_or_else(|| Error::config(path, "config.scaling", format!("expected a number, \"learned\" or \"channel\", found {v}")))?,
+            ),
+        };
+        let residual_before_ln = match m.get("residual_before_ln") {
+            None | Some(Value::Bool(true)) => ResidualBeforeLn::True,
+            Some(Value::Bool(false)) => ResidualBeforeLn::False,
+            Some(Value::String(s)) if s == "post_add" => ResidualBeforeLn::PostAdd,
+            Some(v) => return Err(Error::config(path, "config.residual_before_ln", format!("expected true, false or \"post_add\", found {v}"))),
+        };
+        let leave_out = match m.get("leave_out") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| Error::config(path, "config.leave_out", format!("expected layer indices, found {v}"))))
+                .collect::<Result<_>>()?,
+            Some(v) => return Err(Error::config(path, "config.leave_out", format!("expected a list, found {v}"))),
+        };
+        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(Error::config(path, "config.dropout", format!("{dropout} is not in [0, 1)")));
+        }
+        Ok(BnConfig {
+            mh_adapter: field_bool(path, m, "mh_adapter", false)?,
+            output_adapter: field_bool(path, m, "output_adapter", true)?,
+            reduction_factor,
+            non_linearity,
+            original_ln_before: field_bool(path, m, "original_ln_before", false)?,
+            original_ln_after: field_bool(path, m, "original_ln_after", true)?,
+            ln_before: field_bool(path, m, "ln_before", false)?,
+            ln_after: field_bool(path, m, "ln_after", false)?,
+            init_weights,
+            is_parallel: field_bool(path, m, "is_parallel", false)?,
+            scaling,
+            use_gating: field_bool(path, m, "use_gating", false)?,
+            residual_before_ln,
+            adapter_residual_before_ln: field_bool(path, m, "adapter_residual_before_ln", false)?,
+            leave_out,
+            dropout,
+            raw: m.clone(),
+        })
+    }
+
+    /// Whether this adapter has a module at `layer`/`location`.
+    pub fn applies_at(&self, layer: usize, location: Location) -> bool {
+        let here = match location {
+            Location::Attention => self.mh_adapter,
+            Location::Output => self.output_adapter,
+        };
+        here && !self.leave_out.contains(&layer)
+    }
+
+    /// Bottleneck width at `layer`, as `int(hidden // reduction_factor)` in the library (at least 1).
+    pub fn down_size(&self, path: &Path, hidden: i64, layer: usize) -> Result<i64> {
+        let rf = match &self.reduction_factor {
+            ReductionFactor::Uniform(x) => *x,
+            ReductionFactor::PerLayer { by_layer, default } => by_layer
+                .iter()
+                .find(|(l, _)| *l == layer)
+                .map(|(_, x)| *x)
+                .or(*default)
+                .ok_or_else(|| {
+                    Error::config(path, "config.reduction_factor", format!("no value for layer {layer} and no `default`"))
+                })?,
+        };
+        Ok(((hidden as f64 / rf).floor() as i64).max(1))
+    }
+
+    /// The method name shown to users.
+    pub fn method_name(&self) -> &'static str {
+        if self.is_parallel {
+            "par_bn"
+        } else if self.mh_adapter && self.output_adapter {
+            "double_seq_bn"
+        } else {
+            "seq_bn"
+        }
+    }
+}

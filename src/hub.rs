@@ -1,0 +1,334 @@
+//! The AdapterHub folder format: `adapter_config.json` + adapter weights, fusion and head
+//! folders, exactly as the Python `adapters` library reads and writes them.
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+use tch::Tensor;
+
+use crate::adapters::{AdapterModule, BnConfig, BnPreset, FusionModule};
+use crate::error::{Error, Result};
+use crate::fusion::FusionConfig;
+use crate::heads::{HeadConfig, HeadModule};
+use crate::io::{read_json, weights, write_json_atomic};
+use crate::model::{BaseModel, ModelConfig};
+
+/// The library version we write, and whose format we follow.
+pub const LIBRARY_VERSION: &str = "adapters.1.3.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    #[default]
+    Safetensors,
+    Bin,
+}
+
+/// The three kinds of AdapterHub artifact and their file names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    Adapter,
+    Fusion,
+    Head,
+}
+
+impl Artifact {
+    pub fn config_file(self) -> &'static str {
+        match self {
+            Artifact::Adapter => "adapter_config.json",
+            Artifact::Fusion => "adapter_fusion_config.json",
+            Artifact::Head => "head_config.json",
+        }
+    }
+    pub fn weights_file(self, format: WeightFormat) -> &'static str {
+        match (self, format) {
+            (Artifact::Adapter, WeightFormat::Safetensors) => "adapter.safetensors",
+            (Artifact::Adapter, WeightFormat::Bin) => "pytorch_adapter.bin",
+            (Artifact::Fusion, WeightFormat::Safetensors) => "model_adapter_fusion.safetensors",
+            (Artifact::Fusion, WeightFormat::Bin) => "pytorch_model_adapter_fusion.bin",
+            (Artifact::Head, WeightFormat::Safetensors) => "model_head.safetensors",
+            (Artifact::Head, WeightFormat::Bin) => "pytorch_model_head.bin",
+        }
+    }
+    fn what(self) -> &'static str {
+        match self {
+            Artifact::Adapter => "adapter",
+            Artifact::Fusion => "fusion",
+            Artifact::Head => "head",
+        }
+    }
+
+    /// Which artifact a folder holds, by its config file.
+    pub fn detect(dir: &Path) -> Option<Artifact> {
+        [Artifact::Fusion, Artifact::Head, Artifact::Adapter]
+            .into_iter()
+            .find(|a| dir.join(a.config_file()).is_file())
+    }
+}
+
+/// Finds the weights file of an artifact folder (safetensors preferred, as the library does).
+fn find_weights(dir: &Path, artifact: Artifact) -> Result<PathBuf> {
+    for format in [WeightFormat::Safetensors, WeightFormat::Bin] {
+        let p = dir.join(artifact.weights_file(format));
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::weights(
+        dir,
+        format!(
+            "no {} weights ({} or {})",
+            artifact.what(),
+            artifact.weights_file(WeightFormat::Safetensors),
+            artifact.weights_file(WeightFormat::Bin)
+        ),
+    ))
+}
+
+/// The top-level fields every AdapterHub config carries.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub path: PathBuf,
+    pub name: String,
+    pub config: Value,
+    pub model_type: Option<String>,
+    pub hidden_size: Option<i64>,
+    pub model_name: Option<String>,
+    pub versioned: bool,
+    pub raw: Map<String, Value>,
+}
+
+fn read_envelope(dir: &Path, artifact: Artifact) -> Result<Envelope> {
+    if !dir.is_dir() {
+        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} folder not found", artifact.what()))));
+    }
+    let path = dir.join(artifact.config_file());
+    let raw: Value = read_json(&path)?;
+    let raw = raw.as_object().cloned().ok_or_else(|| Error::config(&path, "(root)", "expected a JSON object"))?;
+    let name = raw
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::config(&path, "name", "missing"))?
+        .to_string();
+    let config = raw.get("config").cloned().ok_or_else(|| Error::config(&path, "config", "missing"))?;
+    Ok(Envelope {
+        name,
+        config,
+        model_type: raw.get("model_type").and_then(Value::as_str).map(str::to_string),
+        hidden_size: raw.get("hidden_size").and_then(Value::as_i64),
+        model_name: raw.get("model_name").and_then(Value::as_str).map(str::to_string),
+        versioned: raw.get("version").is_some(),
+        raw,
+        path,
+    })
+}
+
+/// Refuses an artifact made for another kind of base model.
+pub fn check_compatible(env: &Envelope, model: &ModelConfig) -> Result<()> {
+    if let Some(mt) = &env.model_type {
+        if mt != model.arch.model_type() {
+            return Err(Error::Incompatible(format!(
+                "{}: made for model type `{mt}`, but the base model is `{}`",
+                env.path.display(),
+                model.arch.model_type()
+            )));
+        }
+    }
+    if let Some(h) = env.hidden_size {
+        if h != model.hidden_size {
+            return Err(Error::Incompatible(format!(
+                "{}: made for hidden size {h}, but the base model has hidden size {}",
+                env.path.display(),
+                model.hidden_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn envelope_json(model: &ModelConfig, name: &str, config: Value) -> Map<String, Value> {
+    let v = json!({
+        "config": config,
+        "hidden_size": model.hidden_size,
+        "model_class": model.arch.adapter_model_class(),
+        "model_name": model.name_or_path,
+        "model_type": model.arch.model_type(),
+        "name": name,
+        "version": LIBRARY_VERSION,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Puts keys into the full form we use: model prefix, current names.
+fn normalize_key(key: &str, prefix: &str) -> String {
+    // Names of adapter-transformers 1.x.
+    let key = key.replace(".layer_text_task_adapters.", ".adapters.").replace(".attention_text_task_adapters.", ".adapters.");
+    if key.starts_with(&format!("{prefix}.")) || key.starts_with("heads.") {
+        key
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// `name` inside weight keys, between these markers.
+fn rename_in_key(key: &str, marker: &str, from: &str, to: &str) -> String {
+    key.replace(&format!(".{marker}.{from}."), &format!(".{marker}.{to}."))
+        .replacen(&format!("{marker}.{from}."), &format!("{marker}.{to}."), usize::from(key.starts_with(&format!("{marker}.{from}."))))
+}
+
+fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {
+    match &env.config {
+        Value::String(s) => {
+            let preset = BnPreset::from_name(s)
+                .ok_or_else(|| Error::config(&env.path, "config", format!("unknown adapter config name `{s}`")))?;
+            Ok(BnConfig::preset(preset))
+        }
+        Value::Object(m) => BnConfig::from_json(&env.path, m, env.versioned),
+        other => Err(Error::config(&env.path, "config", format!("expected an object, found {other}"))),
+    }
+}
+
+/// Reads only the config of an adapter folder (for listing and validation).
+pub fn read_adapter_config(dir: &Path) -> Result<(Envelope, BnConfig)> {
+    let env = read_envelope(dir, Artifact::Adapter)?;
+    let cfg = parse_bn_config(&env)?;
+    Ok((env, cfg))
+}
+
+/// Loads an AdapterHub adapter folder for `model`; `load_as` renames it.
+pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result<AdapterModule> {
+    let (env, config) = read_adapter_config(dir)?;
+    check_compatible(&env, &model.config)?;
+    let name = load_as.unwrap_or(&env.name).to_string();
+    let file = find_weights(dir, Artifact::Adapter)?;
+    let tensors = weights::read_state_dict(&file)?;
+    let module = AdapterModule::new(&model.config, &name, config, model.device())?;
+    let prefix = model.config.arch.prefix();
+    // `adapter_norm_before` is the same LayerNorm as `adapter_down.0`, saved twice by the library.
+    // The library saves by substring match, so a file may hold other adapters' weights: keep ours.
+    let ours = format!(".adapters.{}.", env.name);
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, t)| (normalize_key(&k, prefix), t))
+        .filter(|(k, _)| k.contains(&ours) && !k.contains(".adapter_norm_before."))
+        .collect();
+    weights::assign(&module.vs, &file, tensors, |k| rename_in_key(k, "adapters", &env.name, &name), Some("adapter"))?;
+    Ok(module)
+}
+
+pub fn save_adapter(adapter: &AdapterModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
+    let config = Value::Object(adapter.config.raw.clone());
+    let mut state = weights::state_dict_of(&adapter.vs);
+    if adapter.config.ln_before {
+        // Mirror the library, which saves the input LayerNorm under both of its module names.
+        let extra: Vec<(String, Tensor)> = state
+            .iter()
+            .filter(|(k, _)| k.contains(".adapter_down.0."))
+            .map(|(k, t)| (k.replace(".adapter_down.0.", ".adapter_norm_before."), t.shallow_clone()))
+            .collect();
+        state.extend(extra);
+        state.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    weights::write_state_dict(&dir.join(Artifact::Adapter.weights_file(format)), &state)?;
+    write_json_atomic(&dir.join(Artifact::Adapter.config_file()), &Value::Object(envelope_json(model, &adapter.name, config)))
+}
+
+/// Loads a fusion folder; all of its `adapter_names` must already be loaded.
+pub fn load_fusion(
+    dir: &Path,
+    model: &BaseModel,
+    adapters: &std::collections::BTreeMap<String, AdapterModule>,
+) -> Result<FusionModule> {
+    let env = read_envelope(dir, Artifact::Fusion)?;
+    check_compatible(&env, &model.config)?;
+    let names: Vec<String> = match env.raw.get("adapter_names") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::config(&env.path, "adapter_names", format!("expected names, found {v}"))))
+            .collect::<Result<_>>()?,
+        _ => env.name.split(',').map(str::to_string).collect(),
+    };
+    let members = names
+        .iter()
+        .map(|n| {
+            adapters.get(n).ok_or_else(|| {
+                Error::Incompatible(format!(
+                    "{}: fusion `{}` needs adapter `{n}`, which is not loaded (loaded: {})",
+                    env.path.display(),
+                    env.name,
+                    adapters.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = FusionConfig::from_json(&env.path, &env.config)?;
+    let module = FusionModule::new(&model.config, &members, config, model.device())?;
+    let file = find_weights(dir, Artifact::Fusion)?;
+    let tensors = weights::read_state_dict(&file)?;
+    let prefix = model.config.arch.prefix();
+    // Saving fusion "a,b" in the library also writes "a,b,c" (substring match): keep ours.
+    let ours = format!(".adapter_fusion_layer.{}.", module.name);
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(k, t)| (normalize_key(&k, prefix), t))
+        .filter(|(k, _)| k.contains(&ours))
+        .collect();
+    weights::assign(&module.vs, &file, tensors, |k| k.to_string(), Some("fusion"))?;
+    Ok(module)
+}
+
+pub fn save_fusion(fusion: &FusionModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
+    weights::write_state_dict(&dir.join(Artifact::Fusion.weights_file(format)), &weights::state_dict_of(&fusion.vs))?;
+    let mut env = envelope_json(model, &fusion.name, Value::Object(fusion.config.to_json()));
+    env.insert("adapter_names".into(), json!(fusion.adapter_names));
+    write_json_atomic(&dir.join(Artifact::Fusion.config_file()), &Value::Object(env))
+}
+
+pub fn read_head_config(dir: &Path) -> Result<(Envelope, HeadConfig)> {
+    let env = read_envelope(dir, Artifact::Head)?;
+    let m = env
+        .config
+        .as_object()
+        .ok_or_else(|| Error::config(&env.path, "config", "expected an object"))?;
+    let cfg = HeadConfig::from_json(&env.path, m)?;
+    Ok((env, cfg))
+}
+
+pub fn load_head(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result<HeadModule> {
+    let (env, config) = read_head_config(dir)?;
+    check_compatible(&env, &model.config)?;
+    let name = load_as.unwrap_or(&env.name).to_string();
+    let head = HeadModule::new(&model.config, &name, config, model.device())?;
+    let file = find_weights(dir, Artifact::Head)?;
+    let tensors = weights::read_state_dict(&file)?;
+    let ours = format!("heads.{}.", env.name);
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| k.starts_with(&ours)).collect();
+    weights::assign(&head.vs, &file, tensors, |k| rename_in_key(k, "heads", &env.name, &name), Some("head"))?;
+    Ok(head)
+}
+
+pub fn save_head(head: &HeadModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
+    weights::write_state_dict(&dir.join(Artifact::Head.weights_file(format)), &weights::state_dict_of(&head.vs))?;
+    let env = envelope_json(model, &head.name, Value::Object(head.config.to_json()));
+    write_json_atomic(&dir.join(Artifact::Head.config_file()), &Value::Object(env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_get_the_model_prefix_and_current_names() {
+        assert_eq!(
+            normalize_key("encoder.layer.0.output.layer_text_task_adapters.a.adapter_up.weight", "bert"),
+            "bert.encoder.layer.0.output.adapters.a.adapter_up.weight"
+        );
+        assert_eq!(normalize_key("roberta.encoder.x", "roberta"), "roberta.encoder.x");
+        assert_eq!(normalize_key("heads.cls.1.weight", "bert"), "heads.cls.1.weight");
+    }
+
+    #[test]
+    fn renaming_touches_only_the_name_segment() {
+        assert_eq!(rename_in_key("bert.l.adapters.a.adapter_up.weight", "adapters", "a", "b"), "bert.l.adapters.b.adapter_up.weight");
+        assert_eq!(rename_in_key("heads.a.1.weight", "heads", "a", "x"), "heads.x.1.weight");
+        assert_eq!(rename_in_key("heads.ab.1.weight", "heads", "a", "x"), "heads.ab.1.weight");
+    }
+}

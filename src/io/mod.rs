@@ -1,0 +1,6 @@
+//! Files: atomic writes, JSON in AdapterHub's style, and weight files (safetensors and PyTorch `.bin`).
+pub mod atomic;
+pub mod torch_pickle;
+pub mod weights;
+
+pub use atomic::{read_json, write_atomic, write_json_atomic};

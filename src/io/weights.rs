@@ -1,0 +1,237 @@
+//! Reading and writing state dicts: `.safetensors` and PyTorch `.bin` (restricted unpickler).
+//! Tensors come back on the CPU in file order; loaders copy them into a `VarStore`.
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use super::torch_pickle::{self, DType, RawTensor};
+use crate::error::{Error, Result};
+
+pub type StateDict = Vec<(String, Tensor)>;
+
+fn kind_of(dtype: DType) -> Kind {
+    match dtype {
+        DType::F32 => Kind::Float,
+        DType::F64 => Kind::Double,
+        DType::F16 => Kind::Half,
+        DType::BF16 => Kind::BFloat16,
+        DType::I64 => Kind::Int64,
+        DType::I32 => Kind::Int,
+        DType::I16 => Kind::Int16,
+        DType::I8 => Kind::Int8,
+        DType::U8 => Kind::Uint8,
+        DType::Bool => Kind::Bool,
+    }
+}
+
+fn dtype_of(kind: Kind) -> Option<DType> {
+    Some(match kind {
+        Kind::Float => DType::F32,
+        Kind::Double => DType::F64,
+        Kind::Half => DType::F16,
+        Kind::BFloat16 => DType::BF16,
+        Kind::Int64 => DType::I64,
+        Kind::Int => DType::I32,
+        Kind::Int16 => DType::I16,
+        Kind::Int8 => DType::I8,
+        Kind::Uint8 => DType::U8,
+        Kind::Bool => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn safetensors_kind(dtype: safetensors::Dtype) -> Option<Kind> {
+    use safetensors::Dtype as D;
+    Some(match dtype {
+        D::F32 => Kind::Float,
+        D::F64 => Kind::Double,
+        D::F16 => Kind::Half,
+        D::BF16 => Kind::BFloat16,
+        D::I64 => Kind::Int64,
+        D::I32 => Kind::Int,
+        D::I16 => Kind::Int16,
+        D::I8 => Kind::Int8,
+        D::U8 => Kind::Uint8,
+        D::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+fn to_safetensors_dtype(kind: Kind) -> Option<safetensors::Dtype> {
+    use safetensors::Dtype as D;
+    Some(match kind {
+        Kind::Float => D::F32,
+        Kind::Double => D::F64,
+        Kind::Half => D::F16,
+        Kind::BFloat16 => D::BF16,
+        Kind::Int64 => D::I64,
+        Kind::Int => D::I32,
+        Kind::Int16 => D::I16,
+        Kind::Int8 => D::I8,
+        Kind::Uint8 => D::U8,
+        Kind::Bool => D::BOOL,
+        _ => return None,
+    })
+}
+
+fn tensor_from_bytes(path: &Path, key: &str, data: &[u8], shape: &[usize], kind: Kind) -> Result<Tensor> {
+    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Tensor::f_from_data_size(data, &shape, kind)
+        .map_err(|e| Error::weights(path, format!("tensor `{key}`: {e}")))
+}
+
+fn tensor_bytes(tensor: &Tensor) -> Vec<u8> {
+    let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
+    let numel = tensor.numel();
+    let mut buf = vec![0u8; numel * tensor.kind().elt_size_in_bytes()];
+    tensor.copy_data_u8(&mut buf, numel);
+    buf
+}
+
+/// Reads a `.safetensors` or a PyTorch `.bin` file. A `.bin` is read by a restricted unpickler
+/// that only rebuilds tensors: a weights file never runs code.
+pub fn read_state_dict(path: &Path) -> Result<StateDict> {
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    if is_safetensors {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+        // Keep the file's order of tensors (by offset), like Python's `load_file`.
+        let mut entries: Vec<_> = st.tensors();
+        entries.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
+        entries
+            .into_iter()
+            .map(|(name, view)| {
+                let kind = safetensors_kind(view.dtype())
+                    .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported dtype {:?}", view.dtype())))?;
+                let t = tensor_from_bytes(path, &name, view.data(), view.shape(), kind)?;
+                Ok((name, t))
+            })
+            .collect()
+    } else {
+        torch_pickle::read_state_dict(path)?
+            .into_iter()
+            .map(|(name, raw)| {
+                let t = tensor_from_bytes(path, &name, &raw.data, &raw.shape, kind_of(raw.dtype))?;
+                Ok((name, t))
+            })
+            .collect()
+    }
+}
+
+/// Writes a state dict atomically; the format follows the file extension.
+pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+    if is_safetensors {
+        let mut owned = Vec::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            let dtype = to_safetensors_dtype(t.kind())
+                .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported kind {:?}", t.kind())))?;
+            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            owned.push((name.clone(), dtype, shape, tensor_bytes(t)));
+        }
+        let views = owned
+            .iter()
+            .map(|(name, dtype, shape, data)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+        let bytes = safetensors::serialize(views, metadata)
+            .map_err(|e| Error::weights(path, format!("cannot serialize: {e}")))?;
+        super::write_atomic(path, &bytes)
+    } else {
+        let raw = tensors
+            .iter()
+            .map(|(name, t)| {
+                let dtype = dtype_of(t.kind())
+                    .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported kind {:?}", t.kind())))?;
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                Ok((name.clone(), RawTensor { dtype, shape, data: tensor_bytes(t) }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        torch_pickle::write_state_dict(path, &raw)?;
+        Ok(())
+    }
+}
+
+/// Copies `tensors` into the variables of `vs`, matching names after `normalize`.
+/// Every variable must be found with the right shape. Keys left over are an error when
+/// `what` names the artifact (adapters, heads, fusions), and ignored for base models, whose
+/// files often carry pretraining heads.
+pub fn assign(
+    vs: &tch::nn::VarStore,
+    path: &Path,
+    tensors: StateDict,
+    normalize: impl Fn(&str) -> String,
+    what: Option<&str>,
+) -> Result<()> {
+    let mut by_name: std::collections::HashMap<String, Tensor> =
+        tensors.into_iter().map(|(k, t)| (normalize(&k), t)).collect();
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut var) in variables {
+        let Some(t) = by_name.remove(&name) else {
+            return Err(Error::MissingWeight { path: path.to_path_buf(), key: name, expected: var.size() });
+        };
+        if t.size() != var.size() {
+            return Err(Error::ShapeMismatch { path: path.to_path_buf(), key: name, found: t.size(), expected: var.size() });
+        }
+        tch::no_grad(|| var.copy_(&t.to_kind(var.kind()).to_device(var.device())));
+    }
+    if let Some(what) = what {
+        let mut left: Vec<_> = by_name.into_keys().collect();
+        left.sort();
+        if let Some(key) = left.into_iter().next() {
+            return Err(Error::UnexpectedWeight { path: path.to_path_buf(), key, what: what.to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// The variables of `vs` as a state dict, sorted by name.
+pub fn state_dict_of(vs: &tch::nn::VarStore) -> StateDict {
+    let mut out: StateDict = vs.variables().into_iter().map(|(k, t)| (k, t.detach())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(ext: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("w.{ext}"));
+        let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 4.0, 5.0, 6.0]).reshape([2, 3]);
+        let b = Tensor::from_slice(&[7i64, 8]);
+        write_state_dict(&path, &[("x.a".into(), a.shallow_clone()), ("x.b".into(), b.shallow_clone())]).unwrap();
+        let back = read_state_dict(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].0, "x.a");
+        assert!(back[0].1.equal(&a));
+        assert_eq!(back[1].0, "x.b");
+        assert!(back[1].1.equal(&b));
+    }
+
+    #[test]
+    fn safetensors_roundtrip_keeps_names_values_and_order() {
+        roundtrip("safetensors");
+    }
+
+    #[test]
+    fn torch_bin_roundtrip_keeps_names_values_and_order() {
+        roundtrip("bin");
+    }
+
+    #[test]
+    fn corrupt_safetensors_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+        let err = read_state_dict(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.safetensors"), "{err}");
+    }
+}

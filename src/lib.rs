@@ -1,0 +1,16 @@
+//! Adapter Studio: adapters and AdapterFusion on pretrained transformers, compatible with
+//! AdapterHub's Python `adapters` library. The library knows nothing of the GUI.
+pub mod activation;
+pub mod adapter_model;
+pub mod adapters;
+pub mod device;
+pub mod error;
+pub mod fusion;
+pub mod heads;
+pub mod hub;
+pub mod io;
+pub mod model;
+pub mod predict;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,71 @@
+//! Loading a base model from a Hugging Face folder: config, weights and tokenizer.
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device};
+
+use super::config::ModelConfig;
+use super::encoder::Encoder;
+use crate::error::{Error, Result};
+use crate::io::weights;
+use crate::tokenizer::TextTokenizer;
+
+pub struct BaseModel {
+    pub dir: PathBuf,
+    pub config: ModelConfig,
+    /// Frozen pretrained weights; adapters, fusions and heads live in VarStores of their own.
+    pub vs: nn::VarStore,
+    pub encoder: Encoder,
+    pub tokenizer: TextTokenizer,
+}
+
+/// The weights file of a model folder: safetensors preferred, as transformers does.
+pub fn weights_file(dir: &Path) -> Result<PathBuf> {
+    for name in ["model.safetensors", "pytorch_model.bin"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::weights(dir, "no model.safetensors or pytorch_model.bin in the model folder"))
+}
+
+impl BaseModel {
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::load(dir, &config)?;
+        let file = weights_file(dir)?;
+        let tensors = weights::read_state_dict(&file)?;
+        let prefix = config.arch.prefix();
+        let with_pooler = tensors.iter().any(|(k, _)| k.ends_with("pooler.dense.weight"));
+        let mut vs = nn::VarStore::new(device);
+        let encoder = Encoder::new(&vs.root(), &config, with_pooler);
+        let normalize = |key: &str| {
+            // Older checkpoints name LayerNorm parameters gamma/beta.
+            let key = key.strip_suffix(".gamma").map(|k| format!("{k}.weight")).unwrap_or_else(|| key.to_string());
+            let key = key.strip_suffix(".beta").map(|k| format!("{k}.bias")).unwrap_or(key);
+            if key.starts_with(&format!("{prefix}.")) {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            }
+        };
+        weights::assign(&vs, &file, tensors, normalize, None)?;
+        vs.freeze();
+        let mut model = BaseModel { dir: dir.to_path_buf(), config, vs, encoder, tokenizer };
+        if model.config.name_or_path.as_deref().is_none_or(str::is_empty) {
+            model.config.name_or_path = Some(dir.to_string_lossy().into_owned());
+        }
+        Ok(model)
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+}

@@ -1,0 +1,167 @@
+//! `predict`: load a base model with AdapterHub adapters, an optional fusion and a head, and
+//! run texts as one padded batch. Its JSON output is a contract other tools rely on.
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
+use crate::adapters::Setup;
+use crate::error::{Error, Result};
+use crate::heads::HeadType;
+use crate::hub;
+use crate::model::BaseModel;
+
+#[derive(Debug, Clone)]
+pub struct PredictSpec {
+    pub model: PathBuf,
+    pub adapters: Vec<PathBuf>,
+    pub fusion: Option<PathBuf>,
+    pub head: PathBuf,
+    pub device: Device,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_pair: Option<String>,
+    /// [labels], or [tokens][labels] for tagging heads.
+    pub logits: Value,
+    pub probabilities: Value,
+    /// The label name; a list for multi-label and tagging heads; null for regression.
+    pub label: Value,
+    /// fusion_attention[layer][adapter]: mean over the example's non-padding tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fusion_attention: Option<Vec<Vec<f64>>>,
+    /// The adapter names in the order of `fusion_attention`'s columns.
+    #[serde(skip)]
+    pub fusion_adapters: Vec<String>,
+    #[serde(skip)]
+    pub tokens: Vec<String>,
+}
+
+/// Loads everything a prediction needs. The setup is Fuse(adapter_names) with a fusion,
+/// otherwise a Stack of the adapters in the given order.
+pub fn load(spec: &PredictSpec) -> Result<AdapterModel> {
+    let base = BaseModel::load(&spec.model, spec.device)?;
+    let mut model = AdapterModel::new(base);
+    let mut order = Vec::new();
+    for dir in &spec.adapters {
+        let adapter = hub::load_adapter(dir, &model.base, None)?;
+        order.push(adapter.name.clone());
+        model.add_adapter(adapter)?;
+    }
+    let setup = match &spec.fusion {
+        Some(dir) => {
+            let fusion = hub::load_fusion(dir, &model.base, &model.adapters)?;
+            let setup = Setup::fuse_of(&fusion.adapter_names);
+            model.fusions.insert(fusion.name.clone(), fusion);
+            Some(setup)
+        }
+        None if order.is_empty() => None,
+        None => Some(Setup::stack_of(&order)),
+    };
+    model.set_setup(setup)?;
+    let head = hub::load_head(&spec.head, &model.base, None)?;
+    model.add_head(head);
+    Ok(model)
+}
+
+fn to_vec2(t: &Tensor) -> Result<Vec<Vec<f64>>> {
+    Ok(Vec::<Vec<f64>>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu))?)
+}
+
+/// Runs `texts` (text, optional pair) through `model` as one padded batch.
+pub fn predict(model: &AdapterModel, texts: &[(String, Option<String>)]) -> Result<Vec<Prediction>> {
+    if texts.is_empty() {
+        return Err(Error::Invalid("no input texts (give --text or --input)".into()));
+    }
+    let head_name = model.active_head.as_ref().ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
+    let head = &model.heads[head_name];
+    let batch = model.base.tokenizer.encode_batch(texts, model.base.device())?;
+    let out = tch::no_grad(|| model.forward(&batch, false))?;
+    let logits = out.logits.ok_or_else(|| Error::Invalid("the model produced no logits".into()))?;
+    let probs = head.probabilities(&logits);
+    let mask = batch.attention_mask.to_kind(Kind::Float);
+
+    // Per-example mean fusion weights over real tokens: [batch, layers, adapters].
+    let (fusion_means, fusion_adapters) = match &model.setup {
+        Some(s @ Setup::Fuse(_)) => {
+            let name = s.name();
+            let per_layer = fusion_weights_by_layer(&out.fusion, &name);
+            let m = mask.unsqueeze(-1);
+            let means: Vec<Tensor> = per_layer
+                .iter()
+                .map(|r| (&r.probs * &m).sum_dim_intlist(1, false, Kind::Float) / m.sum_dim_intlist(1, false, Kind::Float))
+                .collect();
+            let stacked = if means.is_empty() { None } else { Some(Tensor::stack(&means, 1)) };
+            (stacked, model.fusions[&name].adapter_names.clone())
+        }
+        _ => (None, Vec::new()),
+    };
+
+    let labels = &head.config.labels;
+    let mut out_preds = Vec::with_capacity(texts.len());
+    for (i, (text, pair)) in texts.iter().enumerate() {
+        let i64i = i as i64;
+        let n_tokens = batch.tokens[i].len() as i64;
+        let (logits_v, probs_v, label) = match head.config.head_type {
+            HeadType::Tagging => {
+                let l = to_vec2(&logits.get(i64i).narrow(0, 0, n_tokens))?;
+                let p = to_vec2(&probs.get(i64i).narrow(0, 0, n_tokens))?;
+                let tags: Vec<Value> = p.iter().map(|row| Value::from(labels[argmax(row)].clone())).collect();
+                (serde_json::to_value(l), serde_json::to_value(p), Value::Array(tags))
+            }
+            kind => {
+                let l = Vec::<f64>::try_from(logits.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu))?;
+                let p = Vec::<f64>::try_from(probs.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu))?;
+                let label = if head.config.is_regression() {
+                    Value::Null
+                } else if kind == HeadType::MultiLabel {
+                    Value::Array(p.iter().zip(labels).filter(|(x, _)| **x > 0.5).map(|(_, l)| Value::from(l.clone())).collect())
+                } else {
+                    Value::from(labels[argmax(&p)].clone())
+                };
+                (serde_json::to_value(l), serde_json::to_value(p), label)
+            }
+        };
+        let fusion_attention = match &fusion_means {
+            Some(t) => Some(to_vec2(&t.get(i64i))?),
+            None => None,
+        };
+        out_preds.push(Prediction {
+            text: text.clone(),
+            text_pair: pair.clone(),
+            logits: logits_v.unwrap_or(Value::Null),
+            probabilities: probs_v.unwrap_or(Value::Null),
+            label,
+            fusion_attention,
+            fusion_adapters: fusion_adapters.clone(),
+            tokens: batch.tokens[i].clone(),
+        });
+    }
+    Ok(out_preds)
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .0
+}
+
+/// Reads `--input`: one text per line; a tab separates text and text_pair.
+pub fn read_input_file(path: &std::path::Path) -> Result<Vec<(String, Option<String>)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('\t') {
+            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+            None => (l.to_string(), None),
+        })
+        .collect())
+}
