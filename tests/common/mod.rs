@@ -32,3 +32,38 @@ pub fn assert_close(label: &str, got: &[f64], want: &[f64], tol: f64) {
 pub fn venv_python() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python")
 }
+
+pub fn demo_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("demo-model")
+}
+
+/// Runs the reference script with `args`; panics with its stderr if it fails.
+pub fn run_reference_script(args: &[&std::ffi::OsStr]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("reference").join("make_fixtures.py");
+    let out = std::process::Command::new(venv_python())
+        .arg(&script)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    assert!(out.status.success(), "reference script {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Adapters, fusion and head made by the Python library on the real MiniLM model. Too big to
+/// commit (13 MB), so the committed script writes them once per build folder.
+pub fn minilm_fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minilm-fixtures");
+    if dir.join("reference.json").is_file() {
+        return dir;
+    }
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("minilm-fixtures.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    run_reference_script(&["--minilm".as_ref(), tmp.as_os_str()]);
+    // Another test binary may have finished first; either copy is the same.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir
+}
