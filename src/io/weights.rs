@@ -121,6 +121,9 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict> {
 
 /// Writes a state dict atomically; the format follows the file extension.
 pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     if is_safetensors {
         let mut owned = Vec::with_capacity(tensors.len());

@@ -17,7 +17,7 @@ Modes
         "dynamic" fusion over them and a 2-label classification head; saves them under OUT_DIR
         and writes OUT_DIR/reference.json (texts, logits, mean fusion attention per layer).
 
-    make_fixtures.py --check-load SPEC_JSON
+    make_fixtures.py --check-load SPEC_JSON   (one spec object, or a list of them)
         Loads a model + adapters + fusion + head described by SPEC_JSON with the library and
         prints {"logits": ...} (plus fusion attentions and load warnings) as JSON on stdout.
 
@@ -305,9 +305,16 @@ def normalize_spec_setup(spec):
 
 
 def check_load(spec_path):
+    """A spec object gives one result; a list of specs gives a list (one Python start-up)."""
     with open(spec_path, "r", encoding="utf-8") as f:
         spec = json.load(f)
     base = os.path.dirname(os.path.abspath(spec_path))
+    if isinstance(spec, list):
+        return [check_one(s, base) for s in spec]
+    return check_one(spec, base)
+
+
+def check_one(spec, base):
     model, names, head_name, warnings = load_from_spec(spec, base)
     setup = normalize_spec_setup(spec)
     if setup is not None and setup["type"] != "none" and not setup.get("adapters"):
