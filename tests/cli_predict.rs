@@ -1,0 +1,228 @@
+//! The `adapter-studio predict` command: its JSON contract and its one-line errors.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
+}
+
+fn adapters_dir() -> PathBuf {
+    fixtures().join("bert_tiny_adapters")
+}
+
+fn case(name: &str) -> Value {
+    cases().into_iter().find(|c| c["name"] == name).unwrap()
+}
+
+fn fuse_abc_args(cmd: &mut Command) -> &mut Command {
+    let a = adapters_dir();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .args(["--adapter".as_ref(), a.join("a").as_os_str(), "--adapter".as_ref(), a.join("b").as_os_str()])
+        .args(["--adapter".as_ref(), a.join("c").as_os_str()])
+        .arg("--fusion")
+        .arg(a.join("fusion_abc"))
+        .arg("--head")
+        .arg(a.join("head_cls"))
+}
+
+fn run_ok(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "predict failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// Runs a command expected to fail; returns its stderr, checked to be one line.
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "error should be one line: {err}");
+    err
+}
+
+#[test]
+fn predict_json_with_fusion_matches_reference_and_has_the_documented_shape() {
+    let reference = case("bert_fuse_abc");
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd);
+    for t in reference["texts"].as_array().unwrap() {
+        cmd.arg("--text").arg(t.as_str().unwrap());
+    }
+    let v = run_ok(&mut cmd);
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 3);
+    let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p["logits"])).collect();
+    assert_close("CLI logits", &logits, &floats(&reference["logits"]), 1e-4);
+    for p in preds {
+        assert!(p["text"].is_string());
+        let probs = floats(&p["probabilities"]);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+        assert!(["neg", "neu", "pos"].contains(&p["label"].as_str().unwrap()));
+        let fa = p["fusion_attention"].as_array().unwrap();
+        assert_eq!(fa.len(), 3, "one row per layer");
+        for row in fa {
+            let row = floats(row);
+            assert_eq!(row.len(), 3, "one column per fused adapter");
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "softmax weights sum to 1: {row:?}");
+        }
+    }
+    // Per-token weights from the reference, averaged over real tokens, equal the CLI's means.
+    let att = reference["fusion_attention"]["a,b,c"]["output_adapter"].as_array().unwrap();
+    let mask = reference["attention_mask"].as_array().unwrap();
+    for (b, p) in preds.iter().enumerate() {
+        let m = floats(&mask[b]);
+        let mut want = Vec::new();
+        for layer in att {
+            let tokens = layer[b].as_array().unwrap();
+            let mut mean = [0.0; 3];
+            for (t, w) in tokens.iter().enumerate() {
+                for (n, x) in floats(w).iter().enumerate() {
+                    mean[n] += x * m[t];
+                }
+            }
+            want.extend(mean.iter().map(|x| x / m.iter().sum::<f64>()));
+        }
+        assert_close("CLI mean fusion attention", &floats(&p["fusion_attention"]), &want, 1e-5);
+    }
+}
+
+#[test]
+fn predict_reads_pairs_from_an_input_file() {
+    let reference = case("bert_fuse_abc_pairs");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tsv");
+    let lines: Vec<String> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["text_pairs"].as_array().unwrap())
+        .map(|(a, b)| format!("{}\t{}", a.as_str().unwrap(), b.as_str().unwrap()))
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd).arg("--input").arg(&input);
+    let v = run_ok(&mut cmd);
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds[1]["text_pair"], reference["text_pairs"][1]);
+    let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p["logits"])).collect();
+    assert_close("pair logits", &logits, &floats(&reference["logits"]), 1e-4);
+}
+
+#[test]
+fn predict_without_fusion_stacks_adapters_and_omits_fusion_attention() {
+    let reference = case("bert_stack_houlsby_seq");
+    let a = adapters_dir();
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(a.join("houlsby"))
+        .arg("--adapter")
+        .arg(a.join("seq"))
+        .arg("--head")
+        .arg(a.join("head_cls"));
+    for t in reference["texts"].as_array().unwrap() {
+        cmd.arg("--text").arg(t.as_str().unwrap());
+    }
+    let v = run_ok(&mut cmd);
+    let preds = v["predictions"].as_array().unwrap();
+    assert!(preds.iter().all(|p| p.get("fusion_attention").is_none()));
+    let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p["logits"])).collect();
+    assert_close("stack logits", &logits, &floats(&reference["logits"]), 1e-4);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn predict_single(adapter: &Path) -> String {
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--text", "hello", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(adapter)
+        .arg("--head")
+        .arg(adapters_dir().join("head_cls"));
+    run_err(&mut cmd)
+}
+
+#[test]
+fn missing_model_folder_is_one_line_naming_the_folder() {
+    let mut cmd = bin();
+    cmd.args(["predict", "--model", "/no/such/model", "--head", "/no/head", "--text", "x"]);
+    let err = run_err(&mut cmd);
+    assert!(err.contains("/no/such/model"), "{err}");
+}
+
+#[test]
+fn adapter_for_another_base_model_is_refused_with_the_reason() {
+    let err = predict_single(&fixtures().join("roberta_tiny_adapters").join("seq"));
+    assert!(err.contains("model type `roberta`") && err.contains("`bert`"), "{err}");
+}
+
+#[test]
+fn adapter_with_other_hidden_size_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("seq");
+    copy_dir(&adapters_dir().join("seq"), &a);
+    let cfg_path = a.join("adapter_config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["hidden_size"] = 768.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = predict_single(&a);
+    assert!(err.contains("hidden size 768"), "{err}");
+}
+
+#[test]
+fn truncated_weights_are_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        // `a` is safetensors, `b` a PyTorch .bin.
+        let d = dir.path().join(name);
+        copy_dir(&adapters_dir().join(name), &d);
+        let weights = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).find(|p| !p.ends_with("adapter_config.json")).unwrap();
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let err = predict_single(&d);
+        assert!(err.contains(&weights.display().to_string()), "{err}");
+    }
+}
+
+#[test]
+fn unknown_config_value_is_an_error_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("seq");
+    copy_dir(&adapters_dir().join("seq"), &a);
+    let cfg_path = a.join("adapter_config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["config"]["non_linearity"] = "wiggle".into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = predict_single(&a);
+    assert!(err.contains("config.non_linearity") && err.contains("wiggle"), "{err}");
+}
+
+#[test]
+fn fusion_whose_adapters_are_not_given_names_the_missing_adapter() {
+    let a = adapters_dir();
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--text", "x", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(a.join("a"))
+        .arg("--fusion")
+        .arg(a.join("fusion_abc"))
+        .arg("--head")
+        .arg(a.join("head_cls"));
+    let err = run_err(&mut cmd);
+    assert!(err.contains("adapter `b`"), "{err}");
+}
