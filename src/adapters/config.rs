@@ -310,3 +310,54 @@ impl BnConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unversioned_files_read_gelu_as_the_tanh_approximation() {
+        let mut m = BnPreset::SeqBn.to_json();
+        m.insert("non_linearity".into(), json!("gelu"));
+        let old = BnConfig::from_json(Path::new("x"), &m, false).unwrap();
+        assert_eq!(old.non_linearity, Activation::GeluTanh);
+        let new = BnConfig::from_json(Path::new("x"), &m, true).unwrap();
+        assert_eq!(new.non_linearity, Activation::Gelu);
+        m.insert("non_linearity".into(), json!("gelu_orig"));
+        assert_eq!(BnConfig::from_json(Path::new("x"), &m, false).unwrap().non_linearity, Activation::Gelu);
+    }
+
+    #[test]
+    fn reduction_factor_map_uses_the_layer_entry_then_default() {
+        let mut m = BnPreset::SeqBn.to_json();
+        m.insert("reduction_factor".into(), json!({"1": 4, "default": 8}));
+        let c = BnConfig::from_json(Path::new("x"), &m, true).unwrap();
+        assert_eq!(c.down_size(Path::new("x"), 32, 1).unwrap(), 8);
+        assert_eq!(c.down_size(Path::new("x"), 32, 2).unwrap(), 4);
+        m.insert("reduction_factor".into(), json!({"1": 4}));
+        let c = BnConfig::from_json(Path::new("x"), &m, true).unwrap();
+        assert!(c.down_size(Path::new("x"), 32, 0).unwrap_err().to_string().contains("default"));
+    }
+
+    #[test]
+    fn unsupported_adapter_kinds_are_refused_by_name() {
+        let mut m = BnPreset::SeqBn.to_json();
+        m.insert("phm_layer".into(), json!(true));
+        let err = BnConfig::from_json(Path::new("cfg.json"), &m, true).unwrap_err().to_string();
+        assert!(err.contains("config.phm_layer"), "{err}");
+        let mut m = BnPreset::SeqBn.to_json();
+        m.insert("architecture".into(), json!("lora"));
+        assert!(BnConfig::from_json(Path::new("x"), &m, true).unwrap_err().to_string().contains("lora"));
+    }
+
+    #[test]
+    fn presets_match_the_library_defaults() {
+        let par = BnConfig::preset(BnPreset::ParBn);
+        assert!(par.is_parallel);
+        assert_eq!(par.scaling, Scaling::Fixed(4.0));
+        assert_eq!(par.init_weights, InitWeights::MamAdapter);
+        let houlsby = BnConfig::preset(BnPreset::DoubleSeqBn);
+        assert!(houlsby.mh_adapter && houlsby.output_adapter && !houlsby.original_ln_before);
+        assert_eq!(houlsby.non_linearity, Activation::Silu);
+    }
+}
