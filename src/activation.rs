@@ -23,7 +23,9 @@ impl Activation {
         Some(match name.to_ascii_lowercase().as_str() {
             "relu" => Activation::Relu,
             "gelu" | "gelu_python" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => Activation::GeluTanh,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_accurate" => {
+                Activation::GeluTanh
+            }
             "swish" | "silu" => Activation::Silu,
             "tanh" => Activation::Tanh,
             "sigmoid" => Activation::Sigmoid,

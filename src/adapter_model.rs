@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use tch::Tensor;
 
-use crate::adapters::{AdapterModule, FusionModule, FusionRecord, Location, NoAdapters, Plugins, Setup};
+use crate::adapters::{
+    AdapterModule, FusionModule, FusionRecord, Location, NoAdapters, Plugins, Setup,
+};
 use crate::error::{Error, Result};
 use crate::heads::HeadModule;
 use crate::model::BaseModel;
@@ -40,7 +42,10 @@ impl AdapterModel {
 
     pub fn add_adapter(&mut self, adapter: AdapterModule) -> Result<()> {
         if self.adapters.contains_key(&adapter.name) {
-            return Err(Error::Invalid(format!("an adapter named `{}` is already loaded", adapter.name)));
+            return Err(Error::Invalid(format!(
+                "an adapter named `{}` is already loaded",
+                adapter.name
+            )));
         }
         self.adapters.insert(adapter.name.clone(), adapter);
         Ok(())
@@ -57,7 +62,9 @@ impl AdapterModel {
             s.validate()?;
             for name in s.flatten() {
                 if !self.adapters.contains_key(name) {
-                    return Err(Error::Invalid(format!("the setup {s} names adapter `{name}`, which is not loaded")));
+                    return Err(Error::Invalid(format!(
+                        "the setup {s} names adapter `{name}`, which is not loaded"
+                    )));
                 }
             }
             fn fuses(s: &Setup, out: &mut Vec<String>) {
@@ -69,7 +76,9 @@ impl AdapterModel {
             let mut needed = Vec::new();
             fuses(s, &mut needed);
             if let Some(missing) = needed.iter().find(|n| !self.fusions.contains_key(*n)) {
-                return Err(Error::Invalid(format!("the setup {s} needs fusion `{missing}`, which is not loaded")));
+                return Err(Error::Invalid(format!(
+                    "the setup {s} needs fusion `{missing}`, which is not loaded"
+                )));
             }
         }
         self.setup = setup;
@@ -79,8 +88,18 @@ impl AdapterModel {
     /// Runs the encoder with the active setup and, if there is one, the active head.
     pub fn forward(&self, batch: &Batch, train: bool) -> Result<Output> {
         let channels = self.setup.as_ref().map_or(1, Setup::parallel_channels) as i64;
-        let rep = |t: &Tensor| if channels > 1 { t.repeat([channels, 1]) } else { t.shallow_clone() };
-        let (ids, types, mask) = (rep(&batch.input_ids), rep(&batch.token_type_ids), rep(&batch.attention_mask));
+        let rep = |t: &Tensor| {
+            if channels > 1 {
+                t.repeat([channels, 1])
+            } else {
+                t.shallow_clone()
+            }
+        };
+        let (ids, types, mask) = (
+            rep(&batch.input_ids),
+            rep(&batch.token_type_ids),
+            rep(&batch.attention_mask),
+        );
         let enc = &self.base.encoder;
         let (hidden, fusion) = match &self.setup {
             Some(setup) => {
@@ -88,7 +107,10 @@ impl AdapterModel {
                 let h = enc.forward(&ids, Some(&types), &mask, &mut plugins, train)?;
                 (h, plugins.records)
             }
-            None => (enc.forward(&ids, Some(&types), &mask, &mut NoAdapters, train)?, Vec::new()),
+            None => (
+                enc.forward(&ids, Some(&types), &mask, &mut NoAdapters, train)?,
+                Vec::new(),
+            ),
         };
         let logits = match self.active_head.as_ref().and_then(|h| self.heads.get(h)) {
             Some(head) => {
@@ -97,16 +119,26 @@ impl AdapterModel {
             }
             None => None,
         };
-        Ok(Output { hidden, logits, fusion })
+        Ok(Output {
+            hidden,
+            logits,
+            fusion,
+        })
     }
 }
 
 /// Per-layer fusion weights of one fusion at one location kind, ordered by layer:
 /// a list of [batch, tokens, adapters] tensors. Output locations are preferred; models whose
 /// adapters sit only after attention use those.
-pub fn fusion_weights_by_layer<'a>(records: &'a [FusionRecord], fusion: &str) -> Vec<&'a FusionRecord> {
+pub fn fusion_weights_by_layer<'a>(
+    records: &'a [FusionRecord],
+    fusion: &str,
+) -> Vec<&'a FusionRecord> {
     let of = |loc: Location| -> Vec<&FusionRecord> {
-        let mut v: Vec<_> = records.iter().filter(|r| r.fusion == fusion && r.location == loc).collect();
+        let mut v: Vec<_> = records
+            .iter()
+            .filter(|r| r.fusion == fusion && r.location == loc)
+            .collect();
         v.sort_by_key(|r| r.layer);
         v
     };

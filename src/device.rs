@@ -9,9 +9,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "auto" => Ok(Device::cuda_if_available()),
         "cpu" => Ok(Device::Cpu),
         "cuda" => cuda(0),
-        s => match s.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+        s => match s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => cuda(n),
-            None => Err(Error::Invalid(format!("unknown device `{spec}` (auto, cpu, cuda or cuda:N)"))),
+            None => Err(Error::Invalid(format!(
+                "unknown device `{spec}` (auto, cpu, cuda or cuda:N)"
+            ))),
         },
     }
 }
@@ -21,9 +26,13 @@ fn cuda(index: usize) -> Result<Device> {
     if index < count {
         Ok(Device::Cuda(index))
     } else if count == 0 {
-        Err(Error::Invalid("CUDA was requested but no CUDA device is available".into()))
+        Err(Error::Invalid(
+            "CUDA was requested but no CUDA device is available".into(),
+        ))
     } else {
-        Err(Error::Invalid(format!("CUDA device {index} requested but only {count} available")))
+        Err(Error::Invalid(format!(
+            "CUDA device {index} requested but only {count} available"
+        )))
     }
 }
 

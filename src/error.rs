@@ -5,22 +5,45 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 
     #[error("{path}: `{field}`: {message}")]
-    Config { path: PathBuf, field: String, message: String },
+    Config {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
 
     #[error("{path}: missing weight `{key}` (expected shape {expected:?})")]
-    MissingWeight { path: PathBuf, key: String, expected: Vec<i64> },
+    MissingWeight {
+        path: PathBuf,
+        key: String,
+        expected: Vec<i64>,
+    },
 
     #[error("{path}: weight `{key}` has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch { path: PathBuf, key: String, found: Vec<i64>, expected: Vec<i64> },
+    ShapeMismatch {
+        path: PathBuf,
+        key: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
 
     #[error("{path}: unexpected weight `{key}` (not part of this {what})")]
-    UnexpectedWeight { path: PathBuf, key: String, what: String },
+    UnexpectedWeight {
+        path: PathBuf,
+        key: String,
+        what: String,
+    },
 
     #[error("{path}: {message}")]
     Weights { path: PathBuf, message: String },
@@ -45,12 +68,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
-    pub fn config(path: impl Into<PathBuf>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config { path: path.into(), field: field.into(), message: message.into() }
+    pub fn config(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Config {
+            path: path.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Weights { path: path.into(), message: message.into() }
+        Error::Weights {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }

@@ -43,7 +43,12 @@ impl Default for FusionConfig {
 impl FusionConfig {
     /// "static" fusion of the library: no value matrix, no regulariser.
     pub fn static_preset() -> Self {
-        FusionConfig { value: false, regularization: false, value_initialized: false, ..Default::default() }
+        FusionConfig {
+            value: false,
+            regularization: false,
+            value_initialized: false,
+            ..Default::default()
+        }
     }
 
     pub fn from_json(path: &Path, v: &Value) -> Result<Self> {
@@ -51,10 +56,16 @@ impl FusionConfig {
             return match name {
                 "dynamic" => Ok(Self::default()),
                 "static" => Ok(Self::static_preset()),
-                other => Err(Error::config(path, "config", format!("unknown fusion config `{other}` (dynamic or static)"))),
+                other => Err(Error::config(
+                    path,
+                    "config",
+                    format!("unknown fusion config `{other}` (dynamic or static)"),
+                )),
             };
         }
-        let m = v.as_object().ok_or_else(|| Error::config(path, "config", format!("expected an object, found {v}")))?;
+        let m = v.as_object().ok_or_else(|| {
+            Error::config(path, "config", format!("expected an object, found {v}"))
+        })?;
         let d = Self::default();
         let flag = |key: &str, default: bool| -> Result<bool> {
             match m.get(key) {
@@ -62,15 +73,26 @@ impl FusionConfig {
                 Some(Value::Bool(b)) => Ok(*b),
                 // value_initialized is typed `str` in the library but used as a truth value.
                 Some(Value::String(s)) => Ok(!s.is_empty()),
-                Some(other) => Err(Error::config(path, format!("config.{key}"), format!("expected true or false, found {other}"))),
+                Some(other) => Err(Error::config(
+                    path,
+                    format!("config.{key}"),
+                    format!("expected true or false, found {other}"),
+                )),
             }
         };
-        let dropout_prob = match m.get("dropout_prob") {
-            None | Some(Value::Null) => None,
-            Some(x) => Some(x.as_f64().filter(|p| (0.0..1.0).contains(p)).ok_or_else(|| {
-                Error::config(path, "config.dropout_prob", format!("expected a probability, found {x}"))
-            })?),
-        };
+        let dropout_prob =
+            match m.get("dropout_prob") {
+                None | Some(Value::Null) => None,
+                Some(x) => Some(x.as_f64().filter(|p| (0.0..1.0).contains(p)).ok_or_else(
+                    || {
+                        Error::config(
+                            path,
+                            "config.dropout_prob",
+                            format!("expected a probability, found {x}"),
+                        )
+                    },
+                )?),
+            };
         Ok(FusionConfig {
             key: flag("key", d.key)?,
             query: flag("query", d.query)?,
@@ -117,7 +139,10 @@ pub struct FusionLayer {
 
 fn bert_linear(p: nn::Path, d: i64, bias: bool) -> nn::Linear {
     let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
         bs_init: bias.then_some(nn::Init::Const(0.0)),
         bias,
     };
@@ -159,9 +184,19 @@ impl FusionLayer {
 
     /// `up`: [batch, tokens, adapters, hidden]. Returns the fused output (residual added)
     /// and the attention probabilities [batch, tokens, adapters].
-    pub fn forward(&self, query: &Tensor, up: &Tensor, residual: &Tensor, train: bool) -> (Tensor, Tensor) {
+    pub fn forward(
+        &self,
+        query: &Tensor,
+        up: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> (Tensor, Tensor) {
         // In the library key and value are the same tensor and the residual is added to it in place.
-        let up = if self.cfg.residual_before { up + residual.unsqueeze(2) } else { up.shallow_clone() };
+        let up = if self.cfg.residual_before {
+            up + residual.unsqueeze(2)
+        } else {
+            up.shallow_clone()
+        };
         let q = match &self.query {
             Some(l) => l.forward(query),
             None => query.shallow_clone(),

@@ -79,13 +79,30 @@ impl HeadConfig {
             .get("num_labels")
             .and_then(Value::as_i64)
             .filter(|n| *n >= 1)
-            .ok_or_else(|| Error::config(path, "config.num_labels", "missing or not a positive integer"))?;
-        let layers = m.get("layers").and_then(Value::as_u64).filter(|n| *n >= 1).unwrap_or(2) as usize;
-        let activation_name = m.get("activation_function").and_then(Value::as_str).map(str::to_string);
+            .ok_or_else(|| {
+                Error::config(
+                    path,
+                    "config.num_labels",
+                    "missing or not a positive integer",
+                )
+            })?;
+        let layers = m
+            .get("layers")
+            .and_then(Value::as_u64)
+            .filter(|n| *n >= 1)
+            .unwrap_or(2) as usize;
+        let activation_name = m
+            .get("activation_function")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let activation = match &activation_name {
             None => None,
             Some(a) => Some(Activation::from_name(a).ok_or_else(|| {
-                Error::config(path, "config.activation_function", format!("unknown activation `{a}`"))
+                Error::config(
+                    path,
+                    "config.activation_function",
+                    format!("unknown activation `{a}`"),
+                )
             })?),
         };
         let mut labels: Vec<String> = (0..num_labels).map(|i| format!("LABEL_{i}")).collect();
@@ -94,7 +111,13 @@ impl HeadConfig {
                 let id = id
                     .as_i64()
                     .filter(|i| (0..num_labels).contains(i))
-                    .ok_or_else(|| Error::config(path, "config.label2id", format!("label `{label}` has id {id}, not in 0..{num_labels}")))?;
+                    .ok_or_else(|| {
+                        Error::config(
+                            path,
+                            "config.label2id",
+                            format!("label `{label}` has id {id}, not in 0..{num_labels}"),
+                        )
+                    })?;
                 labels[id as usize] = label.clone();
             }
         }
@@ -105,14 +128,22 @@ impl HeadConfig {
             activation,
             activation_name,
             labels,
-            use_pooler: m.get("use_pooler").and_then(Value::as_bool).unwrap_or(false),
+            use_pooler: m
+                .get("use_pooler")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             bias: m.get("bias").and_then(Value::as_bool).unwrap_or(true),
             dropout_prob: m.get("dropout_prob").and_then(Value::as_f64),
         })
     }
 
     pub fn to_json(&self) -> Map<String, Value> {
-        let label2id: Map<String, Value> = self.labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
+        let label2id: Map<String, Value> = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), json!(i)))
+            .collect();
         let mut m = json!({
             "activation_function": self.activation_name,
             "dropout_prob": self.dropout_prob,
@@ -141,13 +172,21 @@ pub struct HeadModule {
 }
 
 impl HeadModule {
-    pub fn new(model: &ModelConfig, name: &str, config: HeadConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        model: &ModelConfig,
+        name: &str,
+        config: HeadConfig,
+        device: Device,
+    ) -> Result<Self> {
         crate::adapters::bottleneck::check_name(Path::new("head config"), name)?;
         let vs = nn::VarStore::new(device);
         let p = vs.root() / "heads" / name;
         let d = model.hidden_size;
         let init = |bias: bool| nn::LinearConfig {
-            ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+            ws_init: nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
             bs_init: bias.then_some(nn::Init::Const(0.0)),
             bias,
         };
@@ -164,11 +203,22 @@ impl HeadModule {
                     index += 1;
                 }
             } else {
-                linears.push(nn::linear(&p / index, d, config.num_labels, init(config.bias)));
+                linears.push(nn::linear(
+                    &p / index,
+                    d,
+                    config.num_labels,
+                    init(config.bias),
+                ));
             }
         }
         let dropout = config.dropout_prob.unwrap_or(model.head_dropout());
-        Ok(HeadModule { name: name.to_string(), config, vs, linears, dropout })
+        Ok(HeadModule {
+            name: name.to_string(),
+            config,
+            vs,
+            linears,
+            dropout,
+        })
     }
 
     /// Logits: [batch, labels], or [batch, tokens, labels] for tagging.
@@ -176,7 +226,12 @@ impl HeadModule {
         let mut x = match self.config.head_type {
             HeadType::Tagging => hidden.shallow_clone(),
             _ if self.config.use_pooler => pooled
-                .ok_or_else(|| Error::Incompatible(format!("head `{}` uses the pooler but the model has none", self.name)))?
+                .ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "head `{}` uses the pooler but the model has none",
+                        self.name
+                    ))
+                })?
                 .shallow_clone(),
             _ => hidden.select(1, 0),
         };

@@ -98,23 +98,41 @@ pub struct Envelope {
 
 fn read_envelope(dir: &Path, artifact: Artifact) -> Result<Envelope> {
     if !dir.is_dir() {
-        return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} folder not found", artifact.what()))));
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} folder not found", artifact.what()),
+            ),
+        ));
     }
     let path = dir.join(artifact.config_file());
     let raw: Value = read_json(&path)?;
-    let raw = raw.as_object().cloned().ok_or_else(|| Error::config(&path, "(root)", "expected a JSON object"))?;
+    let raw = raw
+        .as_object()
+        .cloned()
+        .ok_or_else(|| Error::config(&path, "(root)", "expected a JSON object"))?;
     let name = raw
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::config(&path, "name", "missing"))?
         .to_string();
-    let config = raw.get("config").cloned().ok_or_else(|| Error::config(&path, "config", "missing"))?;
+    let config = raw
+        .get("config")
+        .cloned()
+        .ok_or_else(|| Error::config(&path, "config", "missing"))?;
     Ok(Envelope {
         name,
         config,
-        model_type: raw.get("model_type").and_then(Value::as_str).map(str::to_string),
+        model_type: raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         hidden_size: raw.get("hidden_size").and_then(Value::as_i64),
-        model_name: raw.get("model_name").and_then(Value::as_str).map(str::to_string),
+        model_name: raw
+            .get("model_name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         versioned: raw.get("version").is_some(),
         raw,
         path,
@@ -160,7 +178,9 @@ fn envelope_json(model: &ModelConfig, name: &str, config: Value) -> Map<String, 
 /// Puts keys into the full form we use: model prefix, current names.
 fn normalize_key(key: &str, prefix: &str) -> String {
     // Names of adapter-transformers 1.x.
-    let key = key.replace(".layer_text_task_adapters.", ".adapters.").replace(".attention_text_task_adapters.", ".adapters.");
+    let key = key
+        .replace(".layer_text_task_adapters.", ".adapters.")
+        .replace(".attention_text_task_adapters.", ".adapters.");
     if key.starts_with(&format!("{prefix}.")) || key.starts_with("heads.") {
         key
     } else {
@@ -171,18 +191,31 @@ fn normalize_key(key: &str, prefix: &str) -> String {
 /// `name` inside weight keys, between these markers.
 fn rename_in_key(key: &str, marker: &str, from: &str, to: &str) -> String {
     key.replace(&format!(".{marker}.{from}."), &format!(".{marker}.{to}."))
-        .replacen(&format!("{marker}.{from}."), &format!("{marker}.{to}."), usize::from(key.starts_with(&format!("{marker}.{from}."))))
+        .replacen(
+            &format!("{marker}.{from}."),
+            &format!("{marker}.{to}."),
+            usize::from(key.starts_with(&format!("{marker}.{from}."))),
+        )
 }
 
 fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {
     match &env.config {
         Value::String(s) => {
-            let preset = BnPreset::from_name(s)
-                .ok_or_else(|| Error::config(&env.path, "config", format!("unknown adapter config name `{s}`")))?;
+            let preset = BnPreset::from_name(s).ok_or_else(|| {
+                Error::config(
+                    &env.path,
+                    "config",
+                    format!("unknown adapter config name `{s}`"),
+                )
+            })?;
             Ok(BnConfig::preset(preset))
         }
         Value::Object(m) => BnConfig::from_json(&env.path, m, env.versioned),
-        other => Err(Error::config(&env.path, "config", format!("expected an object, found {other}"))),
+        other => Err(Error::config(
+            &env.path,
+            "config",
+            format!("expected an object, found {other}"),
+        )),
     }
 }
 
@@ -210,11 +243,22 @@ pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Res
         .map(|(k, t)| (normalize_key(&k, prefix), t))
         .filter(|(k, _)| k.contains(&ours) && !k.contains(".adapter_norm_before."))
         .collect();
-    weights::assign(&module.vs, &file, tensors, |k| rename_in_key(k, "adapters", &env.name, &name), Some("adapter"))?;
+    weights::assign(
+        &module.vs,
+        &file,
+        tensors,
+        |k| rename_in_key(k, "adapters", &env.name, &name),
+        Some("adapter"),
+    )?;
     Ok(module)
 }
 
-pub fn save_adapter(adapter: &AdapterModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
+pub fn save_adapter(
+    adapter: &AdapterModule,
+    model: &ModelConfig,
+    dir: &Path,
+    format: WeightFormat,
+) -> Result<()> {
     let config = Value::Object(adapter.config.raw.clone());
     let mut state = weights::state_dict_of(&adapter.vs);
     if adapter.config.ln_before {
@@ -222,13 +266,21 @@ pub fn save_adapter(adapter: &AdapterModule, model: &ModelConfig, dir: &Path, fo
         let extra: Vec<(String, Tensor)> = state
             .iter()
             .filter(|(k, _)| k.contains(".adapter_down.0."))
-            .map(|(k, t)| (k.replace(".adapter_down.0.", ".adapter_norm_before."), t.shallow_clone()))
+            .map(|(k, t)| {
+                (
+                    k.replace(".adapter_down.0.", ".adapter_norm_before."),
+                    t.shallow_clone(),
+                )
+            })
             .collect();
         state.extend(extra);
         state.sort_by(|a, b| a.0.cmp(&b.0));
     }
     weights::write_state_dict(&dir.join(Artifact::Adapter.weights_file(format)), &state)?;
-    write_json_atomic(&dir.join(Artifact::Adapter.config_file()), &Value::Object(envelope_json(model, &adapter.name, config)))
+    write_json_atomic(
+        &dir.join(Artifact::Adapter.config_file()),
+        &Value::Object(envelope_json(model, &adapter.name, config)),
+    )
 }
 
 /// Loads a fusion folder; all of its `adapter_names` must already be loaded.
@@ -242,7 +294,15 @@ pub fn load_fusion(
     let names: Vec<String> = match env.raw.get("adapter_names") {
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| Error::config(&env.path, "adapter_names", format!("expected names, found {v}"))))
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::config(
+                        &env.path,
+                        "adapter_names",
+                        format!("expected names, found {v}"),
+                    )
+                })
+            })
             .collect::<Result<_>>()?,
         _ => env.name.split(',').map(str::to_string).collect(),
     };
@@ -271,15 +331,32 @@ pub fn load_fusion(
         .map(|(k, t)| (normalize_key(&k, prefix), t))
         .filter(|(k, _)| k.contains(&ours))
         .collect();
-    weights::assign(&module.vs, &file, tensors, |k| k.to_string(), Some("fusion"))?;
+    weights::assign(
+        &module.vs,
+        &file,
+        tensors,
+        |k| k.to_string(),
+        Some("fusion"),
+    )?;
     Ok(module)
 }
 
-pub fn save_fusion(fusion: &FusionModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
-    weights::write_state_dict(&dir.join(Artifact::Fusion.weights_file(format)), &weights::state_dict_of(&fusion.vs))?;
+pub fn save_fusion(
+    fusion: &FusionModule,
+    model: &ModelConfig,
+    dir: &Path,
+    format: WeightFormat,
+) -> Result<()> {
+    weights::write_state_dict(
+        &dir.join(Artifact::Fusion.weights_file(format)),
+        &weights::state_dict_of(&fusion.vs),
+    )?;
     let mut env = envelope_json(model, &fusion.name, Value::Object(fusion.config.to_json()));
     env.insert("adapter_names".into(), json!(fusion.adapter_names));
-    write_json_atomic(&dir.join(Artifact::Fusion.config_file()), &Value::Object(env))
+    write_json_atomic(
+        &dir.join(Artifact::Fusion.config_file()),
+        &Value::Object(env),
+    )
 }
 
 pub fn read_head_config(dir: &Path) -> Result<(Envelope, HeadConfig)> {
@@ -300,13 +377,30 @@ pub fn load_head(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result
     let file = find_weights(dir, Artifact::Head)?;
     let tensors = weights::read_state_dict(&file)?;
     let ours = format!("heads.{}.", env.name);
-    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| k.starts_with(&ours)).collect();
-    weights::assign(&head.vs, &file, tensors, |k| rename_in_key(k, "heads", &env.name, &name), Some("head"))?;
+    let tensors: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&ours))
+        .collect();
+    weights::assign(
+        &head.vs,
+        &file,
+        tensors,
+        |k| rename_in_key(k, "heads", &env.name, &name),
+        Some("head"),
+    )?;
     Ok(head)
 }
 
-pub fn save_head(head: &HeadModule, model: &ModelConfig, dir: &Path, format: WeightFormat) -> Result<()> {
-    weights::write_state_dict(&dir.join(Artifact::Head.weights_file(format)), &weights::state_dict_of(&head.vs))?;
+pub fn save_head(
+    head: &HeadModule,
+    model: &ModelConfig,
+    dir: &Path,
+    format: WeightFormat,
+) -> Result<()> {
+    weights::write_state_dict(
+        &dir.join(Artifact::Head.weights_file(format)),
+        &weights::state_dict_of(&head.vs),
+    )?;
     let env = envelope_json(model, &head.name, Value::Object(head.config.to_json()));
     write_json_atomic(&dir.join(Artifact::Head.config_file()), &Value::Object(env))
 }
@@ -318,17 +412,35 @@ mod tests {
     #[test]
     fn keys_get_the_model_prefix_and_current_names() {
         assert_eq!(
-            normalize_key("encoder.layer.0.output.layer_text_task_adapters.a.adapter_up.weight", "bert"),
+            normalize_key(
+                "encoder.layer.0.output.layer_text_task_adapters.a.adapter_up.weight",
+                "bert"
+            ),
             "bert.encoder.layer.0.output.adapters.a.adapter_up.weight"
         );
-        assert_eq!(normalize_key("roberta.encoder.x", "roberta"), "roberta.encoder.x");
-        assert_eq!(normalize_key("heads.cls.1.weight", "bert"), "heads.cls.1.weight");
+        assert_eq!(
+            normalize_key("roberta.encoder.x", "roberta"),
+            "roberta.encoder.x"
+        );
+        assert_eq!(
+            normalize_key("heads.cls.1.weight", "bert"),
+            "heads.cls.1.weight"
+        );
     }
 
     #[test]
     fn renaming_touches_only_the_name_segment() {
-        assert_eq!(rename_in_key("bert.l.adapters.a.adapter_up.weight", "adapters", "a", "b"), "bert.l.adapters.b.adapter_up.weight");
-        assert_eq!(rename_in_key("heads.a.1.weight", "heads", "a", "x"), "heads.x.1.weight");
-        assert_eq!(rename_in_key("heads.ab.1.weight", "heads", "a", "x"), "heads.ab.1.weight");
+        assert_eq!(
+            rename_in_key("bert.l.adapters.a.adapter_up.weight", "adapters", "a", "b"),
+            "bert.l.adapters.b.adapter_up.weight"
+        );
+        assert_eq!(
+            rename_in_key("heads.a.1.weight", "heads", "a", "x"),
+            "heads.x.1.weight"
+        );
+        assert_eq!(
+            rename_in_key("heads.ab.1.weight", "heads", "a", "x"),
+            "heads.ab.1.weight"
+        );
     }
 }

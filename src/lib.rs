@@ -1,5 +1,8 @@
 //! Adapter Studio: adapters and AdapterFusion on pretrained transformers, compatible with
 //! AdapterHub's Python `adapters` library. The library knows nothing of the GUI.
+// `a += b` on tch tensors is an in-place add, which would also change every alias of `a`
+// (e.g. the adapter's `up`, returned for fusion) and can break autograd: keep `a = a + b`.
+#![allow(clippy::assign_op_pattern)]
 pub mod activation;
 pub mod adapter_model;
 pub mod adapters;

@@ -70,19 +70,34 @@ pub fn load(spec: &PredictSpec) -> Result<AdapterModel> {
 }
 
 fn to_vec2(t: &Tensor) -> Result<Vec<Vec<f64>>> {
-    Ok(Vec::<Vec<f64>>::try_from(t.to_kind(Kind::Double).to_device(Device::Cpu))?)
+    Ok(Vec::<Vec<f64>>::try_from(
+        t.to_kind(Kind::Double).to_device(Device::Cpu),
+    )?)
 }
 
 /// Runs `texts` (text, optional pair) through `model` as one padded batch.
-pub fn predict(model: &AdapterModel, texts: &[(String, Option<String>)]) -> Result<Vec<Prediction>> {
+pub fn predict(
+    model: &AdapterModel,
+    texts: &[(String, Option<String>)],
+) -> Result<Vec<Prediction>> {
     if texts.is_empty() {
-        return Err(Error::Invalid("no input texts (give --text or --input)".into()));
+        return Err(Error::Invalid(
+            "no input texts (give --text or --input)".into(),
+        ));
     }
-    let head_name = model.active_head.as_ref().ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
+    let head_name = model
+        .active_head
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
     let head = &model.heads[head_name];
-    let batch = model.base.tokenizer.encode_batch(texts, model.base.device())?;
+    let batch = model
+        .base
+        .tokenizer
+        .encode_batch(texts, model.base.device())?;
     let out = tch::no_grad(|| model.forward(&batch, false))?;
-    let logits = out.logits.ok_or_else(|| Error::Invalid("the model produced no logits".into()))?;
+    let logits = out
+        .logits
+        .ok_or_else(|| Error::Invalid("the model produced no logits".into()))?;
     let probs = head.probabilities(&logits);
     let mask = batch.attention_mask.to_kind(Kind::Float);
 
@@ -94,9 +109,16 @@ pub fn predict(model: &AdapterModel, texts: &[(String, Option<String>)]) -> Resu
             let m = mask.unsqueeze(-1);
             let means: Vec<Tensor> = per_layer
                 .iter()
-                .map(|r| (&r.probs * &m).sum_dim_intlist(1, false, Kind::Float) / m.sum_dim_intlist(1, false, Kind::Float))
+                .map(|r| {
+                    (&r.probs * &m).sum_dim_intlist(1, false, Kind::Float)
+                        / m.sum_dim_intlist(1, false, Kind::Float)
+                })
                 .collect();
-            let stacked = if means.is_empty() { None } else { Some(Tensor::stack(&means, 1)) };
+            let stacked = if means.is_empty() {
+                None
+            } else {
+                Some(Tensor::stack(&means, 1))
+            };
             (stacked, model.fusions[&name].adapter_names.clone())
         }
         _ => (None, Vec::new()),
@@ -111,16 +133,36 @@ pub fn predict(model: &AdapterModel, texts: &[(String, Option<String>)]) -> Resu
             HeadType::Tagging => {
                 let l = to_vec2(&logits.get(i64i).narrow(0, 0, n_tokens))?;
                 let p = to_vec2(&probs.get(i64i).narrow(0, 0, n_tokens))?;
-                let tags: Vec<Value> = p.iter().map(|row| Value::from(labels[argmax(row)].clone())).collect();
-                (serde_json::to_value(l), serde_json::to_value(p), Value::Array(tags))
+                let tags: Vec<Value> = p
+                    .iter()
+                    .map(|row| Value::from(labels[argmax(row)].clone()))
+                    .collect();
+                (
+                    serde_json::to_value(l),
+                    serde_json::to_value(p),
+                    Value::Array(tags),
+                )
             }
             kind => {
-                let l = Vec::<f64>::try_from(logits.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu))?;
-                let p = Vec::<f64>::try_from(probs.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu))?;
+                let l = Vec::<f64>::try_from(
+                    logits
+                        .get(i64i)
+                        .to_kind(Kind::Double)
+                        .to_device(Device::Cpu),
+                )?;
+                let p = Vec::<f64>::try_from(
+                    probs.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu),
+                )?;
                 let label = if head.config.is_regression() {
                     Value::Null
                 } else if kind == HeadType::MultiLabel {
-                    Value::Array(p.iter().zip(labels).filter(|(x, _)| **x > 0.5).map(|(_, l)| Value::from(l.clone())).collect())
+                    Value::Array(
+                        p.iter()
+                            .zip(labels)
+                            .filter(|(x, _)| **x > 0.5)
+                            .map(|(_, l)| Value::from(l.clone()))
+                            .collect(),
+                    )
                 } else {
                     Value::from(labels[argmax(&p)].clone())
                 };
@@ -148,7 +190,13 @@ pub fn predict(model: &AdapterModel, texts: &[(String, Option<String>)]) -> Resu
 fn argmax(v: &[f64]) -> usize {
     v.iter()
         .enumerate()
-        .fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+        .fold((0, f64::NEG_INFINITY), |best, (i, &x)| {
+            if x > best.1 {
+                (i, x)
+            } else {
+                best
+            }
+        })
         .0
 }
 

@@ -32,11 +32,19 @@ pub struct Batch {
 }
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Tokenizer { path: path.to_path_buf(), message: e.to_string() }
+    Error::Tokenizer {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 fn special_id(tok: &Tokenizer, path: &Path, token: &str) -> Result<u32> {
-    tok.token_to_id(token).ok_or_else(|| tok_err(path, format!("special token `{token}` is not in the vocabulary")))
+    tok.token_to_id(token).ok_or_else(|| {
+        tok_err(
+            path,
+            format!("special token `{token}` is not in the vocabulary"),
+        )
+    })
 }
 
 impl TextTokenizer {
@@ -56,7 +64,10 @@ impl TextTokenizer {
         let mut inner = if json.is_file() {
             Tokenizer::from_file(&json).map_err(|e| tok_err(&json, e))?
         } else if vocab_txt.is_file() {
-            let lower = tokenizer_config.get("do_lower_case").and_then(Value::as_bool).unwrap_or(true);
+            let lower = tokenizer_config
+                .get("do_lower_case")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             let wp = WordPiece::from_file(&vocab_txt.to_string_lossy())
                 .unk_token("[UNK]".into())
                 .build()
@@ -66,15 +77,23 @@ impl TextTokenizer {
             t.with_pre_tokenizer(Some(BertPreTokenizer));
             let sep = special_id(&t, &vocab_txt, "[SEP]")?;
             let cls = special_id(&t, &vocab_txt, "[CLS]")?;
-            t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+            t.with_post_processor(Some(BertProcessing::new(
+                ("[SEP]".into(), sep),
+                ("[CLS]".into(), cls),
+            )));
             t
         } else if vocab_json.is_file() && merges.is_file() {
             let bpe = BPE::from_file(&vocab_json.to_string_lossy(), &merges.to_string_lossy())
                 .build()
                 .map_err(|e| tok_err(&vocab_json, e))?;
-            let add_prefix_space = tokenizer_config.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(false);
+            let add_prefix_space = tokenizer_config
+                .get("add_prefix_space")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let mut t = Tokenizer::new(bpe);
-            t.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(add_prefix_space)));
+            t.with_pre_tokenizer(Some(
+                ByteLevel::default().add_prefix_space(add_prefix_space),
+            ));
             t.with_decoder(Some(ByteLevel::default()));
             let sep = special_id(&t, &vocab_json, "</s>")?;
             let cls = special_id(&t, &vocab_json, "<s>")?;
@@ -85,10 +104,17 @@ impl TextTokenizer {
             ));
             t
         } else {
-            return Err(tok_err(dir, "no tokenizer.json, vocab.txt, or vocab.json + merges.txt in the model folder"));
+            return Err(tok_err(
+                dir,
+                "no tokenizer.json, vocab.txt, or vocab.json + merges.txt in the model folder",
+            ));
         };
         // Positions available to tokens; RoBERTa reserves the first padding_idx + 1.
-        let reserved = if config.arch.offsets_positions() { config.pad_token_id + 1 } else { 0 };
+        let reserved = if config.arch.offsets_positions() {
+            config.pad_token_id + 1
+        } else {
+            0
+        };
         let by_positions = (config.max_position_embeddings - reserved).max(1) as usize;
         let by_tokenizer = tokenizer_config
             .get("model_max_length")
@@ -97,15 +123,26 @@ impl TextTokenizer {
             .unwrap_or(usize::MAX);
         let max_length = 512.min(by_positions).min(by_tokenizer);
         inner
-            .with_truncation(Some(TruncationParams { max_length, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
             .map_err(|e| tok_err(dir, e))?;
         inner.with_padding(None);
-        Ok(TextTokenizer { inner, max_length, pad_id: config.pad_token_id })
+        Ok(TextTokenizer {
+            inner,
+            max_length,
+            pad_id: config.pad_token_id,
+        })
     }
 
     /// Encodes texts (with optional pairs), special tokens added, truncated at `max_length`,
     /// padded to the longest.
-    pub fn encode_batch(&self, texts: &[(String, Option<String>)], device: Device) -> Result<Batch> {
+    pub fn encode_batch(
+        &self,
+        texts: &[(String, Option<String>)],
+        device: Device,
+    ) -> Result<Batch> {
         let mut ids = Vec::with_capacity(texts.len());
         let mut types = Vec::with_capacity(texts.len());
         let mut tokens = Vec::with_capacity(texts.len());
@@ -116,14 +153,25 @@ impl TextTokenizer {
             }
             .map_err(|e| Error::Invalid(format!("cannot tokenize `{a}`: {e}")))?;
             ids.push(enc.get_ids().iter().map(|&x| x as i64).collect::<Vec<_>>());
-            types.push(enc.get_type_ids().iter().map(|&x| x as i64).collect::<Vec<_>>());
+            types.push(
+                enc.get_type_ids()
+                    .iter()
+                    .map(|&x| x as i64)
+                    .collect::<Vec<_>>(),
+            );
             tokens.push(enc.get_tokens().to_vec());
         }
         Ok(Self::pad(ids, types, tokens, self.pad_id, device))
     }
 
     /// Pads id sequences into a batch (used for cached, pre-tokenized data too).
-    pub fn pad(ids: Vec<Vec<i64>>, types: Vec<Vec<i64>>, tokens: Vec<Vec<String>>, pad_id: i64, device: Device) -> Batch {
+    pub fn pad(
+        ids: Vec<Vec<i64>>,
+        types: Vec<Vec<i64>>,
+        tokens: Vec<Vec<String>>,
+        pad_id: i64,
+        device: Device,
+    ) -> Batch {
         let b = ids.len() as i64;
         let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(1) as i64;
         let mut flat_ids = vec![pad_id; (b * t) as usize];
@@ -133,9 +181,16 @@ impl TextTokenizer {
             let off = i * t as usize;
             flat_ids[off..off + row.len()].copy_from_slice(row);
             flat_types[off..off + ty.len()].copy_from_slice(ty);
-            flat_mask[off..off + row.len()].iter_mut().for_each(|m| *m = 1);
+            flat_mask[off..off + row.len()]
+                .iter_mut()
+                .for_each(|m| *m = 1);
         }
-        let make = |v: &[i64]| Tensor::from_slice(v).view([b, t]).to_kind(Kind::Int64).to_device(device);
+        let make = |v: &[i64]| {
+            Tensor::from_slice(v)
+                .view([b, t])
+                .to_kind(Kind::Int64)
+                .to_device(device)
+        };
         Batch {
             input_ids: make(&flat_ids),
             token_type_ids: make(&flat_types),

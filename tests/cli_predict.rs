@@ -23,7 +23,12 @@ fn fuse_abc_args(cmd: &mut Command) -> &mut Command {
     let a = adapters_dir();
     cmd.args(["predict", "--device", "cpu", "--json", "--model"])
         .arg(fixtures().join("bert_tiny"))
-        .args(["--adapter".as_ref(), a.join("a").as_os_str(), "--adapter".as_ref(), a.join("b").as_os_str()])
+        .args([
+            "--adapter".as_ref(),
+            a.join("a").as_os_str(),
+            "--adapter".as_ref(),
+            a.join("b").as_os_str(),
+        ])
         .args(["--adapter".as_ref(), a.join("c").as_os_str()])
         .arg("--fusion")
         .arg(a.join("fusion_abc"))
@@ -33,14 +38,22 @@ fn fuse_abc_args(cmd: &mut Command) -> &mut Command {
 
 fn run_ok(cmd: &mut Command) -> Value {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "predict failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "predict failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
 /// Runs a command expected to fail; returns its stderr, checked to be one line.
 fn run_err(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(err.lines().count(), 1, "error should be one line: {err}");
     err
@@ -69,11 +82,16 @@ fn predict_json_with_fusion_matches_reference_and_has_the_documented_shape() {
         for row in fa {
             let row = floats(row);
             assert_eq!(row.len(), 3, "one column per fused adapter");
-            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "softmax weights sum to 1: {row:?}");
+            assert!(
+                (row.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+                "softmax weights sum to 1: {row:?}"
+            );
         }
     }
     // Per-token weights from the reference, averaged over real tokens, equal the CLI's means.
-    let att = reference["fusion_attention"]["a,b,c"]["output_adapter"].as_array().unwrap();
+    let att = reference["fusion_attention"]["a,b,c"]["output_adapter"]
+        .as_array()
+        .unwrap();
     let mask = reference["attention_mask"].as_array().unwrap();
     for (b, p) in preds.iter().enumerate() {
         let m = floats(&mask[b]);
@@ -88,7 +106,12 @@ fn predict_json_with_fusion_matches_reference_and_has_the_documented_shape() {
             }
             want.extend(mean.iter().map(|x| x / m.iter().sum::<f64>()));
         }
-        assert_close("CLI mean fusion attention", &floats(&p["fusion_attention"]), &want, 1e-5);
+        assert_close(
+            "CLI mean fusion attention",
+            &floats(&p["fusion_attention"]),
+            &want,
+            1e-5,
+        );
     }
 }
 
@@ -147,19 +170,29 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn predict_single(adapter: &Path) -> String {
     let mut cmd = bin();
-    cmd.args(["predict", "--device", "cpu", "--json", "--text", "hello", "--model"])
-        .arg(fixtures().join("bert_tiny"))
-        .arg("--adapter")
-        .arg(adapter)
-        .arg("--head")
-        .arg(adapters_dir().join("head_cls"));
+    cmd.args([
+        "predict", "--device", "cpu", "--json", "--text", "hello", "--model",
+    ])
+    .arg(fixtures().join("bert_tiny"))
+    .arg("--adapter")
+    .arg(adapter)
+    .arg("--head")
+    .arg(adapters_dir().join("head_cls"));
     run_err(&mut cmd)
 }
 
 #[test]
 fn missing_model_folder_is_one_line_naming_the_folder() {
     let mut cmd = bin();
-    cmd.args(["predict", "--model", "/no/such/model", "--head", "/no/head", "--text", "x"]);
+    cmd.args([
+        "predict",
+        "--model",
+        "/no/such/model",
+        "--head",
+        "/no/head",
+        "--text",
+        "x",
+    ]);
     let err = run_err(&mut cmd);
     assert!(err.contains("/no/such/model"), "{err}");
 }
@@ -167,7 +200,10 @@ fn missing_model_folder_is_one_line_naming_the_folder() {
 #[test]
 fn adapter_for_another_base_model_is_refused_with_the_reason() {
     let err = predict_single(&fixtures().join("roberta_tiny_adapters").join("seq"));
-    assert!(err.contains("model type `roberta`") && err.contains("`bert`"), "{err}");
+    assert!(
+        err.contains("model type `roberta`") && err.contains("`bert`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -176,7 +212,8 @@ fn adapter_with_other_hidden_size_is_refused_with_the_reason() {
     let a = dir.path().join("seq");
     copy_dir(&adapters_dir().join("seq"), &a);
     let cfg_path = a.join("adapter_config.json");
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     cfg["hidden_size"] = 768.into();
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let err = predict_single(&a);
@@ -190,7 +227,11 @@ fn truncated_weights_are_an_error_naming_the_file() {
         // `a` is safetensors, `b` a PyTorch .bin.
         let d = dir.path().join(name);
         copy_dir(&adapters_dir().join(name), &d);
-        let weights = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).find(|p| !p.ends_with("adapter_config.json")).unwrap();
+        let weights = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| !p.ends_with("adapter_config.json"))
+            .unwrap();
         let bytes = std::fs::read(&weights).unwrap();
         std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
         let err = predict_single(&d);
@@ -204,11 +245,15 @@ fn unknown_config_value_is_an_error_naming_the_field() {
     let a = dir.path().join("seq");
     copy_dir(&adapters_dir().join("seq"), &a);
     let cfg_path = a.join("adapter_config.json");
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     cfg["config"]["non_linearity"] = "wiggle".into();
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let err = predict_single(&a);
-    assert!(err.contains("config.non_linearity") && err.contains("wiggle"), "{err}");
+    assert!(
+        err.contains("config.non_linearity") && err.contains("wiggle"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -28,9 +28,17 @@ fn reference_ids(case: &str) -> (Vec<(String, Option<String>)>, Vec<i64>) {
         .unwrap()
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.as_str().unwrap().to_string(), pairs.as_ref().map(|p| p[i].as_str().unwrap().to_string())))
+        .map(|(i, t)| {
+            (
+                t.as_str().unwrap().to_string(),
+                pairs.as_ref().map(|p| p[i].as_str().unwrap().to_string()),
+            )
+        })
         .collect();
-    (texts, floats(&c["input_ids"]).iter().map(|x| *x as i64).collect())
+    (
+        texts,
+        floats(&c["input_ids"]).iter().map(|x| *x as i64).collect(),
+    )
 }
 
 fn ids_with(dir: &Path, texts: &[(String, Option<String>)]) -> Vec<i64> {
@@ -42,7 +50,11 @@ fn ids_with(dir: &Path, texts: &[(String, Option<String>)]) -> Vec<i64> {
 #[test]
 fn wordpiece_vocab_txt_tokenizes_like_transformers_when_there_is_no_tokenizer_json() {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(&fixtures().join("bert_tiny"), dir.path(), &["tokenizer.json"]);
+    copy_without(
+        &fixtures().join("bert_tiny"),
+        dir.path(),
+        &["tokenizer.json"],
+    );
     for case in ["bert_seq_cls", "bert_seq_cls_pairs"] {
         let (texts, want) = reference_ids(case);
         assert_eq!(ids_with(dir.path(), &texts), want, "{case}");
@@ -52,7 +64,11 @@ fn wordpiece_vocab_txt_tokenizes_like_transformers_when_there_is_no_tokenizer_js
 #[test]
 fn byte_level_bpe_vocab_and_merges_tokenize_like_transformers_when_there_is_no_tokenizer_json() {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(&fixtures().join("roberta_tiny"), dir.path(), &["tokenizer.json"]);
+    copy_without(
+        &fixtures().join("roberta_tiny"),
+        dir.path(),
+        &["tokenizer.json"],
+    );
     for case in ["roberta_seq_cls", "roberta_fuse_abc_pairs"] {
         let (texts, want) = reference_ids(case);
         assert_eq!(ids_with(dir.path(), &texts), want, "{case}");
@@ -62,37 +78,64 @@ fn byte_level_bpe_vocab_and_merges_tokenize_like_transformers_when_there_is_no_t
 #[test]
 fn a_missing_base_weight_is_an_error_naming_the_key_and_shape() {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(&fixtures().join("bert_tiny"), dir.path(), &["model.safetensors"]);
-    let mut sd = weights::read_state_dict(&fixtures().join("bert_tiny").join("model.safetensors")).unwrap();
+    copy_without(
+        &fixtures().join("bert_tiny"),
+        dir.path(),
+        &["model.safetensors"],
+    );
+    let mut sd =
+        weights::read_state_dict(&fixtures().join("bert_tiny").join("model.safetensors")).unwrap();
     sd.retain(|(k, _)| k != "encoder.layer.1.output.dense.weight");
     weights::write_state_dict(&dir.path().join("model.safetensors"), &sd).unwrap();
-    let err = BaseModel::load(dir.path(), Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("bert.encoder.layer.1.output.dense.weight") && err.contains("[32, 64]"), "{err}");
+    let err = BaseModel::load(dir.path(), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("bert.encoder.layer.1.output.dense.weight") && err.contains("[32, 64]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_mis_shaped_base_weight_is_an_error_naming_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(&fixtures().join("bert_tiny"), dir.path(), &["model.safetensors"]);
-    let mut sd = weights::read_state_dict(&fixtures().join("bert_tiny").join("model.safetensors")).unwrap();
+    copy_without(
+        &fixtures().join("bert_tiny"),
+        dir.path(),
+        &["model.safetensors"],
+    );
+    let mut sd =
+        weights::read_state_dict(&fixtures().join("bert_tiny").join("model.safetensors")).unwrap();
     for (k, t) in sd.iter_mut() {
         if k == "embeddings.LayerNorm.weight" {
             *t = tch::Tensor::ones([31], (tch::Kind::Float, Device::Cpu));
         }
     }
     weights::write_state_dict(&dir.path().join("model.safetensors"), &sd).unwrap();
-    let err = BaseModel::load(dir.path(), Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("embeddings.LayerNorm.weight") && err.contains("[31]") && err.contains("[32]"), "{err}");
+    let err = BaseModel::load(dir.path(), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("embeddings.LayerNorm.weight") && err.contains("[31]") && err.contains("[32]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unsupported_architecture_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     copy_without(&fixtures().join("bert_tiny"), dir.path(), &["config.json"]);
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("bert_tiny").join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("bert_tiny").join("config.json")).unwrap(),
+    )
+    .unwrap();
     cfg["model_type"] = "gpt2".into();
     std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
-    let err = BaseModel::load(dir.path(), Device::Cpu).err().unwrap().to_string();
+    let err = BaseModel::load(dir.path(), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
 }

@@ -14,30 +14,54 @@ fn minilm_embeddings_match_transformers() {
     let model = BaseModel::load(&demo_model(), Device::Cpu).unwrap();
     assert_eq!(model.config.hidden_size, 384);
     assert_eq!(model.config.num_layers, 6);
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm_embedding.json")).unwrap()).unwrap();
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("minilm_embedding.json")).unwrap(),
+    )
+    .unwrap();
     for s in reference["sentences"].as_array().unwrap() {
         let text = s["text"].as_str().unwrap().to_string();
-        let batch = model.tokenizer.encode_batch(&[(text.clone(), None)], Device::Cpu).unwrap();
+        let batch = model
+            .tokenizer
+            .encode_batch(&[(text.clone(), None)], Device::Cpu)
+            .unwrap();
         let ids = Vec::<i64>::try_from(batch.input_ids.flatten(0, -1)).unwrap();
         let want_ids: Vec<i64> = floats(&s["input_ids"]).iter().map(|x| *x as i64).collect();
         assert_eq!(ids, want_ids, "token ids of {text:?}");
         let hidden = tch::no_grad(|| {
-            model.encoder.forward(&batch.input_ids, Some(&batch.token_type_ids), &batch.attention_mask, &mut NoAdapters, false)
+            model.encoder.forward(
+                &batch.input_ids,
+                Some(&batch.token_type_ids),
+                &batch.attention_mask,
+                &mut NoAdapters,
+                false,
+            )
         })
         .unwrap()
         .get(0)
         .to_kind(Kind::Double);
         let first8 = Vec::<f64>::try_from(hidden.narrow(1, 0, 8).flatten(0, -1)).unwrap();
-        assert_close(&format!("{text}: hidden states"), &first8, &floats(&s["last_hidden_state_first8"]), 1e-4);
+        assert_close(
+            &format!("{text}: hidden states"),
+            &first8,
+            &floats(&s["last_hidden_state_first8"]),
+            1e-4,
+        );
         let mean = Vec::<f64>::try_from(hidden.mean_dim(0, false, None)).unwrap();
-        assert_close(&format!("{text}: mean pooled"), &mean, &floats(&s["mean_pooled"]), 1e-4);
+        assert_close(
+            &format!("{text}: mean pooled"),
+            &mean,
+            &floats(&s["mean_pooled"]),
+            1e-4,
+        );
     }
 }
 
 #[test]
 fn predict_with_python_made_fusion_on_minilm_matches_the_library() {
     let dir = minilm_fixtures();
-    let reference: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     let spec = PredictSpec {
         model: demo_model(),
         adapters: ["a", "b", "c"].iter().map(|n| dir.join(n)).collect(),
@@ -46,12 +70,29 @@ fn predict_with_python_made_fusion_on_minilm_matches_the_library() {
         device: Device::Cpu,
     };
     let model = predict::load(&spec).unwrap();
-    let texts: Vec<(String, Option<String>)> =
-        reference["texts"].as_array().unwrap().iter().map(|t| (t.as_str().unwrap().to_string(), None)).collect();
+    let texts: Vec<(String, Option<String>)> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t.as_str().unwrap().to_string(), None))
+        .collect();
     let preds = predict::predict(&model, &texts).unwrap();
     let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p.logits)).collect();
-    assert_close("MiniLM fusion logits", &logits, &floats(&reference["logits"]), 1e-4);
-    let attention: Vec<f64> = preds.iter().flat_map(|p| p.fusion_attention.clone().unwrap().concat()).collect();
-    assert_close("MiniLM fusion attention", &attention, &floats(&reference["fusion_attention_mean"]), 1e-5);
+    assert_close(
+        "MiniLM fusion logits",
+        &logits,
+        &floats(&reference["logits"]),
+        1e-4,
+    );
+    let attention: Vec<f64> = preds
+        .iter()
+        .flat_map(|p| p.fusion_attention.clone().unwrap().concat())
+        .collect();
+    assert_close(
+        "MiniLM fusion attention",
+        &attention,
+        &floats(&reference["fusion_attention_mean"]),
+        1e-5,
+    );
     assert_eq!(preds[0].fusion_adapters, vec!["a", "b", "c"]);
 }

@@ -12,7 +12,10 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 fn names(case: &Value) -> Vec<String> {
-    case["setup"]["adapters"].as_array().map(|a| a.iter().map(|n| n.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    case["setup"]["adapters"]
+        .as_array()
+        .map(|a| a.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 fn build(case: &Value) -> AdapterModel {
@@ -32,7 +35,9 @@ fn build(case: &Value) -> AdapterModel {
         "none" => None,
         "single" | "stack" => Some(Setup::stack_of(&n)),
         "fuse" => Some(Setup::fuse_of(&n)),
-        "parallel" => Some(Setup::Parallel(n.iter().map(|x| Setup::adapter(x)).collect())),
+        "parallel" => Some(Setup::Parallel(
+            n.iter().map(|x| Setup::adapter(x)).collect(),
+        )),
         "average" => {
             let w = floats(&case["setup"]["normalized_weights"]);
             Some(Setup::average_of(&n, Some(&w), false).unwrap())
@@ -40,7 +45,8 @@ fn build(case: &Value) -> AdapterModel {
         other => panic!("unknown setup {other}"),
     };
     model.set_setup(setup).unwrap();
-    let head = hub::load_head(&dir.join(case["head"].as_str().unwrap()), &model.base, None).unwrap();
+    let head =
+        hub::load_head(&dir.join(case["head"].as_str().unwrap()), &model.base, None).unwrap();
     model.add_head(head);
     model
 }
@@ -50,7 +56,12 @@ fn texts(case: &Value) -> Vec<(String, Option<String>)> {
     let pairs = case["text_pairs"].as_array();
     t.iter()
         .enumerate()
-        .map(|(i, x)| (x.as_str().unwrap().to_string(), pairs.map(|p| p[i].as_str().unwrap().to_string())))
+        .map(|(i, x)| {
+            (
+                x.as_str().unwrap().to_string(),
+                pairs.map(|p| p[i].as_str().unwrap().to_string()),
+            )
+        })
         .collect()
 }
 
@@ -61,25 +72,56 @@ fn ids(t: &Tensor) -> Vec<i64> {
 fn check_case(case: &Value) {
     let name = case["name"].as_str().unwrap();
     let model = build(case);
-    let batch = model.base.tokenizer.encode_batch(&texts(case), Device::Cpu).unwrap();
-    let want_ids: Vec<i64> = floats(&case["input_ids"]).iter().map(|x| *x as i64).collect();
-    assert_eq!(ids(&batch.input_ids), want_ids, "{name}: token ids differ from transformers' tokenizer");
+    let batch = model
+        .base
+        .tokenizer
+        .encode_batch(&texts(case), Device::Cpu)
+        .unwrap();
+    let want_ids: Vec<i64> = floats(&case["input_ids"])
+        .iter()
+        .map(|x| *x as i64)
+        .collect();
+    assert_eq!(
+        ids(&batch.input_ids),
+        want_ids,
+        "{name}: token ids differ from transformers' tokenizer"
+    );
     // RoBERTa's tokenizer returns no token type ids (the model has one type).
     if !case["token_type_ids"].is_null() {
-        let want_types: Vec<i64> = floats(&case["token_type_ids"]).iter().map(|x| *x as i64).collect();
-        assert_eq!(ids(&batch.token_type_ids), want_types, "{name}: token type ids differ");
+        let want_types: Vec<i64> = floats(&case["token_type_ids"])
+            .iter()
+            .map(|x| *x as i64)
+            .collect();
+        assert_eq!(
+            ids(&batch.token_type_ids),
+            want_types,
+            "{name}: token type ids differ"
+        );
     }
     let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
-    let logits = Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
-    assert_close(&format!("{name} logits"), &logits, &floats(&case["logits"]), 1e-4);
+    let logits =
+        Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    assert_close(
+        &format!("{name} logits"),
+        &logits,
+        &floats(&case["logits"]),
+        1e-4,
+    );
     if let Some(fa) = case["fusion_attention"].as_object() {
         for (fusion, by_loc) in fa {
             let want = floats(&by_loc["output_adapter"]);
             let got: Vec<f64> = fusion_weights_by_layer(&out.fusion, fusion)
                 .iter()
-                .flat_map(|r| Vec::<f64>::try_from(r.probs.to_kind(Kind::Double).flatten(0, -1)).unwrap())
+                .flat_map(|r| {
+                    Vec::<f64>::try_from(r.probs.to_kind(Kind::Double).flatten(0, -1)).unwrap()
+                })
                 .collect();
-            assert_close(&format!("{name} fusion weights {fusion}"), &got, &want, 1e-5);
+            assert_close(
+                &format!("{name} fusion weights {fusion}"),
+                &got,
+                &want,
+                1e-5,
+            );
         }
     }
 }
@@ -87,14 +129,28 @@ fn check_case(case: &Value) {
 #[test]
 fn every_reference_case_matches_the_python_library() {
     let cases = cases();
-    assert!(cases.len() >= 20, "expected the full reference set, found {}", cases.len());
+    assert!(
+        cases.len() >= 20,
+        "expected the full reference set, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap().to_string();
         if let Err(e) = std::panic::catch_unwind(|| check_case(case)) {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             failures.push(format!("{name}: {msg}"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

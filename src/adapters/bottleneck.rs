@@ -41,7 +41,10 @@ pub struct PreForward {
 
 fn bert_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
     let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
         bs_init: Some(nn::Init::Const(0.0)),
         bias: true,
     };
@@ -49,7 +52,14 @@ fn bert_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
 }
 
 fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![d], nn::LayerNormConfig { eps, ..Default::default() })
+    nn::layer_norm(
+        p,
+        vec![d],
+        nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+    )
 }
 
 impl Bottleneck {
@@ -92,9 +102,13 @@ impl Bottleneck {
         let scaling = match cfg.scaling {
             Scaling::Fixed(x) => ScalingValue::Fixed(x),
             Scaling::Learned => ScalingValue::Param(p.var("scaling", &[1], nn::Init::Const(1.0))),
-            Scaling::Channel => ScalingValue::Param(p.var("scaling", &[hidden], nn::Init::Const(1.0))),
+            Scaling::Channel => {
+                ScalingValue::Param(p.var("scaling", &[hidden], nn::Init::Const(1.0)))
+            }
         };
-        let ln_after = cfg.ln_after.then(|| layer_norm(p / "adapter_norm_after", hidden, 1e-5));
+        let ln_after = cfg
+            .ln_after
+            .then(|| layer_norm(p / "adapter_norm_after", hidden, 1e-5));
         let gate = cfg.use_gating.then(|| bert_linear(p / "gate", hidden, 1));
         Bottleneck {
             ln_before,
@@ -115,9 +129,19 @@ impl Bottleneck {
 
     /// `pre_forward`: the adapter input, the fusion query and the residual. `query_before_ln`
     /// only matters when this adapter is the last one of a fusion.
-    pub fn pre_forward(&self, hidden: &Tensor, input_tensor: &Tensor, ln: &nn::LayerNorm, query_before_ln: bool) -> PreForward {
+    pub fn pre_forward(
+        &self,
+        hidden: &Tensor,
+        input_tensor: &Tensor,
+        ln: &nn::LayerNorm,
+        query_before_ln: bool,
+    ) -> PreForward {
         if self.parallel {
-            return PreForward { hidden: input_tensor.shallow_clone(), query: input_tensor.shallow_clone(), residual: input_tensor.shallow_clone() };
+            return PreForward {
+                hidden: input_tensor.shallow_clone(),
+                query: input_tensor.shallow_clone(),
+                residual: input_tensor.shallow_clone(),
+            };
         }
         let mut residual = hidden.shallow_clone();
         let query_early = hidden.shallow_clone();
@@ -132,8 +156,16 @@ impl Bottleneck {
         if self.residual_before_ln == ResidualBeforeLn::False {
             residual = h.shallow_clone();
         }
-        let query = if query_before_ln { query_early } else { h.shallow_clone() };
-        PreForward { hidden: h, query, residual }
+        let query = if query_before_ln {
+            query_early
+        } else {
+            h.shallow_clone()
+        };
+        PreForward {
+            hidden: h,
+            query,
+            residual,
+        }
     }
 
     /// `forward`: returns (output, up), `up` being the scaled up-projection that fusion reads.
@@ -151,7 +183,11 @@ impl Bottleneck {
         let mut output = up.dropout(self.dropout, train);
         if let Some(gate) = &self.gate {
             // One gate per example: the token mean of sigmoid(gate(x)), shape [batch, 1, 1].
-            let g = gate.forward(x).sigmoid().mean_dim(1, false, None).unsqueeze(-1);
+            let g = gate
+                .forward(x)
+                .sigmoid()
+                .mean_dim(1, false, None)
+                .unsqueeze(-1);
             output = output * g;
         }
         if self.parallel {
@@ -173,8 +209,18 @@ impl Bottleneck {
     }
 
     /// `post_forward`: the sub-layer's own residual and LayerNorm.
-    pub fn post_forward(&self, hidden: &Tensor, input_hidden: &Tensor, input_tensor: &Tensor, ln: &nn::LayerNorm) -> Tensor {
-        let hidden = if self.parallel { hidden + input_hidden } else { hidden.shallow_clone() };
+    pub fn post_forward(
+        &self,
+        hidden: &Tensor,
+        input_hidden: &Tensor,
+        input_tensor: &Tensor,
+        ln: &nn::LayerNorm,
+    ) -> Tensor {
+        let hidden = if self.parallel {
+            hidden + input_hidden
+        } else {
+            hidden.shallow_clone()
+        };
         if self.original_ln_after {
             ln.forward(&(hidden + input_tensor))
         } else {

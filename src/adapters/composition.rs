@@ -10,7 +10,10 @@ pub enum Setup {
     Stack(Vec<Setup>),
     Fuse(Vec<Setup>),
     /// Weighted average of the children's outputs; weights are normalised unless told otherwise.
-    Average { children: Vec<Setup>, weights: Vec<f64> },
+    Average {
+        children: Vec<Setup>,
+        weights: Vec<f64>,
+    },
     /// The batch is replicated once per child; each copy runs through its own child.
     Parallel(Vec<Setup>),
 }
@@ -34,7 +37,11 @@ impl Setup {
         let weights = match weights {
             None => vec![1.0 / names.len() as f64; names.len()],
             Some(w) if w.len() != names.len() => {
-                return Err(Error::Invalid(format!("Average over {} adapters got {} weights", names.len(), w.len())))
+                return Err(Error::Invalid(format!(
+                    "Average over {} adapters got {} weights",
+                    names.len(),
+                    w.len()
+                )))
             }
             Some(w) if normalize => {
                 let sum: f64 = w.iter().sum();
@@ -48,7 +55,10 @@ impl Setup {
     pub fn children(&self) -> &[Setup] {
         match self {
             Setup::Adapter(_) => &[],
-            Setup::Stack(c) | Setup::Fuse(c) | Setup::Parallel(c) | Setup::Average { children: c, .. } => c,
+            Setup::Stack(c)
+            | Setup::Fuse(c)
+            | Setup::Parallel(c)
+            | Setup::Average { children: c, .. } => c,
         }
     }
 
@@ -78,7 +88,12 @@ impl Setup {
     pub fn name(&self) -> String {
         match self {
             Setup::Adapter(n) => n.clone(),
-            other => other.children().iter().map(Setup::name).collect::<Vec<_>>().join(","),
+            other => other
+                .children()
+                .iter()
+                .map(Setup::name)
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -104,7 +119,9 @@ impl Setup {
                     _ => false,
                 };
                 if !ok {
-                    return Err(Error::Invalid(format!("cannot nest {child} inside {parent}")));
+                    return Err(Error::Invalid(format!(
+                        "cannot nest {child} inside {parent}"
+                    )));
                 }
                 check(child, level + 1)?;
             }
@@ -164,6 +181,10 @@ mod tests {
         let inner = Setup::fuse_of(&["a".into(), "b".into()]);
         let outer = Setup::Fuse(vec![inner, Setup::adapter("c")]);
         assert!(outer.validate().is_err());
-        assert!(Setup::Stack(vec![Setup::fuse_of(&["a".into(), "b".into()])]).validate().is_ok());
+        assert!(
+            Setup::Stack(vec![Setup::fuse_of(&["a".into(), "b".into()])])
+                .validate()
+                .is_ok()
+        );
     }
 }

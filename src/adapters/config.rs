@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 pub enum ReductionFactor {
     Uniform(f64),
     /// `{"1": 8, "default": 16}`: per layer index, with a fallback.
-    PerLayer { by_layer: Vec<(usize, f64)>, default: Option<f64> },
+    PerLayer {
+        by_layer: Vec<(usize, f64)>,
+        default: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,14 +160,22 @@ fn field_bool(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> 
     match m.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::config(path, format!("config.{key}"), format!("expected true or false, found {other}"))),
+        Some(other) => Err(Error::config(
+            path,
+            format!("config.{key}"),
+            format!("expected true or false, found {other}"),
+        )),
     }
 }
 
 fn positive(path: &Path, key: &str, v: &Value) -> Result<f64> {
     match v.as_f64() {
         Some(x) if x > 0.0 => Ok(x),
-        _ => Err(Error::config(path, key, format!("expected a positive number, found {v}"))),
+        _ => Err(Error::config(
+            path,
+            key,
+            format!("expected a positive number, found {v}"),
+        )),
     }
 }
 
@@ -185,15 +196,28 @@ impl BnConfig {
                 ));
             }
         }
-        for (key, what) in [("phm_layer", "PHM (Compacter) layers"), ("cross_adapter", "cross adapters")] {
+        for (key, what) in [
+            ("phm_layer", "PHM (Compacter) layers"),
+            ("cross_adapter", "cross adapters"),
+        ] {
             if field_bool(path, m, key, false)? {
-                return Err(Error::config(path, format!("config.{key}"), format!("{what} are not supported")));
+                return Err(Error::config(
+                    path,
+                    format!("config.{key}"),
+                    format!("{what} are not supported"),
+                ));
             }
         }
         if let Some(inv) = m.get("inv_adapter").filter(|v| !v.is_null()) {
-            return Err(Error::config(path, "config.inv_adapter", format!("invertible adapters ({inv}) are not supported")));
+            return Err(Error::config(
+                path,
+                "config.inv_adapter",
+                format!("invertible adapters ({inv}) are not supported"),
+            ));
         }
-        let rf = m.get("reduction_factor").ok_or_else(|| Error::config(path, "config.reduction_factor", "missing"))?;
+        let rf = m
+            .get("reduction_factor")
+            .ok_or_else(|| Error::config(path, "config.reduction_factor", "missing"))?;
         let reduction_factor = match rf {
             Value::Object(map) => {
                 let mut by_layer = Vec::new();
@@ -204,7 +228,11 @@ impl BnConfig {
                         default = Some(x);
                     } else {
                         let layer = k.parse::<usize>().map_err(|_| {
-                            Error::config(path, "config.reduction_factor", format!("key `{k}` is neither a layer index nor `default`"))
+                            Error::config(
+                                path,
+                                "config.reduction_factor",
+                                format!("key `{k}` is neither a layer index nor `default`"),
+                            )
                         })?;
                         by_layer.push((layer, x));
                     }
@@ -213,45 +241,91 @@ impl BnConfig {
             }
             v => ReductionFactor::Uniform(positive(path, "config.reduction_factor", v)?),
         };
-        let act_name = m.get("non_linearity").and_then(Value::as_str).unwrap_or("relu");
+        let act_name = m
+            .get("non_linearity")
+            .and_then(Value::as_str)
+            .unwrap_or("relu");
         let act_name = match (versioned, act_name.to_ascii_lowercase().as_str()) {
             (false, "gelu") => "gelu_new".to_string(),
             (false, "gelu_orig") => "gelu".to_string(),
             (_, other) => other.to_string(),
         };
-        let non_linearity = Activation::from_name(&act_name)
-            .ok_or_else(|| Error::config(path, "config.non_linearity", format!("unknown activation `{act_name}`")))?;
-        let init_weights = match m.get("init_weights").and_then(Value::as_str).unwrap_or("bert") {
+        let non_linearity = Activation::from_name(&act_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "config.non_linearity",
+                format!("unknown activation `{act_name}`"),
+            )
+        })?;
+        let init_weights = match m
+            .get("init_weights")
+            .and_then(Value::as_str)
+            .unwrap_or("bert")
+        {
             "bert" => InitWeights::Bert,
             "mam_adapter" => InitWeights::MamAdapter,
             "houlsby" => InitWeights::Houlsby,
-            other => return Err(Error::config(path, "config.init_weights", format!("unknown value `{other}`"))),
+            other => {
+                return Err(Error::config(
+                    path,
+                    "config.init_weights",
+                    format!("unknown value `{other}`"),
+                ))
+            }
         };
         let scaling = match m.get("scaling") {
             None | Some(Value::Null) => Scaling::Fixed(1.0),
             Some(Value::String(s)) if s == "learned" => Scaling::Learned,
             Some(Value::String(s)) if s == "channel" => Scaling::Channel,
-            Some(v) => Scaling::Fixed(
-                v.as_f64().ok_or_else(|| Error::config(path, "config.scaling", format!("expected a number, \"learned\" or \"channel\", found {v}")))?,
-            ),
+            Some(v) => Scaling::Fixed(v.as_f64().ok_or_else(|| {
+                Error::config(
+                    path,
+                    "config.scaling",
+                    format!("expected a number, \"learned\" or \"channel\", found {v}"),
+                )
+            })?),
         };
         let residual_before_ln = match m.get("residual_before_ln") {
             None | Some(Value::Bool(true)) => ResidualBeforeLn::True,
             Some(Value::Bool(false)) => ResidualBeforeLn::False,
             Some(Value::String(s)) if s == "post_add" => ResidualBeforeLn::PostAdd,
-            Some(v) => return Err(Error::config(path, "config.residual_before_ln", format!("expected true, false or \"post_add\", found {v}"))),
+            Some(v) => {
+                return Err(Error::config(
+                    path,
+                    "config.residual_before_ln",
+                    format!("expected true, false or \"post_add\", found {v}"),
+                ))
+            }
         };
         let leave_out = match m.get("leave_out") {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_u64().map(|x| x as usize).ok_or_else(|| Error::config(path, "config.leave_out", format!("expected layer indices, found {v}"))))
+                .map(|v| {
+                    v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                        Error::config(
+                            path,
+                            "config.leave_out",
+                            format!("expected layer indices, found {v}"),
+                        )
+                    })
+                })
                 .collect::<Result<_>>()?,
-            Some(v) => return Err(Error::config(path, "config.leave_out", format!("expected a list, found {v}"))),
+            Some(v) => {
+                return Err(Error::config(
+                    path,
+                    "config.leave_out",
+                    format!("expected a list, found {v}"),
+                ))
+            }
         };
         let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
         if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::config(path, "config.dropout", format!("{dropout} is not in [0, 1)")));
+            return Err(Error::config(
+                path,
+                "config.dropout",
+                format!("{dropout} is not in [0, 1)"),
+            ));
         }
         Ok(BnConfig {
             mh_adapter: field_bool(path, m, "mh_adapter", false)?,
@@ -293,7 +367,11 @@ impl BnConfig {
                 .map(|(_, x)| *x)
                 .or(*default)
                 .ok_or_else(|| {
-                    Error::config(path, "config.reduction_factor", format!("no value for layer {layer} and no `default`"))
+                    Error::config(
+                        path,
+                        "config.reduction_factor",
+                        format!("no value for layer {layer} and no `default`"),
+                    )
                 })?,
         };
         Ok(((hidden as f64 / rf).floor() as i64).max(1))
@@ -324,7 +402,12 @@ mod tests {
         let new = BnConfig::from_json(Path::new("x"), &m, true).unwrap();
         assert_eq!(new.non_linearity, Activation::Gelu);
         m.insert("non_linearity".into(), json!("gelu_orig"));
-        assert_eq!(BnConfig::from_json(Path::new("x"), &m, false).unwrap().non_linearity, Activation::Gelu);
+        assert_eq!(
+            BnConfig::from_json(Path::new("x"), &m, false)
+                .unwrap()
+                .non_linearity,
+            Activation::Gelu
+        );
     }
 
     #[test]
@@ -336,18 +419,27 @@ mod tests {
         assert_eq!(c.down_size(Path::new("x"), 32, 2).unwrap(), 4);
         m.insert("reduction_factor".into(), json!({"1": 4}));
         let c = BnConfig::from_json(Path::new("x"), &m, true).unwrap();
-        assert!(c.down_size(Path::new("x"), 32, 0).unwrap_err().to_string().contains("default"));
+        assert!(c
+            .down_size(Path::new("x"), 32, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("default"));
     }
 
     #[test]
     fn unsupported_adapter_kinds_are_refused_by_name() {
         let mut m = BnPreset::SeqBn.to_json();
         m.insert("phm_layer".into(), json!(true));
-        let err = BnConfig::from_json(Path::new("cfg.json"), &m, true).unwrap_err().to_string();
+        let err = BnConfig::from_json(Path::new("cfg.json"), &m, true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.phm_layer"), "{err}");
         let mut m = BnPreset::SeqBn.to_json();
         m.insert("architecture".into(), json!("lora"));
-        assert!(BnConfig::from_json(Path::new("x"), &m, true).unwrap_err().to_string().contains("lora"));
+        assert!(BnConfig::from_json(Path::new("x"), &m, true)
+            .unwrap_err()
+            .to_string()
+            .contains("lora"));
     }
 
     #[test]

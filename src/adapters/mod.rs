@@ -20,14 +20,30 @@ use crate::model::{location_path, ModelConfig};
 /// Called by the encoder at each adapter location with the sub-layer output `h`, its residual
 /// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
 pub trait LocationHook {
-    fn bottleneck(&mut self, layer: usize, location: Location, h: &Tensor, r: &Tensor, ln: &nn::LayerNorm, train: bool) -> Result<Tensor>;
+    fn bottleneck(
+        &mut self,
+        layer: usize,
+        location: Location,
+        h: &Tensor,
+        r: &Tensor,
+        ln: &nn::LayerNorm,
+        train: bool,
+    ) -> Result<Tensor>;
 }
 
 /// No adapters: the plain transformer.
 pub struct NoAdapters;
 
 impl LocationHook for NoAdapters {
-    fn bottleneck(&mut self, _: usize, _: Location, h: &Tensor, r: &Tensor, ln: &nn::LayerNorm, _: bool) -> Result<Tensor> {
+    fn bottleneck(
+        &mut self,
+        _: usize,
+        _: Location,
+        h: &Tensor,
+        r: &Tensor,
+        ln: &nn::LayerNorm,
+        _: bool,
+    ) -> Result<Tensor> {
         Ok(ln.forward(&(h + r)))
     }
 }
@@ -54,11 +70,19 @@ impl AdapterModule {
                 if config.applies_at(layer, location) {
                     let down = config.down_size(origin, model.hidden_size, layer)?;
                     let p = location_path(&root, model.arch, layer, location) / "adapters" / name;
-                    modules.insert((layer, location), Bottleneck::new(&p, &config, model.hidden_size, down));
+                    modules.insert(
+                        (layer, location),
+                        Bottleneck::new(&p, &config, model.hidden_size, down),
+                    );
                 }
             }
         }
-        Ok(AdapterModule { name: name.to_string(), config, vs, modules })
+        Ok(AdapterModule {
+            name: name.to_string(),
+            config,
+            vs,
+            modules,
+        })
     }
 
     pub fn module(&self, layer: usize, location: Location) -> Option<&Bottleneck> {
@@ -66,7 +90,11 @@ impl AdapterModule {
     }
 
     pub fn num_parameters(&self) -> i64 {
-        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 }
 
@@ -83,9 +111,16 @@ pub struct FusionModule {
 impl FusionModule {
     /// Creates a fusion layer at every location all fused adapters are configured for
     /// (as the library does, regardless of `leave_out`).
-    pub fn new(model: &ModelConfig, adapters: &[&AdapterModule], config: FusionConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        model: &ModelConfig,
+        adapters: &[&AdapterModule],
+        config: FusionConfig,
+        device: Device,
+    ) -> Result<Self> {
         if adapters.len() < 2 {
-            return Err(Error::Invalid("a fusion needs at least two adapters".into()));
+            return Err(Error::Invalid(
+                "a fusion needs at least two adapters".into(),
+            ));
         }
         let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
         let name = names.join(",");
@@ -110,11 +145,22 @@ impl FusionModule {
                 continue;
             }
             for layer in 0..model.num_layers {
-                let p = location_path(&root, model.arch, layer, location) / "adapter_fusion_layer" / name.as_str();
-                layers.insert((layer, location), FusionLayer::new(&p, &config, model.hidden_size, model.attention_dropout));
+                let p = location_path(&root, model.arch, layer, location)
+                    / "adapter_fusion_layer"
+                    / name.as_str();
+                layers.insert(
+                    (layer, location),
+                    FusionLayer::new(&p, &config, model.hidden_size, model.attention_dropout),
+                );
             }
         }
-        Ok(FusionModule { name, adapter_names: names, config, vs, layers })
+        Ok(FusionModule {
+            name,
+            adapter_names: names,
+            config,
+            vs,
+            layers,
+        })
     }
 
     pub fn layer(&self, layer: usize, location: Location) -> Option<&FusionLayer> {
@@ -180,8 +226,17 @@ struct At<'l> {
 }
 
 impl<'a> Plugins<'a> {
-    pub fn new(adapters: &'a BTreeMap<String, AdapterModule>, fusions: &'a BTreeMap<String, FusionModule>, setup: &'a Setup) -> Self {
-        Plugins { adapters, fusions, setup, records: Vec::new() }
+    pub fn new(
+        adapters: &'a BTreeMap<String, AdapterModule>,
+        fusions: &'a BTreeMap<String, FusionModule>,
+        setup: &'a Setup,
+    ) -> Self {
+        Plugins {
+            adapters,
+            fusions,
+            setup,
+            records: Vec::new(),
+        }
     }
 
     fn module(&self, name: &str, at: &At) -> Option<&'a Bottleneck> {
@@ -199,14 +254,18 @@ impl<'a> Plugins<'a> {
     }
 
     fn pre_block(&self, name: &str, mut st: State, at: &At) -> Result<State> {
-        let pre = self.required(name, at)?.pre_forward(&st.hidden, &st.input_tensor, at.ln, false);
+        let pre = self
+            .required(name, at)?
+            .pre_forward(&st.hidden, &st.input_tensor, at.ln, false);
         st.hidden = pre.hidden;
         st.adapter_residual = pre.residual;
         Ok(st)
     }
 
     fn compose_single(&self, name: &str, mut st: State, at: &At) -> Result<State> {
-        let (out, up) = self.required(name, at)?.forward(&st.hidden, &st.adapter_residual, at.train);
+        let (out, up) =
+            self.required(name, at)?
+                .forward(&st.hidden, &st.adapter_residual, at.train);
         st.hidden = out;
         st.up = Some(up);
         st.last = Some(name.to_string());
@@ -216,7 +275,9 @@ impl<'a> Plugins<'a> {
     /// A child of Fuse/Average/Parallel: an adapter present here, a nested block, or nothing.
     fn compose_child(&mut self, child: &Setup, st: State, at: &At) -> Result<Option<State>> {
         match child {
-            Setup::Adapter(n) if self.module(n, at).is_some() => Ok(Some(self.compose_single(n, st, at)?)),
+            Setup::Adapter(n) if self.module(n, at).is_some() => {
+                Ok(Some(self.compose_single(n, st, at)?))
+            }
             Setup::Adapter(_) => Ok(None),
             block => Ok(Some(self.compose(block, st, at)?)),
         }
@@ -245,7 +306,12 @@ impl<'a> Plugins<'a> {
                     .get(&name)
                     .ok_or_else(|| Error::Invalid(format!("no fusion `{name}` is loaded")))?;
                 let last = setup.last().unwrap_or_default().to_string();
-                let pre = self.required(&last, at)?.pre_forward(&st.hidden, &st.input_tensor, at.ln, fusion.config.query_before_ln);
+                let pre = self.required(&last, at)?.pre_forward(
+                    &st.hidden,
+                    &st.input_tensor,
+                    at.ln,
+                    fusion.config.query_before_ln,
+                );
                 st.hidden = pre.hidden;
                 st.adapter_residual = pre.residual;
                 let mut ups = Vec::new();
@@ -263,11 +329,21 @@ impl<'a> Plugins<'a> {
                 }
                 if !ups.is_empty() {
                     let layer = fusion.layer(at.layer, at.location).ok_or_else(|| {
-                        Error::Invalid(format!("fusion `{name}` has no layer {} ({})", at.layer, at.location.key()))
+                        Error::Invalid(format!(
+                            "fusion `{name}` has no layer {} ({})",
+                            at.layer,
+                            at.location.key()
+                        ))
                     })?;
                     let up_list = Tensor::stack(&ups, 2);
-                    let (out, probs) = layer.forward(&pre.query, &up_list, &st.adapter_residual, at.train);
-                    self.records.push(FusionRecord { fusion: name, layer: at.layer, location: at.location, probs });
+                    let (out, probs) =
+                        layer.forward(&pre.query, &up_list, &st.adapter_residual, at.train);
+                    self.records.push(FusionRecord {
+                        fusion: name,
+                        layer: at.layer,
+                        location: at.location,
+                        probs,
+                    });
                     st.hidden = out;
                 }
                 st.last = Some(last);
@@ -304,13 +380,19 @@ impl<'a> Plugins<'a> {
                 let mean = (Tensor::stack(&hs, 0) * w).mean_dim(0, false, None);
                 let last = outs.last().and_then(|s| s.last.clone());
                 let first_state = outs.swap_remove(0);
-                Ok(State { hidden: mean, last, ..first_state })
+                Ok(State {
+                    hidden: mean,
+                    last,
+                    ..first_state
+                })
             }
             Setup::Parallel(children) => {
                 let n = children.len() as i64;
                 let total = st.hidden.size()[0];
                 if total % n != 0 {
-                    return Err(Error::Invalid(format!("Parallel: batch of {total} is not divisible by {n} channels")));
+                    return Err(Error::Invalid(format!(
+                        "Parallel: batch of {total} is not divisible by {n} channels"
+                    )));
                 }
                 let per = total / n;
                 let first = setup.first().unwrap_or_default().to_string();
@@ -323,9 +405,15 @@ impl<'a> Plugins<'a> {
                         None => st.slice(i as i64 * per, per),
                     });
                 }
-                let cat = |f: &dyn Fn(&State) -> Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
+                let cat = |f: &dyn Fn(&State) -> Tensor| {
+                    Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)
+                };
                 let up = if parts.iter().all(|p| p.up.is_some()) {
-                    Some(cat(&|s: &State| s.up.as_ref().map(Tensor::shallow_clone).unwrap_or_else(|| s.hidden.shallow_clone())))
+                    Some(cat(&|s: &State| {
+                        s.up.as_ref()
+                            .map(Tensor::shallow_clone)
+                            .unwrap_or_else(|| s.hidden.shallow_clone())
+                    }))
                 } else {
                     None
                 };
@@ -342,9 +430,26 @@ impl<'a> Plugins<'a> {
 }
 
 impl LocationHook for Plugins<'_> {
-    fn bottleneck(&mut self, layer: usize, location: Location, h: &Tensor, r: &Tensor, ln: &nn::LayerNorm, train: bool) -> Result<Tensor> {
-        let at = At { layer, location, ln, train };
-        let active = self.setup.flatten().iter().any(|n| self.module(n, &at).is_some());
+    fn bottleneck(
+        &mut self,
+        layer: usize,
+        location: Location,
+        h: &Tensor,
+        r: &Tensor,
+        ln: &nn::LayerNorm,
+        train: bool,
+    ) -> Result<Tensor> {
+        let at = At {
+            layer,
+            location,
+            ln,
+            train,
+        };
+        let active = self
+            .setup
+            .flatten()
+            .iter()
+            .any(|n| self.module(n, &at).is_some());
         if !active {
             return Ok(ln.forward(&(h + r)));
         }

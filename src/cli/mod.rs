@@ -4,7 +4,11 @@ mod predict;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "adapter-studio", version, about = "Train, compose and inspect adapters and AdapterFusion")]
+#[command(
+    name = "adapter-studio",
+    version,
+    about = "Train, compose and inspect adapters and AdapterFusion"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

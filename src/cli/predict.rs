@@ -38,15 +38,25 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    let mut texts: Vec<(String, Option<String>)> = args.texts.iter().map(|t| (t.clone(), None)).collect();
+    let mut texts: Vec<(String, Option<String>)> =
+        args.texts.iter().map(|t| (t.clone(), None)).collect();
     if let Some(input) = &args.input {
         texts.extend(predict::read_input_file(input)?);
     }
-    let spec = PredictSpec { model: args.model, adapters: args.adapters, fusion: args.fusion, head: args.head, device };
+    let spec = PredictSpec {
+        model: args.model,
+        adapters: args.adapters,
+        fusion: args.fusion,
+        head: args.head,
+        device,
+    };
     let model = predict::load(&spec)?;
     let preds = predict::predict(&model, &texts)?;
     if args.json {
-        println!("{}", serde_json::to_string(&serde_json::json!({ "predictions": preds }))?);
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({ "predictions": preds }))?
+        );
         return Ok(());
     }
     for p in &preds {
@@ -62,7 +72,10 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         println!("  label:         {label}");
         println!("  probabilities: {}", fmt_numbers(&p.probabilities));
         if let Some(fa) = &p.fusion_attention {
-            println!("  fusion attention (mean over tokens) — {}", p.fusion_adapters.join(" | "));
+            println!(
+                "  fusion attention (mean over tokens) — {}",
+                p.fusion_adapters.join(" | ")
+            );
             for (l, row) in fa.iter().enumerate() {
                 let cells: Vec<String> = row.iter().map(|x| format!("{x:.3}")).collect();
                 println!("    layer {l:>2}: {}", cells.join("  "));
@@ -90,7 +103,8 @@ pub struct InfoArgs {
 }
 
 pub fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let model = BaseModel::load(&args.model, tch::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = BaseModel::load(&args.model, tch::Device::Cpu)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let c = &model.config;
     println!("architecture:  {}", c.arch.model_type());
     println!("layers:        {}", c.num_layers);

@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -45,7 +48,9 @@ pub fn to_sorted_json(value: &serde_json::Value) -> String {
                 }
                 serde_json::Value::Object(out)
             }
-            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(sort).collect()),
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sort).collect())
+            }
             other => other.clone(),
         }
     }
@@ -60,7 +65,10 @@ pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    serde_json::from_str(text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -74,13 +82,19 @@ mod tests {
         write_atomic(&path, b"one").unwrap();
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temp files left: {names:?}");
     }
 
     #[test]
     fn sorted_json_orders_keys_recursively() {
         let v = serde_json::json!({"b": 1, "a": {"d": 2, "c": 3}});
-        assert_eq!(to_sorted_json(&v), "{\n  \"a\": {\n    \"c\": 3,\n    \"d\": 2\n  },\n  \"b\": 1\n}");
+        assert_eq!(
+            to_sorted_json(&v),
+            "{\n  \"a\": {\n    \"c\": 3,\n    \"d\": 2\n  },\n  \"b\": 1\n}"
+        );
     }
 }

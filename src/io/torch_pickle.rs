@@ -1732,12 +1732,11 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
-    /// Python interop; needs torch. Run with
-    /// `TORCH_PYTHON=/path/to/python cargo test -- --ignored python_interop`.
+    /// Python interop with the project's torch (`.venv`, made by scripts/setup.sh).
     #[test]
-    #[ignore]
     fn python_interop() {
-        let py = std::env::var("TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let py = std::env::var("TORCH_PYTHON")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").into());
         let d = tmpdir("py");
         let from_py = d.join("from_py.bin");
         let script = r#"

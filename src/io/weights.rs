@@ -74,7 +74,13 @@ fn to_safetensors_dtype(kind: Kind) -> Option<safetensors::Dtype> {
     })
 }
 
-fn tensor_from_bytes(path: &Path, key: &str, data: &[u8], shape: &[usize], kind: Kind) -> Result<Tensor> {
+fn tensor_from_bytes(
+    path: &Path,
+    key: &str,
+    data: &[u8],
+    shape: &[usize],
+    kind: Kind,
+) -> Result<Tensor> {
     let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     Tensor::f_from_data_size(data, &shape, kind)
         .map_err(|e| Error::weights(path, format!("tensor `{key}`: {e}")))
@@ -102,8 +108,12 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict> {
         entries
             .into_iter()
             .map(|(name, view)| {
-                let kind = safetensors_kind(view.dtype())
-                    .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported dtype {:?}", view.dtype())))?;
+                let kind = safetensors_kind(view.dtype()).ok_or_else(|| {
+                    Error::weights(
+                        path,
+                        format!("tensor `{name}`: unsupported dtype {:?}", view.dtype()),
+                    )
+                })?;
                 let t = tensor_from_bytes(path, &name, view.data(), view.shape(), kind)?;
                 Ok((name, t))
             })
@@ -128,8 +138,12 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     if is_safetensors {
         let mut owned = Vec::with_capacity(tensors.len());
         for (name, t) in tensors {
-            let dtype = to_safetensors_dtype(t.kind())
-                .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported kind {:?}", t.kind())))?;
+            let dtype = to_safetensors_dtype(t.kind()).ok_or_else(|| {
+                Error::weights(
+                    path,
+                    format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
+                )
+            })?;
             let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
             owned.push((name.clone(), dtype, shape, tensor_bytes(t)));
         }
@@ -141,7 +155,10 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
                     .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+        let metadata = Some(std::collections::HashMap::from([(
+            "format".to_string(),
+            "pt".to_string(),
+        )]));
         let bytes = safetensors::serialize(views, metadata)
             .map_err(|e| Error::weights(path, format!("cannot serialize: {e}")))?;
         super::write_atomic(path, &bytes)
@@ -149,10 +166,21 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
         let raw = tensors
             .iter()
             .map(|(name, t)| {
-                let dtype = dtype_of(t.kind())
-                    .ok_or_else(|| Error::weights(path, format!("tensor `{name}`: unsupported kind {:?}", t.kind())))?;
+                let dtype = dtype_of(t.kind()).ok_or_else(|| {
+                    Error::weights(
+                        path,
+                        format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
+                    )
+                })?;
                 let shape = t.size().iter().map(|&d| d as usize).collect();
-                Ok((name.clone(), RawTensor { dtype, shape, data: tensor_bytes(t) }))
+                Ok((
+                    name.clone(),
+                    RawTensor {
+                        dtype,
+                        shape,
+                        data: tensor_bytes(t),
+                    },
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         torch_pickle::write_state_dict(path, &raw)?;
@@ -171,16 +199,27 @@ pub fn assign(
     normalize: impl Fn(&str) -> String,
     what: Option<&str>,
 ) -> Result<()> {
-    let mut by_name: std::collections::HashMap<String, Tensor> =
-        tensors.into_iter().map(|(k, t)| (normalize(&k), t)).collect();
+    let mut by_name: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| (normalize(&k), t))
+        .collect();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, mut var) in variables {
         let Some(t) = by_name.remove(&name) else {
-            return Err(Error::MissingWeight { path: path.to_path_buf(), key: name, expected: var.size() });
+            return Err(Error::MissingWeight {
+                path: path.to_path_buf(),
+                key: name,
+                expected: var.size(),
+            });
         };
         if t.size() != var.size() {
-            return Err(Error::ShapeMismatch { path: path.to_path_buf(), key: name, found: t.size(), expected: var.size() });
+            return Err(Error::ShapeMismatch {
+                path: path.to_path_buf(),
+                key: name,
+                found: t.size(),
+                expected: var.size(),
+            });
         }
         tch::no_grad(|| var.copy_(&t.to_kind(var.kind()).to_device(var.device())));
     }
@@ -188,7 +227,11 @@ pub fn assign(
         let mut left: Vec<_> = by_name.into_keys().collect();
         left.sort();
         if let Some(key) = left.into_iter().next() {
-            return Err(Error::UnexpectedWeight { path: path.to_path_buf(), key, what: what.to_string() });
+            return Err(Error::UnexpectedWeight {
+                path: path.to_path_buf(),
+                key,
+                what: what.to_string(),
+            });
         }
     }
     Ok(())
@@ -196,7 +239,11 @@ pub fn assign(
 
 /// The variables of `vs` as a state dict, sorted by name.
 pub fn state_dict_of(vs: &tch::nn::VarStore) -> StateDict {
-    let mut out: StateDict = vs.variables().into_iter().map(|(k, t)| (k, t.detach())).collect();
+    let mut out: StateDict = vs
+        .variables()
+        .into_iter()
+        .map(|(k, t)| (k, t.detach()))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -210,10 +257,23 @@ mod tests {
         let path = dir.path().join(format!("w.{ext}"));
         let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 4.0, 5.0, 6.0]).reshape([2, 3]);
         let b = Tensor::from_slice(&[7i64, 8]);
-        write_state_dict(&path, &[("x.a".into(), a.shallow_clone()), ("x.b".into(), b.shallow_clone())]).unwrap();
+        write_state_dict(
+            &path,
+            &[
+                ("x.a".into(), a.shallow_clone()),
+                ("x.b".into(), b.shallow_clone()),
+            ],
+        )
+        .unwrap();
         let back = read_state_dict(&path).unwrap();
         assert_eq!(back.len(), 2);
-        let get = |n: &str| &back.iter().find(|(k, _)| k == n).unwrap_or_else(|| panic!("{n} missing")).1;
+        let get = |n: &str| {
+            &back
+                .iter()
+                .find(|(k, _)| k == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+                .1
+        };
         assert!(get("x.a").equal(&a));
         assert!(get("x.b").equal(&b));
     }

@@ -71,7 +71,9 @@ pub struct ModelConfig {
 fn get_i64(path: &Path, v: &Value, keys: &[&str], default: Option<i64>) -> Result<i64> {
     for key in keys {
         if let Some(x) = v.get(key) {
-            return x.as_i64().ok_or_else(|| Error::config(path, *key, format!("expected an integer, found {x}")));
+            return x.as_i64().ok_or_else(|| {
+                Error::config(path, *key, format!("expected an integer, found {x}"))
+            });
         }
     }
     default.ok_or_else(|| Error::config(path, keys[0], "missing"))
@@ -83,7 +85,9 @@ fn get_f64(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
             if x.is_null() {
                 return Ok(default);
             }
-            return x.as_f64().ok_or_else(|| Error::config(path, *key, format!("expected a number, found {x}")));
+            return x
+                .as_f64()
+                .ok_or_else(|| Error::config(path, *key, format!("expected a number, found {x}")));
         }
     }
     Ok(default)
@@ -119,8 +123,13 @@ impl ModelConfig {
             .and_then(Value::as_str)
             .unwrap_or("gelu")
             .to_string();
-        let hidden_act = Activation::from_name(&act_name)
-            .ok_or_else(|| Error::config(path, "hidden_act", format!("unknown activation `{act_name}`")))?;
+        let hidden_act = Activation::from_name(&act_name).ok_or_else(|| {
+            Error::config(
+                path,
+                "hidden_act",
+                format!("unknown activation `{act_name}`"),
+            )
+        })?;
         let cfg = ModelConfig {
             arch,
             vocab_size: get_i64(path, &raw, &["vocab_size"], None)?,
@@ -130,26 +139,61 @@ impl ModelConfig {
             intermediate_size: get_i64(path, &raw, &["intermediate_size", "hidden_dim"], None)?,
             hidden_act,
             max_position_embeddings: get_i64(path, &raw, &["max_position_embeddings"], Some(512))?,
-            type_vocab_size: if distil { 0 } else { get_i64(path, &raw, &["type_vocab_size"], Some(2))? },
-            layer_norm_eps: if distil { 1e-12 } else { get_f64(path, &raw, &["layer_norm_eps"], 1e-12)? },
-            pad_token_id: get_i64(path, &raw, &["pad_token_id"], Some(if arch.offsets_positions() { 1 } else { 0 }))?,
+            type_vocab_size: if distil {
+                0
+            } else {
+                get_i64(path, &raw, &["type_vocab_size"], Some(2))?
+            },
+            layer_norm_eps: if distil {
+                1e-12
+            } else {
+                get_f64(path, &raw, &["layer_norm_eps"], 1e-12)?
+            },
+            pad_token_id: get_i64(
+                path,
+                &raw,
+                &["pad_token_id"],
+                Some(if arch.offsets_positions() { 1 } else { 0 }),
+            )?,
             hidden_dropout: get_f64(path, &raw, &["hidden_dropout_prob", "dropout"], 0.1)?,
-            attention_dropout: get_f64(path, &raw, &["attention_probs_dropout_prob", "attention_dropout"], 0.1)?,
+            attention_dropout: get_f64(
+                path,
+                &raw,
+                &["attention_probs_dropout_prob", "attention_dropout"],
+                0.1,
+            )?,
             classifier_dropout: raw.get("classifier_dropout").and_then(Value::as_f64),
-            sinusoidal_positions: raw.get("sinusoidal_pos_embds").and_then(Value::as_bool).unwrap_or(false),
-            name_or_path: raw.get("_name_or_path").and_then(Value::as_str).map(str::to_string),
+            sinusoidal_positions: raw
+                .get("sinusoidal_pos_embds")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            name_or_path: raw
+                .get("_name_or_path")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             raw,
         };
         if cfg.hidden_size <= 0 || cfg.num_heads <= 0 || cfg.hidden_size % cfg.num_heads != 0 {
             return Err(Error::config(
                 path,
                 "hidden_size",
-                format!("{} is not a positive multiple of num_attention_heads {}", cfg.hidden_size, cfg.num_heads),
+                format!(
+                    "{} is not a positive multiple of num_attention_heads {}",
+                    cfg.hidden_size, cfg.num_heads
+                ),
             ));
         }
-        if let Some(pet) = cfg.raw.get("position_embedding_type").and_then(Value::as_str) {
+        if let Some(pet) = cfg
+            .raw
+            .get("position_embedding_type")
+            .and_then(Value::as_str)
+        {
             if pet != "absolute" {
-                return Err(Error::config(path, "position_embedding_type", format!("`{pet}` is not supported (only absolute)")));
+                return Err(Error::config(
+                    path,
+                    "position_embedding_type",
+                    format!("`{pet}` is not supported (only absolute)"),
+                ));
             }
         }
         Ok(cfg)

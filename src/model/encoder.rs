@@ -18,7 +18,9 @@ struct Attention {
 
 impl Attention {
     fn forward(&self, x: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
-        let (b, t, d) = x.size3().expect("hidden states are [batch, tokens, hidden]");
+        let (b, t, d) = x
+            .size3()
+            .expect("hidden states are [batch, tokens, hidden]");
         let dh = d / self.num_heads;
         let split = |y: Tensor| y.view([b, t, self.num_heads, dh]).transpose(1, 2);
         let q = split(self.query.forward(x));
@@ -26,7 +28,11 @@ impl Attention {
         let v = split(self.value.forward(x));
         let scores = q.matmul(&k.transpose(-1, -2)) / (dh as f64).sqrt() + mask_bias;
         let probs = scores.softmax(-1, Kind::Float).dropout(self.dropout, train);
-        probs.matmul(&v).transpose(1, 2).contiguous().view([b, t, d])
+        probs
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, d])
     }
 }
 
@@ -57,12 +63,24 @@ fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
 }
 
 fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![d], nn::LayerNormConfig { eps, ..Default::default() })
+    nn::layer_norm(
+        p,
+        vec![d],
+        nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        },
+    )
 }
 
 /// The module path of an adapter location: adapters live under `<path>.adapters.NAME`
 /// and fusion layers under `<path>.adapter_fusion_layer.NAME`.
-pub fn location_path<'a>(root: &nn::Path<'a>, arch: Architecture, layer: usize, location: Location) -> nn::Path<'a> {
+pub fn location_path<'a>(
+    root: &nn::Path<'a>,
+    arch: Architecture,
+    layer: usize,
+    location: Location,
+) -> nn::Path<'a> {
     let root = root / arch.prefix();
     match arch {
         Architecture::DistilBert => {
@@ -89,10 +107,26 @@ impl Encoder {
         let d = c.hidden_size;
         let p = root / c.arch.prefix();
         let emb = &p / "embeddings";
-        let word_embeddings = nn::embedding(&emb / "word_embeddings", c.vocab_size, d, Default::default());
-        let position_embeddings = nn::embedding(&emb / "position_embeddings", c.max_position_embeddings, d, Default::default());
-        let token_type_embeddings = (c.type_vocab_size > 0)
-            .then(|| nn::embedding(&emb / "token_type_embeddings", c.type_vocab_size, d, Default::default()));
+        let word_embeddings = nn::embedding(
+            &emb / "word_embeddings",
+            c.vocab_size,
+            d,
+            Default::default(),
+        );
+        let position_embeddings = nn::embedding(
+            &emb / "position_embeddings",
+            c.max_position_embeddings,
+            d,
+            Default::default(),
+        );
+        let token_type_embeddings = (c.type_vocab_size > 0).then(|| {
+            nn::embedding(
+                &emb / "token_type_embeddings",
+                c.type_vocab_size,
+                d,
+                Default::default(),
+            )
+        });
         let embeddings_ln = layer_norm(&emb / "LayerNorm", d, c.layer_norm_eps);
         let layers = (0..c.num_layers)
             .map(|i| match c.arch {
@@ -134,8 +168,17 @@ impl Encoder {
                 }
             })
             .collect();
-        let pooler = (with_pooler && c.arch != Architecture::DistilBert).then(|| linear(&p / "pooler" / "dense", d, d));
-        Encoder { config: config.clone(), word_embeddings, position_embeddings, token_type_embeddings, embeddings_ln, layers, pooler }
+        let pooler = (with_pooler && c.arch != Architecture::DistilBert)
+            .then(|| linear(&p / "pooler" / "dense", d, d));
+        Encoder {
+            config: config.clone(),
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embeddings_ln,
+            layers,
+            pooler,
+        }
     }
 
     fn position_ids(&self, input_ids: &Tensor) -> Tensor {
@@ -146,7 +189,9 @@ impl Encoder {
             let mask = input_ids.ne(pad).to_kind(Kind::Int64);
             mask.cumsum(1, Kind::Int64) * &mask + pad
         } else {
-            Tensor::arange(t, (Kind::Int64, input_ids.device())).unsqueeze(0).expand([b, t], true)
+            Tensor::arange(t, (Kind::Int64, input_ids.device()))
+                .unsqueeze(0)
+                .expand([b, t], true)
         }
     }
 
@@ -170,11 +215,15 @@ impl Encoder {
             };
             x = x + tt.forward(&ids);
         }
-        x = self.embeddings_ln.forward(&x).dropout(c.hidden_dropout, train);
+        x = self
+            .embeddings_ln
+            .forward(&x)
+            .dropout(c.hidden_dropout, train);
         // Additive mask [batch, 1, 1, tokens]: 0 for tokens, the most negative float for padding.
-        let mask_bias = (attention_mask.to_kind(Kind::Float).ones_like() - attention_mask.to_kind(Kind::Float))
-            .unsqueeze(1)
-            .unsqueeze(1)
+        let mask_bias = (attention_mask.to_kind(Kind::Float).ones_like()
+            - attention_mask.to_kind(Kind::Float))
+        .unsqueeze(1)
+        .unsqueeze(1)
             * f64::from(f32::MIN);
         let distil = c.arch == Architecture::DistilBert;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -183,10 +232,23 @@ impl Encoder {
             if !distil {
                 h = h.dropout(c.hidden_dropout, train);
             }
-            let after_attention = hook.bottleneck(i, Location::Attention, &h, &x, &layer.attention_ln, train)?;
-            let inter = c.hidden_act.apply(&layer.intermediate.forward(&after_attention));
-            let h = layer.output.forward(&inter).dropout(c.hidden_dropout, train);
-            x = hook.bottleneck(i, Location::Output, &h, &after_attention, &layer.output_ln, train)?;
+            let after_attention =
+                hook.bottleneck(i, Location::Attention, &h, &x, &layer.attention_ln, train)?;
+            let inter = c
+                .hidden_act
+                .apply(&layer.intermediate.forward(&after_attention));
+            let h = layer
+                .output
+                .forward(&inter)
+                .dropout(c.hidden_dropout, train);
+            x = hook.bottleneck(
+                i,
+                Location::Output,
+                &h,
+                &after_attention,
+                &layer.output_ln,
+                train,
+            )?;
         }
         Ok(x)
     }

@@ -28,8 +28,14 @@ pub fn demo_model_dir() -> Option<PathBuf> {
             candidates.push(root.join(".venv").join("demo-model"));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("demo-model"));
-    candidates.into_iter().find(|p| p.join("config.json").is_file())
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv")
+            .join("demo-model"),
+    );
+    candidates
+        .into_iter()
+        .find(|p| p.join("config.json").is_file())
 }
 
 /// A model argument: a folder, or `demo` for the demo model.
@@ -50,27 +56,41 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::weights(dir, "no model.safetensors or pytorch_model.bin in the model folder"))
+    Err(Error::weights(
+        dir,
+        "no model.safetensors or pytorch_model.bin in the model folder",
+    ))
 }
 
 impl BaseModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let dir = &resolve_model_dir(dir)?;
         if !dir.is_dir() {
-            return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found")));
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
+            ));
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = TextTokenizer::load(dir, &config)?;
         let file = weights_file(dir)?;
         let tensors = weights::read_state_dict(&file)?;
         let prefix = config.arch.prefix();
-        let with_pooler = tensors.iter().any(|(k, _)| k.ends_with("pooler.dense.weight"));
+        let with_pooler = tensors
+            .iter()
+            .any(|(k, _)| k.ends_with("pooler.dense.weight"));
         let mut vs = nn::VarStore::new(device);
         let encoder = Encoder::new(&vs.root(), &config, with_pooler);
         let normalize = |key: &str| {
             // Older checkpoints name LayerNorm parameters gamma/beta.
-            let key = key.strip_suffix(".gamma").map(|k| format!("{k}.weight")).unwrap_or_else(|| key.to_string());
-            let key = key.strip_suffix(".beta").map(|k| format!("{k}.bias")).unwrap_or(key);
+            let key = key
+                .strip_suffix(".gamma")
+                .map(|k| format!("{k}.weight"))
+                .unwrap_or_else(|| key.to_string());
+            let key = key
+                .strip_suffix(".beta")
+                .map(|k| format!("{k}.bias"))
+                .unwrap_or(key);
             if key.starts_with(&format!("{prefix}.")) {
                 key
             } else {
@@ -79,8 +99,19 @@ impl BaseModel {
         };
         weights::assign(&vs, &file, tensors, normalize, None)?;
         vs.freeze();
-        let mut model = BaseModel { dir: dir.to_path_buf(), config, vs, encoder, tokenizer };
-        if model.config.name_or_path.as_deref().is_none_or(str::is_empty) {
+        let mut model = BaseModel {
+            dir: dir.to_path_buf(),
+            config,
+            vs,
+            encoder,
+            tokenizer,
+        };
+        if model
+            .config
+            .name_or_path
+            .as_deref()
+            .is_none_or(str::is_empty)
+        {
             model.config.name_or_path = Some(dir.to_string_lossy().into_owned());
         }
         Ok(model)

