@@ -188,14 +188,13 @@ fn normalize_key(key: &str, prefix: &str) -> String {
     }
 }
 
-/// `name` inside weight keys, between these markers.
+/// Renames the `from` segment after `marker` (`adapters.NAME.` or a leading `heads.NAME.`).
 fn rename_in_key(key: &str, marker: &str, from: &str, to: &str) -> String {
-    key.replace(&format!(".{marker}.{from}."), &format!(".{marker}.{to}."))
-        .replacen(
-            &format!("{marker}.{from}."),
-            &format!("{marker}.{to}."),
-            usize::from(key.starts_with(&format!("{marker}.{from}."))),
-        )
+    let segment = format!("{marker}.{from}.");
+    if let Some(rest) = key.strip_prefix(&segment) {
+        return format!("{marker}.{to}.{rest}");
+    }
+    key.replace(&format!(".{segment}"), &format!(".{marker}.{to}."))
 }
 
 fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {

@@ -90,11 +90,7 @@ impl AdapterModule {
     }
 
     pub fn num_parameters(&self) -> i64 {
-        self.vs
-            .trainable_variables()
-            .iter()
-            .map(|t| t.numel() as i64)
-            .sum()
+        self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
 }
 
@@ -429,7 +425,7 @@ impl<'a> Plugins<'a> {
     }
 }
 
-impl LocationHook for Plugins<'_> {
+impl<'a> LocationHook for Plugins<'a> {
     fn bottleneck(
         &mut self,
         layer: usize,
@@ -453,11 +449,6 @@ impl LocationHook for Plugins<'_> {
         if !active {
             return Ok(ln.forward(&(h + r)));
         }
-        // A top-level single adapter or list is a Stack in the library.
-        let setup = match self.setup {
-            Setup::Adapter(n) => Setup::Stack(vec![Setup::Adapter(n.clone())]),
-            other => other.clone(),
-        };
         let st = State {
             hidden: h.shallow_clone(),
             input_tensor: r.shallow_clone(),
@@ -465,7 +456,15 @@ impl LocationHook for Plugins<'_> {
             up: None,
             last: None,
         };
-        let st = self.compose(&setup, st, &at)?;
+        let setup: &'a Setup = self.setup;
+        let st = match setup {
+            // A top-level single adapter is a one-element Stack in the library.
+            Setup::Adapter(n) => {
+                let st = self.pre_block(n, st, &at)?;
+                self.compose_single(n, st, &at)?
+            }
+            block => self.compose(block, st, &at)?,
+        };
         let last = st.last.clone().unwrap_or_default();
         let adapter = self.required(&last, &at)?;
         Ok(adapter.post_forward(&st.hidden, h, &st.input_tensor, ln))
