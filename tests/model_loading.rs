@@ -139,3 +139,24 @@ fn an_unsupported_architecture_is_refused_naming_the_field() {
         .to_string();
     assert!(err.contains("model_type") && err.contains("gpt2"), "{err}");
 }
+
+#[test]
+fn padding_a_text_into_a_batch_does_not_change_its_prediction() {
+    use adapter_studio::predict::{self, PredictSpec};
+    let a = fixtures().join("bert_tiny_adapters");
+    let spec = PredictSpec {
+        model: fixtures().join("bert_tiny"),
+        adapters: ["a", "b", "c"].iter().map(|n| a.join(n)).collect(),
+        fusion: Some(a.join("fusion_abc")),
+        head: a.join("head_cls"),
+        device: Device::Cpu,
+    };
+    let model = predict::load(&spec).unwrap();
+    let short = ("the cat sat".to_string(), None);
+    let long = ("the dog ran to the park and played with a ball while the cat sat on the mat".to_string(), None);
+    let alone = predict::predict(&model, std::slice::from_ref(&short)).unwrap();
+    let padded = predict::predict(&model, &[long, short]).unwrap();
+    assert_close("logits", &floats(&padded[1].logits), &floats(&alone[0].logits), 1e-5);
+    let fa = |p: &predict::Prediction| p.fusion_attention.clone().unwrap().concat();
+    assert_close("fusion attention", &fa(&padded[1]), &fa(&alone[0]), 1e-6);
+}
