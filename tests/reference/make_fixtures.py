@@ -806,25 +806,12 @@ def make_bert_cases(out, fixtures_root):
             # record the weights as the library stores them (normalized)
             avg = build_setup(setup)
             setup = dict(setup, normalized_weights=list(avg.weights))
-        logits, fus, hidden = forward(model, enc, setup, head)
+        outputs = forward(model, enc, setup, head)
         cases.append(
-            {
-                "name": name,
-                "model": rel(base_dir),
-                "adapters": [A(n) for n in adapters_used],
-                "fusion": A(fusion) if fusion else None,
-                "setup": setup,
-                "head": H(head),
-                "head_type": model.heads[head].config["head_type"],
-                "texts": texts,
-                "text_pairs": text_pairs,
-                "input_ids": tolist(enc["input_ids"]),
-                "attention_mask": tolist(enc["attention_mask"]),
-                "token_type_ids": tolist(enc["token_type_ids"]) if "token_type_ids" in enc else None,
-                "logits": logits,
-                "fusion_attention": fus,
-                "last_hidden_state_first_token": hidden,
-            }
+            case_record(
+                name, rel(base_dir), [A(n) for n in adapters_used], A(fusion) if fusion else None, setup,
+                H(head), model.heads[head].config["head_type"], texts, text_pairs, enc, outputs,
+            )
         )
     return cases
 
@@ -875,27 +862,36 @@ def make_roberta_cases(out, fixtures_root):
         texts = list(ROBERTA_PAIRS[0]) if pairs else list(ROBERTA_TEXTS)
         text_pairs = list(ROBERTA_PAIRS[1]) if pairs else None
         enc = tokenize(tok, texts, text_pairs)
-        logits, fus, hidden = forward(model, enc, setup, "cls")
+        outputs = forward(model, enc, setup, "cls")
         cases.append(
-            {
-                "name": name,
-                "model": rel(base_dir),
-                "adapters": [A(n) for n in adapters_used],
-                "fusion": A(fusion) if fusion else None,
-                "setup": setup,
-                "head": A("head_cls"),
-                "head_type": "classification",
-                "texts": texts,
-                "text_pairs": text_pairs,
-                "input_ids": tolist(enc["input_ids"]),
-                "attention_mask": tolist(enc["attention_mask"]),
-                "token_type_ids": tolist(enc["token_type_ids"]) if "token_type_ids" in enc else None,
-                "logits": logits,
-                "fusion_attention": fus,
-                "last_hidden_state_first_token": hidden,
-            }
+            case_record(
+                name, rel(base_dir), [A(n) for n in adapters_used], A(fusion) if fusion else None, setup,
+                A("head_cls"), "classification", texts, text_pairs, enc, outputs,
+            )
         )
     return cases
+
+
+def case_record(name, model_rel, adapter_dirs, fusion_dir, setup, head_dir, head_type, texts, text_pairs, enc, outputs):
+    """One entry of cases.json: inputs as transformers tokenized them and the library's outputs."""
+    logits, fus, hidden = outputs
+    return {
+        "name": name,
+        "model": model_rel,
+        "adapters": adapter_dirs,
+        "fusion": fusion_dir,
+        "setup": setup,
+        "head": head_dir,
+        "head_type": head_type,
+        "texts": texts,
+        "text_pairs": text_pairs,
+        "input_ids": tolist(enc["input_ids"]),
+        "attention_mask": tolist(enc["attention_mask"]),
+        "token_type_ids": tolist(enc["token_type_ids"]) if "token_type_ids" in enc else None,
+        "logits": logits,
+        "fusion_attention": fus,
+        "last_hidden_state_first_token": hidden,
+    }
 
 
 def _run_cases(model, tok, case_defs, texts, model_rel, A, head_dir, head_name="cls"):
@@ -904,25 +900,12 @@ def _run_cases(model, tok, case_defs, texts, model_rel, A, head_dir, head_name="
     for name, adapters_used, fusion, setup in case_defs:
         print("case", name, file=sys.stderr)
         enc = tokenize(tok, list(texts), None)
-        logits, fus, hidden = forward(model, enc, setup, head_name)
+        outputs = forward(model, enc, setup, head_name)
         cases.append(
-            {
-                "name": name,
-                "model": model_rel,
-                "adapters": [A(n) for n in adapters_used],
-                "fusion": A(fusion) if fusion else None,
-                "setup": setup,
-                "head": A(head_dir),
-                "head_type": model.heads[head_name].config["head_type"],
-                "texts": list(texts),
-                "text_pairs": None,
-                "input_ids": tolist(enc["input_ids"]),
-                "attention_mask": tolist(enc["attention_mask"]),
-                "token_type_ids": tolist(enc["token_type_ids"]) if "token_type_ids" in enc else None,
-                "logits": logits,
-                "fusion_attention": fus,
-                "last_hidden_state_first_token": hidden,
-            }
+            case_record(
+                name, model_rel, [A(n) for n in adapters_used], A(fusion) if fusion else None, setup,
+                A(head_dir), model.heads[head_name].config["head_type"], list(texts), None, enc, outputs,
+            )
         )
     return cases
 
