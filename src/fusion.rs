@@ -7,6 +7,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::layers::bert_linear;
 
 #[derive(Debug, Clone)]
 pub struct FusionConfig {
@@ -137,25 +138,17 @@ pub struct FusionLayer {
     reduction: f64,
 }
 
-fn bert_linear(p: nn::Path, d: i64, bias: bool) -> nn::Linear {
-    let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        },
-        bs_init: bias.then_some(nn::Init::Const(0.0)),
-        bias,
-    };
-    nn::linear(p, d, d, cfg)
-}
-
 impl FusionLayer {
     /// Creates the variables under `p` (= `…adapter_fusion_layer.a,b,c`).
     pub fn new(p: &nn::Path, cfg: &FusionConfig, hidden: i64, attention_dropout: f64) -> Self {
-        let query = cfg.query.then(|| bert_linear(p / "query", hidden, true));
-        let key = cfg.key.then(|| bert_linear(p / "key", hidden, true));
+        let query = cfg
+            .query
+            .then(|| bert_linear(p / "query", hidden, hidden, true));
+        let key = cfg
+            .key
+            .then(|| bert_linear(p / "key", hidden, hidden, true));
         let value = cfg.value.then(|| {
-            let v = bert_linear(p / "value", hidden, false);
+            let v = bert_linear(p / "value", hidden, hidden, false);
             if cfg.value_initialized {
                 tch::no_grad(|| {
                     let init = Tensor::full([hidden, hidden], 1e-6, (Kind::Float, v.ws.device()))

@@ -8,6 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+use crate::layers::bert_linear;
 use crate::model::ModelConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,14 +183,6 @@ impl HeadModule {
         let vs = nn::VarStore::new(device);
         let p = vs.root() / "heads" / name;
         let d = model.hidden_size;
-        let init = |bias: bool| nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-            bs_init: bias.then_some(nn::Init::Const(0.0)),
-            bias,
-        };
         // Module indices as nn.Sequential numbers them: a Dropout before every Linear, and an
         // activation after each hidden Linear when one is configured.
         let mut linears = Vec::new();
@@ -197,18 +190,13 @@ impl HeadModule {
         for l in 0..config.layers {
             index += 1; // Dropout
             if l + 1 < config.layers {
-                linears.push(nn::linear(&p / index, d, d, init(true)));
+                linears.push(bert_linear(&p / index, d, d, true));
                 index += 1;
                 if config.activation.is_some() {
                     index += 1;
                 }
             } else {
-                linears.push(nn::linear(
-                    &p / index,
-                    d,
-                    config.num_labels,
-                    init(config.bias),
-                ));
+                linears.push(bert_linear(&p / index, d, config.num_labels, config.bias));
             }
         }
         let dropout = config.dropout_prob.unwrap_or(model.head_dropout());

@@ -55,13 +55,6 @@ impl Artifact {
             Artifact::Head => "head",
         }
     }
-
-    /// Which artifact a folder holds, by its config file.
-    pub fn detect(dir: &Path) -> Option<Artifact> {
-        [Artifact::Fusion, Artifact::Head, Artifact::Adapter]
-            .into_iter()
-            .find(|a| dir.join(a.config_file()).is_file())
-    }
 }
 
 /// Finds the weights file of an artifact folder (safetensors preferred, as the library does).

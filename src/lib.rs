@@ -12,6 +12,7 @@ pub mod fusion;
 pub mod heads;
 pub mod hub;
 pub mod io;
+pub mod layers;
 pub mod model;
 pub mod predict;
 pub mod tokenizer;

@@ -47,32 +47,27 @@ fn ids_with(dir: &Path, texts: &[(String, Option<String>)]) -> Vec<i64> {
     Vec::<i64>::try_from(batch.input_ids.flatten(0, -1)).unwrap()
 }
 
-#[test]
-fn wordpiece_vocab_txt_tokenizes_like_transformers_when_there_is_no_tokenizer_json() {
+/// Without tokenizer.json the model folder's vocabulary files must tokenize like transformers.
+fn check_without_tokenizer_json(model: &str, cases: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(
-        &fixtures().join("bert_tiny"),
-        dir.path(),
-        &["tokenizer.json"],
-    );
-    for case in ["bert_seq_cls", "bert_seq_cls_pairs"] {
+    copy_without(&fixtures().join(model), dir.path(), &["tokenizer.json"]);
+    for case in cases {
         let (texts, want) = reference_ids(case);
         assert_eq!(ids_with(dir.path(), &texts), want, "{case}");
     }
 }
 
 #[test]
+fn wordpiece_vocab_txt_tokenizes_like_transformers_when_there_is_no_tokenizer_json() {
+    check_without_tokenizer_json("bert_tiny", &["bert_seq_cls", "bert_seq_cls_pairs"]);
+}
+
+#[test]
 fn byte_level_bpe_vocab_and_merges_tokenize_like_transformers_when_there_is_no_tokenizer_json() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_without(
-        &fixtures().join("roberta_tiny"),
-        dir.path(),
-        &["tokenizer.json"],
+    check_without_tokenizer_json(
+        "roberta_tiny",
+        &["roberta_seq_cls", "roberta_fuse_abc_pairs"],
     );
-    for case in ["roberta_seq_cls", "roberta_fuse_abc_pairs"] {
-        let (texts, want) = reference_ids(case);
-        assert_eq!(ids_with(dir.path(), &texts), want, "{case}");
-    }
 }
 
 #[test]
@@ -153,10 +148,18 @@ fn padding_a_text_into_a_batch_does_not_change_its_prediction() {
     };
     let model = predict::load(&spec).unwrap();
     let short = ("the cat sat".to_string(), None);
-    let long = ("the dog ran to the park and played with a ball while the cat sat on the mat".to_string(), None);
+    let long = (
+        "the dog ran to the park and played with a ball while the cat sat on the mat".to_string(),
+        None,
+    );
     let alone = predict::predict(&model, std::slice::from_ref(&short)).unwrap();
     let padded = predict::predict(&model, &[long, short]).unwrap();
-    assert_close("logits", &floats(&padded[1].logits), &floats(&alone[0].logits), 1e-5);
+    assert_close(
+        "logits",
+        &floats(&padded[1].logits),
+        &floats(&alone[0].logits),
+        1e-5,
+    );
     let fa = |p: &predict::Prediction| p.fusion_attention.clone().unwrap().concat();
     assert_close("fusion attention", &fa(&padded[1]), &fa(&alone[0]), 1e-6);
 }

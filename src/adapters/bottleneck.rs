@@ -8,6 +8,7 @@ use tch::Tensor;
 use super::config::{BnConfig, InitWeights, ResidualBeforeLn, Scaling};
 use crate::activation::Activation;
 use crate::error::Result;
+use crate::layers::{bert_linear, layer_norm};
 
 #[derive(Debug)]
 pub struct Bottleneck {
@@ -39,29 +40,6 @@ pub struct PreForward {
     pub residual: Tensor,
 }
 
-fn bert_linear(p: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
-    let cfg = nn::LinearConfig {
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        },
-        bs_init: Some(nn::Init::Const(0.0)),
-        bias: true,
-    };
-    nn::linear(p, d_in, d_out, cfg)
-}
-
-fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![d],
-        nn::LayerNormConfig {
-            eps,
-            ..Default::default()
-        },
-    )
-}
-
 impl Bottleneck {
     /// Creates the module's variables under `p` (= `…adapters.NAME`), named as AdapterHub names them.
     pub fn new(p: &nn::Path, cfg: &BnConfig, hidden: i64, down_size: i64) -> Self {
@@ -72,8 +50,8 @@ impl Bottleneck {
         } else {
             (None, "0")
         };
-        let mut down = bert_linear(&down_path / linear_index, hidden, down_size);
-        let mut up = bert_linear(p / "adapter_up", down_size, hidden);
+        let mut down = bert_linear(&down_path / linear_index, hidden, down_size, true);
+        let mut up = bert_linear(p / "adapter_up", down_size, hidden, true);
         tch::no_grad(|| match cfg.init_weights {
             InitWeights::Bert => {}
             InitWeights::MamAdapter => {
@@ -109,7 +87,9 @@ impl Bottleneck {
         let ln_after = cfg
             .ln_after
             .then(|| layer_norm(p / "adapter_norm_after", hidden, 1e-5));
-        let gate = cfg.use_gating.then(|| bert_linear(p / "gate", hidden, 1));
+        let gate = cfg
+            .use_gating
+            .then(|| bert_linear(p / "gate", hidden, 1, true));
         Bottleneck {
             ln_before,
             down,

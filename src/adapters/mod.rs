@@ -203,6 +203,18 @@ struct State {
 }
 
 impl State {
+    /// The same state for another child block (tensors are shared, not copied), as the
+    /// library hands one state to every child of Fuse and Average.
+    fn share(&self) -> State {
+        State {
+            hidden: self.hidden.shallow_clone(),
+            input_tensor: self.input_tensor.shallow_clone(),
+            adapter_residual: self.adapter_residual.shallow_clone(),
+            up: self.up.as_ref().map(Tensor::shallow_clone),
+            last: self.last.clone(),
+        }
+    }
+
     fn slice(&self, start: i64, len: i64) -> State {
         State {
             hidden: self.hidden.narrow(0, start, len),
@@ -312,14 +324,7 @@ impl<'a> Plugins<'a> {
                 st.adapter_residual = pre.residual;
                 let mut ups = Vec::new();
                 for child in children {
-                    let child_state = State {
-                        hidden: st.hidden.shallow_clone(),
-                        input_tensor: st.input_tensor.shallow_clone(),
-                        adapter_residual: st.adapter_residual.shallow_clone(),
-                        up: None,
-                        last: st.last.clone(),
-                    };
-                    if let Some(cs) = self.compose_child(child, child_state, at)? {
+                    if let Some(cs) = self.compose_child(child, st.share(), at)? {
                         ups.extend(cs.up);
                     }
                 }
@@ -351,14 +356,7 @@ impl<'a> Plugins<'a> {
                 let mut outs: Vec<State> = Vec::new();
                 let mut used_weights = Vec::new();
                 for (child, w) in children.iter().zip(weights) {
-                    let child_state = State {
-                        hidden: st.hidden.shallow_clone(),
-                        input_tensor: st.input_tensor.shallow_clone(),
-                        adapter_residual: st.adapter_residual.shallow_clone(),
-                        up: st.up.as_ref().map(Tensor::shallow_clone),
-                        last: st.last.clone(),
-                    };
-                    if let Some(cs) = self.compose_child(child, child_state, at)? {
+                    if let Some(cs) = self.compose_child(child, st.share(), at)? {
                         outs.push(cs);
                         used_weights.push(*w);
                     }

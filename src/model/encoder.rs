@@ -6,6 +6,7 @@ use tch::{Kind, Tensor};
 use super::config::{Architecture, ModelConfig};
 use crate::adapters::{Location, LocationHook};
 use crate::error::Result;
+use crate::layers::layer_norm;
 
 #[derive(Debug)]
 struct Attention {
@@ -60,17 +61,6 @@ pub struct Encoder {
 
 fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     nn::linear(p, i, o, Default::default())
-}
-
-fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![d],
-        nn::LayerNormConfig {
-            eps,
-            ..Default::default()
-        },
-    )
 }
 
 /// The module path of an adapter location: adapters live under `<path>.adapters.NAME`
