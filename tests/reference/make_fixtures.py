@@ -816,6 +816,26 @@ def make_bert_cases(out, fixtures_root):
     return cases
 
 
+def add_and_save_family(model, tag, confs, adir, fusion_safetensors):
+    """Adds the adapters `confs` ({name: (config, save as safetensors)}), a fusion over a, b, c and
+    a 3-label classification head, all with random weights, and saves them under `adir`."""
+    for name, (conf, _) in confs.items():
+        model.add_adapter(name, config=conf)
+        randomize_group(model, tag + ":" + name, f".adapters.{name}.", "adapter")
+    model.add_adapter_fusion(Fuse("a", "b", "c"))
+    randomize_group(model, tag + ":a,b,c", ".adapter_fusion_layer.a,b,c.", "fusion")
+    model.add_classification_head(
+        "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
+    )
+    randomize_group(model, tag + ":cls", "heads.cls.", "head")
+    model.eval()
+
+    for name, (_, safe) in confs.items():
+        model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
+    model.save_adapter_fusion(os.path.join(adir, "fusion_abc"), "a,b,c", use_safetensors=fusion_safetensors)
+    model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=False)
+
+
 def make_roberta_cases(out, fixtures_root):
     base_dir = make_roberta_tiny(out)
     adir = os.path.join(out, "roberta_tiny_adapters")
@@ -828,21 +848,7 @@ def make_roberta_cases(out, fixtures_root):
     model.config._name_or_path = "roberta_tiny"
     confs = {"seq": (SeqBnConfig(), False), "par": (ParBnConfig(), False), "a": (SeqBnConfig(), True),
              "b": (SeqBnConfig(), False), "c": (SeqBnConfig(), False)}
-    for name, (conf, _) in confs.items():
-        model.add_adapter(name, config=conf)
-        randomize_group(model, "roberta:" + name, f".adapters.{name}.", "adapter")
-    model.add_adapter_fusion(Fuse("a", "b", "c"))
-    randomize_group(model, "roberta:a,b,c", ".adapter_fusion_layer.a,b,c.", "fusion")
-    model.add_classification_head(
-        "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
-    )
-    randomize_group(model, "roberta:cls", "heads.cls.", "head")
-    model.eval()
-
-    for name, (_, safe) in confs.items():
-        model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
-    model.save_adapter_fusion(os.path.join(adir, "fusion_abc"), "a,b,c", use_safetensors=False)
-    model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=False)
+    add_and_save_family(model, "roberta", confs, adir, fusion_safetensors=False)
 
     tok = AutoTokenizer.from_pretrained(base_dir)
 
@@ -922,21 +928,7 @@ def make_distilbert_cases(out, fixtures_root):
     model.config._name_or_path = "distilbert_tiny"
     confs = {"seq": (SeqBnConfig(), True), "houlsby": (DoubleSeqBnConfig(), False), "a": (SeqBnConfig(), True),
              "b": (SeqBnConfig(), False), "c": (SeqBnConfig(), True)}
-    for name, (conf, _) in confs.items():
-        model.add_adapter(name, config=conf)
-        randomize_group(model, "distilbert:" + name, f".adapters.{name}.", "adapter")
-    model.add_adapter_fusion(Fuse("a", "b", "c"))
-    randomize_group(model, "distilbert:a,b,c", ".adapter_fusion_layer.a,b,c.", "fusion")
-    model.add_classification_head(
-        "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
-    )
-    randomize_group(model, "distilbert:cls", "heads.cls.", "head")
-    model.eval()
-
-    for name, (_, safe) in confs.items():
-        model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
-    model.save_adapter_fusion(os.path.join(adir, "fusion_abc"), "a,b,c", use_safetensors=True)
-    model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=False)
+    add_and_save_family(model, "distilbert", confs, adir, fusion_safetensors=True)
 
     tok = AutoTokenizer.from_pretrained(base_dir)
 
