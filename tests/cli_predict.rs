@@ -211,11 +211,9 @@ fn adapter_with_other_hidden_size_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("seq");
     copy_dir(&adapters_dir().join("seq"), &a);
-    let cfg_path = a.join("adapter_config.json");
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["hidden_size"] = 768.into();
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    edit_json(&a.join("adapter_config.json"), |cfg| {
+        cfg["hidden_size"] = 768.into()
+    });
     let err = predict_single(&a);
     assert!(err.contains("hidden size 768"), "{err}");
 }
@@ -244,11 +242,9 @@ fn unknown_config_value_is_an_error_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("seq");
     copy_dir(&adapters_dir().join("seq"), &a);
-    let cfg_path = a.join("adapter_config.json");
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
-    cfg["config"]["non_linearity"] = "wiggle".into();
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    edit_json(&a.join("adapter_config.json"), |cfg| {
+        cfg["config"]["non_linearity"] = "wiggle".into()
+    });
     let err = predict_single(&a);
     assert!(
         err.contains("config.non_linearity") && err.contains("wiggle"),

@@ -121,13 +121,10 @@ fn a_mis_shaped_base_weight_is_an_error_naming_both_shapes() {
 #[test]
 fn an_unsupported_architecture_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    copy_without(&fixtures().join("bert_tiny"), dir.path(), &["config.json"]);
-    let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("bert_tiny").join("config.json")).unwrap(),
-    )
-    .unwrap();
-    cfg["model_type"] = "gpt2".into();
-    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    copy_without(&fixtures().join("bert_tiny"), dir.path(), &[]);
+    edit_json(&dir.path().join("config.json"), |cfg| {
+        cfg["model_type"] = "gpt2".into()
+    });
     let err = BaseModel::load(dir.path(), Device::Cpu)
         .err()
         .unwrap()

@@ -98,3 +98,10 @@ pub fn minilm_fixtures() -> PathBuf {
     }
     dir
 }
+
+/// Rewrites a JSON file in place through `edit` (to make broken or foreign configs).
+pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, v.to_string()).unwrap();
+}
