@@ -54,6 +54,15 @@ pub enum Error {
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
+    /// A problem in a dataset file, located as precisely as we can (1-based line).
+    #[error("{}", data_location(path, *line, column.as_deref(), message))]
+    Data {
+        path: PathBuf,
+        line: Option<usize>,
+        column: Option<String>,
+        message: String,
+    },
+
     #[error("{0}")]
     Incompatible(String),
 
@@ -62,6 +71,22 @@ pub enum Error {
 
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+fn data_location(
+    path: &std::path::Path,
+    line: Option<usize>,
+    column: Option<&str>,
+    message: &str,
+) -> String {
+    let mut s = path.display().to_string();
+    if let Some(line) = line {
+        s.push_str(&format!(": line {line}"));
+    }
+    if let Some(column) = column {
+        s.push_str(&format!(", column `{column}`"));
+    }
+    format!("{s}: {message}")
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -87,6 +112,19 @@ impl Error {
     pub fn weights(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Weights {
             path: path.into(),
+            message: message.into(),
+        }
+    }
+    pub fn data(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        column: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Data {
+            path: path.into(),
+            line,
+            column: column.map(str::to_string),
             message: message.into(),
         }
     }

@@ -15,6 +15,7 @@ pub mod io;
 pub mod layers;
 pub mod model;
 pub mod predict;
+pub mod rng;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
