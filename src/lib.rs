@@ -13,9 +13,11 @@ pub mod heads;
 pub mod hub;
 pub mod io;
 pub mod layers;
+pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod rng;
 pub mod tokenizer;
+pub mod training;
 
 pub use error::{Error, Result};

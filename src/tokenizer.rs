@@ -31,6 +31,25 @@ pub struct Batch {
     pub tokens: Vec<Vec<String>>,
 }
 
+/// One example's token ids before padding.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<i64>,
+    pub type_ids: Vec<i64>,
+    /// The word each token comes from (None for special tokens).
+    pub word_ids: Vec<Option<u32>>,
+}
+
+impl From<&tokenizers::Encoding> for Encoded {
+    fn from(enc: &tokenizers::Encoding) -> Self {
+        Encoded {
+            ids: enc.get_ids().iter().map(|&x| x as i64).collect(),
+            type_ids: enc.get_type_ids().iter().map(|&x| x as i64).collect(),
+            word_ids: enc.get_word_ids().to_vec(),
+        }
+    }
+}
+
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Tokenizer {
         path: path.to_path_buf(),
@@ -136,6 +155,49 @@ impl TextTokenizer {
         })
     }
 
+    /// A copy that truncates at `max_length` tokens (capped at what the model allows).
+    pub fn with_max_length(&self, max_length: usize) -> Result<TextTokenizer> {
+        let max_length = max_length.clamp(2, self.max_length);
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Invalid(format!("tokenizer truncation: {e}")))?;
+        Ok(TextTokenizer {
+            inner,
+            max_length,
+            pad_id: self.pad_id,
+        })
+    }
+
+    fn encode_raw<'s>(
+        &self,
+        input: impl Into<tokenizers::EncodeInput<'s>>,
+        what: &str,
+    ) -> Result<tokenizers::Encoding> {
+        self.inner
+            .encode(input, true)
+            .map_err(|e| Error::Invalid(format!("cannot tokenize `{what}`: {e}")))
+    }
+
+    /// One text (with an optional pair), special tokens added, truncated, not padded.
+    pub fn encode_one(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        let enc = match pair {
+            Some(b) => self.encode_raw((text, b), text)?,
+            None => self.encode_raw(text, text)?,
+        };
+        Ok(Encoded::from(&enc))
+    }
+
+    /// Pre-split words (tagging); `word_ids` maps each token back to its word.
+    pub fn encode_words(&self, words: &[String]) -> Result<Encoded> {
+        let input: Vec<&str> = words.iter().map(String::as_str).collect();
+        let enc = self.encode_raw(input, &words.join(" "))?;
+        Ok(Encoded::from(&enc))
+    }
+
     /// Encodes texts (with optional pairs), special tokens added, truncated at `max_length`,
     /// padded to the longest.
     pub fn encode_batch(
@@ -148,32 +210,29 @@ impl TextTokenizer {
         let mut tokens = Vec::with_capacity(texts.len());
         for (a, b) in texts {
             let enc = match b {
-                Some(b) => self.inner.encode((a.as_str(), b.as_str()), true),
-                None => self.inner.encode(a.as_str(), true),
-            }
-            .map_err(|e| Error::Invalid(format!("cannot tokenize `{a}`: {e}")))?;
-            ids.push(enc.get_ids().iter().map(|&x| x as i64).collect::<Vec<_>>());
-            types.push(
-                enc.get_type_ids()
-                    .iter()
-                    .map(|&x| x as i64)
-                    .collect::<Vec<_>>(),
-            );
+                Some(b) => self.encode_raw((a.as_str(), b.as_str()), a)?,
+                None => self.encode_raw(a.as_str(), a)?,
+            };
+            let e = Encoded::from(&enc);
+            ids.push(e.ids);
+            types.push(e.type_ids);
             tokens.push(enc.get_tokens().to_vec());
         }
-        Ok(Self::pad(ids, types, tokens, self.pad_id, device))
+        Ok(Self::pad(ids, types, tokens, self.pad_id, 0, device))
     }
 
-    /// Pads id sequences into a batch (used for cached, pre-tokenized data too).
+    /// Pads id sequences into a batch to the longest, or to `min_len` if that is longer
+    /// (fixed-shape batches); used for cached, pre-tokenized data too.
     pub fn pad(
         ids: Vec<Vec<i64>>,
         types: Vec<Vec<i64>>,
         tokens: Vec<Vec<String>>,
         pad_id: i64,
+        min_len: usize,
         device: Device,
     ) -> Batch {
         let b = ids.len() as i64;
-        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(1) as i64;
+        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(min_len).max(1) as i64;
         let mut flat_ids = vec![pad_id; (b * t) as usize];
         let mut flat_types = vec![0i64; (b * t) as usize];
         let mut flat_mask = vec![0i64; (b * t) as usize];

@@ -58,6 +58,51 @@ pub fn to_sorted_json(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(&sort(value)).unwrap_or_default()
 }
 
+/// A fresh temporary folder next to `dst`, to fill and then pass to `replace_dir`.
+pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
+    let tmp = temp_path_for(dst);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+fn aside_path(dst: &Path) -> PathBuf {
+    let name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dst.with_file_name(format!(".{name}.old"))
+}
+
+/// Puts finished folder `src` in place of `dst`: the old `dst` is moved aside, `src` renamed,
+/// the old one deleted. Readers see the old folder or the new one, never a half-written one;
+/// `recover_dir` undoes a crash between the two renames.
+pub fn replace_dir(src: &Path, dst: &Path) -> Result<()> {
+    let aside = aside_path(dst);
+    if aside.exists() {
+        fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+    }
+    if dst.exists() {
+        fs::rename(dst, &aside).map_err(|e| Error::io(dst, e))?;
+    }
+    fs::rename(src, dst).map_err(|e| Error::io(dst, e))?;
+    if aside.exists() {
+        fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+    }
+    Ok(())
+}
+
+/// After a crash inside `replace_dir`: brings back the old folder if the new one is missing.
+pub fn recover_dir(dst: &Path) -> Result<()> {
+    let aside = aside_path(dst);
+    if aside.exists() && !dst.exists() {
+        fs::rename(&aside, dst).map_err(|e| Error::io(dst, e))?;
+    }
+    Ok(())
+}
+
 pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomic(path, to_sorted_json(value).as_bytes())
 }
@@ -96,5 +141,24 @@ mod tests {
             to_sorted_json(&v),
             "{\n  \"a\": {\n    \"c\": 3,\n    \"d\": 2\n  },\n  \"b\": 1\n}"
         );
+    }
+
+    #[test]
+    fn replacing_a_folder_swaps_it_whole_and_recovery_restores_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("adapter");
+        for content in ["old", "new"] {
+            let tmp = temp_dir_for(&dst).unwrap();
+            fs::write(tmp.join("w"), content).unwrap();
+            replace_dir(&tmp, &dst).unwrap();
+        }
+        assert_eq!(fs::read_to_string(dst.join("w")).unwrap(), "new");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the folder itself is left");
+
+        // A crash after moving the old folder aside, before the new one was renamed in:
+        fs::rename(&dst, aside_path(&dst)).unwrap();
+        recover_dir(&dst).unwrap();
+        assert_eq!(fs::read_to_string(dst.join("w")).unwrap(), "new");
     }
 }

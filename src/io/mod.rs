@@ -3,4 +3,6 @@ pub mod atomic;
 pub mod torch_pickle;
 pub mod weights;
 
-pub use atomic::{read_json, write_atomic, write_json_atomic};
+pub use atomic::{
+    read_json, recover_dir, replace_dir, temp_dir_for, write_atomic, write_json_atomic,
+};

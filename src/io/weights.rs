@@ -1,5 +1,6 @@
 //! Reading and writing state dicts: `.safetensors` and PyTorch `.bin` (restricted unpickler).
 //! Tensors come back on the CPU in file order; loaders copy them into a `VarStore`.
+use std::collections::HashMap;
 use std::path::Path;
 
 use tch::{Kind, Tensor};
@@ -131,6 +132,42 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict> {
 
 /// Writes a state dict atomically; the format follows the file extension.
 pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    write_state_dict_with_metadata(path, tensors, &[])
+}
+
+/// Reads the `__metadata__` of a `.safetensors` file from its header alone.
+pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let bad = |m: String| Error::weights(path, format!("not a valid safetensors file: {m}"));
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return Err(bad(format!("header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// As `write_state_dict`, with extra `__metadata__` entries for `.safetensors` files (one
+/// file holding tensors and the state that goes with them is written atomically as a whole).
+pub fn write_state_dict_with_metadata(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    extra_metadata: &[(String, String)],
+) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -155,10 +192,9 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
                     .map_err(|e| Error::weights(path, format!("tensor `{name}`: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let metadata = Some(std::collections::HashMap::from([(
-            "format".to_string(),
-            "pt".to_string(),
-        )]));
+        let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+        metadata.extend(extra_metadata.iter().cloned());
+        let metadata = Some(metadata);
         let bytes = safetensors::serialize(views, metadata)
             .map_err(|e| Error::weights(path, format!("cannot serialize: {e}")))?;
         super::write_atomic(path, &bytes)

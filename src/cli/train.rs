@@ -1,0 +1,474 @@
+//! `adapter-studio train`, `fuse` and `eval`.
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use adapter_studio::data::{Columns, TaskType};
+use adapter_studio::device::parse_device;
+use adapter_studio::predict::{self, PredictSpec};
+use adapter_studio::training::{
+    self, Event, Method, RunStatus, Stage, Summary, TrainConfig,
+};
+
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Training data: CSV, TSV (GLUE style) or JSONL.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Validation data; without it, --validation-split of --train is held out.
+    #[arg(long)]
+    validation: Option<PathBuf>,
+    /// Share of --train held out (seeded, stratified) when there is no --validation; 0: none.
+    #[arg(long, default_value_t = 0.1)]
+    validation_split: f64,
+    #[command(flatten)]
+    columns: ColumnArgs,
+    /// Label list in id order, comma-separated (default: inferred from --train, sorted).
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+}
+
+#[derive(Args, Clone)]
+pub struct ColumnArgs {
+    /// Column with the text (tagging: the list of words). Default: text, sentence, sentence1, …
+    #[arg(long)]
+    text_column: Option<String>,
+    /// Column with the second text of a pair. Default: sentence2 next to sentence1, …
+    #[arg(long)]
+    text_pair_column: Option<String>,
+    /// Column with the label (tagging: the list of tags). Default: label, labels, score, tags.
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Skip rows with problems (reported with their line) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_rows: bool,
+}
+
+impl ColumnArgs {
+    fn columns(&self) -> Columns {
+        Columns {
+            text: self.text_column.clone(),
+            text_pair: self.text_pair_column.clone(),
+            label: self.label_column.clone(),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct TrainingArgs {
+    /// classification, multilabel, regression or tagging.
+    #[arg(long, default_value = "classification")]
+    task: TaskType,
+    /// Name of the adapter/fusion head (default: from the --out folder).
+    #[arg(long)]
+    name: Option<String>,
+    /// Epochs (default: 30 for adapters, 10 for fusion, as in the paper).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Stop after this many optimizer steps (overrides --epochs).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Peak learning rate (default: 1e-4 for adapters, 5e-5 for fusion).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tokens per example; longer inputs are truncated.
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Share of steps with linear warm-up.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Gradient clipping (global L2 norm); 0 disables it.
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Evaluations without improvement before stopping early; 0 disables early stopping.
+    #[arg(long, default_value_t = 3)]
+    patience: usize,
+    /// Evaluate every N steps as well as at each epoch end.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Metric for the best checkpoint (default: accuracy, pearson or micro_f1 by task).
+    #[arg(long)]
+    metric: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Pad every batch to --max-length (fixed shapes) instead of length-bucketed batches.
+    #[arg(long)]
+    pad_to_max_length: bool,
+    /// Write a resumable checkpoint every N steps (also at each evaluation and on stop).
+    #[arg(long, default_value_t = 200)]
+    save_every: usize,
+    /// Weights format of the saved AdapterHub folders: safetensors or bin.
+    #[arg(long, default_value = "safetensors")]
+    weights_format: String,
+    /// Output folder of the run.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress bar; print one JSON summary on stdout at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Hugging Face model folder, or `demo`.
+    #[arg(long, required_unless_present = "resume")]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// seq_bn, double_seq_bn, par_bn, or the paper's baselines full and head-only.
+    #[arg(long, default_value = "seq_bn")]
+    method: Method,
+    /// Bottleneck reduction factor (default: the method's preset, 16 for seq_bn).
+    #[arg(long)]
+    reduction_factor: Option<f64>,
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Continue the interrupted run in this folder with its saved settings.
+    #[arg(long, conflicts_with_all = ["model", "train", "out"])]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct FuseArgs {
+    /// Hugging Face model folder, or `demo`.
+    #[arg(long, required_unless_present = "resume")]
+    model: Option<PathBuf>,
+    /// AdapterHub adapter folders to fuse (two or more), e.g. RUN/adapter of stage-1 runs.
+    #[arg(long = "adapter")]
+    adapters: Vec<PathBuf>,
+    /// dynamic (the paper's) or static.
+    #[arg(long, default_value = "dynamic")]
+    fusion_config: String,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Continue the interrupted run in this folder with its saved settings.
+    #[arg(long, conflicts_with_all = ["model", "train", "out", "adapters"])]
+    resume: Option<PathBuf>,
+}
+
+fn config_from(
+    model: Option<PathBuf>,
+    data: &DataArgs,
+    t: &TrainingArgs,
+    mut cfg: impl FnMut(PathBuf, PathBuf) -> TrainConfig,
+) -> anyhow::Result<(TrainConfig, PathBuf)> {
+    let (Some(model), Some(train), Some(out)) = (model, data.train.clone(), t.out.clone()) else {
+        bail!("--model, --train and --out are required (or --resume RUN)");
+    };
+    let mut c = cfg(model, train);
+    c.validation = data.validation.clone();
+    c.validation_split = data.validation_split;
+    c.columns = data.columns.columns();
+    c.skip_bad_rows = data.columns.skip_bad_rows;
+    c.labels = data.labels.clone();
+    c.task = t.task;
+    c.name = match &t.name {
+        Some(n) => n.clone(),
+        None => out
+            .file_name()
+            .map(|n| n.to_string_lossy().replace([',', '.', ' '], "_"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| c.name.clone()),
+    };
+    c.epochs = t.epochs.unwrap_or(c.epochs);
+    c.max_steps = t.max_steps;
+    c.lr = t.lr.unwrap_or(c.lr);
+    c.batch_size = t.batch_size;
+    c.max_length = t.max_length;
+    c.warmup_ratio = t.warmup_ratio;
+    c.weight_decay = t.weight_decay;
+    c.max_grad_norm = t.max_grad_norm;
+    c.patience = (t.patience > 0).then_some(t.patience);
+    c.eval_every = t.eval_every;
+    c.metric = t.metric.clone();
+    c.seed = t.seed;
+    c.device = t.device.clone();
+    parse_device(&c.device)?;
+    c.pad_to_max_length = t.pad_to_max_length;
+    c.save_every = t.save_every;
+    c.weights_format = t.weights_format.clone();
+    Ok((c, out))
+}
+
+pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let json = args.training.json;
+    if let Some(out) = args.resume {
+        return run(json, |obs, stop| training::resume(&out, obs, stop));
+    }
+    let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
+        TrainConfig::adapter(m, t, args.method)
+    })?;
+    cfg.stage = Stage::Adapter {
+        method: args.method,
+        reduction_factor: args.reduction_factor,
+    };
+    run(json, |obs, stop| training::train(&cfg, &out, obs, stop))
+}
+
+pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
+    let json = args.training.json;
+    if let Some(out) = args.resume {
+        return run(json, |obs, stop| training::resume(&out, obs, stop));
+    }
+    if args.adapters.len() < 2 {
+        bail!("give at least two --adapter folders to fuse");
+    }
+    let adapters = args.adapters.clone();
+    let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
+        TrainConfig::fusion(m, t, adapters.clone())
+    })?;
+    if let Stage::Fusion { fusion_config, .. } = &mut cfg.stage {
+        *fusion_config = args.fusion_config.clone();
+    }
+    run(json, |obs, stop| training::train(&cfg, &out, obs, stop))
+}
+
+/// Runs a training with Ctrl-C wired to a graceful stop, a progress bar unless `json`, and
+/// the summary at the end.
+fn run(
+    json: bool,
+    go: impl FnOnce(&mut dyn FnMut(&Event), &AtomicBool) -> adapter_studio::Result<Summary>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C means "now": the last checkpoint is still intact.
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let mut progress = Progress::new(!json);
+    let summary = go(&mut |e| progress.on_event(e), &stop)?;
+    progress.finish();
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if summary.status == RunStatus::Stopped {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    let out = s.out.display();
+    match s.status {
+        RunStatus::Stopped => println!(
+            "stopped at step {} of {}; continue with --resume {out}",
+            s.steps, s.total_steps
+        ),
+        _ => {
+            let how = if s.early_stopped { " (early stopping)" } else { "" };
+            println!(
+                "finished at step {} of {}{how}; {:.1} examples/s",
+                s.steps, s.total_steps, s.examples_per_sec
+            );
+            if let Some(best) = &s.best {
+                let m: Vec<String> = best
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                println!("best at step {}: {}", best.step, m.join(", "));
+            }
+            for kind in ["adapter", "fusion", "model", "head"] {
+                let p = s.out.join(kind);
+                if p.is_dir() {
+                    println!("{kind:>8}: {}", p.display());
+                }
+            }
+        }
+    }
+}
+
+/// A one-line terminal progress bar (stderr), redrawn at most ten times a second; on a
+/// non-terminal it prints one line per evaluation instead.
+struct Progress {
+    enabled: bool,
+    tty: bool,
+    total: usize,
+    start_step: usize,
+    started: Instant,
+    last_draw: Option<Instant>,
+    smoothed_loss: Option<f64>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Progress {
+            enabled,
+            tty: std::io::stderr().is_terminal(),
+            total: 0,
+            start_step: 0,
+            started: Instant::now(),
+            last_draw: None,
+            smoothed_loss: None,
+        }
+    }
+
+    fn on_event(&mut self, e: &Event) {
+        if !self.enabled {
+            return;
+        }
+        match e {
+            Event::Prepared {
+                train_examples,
+                validation_examples,
+                total_steps,
+                start_step,
+                trainable_parameters,
+                skipped,
+                ..
+            } => {
+                self.total = *total_steps;
+                self.start_step = *start_step;
+                self.started = Instant::now();
+                for s in skipped {
+                    eprintln!("warning: {s}");
+                }
+                let resumed = if *start_step > 0 {
+                    format!(", resuming at step {start_step}")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "{train_examples} training and {validation_examples} validation examples, \
+                     {total_steps} steps, {trainable_parameters} trainable parameters{resumed}"
+                );
+            }
+            Event::Step(r) => {
+                let l = self.smoothed_loss.map_or(r.loss, |s| 0.9 * s + 0.1 * r.loss);
+                self.smoothed_loss = Some(l);
+                let due = self
+                    .last_draw
+                    .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                if self.tty && (due || r.step == self.total) {
+                    self.last_draw = Some(Instant::now());
+                    let done = r.step - self.start_step;
+                    let left = self.total.saturating_sub(r.step);
+                    let per_step = self.started.elapsed().as_secs_f64() / done.max(1) as f64;
+                    let width = 30;
+                    let filled = width * r.step / self.total.max(1);
+                    eprint!(
+                        "\r[{}{}] {}/{} loss {l:.4} {:.1} ex/s ETA {}   ",
+                        "#".repeat(filled),
+                        "-".repeat(width - filled),
+                        r.step,
+                        self.total,
+                        r.examples_per_sec,
+                        hms(per_step * left as f64)
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            }
+            Event::Eval(r, _) => {
+                let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                let best = if r.best { "  (best)" } else { "" };
+                if self.tty {
+                    eprint!("\r\x1b[K");
+                }
+                eprintln!("step {} (epoch {:.2}): {}{best}", r.step, r.epoch, m.join(", "));
+            }
+            Event::Checkpoint { .. } => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Hugging Face model folder, or `demo`.
+    #[arg(long)]
+    model: PathBuf,
+    /// AdapterHub adapter folder; repeat for several (stacked unless --fusion).
+    #[arg(long = "adapter")]
+    adapters: Vec<PathBuf>,
+    /// AdapterHub fusion folder over the given adapters.
+    #[arg(long)]
+    fusion: Option<PathBuf>,
+    /// AdapterHub head folder (its labels define the classes).
+    #[arg(long)]
+    head: PathBuf,
+    /// Data to evaluate on (CSV, TSV or JSONL).
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    columns: ColumnArgs,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Print one JSON object: the metrics by name, and `examples`.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let spec = PredictSpec {
+        model: args.model,
+        adapters: args.adapters,
+        fusion: args.fusion,
+        head: args.head,
+        device: parse_device(&args.device)?,
+    };
+    let model = predict::load(&spec)?;
+    let (result, skipped) = training::evaluate_file(
+        &model,
+        &args.data,
+        &args.columns.columns(),
+        args.columns.skip_bad_rows,
+        args.batch_size,
+        args.max_length,
+    )?;
+    if let Some(s) = skipped {
+        eprintln!("warning: {s}");
+    }
+    if args.json {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in &result.metrics {
+            obj.insert(k.clone(), serde_json::json!(v));
+        }
+        obj.insert("examples".into(), serde_json::json!(result.examples));
+        println!("{}", serde_json::Value::Object(obj));
+    } else {
+        println!("examples: {}", result.examples);
+        for (k, v) in &result.metrics {
+            println!("{k:>9}: {v:.4}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! The folder of one run: `run.json` (settings, data, status), `metrics.jsonl` (one record per
+//! logged step or evaluation), `attention.jsonl` (fusion weights per evaluation), the resumable
+//! `checkpoint.safetensors` and the best artifacts in AdapterHub format. The CLI and the GUI
+//! write and read the same layout.
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::TrainConfig;
+use crate::error::{Error, Result};
+use crate::io::{read_json, write_atomic, write_json_atomic};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        RunDir {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn run_json(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+    pub fn attention(&self) -> PathBuf {
+        self.root.join("attention.jsonl")
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoint.safetensors")
+    }
+    /// `adapter`, `fusion`, `head` or `model` (full fine-tuning).
+    pub fn artifact(&self, kind: &str) -> PathBuf {
+        self.root.join(kind)
+    }
+
+    pub fn read_info(&self) -> Result<RunInfo> {
+        read_json(&self.run_json())
+    }
+
+    pub fn write_info(&self, info: &RunInfo) -> Result<()> {
+        let value = serde_json::to_value(info).map_err(|source| Error::Json {
+            path: self.run_json(),
+            source,
+        })?;
+        write_json_atomic(&self.run_json(), &value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    /// Stopped on request (or interrupted); `--resume` continues it.
+    Stopped,
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub role: String,
+    pub path: PathBuf,
+    pub fingerprint: String,
+    pub examples: usize,
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub config: TrainConfig,
+    pub status: RunStatus,
+    pub step: usize,
+    pub total_steps: usize,
+    pub labels: Vec<String>,
+    pub data: Vec<DataInfo>,
+    pub trainable_parameters: i64,
+    pub best: Option<EvalRecord>,
+    pub error: Option<String>,
+    pub versions: serde_json::Value,
+    pub device: String,
+    pub started_unix_secs: u64,
+    pub updated_unix_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub epoch: f64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub examples_per_sec: f64,
+    pub elapsed_secs: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub epoch: f64,
+    /// Validation metrics by name (`loss`, `accuracy`, …).
+    pub metrics: Metrics,
+    pub examples: usize,
+    pub elapsed_secs: f64,
+    /// Whether this evaluation became the best so far (its artifacts were saved).
+    pub best: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Train(StepRecord),
+    Eval(EvalRecord),
+}
+
+impl Record {
+    pub fn step(&self) -> usize {
+        match self {
+            Record::Train(r) => r.step,
+            Record::Eval(r) => r.step,
+        }
+    }
+}
+
+/// Mean fusion attention at one evaluation: layers × adapters, overall and per class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionRecord {
+    pub step: usize,
+    pub adapters: Vec<String>,
+    pub layers: Vec<usize>,
+    pub mean: Vec<Vec<f64>>,
+    /// Gold label → layers × adapters (classification).
+    pub by_gold: std::collections::BTreeMap<String, Vec<Vec<f64>>>,
+    /// Predicted label → layers × adapters (classification).
+    pub by_predicted: std::collections::BTreeMap<String, Vec<Vec<f64>>>,
+}
+
+/// Appends one JSON line. Not atomic by design: a kill can at worst leave a torn last line,
+/// which `read_jsonl` ignores and a resume rewrites.
+pub fn append_jsonl<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let line = serde_json::to_string(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+/// Reads a JSON-lines file written by `append_jsonl`; a missing file is empty, lines that do
+/// not parse (a torn last line after a kill) are skipped.
+pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Keeps only the lines whose `step` is at most `step` (what a checkpoint at `step` had seen),
+/// so that a resumed run's files read as if it had never stopped.
+pub fn truncate_jsonl_after(path: &Path, step: usize) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<serde_json::Value> = read_jsonl(path)?
+        .into_iter()
+        .filter(|v: &serde_json::Value| {
+            v.get("step")
+                .and_then(serde_json::Value::as_u64)
+                .is_some_and(|s| s as usize <= step)
+        })
+        .collect();
+    let mut text = String::new();
+    for v in kept {
+        text.push_str(&v.to_string());
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_a_torn_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let rec = Record::Train(StepRecord {
+            step: 1,
+            epoch: 0.1,
+            loss: 0.5,
+            lr: 1e-4,
+            grad_norm: 1.0,
+            examples_per_sec: 10.0,
+            elapsed_secs: 0.2,
+        });
+        append_jsonl(&path, &rec).unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"kind\":\"train\",\"st")
+            .unwrap();
+        let back: Vec<Record> = read_jsonl(&path).unwrap();
+        assert_eq!(back, vec![rec]);
+        let line = fs::read_to_string(&path).unwrap();
+        assert!(line.starts_with("{\"kind\":\"train\",\"step\":1,"), "{line}");
+    }
+
+    #[test]
+    fn truncation_keeps_lines_up_to_the_checkpoint_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        for step in 1..=5 {
+            append_jsonl(&path, &serde_json::json!({ "step": step })).unwrap();
+        }
+        truncate_jsonl_after(&path, 3).unwrap();
+        let steps: Vec<u64> = read_jsonl::<serde_json::Value>(&path)
+            .unwrap()
+            .iter()
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, vec![1, 2, 3]);
+    }
+}

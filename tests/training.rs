@@ -1,0 +1,411 @@
+//! Training from the command line: stage 1 and stage 2 on the demo tasks, outputs that the
+//! Python library loads with the same logits, resume after kill -9 and Ctrl-C, every task
+//! type, and clear errors for bad data.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
+}
+
+fn datasets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("datasets")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The JSON summary a `--json` training prints as its last line.
+fn summary(stdout: &str) -> Value {
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON summary")
+}
+
+/// `train` with the demo model on the CPU, JSON summary.
+fn train_on(train: &Path, validation: Option<&Path>, out: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.args(["train", "--device", "cpu", "--json", "--model"])
+        .arg(demo_model())
+        .arg("--train")
+        .arg(train)
+        .arg("--out")
+        .arg(out);
+    if let Some(v) = validation {
+        cmd.arg("--validation").arg(v);
+    }
+    cmd
+}
+
+/// `train` on a demo task's train and validation files.
+fn train_cmd(task_dir: &str, ext: &str, out: &Path) -> Command {
+    let d = datasets().join(task_dir);
+    train_on(
+        &d.join(format!("train.{ext}")),
+        Some(&d.join(format!("validation.{ext}"))),
+        out,
+    )
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// metrics.jsonl without the fields that measure time.
+fn records_without_timing(run: &Path) -> Vec<Value> {
+    read_lines(&run.join("metrics.jsonl"))
+        .into_iter()
+        .map(|mut v| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("examples_per_sec");
+            o.remove("elapsed_secs");
+            v
+        })
+        .collect()
+}
+
+fn predict_logits(args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<f64> {
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(demo_model())
+        .args(args);
+    for t in texts {
+        cmd.args(["--text", t]);
+    }
+    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
+    v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect()
+}
+
+fn python_logits(spec: Value, dir: &Path) -> Value {
+    let path = dir.join("spec.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let out = run_reference_script(&["--check-load".as_ref(), path.as_os_str()]);
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["load_warnings"], json!([]), "Python warned while loading");
+    v
+}
+
+const TEXTS: [&str; 3] = [
+    "The room was spotless and the staff were lovely, but breakfast was cold.",
+    "Terrible service, we will not be back.",
+    "An absolute delight from start to finish.",
+];
+
+#[test]
+fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_same_logits() {
+    let work = tempfile::tempdir().unwrap();
+    let (sentiment, topic, fusion) = (
+        work.path().join("sentiment"),
+        work.path().join("topic"),
+        work.path().join("review_fusion"),
+    );
+    // Stage 1: two source adapters (one saved as .bin), learning rate high enough to learn in
+    // a few steps.
+    let s = summary(&ok(train_cmd("sentiment", "csv", &sentiment)
+        .args(["--max-steps", "40", "--eval-every", "20", "--lr", "1e-3"])
+        .output()
+        .unwrap()));
+    assert_eq!(s["status"], "finished");
+    assert_eq!(s["steps"], 40);
+    let best_accuracy = s["best"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(best_accuracy > 0.7, "sentiment adapter did not learn: {best_accuracy}");
+    ok(train_cmd("topic", "jsonl", &topic)
+        .args(["--max-steps", "6", "--weights-format", "bin"])
+        .output()
+        .unwrap());
+    assert!(topic.join("adapter").join("pytorch_adapter.bin").is_file());
+
+    // Stage 2: fuse both on the small target task.
+    let d = datasets().join("review_rating");
+    let out = bin()
+        .args(["fuse", "--device", "cpu", "--json", "--model"])
+        .arg(demo_model())
+        .arg("--adapter")
+        .arg(sentiment.join("adapter"))
+        .arg("--adapter")
+        .arg(topic.join("adapter"))
+        .arg("--train")
+        .arg(d.join("train.csv"))
+        .arg("--validation")
+        .arg(d.join("validation.csv"))
+        .args(["--max-steps", "6", "--eval-every", "3", "--lr", "1e-3"])
+        .arg("--out")
+        .arg(&fusion)
+        .output()
+        .unwrap();
+    assert_eq!(summary(&ok(out))["status"], "finished");
+    let fusion_cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(fusion.join("fusion").join("adapter_fusion_config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fusion_cfg["name"], "sentiment,topic");
+
+    // Run files: one record per step and evaluation, fusion attention per evaluation.
+    let records = read_lines(&fusion.join("metrics.jsonl"));
+    assert_eq!(records.iter().filter(|r| r["kind"] == "train").count(), 6);
+    let evals: Vec<&Value> = records.iter().filter(|r| r["kind"] == "eval").collect();
+    assert_eq!(evals.len(), 2);
+    for key in ["accuracy", "macro_f1", "mcc", "loss"] {
+        assert!(evals[0]["metrics"][key].is_number(), "eval record lacks {key}");
+    }
+    let attention = read_lines(&fusion.join("attention.jsonl"));
+    assert_eq!(attention.len(), 2);
+    let mean = attention[1]["mean"].as_array().unwrap();
+    assert_eq!(mean.len(), 6, "one row per layer of MiniLM");
+    for row in mean {
+        let sum: f64 = floats(row).iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "fusion weights of a layer sum to one: {sum}");
+    }
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(fusion.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "finished");
+    assert!(run["data"][0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(!fusion.join("checkpoint.safetensors").exists());
+
+    // Rust and Python give the same logits for the fused model.
+    let (a, t, f, h) = (
+        sentiment.join("adapter"),
+        topic.join("adapter"),
+        fusion.join("fusion"),
+        fusion.join("head"),
+    );
+    let rust = predict_logits(
+        &[
+            "--adapter".as_ref(),
+            a.as_os_str(),
+            "--adapter".as_ref(),
+            t.as_os_str(),
+            "--fusion".as_ref(),
+            f.as_os_str(),
+            "--head".as_ref(),
+            h.as_os_str(),
+        ],
+        &TEXTS,
+    );
+    let py = python_logits(
+        json!({"model": demo_model(), "adapters": [a, t], "fusion": f, "head": h,
+               "setup": {"type": "fuse", "adapters": ["sentiment", "topic"]}, "texts": TEXTS}),
+        work.path(),
+    );
+    assert_close("fusion logits", &rust, &floats(&py["logits"]), 1e-4);
+
+    // A stage-1 adapter with its own head too.
+    let (sa, sh) = (sentiment.join("adapter"), sentiment.join("head"));
+    let rust = predict_logits(
+        &["--adapter".as_ref(), sa.as_os_str(), "--head".as_ref(), sh.as_os_str()],
+        &TEXTS,
+    );
+    let py = python_logits(
+        json!({"model": demo_model(), "adapters": [sa], "head": sh,
+               "setup": {"type": "single", "adapters": ["sentiment"]}, "texts": TEXTS}),
+        work.path(),
+    );
+    assert_close("adapter logits", &rust, &floats(&py["logits"]), 1e-4);
+
+    // `eval` on the validation file reproduces the best evaluation of the run.
+    let out = bin()
+        .args(["eval", "--device", "cpu", "--json", "--model"])
+        .arg(demo_model())
+        .arg("--adapter")
+        .arg(&sa)
+        .arg("--head")
+        .arg(&sh)
+        .arg("--data")
+        .arg(datasets().join("sentiment").join("validation.csv"))
+        .output()
+        .unwrap();
+    let e: Value = serde_json::from_str(&ok(out)).unwrap();
+    let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["accuracy", "examples", "loss", "macro_f1", "mcc"]);
+    assert_eq!(e["examples"], 100);
+    assert!((e["accuracy"].as_f64().unwrap() - best_accuracy).abs() < 1e-9);
+}
+
+/// Waits until `path` exists (a checkpoint was written), or panics after a minute.
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn resumable(out: &Path) -> Command {
+    let mut cmd = train_cmd("sentiment", "csv", out);
+    cmd.args(["--max-steps", "24", "--eval-every", "8", "--save-every", "4", "--lr", "5e-4"]);
+    cmd
+}
+
+fn weights_of(run: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(run.join("adapter").join("adapter.safetensors")).unwrap();
+    bytes.extend(std::fs::read(run.join("head").join("model_head.safetensors")).unwrap());
+    bytes
+}
+
+#[test]
+fn a_run_killed_or_interrupted_resumes_to_the_same_result_as_an_uninterrupted_one() {
+    let work = tempfile::tempdir().unwrap();
+    let whole = work.path().join("whole");
+    ok(resumable(&whole).output().unwrap());
+
+    // kill -9 once the first checkpoint exists.
+    let killed = work.path().join("killed");
+    let mut child = resumable(&killed).spawn().unwrap();
+    wait_for(&killed.join("checkpoint.safetensors"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(killed.join("run.json")).unwrap()).unwrap();
+    assert_ne!(info["status"], "finished", "the kill came too late to test anything");
+    let s = summary(&ok(bin()
+        .args(["train", "--json", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap()));
+    assert_eq!(s["status"], "finished");
+    assert!(s["examples"].as_u64().unwrap() < 24 * 32, "the resumed run started over");
+
+    // Ctrl-C: stops after the current step with a checkpoint, exit status 130.
+    let stopped = work.path().join("stopped");
+    let child = resumable(&stopped).spawn().unwrap();
+    wait_for(&stopped.join("checkpoint.safetensors"));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(summary(&String::from_utf8_lossy(&out.stdout))["status"], "stopped");
+    ok(bin().args(["train", "--json", "--resume"]).arg(&stopped).output().unwrap());
+
+    for run in [&killed, &stopped] {
+        assert!(weights_of(run) == weights_of(&whole), "{} differs", run.display());
+        assert_eq!(records_without_timing(run), records_without_timing(&whole));
+    }
+
+    // A finished run is not resumed, and its folder is not reused for a new run.
+    let out = bin().args(["train", "--resume"]).arg(&whole).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already finished"));
+    let out = resumable(&whole).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
+}
+
+#[test]
+fn every_task_type_trains_and_writes_a_head_the_library_reads() {
+    let work = tempfile::tempdir().unwrap();
+    let cases = [
+        ("nli", "tsv", "classification", "classification", "accuracy"),
+        ("emotions", "jsonl", "multilabel", "multilabel_classification", "micro_f1"),
+        ("similarity", "csv", "regression", "classification", "pearson"),
+        ("ner", "jsonl", "tagging", "tagging", "micro_f1"),
+    ];
+    for (task_dir, ext, task, head_type, metric) in cases {
+        let out = work.path().join(task_dir);
+        let s = summary(&ok(train_cmd(task_dir, ext, &out)
+            .args(["--task", task, "--max-steps", "3", "--method", "double_seq_bn"])
+            .output()
+            .unwrap()));
+        assert!(
+            s["best"]["metrics"][metric].is_number(),
+            "{task}: no {metric} in {s}"
+        );
+        let head: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("head").join("head_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(head["config"]["head_type"], head_type, "{task}");
+        let (a, h) = (out.join("adapter"), out.join("head"));
+        let rust = predict_logits(
+            &["--adapter".as_ref(), a.as_os_str(), "--head".as_ref(), h.as_os_str()],
+            &TEXTS[..1],
+        );
+        let py = python_logits(
+            json!({"model": demo_model(), "adapters": [a], "head": h,
+                   "setup": {"type": "single", "adapters": [task_dir]}, "texts": &TEXTS[..1]}),
+            work.path(),
+        );
+        assert_close(task, &rust, &floats(&py["logits"]), 1e-4);
+    }
+}
+
+#[test]
+fn baselines_train_only_what_they_should() {
+    let work = tempfile::tempdir().unwrap();
+    let head_only = work.path().join("head_only");
+    let s = summary(&ok(train_cmd("sentiment", "csv", &head_only)
+        .args(["--method", "head-only", "--max-steps", "2"])
+        .output()
+        .unwrap()));
+    assert_eq!(s["status"], "finished");
+    assert!(head_only.join("head").is_dir() && !head_only.join("adapter").exists());
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(head_only.join("run.json")).unwrap())
+            .unwrap();
+    // 384×384 + 384 + 384×2 + 2: the two-layer classification head only.
+    assert_eq!(info["trainable_parameters"], 148_610);
+
+    let full = work.path().join("full");
+    ok(train_cmd("sentiment", "csv", &full)
+        .args(["--method", "full", "--max-steps", "1", "--validation-split", "0"])
+        .output()
+        .unwrap());
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("run.json")).unwrap()).unwrap();
+    assert!(info["trainable_parameters"].as_i64().unwrap() > 22_000_000);
+    // The fine-tuned base is a model folder that loads again.
+    ok(bin().args(["info", "--model"]).arg(full.join("model")).output().unwrap());
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "expected a failure");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn bad_training_files_fail_with_the_file_line_and_column() {
+    let work = tempfile::tempdir().unwrap();
+    let ragged = work.path().join("ragged.csv");
+    std::fs::write(&ragged, "text,label\ngood movie,positive\nbad,negative,extra\n").unwrap();
+    let mut cmd = train_on(&ragged, None, &work.path().join("run"));
+    let err = run_err(&mut cmd);
+    assert!(err.contains("ragged.csv") && err.contains("line 3"), "{err}");
+
+    let wrong_column = work.path().join("cols.csv");
+    std::fs::write(&wrong_column, "review,label\ngood movie,positive\n").unwrap();
+    let mut cmd = train_on(&wrong_column, None, &work.path().join("run2"));
+    let err = run_err(&mut cmd);
+    assert!(err.contains("cols.csv") && err.contains("review"), "{err}");
+
+    // Unknown label in the validation file: named with its line.
+    let val = work.path().join("val.csv");
+    std::fs::write(&val, "text,label\nfine,positive\nmeh,neutral\n").unwrap();
+    let train = datasets().join("sentiment").join("train.csv");
+    let mut cmd = train_on(&train, Some(&val), &work.path().join("run3"));
+    let err = run_err(&mut cmd);
+    assert!(err.contains("val.csv") && err.contains("line 3") && err.contains("neutral"), "{err}");
+}
