@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::table::{describe, no_rows, parse_table, Issues, Row, RowIssue, Table};
-use super::{quoted_list, FileFormat, TaskType};
+use super::{count, quoted_list, FileFormat, TaskType};
 use crate::error::{Error, Result};
 
 /// Column names as the user gave them; unset ones are picked from the header by [`resolve`].
@@ -308,8 +308,8 @@ impl Dataset {
         let first = self.skipped.first()?;
         let n = self.skipped.len();
         Some(format!(
-            "skipped {n} of {} rows (first: {first})",
-            n + self.examples.len()
+            "skipped {n} of {} (first: {first})",
+            count(n + self.examples.len(), "row")
         ))
     }
 }
@@ -368,7 +368,11 @@ impl RowReader {
         })?;
         if let (Text::Words(words), Raw::Tags(tags)) = (&text, &raw) {
             if words.len() != tags.len() {
-                let message = format!("{} tags for {} words", tags.len(), words.len());
+                let message = format!(
+                    "{} for {}",
+                    count(tags.len(), "tag"),
+                    count(words.len(), "word")
+                );
                 return Err(self.issue(row, &self.label, message));
             }
         }
@@ -387,11 +391,15 @@ fn scalar_text(v: &Value) -> std::result::Result<String, String> {
 }
 
 fn plain_text(v: &Value) -> std::result::Result<String, String> {
-    let text = scalar_text(v)?;
-    match text.trim().is_empty() {
-        true => Err("missing text".to_string()),
-        false => Ok(text),
+    present(scalar_text(v)?, "missing text")
+}
+
+/// `text` unless it is blank.
+fn present(text: String, missing: &str) -> std::result::Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(missing.to_string());
     }
+    Ok(text)
 }
 
 /// A label's canonical text: trimmed, numbers in one form so that `1`, `"1"`, `1.0` agree.
@@ -405,21 +413,16 @@ fn label_key(text: &str) -> String {
 }
 
 fn one_label(v: &Value) -> std::result::Result<String, String> {
-    let key = label_key(
-        &scalar_text(v).map_err(|_| format!("expected one label, found {}", describe(v)))?,
-    );
-    match key.is_empty() {
-        true => Err("missing label".to_string()),
-        false => Ok(key),
-    }
+    let text = scalar_text(v).map_err(|_| format!("expected one label, found {}", describe(v)))?;
+    present(label_key(&text), "missing label")
 }
 
 fn words(v: &Value) -> std::result::Result<Vec<String>, String> {
     let words = list(v, "words", |s| s.split_whitespace().collect(), plain_text)?;
-    match words.is_empty() {
-        true => Err("no words".to_string()),
-        false => Ok(words),
+    if words.is_empty() {
+        return Err("no words".to_string());
     }
+    Ok(words)
 }
 
 /// A list cell: a JSON list, or (CSV/TSV) text cut by `split`, empty pieces dropped.
@@ -446,8 +449,8 @@ fn list(
 
 fn number(v: &Value) -> std::result::Result<f64, String> {
     let text = scalar_text(v).map_err(|_| format!("expected a number, found {}", describe(v)))?;
+    let text = present(text, "missing value")?;
     match text.trim().parse::<f64>() {
-        _ if text.trim().is_empty() => Err("missing value".to_string()),
         Ok(x) if x.is_finite() => Ok(x),
         _ => Err(format!("expected a finite number, found `{}`", text.trim())),
     }
@@ -464,6 +467,14 @@ struct LabelSet {
 
 impl LabelSet {
     fn given(list: &[String], task: TaskType, path: &Path) -> Result<Self> {
+        let invalid = |message: String| Err(Error::data(path, None, None, message));
+        // Regression has no labels; an empty list is accepted so that callers can pass
+        // another split's (empty) labels without a special case.
+        match (task == TaskType::Regression, list.is_empty()) {
+            (true, false) => return invalid("regression takes no label list".into()),
+            (false, true) => return invalid("the given label list is empty".into()),
+            _ => {}
+        }
         let mut set = LabelSet {
             fixed: true,
             ..Default::default()
@@ -471,34 +482,14 @@ impl LabelSet {
         for name in list {
             let key = label_key(name);
             if key.is_empty() || set.ids.contains_key(&key) {
-                let what = if key.is_empty() {
-                    "an empty"
-                } else {
-                    "a repeated"
-                };
-                let message = format!("the given label list has {what} label (`{name}`)");
-                return Err(Error::data(path, None, None, message));
+                return invalid(format!(
+                    "the given label list has an empty or repeated label (`{name}`)"
+                ));
             }
             set.ids.insert(key.clone(), set.names.len());
             set.names.push(key);
         }
-        // Regression has no labels; an empty list is accepted so that callers can pass
-        // another split's (empty) labels without a special case.
-        match (task, set.names.is_empty()) {
-            (TaskType::Regression, false) => Err(Error::data(
-                path,
-                None,
-                None,
-                "regression takes no label list",
-            )),
-            (TaskType::Regression, true) | (_, false) => Ok(set),
-            (_, true) => Err(Error::data(
-                path,
-                None,
-                None,
-                "the given label list is empty",
-            )),
-        }
+        Ok(set)
     }
 
     fn id(&mut self, key: String) -> std::result::Result<usize, String> {
@@ -704,7 +695,7 @@ mod tests {
         assert!(load("g.csv", contents, &s)
             .unwrap_err()
             .to_string()
-            .contains("repeated label"));
+            .contains("empty or repeated label (`pos`)"));
     }
 
     #[test]
@@ -813,7 +804,7 @@ mod tests {
             "t.jsonl",
             2,
             Some("tags"),
-            "1 tags for 2 words",
+            "1 tag for 2 words",
         );
         assert_located(
             load("t.jsonl", "{\"tokens\":\"\",\"tags\":[]}\n", &t),
@@ -840,7 +831,7 @@ mod tests {
         );
         assert_eq!(
             ds.skipped_summary().unwrap(),
-            "skipped 3 of 5 rows (first: line 3: 1 fields, but the header has 2)"
+            "skipped 3 of 5 rows (first: line 3: 1 field, but the header has 2)"
         );
         assert_eq!(
             ds.label_counts(),
@@ -856,7 +847,7 @@ mod tests {
             "k.csv",
             3,
             None,
-            "1 fields",
+            "1 field, but",
         );
     }
 

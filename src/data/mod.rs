@@ -77,6 +77,14 @@ impl FromStr for TaskType {
     }
 }
 
+/// "1 row", "2 rows".
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// `a`, `b`, `c` for messages; long lists are cut so that one bad file gives one readable line.
 pub(crate) fn quoted_list<S: AsRef<str>>(items: &[S]) -> String {
     const SHOWN: usize = 20;

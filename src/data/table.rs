@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::count;
 use crate::error::{Error, Result};
 
 const INVALID_UTF8: &str = "invalid UTF-8 (dataset files must be UTF-8 encoded)";
@@ -118,8 +119,8 @@ pub(crate) fn no_rows(path: &Path, skipped: &[RowIssue]) -> Error {
             None,
             None,
             format!(
-                "no usable rows: all {} rows have problems (first: {first})",
-                skipped.len()
+                "no usable rows: all {} have problems (first: {first})",
+                count(skipped.len(), "row")
             ),
         ),
     }
@@ -218,8 +219,8 @@ fn read_delimited(
         };
         if record.len() != columns.len() {
             let message = format!(
-                "{} fields, but the header has {}",
-                record.len(),
+                "{}, but the header has {}",
+                count(record.len(), "field"),
                 columns.len()
             );
             issues.report(RowIssue::new(line, None, message))?;
@@ -397,7 +398,7 @@ mod tests {
             "q.csv",
             4,
             None,
-            "1 fields, but the header has 2",
+            "1 field, but the header has 2",
         );
     }
 
