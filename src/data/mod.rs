@@ -4,7 +4,8 @@
 //!
 //! Conventions the CLI and the GUI should document to users:
 //! - CSV is RFC 4180 (quotes, doubled quotes, newlines in quoted fields); TSV is GLUE style:
-//!   tabs, no quoting, so a `"` is an ordinary character. Both need a header row.
+//!   tabs, no quoting, so a `"` is an ordinary character. The first row is always the
+//!   header (names trimmed, no repeats).
 //! - `.json` files are read as JSON Lines (one object per line), like `.jsonl` and `.ndjson`.
 //! - Multilabel targets are a JSON list, or in CSV/TSV one cell with labels separated by `|`
 //!   (an empty cell means no labels).
