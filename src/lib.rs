@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod adapter_model;
 pub mod adapters;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod fusion;

@@ -1,0 +1,526 @@
+//! Raw rows of a dataset file, before any task is applied.
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::count;
+use crate::error::{Error, Result};
+
+const INVALID_UTF8: &str = "invalid UTF-8 (dataset files must be UTF-8 encoded)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+    Tsv,
+    Jsonl,
+}
+
+impl FileFormat {
+    /// From the extension: `.csv`; `.tsv`/`.tab`; `.jsonl`/`.ndjson`/`.json` (all JSON Lines).
+    pub fn from_path(path: &Path) -> Result<FileFormat> {
+        let ext = path.extension().and_then(|e| e.to_str());
+        match ext.map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => Ok(FileFormat::Csv),
+            Some("tsv" | "tab") => Ok(FileFormat::Tsv),
+            Some("jsonl" | "ndjson" | "json") => Ok(FileFormat::Jsonl),
+            _ => Err(Error::data(
+                path,
+                None,
+                None,
+                "unknown dataset file type: expected .csv, .tsv/.tab or .jsonl/.ndjson/.json (JSON Lines)",
+            )),
+        }
+    }
+}
+
+/// Raw rows for previews and column pickers, and the first stage of loading a [`Dataset`].
+///
+/// [`Dataset`]: super::Dataset
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub path: PathBuf,
+    pub format: FileFormat,
+    pub columns: Vec<String>,
+    pub rows: Vec<Row>,
+    /// Rows that could not be read (only with `skip_bad_rows`), in file order.
+    pub skipped: Vec<RowIssue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// 1-based line where the row starts.
+    pub line: usize,
+    /// Aligned with `Table::columns`. CSV/TSV cells are strings; JSON Lines keep JSON types,
+    /// and a key missing from a line is `Null`.
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowIssue {
+    pub line: usize,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl RowIssue {
+    pub(crate) fn new(line: usize, column: Option<&str>, message: impl Into<String>) -> Self {
+        RowIssue {
+            line,
+            column: column.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    pub fn to_error(&self, path: &Path) -> Error {
+        Error::data(path, Some(self.line), self.column.as_deref(), &self.message)
+    }
+}
+
+impl fmt::Display for RowIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)?;
+        if let Some(column) = &self.column {
+            write!(f, ", column `{column}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Row problems of one file: the first one is the error, unless bad rows are skipped.
+pub(crate) struct Issues<'a> {
+    path: &'a Path,
+    skip: bool,
+    pub list: Vec<RowIssue>,
+}
+
+impl<'a> Issues<'a> {
+    pub fn new(path: &'a Path, skip: bool, list: Vec<RowIssue>) -> Self {
+        Issues { path, skip, list }
+    }
+
+    pub fn report(&mut self, issue: RowIssue) -> Result<()> {
+        if !self.skip {
+            return Err(issue.to_error(self.path));
+        }
+        self.list.push(issue);
+        Ok(())
+    }
+}
+
+/// The error for a file that yields nothing to work with.
+pub(crate) fn no_rows(path: &Path, skipped: &[RowIssue]) -> Error {
+    match skipped.first() {
+        None => Error::data(path, None, None, "no data rows"),
+        Some(first) => Error::data(
+            path,
+            None,
+            None,
+            format!(
+                "no usable rows: all {} have problems (first: {first})",
+                count(skipped.len(), "row")
+            ),
+        ),
+    }
+}
+
+/// Reads the header and up to `limit` rows (previews stop reading there). Rows that cannot be
+/// read are errors, or with `skip_bad_rows` collected in `Table::skipped`.
+pub fn read_table(path: &Path, limit: Option<usize>, skip_bad_rows: bool) -> Result<Table> {
+    let format = FileFormat::from_path(path)?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    parse_table(path, format, BufReader::new(file), limit, skip_bad_rows)
+}
+
+pub(crate) fn parse_table(
+    path: &Path,
+    format: FileFormat,
+    reader: impl BufRead,
+    limit: Option<usize>,
+    skip_bad_rows: bool,
+) -> Result<Table> {
+    let mut issues = Issues::new(path, skip_bad_rows, Vec::new());
+    let (columns, rows) = match format {
+        FileFormat::Csv => read_delimited(path, reader, b',', true, limit, &mut issues)?,
+        // GLUE files are read with quoting off (quotechar=None), so quotes are plain text.
+        FileFormat::Tsv => read_delimited(path, reader, b'\t', false, limit, &mut issues)?,
+        FileFormat::Jsonl => read_jsonl(path, reader, limit, &mut issues)?,
+    };
+    if rows.is_empty() && limit != Some(0) {
+        return Err(no_rows(path, &issues.list));
+    }
+    Ok(Table {
+        path: path.to_path_buf(),
+        format,
+        columns,
+        rows,
+        skipped: issues.list,
+    })
+}
+
+fn below_limit(count: usize, limit: Option<usize>) -> bool {
+    limit.is_none_or(|n| count < n)
+}
+
+fn read_delimited(
+    path: &Path,
+    reader: impl Read,
+    delimiter: u8,
+    quoting: bool,
+    limit: Option<usize>,
+    issues: &mut Issues,
+) -> Result<(Vec<String>, Vec<Row>)> {
+    // Byte records so that invalid UTF-8 is reported with its row and column; the header is
+    // read as a record so that both get the same treatment. (csv-core strips a leading BOM.)
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(quoting)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::ByteRecord::new();
+    let mut next = |record: &mut csv::ByteRecord| -> Result<Option<usize>> {
+        let more = reader
+            .read_byte_record(record)
+            .map_err(|e| csv_error(path, e))?;
+        Ok(more.then(|| record.position().map_or(0, |p| p.line() as usize)))
+    };
+    let Some(header_line) = next(&mut record)? else {
+        return Err(Error::data(
+            path,
+            None,
+            None,
+            "empty file: expected a header row",
+        ));
+    };
+    let columns: Vec<String> = decode(&record)
+        .map_err(|_| Error::data(path, Some(header_line), None, INVALID_UTF8))?
+        .into_iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    if let Some(dup) = columns
+        .iter()
+        .enumerate()
+        .find_map(|(i, c)| columns[..i].contains(c).then_some(c))
+    {
+        return Err(Error::data(
+            path,
+            Some(header_line),
+            Some(dup),
+            "column name appears twice in the header",
+        ));
+    }
+    let mut rows = Vec::new();
+    while below_limit(rows.len(), limit) {
+        let Some(line) = next(&mut record)? else {
+            break;
+        };
+        if record.len() != columns.len() {
+            let message = format!(
+                "{}, but the header has {}",
+                count(record.len(), "field"),
+                columns.len()
+            );
+            issues.report(RowIssue::new(line, None, message))?;
+            continue;
+        }
+        match decode(&record) {
+            Ok(cells) => rows.push(Row {
+                line,
+                values: cells.into_iter().map(Value::String).collect(),
+            }),
+            Err(i) => issues.report(RowIssue::new(line, Some(&columns[i]), INVALID_UTF8))?,
+        }
+    }
+    Ok((columns, rows))
+}
+
+/// The record's fields as text, or the index of the first field that is not UTF-8.
+fn decode(record: &csv::ByteRecord) -> std::result::Result<Vec<String>, usize> {
+    record
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            std::str::from_utf8(field)
+                .map(str::to_string)
+                .map_err(|_| i)
+        })
+        .collect()
+}
+
+fn csv_error(path: &Path, err: csv::Error) -> Error {
+    let line = err.position().map(|p| p.line() as usize);
+    let message = err.to_string();
+    match err.into_kind() {
+        csv::ErrorKind::Io(e) => Error::io(path, e),
+        _ => Error::data(path, line, None, message),
+    }
+}
+
+fn read_jsonl(
+    path: &Path,
+    mut reader: impl BufRead,
+    limit: Option<usize>,
+    issues: &mut Issues,
+) -> Result<(Vec<String>, Vec<Row>)> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut objects = Vec::new();
+    let mut buf = Vec::new();
+    let mut line = 0;
+    while below_limit(objects.len(), limit) {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
+            break;
+        }
+        line += 1;
+        let bytes = match line {
+            1 => buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf),
+            _ => &buf,
+        };
+        match parse_object(bytes) {
+            Ok(None) => {}
+            Ok(Some(object)) => {
+                for key in object.keys() {
+                    if !columns.contains(key) {
+                        columns.push(key.clone());
+                    }
+                }
+                objects.push((line, object));
+            }
+            Err(message) => issues.report(RowIssue::new(line, None, message))?,
+        }
+    }
+    let rows = objects
+        .into_iter()
+        .map(|(line, mut object)| Row {
+            line,
+            values: columns
+                .iter()
+                .map(|c| object.remove(c).unwrap_or(Value::Null))
+                .collect(),
+        })
+        .collect();
+    Ok((columns, rows))
+}
+
+/// One JSON Lines line: `None` for a blank line.
+fn parse_object(bytes: &[u8]) -> std::result::Result<Option<Map<String, Value>>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| INVALID_UTF8.to_string())?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if text.trim_start().starts_with('[') {
+        // Most often a whole JSON array in a `.json` file; say what we expect instead.
+        return Err("expected one JSON object per line (JSON Lines), found a list".to_string());
+    }
+    match serde_json::from_str(text) {
+        Ok(Value::Object(object)) => Ok(Some(object)),
+        Ok(other) => Err(format!(
+            "expected a JSON object, found {}",
+            describe(&other)
+        )),
+        Err(e) => {
+            // serde_json counts lines within this one line; keep only its message and column.
+            let message = e.to_string();
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(m, _)| m);
+            Err(format!(
+                "invalid JSON at character {}: {message}",
+                e.column()
+            ))
+        }
+    }
+}
+
+/// What a JSON value is, for messages.
+pub(crate) fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "true/false",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::testing::{assert_located, write};
+    use serde_json::json;
+
+    fn strings(values: &[Value]) -> Vec<&str> {
+        values.iter().map(|v| v.as_str().unwrap_or("?")).collect()
+    }
+
+    #[test]
+    fn format_follows_extension_and_unknown_extension_names_the_file() {
+        for (name, format) in [
+            ("a.CSV", FileFormat::Csv),
+            ("a.tab", FileFormat::Tsv),
+            ("a.tsv", FileFormat::Tsv),
+            ("a.ndjson", FileFormat::Jsonl),
+            ("a.json", FileFormat::Jsonl),
+        ] {
+            assert_eq!(FileFormat::from_path(Path::new(name)).unwrap(), format);
+        }
+        let e = read_table(Path::new("dir/data.xlsx"), None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("dir/data.xlsx: unknown dataset file type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn csv_quoted_comma_and_newline_stay_in_one_field_and_later_lines_count_right() {
+        let (_d, p) = write(
+            "q.csv",
+            "text,label\n\"a, b\",x\n\"two\nlines, \"\"quoted\"\"\",y\nlast,z\n",
+        );
+        let t = read_table(&p, None, false).unwrap();
+        assert_eq!(t.columns, ["text", "label"]);
+        let lines: Vec<usize> = t.rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 3, 5]);
+        assert_eq!(strings(&t.rows[1].values), ["two\nlines, \"quoted\"", "y"]);
+        let (_d, p) = write("q.csv", "text,label\n\"multi\nline\",x\nragged\n");
+        assert_located(
+            read_table(&p, None, false),
+            "q.csv",
+            4,
+            None,
+            "1 field, but the header has 2",
+        );
+    }
+
+    #[test]
+    fn leading_bom_is_accepted_in_csv_and_jsonl() {
+        let (_d, p) = write("b.csv", "\u{feff}text,label\nhi,x\n");
+        assert_eq!(
+            read_table(&p, None, false).unwrap().columns,
+            ["text", "label"]
+        );
+        let (_d, p) = write("b.jsonl", "\u{feff}{\"text\": \"hi\"}\n");
+        assert_eq!(read_table(&p, None, false).unwrap().columns, ["text"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_with_line_and_column() {
+        let (_d, p) = write("u.csv", b"text,label\nok,x\nbad \xff,y\n");
+        assert_located(
+            read_table(&p, None, false),
+            "u.csv",
+            3,
+            Some("text"),
+            "invalid UTF-8",
+        );
+        let (_d, p) = write("u.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"\xfe\"}\n");
+        assert_located(
+            read_table(&p, None, false),
+            "u.jsonl",
+            2,
+            None,
+            "invalid UTF-8",
+        );
+    }
+
+    #[test]
+    fn glue_tsv_keeps_quotes_as_plain_text() {
+        let (_d, p) = write("g.tsv", "index\tsentence1\tsentence2\tlabel\n0\tHe said \"hi.\tA \"quote\"\tneutral\n1\t\"\tb\tentailment\n");
+        let t = read_table(&p, None, false).unwrap();
+        assert_eq!(
+            strings(&t.rows[0].values),
+            ["0", "He said \"hi.", "A \"quote\"", "neutral"]
+        );
+        assert_eq!(strings(&t.rows[1].values), ["1", "\"", "b", "entailment"]);
+        assert_eq!(t.rows[1].line, 3);
+    }
+
+    #[test]
+    fn jsonl_columns_are_the_union_of_keys_in_order_of_first_appearance() {
+        let (_d, p) = write(
+            "k.jsonl",
+            "{\"text\": \"a\", \"label\": 1}\n\n{\"extra\": [1], \"text\": \"b\"}\n",
+        );
+        let t = read_table(&p, None, false).unwrap();
+        assert_eq!(t.columns, ["text", "label", "extra"]);
+        assert_eq!(t.rows[0].values, [json!("a"), json!(1), Value::Null]);
+        assert_eq!(t.rows[1].values, [json!("b"), Value::Null, json!([1])]);
+        assert_eq!(t.rows[1].line, 3, "blank lines are skipped but counted");
+    }
+
+    #[test]
+    fn jsonl_invalid_json_or_non_object_is_an_error_with_its_line() {
+        let (_d, p) = write("j.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"\n");
+        assert_located(
+            read_table(&p, None, false),
+            "j.jsonl",
+            2,
+            None,
+            "invalid JSON",
+        );
+        let (_d, p) = write("j.jsonl", "{\"text\": \"a\"}\n\n\"just text\"\n");
+        assert_located(
+            read_table(&p, None, false),
+            "j.jsonl",
+            3,
+            None,
+            "expected a JSON object, found text",
+        );
+        let (_d, p) = write("j.json", "[\n{\"text\": \"a\"}\n]\n");
+        assert_located(read_table(&p, None, false), "j.json", 1, None, "JSON Lines");
+    }
+
+    #[test]
+    fn empty_file_header_only_and_duplicate_header_are_errors_naming_the_file() {
+        for (name, contents, needle) in [
+            ("e.csv", "", "empty file"),
+            ("h.csv", "text,label\n", "no data rows"),
+            ("h.tsv", "text\tlabel\n\n", "no data rows"),
+            ("e.jsonl", "\n\n", "no data rows"),
+            (
+                "d.csv",
+                "text,text\na,b\n",
+                "column `text`: column name appears twice",
+            ),
+        ] {
+            let (_d, p) = write(name, contents);
+            let e = read_table(&p, None, false).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
+    fn limit_stops_reading_before_later_rows() {
+        // The broken line after the limit is never reached.
+        let (_d, p) = write("l.jsonl", "{\"a\": 1}\n{\"a\": 2}\n{broken\n");
+        let t = read_table(&p, Some(2), false).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        let (_d, p) = write("l.csv", "a,b\n1,2\n3,4\n5\n");
+        assert_eq!(read_table(&p, Some(2), false).unwrap().rows.len(), 2);
+        assert_eq!(read_table(&p, Some(0), false).unwrap().columns, ["a", "b"]);
+    }
+
+    #[test]
+    fn skip_bad_rows_collects_unreadable_rows_and_all_bad_is_an_error() {
+        let (_d, p) = write("s.csv", "a,b\n1,2\n3\n4,5,6\n7,8\n");
+        let t = read_table(&p, None, true).unwrap();
+        assert_eq!(t.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 5]);
+        assert_eq!(t.skipped.iter().map(|i| i.line).collect::<Vec<_>>(), [3, 4]);
+        let (_d, p) = write("s.jsonl", "nope\n[1]\n");
+        let e = read_table(&p, None, true).unwrap_err().to_string();
+        assert!(
+            e.contains("s.jsonl") && e.contains("all 2 rows have problems (first: line 1"),
+            "{e}"
+        );
+    }
+}
