@@ -178,20 +178,18 @@ pub fn truncate_jsonl_after(path: &Path, step: usize) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let kept: Vec<serde_json::Value> = read_jsonl(path)?
-        .into_iter()
-        .filter(|v: &serde_json::Value| {
-            v.get("step")
-                .and_then(serde_json::Value::as_u64)
-                .is_some_and(|s| s as usize <= step)
-        })
-        .collect();
-    let mut text = String::new();
-    for v in kept {
-        text.push_str(&v.to_string());
-        text.push('\n');
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    // Lines are kept as written: re-serialising would round floats differently.
+    let mut kept = String::new();
+    for line in text.lines() {
+        let v: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        let at = v.as_ref().and_then(|v| v.get("step")).and_then(serde_json::Value::as_u64);
+        if at.is_some_and(|s| s as usize <= step) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
     }
-    write_atomic(path, text.as_bytes())
+    write_atomic(path, kept.as_bytes())
 }
 
 pub fn unix_secs() -> u64 {
