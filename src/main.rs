@@ -1,5 +1,6 @@
 //! The `adapter-studio` binary: headless commands over the library.
 mod cli;
+mod gui;
 
 fn main() {
     if let Err(e) = cli::run() {

@@ -13,6 +13,19 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command: open the desktop app on this workspace folder (default: the user's
+    /// data folder, set up with the demo model and datasets on first use).
+    #[arg(long)]
+    workspace: Option<std::path::PathBuf>,
+    /// Without a command: write each frame's UI time in ms to this file (for measurements).
+    #[arg(long, hide = true)]
+    frame_log: Option<std::path::PathBuf>,
+    /// Without a command: the screen to open on (models, datasets, train, runs).
+    #[arg(long, hide = true)]
+    screen: Option<String>,
+    /// Without a command: start the training wizard's default run at once (for measurements).
+    #[arg(long, hide = true)]
+    autostart: bool,
 }
 
 #[derive(Subcommand)]
@@ -37,10 +50,11 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::train(args),
         Some(Command::Fuse(args)) => train::fuse(args),
         Some(Command::Eval(args)) => train::eval(args),
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
-            Ok(())
-        }
+        None => crate::gui::run(crate::gui::Launch {
+            workspace: cli.workspace,
+            frame_log: cli.frame_log,
+            screen: cli.screen,
+            autostart: cli.autostart,
+        }),
     }
 }

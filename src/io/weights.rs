@@ -135,8 +135,34 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, Tensor)]) -> Result<()>
     write_state_dict_with_metadata(path, tensors, &[])
 }
 
+/// The number of values in a `.safetensors` file, from its header alone.
+pub fn safetensors_parameter_count(path: &Path) -> Result<u64> {
+    let header = read_safetensors_header(path)?;
+    Ok(header
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("shape").and_then(serde_json::Value::as_array))
+        .map(|shape| shape.iter().filter_map(serde_json::Value::as_u64).product::<u64>())
+        .sum())
+}
+
 /// Reads the `__metadata__` of a `.safetensors` file from its header alone.
 pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let header = read_safetensors_header(path)?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn read_safetensors_header(path: &Path) -> Result<serde_json::Value> {
     use std::io::Read;
     let bad = |m: String| Error::weights(path, format!("not a valid safetensors file: {m}"));
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -148,17 +174,7 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
-    Ok(header
-        .get("__metadata__")
-        .and_then(serde_json::Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default())
+    serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))
 }
 
 /// As `write_state_dict`, with extra `__metadata__` entries for `.safetensors` files (one

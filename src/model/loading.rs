@@ -125,3 +125,42 @@ impl BaseModel {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
 }
+
+/// What the model list shows about a folder, read without loading any tensor.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    pub config: ModelConfig,
+    /// Parameter count from the safetensors header (None for `.bin` weights).
+    pub parameters: Option<u64>,
+    /// Which tokenizer files the folder has.
+    pub tokenizer: String,
+}
+
+/// Checks a model folder (config, weights and tokenizer present) and summarises it.
+pub fn describe(dir: &Path) -> Result<ModelSummary> {
+    let dir = &resolve_model_dir(dir)?;
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    let file = weights_file(dir)?;
+    let parameters = if file.extension().is_some_and(|e| e == "safetensors") {
+        Some(weights::safetensors_parameter_count(&file)?)
+    } else {
+        None
+    };
+    let tokenizer = if dir.join("tokenizer.json").is_file() {
+        "tokenizer.json"
+    } else if dir.join("vocab.txt").is_file() {
+        "WordPiece (vocab.txt)"
+    } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+        "byte-level BPE (vocab.json + merges.txt)"
+    } else {
+        return Err(Error::Tokenizer {
+            path: dir.to_path_buf(),
+            message: "no tokenizer.json, vocab.txt, or vocab.json + merges.txt".into(),
+        });
+    };
+    Ok(ModelSummary {
+        config,
+        parameters,
+        tokenizer: tokenizer.into(),
+    })
+}

@@ -176,6 +176,99 @@ impl TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The `adapter-studio train`/`fuse` command line that starts this run in `out` (the GUI's
+    /// review page shows it); only settings that differ from the stage's defaults are spelled out.
+    pub fn command_line(&self, out: &std::path::Path) -> String {
+        fn quote(s: &str) -> String {
+            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c)) {
+                s.to_string()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        }
+        let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+        let mut args: Vec<String> = Vec::new();
+        let defaults = match &self.stage {
+            Stage::Adapter { method, reduction_factor } => {
+                args.push("adapter-studio train".into());
+                args.push(format!("--model {}", path(&self.model)));
+                args.push(format!("--method {}", method.as_str()));
+                if let Some(rf) = reduction_factor {
+                    args.push(format!("--reduction-factor {rf}"));
+                }
+                TrainConfig::adapter(self.model.clone(), self.train.clone(), *method)
+            }
+            Stage::Fusion { adapters, fusion_config } => {
+                args.push("adapter-studio fuse".into());
+                args.push(format!("--model {}", path(&self.model)));
+                args.extend(adapters.iter().map(|a| format!("--adapter {}", path(a))));
+                if fusion_config != "dynamic" {
+                    args.push(format!("--fusion-config {}", quote(fusion_config)));
+                }
+                TrainConfig::fusion(self.model.clone(), self.train.clone(), adapters.clone())
+            }
+        };
+        args.push(format!("--train {}", path(&self.train)));
+        if let Some(v) = &self.validation {
+            args.push(format!("--validation {}", path(v)));
+        } else if self.validation_split != defaults.validation_split {
+            args.push(format!("--validation-split {}", self.validation_split));
+        }
+        let c = &self.columns;
+        for (flag, value) in [
+            ("--text-column", &c.text),
+            ("--text-pair-column", &c.text_pair),
+            ("--label-column", &c.label),
+        ] {
+            if let Some(v) = value {
+                args.push(format!("{flag} {}", quote(v)));
+            }
+        }
+        if let Some(labels) = &self.labels {
+            args.push(format!("--labels {}", quote(&labels.join(","))));
+        }
+        if self.skip_bad_rows {
+            args.push("--skip-bad-rows".into());
+        }
+        if self.task != defaults.task {
+            args.push(format!("--task {}", self.task.as_str()));
+        }
+        let mut differs = |flag: &str, value: String, default: String| {
+            if value != default {
+                args.push(format!("{flag} {value}"));
+            }
+        };
+        differs("--name", quote(&self.name), String::new());
+        differs("--epochs", self.epochs.to_string(), defaults.epochs.to_string());
+        differs("--lr", self.lr.to_string(), defaults.lr.to_string());
+        differs("--batch-size", self.batch_size.to_string(), defaults.batch_size.to_string());
+        differs("--max-length", self.max_length.to_string(), defaults.max_length.to_string());
+        differs("--warmup-ratio", self.warmup_ratio.to_string(), defaults.warmup_ratio.to_string());
+        differs("--weight-decay", self.weight_decay.to_string(), defaults.weight_decay.to_string());
+        differs("--max-grad-norm", self.max_grad_norm.to_string(), defaults.max_grad_norm.to_string());
+        differs("--patience", self.patience.unwrap_or(0).to_string(), "3".into());
+        differs("--seed", self.seed.to_string(), defaults.seed.to_string());
+        differs("--device", quote(&self.device), defaults.device.clone());
+        differs("--save-every", self.save_every.to_string(), defaults.save_every.to_string());
+        differs("--weights-format", quote(&self.weights_format), defaults.weights_format.clone());
+        if let Some(n) = self.max_steps {
+            args.push(format!("--max-steps {n}"));
+        }
+        if let Some(n) = self.eval_every {
+            args.push(format!("--eval-every {n}"));
+        }
+        if let Some(m) = &self.metric {
+            args.push(format!("--metric {}", quote(m)));
+        }
+        if self.pad_to_max_length {
+            args.push("--pad-to-max-length".into());
+        }
+        args.push(format!("--out {}", path(out)));
+        args.join(" \\\n    ")
+    }
+}
+
 /// What a training reports while it runs (the CLI draws a progress bar from these, the GUI
 /// curves).
 #[derive(Debug, Clone)]

@@ -1,0 +1,340 @@
+//! Datasets screen: add CSV/TSV/JSONL files, preview rows, map columns, see the label
+//! distribution and the token-length histogram (computed off the UI thread).
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::Receiver;
+
+use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, TaskType, Table};
+use adapter_studio::model::ModelConfig;
+use adapter_studio::tokenizer::TextTokenizer;
+use adapter_studio::workspace::DatasetEntry;
+
+use super::StudioApp;
+
+const PREVIEW_ROWS: usize = 20;
+
+pub struct DataStats {
+    pub examples: usize,
+    pub labels: Vec<(String, usize)>,
+    pub token_lengths: Vec<usize>,
+    pub skipped: Option<String>,
+}
+
+type StatsKey = (PathBuf, TaskType, Columns);
+
+enum Stats {
+    Pending(Receiver<Result<DataStats, String>>),
+    Ready(Result<DataStats, String>),
+}
+
+#[derive(Default)]
+pub struct DatasetsView {
+    pub selected: Option<usize>,
+    pub path_input: String,
+    pub message: Option<Result<String, String>>,
+    preview: Option<(PathBuf, Result<Table, String>)>,
+    stats: Option<(StatsKey, Stats)>,
+}
+
+impl DatasetsView {
+    #[cfg(test)]
+    pub fn stats_ready(&self) -> bool {
+        matches!(self.stats, Some((_, Stats::Ready(_))))
+    }
+}
+
+/// Label counts and token lengths of a dataset, on a thread of its own (tokenizing a large
+/// file must not stall frames).
+fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Receiver<Result<DataStats, String>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (path, task, columns) = (entry.train.clone(), entry.task, entry.columns.clone());
+    let spawned = std::thread::Builder::new()
+        .name("dataset-stats".into())
+        .spawn(move || {
+            let result = (|| -> adapter_studio::Result<DataStats> {
+                let spec = DataSpec {
+                    task,
+                    columns,
+                    labels: None,
+                    skip_bad_rows: false,
+                };
+                let ds = Dataset::load(&path, &spec)?;
+                let mut token_lengths = Vec::new();
+                if let Some(dir) = model {
+                    let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+                    let tok = TextTokenizer::load(&dir, &cfg)?;
+                    for ex in &ds.examples {
+                        let enc = match &ex.text {
+                            adapter_studio::data::Text::Plain(t) => tok.encode_one(t, ex.pair.as_deref()),
+                            adapter_studio::data::Text::Words(w) => tok.encode_words(w),
+                        }?;
+                        token_lengths.push(enc.ids.len());
+                    }
+                }
+                Ok(DataStats {
+                    examples: ds.examples.len(),
+                    labels: ds.label_counts(),
+                    token_lengths,
+                    skipped: ds.skipped_summary(),
+                })
+            })();
+            let _ = tx.send(result.map_err(|e| e.to_string()));
+        });
+    if let Err(e) = spawned {
+        let (tx, rx2) = crossbeam_channel::bounded(1);
+        let _ = tx.send(Err(format!("cannot start a thread: {e}")));
+        return rx2;
+    }
+    rx
+}
+
+fn sibling(train: &Path, split: &str) -> Option<PathBuf> {
+    let name = train.file_name()?.to_string_lossy().replace("train", split);
+    let p = train.with_file_name(name);
+    (p != train && p.is_file()).then_some(p)
+}
+
+fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
+    let max = lengths.iter().copied().max().unwrap_or(0).max(1);
+    let width = (max as f64 / 20.0).ceil().max(1.0);
+    let mut bins = vec![0usize; (max as f64 / width).floor() as usize + 1];
+    for &l in lengths {
+        bins[(l as f64 / width).floor() as usize] += 1;
+    }
+    let bars: Vec<egui_plot::Bar> = bins
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| egui_plot::Bar::new((i as f64 + 0.5) * width, n as f64).width(width * 0.9))
+        .collect();
+    egui_plot::Plot::new("token_lengths")
+        .height(160.0)
+        .x_axis_label("tokens per example")
+        .y_axis_label("examples")
+        .allow_scroll(false)
+        .show(ui, |p| p.bar_chart(egui_plot::BarChart::new("examples", bars)));
+}
+
+fn column_combo_ui(ui: &mut egui::Ui, label: &str, value: &mut Option<String>, columns: &[String]) -> bool {
+    let mut changed = false;
+    egui::ComboBox::from_label(label)
+        .selected_text(value.clone().unwrap_or_else(|| "auto".into()))
+        .show_ui(ui, |ui| {
+            changed |= ui.selectable_value(value, None, "auto").changed();
+            for c in columns {
+                changed |= ui.selectable_value(value, Some(c.clone()), c).changed();
+            }
+        });
+    changed
+}
+
+impl StudioApp {
+    pub(super) fn add_dataset(&mut self, train: &Path) {
+        let result = read_table(train, Some(0), false).map(|_| {
+            let name = train
+                .parent()
+                .and_then(|p| p.file_name())
+                .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
+                .or_else(|| train.file_stem())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "dataset".into());
+            self.ws.state.datasets.push(DatasetEntry {
+                name: name.clone(),
+                train: train.to_path_buf(),
+                validation: sibling(train, "validation").or_else(|| sibling(train, "dev")),
+                test: sibling(train, "test"),
+                task: TaskType::Classification,
+                columns: Columns::default(),
+            });
+            self.datasets.selected = Some(self.ws.state.datasets.len() - 1);
+            name
+        });
+        self.datasets.message = Some(match result {
+            Ok(name) => self
+                .ws
+                .save()
+                .map(|_| format!("Added {name}"))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("Not added: {e}")),
+        });
+    }
+
+    pub(super) fn datasets_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Datasets");
+        ui.label("CSV (header row), GLUE-style TSV, or JSON Lines; a train file with optional validation and test files next to it.");
+        ui.horizontal(|ui| {
+            if ui.button("Add data file…").clicked() {
+                if let Some(f) = rfd::FileDialog::new()
+                    .add_filter("datasets", &["csv", "tsv", "jsonl", "json", "ndjson"])
+                    .pick_file()
+                {
+                    self.add_dataset(&f);
+                }
+            }
+            ui.label("or path:");
+            ui.add(egui::TextEdit::singleline(&mut self.datasets.path_input).desired_width(320.0))
+                .labelled_by(ui.label("Dataset path").id);
+            if ui.button("Add file").clicked() && !self.datasets.path_input.trim().is_empty() {
+                let p = PathBuf::from(self.datasets.path_input.trim());
+                self.add_dataset(&p);
+            }
+        });
+        match &self.datasets.message {
+            Some(Ok(m)) => {
+                ui.label(m);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+        ui.separator();
+        if self.ws.state.datasets.is_empty() {
+            ui.label("No datasets yet: add a training file above.");
+            return;
+        }
+        egui::Panel::left("dataset_list").resizable(false).exact_size(180.0).show(ui, |ui| {
+            for (i, d) in self.ws.state.datasets.iter().enumerate() {
+                if ui.selectable_label(self.datasets.selected == Some(i), &d.name).clicked() {
+                    self.datasets.selected = Some(i);
+                }
+            }
+        });
+        let count = self.ws.state.datasets.len();
+        let selected = self.datasets.selected.filter(|i| *i < count).unwrap_or(0);
+        self.datasets.selected = Some(selected);
+        let Some(i) = Some(selected).filter(|i| *i < count) else {
+            ui.label("Select a dataset to preview it.");
+            return;
+        };
+        egui::ScrollArea::vertical().id_salt("dataset_detail").show(ui, |ui| self.dataset_detail_ui(ui, i));
+    }
+
+    fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, i: usize) {
+        let entry = self.ws.state.datasets[i].clone();
+        ui.heading(&entry.name);
+        ui.label(format!("train: {}", entry.train.display()));
+        for (what, p) in [("validation", &entry.validation), ("test", &entry.test)] {
+            ui.label(format!(
+                "{what}: {}",
+                p.as_ref().map_or("— (a share of train is held out)".into(), |p| p.display().to_string())
+            ));
+        }
+        if self.datasets.preview.as_ref().is_none_or(|(p, _)| *p != entry.train) {
+            let table = read_table(&entry.train, Some(PREVIEW_ROWS), true).map_err(|e| e.to_string());
+            self.datasets.preview = Some((entry.train.clone(), table));
+        }
+        let columns = match &self.datasets.preview {
+            Some((_, Ok(t))) => t.columns.clone(),
+            _ => Vec::new(),
+        };
+        let mut edited = entry.clone();
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Task")
+                .selected_text(edited.task.as_str())
+                .show_ui(ui, |ui| {
+                    for t in TaskType::ALL {
+                        changed |= ui.selectable_value(&mut edited.task, t, t.as_str()).changed();
+                    }
+                });
+            changed |= column_combo_ui(ui, "Text column", &mut edited.columns.text, &columns);
+            changed |= column_combo_ui(ui, "Pair column", &mut edited.columns.text_pair, &columns);
+            changed |= column_combo_ui(ui, "Label column", &mut edited.columns.label, &columns);
+        });
+        if changed {
+            self.ws.state.datasets[i] = edited.clone();
+            if let Err(e) = self.ws.save() {
+                self.datasets.message = Some(Err(e.to_string()));
+            }
+        }
+        match &self.datasets.preview {
+            Some((_, Ok(table))) => table_ui(ui, table),
+            Some((_, Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+        ui.separator();
+        let key: StatsKey = (edited.train.clone(), edited.task, edited.columns.clone());
+        if self.datasets.stats.as_ref().is_none_or(|(k, _)| *k != key) {
+            let model = self.ws.state.models.first().map(|m| m.path.clone());
+            self.datasets.stats = Some((key, Stats::Pending(spawn_stats(&edited, model))));
+        }
+        if let Some((_, stats)) = &mut self.datasets.stats {
+            if let Stats::Pending(rx) = stats {
+                match rx.try_recv() {
+                    Ok(r) => *stats = Stats::Ready(r),
+                    Err(_) => {
+                        ui.spinner();
+                        ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+                    }
+                }
+            }
+            if let Stats::Ready(r) = stats {
+                stats_ui(ui, r);
+            }
+        }
+    }
+}
+
+fn table_ui(ui: &mut egui::Ui, table: &Table) {
+    ui.label(format!("First {} rows", table.rows.len()));
+    egui::ScrollArea::horizontal().id_salt("preview").show(ui, |ui| {
+        egui::Grid::new("preview_grid").striped(true).show(ui, |ui| {
+            ui.label("line");
+            for c in &table.columns {
+                ui.strong(c);
+            }
+            ui.end_row();
+            for row in &table.rows {
+                ui.label(row.line.to_string());
+                for v in &row.values {
+                    let text = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let short: String = text.chars().take(80).collect();
+                    ui.label(if short.len() < text.len() { format!("{short}…") } else { short })
+                        .on_hover_text(text);
+                }
+                ui.end_row();
+            }
+        });
+    });
+    for issue in &table.skipped {
+        ui.colored_label(ui.visuals().warn_fg_color, issue.to_string());
+    }
+}
+
+fn stats_ui(ui: &mut egui::Ui, stats: &Result<DataStats, String>) {
+    match stats {
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        Ok(s) => {
+            ui.label(format!("{} examples", s.examples));
+            if let Some(skipped) = &s.skipped {
+                ui.colored_label(ui.visuals().warn_fg_color, skipped);
+            }
+            if !s.labels.is_empty() {
+                ui.strong("Labels");
+                let total: usize = s.labels.iter().map(|(_, n)| n).sum::<usize>().max(1);
+                egui::Grid::new("label_counts").show(ui, |ui| {
+                    for (label, n) in &s.labels {
+                        ui.label(label);
+                        ui.add(
+                            egui::ProgressBar::new(*n as f32 / total as f32)
+                                .desired_width(200.0)
+                                .text(n.to_string()),
+                        );
+                        ui.end_row();
+                    }
+                });
+            }
+            if !s.token_lengths.is_empty() {
+                ui.strong("Token lengths (first workspace model's tokenizer)");
+                histogram_ui(ui, &s.token_lengths);
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The desktop app (eframe/egui): a thin layer over the library. Every tensor lives on the
+//! worker thread; the UI sends `Command`s and reads `WorkerEvent`s each frame.
+mod datasets_ui;
+mod models_ui;
+mod runs_ui;
+#[cfg(test)]
+mod tests;
+mod wizard_ui;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use adapter_studio::workspace::Workspace;
+use adapter_studio::worker::{Command, Worker};
+
+use datasets_ui::DatasetsView;
+use models_ui::ModelsView;
+use runs_ui::RunsView;
+use wizard_ui::Wizard;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Models,
+    Datasets,
+    Train,
+    Runs,
+}
+
+impl Screen {
+    const ALL: [Screen; 4] = [Screen::Models, Screen::Datasets, Screen::Train, Screen::Runs];
+    fn title(self) -> &'static str {
+        match self {
+            Screen::Models => "Models",
+            Screen::Datasets => "Datasets",
+            Screen::Train => "Train",
+            Screen::Runs => "Runs",
+        }
+    }
+    fn shortcut(self) -> egui::Key {
+        match self {
+            Screen::Models => egui::Key::Num1,
+            Screen::Datasets => egui::Key::Num2,
+            Screen::Train => egui::Key::Num3,
+            Screen::Runs => egui::Key::Num4,
+        }
+    }
+}
+
+pub struct StudioApp {
+    pub ws: Workspace,
+    worker: Worker,
+    pub screen: Screen,
+    models: ModelsView,
+    datasets: DatasetsView,
+    wizard: Wizard,
+    runs: RunsView,
+    /// Slowest recent frame of our own UI code, for the status bar and the frame-time log.
+    frame_ms: FrameTimes,
+}
+
+#[derive(Default)]
+struct FrameTimes {
+    recent: std::collections::VecDeque<f64>,
+    log: Option<std::fs::File>,
+}
+
+impl FrameTimes {
+    fn record(&mut self, ms: f64) {
+        if self.recent.len() == 120 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(ms);
+        if let Some(f) = &mut self.log {
+            use std::io::Write;
+            let _ = writeln!(f, "{ms:.3}");
+        }
+    }
+    fn max(&self) -> f64 {
+        self.recent.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+impl StudioApp {
+    /// The app on workspace `ws`; `wake` asks the UI for a repaint (from the worker thread).
+    pub fn new(ws: Workspace, wake: impl Fn() + Send + 'static) -> anyhow::Result<Self> {
+        let worker = Worker::spawn(wake)?;
+        let runs = RunsView::load(&ws);
+        let screen = if ws.state.models.is_empty() {
+            Screen::Models
+        } else if runs.is_empty() {
+            Screen::Train
+        } else {
+            Screen::Runs
+        };
+        Ok(StudioApp {
+            wizard: Wizard::new(&ws),
+            ws,
+            worker,
+            screen,
+            models: ModelsView::default(),
+            datasets: DatasetsView::default(),
+            runs,
+            frame_ms: FrameTimes::default(),
+        })
+    }
+
+    /// Writes the duration of every frame (ms, one per line) to `path`.
+    pub fn log_frame_times(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.frame_ms.log = Some(std::fs::File::create(path)?);
+        Ok(())
+    }
+
+    fn send(&mut self, command: Command) {
+        if let Err(e) = self.worker.send(command) {
+            self.runs.message = Some(e.to_string());
+        }
+    }
+
+    /// The whole window.
+    pub fn root_ui(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        while let Ok(event) = self.worker.events.try_recv() {
+            self.runs.on_event(event);
+        }
+        let ctx = ui.ctx().clone();
+        for s in Screen::ALL {
+            if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, s.shortcut())) {
+                self.screen = s;
+            }
+        }
+        egui::Panel::left("sidebar")
+            .resizable(false)
+            .exact_size(150.0)
+            .show(ui, |ui| self.sidebar_ui(ui));
+        egui::Panel::bottom("status")
+            .show(ui, |ui| self.status_ui(ui));
+        egui::CentralPanel::default().show(ui, |ui| match self.screen {
+            Screen::Models => self.models_ui(ui),
+            Screen::Datasets => self.datasets_ui(ui),
+            Screen::Train => self.wizard_ui(ui),
+            Screen::Runs => self.runs_ui(ui),
+        });
+        if self.runs.active().is_some() {
+            // Elapsed time and ETA move even between worker events.
+            ctx.request_repaint_after(std::time::Duration::from_millis(500));
+        }
+        self.frame_ms.record(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    fn sidebar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.add_space(8.0);
+        ui.heading("Adapter Studio");
+        ui.add_space(8.0);
+        for s in Screen::ALL {
+            let label = match s {
+                Screen::Runs => match self.runs.active() {
+                    Some(_) => "Runs •".to_string(),
+                    None => "Runs".to_string(),
+                },
+                _ => s.title().to_string(),
+            };
+            let r = ui.selectable_label(self.screen == s, label);
+            if r.on_hover_text(format!("Ctrl+{}", s.shortcut().name())).clicked() {
+                self.screen = s;
+            }
+        }
+    }
+
+    fn status_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label(format!("Workspace: {}", self.ws.root.display()));
+            ui.separator();
+            match self.runs.active() {
+                Some(r) => ui.label(format!("Training {}", r.id)),
+                None => ui.label("Worker idle"),
+            };
+            ui.separator();
+            ui.label(format!("UI frame ≤ {:.1} ms", self.frame_ms.max()));
+        });
+    }
+}
+
+impl eframe::App for StudioApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.root_ui(ui);
+    }
+}
+
+/// How the window starts (the hidden options serve screenshots and frame-time measurements).
+#[derive(Debug, Default)]
+pub struct Launch {
+    pub workspace: Option<PathBuf>,
+    pub frame_log: Option<PathBuf>,
+    pub screen: Option<String>,
+    pub autostart: bool,
+}
+
+/// Opens the window on the workspace (the default one, with the demo content on first use).
+pub fn run(launch: Launch) -> anyhow::Result<()> {
+    let root = launch
+        .workspace
+        .clone()
+        .unwrap_or_else(adapter_studio::workspace::default_dir);
+    let ws = Workspace::open_with_demo(&root)?;
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Adapter Studio")
+            .with_inner_size([1280.0, 800.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Adapter Studio",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let mut app = StudioApp::new(ws, move || ctx.request_repaint())?;
+            if let Some(p) = &launch.frame_log {
+                app.log_frame_times(p)?;
+            }
+            if launch.autostart {
+                app.start_wizard_run();
+            }
+            if let Some(name) = &launch.screen {
+                if let Some(s) = Screen::ALL.into_iter().find(|s| s.title().eq_ignore_ascii_case(name)) {
+                    app.screen = s;
+                }
+            }
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}

@@ -1,0 +1,492 @@
+//! Runs screen: the queue and history of trainings, with progress, Stop / Cancel / Resume /
+//! Delete (undoable), live curves that can overlay several runs, and a log per run.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus};
+use adapter_studio::workspace::Workspace;
+use adapter_studio::worker::{Command, WorkerEvent};
+
+use super::StudioApp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Queued,
+    Running,
+    /// Not on the worker: its `run.json` says how it ended.
+    Idle,
+}
+
+pub struct RunEntry {
+    pub dir: PathBuf,
+    pub id: String,
+    pub info: Option<RunInfo>,
+    pub records: Vec<Record>,
+    pub phase: Phase,
+    pub total_steps: usize,
+    /// Step and wall clock when this session of the run started (for the ETA).
+    session: Option<(usize, Instant)>,
+    pub error: Option<String>,
+    pub log: Vec<String>,
+    pub overlay: bool,
+}
+
+impl RunEntry {
+    fn new(dir: &Path) -> Self {
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        RunEntry {
+            dir: dir.to_path_buf(),
+            id,
+            info: None,
+            records: Vec::new(),
+            phase: Phase::Idle,
+            total_steps: 0,
+            session: None,
+            error: None,
+            log: Vec::new(),
+            overlay: false,
+        }
+    }
+
+    /// Re-reads `run.json` and `metrics.jsonl` (after a run ends, or at start-up).
+    fn reload(&mut self) {
+        let run = adapter_studio::training::RunDir::new(&self.dir);
+        match run.read_info() {
+            Ok(info) => {
+                self.total_steps = info.total_steps;
+                self.error = info.error.clone();
+                self.info = Some(info);
+            }
+            Err(e) if run.run_json().exists() => self.error = Some(e.to_string()),
+            Err(_) => {}
+        }
+        self.records = adapter_studio::training::run_dir::read_jsonl(&run.metrics()).unwrap_or_default();
+        self.log = self
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Eval(e) => Some(eval_line(e)),
+                Record::Train(_) => None,
+            })
+            .collect();
+        if let Some(e) = &self.error {
+            self.log.push(format!("error: {e}"));
+        }
+    }
+
+    pub fn step(&self) -> usize {
+        self.records.iter().map(Record::step).max().unwrap_or(0)
+    }
+
+    pub fn status(&self) -> &'static str {
+        match (self.phase, self.info.as_ref().map(|i| i.status)) {
+            (Phase::Queued, _) => "queued",
+            (Phase::Running, _) => "running",
+            (_, Some(RunStatus::Finished)) => "finished",
+            (_, Some(RunStatus::Stopped)) => "stopped",
+            (_, Some(RunStatus::Failed)) => "failed",
+            // "running" on disk but not on our worker: the app or CLI was killed.
+            (_, Some(RunStatus::Running)) => "interrupted",
+            (_, None) if self.error.is_some() => "failed",
+            (_, None) => "not started",
+        }
+    }
+
+    fn resumable(&self) -> bool {
+        self.phase == Phase::Idle && matches!(self.status(), "stopped" | "interrupted" | "failed")
+            && self.info.is_some()
+    }
+
+    fn metric(&self) -> String {
+        self.info
+            .as_ref()
+            .map(|i| {
+                i.config
+                    .metric
+                    .clone()
+                    .unwrap_or_else(|| task::primary_metric(i.config.task).to_string())
+            })
+            .unwrap_or_else(|| "accuracy".into())
+    }
+}
+
+fn eval_line(e: &adapter_studio::training::EvalRecord) -> String {
+    let m: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+    format!("step {} (epoch {:.2}): {}{}", e.step, e.epoch, m.join(", "), if e.best { " (best)" } else { "" })
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Resident memory of this process (Linux), for the run list.
+fn resident_mib() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0 / (1024.0 * 1024.0))
+}
+
+#[derive(Default)]
+pub struct RunsView {
+    pub runs: Vec<RunEntry>,
+    pub selected: Option<PathBuf>,
+    pub log_scale: bool,
+    confirm_delete: Option<PathBuf>,
+    /// The last deleted run: (where it was, where it is now), for Undo.
+    deleted: Option<(PathBuf, PathBuf)>,
+    pub message: Option<String>,
+}
+
+impl RunsView {
+    pub fn load(ws: &Workspace) -> Self {
+        let runs = ws
+            .runs()
+            .into_iter()
+            .map(|r| {
+                let mut e = RunEntry::new(&r.dir);
+                e.reload();
+                e
+            })
+            .collect::<Vec<_>>();
+        RunsView {
+            selected: runs.last().map(|r| r.dir.clone()),
+            runs,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    pub fn active(&self) -> Option<&RunEntry> {
+        self.runs.iter().find(|r| r.phase == Phase::Running)
+    }
+
+    fn entry(&mut self, dir: &Path) -> &mut RunEntry {
+        if let Some(i) = self.runs.iter().position(|r| r.dir == dir) {
+            return &mut self.runs[i];
+        }
+        self.runs.push(RunEntry::new(dir));
+        self.runs.last_mut().expect("just pushed")
+    }
+
+    /// Shows a run that was just sent to the worker, selected.
+    pub fn track_new(&mut self, dir: &Path) {
+        self.entry(dir).phase = Phase::Queued;
+        self.selected = Some(dir.to_path_buf());
+    }
+
+    pub fn on_event(&mut self, event: WorkerEvent) {
+        let dir = event.out().clone();
+        let e = self.entry(&dir);
+        match event {
+            WorkerEvent::Queued { .. } => e.phase = Phase::Queued,
+            WorkerEvent::Dequeued { .. } => {
+                e.phase = Phase::Idle;
+                e.log.push("removed from the queue".into());
+            }
+            WorkerEvent::Started { .. } => {
+                e.phase = Phase::Running;
+                e.error = None;
+            }
+            WorkerEvent::Training { event, .. } => match *event {
+                Event::Prepared { total_steps, start_step, train_examples, validation_examples, trainable_parameters, skipped, .. } => {
+                    e.total_steps = total_steps;
+                    e.session = Some((start_step, Instant::now()));
+                    // A resumed run rewrote its records after the checkpoint.
+                    e.records.retain(|r| r.step() <= start_step);
+                    e.log.push(format!(
+                        "{train_examples} training / {validation_examples} validation examples, {total_steps} steps, {trainable_parameters} trainable parameters{}",
+                        if start_step > 0 { format!(", resumed at step {start_step}") } else { String::new() }
+                    ));
+                    e.log.extend(skipped.into_iter().map(|s| format!("warning: {s}")));
+                    e.reload_info_only();
+                }
+                Event::Step(r) => e.records.push(Record::Train(r)),
+                Event::Eval(r, _) => {
+                    e.log.push(eval_line(&r));
+                    e.records.push(Record::Eval(r));
+                }
+                Event::Checkpoint { step } => e.log.push(format!("checkpoint at step {step}")),
+            },
+            WorkerEvent::Ended { summary, .. } => {
+                e.phase = Phase::Idle;
+                e.reload();
+                e.log.push(match summary.status {
+                    RunStatus::Stopped => format!("stopped at step {} (resumable)", summary.steps),
+                    _ => format!("finished at step {}, {:.1} examples/s", summary.steps, summary.examples_per_sec),
+                });
+            }
+            WorkerEvent::Failed { error, .. } => {
+                e.phase = Phase::Idle;
+                e.reload();
+                e.error = Some(error.clone());
+                e.log.push(format!("error: {error}"));
+            }
+        }
+    }
+}
+
+impl RunEntry {
+    fn reload_info_only(&mut self) {
+        if let Ok(info) = adapter_studio::training::RunDir::new(&self.dir).read_info() {
+            self.info = Some(info);
+        }
+    }
+}
+
+fn smoothed(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
+    let mut s: Option<f64> = None;
+    points
+        .iter()
+        .map(|[x, y]| {
+            let v = s.map_or(*y, |p| weight * p + (1.0 - weight) * y);
+            s = Some(v);
+            [*x, v]
+        })
+        .collect()
+}
+
+impl StudioApp {
+    pub(super) fn runs_ui(&mut self, ui: &mut egui::Ui) {
+        if self.runs.runs.is_empty() {
+            ui.heading("Runs");
+            ui.label("No runs yet. Start one from the Train screen; it will appear here with live curves.");
+            if ui.button("Go to Train").clicked() {
+                self.screen = super::Screen::Train;
+            }
+            return;
+        }
+        egui::Panel::left("run_list").resizable(true).default_size(330.0).show(ui, |ui| {
+            self.run_list_ui(ui);
+        });
+        egui::ScrollArea::vertical().id_salt("run_detail").show(ui, |ui| self.run_detail_ui(ui));
+        self.confirm_delete_ui(ui);
+    }
+
+    fn run_list_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Runs");
+        if let Some(mib) = resident_mib() {
+            ui.label(format!("Memory in use: {mib:.0} MiB"));
+        }
+        if let Some(m) = &self.runs.message {
+            ui.label(m);
+        }
+        if let Some((from, to)) = self.runs.deleted.clone() {
+            ui.horizontal(|ui| {
+                ui.label(format!("Deleted {}", from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+                if ui.button("Undo delete").clicked() {
+                    match std::fs::rename(&to, &from) {
+                        Ok(()) => {
+                            let mut e = RunEntry::new(&from);
+                            e.reload();
+                            self.runs.runs.push(e);
+                            self.runs.deleted = None;
+                        }
+                        Err(err) => self.runs.message = Some(format!("cannot restore: {err}")),
+                    }
+                }
+            });
+        }
+        ui.separator();
+        egui::ScrollArea::vertical().id_salt("runs").show(ui, |ui| {
+            let mut select = None;
+            for r in self.runs.runs.iter_mut().rev() {
+                ui.group(|ui| {
+                    ui.horizontal(|ui| {
+                        ui.checkbox(&mut r.overlay, "").on_hover_text("Overlay in the plots");
+                        let selected = self.runs.selected.as_ref() == Some(&r.dir);
+                        if ui.selectable_label(selected, egui::RichText::new(&r.id).strong()).clicked() {
+                            select = Some(r.dir.clone());
+                        }
+                        ui.label(r.status());
+                    });
+                    let step = r.step();
+                    let total = r.total_steps.max(1);
+                    ui.add(
+                        egui::ProgressBar::new(step as f32 / total as f32)
+                            .text(format!("{step}/{} steps", r.total_steps)),
+                    );
+                    if let Some(Record::Train(last)) = r.records.iter().rev().find(|x| matches!(x, Record::Train(_))) {
+                        let mut line = format!("{:.1} ex/s · elapsed {}", last.examples_per_sec, hms(last.elapsed_secs));
+                        if let (Phase::Running, Some((start, at))) = (r.phase, r.session) {
+                            let done = step.saturating_sub(start).max(1) as f64;
+                            let eta = at.elapsed().as_secs_f64() / done * (r.total_steps.saturating_sub(step)) as f64;
+                            line.push_str(&format!(" · ETA {}", hms(eta)));
+                        }
+                        ui.label(line);
+                    }
+                    if let Some(e) = &r.error {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                });
+            }
+            if let Some(s) = select {
+                self.runs.selected = Some(s);
+            }
+        });
+    }
+
+    fn run_detail_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(sel) = self.runs.selected.clone() else {
+            ui.label("Select a run.");
+            return;
+        };
+        let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
+            ui.label("Select a run.");
+            return;
+        };
+        let (phase, resumable, status) = (r.phase, r.resumable(), r.status());
+        ui.horizontal(|ui| {
+            ui.heading(&r.id);
+            ui.label(status);
+        });
+        ui.label(r.dir.display().to_string());
+        let mut command = None;
+        let mut delete = false;
+        ui.horizontal(|ui| {
+            if phase == Phase::Running && ui.button("Stop").on_hover_text("Stop after this step and keep a checkpoint (resumable)").clicked() {
+                command = Some(Command::Stop { out: sel.clone() });
+            }
+            if phase == Phase::Queued && ui.button("Cancel").on_hover_text("Remove from the queue").clicked() {
+                command = Some(Command::Stop { out: sel.clone() });
+            }
+            if resumable && ui.button("Resume").clicked() {
+                command = Some(Command::Resume { out: sel.clone() });
+            }
+            if phase == Phase::Idle && ui.button("Delete").clicked() {
+                delete = true;
+            }
+            ui.checkbox(&mut self.runs.log_scale, "Log scale");
+        });
+        if delete {
+            self.runs.confirm_delete = Some(sel.clone());
+        }
+        if let Some(c) = command {
+            if matches!(c, Command::Resume { .. }) {
+                self.runs.entry(&sel).phase = Phase::Queued;
+            }
+            self.send(c);
+        }
+        self.plots_ui(ui, &sel);
+        let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
+            return;
+        };
+        ui.collapsing("Log", |ui| {
+            egui::ScrollArea::vertical().id_salt("log").max_height(200.0).stick_to_bottom(true).show(ui, |ui| {
+                for line in &r.log {
+                    ui.monospace(line);
+                }
+            });
+        });
+        if let Some(info) = &r.info {
+            ui.collapsing("Settings (run.json)", |ui| {
+                ui.monospace(info.config.command_line(&r.dir));
+            });
+        }
+    }
+
+    fn plots_ui(&self, ui: &mut egui::Ui, selected: &Path) {
+        let shown: Vec<&RunEntry> = {
+            let overlay: Vec<&RunEntry> = self.runs.runs.iter().filter(|r| r.overlay).collect();
+            if overlay.is_empty() {
+                self.runs.runs.iter().filter(|r| r.dir == selected).collect()
+            } else {
+                overlay
+            }
+        };
+        let log = self.runs.log_scale;
+        let y = |v: f64| if log { v.max(1e-12).log10() } else { v };
+        let suffix = if log { " (log10)" } else { "" };
+        let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
+        let plot = |id: &str, label: &str| {
+            Plot::new(id.to_string())
+                .height(200.0)
+                .width(width)
+                .legend(Legend::default())
+                .x_axis_label("step")
+                .y_axis_label(format!("{label}{suffix}"))
+        };
+        ui.horizontal(|ui| {
+            plot("loss", "training loss").show(ui, |p| {
+                for r in &shown {
+                    let raw: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
+                        Record::Train(s) => Some([s.step as f64, y(s.loss)]),
+                        _ => None,
+                    }).collect();
+                    p.line(Line::new(format!("{} raw", r.id), PlotPoints::from(raw.clone())).width(1.0));
+                    p.line(Line::new(format!("{} smoothed", r.id), PlotPoints::from(smoothed(&raw, 0.9))).width(2.0));
+                }
+            });
+            plot("lr", "learning rate").show(ui, |p| {
+                for r in &shown {
+                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
+                        Record::Train(s) => Some([s.step as f64, y(s.lr)]),
+                        _ => None,
+                    }).collect();
+                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
+                }
+            });
+        });
+        ui.horizontal(|ui| {
+            plot("val_loss", "validation loss").show(ui, |p| {
+                for r in &shown {
+                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
+                        Record::Eval(e) => e.metrics.get("loss").map(|v| [e.step as f64, y(*v)]),
+                        _ => None,
+                    }).collect();
+                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
+                }
+            });
+            plot("val_metric", "validation metric").show(ui, |p| {
+                for r in &shown {
+                    let metric = r.metric();
+                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
+                        Record::Eval(e) => e.metrics.get(&metric).map(|v| [e.step as f64, y(*v)]),
+                        _ => None,
+                    }).collect();
+                    p.line(Line::new(format!("{} {metric}", r.id), PlotPoints::from(pts)));
+                }
+            });
+        });
+    }
+
+    fn confirm_delete_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(dir) = self.runs.confirm_delete.clone() else {
+            return;
+        };
+        let modal = egui::Modal::new(egui::Id::unique("confirm_delete")).show(ui.ctx(), |ui| {
+            ui.heading("Delete this run?");
+            ui.label(format!("{} and its adapter, head and curves will be moved to the workspace trash (Undo is offered).", dir.display()));
+            ui.horizontal(|ui| {
+                if ui.button("Delete run").clicked() {
+                    let trash = self.ws.root.join(".trash");
+                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let to = trash.join(format!("{name}-{}", adapter_studio::training::run_dir::unix_secs()));
+                    let moved = std::fs::create_dir_all(&trash).and_then(|_| std::fs::rename(&dir, &to));
+                    match moved {
+                        Ok(()) => {
+                            self.runs.runs.retain(|r| r.dir != dir);
+                            self.runs.deleted = Some((dir.clone(), to));
+                            if self.runs.selected.as_ref() == Some(&dir) {
+                                self.runs.selected = self.runs.runs.last().map(|r| r.dir.clone());
+                            }
+                        }
+                        Err(e) => self.runs.message = Some(format!("cannot delete: {e}")),
+                    }
+                    self.runs.confirm_delete = None;
+                }
+                if ui.button("Keep").clicked() {
+                    self.runs.confirm_delete = None;
+                }
+            });
+        });
+        if modal.should_close() {
+            self.runs.confirm_delete = None;
+        }
+    }
+}

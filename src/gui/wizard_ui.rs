@@ -1,0 +1,274 @@
+//! Training wizard: base model → dataset and columns → method and hyper-parameters (the
+//! paper's defaults, with help on each) → review with the equivalent command → start.
+use std::path::PathBuf;
+
+use adapter_studio::training::{Method, Stage, TrainConfig};
+use adapter_studio::workspace::Preset;
+use adapter_studio::worker::Command;
+
+use super::{Screen, StudioApp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Model,
+    Data,
+    Method,
+    Review,
+}
+
+impl Page {
+    const ALL: [Page; 4] = [Page::Model, Page::Data, Page::Method, Page::Review];
+    fn title(self) -> &'static str {
+        match self {
+            Page::Model => "1 Base model",
+            Page::Data => "2 Data",
+            Page::Method => "3 Method",
+            Page::Review => "4 Review",
+        }
+    }
+}
+
+pub struct Wizard {
+    pub page: Page,
+    pub model: Option<usize>,
+    pub dataset: Option<usize>,
+    pub method: Method,
+    /// The settings being edited (model and data paths are filled in from the choices).
+    pub form: TrainConfig,
+    pub name: String,
+    pub preset_name: String,
+    pub message: Option<String>,
+}
+
+const HELP_METHOD: &str = "seq_bn: Pfeiffer adapter after each FFN (the AdapterFusion paper's); \
+double_seq_bn: Houlsby adapters after attention and FFN; par_bn: parallel adapter; \
+full: fine-tune the whole model (baseline); head-only: train just the head (baseline).";
+
+impl Wizard {
+    pub fn new(ws: &adapter_studio::workspace::Workspace) -> Self {
+        Wizard {
+            page: Page::Model,
+            model: (!ws.state.models.is_empty()).then_some(0),
+            dataset: (!ws.state.datasets.is_empty()).then_some(0),
+            method: Method::SeqBn,
+            form: TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn),
+            name: String::new(),
+            preset_name: String::new(),
+            message: None,
+        }
+    }
+
+    /// The run's full settings from the choices; None until a model and a dataset are picked.
+    pub fn config(&self, ws: &adapter_studio::workspace::Workspace) -> Option<TrainConfig> {
+        let model = ws.state.models.get(self.model?)?;
+        let data = ws.state.datasets.get(self.dataset?)?;
+        let mut c = self.form.clone();
+        c.model = model.path.clone();
+        c.train = data.train.clone();
+        c.validation = data.validation.clone();
+        c.task = data.task;
+        c.columns = data.columns.clone();
+        c.stage = Stage::Adapter {
+            method: self.method,
+            reduction_factor: match c.stage {
+                Stage::Adapter { reduction_factor, .. } => reduction_factor,
+                Stage::Fusion { .. } => None,
+            },
+        };
+        c.name = if self.name.trim().is_empty() {
+            data.name.clone()
+        } else {
+            self.name.trim().to_string()
+        };
+        Some(c)
+    }
+}
+
+fn field_ui<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, help: &str, value: &mut T, speed: f64) {
+    ui.label(label).on_hover_text(help);
+    ui.add(egui::DragValue::new(value).speed(speed)).on_hover_text(help);
+    ui.label(egui::RichText::new(help).weak().small());
+    ui.end_row();
+}
+
+impl StudioApp {
+    pub(super) fn wizard_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Train an adapter");
+        ui.horizontal(|ui| {
+            for p in Page::ALL {
+                if ui.selectable_label(self.wizard.page == p, p.title()).clicked() {
+                    self.wizard.page = p;
+                }
+            }
+        });
+        ui.separator();
+        match self.wizard.page {
+            Page::Model => self.wizard_model_ui(ui),
+            Page::Data => self.wizard_data_ui(ui),
+            Page::Method => self.wizard_method_ui(ui),
+            Page::Review => self.wizard_review_ui(ui),
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            let i = Page::ALL.iter().position(|p| *p == self.wizard.page).unwrap_or(0);
+            if i > 0 && ui.button("Back").clicked() {
+                self.wizard.page = Page::ALL[i - 1];
+            }
+            if i + 1 < Page::ALL.len() && ui.button("Next").clicked() {
+                self.wizard.page = Page::ALL[i + 1];
+            }
+        });
+        if let Some(m) = &self.wizard.message {
+            ui.colored_label(ui.visuals().error_fg_color, m);
+        }
+    }
+
+    fn wizard_model_ui(&mut self, ui: &mut egui::Ui) {
+        if self.ws.state.models.is_empty() {
+            ui.label("No base model in this workspace yet.");
+            if ui.button("Go to Models").clicked() {
+                self.screen = Screen::Models;
+            }
+            return;
+        }
+        for (i, m) in self.ws.state.models.iter().enumerate() {
+            ui.radio_value(&mut self.wizard.model, Some(i), &m.name)
+                .on_hover_text(m.path.display().to_string());
+        }
+    }
+
+    fn wizard_data_ui(&mut self, ui: &mut egui::Ui) {
+        if self.ws.state.datasets.is_empty() {
+            ui.label("No dataset in this workspace yet.");
+            if ui.button("Go to Datasets").clicked() {
+                self.screen = Screen::Datasets;
+            }
+            return;
+        }
+        for (i, d) in self.ws.state.datasets.iter().enumerate() {
+            ui.radio_value(
+                &mut self.wizard.dataset,
+                Some(i),
+                format!("{} ({})", d.name, d.task.as_str()),
+            )
+            .on_hover_text(d.train.display().to_string());
+        }
+        ui.label(
+            egui::RichText::new("Task and columns are set on the Datasets screen (auto-detected by default).")
+                .weak(),
+        );
+        ui.horizontal(|ui| {
+            ui.label("Validation share when there is no validation file");
+            ui.add(egui::Slider::new(&mut self.wizard.form.validation_split, 0.0..=0.5));
+        });
+    }
+
+    fn wizard_method_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Method")
+                .selected_text(self.wizard.method.as_str())
+                .show_ui(ui, |ui| {
+                    for m in Method::ALL {
+                        ui.selectable_value(&mut self.wizard.method, m, m.as_str());
+                    }
+                })
+                .response
+                .on_hover_text(HELP_METHOD);
+            if ui.button("Paper defaults").on_hover_text("lr 1e-4, 30 epochs, batch 32, reduction factor 16, early stopping after 3 evaluations").clicked() {
+                self.wizard.form = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), self.wizard.method);
+            }
+        });
+        ui.label(egui::RichText::new(HELP_METHOD).weak().small());
+        ui.horizontal(|ui| {
+            ui.label("Name");
+            ui.add(egui::TextEdit::singleline(&mut self.wizard.name).hint_text("the dataset's name"))
+                .labelled_by(ui.label("Adapter name").id);
+        });
+        let f = &mut self.wizard.form;
+        egui::Grid::new("hyper").num_columns(3).show(ui, |ui| {
+            field_ui(ui, "Learning rate", "Peak learning rate of AdamW; the paper uses 1e-4 for adapters.", &mut f.lr, 1e-5);
+            field_ui(ui, "Epochs", "Passes over the training data (at most; early stopping may end sooner).", &mut f.epochs, 1.0);
+            field_ui(ui, "Batch size", "Examples per step.", &mut f.batch_size, 1.0);
+            field_ui(ui, "Max length", "Tokens per example; longer texts are truncated.", &mut f.max_length, 1.0);
+            field_ui(ui, "Warm-up ratio", "Share of steps with a linearly rising learning rate.", &mut f.warmup_ratio, 0.01);
+            field_ui(ui, "Seed", "Same seed, same data, same result (on CPU).", &mut f.seed, 1.0);
+            let mut patience = f.patience.unwrap_or(0);
+            field_ui(ui, "Patience", "Evaluations without improvement before stopping early; 0 = never.", &mut patience, 1.0);
+            f.patience = (patience > 0).then_some(patience);
+            if let Stage::Adapter { reduction_factor, .. } = &mut f.stage {
+                let mut rf = reduction_factor.unwrap_or(0.0);
+                field_ui(ui, "Reduction factor", "Hidden size ÷ bottleneck size; 0 = the method's preset (16 for seq_bn).", &mut rf, 1.0);
+                *reduction_factor = (rf > 0.0).then_some(rf);
+            }
+        });
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.add(egui::TextEdit::singleline(&mut self.wizard.preset_name).hint_text("preset name").desired_width(160.0))
+                .labelled_by(ui.label("Preset name").id);
+            if ui.button("Save preset").clicked() && !self.wizard.preset_name.trim().is_empty() {
+                let name = self.wizard.preset_name.trim().to_string();
+                self.ws.state.presets.retain(|p| p.name != name);
+                self.ws.state.presets.push(Preset { name, config: self.wizard.form.clone() });
+                if let Err(e) = self.ws.save() {
+                    self.wizard.message = Some(e.to_string());
+                }
+            }
+            let mut load = None;
+            egui::ComboBox::from_label("Load preset")
+                .selected_text("…")
+                .show_ui(ui, |ui| {
+                    for p in &self.ws.state.presets {
+                        if ui.selectable_label(false, &p.name).clicked() {
+                            load = Some(p.config.clone());
+                        }
+                    }
+                });
+            if let Some(c) = load {
+                self.wizard.form = c;
+                if let Stage::Adapter { method, .. } = self.wizard.form.stage {
+                    self.wizard.method = method;
+                }
+            }
+        });
+    }
+
+    /// Queues the run on the worker and shows it on the Runs screen.
+    pub(super) fn start_run(&mut self, config: TrainConfig, out: PathBuf) {
+        self.wizard.message = None;
+        self.runs.track_new(&out);
+        self.send(Command::Start { config: Box::new(config), out });
+        self.screen = Screen::Runs;
+    }
+
+    /// Starts the wizard's current choices (the app's `--autostart`, for measurements).
+    pub(super) fn start_wizard_run(&mut self) {
+        if let Some(config) = self.wizard.config(&self.ws) {
+            let out = self.ws.new_run_dir(&config.name);
+            self.start_run(config, out);
+        }
+    }
+
+    fn wizard_review_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(config) = self.wizard.config(&self.ws) else {
+            ui.label("Pick a base model (page 1) and a dataset (page 2) first.");
+            return;
+        };
+        let out = self.ws.new_run_dir(&config.name);
+        ui.label(format!("Run folder: {}", out.display()));
+        ui.label("The same run from a terminal:");
+        let command = config.command_line(&out);
+        ui.add(
+            egui::TextEdit::multiline(&mut command.as_str())
+                .code_editor()
+                .desired_width(f32::INFINITY),
+        );
+        ui.horizontal(|ui| {
+            if ui.button("Copy command").clicked() {
+                ui.ctx().copy_text(command.clone());
+            }
+            if ui.button("Start training").clicked() {
+                self.start_run(config, out);
+            }
+        });
+    }
+}

@@ -1,0 +1,232 @@
+//! The worker thread: owns every tensor, runs queued trainings one at a time, and talks to the
+//! UI only through bounded channels of `Command`s and `WorkerEvent`s. Between training steps it
+//! reads commands, so Stop takes effect after the current step.
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::training::{self, Event, RunStatus, Summary, TrainConfig};
+
+/// What the UI asks of the worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Queue a new run in `out`.
+    Start { config: Box<TrainConfig>, out: PathBuf },
+    /// Queue the continuation of a stopped or interrupted run.
+    Resume { out: PathBuf },
+    /// Stop a run after its current step, keeping a checkpoint (resumable); a queued run
+    /// leaves the queue.
+    Stop { out: PathBuf },
+    Shutdown,
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    Queued { out: PathBuf },
+    Started { out: PathBuf },
+    Training { out: PathBuf, event: Box<Event> },
+    /// Finished or stopped.
+    Ended { out: PathBuf, summary: Box<Summary> },
+    /// Removed from the queue before it started.
+    Dequeued { out: PathBuf },
+    Failed { out: PathBuf, error: String },
+}
+
+struct Job {
+    out: PathBuf,
+    config: Option<Box<TrainConfig>>,
+}
+
+pub struct Worker {
+    commands: Sender<Command>,
+    pub events: Receiver<WorkerEvent>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Room for a few hundred steps of events: a UI that drains them every frame never fills it;
+/// if it stalls, training waits rather than memory growing.
+const EVENT_CAPACITY: usize = 1024;
+
+impl Worker {
+    /// Starts the worker thread; `wake` is called after each event (the UI's repaint request).
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> Result<Worker> {
+        let (commands, command_rx) = bounded::<Command>(64);
+        let (event_tx, events) = bounded::<WorkerEvent>(EVENT_CAPACITY);
+        let handle = std::thread::Builder::new()
+            .name("adapter-studio-worker".into())
+            .spawn(move || {
+                let mut state = WorkerLoop {
+                    commands: command_rx,
+                    events: event_tx,
+                    wake: Box::new(wake),
+                    queue: VecDeque::new(),
+                    shutdown: false,
+                };
+                state.run();
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the worker thread: {e}")))?;
+        Ok(Worker {
+            commands,
+            events,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn send(&self, command: Command) -> Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| Error::Invalid("the worker thread has stopped".into()))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        // Drain events so a worker blocked on a full channel can see the shutdown.
+        while self.events.try_recv().is_ok() {}
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct WorkerLoop {
+    commands: Receiver<Command>,
+    events: Sender<WorkerEvent>,
+    wake: Box<dyn Fn() + Send>,
+    queue: VecDeque<Job>,
+    shutdown: bool,
+}
+
+/// What a command means for the run in progress.
+#[derive(PartialEq)]
+enum Effect {
+    None,
+    StopCurrent,
+    Shutdown,
+}
+
+fn emit(events: &Sender<WorkerEvent>, wake: &dyn Fn(), e: WorkerEvent) {
+    // A closed channel means the UI is gone; a shutdown command follows.
+    let _ = events.send(e);
+    wake();
+}
+
+/// Applies a command to the queue; `current` is the run in progress, if any.
+fn apply(
+    queue: &mut VecDeque<Job>,
+    events: &Sender<WorkerEvent>,
+    wake: &dyn Fn(),
+    command: Command,
+    current: Option<&PathBuf>,
+) -> Effect {
+    let (out, config) = match command {
+        Command::Start { config, out } => (out, Some(config)),
+        Command::Resume { out } => (out, None),
+        Command::Stop { out } => {
+            if current == Some(&out) {
+                return Effect::StopCurrent;
+            }
+            let before = queue.len();
+            queue.retain(|j| j.out != out);
+            if queue.len() != before {
+                emit(events, wake, WorkerEvent::Dequeued { out });
+            }
+            return Effect::None;
+        }
+        Command::Shutdown => return Effect::Shutdown,
+    };
+    queue.push_back(Job {
+        out: out.clone(),
+        config,
+    });
+    emit(events, wake, WorkerEvent::Queued { out });
+    Effect::None
+}
+
+impl WorkerLoop {
+    fn run(&mut self) {
+        while !self.shutdown {
+            if let Some(job) = self.queue.pop_front() {
+                self.run_job(job);
+                continue;
+            }
+            match self.commands.recv() {
+                Ok(c) => {
+                    let effect = apply(&mut self.queue, &self.events, &*self.wake, c, None);
+                    self.shutdown |= effect == Effect::Shutdown;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn run_job(&mut self, job: Job) {
+        let out = job.out.clone();
+        let stop = AtomicBool::new(false);
+        let (events, commands, wake, queue) =
+            (&self.events, &self.commands, &*self.wake, &mut self.queue);
+        let mut shutdown = false;
+        emit(events, wake, WorkerEvent::Started { out: out.clone() });
+        // Commands are read between steps, from inside the training's observer.
+        let mut observer = |e: &Event| {
+            while let Ok(c) = commands.try_recv() {
+                match apply(queue, events, wake, c, Some(&out)) {
+                    Effect::StopCurrent => stop.store(true, Ordering::Relaxed),
+                    Effect::Shutdown => {
+                        shutdown = true;
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    Effect::None => {}
+                }
+            }
+            emit(
+                events,
+                wake,
+                WorkerEvent::Training {
+                    out: out.clone(),
+                    event: Box::new(e.clone()),
+                },
+            );
+        };
+        let result = match job.config {
+            Some(config) => training::train(&config, &job.out, &mut observer, &stop),
+            None => training::resume(&job.out, &mut observer, &stop),
+        };
+        self.shutdown |= shutdown;
+        let event = match result {
+            Ok(summary) => WorkerEvent::Ended {
+                out: job.out,
+                summary: Box::new(summary),
+            },
+            Err(e) => WorkerEvent::Failed {
+                out: job.out,
+                error: e.to_string(),
+            },
+        };
+        emit(&self.events, &*self.wake, event);
+    }
+}
+
+impl WorkerEvent {
+    pub fn out(&self) -> &PathBuf {
+        match self {
+            WorkerEvent::Queued { out }
+            | WorkerEvent::Started { out }
+            | WorkerEvent::Training { out, .. }
+            | WorkerEvent::Ended { out, .. }
+            | WorkerEvent::Dequeued { out }
+            | WorkerEvent::Failed { out, .. } => out,
+        }
+    }
+}
+
+/// Whether a summary means the run can be resumed.
+pub fn resumable(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Stopped | RunStatus::Running | RunStatus::Failed)
+}
