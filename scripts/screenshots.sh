@@ -23,5 +23,5 @@ shot() {
 
 shot models 6 --screen models
 shot datasets 8 --screen datasets
-shot train 6 --screen train
+shot train 6 --screen train:method
 shot runs 90 --autostart

@@ -68,14 +68,8 @@ mod tests {
 
     #[test]
     fn derived_streams_differ_per_stream() {
-        assert_ne!(
-            Rng::derive(42, 0).next_u64(),
-            Rng::derive(42, 1).next_u64()
-        );
-        assert_eq!(
-            Rng::derive(42, 3).next_u64(),
-            Rng::derive(42, 3).next_u64()
-        );
+        assert_ne!(Rng::derive(42, 0).next_u64(), Rng::derive(42, 1).next_u64());
+        assert_eq!(Rng::derive(42, 3).next_u64(), Rng::derive(42, 3).next_u64());
     }
 
     #[test]

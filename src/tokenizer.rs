@@ -232,7 +232,13 @@ impl TextTokenizer {
         device: Device,
     ) -> Batch {
         let b = ids.len() as i64;
-        let t = ids.iter().map(Vec::len).max().unwrap_or(0).max(min_len).max(1) as i64;
+        let t = ids
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .max(min_len)
+            .max(1) as i64;
         let mut flat_ids = vec![pad_id; (b * t) as usize];
         let mut flat_types = vec![0i64; (b * t) as usize];
         let mut flat_mask = vec![0i64; (b * t) as usize];

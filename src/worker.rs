@@ -9,32 +9,54 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::{Error, Result};
-use crate::training::{self, Event, RunStatus, Summary, TrainConfig};
+use crate::training::{self, Event, Summary, TrainConfig};
 
 /// What the UI asks of the worker.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// Queue a new run in `out`.
-    Start { config: Box<TrainConfig>, out: PathBuf },
+    Start {
+        config: Box<TrainConfig>,
+        out: PathBuf,
+    },
     /// Queue the continuation of a stopped or interrupted run.
-    Resume { out: PathBuf },
+    Resume {
+        out: PathBuf,
+    },
     /// Stop a run after its current step, keeping a checkpoint (resumable); a queued run
     /// leaves the queue.
-    Stop { out: PathBuf },
+    Stop {
+        out: PathBuf,
+    },
     Shutdown,
 }
 
 /// What the worker reports.
 #[derive(Debug, Clone)]
 pub enum WorkerEvent {
-    Queued { out: PathBuf },
-    Started { out: PathBuf },
-    Training { out: PathBuf, event: Box<Event> },
+    Queued {
+        out: PathBuf,
+    },
+    Started {
+        out: PathBuf,
+    },
+    Training {
+        out: PathBuf,
+        event: Box<Event>,
+    },
     /// Finished or stopped.
-    Ended { out: PathBuf, summary: Box<Summary> },
+    Ended {
+        out: PathBuf,
+        summary: Box<Summary>,
+    },
     /// Removed from the queue before it started.
-    Dequeued { out: PathBuf },
-    Failed { out: PathBuf, error: String },
+    Dequeued {
+        out: PathBuf,
+    },
+    Failed {
+        out: PathBuf,
+        error: String,
+    },
 }
 
 struct Job {
@@ -226,7 +248,80 @@ impl WorkerEvent {
     }
 }
 
-/// Whether a summary means the run can be resumed.
-pub fn resumable(status: RunStatus) -> bool {
-    matches!(status, RunStatus::Stopped | RunStatus::Running | RunStatus::Failed)
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::training::{Method, RunStatus};
+
+    fn config(dir: &Path) -> TrainConfig {
+        let csv = dir.join("data.csv");
+        let rows: String = (0..64)
+            .map(|i| format!("text number {i},{}\n", i % 2))
+            .collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let mut c = TrainConfig::adapter(model, csv, Method::SeqBn);
+        c.device = "cpu".into();
+        c.batch_size = 2;
+        c.epochs = 500;
+        c.validation_split = 0.0;
+        c
+    }
+
+    fn next(worker: &Worker) -> WorkerEvent {
+        worker
+            .events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an event from the worker")
+    }
+
+    #[test]
+    fn runs_queue_one_at_a_time_and_stop_dequeues_or_stops_after_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker = Worker::spawn(|| {}).unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let cfg = Box::new(config(dir.path()));
+        worker
+            .send(Command::Start {
+                config: cfg.clone(),
+                out: a.clone(),
+            })
+            .unwrap();
+        worker
+            .send(Command::Start {
+                config: cfg,
+                out: b.clone(),
+            })
+            .unwrap();
+        // Wait for a's first step, then cancel the queued b and stop a.
+        loop {
+            if let WorkerEvent::Training { out, event } = next(&worker) {
+                if out == a && matches!(*event, Event::Step(_)) {
+                    break;
+                }
+            }
+        }
+        worker.send(Command::Stop { out: b.clone() }).unwrap();
+        worker.send(Command::Stop { out: a.clone() }).unwrap();
+        let mut dequeued = false;
+        loop {
+            match next(&worker) {
+                WorkerEvent::Dequeued { out } => dequeued |= out == b,
+                WorkerEvent::Ended { out, summary } => {
+                    assert_eq!(out, a);
+                    assert_eq!(summary.status, RunStatus::Stopped);
+                    break;
+                }
+                WorkerEvent::Started { out } => assert_ne!(out, b, "b never starts"),
+                WorkerEvent::Failed { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+        assert!(dequeued, "b left the queue");
+        assert!(!b.exists(), "a dequeued run writes nothing");
+        assert!(a.join("checkpoint.safetensors").exists());
+    }
 }

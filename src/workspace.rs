@@ -9,7 +9,7 @@ use crate::data::{Columns, TaskType};
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_json_atomic};
 use crate::model::{demo_model_dir, ModelConfig};
-use crate::training::{run_dir, Record, RunDir, RunInfo, RunStatus, TrainConfig};
+use crate::training::{RunDir, RunInfo, TrainConfig};
 
 const FILE: &str = "workspace.json";
 
@@ -57,18 +57,6 @@ pub struct RunSummary {
     pub problem: Option<String>,
 }
 
-impl RunSummary {
-    /// A run whose `run.json` says "running" but that no process is running any more (the app
-    /// or the CLI was killed) shows as resumable.
-    pub fn status(&self) -> Option<RunStatus> {
-        self.info.as_ref().map(|i| i.status)
-    }
-
-    pub fn records(&self) -> Vec<Record> {
-        run_dir::read_jsonl(&RunDir::new(&self.dir).metrics()).unwrap_or_default()
-    }
-}
-
 pub struct Workspace {
     pub root: PathBuf,
     pub state: WorkspaceState,
@@ -92,8 +80,14 @@ pub fn demo_datasets_dir() -> Option<PathBuf> {
             candidates.push(root.join("assets").join("datasets"));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("datasets"));
-    candidates.into_iter().find(|p| p.join("sentiment").is_dir())
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets")
+            .join("datasets"),
+    );
+    candidates
+        .into_iter()
+        .find(|p| p.join("sentiment").is_dir())
 }
 
 /// The demo tasks: (name, folder, extension, task).
@@ -173,12 +167,26 @@ impl Workspace {
     pub fn new_run_dir(&self, name: &str) -> PathBuf {
         let clean: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let clean = if clean.is_empty() { "run".to_string() } else { clean };
+        let clean = if clean.is_empty() {
+            "run".to_string()
+        } else {
+            clean
+        };
         let mut n = 1;
         loop {
-            let id = if n == 1 { clean.clone() } else { format!("{clean}-{n}") };
+            let id = if n == 1 {
+                clean.clone()
+            } else {
+                format!("{clean}-{n}")
+            };
             let dir = self.runs_dir().join(&id);
             if !dir.exists() {
                 return dir;
@@ -195,16 +203,39 @@ impl Workspace {
         let mut runs: Vec<RunSummary> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .map(|dir| {
-                let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let id = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 match RunDir::new(&dir).read_info() {
-                    Ok(info) => RunSummary { id, dir, info: Some(info), problem: None },
-                    Err(e) => RunSummary { id, dir, info: None, problem: Some(e.to_string()) },
+                    Ok(info) => RunSummary {
+                        id,
+                        dir,
+                        info: Some(info),
+                        problem: None,
+                    },
+                    Err(e) => RunSummary {
+                        id,
+                        dir,
+                        info: None,
+                        problem: Some(e.to_string()),
+                    },
                 }
             })
             .collect();
-        runs.sort_by_key(|r| (r.info.as_ref().map_or(u64::MAX, |i| i.started_unix_secs), r.id.clone()));
+        runs.sort_by_key(|r| {
+            (
+                r.info.as_ref().map_or(u64::MAX, |i| i.started_unix_secs),
+                r.id.clone(),
+            )
+        });
         runs
     }
 
@@ -232,7 +263,12 @@ pub fn hf_cache_models() -> Vec<ModelEntry> {
     let hub = std::env::var_os("HF_HOME")
         .map(|h| PathBuf::from(h).join("hub"))
         .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("huggingface").join("hub"))
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h)
+                    .join(".cache")
+                    .join("huggingface")
+                    .join("hub")
+            })
         });
     let Some(Ok(entries)) = hub.map(std::fs::read_dir) else {
         return Vec::new();
@@ -259,4 +295,60 @@ pub fn hf_cache_models() -> Vec<ModelEntry> {
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_workspace_gets_the_demo_content_and_state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_with_demo(dir.path()).unwrap();
+        let names: Vec<&str> = ws.state.datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "sentiment",
+                "topic",
+                "nli",
+                "review_rating",
+                "ner",
+                "similarity",
+                "emotions"
+            ]
+        );
+        assert!(ws
+            .state
+            .datasets
+            .iter()
+            .all(|d| d.train.is_file() && d.validation.is_some()));
+        let again = Workspace::open_with_demo(dir.path()).unwrap();
+        assert_eq!(
+            again.state, ws.state,
+            "reopening neither duplicates nor loses entries"
+        );
+    }
+
+    #[test]
+    fn run_folders_get_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(dir.path()).unwrap();
+        let first = ws.new_run_dir("my run/1");
+        assert_eq!(first.file_name().unwrap(), "my_run_1");
+        std::fs::create_dir_all(&first).unwrap();
+        assert_eq!(
+            ws.new_run_dir("my run/1").file_name().unwrap(),
+            "my_run_1-2"
+        );
+    }
+
+    #[test]
+    fn a_folder_without_a_model_is_refused_and_not_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ws = Workspace::open(dir.path()).unwrap();
+        let err = ws.add_model(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        assert!(ws.state.models.is_empty());
+    }
 }

@@ -15,7 +15,9 @@ fn bin() -> Command {
 }
 
 fn datasets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("datasets")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("datasets")
 }
 
 fn ok(out: Output) -> String {
@@ -129,7 +131,10 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     assert_eq!(s["status"], "finished");
     assert_eq!(s["steps"], 40);
     let best_accuracy = s["best"]["metrics"]["accuracy"].as_f64().unwrap();
-    assert!(best_accuracy > 0.7, "sentiment adapter did not learn: {best_accuracy}");
+    assert!(
+        best_accuracy > 0.7,
+        "sentiment adapter did not learn: {best_accuracy}"
+    );
     ok(train_cmd("topic", "jsonl", &topic)
         .args(["--max-steps", "6", "--weights-format", "bin"])
         .output()
@@ -156,8 +161,7 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
         .unwrap();
     assert_eq!(summary(&ok(out))["status"], "finished");
     let fusion_cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(fusion.join("fusion").join("adapter_fusion_config.json"))
-            .unwrap(),
+        &std::fs::read_to_string(fusion.join("fusion").join("adapter_fusion_config.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(fusion_cfg["name"], "sentiment,topic");
@@ -168,7 +172,10 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     let evals: Vec<&Value> = records.iter().filter(|r| r["kind"] == "eval").collect();
     assert_eq!(evals.len(), 3, "steps 3, 4 (epoch end) and 6 (the last)");
     for key in ["accuracy", "macro_f1", "mcc", "loss"] {
-        assert!(evals[0]["metrics"][key].is_number(), "eval record lacks {key}");
+        assert!(
+            evals[0]["metrics"][key].is_number(),
+            "eval record lacks {key}"
+        );
     }
     let attention = read_lines(&fusion.join("attention.jsonl"));
     assert_eq!(attention.len(), 3);
@@ -176,12 +183,18 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     assert_eq!(mean.len(), 6, "one row per layer of MiniLM");
     for row in mean {
         let sum: f64 = floats(row).iter().sum();
-        assert!((sum - 1.0).abs() < 1e-4, "fusion weights of a layer sum to one: {sum}");
+        assert!(
+            (sum - 1.0).abs() < 1e-4,
+            "fusion weights of a layer sum to one: {sum}"
+        );
     }
     let run: Value =
         serde_json::from_str(&std::fs::read_to_string(fusion.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["status"], "finished");
-    assert!(run["data"][0]["fingerprint"].as_str().unwrap().starts_with("sha256:"));
+    assert!(run["data"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     assert!(!fusion.join("checkpoint.safetensors").exists());
 
     // Rust and Python give the same logits for the fused model.
@@ -214,7 +227,12 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     // A stage-1 adapter with its own head too.
     let (sa, sh) = (sentiment.join("adapter"), sentiment.join("head"));
     let rust = predict_logits(
-        &["--adapter".as_ref(), sa.as_os_str(), "--head".as_ref(), sh.as_os_str()],
+        &[
+            "--adapter".as_ref(),
+            sa.as_os_str(),
+            "--head".as_ref(),
+            sh.as_os_str(),
+        ],
         &TEXTS,
     );
     let py = python_logits(
@@ -248,7 +266,11 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
 fn wait_for(path: &Path) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{} never appeared", path.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -256,8 +278,15 @@ fn wait_for(path: &Path) {
 fn resumable(out: &Path) -> Command {
     let mut cmd = train_cmd("sentiment", "csv", out);
     // Same name in every folder, so that the saved files can be compared byte for byte.
-    cmd.args(["--name", "sentiment", "--max-steps", "24", "--eval-every", "8"])
-        .args(["--save-every", "4", "--lr", "5e-4"]);
+    cmd.args([
+        "--name",
+        "sentiment",
+        "--max-steps",
+        "24",
+        "--eval-every",
+        "8",
+    ])
+    .args(["--save-every", "4", "--lr", "5e-4"]);
     cmd
 }
 
@@ -281,14 +310,20 @@ fn a_run_killed_or_interrupted_resumes_to_the_same_result_as_an_uninterrupted_on
     child.wait().unwrap();
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(killed.join("run.json")).unwrap()).unwrap();
-    assert_ne!(info["status"], "finished", "the kill came too late to test anything");
+    assert_ne!(
+        info["status"], "finished",
+        "the kill came too late to test anything"
+    );
     let s = summary(&ok(bin()
         .args(["train", "--json", "--resume"])
         .arg(&killed)
         .output()
         .unwrap()));
     assert_eq!(s["status"], "finished");
-    assert!(s["examples"].as_u64().unwrap() < 24 * 32, "the resumed run started over");
+    assert!(
+        s["examples"].as_u64().unwrap() < 24 * 32,
+        "the resumed run started over"
+    );
 
     // Ctrl-C: stops after the current step with a checkpoint, exit status 130.
     let stopped = work.path().join("stopped");
@@ -304,17 +339,37 @@ fn a_run_killed_or_interrupted_resumes_to_the_same_result_as_an_uninterrupted_on
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(summary(&String::from_utf8_lossy(&out.stdout))["status"], "stopped");
-    ok(bin().args(["train", "--json", "--resume"]).arg(&stopped).output().unwrap());
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        summary(&String::from_utf8_lossy(&out.stdout))["status"],
+        "stopped"
+    );
+    ok(bin()
+        .args(["train", "--json", "--resume"])
+        .arg(&stopped)
+        .output()
+        .unwrap());
 
     for run in [&killed, &stopped] {
-        assert!(weights_of(run) == weights_of(&whole), "{} differs", run.display());
+        assert!(
+            weights_of(run) == weights_of(&whole),
+            "{} differs",
+            run.display()
+        );
         assert_eq!(records_without_timing(run), records_without_timing(&whole));
     }
 
     // A finished run is not resumed, and its folder is not reused for a new run.
-    let out = bin().args(["train", "--resume"]).arg(&whole).output().unwrap();
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&whole)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("already finished"));
     let out = resumable(&whole).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
@@ -325,14 +380,33 @@ fn every_task_type_trains_and_writes_a_head_the_library_reads() {
     let work = tempfile::tempdir().unwrap();
     let cases = [
         ("nli", "tsv", "classification", "classification", "accuracy"),
-        ("emotions", "jsonl", "multilabel", "multilabel_classification", "micro_f1"),
-        ("similarity", "csv", "regression", "classification", "pearson"),
+        (
+            "emotions",
+            "jsonl",
+            "multilabel",
+            "multilabel_classification",
+            "micro_f1",
+        ),
+        (
+            "similarity",
+            "csv",
+            "regression",
+            "classification",
+            "pearson",
+        ),
         ("ner", "jsonl", "tagging", "tagging", "micro_f1"),
     ];
     for (task_dir, ext, task, head_type, metric) in cases {
         let out = work.path().join(task_dir);
         let s = summary(&ok(train_cmd(task_dir, ext, &out)
-            .args(["--task", task, "--max-steps", "3", "--method", "double_seq_bn"])
+            .args([
+                "--task",
+                task,
+                "--max-steps",
+                "3",
+                "--method",
+                "double_seq_bn",
+            ])
             .output()
             .unwrap()));
         assert!(
@@ -346,7 +420,12 @@ fn every_task_type_trains_and_writes_a_head_the_library_reads() {
         assert_eq!(head["config"]["head_type"], head_type, "{task}");
         let (a, h) = (out.join("adapter"), out.join("head"));
         let rust = predict_logits(
-            &["--adapter".as_ref(), a.as_os_str(), "--head".as_ref(), h.as_os_str()],
+            &[
+                "--adapter".as_ref(),
+                a.as_os_str(),
+                "--head".as_ref(),
+                h.as_os_str(),
+            ],
             &TEXTS[..1],
         );
         let py = python_logits(
@@ -376,14 +455,25 @@ fn baselines_train_only_what_they_should() {
 
     let full = work.path().join("full");
     ok(train_cmd("sentiment", "csv", &full)
-        .args(["--method", "full", "--max-steps", "1", "--validation-split", "0"])
+        .args([
+            "--method",
+            "full",
+            "--max-steps",
+            "1",
+            "--validation-split",
+            "0",
+        ])
         .output()
         .unwrap());
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(full.join("run.json")).unwrap()).unwrap();
     assert!(info["trainable_parameters"].as_i64().unwrap() > 22_000_000);
     // The fine-tuned base is a model folder that loads again.
-    ok(bin().args(["info", "--model"]).arg(full.join("model")).output().unwrap());
+    ok(bin()
+        .args(["info", "--model"])
+        .arg(full.join("model"))
+        .output()
+        .unwrap());
 }
 
 fn run_err(cmd: &mut Command) -> String {
@@ -398,10 +488,17 @@ fn run_err(cmd: &mut Command) -> String {
 fn bad_training_files_fail_with_the_file_line_and_column() {
     let work = tempfile::tempdir().unwrap();
     let ragged = work.path().join("ragged.csv");
-    std::fs::write(&ragged, "text,label\ngood movie,positive\nbad,negative,extra\n").unwrap();
+    std::fs::write(
+        &ragged,
+        "text,label\ngood movie,positive\nbad,negative,extra\n",
+    )
+    .unwrap();
     let mut cmd = train_on(&ragged, None, &work.path().join("run"));
     let err = run_err(&mut cmd);
-    assert!(err.contains("ragged.csv") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("ragged.csv") && err.contains("line 3"),
+        "{err}"
+    );
 
     let wrong_column = work.path().join("cols.csv");
     std::fs::write(&wrong_column, "review,label\ngood movie,positive\n").unwrap();
@@ -415,5 +512,8 @@ fn bad_training_files_fail_with_the_file_line_and_column() {
     let train = datasets().join("sentiment").join("train.csv");
     let mut cmd = train_on(&train, Some(&val), &work.path().join("run3"));
     let err = run_err(&mut cmd);
-    assert!(err.contains("val.csv") && err.contains("line 3") && err.contains("neutral"), "{err}");
+    assert!(
+        err.contains("val.csv") && err.contains("line 3") && err.contains("neutral"),
+        "{err}"
+    );
 }

@@ -8,8 +8,9 @@ use adapter_studio::device::parse_device;
 use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, PredictSpec};
 
+/// The model to run: base, adapters, fusion, head and device (`predict` and `eval`).
 #[derive(Args)]
-pub struct PredictArgs {
+pub struct ModelArgs {
     /// Hugging Face model folder (config.json, weights, tokenizer), or `demo`.
     #[arg(long)]
     model: PathBuf,
@@ -19,38 +20,48 @@ pub struct PredictArgs {
     /// AdapterHub fusion folder; all of its adapters must be given with --adapter.
     #[arg(long)]
     fusion: Option<PathBuf>,
-    /// AdapterHub head folder.
+    /// AdapterHub head folder (its labels define the classes).
     #[arg(long)]
     head: PathBuf,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl ModelArgs {
+    pub fn spec(self) -> anyhow::Result<PredictSpec> {
+        Ok(PredictSpec {
+            device: parse_device(&self.device)?,
+            model: self.model,
+            adapters: self.adapters,
+            fusion: self.fusion,
+            head: self.head,
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Input text; repeat for several.
     #[arg(long = "text")]
     texts: Vec<String>,
     /// File with one text per line (text<TAB>text_pair for pairs).
     #[arg(long)]
     input: Option<PathBuf>,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
     let mut texts: Vec<(String, Option<String>)> =
         args.texts.iter().map(|t| (t.clone(), None)).collect();
     if let Some(input) = &args.input {
         texts.extend(predict::read_input_file(input)?);
     }
-    let spec = PredictSpec {
-        model: args.model,
-        adapters: args.adapters,
-        fusion: args.fusion,
-        head: args.head,
-        device,
-    };
-    let model = predict::load(&spec)?;
+    let model = predict::load(&args.model.spec()?)?;
     let preds = predict::predict(&model, &texts)?;
     if args.json {
         println!(

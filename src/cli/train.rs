@@ -10,10 +10,8 @@ use clap::Args;
 
 use adapter_studio::data::{Columns, TaskType};
 use adapter_studio::device::parse_device;
-use adapter_studio::predict::{self, PredictSpec};
-use adapter_studio::training::{
-    self, Event, Method, RunStatus, Stage, Summary, TrainConfig,
-};
+use adapter_studio::predict;
+use adapter_studio::training::{self, Event, Method, RunStatus, Stage, Summary, TrainConfig};
 
 #[derive(Args, Clone)]
 pub struct DataArgs {
@@ -275,7 +273,11 @@ fn print_summary(s: &Summary) {
             s.steps, s.total_steps
         ),
         _ => {
-            let how = if s.early_stopped { " (early stopping)" } else { "" };
+            let how = if s.early_stopped {
+                " (early stopping)"
+            } else {
+                ""
+            };
             println!(
                 "finished at step {} of {}{how}; {:.1} examples/s",
                 s.steps, s.total_steps, s.examples_per_sec
@@ -354,7 +356,9 @@ impl Progress {
                 );
             }
             Event::Step(r) => {
-                let l = self.smoothed_loss.map_or(r.loss, |s| 0.9 * s + 0.1 * r.loss);
+                let l = self
+                    .smoothed_loss
+                    .map_or(r.loss, |s| 0.9 * s + 0.1 * r.loss);
                 self.smoothed_loss = Some(l);
                 let due = self
                     .last_draw
@@ -379,12 +383,21 @@ impl Progress {
                 }
             }
             Event::Eval(r, _) => {
-                let m: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                let m: Vec<String> = r
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
                 let best = if r.best { "  (best)" } else { "" };
                 if self.tty {
                     eprint!("\r\x1b[K");
                 }
-                eprintln!("step {} (epoch {:.2}): {}{best}", r.step, r.epoch, m.join(", "));
+                eprintln!(
+                    "step {} (epoch {:.2}): {}{best}",
+                    r.step,
+                    r.epoch,
+                    m.join(", ")
+                );
             }
             Event::Checkpoint { .. } => {}
         }
@@ -408,18 +421,8 @@ fn hms(secs: f64) -> String {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Hugging Face model folder, or `demo`.
-    #[arg(long)]
-    model: PathBuf,
-    /// AdapterHub adapter folder; repeat for several (stacked unless --fusion).
-    #[arg(long = "adapter")]
-    adapters: Vec<PathBuf>,
-    /// AdapterHub fusion folder over the given adapters.
-    #[arg(long)]
-    fusion: Option<PathBuf>,
-    /// AdapterHub head folder (its labels define the classes).
-    #[arg(long)]
-    head: PathBuf,
+    #[command(flatten)]
+    model: super::predict::ModelArgs,
     /// Data to evaluate on (CSV, TSV or JSONL).
     #[arg(long)]
     data: PathBuf,
@@ -429,23 +432,13 @@ pub struct EvalArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 128)]
     max_length: usize,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "auto")]
-    device: String,
     /// Print one JSON object: the metrics by name, and `examples`.
     #[arg(long)]
     json: bool,
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let spec = PredictSpec {
-        model: args.model,
-        adapters: args.adapters,
-        fusion: args.fusion,
-        head: args.head,
-        device: parse_device(&args.device)?,
-    };
-    let model = predict::load(&spec)?;
+    let model = predict::load(&args.model.spec()?)?;
     let (result, skipped) = training::evaluate_file(
         &model,
         &args.data,

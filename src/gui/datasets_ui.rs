@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Receiver;
 
-use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, TaskType, Table};
+use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, Table, TaskType};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
 use adapter_studio::workspace::DatasetEntry;
@@ -45,7 +45,10 @@ impl DatasetsView {
 
 /// Label counts and token lengths of a dataset, on a thread of its own (tokenizing a large
 /// file must not stall frames).
-fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Receiver<Result<DataStats, String>> {
+fn spawn_stats(
+    entry: &DatasetEntry,
+    model: Option<PathBuf>,
+) -> Receiver<Result<DataStats, String>> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let (path, task, columns) = (entry.train.clone(), entry.task, entry.columns.clone());
     let spawned = std::thread::Builder::new()
@@ -65,7 +68,9 @@ fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Receiver<Result<
                     let tok = TextTokenizer::load(&dir, &cfg)?;
                     for ex in &ds.examples {
                         let enc = match &ex.text {
-                            adapter_studio::data::Text::Plain(t) => tok.encode_one(t, ex.pair.as_deref()),
+                            adapter_studio::data::Text::Plain(t) => {
+                                tok.encode_one(t, ex.pair.as_deref())
+                            }
                             adapter_studio::data::Text::Words(w) => tok.encode_words(w),
                         }?;
                         token_lengths.push(enc.ids.len());
@@ -111,10 +116,38 @@ fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
         .x_axis_label("tokens per example")
         .y_axis_label("examples")
         .allow_scroll(false)
-        .show(ui, |p| p.bar_chart(egui_plot::BarChart::new("examples", bars)));
+        .show(ui, |p| {
+            p.bar_chart(egui_plot::BarChart::new("examples", bars))
+        });
 }
 
-fn column_combo_ui(ui: &mut egui::Ui, label: &str, value: &mut Option<String>, columns: &[String]) -> bool {
+/// Task and column pickers of a dataset; true when something changed.
+pub(super) fn mapping_ui(ui: &mut egui::Ui, entry: &mut DatasetEntry, columns: &[String]) -> bool {
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_label("Task")
+            .selected_text(entry.task.as_str())
+            .show_ui(ui, |ui| {
+                for t in TaskType::ALL {
+                    changed |= ui
+                        .selectable_value(&mut entry.task, t, t.as_str())
+                        .changed();
+                }
+            });
+        let c = &mut entry.columns;
+        changed |= column_combo_ui(ui, "Text column", &mut c.text, columns);
+        changed |= column_combo_ui(ui, "Pair column", &mut c.text_pair, columns);
+        changed |= column_combo_ui(ui, "Label column", &mut c.label, columns);
+    });
+    changed
+}
+
+fn column_combo_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut Option<String>,
+    columns: &[String],
+) -> bool {
     let mut changed = false;
     egui::ComboBox::from_label(label)
         .selected_text(value.clone().unwrap_or_else(|| "auto".into()))
@@ -170,11 +203,14 @@ impl StudioApp {
                     self.add_dataset(&f);
                 }
             }
-            ui.label("or path:");
-            ui.add(egui::TextEdit::singleline(&mut self.datasets.path_input).desired_width(320.0))
-                .labelled_by(ui.label("Dataset path").id);
-            if ui.button("Add file").clicked() && !self.datasets.path_input.trim().is_empty() {
-                let p = PathBuf::from(self.datasets.path_input.trim());
+            let typed = super::path_input_ui(
+                ui,
+                "Dataset path",
+                "/path/to/train.csv",
+                "Add file",
+                &mut self.datasets.path_input,
+            );
+            if let Some(p) = typed {
                 self.add_dataset(&p);
             }
         });
@@ -192,13 +228,19 @@ impl StudioApp {
             ui.label("No datasets yet: add a training file above.");
             return;
         }
-        egui::Panel::left("dataset_list").resizable(false).exact_size(180.0).show(ui, |ui| {
-            for (i, d) in self.ws.state.datasets.iter().enumerate() {
-                if ui.selectable_label(self.datasets.selected == Some(i), &d.name).clicked() {
-                    self.datasets.selected = Some(i);
+        egui::Panel::left("dataset_list")
+            .resizable(false)
+            .exact_size(180.0)
+            .show(ui, |ui| {
+                for (i, d) in self.ws.state.datasets.iter().enumerate() {
+                    if ui
+                        .selectable_label(self.datasets.selected == Some(i), &d.name)
+                        .clicked()
+                    {
+                        self.datasets.selected = Some(i);
+                    }
                 }
-            }
-        });
+            });
         let count = self.ws.state.datasets.len();
         let selected = self.datasets.selected.filter(|i| *i < count).unwrap_or(0);
         self.datasets.selected = Some(selected);
@@ -206,7 +248,9 @@ impl StudioApp {
             ui.label("Select a dataset to preview it.");
             return;
         };
-        egui::ScrollArea::vertical().id_salt("dataset_detail").show(ui, |ui| self.dataset_detail_ui(ui, i));
+        egui::ScrollArea::vertical()
+            .id_salt("dataset_detail")
+            .show(ui, |ui| self.dataset_detail_ui(ui, i));
     }
 
     fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, i: usize) {
@@ -216,11 +260,20 @@ impl StudioApp {
         for (what, p) in [("validation", &entry.validation), ("test", &entry.test)] {
             ui.label(format!(
                 "{what}: {}",
-                p.as_ref().map_or("— (a share of train is held out)".into(), |p| p.display().to_string())
+                p.as_ref()
+                    .map_or("— (a share of train is held out)".into(), |p| p
+                        .display()
+                        .to_string())
             ));
         }
-        if self.datasets.preview.as_ref().is_none_or(|(p, _)| *p != entry.train) {
-            let table = read_table(&entry.train, Some(PREVIEW_ROWS), true).map_err(|e| e.to_string());
+        if self
+            .datasets
+            .preview
+            .as_ref()
+            .is_none_or(|(p, _)| *p != entry.train)
+        {
+            let table =
+                read_table(&entry.train, Some(PREVIEW_ROWS), true).map_err(|e| e.to_string());
             self.datasets.preview = Some((entry.train.clone(), table));
         }
         let columns = match &self.datasets.preview {
@@ -228,19 +281,7 @@ impl StudioApp {
             _ => Vec::new(),
         };
         let mut edited = entry.clone();
-        let mut changed = false;
-        ui.horizontal(|ui| {
-            egui::ComboBox::from_label("Task")
-                .selected_text(edited.task.as_str())
-                .show_ui(ui, |ui| {
-                    for t in TaskType::ALL {
-                        changed |= ui.selectable_value(&mut edited.task, t, t.as_str()).changed();
-                    }
-                });
-            changed |= column_combo_ui(ui, "Text column", &mut edited.columns.text, &columns);
-            changed |= column_combo_ui(ui, "Pair column", &mut edited.columns.text_pair, &columns);
-            changed |= column_combo_ui(ui, "Label column", &mut edited.columns.label, &columns);
-        });
+        let changed = mapping_ui(ui, &mut edited, &columns);
         if changed {
             self.ws.state.datasets[i] = edited.clone();
             if let Err(e) = self.ws.save() {
@@ -266,7 +307,8 @@ impl StudioApp {
                     Ok(r) => *stats = Stats::Ready(r),
                     Err(_) => {
                         ui.spinner();
-                        ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+                        ui.ctx()
+                            .request_repaint_after(std::time::Duration::from_millis(100));
                     }
                 }
             }
@@ -279,28 +321,36 @@ impl StudioApp {
 
 fn table_ui(ui: &mut egui::Ui, table: &Table) {
     ui.label(format!("First {} rows", table.rows.len()));
-    egui::ScrollArea::horizontal().id_salt("preview").show(ui, |ui| {
-        egui::Grid::new("preview_grid").striped(true).show(ui, |ui| {
-            ui.label("line");
-            for c in &table.columns {
-                ui.strong(c);
-            }
-            ui.end_row();
-            for row in &table.rows {
-                ui.label(row.line.to_string());
-                for v in &row.values {
-                    let text = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    let short: String = text.chars().take(80).collect();
-                    ui.label(if short.len() < text.len() { format!("{short}…") } else { short })
-                        .on_hover_text(text);
-                }
-                ui.end_row();
-            }
+    egui::ScrollArea::horizontal()
+        .id_salt("preview")
+        .show(ui, |ui| {
+            egui::Grid::new("preview_grid")
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.label("line");
+                    for c in &table.columns {
+                        ui.strong(c);
+                    }
+                    ui.end_row();
+                    for row in &table.rows {
+                        ui.label(row.line.to_string());
+                        for v in &row.values {
+                            let text = match v {
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            let short: String = text.chars().take(80).collect();
+                            ui.label(if short.len() < text.len() {
+                                format!("{short}…")
+                            } else {
+                                short
+                            })
+                            .on_hover_text(text);
+                        }
+                        ui.end_row();
+                    }
+                });
         });
-    });
     for issue in &table.skipped {
         ui.colored_label(ui.visuals().warn_fg_color, issue.to_string());
     }

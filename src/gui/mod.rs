@@ -10,8 +10,8 @@ mod wizard_ui;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use adapter_studio::workspace::Workspace;
 use adapter_studio::worker::{Command, Worker};
+use adapter_studio::workspace::Workspace;
 
 use datasets_ui::DatasetsView;
 use models_ui::ModelsView;
@@ -27,7 +27,12 @@ pub enum Screen {
 }
 
 impl Screen {
-    const ALL: [Screen; 4] = [Screen::Models, Screen::Datasets, Screen::Train, Screen::Runs];
+    const ALL: [Screen; 4] = [
+        Screen::Models,
+        Screen::Datasets,
+        Screen::Train,
+        Screen::Runs,
+    ];
     fn title(self) -> &'static str {
         match self {
             Screen::Models => "Models",
@@ -110,6 +115,23 @@ impl StudioApp {
         Ok(())
     }
 
+    /// `models`, `datasets`, `train`, `runs`, or `train:PAGE` for a wizard page (`train:review`).
+    pub fn open_screen(&mut self, name: &str) {
+        let (screen, page) = name.split_once(':').unwrap_or((name, ""));
+        if let Some(s) = Screen::ALL
+            .into_iter()
+            .find(|s| s.title().eq_ignore_ascii_case(screen))
+        {
+            self.screen = s;
+        }
+        if let Some(p) = wizard_ui::Page::ALL
+            .into_iter()
+            .find(|p| p.title().to_lowercase().ends_with(&page.to_lowercase()) && !page.is_empty())
+        {
+            self.wizard.page = p;
+        }
+    }
+
     fn send(&mut self, command: Command) {
         if let Err(e) = self.worker.send(command) {
             self.runs.message = Some(e.to_string());
@@ -132,8 +154,7 @@ impl StudioApp {
             .resizable(false)
             .exact_size(150.0)
             .show(ui, |ui| self.sidebar_ui(ui));
-        egui::Panel::bottom("status")
-            .show(ui, |ui| self.status_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.screen {
             Screen::Models => self.models_ui(ui),
             Screen::Datasets => self.datasets_ui(ui),
@@ -144,7 +165,8 @@ impl StudioApp {
             // Elapsed time and ETA move even between worker events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
         }
-        self.frame_ms.record(started.elapsed().as_secs_f64() * 1000.0);
+        self.frame_ms
+            .record(started.elapsed().as_secs_f64() * 1000.0);
     }
 
     fn sidebar_ui(&mut self, ui: &mut egui::Ui) {
@@ -160,7 +182,9 @@ impl StudioApp {
                 _ => s.title().to_string(),
             };
             let r = ui.selectable_label(self.screen == s, label);
-            if r.on_hover_text(format!("Ctrl+{}", s.shortcut().name())).clicked() {
+            if r.on_hover_text(format!("Ctrl+{}", s.shortcut().name()))
+                .clicked()
+            {
                 self.screen = s;
             }
         }
@@ -178,6 +202,25 @@ impl StudioApp {
             ui.label(format!("UI frame ≤ {:.1} ms", self.frame_ms.max()));
         });
     }
+}
+
+/// A labelled path field with an Add button; returns the trimmed path when Add is clicked.
+fn path_input_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    hint: &str,
+    button: &str,
+    text: &mut String,
+) -> Option<PathBuf> {
+    let label = ui.label(label);
+    ui.add(
+        egui::TextEdit::singleline(text)
+            .hint_text(hint)
+            .desired_width(320.0),
+    )
+    .labelled_by(label.id);
+    let clicked = ui.button(button).clicked();
+    (clicked && !text.trim().is_empty()).then(|| PathBuf::from(text.trim()))
 }
 
 impl eframe::App for StudioApp {
@@ -221,9 +264,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
                 app.start_wizard_run();
             }
             if let Some(name) = &launch.screen {
-                if let Some(s) = Screen::ALL.into_iter().find(|s| s.title().eq_ignore_ascii_case(name)) {
-                    app.screen = s;
-                }
+                app.open_screen(name);
             }
             Ok(Box::new(app))
         }),

@@ -18,14 +18,14 @@ pub struct ModelsView {
 }
 
 impl ModelsView {
-    fn details(&mut self, path: &Path) -> &Result<ModelSummary, String> {
+    pub(super) fn details(&mut self, path: &Path) -> &Result<ModelSummary, String> {
         self.details
             .entry(path.to_path_buf())
             .or_insert_with(|| describe(path).map_err(|e| e.to_string()))
     }
 }
 
-fn summary_ui(ui: &mut egui::Ui, s: &ModelSummary) {
+pub(super) fn summary_ui(ui: &mut egui::Ui, s: &ModelSummary) {
     let c = &s.config;
     ui.label(format!(
         "{} · {} layers · hidden {} · {} heads · {} · tokenizer: {}",
@@ -33,8 +33,10 @@ fn summary_ui(ui: &mut egui::Ui, s: &ModelSummary) {
         c.num_layers,
         c.hidden_size,
         c.num_heads,
-        s.parameters
-            .map_or("parameters: ?".into(), |p| format!("{:.1} M parameters", p as f64 / 1e6)),
+        s.parameters.map_or("parameters: ?".into(), |p| format!(
+            "{:.1} M parameters",
+            p as f64 / 1e6
+        )),
         s.tokenizer
     ));
 }
@@ -60,15 +62,14 @@ impl StudioApp {
                     self.add_model(&dir);
                 }
             }
-            ui.label("or path:");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.models.path_input)
-                    .hint_text("/path/to/hf-model")
-                    .desired_width(320.0),
-            )
-            .labelled_by(ui.label("Model path").id);
-            if ui.button("Add path").clicked() && !self.models.path_input.trim().is_empty() {
-                let p = PathBuf::from(self.models.path_input.trim());
+            let typed = super::path_input_ui(
+                ui,
+                "Model path",
+                "/path/to/hf-model",
+                "Add path",
+                &mut self.models.path_input,
+            );
+            if let Some(p) = typed {
                 self.add_model(&p);
             }
         });
@@ -90,25 +91,32 @@ impl StudioApp {
         }
         let mut remove = None;
         let entries = self.ws.state.models.clone();
-        egui::ScrollArea::vertical().id_salt("models").max_height(360.0).show(ui, |ui| {
-            for (i, m) in entries.iter().enumerate() {
-                ui.group(|ui| {
-                    ui.horizontal(|ui| {
-                        ui.strong(&m.name);
-                        ui.label(m.path.display().to_string());
-                        if ui.small_button("Remove").on_hover_text("Remove from the workspace (files stay)").clicked() {
-                            remove = Some(i);
+        egui::ScrollArea::vertical()
+            .id_salt("models")
+            .max_height(360.0)
+            .show(ui, |ui| {
+                for (i, m) in entries.iter().enumerate() {
+                    ui.group(|ui| {
+                        ui.horizontal(|ui| {
+                            ui.strong(&m.name);
+                            ui.label(m.path.display().to_string());
+                            if ui
+                                .small_button("Remove")
+                                .on_hover_text("Remove from the workspace (files stay)")
+                                .clicked()
+                            {
+                                remove = Some(i);
+                            }
+                        });
+                        match self.models.details(&m.path) {
+                            Ok(s) => summary_ui(ui, s),
+                            Err(e) => {
+                                ui.colored_label(ui.visuals().error_fg_color, e);
+                            }
                         }
                     });
-                    match self.models.details(&m.path) {
-                        Ok(s) => summary_ui(ui, s),
-                        Err(e) => {
-                            ui.colored_label(ui.visuals().error_fg_color, e);
-                        }
-                    }
-                });
-            }
-        });
+                }
+            });
         if let Some(i) = remove {
             self.ws.state.models.remove(i);
             if let Err(e) = self.ws.save() {
@@ -117,7 +125,11 @@ impl StudioApp {
         }
         ui.separator();
         ui.collapsing("Hugging Face cache", |ui| {
-            let found = self.models.hf_cache.get_or_insert_with(hf_cache_models).clone();
+            let found = self
+                .models
+                .hf_cache
+                .get_or_insert_with(hf_cache_models)
+                .clone();
             if found.is_empty() {
                 ui.label("No models in $HF_HOME/hub or ~/.cache/huggingface/hub.");
             }

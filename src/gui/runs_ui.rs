@@ -6,8 +6,8 @@ use std::time::Instant;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus};
-use adapter_studio::workspace::Workspace;
 use adapter_studio::worker::{Command, WorkerEvent};
+use adapter_studio::workspace::Workspace;
 
 use super::StudioApp;
 
@@ -35,7 +35,10 @@ pub struct RunEntry {
 
 impl RunEntry {
     fn new(dir: &Path) -> Self {
-        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         RunEntry {
             dir: dir.to_path_buf(),
             id,
@@ -62,7 +65,8 @@ impl RunEntry {
             Err(e) if run.run_json().exists() => self.error = Some(e.to_string()),
             Err(_) => {}
         }
-        self.records = adapter_studio::training::run_dir::read_jsonl(&run.metrics()).unwrap_or_default();
+        self.records =
+            adapter_studio::training::run_dir::read_jsonl(&run.metrics()).unwrap_or_default();
         self.log = self
             .records
             .iter()
@@ -95,7 +99,8 @@ impl RunEntry {
     }
 
     fn resumable(&self) -> bool {
-        self.phase == Phase::Idle && matches!(self.status(), "stopped" | "interrupted" | "failed")
+        self.phase == Phase::Idle
+            && matches!(self.status(), "stopped" | "interrupted" | "failed")
             && self.info.is_some()
     }
 
@@ -113,8 +118,18 @@ impl RunEntry {
 }
 
 fn eval_line(e: &adapter_studio::training::EvalRecord) -> String {
-    let m: Vec<String> = e.metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-    format!("step {} (epoch {:.2}): {}{}", e.step, e.epoch, m.join(", "), if e.best { " (best)" } else { "" })
+    let m: Vec<String> = e
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    format!(
+        "step {} (epoch {:.2}): {}{}",
+        e.step,
+        e.epoch,
+        m.join(", "),
+        if e.best { " (best)" } else { "" }
+    )
 }
 
 fn hms(secs: f64) -> String {
@@ -194,7 +209,15 @@ impl RunsView {
                 e.error = None;
             }
             WorkerEvent::Training { event, .. } => match *event {
-                Event::Prepared { total_steps, start_step, train_examples, validation_examples, trainable_parameters, skipped, .. } => {
+                Event::Prepared {
+                    total_steps,
+                    start_step,
+                    train_examples,
+                    validation_examples,
+                    trainable_parameters,
+                    skipped,
+                    ..
+                } => {
                     e.total_steps = total_steps;
                     e.session = Some((start_step, Instant::now()));
                     // A resumed run rewrote its records after the checkpoint.
@@ -203,7 +226,8 @@ impl RunsView {
                         "{train_examples} training / {validation_examples} validation examples, {total_steps} steps, {trainable_parameters} trainable parameters{}",
                         if start_step > 0 { format!(", resumed at step {start_step}") } else { String::new() }
                     ));
-                    e.log.extend(skipped.into_iter().map(|s| format!("warning: {s}")));
+                    e.log
+                        .extend(skipped.into_iter().map(|s| format!("warning: {s}")));
                     e.reload_info_only();
                 }
                 Event::Step(r) => e.records.push(Record::Train(r)),
@@ -218,7 +242,10 @@ impl RunsView {
                 e.reload();
                 e.log.push(match summary.status {
                     RunStatus::Stopped => format!("stopped at step {} (resumable)", summary.steps),
-                    _ => format!("finished at step {}, {:.1} examples/s", summary.steps, summary.examples_per_sec),
+                    _ => format!(
+                        "finished at step {}, {:.1} examples/s",
+                        summary.steps, summary.examples_per_sec
+                    ),
                 });
             }
             WorkerEvent::Failed { error, .. } => {
@@ -261,10 +288,15 @@ impl StudioApp {
             }
             return;
         }
-        egui::Panel::left("run_list").resizable(true).default_size(330.0).show(ui, |ui| {
-            self.run_list_ui(ui);
-        });
-        egui::ScrollArea::vertical().id_salt("run_detail").show(ui, |ui| self.run_detail_ui(ui));
+        egui::Panel::left("run_list")
+            .resizable(true)
+            .default_size(330.0)
+            .show(ui, |ui| {
+                self.run_list_ui(ui);
+            });
+        egui::ScrollArea::vertical()
+            .id_salt("run_detail")
+            .show(ui, |ui| self.run_detail_ui(ui));
         self.confirm_delete_ui(ui);
     }
 
@@ -278,7 +310,12 @@ impl StudioApp {
         }
         if let Some((from, to)) = self.runs.deleted.clone() {
             ui.horizontal(|ui| {
-                ui.label(format!("Deleted {}", from.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+                ui.label(format!(
+                    "Deleted {}",
+                    from.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
                 if ui.button("Undo delete").clicked() {
                     match std::fs::rename(&to, &from) {
                         Ok(()) => {
@@ -298,9 +335,13 @@ impl StudioApp {
             for r in self.runs.runs.iter_mut().rev() {
                 ui.group(|ui| {
                     ui.horizontal(|ui| {
-                        ui.checkbox(&mut r.overlay, "").on_hover_text("Overlay in the plots");
+                        ui.checkbox(&mut r.overlay, "")
+                            .on_hover_text("Overlay in the plots");
                         let selected = self.runs.selected.as_ref() == Some(&r.dir);
-                        if ui.selectable_label(selected, egui::RichText::new(&r.id).strong()).clicked() {
+                        if ui
+                            .selectable_label(selected, egui::RichText::new(&r.id).strong())
+                            .clicked()
+                        {
                             select = Some(r.dir.clone());
                         }
                         ui.label(r.status());
@@ -311,11 +352,21 @@ impl StudioApp {
                         egui::ProgressBar::new(step as f32 / total as f32)
                             .text(format!("{step}/{} steps", r.total_steps)),
                     );
-                    if let Some(Record::Train(last)) = r.records.iter().rev().find(|x| matches!(x, Record::Train(_))) {
-                        let mut line = format!("{:.1} ex/s · elapsed {}", last.examples_per_sec, hms(last.elapsed_secs));
+                    if let Some(Record::Train(last)) = r
+                        .records
+                        .iter()
+                        .rev()
+                        .find(|x| matches!(x, Record::Train(_)))
+                    {
+                        let mut line = format!(
+                            "{:.1} ex/s · elapsed {}",
+                            last.examples_per_sec,
+                            hms(last.elapsed_secs)
+                        );
                         if let (Phase::Running, Some((start, at))) = (r.phase, r.session) {
                             let done = step.saturating_sub(start).max(1) as f64;
-                            let eta = at.elapsed().as_secs_f64() / done * (r.total_steps.saturating_sub(step)) as f64;
+                            let eta = at.elapsed().as_secs_f64() / done
+                                * (r.total_steps.saturating_sub(step)) as f64;
                             line.push_str(&format!(" · ETA {}", hms(eta)));
                         }
                         ui.label(line);
@@ -349,10 +400,20 @@ impl StudioApp {
         let mut command = None;
         let mut delete = false;
         ui.horizontal(|ui| {
-            if phase == Phase::Running && ui.button("Stop").on_hover_text("Stop after this step and keep a checkpoint (resumable)").clicked() {
+            if phase == Phase::Running
+                && ui
+                    .button("Stop")
+                    .on_hover_text("Stop after this step and keep a checkpoint (resumable)")
+                    .clicked()
+            {
                 command = Some(Command::Stop { out: sel.clone() });
             }
-            if phase == Phase::Queued && ui.button("Cancel").on_hover_text("Remove from the queue").clicked() {
+            if phase == Phase::Queued
+                && ui
+                    .button("Cancel")
+                    .on_hover_text("Remove from the queue")
+                    .clicked()
+            {
                 command = Some(Command::Stop { out: sel.clone() });
             }
             if resumable && ui.button("Resume").clicked() {
@@ -377,11 +438,15 @@ impl StudioApp {
             return;
         };
         ui.collapsing("Log", |ui| {
-            egui::ScrollArea::vertical().id_salt("log").max_height(200.0).stick_to_bottom(true).show(ui, |ui| {
-                for line in &r.log {
-                    ui.monospace(line);
-                }
-            });
+            egui::ScrollArea::vertical()
+                .id_salt("log")
+                .max_height(200.0)
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    for line in &r.log {
+                        ui.monospace(line);
+                    }
+                });
         });
         if let Some(info) = &r.info {
             ui.collapsing("Settings (run.json)", |ui| {
@@ -394,7 +459,11 @@ impl StudioApp {
         let shown: Vec<&RunEntry> = {
             let overlay: Vec<&RunEntry> = self.runs.runs.iter().filter(|r| r.overlay).collect();
             if overlay.is_empty() {
-                self.runs.runs.iter().filter(|r| r.dir == selected).collect()
+                self.runs
+                    .runs
+                    .iter()
+                    .filter(|r| r.dir == selected)
+                    .collect()
             } else {
                 overlay
             }
@@ -414,20 +483,37 @@ impl StudioApp {
         ui.horizontal(|ui| {
             plot("loss", "training loss").show(ui, |p| {
                 for r in &shown {
-                    let raw: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
-                        Record::Train(s) => Some([s.step as f64, y(s.loss)]),
-                        _ => None,
-                    }).collect();
-                    p.line(Line::new(format!("{} raw", r.id), PlotPoints::from(raw.clone())).width(1.0));
-                    p.line(Line::new(format!("{} smoothed", r.id), PlotPoints::from(smoothed(&raw, 0.9))).width(2.0));
+                    let raw: Vec<[f64; 2]> = r
+                        .records
+                        .iter()
+                        .filter_map(|x| match x {
+                            Record::Train(s) => Some([s.step as f64, y(s.loss)]),
+                            _ => None,
+                        })
+                        .collect();
+                    p.line(
+                        Line::new(format!("{} raw", r.id), PlotPoints::from(raw.clone()))
+                            .width(1.0),
+                    );
+                    p.line(
+                        Line::new(
+                            format!("{} smoothed", r.id),
+                            PlotPoints::from(smoothed(&raw, 0.9)),
+                        )
+                        .width(2.0),
+                    );
                 }
             });
             plot("lr", "learning rate").show(ui, |p| {
                 for r in &shown {
-                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
-                        Record::Train(s) => Some([s.step as f64, y(s.lr)]),
-                        _ => None,
-                    }).collect();
+                    let pts: Vec<[f64; 2]> = r
+                        .records
+                        .iter()
+                        .filter_map(|x| match x {
+                            Record::Train(s) => Some([s.step as f64, y(s.lr)]),
+                            _ => None,
+                        })
+                        .collect();
                     p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
                 }
             });
@@ -435,21 +521,36 @@ impl StudioApp {
         ui.horizontal(|ui| {
             plot("val_loss", "validation loss").show(ui, |p| {
                 for r in &shown {
-                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
-                        Record::Eval(e) => e.metrics.get("loss").map(|v| [e.step as f64, y(*v)]),
-                        _ => None,
-                    }).collect();
+                    let pts: Vec<[f64; 2]> = r
+                        .records
+                        .iter()
+                        .filter_map(|x| match x {
+                            Record::Eval(e) => {
+                                e.metrics.get("loss").map(|v| [e.step as f64, y(*v)])
+                            }
+                            _ => None,
+                        })
+                        .collect();
                     p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
                 }
             });
             plot("val_metric", "validation metric").show(ui, |p| {
                 for r in &shown {
                     let metric = r.metric();
-                    let pts: Vec<[f64; 2]> = r.records.iter().filter_map(|x| match x {
-                        Record::Eval(e) => e.metrics.get(&metric).map(|v| [e.step as f64, y(*v)]),
-                        _ => None,
-                    }).collect();
-                    p.line(Line::new(format!("{} {metric}", r.id), PlotPoints::from(pts)));
+                    let pts: Vec<[f64; 2]> = r
+                        .records
+                        .iter()
+                        .filter_map(|x| match x {
+                            Record::Eval(e) => {
+                                e.metrics.get(&metric).map(|v| [e.step as f64, y(*v)])
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    p.line(Line::new(
+                        format!("{} {metric}", r.id),
+                        PlotPoints::from(pts),
+                    ));
                 }
             });
         });

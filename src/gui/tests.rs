@@ -14,7 +14,10 @@ use adapter_studio::workspace::{DatasetEntry, Workspace};
 use super::{Screen, StudioApp};
 
 fn tiny_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures").join("bert_tiny")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join("bert_tiny")
 }
 
 /// A workspace with the tiny test model and a small two-class dataset.
@@ -24,7 +27,11 @@ fn workspace(dir: &Path) -> Workspace {
     let csv = dir.join("reviews.csv");
     let mut text = String::from("text,label\n");
     for i in 0..100 {
-        let (t, l) = if i % 2 == 0 { ("a fine film", "pos") } else { ("a dull film", "neg") };
+        let (t, l) = if i % 2 == 0 {
+            ("a fine film", "pos")
+        } else {
+            ("a dull film", "neg")
+        };
         text.push_str(&format!("{t} number {i},{l}\n"));
     }
     std::fs::write(&csv, text).unwrap();
@@ -50,7 +57,10 @@ fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
 fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&StudioApp) -> bool) {
     let start = Instant::now();
     while !done(h.state()) {
-        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
         h.step();
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -61,7 +71,8 @@ fn step_until(h: &mut Harness<'static, StudioApp>, what: &str, done: impl Fn(&St
 fn type_into(h: &mut Harness<'static, StudioApp>, label: &str, text: &str) {
     h.get_by_role_and_label(Role::TextInput, label).focus();
     h.step();
-    h.get_by_role_and_label(Role::TextInput, label).type_text(text);
+    h.get_by_role_and_label(Role::TextInput, label)
+        .type_text(text);
     h.step();
 }
 
@@ -99,7 +110,10 @@ fn the_wizard_starts_a_run_that_streams_loss_stops_resumes_and_survives_a_restar
     h.get_by_label("Stop").click();
     step_until(&mut h, "the stop", |a| status(a) == "stopped");
     let stopped_at = steps(h.state());
-    assert!(RunDir::new(&run_dir).checkpoint().exists(), "Stop keeps a checkpoint");
+    assert!(
+        RunDir::new(&run_dir).checkpoint().exists(),
+        "Stop keeps a checkpoint"
+    );
 
     h.get_by_label("Resume").click();
     step_until(&mut h, "the resumed run to move on", |a| {

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use adapter_studio::training::{Method, Stage, TrainConfig};
-use adapter_studio::workspace::Preset;
 use adapter_studio::worker::Command;
+use adapter_studio::workspace::Preset;
 
 use super::{Screen, StudioApp};
 
@@ -17,8 +17,8 @@ pub enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 4] = [Page::Model, Page::Data, Page::Method, Page::Review];
-    fn title(self) -> &'static str {
+    pub const ALL: [Page; 4] = [Page::Model, Page::Data, Page::Method, Page::Review];
+    pub fn title(self) -> &'static str {
         match self {
             Page::Model => "1 Base model",
             Page::Data => "2 Data",
@@ -38,6 +38,8 @@ pub struct Wizard {
     pub name: String,
     pub preset_name: String,
     pub message: Option<String>,
+    /// Header of the chosen dataset's train file (read once per file).
+    columns: Option<(PathBuf, Result<Vec<String>, String>)>,
 }
 
 const HELP_METHOD: &str = "seq_bn: Pfeiffer adapter after each FFN (the AdapterFusion paper's); \
@@ -55,6 +57,7 @@ impl Wizard {
             name: String::new(),
             preset_name: String::new(),
             message: None,
+            columns: None,
         }
     }
 
@@ -71,7 +74,9 @@ impl Wizard {
         c.stage = Stage::Adapter {
             method: self.method,
             reduction_factor: match c.stage {
-                Stage::Adapter { reduction_factor, .. } => reduction_factor,
+                Stage::Adapter {
+                    reduction_factor, ..
+                } => reduction_factor,
                 Stage::Fusion { .. } => None,
             },
         };
@@ -84,9 +89,16 @@ impl Wizard {
     }
 }
 
-fn field_ui<T: egui::emath::Numeric>(ui: &mut egui::Ui, label: &str, help: &str, value: &mut T, speed: f64) {
+fn field_ui<T: egui::emath::Numeric>(
+    ui: &mut egui::Ui,
+    label: &str,
+    help: &str,
+    value: &mut T,
+    speed: f64,
+) {
     ui.label(label).on_hover_text(help);
-    ui.add(egui::DragValue::new(value).speed(speed)).on_hover_text(help);
+    ui.add(egui::DragValue::new(value).speed(speed))
+        .on_hover_text(help);
     ui.label(egui::RichText::new(help).weak().small());
     ui.end_row();
 }
@@ -96,7 +108,10 @@ impl StudioApp {
         ui.heading("Train an adapter");
         ui.horizontal(|ui| {
             for p in Page::ALL {
-                if ui.selectable_label(self.wizard.page == p, p.title()).clicked() {
+                if ui
+                    .selectable_label(self.wizard.page == p, p.title())
+                    .clicked()
+                {
                     self.wizard.page = p;
                 }
             }
@@ -110,7 +125,10 @@ impl StudioApp {
         }
         ui.separator();
         ui.horizontal(|ui| {
-            let i = Page::ALL.iter().position(|p| *p == self.wizard.page).unwrap_or(0);
+            let i = Page::ALL
+                .iter()
+                .position(|p| *p == self.wizard.page)
+                .unwrap_or(0);
             if i > 0 && ui.button("Back").clicked() {
                 self.wizard.page = Page::ALL[i - 1];
             }
@@ -131,9 +149,15 @@ impl StudioApp {
             }
             return;
         }
-        for (i, m) in self.ws.state.models.iter().enumerate() {
+        for (i, m) in self.ws.state.models.clone().iter().enumerate() {
             ui.radio_value(&mut self.wizard.model, Some(i), &m.name)
                 .on_hover_text(m.path.display().to_string());
+            ui.indent(("model", i), |ui| match self.models.details(&m.path) {
+                Ok(s) => super::models_ui::summary_ui(ui, s),
+                Err(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
+            });
         }
     }
 
@@ -153,13 +177,46 @@ impl StudioApp {
             )
             .on_hover_text(d.train.display().to_string());
         }
-        ui.label(
-            egui::RichText::new("Task and columns are set on the Datasets screen (auto-detected by default).")
-                .weak(),
-        );
+        if let Some(i) = self
+            .wizard
+            .dataset
+            .filter(|i| *i < self.ws.state.datasets.len())
+        {
+            let mut entry = self.ws.state.datasets[i].clone();
+            let train = entry.train.clone();
+            if self
+                .wizard
+                .columns
+                .as_ref()
+                .is_none_or(|(p, _)| *p != train)
+            {
+                let header = adapter_studio::data::read_table(&train, Some(0), false)
+                    .map(|t| t.columns)
+                    .map_err(|e| e.to_string());
+                self.wizard.columns = Some((train, header));
+            }
+            match self.wizard.columns.as_ref().map(|(_, c)| c) {
+                Some(Ok(columns)) => {
+                    let changed = super::datasets_ui::mapping_ui(ui, &mut entry, columns);
+                    if changed {
+                        self.ws.state.datasets[i] = entry;
+                        if let Err(e) = self.ws.save() {
+                            self.wizard.message = Some(e.to_string());
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
+                None => {}
+            }
+        }
         ui.horizontal(|ui| {
             ui.label("Validation share when there is no validation file");
-            ui.add(egui::Slider::new(&mut self.wizard.form.validation_split, 0.0..=0.5));
+            ui.add(egui::Slider::new(
+                &mut self.wizard.form.validation_split,
+                0.0..=0.5,
+            ));
         });
     }
 
@@ -180,35 +237,96 @@ impl StudioApp {
         });
         ui.label(egui::RichText::new(HELP_METHOD).weak().small());
         ui.horizontal(|ui| {
-            ui.label("Name");
-            ui.add(egui::TextEdit::singleline(&mut self.wizard.name).hint_text("the dataset's name"))
-                .labelled_by(ui.label("Adapter name").id);
+            let label = ui.label("Adapter name");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.wizard.name).hint_text("the dataset's name"),
+            )
+            .labelled_by(label.id);
         });
         let f = &mut self.wizard.form;
         egui::Grid::new("hyper").num_columns(3).show(ui, |ui| {
-            field_ui(ui, "Learning rate", "Peak learning rate of AdamW; the paper uses 1e-4 for adapters.", &mut f.lr, 1e-5);
-            field_ui(ui, "Epochs", "Passes over the training data (at most; early stopping may end sooner).", &mut f.epochs, 1.0);
-            field_ui(ui, "Batch size", "Examples per step.", &mut f.batch_size, 1.0);
-            field_ui(ui, "Max length", "Tokens per example; longer texts are truncated.", &mut f.max_length, 1.0);
-            field_ui(ui, "Warm-up ratio", "Share of steps with a linearly rising learning rate.", &mut f.warmup_ratio, 0.01);
-            field_ui(ui, "Seed", "Same seed, same data, same result (on CPU).", &mut f.seed, 1.0);
+            field_ui(
+                ui,
+                "Learning rate",
+                "Peak learning rate of AdamW; the paper uses 1e-4 for adapters.",
+                &mut f.lr,
+                1e-5,
+            );
+            field_ui(
+                ui,
+                "Epochs",
+                "Passes over the training data (at most; early stopping may end sooner).",
+                &mut f.epochs,
+                1.0,
+            );
+            field_ui(
+                ui,
+                "Batch size",
+                "Examples per step.",
+                &mut f.batch_size,
+                1.0,
+            );
+            field_ui(
+                ui,
+                "Max length",
+                "Tokens per example; longer texts are truncated.",
+                &mut f.max_length,
+                1.0,
+            );
+            field_ui(
+                ui,
+                "Warm-up ratio",
+                "Share of steps with a linearly rising learning rate.",
+                &mut f.warmup_ratio,
+                0.01,
+            );
+            field_ui(
+                ui,
+                "Seed",
+                "Same seed, same data, same result (on CPU).",
+                &mut f.seed,
+                1.0,
+            );
             let mut patience = f.patience.unwrap_or(0);
-            field_ui(ui, "Patience", "Evaluations without improvement before stopping early; 0 = never.", &mut patience, 1.0);
+            field_ui(
+                ui,
+                "Patience",
+                "Evaluations without improvement before stopping early; 0 = never.",
+                &mut patience,
+                1.0,
+            );
             f.patience = (patience > 0).then_some(patience);
-            if let Stage::Adapter { reduction_factor, .. } = &mut f.stage {
+            if let Stage::Adapter {
+                reduction_factor, ..
+            } = &mut f.stage
+            {
                 let mut rf = reduction_factor.unwrap_or(0.0);
-                field_ui(ui, "Reduction factor", "Hidden size ÷ bottleneck size; 0 = the method's preset (16 for seq_bn).", &mut rf, 1.0);
+                field_ui(
+                    ui,
+                    "Reduction factor",
+                    "Hidden size ÷ bottleneck size; 0 = the method's preset (16 for seq_bn).",
+                    &mut rf,
+                    1.0,
+                );
                 *reduction_factor = (rf > 0.0).then_some(rf);
             }
         });
         ui.separator();
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.wizard.preset_name).hint_text("preset name").desired_width(160.0))
-                .labelled_by(ui.label("Preset name").id);
+            let label = ui.label("Preset name");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.wizard.preset_name)
+                    .hint_text("my settings")
+                    .desired_width(160.0),
+            )
+            .labelled_by(label.id);
             if ui.button("Save preset").clicked() && !self.wizard.preset_name.trim().is_empty() {
                 let name = self.wizard.preset_name.trim().to_string();
                 self.ws.state.presets.retain(|p| p.name != name);
-                self.ws.state.presets.push(Preset { name, config: self.wizard.form.clone() });
+                self.ws.state.presets.push(Preset {
+                    name,
+                    config: self.wizard.form.clone(),
+                });
                 if let Err(e) = self.ws.save() {
                     self.wizard.message = Some(e.to_string());
                 }
@@ -236,7 +354,10 @@ impl StudioApp {
     pub(super) fn start_run(&mut self, config: TrainConfig, out: PathBuf) {
         self.wizard.message = None;
         self.runs.track_new(&out);
-        self.send(Command::Start { config: Box::new(config), out });
+        self.send(Command::Start {
+            config: Box::new(config),
+            out,
+        });
         self.screen = Screen::Runs;
     }
 

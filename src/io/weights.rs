@@ -144,7 +144,12 @@ pub fn safetensors_parameter_count(path: &Path) -> Result<u64> {
         .flatten()
         .filter(|(k, _)| *k != "__metadata__")
         .filter_map(|(_, v)| v.get("shape").and_then(serde_json::Value::as_array))
-        .map(|shape| shape.iter().filter_map(serde_json::Value::as_u64).product::<u64>())
+        .map(|shape| {
+            shape
+                .iter()
+                .filter_map(serde_json::Value::as_u64)
+                .product::<u64>()
+        })
         .sum())
 }
 

@@ -29,10 +29,19 @@ impl Attention {
         let v = split(self.value.forward(x));
         // Fused attention (what transformers uses by default too): less memory in training.
         let dropout = if train { self.dropout } else { 0.0 };
-        Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask_bias), dropout, false, None, false)
-            .transpose(1, 2)
-            .contiguous()
-            .view([b, t, d])
+        Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(mask_bias),
+            dropout,
+            false,
+            None,
+            false,
+        )
+        .transpose(1, 2)
+        .contiguous()
+        .view([b, t, d])
     }
 }
 

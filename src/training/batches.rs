@@ -2,7 +2,7 @@
 //! seeded) with dynamic padding by default, or fixed-shape.
 use tch::{Device, Tensor};
 
-use crate::data::{Dataset, TaskType, Target, Text};
+use crate::data::{Dataset, Target, TaskType, Text};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::tokenizer::{Batch, TextTokenizer};
@@ -51,9 +51,9 @@ impl EncodedSet {
                                 let first = w.is_some() && *w != previous;
                                 previous = *w;
                                 match w {
-                                    Some(i) if first => tags
-                                        .get(*i as usize)
-                                        .map_or(IGNORE, |&t| t as i64),
+                                    Some(i) if first => {
+                                        tags.get(*i as usize).map_or(IGNORE, |&t| t as i64)
+                                    }
                                     _ => IGNORE,
                                 }
                             })
@@ -181,9 +181,11 @@ pub fn plan_epoch(
 pub fn plan_eval(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| lengths[i]);
-    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -212,7 +214,10 @@ mod tests {
         let bucketed = padded(&plan_epoch(&lengths, 32, 1, 0, true));
         let random = padded(&plan_epoch(&lengths, 32, 1, 0, false));
         let real: usize = lengths.iter().sum();
-        assert!(bucketed < real * 11 / 10, "bucketed {bucketed} vs real {real}");
+        assert!(
+            bucketed < real * 11 / 10,
+            "bucketed {bucketed} vs real {real}"
+        );
         assert!(random > real * 15 / 10, "random {random} vs real {real}");
     }
 

@@ -38,9 +38,9 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], state: &TrainerState) -> 
 
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, TrainerState)> {
     let meta = weights::read_safetensors_metadata(path)?;
-    let json = meta
-        .get(STATE_KEY)
-        .ok_or_else(|| Error::weights(path, "not an Adapter Studio checkpoint (no trainer state)"))?;
+    let json = meta.get(STATE_KEY).ok_or_else(|| {
+        Error::weights(path, "not an Adapter Studio checkpoint (no trainer state)")
+    })?;
     let state: TrainerState = serde_json::from_str(json).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,

@@ -181,7 +181,10 @@ impl TrainConfig {
     /// review page shows it); only settings that differ from the stage's defaults are spelled out.
     pub fn command_line(&self, out: &std::path::Path) -> String {
         fn quote(s: &str) -> String {
-            if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c)) {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=:+".contains(c))
+            {
                 s.to_string()
             } else {
                 format!("'{}'", s.replace('\'', "'\\''"))
@@ -190,7 +193,10 @@ impl TrainConfig {
         let path = |p: &std::path::Path| quote(&p.to_string_lossy());
         let mut args: Vec<String> = Vec::new();
         let defaults = match &self.stage {
-            Stage::Adapter { method, reduction_factor } => {
+            Stage::Adapter {
+                method,
+                reduction_factor,
+            } => {
                 args.push("adapter-studio train".into());
                 args.push(format!("--model {}", path(&self.model)));
                 args.push(format!("--method {}", method.as_str()));
@@ -199,7 +205,10 @@ impl TrainConfig {
                 }
                 TrainConfig::adapter(self.model.clone(), self.train.clone(), *method)
             }
-            Stage::Fusion { adapters, fusion_config } => {
+            Stage::Fusion {
+                adapters,
+                fusion_config,
+            } => {
                 args.push("adapter-studio fuse".into());
                 args.push(format!("--model {}", path(&self.model)));
                 args.extend(adapters.iter().map(|a| format!("--adapter {}", path(a))));
@@ -240,18 +249,54 @@ impl TrainConfig {
             }
         };
         differs("--name", quote(&self.name), String::new());
-        differs("--epochs", self.epochs.to_string(), defaults.epochs.to_string());
+        differs(
+            "--epochs",
+            self.epochs.to_string(),
+            defaults.epochs.to_string(),
+        );
         differs("--lr", self.lr.to_string(), defaults.lr.to_string());
-        differs("--batch-size", self.batch_size.to_string(), defaults.batch_size.to_string());
-        differs("--max-length", self.max_length.to_string(), defaults.max_length.to_string());
-        differs("--warmup-ratio", self.warmup_ratio.to_string(), defaults.warmup_ratio.to_string());
-        differs("--weight-decay", self.weight_decay.to_string(), defaults.weight_decay.to_string());
-        differs("--max-grad-norm", self.max_grad_norm.to_string(), defaults.max_grad_norm.to_string());
-        differs("--patience", self.patience.unwrap_or(0).to_string(), "3".into());
+        differs(
+            "--batch-size",
+            self.batch_size.to_string(),
+            defaults.batch_size.to_string(),
+        );
+        differs(
+            "--max-length",
+            self.max_length.to_string(),
+            defaults.max_length.to_string(),
+        );
+        differs(
+            "--warmup-ratio",
+            self.warmup_ratio.to_string(),
+            defaults.warmup_ratio.to_string(),
+        );
+        differs(
+            "--weight-decay",
+            self.weight_decay.to_string(),
+            defaults.weight_decay.to_string(),
+        );
+        differs(
+            "--max-grad-norm",
+            self.max_grad_norm.to_string(),
+            defaults.max_grad_norm.to_string(),
+        );
+        differs(
+            "--patience",
+            self.patience.unwrap_or(0).to_string(),
+            "3".into(),
+        );
         differs("--seed", self.seed.to_string(), defaults.seed.to_string());
         differs("--device", quote(&self.device), defaults.device.clone());
-        differs("--save-every", self.save_every.to_string(), defaults.save_every.to_string());
-        differs("--weights-format", quote(&self.weights_format), defaults.weights_format.clone());
+        differs(
+            "--save-every",
+            self.save_every.to_string(),
+            defaults.save_every.to_string(),
+        );
+        differs(
+            "--weights-format",
+            quote(&self.weights_format),
+            defaults.weights_format.clone(),
+        );
         if let Some(n) = self.max_steps {
             args.push(format!("--max-steps {n}"));
         }

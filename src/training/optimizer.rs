@@ -69,7 +69,10 @@ impl AdamW {
                 .iter()
                 .map(|g| g.to_kind(Kind::Float).pow_tensor_scalar(2).sum(Kind::Float))
                 .collect();
-            Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[])
+            Tensor::stack(&sq, 0)
+                .sum(Kind::Float)
+                .sqrt()
+                .double_value(&[])
         });
         let coef = max_norm / (total + 1e-6);
         if max_norm > 0.0 && coef < 1.0 {
@@ -99,7 +102,11 @@ impl AdamW {
                 let v = &mut self.exp_avg_sq[i];
                 let new_v = &*v * self.beta2 + (&g * &g) * (1.0 - self.beta2);
                 v.copy_(&new_v);
-                let wd = if self.decay[i] { self.weight_decay } else { 0.0 };
+                let wd = if self.decay[i] {
+                    self.weight_decay
+                } else {
+                    0.0
+                };
                 let denom = self.exp_avg_sq[i].sqrt() / bc2_sqrt + self.eps;
                 let update = &self.exp_avg[i] / denom * (lr / bc1);
                 let new_p = &*p * (1.0 - lr * wd) - update;
@@ -114,7 +121,10 @@ impl AdamW {
         for (i, (name, p)) in self.params.iter().enumerate() {
             out.push((format!("param/{name}"), p.shallow_clone()));
             out.push((format!("exp_avg/{name}"), self.exp_avg[i].shallow_clone()));
-            out.push((format!("exp_avg_sq/{name}"), self.exp_avg_sq[i].shallow_clone()));
+            out.push((
+                format!("exp_avg_sq/{name}"),
+                self.exp_avg_sq[i].shallow_clone(),
+            ));
         }
         out
     }
@@ -130,9 +140,9 @@ impl AdamW {
                 ];
                 for (kind, target) in targets {
                     let key = format!("{kind}/{name}");
-                    let src = saved.get(&key).ok_or_else(|| {
-                        Error::Invalid(format!("checkpoint lacks `{key}`"))
-                    })?;
+                    let src = saved
+                        .get(&key)
+                        .ok_or_else(|| Error::Invalid(format!("checkpoint lacks `{key}`")))?;
                     if src.size() != target.size() {
                         return Err(Error::Invalid(format!(
                             "checkpoint `{key}` has shape {:?}, expected {:?}",
@@ -201,7 +211,10 @@ mod tests {
         let before = opt.clip_grad_norm(1.0);
         assert!((before - 5.0).abs() < 1e-5);
         let g = Vec::<f32>::try_from(&p.grad()).unwrap();
-        assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5, "{g:?}");
+        assert!(
+            (g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5,
+            "{g:?}"
+        );
     }
 
     #[test]

@@ -183,7 +183,10 @@ pub fn truncate_jsonl_after(path: &Path, step: usize) -> Result<()> {
     let mut kept = String::new();
     for line in text.lines() {
         let v: Option<serde_json::Value> = serde_json::from_str(line).ok();
-        let at = v.as_ref().and_then(|v| v.get("step")).and_then(serde_json::Value::as_u64);
+        let at = v
+            .as_ref()
+            .and_then(|v| v.get("step"))
+            .and_then(serde_json::Value::as_u64);
         if at.is_some_and(|s| s as usize <= step) {
             kept.push_str(line);
             kept.push('\n');
@@ -225,7 +228,10 @@ mod tests {
         let back: Vec<Record> = read_jsonl(&path).unwrap();
         assert_eq!(back, vec![rec]);
         let line = fs::read_to_string(&path).unwrap();
-        assert!(line.starts_with("{\"kind\":\"train\",\"step\":1,"), "{line}");
+        assert!(
+            line.starts_with("{\"kind\":\"train\",\"step\":1,"),
+            "{line}"
+        );
     }
 
     #[test]

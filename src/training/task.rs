@@ -113,11 +113,19 @@ pub struct Evaluator {
 }
 
 fn to_vec_i64(t: &Tensor) -> Result<Vec<i64>> {
-    Ok(Vec::<i64>::try_from(t.to_kind(Kind::Int64).to_device(tch::Device::Cpu).f_view([-1])?)?)
+    Ok(Vec::<i64>::try_from(
+        t.to_kind(Kind::Int64)
+            .to_device(tch::Device::Cpu)
+            .f_view([-1])?,
+    )?)
 }
 
 fn to_vec_f64(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(Vec::<f64>::try_from(t.to_kind(Kind::Double).to_device(tch::Device::Cpu).f_view([-1])?)?)
+    Ok(Vec::<f64>::try_from(
+        t.to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu)
+            .f_view([-1])?,
+    )?)
 }
 
 impl Evaluator {
@@ -195,10 +203,7 @@ impl Evaluator {
 
     pub fn finish(&self) -> Metrics {
         let mut m: Metrics = BTreeMap::new();
-        m.insert(
-            "loss".into(),
-            self.loss_sum / self.examples.max(1) as f64,
-        );
+        m.insert("loss".into(), self.loss_sum / self.examples.max(1) as f64);
         match self.task {
             TaskType::Classification => {
                 let (p, g) = (&self.pred_class, &self.gold_class);

@@ -81,6 +81,8 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         skip_bad_rows: cfg.skip_bad_rows,
     };
     let train = Dataset::load(&cfg.train, &spec)?;
+    // Before a split, which keeps the skipped rows with the train part only.
+    let mut skipped: Vec<String> = train.skipped_summary().into_iter().collect();
     let (train, validation) = match &cfg.validation {
         Some(path) => {
             let v = Dataset::load_with_labels(path, &spec, &train.labels)?;
@@ -94,10 +96,9 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     };
     let mut data = vec![data_info("train", &train)];
     data.extend(validation.iter().map(|v| data_info("validation", v)));
-    let skipped = std::iter::once(&train)
-        .chain(validation.as_ref())
-        .filter_map(Dataset::skipped_summary)
-        .collect();
+    if cfg.validation.is_some() {
+        skipped.extend(validation.as_ref().and_then(Dataset::skipped_summary));
+    }
     let labels = train.labels.clone();
 
     let mut model = AdapterModel::new(base);
@@ -211,7 +212,12 @@ impl AttentionSums {
     fn record(&self, labels: &[String]) -> AttentionRecord {
         let by = |m: &BTreeMap<usize, (Vec<f64>, usize)>| {
             m.iter()
-                .map(|(c, slot)| (labels.get(*c).cloned().unwrap_or(c.to_string()), self.grid(slot)))
+                .map(|(c, slot)| {
+                    (
+                        labels.get(*c).cloned().unwrap_or(c.to_string()),
+                        self.grid(slot),
+                    )
+                })
                 .collect()
         };
         AttentionRecord {
@@ -261,14 +267,18 @@ pub fn evaluate(
                 let mask = batch.attention_mask.to_kind(Kind::Float).unsqueeze(-1);
                 let per_layer: Vec<Tensor> = records
                     .iter()
-                    .map(|r| (&r.probs * &mask).sum_dim_intlist(1, false, Kind::Float)
-                        / mask.sum_dim_intlist(1, false, Kind::Float))
+                    .map(|r| {
+                        (&r.probs * &mask).sum_dim_intlist(1, false, Kind::Float)
+                            / mask.sum_dim_intlist(1, false, Kind::Float)
+                    })
                     .collect();
                 if per_layer.is_empty() {
                     continue;
                 }
                 // [batch, layers × adapters]
-                let stacked = Tensor::stack(&per_layer, 1).flatten(1, -1).to_kind(Kind::Double);
+                let stacked = Tensor::stack(&per_layer, 1)
+                    .flatten(1, -1)
+                    .to_kind(Kind::Double);
                 let rows = Vec::<Vec<f64>>::try_from(stacked.to_device(Device::Cpu))?;
                 let classification = set.task == TaskType::Classification;
                 let predicted = if classification {
@@ -324,7 +334,10 @@ pub fn evaluate_file(
     let ds = Dataset::load_with_labels(path, &spec, &labels)?;
     let tokenizer = model.base.tokenizer.with_max_length(max_length)?;
     let set = EncodedSet::encode(&ds, &tokenizer)?;
-    Ok((evaluate(model, &set, &labels, batch_size)?, ds.skipped_summary()))
+    Ok((
+        evaluate(model, &set, &labels, batch_size)?,
+        ds.skipped_summary(),
+    ))
 }
 
 fn weight_format(cfg: &TrainConfig) -> Result<WeightFormat> {
@@ -366,7 +379,13 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
     for fusion in model.fusions.values() {
         put("fusion", &|d| hub::save_fusion(fusion, mc, d, format))?;
     }
-    if matches!(cfg.stage, Stage::Adapter { method: Method::Full, .. }) {
+    if matches!(
+        cfg.stage,
+        Stage::Adapter {
+            method: Method::Full,
+            ..
+        }
+    ) {
         put("model", &|d| {
             weights::write_state_dict(
                 &d.join("model.safetensors"),
@@ -414,11 +433,7 @@ pub fn train(
 }
 
 /// Continues the run in `out` from its last checkpoint, with the settings it was started with.
-pub fn resume(
-    out: &Path,
-    observer: &mut dyn FnMut(&Event),
-    stop: &AtomicBool,
-) -> Result<Summary> {
+pub fn resume(out: &Path, observer: &mut dyn FnMut(&Event), stop: &AtomicBool) -> Result<Summary> {
     let run = RunDir::new(out);
     let info = run.read_info()?;
     if info.status == RunStatus::Finished {
@@ -460,7 +475,9 @@ fn execute_inner(
     started: u64,
 ) -> Result<Summary> {
     if cfg.batch_size == 0 || cfg.epochs == 0 && cfg.max_steps.is_none() {
-        return Err(Error::Invalid("batch size and epochs must be at least 1".into()));
+        return Err(Error::Invalid(
+            "batch size and epochs must be at least 1".into(),
+        ));
     }
     for kind in ["adapter", "fusion", "head", "model"] {
         recover_dir(&run.artifact(kind))?;
@@ -538,7 +555,11 @@ fn execute_inner(
     });
 
     let pad_id = model.base.tokenizer.pad_id;
-    let pad_to = if cfg.pad_to_max_length { cfg.max_length } else { 0 };
+    let pad_to = if cfg.pad_to_max_length {
+        cfg.max_length
+    } else {
+        0
+    };
     let lengths = train.lengths();
     let wall = Instant::now();
     let prior_secs = state.elapsed_secs;
@@ -573,7 +594,13 @@ fn execute_inner(
         }
         let epoch = state.step / steps_per_epoch;
         if planned_epoch != Some(epoch) {
-            batches = plan_epoch(&lengths, cfg.batch_size, cfg.seed, epoch, !cfg.pad_to_max_length);
+            batches = plan_epoch(
+                &lengths,
+                cfg.batch_size,
+                cfg.seed,
+                epoch,
+                !cfg.pad_to_max_length,
+            );
             planned_epoch = Some(epoch);
         }
         let indices = batches[state.step % steps_per_epoch].clone();
