@@ -18,7 +18,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, mask_bias: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Tensor {
         let (b, t, d) = x
             .size3()
             .expect("hidden states are [batch, tokens, hidden]");
@@ -29,19 +29,10 @@ impl Attention {
         let v = split(self.value.forward(x));
         // Fused attention (what transformers uses by default too): less memory in training.
         let dropout = if train { self.dropout } else { 0.0 };
-        Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(mask_bias),
-            dropout,
-            false,
-            None,
-            false,
-        )
-        .transpose(1, 2)
-        .contiguous()
-        .view([b, t, d])
+        Tensor::scaled_dot_product_attention(&q, &k, &v, mask_bias, dropout, false, None, false)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, d])
     }
 }
 
@@ -218,14 +209,18 @@ impl Encoder {
             .forward(&x)
             .dropout(c.hidden_dropout, train);
         // Additive mask [batch, 1, 1, tokens]: 0 for tokens, the most negative float for padding.
-        let mask_bias = (attention_mask.to_kind(Kind::Float).ones_like()
-            - attention_mask.to_kind(Kind::Float))
-        .unsqueeze(1)
-        .unsqueeze(1)
-            * f64::from(f32::MIN);
+        // Without padding there is no mask at all (as transformers does), which lets attention
+        // use its fastest kernel.
+        let padded = attention_mask.numel() > 0 && attention_mask.min().int64_value(&[]) == 0;
+        let mask_bias = padded.then(|| {
+            (attention_mask.to_kind(Kind::Float).ones_like() - attention_mask.to_kind(Kind::Float))
+                .unsqueeze(1)
+                .unsqueeze(1)
+                * f64::from(f32::MIN)
+        });
         let distil = c.arch == Architecture::DistilBert;
         for (i, layer) in self.layers.iter().enumerate() {
-            let attn = layer.attention.forward(&x, &mask_bias, train);
+            let attn = layer.attention.forward(&x, mask_bias.as_ref(), train);
             let mut h = layer.attention_out.forward(&attn);
             if !distil {
                 h = h.dropout(c.hidden_dropout, train);
