@@ -214,15 +214,7 @@ impl StudioApp {
                 self.add_dataset(&p);
             }
         });
-        match &self.datasets.message {
-            Some(Ok(m)) => {
-                ui.label(m);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-            }
-            None => {}
-        }
+        super::message_ui(ui, &self.datasets.message);
         ui.separator();
         if self.ws.state.datasets.is_empty() {
             ui.label("No datasets yet: add a training file above.");

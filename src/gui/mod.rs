@@ -204,6 +204,19 @@ impl StudioApp {
     }
 }
 
+/// The outcome of the last add: a plain line, or an error in the error colour.
+fn message_ui(ui: &mut egui::Ui, message: &Option<Result<String, String>>) {
+    match message {
+        Some(Ok(m)) => {
+            ui.label(m);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
+}
+
 /// A labelled path field with an Add button; returns the trimmed path when Add is clicked.
 fn path_input_ui(
     ui: &mut egui::Ui,

@@ -73,15 +73,7 @@ impl StudioApp {
                 self.add_model(&p);
             }
         });
-        match &self.models.message {
-            Some(Ok(m)) => {
-                ui.colored_label(ui.visuals().hyperlink_color, m);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-            }
-            None => {}
-        }
+        super::message_ui(ui, &self.models.message);
         ui.separator();
         if self.ws.state.models.is_empty() {
             ui.label(

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
-use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus};
+use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
@@ -102,6 +102,28 @@ impl RunEntry {
         self.phase == Phase::Idle
             && matches!(self.status(), "stopped" | "interrupted" | "failed")
             && self.info.is_some()
+    }
+
+    /// (step, f(record)) of every training step, for a curve.
+    fn train_points(&self, f: impl Fn(&StepRecord) -> f64) -> Vec<[f64; 2]> {
+        self.records
+            .iter()
+            .filter_map(|x| match x {
+                Record::Train(s) => Some([s.step as f64, f(s)]),
+                Record::Eval(_) => None,
+            })
+            .collect()
+    }
+
+    /// (step, y(metric)) of every evaluation that has `metric`.
+    fn eval_points(&self, metric: &str, y: impl Fn(f64) -> f64) -> Vec<[f64; 2]> {
+        self.records
+            .iter()
+            .filter_map(|x| match x {
+                Record::Eval(e) => e.metrics.get(metric).map(|v| [e.step as f64, y(*v)]),
+                Record::Train(_) => None,
+            })
+            .collect()
     }
 
     fn metric(&self) -> String {
@@ -480,21 +502,13 @@ impl StudioApp {
                 .x_axis_label("step")
                 .y_axis_label(format!("{label}{suffix}"))
         };
+        let line = |p: &mut egui_plot::PlotUi, name: String, pts: Vec<[f64; 2]>| {
+            p.line(Line::new(name, PlotPoints::from(pts)));
+        };
         ui.horizontal(|ui| {
             plot("loss", "training loss").show(ui, |p| {
                 for r in &shown {
-                    let raw: Vec<[f64; 2]> = r
-                        .records
-                        .iter()
-                        .filter_map(|x| match x {
-                            Record::Train(s) => Some([s.step as f64, y(s.loss)]),
-                            _ => None,
-                        })
-                        .collect();
-                    p.line(
-                        Line::new(format!("{} raw", r.id), PlotPoints::from(raw.clone()))
-                            .width(1.0),
-                    );
+                    let raw = r.train_points(|s| y(s.loss));
                     p.line(
                         Line::new(
                             format!("{} smoothed", r.id),
@@ -502,55 +516,25 @@ impl StudioApp {
                         )
                         .width(2.0),
                     );
+                    p.line(Line::new(format!("{} raw", r.id), PlotPoints::from(raw)).width(1.0));
                 }
             });
             plot("lr", "learning rate").show(ui, |p| {
                 for r in &shown {
-                    let pts: Vec<[f64; 2]> = r
-                        .records
-                        .iter()
-                        .filter_map(|x| match x {
-                            Record::Train(s) => Some([s.step as f64, y(s.lr)]),
-                            _ => None,
-                        })
-                        .collect();
-                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
+                    line(p, r.id.clone(), r.train_points(|s| y(s.lr)));
                 }
             });
         });
         ui.horizontal(|ui| {
             plot("val_loss", "validation loss").show(ui, |p| {
                 for r in &shown {
-                    let pts: Vec<[f64; 2]> = r
-                        .records
-                        .iter()
-                        .filter_map(|x| match x {
-                            Record::Eval(e) => {
-                                e.metrics.get("loss").map(|v| [e.step as f64, y(*v)])
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)));
+                    line(p, r.id.clone(), r.eval_points("loss", y));
                 }
             });
             plot("val_metric", "validation metric").show(ui, |p| {
                 for r in &shown {
                     let metric = r.metric();
-                    let pts: Vec<[f64; 2]> = r
-                        .records
-                        .iter()
-                        .filter_map(|x| match x {
-                            Record::Eval(e) => {
-                                e.metrics.get(&metric).map(|v| [e.step as f64, y(*v)])
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    p.line(Line::new(
-                        format!("{} {metric}", r.id),
-                        PlotPoints::from(pts),
-                    ));
+                    line(p, format!("{} {metric}", r.id), r.eval_points(&metric, y));
                 }
             });
         });
