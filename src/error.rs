@@ -48,6 +48,13 @@ pub enum Error {
     #[error("{path}: {message}")]
     Weights { path: PathBuf, message: String },
 
+    /// Several key or shape problems in one weights file, each as one line.
+    #[error("{path}: {} problems: {}", problems.len(), problems.join("; "))]
+    WeightProblems {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+
     #[error(transparent)]
     Pickle(#[from] crate::io::torch_pickle::PickleError),
 
@@ -66,8 +73,19 @@ pub enum Error {
     #[error("{0}")]
     Incompatible(String),
 
+    /// A folder that was checked and not accepted, with every problem found.
+    #[error("{path}: refused, {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Refused {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+
     #[error("{0}")]
     Invalid(String),
+
+    /// The caller asked to stop (an export's progress callback said so).
+    #[error("cancelled")]
+    Cancelled,
 
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),

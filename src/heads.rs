@@ -87,11 +87,16 @@ impl HeadConfig {
                     "missing or not a positive integer",
                 )
             })?;
-        let layers = m
-            .get("layers")
-            .and_then(Value::as_u64)
-            .filter(|n| *n >= 1)
-            .unwrap_or(2) as usize;
+        let layers = match m.get("layers") {
+            None | Some(Value::Null) => 2,
+            Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::config(
+                    path,
+                    "config.layers",
+                    format!("expected a positive integer, found {v}"),
+                )
+            })? as usize,
+        };
         let activation_name = m
             .get("activation_function")
             .and_then(Value::as_str)

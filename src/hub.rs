@@ -15,6 +15,14 @@ use crate::model::{BaseModel, ModelConfig};
 /// The library version we write, and whose format we follow.
 pub const LIBRARY_VERSION: &str = "adapters.1.3.0";
 
+/// What wrote a file: this program and the format version it follows.
+pub fn versions() -> Value {
+    json!({
+        "adapter_studio": env!("CARGO_PKG_VERSION"),
+        "adapterhub_format": LIBRARY_VERSION,
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
     #[default]
@@ -58,7 +66,7 @@ impl Artifact {
 }
 
 /// Finds the weights file of an artifact folder (safetensors preferred, as the library does).
-fn find_weights(dir: &Path, artifact: Artifact) -> Result<PathBuf> {
+pub fn find_weights(dir: &Path, artifact: Artifact) -> Result<PathBuf> {
     for format in [WeightFormat::Safetensors, WeightFormat::Bin] {
         let p = dir.join(artifact.weights_file(format));
         if p.is_file() {
@@ -89,7 +97,7 @@ pub struct Envelope {
     pub raw: Map<String, Value>,
 }
 
-fn read_envelope(dir: &Path, artifact: Artifact) -> Result<Envelope> {
+pub fn read_envelope(dir: &Path, artifact: Artifact) -> Result<Envelope> {
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
@@ -101,6 +109,12 @@ fn read_envelope(dir: &Path, artifact: Artifact) -> Result<Envelope> {
     }
     let path = dir.join(artifact.config_file());
     let raw: Value = read_json(&path)?;
+    envelope_from_value(&path, raw)
+}
+
+/// Reads the envelope of a config object; `path` names where it came from in errors.
+pub fn envelope_from_value(path: &Path, raw: Value) -> Result<Envelope> {
+    let path = path.to_path_buf();
     let raw = raw
         .as_object()
         .cloned()
@@ -190,7 +204,8 @@ fn rename_in_key(key: &str, marker: &str, from: &str, to: &str) -> String {
     key.replace(&format!(".{segment}"), &format!(".{marker}.{to}."))
 }
 
-fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {
+/// The bottleneck config of an adapter envelope (a preset name or the full object).
+pub fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {
     match &env.config {
         Value::String(s) => {
             let preset = BnPreset::from_name(s).ok_or_else(|| {
@@ -221,10 +236,23 @@ pub fn read_adapter_config(dir: &Path) -> Result<(Envelope, BnConfig)> {
 /// Loads an AdapterHub adapter folder for `model`; `load_as` renames it.
 pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result<AdapterModule> {
     let (env, config) = read_adapter_config(dir)?;
-    check_compatible(&env, &model.config)?;
-    let name = load_as.unwrap_or(&env.name).to_string();
     let file = find_weights(dir, Artifact::Adapter)?;
     let tensors = weights::read_state_dict(&file)?;
+    build_adapter(&env, config, &file, tensors, model, load_as)
+}
+
+/// Builds an adapter from its config and a state dict that holds its weights (and possibly
+/// others: a file saved by the library, or a bundle's single weights file).
+pub fn build_adapter(
+    env: &Envelope,
+    config: BnConfig,
+    file: &Path,
+    tensors: weights::StateDict,
+    model: &BaseModel,
+    load_as: Option<&str>,
+) -> Result<AdapterModule> {
+    check_compatible(env, &model.config)?;
+    let name = load_as.unwrap_or(&env.name).to_string();
     let module = AdapterModule::new(&model.config, &name, config, model.device())?;
     let prefix = model.config.arch.prefix();
     // `adapter_norm_before` is the same LayerNorm as `adapter_down.0`, saved twice by the library.
@@ -237,7 +265,7 @@ pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Res
         .collect();
     weights::assign(
         &module.vs,
-        &file,
+        file,
         tensors,
         |k| rename_in_key(k, "adapters", &env.name, &name),
         Some("adapter"),
@@ -245,13 +273,8 @@ pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Res
     Ok(module)
 }
 
-pub fn save_adapter(
-    adapter: &AdapterModule,
-    model: &ModelConfig,
-    dir: &Path,
-    format: WeightFormat,
-) -> Result<()> {
-    let config = Value::Object(adapter.config.raw.clone());
+/// The adapter's weights as the library saves them.
+pub fn adapter_state_dict(adapter: &AdapterModule) -> weights::StateDict {
     let mut state = weights::state_dict_of(&adapter.vs);
     if adapter.config.ln_before {
         // Mirror the library, which saves the input LayerNorm under both of its module names.
@@ -268,10 +291,28 @@ pub fn save_adapter(
         state.extend(extra);
         state.sort_by(|a, b| a.0.cmp(&b.0));
     }
-    weights::write_state_dict(&dir.join(Artifact::Adapter.weights_file(format)), &state)?;
+    state
+}
+
+/// The `adapter_config.json` object of `adapter`.
+pub fn adapter_envelope(adapter: &AdapterModule, model: &ModelConfig) -> Value {
+    let config = Value::Object(adapter.config.raw.clone());
+    Value::Object(envelope_json(model, &adapter.name, config))
+}
+
+pub fn save_adapter(
+    adapter: &AdapterModule,
+    model: &ModelConfig,
+    dir: &Path,
+    format: WeightFormat,
+) -> Result<()> {
+    weights::write_state_dict(
+        &dir.join(Artifact::Adapter.weights_file(format)),
+        &adapter_state_dict(adapter),
+    )?;
     write_json_atomic(
         &dir.join(Artifact::Adapter.config_file()),
-        &Value::Object(envelope_json(model, &adapter.name, config)),
+        &adapter_envelope(adapter, model),
     )
 }
 
@@ -282,8 +323,14 @@ pub fn load_fusion(
     adapters: &std::collections::BTreeMap<String, AdapterModule>,
 ) -> Result<FusionModule> {
     let env = read_envelope(dir, Artifact::Fusion)?;
-    check_compatible(&env, &model.config)?;
-    let names: Vec<String> = match env.raw.get("adapter_names") {
+    let file = find_weights(dir, Artifact::Fusion)?;
+    let tensors = weights::read_state_dict(&file)?;
+    build_fusion(&env, &file, tensors, model, adapters)
+}
+
+/// The adapters a fusion config names, in order.
+pub fn fusion_adapter_names(env: &Envelope) -> Result<Vec<String>> {
+    match env.raw.get("adapter_names") {
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
@@ -295,9 +342,21 @@ pub fn load_fusion(
                     )
                 })
             })
-            .collect::<Result<_>>()?,
-        _ => env.name.split(',').map(str::to_string).collect(),
-    };
+            .collect(),
+        _ => Ok(env.name.split(',').map(str::to_string).collect()),
+    }
+}
+
+/// Builds a fusion from its config and a state dict holding its weights.
+pub fn build_fusion(
+    env: &Envelope,
+    file: &Path,
+    tensors: weights::StateDict,
+    model: &BaseModel,
+    adapters: &std::collections::BTreeMap<String, AdapterModule>,
+) -> Result<FusionModule> {
+    check_compatible(env, &model.config)?;
+    let names = fusion_adapter_names(env)?;
     let members = names
         .iter()
         .map(|n| {
@@ -313,8 +372,6 @@ pub fn load_fusion(
         .collect::<Result<Vec<_>>>()?;
     let config = FusionConfig::from_json(&env.path, &env.config)?;
     let module = FusionModule::new(&model.config, &members, config, model.device())?;
-    let file = find_weights(dir, Artifact::Fusion)?;
-    let tensors = weights::read_state_dict(&file)?;
     let prefix = model.config.arch.prefix();
     // Saving fusion "a,b" in the library also writes "a,b,c" (substring match): keep ours.
     let ours = format!(".adapter_fusion_layer.{}.", module.name);
@@ -323,14 +380,15 @@ pub fn load_fusion(
         .map(|(k, t)| (normalize_key(&k, prefix), t))
         .filter(|(k, _)| k.contains(&ours))
         .collect();
-    weights::assign(
-        &module.vs,
-        &file,
-        tensors,
-        |k| k.to_string(),
-        Some("fusion"),
-    )?;
+    weights::assign(&module.vs, file, tensors, |k| k.to_string(), Some("fusion"))?;
     Ok(module)
+}
+
+/// The `adapter_fusion_config.json` object of `fusion`.
+pub fn fusion_envelope(fusion: &FusionModule, model: &ModelConfig) -> Value {
+    let mut env = envelope_json(model, &fusion.name, Value::Object(fusion.config.to_json()));
+    env.insert("adapter_names".into(), json!(fusion.adapter_names));
+    Value::Object(env)
 }
 
 pub fn save_fusion(
@@ -343,31 +401,46 @@ pub fn save_fusion(
         &dir.join(Artifact::Fusion.weights_file(format)),
         &weights::state_dict_of(&fusion.vs),
     )?;
-    let mut env = envelope_json(model, &fusion.name, Value::Object(fusion.config.to_json()));
-    env.insert("adapter_names".into(), json!(fusion.adapter_names));
     write_json_atomic(
         &dir.join(Artifact::Fusion.config_file()),
-        &Value::Object(env),
+        &fusion_envelope(fusion, model),
     )
 }
 
 pub fn read_head_config(dir: &Path) -> Result<(Envelope, HeadConfig)> {
     let env = read_envelope(dir, Artifact::Head)?;
+    let cfg = parse_head_config(&env)?;
+    Ok((env, cfg))
+}
+
+/// The head config of a head envelope.
+pub fn parse_head_config(env: &Envelope) -> Result<HeadConfig> {
     let m = env
         .config
         .as_object()
         .ok_or_else(|| Error::config(&env.path, "config", "expected an object"))?;
-    let cfg = HeadConfig::from_json(&env.path, m)?;
-    Ok((env, cfg))
+    HeadConfig::from_json(&env.path, m)
 }
 
 pub fn load_head(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result<HeadModule> {
     let (env, config) = read_head_config(dir)?;
-    check_compatible(&env, &model.config)?;
-    let name = load_as.unwrap_or(&env.name).to_string();
-    let head = HeadModule::new(&model.config, &name, config, model.device())?;
     let file = find_weights(dir, Artifact::Head)?;
     let tensors = weights::read_state_dict(&file)?;
+    build_head(&env, config, &file, tensors, model, load_as)
+}
+
+/// Builds a head from its config and a state dict holding its weights.
+pub fn build_head(
+    env: &Envelope,
+    config: HeadConfig,
+    file: &Path,
+    tensors: weights::StateDict,
+    model: &BaseModel,
+    load_as: Option<&str>,
+) -> Result<HeadModule> {
+    check_compatible(env, &model.config)?;
+    let name = load_as.unwrap_or(&env.name).to_string();
+    let head = HeadModule::new(&model.config, &name, config, model.device())?;
     let ours = format!("heads.{}.", env.name);
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
@@ -375,12 +448,21 @@ pub fn load_head(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Result
         .collect();
     weights::assign(
         &head.vs,
-        &file,
+        file,
         tensors,
         |k| rename_in_key(k, "heads", &env.name, &name),
         Some("head"),
     )?;
     Ok(head)
+}
+
+/// The `head_config.json` object of `head`.
+pub fn head_envelope(head: &HeadModule, model: &ModelConfig) -> Value {
+    Value::Object(envelope_json(
+        model,
+        &head.name,
+        Value::Object(head.config.to_json()),
+    ))
 }
 
 pub fn save_head(
@@ -393,8 +475,10 @@ pub fn save_head(
         &dir.join(Artifact::Head.weights_file(format)),
         &weights::state_dict_of(&head.vs),
     )?;
-    let env = envelope_json(model, &head.name, Value::Object(head.config.to_json()));
-    write_json_atomic(&dir.join(Artifact::Head.config_file()), &Value::Object(env))
+    write_json_atomic(
+        &dir.join(Artifact::Head.config_file()),
+        &head_envelope(head, model),
+    )
 }
 
 #[cfg(test)]

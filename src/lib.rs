@@ -6,14 +6,17 @@
 pub mod activation;
 pub mod adapter_model;
 pub mod adapters;
+pub mod bundle;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod fusion;
 pub mod heads;
 pub mod hub;
 pub mod io;
 pub mod layers;
+pub mod library;
 pub mod metrics;
 pub mod model;
 pub mod predict;

@@ -97,6 +97,30 @@ impl Setup {
         }
     }
 
+    /// The library's `AdapterCompositionBlock.to_dict()` (what `adapter_setup.json` holds).
+    pub fn to_adapterhub_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let children: Vec<serde_json::Value> = self
+            .children()
+            .iter()
+            .map(|c| match c {
+                Setup::Adapter(n) => json!({"type": "single", "children": [n]}),
+                block => block.to_adapterhub_json(),
+            })
+            .collect();
+        match self {
+            Setup::Adapter(n) => {
+                json!({"type": "Stack", "children": [{"type": "single", "children": [n]}]})
+            }
+            Setup::Stack(_) => json!({"type": "Stack", "children": children}),
+            Setup::Fuse(_) => json!({"type": "Fuse", "children": children}),
+            Setup::Parallel(_) => json!({"type": "Parallel", "children": children}),
+            Setup::Average { weights, .. } => {
+                json!({"type": "Average", "children": children, "kwargs": {"weights": weights}})
+            }
+        }
+    }
+
     /// Number of parallel channels the batch is replicated into (1 without Parallel).
     pub fn parallel_channels(&self) -> usize {
         match self {
@@ -157,6 +181,23 @@ impl fmt::Display for Setup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adapterhub_json_is_the_library_to_dict() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            Setup::fuse_of(&names).to_adapterhub_json(),
+            serde_json::json!({"type": "Fuse", "children": [
+                {"type": "single", "children": ["a"]},
+                {"type": "single", "children": ["b"]}
+            ]})
+        );
+        assert_eq!(
+            Setup::Stack(vec![Setup::adapter("x"), Setup::fuse_of(&names)]).to_adapterhub_json()
+                ["children"][1]["type"],
+            "Fuse"
+        );
+    }
 
     #[test]
     fn fuse_name_joins_children_with_commas_and_first_last_follow_order() {

@@ -1,4 +1,5 @@
 //! Command-line interface (clap). Each subcommand is a thin layer over the library.
+mod export;
 mod predict;
 mod train;
 
@@ -40,6 +41,12 @@ enum Command {
     Fuse(train::FuseArgs),
     /// Evaluate adapters/fusion and a head on a labelled dataset.
     Eval(train::EvalArgs),
+    /// Export a model with its adapters, fusion and head (AdapterHub folders or a bundle).
+    Export(export::ExportArgs),
+    /// Check an AdapterHub folder and add it to the workspace's adapter library.
+    Import(export::ImportArgs),
+    /// List the adapters, fusions and heads of the workspace.
+    Library(export::LibraryArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -50,6 +57,9 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Train(args)) => train::train(args),
         Some(Command::Fuse(args)) => train::fuse(args),
         Some(Command::Eval(args)) => train::eval(args),
+        Some(Command::Export(args)) => export::export(args),
+        Some(Command::Import(args)) => export::import(args),
+        Some(Command::Library(args)) => export::list(args),
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,
             frame_log: cli.frame_log,

@@ -4,16 +4,18 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use adapter_studio::adapter_model::AdapterModel;
+use adapter_studio::bundle;
 use adapter_studio::device::parse_device;
 use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, PredictSpec};
 
-/// The model to run: base, adapters, fusion, head and device (`predict` and `eval`).
+/// The model to run: base, adapters, fusion, head and device (`predict` and `eval`), or a bundle.
 #[derive(Args)]
 pub struct ModelArgs {
     /// Hugging Face model folder (config.json, weights, tokenizer), or `demo`.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "bundle")]
+    model: Option<PathBuf>,
     /// AdapterHub adapter folder; repeat for several (stacked in order unless --fusion).
     #[arg(long = "adapter")]
     adapters: Vec<PathBuf>,
@@ -21,22 +23,40 @@ pub struct ModelArgs {
     #[arg(long)]
     fusion: Option<PathBuf>,
     /// AdapterHub head folder (its labels define the classes).
-    #[arg(long)]
-    head: PathBuf,
+    #[arg(long, required_unless_present = "bundle")]
+    head: Option<PathBuf>,
+    /// A bundle written by `export --format bundle` (instead of the four options above);
+    /// every file is checked against its manifest first.
+    #[arg(long, conflicts_with_all = ["model", "adapters", "fusion", "head"])]
+    bundle: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
 }
 
 impl ModelArgs {
-    pub fn spec(self) -> anyhow::Result<PredictSpec> {
-        Ok(PredictSpec {
+    /// The parts given as separate folders (None with --bundle).
+    pub fn spec(&self) -> anyhow::Result<Option<PredictSpec>> {
+        let (Some(model), Some(head)) = (&self.model, &self.head) else {
+            return Ok(None);
+        };
+        Ok(Some(PredictSpec {
             device: parse_device(&self.device)?,
-            model: self.model,
-            adapters: self.adapters,
-            fusion: self.fusion,
-            head: self.head,
-        })
+            model: model.clone(),
+            adapters: self.adapters.clone(),
+            fusion: self.fusion.clone(),
+            head: head.clone(),
+        }))
+    }
+
+    pub fn load(&self) -> anyhow::Result<AdapterModel> {
+        if let Some(dir) = &self.bundle {
+            return Ok(bundle::load(dir, parse_device(&self.device)?)?);
+        }
+        let spec = self
+            .spec()?
+            .ok_or_else(|| anyhow::anyhow!("give --model and --head, or --bundle"))?;
+        Ok(predict::load(&spec)?)
     }
 }
 
@@ -61,7 +81,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     if let Some(input) = &args.input {
         texts.extend(predict::read_input_file(input)?);
     }
-    let model = predict::load(&args.model.spec()?)?;
+    let model = args.model.load()?;
     let preds = predict::predict(&model, &texts)?;
     if args.json {
         println!(

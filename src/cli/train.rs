@@ -10,7 +10,7 @@ use clap::Args;
 
 use adapter_studio::data::{Columns, TaskType};
 use adapter_studio::device::parse_device;
-use adapter_studio::predict;
+
 use adapter_studio::training::{self, Event, Method, RunStatus, Stage, Summary, TrainConfig};
 
 #[derive(Args, Clone)]
@@ -438,7 +438,7 @@ pub struct EvalArgs {
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let model = predict::load(&args.model.spec()?)?;
+    let model = args.model.load()?;
     let (result, skipped) = training::evaluate_file(
         &model,
         &args.data,

@@ -94,6 +94,12 @@ pub fn replace_dir(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes a temporary folder after a failure; a failure to remove it is not worth reporting
+/// over the original error (`temp_dir_for` clears it next time).
+pub fn remove_dir_quietly(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
 /// After a crash inside `replace_dir`: brings back the old folder if the new one is missing.
 pub fn recover_dir(dst: &Path) -> Result<()> {
     let aside = aside_path(dst);

@@ -245,10 +245,89 @@ pub fn write_state_dict_with_metadata(
     }
 }
 
+/// Writes a `.safetensors` file tensor by tensor, calling `on_bytes(total so far)` after each
+/// one; `on_bytes` returning false stops with `Error::Cancelled`. Not atomic by itself: it is
+/// for files inside a folder that is swapped in whole (exports), where a whole-file buffer of
+/// a large model would double the memory.
+pub fn write_safetensors_streaming(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &[(String, String)],
+    on_bytes: &mut dyn FnMut(u64) -> bool,
+) -> Result<u64> {
+    use std::io::Write;
+    let mut header = serde_json::Map::new();
+    let meta: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+        .collect();
+    header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    let mut offset = 0u64;
+    for (name, t) in tensors {
+        let dtype = to_safetensors_dtype(t.kind()).ok_or_else(|| {
+            Error::weights(
+                path,
+                format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
+            )
+        })?;
+        let bytes = (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": format!("{dtype:?}"),
+                "shape": t.size(),
+                "data_offsets": [offset, offset + bytes],
+            }),
+        );
+        offset += bytes;
+    }
+    let mut header = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| Error::weights(path, e.to_string()))?;
+    // The format pads the header with spaces to a multiple of 8 bytes.
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    let io = |e| Error::io(path, e);
+    w.write_all(&(header.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    w.write_all(&header).map_err(io)?;
+    let mut written = 8 + header.len() as u64;
+    for (_, t) in tensors {
+        let data = tensor_bytes(t);
+        w.write_all(&data).map_err(io)?;
+        written += data.len() as u64;
+        if !on_bytes(written) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(written)
+}
+
+/// `sha256` of a file as lowercase hex, read in chunks.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 /// Copies `tensors` into the variables of `vs`, matching names after `normalize`.
 /// Every variable must be found with the right shape. Keys left over are an error when
 /// `what` names the artifact (adapters, heads, fusions), and ignored for base models, whose
-/// files often carry pretraining heads.
+/// files often carry pretraining heads. Every problem is reported, not only the first.
 pub fn assign(
     vs: &tch::nn::VarStore,
     path: &Path,
@@ -262,36 +341,51 @@ pub fn assign(
         .collect();
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut problems = Vec::new();
     for (name, mut var) in variables {
         let Some(t) = by_name.remove(&name) else {
-            return Err(Error::MissingWeight {
+            problems.push(Error::MissingWeight {
                 path: path.to_path_buf(),
                 key: name,
                 expected: var.size(),
             });
+            continue;
         };
         if t.size() != var.size() {
-            return Err(Error::ShapeMismatch {
+            problems.push(Error::ShapeMismatch {
                 path: path.to_path_buf(),
                 key: name,
                 found: t.size(),
                 expected: var.size(),
             });
+            continue;
         }
         tch::no_grad(|| var.copy_(&t.to_kind(var.kind()).to_device(var.device())));
     }
     if let Some(what) = what {
         let mut left: Vec<_> = by_name.into_keys().collect();
         left.sort();
-        if let Some(key) = left.into_iter().next() {
-            return Err(Error::UnexpectedWeight {
-                path: path.to_path_buf(),
-                key,
-                what: what.to_string(),
-            });
-        }
+        problems.extend(left.into_iter().map(|key| Error::UnexpectedWeight {
+            path: path.to_path_buf(),
+            key,
+            what: what.to_string(),
+        }));
     }
-    Ok(())
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(problems.remove(0)),
+        _ => Err(Error::WeightProblems {
+            path: path.to_path_buf(),
+            problems: problems
+                .iter()
+                .map(|e| {
+                    let text = e.to_string();
+                    let prefix = format!("{}: ", path.display());
+                    text.strip_prefix(&prefix).unwrap_or(&text).to_string()
+                })
+                .collect(),
+        }),
+    }
 }
 
 /// The variables of `vs` as a state dict, sorted by name.
@@ -343,6 +437,36 @@ mod tests {
     #[test]
     fn torch_bin_roundtrip_keeps_names_and_values() {
         roundtrip("bin");
+    }
+
+    #[test]
+    fn streamed_safetensors_read_back_with_progress_per_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.safetensors");
+        let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25]).reshape([3, 1]);
+        let b = Tensor::from_slice(&[7i64, 8]);
+        let mut seen = Vec::new();
+        let total = write_safetensors_streaming(
+            &path,
+            &[
+                ("a".into(), a.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+            ],
+            &[("k".into(), "v".into())],
+            &mut |n| {
+                seen.push(n);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(total, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1] - seen[0], 16, "the second tensor is two i64s");
+        let back = read_state_dict(&path).unwrap();
+        assert!(back[0].1.equal(&a) && back[1].1.equal(&b));
+        assert_eq!(read_safetensors_metadata(&path).unwrap()["k"], "v");
+        let stopped = write_safetensors_streaming(&path, &[("a".into(), a)], &[], &mut |_| false);
+        assert!(matches!(stopped, Err(Error::Cancelled)));
     }
 
     #[test]

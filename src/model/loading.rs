@@ -71,10 +71,21 @@ impl BaseModel {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "model folder not found"),
             ));
         }
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::load(dir, &config)?;
         let file = weights_file(dir)?;
         let tensors = weights::read_state_dict(&file)?;
+        Self::from_state_dict(dir, &file, tensors, device)
+    }
+
+    /// Builds the model of folder `dir` (config and tokenizer) from `tensors`, read from `file`;
+    /// keys that are not the base model's (adapters, heads) are ignored.
+    pub fn from_state_dict(
+        dir: &Path,
+        file: &Path,
+        tensors: weights::StateDict,
+        device: Device,
+    ) -> Result<Self> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::load(dir, &config)?;
         let prefix = config.arch.prefix();
         let with_pooler = tensors
             .iter()
@@ -97,7 +108,7 @@ impl BaseModel {
                 format!("{prefix}.{key}")
             }
         };
-        weights::assign(&vs, &file, tensors, normalize, None)?;
+        weights::assign(&vs, file, tensors, normalize, None)?;
         vs.freeze();
         let mut model = BaseModel {
             dir: dir.to_path_buf(),
@@ -125,6 +136,20 @@ impl BaseModel {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
 }
+
+/// Files of a model folder besides its weights: what a copy of the model needs.
+pub const MODEL_FILES: [&str; 10] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+];
 
 /// What the model list shows about a folder, read without loading any tensor.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::batches::{plan_epoch, plan_eval, EncodedSet};
@@ -350,17 +350,6 @@ fn weight_format(cfg: &TrainConfig) -> Result<WeightFormat> {
     }
 }
 
-/// Files of a model folder besides its weights, copied next to fully fine-tuned weights.
-const MODEL_FILES: [&str; 7] = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-];
-
 /// Saves what this run trains, each folder swapped in whole.
 fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Result<()> {
     let format = weight_format(cfg)?;
@@ -391,7 +380,7 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
                 &d.join("model.safetensors"),
                 &weights::state_dict_of(&model.base.vs),
             )?;
-            for name in MODEL_FILES {
+            for name in crate::model::loading::MODEL_FILES {
                 let src = model.base.dir.join(name);
                 if src.is_file() {
                     std::fs::copy(&src, d.join(name)).map_err(|e| Error::io(&src, e))?;
@@ -404,13 +393,6 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
         put("head", &|d| hub::save_head(head, mc, d, format))?;
     }
     Ok(())
-}
-
-fn versions() -> Value {
-    json!({
-        "adapter_studio": env!("CARGO_PKG_VERSION"),
-        "adapterhub_format": hub::LIBRARY_VERSION,
-    })
 }
 
 /// Starts a new run in `out` (which must not hold a run yet).
@@ -531,7 +513,7 @@ fn execute_inner(
         trainable_parameters: opt.num_parameters(),
         best: None,
         error: None,
-        versions: versions(),
+        versions: hub::versions(),
         device: describe(device),
         started_unix_secs: started,
         updated_unix_secs: started,

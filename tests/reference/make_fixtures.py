@@ -21,6 +21,8 @@ Modes
     make_fixtures.py --check-load SPEC_JSON   (one spec object, or a list of them)
         Loads a model + adapters + fusion + head described by SPEC_JSON with the library and
         prints {"logits": ...} (plus fusion attentions and load warnings) as JSON on stdout.
+        A spec with "setup_dir" loads that folder with `load_adapter_setup(set_active=True)`
+        instead of separate "adapters"/"fusion"/"head" folders.
 
 Setup objects (cases.json "setup" and the --check-load spec):
     {"type": "none"}
@@ -287,6 +289,15 @@ def load_from_spec(spec, base):
     lg.addHandler(handler)
     try:
         model = AutoAdapterModel.from_pretrained(p(spec["model"]))
+        if spec.get("setup_dir"):
+            # A folder as save_adapter_setup writes it (adapters, fusion, head, adapter_setup.json).
+            adapter_setup, head_setup = model.load_adapter_setup(
+                p(spec["setup_dir"]), set_active=True, use_safetensors=True
+            )
+            model.eval()
+            # flatten() is a set: keep the block's order from its children.
+            names = [c if isinstance(c, str) else c.name for c in adapter_setup.children]
+            return model, names, head_setup, handler.messages
         names = []
         for d in spec.get("adapters") or []:
             names.append(model.load_adapter(p(d), with_head=False, use_safetensors=True))
@@ -326,6 +337,9 @@ def check_load(spec_path):
 def check_one(spec, base):
     model, names, head_name, warnings = load_from_spec(spec, base)
     setup = normalize_spec_setup(spec)
+    if setup is None and spec.get("setup_dir"):
+        # What load_adapter_setup activated: Fuse(...) or Stack(...).
+        setup = {"type": type(model.active_adapters).__name__.lower(), "adapters": names}
     if setup is not None and setup["type"] != "none" and not setup.get("adapters"):
         setup = dict(setup, adapters=names)
     if spec.get("input_ids") is not None:

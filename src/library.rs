@@ -1,0 +1,420 @@
+//! The adapter library of a workspace: adapters, fusions and heads trained in its runs,
+//! imported into `library/`, or found in the local Hugging Face cache; and importing
+//! AdapterHub folders, which are checked (config, keys, shapes, base-model compatibility)
+//! before they are copied in.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::adapter_model::AdapterModel;
+use crate::adapters::config::ReductionFactor;
+use crate::error::{Error, Result};
+use crate::hub::{self, Artifact, Envelope};
+use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
+use crate::model::{BaseModel, ModelConfig};
+use crate::training::{RunDir, Stage};
+use crate::workspace::{hf_cache_root, Workspace};
+
+pub const LIBRARY_DIR: &str = "library";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Trained in this workspace's run `run_id`.
+    Run { run_id: String },
+    /// Copied into the workspace's `library/` by an import.
+    Imported,
+    /// A snapshot in the local Hugging Face cache.
+    HfCache,
+}
+
+/// One card of the library.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub artifact: Artifact,
+    pub name: String,
+    pub dir: PathBuf,
+    pub source: Source,
+    pub model_type: Option<String>,
+    pub hidden_size: Option<i64>,
+    pub model_name: Option<String>,
+    /// `seq_bn, reduction 16`, `fusion (dynamic)`, `classification head, 2 labels`…
+    pub method: String,
+    /// Bytes of the weights file.
+    pub bytes: u64,
+    /// The task it was trained on (run name or dataset), where known.
+    pub task: Option<String>,
+    /// The run's best validation metric, where known.
+    pub best_metric: Option<(String, f64)>,
+    /// The adapters a fusion reads, in order.
+    pub adapter_names: Vec<String>,
+}
+
+impl Item {
+    /// Why this item cannot be used with `model` (None when it can).
+    pub fn incompatibility(&self, model: &ModelConfig) -> Option<String> {
+        if let Some(mt) = &self.model_type {
+            if mt != model.arch.model_type() {
+                return Some(format!(
+                    "made for a `{mt}` model, not `{}`",
+                    model.arch.model_type()
+                ));
+            }
+        }
+        match self.hidden_size {
+            Some(h) if h != model.hidden_size => Some(format!(
+                "hidden size {h}, the model has {}",
+                model.hidden_size
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)> {
+    Ok(match artifact {
+        Artifact::Adapter => {
+            let cfg = hub::parse_bn_config(env)?;
+            let method = if cfg.is_parallel {
+                "par_bn"
+            } else if cfg.mh_adapter && cfg.output_adapter {
+                "double_seq_bn"
+            } else {
+                "seq_bn"
+            };
+            let rf = match cfg.reduction_factor {
+                ReductionFactor::Uniform(r) => format!(", reduction {r}"),
+                ReductionFactor::PerLayer { .. } => ", reduction per layer".into(),
+            };
+            (format!("{method}{rf}"), Vec::new())
+        }
+        Artifact::Fusion => {
+            let names = hub::fusion_adapter_names(env)?;
+            let kind = match &env.config {
+                serde_json::Value::String(s) => s.clone(),
+                _ => "custom".into(),
+            };
+            (format!("fusion ({kind}) of {}", names.len()), names)
+        }
+        Artifact::Head => {
+            let cfg = hub::parse_head_config(env)?;
+            (
+                format!("{} head, {} labels", cfg.head_type.as_str(), cfg.num_labels),
+                Vec::new(),
+            )
+        }
+    })
+}
+
+/// Reads one artifact folder into a card.
+pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item> {
+    let env = hub::read_envelope(dir, artifact)?;
+    let (method, adapter_names) = describe(&env, artifact)?;
+    let bytes = hub::find_weights(dir, artifact)
+        .ok()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    Ok(Item {
+        artifact,
+        name: env.name.clone(),
+        dir: dir.to_path_buf(),
+        source,
+        model_type: env.model_type.clone(),
+        hidden_size: env.hidden_size,
+        model_name: env.model_name.clone(),
+        method,
+        bytes,
+        task: None,
+        best_metric: None,
+        adapter_names,
+    })
+}
+
+/// The artifacts in a folder: its own configs, or, for a folder written by
+/// `save_adapter_setup` (or our AdapterHub export), those of its sub-folders.
+pub fn find_artifacts(dir: &Path) -> Vec<(PathBuf, Artifact)> {
+    let own = |d: &Path| -> Vec<(PathBuf, Artifact)> {
+        [Artifact::Adapter, Artifact::Fusion, Artifact::Head]
+            .into_iter()
+            .filter(|a| d.join(a.config_file()).is_file())
+            .map(|a| (d.to_path_buf(), a))
+            .collect()
+    };
+    let mut found = own(dir);
+    if found.is_empty() {
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subs.sort();
+        for sub in subs {
+            found.extend(own(&sub));
+        }
+    }
+    found
+}
+
+/// Every adapter, fusion and head the workspace knows: trained in its runs, imported, or in
+/// the Hugging Face cache. Unreadable folders are skipped (the run list shows run problems).
+pub fn scan(ws: &Workspace) -> Vec<Item> {
+    let mut items = Vec::new();
+    for run in ws.runs() {
+        let Some(info) = &run.info else { continue };
+        let rd = RunDir::new(&run.dir);
+        let kinds: &[(Artifact, &str)] = match info.config.stage {
+            Stage::Adapter { .. } => &[(Artifact::Adapter, "adapter"), (Artifact::Head, "head")],
+            Stage::Fusion { .. } => &[(Artifact::Fusion, "fusion"), (Artifact::Head, "head")],
+        };
+        for (artifact, folder) in kinds {
+            let dir = rd.artifact(folder);
+            let source = Source::Run {
+                run_id: run.id.clone(),
+            };
+            if let Ok(mut item) = read_item(&dir, *artifact, source) {
+                item.task = Some(info.config.name.clone());
+                item.best_metric = info.best.as_ref().and_then(|b| {
+                    let key = info
+                        .config
+                        .metric
+                        .clone()
+                        .or_else(|| b.metrics.keys().find(|k| *k != "loss").cloned())?;
+                    b.metrics.get(&key).map(|v| (key, *v))
+                });
+                items.push(item);
+            }
+        }
+    }
+    let roots = [(ws.root.join(LIBRARY_DIR), Source::Imported)];
+    for (root, source) in roots {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && !is_hidden(p))
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            for (d, a) in find_artifacts(&dir) {
+                if let Ok(item) = read_item(&d, a, source.clone()) {
+                    items.push(item);
+                }
+            }
+        }
+    }
+    items.extend(hf_cache_adapters());
+    items
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Adapter repositories in the Hugging Face cache (`models--org--name` snapshots holding an
+/// `adapter_config.json`, as AdapterHub's Hub repositories do).
+pub fn hf_cache_adapters() -> Vec<Item> {
+    let Some(Ok(entries)) = hf_cache_root().map(std::fs::read_dir) else {
+        return Vec::new();
+    };
+    let mut items = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(snaps) = std::fs::read_dir(entry.path().join("snapshots")) else {
+            continue;
+        };
+        for snap in snaps.filter_map(|s| s.ok()) {
+            for (d, a) in find_artifacts(&snap.path()) {
+                if let Ok(item) = read_item(&d, a, Source::HfCache) {
+                    items.push(item);
+                }
+            }
+        }
+    }
+    items
+}
+
+/// The workspace model an artifact was made for: same type and hidden size, preferring the
+/// one its `model_name` names.
+fn matching_model(ws: &Workspace, env: &Envelope) -> Option<PathBuf> {
+    let mut candidates: Vec<(PathBuf, ModelConfig)> = ws
+        .state
+        .models
+        .iter()
+        .filter_map(|m| {
+            let dir = crate::model::resolve_model_dir(&m.path).ok()?;
+            let cfg = ModelConfig::from_file(&dir.join("config.json")).ok()?;
+            Some((dir, cfg))
+        })
+        .filter(|(_, cfg)| {
+            env.model_type
+                .as_deref()
+                .is_none_or(|t| t == cfg.arch.model_type())
+                && env.hidden_size.is_none_or(|h| h == cfg.hidden_size)
+        })
+        .collect();
+    if let Some(name) = &env.model_name {
+        if let Some(i) = candidates
+            .iter()
+            .position(|(_, c)| c.name_or_path.as_deref() == Some(name.as_str()))
+        {
+            return Some(candidates.swap_remove(i).0);
+        }
+    }
+    candidates.into_iter().next().map(|(d, _)| d)
+}
+
+/// Checks every artifact of `dir` against the workspace's models: its config parses, its
+/// weights file is there and readable, its keys and shapes are those the config implies, its
+/// base model is in the workspace, and a fusion's adapters are in the folder or the library.
+/// Returns the artifacts, or every problem found.
+pub fn check_folder(
+    ws: &Workspace,
+    dir: &Path,
+) -> std::result::Result<Vec<(PathBuf, Artifact)>, Vec<String>> {
+    let found = find_artifacts(dir);
+    if found.is_empty() {
+        return Err(vec![format!(
+            "{}: no adapter_config.json, adapter_fusion_config.json or head_config.json \
+             (in the folder or its sub-folders)",
+            dir.display()
+        )]);
+    }
+    let mut problems = Vec::new();
+    // One base model per model folder, with the adapters checked so far (fusions need them).
+    let mut models: BTreeMap<PathBuf, AdapterModel> = BTreeMap::new();
+    let library = scan(ws);
+    let mut order: Vec<&(PathBuf, Artifact)> = found.iter().collect();
+    // Adapters first: fusions are built over them.
+    order.sort_by_key(|(_, a)| *a != Artifact::Adapter);
+    for (d, artifact) in order {
+        let env = match hub::read_envelope(d, *artifact) {
+            Ok(env) => env,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let Some(model_dir) = matching_model(ws, &env) else {
+            problems.push(format!(
+                "{}: made for a `{}` model with hidden size {} ({}); no model in the workspace \
+                 matches: add that base model first",
+                env.path.display(),
+                env.model_type.as_deref().unwrap_or("?"),
+                env.hidden_size.map_or("?".into(), |h| h.to_string()),
+                env.model_name.as_deref().unwrap_or("name unknown"),
+            ));
+            continue;
+        };
+        if !models.contains_key(&model_dir) {
+            match BaseModel::load(&model_dir, Device::Cpu) {
+                Ok(base) => {
+                    models.insert(model_dir.clone(), AdapterModel::new(base));
+                }
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            }
+        }
+        let Some(model) = models.get_mut(&model_dir) else {
+            continue;
+        };
+        let checked: Result<()> = match artifact {
+            Artifact::Adapter => {
+                hub::load_adapter(d, &model.base, None).and_then(|a| model.add_adapter(a))
+            }
+            Artifact::Fusion => (|| {
+                for name in hub::fusion_adapter_names(&env)? {
+                    if model.adapters.contains_key(&name) {
+                        continue;
+                    }
+                    let member = library
+                        .iter()
+                        .find(|i| i.artifact == Artifact::Adapter && i.name == name)
+                        .ok_or_else(|| {
+                            Error::Incompatible(format!(
+                                "{}: the fusion reads adapter `{name}`, which is neither in \
+                                 this folder nor in the library: import it first",
+                                env.path.display()
+                            ))
+                        })?;
+                    let a = hub::load_adapter(&member.dir, &model.base, None)?;
+                    model.add_adapter(a)?;
+                }
+                hub::load_fusion(d, &model.base, &model.adapters).map(|_| ())
+            })(),
+            Artifact::Head => hub::load_head(d, &model.base, None).map(|_| ()),
+        };
+        if let Err(e) = checked {
+            match e {
+                Error::WeightProblems {
+                    path,
+                    problems: list,
+                } => problems.extend(list.into_iter().map(|p| format!("{}: {p}", path.display()))),
+                other => problems.push(other.to_string()),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    for entry in std::fs::read_dir(src).map_err(|e| Error::io(src, e))? {
+        let entry = entry.map_err(|e| Error::io(src, e))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        if from.is_dir() {
+            copy_dir(&from, &to)?;
+        } else {
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks `dir` (see `check_folder`) and copies it into the workspace's library, atomically;
+/// returns the new cards. A folder with problems is refused with all of them.
+pub fn import(ws: &Workspace, dir: &Path) -> Result<Vec<Item>> {
+    check_folder(ws, dir).map_err(|problems| Error::Refused {
+        path: dir.to_path_buf(),
+        problems,
+    })?;
+    let stem: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into())
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = stem.trim_start_matches('.').to_string();
+    let root = ws.root.join(LIBRARY_DIR);
+    let mut dst = root.join(&stem);
+    let mut n = 2;
+    while dst.exists() {
+        dst = root.join(format!("{stem}-{n}"));
+        n += 1;
+    }
+    let tmp = temp_dir_for(&dst)?;
+    if let Err(e) = copy_dir(dir, &tmp).and_then(|_| replace_dir(&tmp, &dst)) {
+        remove_dir_quietly(&tmp);
+        return Err(e);
+    }
+    find_artifacts(&dst)
+        .into_iter()
+        .map(|(d, a)| read_item(&d, a, Source::Imported))
+        .collect()
+}

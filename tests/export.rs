@@ -1,0 +1,444 @@
+//! Export (AdapterHub folders and bundles) and import of AdapterHub folders: round trips
+//! through the Python library and `predict --bundle`, damaged files, interrupted exports.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use adapter_studio::export::{self, ExportFormat, ExportSpec};
+use adapter_studio::hub::{Artifact, WeightFormat};
+use adapter_studio::library::{self, Source};
+use adapter_studio::predict::PredictSpec;
+use adapter_studio::workspace::Workspace;
+use adapter_studio::Error;
+use common::*;
+use serde_json::{json, Value};
+
+const TEXTS: [&str; 3] = [
+    "the cat sat on the mat",
+    "adapters learn",
+    "a dog ran to the park and played",
+];
+
+fn adapters_dir() -> PathBuf {
+    fixtures().join("bert_tiny_adapters")
+}
+
+/// Python-made fusion "a,b" over adapters a and b, with a 3-label head.
+fn fusion_parts() -> PredictSpec {
+    let d = adapters_dir();
+    PredictSpec {
+        model: fixtures().join("bert_tiny"),
+        adapters: vec![d.join("a"), d.join("b")],
+        fusion: Some(d.join("fusion_ab")),
+        head: d.join("head_cls"),
+        device: tch::Device::Cpu,
+    }
+}
+
+fn spec(format: ExportFormat, weights: WeightFormat, out: &Path) -> ExportSpec {
+    ExportSpec {
+        parts: fusion_parts(),
+        format,
+        weights,
+        out: out.to_path_buf(),
+        force: false,
+    }
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
+}
+
+/// `predict --json` with the given model arguments; panics with stderr on failure.
+fn predict_json(model_args: &[String]) -> Value {
+    let mut cmd = bin();
+    cmd.arg("predict")
+        .args(model_args)
+        .arg("--json")
+        .arg("--device")
+        .arg("cpu");
+    for t in TEXTS {
+        cmd.arg("--text").arg(t);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "predict failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn parts_args(p: &PredictSpec) -> Vec<String> {
+    let mut a = vec!["--model".into(), p.model.display().to_string()];
+    for d in &p.adapters {
+        a.push("--adapter".into());
+        a.push(d.display().to_string());
+    }
+    if let Some(f) = &p.fusion {
+        a.push("--fusion".into());
+        a.push(f.display().to_string());
+    }
+    a.push("--head".into());
+    a.push(p.head.display().to_string());
+    a
+}
+
+fn no_progress() -> impl FnMut(&export::ExportProgress) -> bool {
+    |_| true
+}
+
+#[test]
+fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_logits() {
+    let work = tempfile::tempdir().unwrap();
+    let ours = predict_json(&parts_args(&fusion_parts()));
+    let mut specs = Vec::new();
+    for (weights, name) in [
+        (WeightFormat::Safetensors, "st"),
+        (WeightFormat::Bin, "bin"),
+    ] {
+        let out = work.path().join(name);
+        let report = export::export(
+            &spec(ExportFormat::AdapterHub, weights, &out),
+            &mut no_progress(),
+        )
+        .unwrap();
+        // The library's save_adapter_setup layout: one folder per adapter, the fusion, the head.
+        let expected_weights = match weights {
+            WeightFormat::Safetensors => "a/adapter.safetensors",
+            WeightFormat::Bin => "a/pytorch_adapter.bin",
+        };
+        let files: Vec<&str> = report.files.iter().map(|(f, _)| f.as_str()).collect();
+        assert!(files.contains(&expected_weights), "{files:?}");
+        assert!(
+            files.contains(&"a,b/adapter_fusion_config.json"),
+            "{files:?}"
+        );
+        assert!(files.contains(&"cls/head_config.json"), "{files:?}");
+        let setup: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("adapter_setup.json")).unwrap())
+                .unwrap();
+        assert_eq!(setup["adapter_setup"]["type"], "Fuse");
+        assert_eq!(setup["head_setup"], "cls");
+        specs.push(json!({
+            "model": fixtures().join("bert_tiny"),
+            "setup_dir": out,
+            "texts": TEXTS,
+        }));
+    }
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, Value::Array(specs).to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let want: Vec<f64> = ours["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect();
+    for (r, label) in results.iter().zip(["safetensors", "bin"]) {
+        assert_eq!(r["adapter_names"], json!(["a", "b"]), "{label}");
+        assert_eq!(r["head_name"], "cls", "{label}");
+        assert_close(label, &floats(&r["logits"]), &want, 1e-4);
+    }
+}
+
+#[test]
+fn a_bundle_predicts_exactly_as_its_parts_and_detects_changed_or_missing_files() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("bundle");
+    let mut seen = Vec::new();
+    export::export(
+        &spec(ExportFormat::Bundle, WeightFormat::Safetensors, &out),
+        &mut |p| {
+            seen.push(p.clone());
+            true
+        },
+    )
+    .unwrap();
+    // Progress: bytes only grow and end at the total.
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].bytes_written <= w[1].bytes_written));
+    let last = seen.last().unwrap();
+    assert!(last.bytes_written >= last.bytes_total * 9 / 10, "{last:?}");
+    assert!(
+        seen.iter()
+            .filter(|p| p.file == "model.safetensors")
+            .count()
+            > 10
+    );
+
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["labels"], json!(["neg", "neu", "pos"]));
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert_eq!(
+            manifest["files"][f]["sha256"].as_str().unwrap().len(),
+            64,
+            "{f}"
+        );
+    }
+
+    let parts = predict_json(&parts_args(&fusion_parts()));
+    let bundle_args = vec!["--bundle".to_string(), out.display().to_string()];
+    assert_eq!(
+        predict_json(&bundle_args),
+        parts,
+        "same JSON, to the last digit"
+    );
+
+    // One flipped byte in the weights, then a missing tokenizer.
+    let weights = out.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    let run = |args: &[String]| {
+        let o = bin()
+            .arg("predict")
+            .args(args)
+            .args(["--text", "x"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run(&bundle_args);
+    assert!(
+        err.contains("model.safetensors") && err.contains("changed or damaged"),
+        "{err}"
+    );
+    bytes[n - 3] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    std::fs::remove_file(out.join("tokenizer.json")).unwrap();
+    let err = run(&bundle_args);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("listed in manifest.json"),
+        "{err}"
+    );
+    // Truncated weights are caught the same way.
+    std::fs::write(&weights, &bytes[..n / 2]).unwrap();
+    let err = run(&bundle_args);
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn export_from_the_cli_refuses_an_existing_folder_unless_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("hub");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "mine").unwrap();
+    let mut args: Vec<String> = vec!["export".into()];
+    args.extend(parts_args(&fusion_parts()));
+    args.extend([
+        "--format".into(),
+        "adapterhub".into(),
+        "--weights".into(),
+        "bin".into(),
+    ]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    let o = bin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine"
+    );
+
+    let o = bin().args(&args).arg("--force").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("keep.txt").exists(), "replaced as a whole");
+    assert!(out.join("a").join("pytorch_adapter.bin").is_file());
+    assert!(out.join("adapter_setup.json").is_file());
+}
+
+#[test]
+fn an_export_interrupted_halfway_leaves_no_folder_and_keeps_the_old_one() {
+    let work = tempfile::tempdir().unwrap();
+    let leftovers = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    for format in [ExportFormat::AdapterHub, ExportFormat::Bundle] {
+        let out = work.path().join("out");
+        let mut calls = 0;
+        let mut stop_halfway = |p: &export::ExportProgress| {
+            calls += 1;
+            p.bytes_written * 2 < p.bytes_total
+        };
+        let err = export::export(
+            &spec(format, WeightFormat::Safetensors, &out),
+            &mut stop_halfway,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert!(calls >= 2, "stopped after some files were written");
+        assert!(!out.exists(), "{format:?}: no half folder");
+        assert!(
+            leftovers(work.path()).is_empty(),
+            "{:?}",
+            leftovers(work.path())
+        );
+
+        // With --force over an existing export, a cancelled one leaves the old one whole.
+        export::export(
+            &spec(format, WeightFormat::Safetensors, &out),
+            &mut no_progress(),
+        )
+        .unwrap();
+        let before = leftovers(&out);
+        let mut forced = spec(format, WeightFormat::Safetensors, &out);
+        forced.force = true;
+        let mut stop_halfway = |p: &export::ExportProgress| p.bytes_written * 2 < p.bytes_total;
+        assert!(export::export(&forced, &mut stop_halfway).is_err());
+        assert_eq!(leftovers(&out), before);
+        assert_eq!(leftovers(work.path()), ["out"]);
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+fn workspace_with_tiny_model(dir: &Path) -> Workspace {
+    let mut ws = Workspace::open(dir).unwrap();
+    ws.add_model(&fixtures().join("bert_tiny")).unwrap();
+    ws
+}
+
+fn copy_folder(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn folders_written_by_the_python_library_import_into_the_library() {
+    let work = tempfile::tempdir().unwrap();
+    let ws = workspace_with_tiny_model(&work.path().join("ws"));
+    // A fusion before its adapters is refused, naming the missing adapter.
+    let err = library::import(&ws, &adapters_dir().join("fusion_ab"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("adapter `a`") && err.contains("import it first"),
+        "{err}"
+    );
+
+    for name in ["a", "b", "fusion_ab", "head_cls"] {
+        let items = library::import(&ws, &adapters_dir().join(name)).unwrap();
+        assert_eq!(items.len(), 1, "{name}");
+        assert_eq!(items[0].source, Source::Imported);
+    }
+    let cards = library::scan(&ws);
+    let find = |a: Artifact, n: &str| cards.iter().find(|i| i.artifact == a && i.name == n);
+    let a = find(Artifact::Adapter, "a").expect("adapter a listed");
+    assert_eq!(a.model_type.as_deref(), Some("bert"));
+    assert!(a.method.starts_with("seq_bn"), "{}", a.method);
+    assert!(a.bytes > 0);
+    let fusion = find(Artifact::Fusion, "a,b").expect("fusion listed");
+    assert_eq!(fusion.adapter_names, ["a", "b"]);
+    assert!(find(Artifact::Head, "cls").is_some());
+    // The imported copies load like the originals.
+    let copied = PredictSpec {
+        adapters: vec![
+            a.dir.clone(),
+            find(Artifact::Adapter, "b").unwrap().dir.clone(),
+        ],
+        fusion: Some(fusion.dir.clone()),
+        head: find(Artifact::Head, "cls").unwrap().dir.clone(),
+        ..fusion_parts()
+    };
+    assert_eq!(
+        predict_json(&parts_args(&copied)),
+        predict_json(&parts_args(&fusion_parts()))
+    );
+
+    // An AdapterHub export (adapter_setup.json and sub-folders) imports as a whole, from the CLI.
+    let hub = work.path().join("hub");
+    export::export(
+        &spec(ExportFormat::AdapterHub, WeightFormat::Bin, &hub),
+        &mut no_progress(),
+    )
+    .unwrap();
+    let o = bin()
+        .args(["import", &hub.display().to_string(), "--workspace"])
+        .arg(&ws.root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("imported")).count(),
+        4,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_folder_with_problems_is_refused_with_every_problem_listed() {
+    let work = tempfile::tempdir().unwrap();
+    let ws = workspace_with_tiny_model(&work.path().join("ws"));
+
+    // Truncated weights.
+    let truncated = work.path().join("truncated");
+    copy_folder(&adapters_dir().join("a"), &truncated);
+    let w = truncated.join("adapter.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 3]).unwrap();
+    let err = library::import(&ws, &truncated).unwrap_err();
+    let Error::Refused { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("adapter.safetensors"), "{problems:?}");
+
+    // A config that does not match its weights: a different reduction factor changes every
+    // shape, and a head with a bad config field.
+    let mismatched = work.path().join("mismatched");
+    copy_folder(&adapters_dir().join("a"), &mismatched);
+    copy_folder(&adapters_dir().join("head_cls"), &mismatched);
+    edit_json(&mismatched.join("adapter_config.json"), |v| {
+        v["config"]["reduction_factor"] = json!(4)
+    });
+    edit_json(&mismatched.join("head_config.json"), |v| {
+        v["config"]["layers"] = json!("two")
+    });
+    let err = library::import(&ws, &mismatched).unwrap_err();
+    let Error::Refused { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let text = problems.join("\n");
+    assert!(problems.len() >= 4, "{text}");
+    assert!(
+        text.contains("has shape") && text.contains("adapter_down"),
+        "{text}"
+    );
+    assert!(
+        text.contains("head_config.json") && text.contains("layers"),
+        "{text}"
+    );
+
+    // Made for another base model.
+    let foreign = work.path().join("foreign");
+    copy_folder(&adapters_dir().join("a"), &foreign);
+    edit_json(&foreign.join("adapter_config.json"), |v| {
+        v["hidden_size"] = json!(768)
+    });
+    let err = library::import(&ws, &foreign).unwrap_err().to_string();
+    assert!(
+        err.contains("hidden size 768") && err.contains("no model in the workspace"),
+        "{err}"
+    );
+
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = library::import(&ws, &empty).unwrap_err().to_string();
+    assert!(err.contains("adapter_config.json"), "{err}");
+
+    // Nothing refused reached the library.
+    assert!(library::scan(&ws).is_empty());
+}
