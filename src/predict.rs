@@ -38,6 +38,12 @@ pub struct Prediction {
     /// The adapter names in the order of `fusion_attention`'s columns.
     #[serde(skip)]
     pub fusion_adapters: Vec<String>,
+    /// The layer index of each row of `fusion_attention`.
+    #[serde(skip)]
+    pub fusion_layers: Vec<usize>,
+    /// fusion_tokens[layer][token][adapter]: the weights at each of the example's tokens.
+    #[serde(skip)]
+    pub fusion_tokens: Option<Vec<Vec<Vec<f64>>>>,
     #[serde(skip)]
     pub tokens: Vec<String>,
 }
@@ -101,11 +107,14 @@ pub fn predict(
     let probs = head.probabilities(&logits);
     let mask = batch.attention_mask.to_kind(Kind::Float);
 
-    // Per-example mean fusion weights over real tokens: [batch, layers, adapters].
-    let (fusion_means, fusion_adapters) = match &model.setup {
+    // Per-example fusion weights: at each token [batch, layers, tokens, adapters], and their
+    // mean over real tokens [batch, layers, adapters].
+    let mut fusion_layers = Vec::new();
+    let (fusion_tokens, fusion_means, fusion_adapters) = match &model.setup {
         Some(s @ Setup::Fuse(_)) => {
             let name = s.name();
             let per_layer = fusion_weights_by_layer(&out.fusion, &name);
+            fusion_layers = per_layer.iter().map(|r| r.layer).collect();
             let m = mask.unsqueeze(-1);
             let means: Vec<Tensor> = per_layer
                 .iter()
@@ -114,14 +123,18 @@ pub fn predict(
                         / m.sum_dim_intlist(1, false, Kind::Float)
                 })
                 .collect();
-            let stacked = if means.is_empty() {
-                None
+            let (tokens, stacked) = if means.is_empty() {
+                (None, None)
             } else {
-                Some(Tensor::stack(&means, 1))
+                let probs: Vec<&Tensor> = per_layer.iter().map(|r| &r.probs).collect();
+                (
+                    Some(Tensor::stack(&probs, 1)),
+                    Some(Tensor::stack(&means, 1)),
+                )
             };
-            (stacked, model.fusions[&name].adapter_names.clone())
+            (tokens, stacked, model.fusions[&name].adapter_names.clone())
         }
-        _ => (None, Vec::new()),
+        _ => (None, None, Vec::new()),
     };
 
     let labels = &head.config.labels;
@@ -173,6 +186,17 @@ pub fn predict(
             Some(t) => Some(to_vec2(&t.get(i64i))?),
             None => None,
         };
+        let fusion_tokens = match &fusion_tokens {
+            Some(t) => {
+                let ex = t.get(i64i).narrow(1, 0, n_tokens);
+                Some(
+                    (0..ex.size()[0])
+                        .map(|l| to_vec2(&ex.get(l)))
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+            None => None,
+        };
         out_preds.push(Prediction {
             text: text.clone(),
             text_pair: pair.clone(),
@@ -181,6 +205,8 @@ pub fn predict(
             label,
             fusion_attention,
             fusion_adapters: fusion_adapters.clone(),
+            fusion_tokens,
+            fusion_layers: fusion_layers.clone(),
             tokens: batch.tokens[i].clone(),
         });
     }

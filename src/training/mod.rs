@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Columns, TaskType};
 use crate::error::Error;
 pub use run_dir::{AttentionRecord, EvalRecord, Record, RunDir, RunInfo, RunStatus, StepRecord};
-pub use trainer::{evaluate, evaluate_file, resume, train, EvalResult};
+pub use trainer::{evaluate, evaluate_file, load_splits, resume, train, EvalResult};
 
 /// What stage 1 trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

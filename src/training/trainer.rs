@@ -69,11 +69,9 @@ fn data_info(role: &str, ds: &Dataset) -> DataInfo {
     }
 }
 
-fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
-    // Every random initialisation (adapter, fusion, head) follows from the seed.
-    tch::manual_seed(cfg.seed as i64);
-    let base = BaseModel::load(&cfg.model, device)?;
-    let tokenizer = base.tokenizer.with_max_length(cfg.max_length)?;
+/// The run's train and validation sets, split as the trainer splits them, and a summary of
+/// the rows skipped (with `skip_bad_rows`).
+pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<String>)> {
     let spec = DataSpec {
         task: cfg.task,
         columns: cfg.columns.clone(),
@@ -86,6 +84,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     let (train, validation) = match &cfg.validation {
         Some(path) => {
             let v = Dataset::load_with_labels(path, &spec, &train.labels)?;
+            skipped.extend(v.skipped_summary());
             (train, Some(v))
         }
         None if cfg.validation_split > 0.0 => {
@@ -94,11 +93,17 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         }
         None => (train, None),
     };
+    Ok((train, validation, skipped))
+}
+
+fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
+    // Every random initialisation (adapter, fusion, head) follows from the seed.
+    tch::manual_seed(cfg.seed as i64);
+    let base = BaseModel::load(&cfg.model, device)?;
+    let tokenizer = base.tokenizer.with_max_length(cfg.max_length)?;
+    let (train, validation, skipped) = load_splits(cfg)?;
     let mut data = vec![data_info("train", &train)];
     data.extend(validation.iter().map(|v| data_info("validation", v)));
-    if cfg.validation.is_some() {
-        skipped.extend(validation.as_ref().and_then(Dataset::skipped_summary));
-    }
     let labels = train.labels.clone();
 
     let mut model = AdapterModel::new(base);

@@ -1,0 +1,291 @@
+//! Fusion attention as heatmaps: layers × adapters (mean over a validation set, per gold or
+//! predicted class, or for one input) and tokens × adapters for one layer; with the colour
+//! scale, CSV and PNG that the app's inspector shows and exports.
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::predict::Prediction;
+use crate::training::run_dir::AttentionRecord;
+
+/// A matrix with labelled rows and columns (values are fusion weights in [0, 1]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heatmap {
+    pub title: String,
+    pub row_name: String,
+    pub rows: Vec<String>,
+    pub cols: Vec<String>,
+    /// values[row][col]
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Which average of an evaluation's attention to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Mean,
+    Gold(String),
+    Predicted(String),
+}
+
+impl View {
+    pub fn label(&self) -> String {
+        match self {
+            View::Mean => "all validation examples".into(),
+            View::Gold(c) => format!("gold class `{c}`"),
+            View::Predicted(c) => format!("predicted class `{c}`"),
+        }
+    }
+}
+
+fn layer_rows(layers: &[usize]) -> Vec<String> {
+    layers.iter().map(|l| format!("layer {l}")).collect()
+}
+
+impl Heatmap {
+    /// The layers × adapters map of one evaluation in `view` (None for a class it has not seen).
+    pub fn of_record(rec: &AttentionRecord, view: &View) -> Option<Heatmap> {
+        let values = match view {
+            View::Mean => &rec.mean,
+            View::Gold(c) => rec.by_gold.get(c)?,
+            View::Predicted(c) => rec.by_predicted.get(c)?,
+        };
+        Some(Heatmap {
+            title: format!("step {}: {}", rec.step, view.label()),
+            row_name: "layer".into(),
+            rows: layer_rows(&rec.layers),
+            cols: rec.adapters.clone(),
+            values: values.clone(),
+        })
+    }
+
+    /// One input's layers × adapters map: its weights averaged over its tokens (the numbers
+    /// `predict --json` reports as `fusion_attention`).
+    pub fn of_prediction(p: &Prediction) -> Option<Heatmap> {
+        Some(Heatmap {
+            title: format!("“{}”", p.text),
+            row_name: "layer".into(),
+            rows: layer_rows(&p.fusion_layers),
+            cols: p.fusion_adapters.clone(),
+            values: p.fusion_attention.clone()?,
+        })
+    }
+
+    /// One input's tokens × adapters map at row `layer_row` of its layers.
+    pub fn of_tokens(p: &Prediction, layer_row: usize) -> Option<Heatmap> {
+        let values = p.fusion_tokens.as_ref()?.get(layer_row)?.clone();
+        let layer = p.fusion_layers.get(layer_row)?;
+        Some(Heatmap {
+            title: format!("layer {layer}, token by token"),
+            row_name: "token".into(),
+            rows: p.tokens.clone(),
+            cols: p.fusion_adapters.clone(),
+            values,
+        })
+    }
+
+    pub fn get(&self, row: usize, col: usize) -> f64 {
+        self.values
+            .get(row)
+            .and_then(|r| r.get(col))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Mean of each column (an adapter's average weight).
+    pub fn column_means(&self) -> Vec<f64> {
+        (0..self.cols.len())
+            .map(|c| {
+                let n = self.values.len().max(1) as f64;
+                self.values.iter().map(|r| r[c]).sum::<f64>() / n
+            })
+            .collect()
+    }
+
+    /// The same map with the columns ordered by mean weight, largest first.
+    pub fn sorted_by_mean(&self) -> Heatmap {
+        let means = self.column_means();
+        let mut order: Vec<usize> = (0..self.cols.len()).collect();
+        order.sort_by(|a, b| means[*b].total_cmp(&means[*a]));
+        Heatmap {
+            cols: order.iter().map(|&c| self.cols[c].clone()).collect(),
+            values: self
+                .values
+                .iter()
+                .map(|r| order.iter().map(|&c| r[c]).collect())
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// `row,adapter…` header and one line per row; values with 6 decimals.
+    pub fn to_csv(&self) -> String {
+        let quote = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let mut out = quote(&self.row_name);
+        for c in &self.cols {
+            out.push(',');
+            out.push_str(&quote(c));
+        }
+        out.push('\n');
+        for (r, row) in self.rows.iter().zip(&self.values) {
+            out.push_str(&quote(r));
+            for v in row {
+                out.push_str(&format!(",{v:.6}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A PNG of the cells (`cell_px` square each) with a colour bar below (0 at the left,
+    /// 1 at the right); labels are in the CSV.
+    pub fn to_png(&self, cell_px: u32) -> Result<Vec<u8>> {
+        let cols = self.cols.len().max(1) as u32;
+        let rows = self.rows.len().max(1) as u32;
+        let width = cols * cell_px;
+        let bar_px = (cell_px / 2).max(6);
+        let height = rows * cell_px + 2 + bar_px;
+        let mut rgb = vec![255u8; (width * height * 3) as usize];
+        let mut put = |x: u32, y: u32, c: [u8; 3]| {
+            let i = ((y * width + x) * 3) as usize;
+            rgb[i..i + 3].copy_from_slice(&c);
+        };
+        for y in 0..rows * cell_px {
+            for x in 0..width {
+                let v = self.get((y / cell_px) as usize, (x / cell_px) as usize);
+                put(x, y, colour(v));
+            }
+        }
+        for y in rows * cell_px + 2..height {
+            for x in 0..width {
+                put(x, y, colour(x as f64 / (width.max(2) - 1) as f64));
+            }
+        }
+        let mut png_bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut png_bytes, width, height);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc
+                .write_header()
+                .map_err(|e| Error::Invalid(format!("PNG: {e}")))?;
+            w.write_image_data(&rgb)
+                .map_err(|e| Error::Invalid(format!("PNG: {e}")))?;
+        }
+        Ok(png_bytes)
+    }
+
+    /// Writes `to_png` or `to_csv` by the file's extension, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = match path.extension().and_then(|e| e.to_str()) {
+            Some("png") => self.to_png(24)?,
+            Some("csv") => self.to_csv().into_bytes(),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{}: save a heatmap as .png or .csv",
+                    path.display()
+                )))
+            }
+        };
+        crate::io::write_atomic(path, &bytes)
+    }
+}
+
+/// The colour of a weight in [0, 1] on the viridis scale (dark blue → green → yellow), which
+/// stays readable in grey and for colour-blind readers; NaN is grey.
+pub fn colour(value: f64) -> [u8; 3] {
+    const STOPS: [[f64; 3]; 6] = [
+        [68.0, 1.0, 84.0],
+        [65.0, 68.0, 135.0],
+        [42.0, 120.0, 142.0],
+        [34.0, 168.0, 132.0],
+        [122.0, 209.0, 81.0],
+        [253.0, 231.0, 37.0],
+    ];
+    if value.is_nan() {
+        return [128, 128, 128];
+    }
+    let t = value.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f64;
+    let mut out = [0u8; 3];
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = (STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * f).round() as u8;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AttentionRecord {
+        AttentionRecord {
+            step: 7,
+            adapters: vec!["a".into(), "b".into(), "c".into()],
+            layers: vec![0, 1],
+            mean: vec![vec![0.2, 0.5, 0.3], vec![0.1, 0.1, 0.8]],
+            by_gold: [(
+                "pos".to_string(),
+                vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]],
+            )]
+            .into_iter()
+            .collect(),
+            by_predicted: Default::default(),
+        }
+    }
+
+    #[test]
+    fn views_of_a_record_pick_the_matching_average() {
+        let r = record();
+        let m = Heatmap::of_record(&r, &View::Mean).unwrap();
+        assert_eq!(m.rows, ["layer 0", "layer 1"]);
+        assert_eq!(m.get(1, 2), 0.8);
+        let g = Heatmap::of_record(&r, &View::Gold("pos".into())).unwrap();
+        assert_eq!(g.get(0, 0), 1.0);
+        assert!(Heatmap::of_record(&r, &View::Predicted("pos".into())).is_none());
+    }
+
+    #[test]
+    fn sorting_orders_adapters_by_mean_weight_and_keeps_cells_with_their_adapter() {
+        let s = Heatmap::of_record(&record(), &View::Mean)
+            .unwrap()
+            .sorted_by_mean();
+        assert_eq!(s.cols, ["c", "b", "a"]);
+        assert_eq!(s.values[1], [0.8, 0.1, 0.1]);
+    }
+
+    #[test]
+    fn csv_has_a_header_and_one_line_per_layer() {
+        let csv = Heatmap::of_record(&record(), &View::Mean).unwrap().to_csv();
+        assert_eq!(
+            csv,
+            "layer,a,b,c\nlayer 0,0.200000,0.500000,0.300000\nlayer 1,0.100000,0.100000,0.800000\n"
+        );
+    }
+
+    #[test]
+    fn png_decodes_to_the_cell_colours() {
+        let h = Heatmap::of_record(&record(), &View::Mean).unwrap();
+        let bytes = h.to_png(4).unwrap();
+        let dec = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = dec.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (12, 8 + 2 + 6));
+        // Pixel (x=9, y=5) lies in row 1, column 2: weight 0.8.
+        let i = ((5 * info.width + 9) * 3) as usize;
+        assert_eq!(&buf[i..i + 3], &colour(0.8));
+    }
+
+    #[test]
+    fn colour_scale_runs_from_dark_to_bright() {
+        let lum = |c: [u8; 3]| 0.3 * c[0] as f64 + 0.59 * c[1] as f64 + 0.11 * c[2] as f64;
+        let steps: Vec<f64> = (0..=10).map(|i| lum(colour(i as f64 / 10.0))).collect();
+        assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    }
+}

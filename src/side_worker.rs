@@ -1,0 +1,240 @@
+//! The second worker thread: one-off jobs for the app — predictions for the attention
+//! inspector and the playground, validation examples, exports and imports — so that they
+//! never wait behind a training on the main worker, and no tensor lives on the UI thread.
+//! Loaded models are kept (keyed by their folders and the files' modification times), so a
+//! second question to the same model is answered at once.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::adapter_model::AdapterModel;
+use crate::error::{Error, Result};
+use crate::export::{self, ExportProgress, ExportReport, ExportSpec};
+use crate::library::{self, Item};
+use crate::predict::{self, PredictSpec, Prediction};
+use crate::training::{load_splits, TrainConfig};
+use crate::workspace::Workspace;
+
+/// A model to ask, with the name the app shows for it.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub label: String,
+    pub spec: PredictSpec,
+}
+
+/// A validation example as the inspector lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExampleRow {
+    /// 1-based line in the file.
+    pub line: usize,
+    pub text: String,
+    pub pair: Option<String>,
+    /// The gold label(s), as text.
+    pub gold: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum SideCommand {
+    Predict {
+        id: u64,
+        probes: Vec<Probe>,
+        texts: Vec<(String, Option<String>)>,
+    },
+    /// The validation examples of a run's settings (at most `limit`).
+    Examples {
+        id: u64,
+        config: Box<TrainConfig>,
+        limit: usize,
+    },
+    Export {
+        id: u64,
+        spec: Box<ExportSpec>,
+    },
+    Import {
+        id: u64,
+        workspace: PathBuf,
+        dir: PathBuf,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub enum SideEvent {
+    /// One result per probe, in order.
+    Predictions {
+        id: u64,
+        results: Vec<(String, std::result::Result<Vec<Prediction>, String>)>,
+    },
+    Examples {
+        id: u64,
+        result: std::result::Result<Vec<ExampleRow>, String>,
+    },
+    ExportProgress {
+        id: u64,
+        progress: ExportProgress,
+    },
+    Exported {
+        id: u64,
+        result: std::result::Result<ExportReport, String>,
+    },
+    Imported {
+        id: u64,
+        result: std::result::Result<Vec<Item>, String>,
+    },
+}
+
+pub struct SideWorker {
+    commands: Sender<SideCommand>,
+    pub events: Receiver<SideEvent>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SideWorker {
+    pub fn spawn(wake: impl Fn() + Send + 'static) -> Result<SideWorker> {
+        let (commands, rx) = bounded::<SideCommand>(32);
+        let (tx, events) = bounded::<SideEvent>(256);
+        let handle = std::thread::Builder::new()
+            .name("adapter-studio-side".into())
+            .spawn(move || {
+                let mut models: HashMap<String, AdapterModel> = HashMap::new();
+                while let Ok(command) = rx.recv() {
+                    let event = match command {
+                        SideCommand::Shutdown => return,
+                        SideCommand::Predict { id, probes, texts } => SideEvent::Predictions {
+                            id,
+                            results: probes
+                                .iter()
+                                .map(|p| {
+                                    let r = run_probe(&mut models, &p.spec, &texts)
+                                        .map_err(|e| e.to_string());
+                                    (p.label.clone(), r)
+                                })
+                                .collect(),
+                        },
+                        SideCommand::Examples { id, config, limit } => SideEvent::Examples {
+                            id,
+                            result: examples(&config, limit).map_err(|e| e.to_string()),
+                        },
+                        SideCommand::Export { id, spec } => {
+                            let mut last = u64::MAX;
+                            let result = export::export(&spec, &mut |p| {
+                                let percent = p.bytes_written * 100 / p.bytes_total.max(1);
+                                if percent != last {
+                                    last = percent;
+                                    let _ = tx.send(SideEvent::ExportProgress {
+                                        id,
+                                        progress: p.clone(),
+                                    });
+                                    wake();
+                                }
+                                true
+                            });
+                            SideEvent::Exported {
+                                id,
+                                result: result.map_err(|e| e.to_string()),
+                            }
+                        }
+                        SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
+                            id,
+                            result: Workspace::open(&workspace)
+                                .and_then(|ws| library::import(&ws, &dir))
+                                .map_err(|e| e.to_string()),
+                        },
+                    };
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                    wake();
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start a worker thread: {e}")))?;
+        Ok(SideWorker {
+            commands,
+            events,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn send(&self, command: SideCommand) -> Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| Error::Invalid("the side worker thread has stopped".into()))
+    }
+}
+
+impl Drop for SideWorker {
+    fn drop(&mut self) {
+        let _ = self.commands.send(SideCommand::Shutdown);
+        while self.events.try_recv().is_ok() {}
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Modification times of every file in the spec's folders: a retrained fusion or head
+/// (its best checkpoint saved again) gives a new key and is loaded afresh.
+fn cache_key(spec: &PredictSpec) -> String {
+    let mut key = format!("{spec:?}");
+    let dirs = spec
+        .adapters
+        .iter()
+        .chain(spec.fusion.iter())
+        .chain(std::iter::once(&spec.head));
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                key.push_str(&format!("|{:?}", t));
+            }
+        }
+    }
+    key
+}
+
+fn run_probe(
+    models: &mut HashMap<String, AdapterModel>,
+    spec: &PredictSpec,
+    texts: &[(String, Option<String>)],
+) -> Result<Vec<Prediction>> {
+    let key = cache_key(spec);
+    if !models.contains_key(&key) {
+        // Keep a handful: each holds a base model.
+        if models.len() >= 4 {
+            models.clear();
+        }
+        models.insert(key.clone(), predict::load(spec)?);
+    }
+    let model = models
+        .get(&key)
+        .ok_or_else(|| Error::Invalid("model cache".into()))?;
+    predict::predict(model, texts)
+}
+
+/// The run's validation examples (the trainer's split), as text.
+pub fn examples(config: &TrainConfig, limit: usize) -> Result<Vec<ExampleRow>> {
+    use crate::data::{Target, Text};
+    let (train, validation, _) = load_splits(config)?;
+    let set = validation.unwrap_or(train);
+    let label = |i: usize| set.labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+    Ok(set
+        .examples
+        .iter()
+        .take(limit)
+        .map(|e| ExampleRow {
+            line: e.line,
+            text: match &e.text {
+                Text::Plain(s) => s.clone(),
+                Text::Words(w) => w.join(" "),
+            },
+            pair: e.pair.clone(),
+            gold: match &e.target {
+                Target::Class(c) => label(*c),
+                Target::Classes(cs) => cs.iter().map(|c| label(*c)).collect::<Vec<_>>().join("|"),
+                Target::Value(v) => format!("{v}"),
+                Target::Tags(t) => t.iter().map(|c| label(*c)).collect::<Vec<_>>().join(" "),
+            },
+        })
+        .collect())
+}
