@@ -35,6 +35,9 @@ pub struct Prediction {
     /// fusion_attention[layer][adapter]: mean over the example's non-padding tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fusion_attention: Option<Vec<Vec<f64>>>,
+    /// The head's label names in id order (the order of `probabilities`).
+    #[serde(skip)]
+    pub labels: Vec<String>,
     /// The adapter names in the order of `fusion_attention`'s columns.
     #[serde(skip)]
     pub fusion_adapters: Vec<String>,
@@ -204,6 +207,7 @@ pub fn predict(
             probabilities: probs_v.unwrap_or(Value::Null),
             label,
             fusion_attention,
+            labels: labels.clone(),
             fusion_adapters: fusion_adapters.clone(),
             fusion_tokens,
             fusion_layers: fusion_layers.clone(),

@@ -1,7 +1,12 @@
 //! The desktop app (eframe/egui): a thin layer over the library. Every tensor lives on the
 //! worker thread; the UI sends `Command`s and reads `WorkerEvent`s each frame.
+mod adapters_ui;
 mod datasets_ui;
+mod export_ui;
+mod heatmap_ui;
+mod inspector_ui;
 mod models_ui;
+mod playground_ui;
 mod runs_ui;
 #[cfg(test)]
 mod tests;
@@ -10,11 +15,16 @@ mod wizard_ui;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use adapter_studio::worker::{Command, Worker};
+use adapter_studio::side_worker::{SideCommand, SideEvent, SideWorker};
+use adapter_studio::worker::{Command, Worker, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
+use adapters_ui::LibraryView;
 use datasets_ui::DatasetsView;
+use export_ui::ExportView;
+use inspector_ui::InspectorView;
 use models_ui::ModelsView;
+use playground_ui::PlaygroundView;
 use runs_ui::RunsView;
 use wizard_ui::Wizard;
 
@@ -24,14 +34,20 @@ pub enum Screen {
     Datasets,
     Train,
     Runs,
+    Adapters,
+    Inspect,
+    Playground,
 }
 
 impl Screen {
-    const ALL: [Screen; 4] = [
+    const ALL: [Screen; 7] = [
         Screen::Models,
         Screen::Datasets,
         Screen::Train,
         Screen::Runs,
+        Screen::Adapters,
+        Screen::Inspect,
+        Screen::Playground,
     ];
     fn title(self) -> &'static str {
         match self {
@@ -39,6 +55,9 @@ impl Screen {
             Screen::Datasets => "Datasets",
             Screen::Train => "Train",
             Screen::Runs => "Runs",
+            Screen::Adapters => "Adapters",
+            Screen::Inspect => "Inspect",
+            Screen::Playground => "Playground",
         }
     }
     fn shortcut(self) -> egui::Key {
@@ -47,6 +66,9 @@ impl Screen {
             Screen::Datasets => egui::Key::Num2,
             Screen::Train => egui::Key::Num3,
             Screen::Runs => egui::Key::Num4,
+            Screen::Adapters => egui::Key::Num5,
+            Screen::Inspect => egui::Key::Num6,
+            Screen::Playground => egui::Key::Num7,
         }
     }
 }
@@ -59,6 +81,13 @@ pub struct StudioApp {
     datasets: DatasetsView,
     wizard: Wizard,
     runs: RunsView,
+    /// Predictions, exports and imports, off the UI thread and never behind a training.
+    side: SideWorker,
+    next_request: u64,
+    library: LibraryView,
+    inspector: InspectorView,
+    playground: PlaygroundView,
+    export: ExportView,
     /// Slowest recent frame of our own UI code, for the status bar and the frame-time log.
     frame_ms: FrameTimes,
 }
@@ -87,8 +116,11 @@ impl FrameTimes {
 
 impl StudioApp {
     /// The app on workspace `ws`; `wake` asks the UI for a repaint (from the worker thread).
-    pub fn new(ws: Workspace, wake: impl Fn() + Send + 'static) -> anyhow::Result<Self> {
-        let worker = Worker::spawn(wake)?;
+    pub fn new(ws: Workspace, wake: impl Fn() + Send + Sync + 'static) -> anyhow::Result<Self> {
+        let wake = std::sync::Arc::new(wake);
+        let side_wake = wake.clone();
+        let worker = Worker::spawn(move || wake())?;
+        let side = SideWorker::spawn(move || side_wake())?;
         let runs = RunsView::load(&ws);
         let screen = if ws.state.models.is_empty() {
             Screen::Models
@@ -105,8 +137,83 @@ impl StudioApp {
             models: ModelsView::default(),
             datasets: DatasetsView::default(),
             runs,
+            side,
+            next_request: 0,
+            library: LibraryView::default(),
+            inspector: InspectorView::default(),
+            playground: PlaygroundView::default(),
+            export: ExportView::default(),
             frame_ms: FrameTimes::default(),
         })
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    fn send_side(&mut self, command: SideCommand) {
+        if let Err(e) = self.side.send(command) {
+            self.runs.message = Some(e.to_string());
+        }
+    }
+
+    /// Hands a side worker's answer to the view that asked (stale answers are dropped).
+    fn on_side_event(&mut self, event: SideEvent) {
+        match event {
+            SideEvent::Predictions { id, mut results } => {
+                if self.inspector.example_pending == Some(id) {
+                    self.inspector.example_pending = None;
+                    match results.pop().map(|(_, r)| r) {
+                        Some(Ok(mut preds)) if !preds.is_empty() => {
+                            self.inspector.example = Some(preds.remove(0));
+                        }
+                        Some(Err(e)) => self.inspector.message = Some(Err(e)),
+                        _ => {}
+                    }
+                } else if self.playground.pending == Some(id) {
+                    self.playground.pending = None;
+                    self.playground.results = results;
+                }
+            }
+            SideEvent::Examples { id, result } => {
+                if self.inspector.examples_pending == Some(id) {
+                    self.inspector.examples_pending = None;
+                    match result {
+                        Ok(rows) => self.inspector.examples = rows,
+                        Err(e) => self.inspector.message = Some(Err(e)),
+                    }
+                }
+            }
+            SideEvent::ExportProgress { id, progress } => {
+                if self.export.pending == Some(id) {
+                    self.export.progress = Some(progress);
+                }
+            }
+            SideEvent::Exported { id, result } => {
+                if self.export.pending == Some(id) {
+                    self.export.pending = None;
+                    self.export.message = Some(result.map(|r| {
+                        format!(
+                            "Exported {} files ({:.1} MB) to {}",
+                            r.files.len(),
+                            r.bytes() as f64 / 1e6,
+                            r.out.display()
+                        )
+                    }));
+                }
+            }
+            SideEvent::Imported { id, result } => {
+                if self.library.import_pending == Some(id) {
+                    self.library.import_pending = None;
+                    self.library.stale = true;
+                    self.library.message = Some(result.map(|items| {
+                        let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+                        format!("Imported {}", names.join(", "))
+                    }));
+                }
+            }
+        }
     }
 
     /// Writes the duration of every frame (ms, one per line) to `path`.
@@ -142,7 +249,17 @@ impl StudioApp {
     pub fn root_ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
         while let Ok(event) = self.worker.events.try_recv() {
+            if matches!(
+                event,
+                WorkerEvent::Ended { .. } | WorkerEvent::Training { .. }
+            ) {
+                // New or better artifacts: the adapter library re-reads its cards.
+                self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
+            }
             self.runs.on_event(event);
+        }
+        while let Ok(event) = self.side.events.try_recv() {
+            self.on_side_event(event);
         }
         let ctx = ui.ctx().clone();
         for s in Screen::ALL {
@@ -160,7 +277,11 @@ impl StudioApp {
             Screen::Datasets => self.datasets_ui(ui),
             Screen::Train => self.wizard_ui(ui),
             Screen::Runs => self.runs_ui(ui),
+            Screen::Adapters => self.adapters_ui(ui),
+            Screen::Inspect => self.inspector_ui(ui),
+            Screen::Playground => self.playground_ui(ui),
         });
+        self.export_dialog_ui(ui);
         if self.runs.active().is_some() {
             // Elapsed time and ETA move even between worker events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));

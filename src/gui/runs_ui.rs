@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
+use adapter_studio::training::run_dir::AttentionRecord;
 use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
@@ -31,6 +32,8 @@ pub struct RunEntry {
     pub error: Option<String>,
     pub log: Vec<String>,
     pub overlay: bool,
+    /// Fusion attention of each evaluation so far (`attention.jsonl`, then live events).
+    pub attention: Vec<AttentionRecord>,
 }
 
 impl RunEntry {
@@ -50,6 +53,7 @@ impl RunEntry {
             error: None,
             log: Vec::new(),
             overlay: false,
+            attention: Vec::new(),
         }
     }
 
@@ -67,6 +71,8 @@ impl RunEntry {
         }
         self.records =
             adapter_studio::training::run_dir::read_jsonl(&run.metrics()).unwrap_or_default();
+        self.attention =
+            adapter_studio::training::run_dir::read_jsonl(&run.attention()).unwrap_or_default();
         self.log = self
             .records
             .iter()
@@ -244,6 +250,7 @@ impl RunsView {
                     e.session = Some((start_step, Instant::now()));
                     // A resumed run rewrote its records after the checkpoint.
                     e.records.retain(|r| r.step() <= start_step);
+                    e.attention.retain(|a| a.step <= start_step);
                     e.log.push(format!(
                         "{train_examples} training / {validation_examples} validation examples, {total_steps} steps, {trainable_parameters} trainable parameters{}",
                         if start_step > 0 { format!(", resumed at step {start_step}") } else { String::new() }
@@ -253,9 +260,10 @@ impl RunsView {
                     e.reload_info_only();
                 }
                 Event::Step(r) => e.records.push(Record::Train(r)),
-                Event::Eval(r, _) => {
+                Event::Eval(r, attention) => {
                     e.log.push(eval_line(&r));
                     e.records.push(Record::Eval(r));
+                    e.attention.extend(attention);
                 }
                 Event::Checkpoint { step } => e.log.push(format!("checkpoint at step {step}")),
             },
@@ -421,6 +429,9 @@ impl StudioApp {
         ui.label(r.dir.display().to_string());
         let mut command = None;
         let mut delete = false;
+        let mut export = false;
+        let mut inspect = false;
+        let inspectable = super::inspector_ui::is_fusion(r);
         ui.horizontal(|ui| {
             if phase == Phase::Running
                 && ui
@@ -444,10 +455,29 @@ impl StudioApp {
             if phase == Phase::Idle && ui.button("Delete").clicked() {
                 delete = true;
             }
+            if phase == Phase::Idle
+                && sel.join("head").is_dir()
+                && ui
+                    .button("Export…")
+                    .on_hover_text("AdapterHub folders or a self-contained bundle")
+                    .clicked()
+            {
+                export = true;
+            }
+            if inspectable && ui.button("Inspect attention").clicked() {
+                inspect = true;
+            }
             ui.checkbox(&mut self.runs.log_scale, "Log scale");
         });
         if delete {
             self.runs.confirm_delete = Some(sel.clone());
+        }
+        if export {
+            self.export.open(&self.ws.root.join("exports"), &sel);
+        }
+        if inspect {
+            self.inspector.select_run(sel.clone());
+            self.screen = super::Screen::Inspect;
         }
         if let Some(c) = command {
             if matches!(c, Command::Resume { .. }) {

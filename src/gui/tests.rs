@@ -187,3 +187,180 @@ fn the_review_page_shows_the_equivalent_command() {
         assert!(command.contains(part), "{part} missing from {command}");
     }
 }
+
+/// Clicks the widget labelled `label` and lets the app draw what follows (a change made while
+/// drawing shows in the next frame).
+fn click(h: &mut Harness<'static, StudioApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.step();
+}
+
+fn fixture_adapter(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bert_tiny_adapters")
+        .join(name)
+}
+
+fn fusion_entry(app: &StudioApp) -> Option<&super::runs_ui::RunEntry> {
+    app.runs
+        .runs
+        .iter()
+        .find(|r| super::inspector_ui::is_fusion(r))
+}
+
+#[test]
+fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    let mut h = harness(app);
+    h.get_by_label("Adapters").click();
+    h.step();
+    assert!(h.query_by_label_contains("No adapters yet").is_some());
+    for name in ["a", "b", "c"] {
+        h.state_mut().library.import_input.clear();
+        type_into(
+            &mut h,
+            "Adapter folder",
+            &fixture_adapter(name).to_string_lossy(),
+        );
+        h.get_by_label("Import").click();
+        h.step();
+        step_until(&mut h, "the import", |a| a.library.import_pending.is_none());
+    }
+    assert_eq!(
+        h.state().library.items.len(),
+        3,
+        "three cards; {:?}",
+        h.state().library.message
+    );
+    for name in ["a", "b", "c"] {
+        h.get_by_label(&format!("Fuse {name}")).click();
+        h.step();
+    }
+    assert!(h.query_by_label("Remove a from fusion").is_some());
+    h.step();
+    h.get_by_label("Compose fusion…").click();
+    h.step();
+    assert_eq!(h.state().screen, Screen::Train);
+    h.step();
+    let form = &mut h.state_mut().wizard.form;
+    form.epochs = 40;
+    form.batch_size = 8;
+    form.eval_every = Some(4);
+    form.patience = None;
+    h.get_by_label("4 Review").click();
+    h.step();
+    let app = h.state();
+    let command = app
+        .wizard
+        .config(&app.ws)
+        .unwrap()
+        .command_line(Path::new("out"));
+    assert!(command.starts_with("adapter-studio fuse"), "{command}");
+    h.get_by_label("Start training").click();
+    h.step();
+
+    // The heatmap follows the evaluations while the fusion trains.
+    h.get_by_label("Inspect").click();
+    step_until(&mut h, "a first evaluation", |a| {
+        fusion_entry(a).is_some_and(|r| !r.attention.is_empty())
+    });
+    let n = fusion_entry(h.state()).unwrap().attention.len();
+    assert!(h
+        .query_by_label_contains(&format!("Evaluation {n} of {n}"))
+        .is_some());
+    step_until(&mut h, "another evaluation", |a| {
+        fusion_entry(a).is_some_and(|r| r.attention.len() > n)
+    });
+    let m = fusion_entry(h.state()).unwrap().attention.len();
+    assert!(
+        h.query_by_label_contains(&format!("Evaluation {m} of {m}"))
+            .is_some(),
+        "the map moved on to the newest evaluation"
+    );
+    // Replay: an earlier evaluation.
+    h.state_mut().inspector.eval_index = Some(0);
+    h.step();
+    assert!(h.query_by_label_contains("Evaluation 1 of").is_some());
+
+    // One typed example, token by token.
+    type_into(&mut h, "Your own example", "a fine film");
+    h.get_by_label("Show map").click();
+    step_until(&mut h, "the example's map", |a| {
+        a.inspector.example.is_some()
+    });
+    let example = h.state().inspector.example.clone().unwrap();
+    assert_eq!(example.fusion_adapters, ["a", "b", "c"]);
+    assert!(example.fusion_tokens.is_some());
+
+    // Stop, then export the fusion run as a bundle from the Runs screen.
+    // The sidebar marks a running training with a dot.
+    let runs = if h.query_by_label("Runs •").is_some() {
+        "Runs •"
+    } else {
+        "Runs"
+    };
+    h.get_by_label(runs).click();
+    h.step();
+    h.step();
+    if h.query_by_label("Stop").is_some() {
+        h.get_by_label("Stop").click();
+    }
+    step_until(&mut h, "the run to end", |a| {
+        fusion_entry(a).is_some_and(|r| matches!(r.status(), "stopped" | "finished"))
+    });
+    h.get_by_label("Export…").click();
+    // A new window is measured, invisibly, in its first frame.
+    h.step();
+    h.step();
+    h.get_by_label("Bundle").click();
+    h.step();
+    let bundle = dir.path().join("exported-bundle");
+    h.state_mut().export.path = bundle.display().to_string();
+    h.step();
+    click(&mut h, "Export now");
+    step_until(&mut h, "the export", |a| a.export.pending.is_none());
+    assert!(
+        matches!(h.state().export.message, Some(Ok(_))),
+        "{:?}",
+        h.state().export.message
+    );
+    let model = adapter_studio::bundle::load(&bundle, tch::Device::Cpu).unwrap();
+    assert_eq!(model.adapters.len(), 3);
+
+    // The same folder again asks before replacing it.
+    click(&mut h, "AdapterHub folders");
+    h.state_mut().export.path = bundle.display().to_string();
+    h.step();
+    click(&mut h, "Export now");
+    assert!(h.query_by_label("Replace").is_some());
+    h.step();
+    click(&mut h, "Replace");
+    step_until(&mut h, "the replacing export", |a| {
+        a.export.pending.is_none()
+    });
+    assert!(
+        bundle.join("adapter_setup.json").is_file(),
+        "{:?}",
+        h.state().export.message
+    );
+    assert!(
+        !bundle.join("manifest.json").exists(),
+        "replaced as a whole"
+    );
+    h.get_by_label("Close").click();
+    h.step();
+
+    // The playground compares the fusion with what else there is.
+    h.get_by_label("Playground").click();
+    h.step();
+    type_into(&mut h, "Text", "a dull film");
+    h.get_by_label("Predict").click();
+    step_until(&mut h, "the playground", |a| {
+        a.playground.pending.is_none() && !a.playground.results.is_empty()
+    });
+    let (label, result) = &h.state().playground.results[0];
+    assert_eq!(label, "fusion");
+    assert!(result.is_ok(), "{result:?}");
+}

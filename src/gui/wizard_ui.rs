@@ -40,7 +40,12 @@ pub struct Wizard {
     pub message: Option<String>,
     /// Header of the chosen dataset's train file (read once per file).
     columns: Option<(PathBuf, Result<Vec<String>, String>)>,
+    /// Adapter folders to fuse: non-empty makes this a stage-2 (AdapterFusion) run.
+    pub fusion: Vec<PathBuf>,
 }
+
+const HELP_FUSION: &str = "dynamic: query, key and value matrices per layer, value initialised \
+to the identity and kept near it by a regulariser (the paper's best); static: no value matrix.";
 
 const HELP_METHOD: &str = "seq_bn: Pfeiffer adapter after each FFN (the AdapterFusion paper's); \
 double_seq_bn: Houlsby adapters after attention and FFN; par_bn: parallel adapter; \
@@ -58,7 +63,23 @@ impl Wizard {
             preset_name: String::new(),
             message: None,
             columns: None,
+            fusion: Vec::new(),
         }
+    }
+
+    /// Switches to an AdapterFusion over `adapters` with the paper's stage-2 settings, on the
+    /// data page (the target task comes next).
+    pub fn start_fusion(&mut self, adapters: Vec<PathBuf>) {
+        self.form = TrainConfig::fusion(PathBuf::new(), PathBuf::new(), adapters.clone());
+        self.fusion = adapters;
+        self.name.clear();
+        self.page = Page::Data;
+    }
+
+    /// Back to training single adapters.
+    pub fn stop_fusion(&mut self) {
+        self.fusion.clear();
+        self.form = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), self.method);
     }
 
     /// The run's full settings from the choices; None until a model and a dataset are picked.
@@ -71,17 +92,31 @@ impl Wizard {
         c.validation = data.validation.clone();
         c.task = data.task;
         c.columns = data.columns.clone();
-        c.stage = Stage::Adapter {
-            method: self.method,
-            reduction_factor: match c.stage {
-                Stage::Adapter {
-                    reduction_factor, ..
-                } => reduction_factor,
-                Stage::Fusion { .. } => None,
-            },
+        c.stage = if self.fusion.is_empty() {
+            Stage::Adapter {
+                method: self.method,
+                reduction_factor: match c.stage {
+                    Stage::Adapter {
+                        reduction_factor, ..
+                    } => reduction_factor,
+                    Stage::Fusion { .. } => None,
+                },
+            }
+        } else {
+            Stage::Fusion {
+                adapters: self.fusion.clone(),
+                fusion_config: match &c.stage {
+                    Stage::Fusion { fusion_config, .. } => fusion_config.clone(),
+                    Stage::Adapter { .. } => "dynamic".into(),
+                },
+            }
         };
         c.name = if self.name.trim().is_empty() {
-            data.name.clone()
+            if self.fusion.is_empty() {
+                data.name.clone()
+            } else {
+                format!("{}-fusion", data.name)
+            }
         } else {
             self.name.trim().to_string()
         };
@@ -105,7 +140,19 @@ fn field_ui<T: egui::emath::Numeric>(
 
 impl StudioApp {
     pub(super) fn wizard_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Train an adapter");
+        if self.wizard.fusion.is_empty() {
+            ui.heading("Train an adapter");
+        } else {
+            ui.horizontal(|ui| {
+                ui.heading(format!(
+                    "Train an AdapterFusion over {} adapters",
+                    self.wizard.fusion.len()
+                ));
+                if ui.button("Train a single adapter instead").clicked() {
+                    self.wizard.stop_fusion();
+                }
+            });
+        }
         ui.horizontal(|ui| {
             for p in Page::ALL {
                 if ui
@@ -220,7 +267,50 @@ impl StudioApp {
         });
     }
 
+    fn fusion_method_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label("Adapters (frozen):");
+        for dir in &self.wizard.fusion {
+            ui.monospace(dir.display().to_string());
+        }
+        if ui.button("Change adapters…").clicked() {
+            self.library.chosen = self.wizard.fusion.clone();
+            self.screen = Screen::Adapters;
+        }
+        ui.horizontal(|ui| {
+            if let Stage::Fusion { fusion_config, .. } = &mut self.wizard.form.stage {
+                egui::ComboBox::from_label("Fusion")
+                    .selected_text(fusion_config.as_str())
+                    .show_ui(ui, |ui| {
+                        ui.selectable_value(fusion_config, "dynamic".to_string(), "dynamic");
+                        ui.selectable_value(fusion_config, "static".to_string(), "static");
+                    })
+                    .response
+                    .on_hover_text(HELP_FUSION);
+            }
+            if ui
+                .button("Paper defaults")
+                .on_hover_text(
+                    "lr 5e-5, 10 epochs, batch 32, dynamic fusion with the value regulariser",
+                )
+                .clicked()
+            {
+                self.wizard.form =
+                    TrainConfig::fusion(PathBuf::new(), PathBuf::new(), self.wizard.fusion.clone());
+            }
+        });
+        ui.label(egui::RichText::new(HELP_FUSION).weak().small());
+    }
+
     fn wizard_method_ui(&mut self, ui: &mut egui::Ui) {
+        if !self.wizard.fusion.is_empty() {
+            self.fusion_method_ui(ui);
+        } else {
+            self.adapter_method_ui(ui);
+        }
+        self.hyper_parameters_ui(ui);
+    }
+
+    fn adapter_method_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             egui::ComboBox::from_label("Method")
                 .selected_text(self.wizard.method.as_str())
@@ -236,10 +326,14 @@ impl StudioApp {
             }
         });
         ui.label(egui::RichText::new(HELP_METHOD).weak().small());
+    }
+
+    fn hyper_parameters_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            let label = ui.label("Adapter name");
+            let label = ui.label("Run name");
             ui.add(
-                egui::TextEdit::singleline(&mut self.wizard.name).hint_text("the dataset's name"),
+                egui::TextEdit::singleline(&mut self.wizard.name)
+                    .hint_text("from the dataset's name"),
             )
             .labelled_by(label.id);
         });
@@ -248,10 +342,19 @@ impl StudioApp {
             field_ui(
                 ui,
                 "Learning rate",
-                "Peak learning rate of AdamW; the paper uses 1e-4 for adapters.",
+                "Peak learning rate of AdamW; the paper uses 1e-4 for adapters, 5e-5 for fusion.",
                 &mut f.lr,
                 1e-5,
             );
+            let mut every = f.eval_every.unwrap_or(0);
+            field_ui(
+                ui,
+                "Evaluate every",
+                "Steps between evaluations (and fusion heatmap updates); 0 = at each epoch end.",
+                &mut every,
+                1.0,
+            );
+            f.eval_every = (every > 0).then_some(every);
             field_ui(
                 ui,
                 "Epochs",

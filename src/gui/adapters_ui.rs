@@ -1,0 +1,260 @@
+//! Adapters screen: the adapter library as cards (trained here, imported, or in the Hugging
+//! Face cache), importing AdapterHub folders, and the fusion composer: pick adapters, then
+//! continue in the training wizard with the target data and the paper's fusion settings.
+use std::path::PathBuf;
+
+use adapter_studio::hub::Artifact;
+use adapter_studio::library::{self, Item, Source};
+use adapter_studio::model::ModelConfig;
+use adapter_studio::side_worker::SideCommand;
+
+use super::{message_ui, path_input_ui, Screen, StudioApp};
+
+#[derive(Default)]
+pub struct LibraryView {
+    pub items: Vec<Item>,
+    /// Re-read the library before the next frame that shows it.
+    pub stale: bool,
+    /// The adapters chosen for the fusion, in order (their folders).
+    pub chosen: Vec<PathBuf>,
+    pub import_input: String,
+    pub import_pending: Option<u64>,
+    pub message: Option<Result<String, String>>,
+    scanned: bool,
+}
+
+fn kind(a: Artifact) -> &'static str {
+    match a {
+        Artifact::Adapter => "adapter",
+        Artifact::Fusion => "fusion",
+        Artifact::Head => "head",
+    }
+}
+
+fn source_text(s: &Source) -> String {
+    match s {
+        Source::Run { run_id } => format!("trained in run {run_id}"),
+        Source::Imported => "imported".into(),
+        Source::HfCache => "Hugging Face cache".into(),
+    }
+}
+
+impl StudioApp {
+    /// The base model a fusion would run on: the wizard's chosen one.
+    fn composer_model(&mut self) -> Option<(usize, ModelConfig)> {
+        let i = self.wizard.model?;
+        let path = self.ws.state.models.get(i)?.path.clone();
+        let summary = self.models.details(&path).as_ref().ok()?;
+        Some((i, summary.config.clone()))
+    }
+
+    pub(super) fn import_adapter_folder(&mut self, dir: PathBuf) {
+        let id = self.next_id();
+        self.library.import_pending = Some(id);
+        self.library.message = Some(Ok(format!("Checking {} …", dir.display())));
+        self.send_side(SideCommand::Import {
+            id,
+            workspace: self.ws.root.clone(),
+            dir,
+        });
+    }
+
+    pub(super) fn adapters_ui(&mut self, ui: &mut egui::Ui) {
+        if self.library.stale || !self.library.scanned {
+            self.library.items = library::scan(&self.ws);
+            self.library.stale = false;
+            self.library.scanned = true;
+        }
+        egui::Panel::right("composer")
+            .resizable(true)
+            .default_size(320.0)
+            .show(ui, |ui| self.composer_ui(ui));
+        ui.heading("Adapters");
+        ui.label("Adapters, fusions and heads trained in this workspace, imported, or found in the Hugging Face cache.");
+        ui.horizontal(|ui| {
+            if ui.button("Import folder…").clicked() {
+                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                    self.import_adapter_folder(dir);
+                }
+            }
+            if let Some(dir) = path_input_ui(
+                ui,
+                "Adapter folder",
+                "an AdapterHub adapter, fusion or head folder",
+                "Import",
+                &mut self.library.import_input,
+            ) {
+                self.import_adapter_folder(dir);
+            }
+            if self.library.import_pending.is_some() {
+                ui.spinner();
+            }
+        });
+        message_ui(ui, &self.library.message);
+        ui.separator();
+        if self.library.items.is_empty() {
+            ui.label(
+                "No adapters yet. Train one on the Train screen, or import an AdapterHub folder.",
+            );
+            if ui.button("Go to Train").clicked() {
+                self.screen = Screen::Train;
+            }
+            return;
+        }
+        let model = self.composer_model();
+        let mut toggle = None;
+        let mut inspect = None;
+        egui::ScrollArea::vertical()
+            .id_salt("cards")
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    for item in &self.library.items {
+                        let chosen = self.library.chosen.contains(&item.dir);
+                        let problem = model
+                            .as_ref()
+                            .and_then(|(_, cfg)| item.incompatibility(cfg));
+                        let frame = egui::Frame::group(ui.style()).fill(if chosen {
+                            ui.visuals().selection.bg_fill.gamma_multiply(0.4)
+                        } else {
+                            ui.visuals().faint_bg_color
+                        });
+                        frame.show(ui, |ui| {
+                            ui.set_width(230.0);
+                            ui.vertical(|ui| {
+                                ui.horizontal(|ui| {
+                                    ui.strong(&item.name);
+                                    ui.label(egui::RichText::new(kind(item.artifact)).weak());
+                                });
+                                ui.label(&item.method);
+                                ui.label(format!(
+                                    "base: {} · hidden {}",
+                                    item.model_type.as_deref().unwrap_or("?"),
+                                    item.hidden_size.map_or("?".into(), |h| h.to_string())
+                                ))
+                                .on_hover_text(item.model_name.clone().unwrap_or_default());
+                                ui.label(format!(
+                                    "{:.1} KB · {}",
+                                    item.bytes as f64 / 1024.0,
+                                    source_text(&item.source)
+                                ));
+                                if let Some(task) = &item.task {
+                                    ui.label(format!("task: {task}"));
+                                }
+                                if let Some((k, v)) = &item.best_metric {
+                                    ui.label(format!("best {k}: {v:.3}"));
+                                }
+                                if let Some(p) = &problem {
+                                    ui.colored_label(
+                                        ui.visuals().warn_fg_color,
+                                        format!("incompatible: {p}"),
+                                    );
+                                }
+                                match item.artifact {
+                                    Artifact::Adapter => {
+                                        let label = if chosen {
+                                            format!("Remove {} from fusion", item.name)
+                                        } else {
+                                            format!("Fuse {}", item.name)
+                                        };
+                                        let button = ui.add_enabled(
+                                            problem.is_none() || chosen,
+                                            egui::Button::new(label),
+                                        );
+                                        if button.clicked() {
+                                            toggle = Some(item.dir.clone());
+                                        }
+                                    }
+                                    Artifact::Fusion => {
+                                        if let Source::Run { run_id } = &item.source {
+                                            if ui.button(format!("Inspect {run_id}")).clicked() {
+                                                inspect = Some(self.ws.runs_dir().join(run_id));
+                                            }
+                                        }
+                                    }
+                                    Artifact::Head => {}
+                                }
+                            });
+                        });
+                    }
+                });
+            });
+        if let Some(dir) = toggle {
+            // The composer panel was drawn before the cards: show the change at once.
+            ui.ctx().request_repaint();
+            if let Some(i) = self.library.chosen.iter().position(|d| *d == dir) {
+                self.library.chosen.remove(i);
+            } else {
+                self.library.chosen.push(dir);
+            }
+        }
+        if let Some(run) = inspect {
+            self.inspector.select_run(run);
+            self.screen = Screen::Inspect;
+        }
+    }
+
+    fn composer_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Fusion composer");
+        ui.label("Click adapters to add them; AdapterFusion learns, layer by layer, how much to read from each.");
+        ui.separator();
+        let models = self.ws.state.models.clone();
+        if models.is_empty() {
+            ui.label("Add a base model first (Models screen).");
+            return;
+        }
+        let current = self
+            .wizard
+            .model
+            .and_then(|i| models.get(i))
+            .map_or("choose…".to_string(), |m| m.name.clone());
+        egui::ComboBox::from_label("Base model")
+            .selected_text(current)
+            .show_ui(ui, |ui| {
+                for (i, m) in models.iter().enumerate() {
+                    ui.selectable_value(&mut self.wizard.model, Some(i), &m.name);
+                }
+            });
+        ui.add_space(6.0);
+        if self.library.chosen.is_empty() {
+            ui.label(egui::RichText::new("No adapters chosen yet.").weak());
+        }
+        let mut remove = None;
+        let mut up = None;
+        for (i, dir) in self.library.chosen.iter().enumerate() {
+            let name = self
+                .library
+                .items
+                .iter()
+                .find(|it| it.dir == *dir)
+                .map_or_else(|| dir.display().to_string(), |it| it.name.clone());
+            ui.horizontal(|ui| {
+                ui.label(format!("{}. {name}", i + 1));
+                if i > 0 && ui.small_button("^").on_hover_text("Move up").clicked() {
+                    up = Some(i);
+                }
+                if ui.small_button("x").on_hover_text("Remove").clicked() {
+                    remove = Some(i);
+                }
+            });
+        }
+        if let Some(i) = remove {
+            self.library.chosen.remove(i);
+        }
+        if let Some(i) = up {
+            self.library.chosen.swap(i, i - 1);
+        }
+        ui.add_space(6.0);
+        let ready = self.library.chosen.len() >= 2 && self.wizard.model.is_some();
+        if !ready {
+            ui.label(egui::RichText::new("Choose a base model and at least two adapters.").weak());
+        }
+        if ui
+            .add_enabled(ready, egui::Button::new("Compose fusion…"))
+            .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
+            .clicked()
+        {
+            self.wizard.start_fusion(self.library.chosen.clone());
+            self.screen = Screen::Train;
+        }
+    }
+}

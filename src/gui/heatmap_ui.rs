@@ -1,0 +1,135 @@
+//! Drawing a heatmap (layers × adapters or tokens × adapters) with its labels, the value in
+//! each cell, the value on hover, and a colour legend.
+use adapter_studio::inspect::{colour, Heatmap};
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
+
+fn rgb(v: f64) -> Color32 {
+    let [r, g, b] = colour(v);
+    Color32::from_rgb(r, g, b)
+}
+
+/// Draws `map`; cells are `cell_h` pixels high (smaller for token maps).
+pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
+    let font = FontId::proportional(11.0);
+    let label_w = map
+        .rows
+        .iter()
+        .map(|r| r.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 22) as f32
+        * 6.5
+        + 8.0;
+    let cell_w = 64.0;
+    let header_h = 20.0;
+    let size = Vec2::new(
+        label_w + cell_w * map.cols.len() as f32,
+        header_h + cell_h * map.rows.len() as f32,
+    );
+    let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
+    let painter = ui.painter_at(rect);
+    let text_colour = ui.visuals().text_color();
+    let origin = rect.min;
+    for (c, name) in map.cols.iter().enumerate() {
+        let short: String = name.chars().take(10).collect();
+        painter.text(
+            origin + Vec2::new(label_w + cell_w * (c as f32 + 0.5), header_h / 2.0),
+            Align2::CENTER_CENTER,
+            short,
+            font.clone(),
+            text_colour,
+        );
+    }
+    for (r, name) in map.rows.iter().enumerate() {
+        let y = header_h + cell_h * r as f32;
+        let short: String = name.chars().take(22).collect();
+        painter.text(
+            origin + Vec2::new(label_w - 6.0, y + cell_h / 2.0),
+            Align2::RIGHT_CENTER,
+            short,
+            font.clone(),
+            text_colour,
+        );
+        for c in 0..map.cols.len() {
+            let v = map.get(r, c);
+            let min = origin + Vec2::new(label_w + cell_w * c as f32, y);
+            let cell = Rect::from_min_size(min, Vec2::new(cell_w, cell_h));
+            painter.rect_filled(cell.shrink(0.5), 0.0, rgb(v));
+            if cell_h >= 14.0 {
+                // Dark text on the bright end of the scale, light text on the dark end.
+                let ink = if v > 0.6 {
+                    Color32::BLACK
+                } else {
+                    Color32::WHITE
+                };
+                painter.text(
+                    cell.center(),
+                    Align2::CENTER_CENTER,
+                    format!("{v:.2}"),
+                    FontId::monospace(10.0),
+                    ink,
+                );
+            }
+        }
+    }
+    if let Some(pos) = response.hover_pos() {
+        let local = pos - origin - Vec2::new(label_w, header_h);
+        if local.x >= 0.0 && local.y >= 0.0 {
+            let (c, r) = ((local.x / cell_w) as usize, (local.y / cell_h) as usize);
+            if r < map.rows.len() && c < map.cols.len() {
+                let cell = Rect::from_min_size(
+                    origin + Vec2::new(label_w + cell_w * c as f32, header_h + cell_h * r as f32),
+                    Vec2::new(cell_w, cell_h),
+                );
+                painter.rect_stroke(
+                    cell,
+                    0.0,
+                    Stroke::new(2.0, Color32::WHITE),
+                    egui::StrokeKind::Inside,
+                );
+                response.on_hover_text_at_pointer(format!(
+                    "{} · {}: {:.4}",
+                    map.rows[r],
+                    map.cols[c],
+                    map.get(r, c)
+                ));
+            }
+        }
+    }
+    legend_ui(ui, label_w);
+}
+
+/// The colour scale from 0 to 1.
+fn legend_ui(ui: &mut egui::Ui, indent: f32) {
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(indent + 200.0, 26.0), Sense::hover());
+    let painter = ui.painter_at(rect);
+    let bar = Rect::from_min_size(rect.min + Vec2::new(indent, 2.0), Vec2::new(200.0, 10.0));
+    let steps = 50;
+    for i in 0..steps {
+        let x0 = bar.min.x + bar.width() * i as f32 / steps as f32;
+        let x1 = bar.min.x + bar.width() * (i + 1) as f32 / steps as f32;
+        painter.rect_filled(
+            Rect::from_min_max(Pos2::new(x0, bar.min.y), Pos2::new(x1, bar.max.y)),
+            0.0,
+            rgb((i as f64 + 0.5) / steps as f64),
+        );
+    }
+    let font = FontId::proportional(10.0);
+    let c = ui.visuals().text_color();
+    for (t, label) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1 (fusion weight)")] {
+        let align = if t == 1.0 {
+            Align2::RIGHT_TOP
+        } else if t == 0.0 {
+            Align2::LEFT_TOP
+        } else {
+            Align2::CENTER_TOP
+        };
+        painter.text(
+            Pos2::new(bar.min.x + bar.width() * t, bar.max.y + 1.0),
+            align,
+            label,
+            font.clone(),
+            c,
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! Inspect screen: how a fusion reads its adapters. The layers × adapters map of each
+//! evaluation (overall, per gold or predicted class), live while the fusion trains, with a
+//! slider to replay past evaluations; one example's map and, for one layer, its tokens ×
+//! adapters map; PNG and CSV export.
+use std::path::{Path, PathBuf};
+
+use adapter_studio::export::parts_of_run;
+use adapter_studio::inspect::{Heatmap, View};
+use adapter_studio::predict::Prediction;
+use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand};
+use adapter_studio::training::Stage;
+
+use super::runs_ui::RunEntry;
+use super::{message_ui, Screen, StudioApp};
+
+pub struct InspectorView {
+    pub run: Option<PathBuf>,
+    pub view: View,
+    pub sorted: bool,
+    /// Index into the run's evaluations; None follows the latest.
+    pub eval_index: Option<usize>,
+    pub examples: Vec<ExampleRow>,
+    pub examples_for: Option<PathBuf>,
+    pub examples_pending: Option<u64>,
+    pub own_text: String,
+    pub example: Option<Prediction>,
+    pub example_pending: Option<u64>,
+    pub token_layer: usize,
+    pub save_path: String,
+    pub message: Option<Result<String, String>>,
+}
+
+impl Default for InspectorView {
+    fn default() -> Self {
+        InspectorView {
+            run: None,
+            view: View::Mean,
+            sorted: false,
+            eval_index: None,
+            examples: Vec::new(),
+            examples_for: None,
+            examples_pending: None,
+            own_text: String::new(),
+            example: None,
+            example_pending: None,
+            token_layer: 0,
+            save_path: String::new(),
+            message: None,
+        }
+    }
+}
+
+impl InspectorView {
+    pub fn select_run(&mut self, run: PathBuf) {
+        if self.run.as_ref() != Some(&run) {
+            *self = InspectorView {
+                run: Some(run),
+                sorted: self.sorted,
+                save_path: self.save_path.clone(),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+pub(super) fn is_fusion(r: &RunEntry) -> bool {
+    r.info
+        .as_ref()
+        .is_some_and(|i| matches!(i.config.stage, Stage::Fusion { .. }))
+}
+
+/// The fusion runs to choose from, newest first; picks the newest when none is chosen.
+pub(super) fn fusion_run_picker_ui(
+    ui: &mut egui::Ui,
+    runs: &[RunEntry],
+    chosen: &mut Option<PathBuf>,
+) -> bool {
+    let fusions: Vec<&RunEntry> = runs.iter().rev().filter(|r| is_fusion(r)).collect();
+    if chosen
+        .as_ref()
+        .is_none_or(|c| !fusions.iter().any(|r| &r.dir == c))
+    {
+        *chosen = fusions.first().map(|r| r.dir.clone());
+    }
+    let before = chosen.clone();
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    egui::ComboBox::from_label("Fusion run")
+        .selected_text(chosen.as_deref().map_or("none".into(), name))
+        .show_ui(ui, |ui| {
+            for r in &fusions {
+                ui.selectable_value(
+                    chosen,
+                    Some(r.dir.clone()),
+                    format!("{} ({})", r.id, r.status()),
+                );
+            }
+        });
+    *chosen != before
+}
+
+impl StudioApp {
+    /// Asks the side worker for `text`'s prediction and attention from the run's fusion.
+    fn inspect_text(&mut self, run: &Path, text: String, pair: Option<String>) {
+        match parts_of_run(run) {
+            Ok(spec) => {
+                let id = self.next_id();
+                self.inspector.example_pending = Some(id);
+                self.send_side(SideCommand::Predict {
+                    id,
+                    probes: vec![Probe {
+                        label: "fusion".into(),
+                        spec,
+                    }],
+                    texts: vec![(text, pair)],
+                });
+            }
+            Err(e) => self.inspector.message = Some(Err(e.to_string())),
+        }
+    }
+
+    pub(super) fn inspector_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Fusion attention");
+        let mut run = self.inspector.run.clone();
+        let changed = fusion_run_picker_ui(ui, &self.runs.runs, &mut run);
+        let Some(run) = run else {
+            ui.label("No fusion run yet. Compose one on the Adapters screen: pick two or more adapters, then a target dataset.");
+            if ui.button("Go to Adapters").clicked() {
+                self.screen = Screen::Adapters;
+            }
+            return;
+        };
+        if changed || self.inspector.run.is_none() {
+            self.inspector.select_run(run.clone());
+        }
+        // The run's validation examples, once per run.
+        if self.inspector.examples_for.as_ref() != Some(&run) {
+            self.inspector.examples_for = Some(run.clone());
+            if let Some(info) = self
+                .runs
+                .runs
+                .iter()
+                .find(|r| r.dir == run)
+                .and_then(|r| r.info.clone())
+            {
+                let id = self.next_id();
+                self.inspector.examples_pending = Some(id);
+                self.send_side(SideCommand::Examples {
+                    id,
+                    config: Box::new(info.config),
+                    limit: 500,
+                });
+            }
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("inspector")
+            .show(ui, |ui| {
+                self.evaluation_map_ui(ui, &run);
+                ui.separator();
+                self.example_map_ui(ui, &run);
+            });
+    }
+
+    fn evaluation_map_ui(&mut self, ui: &mut egui::Ui, run: &Path) {
+        let Some(entry) = self.runs.runs.iter().find(|r| r.dir == run) else {
+            return;
+        };
+        let records = &entry.attention;
+        if records.is_empty() {
+            ui.label(format!(
+                "{}: no evaluation yet — the map appears at the first evaluation ({}).",
+                entry.id,
+                entry.status()
+            ));
+            return;
+        }
+        let v = &mut self.inspector;
+        let last = records.len() - 1;
+        let index = v.eval_index.unwrap_or(last).min(last);
+        let record = &records[index];
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Average over")
+                .selected_text(v.view.label())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut v.view, View::Mean, View::Mean.label());
+                    for c in record.by_gold.keys() {
+                        let view = View::Gold(c.clone());
+                        let label = view.label();
+                        ui.selectable_value(&mut v.view, view, label);
+                    }
+                    for c in record.by_predicted.keys() {
+                        let view = View::Predicted(c.clone());
+                        let label = view.label();
+                        ui.selectable_value(&mut v.view, view, label);
+                    }
+                });
+            ui.checkbox(&mut v.sorted, "Sort adapters by weight");
+        });
+        ui.horizontal(|ui| {
+            let mut i = index;
+            ui.label("Evaluation");
+            if ui
+                .add_enabled(
+                    last > 0,
+                    egui::Slider::new(&mut i, 0..=last.max(1)).show_value(false),
+                )
+                .changed()
+            {
+                v.eval_index = (i != last).then_some(i);
+            }
+            let mut follow = v.eval_index.is_none();
+            if ui.checkbox(&mut follow, "Follow latest").changed() {
+                v.eval_index = if follow { None } else { Some(index) };
+            }
+        });
+        ui.label(format!(
+            "Evaluation {} of {} (step {})",
+            index + 1,
+            records.len(),
+            record.step
+        ));
+        let Some(mut map) = Heatmap::of_record(record, &v.view) else {
+            ui.label(format!(
+                "No validation example with {} at this evaluation.",
+                v.view.label()
+            ));
+            return;
+        };
+        if v.sorted {
+            map = map.sorted_by_mean();
+        }
+        map.title = format!("{} — {}", entry.id, map.title);
+        ui.strong(&map.title);
+        super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
+        self.save_heatmap_ui(ui, &map);
+    }
+
+    fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap) {
+        let v = &mut self.inspector;
+        ui.horizontal(|ui| {
+            let label = ui.label("Save to");
+            ui.add(
+                egui::TextEdit::singleline(&mut v.save_path)
+                    .hint_text("folder/name (.png and .csv are added)")
+                    .desired_width(280.0),
+            )
+            .labelled_by(label.id);
+            let mut target = None;
+            if ui.button("Choose…").clicked() {
+                if let Some(p) = rfd::FileDialog::new()
+                    .set_file_name("fusion-attention")
+                    .save_file()
+                {
+                    v.save_path = p.with_extension("").display().to_string();
+                }
+            }
+            for ext in ["png", "csv"] {
+                if ui.button(format!("Save {}", ext.to_uppercase())).clicked()
+                    && !v.save_path.trim().is_empty()
+                {
+                    target = Some(PathBuf::from(v.save_path.trim()).with_extension(ext));
+                }
+            }
+            if let Some(path) = target {
+                v.message = Some(
+                    map.save(&path)
+                        .map(|_| format!("Saved {}", path.display()))
+                        .map_err(|e| e.to_string()),
+                );
+            }
+        });
+        message_ui(ui, &self.inspector.message);
+    }
+
+    fn example_map_ui(&mut self, ui: &mut egui::Ui, run: &Path) {
+        ui.heading("One example");
+        let mut ask: Option<(String, Option<String>)> = None;
+        ui.horizontal(|ui| {
+            let label = ui.label("Your own example");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.inspector.own_text)
+                    .hint_text("type a text")
+                    .desired_width(360.0),
+            )
+            .labelled_by(label.id);
+            let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Show map").clicked() || enter)
+                && !self.inspector.own_text.trim().is_empty()
+            {
+                ask = Some((self.inspector.own_text.trim().to_string(), None));
+            }
+            if self.inspector.example_pending.is_some() {
+                ui.spinner();
+            }
+        });
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            ui.label(format!(
+                "Validation examples ({})",
+                self.inspector.examples.len()
+            ));
+            if self.inspector.examples_pending.is_some() {
+                ui.spinner();
+            }
+            egui::ScrollArea::vertical()
+                .id_salt("examples")
+                .max_height(260.0)
+                .show(ui, |ui| {
+                    for e in &self.inspector.examples {
+                        let text = match &e.pair {
+                            Some(p) => format!("{} | {}", e.text, p),
+                            None => e.text.clone(),
+                        };
+                        let short: String = text.chars().take(80).collect();
+                        if ui
+                            .selectable_label(
+                                false,
+                                format!("[{}] line {}: {short}", e.gold, e.line),
+                            )
+                            .clicked()
+                        {
+                            ask = Some((e.text.clone(), e.pair.clone()));
+                        }
+                    }
+                });
+            let ui = &mut cols[1];
+            let v = &mut self.inspector;
+            match &v.example {
+                None => {
+                    ui.label("Pick an example or type one to see its own map.");
+                }
+                Some(p) => {
+                    ui.label(format!(
+                        "Prediction: {}",
+                        match &p.label {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        }
+                    ));
+                    if let Some(map) = Heatmap::of_prediction(p) {
+                        ui.strong(&map.title);
+                        super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
+                        let layers = map.rows.len().max(1);
+                        let mut layer = v.token_layer.min(layers - 1);
+                        ui.horizontal(|ui| {
+                            ui.label("Tokens at");
+                            egui::ComboBox::from_id_salt("token_layer")
+                                .selected_text(map.rows[layer].clone())
+                                .show_ui(ui, |ui| {
+                                    for (i, r) in map.rows.iter().enumerate() {
+                                        ui.selectable_value(&mut layer, i, r);
+                                    }
+                                });
+                        });
+                        if let Some(tokens) = Heatmap::of_tokens(p, layer) {
+                            super::heatmap_ui::heatmap_ui(ui, &tokens, 16.0);
+                        }
+                        v.token_layer = layer;
+                    }
+                }
+            }
+        });
+        if let Some((text, pair)) = ask {
+            self.inspect_text(run, text, pair);
+        }
+    }
+}

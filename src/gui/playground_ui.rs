@@ -1,0 +1,207 @@
+//! Playground: type a text (or a pair) and compare, side by side, what the fusion predicts,
+//! what each of its adapters predicts with its own head, and what a head on the bare base
+//! model predicts where the workspace has one for the same data; with the fusion's map for
+//! that input.
+use std::path::{Path, PathBuf};
+
+use adapter_studio::export::parts_of_run;
+use adapter_studio::inspect::Heatmap;
+use adapter_studio::predict::{PredictSpec, Prediction};
+use adapter_studio::side_worker::{Probe, SideCommand};
+use adapter_studio::training::{Method, Stage};
+
+use super::runs_ui::RunEntry;
+use super::{Screen, StudioApp};
+
+#[derive(Default)]
+pub struct PlaygroundView {
+    pub run: Option<PathBuf>,
+    pub text: String,
+    pub pair: String,
+    pub pending: Option<u64>,
+    pub results: Vec<(String, Result<Vec<Prediction>, String>)>,
+}
+
+/// The head that goes with an adapter folder: its run's head, or one saved beside it.
+fn head_for(adapter: &Path) -> Option<PathBuf> {
+    if adapter.join("head_config.json").is_file() {
+        return Some(adapter.to_path_buf());
+    }
+    let run_head = adapter.parent()?.join("head");
+    run_head
+        .join("head_config.json")
+        .is_file()
+        .then_some(run_head)
+}
+
+/// Every model the playground asks for a fusion run.
+pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, String> {
+    let fusion = parts_of_run(run).map_err(|e| e.to_string())?;
+    let mut probes = vec![Probe {
+        label: "fusion".into(),
+        spec: fusion.clone(),
+    }];
+    for dir in &fusion.adapters {
+        let Some(head) = head_for(dir) else { continue };
+        let name = adapter_studio::hub::read_adapter_config(dir)
+            .map(|(env, _)| env.name)
+            .unwrap_or_else(|_| dir.display().to_string());
+        probes.push(Probe {
+            label: format!("adapter {name}"),
+            spec: PredictSpec {
+                adapters: vec![dir.clone()],
+                fusion: None,
+                head,
+                ..fusion.clone()
+            },
+        });
+    }
+    let train = runs
+        .iter()
+        .find(|r| r.dir == run)
+        .and_then(|r| r.info.as_ref())
+        .map(|i| i.config.train.clone());
+    for r in runs {
+        let Some(info) = &r.info else { continue };
+        let head_only = matches!(
+            info.config.stage,
+            Stage::Adapter {
+                method: Method::HeadOnly,
+                ..
+            }
+        );
+        if head_only && Some(&info.config.train) == train.as_ref() {
+            if let Ok(spec) = parts_of_run(&r.dir) {
+                probes.push(Probe {
+                    label: format!("base + head ({})", r.id),
+                    spec,
+                });
+            }
+        }
+    }
+    Ok(probes)
+}
+
+fn probabilities_ui(ui: &mut egui::Ui, p: &Prediction, labels: &[String]) {
+    let label = match &p.label {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(regression)".into(),
+        other => other.to_string(),
+    };
+    ui.strong(format!("predicts {label}"));
+    if let serde_json::Value::Array(ps) = &p.probabilities {
+        for (i, v) in ps.iter().enumerate() {
+            let Some(x) = v.as_f64() else { continue };
+            let name = labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+            ui.add(
+                egui::ProgressBar::new(x as f32)
+                    .desired_width(180.0)
+                    .text(format!("{name} {x:.3}")),
+            );
+        }
+    }
+}
+
+impl StudioApp {
+    fn playground_predict(&mut self, run: &Path) {
+        let text = self.playground.text.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        let pair = Some(self.playground.pair.trim().to_string()).filter(|p| !p.is_empty());
+        match probes_for(run, &self.runs.runs) {
+            Ok(probes) => {
+                let id = self.next_id();
+                self.playground.pending = Some(id);
+                self.send_side(SideCommand::Predict {
+                    id,
+                    probes,
+                    texts: vec![(text, pair)],
+                });
+            }
+            Err(e) => self.playground.results = vec![("fusion".into(), Err(e))],
+        }
+    }
+
+    pub(super) fn playground_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Playground");
+        let mut run = self.playground.run.clone();
+        super::inspector_ui::fusion_run_picker_ui(ui, &self.runs.runs, &mut run);
+        self.playground.run = run.clone();
+        let Some(run) = run else {
+            ui.label("No fusion run yet. Compose one on the Adapters screen.");
+            if ui.button("Go to Adapters").clicked() {
+                self.screen = Screen::Adapters;
+            }
+            return;
+        };
+        let mut go = false;
+        ui.horizontal(|ui| {
+            let label = ui.label("Text");
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.playground.text)
+                        .hint_text("type a sentence")
+                        .desired_width(420.0),
+                )
+                .labelled_by(label.id);
+            go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        });
+        ui.horizontal(|ui| {
+            let label = ui.label("Text pair");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.playground.pair)
+                    .hint_text("optional second text (pair tasks)")
+                    .desired_width(420.0),
+            )
+            .labelled_by(label.id);
+        });
+        ui.horizontal(|ui| {
+            go |= ui
+                .button("Predict")
+                .on_hover_text("Enter in the text field")
+                .clicked();
+            if self.playground.pending.is_some() {
+                ui.spinner();
+                ui.label("loading models and predicting…");
+            }
+        });
+        if go {
+            self.playground_predict(&run);
+        }
+        ui.separator();
+        let mut fusion_pred = None;
+        egui::ScrollArea::horizontal()
+            .id_salt("probes")
+            .show(ui, |ui| {
+                ui.horizontal_top(|ui| {
+                    for (label, result) in &self.playground.results {
+                        egui::Frame::group(ui.style()).show(ui, |ui| {
+                            ui.set_width(220.0);
+                            ui.vertical(|ui| {
+                                ui.heading(label);
+                                match result {
+                                    Ok(preds) => {
+                                        if let Some(p) = preds.first() {
+                                            probabilities_ui(ui, p, &p.labels);
+                                            if label == "fusion" {
+                                                fusion_pred = Some(p.clone());
+                                            }
+                                        }
+                                    }
+                                    Err(e) => {
+                                        ui.colored_label(ui.visuals().error_fg_color, e);
+                                    }
+                                }
+                            });
+                        });
+                    }
+                });
+            });
+        if let Some(map) = fusion_pred.as_ref().and_then(Heatmap::of_prediction) {
+            ui.separator();
+            ui.strong(format!("Fusion attention for {}", map.title));
+            super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
+        }
+    }
+}
