@@ -56,6 +56,21 @@ impl AdapterModel {
         self.heads.insert(head.name.clone(), head);
     }
 
+    /// The setup a set of loaded parts implies: Fuse over the fusion's adapters when there is
+    /// a fusion, else a Stack of `order` (the adapters as given), else none.
+    pub fn activate_parts(&mut self, order: &[String], fusion: Option<FusionModule>) -> Result<()> {
+        let setup = match fusion {
+            Some(fusion) => {
+                let setup = Setup::fuse_of(&fusion.adapter_names);
+                self.fusions.insert(fusion.name.clone(), fusion);
+                Some(setup)
+            }
+            None if order.is_empty() => None,
+            None => Some(Setup::stack_of(order)),
+        };
+        self.set_setup(setup)
+    }
+
     /// Checks that every adapter (and fusion) the setup names is loaded.
     pub fn set_setup(&mut self, setup: Option<Setup>) -> Result<()> {
         if let Some(s) = &setup {

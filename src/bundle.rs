@@ -9,7 +9,6 @@ use serde_json::Value;
 use tch::{Device, Tensor};
 
 use crate::adapter_model::AdapterModel;
-use crate::adapters::Setup;
 use crate::error::{Error, Result};
 use crate::hub;
 use crate::io::weights;
@@ -126,19 +125,20 @@ pub fn load(dir: &Path, device: Device) -> Result<AdapterModel> {
         order.push(adapter.name.clone());
         model.add_adapter(adapter)?;
     }
-    let setup = match &manifest.fusion {
+    let fusion = match &manifest.fusion {
         Some(raw) => {
             let env = hub::envelope_from_value(&mpath, raw.clone())?;
-            let fusion =
-                hub::build_fusion(&env, &file, copy(&tensors), &model.base, &model.adapters)?;
-            let setup = Setup::fuse_of(&fusion.adapter_names);
-            model.fusions.insert(fusion.name.clone(), fusion);
-            Some(setup)
+            Some(hub::build_fusion(
+                &env,
+                &file,
+                copy(&tensors),
+                &model.base,
+                &model.adapters,
+            )?)
         }
-        None if order.is_empty() => None,
-        None => Some(Setup::stack_of(&order)),
+        None => None,
     };
-    model.set_setup(setup)?;
+    model.activate_parts(&order, fusion)?;
     let env = hub::envelope_from_value(&mpath, manifest.head.clone())?;
     let cfg = hub::parse_head_config(&env)?;
     let head = hub::build_head(&env, cfg, &file, tensors, &model.base, None)?;

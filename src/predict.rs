@@ -62,17 +62,11 @@ pub fn load(spec: &PredictSpec) -> Result<AdapterModel> {
         order.push(adapter.name.clone());
         model.add_adapter(adapter)?;
     }
-    let setup = match &spec.fusion {
-        Some(dir) => {
-            let fusion = hub::load_fusion(dir, &model.base, &model.adapters)?;
-            let setup = Setup::fuse_of(&fusion.adapter_names);
-            model.fusions.insert(fusion.name.clone(), fusion);
-            Some(setup)
-        }
-        None if order.is_empty() => None,
-        None => Some(Setup::stack_of(&order)),
+    let fusion = match &spec.fusion {
+        Some(dir) => Some(hub::load_fusion(dir, &model.base, &model.adapters)?),
+        None => None,
     };
-    model.set_setup(setup)?;
+    model.activate_parts(&order, fusion)?;
     let head = hub::load_head(&spec.head, &model.base, None)?;
     model.add_head(head);
     Ok(model)

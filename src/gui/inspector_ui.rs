@@ -104,7 +104,7 @@ pub(super) fn fusion_run_picker_ui(
 
 impl StudioApp {
     /// Asks the side worker for `text`'s prediction and attention from the run's fusion.
-    fn inspect_text(&mut self, run: &Path, text: String, pair: Option<String>) {
+    pub(super) fn inspect_text(&mut self, run: &Path, text: String, pair: Option<String>) {
         match parts_of_run(run) {
             Ok(spec) => {
                 let id = self.next_id();
@@ -136,9 +136,9 @@ impl StudioApp {
         if changed || self.inspector.run.is_none() {
             self.inspector.select_run(run.clone());
         }
-        // The run's validation examples, once per run.
+        // The run's validation examples, once per run (once it has its settings: a queued
+        // run has none yet).
         if self.inspector.examples_for.as_ref() != Some(&run) {
-            self.inspector.examples_for = Some(run.clone());
             if let Some(info) = self
                 .runs
                 .runs
@@ -146,6 +146,7 @@ impl StudioApp {
                 .find(|r| r.dir == run)
                 .and_then(|r| r.info.clone())
             {
+                self.inspector.examples_for = Some(run.clone());
                 let id = self.next_id();
                 self.inspector.examples_pending = Some(id);
                 self.send_side(SideCommand::Examples {

@@ -222,7 +222,9 @@ impl StudioApp {
         Ok(())
     }
 
-    /// `models`, `datasets`, `train`, `runs`, or `train:PAGE` for a wizard page (`train:review`).
+    /// A screen by name (`models`, …, `playground`); `train:PAGE` opens a wizard page
+    /// (`train:review`), `adapters:compose` chooses every adapter for a fusion, and
+    /// `inspect:TEXT` / `playground:TEXT` ask the newest fusion about TEXT (for screenshots).
     pub fn open_screen(&mut self, name: &str) {
         let (screen, page) = name.split_once(':').unwrap_or((name, ""));
         if let Some(s) = Screen::ALL
@@ -230,6 +232,38 @@ impl StudioApp {
             .find(|s| s.title().eq_ignore_ascii_case(screen))
         {
             self.screen = s;
+        }
+        let newest_fusion = self
+            .runs
+            .runs
+            .iter()
+            .rev()
+            .find(|r| inspector_ui::is_fusion(r))
+            .map(|r| r.dir.clone());
+        match (self.screen, newest_fusion) {
+            // Every adapter chosen for a fusion.
+            (Screen::Adapters, _) if page == "compose" => {
+                self.library.items = adapter_studio::library::scan(&self.ws);
+                self.library.chosen = self
+                    .library
+                    .items
+                    .iter()
+                    .filter(|i| i.artifact == adapter_studio::hub::Artifact::Adapter)
+                    .map(|i| i.dir.clone())
+                    .collect();
+            }
+            // A typed example, inspected or predicted at once.
+            (Screen::Inspect, Some(run)) if !page.is_empty() => {
+                self.inspector.select_run(run.clone());
+                self.inspector.own_text = page.to_string();
+                self.inspect_text(&run, page.to_string(), None);
+            }
+            (Screen::Playground, Some(run)) if !page.is_empty() => {
+                self.playground.run = Some(run.clone());
+                self.playground.text = page.to_string();
+                self.playground_predict(&run);
+            }
+            _ => {}
         }
         if let Some(p) = wizard_ui::Page::ALL
             .into_iter()

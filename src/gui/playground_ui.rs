@@ -103,7 +103,7 @@ fn probabilities_ui(ui: &mut egui::Ui, p: &Prediction, labels: &[String]) {
 }
 
 impl StudioApp {
-    fn playground_predict(&mut self, run: &Path) {
+    pub(super) fn playground_predict(&mut self, run: &Path) {
         let text = self.playground.text.trim().to_string();
         if text.is_empty() {
             return;

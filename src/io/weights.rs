@@ -75,6 +75,16 @@ fn to_safetensors_dtype(kind: Kind) -> Option<safetensors::Dtype> {
     })
 }
 
+/// The safetensors dtype of tensor `name` written to `path`.
+fn safetensors_dtype_of(path: &Path, name: &str, t: &Tensor) -> Result<safetensors::Dtype> {
+    to_safetensors_dtype(t.kind()).ok_or_else(|| {
+        Error::weights(
+            path,
+            format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
+        )
+    })
+}
+
 fn tensor_from_bytes(
     path: &Path,
     key: &str,
@@ -196,12 +206,7 @@ pub fn write_state_dict_with_metadata(
     if is_safetensors {
         let mut owned = Vec::with_capacity(tensors.len());
         for (name, t) in tensors {
-            let dtype = to_safetensors_dtype(t.kind()).ok_or_else(|| {
-                Error::weights(
-                    path,
-                    format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
-                )
-            })?;
+            let dtype = safetensors_dtype_of(path, name, t)?;
             let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
             owned.push((name.clone(), dtype, shape, tensor_bytes(t)));
         }
@@ -264,12 +269,7 @@ pub fn write_safetensors_streaming(
     header.insert("__metadata__".into(), serde_json::Value::Object(meta));
     let mut offset = 0u64;
     for (name, t) in tensors {
-        let dtype = to_safetensors_dtype(t.kind()).ok_or_else(|| {
-            Error::weights(
-                path,
-                format!("tensor `{name}`: unsupported kind {:?}", t.kind()),
-            )
-        })?;
+        let dtype = safetensors_dtype_of(path, name, t)?;
         let bytes = (t.numel() * t.kind().elt_size_in_bytes()) as u64;
         header.insert(
             name.clone(),
