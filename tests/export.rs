@@ -442,3 +442,69 @@ fn a_folder_with_problems_is_refused_with_every_problem_listed() {
     // Nothing refused reached the library.
     assert!(library::scan(&ws).is_empty());
 }
+
+#[test]
+fn a_trained_fusion_run_exports_from_the_cli_in_both_formats_with_the_same_outputs() {
+    use adapter_studio::training::{self, TrainConfig};
+    let work = tempfile::tempdir().unwrap();
+    let csv = work.path().join("reviews.csv");
+    let rows: String = (0..40)
+        .map(|i| {
+            format!(
+                "{} film number {i},{}\n",
+                ["a fine", "a dull"][i % 2],
+                ["pos", "neg"][i % 2]
+            )
+        })
+        .collect();
+    std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+    let mut cfg = TrainConfig::fusion(
+        fixtures().join("bert_tiny"),
+        csv,
+        vec![adapters_dir().join("a"), adapters_dir().join("b")],
+    );
+    cfg.device = "cpu".into();
+    cfg.batch_size = 8;
+    cfg.max_steps = Some(6);
+    cfg.validation_split = 0.25;
+    let run = work.path().join("run");
+    training::train(&cfg, &run, &mut |_| {}, &Default::default()).unwrap();
+
+    let export = |format: &str, out: &Path| {
+        let o = bin()
+            .args(["export", "--run"])
+            .arg(&run)
+            .args(["--format", format, "--weights", "bin", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (hub, bundle) = (work.path().join("hub"), work.path().join("bundle"));
+    export("adapterhub", &hub);
+    export("bundle", &bundle);
+
+    let parts = export::parts_of_run(&run).unwrap();
+    let want = predict_json(&parts_args(&parts));
+    assert_eq!(
+        predict_json(&["--bundle".into(), bundle.display().to_string()]),
+        want
+    );
+    let spec = json!({"model": fixtures().join("bert_tiny"), "setup_dir": hub, "texts": TEXTS});
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let ours: Vec<f64> = want["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect();
+    assert_close(
+        "trained fusion in Python",
+        &floats(&r["logits"]),
+        &ours,
+        1e-4,
+    );
+}
