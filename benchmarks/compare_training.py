@@ -8,8 +8,13 @@ one process after the other, on the same CSV with the same batch size and number
 Each child reports its training-loop time; the driver takes each child's peak RSS from
 os.wait4(). Prints a Markdown table with examples/s, peak RSS and the Rust/Python ratios.
 
+With --repeat N each case runs N rounds, the order of the two trainers alternating between
+rounds; the ratios reported are the medians of the per-round ratios (on a shared machine the
+speed drifts by several percent over minutes, which a single pair of runs cannot separate from
+a real difference).
+
 Usage (build first: cargo build --release):
-  .venv/bin/python benchmarks/compare_training.py [--rows 2000] [--max-steps N]
+  .venv/bin/python benchmarks/compare_training.py [--rows 2000] [--max-steps N] [--repeat N]
       [--json-out results.json] [--python-only]
 """
 
@@ -18,6 +23,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,36 +133,50 @@ def machine_info():
 
 
 def benchmark(a, data_dir, out_dir):
+    """Runs every case `a.repeat` times, alternating which trainer goes first (a shared or
+    throttled machine drifts over minutes); reports each run, and per case the median run of
+    each trainer and the median of the per-round ratios."""
     paths = write_datasets(data_dir, a.rows, a.data_seed)
     runs, ratios = [], []
     for dataset, padding, target in CASES:
-        by_impl = {}
         commands = [("python", python_command)]
         if not a.python_only:
             commands.append(("rust", rust_command))
-        for impl, command in commands:
-            cmd = command(a, paths[dataset], padding, out_dir / f"{dataset}-{impl}")
-            result, rss, others = run_child(cmd, a.verbose)
-            if others > 0.2:
-                print(f"warning: other processes kept {others:.1f} CPUs busy during this run: "
-                      "its timing is not clean", file=sys.stderr)
-            by_impl[impl] = {"dataset": dataset, "padding": padding, "impl": impl,
-                             "peak_rss_mib": round(rss, 1), "other_cpus_busy": round(others, 2),
-                             **{k: result[k] for k in RESULT_KEYS},
-                             "torch_threads": result.get("torch_threads")}
-            runs.append(by_impl[impl])
-        if "rust" in by_impl:
-            py, rs = by_impl["python"], by_impl["rust"]
+        rounds = []
+        for round_no in range(a.repeat):
+            by_impl = {}
+            order = commands if round_no % 2 == 0 else commands[::-1]
+            for impl, command in order:
+                cmd = command(a, paths[dataset], padding, out_dir / f"{dataset}-{impl}-{round_no}")
+                result, rss, others = run_child(cmd, a.verbose)
+                if others > 0.2:
+                    print(f"warning: other processes kept {others:.1f} CPUs busy during this run: "
+                          "its timing is not clean", file=sys.stderr)
+                by_impl[impl] = {"dataset": dataset, "padding": padding, "impl": impl,
+                                 "round": round_no, "peak_rss_mib": round(rss, 1),
+                                 "other_cpus_busy": round(others, 2),
+                                 **{k: result[k] for k in RESULT_KEYS},
+                                 "torch_threads": result.get("torch_threads")}
+                runs.append(by_impl[impl])
+            rounds.append(by_impl)
+        if a.python_only:
+            continue
+        for r in rounds:
+            py, rs = r["python"], r["rust"]
             if (py["steps"], py["examples"]) != (rs["steps"], rs["examples"]):
                 print(f"warning: {dataset}: steps/examples differ: python {py['steps']}/"
                       f"{py['examples']}, rust {rs['steps']}/{rs['examples']}", file=sys.stderr)
-            throughput = rs["examples_per_sec"] / py["examples_per_sec"]
-            memory = rs["peak_rss_mib"] / py["peak_rss_mib"]
-            ratios.append({"dataset": dataset, "padding": padding,
-                           "throughput_ratio": round(throughput, 3), "throughput_target": target,
-                           "throughput_ok": throughput >= target,
-                           "memory_ratio": round(memory, 3), "memory_target": MEMORY_TARGET,
-                           "memory_ok": memory < MEMORY_TARGET})
+        per_round = [r["rust"]["examples_per_sec"] / r["python"]["examples_per_sec"]
+                     for r in rounds]
+        memory = statistics.median(r["rust"]["peak_rss_mib"] / r["python"]["peak_rss_mib"]
+                                   for r in rounds)
+        throughput = statistics.median(per_round)
+        ratios.append({"dataset": dataset, "padding": padding,
+                       "throughput_ratio": round(throughput, 3),
+                       "throughput_ratio_per_round": [round(x, 3) for x in per_round],
+                       "throughput_target": target, "throughput_ok": throughput >= target,
+                       "memory_ratio": round(memory, 3), "memory_target": MEMORY_TARGET,
+                       "memory_ok": memory < MEMORY_TARGET})
     return runs, ratios
 
 
@@ -181,8 +201,10 @@ def markdown(report):
         lines += ["", "| dataset | padding | throughput Rust/Python (target) | "
                   "peak RSS Rust/Python (target) |", "|---|---|---|---|"]
         for r in report["ratios"]:
+            rounds = ", ".join(f"{x:.2f}" for x in r["throughput_ratio_per_round"])
             lines.append(f"| {r['dataset']} | {r['padding']} | {r['throughput_ratio']:.2f}x "
-                         f"(>= {r['throughput_target']}, {mark(r['throughput_ok'])}) | "
+                         f"(rounds: {rounds}; >= {r['throughput_target']}, "
+                         f"{mark(r['throughput_ok'])}) | "
                          f"{r['memory_ratio']:.2f}x (< {r['memory_target']}, "
                          f"{mark(r['memory_ok'])}) |")
     return "\n".join(lines)
@@ -203,6 +225,8 @@ def main():
     p.add_argument("--python-only", action="store_true", help="run only the Python library")
     p.add_argument("--json-out", type=Path, default=None, help="also write the results as JSON")
     p.add_argument("--verbose", action="store_true", help="show the children's stderr")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds per case, alternating which trainer runs first (ratios: median)")
     a = p.parse_args()
 
     if not a.python_only and not a.rust_bin.is_file():
@@ -219,7 +243,7 @@ def main():
               "settings": {"rows": a.rows, "batch_size": a.batch_size, "epochs": a.epochs,
                            "max_steps": a.max_steps or None, "max_length": int(MAX_LENGTH),
                            "lr": float(LR), "seed": int(SEED), "method": METHOD,
-                           "data_seed": a.data_seed},
+                           "data_seed": a.data_seed, "repeat": a.repeat},
               "runs": runs, "ratios": ratios}
     print(markdown(report))
     if a.json_out:
