@@ -90,9 +90,12 @@ fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)>
         }
         Artifact::Fusion => {
             let names = hub::fusion_adapter_names(env)?;
-            let kind = match &env.config {
-                serde_json::Value::String(s) => s.clone(),
-                _ => "custom".into(),
+            // Saved configs are objects; name them after the preset they match.
+            let cfg = crate::fusion::FusionConfig::from_json(&env.path, &env.config)?;
+            let kind = match (cfg.value, cfg.regularization, cfg.key && cfg.query) {
+                (true, true, true) => "dynamic",
+                (false, false, true) => "static",
+                _ => "custom",
             };
             (format!("fusion ({kind}) of {}", names.len()), names)
         }

@@ -341,6 +341,7 @@ fn folders_written_by_the_python_library_import_into_the_library() {
     assert!(a.bytes > 0);
     let fusion = find(Artifact::Fusion, "a,b").expect("fusion listed");
     assert_eq!(fusion.adapter_names, ["a", "b"]);
+    assert_eq!(fusion.method, "fusion (dynamic) of 2");
     assert!(find(Artifact::Head, "cls").is_some());
     // The imported copies load like the originals.
     let copied = PredictSpec {

@@ -23,6 +23,9 @@ pub struct LibraryView {
     scanned: bool,
 }
 
+/// A card's width plus the frame's margins and the gap to the next card.
+const CARD_SLOT_WIDTH: f32 = 230.0 + 24.0;
+
 fn kind(a: Artifact) -> &'static str {
     match a {
         Artifact::Adapter => "adapter",
@@ -107,76 +110,81 @@ impl StudioApp {
         egui::ScrollArea::vertical()
             .id_salt("cards")
             .show(ui, |ui| {
-                ui.horizontal_wrapped(|ui| {
-                    for item in &self.library.items {
-                        let chosen = self.library.chosen.contains(&item.dir);
-                        let problem = model
-                            .as_ref()
-                            .and_then(|(_, cfg)| item.incompatibility(cfg));
-                        let frame = egui::Frame::group(ui.style()).fill(if chosen {
-                            ui.visuals().selection.bg_fill.gamma_multiply(0.4)
-                        } else {
-                            ui.visuals().faint_bg_color
-                        });
-                        frame.show(ui, |ui| {
-                            ui.set_width(230.0);
-                            ui.vertical(|ui| {
-                                ui.horizontal(|ui| {
-                                    ui.strong(&item.name);
-                                    ui.label(egui::RichText::new(kind(item.artifact)).weak());
-                                });
-                                ui.label(&item.method);
-                                ui.label(format!(
-                                    "base: {} · hidden {}",
-                                    item.model_type.as_deref().unwrap_or("?"),
-                                    item.hidden_size.map_or("?".into(), |h| h.to_string())
-                                ))
-                                .on_hover_text(item.model_name.clone().unwrap_or_default());
-                                ui.label(format!(
-                                    "{:.1} KB · {}",
-                                    item.bytes as f64 / 1024.0,
-                                    source_text(&item.source)
-                                ));
-                                if let Some(task) = &item.task {
-                                    ui.label(format!("task: {task}"));
-                                }
-                                if let Some((k, v)) = &item.best_metric {
-                                    ui.label(format!("best {k}: {v:.3}"));
-                                }
-                                if let Some(p) = &problem {
-                                    ui.colored_label(
-                                        ui.visuals().warn_fg_color,
-                                        format!("incompatible: {p}"),
-                                    );
-                                }
-                                match item.artifact {
-                                    Artifact::Adapter => {
-                                        let label = if chosen {
-                                            format!("Remove {} from fusion", item.name)
-                                        } else {
-                                            format!("Fuse {}", item.name)
-                                        };
-                                        let button = ui.add_enabled(
-                                            problem.is_none() || chosen,
-                                            egui::Button::new(label),
-                                        );
-                                        if button.clicked() {
-                                            toggle = Some(item.dir.clone());
-                                        }
+                // Rows of as many cards as fit (wrapping cannot size a card before drawing it).
+                let per_row = ((ui.available_width() / CARD_SLOT_WIDTH) as usize).max(1);
+                for row in self.library.items.chunks(per_row) {
+                    ui.horizontal_top(|ui| {
+                        for item in row {
+                            let chosen = self.library.chosen.contains(&item.dir);
+                            let problem = model
+                                .as_ref()
+                                .and_then(|(_, cfg)| item.incompatibility(cfg));
+                            let frame = egui::Frame::group(ui.style()).fill(if chosen {
+                                ui.visuals().selection.bg_fill.gamma_multiply(0.4)
+                            } else {
+                                ui.visuals().faint_bg_color
+                            });
+                            frame.show(ui, |ui| {
+                                ui.set_width(230.0);
+                                ui.vertical(|ui| {
+                                    ui.horizontal(|ui| {
+                                        ui.strong(&item.name);
+                                        ui.label(egui::RichText::new(kind(item.artifact)).weak());
+                                    });
+                                    ui.label(&item.method);
+                                    ui.label(format!(
+                                        "base: {} · hidden {}",
+                                        item.model_type.as_deref().unwrap_or("?"),
+                                        item.hidden_size.map_or("?".into(), |h| h.to_string())
+                                    ))
+                                    .on_hover_text(item.model_name.clone().unwrap_or_default());
+                                    ui.label(format!(
+                                        "{:.1} KB · {}",
+                                        item.bytes as f64 / 1024.0,
+                                        source_text(&item.source)
+                                    ));
+                                    if let Some(task) = &item.task {
+                                        ui.label(format!("task: {task}"));
                                     }
-                                    Artifact::Fusion => {
-                                        if let Source::Run { run_id } = &item.source {
-                                            if ui.button(format!("Inspect {run_id}")).clicked() {
-                                                inspect = Some(self.ws.runs_dir().join(run_id));
+                                    if let Some((k, v)) = &item.best_metric {
+                                        ui.label(format!("best {k}: {v:.3}"));
+                                    }
+                                    if let Some(p) = &problem {
+                                        ui.colored_label(
+                                            ui.visuals().warn_fg_color,
+                                            format!("incompatible: {p}"),
+                                        );
+                                    }
+                                    match item.artifact {
+                                        Artifact::Adapter => {
+                                            let label = if chosen {
+                                                format!("Remove {} from fusion", item.name)
+                                            } else {
+                                                format!("Fuse {}", item.name)
+                                            };
+                                            let button = ui.add_enabled(
+                                                problem.is_none() || chosen,
+                                                egui::Button::new(label),
+                                            );
+                                            if button.clicked() {
+                                                toggle = Some(item.dir.clone());
                                             }
                                         }
+                                        Artifact::Fusion => {
+                                            if let Source::Run { run_id } = &item.source {
+                                                if ui.button(format!("Inspect {run_id}")).clicked()
+                                                {
+                                                    inspect = Some(self.ws.runs_dir().join(run_id));
+                                                }
+                                            }
+                                        }
+                                        Artifact::Head => {}
                                     }
-                                    Artifact::Head => {}
-                                }
+                                });
                             });
-                        });
-                    }
-                });
+                        }
+                    });
+                }
             });
         if let Some(dir) = toggle {
             // The composer panel was drawn before the cards: show the change at once.

@@ -281,13 +281,15 @@ impl StudioApp {
         let mut ask: Option<(String, Option<String>)> = None;
         ui.horizontal(|ui| {
             let label = ui.label("Your own example");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.inspector.own_text)
-                    .hint_text("type a text")
-                    .desired_width(360.0),
-            )
-            .labelled_by(label.id);
-            let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.inspector.own_text)
+                        .hint_text("type a text")
+                        .desired_width(360.0),
+                )
+                .labelled_by(label.id);
+            // Enter in the field (it loses focus on Enter) asks too.
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if (ui.button("Show map").clicked() || enter)
                 && !self.inspector.own_text.trim().is_empty()
             {
