@@ -26,6 +26,93 @@ pub struct LibraryView {
 /// A card's width plus the frame's margins and the gap to the next card.
 const CARD_SLOT_WIDTH: f32 = 230.0 + 24.0;
 
+/// What dragging a card carries: the adapter's folder.
+struct DraggedAdapter(PathBuf);
+
+enum CardAction {
+    Toggle,
+    Inspect(String),
+}
+
+/// One card of the library; `problem` says why it cannot be fused with the chosen model.
+/// A draggable card is dragged by its title row (the buttons below stay clickable).
+fn card_ui(
+    ui: &mut egui::Ui,
+    item: &Item,
+    chosen: bool,
+    draggable: bool,
+    problem: Option<&str>,
+) -> Option<CardAction> {
+    let mut action = None;
+    let frame = egui::Frame::group(ui.style()).fill(if chosen {
+        ui.visuals().selection.bg_fill.gamma_multiply(0.4)
+    } else {
+        ui.visuals().faint_bg_color
+    });
+    frame.show(ui, |ui| {
+        ui.set_width(230.0);
+        ui.vertical(|ui| {
+            let title = |ui: &mut egui::Ui| {
+                ui.horizontal(|ui| {
+                    ui.strong(&item.name);
+                    ui.label(egui::RichText::new(kind(item.artifact)).weak());
+                });
+            };
+            if draggable {
+                let id = egui::Id::unique(("library card", &item.dir));
+                ui.dnd_drag_source(id, DraggedAdapter(item.dir.clone()), title)
+                    .response
+                    .on_hover_text("Drag into the fusion composer");
+            } else {
+                title(ui);
+            }
+            ui.label(&item.method);
+            ui.label(format!(
+                "base: {} · hidden {}",
+                item.model_type.as_deref().unwrap_or("?"),
+                item.hidden_size.map_or("?".into(), |h| h.to_string())
+            ))
+            .on_hover_text(item.model_name.clone().unwrap_or_default());
+            ui.label(format!(
+                "{:.1} KB · {}",
+                item.bytes as f64 / 1024.0,
+                source_text(&item.source)
+            ));
+            if let Some(task) = &item.task {
+                ui.label(format!("task: {task}"));
+            }
+            if let Some((k, v)) = &item.best_metric {
+                ui.label(format!("best {k}: {v:.3}"));
+            }
+            if let Some(p) = problem {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("incompatible: {p}"));
+            }
+            match item.artifact {
+                Artifact::Adapter => {
+                    let label = if chosen {
+                        format!("Remove {} from fusion", item.name)
+                    } else {
+                        format!("Fuse {}", item.name)
+                    };
+                    let enabled = problem.is_none() || chosen;
+                    if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
+                        action = Some(CardAction::Toggle);
+                    }
+                }
+                Artifact::Fusion => {
+                    if let Source::Run { run_id } = &item.source {
+                        if ui.button(format!("Inspect {run_id}")).clicked() {
+                            action = Some(CardAction::Inspect(run_id.clone()));
+                        }
+                    }
+                }
+                Artifact::Head => {}
+            }
+        });
+    });
+    action
+}
+
 fn kind(a: Artifact) -> &'static str {
     match a {
         Artifact::Adapter => "adapter",
@@ -119,69 +206,23 @@ impl StudioApp {
                             let problem = model
                                 .as_ref()
                                 .and_then(|(_, cfg)| item.incompatibility(cfg));
-                            let frame = egui::Frame::group(ui.style()).fill(if chosen {
-                                ui.visuals().selection.bg_fill.gamma_multiply(0.4)
-                            } else {
-                                ui.visuals().faint_bg_color
-                            });
-                            frame.show(ui, |ui| {
-                                ui.set_width(230.0);
-                                ui.vertical(|ui| {
-                                    ui.horizontal(|ui| {
-                                        ui.strong(&item.name);
-                                        ui.label(egui::RichText::new(kind(item.artifact)).weak());
-                                    });
-                                    ui.label(&item.method);
-                                    ui.label(format!(
-                                        "base: {} · hidden {}",
-                                        item.model_type.as_deref().unwrap_or("?"),
-                                        item.hidden_size.map_or("?".into(), |h| h.to_string())
-                                    ))
-                                    .on_hover_text(item.model_name.clone().unwrap_or_default());
-                                    ui.label(format!(
-                                        "{:.1} KB · {}",
-                                        item.bytes as f64 / 1024.0,
-                                        source_text(&item.source)
-                                    ));
-                                    if let Some(task) = &item.task {
-                                        ui.label(format!("task: {task}"));
-                                    }
-                                    if let Some((k, v)) = &item.best_metric {
-                                        ui.label(format!("best {k}: {v:.3}"));
-                                    }
-                                    if let Some(p) = &problem {
-                                        ui.colored_label(
-                                            ui.visuals().warn_fg_color,
-                                            format!("incompatible: {p}"),
-                                        );
-                                    }
-                                    match item.artifact {
-                                        Artifact::Adapter => {
-                                            let label = if chosen {
-                                                format!("Remove {} from fusion", item.name)
-                                            } else {
-                                                format!("Fuse {}", item.name)
-                                            };
-                                            let button = ui.add_enabled(
-                                                problem.is_none() || chosen,
-                                                egui::Button::new(label),
-                                            );
-                                            if button.clicked() {
-                                                toggle = Some(item.dir.clone());
-                                            }
-                                        }
-                                        Artifact::Fusion => {
-                                            if let Source::Run { run_id } = &item.source {
-                                                if ui.button(format!("Inspect {run_id}")).clicked()
-                                                {
-                                                    inspect = Some(self.ws.runs_dir().join(run_id));
-                                                }
-                                            }
-                                        }
-                                        Artifact::Head => {}
-                                    }
-                                });
-                            });
+                            // Compatible adapters can also be dragged into the composer.
+                            let draggable =
+                                item.artifact == Artifact::Adapter && problem.is_none() && !chosen;
+                            // Widget ids under the card's own salt: choosing a card (which
+                            // stops it being draggable) leaves the other cards' ids alone.
+                            let action = ui
+                                .push_id(&item.dir, |ui| {
+                                    card_ui(ui, item, chosen, draggable, problem.as_deref())
+                                })
+                                .inner;
+                            match action {
+                                Some(CardAction::Toggle) => toggle = Some(item.dir.clone()),
+                                Some(CardAction::Inspect(run_id)) => {
+                                    inspect = Some(self.ws.runs_dir().join(run_id))
+                                }
+                                None => {}
+                            }
                         }
                     });
                 }
@@ -203,7 +244,7 @@ impl StudioApp {
 
     fn composer_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Fusion composer");
-        ui.label("Click adapters to add them; AdapterFusion learns, layer by layer, how much to read from each.");
+        ui.label("Click Fuse on a card, or drag a card by its title into the list below. AdapterFusion learns, layer by layer, how much to read from each adapter.");
         ui.separator();
         let models = self.ws.state.models.clone();
         if models.is_empty() {
@@ -223,27 +264,40 @@ impl StudioApp {
                 }
             });
         ui.add_space(6.0);
-        if self.library.chosen.is_empty() {
-            ui.label(egui::RichText::new("No adapters chosen yet.").weak());
-        }
         let mut remove = None;
         let mut up = None;
-        for (i, dir) in self.library.chosen.iter().enumerate() {
-            let name = self
-                .library
-                .items
-                .iter()
-                .find(|it| it.dir == *dir)
-                .map_or_else(|| dir.display().to_string(), |it| it.name.clone());
-            ui.horizontal(|ui| {
-                ui.label(format!("{}. {name}", i + 1));
-                if i > 0 && ui.small_button("^").on_hover_text("Move up").clicked() {
-                    up = Some(i);
+        let (_, dropped) = ui.dnd_drop_zone::<DraggedAdapter, ()>(
+            egui::Frame::default().inner_margin(6.0),
+            |ui| {
+                ui.set_min_width(ui.available_width());
+                if self.library.chosen.is_empty() {
+                    ui.label(
+                        egui::RichText::new("Click Fuse on a card, or drag cards here.").weak(),
+                    );
                 }
-                if ui.small_button("x").on_hover_text("Remove").clicked() {
-                    remove = Some(i);
+                for (i, dir) in self.library.chosen.iter().enumerate() {
+                    let name = self
+                        .library
+                        .items
+                        .iter()
+                        .find(|it| it.dir == *dir)
+                        .map_or_else(|| dir.display().to_string(), |it| it.name.clone());
+                    ui.horizontal(|ui| {
+                        ui.label(format!("{}. {name}", i + 1));
+                        if i > 0 && ui.small_button("^").on_hover_text("Move up").clicked() {
+                            up = Some(i);
+                        }
+                        if ui.small_button("x").on_hover_text("Remove").clicked() {
+                            remove = Some(i);
+                        }
+                    });
                 }
-            });
+            },
+        );
+        if let Some(d) = dropped {
+            if !self.library.chosen.contains(&d.0) {
+                self.library.chosen.push(d.0.clone());
+            }
         }
         if let Some(i) = remove {
             self.library.chosen.remove(i);
