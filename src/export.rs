@@ -139,6 +139,7 @@ pub fn export(
         ..spec.parts.clone()
     };
     let model = predict::load(&parts)?;
+    clear_stale_temps(out);
     let tmp = temp_dir_for(out)?;
     let mut writer = Writer {
         root: tmp.clone(),
@@ -160,6 +161,25 @@ pub fn export(
         out: out.clone(),
         files,
     })
+}
+
+/// Removes what an export killed half-way left next to `out` (its hidden temporary folder,
+/// named after the target and the process).
+fn clear_stale_temps(out: &Path) {
+    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
+            remove_dir_quietly(&entry.path());
+        }
+    }
 }
 
 struct Writer<'a> {

@@ -284,6 +284,10 @@ fn an_export_interrupted_halfway_leaves_no_folder_and_keeps_the_old_one() {
             leftovers(work.path())
         );
 
+        // What a killed export left behind is cleared by the next one.
+        let stale = work.path().join(".out.tmp-999999");
+        std::fs::create_dir_all(stale.join("a")).unwrap();
+
         // With --force over an existing export, a cancelled one leaves the old one whole.
         export::export(
             &spec(format, WeightFormat::Safetensors, &out),
