@@ -150,6 +150,13 @@ pub fn load(dir: &Path, device: Device) -> Result<AdapterModel> {
 /// order), fusions, heads.
 pub fn state_dict(model: &AdapterModel) -> Vec<(String, Tensor)> {
     let mut out = weights::state_dict_of(&model.base.vs);
+    out.extend(parts_state_dict(model));
+    out
+}
+
+/// The adapter, fusion and head weights of `model` (what AdapterHub folders hold).
+pub fn parts_state_dict(model: &AdapterModel) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
     for adapter in model.adapters.values() {
         out.extend(hub::adapter_state_dict(adapter));
     }

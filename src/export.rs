@@ -139,7 +139,10 @@ pub fn export(
         ..spec.parts.clone()
     };
     let model = predict::load(&parts)?;
-    clear_stale_temps(out);
+    let head_name = model
+        .active_head
+        .clone()
+        .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
     let tmp = temp_dir_for(out)?;
     let mut writer = Writer {
         root: tmp.clone(),
@@ -148,8 +151,8 @@ pub fn export(
         on_progress,
     };
     let written = match spec.format {
-        ExportFormat::AdapterHub => write_adapterhub(&model, spec.weights, &mut writer),
-        ExportFormat::Bundle => write_bundle(&model, &mut writer),
+        ExportFormat::AdapterHub => write_adapterhub(&model, &head_name, spec.weights, &mut writer),
+        ExportFormat::Bundle => write_bundle(&model, &head_name, &mut writer),
     };
     let files = std::mem::take(&mut writer.files);
     if let Err(e) = written {
@@ -161,25 +164,6 @@ pub fn export(
         out: out.clone(),
         files,
     })
-}
-
-/// Removes what an export killed half-way left next to `out` (its hidden temporary folder,
-/// named after the target and the process).
-fn clear_stale_temps(out: &Path) {
-    let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
-        return;
-    };
-    let prefix = format!(".{}.tmp-", name.to_string_lossy());
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
-            remove_dir_quietly(&entry.path());
-        }
-    }
 }
 
 struct Writer<'a> {
@@ -239,7 +223,12 @@ fn tensor_bytes(state: &[(String, tch::Tensor)]) -> u64 {
         .sum()
 }
 
-fn write_adapterhub(model: &AdapterModel, format: WeightFormat, w: &mut Writer) -> Result<()> {
+fn write_adapterhub(
+    model: &AdapterModel,
+    head_name: &str,
+    format: WeightFormat,
+    w: &mut Writer,
+) -> Result<()> {
     let setup = model.setup.as_ref().ok_or_else(|| {
         Error::Invalid(
             "the AdapterHub format saves an adapter setup: give at least one --adapter \
@@ -247,13 +236,8 @@ fn write_adapterhub(model: &AdapterModel, format: WeightFormat, w: &mut Writer) 
                 .into(),
         )
     })?;
-    let head_name = model
-        .active_head
-        .clone()
-        .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
     let mc = &model.base.config;
-    w.bytes_total = tensor_bytes(&bundle::state_dict(model))
-        - tensor_bytes(&weights::state_dict_of(&model.base.vs));
+    w.bytes_total = tensor_bytes(&bundle::parts_state_dict(model));
     // Same layout as the library's save_adapter_setup(dir, setup, head_setup=head).
     for name in setup.flatten() {
         check_name(name)?;
@@ -265,13 +249,13 @@ fn write_adapterhub(model: &AdapterModel, format: WeightFormat, w: &mut Writer) 
         hub::save_fusion(fusion, mc, &w.root.join(&fusion.name), format)?;
         w.finished(&fusion.name)?;
     }
-    check_name(&head_name)?;
-    let head_dir = w.root.join(&head_name);
-    hub::save_head(&model.heads[&head_name], mc, &head_dir, format)?;
+    check_name(head_name)?;
+    let head_dir = w.root.join(head_name);
+    hub::save_head(&model.heads[head_name], mc, &head_dir, format)?;
     // A head named like an adapter shares its folder, as in the library: list it once.
     w.files
         .retain(|(f, _)| !f.starts_with(&format!("{head_name}/")));
-    w.finished(&head_name)?;
+    w.finished(head_name)?;
     write_json_atomic(
         &w.root.join("adapter_setup.json"),
         &json!({
@@ -283,11 +267,7 @@ fn write_adapterhub(model: &AdapterModel, format: WeightFormat, w: &mut Writer) 
     w.finished("adapter_setup.json")
 }
 
-fn write_bundle(model: &AdapterModel, w: &mut Writer) -> Result<()> {
-    let head_name = model
-        .active_head
-        .clone()
-        .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
+fn write_bundle(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result<()> {
     let mc = &model.base.config;
     let state = bundle::state_dict(model);
     let copied: Vec<PathBuf> = MODEL_FILES
@@ -340,7 +320,7 @@ fn write_bundle(model: &AdapterModel, w: &mut Writer) -> Result<()> {
     }
     let setup = model.setup.as_ref();
     let order: Vec<&str> = setup.map(|s| s.flatten()).unwrap_or_default();
-    let head = &model.heads[&head_name];
+    let head = &model.heads[head_name];
     let manifest = Manifest {
         format: bundle::FORMAT.into(),
         format_version: bundle::FORMAT_VERSION,
@@ -352,7 +332,7 @@ fn write_bundle(model: &AdapterModel, w: &mut Writer) -> Result<()> {
             "name_or_path": mc.name_or_path,
         }),
         adapter_setup: setup.map_or(serde_json::Value::Null, |s| s.to_adapterhub_json()),
-        head_setup: head_name.clone(),
+        head_setup: head_name.to_string(),
         adapters: order
             .iter()
             .map(|n| hub::adapter_envelope(&model.adapters[*n], mc))

@@ -56,7 +56,8 @@ impl Artifact {
             (Artifact::Head, WeightFormat::Bin) => "pytorch_model_head.bin",
         }
     }
-    fn what(self) -> &'static str {
+    /// `adapter`, `fusion` or `head`.
+    pub fn what(self) -> &'static str {
         match self {
             Artifact::Adapter => "adapter",
             Artifact::Fusion => "fusion",
@@ -146,27 +147,36 @@ pub fn envelope_from_value(path: &Path, raw: Value) -> Result<Envelope> {
     })
 }
 
+/// Why an artifact made for `model_type` and `hidden_size` (each unknown in old files) cannot
+/// be used with `model`; None when it can.
+pub fn mismatch(
+    model_type: Option<&str>,
+    hidden_size: Option<i64>,
+    model: &ModelConfig,
+) -> Option<String> {
+    if let Some(mt) = model_type.filter(|mt| *mt != model.arch.model_type()) {
+        return Some(format!(
+            "made for model type `{mt}`, but the base model is `{}`",
+            model.arch.model_type()
+        ));
+    }
+    hidden_size.filter(|h| *h != model.hidden_size).map(|h| {
+        format!(
+            "made for hidden size {h}, but the base model has hidden size {}",
+            model.hidden_size
+        )
+    })
+}
+
 /// Refuses an artifact made for another kind of base model.
 pub fn check_compatible(env: &Envelope, model: &ModelConfig) -> Result<()> {
-    if let Some(mt) = &env.model_type {
-        if mt != model.arch.model_type() {
-            return Err(Error::Incompatible(format!(
-                "{}: made for model type `{mt}`, but the base model is `{}`",
-                env.path.display(),
-                model.arch.model_type()
-            )));
-        }
+    match mismatch(env.model_type.as_deref(), env.hidden_size, model) {
+        Some(why) => Err(Error::Incompatible(format!(
+            "{}: {why}",
+            env.path.display()
+        ))),
+        None => Ok(()),
     }
-    if let Some(h) = env.hidden_size {
-        if h != model.hidden_size {
-            return Err(Error::Incompatible(format!(
-                "{}: made for hidden size {h}, but the base model has hidden size {}",
-                env.path.display(),
-                model.hidden_size
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn envelope_json(model: &ModelConfig, name: &str, config: Value) -> Map<String, Value> {

@@ -53,20 +53,15 @@ pub struct Item {
 impl Item {
     /// Why this item cannot be used with `model` (None when it can).
     pub fn incompatibility(&self, model: &ModelConfig) -> Option<String> {
-        if let Some(mt) = &self.model_type {
-            if mt != model.arch.model_type() {
-                return Some(format!(
-                    "made for a `{mt}` model, not `{}`",
-                    model.arch.model_type()
-                ));
-            }
-        }
-        match self.hidden_size {
-            Some(h) if h != model.hidden_size => Some(format!(
-                "hidden size {h}, the model has {}",
-                model.hidden_size
-            )),
-            _ => None,
+        hub::mismatch(self.model_type.as_deref(), self.hidden_size, model)
+    }
+
+    /// How the app and `library` name where it comes from.
+    pub fn source_text(&self) -> String {
+        match &self.source {
+            Source::Run { run_id } => format!("trained in run {run_id}"),
+            Source::Imported => "imported".into(),
+            Source::HfCache => "Hugging Face cache".into(),
         }
     }
 }
@@ -190,21 +185,18 @@ pub fn scan(ws: &Workspace) -> Vec<Item> {
             }
         }
     }
-    let roots = [(ws.root.join(LIBRARY_DIR), Source::Imported)];
-    for (root, source) in roots {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.is_dir() && !is_hidden(p))
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            for (d, a) in find_artifacts(&dir) {
-                if let Ok(item) = read_item(&d, a, source.clone()) {
-                    items.push(item);
-                }
+    let mut imported: Vec<PathBuf> = std::fs::read_dir(ws.root.join(LIBRARY_DIR))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !is_hidden(p))
+        .collect();
+    imported.sort();
+    for dir in imported {
+        for (d, a) in find_artifacts(&dir) {
+            if let Ok(item) = read_item(&d, a, Source::Imported) {
+                items.push(item);
             }
         }
     }
@@ -251,12 +243,7 @@ fn matching_model(ws: &Workspace, env: &Envelope) -> Option<PathBuf> {
             let cfg = ModelConfig::from_file(&dir.join("config.json")).ok()?;
             Some((dir, cfg))
         })
-        .filter(|(_, cfg)| {
-            env.model_type
-                .as_deref()
-                .is_none_or(|t| t == cfg.arch.model_type())
-                && env.hidden_size.is_none_or(|h| h == cfg.hidden_size)
-        })
+        .filter(|(_, cfg)| hub::mismatch(env.model_type.as_deref(), env.hidden_size, cfg).is_none())
         .collect();
     if let Some(name) = &env.model_name {
         if let Some(i) = candidates
@@ -288,7 +275,8 @@ pub fn check_folder(
     let mut problems = Vec::new();
     // One base model per model folder, with the adapters checked so far (fusions need them).
     let mut models: BTreeMap<PathBuf, AdapterModel> = BTreeMap::new();
-    let library = scan(ws);
+    // Read only if a fusion needs adapters from outside the folder.
+    let mut library: Option<Vec<Item>> = None;
     let mut order: Vec<&(PathBuf, Artifact)> = found.iter().collect();
     // Adapters first: fusions are built over them.
     order.sort_by_key(|(_, a)| *a != Artifact::Adapter);
@@ -335,6 +323,7 @@ pub fn check_folder(
                         continue;
                     }
                     let member = library
+                        .get_or_insert_with(|| scan(ws))
                         .iter()
                         .find(|i| i.artifact == Artifact::Adapter && i.name == name)
                         .ok_or_else(|| {

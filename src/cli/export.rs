@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Args;
 
 use adapter_studio::export::{self, ExportFormat, ExportSpec};
-use adapter_studio::hub::{Artifact, WeightFormat};
-use adapter_studio::library::{self, Source};
+use adapter_studio::hub::WeightFormat;
+use adapter_studio::library;
 use adapter_studio::predict::PredictSpec;
 use adapter_studio::workspace::{self, Workspace};
 
@@ -115,21 +115,13 @@ fn open_workspace(dir: Option<PathBuf>) -> anyhow::Result<Workspace> {
     Workspace::open_with_demo(&dir).with_context(|| format!("opening workspace {}", dir.display()))
 }
 
-fn kind(a: Artifact) -> &'static str {
-    match a {
-        Artifact::Adapter => "adapter",
-        Artifact::Fusion => "fusion",
-        Artifact::Head => "head",
-    }
-}
-
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {
     let ws = open_workspace(args.workspace)?;
     let items = library::import(&ws, &args.dir)?;
     for item in &items {
         println!(
             "imported {} `{}` ({}) → {}",
-            kind(item.artifact),
+            item.artifact.what(),
             item.name,
             item.method,
             item.dir.display()
@@ -150,16 +142,12 @@ pub struct LibraryArgs {
 pub fn list(args: LibraryArgs) -> anyhow::Result<()> {
     let ws = open_workspace(args.workspace)?;
     for item in library::scan(&ws) {
-        let source = match &item.source {
-            Source::Run { run_id } => format!("run {run_id}"),
-            Source::Imported => "imported".into(),
-            Source::HfCache => "HF cache".into(),
-        };
+        let source = item.source_text();
         if args.json {
             println!(
                 "{}",
                 serde_json::json!({
-                    "kind": kind(item.artifact),
+                    "kind": item.artifact.what(),
                     "name": item.name,
                     "dir": item.dir,
                     "source": source,
@@ -180,7 +168,7 @@ pub fn list(args: LibraryArgs) -> anyhow::Result<()> {
                 .unwrap_or_default();
             println!(
                 "{:<7} {:<24} {:<32} {:<12}{metric}  {}",
-                kind(item.artifact),
+                item.artifact.what(),
                 item.name,
                 item.method,
                 source,

@@ -55,7 +55,7 @@ fn card_ui(
             let title = |ui: &mut egui::Ui| {
                 ui.horizontal(|ui| {
                     ui.strong(&item.name);
-                    ui.label(egui::RichText::new(kind(item.artifact)).weak());
+                    ui.label(egui::RichText::new(item.artifact.what()).weak());
                 });
             };
             if draggable {
@@ -76,7 +76,7 @@ fn card_ui(
             ui.label(format!(
                 "{:.1} KB · {}",
                 item.bytes as f64 / 1024.0,
-                source_text(&item.source)
+                item.source_text()
             ));
             if let Some(task) = &item.task {
                 ui.label(format!("task: {task}"));
@@ -113,29 +113,12 @@ fn card_ui(
     action
 }
 
-fn kind(a: Artifact) -> &'static str {
-    match a {
-        Artifact::Adapter => "adapter",
-        Artifact::Fusion => "fusion",
-        Artifact::Head => "head",
-    }
-}
-
-fn source_text(s: &Source) -> String {
-    match s {
-        Source::Run { run_id } => format!("trained in run {run_id}"),
-        Source::Imported => "imported".into(),
-        Source::HfCache => "Hugging Face cache".into(),
-    }
-}
-
 impl StudioApp {
     /// The base model a fusion would run on: the wizard's chosen one.
-    fn composer_model(&mut self) -> Option<(usize, ModelConfig)> {
-        let i = self.wizard.model?;
-        let path = self.ws.state.models.get(i)?.path.clone();
+    fn composer_model(&mut self) -> Option<ModelConfig> {
+        let path = self.ws.state.models.get(self.wizard.model?)?.path.clone();
         let summary = self.models.details(&path).as_ref().ok()?;
-        Some((i, summary.config.clone()))
+        Some(summary.config.clone())
     }
 
     pub(super) fn import_adapter_folder(&mut self, dir: PathBuf) {
@@ -203,9 +186,7 @@ impl StudioApp {
                     ui.horizontal_top(|ui| {
                         for item in row {
                             let chosen = self.library.chosen.contains(&item.dir);
-                            let problem = model
-                                .as_ref()
-                                .and_then(|(_, cfg)| item.incompatibility(cfg));
+                            let problem = model.as_ref().and_then(|cfg| item.incompatibility(cfg));
                             // Compatible adapters can also be dragged into the composer.
                             let draggable =
                                 item.artifact == Artifact::Adapter && problem.is_none() && !chosen;

@@ -7,7 +7,7 @@ use adapter_studio::export::{parts_of_run, ExportFormat, ExportProgress, ExportS
 use adapter_studio::hub::WeightFormat;
 use adapter_studio::side_worker::SideCommand;
 
-use super::{message_ui, StudioApp};
+use super::{message_ui, text_field_ui, StudioApp};
 
 pub struct ExportView {
     /// The run whose export dialog is open.
@@ -108,9 +108,7 @@ impl StudioApp {
                 });
             }
             ui.horizontal(|ui| {
-                let label = ui.label("Export folder");
-                ui.add(egui::TextEdit::singleline(&mut self.export.path).desired_width(360.0))
-                    .labelled_by(label.id);
+                text_field_ui(ui, "Export folder", "", 360.0, &mut self.export.path);
                 if ui.button("Choose…").clicked() {
                     if let Some(p) = rfd::FileDialog::new().pick_folder() {
                         self.export.path = p.display().to_string();

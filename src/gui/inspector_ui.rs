@@ -11,7 +11,7 @@ use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand};
 use adapter_studio::training::Stage;
 
 use super::runs_ui::RunEntry;
-use super::{message_ui, Screen, StudioApp};
+use super::{message_ui, text_field_ui, Screen, StudioApp};
 
 pub struct InspectorView {
     pub run: Option<PathBuf>,
@@ -242,13 +242,13 @@ impl StudioApp {
     fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap) {
         let v = &mut self.inspector;
         ui.horizontal(|ui| {
-            let label = ui.label("Save to");
-            ui.add(
-                egui::TextEdit::singleline(&mut v.save_path)
-                    .hint_text("folder/name (.png and .csv are added)")
-                    .desired_width(280.0),
-            )
-            .labelled_by(label.id);
+            text_field_ui(
+                ui,
+                "Save to",
+                "folder/name (.png and .csv are added)",
+                280.0,
+                &mut v.save_path,
+            );
             let mut target = None;
             if ui.button("Choose…").clicked() {
                 if let Some(p) = rfd::FileDialog::new()
@@ -280,14 +280,13 @@ impl StudioApp {
         ui.heading("One example");
         let mut ask: Option<(String, Option<String>)> = None;
         ui.horizontal(|ui| {
-            let label = ui.label("Your own example");
-            let field = ui
-                .add(
-                    egui::TextEdit::singleline(&mut self.inspector.own_text)
-                        .hint_text("type a text")
-                        .desired_width(360.0),
-                )
-                .labelled_by(label.id);
+            let field = text_field_ui(
+                ui,
+                "Your own example",
+                "type a text",
+                360.0,
+                &mut self.inspector.own_text,
+            );
             // Enter in the field (it loses focus on Enter) asks too.
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if (ui.button("Show map").clicked() || enter)

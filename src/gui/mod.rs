@@ -283,13 +283,8 @@ impl StudioApp {
     pub fn root_ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
         while let Ok(event) = self.worker.events.try_recv() {
-            if matches!(
-                event,
-                WorkerEvent::Ended { .. } | WorkerEvent::Training { .. }
-            ) {
-                // New or better artifacts: the adapter library re-reads its cards.
-                self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
-            }
+            // New or better artifacts: the adapter library re-reads its cards.
+            self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
             self.runs.on_event(event);
         }
         while let Ok(event) = self.side.events.try_recv() {
@@ -373,6 +368,23 @@ fn message_ui(ui: &mut egui::Ui, message: &Option<Result<String, String>>) {
 }
 
 /// A labelled path field with an Add button; returns the trimmed path when Add is clicked.
+/// A one-line text field after its label (which names it for screen readers and tests).
+fn text_field_ui(
+    ui: &mut egui::Ui,
+    label: &str,
+    hint: &str,
+    width: f32,
+    text: &mut String,
+) -> egui::Response {
+    let label = ui.label(label);
+    ui.add(
+        egui::TextEdit::singleline(text)
+            .hint_text(hint)
+            .desired_width(width),
+    )
+    .labelled_by(label.id)
+}
+
 fn path_input_ui(
     ui: &mut egui::Ui,
     label: &str,
@@ -380,13 +392,7 @@ fn path_input_ui(
     button: &str,
     text: &mut String,
 ) -> Option<PathBuf> {
-    let label = ui.label(label);
-    ui.add(
-        egui::TextEdit::singleline(text)
-            .hint_text(hint)
-            .desired_width(320.0),
-    )
-    .labelled_by(label.id);
+    text_field_ui(ui, label, hint, 320.0, text);
     let clicked = ui.button(button).clicked();
     (clicked && !text.trim().is_empty()).then(|| PathBuf::from(text.trim()))
 }

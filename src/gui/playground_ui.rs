@@ -11,7 +11,7 @@ use adapter_studio::side_worker::{Probe, SideCommand};
 use adapter_studio::training::{Method, Stage};
 
 use super::runs_ui::RunEntry;
-use super::{Screen, StudioApp};
+use super::{text_field_ui, Screen, StudioApp};
 
 #[derive(Default)]
 pub struct PlaygroundView {
@@ -137,24 +137,23 @@ impl StudioApp {
         };
         let mut go = false;
         ui.horizontal(|ui| {
-            let label = ui.label("Text");
-            let r = ui
-                .add(
-                    egui::TextEdit::singleline(&mut self.playground.text)
-                        .hint_text("type a sentence")
-                        .desired_width(420.0),
-                )
-                .labelled_by(label.id);
+            let r = text_field_ui(
+                ui,
+                "Text",
+                "type a sentence",
+                420.0,
+                &mut self.playground.text,
+            );
             go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         });
         ui.horizontal(|ui| {
-            let label = ui.label("Text pair");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.playground.pair)
-                    .hint_text("optional second text (pair tasks)")
-                    .desired_width(420.0),
-            )
-            .labelled_by(label.id);
+            text_field_ui(
+                ui,
+                "Text pair",
+                "optional second text (pair tasks)",
+                420.0,
+                &mut self.playground.pair,
+            );
         });
         ui.horizontal(|ui| {
             go |= ui

@@ -58,11 +58,22 @@ pub fn to_sorted_json(value: &serde_json::Value) -> String {
     serde_json::to_string_pretty(&sort(value)).unwrap_or_default()
 }
 
-/// A fresh temporary folder next to `dst`, to fill and then pass to `replace_dir`.
+/// A fresh temporary folder next to `dst`, to fill and then pass to `replace_dir`. Temporary
+/// folders for `dst` that a killed process left (same name, another process id) are removed.
 pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
     let tmp = temp_path_for(dst);
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    if let (Some(parent), Some(name)) = (tmp.parent(), dst.file_name()) {
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
+                fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
     }
     fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     Ok(tmp)
