@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 use crate::layers::bert_linear;
 use crate::model::ModelConfig;
 
+/// Sizes a head config may ask for: beyond them the file is broken, not a head.
+const MAX_LABELS: i64 = 1 << 20;
+const MAX_HEAD_LAYERS: u64 = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadType {
     /// Single-label classification; with one label it is regression (MSE), as in the library.
@@ -79,23 +83,26 @@ impl HeadConfig {
         let num_labels = m
             .get("num_labels")
             .and_then(Value::as_i64)
-            .filter(|n| *n >= 1)
+            .filter(|n| (1..=MAX_LABELS).contains(n))
             .ok_or_else(|| {
                 Error::config(
                     path,
                     "config.num_labels",
-                    "missing or not a positive integer",
+                    format!("missing or not an integer from 1 to {MAX_LABELS}"),
                 )
             })?;
         let layers = match m.get("layers") {
             None | Some(Value::Null) => 2,
-            Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-                Error::config(
-                    path,
-                    "config.layers",
-                    format!("expected a positive integer, found {v}"),
-                )
-            })? as usize,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_HEAD_LAYERS).contains(n))
+                .ok_or_else(|| {
+                    Error::config(
+                        path,
+                        "config.layers",
+                        format!("expected an integer from 1 to {MAX_HEAD_LAYERS}, found {v}"),
+                    )
+                })? as usize,
         };
         let activation_name = m
             .get("activation_function")
@@ -139,7 +146,18 @@ impl HeadConfig {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             bias: m.get("bias").and_then(Value::as_bool).unwrap_or(true),
-            dropout_prob: m.get("dropout_prob").and_then(Value::as_f64),
+            dropout_prob: match m.get("dropout_prob") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_f64().filter(|p| (0.0..1.0).contains(p)).ok_or_else(
+                    || {
+                        Error::config(
+                            path,
+                            "config.dropout_prob",
+                            format!("expected a probability in [0, 1), found {v}"),
+                        )
+                    },
+                )?),
+            },
         })
     }
 

@@ -23,11 +23,61 @@ pub fn versions() -> Value {
     })
 }
 
+/// Which weights files an artifact folder gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
-    #[default]
     Safetensors,
     Bin,
+    /// Both files: the library's plain `load_adapter(dir)` (and `load_head`, `load_adapter_fusion`)
+    /// defaults to `use_safetensors=False` and reads only the `.bin`; safetensors readers (and
+    /// we) prefer the `.safetensors`.
+    #[default]
+    Both,
+}
+
+impl WeightFormat {
+    /// The single-file formats written.
+    pub fn files(self) -> &'static [WeightFormat] {
+        match self {
+            WeightFormat::Safetensors => &[WeightFormat::Safetensors],
+            WeightFormat::Bin => &[WeightFormat::Bin],
+            WeightFormat::Both => &[WeightFormat::Safetensors, WeightFormat::Bin],
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightFormat::Safetensors => "safetensors",
+            WeightFormat::Bin => "bin",
+            WeightFormat::Both => "both",
+        }
+    }
+}
+
+impl std::str::FromStr for WeightFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [WeightFormat::Both, WeightFormat::Safetensors, WeightFormat::Bin]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown weights format `{s}` (both, safetensors or bin)"
+                ))
+            })
+    }
+}
+
+/// Writes `state` as the weights of `artifact` in `dir`, in every file `format` asks for.
+fn write_weights(
+    dir: &Path,
+    artifact: Artifact,
+    format: WeightFormat,
+    state: &weights::StateDict,
+) -> Result<()> {
+    for f in format.files() {
+        weights::write_state_dict(&dir.join(artifact.weights_file(*f)), state)?;
+    }
+    Ok(())
 }
 
 /// The three kinds of AdapterHub artifact and their file names.
@@ -46,14 +96,18 @@ impl Artifact {
             Artifact::Head => "head_config.json",
         }
     }
+    /// The file of one single-file format (`Both` names the `.bin`, the one the library's
+    /// default calls read).
     pub fn weights_file(self, format: WeightFormat) -> &'static str {
         match (self, format) {
             (Artifact::Adapter, WeightFormat::Safetensors) => "adapter.safetensors",
-            (Artifact::Adapter, WeightFormat::Bin) => "pytorch_adapter.bin",
+            (Artifact::Adapter, WeightFormat::Bin | WeightFormat::Both) => "pytorch_adapter.bin",
             (Artifact::Fusion, WeightFormat::Safetensors) => "model_adapter_fusion.safetensors",
-            (Artifact::Fusion, WeightFormat::Bin) => "pytorch_model_adapter_fusion.bin",
+            (Artifact::Fusion, WeightFormat::Bin | WeightFormat::Both) => {
+                "pytorch_model_adapter_fusion.bin"
+            }
             (Artifact::Head, WeightFormat::Safetensors) => "model_head.safetensors",
-            (Artifact::Head, WeightFormat::Bin) => "pytorch_model_head.bin",
+            (Artifact::Head, WeightFormat::Bin | WeightFormat::Both) => "pytorch_model_head.bin",
         }
     }
     /// `adapter`, `fusion` or `head`.
@@ -316,10 +370,7 @@ pub fn save_adapter(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    weights::write_state_dict(
-        &dir.join(Artifact::Adapter.weights_file(format)),
-        &adapter_state_dict(adapter),
-    )?;
+    write_weights(dir, Artifact::Adapter, format, &adapter_state_dict(adapter))?;
     write_json_atomic(
         &dir.join(Artifact::Adapter.config_file()),
         &adapter_envelope(adapter, model),
@@ -407,10 +458,7 @@ pub fn save_fusion(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    weights::write_state_dict(
-        &dir.join(Artifact::Fusion.weights_file(format)),
-        &weights::state_dict_of(&fusion.vs),
-    )?;
+    write_weights(dir, Artifact::Fusion, format, &weights::state_dict_of(&fusion.vs))?;
     write_json_atomic(
         &dir.join(Artifact::Fusion.config_file()),
         &fusion_envelope(fusion, model),
@@ -481,10 +529,7 @@ pub fn save_head(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    weights::write_state_dict(
-        &dir.join(Artifact::Head.weights_file(format)),
-        &weights::state_dict_of(&head.vs),
-    )?;
+    write_weights(dir, Artifact::Head, format, &weights::state_dict_of(&head.vs))?;
     write_json_atomic(
         &dir.join(Artifact::Head.config_file()),
         &head_envelope(head, model),

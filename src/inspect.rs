@@ -236,6 +236,8 @@ mod tests {
             .into_iter()
             .collect(),
             by_predicted: Default::default(),
+            entropy: vec![0.94, 0.58],
+            spread: vec![0.3, 0.7],
         }
     }
 

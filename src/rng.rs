@@ -1,6 +1,16 @@
 //! A small seeded generator (SplitMix64) for data order: shuffles and splits must be the same
 //! on every machine and in every version, so we do not depend on a crate's stream.
 
+/// Torch's random generator is global to the process. The trainer seeds it and then draws
+/// (initialisation, dropout) expecting nobody else to draw in between, or a resumed run would
+/// not repeat the uninterrupted one; code that builds modules (random initialisation) on
+/// another thread holds this lock meanwhile, as the trainer does from seeding to drawing.
+pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A panic while holding it leaves nothing half-done that the lock protects.
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Debug, Clone)]
 pub struct Rng {
     state: u64,

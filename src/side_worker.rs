@@ -119,6 +119,7 @@ impl SideWorker {
                         },
                         SideCommand::Export { id, spec } => {
                             let mut last = u64::MAX;
+                            let _rng = crate::rng::torch_rng_lock();
                             let result = export::export(&spec, &mut |p| {
                                 let percent = p.bytes_written * 100 / p.bytes_total.max(1);
                                 if percent != last {
@@ -139,7 +140,10 @@ impl SideWorker {
                         SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
                             id,
                             result: Workspace::open(&workspace)
-                                .and_then(|ws| library::import(&ws, &dir))
+                                .and_then(|ws| {
+                                    let _rng = crate::rng::torch_rng_lock();
+                                    library::import(&ws, &dir)
+                                })
                                 .map_err(|e| e.to_string()),
                         },
                     };
@@ -204,7 +208,11 @@ fn run_probe(
         if models.len() >= 4 {
             models.clear();
         }
-        models.insert(key.clone(), predict::load(spec)?);
+        let loaded = {
+            let _rng = crate::rng::torch_rng_lock();
+            predict::load(spec)?
+        };
+        models.insert(key.clone(), loaded);
     }
     let model = models
         .get(&key)
@@ -237,4 +245,65 @@ pub fn examples(config: &TrainConfig, limit: usize) -> Result<Vec<ExampleRow>> {
             },
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::Method;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    fn train_weights(dir: &Path, name: &str) -> Vec<u8> {
+        let csv = dir.join("data.csv");
+        let rows: String = (0..48).map(|i| format!("text number {i},{}\n", i % 2)).collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SeqBn);
+        c.device = "cpu".into();
+        c.batch_size = 4;
+        c.max_steps = Some(40);
+        c.validation_split = 0.0;
+        c.name = "same".into();
+        let out = dir.join(name);
+        let stop = AtomicBool::new(false);
+        crate::training::train(&c, &out, &mut |_| {}, &stop).unwrap();
+        std::fs::read(out.join("adapter").join("adapter.safetensors")).unwrap()
+    }
+
+    #[test]
+    fn side_worker_model_loading_during_a_training_changes_none_of_its_weights() {
+        // The side worker builds models (random initialisation, torch's global generator)
+        // while the trainer seeds that generator per step for its dropout masks.
+        let dir = tempfile::tempdir().unwrap();
+        let alone = train_weights(dir.path(), "alone");
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let side = std::thread::spawn(move || {
+            let spec = PredictSpec {
+                model: fixtures().join("bert_tiny"),
+                adapters: vec![fixtures().join("bert_tiny_adapters/a")],
+                fusion: None,
+                head: fixtures().join("bert_tiny_adapters/head_cls"),
+                device: tch::Device::Cpu,
+            };
+            let texts = vec![("a probe".to_string(), None)];
+            let mut loads = 0;
+            while !flag.load(Ordering::Relaxed) {
+                // A fresh cache each time: every call builds the model again.
+                run_probe(&mut HashMap::new(), &spec, &texts).unwrap();
+                loads += 1;
+            }
+            loads
+        });
+        let busy = train_weights(dir.path(), "busy");
+        done.store(true, Ordering::Relaxed);
+        let loads = side.join().unwrap();
+        assert!(loads > 0, "the side worker never ran");
+        assert!(alone == busy, "weights differ after {loads} side-worker loads");
+    }
 }

@@ -95,6 +95,7 @@ fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_l
     let ours = predict_json(&parts_args(&fusion_parts()));
     let mut specs = Vec::new();
     for (weights, name) in [
+        (WeightFormat::Both, "both"),
         (WeightFormat::Safetensors, "st"),
         (WeightFormat::Bin, "bin"),
     ] {
@@ -105,12 +106,15 @@ fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_l
         )
         .unwrap();
         // The library's save_adapter_setup layout: one folder per adapter, the fusion, the head.
-        let expected_weights = match weights {
-            WeightFormat::Safetensors => "a/adapter.safetensors",
-            WeightFormat::Bin => "a/pytorch_adapter.bin",
+        let expected_weights: &[&str] = match weights {
+            WeightFormat::Safetensors => &["a/adapter.safetensors"],
+            WeightFormat::Bin => &["a/pytorch_adapter.bin"],
+            WeightFormat::Both => &["a/adapter.safetensors", "a/pytorch_adapter.bin"],
         };
         let files: Vec<&str> = report.files.iter().map(|(f, _)| f.as_str()).collect();
-        assert!(files.contains(&expected_weights), "{files:?}");
+        for f in expected_weights {
+            assert!(files.contains(f), "{files:?}");
+        }
         assert!(
             files.contains(&"a,b/adapter_fusion_config.json"),
             "{files:?}"
@@ -125,6 +129,8 @@ fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_l
             "model": fixtures().join("bert_tiny"),
             "setup_dir": out,
             "texts": TEXTS,
+            // The default export loads with the plain `load_adapter_setup(dir)`.
+            "plain_calls": weights != WeightFormat::Safetensors,
         }));
     }
     let spec_path = work.path().join("spec.json");
@@ -137,7 +143,8 @@ fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_l
         .iter()
         .flat_map(|p| floats(&p["logits"]))
         .collect();
-    for (r, label) in results.iter().zip(["safetensors", "bin"]) {
+    assert_eq!(results.len(), 3);
+    for (r, label) in results.iter().zip(["both", "safetensors", "bin"]) {
         assert_eq!(r["adapter_names"], json!(["a", "b"]), "{label}");
         assert_eq!(r["head_name"], "cls", "{label}");
         assert_close(label, &floats(&r["logits"]), &want, 1e-4);

@@ -218,8 +218,11 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
         &TEXTS,
     );
     let py = python_logits(
+        // The library's plain default calls (load_adapter(dir), load_adapter_fusion(dir),
+        // load_head(dir)): what a user types.
         json!({"model": demo_model(), "adapters": [a, t], "fusion": f, "head": h,
-               "setup": {"type": "fuse", "adapters": ["sentiment", "topic"]}, "texts": TEXTS}),
+               "setup": {"type": "fuse", "adapters": ["sentiment", "topic"]}, "texts": TEXTS,
+               "plain_calls": true}),
         work.path(),
     );
     assert_close("fusion logits", &rust, &floats(&py["logits"]), 1e-4);
@@ -237,7 +240,8 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     );
     let py = python_logits(
         json!({"model": demo_model(), "adapters": [sa], "head": sh,
-               "setup": {"type": "single", "adapters": ["sentiment"]}, "texts": TEXTS}),
+               "setup": {"type": "single", "adapters": ["sentiment"]}, "texts": TEXTS,
+               "plain_calls": true}),
         work.path(),
     );
     assert_close("adapter logits", &rust, &floats(&py["logits"]), 1e-4);
@@ -325,37 +329,42 @@ fn a_run_killed_or_interrupted_resumes_to_the_same_result_as_an_uninterrupted_on
         "the resumed run started over"
     );
 
-    // Ctrl-C: stops after the current step with a checkpoint, exit status 130.
+    // Ctrl-C, and SIGTERM (cluster cancellations and time limits, shutdown): stop after the
+    // current step with a checkpoint, exit status 130.
     let stopped = work.path().join("stopped");
-    let child = resumable(&stopped)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(&stopped.join("checkpoint.safetensors"));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        summary(&String::from_utf8_lossy(&out.stdout))["status"],
-        "stopped"
-    );
-    ok(bin()
-        .args(["train", "--json", "--resume"])
-        .arg(&stopped)
-        .output()
-        .unwrap());
+    let terminated = work.path().join("terminated");
+    for (signal, run) in [("-INT", &stopped), ("-TERM", &terminated)] {
+        let child = resumable(run)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for(&run.join("checkpoint.safetensors"));
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{signal}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            summary(&String::from_utf8_lossy(&out.stdout))["status"],
+            "stopped",
+            "{signal}"
+        );
+        ok(bin()
+            .args(["train", "--json", "--resume"])
+            .arg(run)
+            .output()
+            .unwrap());
+    }
 
-    for run in [&killed, &stopped] {
+    for run in [&killed, &stopped, &terminated] {
         assert!(
             weights_of(run) == weights_of(&whole),
             "{} differs",
@@ -430,7 +439,8 @@ fn every_task_type_trains_and_writes_a_head_the_library_reads() {
         );
         let py = python_logits(
             json!({"model": demo_model(), "adapters": [a], "head": h,
-                   "setup": {"type": "single", "adapters": [task_dir]}, "texts": &TEXTS[..1]}),
+                   "setup": {"type": "single", "adapters": [task_dir]}, "texts": &TEXTS[..1],
+                   "plain_calls": true}),
             work.path(),
         );
         assert_close(task, &rust, &floats(&py["logits"]), 1e-4);
@@ -516,4 +526,75 @@ fn bad_training_files_fail_with_the_file_line_and_column() {
         err.contains("val.csv") && err.contains("line 3") && err.contains("neutral"),
         "{err}"
     );
+}
+
+#[test]
+fn hostile_training_inputs_are_refused_before_any_work_and_change_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let train = datasets().join("sentiment").join("train.csv");
+
+    // One label only: the library would treat a 1-label head as regression.
+    let single = work.path().join("single.csv");
+    std::fs::write(&single, "text,label\ngood,positive\nfine,positive\n").unwrap();
+    let err = run_err(&mut train_on(&single, None, &work.path().join("r1")));
+    assert!(
+        err.contains("single.csv") && err.contains("at least 2 labels") && err.contains("regression"),
+        "{err}"
+    );
+    assert!(!work.path().join("r1").exists(), "a folder was made for a refused run");
+
+    // A non-empty folder that is not a run: refused, and nothing in it changes.
+    let mine = work.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
+    let err = run_err(&mut train_on(&train, None, &mine));
+    assert!(err.contains("not empty") && err.contains("mine"), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&mine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
+    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "keep me");
+
+    // Hyper-parameters out of range: one line naming the flag, before any folder is made.
+    for (flag, value) in [("--lr", "-0.001"), ("--epochs", "0"), ("--batch-size", "0")] {
+        let out = work.path().join(format!("hp{flag}"));
+        let err = run_err(train_on(&train, None, &out).arg(format!("{flag}={value}")));
+        assert!(err.contains(flag) && err.contains(value), "{err}");
+        assert!(!out.exists(), "{flag}: a folder was made");
+    }
+}
+
+#[test]
+fn a_run_whose_folder_vanishes_or_turns_read_only_fails_with_a_clear_error() {
+    let work = tempfile::tempdir().unwrap();
+    for (case, run) in [("removed", work.path().join("gone")), ("read-only", work.path().join("ro"))] {
+        let mut cmd = train_cmd("sentiment", "csv", &run);
+        cmd.args(["--max-steps", "400", "--save-every", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        wait_for(&run.join("checkpoint.safetensors"));
+        if case == "removed" {
+            std::fs::remove_dir_all(&run).unwrap();
+        } else {
+            // Root ignores permission bits: make the records file a folder instead, which no
+            // one can append to.
+            let metrics = run.join("metrics.jsonl");
+            std::fs::remove_file(&metrics).unwrap();
+            std::fs::create_dir(&metrics).unwrap();
+            let mut perms = std::fs::metadata(&run).unwrap().permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&run, perms).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {err}");
+        let last = err.trim().lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("error") && last.contains(&*run.to_string_lossy()),
+            "{case}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{case}: {err}");
+    }
 }

@@ -374,7 +374,20 @@ impl BnConfig {
                     )
                 })?,
         };
-        Ok(((hidden as f64 / rf).floor() as i64).max(1))
+        let size = (hidden as f64 / rf).floor();
+        // A tiny factor would make an absurd bottleneck (1e-12 → 7.7e14 wide): refuse it here
+        // rather than in the allocator.
+        if size > (64 * hidden) as f64 {
+            return Err(Error::config(
+                path,
+                "config.reduction_factor",
+                format!(
+                    "{rf} gives a bottleneck of {size} at layer {layer}, more than 64 × the \
+                     hidden size {hidden}"
+                ),
+            ));
+        }
+        Ok((size as i64).max(1))
     }
 
     /// The method name shown to users.

@@ -31,8 +31,9 @@ pub struct ExportArgs {
     /// adapterhub (folders the Python `adapters` library loads) or bundle (self-contained).
     #[arg(long, default_value = "adapterhub")]
     format: String,
-    /// Weight files of the adapterhub format: safetensors or bin.
-    #[arg(long, default_value = "safetensors")]
+    /// Weight files of the adapterhub format: both (.safetensors and the .bin that the
+    /// library's plain load_adapter(dir) reads), safetensors or bin.
+    #[arg(long, default_value = "both")]
     weights: String,
     /// The folder to create.
     #[arg(long)]
@@ -47,11 +48,7 @@ pub struct ExportArgs {
 
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let format: ExportFormat = args.format.parse()?;
-    let weights = match args.weights.as_str() {
-        "safetensors" => WeightFormat::Safetensors,
-        "bin" => WeightFormat::Bin,
-        other => anyhow::bail!("unknown --weights `{other}` (safetensors or bin)"),
-    };
+    let weights: WeightFormat = args.weights.parse()?;
     let parts = match (&args.run, &args.model, &args.head) {
         (Some(run), _, _) => export::parts_of_run(run)?,
         (None, Some(model), Some(head)) => PredictSpec {

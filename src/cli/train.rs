@@ -11,7 +11,9 @@ use clap::Args;
 use adapter_studio::data::{Columns, TaskType};
 use adapter_studio::device::parse_device;
 
-use adapter_studio::training::{self, Event, Method, RunStatus, Stage, Summary, TrainConfig};
+use adapter_studio::training::{
+    self, Event, Method, Preset, RunStatus, Stage, StopWatch, Summary, TrainConfig,
+};
 
 #[derive(Args, Clone)]
 pub struct DataArgs {
@@ -59,6 +61,10 @@ impl ColumnArgs {
 
 #[derive(Args, Clone)]
 pub struct TrainingArgs {
+    /// Defaults to start from: studio (measured on small real-text targets: see the README)
+    /// or paper (the AdapterFusion paper's settings).
+    #[arg(long, default_value = "studio")]
+    preset: Preset,
     /// classification, multilabel, regression or tagging.
     #[arg(long, default_value = "classification")]
     task: TaskType,
@@ -68,12 +74,26 @@ pub struct TrainingArgs {
     /// Epochs (default: 30 for adapters, 10 for fusion, as in the paper).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Stop after this many optimizer steps (overrides --epochs).
+    /// Stop after this many optimizer steps (overrides --epochs and --min-steps).
     #[arg(long)]
     max_steps: Option<usize>,
-    /// Peak learning rate (default: 1e-4 for adapters, 5e-5 for fusion).
+    /// Train at least this many steps whatever --epochs gives (studio: 100; paper: none).
+    #[arg(long)]
+    min_steps: Option<usize>,
+    /// Peak learning rate of the adapter or fusion (studio: 1e-4 adapters, 5e-4 fusion;
+    /// paper: 1e-4, 5e-5).
     #[arg(long)]
     lr: Option<f64>,
+    /// Peak learning rate of the head (studio fusion: 1e-3; otherwise --lr).
+    #[arg(long)]
+    head_lr: Option<f64>,
+    /// Start the head from this AdapterHub head folder (same labels) instead of a random one.
+    #[arg(long)]
+    head_init: Option<PathBuf>,
+    /// Fusion: start the head from the head of a fused adapter trained on the same data
+    /// (studio: true; paper: false).
+    #[arg(long)]
+    warm_start_head: Option<bool>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Tokens per example; longer inputs are truncated.
@@ -88,11 +108,25 @@ pub struct TrainingArgs {
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
     /// Evaluations without improvement before stopping early; 0 disables early stopping.
-    #[arg(long, default_value_t = 3)]
-    patience: usize,
+    #[arg(long)]
+    patience: Option<usize>,
+    /// What early stopping watches: either (stops when neither the metric nor the loss
+    /// improves; studio), metric (paper) or loss.
+    #[arg(long)]
+    stop_on: Option<StopWatch>,
+    /// Share of the planned steps before early stopping counts (studio: 0.33; paper: 0).
+    #[arg(long)]
+    early_stop_after: Option<f64>,
+    /// Smallest change that counts as an improvement for early stopping.
+    #[arg(long)]
+    min_delta: Option<f64>,
     /// Evaluate every N steps as well as at each epoch end.
     #[arg(long)]
     eval_every: Option<usize>,
+    /// At most about this many epoch-end evaluations (every k-th epoch end on small sets;
+    /// studio: 10); 0: every epoch end.
+    #[arg(long)]
+    max_epoch_evals: Option<usize>,
     /// Metric for the best checkpoint (default: accuracy, pearson or micro_f1 by task).
     #[arg(long)]
     metric: Option<String>,
@@ -107,8 +141,9 @@ pub struct TrainingArgs {
     /// Write a resumable checkpoint every N steps (also at each evaluation and on stop).
     #[arg(long, default_value_t = 200)]
     save_every: usize,
-    /// Weights format of the saved AdapterHub folders: safetensors or bin.
-    #[arg(long, default_value = "safetensors")]
+    /// Weights files of the saved AdapterHub folders: both (.safetensors and the .bin that the
+    /// library's plain load_adapter(dir) reads), safetensors or bin.
+    #[arg(long, default_value = "both")]
     weights_format: String,
     /// Output folder of the run.
     #[arg(long)]
@@ -184,14 +219,26 @@ fn config_from(
     };
     c.epochs = t.epochs.unwrap_or(c.epochs);
     c.max_steps = t.max_steps;
+    c.min_steps = t.min_steps.or(c.min_steps).filter(|&n| n > 0);
     c.lr = t.lr.unwrap_or(c.lr);
+    c.head_lr = t.head_lr.or(c.head_lr);
+    c.head_init = t.head_init.clone();
+    c.warm_start_head = t.warm_start_head.unwrap_or(c.warm_start_head);
     c.batch_size = t.batch_size;
     c.max_length = t.max_length;
     c.warmup_ratio = t.warmup_ratio;
     c.weight_decay = t.weight_decay;
     c.max_grad_norm = t.max_grad_norm;
-    c.patience = (t.patience > 0).then_some(t.patience);
+    if let Some(p) = t.patience {
+        c.patience = (p > 0).then_some(p);
+    }
+    c.stop_on = t.stop_on.unwrap_or(c.stop_on);
+    c.early_stop_after = t.early_stop_after.unwrap_or(c.early_stop_after);
+    c.min_delta = t.min_delta.unwrap_or(c.min_delta);
     c.eval_every = t.eval_every;
+    if let Some(n) = t.max_epoch_evals {
+        c.max_epoch_evals = (n > 0).then_some(n);
+    }
     c.metric = t.metric.clone();
     c.seed = t.seed;
     c.device = t.device.clone();
@@ -207,8 +254,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(out) = args.resume {
         return run(json, |obs, stop| training::resume(&out, obs, stop));
     }
+    let preset = args.training.preset;
     let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
-        TrainConfig::adapter(m, t, args.method)
+        TrainConfig::adapter_preset(preset, m, t, args.method)
     })?;
     cfg.stage = Stage::Adapter {
         method: args.method,
@@ -226,8 +274,9 @@ pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
         bail!("give at least two --adapter folders to fuse");
     }
     let adapters = args.adapters.clone();
+    let preset = args.training.preset;
     let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
-        TrainConfig::fusion(m, t, adapters.clone())
+        TrainConfig::fusion_preset(preset, m, t, adapters.clone())
     })?;
     if let Stage::Fusion { fusion_config, .. } = &mut cfg.stage {
         *fusion_config = args.fusion_config.clone();
@@ -278,6 +327,9 @@ fn print_summary(s: &Summary) {
             } else {
                 ""
             };
+            if let Some(why) = &s.stopped_early {
+                println!("{why}");
+            }
             println!(
                 "finished at step {} of {}{how}; {:.1} examples/s",
                 s.steps, s.total_steps, s.examples_per_sec
@@ -337,6 +389,7 @@ impl Progress {
                 start_step,
                 trainable_parameters,
                 skipped,
+                head_from,
                 ..
             } => {
                 self.total = *total_steps;
@@ -344,6 +397,9 @@ impl Progress {
                 self.started = Instant::now();
                 for s in skipped {
                     eprintln!("warning: {s}");
+                }
+                if let Some(h) = head_from {
+                    eprintln!("the head starts from {}", h.display());
                 }
                 let resumed = if *start_step > 0 {
                     format!(", resuming at step {start_step}")

@@ -27,7 +27,7 @@ impl Default for ExportView {
         ExportView {
             run: None,
             format: ExportFormat::AdapterHub,
-            weights: WeightFormat::Safetensors,
+            weights: WeightFormat::Both,
             path: String::new(),
             confirm_replace: false,
             pending: None,
@@ -103,6 +103,7 @@ impl StudioApp {
             }
             if self.export.format == ExportFormat::AdapterHub {
                 ui.horizontal(|ui| {
+                    ui.radio_value(&mut self.export.weights, WeightFormat::Both, "both (loads with the library's defaults)");
                     ui.radio_value(&mut self.export.weights, WeightFormat::Safetensors, ".safetensors");
                     ui.radio_value(&mut self.export.weights, WeightFormat::Bin, ".bin (PyTorch)");
                 });

@@ -279,9 +279,10 @@ impl StudioApp {
         }
     }
 
-    /// The whole window.
-    pub fn root_ui(&mut self, ui: &mut egui::Ui) {
-        let started = Instant::now();
+    /// Applies every event the workers sent. Called by eframe's `logic` before each frame and
+    /// also while the window is minimised or hidden (when `ui` is not called): the workers'
+    /// bounded channels would otherwise fill up and block a training.
+    pub fn drain_events(&mut self) {
         while let Ok(event) = self.worker.events.try_recv() {
             // New or better artifacts: the adapter library re-reads its cards.
             self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
@@ -290,6 +291,12 @@ impl StudioApp {
         while let Ok(event) = self.side.events.try_recv() {
             self.on_side_event(event);
         }
+    }
+
+    /// The whole window.
+    pub fn root_ui(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        self.drain_events();
         let ctx = ui.ctx().clone();
         for s in Screen::ALL {
             if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, s.shortcut())) {
@@ -398,6 +405,10 @@ fn path_input_ui(
 }
 
 impl eframe::App for StudioApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.drain_events();
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.root_ui(ui);
     }

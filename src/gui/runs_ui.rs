@@ -81,6 +81,9 @@ impl RunEntry {
                 Record::Train(_) => None,
             })
             .collect();
+        if let Some(why) = self.info.as_ref().and_then(|i| i.stopped_early.clone()) {
+            self.log.push(why);
+        }
         if let Some(e) = &self.error {
             self.log.push(format!("error: {e}"));
         }
@@ -244,6 +247,7 @@ impl RunsView {
                     validation_examples,
                     trainable_parameters,
                     skipped,
+                    head_from,
                     ..
                 } => {
                     e.total_steps = total_steps;
@@ -257,6 +261,9 @@ impl RunsView {
                     ));
                     e.log
                         .extend(skipped.into_iter().map(|s| format!("warning: {s}")));
+                    if let Some(h) = head_from {
+                        e.log.push(format!("the head starts from {}", h.display()));
+                    }
                     e.reload_info_only();
                 }
                 Event::Step(r) => e.records.push(Record::Train(r)),
@@ -403,6 +410,9 @@ impl StudioApp {
                     }
                     if let Some(e) = &r.error {
                         ui.colored_label(ui.visuals().error_fg_color, e);
+                    } else if let Some(why) = r.info.as_ref().and_then(|i| i.stopped_early.as_ref())
+                    {
+                        ui.label(egui::RichText::new(why).weak().small());
                     }
                 });
             }

@@ -391,3 +391,33 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     assert_eq!(label, "fusion");
     assert!(result.is_ok(), "{result:?}");
 }
+
+#[test]
+fn training_keeps_going_while_only_the_logic_pass_runs_as_when_minimised() {
+    // eframe calls only `App::logic` while the window is minimised or hidden: a run that
+    // emits more events than the worker's channel holds (1024) must still finish.
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    let form = &mut app.wizard.form;
+    form.epochs = 12; // 90 training examples, batch 1: 1080 steps, 1080+ events
+    form.batch_size = 1;
+    form.patience = None;
+    form.min_steps = None;
+    form.save_every = 10_000;
+    app.start_wizard_run();
+    let start = Instant::now();
+    loop {
+        app.drain_events();
+        if status(&app) == "finished" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the run stalled at step {} ({})",
+            steps(&app),
+            status(&app)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(steps(&app), 1080);
+}

@@ -2,7 +2,7 @@
 //! paper's defaults, with help on each) → review with the equivalent command → start.
 use std::path::PathBuf;
 
-use adapter_studio::training::{Method, Stage, TrainConfig};
+use adapter_studio::training::{Method, Preset as TrainingPreset, Stage, StopWatch, TrainConfig};
 use adapter_studio::worker::Command;
 use adapter_studio::workspace::Preset;
 
@@ -287,15 +287,27 @@ impl StudioApp {
                     .response
                     .on_hover_text(HELP_FUSION);
             }
-            if ui
-                .button("Paper defaults")
-                .on_hover_text(
+            for (preset, label, help) in [
+                (
+                    TrainingPreset::Studio,
+                    "Studio defaults",
+                    "fusion lr 5e-4, head lr 1e-3 (warm-started from the target's own adapter \
+                     when it is fused), at least 100 steps, early stopping after a third of them",
+                ),
+                (
+                    TrainingPreset::Paper,
+                    "Paper preset",
                     "lr 5e-5, 10 epochs, batch 32, dynamic fusion with the value regulariser",
-                )
-                .clicked()
-            {
-                self.wizard.form =
-                    TrainConfig::fusion(PathBuf::new(), PathBuf::new(), self.wizard.fusion.clone());
+                ),
+            ] {
+                if ui.button(label).on_hover_text(help).clicked() {
+                    self.wizard.form = TrainConfig::fusion_preset(
+                        preset,
+                        PathBuf::new(),
+                        PathBuf::new(),
+                        self.wizard.fusion.clone(),
+                    );
+                }
             }
         });
         ui.label(egui::RichText::new(HELP_FUSION).weak().small());
@@ -321,8 +333,28 @@ impl StudioApp {
                 })
                 .response
                 .on_hover_text(HELP_METHOD);
-            if ui.button("Paper defaults").on_hover_text("lr 1e-4, 30 epochs, batch 32, reduction factor 16, early stopping after 3 evaluations").clicked() {
-                self.wizard.form = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), self.wizard.method);
+            for (preset, label, help) in [
+                (
+                    TrainingPreset::Studio,
+                    "Studio defaults",
+                    "lr 1e-4, 30 epochs and at least 100 steps, batch 32, reduction factor 16, \
+                     early stopping after a third of the steps",
+                ),
+                (
+                    TrainingPreset::Paper,
+                    "Paper preset",
+                    "lr 1e-4, 30 epochs, batch 32, reduction factor 16, early stopping after 3 \
+                     evaluations",
+                ),
+            ] {
+                if ui.button(label).on_hover_text(help).clicked() {
+                    self.wizard.form = TrainConfig::adapter_preset(
+                        preset,
+                        PathBuf::new(),
+                        PathBuf::new(),
+                        self.wizard.method,
+                    );
+                }
             }
         });
         ui.label(egui::RichText::new(HELP_METHOD).weak().small());
@@ -399,6 +431,48 @@ impl StudioApp {
                 1.0,
             );
             f.patience = (patience > 0).then_some(patience);
+            field_ui(
+                ui,
+                "Early stop after",
+                "Share of the planned steps before evaluations without improvement count.",
+                &mut f.early_stop_after,
+                0.01,
+            );
+            ui.label("Stop on");
+            egui::ComboBox::from_id_salt("stop_on")
+                .selected_text(f.stop_on.as_str())
+                .show_ui(ui, |ui| {
+                    for w in StopWatch::ALL {
+                        ui.selectable_value(&mut f.stop_on, w, w.as_str());
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "either: stop when neither the metric nor the validation loss improves; \
+                     metric or loss: only that one.",
+                );
+            ui.label(egui::RichText::new("What early stopping watches.").weak().small());
+            ui.end_row();
+            let mut min_steps = f.min_steps.unwrap_or(0);
+            field_ui(
+                ui,
+                "Min steps",
+                "Train at least this many steps whatever the epochs (small datasets have few \
+                 steps per epoch); 0 = epochs only.",
+                &mut min_steps,
+                1.0,
+            );
+            f.min_steps = (min_steps > 0).then_some(min_steps);
+            let mut head_lr = f.head_lr.unwrap_or(f.lr);
+            field_ui(
+                ui,
+                "Head learning rate",
+                "Peak learning rate of the new head (a fusion's head learns faster than its \
+                 attention).",
+                &mut head_lr,
+                1e-5,
+            );
+            f.head_lr = (head_lr != f.lr).then_some(head_lr);
             if let Stage::Adapter {
                 reduction_factor, ..
             } = &mut f.stage

@@ -79,6 +79,57 @@ fn get_i64(path: &Path, v: &Value, keys: &[&str], default: Option<i64>) -> Resul
     default.ok_or_else(|| Error::config(path, keys[0], "missing"))
 }
 
+/// An integer field that becomes a size or an index: it must lie in `range` (a file that
+/// says `hidden_size: 1e12` or `num_hidden_layers: -3` is refused here, not by the allocator).
+fn get_size(
+    path: &Path,
+    v: &Value,
+    keys: &[&str],
+    default: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64> {
+    let x = match keys.iter().find_map(|k| v.get(*k).map(|x| (*k, x))) {
+        Some((key, x)) => {
+            // 1e12 or 768.0 parse as floats: name them as what they are.
+            let n = x.as_i64().ok_or_else(|| {
+                Error::config(path, key, format!("expected an integer, found {x}"))
+            })?;
+            if !range.contains(&n) {
+                return Err(Error::config(
+                    path,
+                    key,
+                    format!(
+                        "{n} is out of range (expected {} to {})",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+            n
+        }
+        None => get_i64(path, v, keys, default)?,
+    };
+    Ok(x)
+}
+
+/// A probability field: in [0, 1).
+fn get_prob(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
+    let p = get_f64(path, v, keys, default)?;
+    if !(0.0..1.0).contains(&p) {
+        let key = keys.iter().find(|k| v.get(**k).is_some()).unwrap_or(&keys[0]);
+        return Err(Error::config(
+            path,
+            *key,
+            format!("{p} is not a probability in [0, 1)"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Largest base model we build: parameters beyond this are a broken file, not a model
+/// (the largest encoders with adapter support have about 1.5e9).
+const MAX_PARAMETERS: i64 = 20_000_000_000;
+
 fn get_f64(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
     for key in keys {
         if let Some(x) = v.get(key) {
@@ -130,39 +181,66 @@ impl ModelConfig {
                 format!("unknown activation `{act_name}`"),
             )
         })?;
+        const BIG: i64 = 1 << 24;
+        let vocab_size = get_size(path, &raw, &["vocab_size"], None, 1..=BIG)?;
         let cfg = ModelConfig {
             arch,
-            vocab_size: get_i64(path, &raw, &["vocab_size"], None)?,
-            hidden_size: get_i64(path, &raw, &["hidden_size", "dim"], None)?,
-            num_layers: get_i64(path, &raw, &["num_hidden_layers", "n_layers"], None)? as usize,
-            num_heads: get_i64(path, &raw, &["num_attention_heads", "n_heads"], None)?,
-            intermediate_size: get_i64(path, &raw, &["intermediate_size", "hidden_dim"], None)?,
+            vocab_size,
+            hidden_size: get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?,
+            num_layers: get_size(path, &raw, &["num_hidden_layers", "n_layers"], None, 1..=1024)?
+                as usize,
+            num_heads: get_size(path, &raw, &["num_attention_heads", "n_heads"], None, 1..=4096)?,
+            intermediate_size: get_size(
+                path,
+                &raw,
+                &["intermediate_size", "hidden_dim"],
+                None,
+                1..=1 << 20,
+            )?,
             hidden_act,
-            max_position_embeddings: get_i64(path, &raw, &["max_position_embeddings"], Some(512))?,
+            max_position_embeddings: get_size(
+                path,
+                &raw,
+                &["max_position_embeddings"],
+                Some(512),
+                1..=1 << 20,
+            )?,
             type_vocab_size: if distil {
                 0
             } else {
-                get_i64(path, &raw, &["type_vocab_size"], Some(2))?
+                get_size(path, &raw, &["type_vocab_size"], Some(2), 0..=1 << 16)?
             },
             layer_norm_eps: if distil {
                 1e-12
             } else {
-                get_f64(path, &raw, &["layer_norm_eps"], 1e-12)?
+                let eps = get_f64(path, &raw, &["layer_norm_eps"], 1e-12)?;
+                if !(eps > 0.0 && eps < 1.0) {
+                    return Err(Error::config(
+                        path,
+                        "layer_norm_eps",
+                        format!("{eps} is out of range (expected a small positive number)"),
+                    ));
+                }
+                eps
             },
-            pad_token_id: get_i64(
+            pad_token_id: get_size(
                 path,
                 &raw,
                 &["pad_token_id"],
                 Some(if arch.offsets_positions() { 1 } else { 0 }),
+                0..=vocab_size - 1,
             )?,
-            hidden_dropout: get_f64(path, &raw, &["hidden_dropout_prob", "dropout"], 0.1)?,
-            attention_dropout: get_f64(
+            hidden_dropout: get_prob(path, &raw, &["hidden_dropout_prob", "dropout"], 0.1)?,
+            attention_dropout: get_prob(
                 path,
                 &raw,
                 &["attention_probs_dropout_prob", "attention_dropout"],
                 0.1,
             )?,
-            classifier_dropout: raw.get("classifier_dropout").and_then(Value::as_f64),
+            classifier_dropout: match raw.get("classifier_dropout") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(get_prob(path, &raw, &["classifier_dropout"], 0.0)?),
+            },
             sinusoidal_positions: raw
                 .get("sinusoidal_pos_embds")
                 .and_then(Value::as_bool)
@@ -183,6 +261,18 @@ impl ModelConfig {
                 ),
             ));
         }
+        let parameters = cfg.parameter_estimate();
+        if parameters.is_none_or(|n| n > MAX_PARAMETERS) {
+            return Err(Error::config(
+                path,
+                "hidden_size",
+                format!(
+                    "the sizes describe a model of {} parameters (more than {MAX_PARAMETERS}): \
+                     not a model this program can build",
+                    parameters.map_or("too many".to_string(), |n| n.to_string())
+                ),
+            ));
+        }
         if let Some(pet) = cfg
             .raw
             .get("position_embedding_type")
@@ -199,8 +289,76 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// The encoder's parameter count from the sizes (embeddings and layers), None when it
+    /// overflows.
+    pub fn parameter_estimate(&self) -> Option<i64> {
+        let h = self.hidden_size;
+        let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
+            .checked_mul(h)?;
+        let layer = h
+            .checked_mul(h)?
+            .checked_mul(4)?
+            .checked_add(h.checked_mul(self.intermediate_size)?.checked_mul(2)?)?;
+        layer
+            .checked_mul(self.num_layers as i64)?
+            .checked_add(embeddings)
+    }
+
     /// Dropout the heads use when their config gives none (as the Python library infers it).
     pub fn head_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bert() -> Value {
+        json!({"model_type": "bert", "vocab_size": 100, "hidden_size": 32,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64})
+    }
+
+    fn error_with(field: &str, value: Value) -> String {
+        let mut raw = bert();
+        raw[field] = value;
+        ModelConfig::from_value(Path::new("m/config.json"), raw)
+            .expect_err(field)
+            .to_string()
+    }
+
+    #[test]
+    fn sizes_out_of_range_are_one_clear_error_naming_file_and_field() {
+        assert!(ModelConfig::from_value(Path::new("m/config.json"), bert()).is_ok());
+        for (field, value, says) in [
+            ("hidden_size", json!(1e12), "expected an integer"),
+            ("hidden_size", json!(1_000_000_000_000i64), "out of range"),
+            ("num_hidden_layers", json!(-3), "out of range"),
+            ("vocab_size", json!(0), "out of range"),
+            ("intermediate_size", json!(-1), "out of range"),
+            ("max_position_embeddings", json!(1i64 << 40), "out of range"),
+            ("pad_token_id", json!(100), "out of range"),
+            ("hidden_dropout_prob", json!(1.5), "probability"),
+            ("layer_norm_eps", json!(-1.0), "out of range"),
+        ] {
+            let e = error_with(field, value);
+            assert!(
+                e.contains("m/config.json") && e.contains(field) && e.contains(says),
+                "{field}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_whose_product_is_absurd_are_refused() {
+        let mut raw = bert();
+        raw["vocab_size"] = json!(1 << 24);
+        raw["hidden_size"] = json!(1 << 16);
+        raw["num_attention_heads"] = json!(1);
+        let e = ModelConfig::from_value(Path::new("c.json"), raw)
+            .expect_err("too big")
+            .to_string();
+        assert!(e.contains("parameters"), "{e}");
     }
 }

@@ -11,9 +11,13 @@ use crate::tokenizer::{Batch, TextTokenizer};
 /// PyTorch's cross-entropy `ignore_index`.
 pub const IGNORE: i64 = -100;
 
-/// Batches of this many times the batch size are sorted by length before cutting: enough to
-/// make padding rare, few enough that batches still mix the data.
-const BUCKET_BATCHES: usize = 50;
+/// At most this many batches are sorted by length together (a bucket): enough to make padding
+/// rare on large sets.
+const MAX_BUCKET_BATCHES: usize = 50;
+/// An epoch has at least this many buckets. A bucket that holds the whole set would cut the same
+/// length-sorted batches every epoch (the composition frozen, classes correlated with length);
+/// with many buckets, which examples meet in a bucket changes with every epoch's shuffle.
+const MIN_BUCKETS: usize = 8;
 
 pub struct EncodedItem {
     pub ids: Vec<i64>,
@@ -151,8 +155,18 @@ impl EncodedSet {
     }
 }
 
+/// How many batches are sorted by length together in an epoch of `batches` batches: 1 (random
+/// batches) on small sets, growing with the set up to MAX_BUCKET_BATCHES.
+pub fn bucket_batches(batches: usize) -> usize {
+    (batches / MIN_BUCKETS).clamp(1, MAX_BUCKET_BATCHES)
+}
+
 /// The batches (lists of example indices) of one training epoch. The same (seed, epoch)
 /// always gives the same plan, so that a resumed run sees the same batches.
+///
+/// Bucketed: the epoch's shuffled order is cut into buckets of `bucket_batches` batches, each
+/// sorted by length (ties in shuffled order) and cut into batches; the batches are shuffled.
+/// Small sets get plain random batches.
 pub fn plan_epoch(
     lengths: &[usize],
     batch_size: usize,
@@ -164,12 +178,14 @@ pub fn plan_epoch(
     let mut rng = Rng::derive(seed, epoch as u64);
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     rng.shuffle(&mut order);
-    if !bucketed {
+    let per_bucket = bucket_batches(lengths.len().div_ceil(batch_size));
+    if !bucketed || per_bucket == 1 {
         return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
     }
     let mut batches: Vec<Vec<usize>> = Vec::new();
-    for bucket in order.chunks(batch_size * BUCKET_BATCHES) {
+    for bucket in order.chunks(batch_size * per_bucket) {
         let mut bucket = bucket.to_vec();
+        // Stable: equal lengths keep the shuffled order.
         bucket.sort_by_key(|&i| lengths[i]);
         batches.extend(bucket.chunks(batch_size).map(<[usize]>::to_vec));
     }
@@ -203,22 +219,81 @@ mod tests {
         assert!(a.iter().all(|b| b.len() <= 16));
     }
 
+    fn padded(lengths: &[usize], plan: &[Vec<usize>]) -> usize {
+        plan.iter()
+            .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
+            .sum()
+    }
+
     #[test]
-    fn bucketing_cuts_padding_compared_with_random_batches() {
-        let lengths: Vec<usize> = (0..2000).map(|i| 5 + (i * 7919) % 150).collect();
-        let padded = |plan: &[Vec<usize>]| -> usize {
-            plan.iter()
-                .map(|b| b.len() * b.iter().map(|&i| lengths[i]).max().unwrap_or(0))
-                .sum()
-        };
-        let bucketed = padded(&plan_epoch(&lengths, 32, 1, 0, true));
-        let random = padded(&plan_epoch(&lengths, 32, 1, 0, false));
+    fn bucketing_cuts_padding_on_a_large_set() {
+        let lengths: Vec<usize> = (0..20_000).map(|i| 5 + (i * 7919) % 150).collect();
+        let bucketed = padded(&lengths, &plan_epoch(&lengths, 32, 1, 0, true));
+        let random = padded(&lengths, &plan_epoch(&lengths, 32, 1, 0, false));
         let real: usize = lengths.iter().sum();
         assert!(
             bucketed < real * 11 / 10,
             "bucketed {bucketed} vs real {real}"
         );
         assert!(random > real * 15 / 10, "random {random} vs real {real}");
+    }
+
+    #[test]
+    fn bucketing_still_cuts_padding_on_a_thousand_examples() {
+        // The benchmark's size: 960 examples = 30 batches, 3 per bucket.
+        let lengths: Vec<usize> = (0..960).map(|i| 5 + (i * 7919) % 150).collect();
+        let bucketed = padded(&lengths, &plan_epoch(&lengths, 32, 1, 0, true));
+        let random = padded(&lengths, &plan_epoch(&lengths, 32, 1, 0, false));
+        assert!(
+            bucketed * 10 < random * 8,
+            "bucketed {bucketed} vs random {random}"
+        );
+    }
+
+    /// For each example, the set of examples it shares a batch with.
+    fn companions(plan: &[Vec<usize>], n: usize) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); n];
+        for b in plan {
+            for &i in b {
+                let mut c = b.clone();
+                c.sort();
+                out[i] = c;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn batch_composition_changes_across_epochs_at_every_size() {
+        for n in [40, 100, 400, 1_600, 5_000] {
+            // Lengths strongly tied to the example (as when classes differ in length).
+            let lengths: Vec<usize> = (0..n).map(|i| 5 + i % 97).collect();
+            let a = companions(&plan_epoch(&lengths, 32, 7, 0, true), n);
+            let b = companions(&plan_epoch(&lengths, 32, 7, 1, true), n);
+            let same = (0..n).filter(|&i| a[i] == b[i]).count();
+            assert!(same * 10 < n, "n={n}: {same} examples kept their batch");
+        }
+    }
+
+    #[test]
+    fn small_sets_get_random_batches_uncorrelated_with_length() {
+        // 100 examples whose length is their class (4 classes): sorted batches would be
+        // one class each; random batches mix them.
+        let lengths: Vec<usize> = (0..100).map(|i| 10 + 10 * (i % 4)).collect();
+        let plan = plan_epoch(&lengths, 32, 3, 0, true);
+        assert_eq!(plan, plan_epoch(&lengths, 32, 3, 0, false));
+        for b in plan.iter().filter(|b| b.len() == 32) {
+            let classes: std::collections::BTreeSet<usize> = b.iter().map(|&i| i % 4).collect();
+            assert!(classes.len() >= 3, "a batch of {} holds {classes:?}", b.len());
+        }
+    }
+
+    #[test]
+    fn buckets_grow_with_the_set() {
+        assert_eq!(bucket_batches(4), 1);
+        assert_eq!(bucket_batches(15), 1);
+        assert_eq!(bucket_batches(30), 3);
+        assert_eq!(bucket_batches(10_000), MAX_BUCKET_BATCHES);
     }
 
     #[test]

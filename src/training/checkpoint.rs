@@ -18,7 +18,14 @@ pub struct TrainerState {
     pub step: usize,
     pub best_metric: Option<f64>,
     pub best_step: Option<usize>,
+    /// Evaluations in a row in which what early stopping watches did not improve (counted
+    /// only past `early_stop_after`).
     pub evals_without_improvement: usize,
+    /// Early stopping's own bests (by more than `min_delta`): the metric and the loss.
+    #[serde(default)]
+    pub stop_best_metric: Option<f64>,
+    #[serde(default)]
+    pub stop_best_loss: Option<f64>,
     /// Wall time spent before this checkpoint (for elapsed time across resumes).
     pub elapsed_secs: f64,
 }
@@ -62,6 +69,8 @@ mod tests {
             best_metric: Some(0.5),
             best_step: Some(5),
             evals_without_improvement: 1,
+            stop_best_metric: Some(0.5),
+            stop_best_loss: Some(0.7),
             elapsed_secs: 3.5,
         };
         let t = Tensor::from_slice(&[1.0f32, 2.0]);

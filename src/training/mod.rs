@@ -84,7 +84,75 @@ pub enum Stage {
     },
 }
 
+/// What early stopping watches on the validation set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopWatch {
+    /// Only the best-checkpoint metric (`--metric`): the paper's rule, and what runs recorded
+    /// before this setting existed did.
+    #[default]
+    Metric,
+    /// Only the validation loss.
+    Loss,
+    /// Stop only when neither the metric nor the loss has improved: on small validation sets
+    /// the metric plateaus in steps while the loss still falls.
+    Either,
+}
+
+impl StopWatch {
+    pub const ALL: [StopWatch; 3] = [StopWatch::Either, StopWatch::Metric, StopWatch::Loss];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopWatch::Metric => "metric",
+            StopWatch::Loss => "loss",
+            StopWatch::Either => "either",
+        }
+    }
+}
+
+impl FromStr for StopWatch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        StopWatch::ALL
+            .into_iter()
+            .find(|w| w.as_str() == s)
+            .ok_or_else(|| Error::Invalid(format!("unknown --stop-on `{s}` (either, metric, loss)")))
+    }
+}
+
+/// Which set of defaults a run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Adapter Studio's defaults, chosen by measurement on small real-text targets
+    /// (benchmarks/fusion_transfer.py).
+    Studio,
+    /// The AdapterFusion paper's settings (lr 1e-4 / 5e-5, 30 / 10 epochs, patience 3 on the
+    /// metric from the first evaluation, one learning rate for everything, a new head).
+    Paper,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 2] = [Preset::Studio, Preset::Paper];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Studio => "studio",
+            Preset::Paper => "paper",
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| Error::Invalid(format!("unknown preset `{s}` (studio or paper)")))
+    }
+}
+
 /// Every setting of a run; saved in `run.json`, so `--resume` needs only the folder.
+/// Settings added after the first release default (serde) to the behaviour runs had before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub model: PathBuf,
@@ -110,8 +178,38 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Evaluations without improvement before stopping; None trains all epochs.
     pub patience: Option<usize>,
+    /// What early stopping watches.
+    #[serde(default)]
+    pub stop_on: StopWatch,
+    /// Share of the planned steps before evaluations without improvement count.
+    #[serde(default)]
+    pub early_stop_after: f64,
+    /// A change smaller than this does not count as an improvement (early stopping only).
+    #[serde(default)]
+    pub min_delta: f64,
+    /// At least this many optimizer steps whatever the epochs (small sets have few steps per
+    /// epoch); `max_steps` overrides it.
+    #[serde(default)]
+    pub min_steps: Option<usize>,
+    /// Learning rate of the head; None: `lr`.
+    #[serde(default)]
+    pub head_lr: Option<f64>,
+    /// A saved head (AdapterHub folder) the new head starts from instead of a random one; its
+    /// labels must be the run's.
+    #[serde(default)]
+    pub head_init: Option<PathBuf>,
+    /// Fusion without `head_init`: start the head from the target's own adapter's head when
+    /// one of the fused adapters was trained (in a run folder) on this run's training data with
+    /// the same labels.
+    #[serde(default)]
+    pub warm_start_head: bool,
     /// Evaluate every N steps as well as at each epoch end.
     pub eval_every: Option<usize>,
+    /// At most about this many epoch-end evaluations: on small sets, with many short epochs,
+    /// every k-th epoch end only (evaluating a 240-example validation set after each 4-step
+    /// epoch costs more than the training). None: every epoch end.
+    #[serde(default)]
+    pub max_epoch_evals: Option<usize>,
     /// Metric for "best" and early stopping; the task's primary metric by default.
     pub metric: Option<String>,
     pub seed: u64,
@@ -120,14 +218,68 @@ pub struct TrainConfig {
     pub pad_to_max_length: bool,
     /// Write a resumable checkpoint every N steps (and at every evaluation and stop).
     pub save_every: usize,
-    /// Weights format of the saved artifacts: `safetensors` or `bin`.
+    /// Weights format of the saved artifacts: `both` (`.safetensors` and `.bin`), `safetensors`
+    /// or `bin`.
     pub weights_format: String,
 }
 
 impl TrainConfig {
+    /// Stage 1 with the studio's defaults: the paper's lr 1e-4, 30 epochs and reduction
+    /// factor 16, with at least 100 steps, about 10 epoch-end evaluations, and early stopping only after a
+    /// third of the steps,
+    /// when neither accuracy nor loss improves.
+    pub fn adapter(model: PathBuf, train: PathBuf, method: Method) -> Self {
+        TrainConfig {
+            stop_on: StopWatch::Either,
+            early_stop_after: 1.0 / 3.0,
+            min_steps: Some(100),
+            max_epoch_evals: Some(10),
+            ..TrainConfig::adapter_paper(model, train, method)
+        }
+    }
+
+    /// Stage 2 with the studio's defaults: fusion layers at lr 5e-4 and a head at lr 1e-3
+    /// (at the paper's 5e-5 the fusion's query and key hardly move from their initialisation
+    /// on a small target), the head warm-started from the target's own adapter when one of the
+    /// fused adapters was trained on the target (see `head_init`), at least 100 steps, early
+    /// stopping as for adapters.
+    pub fn fusion(model: PathBuf, train: PathBuf, adapters: Vec<PathBuf>) -> Self {
+        TrainConfig {
+            lr: 5e-4,
+            head_lr: Some(1e-3),
+            warm_start_head: true,
+            stop_on: StopWatch::Either,
+            early_stop_after: 1.0 / 3.0,
+            min_steps: Some(100),
+            max_epoch_evals: Some(10),
+            ..TrainConfig::fusion_paper(model, train, adapters)
+        }
+    }
+
+    /// The defaults of `preset` for stage 1.
+    pub fn adapter_preset(preset: Preset, model: PathBuf, train: PathBuf, method: Method) -> Self {
+        match preset {
+            Preset::Studio => Self::adapter(model, train, method),
+            Preset::Paper => Self::adapter_paper(model, train, method),
+        }
+    }
+
+    /// The defaults of `preset` for stage 2.
+    pub fn fusion_preset(
+        preset: Preset,
+        model: PathBuf,
+        train: PathBuf,
+        adapters: Vec<PathBuf>,
+    ) -> Self {
+        match preset {
+            Preset::Studio => Self::fusion(model, train, adapters),
+            Preset::Paper => Self::fusion_paper(model, train, adapters),
+        }
+    }
+
     /// The paper's settings for stage 1: lr 1e-4, up to 30 epochs, reduction factor 16 (in the
     /// preset), early stopping.
-    pub fn adapter(model: PathBuf, train: PathBuf, method: Method) -> Self {
+    pub fn adapter_paper(model: PathBuf, train: PathBuf, method: Method) -> Self {
         TrainConfig {
             model,
             train,
@@ -151,18 +303,26 @@ impl TrainConfig {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             patience: Some(3),
+            stop_on: StopWatch::Metric,
+            early_stop_after: 0.0,
+            min_delta: 0.0,
+            min_steps: None,
+            head_lr: None,
+            head_init: None,
+            warm_start_head: false,
             eval_every: None,
+            max_epoch_evals: None,
             metric: None,
             seed: 42,
             device: "auto".into(),
             pad_to_max_length: false,
             save_every: 200,
-            weights_format: "safetensors".into(),
+            weights_format: "both".into(),
         }
     }
 
     /// The paper's settings for stage 2: lr 5e-5, up to 10 epochs, dynamic fusion.
-    pub fn fusion(model: PathBuf, train: PathBuf, adapters: Vec<PathBuf>) -> Self {
+    pub fn fusion_paper(model: PathBuf, train: PathBuf, adapters: Vec<PathBuf>) -> Self {
         TrainConfig {
             stage: Stage::Fusion {
                 adapters,
@@ -171,8 +331,116 @@ impl TrainConfig {
             name: "fusion".into(),
             epochs: 10,
             lr: 5e-5,
-            ..TrainConfig::adapter(model, train, Method::SeqBn)
+            ..TrainConfig::adapter_paper(model, train, Method::SeqBn)
         }
+    }
+
+    /// The preset whose defaults these settings start from (the paper's when they match it in
+    /// the settings the presets differ in).
+    pub fn preset(&self) -> Preset {
+        let paper = match &self.stage {
+            Stage::Adapter { method, .. } => {
+                Self::adapter_paper(self.model.clone(), self.train.clone(), *method)
+            }
+            Stage::Fusion { adapters, .. } => {
+                Self::fusion_paper(self.model.clone(), self.train.clone(), adapters.clone())
+            }
+        };
+        if self.stop_on == paper.stop_on
+            && self.early_stop_after == paper.early_stop_after
+            && self.min_steps == paper.min_steps
+            && self.head_lr == paper.head_lr
+            && self.lr == paper.lr
+            && self.warm_start_head == paper.warm_start_head
+            && self.max_epoch_evals == paper.max_epoch_evals
+        {
+            Preset::Paper
+        } else {
+            Preset::Studio
+        }
+    }
+
+    /// Checks every hyper-parameter's range before any work starts: one line naming the
+    /// setting (as its command-line flag) and the value.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |flag: &str, value: String, want: &str| {
+            Err(Error::Invalid(format!("--{flag} {value}: {want}")))
+        };
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.lr) || self.lr > 1.0 {
+            return bad("lr", self.lr.to_string(), "expected a learning rate in (0, 1]");
+        }
+        if let Some(h) = self.head_lr.filter(|h| !positive(*h) || *h > 1.0) {
+            return bad("head-lr", h.to_string(), "expected a learning rate in (0, 1]");
+        }
+        if self.epochs == 0 && self.max_steps.is_none() {
+            return bad("epochs", "0".into(), "expected at least 1 (or give --max-steps)");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max-steps", "0".into(), "expected at least 1");
+        }
+        if !(1..=1 << 16).contains(&self.batch_size) {
+            return bad("batch-size", self.batch_size.to_string(), "expected 1 to 65536");
+        }
+        if self.max_length < 2 {
+            return bad("max-length", self.max_length.to_string(), "expected at least 2");
+        }
+        for (flag, x) in [
+            ("warmup-ratio", self.warmup_ratio),
+            ("early-stop-after", self.early_stop_after),
+        ] {
+            if !(0.0..=1.0).contains(&x) {
+                return bad(flag, x.to_string(), "expected a share from 0 to 1");
+            }
+        }
+        if !(0.0..1.0).contains(&self.validation_split) {
+            return bad(
+                "validation-split",
+                self.validation_split.to_string(),
+                "expected a share from 0 to below 1",
+            );
+        }
+        for (flag, x) in [
+            ("weight-decay", self.weight_decay),
+            ("max-grad-norm", self.max_grad_norm),
+            ("min-delta", self.min_delta),
+        ] {
+            if !(x.is_finite() && x >= 0.0) {
+                return bad(flag, x.to_string(), "expected a number of at least 0");
+            }
+        }
+        if self.save_every == 0 {
+            return bad("save-every", "0".into(), "expected at least 1");
+        }
+        if let Stage::Adapter {
+            reduction_factor: Some(rf),
+            ..
+        } = &self.stage
+        {
+            if !positive(*rf) {
+                return bad("reduction-factor", rf.to_string(), "expected a positive number");
+            }
+        }
+        self.weights_format
+            .parse::<crate::hub::WeightFormat>()
+            .map(|_| ())
+    }
+
+    /// Epoch ends between evaluations, for a training set of `train_examples`.
+    pub fn epochs_per_eval(&self, train_examples: usize) -> usize {
+        let per_epoch = train_examples.div_ceil(self.batch_size.max(1)).max(1);
+        let epochs = self.total_steps(train_examples).div_ceil(per_epoch);
+        match self.max_epoch_evals {
+            Some(n) if n > 0 => epochs.div_ceil(n).max(1),
+            _ => 1,
+        }
+    }
+
+    /// Optimizer steps of the run for a training set of `train_examples`.
+    pub fn total_steps(&self, train_examples: usize) -> usize {
+        let per_epoch = train_examples.div_ceil(self.batch_size.max(1));
+        self.max_steps
+            .unwrap_or((self.epochs * per_epoch).max(self.min_steps.unwrap_or(0)))
     }
 }
 
@@ -192,6 +460,7 @@ impl TrainConfig {
         }
         let path = |p: &std::path::Path| quote(&p.to_string_lossy());
         let mut args: Vec<String> = Vec::new();
+        let preset = self.preset();
         let defaults = match &self.stage {
             Stage::Adapter {
                 method,
@@ -203,7 +472,7 @@ impl TrainConfig {
                 if let Some(rf) = reduction_factor {
                     args.push(format!("--reduction-factor {rf}"));
                 }
-                TrainConfig::adapter(self.model.clone(), self.train.clone(), *method)
+                TrainConfig::adapter_preset(preset, self.model.clone(), self.train.clone(), *method)
             }
             Stage::Fusion {
                 adapters,
@@ -215,9 +484,17 @@ impl TrainConfig {
                 if fusion_config != "dynamic" {
                     args.push(format!("--fusion-config {}", quote(fusion_config)));
                 }
-                TrainConfig::fusion(self.model.clone(), self.train.clone(), adapters.clone())
+                TrainConfig::fusion_preset(
+                    preset,
+                    self.model.clone(),
+                    self.train.clone(),
+                    adapters.clone(),
+                )
             }
         };
+        if preset == Preset::Paper {
+            args.push("--preset paper".into());
+        }
         args.push(format!("--train {}", path(&self.train)));
         if let Some(v) = &self.validation {
             args.push(format!("--validation {}", path(v)));
@@ -285,6 +562,31 @@ impl TrainConfig {
             self.patience.unwrap_or(0).to_string(),
             "3".into(),
         );
+        differs(
+            "--stop-on",
+            self.stop_on.as_str().into(),
+            defaults.stop_on.as_str().into(),
+        );
+        differs(
+            "--early-stop-after",
+            self.early_stop_after.to_string(),
+            defaults.early_stop_after.to_string(),
+        );
+        differs(
+            "--min-delta",
+            self.min_delta.to_string(),
+            defaults.min_delta.to_string(),
+        );
+        differs(
+            "--min-steps",
+            self.min_steps.unwrap_or(0).to_string(),
+            defaults.min_steps.unwrap_or(0).to_string(),
+        );
+        differs(
+            "--head-lr",
+            self.head_lr.unwrap_or(self.lr).to_string(),
+            defaults.head_lr.unwrap_or(self.lr).to_string(),
+        );
         differs("--seed", self.seed.to_string(), defaults.seed.to_string());
         differs("--device", quote(&self.device), defaults.device.clone());
         differs(
@@ -297,11 +599,19 @@ impl TrainConfig {
             quote(&self.weights_format),
             defaults.weights_format.clone(),
         );
+        if let Some(h) = &self.head_init {
+            args.push(format!("--head-init {}", path(h)));
+        } else if self.warm_start_head != defaults.warm_start_head {
+            args.push(format!("--warm-start-head {}", self.warm_start_head));
+        }
         if let Some(n) = self.max_steps {
             args.push(format!("--max-steps {n}"));
         }
         if let Some(n) = self.eval_every {
             args.push(format!("--eval-every {n}"));
+        }
+        if self.max_epoch_evals != defaults.max_epoch_evals {
+            args.push(format!("--max-epoch-evals {}", self.max_epoch_evals.unwrap_or(0)));
         }
         if let Some(m) = &self.metric {
             args.push(format!("--metric {}", quote(m)));
@@ -329,6 +639,8 @@ pub enum Event {
         labels: Vec<String>,
         /// "skipped N rows …" per dataset, when bad rows were skipped.
         skipped: Vec<String>,
+        /// The head folder the new head starts from.
+        head_from: Option<PathBuf>,
     },
     Step(StepRecord),
     Eval(EvalRecord, Option<AttentionRecord>),
@@ -351,4 +663,6 @@ pub struct Summary {
     pub examples_per_sec: f64,
     pub best: Option<EvalRecord>,
     pub early_stopped: bool,
+    /// Why the run stopped early, in words (also in `run.json`).
+    pub stopped_early: Option<String>,
 }

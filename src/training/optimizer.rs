@@ -15,6 +15,9 @@ pub struct AdamW {
     /// Per parameter: whether weight decay applies (not to biases and LayerNorm weights, as
     /// the Trainer groups them).
     decay: Vec<bool>,
+    /// Per parameter: its learning rate as a multiple of the schedule's (a head trained
+    /// faster than a fusion).
+    lr_scale: Vec<f64>,
     pub steps: i64,
     pub beta1: f64,
     pub beta2: f64,
@@ -22,8 +25,10 @@ pub struct AdamW {
     pub weight_decay: f64,
 }
 
+/// Biases are excluded by name, as the Trainer does (`"bias" not in name`); LayerNorm
+/// parameters by module type, with `exclude_from_decay`.
 fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
+    !name.contains("bias")
 }
 
 impl AdamW {
@@ -33,6 +38,7 @@ impl AdamW {
             exp_avg: params.iter().map(|(_, p)| zeros(p)).collect(),
             exp_avg_sq: params.iter().map(|(_, p)| zeros(p)).collect(),
             decay: params.iter().map(|(n, _)| decays(n)).collect(),
+            lr_scale: vec![1.0; params.len()],
             params,
             steps: 0,
             beta1: 0.9,
@@ -40,6 +46,31 @@ impl AdamW {
             eps: 1e-8,
             weight_decay,
         }
+    }
+
+    /// Turns weight decay off for the parameters whose storage address is in `addresses`
+    /// (`layers::no_decay_parameters`: every LayerNorm's).
+    pub fn exclude_from_decay(&mut self, addresses: &std::collections::HashSet<usize>) {
+        for (i, (_, p)) in self.params.iter().enumerate() {
+            if addresses.contains(&(p.data_ptr() as usize)) {
+                self.decay[i] = false;
+            }
+        }
+    }
+
+    /// Whether weight decay applies to each parameter, by name.
+    pub fn decayed(&self) -> Vec<(&str, bool)> {
+        self.params
+            .iter()
+            .zip(&self.decay)
+            .map(|((n, _), d)| (n.as_str(), *d))
+            .collect()
+    }
+
+    /// Sets each parameter's learning-rate multiple (in the order given to `new`).
+    pub fn set_lr_scales(&mut self, scales: Vec<f64>) {
+        assert_eq!(scales.len(), self.params.len(), "one scale per parameter");
+        self.lr_scale = scales;
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -102,6 +133,7 @@ impl AdamW {
                 let v = &mut self.exp_avg_sq[i];
                 let new_v = &*v * self.beta2 + (&g * &g) * (1.0 - self.beta2);
                 v.copy_(&new_v);
+                let lr = lr * self.lr_scale[i];
                 let wd = if self.decay[i] {
                     self.weight_decay
                 } else {
@@ -173,6 +205,28 @@ pub fn linear_lr(base: f64, step: usize, warmup: usize, total: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_decay_skips_biases_and_layer_norms_by_module_type_not_name() {
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        // Adapter LayerNorms have no "LayerNorm" in their names.
+        let _ln = crate::layers::layer_norm(&root / "adapter_norm_before", 4, 1e-5);
+        let _down = crate::layers::bert_linear(&root / "adapter_down", 4, 2, true);
+        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut opt = AdamW::new(params, 0.01);
+        opt.exclude_from_decay(&crate::layers::no_decay_parameters(&vs));
+        assert_eq!(
+            opt.decayed(),
+            [
+                ("adapter_down.bias", false),
+                ("adapter_down.weight", true),
+                ("adapter_norm_before.bias", false),
+                ("adapter_norm_before.weight", false),
+            ]
+        );
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_linearly_to_zero() {

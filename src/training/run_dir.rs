@@ -84,6 +84,13 @@ pub struct RunInfo {
     pub trainable_parameters: i64,
     pub best: Option<EvalRecord>,
     pub error: Option<String>,
+    /// Why a finished run ended before its planned steps (early stopping), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    /// The head folder the run's head started from (`head_init`, or found by
+    /// `warm_start_head`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_from: Option<PathBuf>,
     pub versions: serde_json::Value,
     pub device: String,
     pub started_unix_secs: u64,
@@ -141,6 +148,13 @@ pub struct AttentionRecord {
     pub by_gold: std::collections::BTreeMap<String, Vec<Vec<f64>>>,
     /// Predicted label → layers × adapters (classification).
     pub by_predicted: std::collections::BTreeMap<String, Vec<Vec<f64>>>,
+    /// Per layer: the mean over examples of the entropy of the example's fusion weights,
+    /// divided by ln(adapters): 1 is uniform attention (nothing learned), 0 one adapter only.
+    #[serde(default)]
+    pub entropy: Vec<f64>,
+    /// Per layer: the largest minus the smallest mean weight (0 when uniform on average).
+    #[serde(default)]
+    pub spread: Vec<f64>,
 }
 
 /// Appends one JSON line. Not atomic by design: a kill can at worst leave a torn last line,

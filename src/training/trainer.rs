@@ -1,6 +1,6 @@
 //! The training loop shared by the CLI and the GUI worker.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use super::run_dir::{
     RunDir, RunInfo, RunStatus, StepRecord,
 };
 use super::task::{self, Evaluator};
-use super::{Event, Method, Stage, Summary, TrainConfig};
+use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
 use crate::adapters::{AdapterModule, BnConfig, BnPreset, FusionModule, Setup};
 use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
@@ -27,10 +27,14 @@ use crate::hub::{self, WeightFormat};
 use crate::io::{recover_dir, replace_dir, temp_dir_for, weights};
 use crate::metrics::Metrics;
 use crate::model::BaseModel;
+use crate::rng::torch_rng_lock;
 
 /// A model ready to train: its trainable parameters by checkpoint name, and the data.
 struct Prepared {
     model: AdapterModel,
+    /// Storage addresses of the trainable LayerNorm parameters (no weight decay).
+    no_decay: std::collections::HashSet<usize>,
+    head_from: Option<PathBuf>,
     params: Vec<(String, Tensor)>,
     train: EncodedSet,
     validation: Option<EncodedSet>,
@@ -79,6 +83,21 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
         skip_bad_rows: cfg.skip_bad_rows,
     };
     let train = Dataset::load(&cfg.train, &spec)?;
+    if cfg.task == TaskType::Classification && train.labels.len() < 2 {
+        return Err(Error::data(
+            &cfg.train,
+            None,
+            cfg.columns.label.as_deref(),
+            format!(
+                "classification needs at least 2 labels, found only {} (a 1-label head is \
+                 regression in the adapters library: use --task regression for numbers)",
+                match train.labels.first() {
+                    Some(l) => format!("`{l}`"),
+                    None => "none".into(),
+                }
+            ),
+        ));
+    }
     // Before a split, which keeps the skipped rows with the train part only.
     let mut skipped: Vec<String> = train.skipped_summary().into_iter().collect();
     let (train, validation) = match &cfg.validation {
@@ -96,12 +115,38 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
     Ok((train, validation, skipped))
 }
 
+/// The head of the fused adapter trained on this very training data, if any: the adapter's
+/// run folder (`RUN/adapter`) holds a run on a file with `train`'s fingerprint and a head
+/// (`RUN/head`) with `train`'s labels.
+fn target_head(adapters: &[PathBuf], train: &Dataset, task: TaskType) -> Option<PathBuf> {
+    let wanted = task::head_config(task, &train.labels);
+    adapters.iter().find_map(|a| {
+        let run = RunDir::new(a.parent()?);
+        let info = run.read_info().ok()?;
+        let same_data = info
+            .data
+            .iter()
+            .any(|d| d.role == "train" && d.fingerprint == train.fingerprint);
+        let head = run.artifact("head");
+        let (_, config) = hub::read_head_config(&head).ok()?;
+        (same_data && config.head_type == wanted.head_type && config.labels == wanted.labels)
+            .then_some(head)
+    })
+}
+
 fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
+    let _rng = torch_rng_lock();
     // Every random initialisation (adapter, fusion, head) follows from the seed.
     tch::manual_seed(cfg.seed as i64);
     let base = BaseModel::load(&cfg.model, device)?;
     let tokenizer = base.tokenizer.with_max_length(cfg.max_length)?;
-    let (train, validation, skipped) = load_splits(cfg)?;
+    let (train, validation, mut skipped) = load_splits(cfg)?;
+    if cfg.max_length > tokenizer.max_length {
+        skipped.push(format!(
+            "--max-length {} is above what the model takes: using {}",
+            cfg.max_length, tokenizer.max_length
+        ));
+    }
     let mut data = vec![data_info("train", &train)];
     data.extend(validation.iter().map(|v| data_info("validation", v)));
     let labels = train.labels.clone();
@@ -161,8 +206,33 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
             )))?;
         }
     }
-    let head_cfg = task::head_config(cfg.task, &labels);
-    let head = HeadModule::new(&mc, &cfg.name, head_cfg, device)?;
+    let head_from = match (&cfg.head_init, &cfg.stage) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Stage::Fusion { adapters, .. }) if cfg.warm_start_head => {
+            target_head(adapters, &train, cfg.task)
+        }
+        _ => None,
+    };
+    let head = match &head_from {
+        Some(dir) => {
+            let mut head = hub::load_head(dir, &model.base, Some(&cfg.name))?;
+            let wanted = task::head_config(cfg.task, &labels);
+            if head.config.head_type != wanted.head_type || head.config.labels != wanted.labels {
+                return Err(Error::Invalid(format!(
+                    "--head-init {}: a {} head with labels [{}], but this run trains a {} head \
+                     with labels [{}]",
+                    dir.display(),
+                    head.config.head_type.as_str(),
+                    head.config.labels.join(", "),
+                    wanted.head_type.as_str(),
+                    wanted.labels.join(", ")
+                )));
+            }
+            head.vs.unfreeze();
+            head
+        }
+        None => HeadModule::new(&mc, &cfg.name, task::head_config(cfg.task, &labels), device)?,
+    };
     params.extend(named_params("head", &head.vs));
     model.add_head(head);
 
@@ -170,8 +240,20 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     let validation = validation
         .map(|v| EncodedSet::encode(&v, &tokenizer))
         .transpose()?;
+    let mut no_decay = crate::layers::no_decay_parameters(&model.base.vs);
+    for a in model.adapters.values() {
+        no_decay.extend(crate::layers::no_decay_parameters(&a.vs));
+    }
+    for f in model.fusions.values() {
+        no_decay.extend(crate::layers::no_decay_parameters(&f.vs));
+    }
+    for h in model.heads.values() {
+        no_decay.extend(crate::layers::no_decay_parameters(&h.vs));
+    }
     Ok(Prepared {
         model,
+        no_decay,
+        head_from,
         params,
         train,
         validation,
@@ -180,6 +262,10 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         skipped,
     })
 }
+
+/// The evaluation metric of a fusion run: the mean over layers of the attention's normalised
+/// entropy (1: uniform).
+pub const FUSION_ENTROPY: &str = "fusion_entropy";
 
 /// What an evaluation found: metrics and, for a fusion, its mean attention.
 pub struct EvalResult {
@@ -195,9 +281,18 @@ struct AttentionSums {
     total: (Vec<f64>, usize),
     by_gold: BTreeMap<usize, (Vec<f64>, usize)>,
     by_predicted: BTreeMap<usize, (Vec<f64>, usize)>,
+    /// Per layer: the sum over examples of the normalised entropy of the example's weights.
+    entropy: (Vec<f64>, usize),
 }
 
 impl AttentionSums {
+    /// Adds one example's layers × adapters row (flattened) to the entropy sums.
+    fn add_entropy(&mut self, row: &[f64]) {
+        let n = self.adapters.len().max(1);
+        let per_layer: Vec<f64> = row.chunks(n).map(normalised_entropy).collect();
+        Self::add(&mut self.entropy, &per_layer);
+    }
+
     fn add(slot: &mut (Vec<f64>, usize), row: &[f64]) {
         if slot.0.is_empty() {
             slot.0 = vec![0.0; row.len()];
@@ -225,15 +320,41 @@ impl AttentionSums {
                 })
                 .collect()
         };
+        let mean = self.grid(&self.total);
+        let spread = mean
+            .iter()
+            .map(|r| {
+                let max = r.iter().copied().fold(f64::MIN, f64::max);
+                let min = r.iter().copied().fold(f64::MAX, f64::min);
+                (max - min).max(0.0)
+            })
+            .collect();
+        let entropy = self
+            .entropy
+            .0
+            .iter()
+            .map(|s| s / self.entropy.1.max(1) as f64)
+            .collect();
         AttentionRecord {
             step: 0,
             adapters: self.adapters.clone(),
             layers: self.layers.clone(),
-            mean: self.grid(&self.total),
+            mean,
             by_gold: by(&self.by_gold),
             by_predicted: by(&self.by_predicted),
+            entropy,
+            spread,
         }
     }
+}
+
+/// The entropy of the weights `p` divided by ln(len): 1 for uniform weights, 0 for one-hot.
+pub fn normalised_entropy(p: &[f64]) -> f64 {
+    if p.len() < 2 {
+        return 0.0;
+    }
+    let h: f64 = p.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum();
+    h / (p.len() as f64).ln()
 }
 
 /// Evaluates `model` (with its active head) on `set`.
@@ -256,6 +377,7 @@ pub fn evaluate(
         total: (Vec::new(), 0),
         by_gold: BTreeMap::new(),
         by_predicted: BTreeMap::new(),
+        entropy: (Vec::new(), 0),
     });
     tch::no_grad(|| -> Result<()> {
         for indices in plan_eval(&set.lengths(), batch_size) {
@@ -293,6 +415,7 @@ pub fn evaluate(
                 };
                 for (k, row) in rows.iter().enumerate() {
                     AttentionSums::add(&mut sums.total, row);
+                    sums.add_entropy(row);
                     if classification {
                         if let data::Target::Class(g) = set.items[indices[k]].target {
                             AttentionSums::add(sums.by_gold.entry(g).or_default(), row);
@@ -304,10 +427,17 @@ pub fn evaluate(
         }
         Ok(())
     })?;
+    let attention = sums.map(|s| s.record(labels));
+    let mut metrics = ev.finish();
+    if let Some(a) = attention.as_ref().filter(|a| !a.entropy.is_empty()) {
+        // One number for the curves: 1 while the fusion attends uniformly.
+        let mean = a.entropy.iter().sum::<f64>() / a.entropy.len() as f64;
+        metrics.insert(FUSION_ENTROPY.into(), mean);
+    }
     Ok(EvalResult {
-        metrics: ev.finish(),
+        metrics,
         examples: ev.examples(),
-        attention: sums.map(|s| s.record(labels)),
+        attention,
     })
 }
 
@@ -345,14 +475,42 @@ pub fn evaluate_file(
     ))
 }
 
-fn weight_format(cfg: &TrainConfig) -> Result<WeightFormat> {
-    match cfg.weights_format.as_str() {
-        "safetensors" => Ok(WeightFormat::Safetensors),
-        "bin" => Ok(WeightFormat::Bin),
-        other => Err(Error::Invalid(format!(
-            "unknown weights format `{other}` (safetensors or bin)"
-        ))),
+/// Whether an evaluation improved what early stopping watches, by more than `min_delta`;
+/// updates early stopping's bests.
+fn early_stop_progress(
+    cfg: &TrainConfig,
+    higher: bool,
+    state: &mut TrainerState,
+    metric: f64,
+    loss: f64,
+) -> bool {
+    let d = cfg.min_delta.max(0.0);
+    // Checkpoints written before early stopping kept its own best held only `best_metric`.
+    let best_metric = state.stop_best_metric.or(state.best_metric.filter(|_| d == 0.0));
+    let metric_better = match best_metric {
+        None => metric.is_finite(),
+        Some(b) if higher => metric > b + d,
+        Some(b) => metric < b - d,
+    };
+    let loss_better = match state.stop_best_loss {
+        None => loss.is_finite(),
+        Some(b) => loss < b - d,
+    };
+    if metric_better {
+        state.stop_best_metric = Some(metric);
     }
+    if loss_better {
+        state.stop_best_loss = Some(loss);
+    }
+    match cfg.stop_on {
+        StopWatch::Metric => metric_better,
+        StopWatch::Loss => loss_better,
+        StopWatch::Either => metric_better || loss_better,
+    }
+}
+
+fn weight_format(cfg: &TrainConfig) -> Result<WeightFormat> {
+    cfg.weights_format.parse()
 }
 
 /// Saves what this run trains, each folder swapped in whole.
@@ -407,6 +565,7 @@ pub fn train(
     observer: &mut dyn FnMut(&Event),
     stop: &AtomicBool,
 ) -> Result<Summary> {
+    cfg.validate()?;
     let run = RunDir::new(out);
     if run.run_json().exists() {
         return Err(Error::Invalid(format!(
@@ -415,8 +574,30 @@ pub fn train(
             out.display()
         )));
     }
+    // Someone's folder is never written into: only a new or empty one becomes a run.
+    if let Ok(mut entries) = std::fs::read_dir(out) {
+        if entries.next().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} is a folder that is not empty and holds no run: choose a new --out \
+                 (nothing in it was changed)",
+                out.display()
+            )));
+        }
+    } else if out.exists() {
+        return Err(Error::Invalid(format!(
+            "{} exists and is not a folder: choose another --out",
+            out.display()
+        )));
+    }
+    let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    execute(cfg, &run, false, observer, stop)
+    let result = execute(cfg, &run, false, observer, stop);
+    if result.is_err() && created {
+        // A run refused before it wrote anything (bad data, a bad adapter) leaves no folder;
+        // remove_dir only removes an empty one.
+        let _ = std::fs::remove_dir(out);
+    }
+    result
 }
 
 /// Continues the run in `out` from its last checkpoint, with the settings it was started with.
@@ -429,6 +610,7 @@ pub fn resume(out: &Path, observer: &mut dyn FnMut(&Event), stop: &AtomicBool) -
             out.display()
         )));
     }
+    info.config.validate()?;
     execute(&info.config, &run, true, observer, stop)
 }
 
@@ -461,11 +643,6 @@ fn execute_inner(
     stop: &AtomicBool,
     started: u64,
 ) -> Result<Summary> {
-    if cfg.batch_size == 0 || cfg.epochs == 0 && cfg.max_steps.is_none() {
-        return Err(Error::Invalid(
-            "batch size and epochs must be at least 1".into(),
-        ));
-    }
     for kind in ["adapter", "fusion", "head", "model"] {
         recover_dir(&run.artifact(kind))?;
     }
@@ -473,6 +650,8 @@ fn execute_inner(
     let prepared = prepare(cfg, device)?;
     let Prepared {
         model,
+        no_decay,
+        head_from,
         params,
         train,
         validation,
@@ -493,9 +672,19 @@ fn execute_inner(
     }
     let higher = task::higher_is_better(&metric);
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
-    let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * steps_per_epoch);
+    let total_steps = cfg.total_steps(train.len());
+    let epochs_per_eval = cfg.epochs_per_eval(train.len());
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
+    let head_scale = cfg.head_lr.map_or(1.0, |h| h / cfg.lr);
+    let scales: Vec<f64> = params
+        .iter()
+        .map(|(n, _)| if n.starts_with("head/") { head_scale } else { 1.0 })
+        .collect();
     let mut opt = AdamW::new(params, cfg.weight_decay);
+    opt.exclude_from_decay(&no_decay);
+    opt.set_lr_scales(scales);
+    // Evaluations before this step do not count towards patience.
+    let patience_from = (cfg.early_stop_after.clamp(0.0, 1.0) * total_steps as f64).ceil() as usize;
 
     let mut state = TrainerState::default();
     if resuming && run.checkpoint().exists() {
@@ -518,6 +707,8 @@ fn execute_inner(
         trainable_parameters: opt.num_parameters(),
         best: None,
         error: None,
+        stopped_early: None,
+        head_from,
         versions: hub::versions(),
         device: describe(device),
         started_unix_secs: started,
@@ -539,6 +730,7 @@ fn execute_inner(
         trainable_parameters: opt.num_parameters(),
         labels: labels.clone(),
         skipped,
+        head_from: info.head_from.clone(),
     });
 
     let pad_id = model.base.tokenizer.pad_id;
@@ -577,6 +769,7 @@ fn execute_inner(
                 examples_per_sec: examples as f64 / train_secs.max(1e-9),
                 best: info.best.clone(),
                 early_stopped: false,
+                stopped_early: None,
             });
         }
         let epoch = state.step / steps_per_epoch;
@@ -593,10 +786,13 @@ fn execute_inner(
         let indices = batches[state.step % steps_per_epoch].clone();
 
         let t0 = Instant::now();
-        // Dropout masks depend on the step only, so a resumed run draws the same ones.
-        tch::manual_seed(cfg.seed.wrapping_add(state.step as u64 + 1) as i64);
         let (batch, targets) = train.batch(&indices, pad_id, pad_to, device);
-        let out = model.forward(&batch, true)?;
+        let out = {
+            let _rng = torch_rng_lock();
+            // Dropout masks depend on the step only, so a resumed run draws the same ones.
+            tch::manual_seed(cfg.seed.wrapping_add(state.step as u64 + 1) as i64);
+            model.forward(&batch, true)?
+        };
         let logits = out
             .logits
             .ok_or_else(|| Error::Invalid("the model has no head".into()))?;
@@ -635,7 +831,8 @@ fn execute_inner(
         append_jsonl(&run.metrics(), &Record::Train(record.clone()))?;
         observer(&Event::Step(record));
 
-        let epoch_end = state.step % steps_per_epoch == 0 || state.step == total_steps;
+        let epoch_end = state.step % (steps_per_epoch * epochs_per_eval) == 0
+            || state.step == total_steps;
         let due = cfg.eval_every.is_some_and(|n| n > 0 && state.step % n == 0);
         let mut saved = false;
         if let (Some(val), true) = (&validation, epoch_end || due) {
@@ -656,7 +853,11 @@ fn execute_inner(
                 state.best_step = Some(state.step);
                 state.evals_without_improvement = 0;
                 save_artifacts(run, &model, cfg)?;
-            } else {
+            }
+            let loss = result.metrics.get("loss").copied().unwrap_or(f64::NAN);
+            if early_stop_progress(cfg, higher, &mut state, value, loss) {
+                state.evals_without_improvement = 0;
+            } else if state.step >= patience_from {
                 state.evals_without_improvement += 1;
             }
             let record = EvalRecord {
@@ -682,6 +883,24 @@ fn execute_inner(
             early_stopped = cfg
                 .patience
                 .is_some_and(|p| state.evals_without_improvement >= p);
+            if early_stopped {
+                let watched = match cfg.stop_on {
+                    StopWatch::Metric => metric.clone(),
+                    StopWatch::Loss => "the validation loss".into(),
+                    StopWatch::Either => format!("{metric} or the validation loss"),
+                };
+                info.stopped_early = Some(format!(
+                    "early stopping at step {} of {total_steps} (epoch {epoch_f:.1}): no \
+                     improvement of {watched} in {} evaluations{}",
+                    state.step,
+                    state.evals_without_improvement,
+                    if patience_from > 0 {
+                        format!(" (counted from step {patience_from})")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
             state.elapsed_secs = elapsed(&wall);
             save_checkpoint(&state, &opt)?;
             saved = true;
@@ -719,5 +938,97 @@ fn execute_inner(
         examples_per_sec: examples as f64 / train_secs.max(1e-9),
         best: info.best.clone(),
         early_stopped,
+        stopped_early: info.stopped_early.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(stop_on: StopWatch, min_delta: f64) -> TrainConfig {
+        let mut c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        c.stop_on = stop_on;
+        c.min_delta = min_delta;
+        c
+    }
+
+    /// (metric, loss) per evaluation → whether each counted as progress.
+    fn progress(cfg: &TrainConfig, evals: &[(f64, f64)]) -> Vec<bool> {
+        let mut state = TrainerState::default();
+        evals
+            .iter()
+            .map(|&(m, l)| early_stop_progress(cfg, true, &mut state, m, l))
+            .collect()
+    }
+
+    #[test]
+    fn either_keeps_going_while_the_loss_falls_on_a_flat_metric() {
+        let evals = [(0.5, 1.2), (0.5, 1.1), (0.5, 1.0), (0.5, 0.9), (0.5, 0.95)];
+        let either = progress(&config(StopWatch::Either, 0.0), &evals);
+        assert_eq!(either, [true, true, true, true, false]);
+        let metric = progress(&config(StopWatch::Metric, 0.0), &evals);
+        assert_eq!(metric, [true, false, false, false, false]);
+        let loss = progress(&config(StopWatch::Loss, 0.0), &evals);
+        assert_eq!(loss, [true, true, true, true, false]);
+    }
+
+    #[test]
+    fn min_delta_ignores_tiny_improvements() {
+        let evals = [(0.50, 1.0), (0.505, 0.999), (0.52, 0.998)];
+        let p = progress(&config(StopWatch::Either, 0.01), &evals);
+        assert_eq!(p, [true, false, true]);
+    }
+
+    #[test]
+    fn the_studio_defaults_count_patience_only_after_a_third_of_the_steps() {
+        let c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        assert_eq!(c.stop_on, StopWatch::Either);
+        assert!((c.early_stop_after - 1.0 / 3.0).abs() < 1e-12);
+        // 100 examples, batch 32: 4 steps an epoch; a fusion's 10 epochs = 40 < 100 steps.
+        let f = TrainConfig::fusion(PathBuf::new(), PathBuf::new(), Vec::new());
+        assert_eq!(f.total_steps(100), 100);
+        assert_eq!(c.total_steps(100), 120);
+        // 30 epochs, about 10 epoch-end evaluations: every third epoch.
+        assert_eq!(c.epochs_per_eval(100), 3);
+        assert_eq!(c.total_steps(10_000), 30 * 313);
+        let paper = TrainConfig::adapter_paper(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        assert_eq!(paper.total_steps(100), 120);
+        assert_eq!(paper.stop_on, StopWatch::Metric);
+        assert_eq!(paper.preset(), crate::training::Preset::Paper);
+        assert_eq!(c.preset(), crate::training::Preset::Studio);
+    }
+
+    #[test]
+    fn normalised_entropy_is_one_when_uniform_and_zero_when_one_hot() {
+        assert!((normalised_entropy(&[0.25; 4]) - 1.0).abs() < 1e-12);
+        assert_eq!(normalised_entropy(&[1.0, 0.0, 0.0]), 0.0);
+        let h = normalised_entropy(&[0.7, 0.3]);
+        assert!(h > 0.8 && h < 0.9, "{h}");
+    }
+
+    #[test]
+    fn hyper_parameters_out_of_range_are_refused_by_flag() {
+        let ok = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        assert!(ok.validate().is_ok());
+        let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
+            (Box::new(|c| c.lr = -1e-4), "--lr -0.0001"),
+            (Box::new(|c| c.lr = 0.0), "--lr 0"),
+            (Box::new(|c| c.lr = f64::NAN), "--lr NaN"),
+            (Box::new(|c| c.epochs = 0), "--epochs 0"),
+            (Box::new(|c| c.batch_size = 0), "--batch-size 0"),
+            (Box::new(|c| c.max_length = 1), "--max-length 1"),
+            (Box::new(|c| c.warmup_ratio = 1.5), "--warmup-ratio 1.5"),
+            (Box::new(|c| c.validation_split = 1.0), "--validation-split 1"),
+            (Box::new(|c| c.weight_decay = -0.1), "--weight-decay -0.1"),
+            (Box::new(|c| c.head_lr = Some(0.0)), "--head-lr 0"),
+            (Box::new(|c| c.weights_format = "onnx".into()), "onnx"),
+        ];
+        for (edit, expected) in cases {
+            let mut c = ok.clone();
+            edit(&mut c);
+            let err = c.validate().expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err} lacks {expected}");
+        }
+    }
 }

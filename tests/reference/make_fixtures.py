@@ -289,10 +289,14 @@ def load_from_spec(spec, base):
     lg.addHandler(handler)
     try:
         model = AutoAdapterModel.from_pretrained(p(spec["model"]))
+        # "plain_calls": the library's default calls, as a user types them (use_safetensors
+        # defaults to False there: only the .bin files are read).
+        kw = {} if spec.get("plain_calls") else {"use_safetensors": True}
+        no_head = {} if spec.get("plain_calls") else {"with_head": False}
         if spec.get("setup_dir"):
             # A folder as save_adapter_setup writes it (adapters, fusion, head, adapter_setup.json).
             adapter_setup, head_setup = model.load_adapter_setup(
-                p(spec["setup_dir"]), set_active=True, use_safetensors=True
+                p(spec["setup_dir"]), set_active=True, **kw
             )
             model.eval()
             # flatten() is a set: keep the block's order from its children.
@@ -300,12 +304,12 @@ def load_from_spec(spec, base):
             return model, names, head_setup, handler.messages
         names = []
         for d in spec.get("adapters") or []:
-            names.append(model.load_adapter(p(d), with_head=False, use_safetensors=True))
+            names.append(model.load_adapter(p(d), **no_head, **kw))
         if spec.get("fusion"):
-            model.load_adapter_fusion(p(spec["fusion"]), with_head=False, use_safetensors=True)
+            model.load_adapter_fusion(p(spec["fusion"]), **no_head, **kw)
         head_name = None
         if spec.get("head"):
-            head_name = model.load_head(p(spec["head"]), use_safetensors=True)
+            head_name = model.load_head(p(spec["head"]), **kw)
             if isinstance(head_name, tuple):  # adapters 1.3.0 returns (save_directory, head_name)
                 head_name = head_name[-1]
     finally:

@@ -1,0 +1,231 @@
+//! Mutation fuzzing of every reader of user files: safetensors and `.bin` (restricted
+//! unpickler) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks and the
+//! CSV/TSV/JSONL readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
+//! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
+//! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
+//! Time-bounded: FUZZ_BUDGET_MS per target (default 8 s); the counts go to stderr.
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arbtest::arbitrary::{Result as ArbResult, Unstructured};
+
+use adapter_studio::data::{DataSpec, Dataset, TaskType};
+use adapter_studio::fusion::FusionConfig;
+use adapter_studio::hub::{self, Artifact};
+use adapter_studio::io::weights;
+use adapter_studio::model::ModelConfig;
+use adapter_studio::tokenizer::TextTokenizer;
+
+mod common;
+
+fn budget() -> Duration {
+    let ms = std::env::var("FUZZ_BUDGET_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8_000);
+    Duration::from_millis(ms)
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fuzz_corpus")
+}
+
+/// Applies 1-8 random mutations to `seed`.
+fn mutate(u: &mut Unstructured<'_>, seed: &[u8]) -> ArbResult<Vec<u8>> {
+    const INTERESTING: [u8; 10] = [0, 0xff, 0x7f, 0x80, b'"', b'{', b'}', b',', b'\n', b'9'];
+    let mut b = seed.to_vec();
+    for _ in 0..u.int_in_range(1..=8)? {
+        let len = b.len().max(1);
+        match u.int_in_range(0..=6)? {
+            0 if !b.is_empty() => {
+                let i = u.int_in_range(0..=len - 1)?;
+                b[i] ^= 1 << u.int_in_range(0..=7)?;
+            }
+            1 if !b.is_empty() => {
+                let i = u.int_in_range(0..=len - 1)?;
+                b[i] = *u.choose(&INTERESTING)?;
+            }
+            2 => {
+                let n = u.int_in_range(0..=b.len())?;
+                b.truncate(n);
+            }
+            3 if !b.is_empty() => {
+                // Duplicate a chunk (repeated keys, doubled records).
+                let i = u.int_in_range(0..=len - 1)?;
+                let j = u.int_in_range(i..=len.min(i + 64))?.min(b.len());
+                let chunk = b[i..j].to_vec();
+                b.splice(i..i, chunk);
+            }
+            4 => {
+                let i = u.int_in_range(0..=b.len())?;
+                let bytes: Vec<u8> = (0..u.int_in_range(1..=16)?)
+                    .map(|_| u.arbitrary())
+                    .collect::<ArbResult<_>>()?;
+                b.splice(i..i, bytes);
+            }
+            5 if b.len() >= 8 => {
+                // Big little-endian numbers where lengths and offsets live (headers).
+                let i = u.int_in_range(0..=b.len() - 8)?;
+                let v: u64 = *u.choose(&[u64::MAX, 1 << 40, i64::MAX as u64, 0])?;
+                b[i..i + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            _ => {
+                // A digit run replaced by a huge or negative number (JSON sizes).
+                let s = *u.choose(&["-3", "1e12", "99999999999999999999", "0", "-1", "NaN"])?;
+                if let Some(i) = b.iter().position(|c| c.is_ascii_digit()) {
+                    let end = b[i..]
+                        .iter()
+                        .position(|c| !c.is_ascii_digit())
+                        .map_or(b.len(), |k| i + k);
+                    b.splice(i..end, s.bytes());
+                }
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// Runs `target` on mutated copies of `seeds` for the time budget; panics name the input.
+fn fuzz(name: &str, seeds: &[PathBuf], file_name: &str, target: impl Fn(&Path)) {
+    let seeds: Vec<Vec<u8>> = seeds
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("seed {}: {e}", p.display())))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let mut tried = 0usize;
+    arbtest::arbtest(|u| {
+        let seed = u.choose(&seeds)?;
+        let bytes = mutate(u, seed)?;
+        let path = work.path().join(file_name);
+        std::fs::write(&path, &bytes).unwrap();
+        tried += 1;
+        if catch_unwind(AssertUnwindSafe(|| target(&path))).is_err() {
+            let keep = std::env::temp_dir().join(format!("fuzz-crash-{name}"));
+            std::fs::write(&keep, &bytes).unwrap();
+            panic!("{name}: a panic on the input saved in {}", keep.display());
+        }
+        Ok(())
+    })
+    .budget(budget())
+    .run();
+    eprintln!("fuzz {name}: {tried} inputs, no panic");
+    assert!(tried > 0);
+}
+
+fn fixtures(rel: &[&str]) -> Vec<PathBuf> {
+    rel.iter().map(|r| common::fixtures().join(r)).collect()
+}
+
+#[test]
+fn fuzz_safetensors_reader() {
+    fuzz(
+        "safetensors",
+        &fixtures(&["bert_tiny_adapters/a/adapter.safetensors", "bert_tiny_adapters/head_cls/model_head.safetensors"]),
+        "w.safetensors",
+        |p| {
+            let _ = weights::read_state_dict(p);
+            let _ = weights::read_safetensors_metadata(p);
+            let _ = weights::safetensors_parameter_count(p);
+        },
+    );
+}
+
+#[test]
+fn fuzz_restricted_pickle_reader() {
+    fuzz(
+        "bin",
+        &fixtures(&["bert_tiny_adapters/fusion_ab/pytorch_model_adapter_fusion.bin"]),
+        "w.bin",
+        |p| {
+            let _ = weights::read_state_dict(p);
+        },
+    );
+}
+
+#[test]
+fn fuzz_model_config() {
+    fuzz(
+        "model-config",
+        &fixtures(&["bert_tiny/config.json", "distilbert_tiny/config.json", "roberta_tiny/config.json"]),
+        "config.json",
+        |p| {
+            let _ = ModelConfig::from_file(p);
+        },
+    );
+}
+
+/// Adapter, fusion and head configs: each seed is copied under its own file name.
+#[test]
+fn fuzz_adapter_fusion_and_head_configs() {
+    for (dir, artifact) in [
+        ("bert_tiny_adapters/seq_fancy", Artifact::Adapter),
+        ("bert_tiny_adapters/fusion_abc", Artifact::Fusion),
+        ("bert_tiny_adapters/head_tag", Artifact::Head),
+    ] {
+        let seed = common::fixtures().join(dir).join(artifact.config_file());
+        fuzz(artifact.what(), &[seed], artifact.config_file(), |p| {
+            let folder = p.parent().unwrap();
+            match artifact {
+                Artifact::Adapter => {
+                    let _ = hub::read_adapter_config(folder);
+                }
+                Artifact::Fusion => {
+                    if let Ok(env) = hub::read_envelope(folder, artifact) {
+                        let _ = FusionConfig::from_json(&env.path, &env.config);
+                        let _ = hub::fusion_adapter_names(&env);
+                    }
+                }
+                Artifact::Head => {
+                    let _ = hub::read_head_config(folder);
+                }
+            }
+        });
+    }
+}
+
+/// WordPiece from vocab.txt and byte-level BPE from vocab.json + merges.txt (no
+/// tokenizer.json): the fallbacks build a tokenizer from the mutated file.
+#[test]
+fn fuzz_tokenizer_file_fallbacks() {
+    for (model, file) in [("bert_tiny", "vocab.txt"), ("roberta_tiny", "vocab.json"), ("roberta_tiny", "merges.txt")] {
+        let src = common::fixtures().join(model);
+        let config = ModelConfig::from_file(&src.join("config.json")).unwrap();
+        fuzz(&format!("tokenizer-{file}"), &[src.join(file)], file, |p| {
+            let dir = p.parent().unwrap();
+            for other in ["vocab.json", "merges.txt", "vocab.txt"] {
+                if other != file && src.join(other).exists() && !dir.join(other).exists() {
+                    std::fs::copy(src.join(other), dir.join(other)).unwrap();
+                }
+            }
+            if let Ok(t) = TextTokenizer::load(dir, &config) {
+                let _ = t.encode_one("fuzzing the tokenizer, ünïcode 🙂", Some("pair"));
+            }
+        });
+    }
+}
+
+#[test]
+fn fuzz_dataset_readers() {
+    for (ext, seeds, task) in [
+        ("csv", vec!["sentiment.csv", "edge.csv"], TaskType::Classification),
+        ("tsv", vec!["nli.tsv"], TaskType::Classification),
+        ("jsonl", vec!["emotions.jsonl"], TaskType::Multilabel),
+        ("jsonl", vec!["ner.jsonl"], TaskType::Tagging),
+    ] {
+        let seeds: Vec<PathBuf> = seeds.iter().map(|s| corpus().join(s)).collect();
+        fuzz(&format!("data-{ext}-{}", task.as_str()), &seeds, &format!("train.{ext}"), |p| {
+            for skip_bad_rows in [false, true] {
+                let spec = DataSpec {
+                    task,
+                    columns: Default::default(),
+                    labels: None,
+                    skip_bad_rows,
+                };
+                let _ = Dataset::load(p, &spec);
+            }
+        });
+    }
+}
