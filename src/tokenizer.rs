@@ -140,7 +140,8 @@ impl TextTokenizer {
             .and_then(Value::as_u64)
             .map(|m| m as usize)
             .unwrap_or(usize::MAX);
-        let max_length = 512.min(by_positions).min(by_tokenizer);
+        // At least [CLS] and [SEP], whatever tokenizer_config.json says.
+        let max_length = 512.min(by_positions).min(by_tokenizer).max(2);
         inner
             .with_truncation(Some(TruncationParams {
                 max_length,

@@ -229,3 +229,33 @@ fn fuzz_dataset_readers() {
         });
     }
 }
+
+/// Valid-looking headers with absurd shapes and offsets: the mutations above rarely keep a
+/// header's length and JSON intact, so these are written by hand.
+#[test]
+fn hostile_safetensors_headers_are_errors_not_panics_or_allocations() {
+    let work = tempfile::tempdir().unwrap();
+    for (i, header) in [
+        r#"{"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]}}"#,
+        r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}"#,
+        r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
+        r#"{"w":{"dtype":"Q99","shape":[2],"data_offsets":[0,8]}}"#,
+        r#"{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = work.path().join(format!("h{i}.safetensors"));
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend([0u8; 8]);
+        std::fs::write(&path, &bytes).unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let read = weights::read_state_dict(&path).map(|_| ());
+            let _ = weights::safetensors_parameter_count(&path);
+            read
+        }));
+        let read = result.unwrap_or_else(|_| panic!("a panic on {header}"));
+        assert!(read.is_err(), "{header} was accepted");
+    }
+}

@@ -158,9 +158,10 @@ pub fn safetensors_parameter_count(path: &Path) -> Result<u64> {
             shape
                 .iter()
                 .filter_map(serde_json::Value::as_u64)
-                .product::<u64>()
+                // A hostile header's shapes must not overflow (a panic in debug builds).
+                .fold(1u64, u64::saturating_mul)
         })
-        .sum())
+        .fold(0u64, u64::saturating_add))
 }
 
 /// Reads the `__metadata__` of a `.safetensors` file from its header alone.
