@@ -56,14 +56,18 @@ impl WeightFormat {
 impl std::str::FromStr for WeightFormat {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        [WeightFormat::Both, WeightFormat::Safetensors, WeightFormat::Bin]
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown weights format `{s}` (both, safetensors or bin)"
-                ))
-            })
+        [
+            WeightFormat::Both,
+            WeightFormat::Safetensors,
+            WeightFormat::Bin,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown weights format `{s}` (both, safetensors or bin)"
+            ))
+        })
     }
 }
 
@@ -458,7 +462,12 @@ pub fn save_fusion(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    write_weights(dir, Artifact::Fusion, format, &weights::state_dict_of(&fusion.vs))?;
+    write_weights(
+        dir,
+        Artifact::Fusion,
+        format,
+        &weights::state_dict_of(&fusion.vs),
+    )?;
     write_json_atomic(
         &dir.join(Artifact::Fusion.config_file()),
         &fusion_envelope(fusion, model),
@@ -529,7 +538,12 @@ pub fn save_head(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    write_weights(dir, Artifact::Head, format, &weights::state_dict_of(&head.vs))?;
+    write_weights(
+        dir,
+        Artifact::Head,
+        format,
+        &weights::state_dict_of(&head.vs),
+    )?;
     write_json_atomic(
         &dir.join(Artifact::Head.config_file()),
         &head_envelope(head, model),

@@ -261,7 +261,9 @@ mod tests {
 
     fn train_weights(dir: &Path, name: &str) -> Vec<u8> {
         let csv = dir.join("data.csv");
-        let rows: String = (0..48).map(|i| format!("text number {i},{}\n", i % 2)).collect();
+        let rows: String = (0..48)
+            .map(|i| format!("text number {i},{}\n", i % 2))
+            .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SeqBn);
         c.device = "cpu".into();
@@ -304,6 +306,9 @@ mod tests {
         done.store(true, Ordering::Relaxed);
         let loads = side.join().unwrap();
         assert!(loads > 0, "the side worker never ran");
-        assert!(alone == busy, "weights differ after {loads} side-worker loads");
+        assert!(
+            alone == busy,
+            "weights differ after {loads} side-worker loads"
+        );
     }
 }

@@ -123,7 +123,10 @@ fn fixtures(rel: &[&str]) -> Vec<PathBuf> {
 fn fuzz_safetensors_reader() {
     fuzz(
         "safetensors",
-        &fixtures(&["bert_tiny_adapters/a/adapter.safetensors", "bert_tiny_adapters/head_cls/model_head.safetensors"]),
+        &fixtures(&[
+            "bert_tiny_adapters/a/adapter.safetensors",
+            "bert_tiny_adapters/head_cls/model_head.safetensors",
+        ]),
         "w.safetensors",
         |p| {
             let _ = weights::read_state_dict(p);
@@ -149,7 +152,11 @@ fn fuzz_restricted_pickle_reader() {
 fn fuzz_model_config() {
     fuzz(
         "model-config",
-        &fixtures(&["bert_tiny/config.json", "distilbert_tiny/config.json", "roberta_tiny/config.json"]),
+        &fixtures(&[
+            "bert_tiny/config.json",
+            "distilbert_tiny/config.json",
+            "roberta_tiny/config.json",
+        ]),
         "config.json",
         |p| {
             let _ = ModelConfig::from_file(p);
@@ -190,7 +197,11 @@ fn fuzz_adapter_fusion_and_head_configs() {
 /// tokenizer.json): the fallbacks build a tokenizer from the mutated file.
 #[test]
 fn fuzz_tokenizer_file_fallbacks() {
-    for (model, file) in [("bert_tiny", "vocab.txt"), ("roberta_tiny", "vocab.json"), ("roberta_tiny", "merges.txt")] {
+    for (model, file) in [
+        ("bert_tiny", "vocab.txt"),
+        ("roberta_tiny", "vocab.json"),
+        ("roberta_tiny", "merges.txt"),
+    ] {
         let src = common::fixtures().join(model);
         let config = ModelConfig::from_file(&src.join("config.json")).unwrap();
         fuzz(&format!("tokenizer-{file}"), &[src.join(file)], file, |p| {
@@ -210,23 +221,32 @@ fn fuzz_tokenizer_file_fallbacks() {
 #[test]
 fn fuzz_dataset_readers() {
     for (ext, seeds, task) in [
-        ("csv", vec!["sentiment.csv", "edge.csv"], TaskType::Classification),
+        (
+            "csv",
+            vec!["sentiment.csv", "edge.csv"],
+            TaskType::Classification,
+        ),
         ("tsv", vec!["nli.tsv"], TaskType::Classification),
         ("jsonl", vec!["emotions.jsonl"], TaskType::Multilabel),
         ("jsonl", vec!["ner.jsonl"], TaskType::Tagging),
     ] {
         let seeds: Vec<PathBuf> = seeds.iter().map(|s| corpus().join(s)).collect();
-        fuzz(&format!("data-{ext}-{}", task.as_str()), &seeds, &format!("train.{ext}"), |p| {
-            for skip_bad_rows in [false, true] {
-                let spec = DataSpec {
-                    task,
-                    columns: Default::default(),
-                    labels: None,
-                    skip_bad_rows,
-                };
-                let _ = Dataset::load(p, &spec);
-            }
-        });
+        fuzz(
+            &format!("data-{ext}-{}", task.as_str()),
+            &seeds,
+            &format!("train.{ext}"),
+            |p| {
+                for skip_bad_rows in [false, true] {
+                    let spec = DataSpec {
+                        task,
+                        columns: Default::default(),
+                        labels: None,
+                        skip_bad_rows,
+                    };
+                    let _ = Dataset::load(p, &spec);
+                }
+            },
+        );
     }
 }
 

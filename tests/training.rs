@@ -538,10 +538,15 @@ fn hostile_training_inputs_are_refused_before_any_work_and_change_nothing() {
     std::fs::write(&single, "text,label\ngood,positive\nfine,positive\n").unwrap();
     let err = run_err(&mut train_on(&single, None, &work.path().join("r1")));
     assert!(
-        err.contains("single.csv") && err.contains("at least 2 labels") && err.contains("regression"),
+        err.contains("single.csv")
+            && err.contains("at least 2 labels")
+            && err.contains("regression"),
         "{err}"
     );
-    assert!(!work.path().join("r1").exists(), "a folder was made for a refused run");
+    assert!(
+        !work.path().join("r1").exists(),
+        "a folder was made for a refused run"
+    );
 
     // A non-empty folder that is not a run: refused, and nothing in it changes.
     let mine = work.path().join("mine");
@@ -554,7 +559,10 @@ fn hostile_training_inputs_are_refused_before_any_work_and_change_nothing() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["notes.txt"]);
-    assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "keep me"
+    );
 
     // Hyper-parameters out of range: one line naming the flag, before any folder is made.
     for (flag, value) in [("--lr", "-0.001"), ("--epochs", "0"), ("--batch-size", "0")] {
@@ -568,7 +576,10 @@ fn hostile_training_inputs_are_refused_before_any_work_and_change_nothing() {
 #[test]
 fn a_run_whose_folder_vanishes_or_turns_read_only_fails_with_a_clear_error() {
     let work = tempfile::tempdir().unwrap();
-    for (case, run) in [("removed", work.path().join("gone")), ("read-only", work.path().join("ro"))] {
+    for (case, run) in [
+        ("removed", work.path().join("gone")),
+        ("read-only", work.path().join("ro")),
+    ] {
         let mut cmd = train_cmd("sentiment", "csv", &run);
         cmd.args(["--max-steps", "400", "--save-every", "2"])
             .stdout(Stdio::piped())

@@ -451,7 +451,11 @@ impl StudioApp {
                     "either: stop when neither the metric nor the validation loss improves; \
                      metric or loss: only that one.",
                 );
-            ui.label(egui::RichText::new("What early stopping watches.").weak().small());
+            ui.label(
+                egui::RichText::new("What early stopping watches.")
+                    .weak()
+                    .small(),
+            );
             ui.end_row();
             let mut min_steps = f.min_steps.unwrap_or(0);
             field_ui(

@@ -116,7 +116,10 @@ fn get_size(
 fn get_prob(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
     let p = get_f64(path, v, keys, default)?;
     if !(0.0..1.0).contains(&p) {
-        let key = keys.iter().find(|k| v.get(**k).is_some()).unwrap_or(&keys[0]);
+        let key = keys
+            .iter()
+            .find(|k| v.get(**k).is_some())
+            .unwrap_or(&keys[0]);
         return Err(Error::config(
             path,
             *key,
@@ -187,9 +190,20 @@ impl ModelConfig {
             arch,
             vocab_size,
             hidden_size: get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?,
-            num_layers: get_size(path, &raw, &["num_hidden_layers", "n_layers"], None, 1..=1024)?
-                as usize,
-            num_heads: get_size(path, &raw, &["num_attention_heads", "n_heads"], None, 1..=4096)?,
+            num_layers: get_size(
+                path,
+                &raw,
+                &["num_hidden_layers", "n_layers"],
+                None,
+                1..=1024,
+            )? as usize,
+            num_heads: get_size(
+                path,
+                &raw,
+                &["num_attention_heads", "n_heads"],
+                None,
+                1..=4096,
+            )?,
             intermediate_size: get_size(
                 path,
                 &raw,

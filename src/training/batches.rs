@@ -284,7 +284,11 @@ mod tests {
         assert_eq!(plan, plan_epoch(&lengths, 32, 3, 0, false));
         for b in plan.iter().filter(|b| b.len() == 32) {
             let classes: std::collections::BTreeSet<usize> = b.iter().map(|&i| i % 4).collect();
-            assert!(classes.len() >= 3, "a batch of {} holds {classes:?}", b.len());
+            assert!(
+                classes.len() >= 3,
+                "a batch of {} holds {classes:?}",
+                b.len()
+            );
         }
     }
 

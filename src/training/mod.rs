@@ -116,7 +116,9 @@ impl FromStr for StopWatch {
         StopWatch::ALL
             .into_iter()
             .find(|w| w.as_str() == s)
-            .ok_or_else(|| Error::Invalid(format!("unknown --stop-on `{s}` (either, metric, loss)")))
+            .ok_or_else(|| {
+                Error::Invalid(format!("unknown --stop-on `{s}` (either, metric, loss)"))
+            })
     }
 }
 
@@ -368,22 +370,42 @@ impl TrainConfig {
         };
         let positive = |x: f64| x.is_finite() && x > 0.0;
         if !positive(self.lr) || self.lr > 1.0 {
-            return bad("lr", self.lr.to_string(), "expected a learning rate in (0, 1]");
+            return bad(
+                "lr",
+                self.lr.to_string(),
+                "expected a learning rate in (0, 1]",
+            );
         }
         if let Some(h) = self.head_lr.filter(|h| !positive(*h) || *h > 1.0) {
-            return bad("head-lr", h.to_string(), "expected a learning rate in (0, 1]");
+            return bad(
+                "head-lr",
+                h.to_string(),
+                "expected a learning rate in (0, 1]",
+            );
         }
         if self.epochs == 0 && self.max_steps.is_none() {
-            return bad("epochs", "0".into(), "expected at least 1 (or give --max-steps)");
+            return bad(
+                "epochs",
+                "0".into(),
+                "expected at least 1 (or give --max-steps)",
+            );
         }
         if self.max_steps == Some(0) {
             return bad("max-steps", "0".into(), "expected at least 1");
         }
         if !(1..=1 << 16).contains(&self.batch_size) {
-            return bad("batch-size", self.batch_size.to_string(), "expected 1 to 65536");
+            return bad(
+                "batch-size",
+                self.batch_size.to_string(),
+                "expected 1 to 65536",
+            );
         }
         if self.max_length < 2 {
-            return bad("max-length", self.max_length.to_string(), "expected at least 2");
+            return bad(
+                "max-length",
+                self.max_length.to_string(),
+                "expected at least 2",
+            );
         }
         for (flag, x) in [
             ("warmup-ratio", self.warmup_ratio),
@@ -418,7 +440,11 @@ impl TrainConfig {
         } = &self.stage
         {
             if !positive(*rf) {
-                return bad("reduction-factor", rf.to_string(), "expected a positive number");
+                return bad(
+                    "reduction-factor",
+                    rf.to_string(),
+                    "expected a positive number",
+                );
             }
         }
         self.weights_format
@@ -611,7 +637,10 @@ impl TrainConfig {
             args.push(format!("--eval-every {n}"));
         }
         if self.max_epoch_evals != defaults.max_epoch_evals {
-            args.push(format!("--max-epoch-evals {}", self.max_epoch_evals.unwrap_or(0)));
+            args.push(format!(
+                "--max-epoch-evals {}",
+                self.max_epoch_evals.unwrap_or(0)
+            ));
         }
         if let Some(m) = &self.metric {
             args.push(format!("--metric {}", quote(m)));

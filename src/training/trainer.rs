@@ -486,7 +486,9 @@ fn early_stop_progress(
 ) -> bool {
     let d = cfg.min_delta.max(0.0);
     // Checkpoints written before early stopping kept its own best held only `best_metric`.
-    let best_metric = state.stop_best_metric.or(state.best_metric.filter(|_| d == 0.0));
+    let best_metric = state
+        .stop_best_metric
+        .or(state.best_metric.filter(|_| d == 0.0));
     let metric_better = match best_metric {
         None => metric.is_finite(),
         Some(b) if higher => metric > b + d,
@@ -678,7 +680,13 @@ fn execute_inner(
     let head_scale = cfg.head_lr.map_or(1.0, |h| h / cfg.lr);
     let scales: Vec<f64> = params
         .iter()
-        .map(|(n, _)| if n.starts_with("head/") { head_scale } else { 1.0 })
+        .map(|(n, _)| {
+            if n.starts_with("head/") {
+                head_scale
+            } else {
+                1.0
+            }
+        })
         .collect();
     let mut opt = AdamW::new(params, cfg.weight_decay);
     opt.exclude_from_decay(&no_decay);
@@ -831,8 +839,8 @@ fn execute_inner(
         append_jsonl(&run.metrics(), &Record::Train(record.clone()))?;
         observer(&Event::Step(record));
 
-        let epoch_end = state.step % (steps_per_epoch * epochs_per_eval) == 0
-            || state.step == total_steps;
+        let epoch_end =
+            state.step % (steps_per_epoch * epochs_per_eval) == 0 || state.step == total_steps;
         let due = cfg.eval_every.is_some_and(|n| n > 0 && state.step % n == 0);
         let mut saved = false;
         if let (Some(val), true) = (&validation, epoch_end || due) {
@@ -1019,7 +1027,10 @@ mod tests {
             (Box::new(|c| c.batch_size = 0), "--batch-size 0"),
             (Box::new(|c| c.max_length = 1), "--max-length 1"),
             (Box::new(|c| c.warmup_ratio = 1.5), "--warmup-ratio 1.5"),
-            (Box::new(|c| c.validation_split = 1.0), "--validation-split 1"),
+            (
+                Box::new(|c| c.validation_split = 1.0),
+                "--validation-split 1",
+            ),
             (Box::new(|c| c.weight_decay = -0.1), "--weight-decay -0.1"),
             (Box::new(|c| c.head_lr = Some(0.0)), "--head-lr 0"),
             (Box::new(|c| c.weights_format = "onnx".into()), "onnx"),
