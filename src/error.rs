@@ -83,6 +83,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// Another process holds the lock of a run folder or a workspace.
+    #[error("{} is in use by {holder}", path.parent().unwrap_or(path).display())]
+    Locked { path: PathBuf, holder: String },
+
     /// The caller asked to stop (an export's progress callback said so).
     #[error("cancelled")]
     Cancelled,

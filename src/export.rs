@@ -46,6 +46,9 @@ pub struct ExportSpec {
     pub out: PathBuf,
     /// Replace an existing `out`.
     pub force: bool,
+    /// The run the parts come from: locked while they are read and written, so that no
+    /// process resumes it half-way (and an export is refused while it trains).
+    pub from_run: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +128,11 @@ pub fn export(
     on_progress: &mut dyn FnMut(&ExportProgress) -> bool,
 ) -> Result<ExportReport> {
     let out = &spec.out;
+    let _run_lock = spec
+        .from_run
+        .as_ref()
+        .map(|r| RunDir::new(r).lock("exporting"))
+        .transpose()?;
     if out.exists() && !spec.force {
         return Err(Error::Invalid(format!(
             "{} already exists: choose another folder, or replace it with --force",

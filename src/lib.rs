@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod io;
 pub mod layers;
 pub mod library;
+pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod predict;

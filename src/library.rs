@@ -394,17 +394,25 @@ pub fn import(ws: &Workspace, dir: &Path) -> Result<Vec<Item>> {
         .collect();
     let stem = stem.trim_start_matches('.').to_string();
     let root = ws.root.join(LIBRARY_DIR);
-    let mut dst = root.join(&stem);
-    let mut n = 2;
-    while dst.exists() {
-        dst = root.join(format!("{stem}-{n}"));
-        n += 1;
-    }
-    let tmp = temp_dir_for(&dst)?;
-    if let Err(e) = copy_dir(dir, &tmp).and_then(|_| replace_dir(&tmp, &dst)) {
-        remove_dir_quietly(&tmp);
-        return Err(e);
-    }
+    let tmp = temp_dir_for(&root.join(&stem))?;
+    let placed = copy_dir(dir, &tmp).and_then(|_| {
+        // Another import may pick its folder name at the same time: one at a time, both land.
+        let _lock = ws.write_lock()?;
+        let mut dst = root.join(&stem);
+        let mut n = 2;
+        while dst.exists() {
+            dst = root.join(format!("{stem}-{n}"));
+            n += 1;
+        }
+        replace_dir(&tmp, &dst).map(|_| dst)
+    });
+    let dst = match placed {
+        Ok(dst) => dst,
+        Err(e) => {
+            remove_dir_quietly(&tmp);
+            return Err(e);
+        }
+    };
     find_artifacts(&dst)
         .into_iter()
         .map(|(d, a)| read_item(&d, a, Source::Imported))

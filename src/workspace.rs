@@ -1,6 +1,10 @@
 //! A workspace folder: the base models, datasets, presets and runs a user works with, kept in
 //! `workspace.json` (atomic writes) next to `runs/`. Runs describe themselves (`run.json`,
 //! `metrics.jsonl`), so the run list is read from disk and survives crashes and kills.
+//!
+//! Several processes share a workspace safely: every change to `workspace.json` is merged into
+//! the file's current content under a short write lock (`modify`), and an app window holds the
+//! session lock (`.app.lock`) so that a second window is told and can open it read-only.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -8,10 +12,17 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Columns, TaskType};
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_json_atomic};
+use crate::lock::{self, Holder, Lock};
 use crate::model::{demo_model_dir, ModelConfig};
 use crate::training::{RunDir, RunInfo, TrainConfig};
 
 const FILE: &str = "workspace.json";
+/// Held while `workspace.json` is read, changed and written (a fraction of a second).
+const WRITE_LOCK: &str = ".workspace.lock";
+/// Held by the app window that has the workspace open.
+const SESSION_LOCK: &str = ".app.lock";
+/// How long a change waits for another process's write to finish.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {
@@ -60,6 +71,10 @@ pub struct RunSummary {
 pub struct Workspace {
     pub root: PathBuf,
     pub state: WorkspaceState,
+    /// This process's app window has the workspace (see `claim`).
+    session: Option<Lock>,
+    /// Opened read-only beside the holder of the session: nothing is written.
+    read_only: Option<Holder>,
 }
 
 /// `$XDG_DATA_HOME/adapter-studio` or `~/.local/share/adapter-studio`.
@@ -114,51 +129,133 @@ impl Workspace {
         Ok(Workspace {
             root: root.to_path_buf(),
             state,
+            session: None,
+            read_only: None,
         })
     }
 
     /// Opens the workspace and, when it is new, adds the demo model and datasets.
     pub fn open_with_demo(root: &Path) -> Result<Self> {
-        let fresh = !root.join(FILE).is_file();
         let mut ws = Workspace::open(root)?;
-        if fresh {
-            ws.add_demo();
-            ws.save()?;
+        if !root.join(FILE).is_file() {
+            // Two processes opening a new workspace at once add the demo once.
+            ws.modify(|state| {
+                if *state == WorkspaceState::default() {
+                    add_demo(state);
+                }
+            })?;
         }
         Ok(ws)
     }
 
-    fn add_demo(&mut self) {
-        if let Some(dir) = demo_model_dir() {
-            self.state.models.push(ModelEntry {
-                name: "all-MiniLM-L6-v2 (demo)".into(),
-                path: dir,
-            });
-        }
-        if let Some(root) = demo_datasets_dir() {
-            for (name, ext, task) in DEMO_TASKS {
-                let file = |split: &str| root.join(name).join(format!("{split}.{ext}"));
-                self.state.datasets.push(DatasetEntry {
-                    name: name.into(),
-                    train: file("train"),
-                    validation: Some(file("validation")).filter(|p| p.is_file()),
-                    test: Some(file("test")).filter(|p| p.is_file()),
-                    task,
-                    columns: Columns::default(),
-                });
-            }
-        }
+    /// Takes the app session of this workspace for this process: `Some(holder)` names the
+    /// process whose window has it (a dead one's is taken over).
+    pub fn claim(&mut self) -> Result<Option<Holder>> {
+        Ok(
+            match lock::try_acquire(&self.root.join(SESSION_LOCK), "the app")? {
+                Ok(l) => {
+                    self.session = Some(l);
+                    self.read_only = None;
+                    None
+                }
+                Err(holder) => Some(holder),
+            },
+        )
     }
 
-    pub fn save(&self) -> Result<()> {
-        let path = self.root.join(FILE);
-        let value = serde_json::to_value(&self.state).map_err(|source| Error::Json {
-            path: path.clone(),
+    /// Uses the workspace without writing to it, beside `holder`'s window.
+    pub fn set_read_only(&mut self, holder: Holder) {
+        self.read_only = Some(holder);
+    }
+
+    /// The other window this one defers to, when opened read-only.
+    pub fn read_only(&self) -> Option<&Holder> {
+        self.read_only.as_ref()
+    }
+
+    /// The write lock of `workspace.json` and the workspace's library (imports), waiting a
+    /// little for another process's change to finish.
+    pub fn write_lock(&self) -> Result<Lock> {
+        if let Some(h) = &self.read_only {
+            return Err(Error::Invalid(format!(
+                "{} is open read-only (the app of {} has it): nothing was changed",
+                self.root.display(),
+                h.describe()
+            )));
+        }
+        lock::acquire_waiting(
+            &self.root.join(WRITE_LOCK),
+            "changing the workspace",
+            &std::sync::atomic::AtomicBool::new(false),
+            Some(WRITE_WAIT),
+            &mut |_| {},
+        )
+    }
+
+    /// Applies `change` to the workspace as it is on disk now (so that another process's
+    /// change is kept, not overwritten), writes it and keeps the result.
+    pub fn modify(&mut self, change: impl FnOnce(&mut WorkspaceState)) -> Result<()> {
+        let _lock = self.write_lock()?;
+        let file = self.root.join(FILE);
+        let mut state = if file.is_file() {
+            read_json(&file)?
+        } else {
+            self.state.clone()
+        };
+        change(&mut state);
+        let value = serde_json::to_value(&state).map_err(|source| Error::Json {
+            path: file.clone(),
             source,
         })?;
-        write_json_atomic(&path, &value)
+        write_json_atomic(&file, &value)?;
+        self.state = state;
+        Ok(())
     }
 
+    /// Replaces the dataset entry `old` with `new` (or adds `new` if another process removed
+    /// `old` meanwhile).
+    pub fn replace_dataset(&mut self, old: &DatasetEntry, new: DatasetEntry) -> Result<()> {
+        self.modify(
+            |state| match state.datasets.iter_mut().find(|d| *d == old) {
+                Some(d) => *d = new,
+                None => state.datasets.push(new),
+            },
+        )
+    }
+
+    /// Re-reads `workspace.json` (another process may have changed it).
+    pub fn reload(&mut self) -> Result<()> {
+        let file = self.root.join(FILE);
+        if file.is_file() {
+            self.state = read_json(&file)?;
+        }
+        Ok(())
+    }
+}
+
+fn add_demo(state: &mut WorkspaceState) {
+    if let Some(dir) = demo_model_dir() {
+        state.models.push(ModelEntry {
+            name: "all-MiniLM-L6-v2 (demo)".into(),
+            path: dir,
+        });
+    }
+    if let Some(root) = demo_datasets_dir() {
+        for (name, ext, task) in DEMO_TASKS {
+            let file = |split: &str| root.join(name).join(format!("{split}.{ext}"));
+            state.datasets.push(DatasetEntry {
+                name: name.into(),
+                train: file("train"),
+                validation: Some(file("validation")).filter(|p| p.is_file()),
+                test: Some(file("test")).filter(|p| p.is_file()),
+                task,
+                columns: Columns::default(),
+            });
+        }
+    }
+}
+
+impl Workspace {
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }
@@ -247,13 +344,20 @@ impl Workspace {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| config.arch.model_type().to_string());
-        self.state.models.retain(|m| m.path != path);
-        self.state.models.push(ModelEntry {
+        let entry = ModelEntry {
             name,
             path: path.to_path_buf(),
-        });
-        self.save()?;
-        Ok(self.state.models.last().expect("just pushed"))
+        };
+        self.modify(|state| {
+            state.models.retain(|m| m.path != path);
+            state.models.push(entry.clone());
+        })?;
+        Ok(self
+            .state
+            .models
+            .iter()
+            .find(|m| **m == entry)
+            .expect("just added under the lock"))
     }
 }
 
@@ -345,6 +449,70 @@ mod tests {
             ws.new_run_dir("my run/1").file_name().unwrap(),
             "my_run_1-2"
         );
+    }
+
+    fn entry(name: &str) -> DatasetEntry {
+        DatasetEntry {
+            name: name.into(),
+            train: PathBuf::from(format!("/data/{name}.csv")),
+            validation: None,
+            test: None,
+            task: TaskType::Classification,
+            columns: Columns::default(),
+        }
+    }
+
+    #[test]
+    fn changes_from_many_writers_at_once_all_land_in_workspace_json() {
+        let dir = tempfile::tempdir().unwrap();
+        Workspace::open(dir.path()).unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let root = dir.path();
+                s.spawn(move || {
+                    // Each writer holds its own (soon stale) copy, as two processes would.
+                    let mut ws = Workspace::open(root).unwrap();
+                    ws.modify(|state| state.datasets.push(entry(&format!("d{i}"))))
+                        .unwrap();
+                });
+            }
+        });
+        let mut names: Vec<String> = Workspace::open(dir.path())
+            .unwrap()
+            .state
+            .datasets
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, (0..8).map(|i| format!("d{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_second_app_session_is_told_who_has_the_workspace_and_read_only_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Workspace::open(dir.path()).unwrap();
+        assert_eq!(first.claim().unwrap(), None);
+        let mut second = Workspace::open(dir.path()).unwrap();
+        let holder = second.claim().unwrap().expect("in use");
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.purpose, "the app");
+        second.set_read_only(holder);
+        let err = second
+            .modify(|state| state.datasets.push(entry("x")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only"), "{err}");
+        assert!(!dir.path().join(FILE).exists(), "nothing was written");
+        // The first window still writes; once it closes, the second may take over.
+        first
+            .modify(|state| state.datasets.push(entry("y")))
+            .unwrap();
+        drop(first);
+        assert_eq!(second.claim().unwrap(), None);
+        assert!(second.read_only().is_none());
+        second.reload().unwrap();
+        assert_eq!(second.state.datasets, [entry("y")]);
     }
 
     #[test]

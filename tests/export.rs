@@ -43,6 +43,7 @@ fn spec(format: ExportFormat, weights: WeightFormat, out: &Path) -> ExportSpec {
         weights,
         out: out.to_path_buf(),
         force: false,
+        from_run: None,
     }
 }
 
@@ -388,6 +389,48 @@ fn folders_written_by_the_python_library_import_into_the_library() {
         4,
         "{stdout}"
     );
+}
+
+#[test]
+fn imports_from_several_processes_at_once_all_land_in_the_library() {
+    let work = tempfile::tempdir().unwrap();
+    let ws = workspace_with_tiny_model(&work.path().join("ws"));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            bin()
+                .arg("import")
+                .arg(adapters_dir().join("a"))
+                .arg("--workspace")
+                .arg(&ws.root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut dirs: Vec<String> = library::scan(&ws)
+        .into_iter()
+        .filter(|i| i.artifact == Artifact::Adapter && i.name == "a")
+        .map(|i| i.dir.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, ["a", "a-2", "a-3", "a-4"]);
+    // The model added before the imports is still there (the workspace was merged, not
+    // overwritten by the processes that created its demo content).
+    let reopened = Workspace::open(&ws.root).unwrap();
+    assert!(reopened
+        .state
+        .models
+        .iter()
+        .any(|m| m.path.ends_with("bert_tiny")));
 }
 
 #[test]

@@ -384,6 +384,101 @@ fn a_run_killed_or_interrupted_resumes_to_the_same_result_as_an_uninterrupted_on
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a run"));
 }
 
+/// The training steps in `metrics.jsonl`, in file order.
+fn train_steps(run: &Path) -> Vec<u64> {
+    read_lines(&run.join("metrics.jsonl"))
+        .iter()
+        .filter(|r| r.get("loss").is_some())
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_run_is_trained_by_one_process_at_a_time_and_a_dead_holders_lock_is_taken_over() {
+    let work = tempfile::tempdir().unwrap();
+    let long = |out: &Path| {
+        let mut cmd = train_cmd("sentiment", "csv", out);
+        cmd.args([
+            "--max-steps",
+            "40",
+            "--eval-every",
+            "20",
+            "--save-every",
+            "2",
+        ])
+        .args(["--lr", "5e-4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+
+    // While a run trains, a second resume and a second new run into its folder are refused
+    // with the holder named; a waiting resume starts once it is free (and finds it finished).
+    let run = work.path().join("run");
+    let first = long(&run).spawn().unwrap();
+    wait_for(&run.join("checkpoint.safetensors"));
+    let holder = format!("pid {}", first.id());
+    let out = bin()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is in use by") && err.contains(&holder),
+        "{err}"
+    );
+    assert!(err.contains("training since"), "{err}");
+    let out = long(&run).output().unwrap();
+    assert!(!out.status.success());
+    let waiting = bin()
+        .args(["train", "--wait-for-lock", "--resume"])
+        .arg(&run)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let waited = waiting.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&waited.stderr);
+    assert!(err.contains("waiting") && err.contains(&holder), "{err}");
+    assert!(err.contains("already finished"), "{err}");
+    // The records are those of one uninterrupted run: every step once, in order.
+    assert_eq!(train_steps(&run), (1..=40).collect::<Vec<_>>());
+    assert!(!run.join(".lock").exists(), "released at the end");
+
+    // A holder killed with SIGKILL leaves its lock: the next resume takes it over, says so,
+    // and finishes the run.
+    let killed = work.path().join("killed");
+    let mut child = long(&killed).spawn().unwrap();
+    wait_for(&killed.join("checkpoint.safetensors"));
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(killed.join(".lock").exists());
+    let out = bin()
+        .args(["train", "--json", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("took over the lock") && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
+    assert_eq!(
+        summary(&String::from_utf8_lossy(&out.stdout))["status"],
+        "finished"
+    );
+    assert_eq!(train_steps(&killed).last(), Some(&40));
+}
+
 #[test]
 fn every_task_type_trains_and_writes_a_head_the_library_reads() {
     let work = tempfile::tempdir().unwrap();

@@ -66,6 +66,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         weights,
         out: args.out.clone(),
         force: args.force,
+        from_run: args.run.clone(),
     };
     // Progress redraws one line: only for a terminal.
     let quiet = args.quiet || !std::io::stderr().is_terminal();

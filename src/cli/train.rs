@@ -12,7 +12,7 @@ use adapter_studio::data::{Columns, TaskType};
 use adapter_studio::device::parse_device;
 
 use adapter_studio::training::{
-    self, Event, Method, Preset, RunStatus, Stage, StopWatch, Summary, TrainConfig,
+    self, Event, LockWait, Method, Preset, RunStatus, Stage, StopWatch, Summary, TrainConfig,
 };
 
 #[derive(Args, Clone)]
@@ -151,6 +151,19 @@ pub struct TrainingArgs {
     /// No progress bar; print one JSON summary on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// When another process trains this run folder: wait until it finishes instead of refusing.
+    #[arg(long)]
+    wait_for_lock: bool,
+}
+
+impl TrainingArgs {
+    fn lock_wait(&self) -> LockWait {
+        if self.wait_for_lock {
+            LockWait::Wait
+        } else {
+            LockWait::Refuse
+        }
+    }
 }
 
 #[derive(Args)]
@@ -250,9 +263,11 @@ fn config_from(
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let json = args.training.json;
+    let (json, wait) = (args.training.json, args.training.lock_wait());
     if let Some(out) = args.resume {
-        return run(json, |obs, stop| training::resume(&out, obs, stop));
+        return run(json, |obs, stop| {
+            training::resume_with(&out, wait, obs, stop)
+        });
     }
     let preset = args.training.preset;
     let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
@@ -262,13 +277,17 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         method: args.method,
         reduction_factor: args.reduction_factor,
     };
-    run(json, |obs, stop| training::train(&cfg, &out, obs, stop))
+    run(json, |obs, stop| {
+        training::train_with(&cfg, &out, wait, obs, stop)
+    })
 }
 
 pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
-    let json = args.training.json;
+    let (json, wait) = (args.training.json, args.training.lock_wait());
     if let Some(out) = args.resume {
-        return run(json, |obs, stop| training::resume(&out, obs, stop));
+        return run(json, |obs, stop| {
+            training::resume_with(&out, wait, obs, stop)
+        });
     }
     if args.adapters.len() < 2 {
         bail!("give at least two --adapter folders to fuse");
@@ -281,7 +300,9 @@ pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
     if let Stage::Fusion { fusion_config, .. } = &mut cfg.stage {
         *fusion_config = args.fusion_config.clone();
     }
-    run(json, |obs, stop| training::train(&cfg, &out, obs, stop))
+    run(json, |obs, stop| {
+        training::train_with(&cfg, &out, wait, obs, stop)
+    })
 }
 
 /// Runs a training with Ctrl-C wired to a graceful stop, a progress bar unless `json`, and
@@ -378,6 +399,18 @@ impl Progress {
     }
 
     fn on_event(&mut self, e: &Event) {
+        // Warnings and waits go to stderr with --json too: they are not progress.
+        match e {
+            Event::Prepared { warnings, .. } => {
+                for s in warnings {
+                    eprintln!("warning: {s}");
+                }
+            }
+            Event::WaitingForLock { holder } => {
+                eprintln!("waiting: the run is in use by {holder} (--wait-for-lock)")
+            }
+            _ => {}
+        }
         if !self.enabled {
             return;
         }
@@ -388,16 +421,12 @@ impl Progress {
                 total_steps,
                 start_step,
                 trainable_parameters,
-                skipped,
                 head_from,
                 ..
             } => {
                 self.total = *total_steps;
                 self.start_step = *start_step;
                 self.started = Instant::now();
-                for s in skipped {
-                    eprintln!("warning: {s}");
-                }
                 if let Some(h) = head_from {
                     eprintln!("the head starts from {}", h.display());
                 }
@@ -456,6 +485,7 @@ impl Progress {
                 );
             }
             Event::Checkpoint { .. } => {}
+            Event::WaitingForLock { .. } => {}
         }
     }
 

@@ -162,33 +162,31 @@ fn column_combo_ui(
 
 impl StudioApp {
     pub(super) fn add_dataset(&mut self, train: &Path) {
-        let result = read_table(train, Some(0), false).map(|_| {
-            let name = train
-                .parent()
-                .and_then(|p| p.file_name())
-                .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
-                .or_else(|| train.file_stem())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "dataset".into());
-            self.ws.state.datasets.push(DatasetEntry {
-                name: name.clone(),
-                train: train.to_path_buf(),
-                validation: sibling(train, "validation").or_else(|| sibling(train, "dev")),
-                test: sibling(train, "test"),
-                task: TaskType::Classification,
-                columns: Columns::default(),
+        let result = read_table(train, Some(0), false)
+            .map_err(|e| format!("Not added: {e}"))
+            .and_then(|_| {
+                let name = train
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
+                    .or_else(|| train.file_stem())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "dataset".into());
+                let entry = DatasetEntry {
+                    name: name.clone(),
+                    train: train.to_path_buf(),
+                    validation: sibling(train, "validation").or_else(|| sibling(train, "dev")),
+                    test: sibling(train, "test"),
+                    task: TaskType::Classification,
+                    columns: Columns::default(),
+                };
+                self.ws
+                    .modify(|state| state.datasets.push(entry.clone()))
+                    .map_err(|e| format!("Not added: {e}"))?;
+                self.datasets.selected = self.ws.state.datasets.iter().rposition(|d| *d == entry);
+                Ok(format!("Added {name}"))
             });
-            self.datasets.selected = Some(self.ws.state.datasets.len() - 1);
-            name
-        });
-        self.datasets.message = Some(match result {
-            Ok(name) => self
-                .ws
-                .save()
-                .map(|_| format!("Added {name}"))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("Not added: {e}")),
-        });
+        self.datasets.message = Some(result);
     }
 
     pub(super) fn datasets_ui(&mut self, ui: &mut egui::Ui) {
@@ -275,8 +273,7 @@ impl StudioApp {
         let mut edited = entry.clone();
         let changed = mapping_ui(ui, &mut edited, &columns);
         if changed {
-            self.ws.state.datasets[i] = edited.clone();
-            if let Err(e) = self.ws.save() {
+            if let Err(e) = self.ws.replace_dataset(&entry, edited.clone()) {
                 self.datasets.message = Some(Err(e.to_string()));
             }
         }

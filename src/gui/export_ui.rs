@@ -76,6 +76,7 @@ impl StudioApp {
                         weights: self.export.weights,
                         out,
                         force,
+                        from_run: Some(run.to_path_buf()),
                     }),
                 });
             }

@@ -90,6 +90,8 @@ pub struct StudioApp {
     export: ExportView,
     /// Slowest recent frame of our own UI code, for the status bar and the frame-time log.
     frame_ms: FrameTimes,
+    /// Another window has this workspace: asked what to do (read-only, another, quit).
+    pub in_use: Option<adapter_studio::lock::Holder>,
 }
 
 #[derive(Default)]
@@ -116,7 +118,9 @@ impl FrameTimes {
 
 impl StudioApp {
     /// The app on workspace `ws`; `wake` asks the UI for a repaint (from the worker thread).
-    pub fn new(ws: Workspace, wake: impl Fn() + Send + Sync + 'static) -> anyhow::Result<Self> {
+    pub fn new(mut ws: Workspace, wake: impl Fn() + Send + Sync + 'static) -> anyhow::Result<Self> {
+        // One window writes a workspace; a second one asks (see `workspace_in_use_ui`).
+        let in_use = ws.claim()?;
         let wake = std::sync::Arc::new(wake);
         let side_wake = wake.clone();
         let worker = Worker::spawn(move || wake())?;
@@ -144,6 +148,7 @@ impl StudioApp {
             playground: PlaygroundView::default(),
             export: ExportView::default(),
             frame_ms: FrameTimes::default(),
+            in_use,
         })
     }
 
@@ -273,10 +278,23 @@ impl StudioApp {
         }
     }
 
-    fn send(&mut self, command: Command) {
+    /// Sends `command` to the worker; false (with the reason in the run list's message) when
+    /// it was not sent.
+    fn send(&mut self, command: Command) -> bool {
+        if let (Some(h), Command::Start { .. } | Command::Resume { .. }) =
+            (self.ws.read_only(), &command)
+        {
+            self.runs.message = Some(format!(
+                "This window is read-only (the workspace is open in {}): trainings start there",
+                h.describe()
+            ));
+            return false;
+        }
         if let Err(e) = self.worker.send(command) {
             self.runs.message = Some(e.to_string());
+            return false;
         }
+        true
     }
 
     /// Applies every event the workers sent. Called by eframe's `logic` before each frame and
@@ -318,7 +336,9 @@ impl StudioApp {
             Screen::Playground => self.playground_ui(ui),
         });
         self.export_dialog_ui(ui);
-        if self.runs.active().is_some() {
+        self.workspace_in_use_ui(ui);
+        self.runs.follow(&self.ws);
+        if self.runs.active().is_some() || self.runs.any_elsewhere() {
             // Elapsed time and ETA move even between worker events.
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
         }
@@ -347,9 +367,59 @@ impl StudioApp {
         }
     }
 
+    /// A second window on a workspace: open it read-only, open another one, or quit.
+    fn workspace_in_use_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(holder) = self.in_use.clone() else {
+            return;
+        };
+        let close = || ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        egui::Modal::new(egui::Id::unique("workspace_in_use")).show(ui.ctx(), |ui| {
+            ui.heading("This workspace is open in another window");
+            ui.label(format!(
+                "{} is in use by {}. Two windows writing one workspace would overwrite each other's changes.",
+                self.ws.root.display(),
+                holder.describe()
+            ));
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Open read-only")
+                    .on_hover_text("Look at models, datasets, runs and adapters; change nothing")
+                    .clicked()
+                {
+                    self.ws.set_read_only(holder.clone());
+                    self.in_use = None;
+                }
+                if ui.button("Try again").on_hover_text("The other window may have closed").clicked() {
+                    match self.ws.claim() {
+                        Ok(still) => self.in_use = still,
+                        Err(e) => self.runs.message = Some(e.to_string()),
+                    }
+                }
+                if ui.button("Open another workspace…").clicked() {
+                    if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+                        let started = std::env::current_exe().and_then(|exe| {
+                            std::process::Command::new(exe).arg("--workspace").arg(&dir).spawn()
+                        });
+                        match started {
+                            Ok(_) => close(),
+                            Err(e) => self.runs.message = Some(format!("cannot open {}: {e}", dir.display())),
+                        }
+                    }
+                }
+                if ui.button("Quit").clicked() {
+                    close();
+                }
+            });
+        });
+    }
+
     fn status_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.label(format!("Workspace: {}", self.ws.root.display()));
+            if let Some(h) = self.ws.read_only() {
+                ui.colored_label(ui.visuals().warn_fg_color, "read-only")
+                    .on_hover_text(format!("Open in {}", h.describe()));
+            }
             ui.separator();
             match self.runs.active() {
                 Some(r) => ui.label(format!("Training {}", r.id)),

@@ -109,9 +109,11 @@ impl StudioApp {
                     });
                 }
             });
-        if let Some(i) = remove {
-            self.ws.state.models.remove(i);
-            if let Err(e) = self.ws.save() {
+        if let Some(path) = remove.and_then(|i| entries.get(i)).map(|m| m.path.clone()) {
+            if let Err(e) = self
+                .ws
+                .modify(|state| state.models.retain(|m| m.path != path))
+            {
                 self.models.message = Some(Err(e.to_string()));
             }
         }

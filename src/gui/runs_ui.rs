@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
+use adapter_studio::lock::{self, Holder};
 use adapter_studio::training::run_dir::AttentionRecord;
 use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
@@ -34,6 +35,9 @@ pub struct RunEntry {
     pub overlay: bool,
     /// Fusion attention of each evaluation so far (`attention.jsonl`, then live events).
     pub attention: Vec<AttentionRecord>,
+    /// Another process (the CLI, another window, a cluster job) holds the run: its files are
+    /// followed, and nothing here may resume or delete it.
+    pub elsewhere: Option<Holder>,
 }
 
 impl RunEntry {
@@ -54,12 +58,19 @@ impl RunEntry {
             log: Vec::new(),
             overlay: false,
             attention: Vec::new(),
+            elsewhere: None,
         }
     }
 
     /// Re-reads `run.json` and `metrics.jsonl` (after a run ends, or at start-up).
     fn reload(&mut self) {
         let run = adapter_studio::training::RunDir::new(&self.dir);
+        self.elsewhere = match lock::state(&run.lock_file()) {
+            lock::State::Held(h) if h.pid != std::process::id() || h.host != lock::host_name() => {
+                Some(h)
+            }
+            _ => None,
+        };
         match run.read_info() {
             Ok(info) => {
                 self.total_steps = info.total_steps;
@@ -97,6 +108,8 @@ impl RunEntry {
         match (self.phase, self.info.as_ref().map(|i| i.status)) {
             (Phase::Queued, _) => "queued",
             (Phase::Running, _) => "running",
+            (_, Some(RunStatus::Running)) if self.elsewhere.is_some() => "running elsewhere",
+            _ if self.elsewhere.is_some() => "in use elsewhere",
             (_, Some(RunStatus::Finished)) => "finished",
             (_, Some(RunStatus::Stopped)) => "stopped",
             (_, Some(RunStatus::Failed)) => "failed",
@@ -109,6 +122,7 @@ impl RunEntry {
 
     fn resumable(&self) -> bool {
         self.phase == Phase::Idle
+            && self.elsewhere.is_none()
             && matches!(self.status(), "stopped" | "interrupted" | "failed")
             && self.info.is_some()
     }
@@ -184,7 +198,12 @@ pub struct RunsView {
     /// The last deleted run: (where it was, where it is now), for Undo.
     deleted: Option<(PathBuf, PathBuf)>,
     pub message: Option<String>,
+    /// When the run folder was last looked at for runs of other processes.
+    followed: Option<Instant>,
 }
+
+/// How often the run list looks for runs that other processes start and train.
+const FOLLOW_SECS: f64 = 2.0;
 
 impl RunsView {
     pub fn load(ws: &Workspace) -> Self {
@@ -206,6 +225,49 @@ impl RunsView {
 
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
+    }
+
+    /// Whether some run is being trained by another process (the list follows it).
+    pub fn any_elsewhere(&self) -> bool {
+        self.runs.iter().any(|r| r.elsewhere.is_some())
+    }
+
+    /// Every couple of seconds: picks up runs that other processes started in the workspace,
+    /// and re-reads those they train (never one on our own worker).
+    pub fn follow(&mut self, ws: &Workspace) {
+        if self
+            .followed
+            .is_some_and(|t| t.elapsed().as_secs_f64() < FOLLOW_SECS)
+        {
+            return;
+        }
+        self.followed = Some(Instant::now());
+        for dir in std::fs::read_dir(ws.runs_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+        {
+            let hidden = dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if dir.is_dir() && !hidden && !self.runs.iter().any(|r| r.dir == dir) {
+                let mut e = RunEntry::new(&dir);
+                e.reload();
+                if e.info.is_some() || e.elsewhere.is_some() {
+                    self.runs.push(e);
+                }
+            }
+        }
+        for r in &mut self.runs {
+            let on_disk_running = r
+                .info
+                .as_ref()
+                .is_some_and(|i| i.status == RunStatus::Running);
+            if r.phase == Phase::Idle && (r.elsewhere.is_some() || on_disk_running) {
+                r.reload();
+            }
+        }
     }
 
     pub fn active(&self) -> Option<&RunEntry> {
@@ -246,7 +308,7 @@ impl RunsView {
                     train_examples,
                     validation_examples,
                     trainable_parameters,
-                    skipped,
+                    warnings,
                     head_from,
                     ..
                 } => {
@@ -260,7 +322,7 @@ impl RunsView {
                         if start_step > 0 { format!(", resumed at step {start_step}") } else { String::new() }
                     ));
                     e.log
-                        .extend(skipped.into_iter().map(|s| format!("warning: {s}")));
+                        .extend(warnings.into_iter().map(|s| format!("warning: {s}")));
                     if let Some(h) = head_from {
                         e.log.push(format!("the head starts from {}", h.display()));
                     }
@@ -273,6 +335,7 @@ impl RunsView {
                     e.attention.extend(attention);
                 }
                 Event::Checkpoint { step } => e.log.push(format!("checkpoint at step {step}")),
+                Event::WaitingForLock { holder } => e.log.push(format!("waiting for {holder}")),
             },
             WorkerEvent::Ended { summary, .. } => {
                 e.phase = Phase::Idle;
@@ -432,11 +495,18 @@ impl StudioApp {
             return;
         };
         let (phase, resumable, status) = (r.phase, r.resumable(), r.status());
+        let elsewhere = r.elsewhere.is_some();
         ui.horizontal(|ui| {
             ui.heading(&r.id);
             ui.label(status);
         });
         ui.label(r.dir.display().to_string());
+        if let Some(h) = &r.elsewhere {
+            ui.label(format!(
+                "In use by {} (followed here every {FOLLOW_SECS:.0} s; stop it there)",
+                h.describe()
+            ));
+        }
         let mut command = None;
         let mut delete = false;
         let mut export = false;
@@ -462,10 +532,11 @@ impl StudioApp {
             if resumable && ui.button("Resume").clicked() {
                 command = Some(Command::Resume { out: sel.clone() });
             }
-            if phase == Phase::Idle && ui.button("Delete").clicked() {
+            if phase == Phase::Idle && !elsewhere && ui.button("Delete").clicked() {
                 delete = true;
             }
             if phase == Phase::Idle
+                && !elsewhere
                 && sel.join("head").is_dir()
                 && ui
                     .button("Export…")
@@ -490,10 +561,10 @@ impl StudioApp {
             self.screen = super::Screen::Inspect;
         }
         if let Some(c) = command {
-            if matches!(c, Command::Resume { .. }) {
+            let resume = matches!(c, Command::Resume { .. });
+            if self.send(c) && resume {
                 self.runs.entry(&sel).phase = Phase::Queued;
             }
-            self.send(c);
         }
         self.plots_ui(ui, &sel);
         let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
@@ -592,7 +663,15 @@ impl StudioApp {
                     let trash = self.ws.root.join(".trash");
                     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let to = trash.join(format!("{name}-{}", adapter_studio::training::run_dir::unix_secs()));
-                    let moved = std::fs::create_dir_all(&trash).and_then(|_| std::fs::rename(&dir, &to));
+                    // Held while it moves: a process that resumes it now is refused.
+                    let run = adapter_studio::training::RunDir::new(&dir);
+                    let moved = run.lock("deleting").map_err(|e| e.to_string()).and_then(|lock| {
+                        std::fs::create_dir_all(&trash)
+                            .and_then(|_| std::fs::rename(&dir, &to))
+                            .map_err(|e| e.to_string())?;
+                        lock.release_moved(&adapter_studio::training::RunDir::new(&to).lock_file());
+                        Ok(())
+                    });
                     match moved {
                         Ok(()) => {
                             self.runs.runs.retain(|r| r.dir != dir);

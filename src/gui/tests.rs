@@ -35,15 +35,17 @@ fn workspace(dir: &Path) -> Workspace {
         text.push_str(&format!("{t} number {i},{l}\n"));
     }
     std::fs::write(&csv, text).unwrap();
-    ws.state.datasets.push(DatasetEntry {
-        name: "reviews".into(),
-        train: csv,
-        validation: None,
-        test: None,
-        task: TaskType::Classification,
-        columns: Columns::default(),
-    });
-    ws.save().unwrap();
+    ws.modify(|state| {
+        state.datasets.push(DatasetEntry {
+            name: "reviews".into(),
+            train: csv,
+            validation: None,
+            test: None,
+            task: TaskType::Classification,
+            columns: Columns::default(),
+        })
+    })
+    .unwrap();
     ws
 }
 
@@ -420,4 +422,100 @@ fn training_keeps_going_while_only_the_logic_pass_runs_as_when_minimised() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(steps(&app), 1080);
+}
+
+#[test]
+fn a_second_window_is_told_the_workspace_is_in_use_and_read_only_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    assert!(first.in_use.is_none());
+    let second = StudioApp::new(Workspace::open(dir.path()).unwrap(), || {}).unwrap();
+    let mut h = harness(second);
+    h.step();
+    assert!(h
+        .query_by_label_contains("This workspace is open in another window")
+        .is_some());
+    assert!(h
+        .query_by_label_contains(&format!("pid {}", std::process::id()))
+        .is_some());
+    h.get_by_label("Open read-only").click();
+    h.step();
+    h.step();
+    assert!(h.state().in_use.is_none());
+    assert!(
+        h.query_by_label("read-only").is_some(),
+        "the status bar says so"
+    );
+    let before = std::fs::read(dir.path().join("workspace.json")).unwrap();
+    h.state_mut().start_wizard_run();
+    h.step();
+    assert!(h
+        .state()
+        .runs
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("read-only")));
+    assert!(h
+        .state()
+        .runs
+        .runs
+        .iter()
+        .all(|r| r.phase == super::runs_ui::Phase::Idle));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("runs")).unwrap().count(),
+        0,
+        "no run was started"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("workspace.json")).unwrap(),
+        before
+    );
+    drop(first);
+}
+
+#[test]
+fn a_run_another_process_trains_shows_as_running_elsewhere_and_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // A finished run, then made to look like one that a cluster node is training right now.
+    let mut cfg = adapter_studio::training::TrainConfig::adapter(
+        tiny_model(),
+        ws.state.datasets[0].train.clone(),
+        adapter_studio::training::Method::SeqBn,
+    );
+    cfg.max_steps = Some(4);
+    cfg.batch_size = 8;
+    let run = RunDir::new(&ws.runs_dir().join("remote"));
+    adapter_studio::training::train(&cfg, &run.root, &mut |_| {}, &Default::default()).unwrap();
+    let finished = std::fs::read_to_string(run.run_json()).unwrap();
+    std::fs::write(
+        run.run_json(),
+        finished.replace("\"status\": \"finished\"", "\"status\": \"running\""),
+    )
+    .unwrap();
+    let now = adapter_studio::training::run_dir::unix_secs();
+    let holder = serde_json::json!({
+        "host": "node-7.cluster", "pid": 4242, "purpose": "training",
+        "since_unix_secs": now, "heartbeat_unix_secs": now, "token": "remote-1"
+    });
+    std::fs::write(run.lock_file(), holder.to_string()).unwrap();
+
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    assert_eq!(status(h.state()), "running elsewhere");
+    assert!(h.query_by_label_contains("node-7.cluster").is_some());
+    assert!(
+        h.query_by_label("Resume").is_none(),
+        "never offered as interrupted"
+    );
+    assert!(h.query_by_label("Delete").is_none());
+
+    // The other process finishes: the list follows its files.
+    std::fs::write(run.run_json(), finished).unwrap();
+    std::fs::remove_file(run.lock_file()).unwrap();
+    step_until(&mut h, "the run list to follow", |a| {
+        status(a) == "finished"
+    });
+    assert!(h.query_by_label("Delete").is_some());
 }

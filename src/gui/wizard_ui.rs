@@ -229,7 +229,8 @@ impl StudioApp {
             .dataset
             .filter(|i| *i < self.ws.state.datasets.len())
         {
-            let mut entry = self.ws.state.datasets[i].clone();
+            let original = self.ws.state.datasets[i].clone();
+            let mut entry = original.clone();
             let train = entry.train.clone();
             if self
                 .wizard
@@ -246,8 +247,7 @@ impl StudioApp {
                 Some(Ok(columns)) => {
                     let changed = super::datasets_ui::mapping_ui(ui, &mut entry, columns);
                     if changed {
-                        self.ws.state.datasets[i] = entry;
-                        if let Err(e) = self.ws.save() {
+                        if let Err(e) = self.ws.replace_dataset(&original, entry) {
                             self.wizard.message = Some(e.to_string());
                         }
                     }
@@ -502,13 +502,14 @@ impl StudioApp {
             )
             .labelled_by(label.id);
             if ui.button("Save preset").clicked() && !self.wizard.preset_name.trim().is_empty() {
-                let name = self.wizard.preset_name.trim().to_string();
-                self.ws.state.presets.retain(|p| p.name != name);
-                self.ws.state.presets.push(Preset {
-                    name,
+                let preset = Preset {
+                    name: self.wizard.preset_name.trim().to_string(),
                     config: self.wizard.form.clone(),
-                });
-                if let Err(e) = self.ws.save() {
+                };
+                if let Err(e) = self.ws.modify(|state| {
+                    state.presets.retain(|p| p.name != preset.name);
+                    state.presets.push(preset);
+                }) {
                     self.wizard.message = Some(e.to_string());
                 }
             }
@@ -534,12 +535,16 @@ impl StudioApp {
     /// Queues the run on the worker and shows it on the Runs screen.
     pub(super) fn start_run(&mut self, config: TrainConfig, out: PathBuf) {
         self.wizard.message = None;
-        self.runs.track_new(&out);
-        self.send(Command::Start {
+        let sent = self.send(Command::Start {
             config: Box::new(config),
-            out,
+            out: out.clone(),
         });
-        self.screen = Screen::Runs;
+        if sent {
+            self.runs.track_new(&out);
+            self.screen = Screen::Runs;
+        } else {
+            self.wizard.message = self.runs.message.clone();
+        }
     }
 
     /// Starts the wizard's current choices (the app's `--autostart`, for measurements).

@@ -13,7 +13,10 @@ fn temp_path_for(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    // Unique per thread too: a lock's heartbeat may rewrite a file beside another writer.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 /// Writes `bytes` to `path` atomically, creating parent folders.
@@ -59,7 +62,8 @@ pub fn to_sorted_json(value: &serde_json::Value) -> String {
 }
 
 /// A fresh temporary folder next to `dst`, to fill and then pass to `replace_dir`. Temporary
-/// folders for `dst` that a killed process left (same name, another process id) are removed.
+/// folders for `dst` that a killed process left (same name, a process id that no longer runs)
+/// are removed; a live process's (a parallel import or export) are left alone.
 pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
     let tmp = temp_path_for(dst);
     if let (Some(parent), Some(name)) = (tmp.parent(), dst.file_name()) {
@@ -70,7 +74,14 @@ pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
             parent
         };
         for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) && entry.path().is_dir() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = file_name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            let dead = pid
+                .is_some_and(|p| p != std::process::id() && !crate::lock::process_alive(p, None));
+            if dead && entry.path().is_dir() {
                 fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
             }
         }

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Columns, TaskType};
 use crate::error::Error;
 pub use run_dir::{AttentionRecord, EvalRecord, Record, RunDir, RunInfo, RunStatus, StepRecord};
-pub use trainer::{evaluate, evaluate_file, load_splits, resume, train, EvalResult};
+pub use trainer::{
+    evaluate, evaluate_file, load_splits, resume, resume_with, train, train_with, EvalResult,
+    LockWait,
+};
 
 /// What stage 1 trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -666,10 +669,15 @@ pub enum Event {
         start_step: usize,
         trainable_parameters: i64,
         labels: Vec<String>,
-        /// "skipped N rows …" per dataset, when bad rows were skipped.
-        skipped: Vec<String>,
+        /// "skipped N rows …" per dataset when bad rows were skipped, a clamped length, a
+        /// lock taken over from a process that is gone.
+        warnings: Vec<String>,
         /// The head folder the new head starts from.
         head_from: Option<PathBuf>,
+    },
+    /// Another process holds the run (`LockWait::Wait`): waiting for it.
+    WaitingForLock {
+        holder: String,
     },
     Step(StepRecord),
     Eval(EvalRecord, Option<AttentionRecord>),

@@ -41,6 +41,16 @@ impl RunDir {
         self.root.join(kind)
     }
 
+    /// The run's lock file: held by whoever trains, resumes, exports or deletes the run.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Takes the run's lock, or says which process holds it.
+    pub fn lock(&self, purpose: &str) -> Result<crate::lock::Lock> {
+        crate::lock::acquire(&self.lock_file(), purpose)
+    }
+
     pub fn read_info(&self) -> Result<RunInfo> {
         read_json(&self.run_json())
     }

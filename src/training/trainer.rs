@@ -40,7 +40,7 @@ struct Prepared {
     validation: Option<EncodedSet>,
     labels: Vec<String>,
     data: Vec<DataInfo>,
-    skipped: Vec<String>,
+    warnings: Vec<String>,
 }
 
 fn named_params(prefix: &str, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
@@ -140,9 +140,9 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     tch::manual_seed(cfg.seed as i64);
     let base = BaseModel::load(&cfg.model, device)?;
     let tokenizer = base.tokenizer.with_max_length(cfg.max_length)?;
-    let (train, validation, mut skipped) = load_splits(cfg)?;
+    let (train, validation, mut warnings) = load_splits(cfg)?;
     if cfg.max_length > tokenizer.max_length {
-        skipped.push(format!(
+        warnings.push(format!(
             "--max-length {} is above what the model takes: using {}",
             cfg.max_length, tokenizer.max_length
         ));
@@ -259,7 +259,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         validation,
         labels,
         data,
-        skipped,
+        warnings,
     })
 }
 
@@ -560,6 +560,34 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
     Ok(())
 }
 
+/// What to do when another process holds the run's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockWait {
+    /// Refuse with one line naming the holder.
+    #[default]
+    Refuse,
+    /// Wait until it is free (an `Event::WaitingForLock` says for whom).
+    Wait,
+}
+
+fn lock_run(
+    run: &RunDir,
+    wait: LockWait,
+    observer: &mut dyn FnMut(&Event),
+    stop: &AtomicBool,
+) -> Result<crate::lock::Lock> {
+    match wait {
+        LockWait::Refuse => run.lock("training"),
+        LockWait::Wait => {
+            crate::lock::acquire_waiting(&run.lock_file(), "training", stop, None, &mut |h| {
+                observer(&Event::WaitingForLock {
+                    holder: h.describe(),
+                })
+            })
+        }
+    }
+}
+
 /// Starts a new run in `out` (which must not hold a run yet).
 pub fn train(
     cfg: &TrainConfig,
@@ -567,18 +595,37 @@ pub fn train(
     observer: &mut dyn FnMut(&Event),
     stop: &AtomicBool,
 ) -> Result<Summary> {
+    train_with(cfg, out, LockWait::Refuse, observer, stop)
+}
+
+/// [`train`], choosing what happens when another process holds `out`.
+pub fn train_with(
+    cfg: &TrainConfig,
+    out: &Path,
+    wait: LockWait,
+    observer: &mut dyn FnMut(&Event),
+    stop: &AtomicBool,
+) -> Result<Summary> {
     cfg.validate()?;
     let run = RunDir::new(out);
-    if run.run_json().exists() {
-        return Err(Error::Invalid(format!(
+    let already = || {
+        Error::Invalid(format!(
             "{} already holds a run: continue it with --resume {}, or choose another --out",
             out.display(),
             out.display()
-        )));
+        ))
+    };
+    if run.run_json().exists() {
+        return Err(already());
     }
-    // Someone's folder is never written into: only a new or empty one becomes a run.
-    if let Ok(mut entries) = std::fs::read_dir(out) {
-        if entries.next().is_some() {
+    // Someone's folder is never written into: only a new or empty one becomes a run (a lock
+    // file alone is a run being created by another process: the lock says whose).
+    if let Ok(entries) = std::fs::read_dir(out) {
+        let is_lock = |name: &std::ffi::OsStr| name.to_string_lossy().starts_with(".lock");
+        if entries
+            .filter_map(|e| e.ok())
+            .any(|e| !is_lock(&e.file_name()))
+        {
             return Err(Error::Invalid(format!(
                 "{} is a folder that is not empty and holds no run: choose a new --out \
                  (nothing in it was changed)",
@@ -593,7 +640,13 @@ pub fn train(
     }
     let created = !out.exists();
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let result = execute(cfg, &run, false, observer, stop);
+    let result = lock_run(&run, wait, observer, stop).and_then(|lock| {
+        // Another process may have started this run while we waited for its lock.
+        if run.run_json().exists() {
+            return Err(already());
+        }
+        execute(cfg, &run, false, &lock, observer, stop)
+    });
     if result.is_err() && created {
         // A run refused before it wrote anything (bad data, a bad adapter) leaves no folder;
         // remove_dir only removes an empty one.
@@ -604,7 +657,20 @@ pub fn train(
 
 /// Continues the run in `out` from its last checkpoint, with the settings it was started with.
 pub fn resume(out: &Path, observer: &mut dyn FnMut(&Event), stop: &AtomicBool) -> Result<Summary> {
+    resume_with(out, LockWait::Refuse, observer, stop)
+}
+
+/// [`resume`], choosing what happens when another process holds `out`.
+pub fn resume_with(
+    out: &Path,
+    wait: LockWait,
+    observer: &mut dyn FnMut(&Event),
+    stop: &AtomicBool,
+) -> Result<Summary> {
     let run = RunDir::new(out);
+    // The settings are read before the lock only to refuse a folder that holds no run.
+    run.read_info()?;
+    let lock = lock_run(&run, wait, observer, stop)?;
     let info = run.read_info()?;
     if info.status == RunStatus::Finished {
         return Err(Error::Invalid(format!(
@@ -613,25 +679,29 @@ pub fn resume(out: &Path, observer: &mut dyn FnMut(&Event), stop: &AtomicBool) -
         )));
     }
     info.config.validate()?;
-    execute(&info.config, &run, true, observer, stop)
+    execute(&info.config, &run, true, &lock, observer, stop)
 }
 
 fn execute(
     cfg: &TrainConfig,
     run: &RunDir,
     resuming: bool,
+    lock: &crate::lock::Lock,
     observer: &mut dyn FnMut(&Event),
     stop: &AtomicBool,
 ) -> Result<Summary> {
     let started = unix_secs();
-    let result = execute_inner(cfg, run, resuming, observer, stop, started);
+    let result = execute_inner(cfg, run, resuming, lock, observer, stop, started);
     if let Err(e) = &result {
-        // Keep the failure visible in the run folder (the GUI's run list reads it).
-        if let Ok(mut info) = run.read_info() {
-            info.status = RunStatus::Failed;
-            info.error = Some(e.to_string());
-            info.updated_unix_secs = unix_secs();
-            let _ = run.write_info(&info);
+        // Keep the failure visible in the run folder (the GUI's run list reads it), unless
+        // the folder is another process's now.
+        if !lock.is_lost() {
+            if let Ok(mut info) = run.read_info() {
+                info.status = RunStatus::Failed;
+                info.error = Some(e.to_string());
+                info.updated_unix_secs = unix_secs();
+                let _ = run.write_info(&info);
+            }
         }
     }
     result
@@ -641,6 +711,7 @@ fn execute_inner(
     cfg: &TrainConfig,
     run: &RunDir,
     resuming: bool,
+    lock: &crate::lock::Lock,
     observer: &mut dyn FnMut(&Event),
     stop: &AtomicBool,
     started: u64,
@@ -659,8 +730,9 @@ fn execute_inner(
         validation,
         labels,
         data,
-        skipped,
+        mut warnings,
     } = prepared;
+    warnings.extend(lock.notice());
     let metric = cfg
         .metric
         .clone()
@@ -737,7 +809,7 @@ fn execute_inner(
         start_step: state.step,
         trainable_parameters: opt.num_parameters(),
         labels: labels.clone(),
-        skipped,
+        warnings,
         head_from: info.head_from.clone(),
     });
 
@@ -759,6 +831,16 @@ fn execute_inner(
     };
 
     while state.step < total_steps {
+        if lock.is_lost() {
+            // Another process took the run over (our heartbeat stalled): its files now.
+            return Err(Error::Locked {
+                path: run.lock_file(),
+                holder: format!(
+                    "another process since it took the lock over: this one stopped at step {}",
+                    state.step
+                ),
+            });
+        }
         if stop.load(Ordering::Relaxed) {
             state.elapsed_secs = elapsed(&wall);
             save_checkpoint(&state, &opt)?;
