@@ -1,5 +1,6 @@
 //! `predict`: load a base model with AdapterHub adapters, an optional fusion and a head, and
-//! run texts as one padded batch. Its JSON output is a contract other tools rely on.
+//! run texts through it in length-sorted batches, results in input order, memory bounded by a
+//! window of batches (not by the input). Its JSON output is a contract other tools rely on.
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -78,15 +79,89 @@ fn to_vec2(t: &Tensor) -> Result<Vec<Vec<f64>>> {
     )?)
 }
 
-/// Runs `texts` (text, optional pair) through `model` as one padded batch.
-pub fn predict(
-    model: &AdapterModel,
-    texts: &[(String, Option<String>)],
-) -> Result<Vec<Prediction>> {
+/// One input: a text and an optional text pair.
+pub type Input = (String, Option<String>);
+
+/// Texts per forward pass unless told otherwise (see the README's inference benchmark).
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+/// Inputs read ahead, sorted by length and cut into batches; their results are emitted in
+/// input order once the whole window is done. Memory is bounded by the window.
+pub const WINDOW_BATCHES: usize = 16;
+
+/// Runs `texts` through `model` in batches of [`DEFAULT_BATCH_SIZE`], results in input order.
+pub fn predict(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Prediction>> {
     if texts.is_empty() {
         return Err(Error::Invalid(
             "no input texts (give --text or --input)".into(),
         ));
+    }
+    let mut out = Vec::with_capacity(texts.len());
+    predict_stream(
+        model,
+        texts.iter().cloned().map(Ok),
+        DEFAULT_BATCH_SIZE,
+        &mut |p| {
+            out.push(p);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Runs every input through `model`, `batch_size` at a time, and hands each prediction to
+/// `emit` in input order; returns how many there were. Inputs are read a window at a time
+/// ([`WINDOW_BATCHES`] batches), so any number of them fit in the same memory. Padding and
+/// batching do not change a result (the attention mask hides the padding).
+pub fn predict_stream(
+    model: &AdapterModel,
+    inputs: impl Iterator<Item = Result<Input>>,
+    batch_size: usize,
+    emit: &mut dyn FnMut(Prediction) -> Result<()>,
+) -> Result<usize> {
+    let batch_size = batch_size.max(1);
+    let window = batch_size.saturating_mul(WINDOW_BATCHES);
+    let mut buffer = Vec::with_capacity(window.min(1 << 16));
+    let mut done = 0;
+    for input in inputs {
+        buffer.push(input?);
+        if buffer.len() >= window {
+            done += predict_window(model, std::mem::take(&mut buffer), batch_size, emit)?;
+        }
+    }
+    if !buffer.is_empty() {
+        done += predict_window(model, buffer, batch_size, emit)?;
+    }
+    Ok(done)
+}
+
+/// One window: batches of similar length (less padding), then the results in input order.
+fn predict_window(
+    model: &AdapterModel,
+    inputs: Vec<Input>,
+    batch_size: usize,
+    emit: &mut dyn FnMut(Prediction) -> Result<()>,
+) -> Result<usize> {
+    let n = inputs.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    // Characters are a close enough proxy for tokens to group lengths.
+    order.sort_by_key(|&i| inputs[i].0.len() + inputs[i].1.as_ref().map_or(0, String::len));
+    let mut results: Vec<Option<Prediction>> = (0..n).map(|_| None).collect();
+    for chunk in order.chunks(batch_size) {
+        let batch: Vec<Input> = chunk.iter().map(|&i| inputs[i].clone()).collect();
+        for (&i, p) in chunk.iter().zip(predict_batch(model, &batch)?) {
+            results[i] = Some(p);
+        }
+    }
+    for p in results.into_iter().flatten() {
+        emit(p)?;
+    }
+    Ok(n)
+}
+
+/// Runs `texts` (text, optional pair) through `model` as one padded batch.
+pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Prediction>> {
+    if texts.is_empty() {
+        return Ok(Vec::new());
     }
     let head_name = model
         .active_head
@@ -225,15 +300,89 @@ fn argmax(v: &[f64]) -> usize {
 }
 
 /// Reads `--input`: one text per line; a tab separates text and text_pair.
-pub fn read_input_file(path: &std::path::Path) -> Result<Vec<(String, Option<String>)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match l.split_once('\t') {
+pub fn read_input_file(path: &std::path::Path) -> Result<Vec<Input>> {
+    input_lines(path)?.collect()
+}
+
+/// `--input` as a stream: one text per line (a tab separates text and text_pair), blank
+/// lines skipped, a line that is not UTF-8 an error naming it.
+pub fn input_lines(path: &std::path::Path) -> Result<impl Iterator<Item = Result<Input>>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let path = path.to_path_buf();
+    let mut reader = std::io::BufReader::new(file);
+    let mut line_no = 0usize;
+    let mut buf = Vec::new();
+    Ok(std::iter::from_fn(move || loop {
+        buf.clear();
+        line_no += 1;
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) => return Some(Err(Error::io(&path, e))),
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            return Some(Err(Error::data(
+                &path,
+                Some(line_no),
+                None,
+                "invalid UTF-8 (input files must be UTF-8 encoded)",
+            )));
+        };
+        let line = line.trim_end_matches(['\n', '\r']);
+        let line = if line_no == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        return Some(Ok(match line.split_once('\t') {
             Some((a, b)) => (a.to_string(), Some(b.to_string())),
-            None => (l.to_string(), None),
+            None => (line.to_string(), None),
+        }));
+    }))
+}
+
+/// `--input` as a table (CSV, TSV or JSON Lines): the text from `text_column` and the pair
+/// from `pair_column`, every row; an empty or missing cell is an error naming its line.
+pub fn input_table(
+    path: &std::path::Path,
+    text_column: &str,
+    pair_column: Option<&str>,
+) -> Result<Vec<Input>> {
+    let table = crate::data::read_table(path, None, false)?;
+    let find = |name: &str| {
+        table.columns.iter().position(|c| c == name).ok_or_else(|| {
+            Error::data(
+                path,
+                None,
+                Some(name),
+                format!(
+                    "no such column (the file has: {})",
+                    table.columns.join(", ")
+                ),
+            )
         })
-        .collect())
+    };
+    let text = find(text_column)?;
+    let pair = pair_column.map(find).transpose()?;
+    let cell = |row: &crate::data::Row, i: usize, name: &str| match &row.values[i] {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Null => Err(Error::data(path, Some(row.line), Some(name), "empty")),
+        Value::String(_) => Err(Error::data(path, Some(row.line), Some(name), "empty")),
+        other => Ok(other.to_string()),
+    };
+    table
+        .rows
+        .iter()
+        .map(|row| {
+            Ok((
+                cell(row, text, text_column)?,
+                pair.map(|p| cell(row, p, pair_column.unwrap_or_default()))
+                    .transpose()?,
+            ))
+        })
+        .collect()
 }

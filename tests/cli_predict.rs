@@ -267,3 +267,180 @@ fn fusion_whose_adapters_are_not_given_names_the_missing_adapter() {
     let err = run_err(&mut cmd);
     assert!(err.contains("adapter `b`"), "{err}");
 }
+
+/// Texts of very different lengths (so that batches need padding), in a fixed order.
+fn varied_texts(n: usize) -> Vec<String> {
+    let words = [
+        "the", "staff", "were", "friendly", "but", "room", "was", "small", "noisy",
+    ];
+    (0..n)
+        .map(|i| {
+            let len = 1 + (i * 7) % 23;
+            (0..len)
+                .map(|j| words[(i + j * 3) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn predictions_with(input: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd)
+        .arg("--input")
+        .arg(input)
+        .args(extra);
+    run_ok(&mut cmd)["predictions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn batching_and_padding_never_change_a_result_and_results_keep_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = varied_texts(40);
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    // Batch size 1: each text alone (no padding), 16 per window, so three windows.
+    let alone = predictions_with(&input, &["--batch-size", "1"]);
+    let order: Vec<&str> = alone.iter().map(|p| p["text"].as_str().unwrap()).collect();
+    assert_eq!(order, texts, "input order");
+    for batch in ["2", "7", "64"] {
+        let batched = predictions_with(&input, &["--batch-size", batch]);
+        assert_eq!(batched.len(), alone.len());
+        for (a, b) in alone.iter().zip(&batched) {
+            assert_eq!(a["text"], b["text"], "batch size {batch}: order");
+            assert_eq!(a["label"], b["label"], "batch size {batch}: {}", a["text"]);
+            assert_close("logits", &floats(&b["logits"]), &floats(&a["logits"]), 1e-5);
+            assert_close(
+                "fusion attention",
+                &floats(&b["fusion_attention"]),
+                &floats(&a["fusion_attention"]),
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn jsonl_prints_one_prediction_per_line_and_output_files_hold_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = varied_texts(12);
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, texts.join("\n\n")).unwrap(); // blank lines are skipped
+    let json = predictions_with(&input, &[]);
+
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd).args(["--input".as_ref(), input.as_os_str(), "--jsonl".as_ref()]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON prediction"))
+        .collect();
+    assert_eq!(lines, json);
+
+    for form in ["--json", "--jsonl"] {
+        let file = dir.path().join(format!("out{form}"));
+        let mut cmd = bin();
+        // The common arguments hold --json already.
+        fuse_abc_args(&mut cmd)
+            .args(["--input".as_ref(), input.as_os_str()])
+            .args((form == "--jsonl").then_some(form))
+            .arg("--output")
+            .arg(&file);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let written = std::fs::read_to_string(&file).unwrap();
+        let from_file: Vec<Value> = if form == "--json" {
+            serde_json::from_str::<Value>(&written).unwrap()["predictions"]
+                .as_array()
+                .unwrap()
+                .clone()
+        } else {
+            written
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        assert_eq!(from_file, json, "{form}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().contains(".tmp")),
+            "{names:?}"
+        );
+    }
+    // A failed run leaves no output file.
+    let file = dir.path().join("never.json");
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd)
+        .args([
+            "--input".as_ref(),
+            dir.path().join("missing.txt").as_os_str(),
+        ])
+        .arg("--output")
+        .arg(&file);
+    run_err(&mut cmd);
+    assert!(!file.exists());
+}
+
+#[test]
+fn table_inputs_are_read_by_column_and_a_wrong_column_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = case("bert_fuse_abc_pairs");
+    let mut csv = String::from("id,premise,hypothesis\n");
+    let mut jsonl = String::new();
+    for (i, (a, b)) in reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["text_pairs"].as_array().unwrap())
+        .enumerate()
+    {
+        let (a, b) = (a.as_str().unwrap(), b.as_str().unwrap());
+        csv.push_str(&format!(
+            "{i},\"{}\",\"{}\"\n",
+            a.replace('"', "\"\""),
+            b.replace('"', "\"\"")
+        ));
+        jsonl.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"premise": a, "hypothesis": b})
+        ));
+    }
+    let (csv_path, jsonl_path) = (dir.path().join("in.csv"), dir.path().join("in.jsonl"));
+    std::fs::write(&csv_path, csv).unwrap();
+    std::fs::write(&jsonl_path, jsonl).unwrap();
+    let columns = [
+        "--text-column",
+        "premise",
+        "--text-pair-column",
+        "hypothesis",
+    ];
+    for path in [&csv_path, &jsonl_path] {
+        let preds = predictions_with(path, &columns);
+        assert_eq!(preds[1]["text_pair"], reference["text_pairs"][1]);
+        let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p["logits"])).collect();
+        assert_close("pair logits", &logits, &floats(&reference["logits"]), 1e-4);
+    }
+    let mut cmd = bin();
+    fuse_abc_args(&mut cmd)
+        .arg("--input")
+        .arg(&csv_path)
+        .args(["--text-column", "sentence"]);
+    let err = run_err(&mut cmd);
+    assert!(
+        err.contains("sentence") && err.contains("id, premise, hypothesis"),
+        "{err}"
+    );
+}

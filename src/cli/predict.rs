@@ -1,14 +1,16 @@
 //! `adapter-studio predict` and `adapter-studio info`.
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use adapter_studio::adapter_model::AdapterModel;
 use adapter_studio::bundle;
 use adapter_studio::device::parse_device;
 use adapter_studio::model::BaseModel;
-use adapter_studio::predict::{self, PredictSpec};
+use adapter_studio::predict::{self, Input, PredictSpec};
 
 /// The model to run: base, adapters, fusion, head and device (`predict` and `eval`), or a bundle.
 #[derive(Args)]
@@ -67,49 +69,214 @@ pub struct PredictArgs {
     /// Input text; repeat for several.
     #[arg(long = "text")]
     texts: Vec<String>,
-    /// File with one text per line (text<TAB>text_pair for pairs).
+    /// Input file: one text per line (text<TAB>text_pair for pairs); or a table (.csv,
+    /// .jsonl/.ndjson/.json, or .tsv with --text-column) read by column.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// The column of the texts in a table input (default: `text`).
+    #[arg(long)]
+    text_column: Option<String>,
+    /// The column of the text pairs in a table input.
+    #[arg(long)]
+    text_pair_column: Option<String>,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// One JSON prediction per line, in input order, printed as each window of batches is
+    /// done (a file of any length can be piped through); wins over --json.
+    #[arg(long)]
+    jsonl: bool,
+    /// Write the output to this file instead of stdout; it appears, whole, when all is done.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Texts per forward pass (sorted by length within a window of batches).
+    #[arg(long, default_value_t = predict::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// No progress bar (there is none when stderr is not a terminal either).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Where the output goes: stdout, or a temporary file renamed into place at the end.
+struct Sink {
+    out: Box<dyn Write>,
+    file: Option<(PathBuf, PathBuf)>,
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(dst) = output else {
+            return Ok(Sink {
+                out: Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                file: None,
+            });
+        };
+        let name = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dst.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Sink {
+            out: Box::new(std::io::BufWriter::new(f)),
+            file: Some((tmp, dst.to_path_buf())),
+        })
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        self.out = Box::new(std::io::sink()); // closes the file
+        if let Some((tmp, dst)) = self.file.take() {
+            std::fs::rename(&tmp, &dst).with_context(|| format!("writing {}", dst.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        // Not finished (an error): no half-written output file.
+        if let Some((tmp, _)) = &self.file {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Text,
+    Json,
+    Jsonl,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let mut texts: Vec<(String, Option<String>)> =
-        args.texts.iter().map(|t| (t.clone(), None)).collect();
-    if let Some(input) = &args.input {
-        texts.extend(predict::read_input_file(input)?);
+    let given: Vec<Input> = args.texts.iter().map(|t| (t.clone(), None)).collect();
+    let (from_file, total): (
+        Box<dyn Iterator<Item = adapter_studio::Result<Input>>>,
+        usize,
+    ) = match &args.input {
+        None => (Box::new(std::iter::empty()), 0),
+        Some(input) => {
+            let ext = input
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            let table = matches!(ext.as_str(), "csv" | "jsonl" | "ndjson" | "json")
+                || (args.text_column.is_some() && matches!(ext.as_str(), "tsv" | "tab"));
+            if table {
+                let rows = predict::input_table(
+                    input,
+                    args.text_column.as_deref().unwrap_or("text"),
+                    args.text_pair_column.as_deref(),
+                )?;
+                let n = rows.len();
+                (Box::new(rows.into_iter().map(Ok)), n)
+            } else {
+                if args.text_column.is_some() || args.text_pair_column.is_some() {
+                    anyhow::bail!(
+                        "{}: --text-column needs a table input (.csv, .tsv, .jsonl)",
+                        input.display()
+                    );
+                }
+                let n = count_lines(input)?;
+                (Box::new(predict::input_lines(input)?), n)
+            }
+        }
+    };
+    let total = total + given.len();
+    if total == 0 {
+        anyhow::bail!("no input texts (give --text or --input)");
     }
+    let form = match (args.jsonl, args.json) {
+        (true, _) => Form::Jsonl,
+        (_, true) => Form::Json,
+        _ => Form::Text,
+    };
     let model = args.model.load()?;
-    let preds = predict::predict(&model, &texts)?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&serde_json::json!({ "predictions": preds }))?
-        );
-        return Ok(());
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64).with_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} lines · {per_sec} · ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    };
+    let mut sink = Sink::open(args.output.as_deref())?;
+    if form == Form::Json {
+        sink.out.write_all(b"{\"predictions\":[")?;
     }
-    for p in &preds {
-        let text = match &p.text_pair {
-            Some(pair) => format!("{} ‖ {}", p.text, pair),
-            None => p.text.clone(),
-        };
-        println!("{text}");
-        let label = match &p.label {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        println!("  label:         {label}");
-        println!("  probabilities: {}", fmt_numbers(&p.probabilities));
-        if let Some(fa) = &p.fusion_attention {
-            println!(
-                "  fusion attention (mean over tokens) — {}",
-                p.fusion_adapters.join(" | ")
-            );
-            for (l, row) in fa.iter().enumerate() {
-                let cells: Vec<String> = row.iter().map(|x| format!("{x:.3}")).collect();
-                println!("    layer {l:>2}: {}", cells.join("  "));
+    let mut first = true;
+    let inputs = given.into_iter().map(Ok).chain(from_file);
+    predict::predict_stream(&model, inputs, args.batch_size, &mut |p| {
+        write_prediction(&mut sink.out, form, &p, first)
+            .map_err(|e| adapter_studio::Error::Invalid(format!("writing the output: {e}")))?;
+        first = false;
+        bar.inc(1);
+        if form == Form::Jsonl {
+            // Each window reaches a pipe as soon as it is done.
+            let _ = sink.out.flush();
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if form == Form::Json {
+        sink.out.write_all(b"]}\n")?;
+    }
+    sink.finish()
+}
+
+/// Non-blank lines of `path`, for the progress bar's total.
+fn count_lines(path: &Path) -> anyhow::Result<usize> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut n = 0;
+    for line in std::io::BufReader::new(f).split(b'\n') {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        n += usize::from(!line.iter().all(u8::is_ascii_whitespace));
+    }
+    Ok(n)
+}
+
+fn write_prediction(
+    out: &mut dyn Write,
+    form: Form,
+    p: &predict::Prediction,
+    first: bool,
+) -> std::io::Result<()> {
+    match form {
+        Form::Json => {
+            if !first {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *out, p)?;
+        }
+        Form::Jsonl => {
+            serde_json::to_writer(&mut *out, p)?;
+            out.write_all(b"\n")?;
+        }
+        Form::Text => {
+            let text = match &p.text_pair {
+                Some(pair) => format!("{} ‖ {}", p.text, pair),
+                None => p.text.clone(),
+            };
+            writeln!(out, "{text}")?;
+            let label = match &p.label {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            writeln!(out, "  label:         {label}")?;
+            writeln!(out, "  probabilities: {}", fmt_numbers(&p.probabilities))?;
+            if let Some(fa) = &p.fusion_attention {
+                writeln!(
+                    out,
+                    "  fusion attention (mean over tokens) — {}",
+                    p.fusion_adapters.join(" | ")
+                )?;
+                for (l, row) in fa.iter().enumerate() {
+                    let cells: Vec<String> = row.iter().map(|x| format!("{x:.3}")).collect();
+                    writeln!(out, "    layer {l:>2}: {}", cells.join("  "))?;
+                }
             }
         }
     }
