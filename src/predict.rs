@@ -73,12 +73,6 @@ pub fn load(spec: &PredictSpec) -> Result<AdapterModel> {
     Ok(model)
 }
 
-fn to_vec2(t: &Tensor) -> Result<Vec<Vec<f64>>> {
-    Ok(Vec::<Vec<f64>>::try_from(
-        t.to_kind(Kind::Double).to_device(Device::Cpu),
-    )?)
-}
-
 /// One input: a text and an optional text pair.
 pub type Input = (String, Option<String>);
 
@@ -210,14 +204,37 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
     };
 
     let labels = &head.config.labels;
+    // One copy of each output to the host per batch, then plain slices per example (a tensor
+    // operation per example and layer costs more than the forward pass on small models).
+    let host = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f64>::try_from(
+            t.to_kind(Kind::Double)
+                .to_device(Device::Cpu)
+                .contiguous()
+                .view(-1),
+        )?)
+    };
+    let dims = logits.size();
+    let n_labels = *dims.last().unwrap_or(&1) as usize;
+    let padded_len = batch.attention_mask.size()[1] as usize;
+    let (logits_h, probs_h) = (host(&logits)?, host(&probs)?);
+    let means_h = fusion_means.as_ref().map(host).transpose()?;
+    let tokens_h = fusion_tokens.as_ref().map(host).transpose()?;
+    let n_layers = fusion_layers.len();
+    let n_adapters = fusion_adapters.len();
+    let rows = |v: &[f64], start: usize, count: usize, width: usize| -> Vec<Vec<f64>> {
+        (0..count)
+            .map(|r| v[start + r * width..start + (r + 1) * width].to_vec())
+            .collect()
+    };
     let mut out_preds = Vec::with_capacity(texts.len());
     for (i, (text, pair)) in texts.iter().enumerate() {
-        let i64i = i as i64;
-        let n_tokens = batch.tokens[i].len() as i64;
+        let n_tokens = batch.tokens[i].len();
         let (logits_v, probs_v, label) = match head.config.head_type {
             HeadType::Tagging => {
-                let l = to_vec2(&logits.get(i64i).narrow(0, 0, n_tokens))?;
-                let p = to_vec2(&probs.get(i64i).narrow(0, 0, n_tokens))?;
+                let start = i * padded_len * n_labels;
+                let l = rows(&logits_h, start, n_tokens, n_labels);
+                let p = rows(&probs_h, start, n_tokens, n_labels);
                 let tags: Vec<Value> = p
                     .iter()
                     .map(|row| Value::from(labels[argmax(row)].clone()))
@@ -229,15 +246,8 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
                 )
             }
             kind => {
-                let l = Vec::<f64>::try_from(
-                    logits
-                        .get(i64i)
-                        .to_kind(Kind::Double)
-                        .to_device(Device::Cpu),
-                )?;
-                let p = Vec::<f64>::try_from(
-                    probs.get(i64i).to_kind(Kind::Double).to_device(Device::Cpu),
-                )?;
+                let l = logits_h[i * n_labels..(i + 1) * n_labels].to_vec();
+                let p = probs_h[i * n_labels..(i + 1) * n_labels].to_vec();
                 let label = if head.config.is_regression() {
                     Value::Null
                 } else if kind == HeadType::MultiLabel {
@@ -254,21 +264,18 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
                 (serde_json::to_value(l), serde_json::to_value(p), label)
             }
         };
-        let fusion_attention = match &fusion_means {
-            Some(t) => Some(to_vec2(&t.get(i64i))?),
-            None => None,
-        };
-        let fusion_tokens = match &fusion_tokens {
-            Some(t) => {
-                let ex = t.get(i64i).narrow(1, 0, n_tokens);
-                Some(
-                    (0..ex.size()[0])
-                        .map(|l| to_vec2(&ex.get(l)))
-                        .collect::<Result<Vec<_>>>()?,
-                )
-            }
-            None => None,
-        };
+        // [batch, layers, adapters] and [batch, layers, tokens, adapters].
+        let fusion_attention = means_h
+            .as_ref()
+            .map(|m| rows(m, i * n_layers * n_adapters, n_layers, n_adapters));
+        let fusion_tokens = tokens_h.as_ref().map(|t| {
+            (0..n_layers)
+                .map(|l| {
+                    let start = ((i * n_layers + l) * padded_len) * n_adapters;
+                    rows(t, start, n_tokens, n_adapters)
+                })
+                .collect()
+        });
         out_preds.push(Prediction {
             text: text.clone(),
             text_pair: pair.clone(),
