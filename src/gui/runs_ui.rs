@@ -65,12 +65,7 @@ impl RunEntry {
     /// Re-reads `run.json` and `metrics.jsonl` (after a run ends, or at start-up).
     fn reload(&mut self) {
         let run = adapter_studio::training::RunDir::new(&self.dir);
-        self.elsewhere = match lock::state(&run.lock_file()) {
-            lock::State::Held(h) if h.pid != std::process::id() || h.host != lock::host_name() => {
-                Some(h)
-            }
-            _ => None,
-        };
+        self.elsewhere = holder_elsewhere(&self.dir);
         match run.read_info() {
             Ok(info) => {
                 self.total_steps = info.total_steps;
@@ -159,6 +154,17 @@ impl RunEntry {
                     .unwrap_or_else(|| task::primary_metric(i.config.task).to_string())
             })
             .unwrap_or_else(|| "accuracy".into())
+    }
+}
+
+/// The process other than this one that holds the run in `dir`.
+fn holder_elsewhere(dir: &Path) -> Option<Holder> {
+    let file = adapter_studio::training::RunDir::new(dir).lock_file();
+    match lock::state(&file) {
+        lock::State::Held(h) if h.pid != std::process::id() || h.host != lock::host_name() => {
+            Some(h)
+        }
+        _ => None,
     }
 }
 
@@ -259,12 +265,9 @@ impl RunsView {
                 }
             }
         }
-        for r in &mut self.runs {
-            let on_disk_running = r
-                .info
-                .as_ref()
-                .is_some_and(|i| i.status == RunStatus::Running);
-            if r.phase == Phase::Idle && (r.elsewhere.is_some() || on_disk_running) {
+        for r in self.runs.iter_mut().filter(|r| r.phase == Phase::Idle) {
+            // A lock file read per run (usually absent); the records only when it matters.
+            if r.elsewhere.is_some() || holder_elsewhere(&r.dir).is_some() {
                 r.reload();
             }
         }
