@@ -392,6 +392,25 @@ fn folders_written_by_the_python_library_import_into_the_library() {
 }
 
 #[test]
+fn an_export_from_a_run_that_another_process_holds_is_refused_naming_it() {
+    let work = tempfile::tempdir().unwrap();
+    let run = adapter_studio::training::RunDir::new(&work.path().join("run"));
+    std::fs::create_dir_all(&run.root).unwrap();
+    let _held = run.lock("training").unwrap();
+    let out = work.path().join("out");
+    let mut s = spec(ExportFormat::AdapterHub, WeightFormat::Both, &out);
+    s.from_run = Some(run.root.clone());
+    let err = export::export(&s, &mut no_progress())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is in use by") && err.contains("training since"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing was written");
+}
+
+#[test]
 fn imports_from_several_processes_at_once_all_land_in_the_library() {
     let work = tempfile::tempdir().unwrap();
     let ws = workspace_with_tiny_model(&work.path().join("ws"));
