@@ -60,7 +60,9 @@ def rust_command(a, csv_path, padding, out_dir):
     """The Adapter Studio command line: edit here when the CLI changes."""
     cmd = [str(a.rust_bin), "train", "--model", str(a.model), "--train", str(csv_path),
            "--validation-split", "0", "--method", METHOD, "--epochs", str(a.epochs),
-           "--out", str(out_dir), "--json", *common_args(a)]
+           "--out", str(out_dir), "--json", *common_args(a),
+           # The same number of steps as the library: no minimum step budget.
+           "--min-steps", "0"]
     return cmd + (["--pad-to-max-length"] if padding == "fixed" else [])
 
 
