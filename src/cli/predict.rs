@@ -150,7 +150,19 @@ enum Form {
     Jsonl,
 }
 
+/// Large allocations straight from the kernel (and back to it when freed). Batches of changing
+/// shapes otherwise fragment glibc's heap so that the resident size grows with the input's
+/// length: 3,000 lines took 1,225 MiB by default and 789 MiB with this (1,000 lines: 812 MiB).
+fn bound_heap_growth() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator threshold; it is called before the model loads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
+
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    bound_heap_growth();
     let given: Vec<Input> = args.texts.iter().map(|t| (t.clone(), None)).collect();
     let (from_file, total): (
         Box<dyn Iterator<Item = adapter_studio::Result<Input>>>,
