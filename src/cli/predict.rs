@@ -150,14 +150,15 @@ enum Form {
     Jsonl,
 }
 
-/// Large allocations straight from the kernel (and back to it when freed). Batches of changing
-/// shapes otherwise fragment glibc's heap so that the resident size grows with the input's
-/// length: 3,000 lines took 1,225 MiB by default and 789 MiB with this (1,000 lines: 812 MiB).
+/// Allocations of 1 MiB and more straight from the kernel (and back to it when freed). Batches
+/// of changing shapes otherwise fragment glibc's heap so that the resident size grows with the
+/// input's length: 3,000 lines took 1,225 MiB by default and 788 MiB with this (1,000 lines:
+/// 812 and 627 MiB); a 64 KiB threshold saved no more.
 fn bound_heap_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator threshold; it is called before the model loads.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
     }
 }
 
