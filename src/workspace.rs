@@ -293,11 +293,12 @@ impl Workspace {
     }
 
     /// Every run folder, oldest first.
-    pub fn runs(&self) -> Vec<RunSummary> {
+    /// The run folders (hidden ones, such as the trash, left out), unsorted.
+    pub fn run_dirs(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.runs_dir()) else {
             return Vec::new();
         };
-        let mut runs: Vec<RunSummary> = entries
+        entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| {
@@ -306,6 +307,13 @@ impl Workspace {
                         .file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with('.'))
             })
+            .collect()
+    }
+
+    pub fn runs(&self) -> Vec<RunSummary> {
+        let mut runs: Vec<RunSummary> = self
+            .run_dirs()
+            .into_iter()
             .map(|dir| {
                 let id = dir
                     .file_name()

@@ -111,11 +111,7 @@ impl Sink {
                 file: None,
             });
         };
-        let name = dst
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dst.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = adapter_studio::io::atomic::temp_path_for(dst);
         let f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         Ok(Sink {
@@ -165,6 +161,8 @@ fn bound_heap_growth() {
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     bound_heap_growth();
     let given: Vec<Input> = args.texts.iter().map(|t| (t.clone(), None)).collect();
+    // The total is only for the progress bar: a piped corpus is not read twice.
+    let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let (from_file, total): (
         Box<dyn Iterator<Item = adapter_studio::Result<Input>>>,
         usize,
@@ -192,13 +190,14 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                         input.display()
                     );
                 }
-                let n = count_lines(input)?;
+                let n = if show_bar { count_lines(input)? } else { 0 };
                 (Box::new(predict::input_lines(input)?), n)
             }
         }
     };
     let total = total + given.len();
-    if total == 0 {
+    let mut inputs = given.into_iter().map(Ok).chain(from_file).peekable();
+    if inputs.peek().is_none() {
         anyhow::bail!("no input texts (give --text or --input)");
     }
     let form = match (args.jsonl, args.json) {
@@ -207,7 +206,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         _ => Form::Text,
     };
     let model = args.model.load()?;
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+    let bar = if !show_bar {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total as u64).with_style(
@@ -220,7 +219,6 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         sink.out.write_all(b"{\"predictions\":[")?;
     }
     let mut first = true;
-    let inputs = given.into_iter().map(Ok).chain(from_file);
     predict::predict_stream(&model, inputs, args.batch_size, &mut |p| {
         write_prediction(&mut sink.out, form, &p, first)
             .map_err(|e| adapter_studio::Error::Invalid(format!("writing the output: {e}")))?;

@@ -248,16 +248,8 @@ impl RunsView {
             return;
         }
         self.followed = Some(Instant::now());
-        for dir in std::fs::read_dir(ws.runs_dir())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-        {
-            let hidden = dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if dir.is_dir() && !hidden && !self.runs.iter().any(|r| r.dir == dir) {
+        for dir in ws.run_dirs() {
+            if !self.runs.iter().any(|r| r.dir == dir) {
                 let mut e = RunEntry::new(&dir);
                 e.reload();
                 if e.info.is_some() || e.elsewhere.is_some() {

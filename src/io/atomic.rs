@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-fn temp_path_for(path: &Path) -> PathBuf {
+/// A hidden temporary name next to `path`, unique per process and call, to write and then
+/// rename onto `path`.
+pub fn temp_path_for(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
