@@ -21,7 +21,8 @@ overhead of an adapter and of the fusion over the bare model.
 Usage (build first: cargo build --release):
   .venv/bin/python benchmarks/compare_predict.py [--lines 2000] [--batch-size 32]
       [--json-out results.json]
-  .venv/bin/python benchmarks/compare_predict.py --memory 5000,100000   # our peak RSS only
+  .venv/bin/python benchmarks/compare_predict.py --memory 5000,100000 [--setup adapter]
+      # our peak RSS by file length, beside the peak of the file's longest batch alone
 """
 
 import argparse
@@ -140,9 +141,9 @@ m.save_head({str(work)!r} + "/head", "cls")
     }
 
 
-def rust_cmd(adapters, fusion, head, input_path, batch_size):
+def rust_cmd(adapters, fusion, head, input_path, batch_size, model=DEMO_MODEL):
     cmd = [str(RUST_BIN), "predict", "--device", "cpu", "--quiet", "--jsonl",
-           "--batch-size", str(batch_size), "--model", str(DEMO_MODEL), "--head", str(head)]
+           "--batch-size", str(batch_size), "--model", str(model), "--head", str(head)]
     for d in adapters:
         cmd += ["--adapter", str(d)]
     if fusion:
@@ -166,6 +167,11 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json-out")
     p.add_argument("--memory", help="comma-separated line counts: our peak RSS per file length")
+    p.add_argument("--setup", choices=["bare", "adapter", "fusion"], default="fusion",
+                   help="the setup --memory runs")
+    p.add_argument("--tiny", action="store_true",
+                   help="--memory on the tests' tiny BERT and its adapters (fast enough for "
+                        "100,000 lines on a small machine; the same code path)")
     # Child mode (the Python side of one setup).
     p.add_argument("--child", action="store_true")
     p.add_argument("--model")
@@ -182,13 +188,33 @@ def main():
         work = Path(work)
         setups = make_setups(work)
         if a.memory:
-            adapters, fusion = setups["3-way fusion"]
-            print("| lines | wall s | lines/s | peak RSS MiB |\n|---|---|---|---|")
+            # Memory is bounded by the batch if a whole file peaks no higher than its longest
+            # batch does alone (same batch size, the longest lines by words).
+            key = {"bare": "bare model + head", "adapter": "1 adapter (seq_bn)",
+                   "fusion": "3-way fusion"}[a.setup]
+            adapters, fusion = setups[key]
+            model, head = DEMO_MODEL, work / "head"
+            if a.tiny:
+                model, fx = ROOT / "tests/fixtures/bert_tiny", ROOT / "tests/fixtures/bert_tiny_adapters"
+                head = fx / "head_cls"
+                adapters = {"bare": [], "adapter": [fx / "a"],
+                            "fusion": [fx / "a", fx / "b", fx / "c"]}[a.setup]
+                fusion = fx / "fusion_abc" if a.setup == "fusion" else None
+            print(f"{key}, {model.name}, batch size {a.batch_size}\n")
+            print("| lines | wall s | lines/s | peak RSS MiB | longest batch alone MiB |")
+            print("|---|---|---|---|---|")
             for n in [int(x) for x in a.memory.split(",")]:
                 path = work / f"{n}.txt"
                 write_lines(path, n)
-                wall, rss, _ = run_child(rust_cmd(adapters, fusion, work / "head", path, a.batch_size))
-                print(f"| {n} | {wall:.1f} | {n / wall:.1f} | {rss:.0f} |", flush=True)
+                lines = path.read_text(encoding="utf-8").splitlines()
+                longest = work / f"{n}-longest.txt"
+                longest.write_text("\n".join(sorted(lines, key=lambda l: -len(l.split()))
+                                             [:a.batch_size]) + "\n", encoding="utf-8")
+                _, batch_rss, _ = run_child(rust_cmd(adapters, fusion, head, longest, a.batch_size,
+                                                     model))
+                wall, rss, _ = run_child(rust_cmd(adapters, fusion, head, path, a.batch_size, model))
+                print(f"| {n} | {wall:.1f} | {n / wall:.1f} | {rss:.0f} | {batch_rss:.0f} |",
+                      flush=True)
             return
         path = work / "lines.txt"
         write_lines(path, a.lines)

@@ -352,14 +352,30 @@ pub fn input_lines(path: &std::path::Path) -> Result<impl Iterator<Item = Result
     }))
 }
 
-/// `--input` as a table (CSV, TSV or JSON Lines): the text from `text_column` and the pair
+/// `--input` as a table (CSV, TSV, JSON Lines, Parquet, Arrow or a dataset folder): the text from `text_column` and the pair
 /// from `pair_column`, every row; an empty or missing cell is an error naming its line.
 pub fn input_table(
     path: &std::path::Path,
     text_column: &str,
     pair_column: Option<&str>,
 ) -> Result<Vec<Input>> {
-    let table = crate::data::read_table(path, None, false)?;
+    let wanted: Vec<String> = std::iter::once(text_column)
+        .chain(pair_column)
+        .map(str::to_string)
+        .collect();
+    let header = crate::data::read_table(path, Some(0), false)?;
+    if let Some(missing) = wanted.iter().find(|c| !header.columns.contains(c)) {
+        return Err(Error::data(
+            path,
+            None,
+            Some(missing),
+            format!(
+                "no such column (the file has: {})",
+                header.columns.join(", ")
+            ),
+        ));
+    }
+    let table = crate::data::read_table_columns(path, &wanted)?;
     let find = |name: &str| {
         table.columns.iter().position(|c| c == name).ok_or_else(|| {
             Error::data(

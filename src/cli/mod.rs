@@ -1,4 +1,5 @@
 //! Command-line interface (clap). Each subcommand is a thin layer over the library.
+mod datasets;
 mod export;
 mod predict;
 mod train;
@@ -47,6 +48,8 @@ enum Command {
     Import(export::ImportArgs),
     /// List the adapters, fusions and heads of the workspace.
     Library(export::LibraryArgs),
+    /// List the datasets in the local Hugging Face caches, or describe one dataset path.
+    Datasets(datasets::DatasetsArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -60,6 +63,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Export(args)) => export::export(args),
         Some(Command::Import(args)) => export::import(args),
         Some(Command::Library(args)) => export::list(args),
+        Some(Command::Datasets(args)) => datasets::run(args),
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,
             frame_log: cli.frame_log,

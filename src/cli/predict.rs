@@ -173,7 +173,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase())
                 .unwrap_or_default();
-            let table = matches!(ext.as_str(), "csv" | "jsonl" | "ndjson" | "json")
+            let table = input.is_dir()
+                || matches!(
+                    ext.as_str(),
+                    "csv" | "jsonl" | "ndjson" | "json" | "parquet" | "arrow" | "feather"
+                )
                 || (args.text_column.is_some() && matches!(ext.as_str(), "tsv" | "tab"));
             if table {
                 let rows = predict::input_table(
@@ -186,7 +190,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             } else {
                 if args.text_column.is_some() || args.text_pair_column.is_some() {
                     anyhow::bail!(
-                        "{}: --text-column needs a table input (.csv, .tsv, .jsonl)",
+                        "{}: --text-column needs a table input (.csv, .tsv, .jsonl, .parquet, .arrow)",
                         input.display()
                     );
                 }

@@ -17,10 +17,12 @@ use adapter_studio::training::{
 
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Training data: CSV, TSV (GLUE style) or JSONL.
+    /// Training data: CSV, TSV (GLUE style), JSONL, Parquet or Arrow; or a Hugging Face
+    /// dataset folder (save_to_disk, datasets cache, Hub snapshot), FOLDER:SPLIT for a split.
     #[arg(long)]
     train: Option<PathBuf>,
-    /// Validation data; without it, --validation-split of --train is held out.
+    /// Validation data; without it, a folder's validation split is used, else
+    /// --validation-split of --train is held out.
     #[arg(long)]
     validation: Option<PathBuf>,
     /// Share of --train held out (seeded, stratified) when there is no --validation; 0: none.
@@ -46,11 +48,11 @@ pub struct ColumnArgs {
     label_column: Option<String>,
     /// Skip rows with problems (reported with their line) instead of stopping at the first.
     #[arg(long)]
-    skip_bad_rows: bool,
+    pub(crate) skip_bad_rows: bool,
 }
 
 impl ColumnArgs {
-    fn columns(&self) -> Columns {
+    pub(crate) fn columns(&self) -> Columns {
         Columns {
             text: self.text_column.clone(),
             text_pair: self.text_pair_column.clone(),
@@ -215,8 +217,15 @@ fn config_from(
     let (Some(model), Some(train), Some(out)) = (model, data.train.clone(), t.out.clone()) else {
         bail!("--model, --train and --out are required (or --resume RUN)");
     };
+    let beside = match &data.validation {
+        None => adapter_studio::data::hf::validation_beside(&train),
+        Some(_) => None,
+    };
+    if let Some(v) = &beside {
+        eprintln!("validation: {} (the split beside --train)", v.display());
+    }
     let mut c = cfg(model, train);
-    c.validation = data.validation.clone();
+    c.validation = data.validation.clone().or(beside);
     c.validation_split = data.validation_split;
     c.columns = data.columns.columns();
     c.skip_bad_rows = data.columns.skip_bad_rows;

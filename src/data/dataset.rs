@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::table::{describe, no_rows, parse_table, Issues, Row, RowIssue, Table};
-use super::{count, quoted_list, FileFormat, TaskType};
+use super::table::{describe, no_rows, read_split, Issues, Row, RowIssue, Table};
+use super::{columnar, count, hf, quoted_list, TaskType};
 use crate::error::{Error, Result};
 
 /// Column names as the user gave them; unset ones are picked from the header by [`resolve`].
@@ -223,15 +223,36 @@ impl Dataset {
     }
 
     fn load_inner(path: &Path, spec: &DataSpec, labels: Option<&[String]>) -> Result<Dataset> {
-        let format = FileFormat::from_path(path)?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let fingerprint = format!("sha256:{:x}", Sha256::digest(&bytes));
-        let table = parse_table(path, format, &bytes[..], None, spec.skip_bad_rows)?;
-        let mut labels = match labels {
-            Some(list) => LabelSet::given(list, spec.task, path)?,
-            None => LabelSet::default(),
+        let split = hf::resolve(path)?;
+        let fingerprint = fingerprint(&split.files)?;
+        let table = if split.format.is_columnar() {
+            // Only the columns the task reads are decoded.
+            let schema = columnar::read_schema(&split.files[0])?;
+            let columns = spec.columns.resolve(&schema.columns, spec.task, path)?;
+            let file = &split.files[0];
+            schema.check_text(file, &columns.text, spec.task == TaskType::Tagging)?;
+            if let Some(pair) = &columns.text_pair {
+                schema.check_text(file, pair, false)?;
+            }
+            let needed: Vec<String> = [Some(columns.text), columns.text_pair, Some(columns.label)]
+                .into_iter()
+                .flatten()
+                .collect();
+            read_split(path, &split, Some(&needed), None, spec.skip_bad_rows)?
+        } else {
+            read_split(path, &split, None, None, spec.skip_bad_rows)?
         };
         let columns = spec.columns.resolve(&table.columns, spec.task, path)?;
+        // A `ClassLabel` column's names, in their order, unless a list is given.
+        let class_names = table
+            .class_labels
+            .get(&columns.label)
+            .filter(|_| spec.task != TaskType::Regression);
+        let mut labels = match (labels, class_names) {
+            (Some(list), _) => LabelSet::given(list, spec.task, path)?,
+            (None, Some(names)) => LabelSet::given(names, spec.task, path)?,
+            (None, None) => LabelSet::default(),
+        };
         let Table {
             rows,
             skipped,
@@ -312,6 +333,16 @@ impl Dataset {
             count(n + self.examples.len(), "row")
         ))
     }
+}
+
+/// `sha256:<hex>` of the files' bytes in order (one file: of its bytes), read in pieces.
+fn fingerprint(files: &[PathBuf]) -> Result<String> {
+    let mut hash = Sha256::new();
+    for file in files {
+        let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        std::io::copy(&mut f, &mut hash).map_err(|e| Error::io(file, e))?;
+    }
+    Ok(format!("sha256:{:x}", hash.finalize()))
 }
 
 /// A row's target before labels have ids.

@@ -1,4 +1,5 @@
-//! Dataset files for training and evaluation: CSV, GLUE-style TSV and JSON Lines, read first
+//! Dataset files for training and evaluation: CSV, GLUE-style TSV, JSON Lines, Parquet and
+//! Arrow (and Hugging Face split folders of them, see [`hf`]), read first
 //! into raw [`Table`]s (previews, column pickers) and then into typed [`Dataset`]s for one
 //! [`TaskType`].
 //!
@@ -17,13 +18,16 @@ use std::str::FromStr;
 
 use crate::error::Error;
 
+mod columnar;
 mod dataset;
+pub mod hf;
 mod split;
 mod table;
 
+pub use columnar::ClassLabels;
 pub use dataset::{Columns, DataSpec, Dataset, Example, ResolvedColumns, Target, Text};
 pub use split::split;
-pub use table::{read_table, FileFormat, Row, RowIssue, Table};
+pub use table::{read_table, read_table_columns, FileFormat, Row, RowIssue, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

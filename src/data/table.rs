@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::columnar::{self, ClassLabels};
 use super::count;
+use super::hf::{self, SplitFiles};
 use crate::error::{Error, Result};
 
 const INVALID_UTF8: &str = "invalid UTF-8 (dataset files must be UTF-8 encoded)";
@@ -16,23 +18,34 @@ pub enum FileFormat {
     Csv,
     Tsv,
     Jsonl,
+    Parquet,
+    /// Arrow IPC, stream or file form (`.arrow`, `.feather`).
+    Arrow,
 }
 
 impl FileFormat {
-    /// From the extension: `.csv`; `.tsv`/`.tab`; `.jsonl`/`.ndjson`/`.json` (all JSON Lines).
+    /// From the extension: `.csv`; `.tsv`/`.tab`; `.jsonl`/`.ndjson`/`.json` (all JSON Lines);
+    /// `.parquet`; `.arrow`/`.feather`.
     pub fn from_path(path: &Path) -> Result<FileFormat> {
         let ext = path.extension().and_then(|e| e.to_str());
         match ext.map(str::to_ascii_lowercase).as_deref() {
             Some("csv") => Ok(FileFormat::Csv),
             Some("tsv" | "tab") => Ok(FileFormat::Tsv),
             Some("jsonl" | "ndjson" | "json") => Ok(FileFormat::Jsonl),
+            Some("parquet") => Ok(FileFormat::Parquet),
+            Some("arrow" | "feather") => Ok(FileFormat::Arrow),
             _ => Err(Error::data(
                 path,
                 None,
                 None,
-                "unknown dataset file type: expected .csv, .tsv/.tab or .jsonl/.ndjson/.json (JSON Lines)",
+                "unknown dataset file type: expected .csv, .tsv/.tab, .jsonl/.ndjson/.json (JSON Lines), .parquet or .arrow/.feather",
             )),
         }
+    }
+
+    /// Parquet and Arrow: typed columns, read a column at a time; rows are numbered, not lines.
+    pub fn is_columnar(self) -> bool {
+        matches!(self, FileFormat::Parquet | FileFormat::Arrow)
     }
 }
 
@@ -47,11 +60,14 @@ pub struct Table {
     pub rows: Vec<Row>,
     /// Rows that could not be read (only with `skip_bad_rows`), in file order.
     pub skipped: Vec<RowIssue>,
+    /// `ClassLabel` names of columns (Parquet/Arrow from `datasets`), whose ids the rows
+    /// already show as names.
+    pub class_labels: ClassLabels,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// 1-based line where the row starts.
+    /// 1-based line where the row starts (Parquet/Arrow: 1-based row number in the split).
     pub line: usize,
     /// Aligned with `Table::columns`. CSV/TSV cells are strings; JSON Lines keep JSON types,
     /// and a key missing from a line is `Null`.
@@ -127,11 +143,86 @@ pub(crate) fn no_rows(path: &Path, skipped: &[RowIssue]) -> Error {
 }
 
 /// Reads the header and up to `limit` rows (previews stop reading there). Rows that cannot be
-/// read are errors, or with `skip_bad_rows` collected in `Table::skipped`.
+/// read are errors, or with `skip_bad_rows` collected in `Table::skipped`. `path` may also be
+/// a Hugging Face split folder (see [`hf::resolve`]).
 pub fn read_table(path: &Path, limit: Option<usize>, skip_bad_rows: bool) -> Result<Table> {
-    let format = FileFormat::from_path(path)?;
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    parse_table(path, format, BufReader::new(file), limit, skip_bad_rows)
+    let split = hf::resolve(path)?;
+    read_split(path, &split, None, limit, skip_bad_rows)
+}
+
+/// Like [`read_table`], every row, but Parquet/Arrow decode only `columns` (which must exist
+/// and be of readable types).
+pub fn read_table_columns(path: &Path, columns: &[String]) -> Result<Table> {
+    let split = hf::resolve(path)?;
+    read_split(path, &split, Some(columns), None, false)
+}
+
+/// The rows of a split's files as one table. `columns` limits Parquet/Arrow reading to those
+/// columns (text formats read every column) and makes an unreadable column type an error.
+pub(crate) fn read_split(
+    path: &Path,
+    split: &SplitFiles,
+    columns: Option<&[String]>,
+    limit: Option<usize>,
+    skip_bad_rows: bool,
+) -> Result<Table> {
+    let mut table: Option<Table> = None;
+    for file in &split.files {
+        let done = table.as_ref().map_or(0, |t| t.rows.len());
+        let remaining = limit.map(|l| l.saturating_sub(done));
+        if table.is_some() && remaining == Some(0) {
+            break;
+        }
+        let part = if split.format.is_columnar() {
+            let schema = columnar::read_schema(file)?;
+            let strict = columns.is_some();
+            let (names, rows) =
+                columnar::read_rows(file, &schema, columns, done + 1, remaining, strict)?;
+            Table {
+                path: file.clone(),
+                format: split.format,
+                columns: names,
+                rows,
+                skipped: Vec::new(),
+                class_labels: schema.class_labels,
+            }
+        } else {
+            let f = File::open(file).map_err(|e| Error::io(file, e))?;
+            parse_table(
+                file,
+                split.format,
+                BufReader::new(f),
+                remaining,
+                skip_bad_rows,
+            )?
+        };
+        match &mut table {
+            None => table = Some(part),
+            Some(t) if t.columns != part.columns => {
+                return Err(Error::data(
+                    file,
+                    None,
+                    None,
+                    format!(
+                        "has columns {}, but {} has {} (one split's files must match)",
+                        super::quoted_list(&part.columns),
+                        t.path.display(),
+                        super::quoted_list(&t.columns)
+                    ),
+                ))
+            }
+            Some(t) => {
+                t.rows.extend(part.rows);
+                t.skipped.extend(part.skipped);
+            }
+        }
+    }
+    let mut table = table.ok_or_else(|| no_rows(path, &[]))?;
+    if table.rows.is_empty() && limit != Some(0) {
+        return Err(no_rows(path, &table.skipped));
+    }
+    table.path = path.to_path_buf();
+    Ok(table)
 }
 
 pub(crate) fn parse_table(
@@ -147,6 +238,14 @@ pub(crate) fn parse_table(
         // GLUE files are read with quoting off (quotechar=None), so quotes are plain text.
         FileFormat::Tsv => read_delimited(path, reader, b'\t', false, limit, &mut issues)?,
         FileFormat::Jsonl => read_jsonl(path, reader, limit, &mut issues)?,
+        FileFormat::Parquet | FileFormat::Arrow => {
+            return Err(Error::data(
+                path,
+                None,
+                None,
+                "Parquet and Arrow files are read by column, not as text",
+            ))
+        }
     };
     if rows.is_empty() && limit != Some(0) {
         return Err(no_rows(path, &issues.list));
@@ -157,6 +256,7 @@ pub(crate) fn parse_table(
         columns,
         rows,
         skipped: issues.list,
+        class_labels: ClassLabels::new(),
     })
 }
 

@@ -1,0 +1,549 @@
+//! Hugging Face dataset layouts: which files make up a split, and the datasets in the local
+//! caches.
+//!
+//! A dataset path may be a file, a folder holding one split, or `FOLDER:SPLIT`. Folders are
+//! read the way `datasets` writes them:
+//! - `save_to_disk` of a `DatasetDict`: `dataset_dict.json` and a folder per split;
+//! - `save_to_disk` of a `Dataset`: `state.json` listing its Arrow shards;
+//! - the `datasets` cache: `dataset_info.json` and `BUILDER-SPLIT[-NNNNN-of-NNNNN].arrow`;
+//! - Hub snapshots and plain folders: `SPLIT[-NNNNN-of-NNNNN].EXT` files, directly or in
+//!   `data/`, or a folder per split (the Hub's Parquet conversion: `SPLIT/0000.parquet`).
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::quoted_list;
+use super::table::FileFormat;
+use crate::error::{Error, Result};
+
+/// The files of one split, in order (shards are read as one table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitFiles {
+    pub format: FileFormat,
+    pub files: Vec<PathBuf>,
+}
+
+/// The split a role uses when a folder has several: `train`, then the usual validation names.
+pub const VALIDATION_SPLITS: &[&str] = &["validation", "validation_matched", "valid", "dev", "val"];
+
+/// Resolves a dataset path (file, folder of one split, or `FOLDER:SPLIT`) to its files.
+pub fn resolve(path: &Path) -> Result<SplitFiles> {
+    if path.is_file() {
+        let format = FileFormat::from_path(path)?;
+        return Ok(SplitFiles {
+            format,
+            files: vec![path.to_path_buf()],
+        });
+    }
+    let (folder, wanted) = split_spec(path);
+    if !folder.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        ));
+    }
+    let splits = splits(&folder)?;
+    if splits.is_empty() {
+        return Err(Error::data(
+            path,
+            None,
+            None,
+            "no dataset files in this folder (expected .parquet, .arrow, .csv, .tsv or .jsonl \
+             files, a `save_to_disk` folder or a `datasets` cache folder)",
+        ));
+    }
+    let name = match wanted {
+        Some(name) => name,
+        None if splits.len() == 1 => splits.keys().next().cloned().unwrap_or_default(),
+        None if splits.contains_key("train") => "train".to_string(),
+        None => {
+            return Err(Error::data(
+                path,
+                None,
+                None,
+                format!(
+                    "this folder has several splits ({}); name one as {}:SPLIT",
+                    quoted_list(&splits.keys().collect::<Vec<_>>()),
+                    path.display()
+                ),
+            ))
+        }
+    };
+    let names: Vec<&String> = splits.keys().collect();
+    let listed = quoted_list(&names);
+    splits.get(&name).cloned().ok_or_else(|| {
+        Error::data(
+            path,
+            None,
+            None,
+            format!("no split `{name}` here; the splits are {listed}"),
+        )
+    })
+}
+
+/// The validation split beside a training path that is a folder (`FOLDER` or
+/// `FOLDER:train`), as a path `resolve` takes; `None` for files or folders without one.
+pub fn validation_beside(train: &Path) -> Option<PathBuf> {
+    if train.is_file() {
+        return None;
+    }
+    let (folder, wanted) = split_spec(train);
+    if wanted.as_deref().is_some_and(|w| w != "train") {
+        return None;
+    }
+    let splits = splits(&folder).ok()?;
+    if !splits.contains_key("train") {
+        return None;
+    }
+    let name = VALIDATION_SPLITS
+        .iter()
+        .find(|n| splits.contains_key(**n))?;
+    Some(PathBuf::from(format!("{}:{name}", folder.display())))
+}
+
+/// `FOLDER:SPLIT` when the whole path is not there but `FOLDER` is a folder.
+fn split_spec(path: &Path) -> (PathBuf, Option<String>) {
+    if !path.exists() {
+        if let Some((folder, split)) = path.to_str().and_then(|s| s.rsplit_once(':')) {
+            if !split.is_empty() && !split.contains('/') && Path::new(folder).is_dir() {
+                return (PathBuf::from(folder), Some(split.to_string()));
+            }
+        }
+    }
+    (path.to_path_buf(), None)
+}
+
+/// Every split of a folder, by name.
+pub fn splits(folder: &Path) -> Result<BTreeMap<String, SplitFiles>> {
+    let read_json = |p: &Path| -> Result<Value> {
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            path: p.to_path_buf(),
+            source: e,
+        })
+    };
+    let dict = folder.join("dataset_dict.json");
+    if dict.is_file() {
+        let v = read_json(&dict)?;
+        let names = v
+            .get("splits")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::config(&dict, "splits", "expected a list of split names"))?;
+        let mut out = BTreeMap::new();
+        for name in names.iter().filter_map(Value::as_str) {
+            let files = saved_dataset(&folder.join(name))?;
+            out.insert(name.to_string(), files);
+        }
+        return Ok(out);
+    }
+    if folder.join("state.json").is_file() {
+        let files = saved_dataset(folder)?;
+        let state = read_json(&folder.join("state.json"))?;
+        let name = state
+            .get("_split")
+            .and_then(Value::as_str)
+            .unwrap_or("train")
+            .to_string();
+        return Ok(BTreeMap::from([(name, files)]));
+    }
+    // The datasets cache: `BUILDER-SPLIT.arrow`; the split names come from dataset_info.json.
+    let info = folder.join("dataset_info.json");
+    let known: Vec<String> = match info.is_file() {
+        true => read_json(&info)?
+            .get("splits")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let mut out = data_files_by_split(folder, &known)?;
+    if out.is_empty() && folder.join("data").is_dir() {
+        out = data_files_by_split(&folder.join("data"), &known)?;
+    }
+    if out.is_empty() {
+        // A folder per split holding only data files (`train/0000.parquet`).
+        for entry in sorted_entries(folder)? {
+            if entry.is_dir() && !entry.join("state.json").exists() {
+                let inner = data_files_by_split(&entry, &[])?;
+                let name = file_name(&entry);
+                if !inner.is_empty() && is_split_name(&name) {
+                    let files: Vec<SplitFiles> = inner.into_values().collect();
+                    out.insert(name, merge(&entry, files)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_split_name(name: &str) -> bool {
+    ["train", "test"].contains(&name)
+        || VALIDATION_SPLITS.contains(&name)
+        || name.starts_with("validation")
+        || name.starts_with("test")
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn sorted_entries(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| Error::io(folder, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// A `save_to_disk` folder of one `Dataset`: the shards `state.json` lists, in order.
+fn saved_dataset(folder: &Path) -> Result<SplitFiles> {
+    let state_path = folder.join("state.json");
+    let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+        path: state_path.clone(),
+        source: e,
+    })?;
+    let files: Vec<PathBuf> = state
+        .get("_data_files")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|f| f.get("filename")?.as_str())
+                .map(|f| folder.join(f))
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.is_empty() {
+        return Err(Error::config(
+            &state_path,
+            "_data_files",
+            "lists no data files",
+        ));
+    }
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        return Err(Error::data(
+            missing,
+            None,
+            None,
+            format!("listed in {} but missing", state_path.display()),
+        ));
+    }
+    Ok(SplitFiles {
+        format: FileFormat::Arrow,
+        files,
+    })
+}
+
+/// Data files directly in `folder`, grouped by the split their names say.
+fn data_files_by_split(folder: &Path, known: &[String]) -> Result<BTreeMap<String, SplitFiles>> {
+    let mut groups: BTreeMap<String, Vec<SplitFiles>> = BTreeMap::new();
+    for entry in sorted_entries(folder)? {
+        if !entry.is_file() {
+            continue;
+        }
+        let Ok(format) = FileFormat::from_path(&entry) else {
+            continue;
+        };
+        // `README.md`, `dataset_info.json`, `state.json` are not data.
+        let name = file_name(&entry);
+        if name.ends_with(".json") && !name.ends_with(".jsonl") {
+            continue;
+        }
+        let split = split_of(&name, known);
+        groups.entry(split).or_default().push(SplitFiles {
+            format,
+            files: vec![entry],
+        });
+    }
+    groups
+        .into_iter()
+        .map(|(name, parts)| Ok((name, merge(folder, parts)?)))
+        .collect()
+}
+
+fn merge(folder: &Path, parts: Vec<SplitFiles>) -> Result<SplitFiles> {
+    let format = parts[0].format;
+    if parts.iter().any(|p| p.format != format) {
+        return Err(Error::data(
+            folder,
+            None,
+            None,
+            "one split's files are of different types",
+        ));
+    }
+    Ok(SplitFiles {
+        format,
+        files: parts.into_iter().flat_map(|p| p.files).collect(),
+    })
+}
+
+/// `train-00000-of-00002.parquet` → `train`; `glue-validation_matched.arrow` → (with the
+/// split known from dataset_info.json) `validation_matched`; `dev.tsv` → `dev`.
+fn split_of(file_name: &str, known: &[String]) -> String {
+    let stem = file_name.split('.').next().unwrap_or(file_name);
+    let mut parts: Vec<&str> = stem.split('-').collect();
+    // Drop a shard suffix `NNNNN-of-NNNNN` (and a Hub hash after it).
+    if let Some(of) = parts.iter().position(|p| *p == "of") {
+        if of >= 1 && parts[of - 1].chars().all(|c| c.is_ascii_digit()) {
+            parts.truncate(of - 1);
+        }
+    }
+    let name = parts.join("-");
+    if let Some(k) = known
+        .iter()
+        .filter(|k| name == **k || name.ends_with(&format!("-{k}")))
+        .max_by_key(|k| k.len())
+    {
+        return k.clone();
+    }
+    name
+}
+
+// ---- discovery ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// `huggingface_hub`'s cache (`datasets--OWNER--NAME/snapshots/REV/…`).
+    Hub,
+    /// `datasets`' own cache of prepared Arrow files.
+    Datasets,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedDataset {
+    /// `OWNER/NAME` (or `NAME`).
+    pub name: String,
+    pub config: String,
+    pub kind: CacheKind,
+    /// The folder to give as a dataset path (with `:SPLIT`).
+    pub path: PathBuf,
+    pub splits: Vec<CachedSplit>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedSplit {
+    pub name: String,
+    pub files: usize,
+    /// From the Parquet footers or `dataset_info.json`, when known.
+    pub rows: Option<u64>,
+}
+
+impl CachedDataset {
+    /// The path of one split, as `train`/`eval` take it.
+    pub fn split_path(&self, split: &str) -> PathBuf {
+        PathBuf::from(format!("{}:{split}", self.path.display()))
+    }
+}
+
+/// The cache folders, from the variables `huggingface_hub` and `datasets` read:
+/// `HF_HUB_CACHE` (else `HF_HOME/hub`), `HF_DATASETS_CACHE` (else `HF_HOME/datasets`), with
+/// `HF_HOME` defaulting to `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`.
+pub fn cache_roots() -> Vec<(CacheKind, PathBuf)> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = var("HF_HOME").or_else(|| {
+        var("XDG_CACHE_HOME")
+            .or_else(|| var("HOME").map(|h| h.join(".cache")))
+            .map(|c| c.join("huggingface"))
+    });
+    let mut roots = Vec::new();
+    if let Some(hub) = var("HF_HUB_CACHE").or_else(|| home.as_ref().map(|h| h.join("hub"))) {
+        roots.push((CacheKind::Hub, hub));
+    }
+    if let Some(ds) = var("HF_DATASETS_CACHE").or_else(|| home.map(|h| h.join("datasets"))) {
+        roots.push((CacheKind::Datasets, ds));
+    }
+    roots
+}
+
+/// Every dataset config with at least one readable split in these caches, sorted by name.
+/// Folders that cannot be read are left out (a cache is shared with other tools).
+pub fn discover(roots: &[(CacheKind, PathBuf)]) -> Vec<CachedDataset> {
+    let mut out = Vec::new();
+    for (kind, root) in roots {
+        let Ok(entries) = sorted_entries(root) else {
+            continue;
+        };
+        for entry in entries.into_iter().filter(|e| e.is_dir()) {
+            match kind {
+                CacheKind::Hub => hub_dataset(&entry, &mut out),
+                CacheKind::Datasets => cached_dataset(&entry, &mut out),
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.name, &a.config).cmp(&(&b.name, &b.config)));
+    out
+}
+
+fn described(name: String, config: String, kind: CacheKind, path: &Path) -> Option<CachedDataset> {
+    let splits = splits(path).ok()?;
+    if splits.is_empty() {
+        return None;
+    }
+    let info: Option<Value> = std::fs::read(path.join("dataset_info.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let splits = splits
+        .into_iter()
+        .map(|(split, files)| {
+            let from_info = info.as_ref().and_then(|i| {
+                i.pointer(&format!("/splits/{split}/num_examples"))?
+                    .as_u64()
+            });
+            let rows = from_info.or_else(|| parquet_rows(&files));
+            CachedSplit {
+                name: split,
+                files: files.files.len(),
+                rows,
+            }
+        })
+        .collect();
+    Some(CachedDataset {
+        name,
+        config,
+        kind,
+        path: path.to_path_buf(),
+        splits,
+    })
+}
+
+fn parquet_rows(files: &SplitFiles) -> Option<u64> {
+    if files.format != FileFormat::Parquet {
+        return None;
+    }
+    files
+        .files
+        .iter()
+        .map(|f| super::columnar::read_schema(f).ok()?.rows.map(|r| r as u64))
+        .sum()
+}
+
+/// `datasets--OWNER--NAME`: the snapshot `refs/main` names (else the newest), each folder in
+/// it (up to two levels) that holds splits is a config; the snapshot root is `default`.
+fn hub_dataset(entry: &Path, out: &mut Vec<CachedDataset>) {
+    let folder = file_name(entry);
+    let Some(rest) = folder.strip_prefix("datasets--") else {
+        return;
+    };
+    let name = rest.replace("--", "/");
+    let snapshots = entry.join("snapshots");
+    let by_ref = std::fs::read_to_string(entry.join("refs").join("main"))
+        .ok()
+        .map(|r| snapshots.join(r.trim()))
+        .filter(|p| p.is_dir());
+    let newest = || {
+        sorted_entries(&snapshots)
+            .ok()?
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+    };
+    let Some(snapshot) = by_ref.or_else(newest) else {
+        return;
+    };
+    let mut folders = vec![(snapshot.clone(), "default".to_string())];
+    for level1 in sorted_entries(&snapshot).unwrap_or_default() {
+        if !level1.is_dir() || file_name(&level1) == "data" || file_name(&level1).starts_with('.') {
+            continue;
+        }
+        let config = file_name(&level1);
+        folders.push((level1.clone(), config.clone()));
+    }
+    for (path, config) in folders {
+        if let Some(d) = described(name.clone(), config, CacheKind::Hub, &path) {
+            out.push(d);
+        }
+    }
+}
+
+/// `NAME` or `OWNER___NAME` / `CONFIG` / `VERSION` / `HASH` with `dataset_info.json`.
+fn cached_dataset(entry: &Path, out: &mut Vec<CachedDataset>) {
+    let name = file_name(entry).replace("___", "/");
+    if name.starts_with('.') || name == "downloads" {
+        return;
+    }
+    for config in sorted_entries(entry).unwrap_or_default() {
+        for version in sorted_entries(&config).unwrap_or_default() {
+            for hash in sorted_entries(&version).unwrap_or_default() {
+                let complete = !file_name(&hash).ends_with(".incomplete");
+                if hash.is_dir() && complete && hash.join("dataset_info.json").is_file() {
+                    if let Some(d) =
+                        described(name.clone(), file_name(&config), CacheKind::Datasets, &hash)
+                    {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_names_come_from_file_names_without_shard_suffixes() {
+        assert_eq!(split_of("train-00000-of-00002.parquet", &[]), "train");
+        assert_eq!(
+            split_of("validation_matched-00000-of-00001-abc123.parquet", &[]),
+            "validation_matched"
+        );
+        assert_eq!(split_of("dev.tsv", &[]), "dev");
+        let known = ["train".to_string(), "validation_matched".to_string()];
+        assert_eq!(
+            split_of("glue-validation_matched.arrow", &known),
+            "validation_matched"
+        );
+        assert_eq!(
+            split_of("parquet-train-00001-of-00003.arrow", &known),
+            "train"
+        );
+    }
+
+    #[test]
+    fn a_folder_with_several_splits_needs_one_named_and_unknown_splits_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["train.csv", "dev.csv", "test.csv"] {
+            std::fs::write(dir.path().join(f), "text,label\na,b\n").unwrap();
+        }
+        // Several splits, one of them train: a bare folder means train.
+        let train = resolve(dir.path()).unwrap();
+        assert_eq!(train.files, [dir.path().join("train.csv")]);
+        let dev = resolve(&PathBuf::from(format!("{}:dev", dir.path().display()))).unwrap();
+        assert_eq!(dev.files, [dir.path().join("dev.csv")]);
+        let e = resolve(&PathBuf::from(format!("{}:nope", dir.path().display())))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no split `nope`") && e.contains("`dev`"), "{e}");
+        assert_eq!(
+            validation_beside(dir.path()),
+            Some(PathBuf::from(format!("{}:dev", dir.path().display())))
+        );
+        std::fs::remove_file(dir.path().join("train.csv")).unwrap();
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("several splits") && e.contains(":SPLIT"), "{e}");
+    }
+
+    #[test]
+    fn mixed_file_types_in_one_split_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("train-00000-of-00002.csv"),
+            "text,label\na,b\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("train-00001-of-00002.jsonl"), "{}\n").unwrap();
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("different types"), "{e}");
+    }
+}
