@@ -1,6 +1,6 @@
 //! Mutation fuzzing of every reader of user files: safetensors and `.bin` (restricted
 //! unpickler) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks and the
-//! CSV/TSV/JSONL readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
+//! CSV/TSV/JSONL/Parquet/Arrow readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
 //! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
 //! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
 //! Time-bounded: FUZZ_BUDGET_MS per target (default 8 s); the counts go to stderr.
@@ -229,6 +229,10 @@ fn fuzz_dataset_readers() {
         ("tsv", vec!["nli.tsv"], TaskType::Classification),
         ("jsonl", vec!["emotions.jsonl"], TaskType::Multilabel),
         ("jsonl", vec!["ner.jsonl"], TaskType::Tagging),
+        ("parquet", vec!["pairs.parquet"], TaskType::Classification),
+        ("parquet", vec!["tags.parquet"], TaskType::Tagging),
+        // Arrow IPC stream (a save_to_disk shard), read as a stream and, renamed, sniffed.
+        ("arrow", vec!["pairs.arrow"], TaskType::Classification),
     ] {
         let seeds: Vec<PathBuf> = seeds.iter().map(|s| corpus().join(s)).collect();
         fuzz(

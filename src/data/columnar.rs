@@ -68,8 +68,46 @@ fn unreadable(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::data(path, None, None, format!("not a readable {what} file: {e}"))
 }
 
+/// Runs a reader of untrusted bytes: the Parquet and Arrow crates assert on some damaged
+/// inputs (e.g. a negative column offset in a footer), which becomes an error naming the file.
+/// The panic message is kept off stderr while the guard runs.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(read));
+    QUIET.with(|q| q.set(was));
+    result.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::data(
+            path,
+            None,
+            None,
+            format!("damaged file, the reader gave up: {why}"),
+        ))
+    })
+}
+
 /// Reads a file's schema (footer or first message) only.
 pub fn read_schema(path: &Path) -> Result<Schema> {
+    guarded(path, || read_schema_unguarded(path))
+}
+
+fn read_schema_unguarded(path: &Path) -> Result<Schema> {
     let kind = kind_of(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let (arrow, rows) = match kind {
@@ -192,6 +230,19 @@ pub fn class_labels_of_features(features: &Value) -> ClassLabels {
 /// `limit`. With `strict`, a column of a type we cannot turn into text, numbers or lists is an
 /// error naming it; otherwise (previews) its cells show the type.
 pub fn read_rows(
+    path: &Path,
+    schema: &Schema,
+    columns: Option<&[String]>,
+    first_row: usize,
+    limit: Option<usize>,
+    strict: bool,
+) -> Result<(Vec<String>, Vec<Row>)> {
+    guarded(path, || {
+        read_rows_unguarded(path, schema, columns, first_row, limit, strict)
+    })
+}
+
+fn read_rows_unguarded(
     path: &Path,
     schema: &Schema,
     columns: Option<&[String]>,

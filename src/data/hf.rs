@@ -30,19 +30,14 @@ pub const VALIDATION_SPLITS: &[&str] = &["validation", "validation_matched", "va
 
 /// Resolves a dataset path (file, folder of one split, or `FOLDER:SPLIT`) to its files.
 pub fn resolve(path: &Path) -> Result<SplitFiles> {
-    if path.is_file() {
+    let (folder, wanted) = split_spec(path);
+    if wanted.is_none() && !path.is_dir() {
+        // A file (or a missing path, which the reader reports when it opens it).
         let format = FileFormat::from_path(path)?;
         return Ok(SplitFiles {
             format,
             files: vec![path.to_path_buf()],
         });
-    }
-    let (folder, wanted) = split_spec(path);
-    if !folder.is_dir() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
-        ));
     }
     let splits = splits(&folder)?;
     if splits.is_empty() {

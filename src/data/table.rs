@@ -469,6 +469,9 @@ mod tests {
             ("a.tsv", FileFormat::Tsv),
             ("a.ndjson", FileFormat::Jsonl),
             ("a.json", FileFormat::Jsonl),
+            ("a.Parquet", FileFormat::Parquet),
+            ("a.arrow", FileFormat::Arrow),
+            ("a.feather", FileFormat::Arrow),
         ] {
             assert_eq!(FileFormat::from_path(Path::new(name)).unwrap(), format);
         }

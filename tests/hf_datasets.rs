@@ -1,0 +1,316 @@
+//! Hugging Face datasets: Parquet and Arrow files, `save_to_disk` folders, the Hub and
+//! `datasets` caches, `ClassLabel` names, all written at test time by `datasets`/`pyarrow`
+//! (tests/reference/make_hf_datasets.py); training from them, and their errors.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use adapter_studio::data::{read_table, DataSpec, Dataset, Target, TaskType};
+use common::*;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
+}
+
+/// The files the script writes, once per build folder.
+fn hf() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(make).clone()
+}
+
+fn make() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hf-datasets");
+    if dir.join("broken").is_dir() {
+        return dir;
+    }
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("hf-datasets.tmp-{}", std::process::id()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/make_hf_datasets.py");
+    let out = Command::new(venv_python())
+        .arg(&script)
+        .arg(&tmp)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    assert!(
+        out.status.success(),
+        "make_hf_datasets.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another test may have finished first; either copy is the same.
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn classification() -> DataSpec {
+    DataSpec::new(TaskType::Classification)
+}
+
+fn split(folder: &Path, name: &str) -> PathBuf {
+    PathBuf::from(format!("{}:{name}", folder.display()))
+}
+
+#[test]
+fn a_parquet_pair_task_reads_as_its_csv_does_with_classlabel_names_in_order() {
+    let d = hf().join("pairs");
+    let parquet = Dataset::load(&d.join("train.parquet"), &classification()).unwrap();
+    let csv = Dataset::load(&d.join("train.csv"), &classification()).unwrap();
+    assert_eq!(parquet.labels, ["entailment", "not_entailment"]);
+    assert_eq!(parquet.columns.text_pair.as_deref(), Some("sentence2"));
+    assert_eq!(parquet.examples.len(), 48);
+    let strip = |ds: &Dataset| -> Vec<_> {
+        ds.examples
+            .iter()
+            .map(|e| (e.text.clone(), e.pair.clone(), e.target.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&parquet), strip(&csv));
+    // Rows are numbered from 1; the preview shows names, not ids.
+    assert_eq!(parquet.examples[3].line, 4);
+    let table = read_table(&d.join("train.parquet"), Some(2), false).unwrap();
+    assert_eq!(table.columns, ["sentence1", "sentence2", "label", "idx"]);
+    // Row 0 has id 1.
+    assert_eq!(table.rows[0].values[2], Value::from("not_entailment"));
+    assert_eq!(
+        table.class_labels["label"],
+        ["entailment", "not_entailment"]
+    );
+    // The Arrow IPC file form (Feather v2) of the same split.
+    let feather = Dataset::load(&d.join("train.feather"), &classification()).unwrap();
+    assert_eq!(strip(&feather), strip(&csv));
+}
+
+#[test]
+fn save_to_disk_folders_load_by_split_and_shards_read_as_one() {
+    let root = hf();
+    let dict = root.join("saved");
+    let train = Dataset::load(&dict, &classification()).unwrap();
+    assert_eq!(
+        train.examples.len(),
+        48,
+        "a bare DatasetDict folder means train"
+    );
+    let validation = Dataset::load(&split(&dict, "validation"), &classification()).unwrap();
+    assert_eq!(validation.examples.len(), 16);
+    assert_eq!(validation.labels, ["entailment", "not_entailment"]);
+    let e = Dataset::load(&split(&dict, "test"), &classification())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no split `test`") && e.contains("`validation`"),
+        "{e}"
+    );
+    // Two shards (state.json), numbered across both.
+    let shards = Dataset::load(&root.join("saved_train"), &classification()).unwrap();
+    assert_eq!(shards.examples.len(), 48);
+    let lines: Vec<usize> = shards.examples.iter().map(|e| e.line).collect();
+    assert_eq!(lines, (1..=48).collect::<Vec<_>>());
+    assert_eq!(shards.examples[30].text, train.examples[30].text);
+}
+
+#[test]
+fn a_sequence_of_classlabel_tags_gives_tag_names_for_tagging() {
+    let spec = DataSpec::new(TaskType::Tagging);
+    let ds = Dataset::load(&hf().join("tagging").join("train.parquet"), &spec).unwrap();
+    assert_eq!(ds.labels, ["O", "B-PER", "I-PER", "B-LOC"]);
+    assert_eq!(ds.columns.text, "tokens");
+    assert_eq!(ds.columns.label, "ner_tags");
+    assert_eq!(ds.examples[0].target, Target::Tags(vec![1, 2, 0, 0, 3, 0]));
+}
+
+#[test]
+fn hub_and_datasets_caches_are_listed_with_configs_splits_and_rows() {
+    let root = hf();
+    let out = ok(bin()
+        .args(["datasets", "--json"])
+        .env("HF_HOME", root.join("no-such-home"))
+        .env("HF_HUB_CACHE", root.join("hub"))
+        .env("HF_DATASETS_CACHE", root.join("hf_datasets_cache"))
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let found: Vec<(String, String, String)> = v["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let splits: Vec<String> = d["splits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| format!("{}={}", s["name"].as_str().unwrap(), s["rows"]))
+                .collect();
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["kind"].as_str().unwrap().to_string(),
+                format!("{}: {}", d["config"].as_str().unwrap(), splits.join(" ")),
+            )
+        })
+        .collect();
+    let hub: Vec<_> = found.iter().filter(|f| f.0 == "fake/glue").collect();
+    assert_eq!(hub.len(), 2, "{found:?}");
+    assert_eq!(hub[0].2, "mrpc: train=48 validation=16");
+    assert_eq!(hub[1].2, "rte: train=48 validation=16");
+    assert!(hub.iter().all(|h| h.1 == "hub"));
+    let cached: Vec<_> = found.iter().filter(|f| f.1 == "datasets").collect();
+    assert_eq!(cached.len(), 1, "{found:?}");
+    assert!(
+        cached[0].2.ends_with(": train=48 validation=16"),
+        "{found:?}"
+    );
+    // A listed config trains by its path with a split.
+    let path = v["datasets"][0]["path"].as_str().unwrap();
+    let ds = Dataset::load(&split(Path::new(path), "validation"), &classification()).unwrap();
+    assert_eq!(ds.examples.len(), 16);
+}
+
+/// `train` on the tiny BERT, a few steps, seeded.
+fn train(train: &Path, validation: Option<&Path>, out: &Path) -> Output {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut cmd = bin();
+    cmd.args(["train", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures.join("bert_tiny"))
+        .arg("--train")
+        .arg(train)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--max-steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--seed",
+            "3",
+            "--name",
+            "pairs",
+        ]);
+    if let Some(v) = validation {
+        cmd.arg("--validation").arg(v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_same_data_as_csv_and_as_parquet_trains_byte_identical_adapters() {
+    let d = hf().join("pairs");
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("csv"), work.path().join("parquet"));
+    ok(train(
+        &d.join("train.csv"),
+        Some(&d.join("validation.csv")),
+        &a,
+    ));
+    ok(train(
+        &d.join("train.parquet"),
+        Some(&d.join("validation.parquet")),
+        &b,
+    ));
+    for file in ["adapter/pytorch_adapter.bin", "head/pytorch_model_head.bin"] {
+        let (x, y) = (a.join(file), b.join(file));
+        let (x, y) = (std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap());
+        assert!(x == y, "{file} differs between CSV and Parquet training");
+    }
+    let head: Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("head/head_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(head["config"]["label2id"]["not_entailment"], 1);
+}
+
+#[test]
+fn a_dataset_folder_trains_with_its_own_validation_split() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("run");
+    let res = train(&hf().join("saved"), None, &out);
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    ok(res);
+    assert!(
+        stderr.contains("saved:validation (the split beside --train)"),
+        "{stderr}"
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let text = config.to_string();
+    assert!(text.contains("saved:validation"), "{text}");
+}
+
+#[test]
+fn predict_reads_parquet_columns() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = ok(bin()
+        .args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures.join("bert_tiny"))
+        .arg("--head")
+        .arg(fixtures.join("bert_tiny_adapters/head_cls"))
+        .arg("--input")
+        .arg(hf().join("pairs/validation.parquet"))
+        .args([
+            "--text-column",
+            "sentence1",
+            "--text-pair-column",
+            "sentence2",
+        ])
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 16);
+    let csv = Dataset::load(&hf().join("pairs/validation.csv"), &classification()).unwrap();
+    for (p, e) in preds.iter().zip(&csv.examples) {
+        assert_eq!(Some(p["text_pair"].as_str().unwrap()), e.pair.as_deref());
+    }
+}
+
+#[test]
+fn damaged_and_mistyped_files_give_one_error_naming_the_file_and_column() {
+    let b = hf().join("broken");
+    for (file, needles) in [
+        ("truncated.parquet", &["not a readable Parquet file"][..]),
+        ("not_arrow.arrow", &["not a readable Arrow file"][..]),
+        (
+            "struct_text.parquet",
+            &["column `text`", "has type Struct", "must hold strings"][..],
+        ),
+        (
+            "number_text.parquet",
+            &["column `text`", "has type Int64", "must hold strings"][..],
+        ),
+    ] {
+        let out = bin()
+            .args(["datasets", "--task", "classification"])
+            .arg(b.join(file))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(!stderr.contains("panicked"), "{file}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{file}: {stderr}");
+        assert!(stderr.contains(file), "{file}: {stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{file}: {stderr}");
+        }
+    }
+    // Training from a damaged file stops with the same message.
+    let work = tempfile::tempdir().unwrap();
+    let res = train(&b.join("truncated.parquet"), None, &work.path().join("run"));
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(
+        stderr.contains("truncated.parquet: not a readable Parquet file"),
+        "{stderr}"
+    );
+}
