@@ -1,9 +1,11 @@
-//! Datasets screen: add CSV/TSV/JSONL files, preview rows, map columns, see the label
+//! Datasets screen: add CSV/TSV/JSONL/Parquet/Arrow files or Hugging Face dataset folders
+//! (also from the local Hugging Face caches), preview rows, map columns, see the label
 //! distribution and the token-length histogram (computed off the UI thread).
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Receiver;
 
+use adapter_studio::data::hf::{self, CacheKind, CachedDataset};
 use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, Table, TaskType};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
@@ -27,6 +29,11 @@ enum Stats {
     Ready(Result<DataStats, String>),
 }
 
+enum CacheScan {
+    Pending(Receiver<Vec<CachedDataset>>),
+    Ready(Vec<CachedDataset>),
+}
+
 #[derive(Default)]
 pub struct DatasetsView {
     pub selected: Option<usize>,
@@ -34,6 +41,9 @@ pub struct DatasetsView {
     pub message: Option<Result<String, String>>,
     preview: Option<(PathBuf, Result<Table, String>)>,
     stats: Option<(StatsKey, Stats)>,
+    /// The Hugging Face caches to list (`None`: where `datasets` looks, from the environment).
+    pub cache_roots: Option<Vec<(CacheKind, PathBuf)>>,
+    cache: Option<CacheScan>,
 }
 
 impl DatasetsView {
@@ -41,6 +51,22 @@ impl DatasetsView {
     pub fn stats_ready(&self) -> bool {
         matches!(self.stats, Some((_, Stats::Ready(_))))
     }
+
+    #[cfg(test)]
+    pub fn cache_scanned(&self) -> bool {
+        matches!(self.cache, Some(CacheScan::Ready(_)))
+    }
+}
+
+/// Lists the caches on a thread of its own (a large cache has many Parquet footers to read).
+fn spawn_cache_scan(roots: Vec<(CacheKind, PathBuf)>) -> Receiver<Vec<CachedDataset>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let _ = std::thread::Builder::new()
+        .name("hf-cache-scan".into())
+        .spawn(move || {
+            let _ = tx.send(hf::discover(&roots));
+        });
+    rx
 }
 
 /// Label counts and token lengths of a dataset, on a thread of its own (tokenizing a large
@@ -97,6 +123,23 @@ fn sibling(train: &Path, split: &str) -> Option<PathBuf> {
     let name = train.file_name()?.to_string_lossy().replace("train", split);
     let p = train.with_file_name(name);
     (p != train && p.is_file()).then_some(p)
+}
+
+/// Validation and test beside a training path: `validation.csv` next to `train.csv`, or a
+/// Hugging Face folder's other splits.
+fn siblings(train: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    if train.is_file() {
+        let validation = sibling(train, "validation").or_else(|| sibling(train, "dev"));
+        return (validation, sibling(train, "test"));
+    }
+    let test = hf::validation_beside(train).and_then(|v| {
+        let folder = v.to_string_lossy().rsplit_once(':')?.0.to_string();
+        let splits = hf::splits(Path::new(&folder)).ok()?;
+        splits
+            .contains_key("test")
+            .then(|| PathBuf::from(format!("{folder}:test")))
+    });
+    (hf::validation_beside(train), test)
 }
 
 fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
@@ -162,21 +205,26 @@ fn column_combo_ui(
 
 impl StudioApp {
     pub(super) fn add_dataset(&mut self, train: &Path) {
+        let name = train
+            .parent()
+            .and_then(|p| p.file_name())
+            .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
+            .or_else(|| train.file_stem())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into());
+        self.add_dataset_named(name, train);
+    }
+
+    fn add_dataset_named(&mut self, name: String, train: &Path) {
         let result = read_table(train, Some(0), false)
             .map_err(|e| format!("Not added: {e}"))
             .and_then(|_| {
-                let name = train
-                    .parent()
-                    .and_then(|p| p.file_name())
-                    .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
-                    .or_else(|| train.file_stem())
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "dataset".into());
+                let (validation, test) = siblings(train);
                 let entry = DatasetEntry {
                     name: name.clone(),
                     train: train.to_path_buf(),
-                    validation: sibling(train, "validation").or_else(|| sibling(train, "dev")),
-                    test: sibling(train, "test"),
+                    validation,
+                    test,
                     task: TaskType::Classification,
                     columns: Columns::default(),
                 };
@@ -189,15 +237,94 @@ impl StudioApp {
         self.datasets.message = Some(result);
     }
 
+    /// The datasets of the local Hugging Face caches, each config with an Add button.
+    fn cache_ui(&mut self, ui: &mut egui::Ui) {
+        let view = &mut self.datasets;
+        if let Some(CacheScan::Pending(rx)) = &view.cache {
+            if let Ok(found) = rx.try_recv() {
+                view.cache = Some(CacheScan::Ready(found));
+            }
+        }
+        let roots = view.cache_roots.clone().unwrap_or_else(hf::cache_roots);
+        let mut add = None;
+        egui::CollapsingHeader::new("Hugging Face cache")
+            .default_open(true)
+            .show(ui, |ui| match &view.cache {
+                None => {
+                    view.cache = Some(CacheScan::Pending(spawn_cache_scan(roots)));
+                }
+                Some(CacheScan::Pending(_)) => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Looking in the Hugging Face caches…");
+                    });
+                    ui.ctx()
+                        .request_repaint_after(std::time::Duration::from_millis(100));
+                }
+                Some(CacheScan::Ready(found)) => {
+                    if found.is_empty() {
+                        let places: Vec<String> =
+                            roots.iter().map(|(_, p)| p.display().to_string()).collect();
+                        ui.label(format!(
+                            "No datasets in {} (datasets downloaded with `datasets` or                              `huggingface-cli` appear here).",
+                            places.join(" or ")
+                        ));
+                    }
+                    egui::Grid::new("hf_cache").striped(true).show(ui, |ui| {
+                        for d in found {
+                            ui.label(format!("{} [{}]", d.name, d.config));
+                            let splits: Vec<String> = d
+                                .splits
+                                .iter()
+                                .map(|s| match s.rows {
+                                    Some(n) => format!("{} {n}", s.name),
+                                    None => s.name.clone(),
+                                })
+                                .collect();
+                            ui.label(splits.join(" · ")).on_hover_text(d.path.display().to_string());
+                            if ui.button("Add").clicked() {
+                                add = Some(d.clone());
+                            }
+                            ui.end_row();
+                        }
+                    });
+                    if ui.button("Rescan").clicked() {
+                        view.cache = None;
+                    }
+                }
+            });
+        if let Some(d) = add {
+            let train = match d.splits.iter().any(|s| s.name == "train") {
+                true => d.split_path("train"),
+                false => d.split_path(&d.splits[0].name),
+            };
+            let name = match d.config.as_str() {
+                "default" => d.name.clone(),
+                config => format!("{}/{config}", d.name),
+            };
+            self.add_dataset_named(name, &train);
+        }
+    }
+
     pub(super) fn datasets_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Datasets");
-        ui.label("CSV (header row), GLUE-style TSV, or JSON Lines; a train file with optional validation and test files next to it.");
+        ui.label("CSV (header row), GLUE-style TSV, JSON Lines, Parquet or Arrow; a train file with optional validation and test files next to it, or a Hugging Face dataset folder (save_to_disk, FOLDER:SPLIT for one split).");
         ui.horizontal(|ui| {
             if ui.button("Add data file…").clicked() {
                 if let Some(f) = rfd::FileDialog::new()
-                    .add_filter("datasets", &["csv", "tsv", "jsonl", "json", "ndjson"])
+                    .add_filter(
+                        "datasets",
+                        &[
+                            "csv", "tsv", "jsonl", "json", "ndjson", "parquet", "arrow", "feather",
+                        ],
+                    )
                     .pick_file()
                 {
+                    self.add_dataset(&f);
+                }
+            }
+            if ui.button("Add dataset folder…").clicked() {
+                if let Some(f) = rfd::FileDialog::new().pick_folder() {
                     self.add_dataset(&f);
                 }
             }
@@ -213,6 +340,7 @@ impl StudioApp {
             }
         });
         super::message_ui(ui, &self.datasets.message);
+        self.cache_ui(ui);
         ui.separator();
         if self.ws.state.datasets.is_empty() {
             ui.label("No datasets yet: add a training file above.");
@@ -316,7 +444,11 @@ fn table_ui(ui: &mut egui::Ui, table: &Table) {
             egui::Grid::new("preview_grid")
                 .striped(true)
                 .show(ui, |ui| {
-                    ui.label("line");
+                    ui.label(if table.format.is_columnar() {
+                        "row"
+                    } else {
+                        "line"
+                    });
                     for c in &table.columns {
                         ui.strong(c);
                     }

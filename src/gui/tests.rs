@@ -519,3 +519,43 @@ fn a_run_another_process_trains_shows_as_running_elsewhere_and_is_followed() {
     });
     assert!(h.query_by_label("Delete").is_some());
 }
+
+#[test]
+fn a_dataset_in_the_hugging_face_cache_is_listed_and_added_with_its_splits_and_label_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir
+        .path()
+        .join("hub/datasets--fake--pairs/snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    // A Parquet split written by `datasets` (ClassLabel `label`: entailment, not_entailment).
+    let parquet = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus/pairs.parquet");
+    for split in ["train", "validation"] {
+        std::fs::copy(
+            &parquet,
+            snapshot.join(format!("{split}-00000-of-00001.parquet")),
+        )
+        .unwrap();
+    }
+    let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    app.datasets.cache_roots = Some(vec![(
+        adapter_studio::data::hf::CacheKind::Hub,
+        dir.path().join("hub"),
+    )]);
+    let mut h = harness(app);
+    h.get_by_label("Datasets").click();
+    step_until(&mut h, "the cache scan", |a| a.datasets.cache_scanned());
+    assert!(h.query_by_label("fake/pairs [default]").is_some());
+    click(&mut h, "Add");
+    let added = h.state().ws.state.datasets.last().unwrap().clone();
+    assert_eq!(added.name, "fake/pairs");
+    assert!(added.train.to_string_lossy().ends_with("0123abcd:train"));
+    assert!(added
+        .validation
+        .as_ref()
+        .is_some_and(|v| v.to_string_lossy().ends_with("0123abcd:validation")));
+    step_until(&mut h, "the dataset statistics", |a| {
+        a.datasets.selected == Some(1) && a.datasets.stats_ready()
+    });
+    // The preview and the label counts show ClassLabel names, not ids.
+    assert!(h.get_all_by_label("not_entailment").count() > 0);
+}
