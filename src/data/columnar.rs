@@ -286,7 +286,7 @@ fn read_rows_unguarded(
         let n = batch
             .num_rows()
             .min(limit.map_or(usize::MAX, |l| l - rows.len()));
-        let cells: Vec<Vec<Value>> = names
+        let mut cells: Vec<Vec<Value>> = names
             .iter()
             .enumerate()
             .map(|(j, name)| cells(batch.column(j).as_ref(), n, schema.class_labels.get(name)))
@@ -294,7 +294,7 @@ fn read_rows_unguarded(
         for r in 0..n {
             rows.push(Row {
                 line: next_row,
-                values: cells.iter().map(|c| c[r].clone()).collect(),
+                values: cells.iter_mut().map(|c| std::mem::take(&mut c[r])).collect(),
             });
             next_row += 1;
         }

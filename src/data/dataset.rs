@@ -272,7 +272,9 @@ impl Dataset {
         };
         let mut issues = Issues::new(path, spec.skip_bad_rows, skipped);
         let mut examples = Vec::new();
-        for row in &rows {
+        // Rows are consumed as they become examples, so both are not held in full at once.
+        for row in rows {
+            let row = &row;
             let example = reader.read(row).and_then(|(text, pair, raw)| {
                 let target = labels
                     .target(raw)
