@@ -249,6 +249,38 @@ fn a_dataset_folder_trains_with_its_own_validation_split() {
 }
 
 #[test]
+fn a_hub_config_and_a_tagging_parquet_file_train_from_the_cli() {
+    let root = hf();
+    let work = tempfile::tempdir().unwrap();
+    let mrpc = root.join("hub/datasets--fake--glue/snapshots/0123456789abcdef/mrpc");
+    let res = train(&mrpc, None, &work.path().join("mrpc"));
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    let summary = ok(res);
+    assert!(stderr.contains("mrpc:validation"), "{stderr}");
+    assert!(summary.contains("\"status\":\"finished\""), "{summary}");
+    let out = work.path().join("tags");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    ok(bin()
+        .args([
+            "train", "--device", "cpu", "--json", "--task", "tagging", "--model",
+        ])
+        .arg(fixtures.join("bert_tiny"))
+        .arg("--train")
+        .arg(root.join("tagging/train.parquet"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--max-steps", "3", "--validation-split", "0.25"])
+        .output()
+        .unwrap());
+    let head: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("head/head_config.json")).unwrap())
+            .unwrap();
+    let label2id = &head["config"]["label2id"];
+    assert_eq!(label2id["B-PER"], 1, "{label2id}");
+    assert_eq!(label2id["B-LOC"], 3, "{label2id}");
+}
+
+#[test]
 fn predict_reads_parquet_columns() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let out = ok(bin()

@@ -294,7 +294,10 @@ fn read_rows_unguarded(
         for r in 0..n {
             rows.push(Row {
                 line: next_row,
-                values: cells.iter_mut().map(|c| std::mem::take(&mut c[r])).collect(),
+                values: cells
+                    .iter_mut()
+                    .map(|c| std::mem::take(&mut c[r]))
+                    .collect(),
             });
             next_row += 1;
         }

@@ -559,3 +559,56 @@ fn a_dataset_in_the_hugging_face_cache_is_listed_and_added_with_its_splits_and_l
     // The preview and the label counts show ClassLabel names, not ids.
     assert!(h.get_all_by_label("not_entailment").count() > 0);
 }
+
+#[test]
+fn a_save_to_disk_folder_and_a_tagging_parquet_file_are_added_by_path_with_label_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus");
+    // A `Dataset.save_to_disk` folder: state.json naming one Arrow shard written by `datasets`.
+    let saved = dir.path().join("saved_pairs");
+    std::fs::create_dir(&saved).unwrap();
+    std::fs::copy(
+        corpus.join("pairs.arrow"),
+        saved.join("data-00000-of-00001.arrow"),
+    )
+    .unwrap();
+    std::fs::write(
+        saved.join("state.json"),
+        r#"{"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_split": null}"#,
+    )
+    .unwrap();
+    let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    app.datasets.cache_roots = Some(Vec::new());
+    let mut h = harness(app);
+    h.get_by_label("Datasets").click();
+    h.step();
+    type_into(&mut h, "Dataset path", &saved.to_string_lossy());
+    click(&mut h, "Add file");
+    step_until(&mut h, "the folder's statistics", |a| {
+        a.datasets.selected == Some(1) && a.datasets.stats_ready()
+    });
+    assert_eq!(h.state().ws.state.datasets[1].name, "saved_pairs");
+    assert!(h.get_all_by_label("not_entailment").count() > 0);
+    assert!(h.query_by_label_contains("examples").is_some());
+
+    let tags = dir.path().join("tags.parquet");
+    std::fs::copy(corpus.join("tags.parquet"), &tags).unwrap();
+    h.get_by_role_and_label(Role::TextInput, "Dataset path")
+        .focus();
+    h.step();
+    h.state_mut().datasets.path_input = tags.to_string_lossy().into_owned();
+    click(&mut h, "Add file");
+    let mut entry = h.state().ws.state.datasets[2].clone();
+    let old = entry.clone();
+    entry.task = TaskType::Tagging;
+    h.state_mut().ws.replace_dataset(&old, entry).unwrap();
+    step_until(&mut h, "the tagging statistics", |a| {
+        a.datasets.selected == Some(2)
+            && a.datasets.stats_ready()
+            && a.ws.state.datasets[2].task == TaskType::Tagging
+    });
+    assert!(
+        h.get_all_by_label("B-PER").count() > 0,
+        "tag names in the counts"
+    );
+}
