@@ -602,6 +602,8 @@ fn a_save_to_disk_folder_and_a_tagging_parquet_file_are_added_by_path_with_label
     let old = entry.clone();
     entry.task = TaskType::Tagging;
     h.state_mut().ws.replace_dataset(&old, entry).unwrap();
+    // The next frame sees the new task and starts its statistics.
+    h.step();
     step_until(&mut h, "the tagging statistics", |a| {
         a.datasets.selected == Some(2)
             && a.datasets.stats_ready()
