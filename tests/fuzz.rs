@@ -1,5 +1,5 @@
 //! Mutation fuzzing of every reader of user files: safetensors and `.bin` (restricted
-//! unpickler) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks and the
+//! unpickler, zip and legacy formats) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks and the
 //! CSV/TSV/JSONL/Parquet/Arrow readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
 //! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
 //! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
@@ -140,7 +140,12 @@ fn fuzz_safetensors_reader() {
 fn fuzz_restricted_pickle_reader() {
     fuzz(
         "bin",
-        &fixtures(&["bert_tiny_adapters/fusion_ab/pytorch_model_adapter_fusion.bin"]),
+        // The zip format, and the legacy (pre-1.6) format with a view into a shared storage.
+        &[
+            fixtures(&["bert_tiny_adapters/fusion_ab/pytorch_model_adapter_fusion.bin"]),
+            vec![corpus().join("legacy.bin")],
+        ]
+        .concat(),
         "w.bin",
         |p| {
             let _ = weights::read_state_dict(p);

@@ -160,3 +160,134 @@ fn padding_a_text_into_a_batch_does_not_change_its_prediction() {
     let fa = |p: &predict::Prediction| p.fusion_attention.clone().unwrap().concat();
     assert_close("fusion attention", &fa(&padded[1]), &fa(&alone[0]), 1e-6);
 }
+
+/// Runs Python code with the project's .venv; panics with its stderr on failure.
+fn python(code: &str) {
+    let out = std::process::Command::new(venv_python())
+        .args(["-c", code])
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tensors_of(file: &Path) -> Vec<(String, Vec<f64>, Vec<i64>)> {
+    let mut v: Vec<_> = weights::read_state_dict(file)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| {
+            let shape = t.size();
+            let values = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
+            (k, values, shape)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn model_vars(model: &BaseModel) -> Vec<(String, Vec<f64>)> {
+    let mut v: Vec<_> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, t)| {
+            let values = Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap();
+            (k, values)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn legacy_torch_files_read_as_the_same_tensors_and_a_legacy_model_loads() {
+    let fx = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("legacy_model");
+    copy_without(&fx.join("bert_tiny"), &model, &["model.safetensors"]);
+    let adapter = fx.join("bert_tiny_adapters/b/pytorch_adapter.bin");
+    let legacy_adapter = dir.path().join("legacy_adapter.bin");
+    python(&format!(
+        "import torch\n\
+         from safetensors.torch import load_file\n\
+         sd = load_file({st:?})\n\
+         torch.save(sd, {out:?}, _use_new_zipfile_serialization=False)\n\
+         ad = torch.load({ad:?}, weights_only=True)\n\
+         torch.save(ad, {lad:?}, _use_new_zipfile_serialization=False)\n",
+        st = fx.join("bert_tiny/model.safetensors").to_string_lossy(),
+        out = model.join("pytorch_model.bin").to_string_lossy(),
+        ad = adapter.to_string_lossy(),
+        lad = legacy_adapter.to_string_lossy(),
+    ));
+    let head = std::fs::read(model.join("pytorch_model.bin")).unwrap();
+    assert!(!head.starts_with(b"PK"), "torch wrote the legacy format");
+    assert_eq!(
+        tensors_of(&legacy_adapter),
+        tensors_of(&adapter),
+        "legacy and zip copies of an adapter"
+    );
+    assert_eq!(
+        tensors_of(&model.join("pytorch_model.bin")),
+        tensors_of(&fx.join("bert_tiny/model.safetensors"))
+    );
+    let legacy = BaseModel::load(&model, Device::Cpu).unwrap();
+    let original = BaseModel::load(&fx.join("bert_tiny"), Device::Cpu).unwrap();
+    assert_eq!(model_vars(&legacy), model_vars(&original));
+}
+
+#[test]
+fn sharded_checkpoints_safetensors_and_bin_load_as_one_model() {
+    let fx = fixtures();
+    let dir = tempfile::tempdir().unwrap();
+    let (st, bin) = (
+        dir.path().join("sharded_st"),
+        dir.path().join("sharded_bin"),
+    );
+    python(&format!(
+        "from transformers import AutoModel\n\
+         m = AutoModel.from_pretrained({src:?})\n\
+         m.save_pretrained({st:?}, max_shard_size='20KB')\n\
+         m.save_pretrained({bin:?}, max_shard_size='20KB', safe_serialization=False)\n",
+        src = fx.join("bert_tiny").to_string_lossy(),
+        st = st.to_string_lossy(),
+        bin = bin.to_string_lossy(),
+    ));
+    let original = BaseModel::load(&fx.join("bert_tiny"), Device::Cpu).unwrap();
+    for (folder, index) in [
+        (&st, "model.safetensors.index.json"),
+        (&bin, "pytorch_model.bin.index.json"),
+    ] {
+        assert!(folder.join(index).is_file(), "transformers wrote {index}");
+        for f in [
+            "tokenizer.json",
+            "vocab.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ] {
+            std::fs::copy(fx.join("bert_tiny").join(f), folder.join(f)).unwrap();
+        }
+        let shards = adapter_studio::model::weights_files(folder).unwrap();
+        assert!(shards.len() > 1, "{index}: {shards:?}");
+        let model = BaseModel::load(folder, Device::Cpu).unwrap();
+        assert_eq!(model_vars(&model), model_vars(&original), "{index}");
+    }
+    let summary = adapter_studio::model::describe(&st).unwrap();
+    let whole = adapter_studio::model::describe(&fx.join("bert_tiny")).unwrap();
+    assert_eq!(
+        summary.parameters, whole.parameters,
+        "parameters summed over shards"
+    );
+    // A shard the index names but the folder lacks is an error naming both.
+    let first = adapter_studio::model::weights_files(&st).unwrap()[0].clone();
+    std::fs::remove_file(&first).unwrap();
+    let e = BaseModel::load(&st, Device::Cpu).err().unwrap().to_string();
+    assert!(
+        e.contains("model.safetensors.index.json") && e.contains("is missing"),
+        "{e}"
+    );
+}

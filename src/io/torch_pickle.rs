@@ -117,7 +117,7 @@ pub enum PickleError {
     #[error("{path}: not a PyTorch zip archive ({reason})")]
     NotZip { path: String, reason: String },
     #[error(
-        "{path}: legacy (pre-1.6, non-zip) PyTorch file format is not supported; re-save it with a recent torch (torch.save uses the zip format by default)"
+        "{path}: this PyTorch file format is not supported (not the zip format, nor the legacy format torch.save wrote before 1.6); re-save it with a recent torch"
     )]
     LegacyFormat { path: String },
     #[error("{path}: truncated file ({what})")]
@@ -185,7 +185,11 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
                 reason: "file is empty".into(),
             });
         }
-        // Legacy torch files are a bare pickle stream (starts with PROTO) or a tar.
+        // Legacy torch files (before 1.6) are a bare pickle stream starting with the magic
+        // number; the older tar form is not read.
+        if head.starts_with(LEGACY_MAGIC) {
+            return read_legacy(path, &p, file_len);
+        }
         if head[0] == 0x80 || (n >= 262 && &head[257..262] == b"ustar") {
             return Err(PickleError::LegacyFormat { path: p });
         }
@@ -273,6 +277,127 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         out.push((key, tensor));
     }
     Ok(out)
+}
+
+/// `pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)`: how `torch.save` begins a legacy file.
+const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.";
+
+/// The legacy format (`torch.save(..., _use_new_zipfile_serialization=False)`, and every
+/// file before torch 1.6): five pickles — magic, protocol version 1001, system info, the
+/// object, the list of storage keys — then each storage as an int64 element count and its
+/// raw bytes. The object is read by the same restricted VM as the zip format.
+fn read_legacy(
+    path: &Path,
+    p: &str,
+    file_len: u64,
+) -> Result<Vec<(String, RawTensor)>, PickleError> {
+    let bytes = std::fs::read(path).map_err(|e| PickleError::Io {
+        path: p.to_string(),
+        source: e,
+    })?;
+    let mut at = LEGACY_MAGIC.len();
+    // Runs one pickle from `at`, moving `at` past its STOP.
+    let next = |at: &mut usize, f: &mut dyn FnMut(&mut Vm, Value) -> Result<(), PickleError>| {
+        let mut vm = Vm::new(&bytes[*at..], p);
+        let value = vm.run()?;
+        f(&mut vm, value)?;
+        *at += vm.pos;
+        Ok::<(), PickleError>(())
+    };
+    let unsupported = |msg: String| PickleError::Unsupported {
+        path: p.to_string(),
+        msg,
+    };
+    next(&mut at, &mut |_, v| match v {
+        Value::Int(1001) => Ok(()),
+        other => Err(unsupported(format!(
+            "legacy file protocol {} (expected 1001)",
+            match other {
+                Value::Int(i) => i.to_string(),
+                o => o.kind().to_string(),
+            }
+        ))),
+    })?;
+    next(&mut at, &mut |_, v| {
+        let little = match &v {
+            Value::Dict(d) => d.borrow().items.iter().any(|(k, v)| {
+                matches!((k, v), (Value::Str(k), Value::Bool(true)) if &**k == "little_endian")
+            }),
+            _ => false,
+        };
+        match little {
+            true => Ok(()),
+            false => Err(unsupported(
+                "a big-endian (or unlabelled) legacy file".into(),
+            )),
+        }
+    })?;
+    let mut entries = Vec::new();
+    next(&mut at, &mut |vm, top| {
+        entries = vm.extract_state_dict(top)?;
+        Ok(())
+    })?;
+    let mut keys: Vec<String> = Vec::new();
+    next(&mut at, &mut |vm, v| {
+        let Value::List(list) = v else {
+            return Err(vm.bad(format!("storage key list is a {}", v.kind())));
+        };
+        for k in list.borrow().iter() {
+            match k {
+                Value::Str(s) => keys.push(s.to_string()),
+                other => return Err(vm.bad(format!("storage key is a {}", other.kind()))),
+            }
+        }
+        Ok(())
+    })?;
+    // Storages follow in the order of `keys`; each tensor's reference gives its element size.
+    let dtypes: HashMap<&str, DType> = entries
+        .iter()
+        .map(|(_, t)| (t.storage.key.as_str(), t.storage.dtype))
+        .collect();
+    let mut storages: HashMap<String, &[u8]> = HashMap::new();
+    let truncated = |what: String| PickleError::Truncated {
+        path: p.to_string(),
+        what,
+    };
+    for key in &keys {
+        let dtype = *dtypes
+            .get(key.as_str())
+            .ok_or_else(|| unsupported(format!("storage `{key}` is used by no tensor")))?;
+        let count = bytes
+            .get(at..at + 8)
+            .ok_or_else(|| truncated(format!("storage `{key}` has no size")))?;
+        let count = u64::from_le_bytes(count.try_into().unwrap_or_default());
+        let len = count
+            .checked_mul(dtype.size_bytes() as u64)
+            .filter(|&n| n <= file_len)
+            .ok_or_else(|| truncated(format!("storage `{key}` claims {count} elements")))?
+            as usize;
+        let data = bytes
+            .get(at + 8..at + 8 + len)
+            .ok_or_else(|| truncated(format!("storage `{key}` ends early")))?;
+        storages.insert(key.clone(), data);
+        at += 8 + len;
+    }
+    entries
+        .into_iter()
+        .map(|(key, t)| {
+            let storage =
+                storages
+                    .get(&t.storage.key)
+                    .ok_or_else(|| PickleError::MissingStorage {
+                        path: p.to_string(),
+                        name: t.storage.key.clone(),
+                    })?;
+            let tensor =
+                materialize(&t, storage, file_len).map_err(|msg| PickleError::InvalidTensor {
+                    path: p.to_string(),
+                    key: key.clone(),
+                    msg,
+                })?;
+            Ok((key, tensor))
+        })
+        .collect()
 }
 
 fn zip_err(p: &str, e: zip::result::ZipError) -> PickleError {
@@ -971,7 +1096,9 @@ impl<'a> Vm<'a> {
         };
         let t = t.borrow();
         match t.as_slice() {
+            // The legacy format adds a sixth element, view metadata (None for whole storages).
             [Value::Str(tag), Value::Global(Global::Storage(dtype)), key, _location, Value::Int(numel)]
+            | [Value::Str(tag), Value::Global(Global::Storage(dtype)), key, _location, Value::Int(numel), Value::None]
                 if &**tag == "storage" && *numel >= 0 =>
             {
                 let key = match key {
@@ -1592,9 +1719,10 @@ mod tests {
         std::fs::write(&p, b"hello, not a zip").unwrap();
         let msg = read_state_dict(&p).unwrap_err().to_string();
         assert!(msg.contains("not a PyTorch zip archive"), "{msg}");
+        // A legacy file cut after its magic number.
         std::fs::write(&p, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
         let msg = read_state_dict(&p).unwrap_err().to_string();
-        assert!(msg.contains("legacy"), "{msg}");
+        assert!(msg.contains("truncated"), "{msg}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

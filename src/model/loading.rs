@@ -48,9 +48,15 @@ pub fn resolve_model_dir(arg: &Path) -> Result<PathBuf> {
     Ok(arg.to_path_buf())
 }
 
-/// The weights file of a model folder: safetensors preferred, as transformers does.
+/// The weights file of a model folder: safetensors preferred, as transformers does (for a
+/// sharded checkpoint, its index).
 pub fn weights_file(dir: &Path) -> Result<PathBuf> {
-    for name in ["model.safetensors", "pytorch_model.bin"] {
+    for name in [
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ] {
         let p = dir.join(name);
         if p.is_file() {
             return Ok(p);
@@ -58,8 +64,65 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
     }
     Err(Error::weights(
         dir,
-        "no model.safetensors or pytorch_model.bin in the model folder",
+        "no model.safetensors or pytorch_model.bin (or a sharded checkpoint's index) in the \
+         model folder",
     ))
+}
+
+/// The files holding a model's weights: the weights file, or every shard its index names
+/// (`weight_map` values, each once, sorted as transformers saves them).
+pub fn weights_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let file = weights_file(dir)?;
+    if !file.to_string_lossy().ends_with(".index.json") {
+        return Ok(vec![file]);
+    }
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+        path: file.clone(),
+        source: e,
+    })?;
+    let map = index
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::config(&file, "weight_map", "missing or not an object"))?;
+    let mut shards: Vec<String> = Vec::new();
+    for (key, shard) in map {
+        let shard = shard
+            .as_str()
+            .filter(|s| !s.is_empty() && !s.contains(['/', '\\']) && *s != "..")
+            .ok_or_else(|| {
+                Error::config(&file, &format!("weight_map.{key}"), "not a shard file name")
+            })?;
+        if !shards.iter().any(|s| s == shard) {
+            shards.push(shard.to_string());
+        }
+    }
+    shards.sort();
+    if shards.is_empty() {
+        return Err(Error::config(&file, "weight_map", "names no shard"));
+    }
+    shards
+        .into_iter()
+        .map(|s| {
+            let p = dir.join(&s);
+            match p.is_file() {
+                true => Ok(p),
+                false => Err(Error::weights(
+                    &file,
+                    format!("shard `{s}` named by the index is missing"),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Every tensor of a model folder's weights (all shards of a sharded checkpoint).
+fn read_weights(dir: &Path) -> Result<weights::StateDict> {
+    let mut tensors = Vec::new();
+    for file in weights_files(dir)? {
+        tensors.extend(weights::read_state_dict(&file)?);
+    }
+    Ok(tensors)
 }
 
 impl BaseModel {
@@ -72,7 +135,7 @@ impl BaseModel {
             ));
         }
         let file = weights_file(dir)?;
-        let tensors = weights::read_state_dict(&file)?;
+        let tensors = read_weights(dir)?;
         Self::from_state_dict(dir, &file, tensors, device)
     }
 
@@ -165,9 +228,16 @@ pub struct ModelSummary {
 pub fn describe(dir: &Path) -> Result<ModelSummary> {
     let dir = &resolve_model_dir(dir)?;
     let config = ModelConfig::from_file(&dir.join("config.json"))?;
-    let file = weights_file(dir)?;
-    let parameters = if file.extension().is_some_and(|e| e == "safetensors") {
-        Some(weights::safetensors_parameter_count(&file)?)
+    let files = weights_files(dir)?;
+    let parameters = if files
+        .iter()
+        .all(|f| f.extension().is_some_and(|e| e == "safetensors"))
+    {
+        let mut n = 0;
+        for f in &files {
+            n += weights::safetensors_parameter_count(f)?;
+        }
+        Some(n)
     } else {
         None
     };

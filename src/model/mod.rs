@@ -6,5 +6,6 @@ pub mod loading;
 pub use config::{Architecture, ModelConfig};
 pub use encoder::{location_path, Encoder};
 pub use loading::{
-    demo_model_dir, describe, resolve_model_dir, weights_file, BaseModel, ModelSummary,
+    demo_model_dir, describe, resolve_model_dir, weights_file, weights_files, BaseModel,
+    ModelSummary,
 };
