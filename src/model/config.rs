@@ -12,6 +12,9 @@ pub enum Architecture {
     Roberta,
     XlmRoberta,
     DistilBert,
+    /// ELECTRA discriminators: BERT layers; embeddings of `embedding_size`, projected to
+    /// `hidden_size` by `embeddings_project` when the two differ; no pooler.
+    Electra,
 }
 
 impl Architecture {
@@ -21,6 +24,7 @@ impl Architecture {
             Architecture::Bert => "bert",
             Architecture::Roberta | Architecture::XlmRoberta => "roberta",
             Architecture::DistilBert => "distilbert",
+            Architecture::Electra => "electra",
         }
     }
     pub fn model_type(self) -> &'static str {
@@ -29,6 +33,7 @@ impl Architecture {
             Architecture::Roberta => "roberta",
             Architecture::XlmRoberta => "xlm-roberta",
             Architecture::DistilBert => "distilbert",
+            Architecture::Electra => "electra",
         }
     }
     /// The class name AdapterHub writes as `model_class` in saved configs.
@@ -38,6 +43,7 @@ impl Architecture {
             Architecture::Roberta => "RobertaAdapterModel",
             Architecture::XlmRoberta => "XLMRobertaAdapterModel",
             Architecture::DistilBert => "DistilBertAdapterModel",
+            Architecture::Electra => "ElectraAdapterModel",
         }
     }
     /// RoBERTa-style models count positions from `padding_idx + 1`.
@@ -51,6 +57,8 @@ pub struct ModelConfig {
     pub arch: Architecture,
     pub vocab_size: i64,
     pub hidden_size: i64,
+    /// Width of the embeddings (ELECTRA's `embedding_size`); `hidden_size` elsewhere.
+    pub embedding_size: i64,
     pub num_layers: usize,
     pub num_heads: i64,
     pub intermediate_size: i64,
@@ -163,11 +171,12 @@ impl ModelConfig {
             "roberta" => Architecture::Roberta,
             "xlm-roberta" => Architecture::XlmRoberta,
             "distilbert" => Architecture::DistilBert,
+            "electra" => Architecture::Electra,
             other => {
                 return Err(Error::config(
                     path,
                     "model_type",
-                    format!("`{other}` is not supported (supported: bert, roberta, xlm-roberta, distilbert)"),
+                    format!("`{other}` is not supported (supported: bert, roberta, xlm-roberta, distilbert, electra)"),
                 ))
             }
         };
@@ -186,10 +195,22 @@ impl ModelConfig {
         })?;
         const BIG: i64 = 1 << 24;
         let vocab_size = get_size(path, &raw, &["vocab_size"], None, 1..=BIG)?;
+        let hidden_size = get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?;
+        let embedding_size = match arch {
+            Architecture::Electra => get_size(
+                path,
+                &raw,
+                &["embedding_size"],
+                Some(hidden_size),
+                1..=1 << 16,
+            )?,
+            _ => hidden_size,
+        };
         let cfg = ModelConfig {
             arch,
             vocab_size,
-            hidden_size: get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?,
+            hidden_size,
+            embedding_size,
             num_layers: get_size(
                 path,
                 &raw,
@@ -308,7 +329,8 @@ impl ModelConfig {
     pub fn parameter_estimate(&self) -> Option<i64> {
         let h = self.hidden_size;
         let embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size)
-            .checked_mul(h)?;
+            .checked_mul(self.embedding_size)?
+            .checked_add(self.embedding_size.checked_mul(h)?)?;
         let layer = h
             .checked_mul(h)?
             .checked_mul(4)?

@@ -1,4 +1,4 @@
-//! The transformer encoders (BERT, RoBERTa, XLM-RoBERTa, DistilBERT), with variables named
+//! The transformer encoders (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA), with variables named
 //! exactly as transformers names them, and a hook at each adapter location.
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -54,6 +54,8 @@ pub struct Encoder {
     position_embeddings: nn::Embedding,
     token_type_embeddings: Option<nn::Embedding>,
     embeddings_ln: nn::LayerNorm,
+    /// ELECTRA with `embedding_size` ≠ `hidden_size`.
+    embeddings_project: Option<nn::Linear>,
     layers: Vec<Layer>,
     pooler: Option<nn::Linear>,
 }
@@ -94,29 +96,31 @@ impl Encoder {
     pub fn new(root: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Self {
         let c = config;
         let d = c.hidden_size;
+        let e = c.embedding_size;
         let p = root / c.arch.prefix();
         let emb = &p / "embeddings";
         let word_embeddings = nn::embedding(
             &emb / "word_embeddings",
             c.vocab_size,
-            d,
+            e,
             Default::default(),
         );
         let position_embeddings = nn::embedding(
             &emb / "position_embeddings",
             c.max_position_embeddings,
-            d,
+            e,
             Default::default(),
         );
         let token_type_embeddings = (c.type_vocab_size > 0).then(|| {
             nn::embedding(
                 &emb / "token_type_embeddings",
                 c.type_vocab_size,
-                d,
+                e,
                 Default::default(),
             )
         });
-        let embeddings_ln = layer_norm(&emb / "LayerNorm", d, c.layer_norm_eps);
+        let embeddings_ln = layer_norm(&emb / "LayerNorm", e, c.layer_norm_eps);
+        let embeddings_project = (e != d).then(|| linear(&p / "embeddings_project", e, d));
         let layers = (0..c.num_layers)
             .map(|i| match c.arch {
                 Architecture::DistilBert => {
@@ -157,14 +161,16 @@ impl Encoder {
                 }
             })
             .collect();
-        let pooler = (with_pooler && c.arch != Architecture::DistilBert)
-            .then(|| linear(&p / "pooler" / "dense", d, d));
+        let pooler = (with_pooler
+            && !matches!(c.arch, Architecture::DistilBert | Architecture::Electra))
+        .then(|| linear(&p / "pooler" / "dense", d, d));
         Encoder {
             config: config.clone(),
             word_embeddings,
             position_embeddings,
             token_type_embeddings,
             embeddings_ln,
+            embeddings_project,
             layers,
             pooler,
         }
@@ -208,6 +214,9 @@ impl Encoder {
             .embeddings_ln
             .forward(&x)
             .dropout(c.hidden_dropout, train);
+        if let Some(project) = &self.embeddings_project {
+            x = project.forward(&x);
+        }
         // Additive mask [batch, 1, 1, tokens]: 0 for tokens, the most negative float for padding.
         // Without padding there is no mask at all (as transformers does), which lets attention
         // use its fastest kernel.
