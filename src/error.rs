@@ -95,6 +95,19 @@ pub enum Error {
     Torch(#[from] tch::TchError),
 }
 
+/// What a dataset location counts: lines of text files, rows of Parquet/Arrow files and of
+/// dataset folders (`FOLDER`, `FOLDER:SPLIT`).
+pub(crate) fn row_word(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("csv" | "tsv" | "tab" | "jsonl" | "ndjson" | "json" | "txt") => "line",
+        _ => "row",
+    }
+}
+
 fn data_location(
     path: &std::path::Path,
     line: Option<usize>,
@@ -103,7 +116,7 @@ fn data_location(
 ) -> String {
     let mut s = path.display().to_string();
     if let Some(line) = line {
-        s.push_str(&format!(": line {line}"));
+        s.push_str(&format!(": {} {line}", row_word(path)));
     }
     if let Some(column) = column {
         s.push_str(&format!(", column `{column}`"));

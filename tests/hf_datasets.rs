@@ -346,3 +346,28 @@ fn damaged_and_mistyped_files_give_one_error_naming_the_file_and_column() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bad_rows_of_a_parquet_file_are_located_by_row_and_column() {
+    // Validation's labels checked against a list without `not_entailment`: rows are numbered.
+    let spec = classification();
+    let path = hf().join("pairs/validation.parquet");
+    let e = Dataset::load_with_labels(&path, &spec, &["entailment".to_string(), "other".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("validation.parquet: row 3, column `label`: unknown label `not_entailment`"),
+        "{e}"
+    );
+    let skipping = DataSpec {
+        skip_bad_rows: true,
+        ..classification()
+    };
+    let ds = Dataset::load_with_labels(&path, &skipping, &["entailment".to_string(), "x".into()])
+        .unwrap();
+    let summary = ds.skipped_summary().unwrap();
+    assert!(
+        summary.contains("(first: row 3, column `label`"),
+        "{summary}"
+    );
+}

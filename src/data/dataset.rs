@@ -331,8 +331,9 @@ impl Dataset {
         let first = self.skipped.first()?;
         let n = self.skipped.len();
         Some(format!(
-            "skipped {n} of {} (first: {first})",
-            count(n + self.examples.len(), "row")
+            "skipped {n} of {} (first: {})",
+            count(n + self.examples.len(), "row"),
+            first.located(&self.path)
         ))
     }
 }

@@ -90,6 +90,15 @@ impl RowIssue {
         }
     }
 
+    /// "line 3, column `label`: …" (for Parquet/Arrow: "row 3, …").
+    pub fn located(&self, path: &Path) -> String {
+        let text = self.to_string();
+        match crate::error::row_word(path) {
+            "line" => text,
+            word => text.replacen("line", word, 1),
+        }
+    }
+
     pub fn to_error(&self, path: &Path) -> Error {
         Error::data(path, Some(self.line), self.column.as_deref(), &self.message)
     }
@@ -135,8 +144,9 @@ pub(crate) fn no_rows(path: &Path, skipped: &[RowIssue]) -> Error {
             None,
             None,
             format!(
-                "no usable rows: all {} have problems (first: {first})",
-                count(skipped.len(), "row")
+                "no usable rows: all {} have problems (first: {})",
+                count(skipped.len(), "row"),
+                first.located(path)
             ),
         ),
     }
