@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod rng;
+pub mod sentencepiece;
 pub mod side_worker;
 pub mod tokenizer;
 pub mod training;

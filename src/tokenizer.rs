@@ -122,10 +122,15 @@ impl TextTokenizer {
                     .add_prefix_space(add_prefix_space),
             ));
             t
+        } else if dir.join("sentencepiece.bpe.model").is_file()
+            && config.arch == crate::model::Architecture::XlmRoberta
+        {
+            crate::sentencepiece::xlm_roberta(&dir.join("sentencepiece.bpe.model"))?
         } else {
             return Err(tok_err(
                 dir,
-                "no tokenizer.json, vocab.txt, or vocab.json + merges.txt in the model folder",
+                "no tokenizer.json, vocab.txt, vocab.json + merges.txt, or (XLM-RoBERTa) \
+                 sentencepiece.bpe.model in the model folder",
             ));
         };
         // Positions available to tokens; RoBERTa reserves the first padding_idx + 1.

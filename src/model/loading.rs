@@ -247,6 +247,10 @@ pub fn describe(dir: &Path) -> Result<ModelSummary> {
         "WordPiece (vocab.txt)"
     } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
         "byte-level BPE (vocab.json + merges.txt)"
+    } else if dir.join("sentencepiece.bpe.model").is_file()
+        && config.arch == super::Architecture::XlmRoberta
+    {
+        "SentencePiece (sentencepiece.bpe.model)"
     } else {
         return Err(Error::Tokenizer {
             path: dir.to_path_buf(),
