@@ -334,7 +334,7 @@ pub fn build_adapter(
     weights::assign(
         &module.vs,
         file,
-        tensors,
+        tensors.into_iter().map(Ok),
         |k| rename_in_key(k, "adapters", &env.name, &name),
         Some("adapter"),
     )?;
@@ -445,7 +445,13 @@ pub fn build_fusion(
         .map(|(k, t)| (normalize_key(&k, prefix), t))
         .filter(|(k, _)| k.contains(&ours))
         .collect();
-    weights::assign(&module.vs, file, tensors, |k| k.to_string(), Some("fusion"))?;
+    weights::assign(
+        &module.vs,
+        file,
+        tensors.into_iter().map(Ok),
+        |k| k.to_string(),
+        Some("fusion"),
+    )?;
     Ok(module)
 }
 
@@ -516,7 +522,7 @@ pub fn build_head(
     weights::assign(
         &head.vs,
         file,
-        tensors,
+        tensors.into_iter().map(Ok),
         |k| rename_in_key(k, "heads", &env.name, &name),
         Some("head"),
     )?;

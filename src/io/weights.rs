@@ -110,25 +110,7 @@ fn tensor_bytes(tensor: &Tensor) -> Vec<u8> {
 pub fn read_state_dict(path: &Path) -> Result<StateDict> {
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     if is_safetensors {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
-        // Keep the file's order of tensors (by offset), like Python's `load_file`.
-        let mut entries: Vec<_> = st.tensors();
-        entries.sort_by_key(|(_, v)| v.data().as_ptr() as usize);
-        entries
-            .into_iter()
-            .map(|(name, view)| {
-                let kind = safetensors_kind(view.dtype()).ok_or_else(|| {
-                    Error::weights(
-                        path,
-                        format!("tensor `{name}`: unsupported dtype {:?}", view.dtype()),
-                    )
-                })?;
-                let t = tensor_from_bytes(path, &name, view.data(), view.shape(), kind)?;
-                Ok((name, t))
-            })
-            .collect()
+        SafetensorsReader::open(path)?.tensors().collect()
     } else {
         torch_pickle::read_state_dict(path)?
             .into_iter()
@@ -137,6 +119,71 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict> {
                 Ok((name, t))
             })
             .collect()
+    }
+}
+
+/// A `.safetensors` file mapped into memory (not read): its names are known at once, and its
+/// tensors are made one at a time, each page dropped from the resident set once copied, so
+/// a model loads with one copy of its weights in memory instead of two.
+pub struct SafetensorsReader {
+    path: std::path::PathBuf,
+    map: memmap2::Mmap,
+    /// In file order: name, kind, shape, byte range in `map`.
+    entries: Vec<(String, Kind, Vec<usize>, std::ops::Range<usize>)>,
+}
+
+impl SafetensorsReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: a private read-only mapping. Tools that write weights write a new file and
+        // rename it; a file truncated under us while mapped would fault, as for any reader
+        // of mapped files.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+        let base = map.as_ptr() as usize;
+        let mut entries = Vec::new();
+        for (name, view) in st.tensors() {
+            let kind = safetensors_kind(view.dtype()).ok_or_else(|| {
+                Error::weights(
+                    path,
+                    format!("tensor `{name}`: unsupported dtype {:?}", view.dtype()),
+                )
+            })?;
+            let start = view.data().as_ptr() as usize - base;
+            let range = start..start + view.data().len();
+            entries.push((name, kind, view.shape().to_vec(), range));
+        }
+        drop(st);
+        // Keep the file's order of tensors (by offset), like Python's `load_file`.
+        entries.sort_by_key(|e| e.3.start);
+        Ok(SafetensorsReader {
+            path: path.to_path_buf(),
+            map,
+            entries,
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.0.as_str())
+    }
+
+    /// The tensors in file order, made as they are asked for.
+    pub fn tensors(self) -> impl Iterator<Item = Result<(String, Tensor)>> {
+        let SafetensorsReader { path, map, entries } = self;
+        entries.into_iter().map(move |(name, kind, shape, range)| {
+            let t = tensor_from_bytes(&path, &name, &map[range.clone()], &shape, kind)?;
+            // SAFETY: DontNeed on a private read-only file mapping only drops cached pages;
+            // a later read would fault them back in from the file.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.len(),
+                )
+            };
+            Ok((name, t))
+        })
     }
 }
 
@@ -332,39 +379,45 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 pub fn assign(
     vs: &tch::nn::VarStore,
     path: &Path,
-    tensors: StateDict,
+    tensors: impl IntoIterator<Item = Result<(String, Tensor)>>,
     normalize: impl Fn(&str) -> String,
     what: Option<&str>,
 ) -> Result<()> {
-    let mut by_name: std::collections::HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(k, t)| (normalize(&k), t))
-        .collect();
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut problems = Vec::new();
-    for (name, mut var) in variables {
-        let Some(t) = by_name.remove(&name) else {
-            problems.push(Error::MissingWeight {
-                path: path.to_path_buf(),
-                key: name,
-                expected: var.size(),
-            });
+    // Tensors are copied as they come (a reader may make them one at a time).
+    let mut variables: std::collections::HashMap<String, Tensor> =
+        vs.variables().into_iter().collect();
+    let mut problems: Vec<(String, Error)> = Vec::new();
+    let mut left = Vec::new();
+    for item in tensors {
+        let (key, t) = item?;
+        let name = normalize(&key);
+        let Some(mut var) = variables.remove(&name) else {
+            left.push(name);
             continue;
         };
         if t.size() != var.size() {
-            problems.push(Error::ShapeMismatch {
+            let e = Error::ShapeMismatch {
                 path: path.to_path_buf(),
-                key: name,
+                key: name.clone(),
                 found: t.size(),
                 expected: var.size(),
-            });
+            };
+            problems.push((name, e));
             continue;
         }
         tch::no_grad(|| var.copy_(&t.to_kind(var.kind()).to_device(var.device())));
     }
+    for (name, var) in variables {
+        let e = Error::MissingWeight {
+            path: path.to_path_buf(),
+            key: name.clone(),
+            expected: var.size(),
+        };
+        problems.push((name, e));
+    }
+    problems.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut problems: Vec<Error> = problems.into_iter().map(|(_, e)| e).collect();
     if let Some(what) = what {
-        let mut left: Vec<_> = by_name.into_keys().collect();
         left.sort();
         problems.extend(left.into_iter().map(|key| Error::UnexpectedWeight {
             path: path.to_path_buf(),

@@ -135,6 +135,24 @@ impl BaseModel {
             ));
         }
         let file = weights_file(dir)?;
+        let files = weights_files(dir)?;
+        if files
+            .iter()
+            .all(|f| f.extension().is_some_and(|e| e == "safetensors"))
+        {
+            // Mapped files, one tensor at a time: a single copy of the weights in memory.
+            let readers = files
+                .iter()
+                .map(|f| weights::SafetensorsReader::open(f))
+                .collect::<Result<Vec<_>>>()?;
+            let with_pooler = readers
+                .iter()
+                .any(|r| r.names().any(|k| k.ends_with("pooler.dense.weight")));
+            let tensors = readers
+                .into_iter()
+                .flat_map(weights::SafetensorsReader::tensors);
+            return Self::build(dir, &file, with_pooler, tensors, device);
+        }
         let tensors = read_weights(dir)?;
         Self::from_state_dict(dir, &file, tensors, device)
     }
@@ -147,12 +165,22 @@ impl BaseModel {
         tensors: weights::StateDict,
         device: Device,
     ) -> Result<Self> {
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let tokenizer = TextTokenizer::load(dir, &config)?;
-        let prefix = config.arch.prefix();
         let with_pooler = tensors
             .iter()
             .any(|(k, _)| k.ends_with("pooler.dense.weight"));
+        Self::build(dir, file, with_pooler, tensors.into_iter().map(Ok), device)
+    }
+
+    fn build(
+        dir: &Path,
+        file: &Path,
+        with_pooler: bool,
+        tensors: impl IntoIterator<Item = Result<(String, tch::Tensor)>>,
+        device: Device,
+    ) -> Result<Self> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let tokenizer = TextTokenizer::load(dir, &config)?;
+        let prefix = config.arch.prefix();
         let mut vs = nn::VarStore::new(device);
         let encoder = Encoder::new(&vs.root(), &config, with_pooler);
         let normalize = |key: &str| {
