@@ -234,6 +234,14 @@ fn saved_dataset(folder: &Path) -> Result<SplitFiles> {
     })
 }
 
+const METADATA_FILES: &[&str] = &[
+    "dataset_info.json",
+    "dataset_infos.json",
+    "dataset_dict.json",
+    "state.json",
+    "config.json",
+];
+
 /// Data files directly in `folder`, grouped by the split their names say.
 fn data_files_by_split(folder: &Path, known: &[String]) -> Result<BTreeMap<String, SplitFiles>> {
     let mut groups: BTreeMap<String, Vec<SplitFiles>> = BTreeMap::new();
@@ -244,9 +252,9 @@ fn data_files_by_split(folder: &Path, known: &[String]) -> Result<BTreeMap<Strin
         let Ok(format) = FileFormat::from_path(&entry) else {
             continue;
         };
-        // `README.md`, `dataset_info.json`, `state.json` are not data.
+        // The metadata `datasets` and the Hub keep beside the data is not data.
         let name = file_name(&entry);
-        if name.ends_with(".json") && !name.ends_with(".jsonl") {
+        if METADATA_FILES.contains(&name.as_str()) {
             continue;
         }
         let split = split_of(&name, known);
@@ -527,6 +535,16 @@ mod tests {
         std::fs::remove_file(dir.path().join("train.csv")).unwrap();
         let e = resolve(dir.path()).unwrap_err().to_string();
         assert!(e.contains("several splits") && e.contains(":SPLIT"), "{e}");
+    }
+
+    #[test]
+    fn json_lines_data_is_a_split_and_metadata_beside_it_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.json"), "{\"text\": \"a\"}\n").unwrap();
+        std::fs::write(dir.path().join("dataset_info.json"), "{}").unwrap();
+        let splits = splits(dir.path()).unwrap();
+        assert_eq!(splits.keys().collect::<Vec<_>>(), ["train"]);
+        assert_eq!(splits["train"].files, [dir.path().join("train.json")]);
     }
 
     #[test]

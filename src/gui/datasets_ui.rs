@@ -132,14 +132,15 @@ fn siblings(train: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
         let validation = sibling(train, "validation").or_else(|| sibling(train, "dev"));
         return (validation, sibling(train, "test"));
     }
-    let test = hf::validation_beside(train).and_then(|v| {
+    let validation = hf::validation_beside(train);
+    let test = validation.as_ref().and_then(|v| {
         let folder = v.to_string_lossy().rsplit_once(':')?.0.to_string();
         let splits = hf::splits(Path::new(&folder)).ok()?;
         splits
             .contains_key("test")
             .then(|| PathBuf::from(format!("{folder}:test")))
     });
-    (hf::validation_beside(train), test)
+    (validation, test)
 }
 
 fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
