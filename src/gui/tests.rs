@@ -614,3 +614,49 @@ fn a_save_to_disk_folder_and_a_tagging_parquet_file_are_added_by_path_with_label
         "tag names in the counts"
     );
 }
+
+#[test]
+fn an_electra_model_folder_is_added_and_described_on_the_models_screen() {
+    // A tiny ELECTRA (embedding_size 16 ≠ hidden 32) written by transformers, with the tiny
+    // BERT's tokenizer.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("electra");
+    let code = r#"
+import shutil, sys
+from transformers import ElectraConfig, ElectraModel
+cfg = ElectraConfig(vocab_size=133, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=48, max_position_embeddings=64)
+ElectraModel(cfg).save_pretrained(sys.argv[1])
+for f in ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
+    shutil.copy(sys.argv[2] + "/" + f, sys.argv[1] + "/" + f)
+"#;
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args(["-c", code])
+        .arg(&model)
+        .arg(tiny_model())
+        .output()
+        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    let mut h = harness(app);
+    h.get_by_label("Models").click();
+    h.step();
+    type_into(&mut h, "Model path", &model.to_string_lossy());
+    click(&mut h, "Add path");
+    assert_eq!(
+        h.state().ws.state.models.len(),
+        2,
+        "the ELECTRA folder was added"
+    );
+    h.step();
+    assert!(
+        h.query_by_label_contains("electra · 2 layers · hidden 32")
+            .is_some(),
+        "the Models screen describes the architecture"
+    );
+}
