@@ -7,10 +7,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
-}
-
 fn adapters_dir() -> PathBuf {
     fixtures().join("bert_tiny_adapters")
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -16,25 +15,11 @@ const TEXTS: [&str; 3] = [
     "words the tiny vocabulary may not know: zyxw",
 ];
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
-}
-
 /// Runs `code` with the project's Python, `args` as sys.argv[1:]; returns its stdout.
 fn python(code: &str, args: &[&str]) -> String {
-    let out = Command::new(venv_python())
-        .args(["-c", code])
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["-c", code];
+    all.extend_from_slice(args);
+    run_python(&all)
 }
 
 /// Loads the folder's model with the library, activates the adapters (a `Fuse` with
@@ -93,13 +78,7 @@ fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<
     for t in TEXTS {
         cmd.args(["--text", t]);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "predict failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
     v["predictions"]
         .as_array()
         .unwrap()
@@ -195,7 +174,7 @@ fn an_adapter_trained_on_electra_loads_in_python_with_the_same_logits() {
     }
     std::fs::write(&csv, text).unwrap();
     let run = work.path().join("run");
-    let out = bin()
+    ok(bin()
         .args(["train", "--device", "cpu", "--json", "--model"])
         .arg(d.join("model"))
         .arg("--train")
@@ -204,12 +183,7 @@ fn an_adapter_trained_on_electra_loads_in_python_with_the_same_logits() {
         .arg(&run)
         .args(["--max-steps", "4", "--lr", "1e-2", "--name", "trained"])
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "train failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap());
     // The run's adapter and head, beside the model folder as the helpers expect.
     let here = work.path().join("setup");
     std::fs::create_dir_all(&here).unwrap();

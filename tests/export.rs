@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use adapter_studio::export::{self, ExportFormat, ExportSpec};
 use adapter_studio::hub::{Artifact, WeightFormat};
@@ -45,10 +44,6 @@ fn spec(format: ExportFormat, weights: WeightFormat, out: &Path) -> ExportSpec {
         force: false,
         from_run: None,
     }
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
 }
 
 /// `predict --json` with the given model arguments; panics with stderr on failure.

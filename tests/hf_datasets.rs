@@ -4,15 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use adapter_studio::data::{read_table, DataSpec, Dataset, Target, TaskType};
 use common::*;
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
-}
 
 /// The files the script writes, once per build folder.
 fn hf() -> PathBuf {
@@ -28,33 +24,12 @@ fn make() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("hf-datasets.tmp-{}", std::process::id()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/make_hf_datasets.py");
-    let out = Command::new(venv_python())
-        .arg(&script)
-        .arg(&tmp)
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
-    assert!(
-        out.status.success(),
-        "make_hf_datasets.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&[script.as_os_str(), tmp.as_os_str()]);
     // Another test may have finished first; either copy is the same.
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     dir
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn classification() -> DataSpec {

@@ -161,19 +161,8 @@ fn padding_a_text_into_a_batch_does_not_change_its_prediction() {
     assert_close("fusion attention", &fa(&padded[1]), &fa(&alone[0]), 1e-6);
 }
 
-/// Runs Python code with the project's .venv; panics with its stderr on failure.
 fn python(code: &str) {
-    let out = std::process::Command::new(venv_python())
-        .args(["-c", code])
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&["-c", code]);
 }
 
 fn tensors_of(file: &Path) -> Vec<(String, Vec<f64>, Vec<i64>)> {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use adapter_studio::model::{BaseModel, ModelConfig};
 use adapter_studio::tokenizer::TextTokenizer;
@@ -43,20 +42,9 @@ const TEXTS: [&str; 6] = [
 #[test]
 fn a_sentencepiece_model_tokenizes_like_transformers_fast_xlm_roberta_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(venv_python())
-        .args(["-c", PY])
-        .arg(dir.path())
-        .arg(serde_json::to_string(&TEXTS).unwrap())
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let want: Vec<Vec<i64>> = String::from_utf8_lossy(&out.stdout)
+    let texts = serde_json::to_string(&TEXTS).unwrap();
+    let out = run_python(&["-c", PY, &dir.path().to_string_lossy(), &texts]);
+    let want: Vec<Vec<i64>> = out
         .lines()
         .filter(|l| l.starts_with('['))
         .map(|l| serde_json::from_str(l).unwrap())

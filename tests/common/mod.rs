@@ -60,22 +60,48 @@ pub fn demo_model() -> PathBuf {
         .join("demo-model")
 }
 
+/// Runs the project's Python with `args` (a script or `-c CODE`, then its arguments), offline;
+/// panics with its stderr if it fails, else returns its stdout.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = std::process::Command::new(venv_python())
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    let shown: Vec<String> = shown.iter().map(|a| a.chars().take(80).collect()).collect();
+    assert!(
+        out.status.success(),
+        "python {shown:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs the reference script with `args`; panics with its stderr if it fails.
 pub fn run_reference_script(args: &[&std::ffi::OsStr]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("reference")
         .join("make_fixtures.py");
-    let out = std::process::Command::new(venv_python())
-        .arg(&script)
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
+    let mut all = vec![script.as_os_str()];
+    all.extend_from_slice(args);
+    run_python(&all)
+}
+
+/// The adapter-studio binary of this build.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_adapter-studio"))
+}
+
+/// The stdout of a command that must have succeeded (else a panic with its stderr).
+pub fn ok(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
-        "reference script {args:?} failed:\n{}",
+        "command failed ({}):\n{}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
