@@ -7,7 +7,7 @@
 //! datasets convention for "no label") a missing cell.
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -42,7 +42,14 @@ pub struct Schema {
     /// Parquet footers know this; Arrow streams do not.
     pub rows: Option<usize>,
     arrow: SchemaRef,
-    kind: Kind,
+    source: Source,
+}
+
+/// How the rows are read; a Parquet footer is parsed once, for the schema and the rows.
+enum Source {
+    Parquet(ArrowReaderMetadata),
+    ArrowStream,
+    ArrowFile,
 }
 
 fn kind_of(path: &Path) -> Result<Kind> {
@@ -110,22 +117,22 @@ pub fn read_schema(path: &Path) -> Result<Schema> {
 fn read_schema_unguarded(path: &Path) -> Result<Schema> {
     let kind = kind_of(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let (arrow, rows) = match kind {
+    let (arrow, rows, source) = match kind {
         Kind::Parquet => {
             let meta = ArrowReaderMetadata::load(&file, Default::default())
                 .map_err(|e| unreadable(path, "Parquet", e))?;
             let rows = meta.metadata().file_metadata().num_rows().max(0) as usize;
-            (meta.schema().clone(), Some(rows))
+            (meta.schema().clone(), Some(rows), Source::Parquet(meta))
         }
         Kind::ArrowStream => {
             let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
                 .map_err(|e| unreadable(path, "Arrow", e))?;
-            (reader.schema(), None)
+            (reader.schema(), None, Source::ArrowStream)
         }
         Kind::ArrowFile => {
             let reader = arrow_ipc::reader::FileReader::try_new(file, None)
                 .map_err(|e| unreadable(path, "Arrow", e))?;
-            (reader.schema(), None)
+            (reader.schema(), None, Source::ArrowFile)
         }
     };
     let columns = arrow.fields().iter().map(|f| f.name().clone()).collect();
@@ -135,7 +142,7 @@ fn read_schema_unguarded(path: &Path) -> Result<Schema> {
         class_labels,
         rows,
         arrow,
-        kind,
+        source,
     })
 }
 
@@ -304,10 +311,9 @@ fn read_rows_unguarded(
     };
     let full = |rows: &Vec<Row>| limit.is_some_and(|l| rows.len() >= l);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    match schema.kind {
-        Kind::Parquet => {
-            let meta = ArrowReaderMetadata::load(&file, Default::default())
-                .map_err(|e| unreadable(path, "Parquet", e))?;
+    // Parquet is read a row group at a time; the Arrow forms batch by batch.
+    let arrow_batches: ArrowBatches = match &schema.source {
+        Source::Parquet(meta) => {
             let mask =
                 ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), indices);
             // A row group at a time, so that a damaged one is named.
@@ -330,36 +336,29 @@ fn read_rows_unguarded(
                     }
                 }
             }
+            return Ok((names, rows));
         }
-        Kind::ArrowStream => {
-            let reader =
-                arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
-                    .map_err(|e| unreadable(path, "Arrow", e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
-                push(&batch, &mut rows);
-                if full(&rows) {
-                    break;
-                }
-            }
-        }
-        Kind::ArrowFile => {
-            let mut file = file;
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io(path, e))?;
-            let reader = arrow_ipc::reader::FileReader::try_new(file, Some(indices))
-                .map_err(|e| unreadable(path, "Arrow", e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
-                push(&batch, &mut rows);
-                if full(&rows) {
-                    break;
-                }
-            }
+        Source::ArrowStream => Box::new(
+            arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
+                .map_err(|e| unreadable(path, "Arrow", e))?,
+        ),
+        Source::ArrowFile => Box::new(
+            arrow_ipc::reader::FileReader::try_new(file, Some(indices))
+                .map_err(|e| unreadable(path, "Arrow", e))?,
+        ),
+    };
+    for batch in arrow_batches {
+        let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
+        push(&batch, &mut rows);
+        if full(&rows) {
+            break;
         }
     }
     Ok((names, rows))
 }
+
+type ArrowBatches =
+    Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>>;
 
 fn damaged(path: &Path, group: usize, e: impl std::fmt::Display) -> Error {
     Error::data(
