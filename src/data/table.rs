@@ -1,5 +1,4 @@
 //! Raw rows of a dataset file, before any task is applied.
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -90,27 +89,16 @@ impl RowIssue {
         }
     }
 
-    /// "line 3, column `label`: …" (for Parquet/Arrow: "row 3, …").
+    /// "line 3, column `label`: …" (for Parquet/Arrow: "row 3, …"): the error's text without
+    /// the file name, so that both are worded by one function.
     pub fn located(&self, path: &Path) -> String {
-        let text = self.to_string();
-        match crate::error::row_word(path) {
-            "line" => text,
-            word => text.replacen("line", word, 1),
-        }
+        let text = self.to_error(path).to_string();
+        let prefix = format!("{}: ", path.display());
+        text.strip_prefix(&prefix).unwrap_or(&text).to_string()
     }
 
     pub fn to_error(&self, path: &Path) -> Error {
         Error::data(path, Some(self.line), self.column.as_deref(), &self.message)
-    }
-}
-
-impl fmt::Display for RowIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}", self.line)?;
-        if let Some(column) = &self.column {
-            write!(f, ", column `{column}`")?;
-        }
-        write!(f, ": {}", self.message)
     }
 }
 

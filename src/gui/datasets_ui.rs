@@ -474,7 +474,7 @@ fn table_ui(ui: &mut egui::Ui, table: &Table) {
                 });
         });
     for issue in &table.skipped {
-        ui.colored_label(ui.visuals().warn_fg_color, issue.to_string());
+        ui.colored_label(ui.visuals().warn_fg_color, issue.located(&table.path));
     }
 }
 
