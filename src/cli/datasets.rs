@@ -53,14 +53,7 @@ fn list(as_json: bool) -> anyhow::Result<()> {
         );
     }
     for d in &found {
-        let splits: Vec<String> = d
-            .splits
-            .iter()
-            .map(|s| match s.rows {
-                Some(n) => format!("{} ({n} rows)", s.name),
-                None => s.name.clone(),
-            })
-            .collect();
+        let splits: Vec<String> = d.splits.iter().map(|s| s.to_string()).collect();
         println!("{} [{}]  {}", d.name, d.config, splits.join(", "));
         println!("    {}", d.path.display());
     }

@@ -337,6 +337,16 @@ pub struct CachedSplit {
     pub rows: Option<u64>,
 }
 
+/// `train (48 rows)`, or `train` when the count is not known.
+impl std::fmt::Display for CachedSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rows {
+            Some(n) => write!(f, "{} ({n} rows)", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 impl CachedDataset {
     /// The path of one split, as `train`/`eval` take it.
     pub fn split_path(&self, split: &str) -> PathBuf {

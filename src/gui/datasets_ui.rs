@@ -274,14 +274,8 @@ impl StudioApp {
                     egui::Grid::new("hf_cache").striped(true).show(ui, |ui| {
                         for d in found {
                             ui.label(format!("{} [{}]", d.name, d.config));
-                            let splits: Vec<String> = d
-                                .splits
-                                .iter()
-                                .map(|s| match s.rows {
-                                    Some(n) => format!("{} {n}", s.name),
-                                    None => s.name.clone(),
-                                })
-                                .collect();
+                            let splits: Vec<String> =
+                                d.splits.iter().map(|s| s.to_string()).collect();
                             ui.label(splits.join(" · ")).on_hover_text(d.path.display().to_string());
                             if ui.button("Add").clicked() {
                                 add = Some(d.clone());
