@@ -39,7 +39,7 @@ pub fn resolve(path: &Path) -> Result<SplitFiles> {
             files: vec![path.to_path_buf()],
         });
     }
-    let splits = splits(&folder)?;
+    let mut splits = splits(&folder)?;
     if splits.is_empty() {
         return Err(Error::data(
             path,
@@ -66,16 +66,19 @@ pub fn resolve(path: &Path) -> Result<SplitFiles> {
             ))
         }
     };
+    if let Some(found) = splits.remove(&name) {
+        return Ok(found);
+    }
     let names: Vec<&String> = splits.keys().collect();
-    let listed = quoted_list(&names);
-    splits.get(&name).cloned().ok_or_else(|| {
-        Error::data(
-            path,
-            None,
-            None,
-            format!("no split `{name}` here; the splits are {listed}"),
-        )
-    })
+    Err(Error::data(
+        path,
+        None,
+        None,
+        format!(
+            "no split `{name}` here; the splits are {}",
+            quoted_list(&names)
+        ),
+    ))
 }
 
 /// The validation split beside a training path that is a folder (`FOLDER` or
