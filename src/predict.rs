@@ -363,21 +363,9 @@ pub fn input_table(
         .chain(pair_column)
         .map(str::to_string)
         .collect();
-    // Parquet/Arrow (and dataset folders of them) decode only these columns, named by their
-    // schema before any row is read; text formats are read whole.
+    // Parquet/Arrow (and dataset folders of them) decode only these columns (a missing one
+    // is named by the reader); text formats are read whole.
     let table = if crate::data::hf::resolve(path)?.format.is_columnar() {
-        let header = crate::data::read_table(path, Some(0), false)?;
-        if let Some(missing) = wanted.iter().find(|c| !header.columns.contains(c)) {
-            return Err(Error::data(
-                path,
-                None,
-                Some(missing),
-                format!(
-                    "no such column (the file has: {})",
-                    header.columns.join(", ")
-                ),
-            ));
-        }
         crate::data::read_table_columns(path, &wanted)?
     } else {
         crate::data::read_table(path, None, false)?

@@ -280,6 +280,25 @@ fn predict_reads_parquet_columns() {
     for (p, e) in preds.iter().zip(&csv.examples) {
         assert_eq!(Some(p["text_pair"].as_str().unwrap()), e.pair.as_deref());
     }
+    // A column the file lacks is named with the ones it has.
+    let out = bin()
+        .args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures.join("bert_tiny"))
+        .arg("--head")
+        .arg(fixtures.join("bert_tiny_adapters/head_cls"))
+        .arg("--input")
+        .arg(hf().join("pairs/validation.parquet"))
+        .args(["--text-column", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "column `nope`: no such column (the file has: sentence1, sentence2, label, idx)"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

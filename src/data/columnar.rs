@@ -262,11 +262,11 @@ fn read_rows_unguarded(
         Some(names) => names
             .iter()
             .map(|n| {
-                schema
-                    .columns
-                    .iter()
-                    .position(|c| c == n)
-                    .ok_or_else(|| Error::data(path, None, Some(n), "column not found"))
+                schema.columns.iter().position(|c| c == n).ok_or_else(|| {
+                    let has = schema.columns.join(", ");
+                    let message = format!("no such column (the file has: {has})");
+                    Error::data(path, None, Some(n), message)
+                })
             })
             .collect::<Result<_>>()?,
     };
