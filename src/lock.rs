@@ -367,7 +367,8 @@ fn read_holder(path: &Path) -> Option<Holder> {
     })
 }
 
-fn unix_secs() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

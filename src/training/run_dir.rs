@@ -219,11 +219,8 @@ pub fn truncate_jsonl_after(path: &Path, step: usize) -> Result<()> {
     write_atomic(path, kept.as_bytes())
 }
 
-pub fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// Seconds since the Unix epoch (one clock for run records and lock files).
+pub use crate::lock::unix_secs;
 
 #[cfg(test)]
 mod tests {
