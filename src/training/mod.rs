@@ -455,9 +455,14 @@ impl TrainConfig {
             .map(|_| ())
     }
 
+    /// Batches (optimizer steps) in one pass over a training set of `train_examples`.
+    pub fn steps_per_epoch(&self, train_examples: usize) -> usize {
+        train_examples.div_ceil(self.batch_size.max(1))
+    }
+
     /// Epoch ends between evaluations, for a training set of `train_examples`.
     pub fn epochs_per_eval(&self, train_examples: usize) -> usize {
-        let per_epoch = train_examples.div_ceil(self.batch_size.max(1)).max(1);
+        let per_epoch = self.steps_per_epoch(train_examples).max(1);
         let epochs = self.total_steps(train_examples).div_ceil(per_epoch);
         match self.max_epoch_evals {
             Some(n) if n > 0 => epochs.div_ceil(n).max(1),
@@ -467,7 +472,7 @@ impl TrainConfig {
 
     /// Optimizer steps of the run for a training set of `train_examples`.
     pub fn total_steps(&self, train_examples: usize) -> usize {
-        let per_epoch = train_examples.div_ceil(self.batch_size.max(1));
+        let per_epoch = self.steps_per_epoch(train_examples);
         self.max_steps
             .unwrap_or((self.epochs * per_epoch).max(self.min_steps.unwrap_or(0)))
     }

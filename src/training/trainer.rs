@@ -745,7 +745,7 @@ fn execute_inner(
         )));
     }
     let higher = task::higher_is_better(&metric);
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let steps_per_epoch = cfg.steps_per_epoch(train.len());
     let total_steps = cfg.total_steps(train.len());
     let epochs_per_eval = cfg.epochs_per_eval(train.len());
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
