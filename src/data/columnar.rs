@@ -244,117 +244,108 @@ pub fn read_rows(
     limit: Option<usize>,
     strict: bool,
 ) -> Result<(Vec<String>, Vec<Row>)> {
+    // The readers assert on some damaged inputs: see `guarded`.
     guarded(path, || {
-        read_rows_unguarded(path, schema, columns, first_row, limit, strict)
-    })
-}
-
-fn read_rows_unguarded(
-    path: &Path,
-    schema: &Schema,
-    columns: Option<&[String]>,
-    first_row: usize,
-    limit: Option<usize>,
-    strict: bool,
-) -> Result<(Vec<String>, Vec<Row>)> {
-    let indices: Vec<usize> = match columns {
-        None => (0..schema.columns.len()).collect(),
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                schema.columns.iter().position(|c| c == n).ok_or_else(|| {
-                    let has = schema.columns.join(", ");
-                    let message = format!("no such column (the file has: {has})");
-                    Error::data(path, None, Some(n), message)
+        let indices: Vec<usize> = match columns {
+            None => (0..schema.columns.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    schema.columns.iter().position(|c| c == n).ok_or_else(|| {
+                        let has = schema.columns.join(", ");
+                        let message = format!("no such column (the file has: {has})");
+                        Error::data(path, None, Some(n), message)
+                    })
                 })
-            })
-            .collect::<Result<_>>()?,
-    };
-    let names: Vec<String> = indices.iter().map(|&i| schema.columns[i].clone()).collect();
-    if strict {
-        for (name, &i) in names.iter().zip(&indices) {
-            let dt = schema.arrow.field(i).data_type();
-            if !readable(dt) {
-                return Err(Error::data(
-                    path,
-                    None,
-                    Some(name),
-                    format!(
+                .collect::<Result<_>>()?,
+        };
+        let names: Vec<String> = indices.iter().map(|&i| schema.columns[i].clone()).collect();
+        if strict {
+            for (name, &i) in names.iter().zip(&indices) {
+                let dt = schema.arrow.field(i).data_type();
+                if !readable(dt) {
+                    return Err(Error::data(
+                        path,
+                        None,
+                        Some(name),
+                        format!(
                         "has type {dt}; only text, numbers, true/false and lists of them can be \
                          read (nested structs, maps and binary data cannot)"
                     ),
-                ));
+                    ));
+                }
             }
         }
-    }
-    let mut rows = Vec::new();
-    let mut next_row = first_row;
-    let mut push = |batch: &RecordBatch, rows: &mut Vec<Row>| {
-        let n = batch
-            .num_rows()
-            .min(limit.map_or(usize::MAX, |l| l - rows.len()));
-        let mut cells: Vec<Vec<Value>> = names
-            .iter()
-            .enumerate()
-            .map(|(j, name)| cells(batch.column(j).as_ref(), n, schema.class_labels.get(name)))
-            .collect();
-        for r in 0..n {
-            rows.push(Row {
-                line: next_row,
-                values: cells
-                    .iter_mut()
-                    .map(|c| std::mem::take(&mut c[r]))
-                    .collect(),
-            });
-            next_row += 1;
-        }
-    };
-    let full = |rows: &Vec<Row>| limit.is_some_and(|l| rows.len() >= l);
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    // Parquet is read a row group at a time; the Arrow forms batch by batch.
-    let arrow_batches: ArrowBatches = match &schema.source {
-        Source::Parquet(meta) => {
-            let mask =
-                ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), indices);
-            // A row group at a time, so that a damaged one is named.
-            for group in 0..meta.metadata().num_row_groups() {
-                if full(&rows) {
-                    break;
-                }
-                let file = file.try_clone().map_err(|e| Error::io(path, e))?;
-                let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-                    .with_projection(mask.clone())
-                    .with_row_groups(vec![group])
-                    .with_batch_size(BATCH_ROWS)
-                    .build()
-                    .map_err(|e| damaged(path, group, e))?;
-                for batch in reader {
-                    let batch = batch.map_err(|e| damaged(path, group, e))?;
-                    push(&batch, &mut rows);
+        let mut rows = Vec::new();
+        let mut next_row = first_row;
+        let mut push = |batch: &RecordBatch, rows: &mut Vec<Row>| {
+            let n = batch
+                .num_rows()
+                .min(limit.map_or(usize::MAX, |l| l - rows.len()));
+            let mut cells: Vec<Vec<Value>> = names
+                .iter()
+                .enumerate()
+                .map(|(j, name)| cells(batch.column(j).as_ref(), n, schema.class_labels.get(name)))
+                .collect();
+            for r in 0..n {
+                rows.push(Row {
+                    line: next_row,
+                    values: cells
+                        .iter_mut()
+                        .map(|c| std::mem::take(&mut c[r]))
+                        .collect(),
+                });
+                next_row += 1;
+            }
+        };
+        let full = |rows: &Vec<Row>| limit.is_some_and(|l| rows.len() >= l);
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // Parquet is read a row group at a time; the Arrow forms batch by batch.
+        let arrow_batches: ArrowBatches = match &schema.source {
+            Source::Parquet(meta) => {
+                let mask =
+                    ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), indices);
+                // A row group at a time, so that a damaged one is named.
+                for group in 0..meta.metadata().num_row_groups() {
                     if full(&rows) {
                         break;
                     }
+                    let file = file.try_clone().map_err(|e| Error::io(path, e))?;
+                    let reader =
+                        ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                            .with_projection(mask.clone())
+                            .with_row_groups(vec![group])
+                            .with_batch_size(BATCH_ROWS)
+                            .build()
+                            .map_err(|e| damaged(path, group, e))?;
+                    for batch in reader {
+                        let batch = batch.map_err(|e| damaged(path, group, e))?;
+                        push(&batch, &mut rows);
+                        if full(&rows) {
+                            break;
+                        }
+                    }
                 }
+                return Ok((names, rows));
             }
-            return Ok((names, rows));
+            Source::ArrowStream => Box::new(
+                arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
+                    .map_err(|e| unreadable(path, "Arrow", e))?,
+            ),
+            Source::ArrowFile => Box::new(
+                arrow_ipc::reader::FileReader::try_new(file, Some(indices))
+                    .map_err(|e| unreadable(path, "Arrow", e))?,
+            ),
+        };
+        for batch in arrow_batches {
+            let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
+            push(&batch, &mut rows);
+            if full(&rows) {
+                break;
+            }
         }
-        Source::ArrowStream => Box::new(
-            arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
-                .map_err(|e| unreadable(path, "Arrow", e))?,
-        ),
-        Source::ArrowFile => Box::new(
-            arrow_ipc::reader::FileReader::try_new(file, Some(indices))
-                .map_err(|e| unreadable(path, "Arrow", e))?,
-        ),
-    };
-    for batch in arrow_batches {
-        let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
-        push(&batch, &mut rows);
-        if full(&rows) {
-            break;
-        }
-    }
-    Ok((names, rows))
+        Ok((names, rows))
+    })
 }
 
 type ArrowBatches =
