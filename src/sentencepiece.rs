@@ -1,6 +1,7 @@
 //! SentencePiece model files (`sentencepiece.bpe.model`, `spiece.model`, `spm.model`) turned
 //! into `tokenizers` tokenizers without Python, the way transformers' slow→fast converter does
-//! (`convert_slow_tokenizer.py`: `SpmConverter`, `XLMRobertaConverter`).
+//! (`convert_slow_tokenizer.py`: `SpmConverter`, `XLMRobertaConverter`, `AlbertConverter`,
+//! `DebertaV2Converter`).
 //!
 //! The file is a protobuf `ModelProto`; only the fields the converter reads are decoded, by a
 //! small bounds-checked reader (a damaged file is an error naming it, never a panic).
@@ -8,10 +9,15 @@ use std::path::Path;
 
 use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::replace::ReplacePattern;
-use tokenizers::normalizers::{Precompiled, Replace, Sequence, Strip};
+use tokenizers::normalizers::{
+    Lowercase, Precompiled, Replace, Sequence, Strip, StripAccents, NFKD,
+};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::punctuation::Punctuation;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, NormalizerWrapper, Tokenizer};
+use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::error::{Error, Result};
 
@@ -181,16 +187,7 @@ fn piece(bytes: &[u8]) -> std::result::Result<Piece, String> {
 /// shifted by one, then `<mask>`), a Unigram model, the model's precompiled normaliser with
 /// right-strip and runs of spaces merged, Metaspace pre-tokenisation, `<s> A </s> </s> B </s>`.
 pub fn xlm_roberta(path: &Path) -> Result<Tokenizer> {
-    let model = SpmModel::from_file(path)?;
-    if model.model_type != 1 {
-        return Err(bad(
-            path,
-            format!(
-                "SentencePiece model type {} is not supported (only unigram, type 1)",
-                model.model_type
-            ),
-        ));
-    }
+    let model = unigram_model(path)?;
     let mut vocab: Vec<(String, f64)> = ["<s>", "<pad>", "</s>", "<unk>"]
         .iter()
         .map(|s| (s.to_string(), 0.0))
@@ -205,32 +202,225 @@ pub fn xlm_roberta(path: &Path) -> Result<Tokenizer> {
     vocab.push(("<mask>".into(), 0.0));
     let unigram = Unigram::from(vocab, Some(3), false).map_err(|e| bad(path, e.to_string()))?;
     let mut t = Tokenizer::new(unigram);
-    let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
-    if !model.precompiled_charsmap.is_empty() {
-        let p = Precompiled::from(&model.precompiled_charsmap)
-            .map_err(|e| bad(path, format!("precompiled normaliser: {e}")))?;
-        normalizers.push(p.into());
-    }
+    let mut normalizers: Vec<NormalizerWrapper> = precompiled(path, &model)?.into_iter().collect();
     normalizers.push(Strip::new(false, true).into());
-    let spaces = Replace::new(ReplacePattern::Regex(" {2,}".into()), "▁")
-        .map_err(|e| bad(path, e.to_string()))?;
-    normalizers.push(spaces.into());
+    normalizers.push(spaces(path, "▁")?);
     t.with_normalizer(Some(Sequence::new(normalizers)));
     t.with_pre_tokenizer(Some(Metaspace::new('▁', PrependScheme::Always, true)));
-    let post = TemplateProcessing::builder()
-        .try_single("<s> $A </s>")
-        .and_then(|b| b.try_pair("<s> $A </s> </s> $B </s>"))
-        .map_err(|e| bad(path, e.to_string()))?
-        .special_tokens(vec![("<s>", 0), ("</s>", 2)])
-        .build()
-        .map_err(|e| bad(path, e.to_string()))?;
-    t.with_post_processor(Some(post));
+    t.with_post_processor(Some(template(
+        path,
+        "<s> $A </s>",
+        "<s> $A </s> </s> $B </s>",
+        &[("<s>", 0), ("</s>", 2)],
+    )?));
     // Control pieces and the specials match only as whole tokens, never split.
     let specials: Vec<AddedToken> = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
         .iter()
         .map(|s| AddedToken::from(s.to_string(), true))
         .collect();
     t.add_special_tokens(&specials);
+    Ok(t)
+}
+
+fn unigram_model(path: &Path) -> Result<SpmModel> {
+    let model = SpmModel::from_file(path)?;
+    if model.model_type != 1 {
+        return Err(bad(
+            path,
+            format!(
+                "SentencePiece model type {} is not supported (only unigram, type 1)",
+                model.model_type
+            ),
+        ));
+    }
+    Ok(model)
+}
+
+/// The model's own normaliser, when it has one.
+fn precompiled(path: &Path, model: &SpmModel) -> Result<Option<NormalizerWrapper>> {
+    if model.precompiled_charsmap.is_empty() {
+        return Ok(None);
+    }
+    let p = Precompiled::from(&model.precompiled_charsmap)
+        .map_err(|e| bad(path, format!("precompiled normaliser: {e}")))?;
+    Ok(Some(p.into()))
+}
+
+/// Runs of two or more spaces become `with`.
+fn spaces(path: &Path, with: &str) -> Result<NormalizerWrapper> {
+    let r = Replace::new(ReplacePattern::Regex(" {2,}".into()), with)
+        .map_err(|e| bad(path, e.to_string()))?;
+    Ok(r.into())
+}
+
+fn replace(path: &Path, from: &str, to: &str) -> Result<NormalizerWrapper> {
+    let r = Replace::new(ReplacePattern::String(from.into()), to)
+        .map_err(|e| bad(path, e.to_string()))?;
+    Ok(r.into())
+}
+
+fn template(
+    path: &Path,
+    single: &str,
+    pair: &str,
+    specials: &[(&str, u32)],
+) -> Result<TemplateProcessing> {
+    TemplateProcessing::builder()
+        .try_single(single)
+        .and_then(|b| b.try_pair(pair))
+        .map_err(|e| bad(path, e.to_string()))?
+        .special_tokens(
+            specials
+                .iter()
+                .map(|(t, id)| (t.to_string(), *id))
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .map_err(|e| bad(path, e.to_string()))
+}
+
+/// What `tokenizer_config.json` says that changes a converted tokenizer.
+#[derive(Debug, Clone, Default)]
+pub struct SpmOptions {
+    pub do_lower_case: Option<bool>,
+    pub keep_accents: Option<bool>,
+    pub split_by_punct: Option<bool>,
+    /// `add_prefix_space: false` turns the Metaspace prefix off.
+    pub add_prefix_space: Option<bool>,
+    /// `legacy: false` prepends the Metaspace only to the first word.
+    pub legacy: Option<bool>,
+}
+
+impl SpmOptions {
+    pub fn from_tokenizer_config(config: &serde_json::Value) -> Self {
+        let b = |k: &str| config.get(k).and_then(serde_json::Value::as_bool);
+        SpmOptions {
+            do_lower_case: b("do_lower_case"),
+            keep_accents: b("keep_accents"),
+            split_by_punct: b("split_by_punct"),
+            add_prefix_space: b("add_prefix_space"),
+            legacy: b("legacy"),
+        }
+    }
+
+    /// As the converter's `_get_prepend_scheme`.
+    fn prepend_scheme(&self) -> PrependScheme {
+        match (
+            self.add_prefix_space.unwrap_or(true),
+            self.legacy.unwrap_or(true),
+        ) {
+            (false, _) => PrependScheme::Never,
+            (true, true) => PrependScheme::Always,
+            (true, false) => PrependScheme::First,
+        }
+    }
+}
+
+/// The `[CLS] A [SEP] B [SEP]` tokenizers (ALBERT, DeBERTa-v2) as `SpmConverter` builds them:
+/// the model's pieces with their ids and scores (`score_of` may change a score), its unk id,
+/// control pieces as special tokens and user-defined pieces as added tokens, then the tokenizer
+/// class's special tokens, appended when the model lacks them (DeBERTa-v3's `[MASK]`).
+fn cls_sep(
+    path: &Path,
+    model: &SpmModel,
+    score_of: impl Fn(&Piece) -> f64,
+    specials: &[AddedToken],
+) -> Result<Tokenizer> {
+    let vocab: Vec<(String, f64)> = model
+        .pieces
+        .iter()
+        .map(|p| (p.piece.clone(), score_of(p)))
+        .collect();
+    let unigram = Unigram::from(vocab, Some(model.unk_id as usize), false)
+        .map_err(|e| bad(path, e.to_string()))?;
+    let mut t = Tokenizer::new(unigram);
+    let added: Vec<AddedToken> = model
+        .pieces
+        .iter()
+        .filter(|p| p.kind == 3 || p.kind == 4)
+        .map(|p| AddedToken::from(p.piece.clone(), p.kind == 3).normalized(false))
+        .collect();
+    t.add_tokens(&added);
+    t.add_special_tokens(specials);
+    let id = |token: &str| {
+        t.token_to_id(token).ok_or_else(|| {
+            bad(
+                path,
+                format!("special token `{token}` is not in the vocabulary"),
+            )
+        })
+    };
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    t.with_post_processor(Some(template(
+        path,
+        "[CLS]:0 $A:0 [SEP]:0",
+        "[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        &[("[CLS]", cls), ("[SEP]", sep)],
+    )?));
+    Ok(t)
+}
+
+fn special(token: &str) -> AddedToken {
+    AddedToken::from(token.to_string(), true).normalized(false)
+}
+
+/// ALBERT's tokenizer of `spiece.model`, as `AlbertConverter`: scores lowered by 100 for
+/// pieces ending in digit + comma, `` and '' as ", NFKD and accents stripped unless
+/// `keep_accents`, lower case unless `do_lower_case: false`, the model's normaliser, runs of
+/// spaces as one, Metaspace; `[MASK]` takes the space before it.
+pub fn albert(path: &Path, options: &SpmOptions) -> Result<Tokenizer> {
+    let model = unigram_model(path)?;
+    // transformers' check_number_comma
+    let score_of = |p: &Piece| {
+        let chars: Vec<char> = p.piece.chars().collect();
+        let n = chars.len();
+        let number_comma = n >= 2 && chars[n - 1] == ',' && chars[n - 2].is_ascii_digit();
+        f64::from(p.score) - if number_comma { 100.0 } else { 0.0 }
+    };
+    let specials = [
+        special("[CLS]"),
+        special("[SEP]"),
+        special("<unk>"),
+        special("<pad>"),
+        special("[MASK]").lstrip(true),
+    ];
+    let mut t = cls_sep(path, &model, score_of, &specials)?;
+    let mut normalizers = vec![replace(path, "``", "\"")?, replace(path, "''", "\"")?];
+    if !options.keep_accents.unwrap_or(false) {
+        normalizers.push(NFKD.into());
+        normalizers.push(StripAccents.into());
+    }
+    if options.do_lower_case.unwrap_or(true) {
+        normalizers.push(Lowercase.into());
+    }
+    normalizers.extend(precompiled(path, &model)?);
+    normalizers.push(spaces(path, " ")?);
+    t.with_normalizer(Some(Sequence::new(normalizers)));
+    t.with_pre_tokenizer(Some(Metaspace::new('▁', options.prepend_scheme(), true)));
+    Ok(t)
+}
+
+/// DeBERTa-v2/v3's tokenizer of `spm.model`, as `DebertaV2Converter`: lower case only with
+/// `do_lower_case`, strip, the model's normaliser, runs of spaces as one, punctuation split
+/// off with `split_by_punct`, Metaspace.
+pub fn deberta_v2(path: &Path, options: &SpmOptions) -> Result<Tokenizer> {
+    let model = unigram_model(path)?;
+    let specials = ["[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]"].map(special);
+    let mut t = cls_sep(path, &model, |p| f64::from(p.score), &specials)?;
+    let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
+    if options.do_lower_case.unwrap_or(false) {
+        normalizers.push(Lowercase.into());
+    }
+    normalizers.push(Strip::new(true, true).into());
+    normalizers.extend(precompiled(path, &model)?);
+    normalizers.push(spaces(path, " ")?);
+    t.with_normalizer(Some(Sequence::new(normalizers)));
+    let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
+    if options.split_by_punct.unwrap_or(false) {
+        pre.push(Punctuation::new(SplitDelimiterBehavior::Isolated).into());
+    }
+    pre.push(Metaspace::new('▁', options.prepend_scheme(), true).into());
+    t.with_pre_tokenizer(Some(PreSequence::new(pre)));
     Ok(t)
 }
 

@@ -66,6 +66,12 @@ fn special_id(tok: &Tokenizer, path: &Path, token: &str) -> Result<u32> {
     })
 }
 
+/// The SentencePiece model file the architecture's slow tokenizer reads, when the folder has it.
+pub fn sentencepiece_file(dir: &Path, config: &ModelConfig) -> Option<std::path::PathBuf> {
+    let file = dir.join(config.arch.facts().sentencepiece_file?);
+    file.is_file().then_some(file)
+}
+
 impl TextTokenizer {
     pub fn load(dir: &Path, config: &ModelConfig) -> Result<Self> {
         let tokenizer_config: Value = {
@@ -122,15 +128,21 @@ impl TextTokenizer {
                     .add_prefix_space(add_prefix_space),
             ));
             t
-        } else if dir.join("sentencepiece.bpe.model").is_file()
-            && config.arch == crate::model::Architecture::XlmRoberta
-        {
-            crate::sentencepiece::xlm_roberta(&dir.join("sentencepiece.bpe.model"))?
+        } else if let Some(spm) = sentencepiece_file(dir, config) {
+            use crate::model::Architecture;
+            use crate::sentencepiece as sp;
+            let options = sp::SpmOptions::from_tokenizer_config(&tokenizer_config);
+            match config.arch {
+                Architecture::Albert => sp::albert(&spm, &options)?,
+                Architecture::DebertaV2 => sp::deberta_v2(&spm, &options)?,
+                _ => sp::xlm_roberta(&spm)?,
+            }
         } else {
             return Err(tok_err(
                 dir,
-                "no tokenizer.json, vocab.txt, vocab.json + merges.txt, or (XLM-RoBERTa) \
-                 sentencepiece.bpe.model in the model folder",
+                "no tokenizer.json, vocab.txt, vocab.json + merges.txt, or SentencePiece model \
+                 (sentencepiece.bpe.model for XLM-RoBERTa, spiece.model for ALBERT, spm.model \
+                 for DeBERTa-v2) in the model folder",
             ));
         };
         // Positions available to tokens; RoBERTa reserves the first padding_idx + 1.

@@ -65,11 +65,11 @@ impl AdapterModule {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let mut modules = BTreeMap::new();
-        for layer in 0..model.num_layers {
+        for layer in 0..model.adapter_layers() {
             for location in Location::ALL {
                 if config.applies_at(layer, location) {
                     let down = config.down_size(origin, model.hidden_size, layer)?;
-                    let p = location_path(&root, model.arch, layer, location) / "adapters" / name;
+                    let p = location_path(&root, model, layer, location) / "adapters" / name;
                     modules.insert(
                         (layer, location),
                         Bottleneck::new(&p, &config, model.hidden_size, down),
@@ -140,8 +140,8 @@ impl FusionModule {
             if !flags[0] {
                 continue;
             }
-            for layer in 0..model.num_layers {
-                let p = location_path(&root, model.arch, layer, location)
+            for layer in 0..model.adapter_layers() {
+                let p = location_path(&root, model, layer, location)
                     / "adapter_fusion_layer"
                     / name.as_str();
                 layers.insert(

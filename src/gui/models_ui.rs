@@ -49,6 +49,10 @@ impl StudioApp {
             .map(|m| format!("Added {}", m.name))
             .map_err(|e| format!("Not added: {e}"));
         self.models.details.remove(path);
+        if result.is_ok() {
+            // Ready for the next folder.
+            self.models.path_input.clear();
+        }
         self.models.message = Some(result);
     }
 

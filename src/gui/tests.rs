@@ -616,24 +616,35 @@ fn a_save_to_disk_folder_and_a_tagging_parquet_file_are_added_by_path_with_label
 }
 
 #[test]
-fn an_electra_model_folder_is_added_and_described_on_the_models_screen() {
-    // A tiny ELECTRA (embedding_size 16 ≠ hidden 32) written by transformers, with the tiny
-    // BERT's tokenizer.
+fn electra_albert_and_deberta_folders_are_added_and_described_on_the_models_screen() {
+    // Tiny models written by transformers: ELECTRA (embedding_size 16 ≠ hidden 32) with the
+    // tiny BERT's tokenizer; ALBERT and DeBERTa-v2 with only a SentencePiece model trained
+    // here on a Debian licence text.
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("electra");
     let code = r#"
-import shutil, sys
-from transformers import ElectraConfig, ElectraModel
-cfg = ElectraConfig(vocab_size=133, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=4, intermediate_size=48, max_position_embeddings=64)
-ElectraModel(cfg).save_pretrained(sys.argv[1])
+import shutil, sys, sentencepiece as spm
+from transformers import (ElectraConfig, ElectraModel, AlbertConfig, AlbertModel,
+                          DebertaV2Config, DebertaV2Model)
+d, bert = sys.argv[1], sys.argv[2]
+small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+             max_position_embeddings=64)
+ElectraModel(ElectraConfig(vocab_size=133, embedding_size=16, **small)).save_pretrained(d + "/electra")
 for f in ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
-    shutil.copy(sys.argv[2] + "/" + f, sys.argv[1] + "/" + f)
+    shutil.copy(bert + "/" + f, d + "/electra/" + f)
+train = dict(input="/usr/share/common-licenses/GPL-3", vocab_size=120, model_type="unigram")
+AlbertModel(AlbertConfig(vocab_size=120, embedding_size=16, **small)).save_pretrained(d + "/albert")
+spm.SentencePieceTrainer.train(model_prefix=d + "/albert/spiece", pad_id=0, unk_id=1, bos_id=-1,
+                               eos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"], **train)
+DebertaV2Model(DebertaV2Config(vocab_size=128, relative_attention=True, position_buckets=8,
+                               **small)).save_pretrained(d + "/deberta")
+spm.SentencePieceTrainer.train(model_prefix=d + "/deberta/spm", pad_id=0, pad_piece="[PAD]",
+                               bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]", unk_id=3,
+                               unk_piece="[UNK]", **train)
 "#;
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let out = std::process::Command::new(python)
         .args(["-c", code])
-        .arg(&model)
+        .arg(dir.path())
         .arg(tiny_model())
         .output()
         .expect("the project's .venv exists (scripts/setup.sh --test)");
@@ -646,17 +657,29 @@ for f in ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_token
     let mut h = harness(app);
     h.get_by_label("Models").click();
     h.step();
-    type_into(&mut h, "Model path", &model.to_string_lossy());
-    click(&mut h, "Add path");
-    assert_eq!(
-        h.state().ws.state.models.len(),
-        2,
-        "the ELECTRA folder was added"
-    );
-    h.step();
-    assert!(
-        h.query_by_label_contains("electra · 2 layers · hidden 32")
-            .is_some(),
-        "the Models screen describes the architecture"
-    );
+    for (i, (folder, says)) in [
+        ("electra", "electra · 2 layers · hidden 32"),
+        ("albert", "tokenizer: SentencePiece (spiece.model)"),
+        ("deberta", "deberta-v2 · 2 layers · hidden 32"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        type_into(
+            &mut h,
+            "Model path",
+            &dir.path().join(folder).to_string_lossy(),
+        );
+        click(&mut h, "Add path");
+        assert_eq!(
+            h.state().ws.state.models.len(),
+            2 + i,
+            "the {folder} folder was added"
+        );
+        h.step();
+        assert!(
+            h.query_by_label_contains(says).is_some(),
+            "the Models screen describes {folder}: {says}"
+        );
+    }
 }

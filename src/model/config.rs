@@ -15,41 +15,146 @@ pub enum Architecture {
     /// ELECTRA discriminators: BERT layers; embeddings of `embedding_size`, projected to
     /// `hidden_size` by `embeddings_project` when the two differ; no pooler.
     Electra,
+    /// ALBERT: factorised embeddings, layers shared within groups (`albert.rs`).
+    Albert,
+    /// DeBERTa-v2 and v3: disentangled attention with relative positions (`deberta_v2.rs`).
+    DebertaV2,
 }
 
-impl Architecture {
+/// What differs between architectures besides their code: names, defaults, files.
+#[derive(Debug)]
+pub struct ArchFacts {
+    pub arch: Architecture,
+    /// `model_type` in config.json.
+    pub model_type: &'static str,
     /// The module name transformers uses as state-dict prefix (`bert.`, `roberta.`, …).
+    pub prefix: &'static str,
+    /// The class name AdapterHub writes as `model_class` in saved configs.
+    pub adapter_model_class: &'static str,
+    /// The checkpoint key (after the prefix) of the pooler weight, for models with a pooler.
+    pub pooler_weight: Option<&'static str>,
+    /// Embeddings have their own width (`embedding_size`).
+    pub embedding_size: bool,
+    /// Defaults of transformers' config class for fields a config.json may leave out.
+    pub default_act: &'static str,
+    pub default_dropout: f64,
+    pub default_layer_norm_eps: f64,
+    pub default_type_vocab_size: i64,
+    /// The SentencePiece model file its slow tokenizer reads, if any.
+    pub sentencepiece_file: Option<&'static str>,
+}
+
+const BERT_LIKE: ArchFacts = ArchFacts {
+    arch: Architecture::Bert,
+    model_type: "bert",
+    prefix: "bert",
+    adapter_model_class: "BertAdapterModel",
+    pooler_weight: Some("pooler.dense.weight"),
+    embedding_size: false,
+    default_act: "gelu",
+    default_dropout: 0.1,
+    default_layer_norm_eps: 1e-12,
+    default_type_vocab_size: 2,
+    sentencepiece_file: None,
+};
+
+/// One row per architecture.
+pub const ARCHITECTURES: [ArchFacts; 7] = [
+    BERT_LIKE,
+    ArchFacts {
+        arch: Architecture::Roberta,
+        model_type: "roberta",
+        prefix: "roberta",
+        adapter_model_class: "RobertaAdapterModel",
+        ..BERT_LIKE
+    },
+    ArchFacts {
+        arch: Architecture::XlmRoberta,
+        model_type: "xlm-roberta",
+        prefix: "roberta",
+        adapter_model_class: "XLMRobertaAdapterModel",
+        sentencepiece_file: Some("sentencepiece.bpe.model"),
+        ..BERT_LIKE
+    },
+    ArchFacts {
+        arch: Architecture::DistilBert,
+        model_type: "distilbert",
+        prefix: "distilbert",
+        adapter_model_class: "DistilBertAdapterModel",
+        pooler_weight: None,
+        default_type_vocab_size: 0,
+        ..BERT_LIKE
+    },
+    ArchFacts {
+        arch: Architecture::Electra,
+        model_type: "electra",
+        prefix: "electra",
+        adapter_model_class: "ElectraAdapterModel",
+        pooler_weight: None,
+        embedding_size: true,
+        ..BERT_LIKE
+    },
+    ArchFacts {
+        arch: Architecture::Albert,
+        model_type: "albert",
+        prefix: "albert",
+        adapter_model_class: "AlbertAdapterModel",
+        pooler_weight: Some("pooler.weight"),
+        embedding_size: true,
+        default_act: "gelu_new",
+        default_dropout: 0.0,
+        sentencepiece_file: Some("spiece.model"),
+        ..BERT_LIKE
+    },
+    ArchFacts {
+        arch: Architecture::DebertaV2,
+        model_type: "deberta-v2",
+        prefix: "deberta",
+        adapter_model_class: "DebertaV2AdapterModel",
+        pooler_weight: None,
+        embedding_size: true,
+        default_layer_norm_eps: 1e-7,
+        default_type_vocab_size: 0,
+        sentencepiece_file: Some("spm.model"),
+        ..BERT_LIKE
+    },
+];
+
+impl Architecture {
+    pub fn facts(self) -> &'static ArchFacts {
+        // Every architecture has its row (a unit test checks).
+        ARCHITECTURES
+            .iter()
+            .find(|f| f.arch == self)
+            .unwrap_or(&ARCHITECTURES[0])
+    }
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        ARCHITECTURES
+            .iter()
+            .find(|f| f.model_type == model_type)
+            .map(|f| f.arch)
+    }
     pub fn prefix(self) -> &'static str {
-        match self {
-            Architecture::Bert => "bert",
-            Architecture::Roberta | Architecture::XlmRoberta => "roberta",
-            Architecture::DistilBert => "distilbert",
-            Architecture::Electra => "electra",
-        }
+        self.facts().prefix
     }
     pub fn model_type(self) -> &'static str {
-        match self {
-            Architecture::Bert => "bert",
-            Architecture::Roberta => "roberta",
-            Architecture::XlmRoberta => "xlm-roberta",
-            Architecture::DistilBert => "distilbert",
-            Architecture::Electra => "electra",
-        }
+        self.facts().model_type
     }
-    /// The class name AdapterHub writes as `model_class` in saved configs.
     pub fn adapter_model_class(self) -> &'static str {
-        match self {
-            Architecture::Bert => "BertAdapterModel",
-            Architecture::Roberta => "RobertaAdapterModel",
-            Architecture::XlmRoberta => "XLMRobertaAdapterModel",
-            Architecture::DistilBert => "DistilBertAdapterModel",
-            Architecture::Electra => "ElectraAdapterModel",
-        }
+        self.facts().adapter_model_class
     }
     /// RoBERTa-style models count positions from `padding_idx + 1`.
     pub fn offsets_positions(self) -> bool {
         matches!(self, Architecture::Roberta | Architecture::XlmRoberta)
     }
+}
+
+/// Settings only some architectures have, parsed by their own files.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchOptions {
+    None,
+    Albert(super::albert::AlbertOptions),
+    DebertaV2(super::deberta_v2::DebertaOptions),
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +176,8 @@ pub struct ModelConfig {
     pub attention_dropout: f64,
     pub classifier_dropout: Option<f64>,
     pub sinusoidal_positions: bool,
+    /// Settings of ALBERT's layer groups or DeBERTa's relative attention.
+    pub options: ArchOptions,
     /// `_name_or_path` or the folder name: what AdapterHub writes as `model_name`.
     pub name_or_path: Option<String>,
     pub raw: Value,
@@ -89,7 +196,7 @@ fn get_i64(path: &Path, v: &Value, keys: &[&str], default: Option<i64>) -> Resul
 
 /// An integer field that becomes a size or an index: it must lie in `range` (a file that
 /// says `hidden_size: 1e12` or `num_hidden_layers: -3` is refused here, not by the allocator).
-fn get_size(
+pub(crate) fn get_size(
     path: &Path,
     v: &Value,
     keys: &[&str],
@@ -141,7 +248,7 @@ fn get_prob(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> 
 /// (the largest encoders with adapter support have about 1.5e9).
 const MAX_PARAMETERS: i64 = 20_000_000_000;
 
-fn get_f64(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
+pub(crate) fn get_f64(path: &Path, v: &Value, keys: &[&str], default: f64) -> Result<f64> {
     for key in keys {
         if let Some(x) = v.get(key) {
             if x.is_null() {
@@ -166,25 +273,23 @@ impl ModelConfig {
             .get("model_type")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::config(path, "model_type", "missing"))?;
-        let arch = match model_type {
-            "bert" => Architecture::Bert,
-            "roberta" => Architecture::Roberta,
-            "xlm-roberta" => Architecture::XlmRoberta,
-            "distilbert" => Architecture::DistilBert,
-            "electra" => Architecture::Electra,
-            other => {
-                return Err(Error::config(
-                    path,
-                    "model_type",
-                    format!("`{other}` is not supported (supported: bert, roberta, xlm-roberta, distilbert, electra)"),
-                ))
-            }
-        };
+        let arch = Architecture::from_model_type(model_type).ok_or_else(|| {
+            let supported: Vec<&str> = ARCHITECTURES.iter().map(|f| f.model_type).collect();
+            Error::config(
+                path,
+                "model_type",
+                format!(
+                    "`{model_type}` is not supported (supported: {})",
+                    supported.join(", ")
+                ),
+            )
+        })?;
+        let facts = arch.facts();
         let distil = arch == Architecture::DistilBert;
         let act_name = raw
             .get(if distil { "activation" } else { "hidden_act" })
             .and_then(Value::as_str)
-            .unwrap_or("gelu")
+            .unwrap_or(facts.default_act)
             .to_string();
         let hidden_act = Activation::from_name(&act_name).ok_or_else(|| {
             Error::config(
@@ -196,28 +301,38 @@ impl ModelConfig {
         const BIG: i64 = 1 << 24;
         let vocab_size = get_size(path, &raw, &["vocab_size"], None, 1..=BIG)?;
         let hidden_size = get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?;
-        let embedding_size = match arch {
-            Architecture::Electra => get_size(
+        let embedding_size = match facts.embedding_size {
+            true => get_size(
                 path,
                 &raw,
                 &["embedding_size"],
                 Some(hidden_size),
                 1..=1 << 16,
             )?,
-            _ => hidden_size,
+            false => hidden_size,
+        };
+        let num_layers = get_size(
+            path,
+            &raw,
+            &["num_hidden_layers", "n_layers"],
+            None,
+            1..=1024,
+        )? as usize;
+        let options = match arch {
+            Architecture::Albert => ArchOptions::Albert(super::albert::AlbertOptions::from_config(
+                path, &raw, num_layers,
+            )?),
+            Architecture::DebertaV2 => {
+                ArchOptions::DebertaV2(super::deberta_v2::DebertaOptions::from_config(path, &raw)?)
+            }
+            _ => ArchOptions::None,
         };
         let cfg = ModelConfig {
             arch,
             vocab_size,
             hidden_size,
             embedding_size,
-            num_layers: get_size(
-                path,
-                &raw,
-                &["num_hidden_layers", "n_layers"],
-                None,
-                1..=1024,
-            )? as usize,
+            num_layers,
             num_heads: get_size(
                 path,
                 &raw,
@@ -243,12 +358,23 @@ impl ModelConfig {
             type_vocab_size: if distil {
                 0
             } else {
-                get_size(path, &raw, &["type_vocab_size"], Some(2), 0..=1 << 16)?
+                get_size(
+                    path,
+                    &raw,
+                    &["type_vocab_size"],
+                    Some(facts.default_type_vocab_size),
+                    0..=1 << 16,
+                )?
             },
             layer_norm_eps: if distil {
                 1e-12
             } else {
-                let eps = get_f64(path, &raw, &["layer_norm_eps"], 1e-12)?;
+                let eps = get_f64(
+                    path,
+                    &raw,
+                    &["layer_norm_eps"],
+                    facts.default_layer_norm_eps,
+                )?;
                 if !(eps > 0.0 && eps < 1.0) {
                     return Err(Error::config(
                         path,
@@ -265,17 +391,23 @@ impl ModelConfig {
                 Some(if arch.offsets_positions() { 1 } else { 0 }),
                 0..=vocab_size - 1,
             )?,
-            hidden_dropout: get_prob(path, &raw, &["hidden_dropout_prob", "dropout"], 0.1)?,
+            hidden_dropout: get_prob(
+                path,
+                &raw,
+                &["hidden_dropout_prob", "dropout"],
+                facts.default_dropout,
+            )?,
             attention_dropout: get_prob(
                 path,
                 &raw,
                 &["attention_probs_dropout_prob", "attention_dropout"],
-                0.1,
+                facts.default_dropout,
             )?,
             classifier_dropout: match raw.get("classifier_dropout") {
                 None | Some(Value::Null) => None,
                 Some(_) => Some(get_prob(path, &raw, &["classifier_dropout"], 0.0)?),
             },
+            options,
             sinusoidal_positions: raw
                 .get("sinusoidal_pos_embds")
                 .and_then(Value::as_bool)
@@ -340,6 +472,15 @@ impl ModelConfig {
             .checked_add(embeddings)
     }
 
+    /// How many layers carry adapters: ALBERT's shared layers have one set each, however
+    /// often they run.
+    pub fn adapter_layers(&self) -> usize {
+        match &self.options {
+            ArchOptions::Albert(a) => a.adapter_layers(),
+            _ => self.num_layers,
+        }
+    }
+
     /// Dropout the heads use when their config gives none (as the Python library infers it).
     pub fn head_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout)
@@ -384,6 +525,18 @@ mod tests {
                 "{field}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn every_architecture_has_one_row_of_facts() {
+        for f in &ARCHITECTURES {
+            assert_eq!(f.arch.facts().model_type, f.model_type);
+            assert_eq!(Architecture::from_model_type(f.model_type), Some(f.arch));
+        }
+        let e = ModelConfig::from_value(Path::new("c.json"), json!({"model_type": "gpt2"}))
+            .expect_err("gpt2")
+            .to_string();
+        assert!(e.contains("albert") && e.contains("deberta-v2"), "{e}");
     }
 
     #[test]

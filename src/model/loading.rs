@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device};
 
+use super::backbone::Encoder;
 use super::config::ModelConfig;
-use super::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::io::weights;
 use crate::tokenizer::TextTokenizer;
@@ -125,6 +125,22 @@ fn read_weights(dir: &Path) -> Result<weights::StateDict> {
     Ok(tensors)
 }
 
+/// The checkpoint key of the pooler weight for the folder's architecture, if it has a pooler.
+fn pooler_weight(dir: &Path) -> Result<Option<&'static str>> {
+    let config = ModelConfig::from_file(&dir.join("config.json"))?;
+    Ok(config.arch.facts().pooler_weight)
+}
+
+/// `key` is the pooler weight `pooler` of the base model (with or without its prefix; a
+/// task model's own pooler, e.g. DeBERTa's `pooler.dense`, is not the base model's).
+fn is_pooler_key(key: &str, pooler: &str) -> bool {
+    match key.strip_suffix(pooler) {
+        Some("") => true,
+        Some(prefix) => prefix.strip_suffix('.').is_some_and(|m| !m.contains('.')),
+        None => false,
+    }
+}
+
 impl BaseModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let dir = &resolve_model_dir(dir)?;
@@ -136,6 +152,7 @@ impl BaseModel {
         }
         let file = weights_file(dir)?;
         let files = weights_files(dir)?;
+        let pooler = pooler_weight(dir)?;
         if files
             .iter()
             .all(|f| f.extension().is_some_and(|e| e == "safetensors"))
@@ -145,9 +162,11 @@ impl BaseModel {
                 .iter()
                 .map(|f| weights::SafetensorsReader::open(f))
                 .collect::<Result<Vec<_>>>()?;
-            let with_pooler = readers
-                .iter()
-                .any(|r| r.names().any(|k| k.ends_with("pooler.dense.weight")));
+            let with_pooler = pooler.is_some_and(|p| {
+                readers
+                    .iter()
+                    .any(|r| r.names().any(|k| is_pooler_key(k, p)))
+            });
             let tensors = readers
                 .into_iter()
                 .flat_map(weights::SafetensorsReader::tensors);
@@ -165,9 +184,8 @@ impl BaseModel {
         tensors: weights::StateDict,
         device: Device,
     ) -> Result<Self> {
-        let with_pooler = tensors
-            .iter()
-            .any(|(k, _)| k.ends_with("pooler.dense.weight"));
+        let with_pooler =
+            pooler_weight(dir)?.is_some_and(|p| tensors.iter().any(|(k, _)| is_pooler_key(k, p)));
         Self::build(dir, file, with_pooler, tensors.into_iter().map(Ok), device)
     }
 
@@ -229,7 +247,7 @@ impl BaseModel {
 }
 
 /// Files of a model folder besides its weights: what a copy of the model needs.
-pub const MODEL_FILES: [&str; 10] = [
+pub const MODEL_FILES: [&str; 11] = [
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -240,6 +258,7 @@ pub const MODEL_FILES: [&str; 10] = [
     "merges.txt",
     "sentencepiece.bpe.model",
     "spiece.model",
+    "spm.model",
 ];
 
 /// What the model list shows about a folder, read without loading any tensor.
@@ -270,24 +289,25 @@ pub fn describe(dir: &Path) -> Result<ModelSummary> {
         None
     };
     let tokenizer = if dir.join("tokenizer.json").is_file() {
-        "tokenizer.json"
+        "tokenizer.json".to_string()
     } else if dir.join("vocab.txt").is_file() {
-        "WordPiece (vocab.txt)"
+        "WordPiece (vocab.txt)".to_string()
     } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
-        "byte-level BPE (vocab.json + merges.txt)"
-    } else if dir.join("sentencepiece.bpe.model").is_file()
-        && config.arch == super::Architecture::XlmRoberta
-    {
-        "SentencePiece (sentencepiece.bpe.model)"
+        "byte-level BPE (vocab.json + merges.txt)".to_string()
+    } else if let Some(spm) = crate::tokenizer::sentencepiece_file(dir, &config) {
+        let name = spm.file_name().unwrap_or_default().to_string_lossy();
+        format!("SentencePiece ({name})")
     } else {
         return Err(Error::Tokenizer {
             path: dir.to_path_buf(),
-            message: "no tokenizer.json, vocab.txt, or vocab.json + merges.txt".into(),
+            message: "no tokenizer.json, vocab.txt, vocab.json + merges.txt, or SentencePiece \
+                      model"
+                .into(),
         });
     };
     Ok(ModelSummary {
         config,
         parameters,
-        tokenizer: tokenizer.into(),
+        tokenizer,
     })
 }

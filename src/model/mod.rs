@@ -1,10 +1,16 @@
-//! Pretrained base models: config, encoder, and loading from a Hugging Face folder.
+//! Pretrained base models: config, the architectures behind one [`Backbone`] trait (one file
+//! each), and loading from a Hugging Face folder.
+pub mod albert;
+pub mod backbone;
+pub mod bert;
 pub mod config;
-pub mod encoder;
+pub mod deberta_v2;
+pub mod distilbert;
+mod layer;
 pub mod loading;
 
-pub use config::{Architecture, ModelConfig};
-pub use encoder::{location_path, Encoder};
+pub use backbone::{location_path, Backbone, Encoder};
+pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{
     demo_model_dir, describe, resolve_model_dir, weights_file, weights_files, BaseModel,
     ModelSummary,

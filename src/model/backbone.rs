@@ -1,0 +1,93 @@
+//! The seam between the adapter machinery and the architectures: every architecture is one
+//! file (`bert.rs`, `distilbert.rs`, `albert.rs`, `deberta_v2.rs`) implementing [`Backbone`],
+//! plugged in by one arm in [`Encoder::new`] and [`location_path`].
+use tch::nn;
+use tch::Tensor;
+
+use super::config::{Architecture, ModelConfig};
+use super::{albert, bert, deberta_v2, distilbert};
+use crate::adapters::{Location, LocationHook};
+use crate::error::Result;
+
+/// A pretrained encoder whose variables carry transformers' names, calling `hook` at every
+/// adapter location.
+pub trait Backbone: std::fmt::Debug + Send {
+    /// The last hidden state [batch, tokens, hidden].
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor>;
+
+    /// The pooler's output for the heads that use it, when the model has a pooler.
+    fn pool(&self, hidden: &Tensor) -> Option<Tensor>;
+}
+
+/// The base model of any supported architecture.
+#[derive(Debug)]
+pub struct Encoder {
+    pub config: ModelConfig,
+    backbone: Box<dyn Backbone>,
+}
+
+impl Encoder {
+    /// Creates the variables under `root`; `with_pooler` when the weights file has a pooler.
+    pub fn new(root: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Self {
+        let p = root / config.arch.prefix();
+        let backbone: Box<dyn Backbone> = match config.arch {
+            Architecture::Bert
+            | Architecture::Roberta
+            | Architecture::XlmRoberta
+            | Architecture::Electra => Box::new(bert::Bert::new(&p, config, with_pooler)),
+            Architecture::DistilBert => Box::new(distilbert::DistilBert::new(&p, config)),
+            Architecture::Albert => Box::new(albert::Albert::new(&p, config, with_pooler)),
+            Architecture::DebertaV2 => Box::new(deberta_v2::DebertaV2::new(&p, config)),
+        };
+        Encoder {
+            config: config.clone(),
+            backbone,
+        }
+    }
+
+    /// Runs the encoder. `hook` is called at every adapter location.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.backbone
+            .forward(input_ids, token_type_ids, attention_mask, hook, train)
+    }
+
+    /// The pooler output (e.g. tanh(dense(first token))), when the model has a pooler.
+    pub fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
+        self.backbone.pool(hidden)
+    }
+}
+
+/// The module path of an adapter location: adapters live under `<path>.adapters.NAME`
+/// and fusion layers under `<path>.adapter_fusion_layer.NAME`. `layer` counts adapter layers
+/// (ALBERT's shared layers have one each, however often they run).
+pub fn location_path<'a>(
+    root: &nn::Path<'a>,
+    config: &ModelConfig,
+    layer: usize,
+    location: Location,
+) -> nn::Path<'a> {
+    let root = root / config.arch.prefix();
+    match config.arch {
+        Architecture::DistilBert => distilbert::location_path(&root, layer, location),
+        Architecture::Albert => albert::location_path(&root, config, layer, location),
+        Architecture::Bert
+        | Architecture::Roberta
+        | Architecture::XlmRoberta
+        | Architecture::Electra
+        | Architecture::DebertaV2 => bert::location_path(&root, layer, location),
+    }
+}

@@ -1,0 +1,156 @@
+//! BERT and the models built from its layers: RoBERTa and XLM-RoBERTa (positions counted from
+//! `padding_idx + 1`), ELECTRA (embeddings of `embedding_size` projected to `hidden_size`, no
+//! pooler). Variables carry transformers' names (`bert.encoder.layer.N.attention.self.query`).
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::backbone::Backbone;
+use super::config::{Architecture, ModelConfig};
+use super::layer::{self, linear, LayerPaths, Style, TransformerLayer};
+use crate::adapters::{Location, LocationHook};
+use crate::error::Result;
+use crate::layers::layer_norm;
+
+#[derive(Debug)]
+pub struct Bert {
+    config: ModelConfig,
+    embeddings: Embeddings,
+    /// ELECTRA with `embedding_size` ≠ `hidden_size`.
+    embeddings_project: Option<nn::Linear>,
+    layers: Vec<TransformerLayer>,
+    pooler: Option<nn::Linear>,
+}
+
+/// Adapters live under `<prefix>.encoder.layer.N.attention.output` and `….output`.
+pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) -> nn::Path<'a> {
+    let l = root / "encoder" / "layer" / layer;
+    match location {
+        Location::Attention => l / "attention" / "output",
+        Location::Output => l / "output",
+    }
+}
+
+/// The embeddings BERT-like models share: word, position and (when the vocabulary has any)
+/// token type embeddings of width `width`, and their LayerNorm of width `ln_width`.
+#[derive(Debug)]
+pub(crate) struct Embeddings {
+    pub word: nn::Embedding,
+    pub position: Option<nn::Embedding>,
+    pub token_type: Option<nn::Embedding>,
+    pub ln: nn::LayerNorm,
+}
+
+impl Embeddings {
+    pub fn new(
+        emb: &nn::Path,
+        c: &ModelConfig,
+        width: i64,
+        ln_width: i64,
+        positions: bool,
+    ) -> Self {
+        let e = |name: &str, n: i64| nn::embedding(emb / name, n, width, Default::default());
+        Embeddings {
+            word: e("word_embeddings", c.vocab_size),
+            position: positions.then(|| e("position_embeddings", c.max_position_embeddings)),
+            token_type: (c.type_vocab_size > 0)
+                .then(|| e("token_type_embeddings", c.type_vocab_size)),
+            ln: layer_norm(emb / "LayerNorm", ln_width, c.layer_norm_eps),
+        }
+    }
+
+    /// Sum of the embeddings before the LayerNorm.
+    pub fn sum(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        token_type_ids: Option<&Tensor>,
+    ) -> Tensor {
+        let mut x = self.word.forward(input_ids);
+        if let Some(p) = &self.position {
+            x = x + p.forward(positions);
+        }
+        if let Some(tt) = &self.token_type {
+            x = x + tt.forward(&layer::token_types(input_ids, token_type_ids));
+        }
+        x
+    }
+}
+
+impl Bert {
+    pub fn new(p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Self {
+        let c = config;
+        let d = c.hidden_size;
+        let e = c.embedding_size;
+        let embeddings = Embeddings::new(&(p / "embeddings"), c, e, e, true);
+        let layers = (0..c.num_layers)
+            .map(|i| {
+                let l = p / "encoder" / "layer" / i;
+                let a = &l / "attention";
+                let paths = LayerPaths {
+                    query: &a / "self" / "query",
+                    key: &a / "self" / "key",
+                    value: &a / "self" / "value",
+                    attention_out: &a / "output" / "dense",
+                    attention_ln: &a / "output" / "LayerNorm",
+                    intermediate: &l / "intermediate" / "dense",
+                    output: &l / "output" / "dense",
+                    output_ln: &l / "output" / "LayerNorm",
+                };
+                TransformerLayer::new(paths, c, Style::BERT)
+            })
+            .collect();
+        Bert {
+            config: config.clone(),
+            embeddings,
+            embeddings_project: (e != d).then(|| linear(p / "embeddings_project", e, d)),
+            layers,
+            pooler: (with_pooler && config.arch != Architecture::Electra)
+                .then(|| linear(p / "pooler" / "dense", d, d)),
+        }
+    }
+
+    fn position_ids(&self, input_ids: &Tensor) -> Tensor {
+        if self.config.arch.offsets_positions() {
+            // RoBERTa counts positions of non-padding tokens from padding_idx + 1.
+            let pad = self.config.pad_token_id;
+            let mask = input_ids.ne(pad).to_kind(Kind::Int64);
+            mask.cumsum(1, Kind::Int64) * &mask + pad
+        } else {
+            layer::absolute_positions(input_ids)
+        }
+    }
+}
+
+impl Backbone for Bert {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let x = self
+            .embeddings
+            .sum(input_ids, &self.position_ids(input_ids), token_type_ids);
+        let mut x = self
+            .embeddings
+            .ln
+            .forward(&x)
+            .dropout(c.hidden_dropout, train);
+        if let Some(project) = &self.embeddings_project {
+            x = project.forward(&x);
+        }
+        let mask_bias = layer::mask_bias(attention_mask);
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
+        }
+        Ok(x)
+    }
+
+    fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
+        let pooler = self.pooler.as_ref()?;
+        Some(pooler.forward(&hidden.select(1, 0)).tanh())
+    }
+}

@@ -1,0 +1,522 @@
+//! DeBERTa-v2 and v3 (`model_type: deberta-v2`): BERT's layer shape with disentangled
+//! attention — content-to-content scores plus content-to-position (`c2p`) and
+//! position-to-content (`p2c`) scores over relative positions (log buckets when
+//! `position_buckets` > 0), relative embeddings shared by all layers (LayerNorm-ed when
+//! `norm_rel_ebd` says `layer_norm`), optionally with shared key projections (`share_att_key`),
+//! absolute positions only when `position_biased_input`, and v2's convolution after the first
+//! layer (`conv_kernel_size`). Numerics as transformers 4.57's `modeling_deberta_v2.py`;
+//! adapters sit where BERT's do (`deberta.encoder.layer.N.attention.output`, `….output`).
+use std::path::Path;
+
+use serde_json::Value;
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::backbone::Backbone;
+use super::bert::Embeddings;
+use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
+use super::layer::{self, linear};
+use crate::activation::Activation;
+use crate::adapters::{Location, LocationHook};
+use crate::error::{Error, Result};
+use crate::layers::layer_norm;
+
+/// v2's convolution after the first layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvOptions {
+    pub kernel_size: i64,
+    pub groups: i64,
+    pub act: Activation,
+}
+
+/// DeBERTa-v2's attention settings, resolved as transformers resolves them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DebertaOptions {
+    pub relative_attention: bool,
+    /// `max_relative_positions`, or `max_position_embeddings` when below 1.
+    pub max_relative_positions: i64,
+    /// Log-bucketed relative positions when > 0.
+    pub position_buckets: i64,
+    pub share_att_key: bool,
+    pub c2p: bool,
+    pub p2c: bool,
+    pub norm_rel_ebd: bool,
+    pub position_biased_input: bool,
+    pub conv: Option<ConvOptions>,
+}
+
+impl DebertaOptions {
+    pub fn from_config(path: &Path, raw: &Value) -> Result<Self> {
+        let bool_of = |key: &str, default: bool| -> Result<bool> {
+            match raw.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(x) => Err(Error::config(
+                    path,
+                    key,
+                    format!("expected true or false, found {x}"),
+                )),
+            }
+        };
+        let pos_att_type: Vec<String> = match raw.get("pos_att_type") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .to_lowercase()
+                .split('|')
+                .map(|x| x.trim().to_string())
+                .collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str().map(|s| s.trim().to_lowercase()).ok_or_else(|| {
+                        Error::config(path, "pos_att_type", format!("expected strings, found {x}"))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            Some(x) => {
+                return Err(Error::config(
+                    path,
+                    "pos_att_type",
+                    format!("expected a list or `p2c|c2p`, found {x}"),
+                ))
+            }
+        };
+        if let Some(bad) = pos_att_type
+            .iter()
+            .find(|t| !["c2p", "p2c", ""].contains(&t.as_str()))
+        {
+            return Err(Error::config(
+                path,
+                "pos_att_type",
+                format!("`{bad}` is not supported (c2p, p2c)"),
+            ));
+        }
+        let max_position_embeddings = get_size(
+            path,
+            raw,
+            &["max_position_embeddings"],
+            Some(512),
+            1..=1 << 20,
+        )?;
+        let max_relative_positions = match get_f64(path, raw, &["max_relative_positions"], -1.0)? {
+            m if m < 1.0 => max_position_embeddings,
+            _ => get_size(path, raw, &["max_relative_positions"], None, 1..=1 << 20)?,
+        };
+        let position_buckets = match get_f64(path, raw, &["position_buckets"], -1.0)? {
+            b if b <= 0.0 => -1,
+            _ => get_size(path, raw, &["position_buckets"], None, 2..=1 << 20)?,
+        };
+        let norm_rel_ebd = raw
+            .get("norm_rel_ebd")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+            .to_lowercase()
+            .split('|')
+            .any(|x| x.trim() == "layer_norm");
+        let conv = match get_size(path, raw, &["conv_kernel_size"], Some(0), 0..=1024)? {
+            0 => None,
+            kernel_size => {
+                let act_name = raw
+                    .get("conv_act")
+                    .and_then(Value::as_str)
+                    .unwrap_or("tanh");
+                Some(ConvOptions {
+                    kernel_size,
+                    groups: get_size(path, raw, &["conv_groups"], Some(1), 1..=1 << 16)?,
+                    act: Activation::from_name(act_name).ok_or_else(|| {
+                        Error::config(path, "conv_act", format!("unknown activation `{act_name}`"))
+                    })?,
+                })
+            }
+        };
+        if let Some(size) = raw.get("attention_head_size").filter(|v| !v.is_null()) {
+            let hidden = get_size(path, raw, &["hidden_size"], None, 1..=1 << 16)?;
+            let heads = get_size(path, raw, &["num_attention_heads"], None, 1..=4096)?;
+            if size.as_i64() != Some(hidden / heads) {
+                return Err(Error::config(
+                    path,
+                    "attention_head_size",
+                    format!("{size} is not supported (only hidden_size / num_attention_heads)"),
+                ));
+            }
+        }
+        Ok(DebertaOptions {
+            relative_attention: bool_of("relative_attention", false)?,
+            max_relative_positions,
+            position_buckets,
+            share_att_key: bool_of("share_att_key", false)?,
+            c2p: pos_att_type.iter().any(|t| t == "c2p"),
+            p2c: pos_att_type.iter().any(|t| t == "p2c"),
+            norm_rel_ebd,
+            position_biased_input: bool_of("position_biased_input", true)?,
+            conv,
+        })
+    }
+
+    /// Rows of relative embeddings each side: the bucket count or the maximum distance.
+    fn span(&self) -> i64 {
+        if self.position_buckets > 0 {
+            self.position_buckets
+        } else {
+            self.max_relative_positions
+        }
+    }
+
+    /// Divisor of the scores: √(head size · number of score terms).
+    fn scale_factor(&self) -> i64 {
+        1 + i64::from(self.relative_attention && self.c2p)
+            + i64::from(self.relative_attention && self.p2c)
+    }
+}
+
+fn options(c: &ModelConfig) -> DebertaOptions {
+    match &c.options {
+        ArchOptions::DebertaV2(o) => o.clone(),
+        // A config that did not come through DeBERTa's parser: plain attention.
+        _ => DebertaOptions {
+            relative_attention: false,
+            max_relative_positions: c.max_position_embeddings,
+            position_buckets: -1,
+            share_att_key: false,
+            c2p: false,
+            p2c: false,
+            norm_rel_ebd: false,
+            position_biased_input: true,
+            conv: None,
+        },
+    }
+}
+
+/// Relative positions `q - k` of `tokens` tokens [tokens, tokens], log-bucketed as
+/// transformers' `make_log_bucket_position` (in float32, as there) when `buckets` > 0.
+fn relative_positions(tokens: i64, buckets: i64, max_position: i64, device: tch::Device) -> Tensor {
+    let ids = Tensor::arange(tokens, (Kind::Int64, device));
+    let rel = ids.unsqueeze(1) - ids.unsqueeze(0);
+    if buckets <= 0 || max_position <= 0 {
+        return rel;
+    }
+    let mid = buckets / 2;
+    let sign = rel.sign();
+    let near = rel.lt(mid).logical_and(&rel.gt(-mid));
+    let abs_pos = rel
+        .abs()
+        .where_self(&near.logical_not(), &Tensor::from(mid - 1));
+    let abs_f = abs_pos.to_kind(Kind::Float);
+    let denominator = Tensor::from(((max_position - 1) as f64 / mid as f64) as f32).log();
+    let log_pos = ((abs_f / mid as f64).log() / denominator * (mid - 1) as f64).ceil() + mid as f64;
+    let bucketed = rel
+        .to_kind(Kind::Float)
+        .where_self(&abs_pos.le(mid), &(log_pos * sign.to_kind(Kind::Float)));
+    bucketed.to_kind(Kind::Int64)
+}
+
+#[derive(Debug)]
+struct DisentangledAttention {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    pos_key: Option<nn::Linear>,
+    pos_query: Option<nn::Linear>,
+    num_heads: i64,
+    dropout: f64,
+    hidden_dropout: f64,
+}
+
+/// Everything the layers share in one forward pass.
+struct Context<'t> {
+    /// [batch, 1, tokens, tokens]: true where query and key are both tokens.
+    mask: &'t Tensor,
+    /// [tokens, tokens] relative positions.
+    relative_pos: Option<&'t Tensor>,
+    /// The relative embeddings (LayerNorm-ed when configured) [2 · span, hidden].
+    rel_embeddings: Option<&'t Tensor>,
+}
+
+impl DisentangledAttention {
+    /// [batch, tokens, hidden] → [batch, heads, tokens, head size].
+    fn heads(&self, x: &Tensor) -> Tensor {
+        let size = x.size();
+        let mut shape = size[..size.len() - 1].to_vec();
+        shape.extend([self.num_heads, -1]);
+        let n = shape.len();
+        x.view(shape.as_slice())
+            .transpose(n as i64 - 3, n as i64 - 2)
+    }
+
+    fn forward(&self, x: &Tensor, o: &DebertaOptions, ctx: &Context, train: bool) -> Tensor {
+        let (b, t, d) = x
+            .size3()
+            .expect("hidden states are [batch, tokens, hidden]");
+        let q = self.heads(&self.query.forward(x));
+        let k = self.heads(&self.key.forward(x));
+        let v = self.heads(&self.value.forward(x));
+        let dh = d / self.num_heads;
+        let scale = Tensor::from((dh * o.scale_factor()) as f32)
+            .sqrt()
+            .to_device(x.device());
+        let mut scores = q.matmul(&(k.transpose(-1, -2) / &scale));
+        if let (true, Some(rel_pos), Some(rel_emb)) =
+            (o.relative_attention, ctx.relative_pos, ctx.rel_embeddings)
+        {
+            let span = o.span();
+            let rel = rel_emb.dropout(self.hidden_dropout, train).narrow(
+                0,
+                0,
+                (2 * span).min(rel_emb.size()[0]),
+            );
+            let project = |own: &Option<nn::Linear>, shared: &nn::Linear| {
+                let lin = if o.share_att_key {
+                    shared
+                } else {
+                    own.as_ref().unwrap_or(shared)
+                };
+                // [2·span, hidden] → [heads, 2·span, head size]
+                self.heads(&lin.forward(&rel))
+            };
+            let expand = |idx: Tensor| idx.expand([b, self.num_heads, t, t], true);
+            if o.c2p {
+                let pos_key = project(&self.pos_key, &self.key);
+                let c2p = q.matmul(&pos_key.transpose(-1, -2));
+                let index = expand((rel_pos + span).clamp(0, 2 * span - 1));
+                scores = scores + c2p.gather(-1, &index, false) / &scale;
+            }
+            if o.p2c {
+                let pos_query = project(&self.pos_query, &self.query);
+                let p2c = k.matmul(&pos_query.transpose(-1, -2));
+                let index = expand((-rel_pos + span).clamp(0, 2 * span - 1));
+                scores = scores + p2c.gather(-1, &index, false).transpose(-1, -2) / &scale;
+            }
+        }
+        let scores = scores.masked_fill(&ctx.mask.logical_not(), f64::from(f32::MIN));
+        let dropout = if train { self.dropout } else { 0.0 };
+        scores
+            .softmax(-1, Kind::Float)
+            .dropout(dropout, train)
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, d])
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    attention: DisentangledAttention,
+    attention_out: nn::Linear,
+    attention_ln: nn::LayerNorm,
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    output_ln: nn::LayerNorm,
+}
+
+#[derive(Debug)]
+struct Conv {
+    conv: nn::Conv1D,
+    ln: nn::LayerNorm,
+    act: Activation,
+}
+
+#[derive(Debug)]
+pub struct DebertaV2 {
+    config: ModelConfig,
+    options: DebertaOptions,
+    embeddings: Embeddings,
+    embed_proj: Option<nn::Linear>,
+    layers: Vec<Layer>,
+    rel_embeddings: Option<nn::Embedding>,
+    rel_ln: Option<nn::LayerNorm>,
+    conv: Option<Conv>,
+}
+
+impl DebertaV2 {
+    pub fn new(p: &nn::Path, config: &ModelConfig) -> Self {
+        let c = config;
+        let o = options(c);
+        let d = c.hidden_size;
+        let e = c.embedding_size;
+        let emb = p / "embeddings";
+        let embeddings = Embeddings::new(&emb, c, e, d, o.position_biased_input);
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let embed_proj = (e != d).then(|| nn::linear(&emb / "embed_proj", e, d, no_bias));
+        let relative = o.relative_attention;
+        let layers = (0..c.num_layers)
+            .map(|i| {
+                let l = p / "encoder" / "layer" / i;
+                let a = &l / "attention";
+                let s = &a / "self";
+                let own = |on: bool, name: &str| {
+                    (relative && on && !o.share_att_key).then(|| linear(&s / name, d, d))
+                };
+                Layer {
+                    attention: DisentangledAttention {
+                        query: linear(&s / "query_proj", d, d),
+                        key: linear(&s / "key_proj", d, d),
+                        value: linear(&s / "value_proj", d, d),
+                        pos_key: own(o.c2p, "pos_key_proj"),
+                        pos_query: own(o.p2c, "pos_query_proj"),
+                        num_heads: c.num_heads,
+                        dropout: c.attention_dropout,
+                        hidden_dropout: c.hidden_dropout,
+                    },
+                    attention_out: linear(&a / "output" / "dense", d, d),
+                    attention_ln: layer_norm(&a / "output" / "LayerNorm", d, c.layer_norm_eps),
+                    intermediate: linear(&l / "intermediate" / "dense", d, c.intermediate_size),
+                    output: linear(&l / "output" / "dense", c.intermediate_size, d),
+                    output_ln: layer_norm(&l / "output" / "LayerNorm", d, c.layer_norm_eps),
+                }
+            })
+            .collect();
+        let enc = p / "encoder";
+        let rel_embeddings = relative
+            .then(|| nn::embedding(&enc / "rel_embeddings", 2 * o.span(), d, Default::default()));
+        let rel_ln = (relative && o.norm_rel_ebd)
+            .then(|| layer_norm(&enc / "LayerNorm", d, c.layer_norm_eps));
+        let conv = o.conv.as_ref().map(|conv| Conv {
+            conv: nn::conv1d(
+                &enc / "conv" / "conv",
+                d,
+                d,
+                conv.kernel_size,
+                nn::ConvConfig {
+                    padding: (conv.kernel_size - 1) / 2,
+                    groups: conv.groups,
+                    ..Default::default()
+                },
+            ),
+            ln: layer_norm(&enc / "conv" / "LayerNorm", d, c.layer_norm_eps),
+            act: conv.act,
+        });
+        DebertaV2 {
+            config: config.clone(),
+            options: o,
+            embeddings,
+            embed_proj,
+            layers,
+            rel_embeddings,
+            rel_ln,
+            conv,
+        }
+    }
+}
+
+impl Conv {
+    /// `LN(residual + act(conv(hidden))) · mask`, with padding positions zeroed first.
+    fn forward(
+        &self,
+        hidden: &Tensor,
+        residual: &Tensor,
+        mask: &Tensor,
+        p: f64,
+        train: bool,
+    ) -> Tensor {
+        let out = self
+            .conv
+            .forward(&hidden.permute([0, 2, 1]).contiguous())
+            .permute([0, 2, 1])
+            .contiguous();
+        let keep = mask.unsqueeze(-1);
+        let out = out.masked_fill(&keep.eq(0), 0.0);
+        let out = self.act.apply(&out.dropout(p, train));
+        self.ln.forward(&(residual + out)) * keep.to_kind(Kind::Float)
+    }
+}
+
+impl Backbone for DebertaV2 {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let o = &self.options;
+        let mut x = self.embeddings.sum(
+            input_ids,
+            &layer::absolute_positions(input_ids),
+            token_type_ids,
+        );
+        if let Some(proj) = &self.embed_proj {
+            x = proj.forward(&x);
+        }
+        let mask_f = attention_mask.to_kind(Kind::Float);
+        let x =
+            (self.embeddings.ln.forward(&x) * mask_f.unsqueeze(2)).dropout(c.hidden_dropout, train);
+        // [batch, 1, tokens, tokens]: query and key both real tokens.
+        let m = mask_f.unsqueeze(1).unsqueeze(2);
+        let mask = (&m * m.squeeze_dim(-2).unsqueeze(-1)).to_kind(Kind::Bool);
+        let t = input_ids.size()[1];
+        let relative_pos = o.relative_attention.then(|| {
+            relative_positions(t, o.position_buckets, o.max_relative_positions, x.device())
+        });
+        let rel_embeddings = self.rel_embeddings.as_ref().map(|e| match &self.rel_ln {
+            Some(ln) => ln.forward(&e.ws),
+            None => e.ws.shallow_clone(),
+        });
+        let ctx = Context {
+            mask: &mask,
+            relative_pos: relative_pos.as_ref(),
+            rel_embeddings: rel_embeddings.as_ref(),
+        };
+        let embedded = x.shallow_clone();
+        let mut x = x;
+        for (i, l) in self.layers.iter().enumerate() {
+            let attn = l.attention.forward(&x, o, &ctx, train);
+            let h = l
+                .attention_out
+                .forward(&attn)
+                .dropout(c.hidden_dropout, train);
+            let after_attention =
+                hook.bottleneck(i, Location::Attention, &h, &x, &l.attention_ln, train)?;
+            let inter = c
+                .hidden_act
+                .apply(&l.intermediate.forward(&after_attention));
+            let h = l.output.forward(&inter).dropout(c.hidden_dropout, train);
+            x = hook.bottleneck(
+                i,
+                Location::Output,
+                &h,
+                &after_attention,
+                &l.output_ln,
+                train,
+            )?;
+            if let (0, Some(conv)) = (i, &self.conv) {
+                x = conv.forward(&embedded, &x, attention_mask, c.hidden_dropout, train);
+            }
+        }
+        Ok(x)
+    }
+
+    fn pool(&self, _hidden: &Tensor) -> Option<Tensor> {
+        // The library's DeBERTa heads read the first token (DeBERTa's ContextPooler belongs
+        // to transformers' classification model, not to the base model).
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_buckets_match_transformers() {
+        // make_log_bucket_position(arange(10)[:,None] - arange(10)[None,:], 4, 8)[0] and [9]
+        // from transformers 4.57.
+        let r = relative_positions(10, 4, 8, tch::Device::Cpu);
+        let row0: Vec<i64> = Vec::try_from(r.get(0)).unwrap();
+        let row9: Vec<i64> = Vec::try_from(r.get(9)).unwrap();
+        assert_eq!(row0, [0, -1, -2, -3, -3, -3, -3, -3, -4, -4]);
+        assert_eq!(row9, [4, 4, 3, 3, 3, 3, 3, 2, 1, 0]);
+        // DeBERTa-v3's 256 buckets over 512 positions, far apart.
+        let v3 = relative_positions(300, 256, 512, tch::Device::Cpu);
+        let far: Vec<i64> = Vec::try_from(v3.get(299).narrow(0, 0, 5)).unwrap();
+        assert_eq!(far, [206, 206, 206, 205, 205]);
+        let plain = relative_positions(3, -1, 8, tch::Device::Cpu);
+        let row: Vec<i64> = Vec::try_from(plain.get(2)).unwrap();
+        assert_eq!(row, [2, 1, 0]);
+    }
+}

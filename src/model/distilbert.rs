@@ -1,0 +1,92 @@
+//! DistilBERT: BERT's layer under other names (`transformer.layer.N.attention.q_lin`, `ffn.lin1`,
+//! …), no token types, no dropout after the attention projection, no pooler; adapters at
+//! `transformer.layer.N.{attention,output}_adapters` as the library places them.
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::backbone::Backbone;
+use super::bert::Embeddings;
+use super::config::ModelConfig;
+use super::layer::{self, LayerPaths, Style, TransformerLayer};
+use crate::adapters::{Location, LocationHook};
+use crate::error::Result;
+
+#[derive(Debug)]
+pub struct DistilBert {
+    config: ModelConfig,
+    embeddings: Embeddings,
+    layers: Vec<TransformerLayer>,
+}
+
+pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) -> nn::Path<'a> {
+    let l = root / "transformer" / "layer" / layer;
+    match location {
+        Location::Attention => l / "attention_adapters",
+        Location::Output => l / "output_adapters",
+    }
+}
+
+impl DistilBert {
+    pub fn new(p: &nn::Path, config: &ModelConfig) -> Self {
+        let c = config;
+        let layers = (0..c.num_layers)
+            .map(|i| {
+                let l = p / "transformer" / "layer" / i;
+                let a = &l / "attention";
+                let paths = LayerPaths {
+                    query: &a / "q_lin",
+                    key: &a / "k_lin",
+                    value: &a / "v_lin",
+                    attention_out: &a / "out_lin",
+                    attention_ln: &l / "sa_layer_norm",
+                    intermediate: &l / "ffn" / "lin1",
+                    output: &l / "ffn" / "lin2",
+                    output_ln: &l / "output_layer_norm",
+                };
+                TransformerLayer::new(
+                    paths,
+                    c,
+                    Style {
+                        attention_out_dropout: false,
+                        ..Style::BERT
+                    },
+                )
+            })
+            .collect();
+        DistilBert {
+            config: config.clone(),
+            embeddings: Embeddings::new(&(p / "embeddings"), c, c.hidden_size, c.hidden_size, true),
+            layers,
+        }
+    }
+}
+
+impl Backbone for DistilBert {
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        _token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let x = self
+            .embeddings
+            .sum(input_ids, &layer::absolute_positions(input_ids), None);
+        let mut x = self
+            .embeddings
+            .ln
+            .forward(&x)
+            .dropout(c.hidden_dropout, train);
+        let mask_bias = layer::mask_bias(attention_mask);
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
+        }
+        Ok(x)
+    }
+
+    fn pool(&self, _hidden: &Tensor) -> Option<Tensor> {
+        None
+    }
+}

@@ -1,0 +1,180 @@
+//! The post-LayerNorm transformer layer that BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT and
+//! ALBERT share (only their weight names differ), and the attention mask they all use.
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::config::ModelConfig;
+use crate::adapters::{Location, LocationHook};
+use crate::error::Result;
+use crate::layers::layer_norm;
+
+pub(crate) fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
+    nn::linear(p, i, o, Default::default())
+}
+
+/// The module paths of one layer's pieces, as the architecture names them.
+pub(crate) struct LayerPaths<'a> {
+    pub query: nn::Path<'a>,
+    pub key: nn::Path<'a>,
+    pub value: nn::Path<'a>,
+    pub attention_out: nn::Path<'a>,
+    pub attention_ln: nn::Path<'a>,
+    pub intermediate: nn::Path<'a>,
+    pub output: nn::Path<'a>,
+    pub output_ln: nn::Path<'a>,
+}
+
+/// Scaled dot-product self-attention over `num_heads` heads.
+#[derive(Debug)]
+struct SelfAttention {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    num_heads: i64,
+    dropout: f64,
+}
+
+impl SelfAttention {
+    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Tensor {
+        let (b, t, d) = x
+            .size3()
+            .expect("hidden states are [batch, tokens, hidden]");
+        let dh = d / self.num_heads;
+        let split = |y: Tensor| y.view([b, t, self.num_heads, dh]).transpose(1, 2);
+        let q = split(self.query.forward(x));
+        let k = split(self.key.forward(x));
+        let v = split(self.value.forward(x));
+        // Fused attention (what transformers uses by default too): less memory in training.
+        let dropout = if train { self.dropout } else { 0.0 };
+        Tensor::scaled_dot_product_attention(&q, &k, &v, mask_bias, dropout, false, None, false)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, d])
+    }
+}
+
+/// One layer: attention, its projection and LayerNorm, feed-forward and its LayerNorm, with
+/// the adapter hook after each sub-layer.
+#[derive(Debug)]
+pub(crate) struct TransformerLayer {
+    attention: SelfAttention,
+    attention_out: nn::Linear,
+    attention_ln: nn::LayerNorm,
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    output_ln: nn::LayerNorm,
+    style: Style,
+}
+
+/// What the architectures do differently in this layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Style {
+    /// Hidden dropout after the attention projection (not in DistilBERT).
+    pub attention_out_dropout: bool,
+    /// Hidden dropout after the feed-forward output (not in ALBERT).
+    pub output_dropout: bool,
+    /// The library's ALBERT calls its attention adapters with the layer's input as the
+    /// sub-layer output and the attention output as the residual (the reverse of BERT).
+    pub attention_hook_swapped: bool,
+}
+
+impl Style {
+    pub const BERT: Style = Style {
+        attention_out_dropout: true,
+        output_dropout: true,
+        attention_hook_swapped: false,
+    };
+}
+
+impl TransformerLayer {
+    pub fn new(p: LayerPaths, c: &ModelConfig, style: Style) -> Self {
+        let d = c.hidden_size;
+        TransformerLayer {
+            attention: SelfAttention {
+                query: linear(p.query, d, d),
+                key: linear(p.key, d, d),
+                value: linear(p.value, d, d),
+                num_heads: c.num_heads,
+                dropout: c.attention_dropout,
+            },
+            attention_out: linear(p.attention_out, d, d),
+            attention_ln: layer_norm(p.attention_ln, d, c.layer_norm_eps),
+            intermediate: linear(p.intermediate, d, c.intermediate_size),
+            output: linear(p.output, c.intermediate_size, d),
+            output_ln: layer_norm(p.output_ln, d, c.layer_norm_eps),
+            style,
+        }
+    }
+
+    /// Runs the layer; `adapter_layer` is the index adapters of this layer carry (ALBERT
+    /// shares one layer, and its adapters, between several positions).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask_bias: Option<&Tensor>,
+        c: &ModelConfig,
+        adapter_layer: usize,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        let attn = self.attention.forward(x, mask_bias, train);
+        let mut h = self.attention_out.forward(&attn);
+        if self.style.attention_out_dropout {
+            h = h.dropout(c.hidden_dropout, train);
+        }
+        let (sub_layer, residual) = match self.style.attention_hook_swapped {
+            true => (x, &h),
+            false => (&h, x),
+        };
+        let after_attention = hook.bottleneck(
+            adapter_layer,
+            Location::Attention,
+            sub_layer,
+            residual,
+            &self.attention_ln,
+            train,
+        )?;
+        let inter = c
+            .hidden_act
+            .apply(&self.intermediate.forward(&after_attention));
+        let mut h = self.output.forward(&inter);
+        if self.style.output_dropout {
+            h = h.dropout(c.hidden_dropout, train);
+        }
+        hook.bottleneck(
+            adapter_layer,
+            Location::Output,
+            &h,
+            &after_attention,
+            &self.output_ln,
+            train,
+        )
+    }
+}
+
+/// Additive mask [batch, 1, 1, tokens]: 0 for tokens, the most negative float for padding.
+/// Without padding there is no mask at all (as transformers does), which lets attention use
+/// its fastest kernel.
+pub(crate) fn mask_bias(attention_mask: &Tensor) -> Option<Tensor> {
+    let padded = attention_mask.numel() > 0 && attention_mask.min().int64_value(&[]) == 0;
+    padded.then(|| {
+        let m = attention_mask.to_kind(Kind::Float);
+        (m.ones_like() - m).unsqueeze(1).unsqueeze(1) * f64::from(f32::MIN)
+    })
+}
+
+/// Absolute position ids `0..tokens` for every example.
+pub(crate) fn absolute_positions(input_ids: &Tensor) -> Tensor {
+    let (b, t) = input_ids.size2().expect("input ids are [batch, tokens]");
+    Tensor::arange(t, (Kind::Int64, input_ids.device()))
+        .unsqueeze(0)
+        .expand([b, t], true)
+}
+
+/// The token type ids given, or zeros.
+pub(crate) fn token_types(input_ids: &Tensor, token_type_ids: Option<&Tensor>) -> Tensor {
+    match token_type_ids {
+        Some(ids) => ids.shallow_clone(),
+        None => input_ids.zeros_like(),
+    }
+}

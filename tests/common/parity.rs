@@ -1,0 +1,171 @@
+//! Parity with the Python library on a model folder made at test time: the same texts through
+//! `predict` and through `adapters`, with the same adapters, fusion and head.
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{bin, floats, ok, run_python};
+
+pub const TEXTS: [&str; 3] = [
+    "the film was fine",
+    "a dull and long evening",
+    "words the tiny vocabulary may not know: zyxw",
+];
+
+/// Loads `DIR/model` with the library, activates the adapters `DIR/NAME` (a `Fuse` with the
+/// fusion `DIR/fusion`, else a `Stack`), loads the head and prints the logits as JSON.
+const PY_LOGITS: &str = r#"
+import json, sys, torch
+from transformers import AutoTokenizer
+from adapters import AutoAdapterModel
+from adapters.composition import Fuse, Stack
+d, head, fusion, texts = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
+adapters = json.loads(sys.argv[5])
+tok = AutoTokenizer.from_pretrained(d + "/model")
+m = AutoAdapterModel.from_pretrained(d + "/model")
+names = [m.load_adapter(d + "/" + a) for a in adapters]
+if fusion:
+    m.load_adapter_fusion(d + "/fusion")
+    m.set_active_adapters(Fuse(*names))
+elif names:
+    m.set_active_adapters(Stack(*names))
+m.load_head(head)  # loads and activates it
+m.eval()
+enc = tok(texts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    out = m(**enc).logits
+print(json.dumps(out.flatten().tolist()))
+"#;
+
+/// The library's logits of TEXTS (see PY_LOGITS).
+pub fn python_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+    let texts = serde_json::to_string(&TEXTS).unwrap();
+    let adapters = serde_json::to_string(adapters).unwrap();
+    let out = run_python(&[
+        "-c",
+        PY_LOGITS,
+        &dir.to_string_lossy(),
+        &head.to_string_lossy(),
+        if fusion { "1" } else { "0" },
+        &texts,
+        &adapters,
+    ]);
+    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+}
+
+/// `predict`'s logits of TEXTS for the same setup.
+pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(dir.join("model"))
+        .arg("--head")
+        .arg(head);
+    for a in adapters {
+        cmd.arg("--adapter").arg(dir.join(a));
+    }
+    if fusion {
+        cmd.arg("--fusion").arg(dir.join("fusion"));
+    }
+    for t in TEXTS {
+        cmd.args(["--text", t]);
+    }
+    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
+    v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect()
+}
+
+/// Adapters `a`, `b` (seq_bn) and `c` (double_seq_bn), the fusion `a,b` and a 3-class head
+/// `head`, added by the library to the model in `DIR/model` with every weight randomised (so
+/// that zero-initialised parts cannot hide a bug) and saved beside it.
+pub const PY_ADAPTERS: &str = r#"
+import sys, torch
+from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig
+from adapters.composition import Fuse
+d = sys.argv[1]
+torch.manual_seed(0)
+m = AutoAdapterModel.from_pretrained(d + "/model")
+m.add_adapter("a", config=SeqBnConfig())
+m.add_adapter("b", config=SeqBnConfig(reduction_factor=4))
+m.add_adapter("c", config=DoubleSeqBnConfig())
+m.add_adapter_fusion(Fuse("a", "b"))
+m.add_classification_head("cls", num_labels=3)
+with torch.no_grad():
+    for n, p in m.named_parameters():
+        if "adapters" in n or "fusion" in n or n.startswith("heads"):
+            p.copy_(torch.randn_like(p) * 0.3)
+m.save_adapter(d + "/a", "a")
+m.save_adapter(d + "/b", "b")
+m.save_adapter(d + "/c", "c")
+m.save_adapter_fusion(d + "/fusion", "a,b")
+m.save_head(d + "/head", "cls")
+"#;
+
+/// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a fusion.
+pub const SETUPS: [(&[&str], bool); 4] = [
+    (&[], false),
+    (&["a"], false),
+    (&["c"], false),
+    (&["a", "b"], true),
+];
+
+/// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.
+pub fn assert_setups_match_the_library(dir: &Path, what: &str) {
+    let head = dir.join("head");
+    for (adapters, fusion) in SETUPS {
+        let want = python_logits(dir, adapters, fusion, &head);
+        let got = rust_logits(dir, adapters, fusion, &head);
+        assert_eq!(got.len(), 9, "{what}: three labels for three texts");
+        assert_close_label(what, adapters, fusion, &got, &want);
+    }
+}
+
+fn assert_close_label(what: &str, adapters: &[&str], fusion: bool, got: &[f64], want: &[f64]) {
+    super::assert_close(
+        &format!("{what} {adapters:?} fusion={fusion}"),
+        got,
+        want,
+        1e-4,
+    );
+}
+
+/// Trains an adapter with a head on the model `DIR/model` for a few steps from the CLI, then
+/// checks that the library, loading both with its plain calls, gives the same logits.
+pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
+    let work = tempfile::tempdir().unwrap();
+    let csv = work.path().join("train.csv");
+    let mut text = String::from("text,label\n");
+    for i in 0..40 {
+        let (t, l) = if i % 2 == 0 {
+            ("a fine film", "pos")
+        } else {
+            ("a dull film", "neg")
+        };
+        text.push_str(&format!("{t} {i},{l}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let run = work.path().join("run");
+    ok(bin()
+        .args(["train", "--device", "cpu", "--json", "--model"])
+        .arg(dir.join("model"))
+        .arg("--train")
+        .arg(&csv)
+        .arg("--out")
+        .arg(&run)
+        .args(["--max-steps", "4", "--lr", "1e-2", "--name", "trained"])
+        .output()
+        .unwrap());
+    // The run's adapter and head, beside the model folder as the helpers expect.
+    let here = work.path().join("setup");
+    std::fs::create_dir_all(&here).unwrap();
+    std::os::unix::fs::symlink(dir.join("model"), here.join("model")).unwrap();
+    std::os::unix::fs::symlink(run.join("adapter"), here.join("adapter")).unwrap();
+    let head = run.join("head");
+    let want = python_logits(&here, &["adapter"], false, &head);
+    let got = rust_logits(&here, &["adapter"], false, &head);
+    assert_eq!(got.len(), 6, "two labels for three texts");
+    super::assert_close("trained adapter", &got, &want, 1e-4);
+}
