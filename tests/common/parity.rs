@@ -104,6 +104,79 @@ m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
 
+/// The library's fusion weights of TEXTS for the fusion `a,b` of DIR: per text, per layer (in
+/// layer order), per adapter, the mean over the text's tokens at the output location.
+const PY_FUSION_WEIGHTS: &str = r#"
+import json, sys, torch
+from transformers import AutoTokenizer
+from adapters import AutoAdapterModel
+from adapters.composition import Fuse
+d, texts = sys.argv[1], json.loads(sys.argv[2])
+tok = AutoTokenizer.from_pretrained(d + "/model")
+m = AutoAdapterModel.from_pretrained(d + "/model")
+m.load_adapter(d + "/a"); m.load_adapter(d + "/b")
+m.load_adapter_fusion(d + "/fusion")
+m.set_active_adapters(Fuse("a", "b"))
+m.load_head(d + "/head")
+m.eval()
+enc = tok(texts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    out = m(**enc, output_adapter_fusion_attentions=True)
+mask = enc["attention_mask"].numpy()[:, :, None]
+per_layer = out.adapter_fusion_attentions["a,b"]
+means = [(per_layer[l]["output_adapter"] * mask).sum(1) / mask.sum(1) for l in sorted(per_layer)]
+print(json.dumps([[layer[i].tolist() for layer in means] for i in range(len(texts))]))
+"#;
+
+/// `predict`'s fusion weights equal the library's (1e-5). The library keeps one record per
+/// layer module (a shared ALBERT layer's last use); we keep one per use, in layer order, so the
+/// last use of each layer is compared.
+pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
+    let texts = serde_json::to_string(&TEXTS).unwrap();
+    let out = run_python(&["-c", PY_FUSION_WEIGHTS, &dir.to_string_lossy(), &texts]);
+    let want: Vec<Vec<Vec<f64>>> =
+        serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(dir.join("model"))
+        .arg("--head")
+        .arg(dir.join("head"))
+        .arg("--adapter")
+        .arg(dir.join("a"))
+        .arg("--adapter")
+        .arg(dir.join("b"))
+        .arg("--fusion")
+        .arg(dir.join("fusion"));
+    for t in TEXTS {
+        cmd.args(["--text", t]);
+    }
+    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
+    for (i, (p, want)) in v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&want)
+        .enumerate()
+    {
+        let rows: Vec<Vec<f64>> = p["fusion_attention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        assert!(
+            !want.is_empty() && rows.len() % want.len() == 0,
+            "{what}: {} rows",
+            rows.len()
+        );
+        let uses = rows.len() / want.len();
+        for (l, want_row) in want.iter().enumerate() {
+            let got = &rows[l * uses + uses - 1];
+            super::assert_close(&format!("{what} text {i} layer {l}"), got, want_row, 1e-5);
+        }
+    }
+}
+
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a fusion.
 pub const SETUPS: [(&[&str], bool); 4] = [
     (&[], false),
@@ -121,6 +194,7 @@ pub fn assert_setups_match_the_library(dir: &Path, what: &str) {
         assert_eq!(got.len(), 9, "{what}: three labels for three texts");
         assert_close_label(what, adapters, fusion, &got, &want);
     }
+    assert_fusion_weights_match_the_library(dir, what);
 }
 
 fn assert_close_label(what: &str, adapters: &[&str], fusion: bool, got: &[f64], want: &[f64]) {
