@@ -157,11 +157,20 @@ fn fuzz_restricted_pickle_reader() {
 fn fuzz_model_config() {
     fuzz(
         "model-config",
-        &fixtures(&[
-            "bert_tiny/config.json",
-            "distilbert_tiny/config.json",
-            "roberta_tiny/config.json",
-        ]),
+        &[
+            fixtures(&[
+                "bert_tiny/config.json",
+                "distilbert_tiny/config.json",
+                "roberta_tiny/config.json",
+            ]),
+            // DeBERTa-v2 (relative attention, conv) and ALBERT (layer groups) as transformers
+            // writes them.
+            vec![
+                corpus().join("deberta_v2_config.json"),
+                corpus().join("albert_config.json"),
+            ],
+        ]
+        .concat(),
         "config.json",
         |p| {
             let _ = ModelConfig::from_file(p);

@@ -467,9 +467,16 @@ impl ModelConfig {
             .checked_mul(h)?
             .checked_mul(4)?
             .checked_add(h.checked_mul(self.intermediate_size)?.checked_mul(2)?)?;
+        // Distinct layers (ALBERT may define more than it runs) and DeBERTa's extras.
+        let layers = self.num_layers.max(self.adapter_layers()) as i64;
+        let extra = match &self.options {
+            ArchOptions::DebertaV2(o) => o.extra_parameters(h)?,
+            _ => 0,
+        };
         layer
-            .checked_mul(self.num_layers as i64)?
-            .checked_add(embeddings)
+            .checked_mul(layers)?
+            .checked_add(embeddings)?
+            .checked_add(extra)
     }
 
     /// How many layers carry adapters: ALBERT's shared layers have one set each, however
@@ -537,6 +544,42 @@ mod tests {
             .expect_err("gpt2")
             .to_string();
         assert!(e.contains("albert") && e.contains("deberta-v2"), "{e}");
+    }
+
+    #[test]
+    fn deberta_and_albert_sizes_beyond_a_model_are_refused() {
+        let deberta = |field: &str, value: Value| {
+            let mut raw = bert();
+            raw["model_type"] = json!("deberta-v2");
+            raw["hidden_size"] = json!(16384);
+            raw["num_attention_heads"] = json!(1);
+            raw["relative_attention"] = json!(true);
+            raw[field] = value;
+            ModelConfig::from_value(Path::new("c.json"), raw).map(|_| ())
+        };
+        assert!(deberta("position_buckets", json!(256)).is_ok());
+        let e = deberta("conv_kernel_size", json!(1000))
+            .expect_err("conv")
+            .to_string();
+        assert!(e.contains("parameters"), "{e}");
+        let e = deberta("position_buckets", json!(1 << 20))
+            .expect_err("rel")
+            .to_string();
+        assert!(e.contains("parameters"), "{e}");
+        let e = deberta("pos_att_type", json!("c2p|x2y"))
+            .expect_err("pos")
+            .to_string();
+        assert!(e.contains("pos_att_type") && e.contains("x2y"), "{e}");
+        let mut raw = bert();
+        raw["model_type"] = json!("albert");
+        raw["num_hidden_groups"] = json!(3);
+        let e = ModelConfig::from_value(Path::new("c.json"), raw)
+            .expect_err("more groups than layers")
+            .to_string();
+        assert!(
+            e.contains("num_hidden_groups") && e.contains("out of range"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -120,9 +120,18 @@ impl DebertaOptions {
                     .get("conv_act")
                     .and_then(Value::as_str)
                     .unwrap_or("tanh");
+                let hidden = get_size(path, raw, &["hidden_size"], None, 1..=1 << 16)?;
+                let groups = get_size(path, raw, &["conv_groups"], Some(1), 1..=1 << 16)?;
+                if hidden % groups != 0 {
+                    return Err(Error::config(
+                        path,
+                        "conv_groups",
+                        format!("{groups} does not divide hidden_size {hidden}"),
+                    ));
+                }
                 Some(ConvOptions {
                     kernel_size,
-                    groups: get_size(path, raw, &["conv_groups"], Some(1), 1..=1 << 16)?,
+                    groups,
                     act: Activation::from_name(act_name).ok_or_else(|| {
                         Error::config(path, "conv_act", format!("unknown activation `{act_name}`"))
                     })?,
@@ -160,6 +169,21 @@ impl DebertaOptions {
         } else {
             self.max_relative_positions
         }
+    }
+
+    /// Parameters besides BERT's layer shapes (relative embeddings, position projections,
+    /// the convolution) for a model of width `h`; None when they overflow.
+    pub fn extra_parameters(&self, h: i64) -> Option<i64> {
+        let mut n = 0i64;
+        if self.relative_attention {
+            n = n.checked_add(self.span().checked_mul(2)?.checked_mul(h)?)?;
+            let own = i64::from(!self.share_att_key) * (i64::from(self.c2p) + i64::from(self.p2c));
+            n = n.checked_add(h.checked_mul(h)?.checked_mul(own)?)?;
+        }
+        if let Some(conv) = &self.conv {
+            n = n.checked_add(h.checked_mul(h)?.checked_mul(conv.kernel_size)? / conv.groups)?;
+        }
+        Some(n)
     }
 
     /// Divisor of the scores: √(head size · number of score terms).
