@@ -69,20 +69,7 @@ fn records_without_timing(run: &Path) -> Vec<Value> {
 }
 
 fn predict_logits(args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<f64> {
-    let mut cmd = bin();
-    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
-        .arg(demo_model())
-        .args(args);
-    for t in texts {
-        cmd.args(["--text", t]);
-    }
-    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
-    v["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect()
+    common::parity::predict_logits(&demo_model(), args, texts)
 }
 
 fn python_logits(spec: Value, dir: &Path) -> Value {

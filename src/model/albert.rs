@@ -155,16 +155,10 @@ impl Backbone for Albert {
         train: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let x = self.embeddings.sum(
-            input_ids,
-            &layer::absolute_positions(input_ids),
-            token_type_ids,
-        );
+        let positions = layer::absolute_positions(input_ids);
         let x = self
             .embeddings
-            .ln
-            .forward(&x)
-            .dropout(c.hidden_dropout, train);
+            .forward(input_ids, &positions, token_type_ids, c, train);
         let mut x = self.embedding_hidden_mapping_in.forward(&x);
         let mask_bias = layer::mask_bias(attention_mask);
         let inner = self.options.inner_group_num;
@@ -179,8 +173,7 @@ impl Backbone for Albert {
     }
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
-        let pooler = self.pooler.as_ref()?;
-        Some(pooler.forward(&hidden.select(1, 0)).tanh())
+        Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
     }
 }
 

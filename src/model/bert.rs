@@ -58,6 +58,19 @@ impl Embeddings {
         }
     }
 
+    /// `dropout(LN(sum))`: the embedding output of BERT, ALBERT and DistilBERT.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        c: &ModelConfig,
+        train: bool,
+    ) -> Tensor {
+        let x = self.sum(input_ids, positions, token_type_ids);
+        self.ln.forward(&x).dropout(c.hidden_dropout, train)
+    }
+
     /// Sum of the embeddings before the LayerNorm.
     pub fn sum(
         &self,
@@ -131,14 +144,10 @@ impl Backbone for Bert {
         train: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let x = self
-            .embeddings
-            .sum(input_ids, &self.position_ids(input_ids), token_type_ids);
+        let positions = self.position_ids(input_ids);
         let mut x = self
             .embeddings
-            .ln
-            .forward(&x)
-            .dropout(c.hidden_dropout, train);
+            .forward(input_ids, &positions, token_type_ids, c, train);
         if let Some(project) = &self.embeddings_project {
             x = project.forward(&x);
         }
@@ -150,7 +159,6 @@ impl Backbone for Bert {
     }
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
-        let pooler = self.pooler.as_ref()?;
-        Some(pooler.forward(&hidden.select(1, 0)).tanh())
+        Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
     }
 }

@@ -71,14 +71,10 @@ impl Backbone for DistilBert {
         train: bool,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let x = self
-            .embeddings
-            .sum(input_ids, &layer::absolute_positions(input_ids), None);
+        let positions = layer::absolute_positions(input_ids);
         let mut x = self
             .embeddings
-            .ln
-            .forward(&x)
-            .dropout(c.hidden_dropout, train);
+            .forward(input_ids, &positions, None, c, train);
         let mask_bias = layer::mask_bias(attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
             x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;

@@ -178,3 +178,8 @@ pub(crate) fn token_types(input_ids: &Tensor, token_type_ids: Option<&Tensor>) -
         None => input_ids.zeros_like(),
     }
 }
+
+/// BERT's pooler: `tanh(dense(first token))`.
+pub(crate) fn first_token_pool(dense: &nn::Linear, hidden: &Tensor) -> Tensor {
+    dense.forward(&hidden.select(1, 0)).tanh()
+}

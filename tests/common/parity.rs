@@ -53,20 +53,14 @@ pub fn python_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -
     serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
 }
 
-/// `predict`'s logits of TEXTS for the same setup.
-pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+/// `predict --json`'s logits of `texts` on `model` with `args` (adapters, fusion, head), all
+/// examples' logits in one list.
+pub fn predict_logits(model: &Path, args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<f64> {
     let mut cmd = bin();
     cmd.args(["predict", "--device", "cpu", "--json", "--model"])
-        .arg(dir.join("model"))
-        .arg("--head")
-        .arg(head);
-    for a in adapters {
-        cmd.arg("--adapter").arg(dir.join(a));
-    }
-    if fusion {
-        cmd.arg("--fusion").arg(dir.join("fusion"));
-    }
-    for t in TEXTS {
+        .arg(model)
+        .args(args);
+    for t in texts {
         cmd.args(["--text", t]);
     }
     let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
@@ -78,12 +72,25 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
         .collect()
 }
 
-/// Adapters `a`, `b` (seq_bn) and `c` (double_seq_bn), the fusion `a,b` and a 3-class head
+/// `predict`'s logits of TEXTS for the same setup.
+pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--head".into(), head.into()];
+    for a in adapters {
+        args.extend(["--adapter".into(), dir.join(a).into()]);
+    }
+    if fusion {
+        args.extend(["--fusion".into(), dir.join("fusion").into()]);
+    }
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    predict_logits(&dir.join("model"), &args, &TEXTS)
+}
+
+/// Adapters `a`, `b` (seq_bn), `c` (double_seq_bn) and `p` (par_bn), the fusion `a,b` and a 3-class head
 /// `head`, added by the library to the model in `DIR/model` with every weight randomised (so
 /// that zero-initialised parts cannot hide a bug) and saved beside it.
 pub const PY_ADAPTERS: &str = r#"
 import sys, torch
-from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig
+from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig
 from adapters.composition import Fuse
 d = sys.argv[1]
 torch.manual_seed(0)
@@ -91,6 +98,7 @@ m = AutoAdapterModel.from_pretrained(d + "/model")
 m.add_adapter("a", config=SeqBnConfig())
 m.add_adapter("b", config=SeqBnConfig(reduction_factor=4))
 m.add_adapter("c", config=DoubleSeqBnConfig())
+m.add_adapter("p", config=ParBnConfig())
 m.add_adapter_fusion(Fuse("a", "b"))
 m.add_classification_head("cls", num_labels=3)
 with torch.no_grad():
@@ -100,6 +108,7 @@ with torch.no_grad():
 m.save_adapter(d + "/a", "a")
 m.save_adapter(d + "/b", "b")
 m.save_adapter(d + "/c", "c")
+m.save_adapter(d + "/p", "p")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
@@ -177,11 +186,14 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
     }
 }
 
-/// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a fusion.
-pub const SETUPS: [(&[&str], bool); 4] = [
+/// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
+/// par_bn, a Stack of two, a fusion.
+pub const SETUPS: [(&[&str], bool); 6] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
+    (&["p"], false),
+    (&["c", "a"], false),
     (&["a", "b"], true),
 ];
 
