@@ -2,6 +2,7 @@
 mod datasets;
 mod export;
 mod predict;
+mod study;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,9 @@ enum Command {
     Library(export::LibraryArgs),
     /// List the datasets in the local Hugging Face caches, or describe one dataset path.
     Datasets(datasets::DatasetsArgs),
+    /// Studies: a grid of runs (sources × targets × methods × seeds) and its report.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -64,6 +68,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Import(args)) => export::import(args),
         Some(Command::Library(args)) => export::list(args),
         Some(Command::Datasets(args)) => datasets::run(args),
+        Some(Command::Study(command)) => study::run(command),
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,
             frame_log: cli.frame_log,

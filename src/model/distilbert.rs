@@ -1,7 +1,7 @@
 //! DistilBERT: BERT's layer under other names (`transformer.layer.N.attention.q_lin`, `ffn.lin1`,
 //! …), no token types, no dropout after the attention projection, no pooler; adapters at
 //! `transformer.layer.N.{attention,output}_adapters` as the library places them.
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::Tensor;
 
 use super::backbone::Backbone;

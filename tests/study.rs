@@ -1,0 +1,310 @@
+//! Studies on the local backend: a grid of 2 sources × 1 target × {seq_bn, fusion} × 2 seeds
+//! on the tiny BERT runs to a report of per-target means over seeds; running it again starts
+//! nothing; a failing source shows as failed and the fusions that need it are cancelled, not run.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// `n` labelled lines of a small two-class task whose words differ by `flavour`.
+fn write_task(path: &Path, flavour: &str, n: usize) {
+    let mut text = String::from("text,label\n");
+    for i in 0..n {
+        let (t, l) = if i % 2 == 0 {
+            ("a fine and bright", "pos")
+        } else {
+            ("a dull and grey", "neg")
+        };
+        text.push_str(&format!("{t} {flavour} {i},{l}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A study folder's files: three tasks and the study file (relative paths, as users write).
+fn make_study(dir: &Path, broken_source: bool) -> PathBuf {
+    for (name, flavour) in [("s1", "film"), ("s2", "meal"), ("t", "hotel")] {
+        write_task(&dir.join(format!("{name}.csv")), flavour, 24);
+        write_task(&dir.join(format!("{name}_val.csv")), flavour, 8);
+    }
+    if broken_source {
+        std::fs::write(dir.join("s2.csv"), "words,stars\nno label column,3\n").unwrap();
+    }
+    let task = |name: &str| json!({"name": name, "train": format!("{name}.csv"), "validation": format!("{name}_val.csv")});
+    let study = json!({
+        "model": fixtures().join("bert_tiny"),
+        "sources": [task("s1"), task("s2")],
+        "targets": [task("t")],
+        "methods": ["seq_bn", "fusion"],
+        "seeds": [1, 2],
+        "settings": {"max_steps": 3, "batch_size": 8, "device": "cpu", "min_steps": 0},
+        "train_settings": {"lr": 0.01},
+    });
+    let path = dir.join("study.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&study).unwrap()).unwrap();
+    path
+}
+
+fn study(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    bin().arg("study").args(args).output().unwrap()
+}
+
+fn json_of(out: std::process::Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), false);
+    let out = dir.path().join("out");
+    let run = study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let table = ok(run);
+    assert!(table.contains("| t | fusion | accuracy |"), "{table}");
+
+    let status = json_of(study(&[
+        "status".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let runs = status["runs"].as_array().unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "s1-seq_bn-s1",
+            "s2-seq_bn-s1",
+            "t-seq_bn-s1",
+            "s1-seq_bn-s2",
+            "s2-seq_bn-s2",
+            "t-seq_bn-s2",
+            "t-fusion-s1",
+            "t-fusion-s2",
+        ]
+    );
+    assert!(runs.iter().all(|r| r["state"] == "finished"), "{status}");
+
+    // Each fusion fused both sources and the target's own adapter of its seed.
+    let fusion: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("runs/t-fusion-s2/run.json")).unwrap(),
+    )
+    .unwrap();
+    let fused = fusion["config"]["stage"].to_string();
+    for a in ["s1-seq_bn-s2", "s2-seq_bn-s2", "t-seq_bn-s2"] {
+        assert!(fused.contains(a), "{a} in {fused}");
+    }
+    assert_eq!(fusion["config"]["seed"], 2);
+
+    let report = json_of(study(&[
+        "report".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    for (row, method) in rows.iter().zip(["seq_bn", "fusion"]) {
+        assert_eq!(row["target"], "t");
+        assert_eq!(row["method"], method);
+        assert_eq!(row["metric"], "accuracy");
+        assert_eq!(row["n"], 2);
+        // The mean and std of the runs' best validation accuracy, read here from run.json.
+        let values: Vec<f64> = [1, 2]
+            .iter()
+            .map(|s| {
+                let info: Value = serde_json::from_str(
+                    &std::fs::read_to_string(out.join(format!("runs/t-{method}-s{s}/run.json")))
+                        .unwrap(),
+                )
+                .unwrap();
+                info["best"]["metrics"]["accuracy"].as_f64().unwrap()
+            })
+            .collect();
+        let mean = (values[0] + values[1]) / 2.0;
+        let std = ((values[0] - mean).powi(2) + (values[1] - mean).powi(2)).sqrt();
+        assert!(
+            (row["mean"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{row}"
+        );
+        assert!((row["std"].as_f64().unwrap() - std).abs() < 1e-12, "{row}");
+    }
+    let csv = ok(study(&[
+        "report".as_ref(),
+        out.as_os_str(),
+        "--csv".as_ref(),
+    ]));
+    assert!(
+        csv.starts_with("target,method,metric,mean,std,n\nt,seq_bn,accuracy,"),
+        "{csv}"
+    );
+
+    // A second run changes no run folder.
+    let updated = |id: &str| {
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("runs/{id}/run.json"))).unwrap(),
+        )
+        .unwrap();
+        info["updated_unix_secs"].clone()
+    };
+    let before: Vec<Value> = ids.iter().map(|id| updated(id)).collect();
+    let again = study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let said = String::from_utf8_lossy(&again.stderr).into_owned();
+    ok(again);
+    assert_eq!(said.matches(": finished").count(), 8, "{said}");
+    let after: Vec<Value> = ids.iter().map(|id| updated(id)).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_failing_source_fails_and_the_fusions_that_need_it_are_cancelled_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), true);
+    let out = dir.path().join("out");
+    let run = study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(
+        !run.status.success(),
+        "a study with failed runs exits non-zero"
+    );
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(
+        said.contains("s2-seq_bn-s1, s2-seq_bn-s2, t-fusion-s1, t-fusion-s2"),
+        "{said}"
+    );
+
+    let status = json_of(study(&[
+        "status".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let state = |id: &str| {
+        status["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("s1-seq_bn-s1"), "finished");
+    assert_eq!(state("t-seq_bn-s2"), "finished");
+    assert_eq!(state("s2-seq_bn-s1"), "failed");
+    assert_eq!(state("t-fusion-s1"), "cancelled");
+    assert!(
+        !out.join("runs/t-fusion-s1").exists(),
+        "a cancelled fusion never started"
+    );
+
+    let report = json_of(study(&[
+        "report".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let fusion = &report["rows"][1];
+    assert_eq!(fusion["method"], "fusion");
+    assert_eq!(fusion["n"], 0);
+    assert!(fusion["mean"].is_null());
+    let listed: Vec<&str> = fusion["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["cancelled", "cancelled"]);
+    assert_eq!(
+        report["rows"][0]["n"], 2,
+        "the target's own adapters still count"
+    );
+}
+
+#[test]
+fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), false);
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    spec["methods"] = json!(["seq_bn"]);
+    spec["seeds"] = json!([1]);
+    spec["settings"]["max_steps"] = json!(300);
+    spec["settings"]["save_every"] = json!(5);
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let out = dir.path().join("out");
+    let mut child = bin()
+        .args(["study", "run"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("runs/t-seq_bn-s1/metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not start training"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the study process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = child.wait_with_output().unwrap();
+    assert_eq!(
+        stopped.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let status = json_of(study(&[
+        "status".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let run = &status["runs"][0];
+    assert_eq!(run["state"], "stopped", "{status}");
+    let step = run["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 300, "stopped mid-run at {step}");
+
+    let again = study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let said = String::from_utf8_lossy(&again.stderr).into_owned();
+    ok(again);
+    assert!(said.contains("t-seq_bn-s1: resuming (stopped)"), "{said}");
+    let status = json_of(study(&[
+        "status".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    assert_eq!(status["runs"][0]["state"], "finished");
+    assert_eq!(status["runs"][0]["step"], 300);
+    // Every step was logged once: the resumed run continued, it did not start over.
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    let mut unique = steps.clone();
+    unique.dedup();
+    assert_eq!(steps, unique, "no step logged twice");
+    assert_eq!(steps.last(), Some(&300));
+}
