@@ -17,6 +17,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # g++ builds tch's C++ shim; python3-venv makes .venv; the X11/GL/font libraries let the
 # desktop window open; xvfb + imagemagick take screenshots on headless machines.
 apt_packages=(build-essential pkg-config python3-venv libxkbcommon-x11-0 libgl1 libegl1 libx11-6 libxcursor1 libxrandr2 libxi6 libwayland-client0 libgtk-3-0 libgtk-3-dev xvfb imagemagick)
+# The study tests start a one-node Slurm cluster of their own (scripts/slurm-test-cluster.sh).
+((want_test)) && apt_packages+=(slurmctld slurmd slurm-client)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

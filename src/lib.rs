@@ -25,6 +25,7 @@ pub mod predict;
 pub mod rng;
 pub mod sentencepiece;
 pub mod side_worker;
+pub mod slurm;
 pub mod study;
 pub mod tokenizer;
 pub mod training;

@@ -130,7 +130,8 @@ impl StudySpec {
         let mut spec: StudySpec =
             serde_json::from_value(value).map_err(|e| invalid(path, "study", e.to_string()))?;
         // Absolute, so that every run works from any folder (a cluster node, the app).
-        let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = std::path::absolute(parent.unwrap_or(Path::new(".")))
             .map_err(|e| Error::io(path, e))?;
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() && p != Path::new("demo") {
@@ -446,7 +447,9 @@ impl StudyDir {
     /// there are kept.
     pub fn prepare(&self, spec: &StudySpec, spec_path: &Path) -> Result<Plan> {
         let plan = spec.plan(spec_path, &self.runs())?;
-        std::fs::create_dir_all(self.runs()).map_err(|e| Error::io(self.runs(), e))?;
+        for d in [self.runs(), self.root.join("logs"), self.root.join("slurm")] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
         let to_value = |v: serde_json::Result<Value>, p: PathBuf| {
             v.map_err(|source| Error::Json { path: p, source })
         };

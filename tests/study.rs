@@ -308,3 +308,254 @@ fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
     assert_eq!(steps, unique, "no step logged twice");
     assert_eq!(steps.last(), Some(&300));
 }
+
+/// A single-node Slurm cluster started by `scripts/slurm-test-cluster.sh` for this test and
+/// stopped (by the PIDs it started) when dropped.
+struct Cluster {
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// None, with the reason printed, where a cluster cannot start here (not root, Slurm not
+    /// installed, its ports taken).
+    fn start() -> Option<Cluster> {
+        // SAFETY: getuid(2) has no preconditions.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("skipped: the test cluster's daemons need root");
+            return None;
+        }
+        for port in [6817, 6818] {
+            if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+                eprintln!("skipped: port {port} is in use (another Slurm?)");
+                return None;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-test-cluster.sh");
+        let out = std::process::Command::new(&script)
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        if out.status.code() == Some(3) {
+            eprintln!("skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        let cluster = Cluster { dir };
+        assert!(
+            out.status.success(),
+            "the test cluster did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(cluster)
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("slurm.conf")
+    }
+
+    /// `study …` with the cluster's client settings.
+    fn study(&self, args: &[&std::ffi::OsStr]) -> std::process::Output {
+        bin()
+            .arg("study")
+            .args(args)
+            .env("SLURM_CONF", self.conf())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-test-cluster.sh");
+        let _ = std::process::Command::new(script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn report_of(out: std::process::Output) -> Vec<(String, String, Value, Value, Value)> {
+    json_of(out)["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap().to_string(),
+                r["method"].as_str().unwrap().to_string(),
+                r["mean"].clone(),
+                r["std"].clone(),
+                r["n"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_cancels_the_fusions()
+{
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    // The same study on both backends: the same report.
+    let dir = tempfile::tempdir().unwrap();
+    let file = make_study(dir.path(), false);
+    let local = dir.path().join("local");
+    ok(study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        local.as_os_str(),
+    ]));
+    let on_slurm = dir.path().join("slurm");
+    let submitted = ok(cluster.study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        on_slurm.as_os_str(),
+        "--backend".as_ref(),
+        "slurm".as_ref(),
+        "--time".as_ref(),
+        "00:10:00".as_ref(),
+        "--wait".as_ref(),
+    ]));
+    assert!(
+        submitted.contains("stage 1: job") && submitted.contains("stage 2: job"),
+        "{submitted}"
+    );
+    let stage2 = std::fs::read_to_string(on_slurm.join("slurm/stage2.sbatch")).unwrap();
+    assert!(stage2.contains("#SBATCH --dependency=afterok:"), "{stage2}");
+    assert!(stage2.contains("#SBATCH --time=00:10:00"), "{stage2}");
+    let status =
+        json_of(cluster.study(&["status".as_ref(), on_slurm.as_os_str(), "--json".as_ref()]));
+    assert!(
+        status["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "finished"),
+        "{status}"
+    );
+    let want = report_of(study(&[
+        "report".as_ref(),
+        local.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let got =
+        report_of(cluster.study(&["report".as_ref(), on_slurm.as_os_str(), "--json".as_ref()]));
+    assert_eq!(
+        got, want,
+        "the same runs give the same report on both backends"
+    );
+
+    // A failing source: its task fails, the fusion array is cancelled by its dependency.
+    let broken = tempfile::tempdir().unwrap();
+    let file = make_study(broken.path(), true);
+    let out = broken.path().join("out");
+    let run = cluster.study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--backend".as_ref(),
+        "slurm".as_ref(),
+        "--wait".as_ref(),
+    ]);
+    assert!(!run.status.success(), "failed runs make the study fail");
+    let status = json_of(cluster.study(&["status".as_ref(), out.as_os_str(), "--json".as_ref()]));
+    let state = |id: &str| {
+        status["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state("s1-seq_bn-s1"), "finished", "{status}");
+    assert_eq!(state("s2-seq_bn-s1"), "failed", "{status}");
+    assert_eq!(state("t-fusion-s1"), "cancelled", "{status}");
+    assert!(
+        !out.join("runs/t-fusion-s1").exists(),
+        "the fusion never ran"
+    );
+
+    // A task cancelled with scancel mid-run saves a checkpoint; running the study again
+    // resumes it to the same result as an uninterrupted run (the local one).
+    let long = tempfile::tempdir().unwrap();
+    let file = make_study(long.path(), false);
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    spec["methods"] = json!(["seq_bn"]);
+    spec["sources"] = json!([]);
+    spec["seeds"] = json!([1]);
+    spec["settings"]["max_steps"] = json!(300);
+    spec["settings"]["save_every"] = json!(5);
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let (local, out) = (long.path().join("local"), long.path().join("slurm"));
+    ok(study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        local.as_os_str(),
+    ]));
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            file.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--backend".as_ref(),
+            "slurm".as_ref(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        ok(cluster.study(&args))
+    };
+    run(&[]);
+    let metrics = out.join("runs/t-seq_bn-s1/metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task did not start training"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ok(cluster.study(&["cancel".as_ref(), out.as_os_str()]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status =
+            json_of(cluster.study(&["status".as_ref(), out.as_os_str(), "--json".as_ref()]));
+        if status["runs"][0]["state"] == "stopped" {
+            let step = status["runs"][0]["step"].as_u64().unwrap();
+            assert!(step > 0 && step < 300, "stopped mid-run at {step}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not stopped: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    run(&["--wait"]);
+    let adapter =
+        |d: &Path| std::fs::read(d.join("runs/t-seq_bn-s1/adapter/adapter.safetensors")).unwrap();
+    assert!(
+        adapter(&out) == adapter(&local),
+        "the resumed run ends as the uninterrupted one"
+    );
+    let last_loss = |d: &Path| {
+        std::fs::read_to_string(d.join("runs/t-seq_bn-s1/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["kind"] == "train")
+            .map(|v| (v["step"].clone(), v["loss"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        last_loss(&out),
+        last_loss(&local),
+        "every step's loss, once each"
+    );
+}

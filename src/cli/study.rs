@@ -1,6 +1,8 @@
 //! `adapter-studio study run|status|report`: a grid of runs planned by `study.rs` and run
 //! here one at a time, each by this same program (`train`/`fuse` with `--out` its folder).
 use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -9,22 +11,36 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 
-use adapter_studio::study::{self, PlannedRun, RunState, StudyDir, StudySpec};
+use adapter_studio::slurm::{self, SlurmOptions, Submission};
+use adapter_studio::study::{self, Plan, PlannedRun, RunState, StudyDir, StudySpec};
 
 #[derive(Subcommand)]
 pub enum StudyCommand {
     /// Plan a study into --out and run what is not finished (a second run continues it).
     Run(RunArgs),
-    /// Each run's state and progress.
+    /// Each run's state and progress (merged with Slurm's queue for a Slurm study).
     Status(StatusArgs),
     /// Per target × method: the validation metric's mean, std and n over seeds.
     Report(ReportArgs),
+    /// Cancel a Slurm study's jobs (running trainings save a checkpoint first).
+    Cancel(StatusArgs),
+    /// Run one planned run of a study folder (what each Slurm array task runs).
+    #[command(hide = true)]
+    Task(TaskArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Backend {
     /// One run at a time on this machine.
     Local,
+    /// Slurm job arrays: stage 1 (adapters, baselines), then the fusions after it.
+    Slurm,
+}
+
+#[derive(Args)]
+pub struct TaskArgs {
+    dir: PathBuf,
+    id: String,
 }
 
 #[derive(Args)]
@@ -39,6 +55,22 @@ pub struct RunArgs {
     /// Wait until every run has ended (the local backend always does).
     #[arg(long)]
     wait: bool,
+    /// Slurm: the partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm: the time limit of each task (HH:MM:SS); a task stopped by it resumes when the
+    /// study runs again.
+    #[arg(long)]
+    time: Option<String>,
+    /// Slurm: GPUs per task.
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    /// Slurm: CPUs per task.
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Slurm: another #SBATCH argument (repeatable), e.g. --sbatch-arg=--mem=8G.
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -65,6 +97,8 @@ pub fn run(command: StudyCommand) -> anyhow::Result<()> {
         StudyCommand::Run(args) => run_study(args),
         StudyCommand::Status(args) => status(args),
         StudyCommand::Report(args) => report(args),
+        StudyCommand::Cancel(args) => cancel(args),
+        StudyCommand::Task(args) => task(args),
     }
 }
 
@@ -75,95 +109,195 @@ enum Next {
     Skip(&'static str),
 }
 
-fn run_study(args: RunArgs) -> anyhow::Result<()> {
-    let Backend::Local = args.backend;
-    let spec = StudySpec::from_file(&args.study)?;
-    let out = std::path::absolute(&args.out)
-        .with_context(|| format!("resolving {}", args.out.display()))?;
-    let dir = StudyDir::new(&out);
-    let plan = dir.prepare(&spec, &args.study)?;
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let logs = out.join("logs");
-    // Ctrl-C or SIGTERM (a cluster's time limit, `kill`): the running training is asked to
-    // stop (it saves a checkpoint), and the next `study run` resumes it.
-    let child = Arc::new(AtomicI32::new(0));
-    let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let (child, stopping) = (child.clone(), stopping.clone());
+/// How one planned run ended here.
+#[derive(PartialEq)]
+enum Outcome {
+    Finished,
+    Skipped,
+    Failed,
+    Stopped,
+}
+
+/// Runs planned runs one at a time as child processes of this program, logging each to
+/// `logs/ID.log`. On Ctrl-C or SIGTERM the running training is asked to stop (it saves a
+/// checkpoint) and the next `study run` resumes it.
+struct Runner {
+    dir: StudyDir,
+    exe: PathBuf,
+    logs: PathBuf,
+    child: Arc<AtomicI32>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Runner {
+    /// `forward`: pass our SIGTERM/Ctrl-C on to the training (not under Slurm, which signals
+    /// every process of the task itself; a second signal would make the training quit
+    /// without its last checkpoint).
+    fn new(dir: StudyDir, forward: bool) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding this program's path")?;
+        let logs = dir.root.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let runner = Runner {
+            dir,
+            exe,
+            logs,
+            child: Arc::new(AtomicI32::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
+        };
+        let (child, stopping) = (runner.child.clone(), runner.stopping.clone());
         ctrlc::set_handler(move || {
             stopping.store(true, Ordering::SeqCst);
             let pid = child.load(Ordering::SeqCst);
-            if pid > 0 {
+            if forward && pid > 0 {
                 // SAFETY: kill(2) with a PID we started; no memory is touched.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
         })
         .context("installing the Ctrl-C/SIGTERM handler")?;
+        Ok(runner)
     }
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let total = plan.runs.len();
-    for (i, r) in plan.runs.iter().enumerate() {
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Starts, resumes or skips run `r` as its state says, and waits for it.
+    fn run_one(&self, plan: &Plan, r: &PlannedRun, label: &str) -> anyhow::Result<Outcome> {
         // States change as runs end: read them again before each run.
-        let rows = dir.status(&plan, &BTreeSet::new());
-        let state = rows
-            .iter()
+        let state = self
+            .dir
+            .status(plan, &BTreeSet::new())
+            .into_iter()
             .find(|row| row.id == r.id)
             .map_or(RunState::Planned, |row| row.state);
         let next = match state {
             RunState::Finished => Next::Skip("finished"),
             RunState::Running => Next::Skip("running in another process"),
             RunState::Cancelled => Next::Skip("cancelled: a run it needs failed"),
-            RunState::Stopped | RunState::Failed if dir.has_run(&r.id) => Next::Resume,
+            RunState::Stopped | RunState::Failed if self.dir.has_run(&r.id) => Next::Resume,
             // Not started, or refused before its folder held anything: start (again).
             _ => Next::Start,
         };
-        let label = format!("[{}/{total}] {}", i + 1, r.id);
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(&self.exe);
         match next {
             Next::Skip(why) => {
                 eprintln!("{label}: {why}");
-                continue;
+                return Ok(match state {
+                    RunState::Finished => Outcome::Finished,
+                    RunState::Cancelled => Outcome::Failed,
+                    _ => Outcome::Skipped,
+                });
             }
             Next::Start => {
                 eprintln!("{label}: {}", r.args.join(" "));
-                cmd.args(&r.args).arg("--out").arg(dir.run(&r.id));
+                cmd.args(&r.args).arg("--out").arg(self.dir.run(&r.id));
             }
             Next::Resume => {
                 eprintln!("{label}: resuming ({})", state.as_str());
-                cmd.arg(&r.args[0]).arg("--resume").arg(dir.run(&r.id));
+                cmd.arg(&r.args[0]).arg("--resume").arg(self.dir.run(&r.id));
             }
         }
-        dir.clear_failed_start(&r.id);
-        if stopping.load(Ordering::SeqCst) {
-            std::process::exit(130);
+        if self.stopping() {
+            return Ok(Outcome::Stopped);
         }
-        let code = run_logged(cmd, &logs, r, &child, &stopping)?;
-        match code {
-            Some(0) => eprintln!("{label}: finished"),
-            _ if stopping.load(Ordering::SeqCst) => {
-                eprintln!(
-                    "{label}: stopped; run `study run {} --out {}` again to continue",
-                    args.study.display(),
-                    args.out.display()
-                );
-                std::process::exit(130);
+        self.dir.clear_failed_start(&r.id);
+        let log = self.logs.join(format!("{}.log", r.id));
+        match self.run_logged(cmd, &log, r)? {
+            Some(0) => {
+                eprintln!("{label}: finished");
+                Ok(Outcome::Finished)
+            }
+            Some(130) | None if self.stopping() || self.dir.has_run(&r.id) => {
+                eprintln!("{label}: stopped (resumes when the study runs again)");
+                Ok(Outcome::Stopped)
             }
             _ => {
-                let log = logs.join(format!("{}.log", r.id));
-                if !dir.has_run(&r.id) {
-                    dir.mark_failed_start(&r.id, &last_error_line(&log))?;
+                if !self.dir.has_run(&r.id) {
+                    self.dir.mark_failed_start(&r.id, &last_error_line(&log))?;
                 }
                 eprintln!("{label}: failed (log: {})", log.display());
+                Ok(Outcome::Failed)
             }
         }
     }
-    let rows = dir.status(&plan, &BTreeSet::new());
+
+    /// Runs one training with its output appended to `log`; its exit code (None when a
+    /// signal ended it).
+    fn run_logged(
+        &self,
+        mut cmd: Command,
+        log: &Path,
+        r: &PlannedRun,
+    ) -> anyhow::Result<Option<i32>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = file
+            .try_clone()
+            .with_context(|| format!("opening {}", log.display()))?;
+        // Its own process group: a Ctrl-C in the terminal reaches the study only, which
+        // passes one SIGTERM on.
+        let mut child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("starting {}", r.id))?;
+        self.child.store(child.id() as i32, Ordering::SeqCst);
+        if self.stopping() {
+            // The signal came while this run was starting: pass it on.
+            // SAFETY: kill(2) with the PID of the child we just started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {}", r.id));
+        self.child.store(0, Ordering::SeqCst);
+        Ok(status?.code())
+    }
+}
+
+fn run_study(args: RunArgs) -> anyhow::Result<()> {
+    let spec = StudySpec::from_file(&args.study)?;
+    let out = std::path::absolute(&args.out)
+        .with_context(|| format!("resolving {}", args.out.display()))?;
+    let dir = StudyDir::new(&out);
+    let plan = dir.prepare(&spec, &args.study)?;
+    match args.backend {
+        Backend::Local => run_local(dir, &spec, &plan, &args),
+        Backend::Slurm => submit_slurm(dir, &spec, &plan, &args),
+    }
+}
+
+fn run_local(dir: StudyDir, spec: &StudySpec, plan: &Plan, args: &RunArgs) -> anyhow::Result<()> {
+    let runner = Runner::new(dir, true)?;
+    let total = plan.runs.len();
+    for (i, r) in plan.runs.iter().enumerate() {
+        let label = format!("[{}/{total}] {}", i + 1, r.id);
+        if runner.run_one(plan, r, &label)? == Outcome::Stopped {
+            eprintln!(
+                "stopped; `study run {} --out {}` continues the study",
+                args.study.display(),
+                args.out.display()
+            );
+            std::process::exit(130);
+        }
+    }
+    finish(&runner.dir, spec, plan)
+}
+
+/// Prints the report; an error naming the runs that failed or were cancelled.
+fn finish(dir: &StudyDir, spec: &StudySpec, plan: &Plan) -> anyhow::Result<()> {
+    let rows = dir.status(plan, &BTreeSet::new());
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| matches!(r.state, RunState::Failed | RunState::Cancelled))
         .map(|r| r.id.as_str())
         .collect();
-    print!("{}", study::report_markdown(&dir.report(&spec, &plan)));
+    print!("{}", study::report_markdown(&dir.report(spec, plan)));
     if !failed.is_empty() {
         bail!(
             "{} run(s) failed or were cancelled: {}",
@@ -171,6 +305,115 @@ fn run_study(args: RunArgs) -> anyhow::Result<()> {
             failed.join(", ")
         );
     }
+    Ok(())
+}
+
+/// `study task DIR ID`: what one Slurm array task runs.
+fn task(args: TaskArgs) -> anyhow::Result<()> {
+    let dir = StudyDir::new(&args.dir);
+    let plan = dir.plan()?;
+    let r = plan
+        .runs
+        .iter()
+        .find(|r| r.id == args.id)
+        .with_context(|| format!("{}: no planned run `{}`", args.dir.display(), args.id))?;
+    let runner = Runner::new(dir.clone(), false)?;
+    match runner.run_one(&plan, r, &r.id)? {
+        Outcome::Finished | Outcome::Skipped => Ok(()),
+        Outcome::Stopped => std::process::exit(130),
+        Outcome::Failed => bail!("{} failed", r.id),
+    }
+}
+
+fn submit_slurm(
+    dir: StudyDir,
+    spec: &StudySpec,
+    plan: &Plan,
+    args: &RunArgs,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let subs_before = slurm::read_submissions(&dir.root)?;
+    let queued = slurm::queued_runs(&subs_before)?;
+    let rows = dir.status(plan, &queued);
+    // Runs to submit: those not finished, not running and not already in the queue (a
+    // cancelled fusion is submitted again: its adapters may be there now).
+    let todo = |stage: u8| -> Vec<String> {
+        plan.runs
+            .iter()
+            .filter(|r| r.stage == stage)
+            .filter(|r| {
+                rows.iter().any(|row| {
+                    row.id == r.id
+                        && !matches!(
+                            row.state,
+                            RunState::Finished | RunState::Running | RunState::Queued
+                        )
+                })
+            })
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    let options = SlurmOptions {
+        partition: args.partition.clone(),
+        time: args.time.clone(),
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: args.cpus_per_task,
+        extra: args.sbatch_args.clone(),
+    };
+    let mut subs = subs_before;
+    let mut after: Option<String> = None;
+    for stage in [1u8, 2] {
+        let runs = todo(stage);
+        if runs.is_empty() {
+            continue;
+        }
+        let path = dir.root.join("slurm").join(format!("stage{stage}.sbatch"));
+        let script = slurm::script(&exe, &dir.root, stage, &runs, after.as_deref(), &options);
+        let job_id = slurm::submit(&path, &script)?;
+        println!(
+            "stage {stage}: job {job_id} ({} runs, {})",
+            runs.len(),
+            path.display()
+        );
+        subs.push(Submission {
+            job_id: job_id.clone(),
+            stage,
+            runs,
+            script: path,
+        });
+        slurm::write_submissions(&dir.root, &subs)?;
+        after = Some(job_id);
+    }
+    if after.is_none() {
+        println!("nothing to submit: every run is finished, running or queued");
+    }
+    if !args.wait {
+        return Ok(());
+    }
+    // squeue answers at once; sbatch --wait would hold a connection per job.
+    let jobs: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
+    while !slurm::queue(&jobs)?.is_empty() {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    finish(&dir, spec, plan)
+}
+
+fn cancel(args: StatusArgs) -> anyhow::Result<()> {
+    let dir = StudyDir::new(&args.dir);
+    dir.plan()?;
+    let subs = slurm::read_submissions(&dir.root)?;
+    let jobs: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
+    if jobs.is_empty() {
+        bail!(
+            "{}: no Slurm jobs were submitted for this study",
+            args.dir.display()
+        );
+    }
+    slurm::cancel(&jobs)?;
+    println!(
+        "cancelled jobs {} (their runs resume when the study runs again)",
+        jobs.join(", ")
+    );
     Ok(())
 }
 
@@ -185,47 +428,11 @@ fn last_error_line(log: &std::path::Path) -> String {
         .to_string()
 }
 
-/// Runs one training with its output appended to `logs/ID.log`, its PID in `child_pid`
-/// while it runs; its exit code.
-fn run_logged(
-    mut cmd: Command,
-    logs: &std::path::Path,
-    r: &PlannedRun,
-    child_pid: &AtomicI32,
-    stopping: &AtomicBool,
-) -> anyhow::Result<Option<i32>> {
-    let log = logs.join(format!("{}.log", r.id));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = file
-        .try_clone()
-        .with_context(|| format!("opening {}", log.display()))?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .with_context(|| format!("starting {}", r.id))?;
-    child_pid.store(child.id() as i32, Ordering::SeqCst);
-    if stopping.load(Ordering::SeqCst) {
-        // The signal came while this run was starting: pass it on.
-        // SAFETY: kill(2) with the PID of the child we just started.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    }
-    let status = child
-        .wait()
-        .with_context(|| format!("waiting for {}", r.id));
-    child_pid.store(0, Ordering::SeqCst);
-    Ok(status?.code())
-}
-
 fn status(args: StatusArgs) -> anyhow::Result<()> {
     let dir = StudyDir::new(&args.dir);
     let plan = dir.plan()?;
-    let rows = dir.status(&plan, &BTreeSet::new());
+    let queued = slurm::queued_runs(&slurm::read_submissions(&dir.root)?)?;
+    let rows = dir.status(&plan, &queued);
     if args.json {
         println!("{}", serde_json::json!({ "runs": rows }));
         return Ok(());

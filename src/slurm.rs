@@ -1,0 +1,231 @@
+//! Slurm as a study backend: readable sbatch scripts (one job array per stage, each task
+//! running this program's `study task DIR ID`), submission, the queue as `squeue` shows it
+//! (no accounting needed), cancellation.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::io::{read_json, write_atomic, write_json_atomic};
+
+/// What every job of a study asks the cluster for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    /// `HH:MM:SS` (or any form sbatch's `--time` takes).
+    pub time: Option<String>,
+    pub gpus_per_task: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    /// More `#SBATCH` arguments, as given (`--mem=8G`, `--account=nlp`).
+    pub extra: Vec<String>,
+}
+
+/// One submitted job array: which planned runs its tasks are, in task order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub job_id: String,
+    pub stage: u8,
+    pub runs: Vec<String>,
+    pub script: PathBuf,
+}
+
+/// `'text'` for bash, whatever the text holds.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The sbatch script of one stage: an array with a task per run id.
+pub fn script(
+    exe: &Path,
+    study: &Path,
+    stage: u8,
+    runs: &[String],
+    after: Option<&str>,
+    options: &SlurmOptions,
+) -> String {
+    let what = match stage {
+        1 => "stage 1: adapters and baselines",
+        _ => "stage 2: fusions of the stage-1 adapters",
+    };
+    let mut s = format!(
+        "#!/bin/bash\n# Adapter Studio study, {what}: one array task per run.\n\
+         # Each task trains (or resumes) the run folder {}/runs/ID.\n",
+        study.display()
+    );
+    let mut line = |arg: String| s.push_str(&format!("#SBATCH {arg}\n"));
+    line(format!("--job-name=studio-stage{stage}"));
+    line(format!("--array=0-{}", runs.len().saturating_sub(1)));
+    line(format!(
+        "--output={}",
+        study.join("logs").join("slurm-%A_%a.out").display()
+    ));
+    // Slurm sends SIGTERM at the time limit; the training saves a checkpoint on it.
+    line("--signal=TERM@60".into());
+    if let Some(p) = &options.partition {
+        line(format!("--partition={p}"));
+    }
+    if let Some(t) = &options.time {
+        line(format!("--time={t}"));
+    }
+    if let Some(g) = options.gpus_per_task {
+        line(format!("--gpus-per-task={g}"));
+    }
+    if let Some(c) = options.cpus_per_task {
+        line(format!("--cpus-per-task={c}"));
+    }
+    if let Some(job) = after {
+        line(format!("--dependency=afterok:{job}"));
+        line("--kill-on-invalid-dep=yes".into());
+    }
+    for extra in &options.extra {
+        line(extra.clone());
+    }
+    let ids: Vec<String> = runs.iter().map(|r| quote(r)).collect();
+    s.push_str(&format!("\nRUNS=({})\n", ids.join(" ")));
+    s.push_str(&format!(
+        "exec {} study task {} \"${{RUNS[$SLURM_ARRAY_TASK_ID]}}\"\n",
+        quote(&exe.to_string_lossy()),
+        quote(&study.to_string_lossy())
+    ));
+    s
+}
+
+fn run_tool(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().map_err(|e| {
+        Error::Invalid(format!(
+            "cannot run {what} (is Slurm's client installed?): {e}"
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Writes `script` to `path` and submits it; the job id.
+pub fn submit(path: &Path, script: &str) -> Result<String> {
+    write_atomic(path, script.as_bytes())?;
+    let out = run_tool(Command::new("sbatch").arg("--parsable").arg(path), "sbatch")?;
+    // `--parsable` prints `ID` or `ID;cluster`.
+    let id = out.trim().split(';').next().unwrap_or("").to_string();
+    match !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) {
+        true => Ok(id),
+        false => Err(Error::Invalid(format!(
+            "sbatch printed `{}`, not a job id",
+            out.trim()
+        ))),
+    }
+}
+
+/// The state squeue shows for each task of `jobs` (`JOB_TASK` → `PENDING`, `RUNNING`, …);
+/// tasks that left the queue are absent.
+pub fn queue(jobs: &[String]) -> Result<BTreeMap<String, String>> {
+    if jobs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let out = run_tool(
+        Command::new("squeue")
+            .args(["-h", "-r", "-o", "%i %T", "-j"])
+            .arg(jobs.join(",")),
+        "squeue",
+    );
+    // squeue refuses ids it no longer knows: nothing of ours is queued then.
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.to_string().contains("Invalid job id") => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (id, state) = l.trim().split_once(' ')?;
+            Some((id.to_string(), state.trim().to_string()))
+        })
+        .collect())
+}
+
+pub fn cancel(jobs: &[String]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    run_tool(Command::new("scancel").args(jobs), "scancel").map(|_| ())
+}
+
+/// The submissions of a study folder (`slurm/jobs.json`), newest last.
+pub fn read_submissions(study: &Path) -> Result<Vec<Submission>> {
+    let path = study.join("slurm").join("jobs.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let value: serde_json::Value = read_json(&path)?;
+    serde_json::from_value(value).map_err(|e| Error::config(&path, "jobs", e.to_string()))
+}
+
+pub fn write_submissions(study: &Path, subs: &[Submission]) -> Result<()> {
+    let path = study.join("slurm").join("jobs.json");
+    let value = serde_json::to_value(subs).map_err(|source| Error::Json {
+        path: path.clone(),
+        source,
+    })?;
+    write_json_atomic(&path, &value)
+}
+
+/// Run ids Slurm still holds for the study (pending or starting), from the newest
+/// submission of each run: what `study status` shows as queued.
+pub fn queued_runs(subs: &[Submission]) -> Result<std::collections::BTreeSet<String>> {
+    let jobs: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
+    let q = queue(&jobs)?;
+    let mut queued = std::collections::BTreeSet::new();
+    for s in subs {
+        for (i, run) in s.runs.iter().enumerate() {
+            if q.contains_key(&format!("{}_{i}", s.job_id)) {
+                queued.insert(run.clone());
+            }
+        }
+    }
+    Ok(queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_script_is_an_array_over_its_runs_with_the_options_and_dependency() {
+        let options = SlurmOptions {
+            partition: Some("gpu".into()),
+            time: Some("01:00:00".into()),
+            gpus_per_task: Some(1),
+            cpus_per_task: None,
+            extra: vec!["--mem=8G".into()],
+        };
+        let runs = vec!["t-fusion-s1".to_string(), "t-fusion-s2".to_string()];
+        let s = script(
+            Path::new("/bin/studio"),
+            Path::new("/shared/it's"),
+            2,
+            &runs,
+            Some("41"),
+            &options,
+        );
+        for line in [
+            "#SBATCH --array=0-1",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --time=01:00:00",
+            "#SBATCH --gpus-per-task=1",
+            "#SBATCH --dependency=afterok:41",
+            "#SBATCH --kill-on-invalid-dep=yes",
+            "#SBATCH --mem=8G",
+            "RUNS=('t-fusion-s1' 't-fusion-s2')",
+            "exec '/bin/studio' study task '/shared/it'\\''s' \"${RUNS[$SLURM_ARRAY_TASK_ID]}\"",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line} in\n{s}");
+        }
+        assert!(!s.contains("cpus-per-task"));
+    }
+}
