@@ -28,6 +28,10 @@ pub struct TaskSpec {
     pub train: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<PathBuf>,
+    /// Held-out data: each finished run of this task is evaluated on it once (its best
+    /// checkpoint), and the report gives its metric beside the validation one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
     /// Options of `train`/`fuse` for this task only (columns, task type, labels, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, Value>,
@@ -141,8 +145,8 @@ impl StudySpec {
         resolve(&mut spec.model);
         for t in spec.sources.iter_mut().chain(spec.targets.iter_mut()) {
             resolve(&mut t.train);
-            if let Some(v) = &mut t.validation {
-                resolve(v);
+            for p in [&mut t.validation, &mut t.test].into_iter().flatten() {
+                resolve(p);
             }
         }
         spec.validate(path)?;
@@ -187,7 +191,9 @@ impl StudySpec {
             for t in tasks {
                 check_name(path, field, &t.name)?;
                 if let Some(other) = names.insert(t.name.clone(), t) {
-                    if other.train != t.train || other.validation != t.validation {
+                    if (&other.train, &other.validation, &other.test)
+                        != (&t.train, &t.validation, &t.test)
+                    {
                         return Err(invalid(
                             path,
                             field,
@@ -226,7 +232,7 @@ impl StudySpec {
         Ok(())
     }
 
-    fn task(&self, name: &str) -> Option<&TaskSpec> {
+    pub fn task(&self, name: &str) -> Option<&TaskSpec> {
         self.sources
             .iter()
             .chain(&self.targets)
@@ -411,6 +417,11 @@ pub struct ReportRow {
     pub mean: Option<f64>,
     pub std: Option<f64>,
     pub n: usize,
+    /// The metric on the target's test file (when the study gives one), over the same runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_std: Option<f64>,
     pub runs: Vec<ReportRun>,
 }
 
@@ -422,6 +433,9 @@ pub struct ReportRun {
     /// The best validation value of the metric (finished runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
+    /// The metric on the test file, at the best checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_value: Option<f64>,
 }
 
 impl StudyDir {
@@ -447,7 +461,12 @@ impl StudyDir {
     /// there are kept.
     pub fn prepare(&self, spec: &StudySpec, spec_path: &Path) -> Result<Plan> {
         let plan = spec.plan(spec_path, &self.runs())?;
-        for d in [self.runs(), self.root.join("logs"), self.root.join("slurm")] {
+        for d in [
+            self.runs(),
+            self.root.join("logs"),
+            self.root.join("slurm"),
+            self.root.join("test"),
+        ] {
             std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let to_value = |v: serde_json::Result<Value>, p: PathBuf| {
@@ -576,15 +595,24 @@ impl StudyDir {
                         }),
                         _ => None,
                     };
+                    let test_value = match (value, &metric) {
+                        (Some(_), Some(name)) => self
+                            .test_metrics(&row.id)
+                            .and_then(|m| m.get(name).copied()),
+                        _ => None,
+                    };
                     runs.push(ReportRun {
                         id: row.id.clone(),
                         seed: row.seed,
                         state: row.state,
                         value,
+                        test_value,
                     });
                 }
                 let values: Vec<f64> = runs.iter().filter_map(|r| r.value).collect();
                 let (mean, std) = mean_std(&values);
+                let tests: Vec<f64> = runs.iter().filter_map(|r| r.test_value).collect();
+                let (test_mean, test_std) = mean_std(&tests);
                 rows.push(ReportRow {
                     target: t.name.clone(),
                     method: m.clone(),
@@ -592,11 +620,52 @@ impl StudyDir {
                     mean,
                     std,
                     n: values.len(),
+                    test_mean,
+                    test_std,
                     runs,
                 });
             }
         }
         rows
+    }
+
+    fn test_file(&self, id: &str) -> PathBuf {
+        self.root.join("test").join(format!("{id}.json"))
+    }
+
+    /// The test metrics of run `id`, once `evaluate_test` has written them.
+    pub fn test_metrics(&self, id: &str) -> Option<crate::metrics::Metrics> {
+        let value: Value = read_json(&self.test_file(id)).ok()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// Evaluates finished run `r` on its task's test file (once: the result is kept in
+    /// `test/ID.json`), with the columns and length it trained with.
+    pub fn evaluate_test(&self, spec: &StudySpec, r: &PlannedRun) -> Result<()> {
+        let Some(test) = spec.task(&r.task).and_then(|t| t.test.as_ref()) else {
+            return Ok(());
+        };
+        if self.test_metrics(&r.id).is_some() {
+            return Ok(());
+        }
+        let run = self.run(&r.id);
+        let info = RunDir::new(&run).read_info()?;
+        let parts = crate::export::parts_of_run(&run)?;
+        let model = crate::predict::load(&parts)?;
+        let (result, _) = crate::training::evaluate_file(
+            &model,
+            test,
+            &info.config.columns,
+            info.config.skip_bad_rows,
+            info.config.batch_size,
+            info.config.max_length,
+        )?;
+        let path = self.test_file(&r.id);
+        let value = serde_json::to_value(&result.metrics).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
+        write_json_atomic(&path, &value)
     }
 
     /// The study as it was run (`study.json`).
@@ -625,8 +694,16 @@ pub fn mean_std(values: &[f64]) -> (Option<f64>, Option<f64>) {
 /// The report as a Markdown table (mean ± std (n), the best mean per target in bold; failed
 /// and cancelled runs named under the table).
 pub fn report_markdown(rows: &[ReportRow]) -> String {
-    let mut out =
-        String::from("| target | method | metric | mean ± std | n |\n|---|---|---|---|---|\n");
+    let with_test = rows.iter().any(|r| r.test_mean.is_some());
+    let mut out = match with_test {
+        true => String::from(
+            "| target | method | metric | validation mean ± std | test mean ± std | n |\n\
+             |---|---|---|---|---|---|\n",
+        ),
+        false => {
+            String::from("| target | method | metric | mean ± std | n |\n|---|---|---|---|---|\n")
+        }
+    };
     let best: BTreeMap<&str, f64> = rows.iter().fold(BTreeMap::new(), |mut m, r| {
         if let Some(v) = r.mean {
             let e = m.entry(r.target.as_str()).or_insert(v);
@@ -647,8 +724,13 @@ pub fn report_markdown(rows: &[ReportRow]) -> String {
             }
             _ => "–".into(),
         };
+        let test = match (with_test, r.test_mean, r.test_std) {
+            (false, ..) => String::new(),
+            (true, Some(m), Some(s)) => format!(" {m:.4} ± {s:.4} |"),
+            (true, ..) => " – |".into(),
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} |{test} {} |\n",
             r.target, r.method, r.metric, cell, r.n
         ));
     }
@@ -666,17 +748,19 @@ pub fn report_markdown(rows: &[ReportRow]) -> String {
 
 /// The report as CSV: one line per target × method.
 pub fn report_csv(rows: &[ReportRow]) -> String {
-    let mut out = String::from("target,method,metric,mean,std,n\n");
+    let mut out = String::from("target,method,metric,mean,std,n,test_mean,test_std\n");
     let num = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             r.target,
             r.method,
             r.metric,
             num(r.mean),
             num(r.std),
-            r.n
+            r.n,
+            num(r.test_mean),
+            num(r.test_std)
         ));
     }
     out

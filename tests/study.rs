@@ -28,6 +28,7 @@ fn make_study(dir: &Path, broken_source: bool) -> PathBuf {
         write_task(&dir.join(format!("{name}.csv")), flavour, 24);
         write_task(&dir.join(format!("{name}_val.csv")), flavour, 8);
     }
+    write_task(&dir.join("t_test.csv"), "inn", 12);
     if broken_source {
         std::fs::write(dir.join("s2.csv"), "words,stars\nno label column,3\n").unwrap();
     }
@@ -35,7 +36,7 @@ fn make_study(dir: &Path, broken_source: bool) -> PathBuf {
     let study = json!({
         "model": fixtures().join("bert_tiny"),
         "sources": [task("s1"), task("s2")],
-        "targets": [task("t")],
+        "targets": [{"name": "t", "train": "t.csv", "validation": "t_val.csv", "test": "t_test.csv"}],
         "methods": ["seq_bn", "fusion"],
         "seeds": [1, 2],
         "settings": {"max_steps": 3, "batch_size": 8, "device": "cpu", "min_steps": 0},
@@ -132,14 +133,32 @@ fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_
             "{row}"
         );
         assert!((row["std"].as_f64().unwrap() - std).abs() < 1e-12, "{row}");
+        // The test metric: each run evaluated once on t_test.csv, kept in test/ID.json.
+        let tests: Vec<f64> = [1, 2]
+            .iter()
+            .map(|s| {
+                let m: Value = serde_json::from_str(
+                    &std::fs::read_to_string(out.join(format!("test/t-{method}-s{s}.json")))
+                        .unwrap(),
+                )
+                .unwrap();
+                m["accuracy"].as_f64().unwrap()
+            })
+            .collect();
+        let test_mean = (tests[0] + tests[1]) / 2.0;
+        assert!(
+            (row["test_mean"].as_f64().unwrap() - test_mean).abs() < 1e-12,
+            "{row}"
+        );
     }
+    assert!(table.contains("test mean ± std"), "{table}");
     let csv = ok(study(&[
         "report".as_ref(),
         out.as_os_str(),
         "--csv".as_ref(),
     ]));
     assert!(
-        csv.starts_with("target,method,metric,mean,std,n\nt,seq_bn,accuracy,"),
+        csv.starts_with("target,method,metric,mean,std,n,test_mean,test_std\nt,seq_bn,accuracy,"),
         "{csv}"
     );
 

@@ -161,8 +161,25 @@ impl Runner {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Runs `r` (see `start_or_resume`), then evaluates a finished run on its test file.
+    fn run_one(
+        &self,
+        spec: &StudySpec,
+        plan: &Plan,
+        r: &PlannedRun,
+        label: &str,
+    ) -> anyhow::Result<Outcome> {
+        let outcome = self.start_or_resume(plan, r, label)?;
+        if outcome == Outcome::Finished {
+            if let Err(e) = self.dir.evaluate_test(spec, r) {
+                eprintln!("{label}: warning: the test evaluation failed: {e}");
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Starts, resumes or skips run `r` as its state says, and waits for it.
-    fn run_one(&self, plan: &Plan, r: &PlannedRun, label: &str) -> anyhow::Result<Outcome> {
+    fn start_or_resume(&self, plan: &Plan, r: &PlannedRun, label: &str) -> anyhow::Result<Outcome> {
         // States change as runs end: read them again before each run.
         let state = self
             .dir
@@ -277,7 +294,7 @@ fn run_local(dir: StudyDir, spec: &StudySpec, plan: &Plan, args: &RunArgs) -> an
     let total = plan.runs.len();
     for (i, r) in plan.runs.iter().enumerate() {
         let label = format!("[{}/{total}] {}", i + 1, r.id);
-        if runner.run_one(plan, r, &label)? == Outcome::Stopped {
+        if runner.run_one(spec, plan, r, &label)? == Outcome::Stopped {
             eprintln!(
                 "stopped; `study run {} --out {}` continues the study",
                 args.study.display(),
@@ -311,14 +328,14 @@ fn finish(dir: &StudyDir, spec: &StudySpec, plan: &Plan) -> anyhow::Result<()> {
 /// `study task DIR ID`: what one Slurm array task runs.
 fn task(args: TaskArgs) -> anyhow::Result<()> {
     let dir = StudyDir::new(&args.dir);
-    let plan = dir.plan()?;
+    let (spec, plan) = (dir.spec()?, dir.plan()?);
     let r = plan
         .runs
         .iter()
         .find(|r| r.id == args.id)
         .with_context(|| format!("{}: no planned run `{}`", args.dir.display(), args.id))?;
     let runner = Runner::new(dir.clone(), false)?;
-    match runner.run_one(&plan, r, &r.id)? {
+    match runner.run_one(&spec, &plan, r, &r.id)? {
         Outcome::Finished | Outcome::Skipped => Ok(()),
         Outcome::Stopped => std::process::exit(130),
         Outcome::Failed => bail!("{} failed", r.id),
