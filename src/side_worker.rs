@@ -280,7 +280,26 @@ mod tests {
     #[test]
     fn side_worker_model_loading_during_a_training_changes_none_of_its_weights() {
         // The side worker builds models (random initialisation, torch's global generator)
-        // while the trainer seeds that generator per step for its dropout masks.
+        // while the trainer seeds that generator per step for its dropout masks. Other unit
+        // tests of this process build modules too, without the generator's lock (they are not
+        // the app): run this one alone, in a process of its own.
+        const ALONE: &str = "ADAPTER_STUDIO_TEST_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let name = "side_worker::tests::\
+                        side_worker_model_loading_during_a_training_changes_none_of_its_weights";
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let alone = train_weights(dir.path(), "alone");
         let done = Arc::new(AtomicBool::new(false));

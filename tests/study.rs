@@ -55,17 +55,43 @@ fn json_of(out: std::process::Output) -> Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// `study run FILE --out OUT` on the local backend.
+fn run_locally(file: &Path, out: &Path) -> std::process::Output {
+    study(&[
+        "run".as_ref(),
+        file.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ])
+}
+
+/// Each run's state as `study status --json` gives it, by run id.
+fn states(status: &Value) -> std::collections::BTreeMap<String, String> {
+    status["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A run folder's run.json.
+fn run_json(out: &Path, id: &str) -> Value {
+    let text = std::fs::read_to_string(out.join("runs").join(id).join("run.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 #[test]
 fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_study(dir.path(), false);
     let out = dir.path().join("out");
-    let run = study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let run = run_locally(&file, &out);
     let table = ok(run);
     assert!(table.contains("| t | fusion | accuracy |"), "{table}");
 
@@ -92,10 +118,7 @@ fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_
     assert!(runs.iter().all(|r| r["state"] == "finished"), "{status}");
 
     // Each fusion fused both sources and the target's own adapter of its seed.
-    let fusion: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("runs/t-fusion-s2/run.json")).unwrap(),
-    )
-    .unwrap();
+    let fusion = run_json(&out, "t-fusion-s2");
     let fused = fusion["config"]["stage"].to_string();
     for a in ["s1-seq_bn-s2", "s2-seq_bn-s2", "t-seq_bn-s2"] {
         assert!(fused.contains(a), "{a} in {fused}");
@@ -118,12 +141,9 @@ fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_
         let values: Vec<f64> = [1, 2]
             .iter()
             .map(|s| {
-                let info: Value = serde_json::from_str(
-                    &std::fs::read_to_string(out.join(format!("runs/t-{method}-s{s}/run.json")))
-                        .unwrap(),
-                )
-                .unwrap();
-                info["best"]["metrics"]["accuracy"].as_f64().unwrap()
+                run_json(&out, &format!("t-{method}-s{s}"))["best"]["metrics"]["accuracy"]
+                    .as_f64()
+                    .unwrap()
             })
             .collect();
         let mean = (values[0] + values[1]) / 2.0;
@@ -163,20 +183,9 @@ fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_
     );
 
     // A second run changes no run folder.
-    let updated = |id: &str| {
-        let info: Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join(format!("runs/{id}/run.json"))).unwrap(),
-        )
-        .unwrap();
-        info["updated_unix_secs"].clone()
-    };
+    let updated = |id: &str| run_json(&out, id)["updated_unix_secs"].clone();
     let before: Vec<Value> = ids.iter().map(|id| updated(id)).collect();
-    let again = study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let again = run_locally(&file, &out);
     let said = String::from_utf8_lossy(&again.stderr).into_owned();
     ok(again);
     assert_eq!(said.matches(": finished").count(), 8, "{said}");
@@ -189,12 +198,7 @@ fn a_failing_source_fails_and_the_fusions_that_need_it_are_cancelled_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_study(dir.path(), true);
     let out = dir.path().join("out");
-    let run = study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let run = run_locally(&file, &out);
     assert!(
         !run.status.success(),
         "a study with failed runs exits non-zero"
@@ -210,15 +214,8 @@ fn a_failing_source_fails_and_the_fusions_that_need_it_are_cancelled_not_run() {
         out.as_os_str(),
         "--json".as_ref(),
     ]));
-    let state = |id: &str| {
-        status["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .map(|r| r["state"].as_str().unwrap().to_string())
-            .unwrap()
-    };
+    let states = states(&status);
+    let state = |id: &str| states[id].as_str();
     assert_eq!(state("s1-seq_bn-s1"), "finished");
     assert_eq!(state("t-seq_bn-s2"), "finished");
     assert_eq!(state("s2-seq_bn-s1"), "failed");
@@ -261,7 +258,7 @@ fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
     spec["settings"]["save_every"] = json!(5);
     std::fs::write(&file, spec.to_string()).unwrap();
     let out = dir.path().join("out");
-    let mut child = bin()
+    let child = bin()
         .args(["study", "run"])
         .arg(&file)
         .arg("--out")
@@ -298,12 +295,7 @@ fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
     let step = run["step"].as_u64().unwrap();
     assert!(step > 0 && step < 300, "stopped mid-run at {step}");
 
-    let again = study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let again = run_locally(&file, &out);
     let said = String::from_utf8_lossy(&again.stderr).into_owned();
     ok(again);
     assert!(said.contains("t-seq_bn-s1: resuming (stopped)"), "{said}");
@@ -421,12 +413,7 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     let dir = tempfile::tempdir().unwrap();
     let file = make_study(dir.path(), false);
     let local = dir.path().join("local");
-    ok(study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        local.as_os_str(),
-    ]));
+    ok(run_locally(&file, &local));
     let on_slurm = dir.path().join("slurm");
     let submitted = ok(cluster.study(&[
         "run".as_ref(),
@@ -483,15 +470,8 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     ]);
     assert!(!run.status.success(), "failed runs make the study fail");
     let status = json_of(cluster.study(&["status".as_ref(), out.as_os_str(), "--json".as_ref()]));
-    let state = |id: &str| {
-        status["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            .map(|r| r["state"].as_str().unwrap().to_string())
-            .unwrap()
-    };
+    let states = states(&status);
+    let state = |id: &str| states[id].as_str();
     assert_eq!(state("s1-seq_bn-s1"), "finished", "{status}");
     assert_eq!(state("s2-seq_bn-s1"), "failed", "{status}");
     assert_eq!(state("t-fusion-s1"), "cancelled", "{status}");
@@ -512,12 +492,7 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     spec["settings"]["save_every"] = json!(5);
     std::fs::write(&file, spec.to_string()).unwrap();
     let (local, out) = (long.path().join("local"), long.path().join("slurm"));
-    ok(study(&[
-        "run".as_ref(),
-        file.as_os_str(),
-        "--out".as_ref(),
-        local.as_os_str(),
-    ]));
+    ok(run_locally(&file, &local));
     let run = |extra: &[&str]| {
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "run".as_ref(),
@@ -577,4 +552,17 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
         last_loss(&local),
         "every step's loss, once each"
     );
+}
+
+#[test]
+fn the_shipped_demo_study_plans_its_runs_on_the_demo_datasets() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/studies/demo.json");
+    let spec = adapter_studio::study::StudySpec::from_file(&file).unwrap();
+    for t in spec.sources.iter().chain(&spec.targets) {
+        assert!(t.train.is_file(), "{}", t.train.display());
+    }
+    let plan = spec.plan(&file, Path::new("/out/runs")).unwrap();
+    // 3 seeds × (2 sources + the target's adapter + head-only + fusion).
+    assert_eq!(plan.runs.len(), 15);
+    assert_eq!(plan.runs.iter().filter(|r| r.method == "fusion").count(), 3);
 }
