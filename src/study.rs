@@ -546,7 +546,14 @@ impl StudyDir {
         let mut rows: Vec<RunStatusRow> = Vec::new();
         for r in &plan.runs {
             let (mut state, info, error) = self.own_state(&r.id);
-            if state == RunState::Planned {
+            let waiting = matches!(
+                state,
+                RunState::Planned | RunState::Stopped | RunState::Failed
+            );
+            if waiting && queued.contains(&r.id) {
+                // Submitted again (a stopped or failed run resubmitted to resume).
+                state = RunState::Queued;
+            } else if state == RunState::Planned {
                 let blocked = r.depends_on.iter().any(|d| {
                     rows.iter().any(|row| {
                         &row.id == d && matches!(row.state, RunState::Failed | RunState::Cancelled)
@@ -554,8 +561,6 @@ impl StudyDir {
                 });
                 if blocked {
                     state = RunState::Cancelled;
-                } else if queued.contains(&r.id) {
-                    state = RunState::Queued;
                 }
             }
             rows.push(RunStatusRow {

@@ -80,6 +80,31 @@ fn states(status: &Value) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Waits until a run has logged a dozen lines (it is training, past its first checkpoints).
+fn wait_for_training(metrics: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(metrics).map_or(0, |t| t.lines().count()) < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} shows no training",
+            metrics.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The study of `make_study` cut to one long run (the target's seq_bn, seed 1, 300 steps,
+/// a checkpoint every 5), for stopping mid-run.
+fn one_long_run(file: &Path) {
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    spec["methods"] = json!(["seq_bn"]);
+    spec["sources"] = json!([]);
+    spec["seeds"] = json!([1]);
+    spec["settings"]["max_steps"] = json!(300);
+    spec["settings"]["save_every"] = json!(5);
+    std::fs::write(file, spec.to_string()).unwrap();
+}
+
 /// A run folder's run.json.
 fn run_json(out: &Path, id: &str) -> Value {
     let text = std::fs::read_to_string(out.join("runs").join(id).join("run.json")).unwrap();
@@ -251,12 +276,7 @@ fn a_failing_source_fails_and_the_fusions_that_need_it_are_cancelled_not_run() {
 fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
     let dir = tempfile::tempdir().unwrap();
     let file = make_study(dir.path(), false);
-    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    spec["methods"] = json!(["seq_bn"]);
-    spec["seeds"] = json!([1]);
-    spec["settings"]["max_steps"] = json!(300);
-    spec["settings"]["save_every"] = json!(5);
-    std::fs::write(&file, spec.to_string()).unwrap();
+    one_long_run(&file);
     let out = dir.path().join("out");
     let child = bin()
         .args(["study", "run"])
@@ -268,14 +288,7 @@ fn a_study_stopped_by_sigterm_resumes_its_run_when_run_again() {
         .spawn()
         .unwrap();
     let metrics = out.join("runs/t-seq_bn-s1/metrics.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 12 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run did not start training"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_training(&metrics);
     // SAFETY: kill(2) on the study process this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let stopped = child.wait_with_output().unwrap();
@@ -484,13 +497,7 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     // resumes it to the same result as an uninterrupted run (the local one).
     let long = tempfile::tempdir().unwrap();
     let file = make_study(long.path(), false);
-    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    spec["methods"] = json!(["seq_bn"]);
-    spec["sources"] = json!([]);
-    spec["seeds"] = json!([1]);
-    spec["settings"]["max_steps"] = json!(300);
-    spec["settings"]["save_every"] = json!(5);
-    std::fs::write(&file, spec.to_string()).unwrap();
+    one_long_run(&file);
     let (local, out) = (long.path().join("local"), long.path().join("slurm"));
     ok(run_locally(&file, &local));
     let run = |extra: &[&str]| {
@@ -507,14 +514,7 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     };
     run(&[]);
     let metrics = out.join("runs/t-seq_bn-s1/metrics.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 12 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the task did not start training"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_training(&metrics);
     ok(cluster.study(&["cancel".as_ref(), out.as_os_str()]));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -1,5 +1,6 @@
-//! `adapter-studio study run|status|report`: a grid of runs planned by `study.rs` and run
-//! here one at a time, each by this same program (`train`/`fuse` with `--out` its folder).
+//! `adapter-studio study run|status|report|cancel`: a grid of runs planned by `study.rs`, run
+//! here one at a time or as Slurm job arrays, each by this same program (`train`/`fuse` with
+//! `--out` its folder).
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -357,7 +358,7 @@ fn submit_slurm(
     let todo = |stage: u8| -> Vec<String> {
         plan.runs
             .iter()
-            .filter(|r| r.stage == stage)
+            .filter(|r| r.stage == stage && !queued.contains(&r.id))
             .filter(|r| {
                 rows.iter().any(|row| {
                     row.id == r.id
