@@ -174,7 +174,7 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
             .map(floats)
             .collect();
         assert!(
-            !want.is_empty() && rows.len() % want.len() == 0,
+            !want.is_empty() && rows.len().is_multiple_of(want.len()),
             "{what}: {} rows",
             rows.len()
         );
