@@ -87,6 +87,28 @@ fn invalid(path: &Path, field: &str, message: impl Into<String>) -> Error {
     Error::config(path, field, message.into())
 }
 
+/// `a/b/../c` as `a/c`, without touching the file system (the paths go into commands and
+/// scripts people read).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // Above the root is the root.
+                Some(Component::RootDir) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A name usable in run ids and folder names.
 fn check_name(path: &Path, field: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -139,7 +161,7 @@ impl StudySpec {
             .map_err(|e| Error::io(path, e))?;
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() && p != Path::new("demo") {
-                *p = base.join(&*p);
+                *p = normalized(&base.join(&*p));
             }
         };
         resolve(&mut spec.model);
@@ -855,6 +877,24 @@ mod tests {
         let mut s = spec(&["seq_bn"]);
         s.targets[0].name = "a b".into();
         assert!(s.validate(Path::new("st.json")).is_err());
+    }
+
+    #[test]
+    fn study_paths_are_absolute_and_without_dot_dot() {
+        let dir = tempfile::tempdir().unwrap();
+        let studies = dir.path().join("studies");
+        std::fs::create_dir(&studies).unwrap();
+        let file = studies.join("s.json");
+        std::fs::write(
+            &file,
+            r#"{"model": "demo", "sources": [], "targets": [{"name": "t",
+                "train": "../data/./t.csv"}], "methods": ["seq_bn"], "seeds": [1]}"#,
+        )
+        .unwrap();
+        let spec = StudySpec::from_file(&file).unwrap();
+        assert_eq!(spec.targets[0].train, dir.path().join("data").join("t.csv"));
+        assert_eq!(spec.model, Path::new("demo"));
+        assert_eq!(normalized(Path::new("/a/../../b")), Path::new("/b"));
     }
 
     #[test]
