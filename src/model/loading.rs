@@ -125,12 +125,6 @@ fn read_weights(dir: &Path) -> Result<weights::StateDict> {
     Ok(tensors)
 }
 
-/// The checkpoint key of the pooler weight for the folder's architecture, if it has a pooler.
-fn pooler_weight(dir: &Path) -> Result<Option<&'static str>> {
-    let config = ModelConfig::from_file(&dir.join("config.json"))?;
-    Ok(config.arch.facts().pooler_weight)
-}
-
 /// `key` is the pooler weight `pooler` of the base model (with or without its prefix; a
 /// task model's own pooler, e.g. DeBERTa's `pooler.dense`, is not the base model's).
 fn is_pooler_key(key: &str, pooler: &str) -> bool {
@@ -152,7 +146,8 @@ impl BaseModel {
         }
         let file = weights_file(dir)?;
         let files = weights_files(dir)?;
-        let pooler = pooler_weight(dir)?;
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let pooler = config.arch.facts().pooler_weight;
         if files
             .iter()
             .all(|f| f.extension().is_some_and(|e| e == "safetensors"))
@@ -170,10 +165,10 @@ impl BaseModel {
             let tensors = readers
                 .into_iter()
                 .flat_map(weights::SafetensorsReader::tensors);
-            return Self::build(dir, &file, with_pooler, tensors, device);
+            return Self::build(dir, &file, config, with_pooler, tensors, device);
         }
         let tensors = read_weights(dir)?;
-        Self::from_state_dict(dir, &file, tensors, device)
+        Self::from_tensors(dir, &file, config, tensors, device)
     }
 
     /// Builds the model of folder `dir` (config and tokenizer) from `tensors`, read from `file`;
@@ -184,19 +179,40 @@ impl BaseModel {
         tensors: weights::StateDict,
         device: Device,
     ) -> Result<Self> {
-        let with_pooler =
-            pooler_weight(dir)?.is_some_and(|p| tensors.iter().any(|(k, _)| is_pooler_key(k, p)));
-        Self::build(dir, file, with_pooler, tensors.into_iter().map(Ok), device)
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        Self::from_tensors(dir, file, config, tensors, device)
+    }
+
+    fn from_tensors(
+        dir: &Path,
+        file: &Path,
+        config: ModelConfig,
+        tensors: weights::StateDict,
+        device: Device,
+    ) -> Result<Self> {
+        let with_pooler = config
+            .arch
+            .facts()
+            .pooler_weight
+            .is_some_and(|p| tensors.iter().any(|(k, _)| is_pooler_key(k, p)));
+        Self::build(
+            dir,
+            file,
+            config,
+            with_pooler,
+            tensors.into_iter().map(Ok),
+            device,
+        )
     }
 
     fn build(
         dir: &Path,
         file: &Path,
+        config: ModelConfig,
         with_pooler: bool,
         tensors: impl IntoIterator<Item = Result<(String, tch::Tensor)>>,
         device: Device,
     ) -> Result<Self> {
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = TextTokenizer::load(dir, &config)?;
         let prefix = config.arch.prefix();
         let mut vs = nn::VarStore::new(device);
