@@ -15,7 +15,7 @@ use tch::Tensor;
 use super::backbone::Backbone;
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
-use super::layer::{self, linear, LayerPaths, Style, TransformerLayer};
+use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
 use crate::adapters::{Location, LocationHook};
 use crate::error::Result;
 
@@ -109,11 +109,13 @@ impl Albert {
                     query: &a / "query",
                     key: &a / "key",
                     value: &a / "value",
-                    attention_out: &a / "dense",
-                    attention_ln: &a / "LayerNorm",
-                    intermediate: &l / "ffn",
-                    output: &l / "ffn_output",
-                    output_ln: &l / "full_layer_layer_norm",
+                    rest: SublayerPaths {
+                        attention_out: &a / "dense",
+                        attention_ln: &a / "LayerNorm",
+                        intermediate: &l / "ffn",
+                        output: &l / "ffn_output",
+                        output_ln: &l / "full_layer_layer_norm",
+                    },
                 };
                 let style = Style {
                     // Defined but never applied by ALBERT.

@@ -6,7 +6,7 @@ use tch::{Kind, Tensor};
 
 use super::backbone::Backbone;
 use super::config::{Architecture, ModelConfig};
-use super::layer::{self, linear, LayerPaths, Style, TransformerLayer};
+use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
 use crate::adapters::{Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
@@ -27,6 +27,18 @@ pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) 
     match location {
         Location::Attention => l / "attention" / "output",
         Location::Output => l / "output",
+    }
+}
+
+/// BERT's names of the pieces after the attention scores in layer `l` (DeBERTa's too).
+pub(crate) fn sublayer_paths<'a>(l: &nn::Path<'a>) -> SublayerPaths<'a> {
+    let a = l / "attention";
+    SublayerPaths {
+        attention_out: &a / "output" / "dense",
+        attention_ln: &a / "output" / "LayerNorm",
+        intermediate: l / "intermediate" / "dense",
+        output: l / "output" / "dense",
+        output_ln: l / "output" / "LayerNorm",
     }
 }
 
@@ -103,11 +115,7 @@ impl Bert {
                     query: &a / "self" / "query",
                     key: &a / "self" / "key",
                     value: &a / "self" / "value",
-                    attention_out: &a / "output" / "dense",
-                    attention_ln: &a / "output" / "LayerNorm",
-                    intermediate: &l / "intermediate" / "dense",
-                    output: &l / "output" / "dense",
-                    output_ln: &l / "output" / "LayerNorm",
+                    rest: sublayer_paths(&l),
                 };
                 TransformerLayer::new(paths, c, Style::BERT)
             })

@@ -13,11 +13,12 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::backbone::Backbone;
+use super::bert;
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
-use super::layer::{self, linear};
+use super::layer::{self, linear, Style, Sublayers};
 use crate::activation::Activation;
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::LocationHook;
 use crate::error::{Error, Result};
 use crate::layers::layer_norm;
 
@@ -326,11 +327,7 @@ impl DisentangledAttention {
 #[derive(Debug)]
 struct Layer {
     attention: DisentangledAttention,
-    attention_out: nn::Linear,
-    attention_ln: nn::LayerNorm,
-    intermediate: nn::Linear,
-    output: nn::Linear,
-    output_ln: nn::LayerNorm,
+    rest: Sublayers,
 }
 
 #[derive(Debug)]
@@ -385,11 +382,7 @@ impl DebertaV2 {
                         dropout: c.attention_dropout,
                         hidden_dropout: c.hidden_dropout,
                     },
-                    attention_out: linear(&a / "output" / "dense", d, d),
-                    attention_ln: layer_norm(&a / "output" / "LayerNorm", d, c.layer_norm_eps),
-                    intermediate: linear(&l / "intermediate" / "dense", d, c.intermediate_size),
-                    output: linear(&l / "output" / "dense", c.intermediate_size, d),
-                    output_ln: layer_norm(&l / "output" / "LayerNorm", d, c.layer_norm_eps),
+                    rest: Sublayers::new(bert::sublayer_paths(&l), c, Style::BERT),
                 }
             })
             .collect();
@@ -490,24 +483,7 @@ impl Backbone for DebertaV2 {
         let mut x = x;
         for (i, l) in self.layers.iter().enumerate() {
             let attn = l.attention.forward(&x, o, &ctx, train);
-            let h = l
-                .attention_out
-                .forward(&attn)
-                .dropout(c.hidden_dropout, train);
-            let after_attention =
-                hook.bottleneck(i, Location::Attention, &h, &x, &l.attention_ln, train)?;
-            let inter = c
-                .hidden_act
-                .apply(&l.intermediate.forward(&after_attention));
-            let h = l.output.forward(&inter).dropout(c.hidden_dropout, train);
-            x = hook.bottleneck(
-                i,
-                Location::Output,
-                &h,
-                &after_attention,
-                &l.output_ln,
-                train,
-            )?;
+            x = l.rest.forward(&x, &attn, c, i, hook, train)?;
             if let (0, Some(conv)) = (i, &self.conv) {
                 x = conv.forward(&embedded, &x, attention_mask, c.hidden_dropout, train);
             }

@@ -7,7 +7,7 @@ use tch::Tensor;
 use super::backbone::Backbone;
 use super::bert::Embeddings;
 use super::config::ModelConfig;
-use super::layer::{self, LayerPaths, Style, TransformerLayer};
+use super::layer::{self, LayerPaths, Style, SublayerPaths, TransformerLayer};
 use crate::adapters::{Location, LocationHook};
 use crate::error::Result;
 
@@ -37,11 +37,13 @@ impl DistilBert {
                     query: &a / "q_lin",
                     key: &a / "k_lin",
                     value: &a / "v_lin",
-                    attention_out: &a / "out_lin",
-                    attention_ln: &l / "sa_layer_norm",
-                    intermediate: &l / "ffn" / "lin1",
-                    output: &l / "ffn" / "lin2",
-                    output_ln: &l / "output_layer_norm",
+                    rest: SublayerPaths {
+                        attention_out: &a / "out_lin",
+                        attention_ln: &l / "sa_layer_norm",
+                        intermediate: &l / "ffn" / "lin1",
+                        output: &l / "ffn" / "lin2",
+                        output_ln: &l / "output_layer_norm",
+                    },
                 };
                 TransformerLayer::new(
                     paths,

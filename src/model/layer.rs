@@ -17,11 +17,7 @@ pub(crate) struct LayerPaths<'a> {
     pub query: nn::Path<'a>,
     pub key: nn::Path<'a>,
     pub value: nn::Path<'a>,
-    pub attention_out: nn::Path<'a>,
-    pub attention_ln: nn::Path<'a>,
-    pub intermediate: nn::Path<'a>,
-    pub output: nn::Path<'a>,
-    pub output_ln: nn::Path<'a>,
+    pub rest: SublayerPaths<'a>,
 }
 
 /// Scaled dot-product self-attention over `num_heads` heads.
@@ -53,11 +49,27 @@ impl SelfAttention {
     }
 }
 
-/// One layer: attention, its projection and LayerNorm, feed-forward and its LayerNorm, with
-/// the adapter hook after each sub-layer.
+/// One layer: self-attention, then the sub-layers after it.
 #[derive(Debug)]
 pub(crate) struct TransformerLayer {
     attention: SelfAttention,
+    rest: Sublayers,
+}
+
+/// The module paths of the pieces after the attention scores.
+pub(crate) struct SublayerPaths<'a> {
+    pub attention_out: nn::Path<'a>,
+    pub attention_ln: nn::Path<'a>,
+    pub intermediate: nn::Path<'a>,
+    pub output: nn::Path<'a>,
+    pub output_ln: nn::Path<'a>,
+}
+
+/// What follows the attention scores in a post-LayerNorm layer, whatever computes them:
+/// the attention projection and its LayerNorm, feed-forward and its LayerNorm, with the
+/// adapter hook after each sub-layer (DeBERTa's disentangled attention uses it too).
+#[derive(Debug)]
+pub(crate) struct Sublayers {
     attention_out: nn::Linear,
     attention_ln: nn::LayerNorm,
     intermediate: nn::Linear,
@@ -97,12 +109,7 @@ impl TransformerLayer {
                 num_heads: c.num_heads,
                 dropout: c.attention_dropout,
             },
-            attention_out: linear(p.attention_out, d, d),
-            attention_ln: layer_norm(p.attention_ln, d, c.layer_norm_eps),
-            intermediate: linear(p.intermediate, d, c.intermediate_size),
-            output: linear(p.output, c.intermediate_size, d),
-            output_ln: layer_norm(p.output_ln, d, c.layer_norm_eps),
-            style,
+            rest: Sublayers::new(p.rest, c, style),
         }
     }
 
@@ -118,7 +125,34 @@ impl TransformerLayer {
         train: bool,
     ) -> Result<Tensor> {
         let attn = self.attention.forward(x, mask_bias, train);
-        let mut h = self.attention_out.forward(&attn);
+        self.rest.forward(x, &attn, c, adapter_layer, hook, train)
+    }
+}
+
+impl Sublayers {
+    pub fn new(p: SublayerPaths, c: &ModelConfig, style: Style) -> Self {
+        let d = c.hidden_size;
+        Sublayers {
+            attention_out: linear(p.attention_out, d, d),
+            attention_ln: layer_norm(p.attention_ln, d, c.layer_norm_eps),
+            intermediate: linear(p.intermediate, d, c.intermediate_size),
+            output: linear(p.output, c.intermediate_size, d),
+            output_ln: layer_norm(p.output_ln, d, c.layer_norm_eps),
+            style,
+        }
+    }
+
+    /// The layer's output from its input `x` and the attention's context `attn`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        attn: &Tensor,
+        c: &ModelConfig,
+        adapter_layer: usize,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
+        let mut h = self.attention_out.forward(attn);
         if self.style.attention_out_dropout {
             h = h.dropout(c.hidden_dropout, train);
         }
