@@ -565,7 +565,19 @@ impl StudyDir {
     /// cancelled is cancelled. `queued` lists runs a scheduler holds (they count as queued
     /// until their folder says more).
     pub fn status(&self, plan: &Plan, queued: &BTreeSet<String>) -> Vec<RunStatusRow> {
-        let mut rows: Vec<RunStatusRow> = Vec::new();
+        self.states(plan, queued)
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect()
+    }
+
+    /// `status`'s rows, each with its run's record when it has one.
+    fn states(
+        &self,
+        plan: &Plan,
+        queued: &BTreeSet<String>,
+    ) -> Vec<(RunStatusRow, Option<RunInfo>)> {
+        let mut rows: Vec<(RunStatusRow, Option<RunInfo>)> = Vec::new();
         for r in &plan.runs {
             let (mut state, info, error) = self.own_state(&r.id);
             let waiting = matches!(
@@ -577,7 +589,7 @@ impl StudyDir {
                 state = RunState::Queued;
             } else if state == RunState::Planned {
                 let blocked = r.depends_on.iter().any(|d| {
-                    rows.iter().any(|row| {
+                    rows.iter().any(|(row, _)| {
                         &row.id == d && matches!(row.state, RunState::Failed | RunState::Cancelled)
                     })
                 });
@@ -585,7 +597,7 @@ impl StudyDir {
                     state = RunState::Cancelled;
                 }
             }
-            rows.push(RunStatusRow {
+            let row = RunStatusRow {
                 id: r.id.clone(),
                 task: r.task.clone(),
                 method: r.method.clone(),
@@ -594,7 +606,8 @@ impl StudyDir {
                 step: info.as_ref().map_or(0, |i| i.step),
                 total_steps: info.as_ref().map_or(0, |i| i.total_steps),
                 error,
-            });
+            };
+            rows.push((row, info));
         }
         rows
     }
@@ -603,23 +616,28 @@ impl StudyDir {
     /// the task's metric, mean and sample std over the finished runs; the others are listed
     /// with their state and never averaged in.
     pub fn report(&self, spec: &StudySpec, plan: &Plan) -> Vec<ReportRow> {
-        let status = self.status(plan, &BTreeSet::new());
+        let states = self.states(plan, &BTreeSet::new());
         let mut rows = Vec::new();
         for t in &spec.targets {
             for m in &spec.methods {
                 let mut metric = None;
                 let mut runs = Vec::new();
-                for row in status.iter().filter(|r| r.task == t.name && &r.method == m) {
-                    let value = match row.state {
-                        RunState::Finished => self.own_state(&row.id).1.and_then(|info| {
+                let of_cell = states
+                    .iter()
+                    .filter(|(r, _)| r.task == t.name && &r.method == m);
+                for (row, info) in of_cell {
+                    let value = match (row.state, info) {
+                        (RunState::Finished, Some(info)) => {
                             let name =
                                 info.config.metric.clone().unwrap_or_else(|| {
                                     task::primary_metric(info.config.task).into()
                                 });
-                            let v = info.best.as_ref()?.metrics.get(&name).copied();
-                            metric.get_or_insert(name);
-                            v
-                        }),
+                            info.best.as_ref().and_then(|best| {
+                                let v = best.metrics.get(&name).copied();
+                                metric.get_or_insert(name);
+                                v
+                            })
+                        }
                         _ => None,
                     };
                     let test_value = match (value, &metric) {
