@@ -56,6 +56,14 @@ pub fn python_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -
 /// `predict --json`'s logits of `texts` on `model` with `args` (adapters, fusion, head), all
 /// examples' logits in one list.
 pub fn predict_logits(model: &Path, args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<f64> {
+    predictions(model, args, texts)
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect()
+}
+
+/// `predict --json`'s predictions of `texts` on `model` with `args`.
+pub fn predictions(model: &Path, args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<Value> {
     let mut cmd = bin();
     cmd.args(["predict", "--device", "cpu", "--json", "--model"])
         .arg(model)
@@ -64,16 +72,11 @@ pub fn predict_logits(model: &Path, args: &[&std::ffi::OsStr], texts: &[&str]) -
         cmd.args(["--text", t]);
     }
     let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
-    v["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect()
+    v["predictions"].as_array().unwrap().clone()
 }
 
-/// `predict`'s logits of TEXTS for the same setup.
-pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+/// `predict`'s arguments for a setup of DIR: the head, the adapters `DIR/NAME`, the fusion.
+fn setup_args(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec!["--head".into(), head.into()];
     for a in adapters {
         args.extend(["--adapter".into(), dir.join(a).into()]);
@@ -81,8 +84,22 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
     if fusion {
         args.extend(["--fusion".into(), dir.join("fusion").into()]);
     }
+    args
+}
+
+/// `predict`'s predictions of TEXTS for a setup of DIR.
+fn setup_predictions(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<Value> {
+    let args = setup_args(dir, adapters, fusion, head);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    predict_logits(&dir.join("model"), &args, &TEXTS)
+    predictions(&dir.join("model"), &args, &TEXTS)
+}
+
+/// `predict`'s logits of TEXTS for the same setup.
+pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+    setup_predictions(dir, adapters, fusion, head)
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect()
 }
 
 /// Adapters `a`, `b` (seq_bn), `c` (double_seq_bn) and `p` (par_bn), the fusion `a,b` and a 3-class head
@@ -145,28 +162,8 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
     let out = run_python(&["-c", PY_FUSION_WEIGHTS, &dir.to_string_lossy(), &texts]);
     let want: Vec<Vec<Vec<f64>>> =
         serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
-    let mut cmd = bin();
-    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
-        .arg(dir.join("model"))
-        .arg("--head")
-        .arg(dir.join("head"))
-        .arg("--adapter")
-        .arg(dir.join("a"))
-        .arg("--adapter")
-        .arg(dir.join("b"))
-        .arg("--fusion")
-        .arg(dir.join("fusion"));
-    for t in TEXTS {
-        cmd.args(["--text", t]);
-    }
-    let v: Value = serde_json::from_str(&ok(cmd.output().unwrap())).unwrap();
-    for (i, (p, want)) in v["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(&want)
-        .enumerate()
-    {
+    let got = setup_predictions(dir, &["a", "b"], true, &dir.join("head"));
+    for (i, (p, want)) in got.iter().zip(&want).enumerate() {
         let rows: Vec<Vec<f64>> = p["fusion_attention"]
             .as_array()
             .unwrap()
