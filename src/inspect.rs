@@ -36,6 +36,57 @@ impl View {
     }
 }
 
+/// Which values the two ends of the colour scale stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scale {
+    /// The data range when the weights are close together (where 0–1 would show one flat
+    /// colour), else 0–1.
+    #[default]
+    Auto,
+    /// The smallest to the largest value shown.
+    Data,
+    /// 0 to 1, comparable across maps.
+    ZeroOne,
+}
+
+impl Scale {
+    pub const ALL: [Scale; 3] = [Scale::Auto, Scale::Data, Scale::ZeroOne];
+    pub fn label(self) -> &'static str {
+        match self {
+            Scale::Auto => "automatic",
+            Scale::Data => "data range",
+            Scale::ZeroOne => "0–1",
+        }
+    }
+    /// The values at the low and high end of the scale for `map`.
+    pub fn range(self, map: &Heatmap) -> (f64, f64) {
+        let (lo, hi) = map.data_range();
+        match self {
+            Scale::ZeroOne => (0.0, 1.0),
+            Scale::Data => (lo, hi),
+            Scale::Auto if hi - lo < 0.3 => (lo, hi),
+            Scale::Auto => (0.0, 1.0),
+        }
+    }
+}
+
+/// Decimals that tell values apart on a scale spanning `range` (3 for close weights).
+pub fn decimals(range: (f64, f64)) -> usize {
+    match range.1 - range.0 < 0.2 {
+        true => 3,
+        false => 2,
+    }
+}
+
+/// `v` on a colour scale from `range.0` (0) to `range.1` (1), clamped.
+pub fn scaled(v: f64, range: (f64, f64)) -> f64 {
+    let (lo, hi) = range;
+    match hi > lo {
+        true => ((v - lo) / (hi - lo)).clamp(0.0, 1.0),
+        false => 0.5,
+    }
+}
+
 fn layer_rows(layers: &[usize]) -> Vec<String> {
     layers.iter().map(|l| format!("layer {l}")).collect()
 }
@@ -100,6 +151,23 @@ impl Heatmap {
             .collect()
     }
 
+    /// Per row, the largest minus the smallest weight: 0 for uniform attention, near 1 when
+    /// one adapter takes it all.
+    pub fn row_spreads(&self) -> Vec<f64> {
+        self.values
+            .iter()
+            .map(|r| {
+                let hi = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+                if hi >= lo {
+                    hi - lo
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
     /// The same map with the columns ordered by mean weight, largest first.
     pub fn sorted_by_mean(&self) -> Heatmap {
         let means = self.column_means();
@@ -141,57 +209,35 @@ impl Heatmap {
         out
     }
 
-    /// A PNG of the cells (`cell_px` square each) with a colour bar below (0 at the left,
-    /// 1 at the right); labels are in the CSV.
-    pub fn to_png(&self, cell_px: u32) -> Result<Vec<u8>> {
-        let cols = self.cols.len().max(1) as u32;
-        let rows = self.rows.len().max(1) as u32;
-        let width = cols * cell_px;
-        let bar_px = (cell_px / 2).max(6);
-        let height = rows * cell_px + 2 + bar_px;
-        let mut rgb = vec![255u8; (width * height * 3) as usize];
-        let mut put = |x: u32, y: u32, c: [u8; 3]| {
-            let i = ((y * width + x) * 3) as usize;
-            rgb[i..i + 3].copy_from_slice(&c);
-        };
-        for y in 0..rows * cell_px {
-            for x in 0..width {
-                let v = self.get((y / cell_px) as usize, (x / cell_px) as usize);
-                put(x, y, colour(v));
-            }
+    /// The smallest and largest value (0–1 when there are none): the colour scale that shows
+    /// differences in near-uniform weights, where 0–1 shows one flat colour.
+    pub fn data_range(&self) -> (f64, f64) {
+        let values = self
+            .values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite());
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        match lo <= hi {
+            true => (lo, hi),
+            false => (0.0, 1.0),
         }
-        for y in rows * cell_px + 2..height {
-            for x in 0..width {
-                put(x, y, colour(x as f64 / (width.max(2) - 1) as f64));
-            }
-        }
-        let mut png_bytes = Vec::new();
-        {
-            let mut enc = png::Encoder::new(&mut png_bytes, width, height);
-            enc.set_color(png::ColorType::Rgb);
-            enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc
-                .write_header()
-                .map_err(|e| Error::Invalid(format!("PNG: {e}")))?;
-            w.write_image_data(&rgb)
-                .map_err(|e| Error::Invalid(format!("PNG: {e}")))?;
-        }
-        Ok(png_bytes)
     }
 
-    /// Writes `to_png` or `to_csv` by the file's extension, atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = match path.extension().and_then(|e| e.to_str()) {
-            Some("png") => self.to_png(24)?,
-            Some("csv") => self.to_csv().into_bytes(),
-            _ => {
-                return Err(Error::Invalid(format!(
-                    "{}: save a heatmap as .png or .csv",
-                    path.display()
-                )))
-            }
-        };
-        crate::io::write_atomic(path, &bytes)
+    /// Writes the map as a labelled figure (`.png`, `.svg`, colours over `range`) or as
+    /// `.csv`, atomically.
+    pub fn save(&self, path: &Path, range: (f64, f64)) -> Result<()> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => crate::io::write_atomic(path, self.to_csv().as_bytes()),
+            Some("png" | "svg") => crate::figure::HeatmapFigure { map: self, range }.save(path),
+            _ => Err(Error::Invalid(format!(
+                "{}: save a heatmap as .png, .svg or .csv",
+                path.display()
+            ))),
+        }
     }
 }
 
@@ -271,17 +317,30 @@ mod tests {
     }
 
     #[test]
-    fn png_decodes_to_the_cell_colours() {
+    fn automatic_scale_spreads_near_uniform_weights_and_keeps_zero_one_for_spread_ones() {
+        let near = Heatmap {
+            values: vec![vec![0.32, 0.34, 0.34]],
+            ..Heatmap::of_record(&record(), &View::Mean).unwrap()
+        };
+        assert_eq!(Scale::Auto.range(&near), (0.32, 0.34));
+        assert_eq!(decimals(Scale::Auto.range(&near)), 3);
+        let spread = Heatmap::of_record(&record(), &View::Mean).unwrap();
+        assert_eq!(Scale::Auto.range(&spread), (0.0, 1.0));
+        assert_eq!(Scale::Data.range(&spread), (0.1, 0.8));
+        assert!((scaled(0.33, (0.32, 0.34)) - 0.5).abs() < 1e-9);
+        let spreads = spread.row_spreads();
+        assert!((spreads[0] - 0.3).abs() < 1e-9 && (spreads[1] - 0.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn data_range_spans_the_values_and_defaults_to_zero_one() {
         let h = Heatmap::of_record(&record(), &View::Mean).unwrap();
-        let bytes = h.to_png(4).unwrap();
-        let dec = png::Decoder::new(std::io::Cursor::new(bytes));
-        let mut reader = dec.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!((info.width, info.height), (12, 8 + 2 + 6));
-        // Pixel (x=9, y=5) lies in row 1, column 2: weight 0.8.
-        let i = ((5 * info.width + 9) * 3) as usize;
-        assert_eq!(&buf[i..i + 3], &colour(0.8));
+        assert_eq!(h.data_range(), (0.1, 0.8));
+        let empty = Heatmap {
+            values: vec![],
+            ..h
+        };
+        assert_eq!(empty.data_range(), (0.0, 1.0));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod export;
+pub mod figure;
 pub mod fusion;
 pub mod heads;
 pub mod hub;

@@ -1,6 +1,6 @@
 //! Drawing a heatmap (layers × adapters or tokens × adapters) with its labels, the value in
-//! each cell, the value on hover, and a colour legend.
-use adapter_studio::inspect::{colour, Heatmap};
+//! each cell, the value on hover, how far each row is from uniform, and a colour legend.
+use adapter_studio::inspect::{colour, decimals, scaled, Heatmap};
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 
 fn rgb(v: f64) -> Color32 {
@@ -8,8 +8,10 @@ fn rgb(v: f64) -> Color32 {
     Color32::from_rgb(r, g, b)
 }
 
-/// Draws `map`; cells are `cell_h` pixels high (smaller for token maps).
-pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
+/// Draws `map` with colours over `range`; cells are `cell_h` pixels high (smaller for token
+/// maps).
+pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32, range: (f64, f64)) {
+    let places = decimals(range);
     let font = FontId::proportional(11.0);
     let label_w = map
         .rows
@@ -22,8 +24,10 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
         + 8.0;
     let cell_w = 64.0;
     let header_h = 20.0;
+    let spreads = map.row_spreads();
+    let spread_w = 64.0;
     let size = Vec2::new(
-        label_w + cell_w * map.cols.len() as f32,
+        label_w + cell_w * map.cols.len() as f32 + spread_w,
         header_h + cell_h * map.rows.len() as f32,
     );
     let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
@@ -40,8 +44,26 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
             text_colour,
         );
     }
+    let spread_x = label_w + cell_w * map.cols.len() as f32 + 8.0;
+    painter.text(
+        origin + Vec2::new(spread_x, header_h / 2.0),
+        Align2::LEFT_CENTER,
+        "max−min",
+        font.clone(),
+        text_colour,
+    );
     for (r, name) in map.rows.iter().enumerate() {
         let y = header_h + cell_h * r as f32;
+        if cell_h >= 14.0 {
+            // How far the row is from uniform attention (0 = uniform).
+            painter.text(
+                origin + Vec2::new(spread_x, y + cell_h / 2.0),
+                Align2::LEFT_CENTER,
+                format!("{:.*}", places, spreads[r]),
+                FontId::monospace(10.0),
+                text_colour,
+            );
+        }
         let short: String = name.chars().take(22).collect();
         painter.text(
             origin + Vec2::new(label_w - 6.0, y + cell_h / 2.0),
@@ -54,10 +76,11 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
             let v = map.get(r, c);
             let min = origin + Vec2::new(label_w + cell_w * c as f32, y);
             let cell = Rect::from_min_size(min, Vec2::new(cell_w, cell_h));
-            painter.rect_filled(cell.shrink(0.5), 0.0, rgb(v));
+            let t = scaled(v, range);
+            painter.rect_filled(cell.shrink(0.5), 0.0, rgb(t));
             if cell_h >= 14.0 {
                 // Dark text on the bright end of the scale, light text on the dark end.
-                let ink = if v > 0.6 {
+                let ink = if t > 0.6 {
                     Color32::BLACK
                 } else {
                     Color32::WHITE
@@ -65,7 +88,7 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
                 painter.text(
                     cell.center(),
                     Align2::CENTER_CENTER,
-                    format!("{v:.2}"),
+                    format!("{v:.*}", places),
                     FontId::monospace(10.0),
                     ink,
                 );
@@ -96,11 +119,11 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32) {
             }
         }
     }
-    legend_ui(ui, label_w);
+    legend_ui(ui, label_w, range, map.cols.len());
 }
 
-/// The colour scale from 0 to 1.
-fn legend_ui(ui: &mut egui::Ui, indent: f32) {
+/// The colour scale over `range`, with uniform attention (1/`n`) marked where it lies.
+fn legend_ui(ui: &mut egui::Ui, indent: f32, range: (f64, f64), n: usize) {
     let (rect, _) = ui.allocate_exact_size(Vec2::new(indent + 200.0, 26.0), Sense::hover());
     let painter = ui.painter_at(rect);
     let bar = Rect::from_min_size(rect.min + Vec2::new(indent, 2.0), Vec2::new(200.0, 10.0));
@@ -116,7 +139,14 @@ fn legend_ui(ui: &mut egui::Ui, indent: f32) {
     }
     let font = FontId::proportional(10.0);
     let c = ui.visuals().text_color();
-    for (t, label) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1 (fusion weight)")] {
+    let places = decimals(range);
+    let (lo, hi) = range;
+    let labels = [
+        (0.0, format!("{lo:.places$}")),
+        (0.5, format!("{:.places$}", (lo + hi) / 2.0)),
+        (1.0, format!("{hi:.places$} (fusion weight)")),
+    ];
+    for (t, label) in labels {
         let align = if t == 1.0 {
             Align2::RIGHT_TOP
         } else if t == 0.0 {
@@ -125,11 +155,27 @@ fn legend_ui(ui: &mut egui::Ui, indent: f32) {
             Align2::CENTER_TOP
         };
         painter.text(
-            Pos2::new(bar.min.x + bar.width() * t, bar.max.y + 1.0),
+            Pos2::new(bar.min.x + bar.width() * t as f32, bar.max.y + 1.0),
             align,
             label,
             font.clone(),
             c,
+        );
+    }
+    let uniform = 1.0 / n.max(1) as f64;
+    if n > 0 && hi > lo && (lo..=hi).contains(&uniform) {
+        let x = bar.min.x + bar.width() * scaled(uniform, range) as f32;
+        let red = ui.visuals().error_fg_color;
+        painter.line_segment(
+            [Pos2::new(x, bar.min.y - 2.0), Pos2::new(x, bar.max.y + 2.0)],
+            Stroke::new(2.0, red),
+        );
+        painter.text(
+            Pos2::new(x, bar.min.y - 2.0),
+            Align2::CENTER_BOTTOM,
+            format!("1/{n}"),
+            font,
+            red,
         );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use adapter_studio::export::parts_of_run;
-use adapter_studio::inspect::{Heatmap, View};
+use adapter_studio::inspect::{Heatmap, Scale, View};
 use adapter_studio::predict::Prediction;
 use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand};
 use adapter_studio::training::Stage;
@@ -26,6 +26,8 @@ pub struct InspectorView {
     pub example: Option<Prediction>,
     pub example_pending: Option<u64>,
     pub token_layer: usize,
+    /// The colour scale of every map on the screen and in saved figures.
+    pub scale: Scale,
     pub save_path: String,
     pub message: Option<Result<String, String>>,
 }
@@ -44,6 +46,7 @@ impl Default for InspectorView {
             example: None,
             example_pending: None,
             token_layer: 0,
+            scale: Scale::Auto,
             save_path: String::new(),
             message: None,
         }
@@ -199,6 +202,16 @@ impl StudioApp {
                     }
                 });
             ui.checkbox(&mut v.sorted, "Sort adapters by weight");
+            ui.label("Colour scale");
+            egui::ComboBox::from_id_salt("colour_scale")
+                .selected_text(v.scale.label())
+                .show_ui(ui, |ui| {
+                    for s in Scale::ALL {
+                        ui.selectable_value(&mut v.scale, s, s.label());
+                    }
+                })
+                .response
+                .on_hover_text("Automatic spreads near-uniform weights over the whole scale");
         });
         ui.horizontal(|ui| {
             let mut i = index;
@@ -235,17 +248,18 @@ impl StudioApp {
         }
         map.title = format!("{} — {}", entry.id, map.title);
         ui.strong(&map.title);
-        super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
-        self.save_heatmap_ui(ui, &map);
+        let range = v.scale.range(&map);
+        super::heatmap_ui::heatmap_ui(ui, &map, 20.0, range);
+        self.save_heatmap_ui(ui, &map, range);
     }
 
-    fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap) {
+    fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap, range: (f64, f64)) {
         let v = &mut self.inspector;
         ui.horizontal(|ui| {
             text_field_ui(
                 ui,
                 "Save to",
-                "folder/name (.png and .csv are added)",
+                "folder/name (.png, .svg or .csv is added)",
                 280.0,
                 &mut v.save_path,
             );
@@ -258,7 +272,7 @@ impl StudioApp {
                     v.save_path = p.with_extension("").display().to_string();
                 }
             }
-            for ext in ["png", "csv"] {
+            for ext in ["png", "svg", "csv"] {
                 if ui.button(format!("Save {}", ext.to_uppercase())).clicked()
                     && !v.save_path.trim().is_empty()
                 {
@@ -267,7 +281,7 @@ impl StudioApp {
             }
             if let Some(path) = target {
                 v.message = Some(
-                    map.save(&path)
+                    map.save(&path, range)
                         .map(|_| format!("Saved {}", path.display()))
                         .map_err(|e| e.to_string()),
                 );
@@ -344,7 +358,7 @@ impl StudioApp {
                     ));
                     if let Some(map) = Heatmap::of_prediction(p) {
                         ui.strong(&map.title);
-                        super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
+                        super::heatmap_ui::heatmap_ui(ui, &map, 20.0, v.scale.range(&map));
                         let layers = map.rows.len().max(1);
                         let mut layer = v.token_layer.min(layers - 1);
                         ui.horizontal(|ui| {
@@ -358,7 +372,8 @@ impl StudioApp {
                                 });
                         });
                         if let Some(tokens) = Heatmap::of_tokens(p, layer) {
-                            super::heatmap_ui::heatmap_ui(ui, &tokens, 16.0);
+                            let range = v.scale.range(&tokens);
+                            super::heatmap_ui::heatmap_ui(ui, &tokens, 16.0, range);
                         }
                         v.token_layer = layer;
                     }

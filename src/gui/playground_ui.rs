@@ -200,7 +200,8 @@ impl StudioApp {
         if let Some(map) = fusion_pred.as_ref().and_then(Heatmap::of_prediction) {
             ui.separator();
             ui.strong(format!("Fusion attention for {}", map.title));
-            super::heatmap_ui::heatmap_ui(ui, &map, 20.0);
+            let range = adapter_studio::inspect::Scale::Auto.range(&map);
+            super::heatmap_ui::heatmap_ui(ui, &map, 20.0, range);
         }
     }
 }

@@ -303,15 +303,28 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     h.step();
     assert!(h.query_by_label_contains("Evaluation 1 of").is_some());
 
-    // The map shown, saved as CSV and PNG.
+    // The map shown, saved as CSV, PNG and SVG: the figures are labelled (title, layers,
+    // adapter names, values), not bare cells.
     let saved = dir.path().join("attention");
     type_into(&mut h, "Save to", &saved.to_string_lossy());
     click(&mut h, "Save CSV");
     click(&mut h, "Save PNG");
+    click(&mut h, "Save SVG");
+    let svg = std::fs::read_to_string(saved.with_extension("svg")).unwrap();
+    for name in ["a", "b", "c", "layer 0"] {
+        assert!(
+            svg.contains(&format!(">\n{name}\n</text>")),
+            "{name} not in the SVG"
+        );
+    }
     let csv = std::fs::read_to_string(saved.with_extension("csv")).unwrap();
     assert!(csv.starts_with("layer,a,b,c\nlayer 0,"), "{csv}");
     let png = std::fs::read(saved.with_extension("png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+    assert!(
+        png.len() > 20_000,
+        "a labelled print-size figure, not a few cells"
+    );
 
     // One typed example, token by token.
     type_into(&mut h, "Your own example", "a fine film");
