@@ -20,8 +20,9 @@ pub const LIBRARY_DIR: &str = "library";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    /// Trained in this workspace's run `run_id`.
-    Run { run_id: String },
+    /// Trained in this workspace's run `run_id` (its folder `dir`; a study's runs are
+    /// outside `runs/`).
+    Run { run_id: String, dir: std::path::PathBuf },
     /// Copied into the workspace's `library/` by an import.
     Imported,
     /// A snapshot in the local Hugging Face cache.
@@ -59,7 +60,7 @@ impl Item {
     /// How the app and `library` name where it comes from.
     pub fn source_text(&self) -> String {
         match &self.source {
-            Source::Run { run_id } => format!("trained in run {run_id}"),
+            Source::Run { run_id, .. } => format!("trained in run {run_id}"),
             Source::Imported => "imported".into(),
             Source::HfCache => "Hugging Face cache".into(),
         }
@@ -170,6 +171,7 @@ pub fn scan(ws: &Workspace) -> Vec<Item> {
             let dir = rd.artifact(folder);
             let source = Source::Run {
                 run_id: run.id.clone(),
+                dir: run.dir.clone(),
             };
             if let Ok(mut item) = read_item(&dir, *artifact, source) {
                 item.task = Some(info.config.name.clone());

@@ -57,6 +57,12 @@ pub enum SideCommand {
         workspace: PathBuf,
         dir: PathBuf,
     },
+    /// A finished study run evaluated on its task's test file (see `StudyDir::evaluate_test`).
+    StudyTest {
+        id: u64,
+        study: PathBuf,
+        run: String,
+    },
     Shutdown,
 }
 
@@ -82,6 +88,10 @@ pub enum SideEvent {
     Imported {
         id: u64,
         result: std::result::Result<Vec<Item>, String>,
+    },
+    StudyTested {
+        id: u64,
+        result: std::result::Result<(), String>,
     },
 }
 
@@ -145,6 +155,15 @@ impl SideWorker {
                                     library::import(&ws, &dir)
                                 })
                                 .map_err(|e| e.to_string()),
+                        },
+                        SideCommand::StudyTest { id, study, run } => SideEvent::StudyTested {
+                            id,
+                            result: {
+                                let _rng = crate::rng::torch_rng_lock();
+                                crate::study::StudyDir::new(&study)
+                                    .evaluate_test_of(&run)
+                                    .map_err(|e| e.to_string())
+                            },
                         },
                     };
                     if tx.send(event).is_err() {

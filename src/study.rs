@@ -37,6 +37,39 @@ pub struct TaskSpec {
     pub settings: BTreeMap<String, Value>,
 }
 
+impl TaskSpec {
+    /// A workspace dataset as a study task: its splits, columns and task type; the name made
+    /// usable in run ids (`_` for other characters).
+    pub fn of_dataset(d: &crate::workspace::DatasetEntry) -> TaskSpec {
+        let name: String = d
+            .name
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            })
+            .collect();
+        let mut settings = BTreeMap::new();
+        settings.insert("task".to_string(), Value::from(d.task.as_str()));
+        for (key, value) in [
+            ("text_column", &d.columns.text),
+            ("text_pair_column", &d.columns.text_pair),
+            ("label_column", &d.columns.label),
+        ] {
+            if let Some(v) = value {
+                settings.insert(key.to_string(), Value::from(v.as_str()));
+            }
+        }
+        TaskSpec {
+            name,
+            train: d.train.clone(),
+            validation: d.validation.clone(),
+            test: d.test.clone(),
+            settings,
+        }
+    }
+}
+
 /// A study file (`study.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -175,7 +208,8 @@ impl StudySpec {
         Ok(spec)
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
+    /// Checks the study (as `from_file` does); `path` names it in errors.
+    pub fn validate(&self, path: &Path) -> Result<()> {
         if self.targets.is_empty() {
             return Err(invalid(
                 path,
@@ -385,6 +419,19 @@ pub struct StudyDir {
     pub root: PathBuf,
 }
 
+/// Everything the app shows of a study folder, read in one go (off the UI thread).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub spec: StudySpec,
+    pub plan: Plan,
+    pub status: Vec<RunStatusRow>,
+    pub report: Vec<ReportRow>,
+    /// Slurm jobs submitted for the study.
+    pub jobs: Vec<String>,
+    /// `squeue` could not be asked (the states then come from the run folders alone).
+    pub queue_error: Option<String>,
+}
+
 /// Where one run of a study stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -414,6 +461,15 @@ impl RunState {
             RunState::Cancelled => "cancelled",
         }
     }
+}
+
+/// What running one planned run needs now (the same answer for the CLI and the app).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Start,
+    /// Continue its stopped, interrupted or failed run folder.
+    Resume,
+    Skip(&'static str),
 }
 
 /// One row of `study status`.
@@ -571,6 +627,41 @@ impl StudyDir {
             .collect()
     }
 
+    /// What to do with run `id` in `state` (see `status`).
+    pub fn next(&self, id: &str, state: RunState) -> Next {
+        match state {
+            RunState::Finished => Next::Skip("finished"),
+            RunState::Running => Next::Skip("running in another process"),
+            RunState::Cancelled => Next::Skip("cancelled: a run it needs failed"),
+            RunState::Stopped | RunState::Failed if self.has_run(id) => Next::Resume,
+            // Not started, queued elsewhere, or refused before its folder held anything.
+            _ => Next::Start,
+        }
+    }
+
+    /// The runs that can go to a device now, in plan order, with what each needs: those not
+    /// finished, running or in `busy` (already handed to a queue), and for stage 2 only once
+    /// every run it fuses has finished. A failed run is not tried again here (it would fail
+    /// the same way); `study run` does retry it.
+    pub fn ready(&self, plan: &Plan, busy: &BTreeSet<String>) -> Vec<(PlannedRun, Next)> {
+        let rows = self.status(plan, &BTreeSet::new());
+        let state = |id: &str| rows.iter().find(|r| r.id == id).map(|r| r.state);
+        plan.runs
+            .iter()
+            .filter(|r| !busy.contains(&r.id))
+            .filter(|r| matches!(state(&r.id), Some(RunState::Planned | RunState::Stopped)))
+            .filter(|r| {
+                r.depends_on
+                    .iter()
+                    .all(|d| state(d) == Some(RunState::Finished))
+            })
+            .filter_map(|r| match self.next(&r.id, state(&r.id)?) {
+                Next::Skip(_) => None,
+                next => Some((r.clone(), next)),
+            })
+            .collect()
+    }
+
     /// `status`'s rows, each with its run's record when it has one.
     fn states(
         &self,
@@ -713,11 +804,101 @@ impl StudyDir {
         write_json_atomic(&path, &value)
     }
 
+    /// The study's spec, plan, states (with Slurm's queue when jobs were submitted) and report.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let (spec, plan) = (self.spec()?, self.plan()?);
+        let subs = crate::slurm::read_submissions(&self.root)?;
+        let jobs: Vec<String> = subs.iter().map(|s| s.job_id.clone()).collect();
+        let (queued, queue_error) = match subs.is_empty() {
+            true => (BTreeSet::new(), None),
+            false => match crate::slurm::queued_runs(&subs) {
+                Ok(q) => (q, None),
+                Err(e) => (BTreeSet::new(), Some(e.to_string())),
+            },
+        };
+        let status = self.status(&plan, &queued);
+        let report = self.report(&spec, &plan);
+        Ok(Snapshot {
+            spec,
+            plan,
+            status,
+            report,
+            jobs,
+            queue_error,
+        })
+    }
+
+    /// Evaluates planned run `id` on its test file, if the study gives one (see
+    /// `evaluate_test`).
+    pub fn evaluate_test_of(&self, id: &str) -> Result<()> {
+        let (spec, plan) = (self.spec()?, self.plan()?);
+        let r = plan
+            .runs
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| Error::Invalid(format!("{}: no planned run `{id}`", self.root.display())))?;
+        self.evaluate_test(&spec, r)
+    }
+
     /// The study as it was run (`study.json`).
     pub fn spec(&self) -> Result<StudySpec> {
         let value: Value = read_json(&self.study_file())?;
         serde_json::from_value(value)
             .map_err(|e| invalid(&self.study_file(), "study", e.to_string()))
+    }
+}
+
+/// How the app names a run of a study folder (`STUDY/ID`), so that runs of two studies with
+/// the same id stay apart; None for a run that is not in a study.
+pub fn run_label(run: &Path) -> Option<String> {
+    let runs = run.parent()?;
+    let study = runs.parent()?;
+    if runs.file_name()? != "runs" || !study.join("plan.json").is_file() {
+        return None;
+    }
+    Some(format!(
+        "{}/{}",
+        study.file_name()?.to_string_lossy(),
+        run.file_name()?.to_string_lossy()
+    ))
+}
+
+/// The report as a bar chart: targets along x, one bar per method, mean ± std of the
+/// validation metric (named on the y axis when all rows share it).
+pub fn report_chart(title: &str, rows: &[ReportRow]) -> crate::figure::BarChart {
+    let mut groups: Vec<String> = Vec::new();
+    let mut series: Vec<String> = Vec::new();
+    for r in rows {
+        if !groups.contains(&r.target) {
+            groups.push(r.target.clone());
+        }
+        if !series.contains(&r.method) {
+            series.push(r.method.clone());
+        }
+    }
+    let values = groups
+        .iter()
+        .map(|g| {
+            series
+                .iter()
+                .map(|m| {
+                    let r = rows.iter().find(|r| &r.target == g && &r.method == m)?;
+                    Some((r.mean?, r.std.unwrap_or(0.0)))
+                })
+                .collect()
+        })
+        .collect();
+    let metrics: BTreeSet<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+    let y_label = match metrics.len() {
+        1 => format!("validation {} (mean ± std over seeds)", rows[0].metric),
+        _ => "validation metric (mean ± std over seeds)".to_string(),
+    };
+    crate::figure::BarChart {
+        title: title.to_string(),
+        y_label,
+        groups,
+        series,
+        values,
     }
 }
 

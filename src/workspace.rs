@@ -56,6 +56,50 @@ pub struct WorkspaceState {
     pub datasets: Vec<DatasetEntry>,
     #[serde(default)]
     pub presets: Vec<Preset>,
+    /// Study folders outside the workspace that the app follows (e.g. on a cluster's shared
+    /// file system); those under `studies/` are found without being listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub studies: Vec<PathBuf>,
+}
+
+/// The study folders under `studies` (sorted), then those of `followed` (see
+/// `Workspace::study_dirs`).
+pub fn study_dirs_in(studies: &Path, followed: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = subfolders(studies);
+    dirs.sort();
+    for d in followed {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    dirs.retain(|d| d.join("plan.json").is_file());
+    dirs
+}
+
+/// The folders in `dir` whose names do not start with a dot (the trash, temporary files).
+fn subfolders(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect()
+}
+
+/// How a run folder is named in lists: its folder name, `STUDY/ID` for a study's run.
+pub fn run_id(dir: &Path) -> String {
+    crate::study::run_label(dir).unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// One run as the run list shows it.
@@ -292,22 +336,24 @@ impl Workspace {
         }
     }
 
-    /// Every run folder, oldest first.
-    /// The run folders (hidden ones, such as the trash, left out), unsorted.
+    /// The run folders (hidden ones, such as the trash, left out), unsorted: the workspace's
+    /// own and those of its studies.
     pub fn run_dirs(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.runs_dir()) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| {
-                p.is_dir()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect()
+        let mut dirs = subfolders(&self.runs_dir());
+        for study in self.study_dirs() {
+            dirs.extend(subfolders(&study.join("runs")));
+        }
+        dirs
+    }
+
+    pub fn studies_dir(&self) -> PathBuf {
+        self.root.join("studies")
+    }
+
+    /// Every study folder (one with a `plan.json`): under `studies/`, then those followed
+    /// from elsewhere.
+    pub fn study_dirs(&self) -> Vec<PathBuf> {
+        study_dirs_in(&self.studies_dir(), &self.state.studies)
     }
 
     pub fn runs(&self) -> Vec<RunSummary> {
@@ -315,10 +361,7 @@ impl Workspace {
             .run_dirs()
             .into_iter()
             .map(|dir| {
-                let id = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let id = run_id(&dir);
                 match RunDir::new(&dir).read_info() {
                     Ok(info) => RunSummary {
                         id,

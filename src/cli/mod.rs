@@ -5,6 +5,8 @@ mod predict;
 mod study;
 mod train;
 
+pub(crate) use train::planned_config;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

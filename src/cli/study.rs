@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 
 use adapter_studio::slurm::{self, SlurmOptions, Submission};
-use adapter_studio::study::{self, Plan, PlannedRun, RunState, StudyDir, StudySpec};
+use adapter_studio::study::{self, Next, Plan, PlannedRun, RunState, StudyDir, StudySpec};
 
 #[derive(Subcommand)]
 pub enum StudyCommand {
@@ -103,13 +103,6 @@ pub fn run(command: StudyCommand) -> anyhow::Result<()> {
     }
 }
 
-/// What running one planned run needs now.
-enum Next {
-    Start,
-    Resume,
-    Skip(&'static str),
-}
-
 /// How one planned run ended here.
 #[derive(PartialEq)]
 enum Outcome {
@@ -188,14 +181,7 @@ impl Runner {
             .into_iter()
             .find(|row| row.id == r.id)
             .map_or(RunState::Planned, |row| row.state);
-        let next = match state {
-            RunState::Finished => Next::Skip("finished"),
-            RunState::Running => Next::Skip("running in another process"),
-            RunState::Cancelled => Next::Skip("cancelled: a run it needs failed"),
-            RunState::Stopped | RunState::Failed if self.dir.has_run(&r.id) => Next::Resume,
-            // Not started, or refused before its folder held anything: start (again).
-            _ => Next::Start,
-        };
+        let next = self.dir.next(&r.id, state);
         let mut cmd = Command::new(&self.exe);
         match next {
             Next::Skip(why) => {

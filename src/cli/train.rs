@@ -1,6 +1,6 @@
 //! `adapter-studio train`, `fuse` and `eval`.
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -278,6 +278,13 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
             training::resume_with(&out, wait, obs, stop)
         });
     }
+    let (cfg, out) = train_config(args)?;
+    run(json, |obs, stop| {
+        training::train_with(&cfg, &out, wait, obs, stop)
+    })
+}
+
+fn train_config(args: TrainArgs) -> anyhow::Result<(TrainConfig, PathBuf)> {
     let preset = args.training.preset;
     let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
         TrainConfig::adapter_preset(preset, m, t, args.method)
@@ -286,9 +293,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         method: args.method,
         reduction_factor: args.reduction_factor,
     };
-    run(json, |obs, stop| {
-        training::train_with(&cfg, &out, wait, obs, stop)
-    })
+    Ok((cfg, out))
 }
 
 pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
@@ -298,6 +303,13 @@ pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
             training::resume_with(&out, wait, obs, stop)
         });
     }
+    let (cfg, out) = fuse_config(args)?;
+    run(json, |obs, stop| {
+        training::train_with(&cfg, &out, wait, obs, stop)
+    })
+}
+
+fn fuse_config(args: FuseArgs) -> anyhow::Result<(TrainConfig, PathBuf)> {
     if args.adapters.len() < 2 {
         bail!("give at least two --adapter folders to fuse");
     }
@@ -309,9 +321,28 @@ pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
     if let Stage::Fusion { fusion_config, .. } = &mut cfg.stage {
         *fusion_config = args.fusion_config.clone();
     }
-    run(json, |obs, stop| {
-        training::train_with(&cfg, &out, wait, obs, stop)
-    })
+    Ok((cfg, out))
+}
+
+/// The settings of a study's planned run (`train …` or `fuse …`, as `study run` would start
+/// it) for `out`: the app queues study runs on its own worker with exactly the settings the
+/// command line and a cluster use.
+pub fn planned_config(args: &[String], out: &Path) -> anyhow::Result<TrainConfig> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    enum Planned {
+        Train(TrainArgs),
+        Fuse(FuseArgs),
+    }
+    use clap::Parser;
+    let out_args = ["--out".to_string(), out.to_string_lossy().into_owned()];
+    let parsed = Planned::try_parse_from(args.iter().chain(&out_args))
+        .map_err(|e| anyhow::anyhow!("planned run `{}`: {e}", args.join(" ")))?;
+    let (cfg, _) = match parsed {
+        Planned::Train(a) => train_config(a)?,
+        Planned::Fuse(a) => fuse_config(a)?,
+    };
+    Ok(cfg)
 }
 
 /// Runs a training with Ctrl-C wired to a graceful stop, a progress bar unless `json`, and

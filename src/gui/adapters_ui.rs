@@ -31,7 +31,7 @@ struct DraggedAdapter(PathBuf);
 
 enum CardAction {
     Toggle,
-    Inspect(String),
+    Inspect(std::path::PathBuf),
 }
 
 /// One card of the library; `problem` says why it cannot be fused with the chosen model.
@@ -100,9 +100,9 @@ fn card_ui(
                     }
                 }
                 Artifact::Fusion => {
-                    if let Source::Run { run_id } = &item.source {
+                    if let Source::Run { run_id, dir } = &item.source {
                         if ui.button(format!("Inspect {run_id}")).clicked() {
-                            action = Some(CardAction::Inspect(run_id.clone()));
+                            action = Some(CardAction::Inspect(dir.clone()));
                         }
                     }
                 }
@@ -199,9 +199,7 @@ impl StudioApp {
                                 .inner;
                             match action {
                                 Some(CardAction::Toggle) => toggle = Some(item.dir.clone()),
-                                Some(CardAction::Inspect(run_id)) => {
-                                    inspect = Some(self.ws.runs_dir().join(run_id))
-                                }
+                                Some(CardAction::Inspect(dir)) => inspect = Some(dir),
                                 None => {}
                             }
                         }

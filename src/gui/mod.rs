@@ -8,6 +8,7 @@ mod inspector_ui;
 mod models_ui;
 mod playground_ui;
 mod runs_ui;
+mod studies_ui;
 #[cfg(test)]
 mod tests;
 mod wizard_ui;
@@ -26,6 +27,7 @@ use inspector_ui::InspectorView;
 use models_ui::ModelsView;
 use playground_ui::PlaygroundView;
 use runs_ui::RunsView;
+use studies_ui::{LocalStudy, StudiesView, StudyRequest};
 use wizard_ui::Wizard;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +39,11 @@ pub enum Screen {
     Adapters,
     Inspect,
     Playground,
+    Studies,
 }
 
 impl Screen {
-    const ALL: [Screen; 7] = [
+    const ALL: [Screen; 8] = [
         Screen::Models,
         Screen::Datasets,
         Screen::Train,
@@ -48,6 +51,7 @@ impl Screen {
         Screen::Adapters,
         Screen::Inspect,
         Screen::Playground,
+        Screen::Studies,
     ];
     fn title(self) -> &'static str {
         match self {
@@ -58,6 +62,7 @@ impl Screen {
             Screen::Adapters => "Adapters",
             Screen::Inspect => "Inspect",
             Screen::Playground => "Playground",
+            Screen::Studies => "Studies",
         }
     }
     fn shortcut(self) -> egui::Key {
@@ -69,6 +74,7 @@ impl Screen {
             Screen::Adapters => egui::Key::Num5,
             Screen::Inspect => egui::Key::Num6,
             Screen::Playground => egui::Key::Num7,
+            Screen::Studies => egui::Key::Num8,
         }
     }
 }
@@ -88,6 +94,7 @@ pub struct StudioApp {
     inspector: InspectorView,
     playground: PlaygroundView,
     export: ExportView,
+    studies: StudiesView,
     /// Slowest recent frame of our own UI code, for the status bar and the frame-time log.
     frame_ms: FrameTimes,
     /// Another window has this workspace: asked what to do (read-only, another, quit).
@@ -147,6 +154,7 @@ impl StudioApp {
             inspector: InspectorView::default(),
             playground: PlaygroundView::default(),
             export: ExportView::default(),
+            studies: StudiesView::default(),
             frame_ms: FrameTimes::default(),
             in_use,
         })
@@ -206,6 +214,12 @@ impl StudioApp {
                             r.out.display()
                         )
                     }));
+                }
+            }
+            SideEvent::StudyTested { id: _, result } => {
+                self.studies.stale = true;
+                if let Err(e) = result {
+                    self.studies.message = Some(Err(format!("test evaluation: {e}")));
                 }
             }
             SideEvent::Imported { id, result } => {
@@ -304,6 +318,7 @@ impl StudioApp {
         while let Ok(event) = self.worker.events.try_recv() {
             // New or better artifacts: the adapter library re-reads its cards.
             self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
+            self.on_study_event(&event);
             self.runs.on_event(event);
         }
         while let Ok(event) = self.side.events.try_recv() {
@@ -334,6 +349,7 @@ impl StudioApp {
             Screen::Adapters => self.adapters_ui(ui),
             Screen::Inspect => self.inspector_ui(ui),
             Screen::Playground => self.playground_ui(ui),
+            Screen::Studies => self.studies_ui(ui),
         });
         self.export_dialog_ui(ui);
         self.workspace_in_use_ui(ui);
@@ -428,6 +444,178 @@ impl StudioApp {
             ui.separator();
             ui.label(format!("UI frame ≤ {:.1} ms", self.frame_ms.max()));
         });
+    }
+}
+
+impl StudioApp {
+    fn studies_ui(&mut self, ui: &mut egui::Ui) {
+        self.studies
+            .refresh(self.ws.studies_dir(), self.ws.state.studies.clone());
+        let requests = self.studies.studies_ui(
+            ui,
+            &self.ws.studies_dir(),
+            &self.ws.state.models,
+            &self.ws.state.datasets,
+        );
+        for r in requests {
+            self.apply_study_request(r);
+        }
+        // Runs elsewhere (a cluster) move without worker events.
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_secs(2));
+    }
+
+    fn apply_study_request(&mut self, request: StudyRequest) {
+        match request {
+            StudyRequest::RunHere { dir, spec } => {
+                if let Some(l) = self.studies.local.as_ref().filter(|l| l.dir != dir) {
+                    self.studies.message = Some(Err(format!(
+                        "{} is running here: stop it first (one study at a time on this computer)",
+                        l.dir.display()
+                    )));
+                    return;
+                }
+                if let Some(spec) = spec {
+                    let planned = adapter_studio::study::StudyDir::new(&dir)
+                        .prepare(&spec, &dir.join("study.json"));
+                    if let Err(e) = planned {
+                        self.studies.message = Some(Err(e.to_string()));
+                        return;
+                    }
+                }
+                self.studies.local.get_or_insert(LocalStudy {
+                    dir,
+                    on_worker: Default::default(),
+                });
+                self.studies.message = None;
+                self.advance_local_study();
+            }
+            StudyRequest::StopHere => {
+                if let Some(l) = self.studies.local.take() {
+                    let study = adapter_studio::study::StudyDir::new(&l.dir);
+                    for id in &l.on_worker {
+                        self.send(Command::Stop { out: study.run(id) });
+                    }
+                    self.studies.message =
+                        Some(Ok("Stopping: the runs resume when the study runs again".into()));
+                }
+            }
+            StudyRequest::ShowRun(dir) => {
+                self.runs.show(&dir);
+                self.screen = Screen::Runs;
+            }
+            StudyRequest::Follow(dir) => {
+                let added = self.ws.modify(|s| {
+                    if !s.studies.contains(&dir) {
+                        s.studies.push(dir.clone());
+                    }
+                });
+                if let Err(e) = added {
+                    self.studies.message = Some(Err(e.to_string()));
+                }
+                self.studies.stale = true;
+            }
+        }
+    }
+
+    /// Hands the local study's runs that can start now to the worker; ends the study when
+    /// nothing is left to run.
+    fn advance_local_study(&mut self) {
+        let Some(local) = &self.studies.local else {
+            return;
+        };
+        let study = adapter_studio::study::StudyDir::new(&local.dir);
+        let plan = match study.plan() {
+            Ok(p) => p,
+            Err(e) => {
+                self.studies.message = Some(Err(e.to_string()));
+                self.studies.local = None;
+                return;
+            }
+        };
+        let ready = study.ready(&plan, &local.on_worker);
+        if ready.is_empty() && local.on_worker.is_empty() {
+            self.studies.message = Some(Ok(format!(
+                "Study {} has ended here",
+                local.dir.file_name().unwrap_or_default().to_string_lossy()
+            )));
+            self.studies.local = None;
+            self.studies.stale = true;
+            return;
+        }
+        for (r, next) in ready {
+            let out = study.run(&r.id);
+            let command = match next {
+                adapter_studio::study::Next::Resume => Command::Resume { out: out.clone() },
+                _ => match crate::cli::planned_config(&r.args, &out) {
+                    Ok(config) => Command::Start {
+                        config: Box::new(config),
+                        out: out.clone(),
+                    },
+                    Err(e) => {
+                        // Recorded like a run refused at start: its fusions are cancelled.
+                        let _ = study.mark_failed_start(&r.id, &e.to_string());
+                        continue;
+                    }
+                },
+            };
+            if !self.send(command) {
+                return;
+            }
+            self.runs.track_queued(&out);
+            if let Some(l) = &mut self.studies.local {
+                l.on_worker.insert(r.id.clone());
+            }
+        }
+        self.studies.stale = true;
+    }
+
+    /// A run of the local study ended: evaluate it on the test file, start what it unblocks.
+    fn on_study_event(&mut self, event: &WorkerEvent) {
+        let Some(local) = &mut self.studies.local else {
+            return;
+        };
+        let out = event.out();
+        let runs = local.dir.join("runs");
+        let Some(id) = out
+            .strip_prefix(&runs)
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|id| local.on_worker.contains(id))
+        else {
+            return;
+        };
+        let study = adapter_studio::study::StudyDir::new(&local.dir);
+        match event {
+            WorkerEvent::Ended { summary, .. } => {
+                local.on_worker.remove(&id);
+                if summary.status == adapter_studio::training::RunStatus::Finished {
+                    let request = self.next_id();
+                    self.send_side(SideCommand::StudyTest {
+                        id: request,
+                        study: study.root.clone(),
+                        run: id,
+                    });
+                } else {
+                    // Stopped: the study stops here too (it continues when run again).
+                    self.studies.local = None;
+                    self.studies.stale = true;
+                    return;
+                }
+            }
+            WorkerEvent::Failed { error, .. } => {
+                local.on_worker.remove(&id);
+                if !study.has_run(&id) {
+                    // Refused before its folder held a record: noted, so it is not retried.
+                    let _ = study.mark_failed_start(&id, error);
+                }
+            }
+            WorkerEvent::Dequeued { .. } => {
+                local.on_worker.remove(&id);
+            }
+            _ => return,
+        }
+        self.advance_local_study();
     }
 }
 

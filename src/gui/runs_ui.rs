@@ -42,10 +42,7 @@ pub struct RunEntry {
 
 impl RunEntry {
     fn new(dir: &Path) -> Self {
-        let id = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let id = adapter_studio::workspace::run_id(dir);
         RunEntry {
             dir: dir.to_path_buf(),
             id,
@@ -275,6 +272,20 @@ impl RunsView {
         }
         self.runs.push(RunEntry::new(dir));
         self.runs.last_mut().expect("just pushed")
+    }
+
+    /// Lists a run that was just sent to the worker (not selected: a study queues many).
+    pub fn track_queued(&mut self, dir: &Path) {
+        self.entry(dir).phase = Phase::Queued;
+    }
+
+    /// Selects run `dir`, reading it first if the list does not have it yet.
+    pub fn show(&mut self, dir: &Path) {
+        let e = self.entry(dir);
+        if e.info.is_none() && e.phase == Phase::Idle {
+            e.reload();
+        }
+        self.selected = Some(dir.to_path_buf());
     }
 
     /// Shows a run that was just sent to the worker, selected.
