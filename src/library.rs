@@ -22,7 +22,10 @@ pub const LIBRARY_DIR: &str = "library";
 pub enum Source {
     /// Trained in this workspace's run `run_id` (its folder `dir`; a study's runs are
     /// outside `runs/`).
-    Run { run_id: String, dir: std::path::PathBuf },
+    Run {
+        run_id: String,
+        dir: std::path::PathBuf,
+    },
     /// Copied into the workspace's `library/` by an import.
     Imported,
     /// A snapshot in the local Hugging Face cache.

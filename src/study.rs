@@ -44,10 +44,12 @@ impl TaskSpec {
         let name: String = d
             .name
             .chars()
-            .map(|c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c,
-                false => '_',
-            })
+            .map(
+                |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    true => c,
+                    false => '_',
+                },
+            )
             .collect();
         let mut settings = BTreeMap::new();
         settings.insert("task".to_string(), Value::from(d.task.as_str()));
@@ -832,11 +834,9 @@ impl StudyDir {
     /// `evaluate_test`).
     pub fn evaluate_test_of(&self, id: &str) -> Result<()> {
         let (spec, plan) = (self.spec()?, self.plan()?);
-        let r = plan
-            .runs
-            .iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| Error::Invalid(format!("{}: no planned run `{id}`", self.root.display())))?;
+        let r = plan.runs.iter().find(|r| r.id == id).ok_or_else(|| {
+            Error::Invalid(format!("{}: no planned run `{id}`", self.root.display()))
+        })?;
         self.evaluate_test(&spec, r)
     }
 

@@ -243,7 +243,8 @@ impl StudioApp {
 
     /// A screen by name (`models`, …, `playground`); `train:PAGE` opens a wizard page
     /// (`train:review`), `adapters:compose` chooses every adapter for a fusion, and
-    /// `inspect:TEXT` / `playground:TEXT` ask the newest fusion about TEXT (for screenshots).
+    /// `inspect:TEXT` / `playground:TEXT` ask the newest fusion about TEXT, and `studies:NAME`
+    /// shows a study of the workspace (for screenshots).
     pub fn open_screen(&mut self, name: &str) {
         let (screen, page) = name.split_once(':').unwrap_or((name, ""));
         if let Some(s) = Screen::ALL
@@ -276,6 +277,9 @@ impl StudioApp {
                 self.inspector.select_run(run.clone());
                 self.inspector.own_text = page.to_string();
                 self.inspect_text(&run, page.to_string(), None);
+            }
+            (Screen::Studies, _) if !page.is_empty() => {
+                self.studies.select(Some(self.ws.studies_dir().join(page)));
             }
             (Screen::Playground, Some(run)) if !page.is_empty() => {
                 self.playground.run = Some(run.clone());
@@ -496,8 +500,9 @@ impl StudioApp {
                     for id in &l.on_worker {
                         self.send(Command::Stop { out: study.run(id) });
                     }
-                    self.studies.message =
-                        Some(Ok("Stopping: the runs resume when the study runs again".into()));
+                    self.studies.message = Some(Ok(
+                        "Stopping: the runs resume when the study runs again".into(),
+                    ));
                 }
             }
             StudyRequest::ShowRun(dir) => {

@@ -125,9 +125,7 @@ impl Default for StudyForm {
             model: None,
             sources: BTreeSet::new(),
             targets: BTreeSet::new(),
-            methods: ["head-only", "seq_bn", "fusion"]
-                .map(String::from)
-                .into(),
+            methods: ["head-only", "seq_bn", "fusion"].map(String::from).into(),
             seeds: "1, 2, 3".into(),
             max_steps: String::new(),
             backend: Backend::Here,
@@ -150,6 +148,15 @@ impl StudyForm {
                 .map(|m| m.path.clone())
                 .ok_or("add a model on the Models screen first")?,
         };
+        if self.targets.is_empty() {
+            return Err("Tick at least one target: the task every method is compared on".into());
+        }
+        if self.methods.is_empty() {
+            return Err("Tick at least one method".into());
+        }
+        if self.methods.contains("fusion") && self.sources.is_empty() {
+            return Err("Fusion needs at least one source task (its adapters are fused)".into());
+        }
         let tasks = |names: &BTreeSet<String>| -> Vec<TaskSpec> {
             datasets
                 .iter()
@@ -170,7 +177,10 @@ impl StudyForm {
         let mut settings = std::collections::BTreeMap::new();
         if !self.max_steps.trim().is_empty() {
             let n: u64 = self.max_steps.trim().parse().map_err(|_| {
-                format!("Max steps: `{}` is not a whole number", self.max_steps.trim())
+                format!(
+                    "Max steps: `{}` is not a whole number",
+                    self.max_steps.trim()
+                )
             })?;
             settings.insert("max_steps".to_string(), serde_json::Value::from(n));
         }
@@ -199,7 +209,10 @@ impl StudyForm {
 #[derive(Debug)]
 pub enum StudyRequest {
     /// Plan `spec` into `dir` (or continue the plan there) and run it on this app's worker.
-    RunHere { dir: PathBuf, spec: Option<Box<StudySpec>> },
+    RunHere {
+        dir: PathBuf,
+        spec: Option<Box<StudySpec>>,
+    },
     /// Stop the study's runs on the worker after their current step (they resume later).
     StopHere,
     /// Show a run's curves and log on the Runs screen.
@@ -290,7 +303,7 @@ impl StudiesView {
         }
     }
 
-    fn select(&mut self, dir: Option<PathBuf>) {
+    pub fn select(&mut self, dir: Option<PathBuf>) {
         if self.selected != dir {
             self.selected = dir;
             self.snapshot = None;
@@ -325,7 +338,7 @@ impl StudiesView {
     fn study_list_ui(&mut self, ui: &mut egui::Ui, requests: &mut Vec<StudyRequest>) {
         ui.heading("Studies");
         if ui
-            .selectable_label(self.selected.is_none(), "＋ New study")
+            .selectable_label(self.selected.is_none(), "+ New study")
             .clicked()
         {
             self.select(None);
@@ -350,12 +363,15 @@ impl StudiesView {
             }
         }
         ui.separator();
-        ui.label("Follow a study folder (e.g. one a cluster writes):");
+        let label = ui
+            .label("Follow a study folder")
+            .on_hover_text("e.g. one a cluster writes with `study run … --backend slurm`");
         ui.add(
             egui::TextEdit::singleline(&mut self.follow_path)
                 .hint_text("/shared/studies/demo")
                 .desired_width(200.0),
-        );
+        )
+        .labelled_by(label.id);
         ui.horizontal(|ui| {
             if ui.button("Follow").clicked() && !self.follow_path.trim().is_empty() {
                 let dir = PathBuf::from(self.follow_path.trim());
@@ -431,8 +447,16 @@ impl StudiesView {
                 ui.end_row();
 
                 for (title, set, hint) in [
-                    ("Sources", &mut f.sources, "tasks whose adapters fusion combines"),
-                    ("Targets", &mut f.targets, "tasks every method is compared on"),
+                    (
+                        "Sources",
+                        &mut f.sources,
+                        "tasks whose adapters fusion combines",
+                    ),
+                    (
+                        "Targets",
+                        &mut f.targets,
+                        "tasks every method is compared on",
+                    ),
                 ] {
                     ui.label(title).on_hover_text(hint);
                     ui.horizontal_wrapped(|ui| {
@@ -480,7 +504,7 @@ impl StudiesView {
                 ui.add(
                     egui::TextEdit::singleline(&mut f.max_steps)
                         .hint_text("the preset's epochs")
-                        .desired_width(120.0),
+                        .desired_width(160.0),
                 )
                 .labelled_by(label.id)
                 .on_hover_text("Per run; empty trains the preset's epochs with early stopping");
@@ -561,7 +585,11 @@ impl StudiesView {
                     ("Partition", &mut s.partition, "the cluster's default"),
                     ("Time limit", &mut s.time, "HH:MM:SS"),
                     ("GPUs per task", &mut s.gpus_per_task, "none"),
-                    ("CPUs per task", &mut s.cpus_per_task, "the cluster's default"),
+                    (
+                        "CPUs per task",
+                        &mut s.cpus_per_task,
+                        "the cluster's default",
+                    ),
                 ] {
                     let l = ui.label(label);
                     ui.add(
@@ -647,7 +675,9 @@ impl StudiesView {
                 let out = std::env::current_exe()
                     .and_then(|exe| std::process::Command::new(exe).args(&args).output());
                 let answer = match out {
-                    Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                    Ok(o) if o.status.success() => {
+                        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    }
                     Ok(o) => Err(format!(
                         "{doing} failed: {}",
                         String::from_utf8_lossy(&o.stderr).trim()
@@ -697,14 +727,17 @@ impl StudiesView {
             }
         };
         let running_here = self.local.as_ref().is_some_and(|l| l.dir == dir);
-        let count = |f: &dyn Fn(RunState) -> bool| {
-            snapshot.status.iter().filter(|r| f(r.state)).count()
-        };
+        let count =
+            |f: &dyn Fn(RunState) -> bool| snapshot.status.iter().filter(|r| f(r.state)).count();
         let total = snapshot.status.len();
         let finished = count(&|s| s == RunState::Finished);
         let failed = count(&|s| matches!(s, RunState::Failed | RunState::Cancelled));
         let steps: usize = snapshot.status.iter().map(|r| r.step).sum();
-        let total_steps: usize = snapshot.status.iter().map(|r| r.total_steps.max(r.step)).sum();
+        let total_steps: usize = snapshot
+            .status
+            .iter()
+            .map(|r| r.total_steps.max(r.step))
+            .sum();
         ui.horizontal(|ui| {
             ui.add(
                 egui::ProgressBar::new(finished as f32 / total.max(1) as f32)
@@ -723,7 +756,13 @@ impl StudiesView {
         });
         ui.horizontal(|ui| {
             if running_here {
-                if ui.button("Stop").on_hover_text("Stop after the current step; runs resume when the study runs again").clicked() {
+                if ui
+                    .button("Stop")
+                    .on_hover_text(
+                        "Stop after the current step; runs resume when the study runs again",
+                    )
+                    .clicked()
+                {
                     requests.push(StudyRequest::StopHere);
                 }
             } else if finished + failed < total
@@ -744,7 +783,9 @@ impl StudiesView {
                 ui.label(format!("Slurm jobs {}", snapshot.jobs.join(", ")));
                 if ui
                     .button("Cancel Slurm jobs")
-                    .on_hover_text("scancel: the runs save a checkpoint and resume when the study runs again")
+                    .on_hover_text(
+                        "scancel: the runs save a checkpoint and resume when the study runs again",
+                    )
                     .clicked()
                 {
                     self.call_program(
@@ -795,7 +836,12 @@ impl StudiesView {
                 }
             }
             let mut target = None;
-            for (button, ext) in [("Markdown", "md"), ("CSV", "csv"), ("PNG", "png"), ("SVG", "svg")] {
+            for (button, ext) in [
+                ("Markdown", "md"),
+                ("CSV", "csv"),
+                ("PNG", "png"),
+                ("SVG", "svg"),
+            ] {
                 if ui.button(button).clicked() && !self.export_path.trim().is_empty() {
                     target = Some(PathBuf::from(self.export_path.trim()).with_extension(ext));
                 }
@@ -826,10 +872,12 @@ fn sanitized(name: &str) -> String {
     let s: String = name
         .trim()
         .chars()
-        .map(|c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-            true => c,
-            false => '_',
-        })
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            },
+        )
         .collect();
     if s.is_empty() {
         "study".into()
@@ -906,7 +954,11 @@ fn report_chart_ui(ui: &mut egui::Ui, rows: &[ReportRow]) {
     let groups = chart.groups.clone();
     Plot::new("study_chart")
         .height(240.0)
-        .legend(Legend::default().position(egui_plot::Corner::RightTop))
+        .legend(
+            Legend::default()
+                .position(egui_plot::Corner::RightTop)
+                .follow_insertion_order(true),
+        )
         .include_y(0.0)
         .include_y(chart.y_max())
         .allow_drag(false)

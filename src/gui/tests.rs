@@ -696,3 +696,181 @@ spm.SentencePieceTrainer.train(model_prefix=d + "/deberta/spm", pad_id=0, pad_pi
         );
     }
 }
+
+/// A second two-class dataset beside the workspace's `reviews`, added as `films`.
+fn add_films(ws: &mut Workspace, dir: &Path) {
+    let csv = dir.join("films.csv");
+    let mut text = String::from("text,label\n");
+    for i in 0..60 {
+        let (t, l) = match i % 2 {
+            0 => ("a moving story", "good"),
+            _ => ("a tedious story", "bad"),
+        };
+        text.push_str(&format!("{t} {i},{l}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    ws.modify(|state| {
+        state.datasets.push(DatasetEntry {
+            name: "films".into(),
+            train: csv,
+            validation: None,
+            test: None,
+            task: TaskType::Classification,
+            columns: Columns::default(),
+        })
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_study_defined_on_the_studies_screen_runs_here_in_stage_order_reports_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = workspace(dir.path());
+    add_films(&mut ws, dir.path());
+    let app = StudioApp::new(ws, || {}).unwrap();
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Studies;
+    h.step();
+    assert!(h.query_by_label_contains("No study yet").is_some());
+
+    // The form: name, tasks, two seeds, a few steps per run.
+    h.state_mut().studies.form.name = "cmp".into();
+    h.state_mut().studies.form.sources.insert("reviews".into());
+    h.state_mut().studies.form.targets.insert("films".into());
+    h.step();
+    h.state_mut().studies.form.seeds.clear();
+    type_into(&mut h, "Seeds", "1, 2");
+    type_into(&mut h, "Max steps", "6");
+    // 2 seeds × (2 adapters + head-only + fusion).
+    assert!(h.query_by_label_contains("8 runs").is_some());
+
+    // Slurm: the script that would be submitted follows the form.
+    h.get_by_label("a Slurm cluster").click();
+    h.step();
+    type_into(&mut h, "Partition", "gpu");
+    assert!(h
+        .query_by_label_contains("#SBATCH --partition=gpu")
+        .is_some());
+    h.get_by_label("this computer").click();
+    h.step();
+
+    click(&mut h, "Create and run here");
+    let study = dir.path().join("studies").join("cmp");
+    assert!(
+        h.state().studies.local.is_some(),
+        "{:?}",
+        h.state().studies.message
+    );
+    step_until(&mut h, "the study to end here", |a| {
+        a.studies.local.is_none()
+    });
+    // Fusions ran after their adapters: each fusion started after both adapters finished.
+    let started = |id: &str| {
+        RunDir::new(&study.join("runs").join(id))
+            .read_info()
+            .unwrap()
+            .started_unix_secs
+    };
+    for seed in [1, 2] {
+        let info = RunDir::new(&study.join("runs").join(format!("films-fusion-s{seed}")))
+            .read_info()
+            .unwrap();
+        assert_eq!(info.status, RunStatus::Finished);
+        assert!(
+            started(&format!("films-fusion-s{seed}"))
+                >= started(&format!("reviews-seq_bn-s{seed}"))
+        );
+    }
+    // The report: every cell has both seeds; the best per target is marked.
+    step_until(&mut h, "the report", |a| {
+        a.studies
+            .snapshot
+            .as_ref()
+            .is_some_and(|(_, s)| s.as_ref().is_ok_and(|s| s.report.iter().all(|r| r.n == 2)))
+    });
+    let report = h
+        .state()
+        .studies
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .1
+        .as_ref()
+        .unwrap()
+        .report
+        .clone();
+    assert_eq!(
+        report.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        ["head-only", "seq_bn", "fusion"]
+    );
+    assert!(h.query_by_label_contains("8 of 8 runs finished").is_some());
+    assert!(h.query_by_label_contains("best").is_some());
+    // Study runs are on the Runs screen too, named by study.
+    assert!(h
+        .state()
+        .runs
+        .runs
+        .iter()
+        .any(|r| r.id == "cmp/films-fusion-s2"));
+
+    // Exported as Markdown, CSV, PNG and SVG.
+    let out = dir.path().join("exports").join("cmp-report");
+    type_into(&mut h, "Save report to", &out.to_string_lossy());
+    for button in ["Markdown", "CSV", "PNG", "SVG"] {
+        click(&mut h, button);
+    }
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(md.contains("| films | fusion | accuracy |"), "{md}");
+    let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
+    assert!(csv.lines().count() == 4, "{csv}");
+    assert!(std::fs::read(out.with_extension("png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+    assert!(svg.contains("films") && svg.contains("head-only"), "{svg}");
+}
+
+#[test]
+fn a_study_folder_written_elsewhere_is_followed_with_its_runs_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = workspace(dir.path());
+    add_films(&mut ws, dir.path());
+    // A study planned by someone else (the CLI on a cluster's shared file system).
+    let elsewhere = dir.path().join("cluster").join("demo");
+    let spec = adapter_studio::study::StudySpec {
+        model: tiny_model(),
+        sources: vec![adapter_studio::study::TaskSpec::of_dataset(
+            &ws.state.datasets[0],
+        )],
+        targets: vec![adapter_studio::study::TaskSpec::of_dataset(
+            &ws.state.datasets[1],
+        )],
+        methods: vec!["seq_bn".into(), "fusion".into()],
+        seeds: vec![1],
+        settings: Default::default(),
+        train_settings: Default::default(),
+        fuse_settings: Default::default(),
+    };
+    adapter_studio::study::StudyDir::new(&elsewhere)
+        .prepare(&spec, &elsewhere.join("study.json"))
+        .unwrap();
+    let app = StudioApp::new(ws, || {}).unwrap();
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Studies;
+    h.step();
+    type_into(
+        &mut h,
+        "Follow a study folder",
+        &elsewhere.to_string_lossy(),
+    );
+    click(&mut h, "Follow");
+    step_until(&mut h, "the followed study's states", |a| {
+        a.studies.snapshot.as_ref().is_some_and(|(_, s)| s.is_ok())
+    });
+    assert!(h.query_by_label_contains("0 of 3 runs finished").is_some());
+    assert!(h.query_by_label_contains("films-fusion-s1").is_some());
+    assert_eq!(h.state().ws.state.studies, std::slice::from_ref(&elsewhere));
+    // Remembered: a restart lists it again.
+    let ws = Workspace::open(dir.path()).unwrap();
+    assert_eq!(ws.study_dirs(), [elsewhere]);
+}
