@@ -206,6 +206,18 @@ fn a_study_runs_locally_to_a_report_of_means_over_seeds_and_a_second_run_starts_
         csv.starts_with("target,method,metric,mean,std,n,test_mean,test_std\nt,seq_bn,accuracy,"),
         "{csv}"
     );
+    // The same report as a figure: the methods and the target named in the SVG.
+    let svg = out.join("report.svg");
+    ok(study(&[
+        "report".as_ref(),
+        out.as_os_str(),
+        "--figure".as_ref(),
+        svg.as_os_str(),
+    ]));
+    let figure = std::fs::read_to_string(&svg).unwrap();
+    for word in ["seq_bn", "fusion", "validation accuracy"] {
+        assert!(figure.contains(word), "{word} not in the figure");
+    }
 
     // A second run changes no run folder.
     let updated = |id: &str| run_json(&out, id)["updated_unix_secs"].clone();

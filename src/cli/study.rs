@@ -91,6 +91,10 @@ pub struct ReportArgs {
     /// Markdown table (the default).
     #[arg(long)]
     markdown: bool,
+    /// Also save the report as a bar chart (mean ± std per target and method) to this .png or
+    /// .svg file.
+    #[arg(long)]
+    figure: Option<PathBuf>,
 }
 
 pub fn run(command: StudyCommand) -> anyhow::Result<()> {
@@ -458,6 +462,15 @@ fn report(args: ReportArgs) -> anyhow::Result<()> {
     let dir = StudyDir::new(&args.dir);
     let (spec, plan) = (dir.spec()?, dir.plan()?);
     let rows = dir.report(&spec, &plan);
+    if let Some(path) = &args.figure {
+        let name = args
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        study::report_chart(&format!("Study {name}"), &rows).save(path)?;
+        eprintln!("figure: {}", path.display());
+    }
     if args.json {
         println!("{}", serde_json::json!({ "rows": rows }));
     } else if args.csv {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
 use adapter_studio::lock::{self, Holder};
-use adapter_studio::training::run_dir::AttentionRecord;
+use adapter_studio::training::run_dir::{AttentionRecord, JsonlTail};
 use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
@@ -38,6 +38,10 @@ pub struct RunEntry {
     /// Another process (the CLI, another window, a cluster job) holds the run: its files are
     /// followed, and nothing here may resume or delete it.
     pub elsewhere: Option<Holder>,
+    /// How far `metrics.jsonl` and `attention.jsonl` have been read (runs written elsewhere
+    /// are followed by reading what was appended, not the whole file again).
+    metrics_tail: JsonlTail,
+    attention_tail: JsonlTail,
 }
 
 impl RunEntry {
@@ -56,13 +60,55 @@ impl RunEntry {
             overlay: false,
             attention: Vec::new(),
             elsewhere: None,
+            metrics_tail: JsonlTail::default(),
+            attention_tail: JsonlTail::default(),
         }
     }
 
-    /// Re-reads `run.json` and `metrics.jsonl` (after a run ends, or at start-up).
+    /// Reads the run's files from the start (at start-up, or when it is first seen).
     fn reload(&mut self) {
+        self.records.clear();
+        self.attention.clear();
+        self.log.clear();
+        self.metrics_tail = JsonlTail::default();
+        self.attention_tail = JsonlTail::default();
+        self.read_more();
+    }
+
+    /// Re-reads `run.json` and what was appended to the record files since the last read.
+    fn read_more(&mut self) {
         let run = adapter_studio::training::RunDir::new(&self.dir);
         self.elsewhere = holder_elsewhere(&self.dir);
+        let ended_before = self.info.as_ref().map(|i| i.status);
+        self.read_info();
+        let (records, rewritten) = self
+            .metrics_tail
+            .read_new::<Record>(&run.metrics())
+            .unwrap_or_default();
+        if rewritten {
+            self.records.clear();
+        }
+        self.log.extend(records.iter().filter_map(|r| match r {
+            Record::Eval(e) => Some(eval_line(e)),
+            Record::Train(_) => None,
+        }));
+        self.records.extend(records);
+        let (attention, rewritten) = self
+            .attention_tail
+            .read_new::<AttentionRecord>(&run.attention())
+            .unwrap_or_default();
+        if rewritten {
+            self.attention.clear();
+        }
+        self.attention.extend(attention);
+        let status = self.info.as_ref().map(|i| i.status);
+        if status != ended_before && status != Some(RunStatus::Running) {
+            self.log_ending();
+        }
+    }
+
+    fn read_info(&mut self) {
+        let run = adapter_studio::training::RunDir::new(&self.dir);
         match run.read_info() {
             Ok(info) => {
                 self.total_steps = info.total_steps;
@@ -72,18 +118,17 @@ impl RunEntry {
             Err(e) if run.run_json().exists() => self.error = Some(e.to_string()),
             Err(_) => {}
         }
-        self.records =
-            adapter_studio::training::run_dir::read_jsonl(&run.metrics()).unwrap_or_default();
-        self.attention =
-            adapter_studio::training::run_dir::read_jsonl(&run.attention()).unwrap_or_default();
-        self.log = self
-            .records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Eval(e) => Some(eval_line(e)),
-                Record::Train(_) => None,
-            })
-            .collect();
+    }
+
+    /// The record files as they are now count as read: our worker's events brought them.
+    fn records_came_as_events(&mut self) {
+        let run = adapter_studio::training::RunDir::new(&self.dir);
+        self.metrics_tail.skip_to_end(&run.metrics());
+        self.attention_tail.skip_to_end(&run.attention());
+    }
+
+    /// The lines that say why the run ended (an early stop's reason, an error).
+    fn log_ending(&mut self) {
         if let Some(why) = self.info.as_ref().and_then(|i| i.stopped_early.clone()) {
             self.log.push(why);
         }
@@ -257,7 +302,7 @@ impl RunsView {
         for r in self.runs.iter_mut().filter(|r| r.phase == Phase::Idle) {
             // A lock file read per run (usually absent); the records only when it matters.
             if r.elsewhere.is_some() || holder_elsewhere(&r.dir).is_some() {
-                r.reload();
+                r.read_more();
             }
         }
     }
@@ -344,8 +389,13 @@ impl RunsView {
                 Event::WaitingForLock { holder } => e.log.push(format!("waiting for {holder}")),
             },
             WorkerEvent::Ended { summary, .. } => {
+                // The records came as events; the log keeps its history (stops, resumes).
                 e.phase = Phase::Idle;
-                e.reload();
+                e.read_info();
+                e.records_came_as_events();
+                if let Some(why) = e.info.as_ref().and_then(|i| i.stopped_early.clone()) {
+                    e.log.push(why);
+                }
                 e.log.push(match summary.status {
                     RunStatus::Stopped => format!("stopped at step {} (resumable)", summary.steps),
                     _ => format!(
@@ -356,7 +406,8 @@ impl RunsView {
             }
             WorkerEvent::Failed { error, .. } => {
                 e.phase = Phase::Idle;
-                e.reload();
+                e.read_info();
+                e.records_came_as_events();
                 e.error = Some(error.clone());
                 e.log.push(format!("error: {error}"));
             }

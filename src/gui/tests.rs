@@ -124,6 +124,13 @@ fn the_wizard_starts_a_run_that_streams_loss_stops_resumes_and_survives_a_restar
     h.get_by_label("Stop").click();
     step_until(&mut h, "the second stop", |a| status(a) == "stopped");
     let recorded = h.state().runs.runs[0].records.len();
+    // The log keeps its history once the run ended: both stops and the resume.
+    let log = h.state().runs.runs[0].log.join("\n");
+    assert_eq!(log.matches("(resumable)").count(), 2, "{log}");
+    assert!(
+        log.contains(&format!("resumed at step {stopped_at}")),
+        "{log}"
+    );
     drop(h);
 
     // A new app on the same workspace finds the run, its state and its curves.

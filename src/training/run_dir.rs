@@ -196,6 +196,69 @@ pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
         .collect())
 }
 
+/// Reads a JSON-lines file that another process appends to, a piece at a time: each call
+/// returns the records of the complete lines added since the last one. A file replaced or
+/// shortened (a resumed run rewrites it up to its checkpoint) is read again from its start.
+#[derive(Debug, Clone, Default)]
+pub struct JsonlTail {
+    offset: u64,
+    /// (device, inode) of the file read so far: a rewrite is a new file (atomic rename).
+    file: Option<(u64, u64)>,
+}
+
+impl JsonlTail {
+    /// Marks everything in the file now as read (its records arrived another way).
+    pub fn skip_to_end(&mut self, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        *self = match fs::metadata(path) {
+            Ok(m) => JsonlTail {
+                offset: m.len(),
+                file: Some((m.dev(), m.ino())),
+            },
+            Err(_) => JsonlTail::default(),
+        };
+    }
+
+    /// The new records, and whether the file was rewritten (the caller drops what it had).
+    pub fn read_new<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        path: &Path,
+    ) -> Result<(Vec<T>, bool)> {
+        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::MetadataExt;
+        let mut f = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let rewritten = self.offset > 0;
+                *self = JsonlTail::default();
+                return Ok((Vec::new(), rewritten));
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+        let id = Some((meta.dev(), meta.ino()));
+        let rewritten = (self.file.is_some() && self.file != id) || meta.len() < self.offset;
+        if rewritten {
+            self.offset = 0;
+        }
+        self.file = id;
+        f.seek(SeekFrom::Start(self.offset))
+            .map_err(|e| Error::io(path, e))?;
+        let mut buf = Vec::new();
+        f.take(meta.len() - self.offset)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        // Complete lines only: the writer may be in the middle of one.
+        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.offset += end as u64;
+        let records = buf[..end]
+            .split(|&b| b == b'\n')
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect();
+        Ok((records, rewritten))
+    }
+}
+
 /// Keeps only the lines whose `step` is at most `step` (what a checkpoint at `step` had seen),
 /// so that a resumed run's files read as if it had never stopped.
 pub fn truncate_jsonl_after(path: &Path, step: usize) -> Result<()> {
@@ -225,6 +288,27 @@ pub use crate::lock::unix_secs;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_reads_only_complete_new_lines_and_starts_over_after_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut tail = JsonlTail::default();
+        let (none, _) = tail.read_new::<serde_json::Value>(&path).unwrap();
+        assert!(none.is_empty());
+        fs::write(&path, "{\"step\":1}\n{\"step\":2}\n{\"st").unwrap();
+        let (first, rewritten) = tail.read_new::<serde_json::Value>(&path).unwrap();
+        assert_eq!((first.len(), rewritten), (2, false));
+        // The torn line completes: only it is new.
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"ep\":3}\n").unwrap();
+        let (next, _) = tail.read_new::<serde_json::Value>(&path).unwrap();
+        assert_eq!(next, [serde_json::json!({"step": 3})]);
+        // Truncated to step 2 (a resume): read again from the start.
+        truncate_jsonl_after(&path, 2).unwrap();
+        let (again, rewritten) = tail.read_new::<serde_json::Value>(&path).unwrap();
+        assert_eq!((again.len(), rewritten), (2, true));
+    }
 
     #[test]
     fn records_round_trip_and_a_torn_line_is_ignored() {
