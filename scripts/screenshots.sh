@@ -55,3 +55,22 @@ example="the staff were friendly but the room was small and noisy"
 shot composer 8 --screen adapters:compose
 shot inspector 15 --screen "inspect:$example"
 shot playground 20 --screen "playground:$example"
+
+# The Studies screen on a short version of the demo study (2 seeds, 2 epochs; the README's
+# report and its figure come from the full one: `study run assets/studies/demo.json` and
+# `study report DIR --figure screenshots/demo-study.png`).
+.venv/bin/python - "$PWD/assets/studies/demo.json" "$ws/demo-short.json" <<'PY'
+import json, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+spec = json.load(open(src))
+base = os.path.dirname(src)
+for t in spec["sources"] + spec["targets"]:
+    for k in ("train", "validation", "test"):
+        if k in t:
+            t[k] = os.path.normpath(os.path.join(base, t[k]))
+spec["seeds"] = [1, 2]
+spec["settings"]["epochs"] = 2
+json.dump(spec, open(dst, "w"), indent=1)
+PY
+"$bin" study run "$ws/demo-short.json" --out "$ws/studies/demo" >/dev/null 2>&1
+shot studies 10 --screen studies:demo
