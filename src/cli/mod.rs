@@ -58,6 +58,14 @@ enum Command {
     Study(study::StudyCommand),
 }
 
+/// Whether `args` (without the program name) form a valid command line of this program, as
+/// the app checks the commands it runs in the background.
+#[cfg(test)]
+pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
+    let all = std::iter::once("adapter-studio".to_string()).chain(args.iter().cloned());
+    Cli::try_parse_from(all).map(|_| ()).map_err(|e| e.to_string())
+}
+
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

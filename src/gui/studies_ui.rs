@@ -643,24 +643,10 @@ impl StudiesView {
             self.message = Some(Err(e.to_string()));
             return;
         }
-        let args = match self.form.slurm.args() {
-            Ok(a) => a,
-            Err(e) => {
-                self.message = Some(Err(e));
-                return;
-            }
-        };
-        let mut all = vec![
-            "study".to_string(),
-            "run".into(),
-            study_file.display().to_string(),
-            "--out".into(),
-            dir.display().to_string(),
-            "--backend".into(),
-            "slurm".into(),
-        ];
-        all.extend(args);
-        self.call_program(all, "submitting to Slurm");
+        match submit_args(&study_file, dir, &self.form.slurm) {
+            Ok(args) => self.call_program(args, "submitting to Slurm"),
+            Err(e) => self.message = Some(Err(e)),
+        }
         self.select(Some(dir.to_path_buf()));
     }
 
@@ -865,6 +851,21 @@ impl StudiesView {
             }
         });
     }
+}
+
+/// This program's arguments that submit the study planned in `dir` to Slurm.
+pub fn submit_args(study_file: &Path, dir: &Path, slurm: &SlurmForm) -> Result<Vec<String>, String> {
+    let mut args = vec![
+        "study".to_string(),
+        "run".into(),
+        study_file.display().to_string(),
+        "--out".into(),
+        dir.display().to_string(),
+        "--backend".into(),
+        "slurm".into(),
+    ];
+    args.extend(slurm.args()?);
+    Ok(args)
 }
 
 /// `name` as a folder name.

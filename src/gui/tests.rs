@@ -838,6 +838,42 @@ fn a_study_defined_on_the_studies_screen_runs_here_in_stage_order_reports_and_ex
 }
 
 #[test]
+fn the_slurm_submission_the_app_runs_is_a_valid_study_run_with_the_form_options() {
+    let form = super::studies_ui::SlurmForm {
+        partition: "gpu".into(),
+        time: "01:00:00".into(),
+        gpus_per_task: "1".into(),
+        cpus_per_task: String::new(),
+        extra: "--mem=8G\n\n--account=nlp\n".into(),
+    };
+    let args = super::studies_ui::submit_args(
+        Path::new("/s/demo/study.json"),
+        Path::new("/s/demo"),
+        &form,
+    )
+    .unwrap();
+    assert_eq!(
+        args[5..],
+        [
+            "--backend",
+            "slurm",
+            "--partition=gpu",
+            "--time=01:00:00",
+            "--gpus-per-task=1",
+            "--sbatch-arg=--mem=8G",
+            "--sbatch-arg=--account=nlp"
+        ]
+    );
+    crate::cli::check_args(&args).unwrap();
+    let bad = super::studies_ui::SlurmForm {
+        gpus_per_task: "two".into(),
+        ..form
+    };
+    let e = super::studies_ui::submit_args(Path::new("s"), Path::new("d"), &bad).unwrap_err();
+    assert!(e.contains("GPUs per task") && e.contains("two"), "{e}");
+}
+
+#[test]
 fn a_study_folder_written_elsewhere_is_followed_with_its_runs_states() {
     let dir = tempfile::tempdir().unwrap();
     let mut ws = workspace(dir.path());
