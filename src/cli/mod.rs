@@ -63,7 +63,9 @@ enum Command {
 #[cfg(test)]
 pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
     let all = std::iter::once("adapter-studio".to_string()).chain(args.iter().cloned());
-    Cli::try_parse_from(all).map(|_| ()).map_err(|e| e.to_string())
+    Cli::try_parse_from(all)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 pub fn run() -> anyhow::Result<()> {

@@ -98,7 +98,7 @@ pub(super) fn fusion_run_picker_ui(
                 ui.selectable_value(
                     chosen,
                     Some(r.dir.clone()),
-                    format!("{} ({})", r.id, r.status()),
+                    format!("{} ({})", r.id, r.status().label()),
                 );
             }
         });
@@ -177,7 +177,7 @@ impl StudioApp {
             ui.label(format!(
                 "{}: no evaluation yet — the map appears at the first evaluation ({}).",
                 entry.id,
-                entry.status()
+                entry.status().label()
             ));
             return;
         }
@@ -202,7 +202,7 @@ impl StudioApp {
                     }
                 });
             ui.checkbox(&mut v.sorted, "Sort adapters by weight");
-            ui.label("Colour scale");
+            let label = ui.label("Colour scale");
             egui::ComboBox::from_id_salt("colour_scale")
                 .selected_text(v.scale.label())
                 .show_ui(ui, |ui| {
@@ -211,6 +211,7 @@ impl StudioApp {
                     }
                 })
                 .response
+                .labelled_by(label.id)
                 .on_hover_text("Automatic spreads near-uniform weights over the whole scale");
         });
         ui.horizontal(|ui| {

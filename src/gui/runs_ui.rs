@@ -5,13 +5,48 @@ use std::time::Instant;
 
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 
+use adapter_studio::figure::series_colour;
+
 use adapter_studio::lock::{self, Holder};
 use adapter_studio::training::run_dir::{AttentionRecord, JsonlTail};
-use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, StepRecord};
+use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, Stage, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
 use super::StudioApp;
+
+/// A run's state as the run list shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Queued,
+    Running,
+    RunningElsewhere,
+    InUseElsewhere,
+    Finished,
+    /// Finished by early stopping (the reason is in `run.json`).
+    StoppedEarly,
+    Stopped,
+    Failed,
+    Interrupted,
+    NotStarted,
+}
+
+impl Shown {
+    pub fn label(self) -> &'static str {
+        match self {
+            Shown::Queued => "queued",
+            Shown::Running => "running",
+            Shown::RunningElsewhere => "running elsewhere",
+            Shown::InUseElsewhere => "in use elsewhere",
+            Shown::Finished => "finished",
+            Shown::StoppedEarly => "finished (early stop)",
+            Shown::Stopped => "stopped",
+            Shown::Failed => "failed",
+            Shown::Interrupted => "interrupted",
+            Shown::NotStarted => "not started",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -42,6 +77,8 @@ pub struct RunEntry {
     /// are followed by reading what was appended, not the whole file again).
     metrics_tail: JsonlTail,
     attention_tail: JsonlTail,
+    /// Index into the palette: the run's colour in every plot.
+    pub colour: usize,
 }
 
 impl RunEntry {
@@ -62,6 +99,7 @@ impl RunEntry {
             elsewhere: None,
             metrics_tail: JsonlTail::default(),
             attention_tail: JsonlTail::default(),
+            colour: 0,
         }
     }
 
@@ -141,46 +179,96 @@ impl RunEntry {
         self.records.iter().map(Record::step).max().unwrap_or(0)
     }
 
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Shown {
         match (self.phase, self.info.as_ref().map(|i| i.status)) {
-            (Phase::Queued, _) => "queued",
-            (Phase::Running, _) => "running",
-            (_, Some(RunStatus::Running)) if self.elsewhere.is_some() => "running elsewhere",
-            _ if self.elsewhere.is_some() => "in use elsewhere",
-            (_, Some(RunStatus::Finished)) => "finished",
-            (_, Some(RunStatus::Stopped)) => "stopped",
-            (_, Some(RunStatus::Failed)) => "failed",
+            (Phase::Queued, _) => Shown::Queued,
+            (Phase::Running, _) => Shown::Running,
+            (_, Some(RunStatus::Running)) if self.elsewhere.is_some() => Shown::RunningElsewhere,
+            _ if self.elsewhere.is_some() => Shown::InUseElsewhere,
+            (_, Some(RunStatus::Finished)) => {
+                match self.info.as_ref().and_then(|i| i.stopped_early.as_ref()) {
+                    Some(_) => Shown::StoppedEarly,
+                    None => Shown::Finished,
+                }
+            }
+            (_, Some(RunStatus::Stopped)) => Shown::Stopped,
+            (_, Some(RunStatus::Failed)) => Shown::Failed,
             // "running" on disk but not on our worker: the app or CLI was killed.
-            (_, Some(RunStatus::Running)) => "interrupted",
-            (_, None) if self.error.is_some() => "failed",
-            (_, None) => "not started",
+            (_, Some(RunStatus::Running)) => Shown::Interrupted,
+            (_, None) if self.error.is_some() => Shown::Failed,
+            (_, None) => Shown::NotStarted,
         }
     }
 
     fn resumable(&self) -> bool {
         self.phase == Phase::Idle
             && self.elsewhere.is_none()
-            && matches!(self.status(), "stopped" | "interrupted" | "failed")
+            && matches!(
+                self.status(),
+                Shown::Stopped | Shown::Interrupted | Shown::Failed
+            )
             && self.info.is_some()
     }
 
-    /// (step, f(record)) of every training step, for a curve.
-    fn train_points(&self, f: impl Fn(&StepRecord) -> f64) -> Vec<[f64; 2]> {
+    /// "task sentiment · seq_bn · best accuracy 0.9100 · 2026-12-04 07:50": what a run is,
+    /// how good it got and when it started.
+    fn summary_line(&self) -> Option<String> {
+        let info = self.info.as_ref()?;
+        let method = match &info.config.stage {
+            Stage::Adapter { method, .. } => method.as_str(),
+            Stage::Fusion { .. } => "fusion",
+        };
+        let metric = self.metric();
+        let best = info
+            .best
+            .as_ref()
+            .and_then(|b| b.metrics.get(&metric))
+            .map_or(String::new(), |v| format!(" · best {metric} {v:.4}"));
+        Some(format!(
+            "task {} · {method}{best} · {}",
+            info.config.name,
+            local_time(info.started_unix_secs)
+        ))
+    }
+
+    /// "early stopping at step N …; best: step B, accuracy 0.91" for a run that stopped early.
+    pub fn early_stop_reason(&self) -> Option<String> {
+        let info = self.info.as_ref()?;
+        let why = info.stopped_early.as_ref()?;
+        let metric = self.metric();
+        let best = info.best.as_ref().map_or(String::new(), |b| {
+            let value = b
+                .metrics
+                .get(&metric)
+                .map_or(String::new(), |v| format!(", {metric} {v:.4}"));
+            format!(
+                "; best: step {}{value} (its checkpoint is the one saved)",
+                b.step
+            )
+        });
+        Some(format!("{why}{best}"))
+    }
+
+    /// (step or epoch, f(record)) of every training step, for a curve.
+    fn train_points(&self, by_epoch: bool, f: impl Fn(&StepRecord) -> f64) -> Vec<[f64; 2]> {
         self.records
             .iter()
             .filter_map(|x| match x {
-                Record::Train(s) => Some([s.step as f64, f(s)]),
+                Record::Train(s) => Some([if by_epoch { s.epoch } else { s.step as f64 }, f(s)]),
                 Record::Eval(_) => None,
             })
             .collect()
     }
 
-    /// (step, y(metric)) of every evaluation that has `metric`.
-    fn eval_points(&self, metric: &str, y: impl Fn(f64) -> f64) -> Vec<[f64; 2]> {
+    /// (step or epoch, y(metric)) of every evaluation that has `metric`.
+    fn eval_points(&self, by_epoch: bool, metric: &str, y: impl Fn(f64) -> f64) -> Vec<[f64; 2]> {
         self.records
             .iter()
             .filter_map(|x| match x {
-                Record::Eval(e) => e.metrics.get(metric).map(|v| [e.step as f64, y(*v)]),
+                Record::Eval(e) => {
+                    let x = if by_epoch { e.epoch } else { e.step as f64 };
+                    e.metrics.get(metric).map(|v| [x, y(*v)])
+                }
                 Record::Train(_) => None,
             })
             .collect()
@@ -225,6 +313,40 @@ fn eval_line(e: &adapter_studio::training::EvalRecord) -> String {
     )
 }
 
+/// A tick or hover value that stays readable from 1e-6 (learning rates) to thousands (steps).
+fn tick_text(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if a < 1e-2 || a >= 1e5 {
+        format!("{v:.1e}")
+    } else if a >= 100.0 || (v.fract() == 0.0) {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in the local time zone.
+fn local_time(unix_secs: u64) -> String {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: localtime_r writes only into the `tm` we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return String::new();
+    }
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
+}
+
 fn hms(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -237,11 +359,21 @@ fn resident_mib() -> Option<f64> {
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
-#[derive(Default)]
 pub struct RunsView {
     pub runs: Vec<RunEntry>,
     pub selected: Option<PathBuf>,
+    /// Loss and learning rate on a log axis (the metric plot stays linear).
     pub log_scale: bool,
+    /// Plots over epochs instead of steps.
+    pub by_epoch: bool,
+    /// Exponential smoothing of the training loss (0: raw only).
+    pub smoothing: f64,
+    /// The validation metric plotted; None: each run's own metric.
+    pub metric: Option<String>,
+    /// The next colour for a run seen for the first time: a run keeps its colour everywhere.
+    next_colour: usize,
+    /// This process's resident memory, read at most once a second.
+    memory: Option<(Instant, Option<f64>)>,
     confirm_delete: Option<PathBuf>,
     /// The last deleted run: (where it was, where it is now), for Undo.
     deleted: Option<(PathBuf, PathBuf)>,
@@ -250,24 +382,64 @@ pub struct RunsView {
     followed: Option<Instant>,
 }
 
+impl Default for RunsView {
+    fn default() -> Self {
+        RunsView {
+            runs: Vec::new(),
+            selected: None,
+            log_scale: false,
+            by_epoch: false,
+            smoothing: 0.6,
+            metric: None,
+            next_colour: 0,
+            memory: None,
+            confirm_delete: None,
+            deleted: None,
+            message: None,
+            followed: None,
+        }
+    }
+}
+
 /// How often the run list looks for runs that other processes start and train.
 const FOLLOW_SECS: f64 = 2.0;
 
 impl RunsView {
     pub fn load(ws: &Workspace) -> Self {
-        let runs = ws
-            .runs()
-            .into_iter()
-            .map(|r| {
-                let mut e = RunEntry::new(&r.dir);
-                e.reload();
-                e
-            })
-            .collect::<Vec<_>>();
-        RunsView {
-            selected: runs.last().map(|r| r.dir.clone()),
-            runs,
-            ..Default::default()
+        let mut view = RunsView::default();
+        for r in ws.runs() {
+            let mut e = RunEntry::new(&r.dir);
+            e.reload();
+            view.add(e);
+        }
+        view.selected = view.runs.last().map(|r| r.dir.clone());
+        view
+    }
+
+    /// Lists `e` in order of start (a restored run goes back to its place) with a colour of
+    /// its own.
+    fn add(&mut self, mut e: RunEntry) -> usize {
+        e.colour = self.next_colour;
+        self.next_colour += 1;
+        let started = |r: &RunEntry| r.info.as_ref().map_or(u64::MAX, |i| i.started_unix_secs);
+        let at = self
+            .runs
+            .iter()
+            .position(|r| started(r) > started(&e))
+            .unwrap_or(self.runs.len());
+        self.runs.insert(at, e);
+        at
+    }
+
+    /// Resident memory in MiB, read from /proc at most once a second.
+    fn memory_mib(&mut self) -> Option<f64> {
+        match self.memory {
+            Some((at, mib)) if at.elapsed().as_secs_f64() < 1.0 => mib,
+            _ => {
+                let mib = resident_mib();
+                self.memory = Some((Instant::now(), mib));
+                mib
+            }
         }
     }
 
@@ -295,7 +467,7 @@ impl RunsView {
                 let mut e = RunEntry::new(&dir);
                 e.reload();
                 if e.info.is_some() || e.elsewhere.is_some() {
-                    self.runs.push(e);
+                    self.add(e);
                 }
             }
         }
@@ -315,8 +487,8 @@ impl RunsView {
         if let Some(i) = self.runs.iter().position(|r| r.dir == dir) {
             return &mut self.runs[i];
         }
-        self.runs.push(RunEntry::new(dir));
-        self.runs.last_mut().expect("just pushed")
+        let at = self.add(RunEntry::new(dir));
+        &mut self.runs[at]
     }
 
     /// Lists a run that was just sent to the worker (not selected: a study queues many).
@@ -459,7 +631,7 @@ impl StudioApp {
 
     fn run_list_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Runs");
-        if let Some(mib) = resident_mib() {
+        if let Some(mib) = self.runs.memory_mib() {
             ui.label(format!("Memory in use: {mib:.0} MiB"));
         }
         if let Some(m) = &self.runs.message {
@@ -478,7 +650,7 @@ impl StudioApp {
                         Ok(()) => {
                             let mut e = RunEntry::new(&from);
                             e.reload();
-                            self.runs.runs.push(e);
+                            self.runs.add(e);
                             self.runs.deleted = None;
                         }
                         Err(err) => self.runs.message = Some(format!("cannot restore: {err}")),
@@ -501,7 +673,10 @@ impl StudioApp {
                         {
                             select = Some(r.dir.clone());
                         }
-                        ui.label(r.status());
+                        let status = ui.label(r.status().label());
+                        if let Some(why) = r.early_stop_reason() {
+                            status.on_hover_text(why);
+                        }
                     });
                     let step = r.step();
                     let total = r.total_steps.max(1);
@@ -528,11 +703,11 @@ impl StudioApp {
                         }
                         ui.label(line);
                     }
+                    if let Some(summary) = r.summary_line() {
+                        ui.label(summary);
+                    }
                     if let Some(e) = &r.error {
                         ui.colored_label(ui.visuals().error_fg_color, e);
-                    } else if let Some(why) = r.info.as_ref().and_then(|i| i.stopped_early.as_ref())
-                    {
-                        ui.label(egui::RichText::new(why).weak().small());
                     }
                 });
             }
@@ -555,9 +730,12 @@ impl StudioApp {
         let elsewhere = r.elsewhere.is_some();
         ui.horizontal(|ui| {
             ui.heading(&r.id);
-            ui.label(status);
+            ui.label(status.label());
         });
         ui.label(r.dir.display().to_string());
+        if let Some(why) = r.early_stop_reason() {
+            ui.label(egui::RichText::new(format!("Ended early: {why}")).strong());
+        }
         if let Some(h) = &r.elsewhere {
             ui.label(format!(
                 "In use by {} (followed here every {FOLLOW_SECS:.0} s; stop it there)",
@@ -605,7 +783,6 @@ impl StudioApp {
             if inspectable && ui.button("Inspect attention").clicked() {
                 inspect = true;
             }
-            ui.checkbox(&mut self.runs.log_scale, "Log scale");
         });
         if delete {
             self.runs.confirm_delete = Some(sel.clone());
@@ -623,6 +800,7 @@ impl StudioApp {
                 self.runs.entry(&sel).phase = Phase::Queued;
             }
         }
+        self.plot_controls_ui(ui, &sel);
         self.plots_ui(ui, &sel);
         let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
             return;
@@ -639,70 +817,174 @@ impl StudioApp {
                 });
         });
         if let Some(info) = &r.info {
+            ui.collapsing("Command", |ui| {
+                ui.add(
+                    egui::Label::new(
+                        egui::RichText::new(info.config.command_line(&r.dir)).monospace(),
+                    )
+                    .selectable(true),
+                );
+            });
             ui.collapsing("Settings (run.json)", |ui| {
-                ui.monospace(info.config.command_line(&r.dir));
+                let text = serde_json::to_string_pretty(info).unwrap_or_default();
+                ui.add(egui::Label::new(egui::RichText::new(text).monospace()).selectable(true));
             });
         }
     }
 
-    fn plots_ui(&self, ui: &mut egui::Ui, selected: &Path) {
-        let shown: Vec<&RunEntry> = {
-            let overlay: Vec<&RunEntry> = self.runs.runs.iter().filter(|r| r.overlay).collect();
-            if overlay.is_empty() {
-                self.runs
-                    .runs
-                    .iter()
-                    .filter(|r| r.dir == selected)
-                    .collect()
-            } else {
-                overlay
+    /// The runs the plots show now.
+    #[cfg(test)]
+    pub fn runs_shown_in_plots(&self) -> Vec<&RunEntry> {
+        match &self.runs.selected {
+            Some(s) => self.shown_runs(s),
+            None => Vec::new(),
+        }
+    }
+
+    /// The runs the plots show: the selected one, then every ticked one.
+    fn shown_runs(&self, selected: &Path) -> Vec<&RunEntry> {
+        let mut shown: Vec<&RunEntry> = self
+            .runs
+            .runs
+            .iter()
+            .filter(|r| r.dir == selected)
+            .collect();
+        shown.extend(
+            self.runs
+                .runs
+                .iter()
+                .filter(|r| r.overlay && r.dir != selected),
+        );
+        shown
+    }
+
+    /// X axis, smoothing, log scale and metric of the plots.
+    fn plot_controls_ui(&mut self, ui: &mut egui::Ui, selected: &Path) {
+        let metrics: Vec<String> = {
+            let mut m: Vec<String> = Vec::new();
+            for r in self.shown_runs(selected) {
+                for rec in &r.records {
+                    if let Record::Eval(e) = rec {
+                        for k in e.metrics.keys().filter(|k| k.as_str() != "loss") {
+                            if !m.contains(k) {
+                                m.push(k.clone());
+                            }
+                        }
+                    }
+                }
             }
+            m
         };
-        let log = self.runs.log_scale;
-        let y = |v: f64| if log { v.max(1e-12).log10() } else { v };
-        let suffix = if log { " (log10)" } else { "" };
+        let v = &mut self.runs;
+        ui.horizontal(|ui| {
+            ui.label("X axis");
+            ui.radio_value(&mut v.by_epoch, false, "step");
+            ui.radio_value(&mut v.by_epoch, true, "epoch");
+            ui.separator();
+            ui.label("Smoothing");
+            ui.add(egui::Slider::new(&mut v.smoothing, 0.0..=0.99).fixed_decimals(2))
+                .on_hover_text(
+                    "Exponential moving average of the training loss (the raw curve stays, faint)",
+                );
+            ui.separator();
+            ui.checkbox(&mut v.log_scale, "Log scale (loss, LR)");
+            ui.separator();
+            let label = ui.label("Metric");
+            let shown = v.metric.clone().unwrap_or_else(|| "each run's own".into());
+            egui::ComboBox::from_id_salt("plot_metric")
+                .selected_text(shown)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut v.metric, None, "each run's own");
+                    for m in metrics {
+                        ui.selectable_value(&mut v.metric, Some(m.clone()), m);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+        });
+    }
+
+    fn plots_ui(&self, ui: &mut egui::Ui, selected: &Path) {
+        let shown = self.shown_runs(selected);
+        let v = &self.runs;
+        let (log, by_epoch) = (v.log_scale, v.by_epoch);
         let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
-        let plot = |id: &str, label: &str| {
+        let x_name = if by_epoch { "epoch" } else { "step" };
+        // Loss and LR may be on a log axis: the plot holds log10 values, ticks and hover
+        // labels show the real ones.
+        let plot = |id: &str, label: &str, logged: bool, legend: egui_plot::Corner| {
+            let real = move |y: f64| if logged { 10f64.powf(y) } else { y };
             Plot::new(id.to_string())
                 .height(200.0)
                 .width(width)
-                .legend(Legend::default())
-                .x_axis_label("step")
-                .y_axis_label(format!("{label}{suffix}"))
+                .legend(Legend::default().position(legend))
+                .x_axis_label(x_name)
+                .y_axis_label(label.to_string())
+                .x_axis_formatter(|mark, _| tick_text(mark.value))
+                .y_axis_formatter(move |mark, _| tick_text(real(mark.value)))
+                .label_formatter(move |hover| match hover {
+                    egui_plot::HoverPosition::NearDataPoint {
+                        plot_name,
+                        position,
+                        ..
+                    } => Some(format!(
+                        "{plot_name}\n{x_name} {}: {}",
+                        tick_text(position.x),
+                        tick_text(real(position.y))
+                    )),
+                    egui_plot::HoverPosition::Elsewhere { .. } => None,
+                })
         };
-        let line = |p: &mut egui_plot::PlotUi, name: String, pts: Vec<[f64; 2]>| {
-            p.line(Line::new(name, PlotPoints::from(pts)));
+        let y_of = move |v: f64| if log { v.max(1e-12).log10() } else { v };
+        let colour = |r: &RunEntry, alpha: f32| {
+            let [red, g, b] = series_colour(r.colour);
+            egui::Color32::from_rgb(red, g, b).gamma_multiply(alpha)
         };
+        use egui_plot::Corner;
         ui.horizontal(|ui| {
-            plot("loss", "training loss").show(ui, |p| {
+            plot("loss", "training loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
-                    let raw = r.train_points(|s| y(s.loss));
+                    let raw = r.train_points(by_epoch, |s| y_of(s.loss));
+                    if v.smoothing > 0.0 {
+                        p.line(
+                            Line::new(r.id.clone(), PlotPoints::from(smoothed(&raw, v.smoothing)))
+                                .color(colour(r, 1.0))
+                                .width(2.0),
+                        );
+                    }
                     p.line(
-                        Line::new(
-                            format!("{} smoothed", r.id),
-                            PlotPoints::from(smoothed(&raw, 0.9)),
-                        )
-                        .width(2.0),
+                        Line::new(format!("{} raw", r.id), PlotPoints::from(raw))
+                            .color(colour(r, if v.smoothing > 0.0 { 0.3 } else { 1.0 }))
+                            .width(1.0),
                     );
-                    p.line(Line::new(format!("{} raw", r.id), PlotPoints::from(raw)).width(1.0));
                 }
             });
-            plot("lr", "learning rate").show(ui, |p| {
+            plot("lr", "learning rate", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
-                    line(p, r.id.clone(), r.train_points(|s| y(s.lr)));
+                    let pts = r.train_points(by_epoch, |s| y_of(s.lr));
+                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)).color(colour(r, 1.0)));
                 }
             });
         });
         ui.horizontal(|ui| {
-            plot("val_loss", "validation loss").show(ui, |p| {
+            plot("val_loss", "validation loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
-                    line(p, r.id.clone(), r.eval_points("loss", y));
+                    let pts = r.eval_points(by_epoch, "loss", y_of);
+                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)).color(colour(r, 1.0)));
                 }
             });
-            plot("val_metric", "validation metric").show(ui, |p| {
+            let label = v
+                .metric
+                .clone()
+                .unwrap_or_else(|| "validation metric".into());
+            plot("val_metric", &label, false, Corner::RightBottom).show(ui, |p| {
                 for r in &shown {
-                    let metric = r.metric();
-                    line(p, format!("{} {metric}", r.id), r.eval_points(&metric, y));
+                    let metric = v.metric.clone().unwrap_or_else(|| r.metric());
+                    let pts = r.eval_points(by_epoch, &metric, |v| v);
+                    p.line(
+                        Line::new(format!("{} {metric}", r.id), PlotPoints::from(pts))
+                            .color(colour(r, 1.0)),
+                    );
                 }
             });
         });

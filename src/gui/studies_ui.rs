@@ -428,7 +428,7 @@ impl StudiesView {
                     .labelled_by(label.id);
                 ui.end_row();
 
-                ui.label("Model");
+                let label = ui.label("Model");
                 let current = f
                     .model
                     .clone()
@@ -443,7 +443,9 @@ impl StudiesView {
                         for m in models {
                             ui.selectable_value(&mut f.model, Some(m.path.clone()), &m.name);
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(label.id);
                 ui.end_row();
 
                 for (title, set, hint) in [
@@ -854,7 +856,11 @@ impl StudiesView {
 }
 
 /// This program's arguments that submit the study planned in `dir` to Slurm.
-pub fn submit_args(study_file: &Path, dir: &Path, slurm: &SlurmForm) -> Result<Vec<String>, String> {
+pub fn submit_args(
+    study_file: &Path,
+    dir: &Path,
+    slurm: &SlurmForm,
+) -> Result<Vec<String>, String> {
     let mut args = vec![
         "study".to_string(),
         "run".into(),

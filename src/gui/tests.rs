@@ -79,7 +79,7 @@ fn type_into(h: &mut Harness<'static, StudioApp>, label: &str, text: &str) {
 }
 
 fn status(app: &StudioApp) -> &'static str {
-    app.runs.runs.first().map_or("none", |r| r.status())
+    app.runs.runs.first().map_or("none", |r| r.status().label())
 }
 
 fn steps(app: &StudioApp) -> usize {
@@ -357,7 +357,13 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
         h.get_by_label("Stop").click();
     }
     step_until(&mut h, "the run to end", |a| {
-        fusion_entry(a).is_some_and(|r| matches!(r.status(), "stopped" | "finished"))
+        fusion_entry(a).is_some_and(|r| {
+            use super::runs_ui::Shown;
+            matches!(
+                r.status(),
+                Shown::Stopped | Shown::Finished | Shown::StoppedEarly
+            )
+        })
     });
     h.get_by_label("Export…").click();
     // A new window is measured, invisibly, in its first frame.
@@ -916,4 +922,79 @@ fn a_study_folder_written_elsewhere_is_followed_with_its_runs_states() {
     // Remembered: a restart lists it again.
     let ws = Workspace::open(dir.path()).unwrap();
     assert_eq!(ws.study_dirs(), [elsewhere]);
+}
+
+#[test]
+fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_says_why() {
+    use super::runs_ui::Shown;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let train = |name: &str, early: bool| {
+        let mut cfg = adapter_studio::training::TrainConfig::adapter(
+            tiny_model(),
+            ws.state.datasets[0].train.clone(),
+            adapter_studio::training::Method::SeqBn,
+        );
+        cfg.batch_size = 8;
+        cfg.eval_every = Some(2);
+        if early {
+            // Accuracy stops improving at once on this data: patience 1 ends the run.
+            cfg.epochs = 50;
+            cfg.patience = Some(1);
+            cfg.min_steps = None;
+            cfg.early_stop_after = 0.0;
+            cfg.min_delta = 0.5;
+        } else {
+            cfg.max_steps = Some(4);
+            cfg.patience = None;
+        }
+        let out = ws.runs_dir().join(name);
+        adapter_studio::training::train(&cfg, &out, &mut |_| {}, &Default::default()).unwrap();
+    };
+    train("first", false);
+    train("second", true);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    let runs = &h.state().runs;
+    let (first, second) = (&runs.runs[0], &runs.runs[1]);
+    assert_ne!(first.colour, second.colour, "each run has its own colour");
+    let colours: Vec<usize> = runs.runs.iter().map(|r| r.colour).collect();
+
+    // The early stop is named in the list and, with its best step, on the run's page.
+    assert_eq!(second.status(), Shown::StoppedEarly);
+    assert!(h
+        .query_all_by_label_contains("finished (early stop)")
+        .next()
+        .is_some());
+    let second_dir = second.dir.clone();
+    h.state_mut().runs.selected = Some(second_dir.clone());
+    h.step();
+    assert!(h
+        .query_by_label_contains("Ended early: early stopping at step")
+        .is_some());
+    assert!(h.query_by_label_contains("; best: step").is_some());
+
+    // Ticking the first run overlays it: the selected run stays in the plots.
+    let first_dir = h.state().runs.runs[0].dir.clone();
+    h.state_mut().runs.runs[0].overlay = true;
+    h.step();
+    let app = h.state();
+    let shown: Vec<&std::path::Path> = app
+        .runs_shown_in_plots()
+        .into_iter()
+        .map(|r| r.dir.as_path())
+        .collect();
+    assert_eq!(shown, [second_dir.as_path(), first_dir.as_path()]);
+    // Colours do not move when the selection or the overlay changes.
+    h.state_mut().runs.selected = Some(first_dir);
+    h.step();
+    let after: Vec<usize> = h.state().runs.runs.iter().map(|r| r.colour).collect();
+    assert_eq!(after, colours);
+    // The run list says what each run is.
+    assert_eq!(
+        h.query_all_by_label_contains(" · seq_bn · best accuracy")
+            .count(),
+        2
+    );
 }
