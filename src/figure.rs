@@ -22,7 +22,8 @@ pub const PALETTE: [[u8; 3]; 8] = [
     [86, 180, 233],
     [213, 94, 0],
     [240, 228, 66],
-    [0, 0, 0],
+    // Grey instead of Okabe–Ito's black: readable on the app's dark background and on paper.
+    [136, 136, 136],
 ];
 
 /// The colour of series `i`.

@@ -103,6 +103,8 @@ pub struct StudioApp {
 
 #[derive(Default)]
 struct FrameTimes {
+    /// In the status bar (F12 toggles: a measurement for developers, not for everyone).
+    shown: bool,
     recent: std::collections::VecDeque<f64>,
     log: Option<std::fs::File>,
 }
@@ -340,6 +342,9 @@ impl StudioApp {
                 self.screen = s;
             }
         }
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::F12)) {
+            self.frame_ms.shown = !self.frame_ms.shown;
+        }
         egui::Panel::left("sidebar")
             .resizable(false)
             .exact_size(150.0)
@@ -385,6 +390,10 @@ impl StudioApp {
                 self.screen = s;
             }
         }
+        ui.add_space(12.0);
+        ui.label(
+            egui::RichText::new(format!("Ctrl+1…{} switch screens", Screen::ALL.len())).weak(),
+        );
     }
 
     /// A second window on a workspace: open it read-only, open another one, or quit.
@@ -445,8 +454,10 @@ impl StudioApp {
                 Some(r) => ui.label(format!("Training {}", r.id)),
                 None => ui.label("Worker idle"),
             };
-            ui.separator();
-            ui.label(format!("UI frame ≤ {:.1} ms", self.frame_ms.max()));
+            if self.frame_ms.shown {
+                ui.separator();
+                ui.label(format!("UI frame ≤ {:.1} ms", self.frame_ms.max()));
+            }
         });
     }
 }

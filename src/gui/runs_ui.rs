@@ -313,20 +313,26 @@ fn eval_line(e: &adapter_studio::training::EvalRecord) -> String {
     )
 }
 
-/// A tick or hover value that stays readable from 1e-6 (learning rates) to thousands (steps).
-fn tick_text(v: f64) -> String {
+/// A tick or hover value that stays readable from 1e-6 (learning rates) to thousands (steps),
+/// with as many decimals as `step` (the distance between ticks; 0 when unknown) needs to tell
+/// neighbours apart.
+fn tick_text(v: f64, step: f64) -> String {
     let a = v.abs();
     if v == 0.0 {
-        "0".into()
-    } else if a < 1e-2 || a >= 1e5 {
-        format!("{v:.1e}")
-    } else if a >= 100.0 || (v.fract() == 0.0) {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+        return "0".into();
     }
+    if a < 1e-2 || a >= 1e5 {
+        return format!("{v:.1e}");
+    }
+    let decimals = match step > 0.0 {
+        true => (-step.log10()).ceil().clamp(0.0, 6.0) as usize,
+        false => match a {
+            a if a >= 100.0 => 0,
+            a if a >= 1.0 => 3,
+            _ => 4,
+        },
+    };
+    format!("{v:.decimals$}")
 }
 
 /// `YYYY-MM-DD HH:MM` in the local time zone.
@@ -920,8 +926,12 @@ impl StudioApp {
                 .legend(Legend::default().position(legend))
                 .x_axis_label(x_name)
                 .y_axis_label(label.to_string())
-                .x_axis_formatter(|mark, _| tick_text(mark.value))
-                .y_axis_formatter(move |mark, _| tick_text(real(mark.value)))
+                .x_axis_formatter(|mark, _| tick_text(mark.value, mark.step_size))
+                .y_axis_formatter(move |mark, _| match logged {
+                    // Log ticks: the real value, by its own size.
+                    true => tick_text(real(mark.value), 0.0),
+                    false => tick_text(mark.value, mark.step_size),
+                })
                 .label_formatter(move |hover| match hover {
                     egui_plot::HoverPosition::NearDataPoint {
                         plot_name,
@@ -929,8 +939,8 @@ impl StudioApp {
                         ..
                     } => Some(format!(
                         "{plot_name}\n{x_name} {}: {}",
-                        tick_text(position.x),
-                        tick_text(real(position.y))
+                        tick_text(position.x, 0.0),
+                        tick_text(real(position.y), 0.0)
                     )),
                     egui_plot::HoverPosition::Elsewhere { .. } => None,
                 })
@@ -953,7 +963,8 @@ impl StudioApp {
                         );
                     }
                     p.line(
-                        Line::new(format!("{} raw", r.id), PlotPoints::from(raw))
+                        // Unnamed: in the legend once, as the smoothed line.
+                        Line::new("", PlotPoints::from(raw))
                             .color(colour(r, if v.smoothing > 0.0 { 0.3 } else { 1.0 }))
                             .width(1.0),
                     );
