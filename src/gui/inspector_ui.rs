@@ -4,14 +4,12 @@
 //! adapters map; PNG and CSV export.
 use std::path::{Path, PathBuf};
 
+use super::run_picker_ui::{can_predict, is_fusion, run_picker_ui};
+use super::{message_ui, text_field_ui, Screen, StudioApp};
 use adapter_studio::export::parts_of_run;
 use adapter_studio::inspect::{Heatmap, Scale, View};
 use adapter_studio::predict::Prediction;
 use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand};
-use adapter_studio::training::Stage;
-
-use super::runs_ui::RunEntry;
-use super::{message_ui, text_field_ui, Screen, StudioApp};
 
 pub struct InspectorView {
     pub run: Option<PathBuf>,
@@ -24,6 +22,8 @@ pub struct InspectorView {
     pub examples_pending: Option<u64>,
     pub own_text: String,
     pub example: Option<Prediction>,
+    /// The gold label of the example asked about (a validation example's; none for a typed one).
+    pub example_gold: Option<String>,
     pub example_pending: Option<u64>,
     pub token_layer: usize,
     /// The colour scale of every map on the screen and in saved figures.
@@ -44,6 +44,7 @@ impl Default for InspectorView {
             examples_pending: None,
             own_text: String::new(),
             example: None,
+            example_gold: None,
             example_pending: None,
             token_layer: 0,
             scale: Scale::Auto,
@@ -66,43 +67,42 @@ impl InspectorView {
     }
 }
 
-pub(super) fn is_fusion(r: &RunEntry) -> bool {
-    r.info
-        .as_ref()
-        .is_some_and(|i| matches!(i.config.stage, Stage::Fusion { .. }))
+/// The prediction's label as text.
+pub(super) fn label_text(p: &Prediction) -> String {
+    match &p.label {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(no label)".into(),
+        other => other.to_string(),
+    }
 }
 
-/// The fusion runs to choose from, newest first; picks the newest when none is chosen.
-pub(super) fn fusion_run_picker_ui(
-    ui: &mut egui::Ui,
-    runs: &[RunEntry],
-    chosen: &mut Option<PathBuf>,
-) -> bool {
-    let fusions: Vec<&RunEntry> = runs.iter().rev().filter(|r| is_fusion(r)).collect();
-    if chosen
-        .as_ref()
-        .is_none_or(|c| !fusions.iter().any(|r| &r.dir == c))
-    {
-        *chosen = fusions.first().map(|r| r.dir.clone());
-    }
-    let before = chosen.clone();
-    let name = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    egui::ComboBox::from_label("Fusion run")
-        .selected_text(chosen.as_deref().map_or("none".into(), name))
-        .show_ui(ui, |ui| {
-            for r in &fusions {
-                ui.selectable_value(
-                    chosen,
-                    Some(r.dir.clone()),
-                    format!("{} ({})", r.id, r.status().label()),
-                );
-            }
-        });
-    *chosen != before
+/// The probability of the predicted class, when the head gives probabilities.
+pub(super) fn predicted_probability(p: &Prediction) -> Option<f64> {
+    let label = label_text(p);
+    let i = p.labels.iter().position(|l| *l == label)?;
+    p.probabilities.as_array()?.get(i)?.as_f64()
+}
+
+/// "Prediction: pos (p = 0.93) · gold pos ✓" — whether it matches the gold label, when known.
+fn prediction_line_ui(ui: &mut egui::Ui, p: &Prediction, gold: Option<&str>) {
+    ui.horizontal(|ui| {
+        let label = label_text(p);
+        ui.label("Prediction:");
+        ui.strong(&label);
+        if let Some(prob) = predicted_probability(p) {
+            ui.label(format!("(p = {prob:.3})"));
+        }
+        if let Some(g) = gold {
+            let (text, colour) = match g == label {
+                true => (
+                    format!("· gold {g}: correct"),
+                    egui::Color32::from_rgb(0, 158, 115),
+                ),
+                false => (format!("· gold {g}: wrong"), ui.visuals().error_fg_color),
+            };
+            ui.colored_label(colour, text);
+        }
+    });
 }
 
 impl StudioApp {
@@ -115,7 +115,7 @@ impl StudioApp {
                 self.send_side(SideCommand::Predict {
                     id,
                     probes: vec![Probe {
-                        label: "fusion".into(),
+                        label: "run".into(),
                         spec,
                     }],
                     texts: vec![(text, pair)],
@@ -126,16 +126,24 @@ impl StudioApp {
     }
 
     pub(super) fn inspector_ui(&mut self, ui: &mut egui::Ui) {
-        ui.heading("Fusion attention");
+        ui.heading("Inspect");
         let mut run = self.inspector.run.clone();
-        let changed = fusion_run_picker_ui(ui, &self.runs.runs, &mut run);
+        let changed = run_picker_ui(ui, "Run", &self.runs.runs, &mut run, |r| {
+            is_fusion(r) || can_predict(r)
+        });
         let Some(run) = run else {
-            ui.label("No fusion run yet. Compose one on the Adapters screen: pick two or more adapters, then a target dataset.");
-            if ui.button("Go to Adapters").clicked() {
-                self.screen = Screen::Adapters;
+            ui.label("No trained run yet. Train an adapter (Train screen) to try its predictions here; a fusion (Adapters screen) also shows how it reads its adapters.");
+            if ui.button("Go to Train").clicked() {
+                self.screen = Screen::Train;
             }
             return;
         };
+        let fusion = self
+            .runs
+            .runs
+            .iter()
+            .find(|r| r.dir == run)
+            .is_some_and(is_fusion);
         if changed || self.inspector.run.is_none() {
             self.inspector.select_run(run.clone());
         }
@@ -162,8 +170,12 @@ impl StudioApp {
         egui::ScrollArea::vertical()
             .id_salt("inspector")
             .show(ui, |ui| {
-                self.evaluation_map_ui(ui, &run);
-                ui.separator();
+                if fusion {
+                    self.evaluation_map_ui(ui, &run);
+                    ui.separator();
+                } else {
+                    ui.label("A single adapter: its predictions on validation examples and your own texts (fusion runs also show attention maps).");
+                }
                 self.example_map_ui(ui, &run);
             });
     }
@@ -293,7 +305,7 @@ impl StudioApp {
 
     fn example_map_ui(&mut self, ui: &mut egui::Ui, run: &Path) {
         ui.heading("One example");
-        let mut ask: Option<(String, Option<String>)> = None;
+        let mut ask: Option<(String, Option<String>, Option<String>)> = None;
         ui.horizontal(|ui| {
             let field = text_field_ui(
                 ui,
@@ -307,7 +319,7 @@ impl StudioApp {
             if (ui.button("Show map").clicked() || enter)
                 && !self.inspector.own_text.trim().is_empty()
             {
-                ask = Some((self.inspector.own_text.trim().to_string(), None));
+                ask = Some((self.inspector.own_text.trim().to_string(), None, None));
             }
             if self.inspector.example_pending.is_some() {
                 ui.spinner();
@@ -339,7 +351,7 @@ impl StudioApp {
                             )
                             .clicked()
                         {
-                            ask = Some((e.text.clone(), e.pair.clone()));
+                            ask = Some((e.text.clone(), e.pair.clone(), Some(e.gold.clone())));
                         }
                     }
                 });
@@ -350,13 +362,7 @@ impl StudioApp {
                     ui.label("Pick an example or type one to see its own map.");
                 }
                 Some(p) => {
-                    ui.label(format!(
-                        "Prediction: {}",
-                        match &p.label {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        }
-                    ));
+                    prediction_line_ui(ui, p, v.example_gold.as_deref());
                     if let Some(map) = Heatmap::of_prediction(p) {
                         ui.strong(&map.title);
                         super::heatmap_ui::heatmap_ui(ui, &map, 20.0, v.scale.range(&map));
@@ -381,7 +387,8 @@ impl StudioApp {
                 }
             }
         });
-        if let Some((text, pair)) = ask {
+        if let Some((text, pair, gold)) = ask {
+            self.inspector.example_gold = gold;
             self.inspect_text(run, text, pair);
         }
     }

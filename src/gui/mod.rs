@@ -7,6 +7,7 @@ mod heatmap_ui;
 mod inspector_ui;
 mod models_ui;
 mod playground_ui;
+mod run_picker_ui;
 mod runs_ui;
 mod studies_ui;
 #[cfg(test)]
@@ -260,7 +261,7 @@ impl StudioApp {
             .runs
             .iter()
             .rev()
-            .find(|r| inspector_ui::is_fusion(r))
+            .find(|r| run_picker_ui::is_fusion(r))
             .map(|r| r.dir.clone());
         match (self.screen, newest_fusion) {
             // Every adapter chosen for a fusion.

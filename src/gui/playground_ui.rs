@@ -11,7 +11,7 @@ use adapter_studio::side_worker::{Probe, SideCommand};
 use adapter_studio::training::{Method, Stage};
 
 use super::runs_ui::RunEntry;
-use super::{text_field_ui, Screen, StudioApp};
+use super::{Screen, StudioApp};
 
 #[derive(Default)]
 pub struct PlaygroundView {
@@ -34,14 +34,26 @@ fn head_for(adapter: &Path) -> Option<PathBuf> {
         .then_some(run_head)
 }
 
-/// Every model the playground asks for a fusion run.
+/// Every model the playground asks: for a fusion run the fusion and each of its adapters with
+/// its own head; for another run that run; and a head on the bare base trained on the same data.
 pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, String> {
     let fusion = parts_of_run(run).map_err(|e| e.to_string())?;
+    let entry = runs.iter().find(|r| r.dir == run);
+    let is_fusion = entry.is_some_and(super::run_picker_ui::is_fusion);
+    let own_label = match entry.and_then(|r| r.info.as_ref()).map(|i| &i.config.stage) {
+        Some(Stage::Adapter { method, .. }) => format!("{} ({})", run_name(run), method.as_str()),
+        _ => "fusion".into(),
+    };
     let mut probes = vec![Probe {
-        label: "fusion".into(),
+        label: own_label,
         spec: fusion.clone(),
     }];
-    for dir in &fusion.adapters {
+    let fused = if is_fusion {
+        fusion.adapters.as_slice()
+    } else {
+        &[]
+    };
+    for dir in fused {
         let Some(head) = head_for(dir) else { continue };
         let name = adapter_studio::hub::read_adapter_config(dir)
             .map(|(env, _)| env.name)
@@ -70,7 +82,7 @@ pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, St
                 ..
             }
         );
-        if head_only && Some(&info.config.train) == train.as_ref() {
+        if head_only && Some(&info.config.train) == train.as_ref() && r.dir != run {
             if let Ok(spec) = parts_of_run(&r.dir) {
                 probes.push(Probe {
                     label: format!("base + head ({})", r.id),
@@ -82,22 +94,35 @@ pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, St
     Ok(probes)
 }
 
+fn run_name(run: &Path) -> String {
+    run.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The predicted class large and coloured, then every class's probability (the predicted
+/// one's bar highlighted).
 fn probabilities_ui(ui: &mut egui::Ui, p: &Prediction, labels: &[String]) {
-    let label = match &p.label {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "(regression)".into(),
-        other => other.to_string(),
-    };
-    ui.strong(format!("predicts {label}"));
+    let label = super::inspector_ui::label_text(p);
+    let accent = ui.visuals().hyperlink_color;
+    ui.label(
+        egui::RichText::new(format!("predicts {label}"))
+            .size(20.0)
+            .strong()
+            .color(accent),
+    );
     if let serde_json::Value::Array(ps) = &p.probabilities {
         for (i, v) in ps.iter().enumerate() {
             let Some(x) = v.as_f64() else { continue };
             let name = labels.get(i).cloned().unwrap_or_else(|| i.to_string());
-            ui.add(
-                egui::ProgressBar::new(x as f32)
-                    .desired_width(180.0)
-                    .text(format!("{name} {x:.3}")),
-            );
+            let mut bar = egui::ProgressBar::new(x as f32)
+                .desired_width(180.0)
+                .text(format!("{name} {x:.3}"));
+            bar = match name == label {
+                true => bar.fill(accent),
+                false => bar.fill(ui.visuals().widgets.inactive.bg_fill),
+            };
+            ui.add(bar);
         }
     }
 }
@@ -126,35 +151,46 @@ impl StudioApp {
     pub(super) fn playground_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Playground");
         let mut run = self.playground.run.clone();
-        super::inspector_ui::fusion_run_picker_ui(ui, &self.runs.runs, &mut run);
+        super::run_picker_ui::run_picker_ui(
+            ui,
+            "Run",
+            &self.runs.runs,
+            &mut run,
+            super::run_picker_ui::can_predict,
+        );
         self.playground.run = run.clone();
         let Some(run) = run else {
-            ui.label("No fusion run yet. Compose one on the Adapters screen.");
-            if ui.button("Go to Adapters").clicked() {
-                self.screen = Screen::Adapters;
+            ui.label("No trained run yet. Train an adapter on the Train screen (its first evaluation saves what the playground needs), or compose a fusion on the Adapters screen.");
+            if ui.button("Go to Train").clicked() {
+                self.screen = Screen::Train;
             }
             return;
         };
         let mut go = false;
-        ui.horizontal(|ui| {
-            let r = text_field_ui(
-                ui,
-                "Text",
-                "type a sentence",
-                420.0,
-                &mut self.playground.text,
-            );
-            go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        });
-        ui.horizontal(|ui| {
-            text_field_ui(
-                ui,
-                "Text pair",
-                "optional second text (pair tasks)",
-                420.0,
-                &mut self.playground.pair,
-            );
-        });
+        // The text boxes take the width there is (long inputs stay visible).
+        let width = (ui.available_width() - 90.0).max(240.0);
+        egui::Grid::new("playground_inputs")
+            .num_columns(2)
+            .show(ui, |ui| {
+                let label = ui.label("Text");
+                let r = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.playground.text)
+                            .hint_text("type a sentence")
+                            .desired_width(width),
+                    )
+                    .labelled_by(label.id);
+                go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.end_row();
+                let label = ui.label("Text pair");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.playground.pair)
+                        .hint_text("optional second text (pair tasks)")
+                        .desired_width(width),
+                )
+                .labelled_by(label.id);
+                ui.end_row();
+            });
         ui.horizontal(|ui| {
             go |= ui
                 .button("Predict")

@@ -752,7 +752,7 @@ impl StudioApp {
         let mut delete = false;
         let mut export = false;
         let mut inspect = false;
-        let inspectable = super::inspector_ui::is_fusion(r);
+        let inspectable = super::run_picker_ui::is_fusion(r);
         ui.horizontal(|ui| {
             if phase == Phase::Running
                 && ui

@@ -215,7 +215,7 @@ fn fusion_entry(app: &StudioApp) -> Option<&super::runs_ui::RunEntry> {
     app.runs
         .runs
         .iter()
-        .find(|r| super::inspector_ui::is_fusion(r))
+        .find(|r| super::run_picker_ui::is_fusion(r))
 }
 
 #[test]
@@ -997,4 +997,55 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
             .count(),
         2
     );
+}
+
+#[test]
+fn a_single_adapter_is_tried_in_the_playground_and_inspected_against_gold_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let mut cfg = adapter_studio::training::TrainConfig::adapter(
+        tiny_model(),
+        ws.state.datasets[0].train.clone(),
+        adapter_studio::training::Method::SeqBn,
+    );
+    cfg.max_steps = Some(4);
+    cfg.batch_size = 8;
+    let out = ws.runs_dir().join("solo");
+    adapter_studio::training::train(&cfg, &out, &mut |_| {}, &Default::default()).unwrap();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+
+    // No fusion anywhere: the playground still takes the adapter.
+    h.state_mut().screen = Screen::Playground;
+    h.step();
+    assert_eq!(h.state().playground.run.as_deref(), Some(out.as_path()));
+    type_into(&mut h, "Text", "a fine film");
+    click(&mut h, "Predict");
+    step_until(&mut h, "the adapter's prediction", |a| {
+        a.playground.pending.is_none() && !a.playground.results.is_empty()
+    });
+    let (label, result) = &h.state().playground.results[0];
+    assert_eq!(label, "solo (seq_bn)");
+    let p = &result.as_ref().unwrap()[0];
+    assert!(["pos", "neg"].contains(&p.label.as_str().unwrap()), "{p:?}");
+    let shown = format!("predicts {}", p.label.as_str().unwrap());
+    assert!(
+        h.query_by_label(&shown).is_some(),
+        "the predicted class stands out"
+    );
+
+    // Inspect: its validation examples, each prediction with its probability and gold label.
+    h.state_mut().screen = Screen::Inspect;
+    step_until(&mut h, "the validation examples", |a| {
+        a.inspector.examples_pending.is_none() && !a.inspector.examples.is_empty()
+    });
+    assert!(h.query_by_label_contains("A single adapter").is_some());
+    h.get_all_by_label_contains("line ").next().unwrap().click();
+    h.step();
+    step_until(&mut h, "the example's prediction", |a| {
+        a.inspector.example_pending.is_none() && a.inspector.example.is_some()
+    });
+    assert!(h.query_by_label_contains("(p = ").is_some());
+    let verdict = h.query_by_label_contains(": correct").is_some()
+        || h.query_by_label_contains(": wrong").is_some();
+    assert!(verdict, "the prediction is compared with the gold label");
 }
