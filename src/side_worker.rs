@@ -57,6 +57,11 @@ pub enum SideCommand {
         workspace: PathBuf,
         dir: PathBuf,
     },
+    /// What a run would do (steps, parameters, memory), for the wizard's review page.
+    Estimate {
+        id: u64,
+        config: Box<TrainConfig>,
+    },
     /// A finished study run evaluated on its task's test file (see `StudyDir::evaluate_test`).
     StudyTest {
         id: u64,
@@ -92,6 +97,10 @@ pub enum SideEvent {
     StudyTested {
         id: u64,
         result: std::result::Result<(), String>,
+    },
+    Estimated {
+        id: u64,
+        result: std::result::Result<crate::training::RunEstimate, String>,
     },
 }
 
@@ -155,6 +164,10 @@ impl SideWorker {
                                     library::import(&ws, &dir)
                                 })
                                 .map_err(|e| e.to_string()),
+                        },
+                        SideCommand::Estimate { id, config } => SideEvent::Estimated {
+                            id,
+                            result: crate::training::estimate(&config).map_err(|e| e.to_string()),
                         },
                         SideCommand::StudyTest { id, study, run } => SideEvent::StudyTested {
                             id,

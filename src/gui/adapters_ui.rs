@@ -235,13 +235,13 @@ impl StudioApp {
             .model
             .and_then(|i| models.get(i))
             .map_or("choose…".to_string(), |m| m.name.clone());
-        egui::ComboBox::from_label("Base model")
-            .selected_text(current)
-            .show_ui(ui, |ui| {
+        ui.horizontal(|ui| {
+            super::combo_ui(ui, "Base model", current, |ui| {
                 for (i, m) in models.iter().enumerate() {
                     ui.selectable_value(&mut self.wizard.model, Some(i), &m.name);
                 }
             });
+        });
         ui.add_space(6.0);
         let mut remove = None;
         let mut up = None;

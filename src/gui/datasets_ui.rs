@@ -168,21 +168,26 @@ fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
 /// Task and column pickers of a dataset; true when something changed.
 pub(super) fn mapping_ui(ui: &mut egui::Ui, entry: &mut DatasetEntry, columns: &[String]) -> bool {
     let mut changed = false;
-    ui.horizontal(|ui| {
-        egui::ComboBox::from_label("Task")
-            .selected_text(entry.task.as_str())
-            .show_ui(ui, |ui| {
+    egui::Grid::new("column_mapping")
+        .num_columns(2)
+        .spacing([12.0, 6.0])
+        .show(ui, |ui| {
+            super::combo_ui(ui, "Task", entry.task.as_str(), |ui| {
                 for t in TaskType::ALL {
                     changed |= ui
                         .selectable_value(&mut entry.task, t, t.as_str())
                         .changed();
                 }
             });
-        let c = &mut entry.columns;
-        changed |= column_combo_ui(ui, "Text column", &mut c.text, columns);
-        changed |= column_combo_ui(ui, "Pair column", &mut c.text_pair, columns);
-        changed |= column_combo_ui(ui, "Label column", &mut c.label, columns);
-    });
+            ui.end_row();
+            let c = &mut entry.columns;
+            changed |= column_combo_ui(ui, "Text column", &mut c.text, columns);
+            ui.end_row();
+            changed |= column_combo_ui(ui, "Pair column", &mut c.text_pair, columns);
+            ui.end_row();
+            changed |= column_combo_ui(ui, "Label column", &mut c.label, columns);
+            ui.end_row();
+        });
     changed
 }
 
@@ -193,14 +198,15 @@ fn column_combo_ui(
     columns: &[String],
 ) -> bool {
     let mut changed = false;
-    egui::ComboBox::from_label(label)
-        .selected_text(value.clone().unwrap_or_else(|| "auto".into()))
-        .show_ui(ui, |ui| {
-            changed |= ui.selectable_value(value, None, "auto").changed();
-            for c in columns {
-                changed |= ui.selectable_value(value, Some(c.clone()), c).changed();
-            }
-        });
+    let shown = value.clone().unwrap_or_else(|| "auto (detected)".into());
+    super::combo_ui(ui, label, shown, |ui| {
+        changed |= ui
+            .selectable_value(value, None, "auto (detected)")
+            .changed();
+        for c in columns {
+            changed |= ui.selectable_value(value, Some(c.clone()), c).changed();
+        }
+    });
     changed
 }
 

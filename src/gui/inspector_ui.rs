@@ -198,21 +198,19 @@ impl StudioApp {
         let index = v.eval_index.unwrap_or(last).min(last);
         let record = &records[index];
         ui.horizontal(|ui| {
-            egui::ComboBox::from_label("Average over")
-                .selected_text(v.view.label())
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut v.view, View::Mean, View::Mean.label());
-                    for c in record.by_gold.keys() {
-                        let view = View::Gold(c.clone());
-                        let label = view.label();
-                        ui.selectable_value(&mut v.view, view, label);
-                    }
-                    for c in record.by_predicted.keys() {
-                        let view = View::Predicted(c.clone());
-                        let label = view.label();
-                        ui.selectable_value(&mut v.view, view, label);
-                    }
-                });
+            super::combo_ui(ui, "Average over", v.view.label(), |ui| {
+                ui.selectable_value(&mut v.view, View::Mean, View::Mean.label());
+                for c in record.by_gold.keys() {
+                    let view = View::Gold(c.clone());
+                    let label = view.label();
+                    ui.selectable_value(&mut v.view, view, label);
+                }
+                for c in record.by_predicted.keys() {
+                    let view = View::Predicted(c.clone());
+                    let label = view.label();
+                    ui.selectable_value(&mut v.view, view, label);
+                }
+            });
             ui.checkbox(&mut v.sorted, "Sort adapters by weight");
             let label = ui.label("Colour scale");
             egui::ComboBox::from_id_salt("colour_scale")

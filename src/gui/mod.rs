@@ -219,6 +219,12 @@ impl StudioApp {
                     }));
                 }
             }
+            SideEvent::Estimated { id, result } => {
+                if self.wizard.estimate_pending == Some(id) {
+                    self.wizard.estimate_pending = None;
+                    self.wizard.estimate = Some(result);
+                }
+            }
             SideEvent::StudyTested { id: _, result } => {
                 self.studies.stale = true;
                 if let Err(e) = result {
@@ -634,6 +640,27 @@ impl StudioApp {
         }
         self.advance_local_study();
     }
+}
+
+/// A drop-down after its label (which names it for screen readers and tests).
+fn combo_ui<R>(
+    ui: &mut egui::Ui,
+    label: &str,
+    selected: impl Into<egui::WidgetText>,
+    add_contents: impl FnOnce(&mut egui::Ui) -> R,
+) -> egui::Response {
+    let l = ui.label(label);
+    egui::ComboBox::from_id_salt(label)
+        .selected_text(selected)
+        .show_ui(ui, add_contents)
+        .response
+        .labelled_by(l.id)
+}
+
+/// A help line at the normal size and a readable contrast (weak, small text is too faint).
+fn help_ui(ui: &mut egui::Ui, text: &str) {
+    let colour = ui.visuals().text_color().gamma_multiply(0.8);
+    ui.label(egui::RichText::new(text).color(colour));
 }
 
 /// The outcome of the last add: a plain line, or an error in the error colour.

@@ -1049,3 +1049,27 @@ fn a_single_adapter_is_tried_in_the_playground_and_inspected_against_gold_labels
         || h.query_by_label_contains(": wrong").is_some();
     assert!(verdict, "the prediction is compared with the gold label");
 }
+
+#[test]
+fn the_review_page_estimates_the_steps_and_parameters_the_run_then_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.state_mut().wizard.form.max_steps = Some(6);
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "4 Review");
+    step_until(&mut h, "the estimate", |a| a.wizard.estimate.is_some());
+    let estimate = h.state().wizard.estimate.clone().unwrap().unwrap();
+    assert_eq!(estimate.total_steps, 6);
+    assert!(estimate.trainable_parameters > 0 && estimate.memory_mib > 0.0);
+    assert!(h.query_by_label("Trainable parameters").is_some());
+    assert!(h.query_by_label_contains("training, ").is_some());
+    click(&mut h, "Start training");
+    step_until(&mut h, "the run to end", |a| {
+        matches!(status(a), "finished" | "finished (early stop)")
+    });
+    let info = h.state().runs.runs[0].info.clone().unwrap();
+    assert_eq!(info.trainable_parameters, estimate.trainable_parameters);
+    assert_eq!(info.total_steps, estimate.total_steps);
+    assert_eq!(info.data[0].examples, estimate.train_examples);
+}

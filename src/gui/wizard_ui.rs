@@ -2,10 +2,14 @@
 //! paper's defaults, with help on each) → review with the equivalent command → start.
 use std::path::PathBuf;
 
-use adapter_studio::training::{Method, Preset as TrainingPreset, Stage, StopWatch, TrainConfig};
+use adapter_studio::side_worker::SideCommand;
+use adapter_studio::training::{
+    Method, Preset as TrainingPreset, Record, RunEstimate, Stage, StopWatch, TrainConfig,
+};
 use adapter_studio::worker::Command;
 use adapter_studio::workspace::Preset;
 
+use super::runs_ui::RunEntry;
 use super::{Screen, StudioApp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,10 @@ pub struct Wizard {
     columns: Option<(PathBuf, Result<Vec<String>, String>)>,
     /// Adapter folders to fuse: non-empty makes this a stage-2 (AdapterFusion) run.
     pub fusion: Vec<PathBuf>,
+    /// The review page's estimate: for which settings, the side worker's request, the answer.
+    estimate_for: Option<TrainConfig>,
+    pub estimate_pending: Option<u64>,
+    pub estimate: Option<Result<RunEstimate, String>>,
 }
 
 const HELP_FUSION: &str = "dynamic: query, key and value matrices per layer, value initialised \
@@ -64,6 +72,9 @@ impl Wizard {
             message: None,
             columns: None,
             fusion: Vec::new(),
+            estimate_for: None,
+            estimate_pending: None,
+            estimate: None,
         }
     }
 
@@ -134,7 +145,7 @@ fn field_ui<T: egui::emath::Numeric>(
     ui.label(label).on_hover_text(help);
     ui.add(egui::DragValue::new(value).speed(speed))
         .on_hover_text(help);
-    ui.label(egui::RichText::new(help).weak().small());
+    super::help_ui(ui, help);
     ui.end_row();
 }
 
@@ -278,14 +289,12 @@ impl StudioApp {
         }
         ui.horizontal(|ui| {
             if let Stage::Fusion { fusion_config, .. } = &mut self.wizard.form.stage {
-                egui::ComboBox::from_label("Fusion")
-                    .selected_text(fusion_config.as_str())
-                    .show_ui(ui, |ui| {
-                        ui.selectable_value(fusion_config, "dynamic".to_string(), "dynamic");
-                        ui.selectable_value(fusion_config, "static".to_string(), "static");
-                    })
-                    .response
-                    .on_hover_text(HELP_FUSION);
+                let shown = fusion_config.clone();
+                super::combo_ui(ui, "Fusion", shown, |ui| {
+                    ui.selectable_value(fusion_config, "dynamic".to_string(), "dynamic");
+                    ui.selectable_value(fusion_config, "static".to_string(), "static");
+                })
+                .on_hover_text(HELP_FUSION);
             }
             for (preset, label, help) in [
                 (
@@ -310,7 +319,7 @@ impl StudioApp {
                 }
             }
         });
-        ui.label(egui::RichText::new(HELP_FUSION).weak().small());
+        super::help_ui(ui, HELP_FUSION);
     }
 
     fn wizard_method_ui(&mut self, ui: &mut egui::Ui) {
@@ -324,15 +333,12 @@ impl StudioApp {
 
     fn adapter_method_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            egui::ComboBox::from_label("Method")
-                .selected_text(self.wizard.method.as_str())
-                .show_ui(ui, |ui| {
-                    for m in Method::ALL {
-                        ui.selectable_value(&mut self.wizard.method, m, m.as_str());
-                    }
-                })
-                .response
-                .on_hover_text(HELP_METHOD);
+            super::combo_ui(ui, "Method", self.wizard.method.as_str(), |ui| {
+                for m in Method::ALL {
+                    ui.selectable_value(&mut self.wizard.method, m, m.as_str());
+                }
+            })
+            .on_hover_text(HELP_METHOD);
             for (preset, label, help) in [
                 (
                     TrainingPreset::Studio,
@@ -357,7 +363,7 @@ impl StudioApp {
                 }
             }
         });
-        ui.label(egui::RichText::new(HELP_METHOD).weak().small());
+        super::help_ui(ui, HELP_METHOD);
     }
 
     fn hyper_parameters_ui(&mut self, ui: &mut egui::Ui) {
@@ -451,11 +457,7 @@ impl StudioApp {
                     "either: stop when neither the metric nor the validation loss improves; \
                      metric or loss: only that one.",
                 );
-            ui.label(
-                egui::RichText::new("What early stopping watches.")
-                    .weak()
-                    .small(),
-            );
+            super::help_ui(ui, "What early stopping watches.");
             ui.end_row();
             let mut min_steps = f.min_steps.unwrap_or(0);
             field_ui(
@@ -514,15 +516,14 @@ impl StudioApp {
                 }
             }
             let mut load = None;
-            egui::ComboBox::from_label("Load preset")
-                .selected_text("…")
-                .show_ui(ui, |ui| {
-                    for p in &self.ws.state.presets {
-                        if ui.selectable_label(false, &p.name).clicked() {
-                            load = Some(p.config.clone());
-                        }
+            let presets = self.ws.state.presets.len();
+            super::combo_ui(ui, "Load preset", format!("{presets} saved"), |ui| {
+                for p in &self.ws.state.presets {
+                    if ui.selectable_label(false, &p.name).clicked() {
+                        load = Some(p.config.clone());
                     }
-                });
+                }
+            });
             if let Some(c) = load {
                 self.wizard.form = c;
                 if let Stage::Adapter { method, .. } = self.wizard.form.stage {
@@ -555,6 +556,83 @@ impl StudioApp {
         }
     }
 
+    /// Steps, time, trainable parameters and memory of the run about to start (asked of the
+    /// side worker whenever the settings change).
+    fn estimate_ui(&mut self, ui: &mut egui::Ui, config: &TrainConfig) {
+        if self.wizard.estimate_for.as_ref() != Some(config) {
+            self.wizard.estimate_for = Some(config.clone());
+            self.wizard.estimate = None;
+            let id = self.next_id();
+            self.wizard.estimate_pending = Some(id);
+            self.send_side(SideCommand::Estimate {
+                id,
+                config: Box::new(config.clone()),
+            });
+        }
+        match &self.wizard.estimate {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Reading the data and the model to estimate the run…");
+                });
+            }
+            Some(Err(e)) => {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("This run cannot start: {e}"),
+                );
+            }
+            Some(Ok(e)) => {
+                let speed = examples_per_sec_seen(&self.runs.runs, config);
+                let time = match speed {
+                    Some(eps) => format!(
+                        "about {} at the {eps:.0} examples/s earlier runs of this model reached",
+                        duration_text(e.total_steps as f64 * config.batch_size as f64 / eps)
+                    ),
+                    None => "shown once the first steps ran (no earlier run of this model)".into(),
+                };
+                egui::Grid::new("estimate").num_columns(2).show(ui, |ui| {
+                    ui.label("Data");
+                    ui.label(format!(
+                        "{} training, {} validation examples",
+                        e.train_examples, e.validation_examples
+                    ));
+                    ui.end_row();
+                    ui.label("Steps");
+                    ui.label(format!(
+                        "{} (batch {}{})",
+                        e.total_steps,
+                        config.batch_size,
+                        match config.patience {
+                            Some(p) => format!(
+                                ", early stopping after {p} evaluations without improvement"
+                            ),
+                            None => String::new(),
+                        }
+                    ));
+                    ui.end_row();
+                    ui.label("Time");
+                    ui.label(time);
+                    ui.end_row();
+                    ui.label("Trainable parameters");
+                    ui.label(format!(
+                        "{} of {} ({:.2}%)",
+                        count_text(e.trainable_parameters),
+                        count_text(e.total_parameters),
+                        100.0 * e.trainable_parameters as f64 / e.total_parameters.max(1) as f64
+                    ));
+                    ui.end_row();
+                    ui.label("Memory");
+                    ui.label(format!("about {:.0} MiB for training", e.memory_mib));
+                    ui.end_row();
+                });
+                for w in &e.warnings {
+                    ui.colored_label(ui.visuals().warn_fg_color, format!("warning: {w}"));
+                }
+            }
+        }
+    }
+
     fn wizard_review_ui(&mut self, ui: &mut egui::Ui) {
         let Some(config) = self.wizard.config(&self.ws) else {
             ui.label("Pick a base model (page 1) and a dataset (page 2) first.");
@@ -562,6 +640,7 @@ impl StudioApp {
         };
         let out = self.ws.new_run_dir(&config.name);
         ui.label(format!("Run folder: {}", out.display()));
+        self.estimate_ui(ui, &config);
         ui.label("The same run from a terminal:");
         let command = config.command_line(&out);
         ui.add(
@@ -577,5 +656,53 @@ impl StudioApp {
                 self.start_run(config, out);
             }
         });
+    }
+}
+
+/// The median training speed (examples/s) of earlier runs on the same model and of the same
+/// kind (fusion, full fine-tuning, adapter), from their last logged step.
+fn examples_per_sec_seen(runs: &[RunEntry], config: &TrainConfig) -> Option<f64> {
+    let kind = |c: &TrainConfig| match &c.stage {
+        Stage::Fusion { .. } => 0,
+        Stage::Adapter {
+            method: Method::Full,
+            ..
+        } => 1,
+        Stage::Adapter { .. } => 2,
+    };
+    let mut speeds: Vec<f64> = runs
+        .iter()
+        .filter(|r| {
+            r.info
+                .as_ref()
+                .is_some_and(|i| i.config.model == config.model && kind(&i.config) == kind(config))
+        })
+        .filter_map(|r| {
+            r.records.iter().rev().find_map(|x| match x {
+                Record::Train(s) if s.examples_per_sec > 0.0 => Some(s.examples_per_sec),
+                _ => None,
+            })
+        })
+        .collect();
+    speeds.sort_by(f64::total_cmp);
+    speeds.get(speeds.len() / 2).copied()
+}
+
+/// 1.2M, 35.1k, 800.
+fn count_text(n: i64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// "3 min", "1 h 20 min", "45 s".
+fn duration_text(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s.div_ceil(60)),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
     }
 }

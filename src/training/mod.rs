@@ -16,8 +16,8 @@ use crate::data::{Columns, TaskType};
 use crate::error::Error;
 pub use run_dir::{AttentionRecord, EvalRecord, Record, RunDir, RunInfo, RunStatus, StepRecord};
 pub use trainer::{
-    evaluate, evaluate_file, load_splits, resume, resume_with, train, train_with, EvalResult,
-    LockWait,
+    estimate, evaluate, evaluate_file, load_splits, resume, resume_with, train, train_with,
+    EvalResult, LockWait, RunEstimate,
 };
 
 /// What stage 1 trains.

@@ -134,6 +134,52 @@ fn target_head(adapters: &[PathBuf], train: &Dataset, task: TaskType) -> Option<
     })
 }
 
+/// What a run would do, found without training it (the wizard's review page): its data, steps,
+/// trainable parameters and a rough memory need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEstimate {
+    pub train_examples: usize,
+    pub validation_examples: usize,
+    pub total_steps: usize,
+    pub trainable_parameters: i64,
+    pub total_parameters: i64,
+    /// Weights, gradients and AdamW's two moments of the trainable ones, and the activations
+    /// autograd keeps for one batch (an upper-bound-style estimate, ±50%).
+    pub memory_mib: f64,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the model and data as `train` would (on the CPU) and counts; writes nothing.
+pub fn estimate(cfg: &TrainConfig) -> Result<RunEstimate> {
+    let p = prepare(cfg, Device::Cpu)?;
+    let numel = |t: &Tensor| t.numel() as i64;
+    let trainable: i64 = p.params.iter().map(|(_, t)| numel(t)).sum();
+    let frozen: i64 = p.model.base.vs.variables().values().map(numel).sum();
+    // The base's own store holds its weights; a full fine-tune lists them as trainable too.
+    let total = frozen.max(trainable) + if frozen >= trainable { trainable } else { 0 };
+    let mc = &p.model.base.config;
+    let (b, s, h) = (
+        cfg.batch_size as f64,
+        cfg.max_length as f64,
+        mc.hidden_size as f64,
+    );
+    // Per layer, autograd keeps about 16 hidden-sized tensors and the attention maps.
+    let activations = mc.num_layers as f64
+        * b
+        * s
+        * (16.0 * h + 2.0 * mc.num_heads as f64 * s + mc.intermediate_size as f64 * 2.0);
+    let bytes = 4.0 * (total as f64 + 3.0 * trainable as f64 + activations);
+    Ok(RunEstimate {
+        train_examples: p.train.len(),
+        validation_examples: p.validation.as_ref().map_or(0, EncodedSet::len),
+        total_steps: cfg.total_steps(p.train.len()),
+        trainable_parameters: trainable,
+        total_parameters: total,
+        memory_mib: bytes / (1024.0 * 1024.0),
+        warnings: p.warnings,
+    })
+}
+
 fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     let _rng = torch_rng_lock();
     // Every random initialisation (adapter, fusion, head) follows from the seed.
