@@ -60,6 +60,9 @@ pub struct WorkspaceState {
     /// file system); those under `studies/` are found without being listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub studies: Vec<PathBuf>,
+    /// The welcome page was shown (the app opens on it once per workspace).
+    #[serde(default)]
+    pub welcomed: bool,
 }
 
 /// The study folders under `studies` (sorted), then those of `followed` (see

@@ -12,6 +12,7 @@ mod runs_ui;
 mod studies_ui;
 #[cfg(test)]
 mod tests;
+mod welcome_ui;
 mod wizard_ui;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use wizard_ui::Wizard;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
+    Welcome,
     Models,
     Datasets,
     Train,
@@ -44,7 +46,8 @@ pub enum Screen {
 }
 
 impl Screen {
-    const ALL: [Screen; 8] = [
+    const ALL: [Screen; 9] = [
+        Screen::Welcome,
         Screen::Models,
         Screen::Datasets,
         Screen::Train,
@@ -56,6 +59,7 @@ impl Screen {
     ];
     fn title(self) -> &'static str {
         match self {
+            Screen::Welcome => "Welcome",
             Screen::Models => "Models",
             Screen::Datasets => "Datasets",
             Screen::Train => "Train",
@@ -68,6 +72,7 @@ impl Screen {
     }
     fn shortcut(self) -> egui::Key {
         match self {
+            Screen::Welcome => egui::Key::Num0,
             Screen::Models => egui::Key::Num1,
             Screen::Datasets => egui::Key::Num2,
             Screen::Train => egui::Key::Num3,
@@ -136,7 +141,9 @@ impl StudioApp {
         let worker = Worker::spawn(move || wake())?;
         let side = SideWorker::spawn(move || side_wake())?;
         let runs = RunsView::load(&ws);
-        let screen = if ws.state.models.is_empty() {
+        let screen = if !ws.state.welcomed && runs.is_empty() {
+            Screen::Welcome
+        } else if ws.state.models.is_empty() {
             Screen::Models
         } else if runs.is_empty() {
             Screen::Train
@@ -366,6 +373,7 @@ impl StudioApp {
             Screen::Inspect => self.inspector_ui(ui),
             Screen::Playground => self.playground_ui(ui),
             Screen::Studies => self.studies_ui(ui),
+            Screen::Welcome => self.welcome_ui(ui),
         });
         self.export_dialog_ui(ui);
         self.workspace_in_use_ui(ui);
@@ -399,7 +407,7 @@ impl StudioApp {
         }
         ui.add_space(12.0);
         ui.label(
-            egui::RichText::new(format!("Ctrl+1…{} switch screens", Screen::ALL.len())).weak(),
+            egui::RichText::new(format!("Ctrl+0…{} switch screens", Screen::ALL.len() - 1)).weak(),
         );
     }
 
@@ -470,6 +478,36 @@ impl StudioApp {
 }
 
 impl StudioApp {
+    fn welcome_ui(&mut self, ui: &mut egui::Ui) {
+        if !self.ws.state.welcomed && self.ws.read_only().is_none() {
+            // Shown at start-up once per workspace; the sidebar keeps it at hand.
+            let _ = self.ws.modify(|s| s.welcomed = true);
+        }
+        let request = egui::ScrollArea::vertical()
+            .show(ui, |ui| {
+                welcome_ui::welcome_ui(
+                    ui,
+                    &self.ws.state.models,
+                    &self.ws.state.datasets,
+                    &self.runs.runs,
+                )
+            })
+            .inner;
+        match request {
+            Some(welcome_ui::WelcomeRequest::Open(s)) => self.screen = s,
+            Some(welcome_ui::WelcomeRequest::GuidedDemo(spec)) => {
+                let dir = self.ws.studies_dir().join(welcome_ui::DEMO_STUDY);
+                self.apply_study_request(StudyRequest::RunHere {
+                    dir: dir.clone(),
+                    spec: Some(spec),
+                });
+                self.studies.select(Some(dir));
+                self.screen = Screen::Studies;
+            }
+            None => {}
+        }
+    }
+
     fn studies_ui(&mut self, ui: &mut egui::Ui) {
         self.studies
             .refresh(self.ws.studies_dir(), self.ws.state.studies.clone());

@@ -1073,3 +1073,69 @@ fn the_review_page_estimates_the_steps_and_parameters_the_run_then_has() {
     assert_eq!(info.total_steps, estimate.total_steps);
     assert_eq!(info.data[0].examples, estimate.train_examples);
 }
+
+#[test]
+fn a_new_workspace_opens_on_the_welcome_page_whose_guided_demo_runs_adapters_then_the_fusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = Workspace::open(dir.path()).unwrap();
+    ws.add_model(&tiny_model()).unwrap();
+    let csv = dir.path().join("reviews.csv");
+    let mut text = String::from("text,label\n");
+    for i in 0..40 {
+        let (t, l) = if i % 2 == 0 {
+            ("a fine film", "pos")
+        } else {
+            ("a dull film", "neg")
+        };
+        text.push_str(&format!("{t} {i},{l}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    ws.modify(|s| {
+        // The tiny model stands in for the demo model; one small file for every demo task.
+        s.models[0].name = "tiny (demo)".into();
+        for name in ["sentiment", "topic", "emotions", "review_rating"] {
+            s.datasets.push(DatasetEntry {
+                name: name.into(),
+                train: csv.clone(),
+                validation: None,
+                test: None,
+                task: TaskType::Classification,
+                columns: Columns::default(),
+            });
+        }
+    })
+    .unwrap();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.step();
+    assert_eq!(h.state().screen, Screen::Welcome);
+    assert!(h.query_by_label_contains("Stage 2").is_some());
+    assert!(
+        h.query_by_label_contains("minutes").is_some(),
+        "the expected time"
+    );
+    // The demo settings (at least 100 steps per run) on the tiny model.
+    click(&mut h, "Run the guided demo");
+    assert_eq!(h.state().screen, Screen::Studies);
+    step_until(&mut h, "the guided demo", |a| a.studies.local.is_none());
+    let study = dir.path().join("studies").join("guided-demo");
+    let plan = adapter_studio::study::StudyDir::new(&study).plan().unwrap();
+    let ids: Vec<&str> = plan.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "sentiment-seq_bn-s1",
+            "topic-seq_bn-s1",
+            "emotions-seq_bn-s1",
+            "review_rating-seq_bn-s1",
+            "review_rating-fusion-s1"
+        ]
+    );
+    let fusion = RunDir::new(&study.join("runs/review_rating-fusion-s1"))
+        .read_info()
+        .unwrap();
+    assert_eq!(fusion.status, RunStatus::Finished);
+    drop(h);
+    // Shown once: the next start opens where the work is.
+    let h = harness(StudioApp::new(Workspace::open(dir.path()).unwrap(), || {}).unwrap());
+    assert_ne!(h.state().screen, Screen::Welcome);
+}

@@ -1,0 +1,173 @@
+//! Welcome: what adapters and AdapterFusion are, in a few lines, and a guided demo — three
+//! demo source adapters, the target's own adapter and a fusion of them on the demo target,
+//! queued in one click as a study (so the order, the report and the curves come for free).
+use std::collections::BTreeMap;
+
+use adapter_studio::study::{StudySpec, TaskSpec};
+use adapter_studio::workspace::{DatasetEntry, ModelEntry};
+
+use super::runs_ui::RunEntry;
+use super::Screen;
+
+/// The guided demo's tasks: three sources whose adapters fusion combines, and the small target.
+pub const DEMO_SOURCES: [&str; 3] = ["sentiment", "topic", "emotions"];
+pub const DEMO_TARGET: &str = "review_rating";
+/// The study folder the guided demo runs in.
+pub const DEMO_STUDY: &str = "guided-demo";
+
+/// What the welcome page asks the app to do.
+#[derive(Debug)]
+pub enum WelcomeRequest {
+    /// Plan and run the guided demo study here.
+    GuidedDemo(Box<StudySpec>),
+    Open(Screen),
+}
+
+/// The guided demo as a study: the demo model, the sources and the target of the workspace's
+/// demo datasets, fusion only, one seed, the demo study file's settings.
+pub fn demo_spec(models: &[ModelEntry], datasets: &[DatasetEntry]) -> Result<StudySpec, String> {
+    let model = models
+        .iter()
+        .find(|m| m.name.contains("(demo)"))
+        .ok_or("the demo model is not in this workspace (Models screen)")?;
+    let task = |name: &str| {
+        datasets
+            .iter()
+            .find(|d| d.name == name)
+            .map(TaskSpec::of_dataset)
+            .ok_or(format!(
+                "the demo dataset `{name}` is not in this workspace"
+            ))
+    };
+    let sources = DEMO_SOURCES
+        .iter()
+        .map(|n| task(n))
+        .collect::<Result<Vec<_>, String>>()?;
+    let settings: BTreeMap<String, serde_json::Value> = [
+        ("epochs".to_string(), serde_json::json!(10)),
+        ("max_length".to_string(), serde_json::json!(64)),
+    ]
+    .into();
+    Ok(StudySpec {
+        model: model.path.clone(),
+        sources,
+        targets: vec![task(DEMO_TARGET)?],
+        methods: vec!["fusion".into()],
+        seeds: vec![1],
+        settings,
+        // The demo study's adapter learning rate (see assets/studies/demo.json).
+        train_settings: [("lr".to_string(), serde_json::json!(0.001))].into(),
+        fuse_settings: BTreeMap::new(),
+    })
+}
+
+/// Examples the guided demo trains on (10 epochs, at least 100 steps of 32, per run; the
+/// fusion counted half again for its extra forward passes).
+fn demo_examples(datasets: &[DatasetEntry]) -> Option<f64> {
+    let rows = |name: &str| -> Option<f64> {
+        let d = datasets.iter().find(|d| d.name == name)?;
+        let text = std::fs::read_to_string(&d.train).ok()?;
+        Some(text.lines().filter(|l| !l.trim().is_empty()).count() as f64)
+    };
+    let per_run = |n: f64| (10.0 * n).max(3200.0);
+    let mut total = 0.0;
+    for s in DEMO_SOURCES {
+        total += per_run(rows(s)?);
+    }
+    let target = per_run(rows(DEMO_TARGET)?);
+    Some(total + target + 1.5 * target)
+}
+
+/// "about 12 minutes here (from earlier runs' speed)" or the measured figure for a small CPU.
+fn expected_time(runs: &[RunEntry], examples: Option<f64>) -> String {
+    let speeds: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            r.records.iter().rev().find_map(|x| match x {
+                adapter_studio::training::Record::Train(s) if s.examples_per_sec > 0.0 => {
+                    Some(s.examples_per_sec)
+                }
+                _ => None,
+            })
+        })
+        .collect();
+    match (examples, speeds.is_empty()) {
+        (Some(n), false) => {
+            let eps = speeds.iter().sum::<f64>() / speeds.len() as f64;
+            // Evaluations add about a fifth.
+            let minutes = (1.2 * n / eps / 60.0).ceil();
+            format!("about {minutes:.0} minutes on this machine (at the speed of its earlier runs)")
+        }
+        _ => "about 12 minutes on a 2-core laptop CPU (measured), a minute or two on a GPU".into(),
+    }
+}
+
+/// The welcome page; returns what the user asked for.
+pub fn welcome_ui(
+    ui: &mut egui::Ui,
+    models: &[ModelEntry],
+    datasets: &[DatasetEntry],
+    runs: &[RunEntry],
+) -> Option<WelcomeRequest> {
+    let mut request = None;
+    ui.heading("Welcome to Adapter Studio");
+    ui.add_space(6.0);
+    ui.label(
+        "Adapters are small layers added to every layer of a frozen pretrained model: training \
+         one teaches the model a task with a few percent of its parameters, and the base stays \
+         shared by every task.",
+    );
+    ui.add_space(4.0);
+    egui::Grid::new("two_stages")
+        .num_columns(2)
+        .spacing([12.0, 8.0])
+        .show(ui, |ui| {
+            ui.strong("Stage 1");
+            ui.label(
+                "Train one adapter per task you have data for (Train screen): each is a \
+                  few MB, trained on its own, and can be shared in AdapterHub's format.",
+            );
+            ui.end_row();
+            ui.strong("Stage 2");
+            ui.label(
+                "AdapterFusion learns, per layer, how much to listen to each trained adapter \
+                  for a new target task (Adapters screen, then Compose). The Inspect screen shows \
+                  those weights; the Playground tries texts.",
+            );
+            ui.end_row();
+        });
+    ui.add_space(10.0);
+    ui.heading("Guided demo");
+    let spec = demo_spec(models, datasets);
+    ui.label(format!(
+        "Trains adapters for {} and for the target {DEMO_TARGET}, then a fusion of all four on \
+         {DEMO_TARGET} (a small rating task the others help with): {}. It runs as the study \
+         `{DEMO_STUDY}`, so the Studies screen reports it and Runs shows each curve.",
+        DEMO_SOURCES.join(", "),
+        expected_time(runs, demo_examples(datasets))
+    ));
+    ui.horizontal(|ui| {
+        match &spec {
+            Ok(s) => {
+                if ui
+                    .button("Run the guided demo")
+                    .on_hover_text("Queues the five runs on this computer")
+                    .clicked()
+                {
+                    request = Some(WelcomeRequest::GuidedDemo(Box::new(s.clone())));
+                }
+            }
+            Err(e) => {
+                ui.add_enabled(false, egui::Button::new("Run the guided demo"));
+                ui.colored_label(ui.visuals().warn_fg_color, e);
+            }
+        }
+        if ui.button("Train my own adapter").clicked() {
+            request = Some(WelcomeRequest::Open(Screen::Train));
+        }
+        if ui.button("Look around").clicked() {
+            request = Some(WelcomeRequest::Open(Screen::Models));
+        }
+    });
+    request
+}
