@@ -30,8 +30,8 @@ impl View {
     pub fn label(&self) -> String {
         match self {
             View::Mean => "all validation examples".into(),
-            View::Gold(c) => format!("gold class `{c}`"),
-            View::Predicted(c) => format!("predicted class `{c}`"),
+            View::Gold(c) => format!("gold class “{c}”"),
+            View::Predicted(c) => format!("predicted class “{c}”"),
         }
     }
 }

@@ -273,7 +273,7 @@ impl StudioApp {
                         let places: Vec<String> =
                             roots.iter().map(|(_, p)| p.display().to_string()).collect();
                         ui.label(format!(
-                            "No datasets in {} (datasets downloaded with `datasets` or                              `huggingface-cli` appear here).",
+                            "No datasets in {} (datasets downloaded with the datasets library or huggingface-cli appear here).",
                             places.join(" or ")
                         ));
                     }

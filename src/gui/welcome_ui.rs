@@ -110,6 +110,8 @@ pub fn welcome_ui(
     runs: &[RunEntry],
 ) -> Option<WelcomeRequest> {
     let mut request = None;
+    // Lines a reader can follow: not the whole width of a large window.
+    ui.set_max_width(760.0);
     ui.heading("Welcome to Adapter Studio");
     ui.add_space(6.0);
     ui.label(
@@ -118,31 +120,30 @@ pub fn welcome_ui(
          shared by every task.",
     );
     ui.add_space(4.0);
-    egui::Grid::new("two_stages")
-        .num_columns(2)
-        .spacing([12.0, 8.0])
-        .show(ui, |ui| {
-            ui.strong("Stage 1");
-            ui.label(
-                "Train one adapter per task you have data for (Train screen): each is a \
-                  few MB, trained on its own, and can be shared in AdapterHub's format.",
-            );
-            ui.end_row();
-            ui.strong("Stage 2");
-            ui.label(
-                "AdapterFusion learns, per layer, how much to listen to each trained adapter \
-                  for a new target task (Adapters screen, then Compose). The Inspect screen shows \
-                  those weights; the Playground tries texts.",
-            );
-            ui.end_row();
-        });
+    for (stage, text) in [
+        (
+            "Stage 1",
+            "Train one adapter per task you have data for (Train screen): each is a few MB, \
+             trained on its own, and can be shared in AdapterHub's format.",
+        ),
+        (
+            "Stage 2",
+            "AdapterFusion learns, per layer, how much to listen to each trained adapter for a \
+             new target task (Adapters screen, then Compose). The Inspect screen shows those \
+             weights; the Playground tries texts.",
+        ),
+    ] {
+        ui.add_space(4.0);
+        ui.strong(stage);
+        ui.label(text);
+    }
     ui.add_space(10.0);
     ui.heading("Guided demo");
     let spec = demo_spec(models, datasets);
     ui.label(format!(
         "Trains adapters for {} and for the target {DEMO_TARGET}, then a fusion of all four on \
          {DEMO_TARGET} (a small rating task the others help with): {}. It runs as the study \
-         `{DEMO_STUDY}`, so the Studies screen reports it and Runs shows each curve.",
+         “{DEMO_STUDY}”, so the Studies screen reports it and Runs shows each curve.",
         DEMO_SOURCES.join(", "),
         expected_time(runs, demo_examples(datasets))
     ));
