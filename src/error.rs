@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", io_message(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -124,6 +124,30 @@ fn data_location(
     format!("{s}: {message}")
 }
 
+/// What went wrong with a file, in words: "not found", not "No such file or directory (os
+/// error 2)".
+fn io_message(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => "not found".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::AlreadyExists => "already exists".into(),
+        K::IsADirectory => "is a folder, not a file".into(),
+        K::NotADirectory => "is not a folder".into(),
+        K::StorageFull => "the disk is full".into(),
+        K::UnexpectedEof => "ends too early (truncated?)".into(),
+        K::InvalidData => format!("unreadable: {e}"),
+        _ => {
+            // The OS's text without its "(os error N)" suffix.
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
@@ -162,5 +186,23 @@ impl Error {
             column: column.map(str::to_string),
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_named_and_said_not_found_without_os_codes() {
+        let e = std::fs::read("/no/such/file.csv").unwrap_err();
+        let shown = Error::io("/no/such/file.csv", e).to_string();
+        assert_eq!(shown, "/no/such/file.csv: not found");
+        let other = std::io::Error::from_raw_os_error(libc::EBUSY);
+        let shown = Error::io("/dev/x", other).to_string();
+        assert!(
+            !shown.contains("os error") && shown.starts_with("/dev/x: "),
+            "{shown}"
+        );
     }
 }

@@ -52,6 +52,8 @@ pub struct Item {
     pub best_metric: Option<(String, f64)>,
     /// The adapters a fusion reads, in order.
     pub adapter_names: Vec<String>,
+    /// Its run is training now: the files are its best so far, not a result to build on.
+    pub training: bool,
 }
 
 impl Item {
@@ -129,6 +131,7 @@ pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item>
         task: None,
         best_metric: None,
         adapter_names,
+        training: false,
     })
 }
 
@@ -159,6 +162,34 @@ pub fn find_artifacts(dir: &Path) -> Vec<(PathBuf, Artifact)> {
     found
 }
 
+/// The dataset a run trained on, as the workspace names it (else its file's name, or its
+/// folder's for a `train.*` file).
+fn task_name(ws: &Workspace, train: &Path) -> String {
+    if let Some(d) = ws.state.datasets.iter().find(|d| d.train == train) {
+        return d.name.clone();
+    }
+    let stem = train.file_stem().map(|s| s.to_string_lossy().into_owned());
+    match stem.as_deref() {
+        Some("train") | None => train
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        Some(s) => s.to_string(),
+    }
+}
+
+/// "10.1 MB", "850 KB", "312 B".
+pub fn size_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        n if n >= 1 << 30 => format!("{:.1} GB", b / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MB", b / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.0} KB", b / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
 /// Every adapter, fusion and head the workspace knows: trained in its runs, imported, or in
 /// the Hugging Face cache. Unreadable folders are skipped (the run list shows run problems).
 pub fn scan(ws: &Workspace) -> Vec<Item> {
@@ -177,7 +208,12 @@ pub fn scan(ws: &Workspace) -> Vec<Item> {
                 dir: run.dir.clone(),
             };
             if let Ok(mut item) = read_item(&dir, *artifact, source) {
-                item.task = Some(info.config.name.clone());
+                item.task = Some(task_name(ws, &info.config.train));
+                item.training = info.status == crate::training::RunStatus::Running
+                    && matches!(
+                        crate::lock::state(&rd.lock_file()),
+                        crate::lock::State::Held(_)
+                    );
                 item.best_metric = info.best.as_ref().and_then(|b| {
                     let key = info
                         .config

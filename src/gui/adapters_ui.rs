@@ -74,14 +74,19 @@ fn card_ui(
             ))
             .on_hover_text(item.model_name.clone().unwrap_or_default());
             ui.label(format!(
-                "{:.1} KB · {}",
-                item.bytes as f64 / 1024.0,
+                "{} · {}",
+                adapter_studio::library::size_text(item.bytes),
                 item.source_text()
             ));
             if let Some(task) = &item.task {
                 ui.label(format!("task: {task}"));
             }
-            if let Some((k, v)) = &item.best_metric {
+            if item.training {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    "still training: fusable once it ends",
+                );
+            } else if let Some((k, v)) = &item.best_metric {
                 ui.label(format!("best {k}: {v:.3}"));
             }
             if let Some(p) = problem {
@@ -94,7 +99,7 @@ fn card_ui(
                     } else {
                         format!("Fuse {}", item.name)
                     };
-                    let enabled = problem.is_none() || chosen;
+                    let enabled = (problem.is_none() && !item.training) || chosen;
                     if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
                         action = Some(CardAction::Toggle);
                     }
@@ -244,7 +249,9 @@ impl StudioApp {
         });
         ui.add_space(6.0);
         let mut remove = None;
-        let mut up = None;
+        // (from, to): a move by one place.
+        let mut moved: Option<(usize, usize)> = None;
+        let last = self.library.chosen.len().saturating_sub(1);
         let (_, dropped) = ui.dnd_drop_zone::<DraggedAdapter, ()>(
             egui::Frame::default().inner_margin(6.0),
             |ui| {
@@ -263,10 +270,27 @@ impl StudioApp {
                         .map_or_else(|| dir.display().to_string(), |it| it.name.clone());
                     ui.horizontal(|ui| {
                         ui.label(format!("{}. {name}", i + 1));
-                        if i > 0 && ui.small_button("^").on_hover_text("Move up").clicked() {
-                            up = Some(i);
+                        if i > 0
+                            && ui
+                                .small_button("Up")
+                                .on_hover_text(format!("Move {name} up"))
+                                .clicked()
+                        {
+                            moved = Some((i, i - 1));
                         }
-                        if ui.small_button("x").on_hover_text("Remove").clicked() {
+                        if i < last
+                            && ui
+                                .small_button("Down")
+                                .on_hover_text(format!("Move {name} down"))
+                                .clicked()
+                        {
+                            moved = Some((i, i + 1));
+                        }
+                        if ui
+                            .small_button("Remove")
+                            .on_hover_text(format!("Take {name} out of the fusion"))
+                            .clicked()
+                        {
                             remove = Some(i);
                         }
                     });
@@ -281,8 +305,8 @@ impl StudioApp {
         if let Some(i) = remove {
             self.library.chosen.remove(i);
         }
-        if let Some(i) = up {
-            self.library.chosen.swap(i, i - 1);
+        if let Some((from, to)) = moved {
+            self.library.chosen.swap(from, to);
         }
         ui.add_space(6.0);
         let ready = self.library.chosen.len() >= 2 && self.wizard.model.is_some();

@@ -461,7 +461,7 @@ fn table_ui(ui: &mut egui::Ui, table: &Table) {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            let short: String = text.chars().take(80).collect();
+                            let short = super::shortened(&text, 80);
                             ui.label(if short.len() < text.len() {
                                 format!("{short}…")
                             } else {

@@ -35,7 +35,7 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32, range: (f64, f6
     let text_colour = ui.visuals().text_color();
     let origin = rect.min;
     for (c, name) in map.cols.iter().enumerate() {
-        let short: String = name.chars().take(10).collect();
+        let short = super::shortened(name, 10);
         painter.text(
             origin + Vec2::new(label_w + cell_w * (c as f32 + 0.5), header_h / 2.0),
             Align2::CENTER_CENTER,
@@ -64,7 +64,7 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32, range: (f64, f6
                 text_colour,
             );
         }
-        let short: String = name.chars().take(22).collect();
+        let short = super::shortened(name, 22);
         painter.text(
             origin + Vec2::new(label_w - 6.0, y + cell_h / 2.0),
             Align2::RIGHT_CENTER,

@@ -341,7 +341,7 @@ impl StudioApp {
                             Some(p) => format!("{} | {}", e.text, p),
                             None => e.text.clone(),
                         };
-                        let short: String = text.chars().take(80).collect();
+                        let short = super::shortened(&text, 80);
                         if ui
                             .selectable_label(
                                 false,

@@ -337,7 +337,10 @@ impl StudioApp {
     pub fn drain_events(&mut self) {
         while let Ok(event) = self.worker.events.try_recv() {
             // New or better artifacts: the adapter library re-reads its cards.
-            self.library.stale |= matches!(event, WorkerEvent::Ended { .. });
+            self.library.stale |= matches!(
+                event,
+                WorkerEvent::Ended { .. } | WorkerEvent::Started { .. }
+            );
             self.on_study_event(&event);
             self.runs.on_event(event);
         }
@@ -693,6 +696,19 @@ fn combo_ui<R>(
         .show_ui(ui, add_contents)
         .response
         .labelled_by(l.id)
+}
+
+/// `text` cut to `max` characters at a word boundary where one is near, with "…" when cut.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(i) if i >= cut.len() * 2 / 3 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", at_word.trim_end())
 }
 
 /// A help line at the normal size and a readable contrast (weak, small text is too faint).

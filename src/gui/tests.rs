@@ -265,6 +265,31 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     h.step();
     assert_eq!(h.state().library.chosen.len(), 3, "dropped into the fusion");
     assert!(h.query_by_label("Remove c from fusion").is_some());
+    // Reordered both ways: the first down, then the last up.
+    let order = |h: &Harness<'static, StudioApp>| -> Vec<String> {
+        h.state()
+            .library
+            .chosen
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    h.get_all_by_label("Down").next().unwrap().click();
+    h.step();
+    h.step();
+    assert_eq!(order(&h), ["b", "a", "c"]);
+    h.get_all_by_label("Up").last().unwrap().click();
+    h.step();
+    h.step();
+    assert_eq!(order(&h), ["b", "c", "a"]);
+    // Back to a, b, c: a up twice.
+    h.get_all_by_label("Up").last().unwrap().click();
+    h.step();
+    h.step();
+    h.get_all_by_label("Up").next().unwrap().click();
+    h.step();
+    h.step();
+    assert_eq!(order(&h), ["a", "b", "c"]);
     h.step();
     h.get_by_label("Compose fusion…").click();
     h.step();
@@ -290,6 +315,11 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     // The heatmap follows the evaluations while the fusion trains.
     h.get_by_label("Inspect").click();
     step_until(&mut h, "a first evaluation", |a| {
+        if let Some(r) = fusion_entry(a) {
+            if r.error.is_some() {
+                panic!("{:?} {:?}", r.error, r.log);
+            }
+        }
         fusion_entry(a).is_some_and(|r| !r.attention.is_empty())
     });
     let n = fusion_entry(h.state()).unwrap().attention.len();
@@ -1138,4 +1168,14 @@ fn a_new_workspace_opens_on_the_welcome_page_whose_guided_demo_runs_adapters_the
     // Shown once: the next start opens where the work is.
     let h = harness(StudioApp::new(Workspace::open(dir.path()).unwrap(), || {}).unwrap());
     assert_ne!(h.state().screen, Screen::Welcome);
+}
+
+#[test]
+fn long_texts_are_cut_at_a_word_with_an_ellipsis_and_short_ones_kept() {
+    assert_eq!(super::shortened("topic_news", 10), "topic_news");
+    assert_eq!(super::shortened("sentiment_reviews", 10), "sentiment…");
+    assert_eq!(
+        super::shortened("a fine film about the sea and its people", 24),
+        "a fine film about the…"
+    );
 }
