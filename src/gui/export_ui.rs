@@ -90,6 +90,10 @@ impl StudioApp {
         };
         let exports = self.ws.root.join("exports");
         let modal = egui::Modal::new(egui::Id::unique("export_dialog")).show(ui.ctx(), |ui| {
+            // A fixed size: a progress bar or message appearing must not grow the (centred)
+            // dialog and move its buttons under the pointer.
+            ui.set_width(620.0);
+            ui.set_min_height(240.0);
             ui.heading("Export");
             ui.label(run.display().to_string());
             let before = self.export.format;
@@ -147,6 +151,9 @@ impl StudioApp {
                     let can = !busy && !self.export.path.trim().is_empty();
                     if ui.add_enabled(can, egui::Button::new("Export now")).clicked() {
                         if Path::new(self.export.path.trim()).exists() {
+                            // The question replaces the last export's message.
+                            self.export.message = None;
+                            self.export.progress = None;
                             self.export.confirm_replace = true;
                         } else {
                             self.start_export(&run, false);

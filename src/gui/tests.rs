@@ -314,11 +314,25 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
 
     // The heatmap follows the evaluations while the fusion trains.
     h.get_by_label("Inspect").click();
+    let start = Instant::now();
     step_until(&mut h, "a first evaluation", |a| {
-        if let Some(r) = fusion_entry(a) {
-            if r.error.is_some() {
-                panic!("{:?} {:?}", r.error, r.log);
-            }
+        if start.elapsed() > Duration::from_secs(100) {
+            let runs: Vec<String> = a
+                .runs
+                .runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {:?} {:?} {:?} {:?}",
+                        r.id,
+                        r.phase,
+                        r.status(),
+                        r.error,
+                        r.log
+                    )
+                })
+                .collect();
+            panic!("no evaluation: {runs:#?}");
         }
         fusion_entry(a).is_some_and(|r| !r.attention.is_empty())
     });
@@ -401,6 +415,8 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     h.step();
     h.get_by_label("Bundle").click();
     h.step();
+    // Where the fresh dialog's top is (nothing exported yet, no message).
+    let dialog_top = h.get_by_label("Export").rect().top();
     let bundle = dir.path().join("exported-bundle");
     h.state_mut().export.path = bundle.display().to_string();
     h.step();
@@ -420,6 +436,10 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     h.step();
     click(&mut h, "Export now");
     assert!(h.query_by_label("Replace").is_some());
+    assert!(
+        h.query_by_label_contains("Exported ").is_none(),
+        "the last export's message gives way to the question"
+    );
     h.step();
     click(&mut h, "Replace");
     step_until(&mut h, "the replacing export", |a| {
@@ -434,6 +454,8 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
         !bundle.join("manifest.json").exists(),
         "replaced as a whole"
     );
+    // With its progress and message shown, the dialog has not grown upwards.
+    assert_eq!(h.get_by_label("Export").rect().top(), dialog_top);
     h.get_by_label("Close").click();
     h.step();
 
