@@ -406,14 +406,6 @@ impl StudioApp {
                 self.datasets.message = Some(Err(e.to_string()));
             }
         }
-        match &self.datasets.preview {
-            Some((_, Ok(table))) => table_ui(ui, table),
-            Some((_, Err(e))) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-            }
-            None => {}
-        }
-        ui.separator();
         let key: StatsKey = (edited.train.clone(), edited.task, edited.columns.clone());
         if self.datasets.stats.as_ref().is_none_or(|(k, _)| *k != key) {
             let model = self.ws.state.models.first().map(|m| m.path.clone());
@@ -433,6 +425,15 @@ impl StudioApp {
             if let Stats::Ready(r) = stats {
                 stats_ui(ui, r);
             }
+        }
+        // The summary (counts, lengths) first, then the rows: both in view without scrolling.
+        ui.separator();
+        match &self.datasets.preview {
+            Some((_, Ok(table))) => table_ui(ui, table),
+            Some((_, Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
         }
     }
 }
@@ -461,13 +462,7 @@ fn table_ui(ui: &mut egui::Ui, table: &Table) {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            let short = super::shortened(&text, 80);
-                            ui.label(if short.len() < text.len() {
-                                format!("{short}…")
-                            } else {
-                                short
-                            })
-                            .on_hover_text(text);
+                            ui.label(super::shortened(&text, 80)).on_hover_text(text);
                         }
                         ui.end_row();
                     }
