@@ -57,6 +57,12 @@ pub enum SideCommand {
         workspace: PathBuf,
         dir: PathBuf,
     },
+    /// A run folder moved to the workspace's trash (see `RunDir::move_to_trash`).
+    Trash {
+        id: u64,
+        run: PathBuf,
+        trash: PathBuf,
+    },
     /// What a run would do (steps, parameters, memory), for the wizard's review page.
     Estimate {
         id: u64,
@@ -97,6 +103,12 @@ pub enum SideEvent {
     StudyTested {
         id: u64,
         result: std::result::Result<(), String>,
+    },
+    Trashed {
+        id: u64,
+        run: PathBuf,
+        /// Where it is now.
+        result: std::result::Result<PathBuf, String>,
     },
     Estimated {
         id: u64,
@@ -164,6 +176,13 @@ impl SideWorker {
                                     library::import(&ws, &dir)
                                 })
                                 .map_err(|e| e.to_string()),
+                        },
+                        SideCommand::Trash { id, run, trash } => SideEvent::Trashed {
+                            id,
+                            result: crate::training::RunDir::new(&run)
+                                .move_to_trash(&trash)
+                                .map_err(|e| e.to_string()),
+                            run,
                         },
                         SideCommand::Estimate { id, config } => SideEvent::Estimated {
                             id,

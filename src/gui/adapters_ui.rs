@@ -8,7 +8,7 @@ use adapter_studio::library::{self, Item, Source};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::side_worker::SideCommand;
 
-use super::{message_ui, path_input_ui, Screen, StudioApp};
+use super::{message_ui, path_input_ui, AppRequest, Screen, StudioApp};
 
 #[derive(Default)]
 pub struct LibraryView {
@@ -21,6 +21,8 @@ pub struct LibraryView {
     pub import_pending: Option<u64>,
     pub message: Option<Result<String, String>>,
     scanned: bool,
+    /// The base model the fusion will run on (index into the workspace's models).
+    pub model: Option<usize>,
 }
 
 /// A card's width plus the frame's margins and the gap to the next card.
@@ -119,9 +121,10 @@ fn card_ui(
 }
 
 impl StudioApp {
-    /// The base model a fusion would run on: the wizard's chosen one.
+    /// The base model a fusion would run on: the composer's choice, else the first one.
     fn composer_model(&mut self) -> Option<ModelConfig> {
-        let path = self.ws.state.models.get(self.wizard.model?)?.path.clone();
+        let index = self.library.model.unwrap_or(0);
+        let path = self.ws.state.models.get(index)?.path.clone();
         let summary = self.models.details(&path).as_ref().ok()?;
         Some(summary.config.clone())
     }
@@ -175,7 +178,7 @@ impl StudioApp {
                 "No adapters yet. Train one on the Train screen, or import an AdapterHub folder.",
             );
             if ui.button("Go to Train").clicked() {
-                self.screen = Screen::Train;
+                self.request(AppRequest::Open(Screen::Train));
             }
             return;
         }
@@ -221,8 +224,7 @@ impl StudioApp {
             }
         }
         if let Some(run) = inspect {
-            self.inspector.select_run(run);
-            self.screen = Screen::Inspect;
+            self.request(AppRequest::Inspect(run));
         }
     }
 
@@ -235,15 +237,14 @@ impl StudioApp {
             ui.label("Add a base model first (Models screen).");
             return;
         }
-        let current = self
-            .wizard
-            .model
-            .and_then(|i| models.get(i))
+        let chosen_model = self.library.model.get_or_insert(0);
+        let current = models
+            .get(*chosen_model)
             .map_or("choose…".to_string(), |m| m.name.clone());
         ui.horizontal(|ui| {
             super::combo_ui(ui, "Base model", current, |ui| {
                 for (i, m) in models.iter().enumerate() {
-                    ui.selectable_value(&mut self.wizard.model, Some(i), &m.name);
+                    ui.selectable_value(chosen_model, i, &m.name);
                 }
             });
         });
@@ -309,7 +310,7 @@ impl StudioApp {
             self.library.chosen.swap(from, to);
         }
         ui.add_space(6.0);
-        let ready = self.library.chosen.len() >= 2 && self.wizard.model.is_some();
+        let ready = self.library.chosen.len() >= 2 && !self.ws.state.models.is_empty();
         if !ready {
             ui.label(egui::RichText::new("Choose a base model and at least two adapters.").weak());
         }
@@ -318,8 +319,10 @@ impl StudioApp {
             .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
             .clicked()
         {
-            self.wizard.start_fusion(self.library.chosen.clone());
-            self.screen = Screen::Train;
+            self.request(AppRequest::ComposeFusion {
+                adapters: self.library.chosen.clone(),
+                model: Some(self.library.model.unwrap_or(0)),
+            });
         }
     }
 }

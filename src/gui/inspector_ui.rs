@@ -134,7 +134,7 @@ impl StudioApp {
         let Some(run) = run else {
             ui.label("No trained run yet. Train an adapter (Train screen) to try its predictions here; a fusion (Adapters screen) also shows how it reads its adapters.");
             if ui.button("Go to Train").clicked() {
-                self.screen = Screen::Train;
+                self.request(super::AppRequest::Open(Screen::Train));
             }
             return;
         };

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use adapter_studio::side_worker::{SideCommand, SideEvent, SideWorker};
+use adapter_studio::training::TrainConfig;
 use adapter_studio::worker::{Command, Worker, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
@@ -85,6 +86,31 @@ impl Screen {
     }
 }
 
+/// What a screen asks of the app or of another screen. Screens change only their own state
+/// while drawing; these are applied once the frame is drawn (`apply_requests`), so no screen
+/// edits another's state and none needs to know another's fields.
+#[derive(Debug)]
+pub enum AppRequest {
+    Open(Screen),
+    /// Show a run's attention maps and predictions on the Inspect screen.
+    Inspect(PathBuf),
+    /// Open the export dialog for a run.
+    Export(PathBuf),
+    /// Continue in the wizard with a fusion of these adapters on base model `model`.
+    ComposeFusion {
+        adapters: Vec<PathBuf>,
+        model: Option<usize>,
+    },
+    /// Back to the composer with these adapters chosen.
+    ChangeFusionAdapters(Vec<PathBuf>),
+    /// Queue a run and show it on the Runs screen.
+    StartRun {
+        config: Box<TrainConfig>,
+        out: PathBuf,
+    },
+    Study(StudyRequest),
+}
+
 pub struct StudioApp {
     pub ws: Workspace,
     worker: Worker,
@@ -105,6 +131,8 @@ pub struct StudioApp {
     frame_ms: FrameTimes,
     /// Another window has this workspace: asked what to do (read-only, another, quit).
     pub in_use: Option<adapter_studio::lock::Holder>,
+    /// Requests made while drawing this frame, applied after it.
+    requests: Vec<AppRequest>,
 }
 
 #[derive(Default)]
@@ -167,6 +195,7 @@ impl StudioApp {
             studies: StudiesView::default(),
             frame_ms: FrameTimes::default(),
             in_use,
+            requests: Vec::new(),
         })
     }
 
@@ -224,6 +253,12 @@ impl StudioApp {
                             r.out.display()
                         )
                     }));
+                }
+            }
+            SideEvent::Trashed { id, run, result } => {
+                if self.runs.trash_pending == Some(id) {
+                    self.runs.on_trashed(run, result);
+                    self.library.stale = true;
                 }
             }
             SideEvent::Estimated { id, result } => {
@@ -312,6 +347,38 @@ impl StudioApp {
         }
     }
 
+    /// Asks for `request` to be applied once this frame is drawn.
+    fn request(&mut self, request: AppRequest) {
+        self.requests.push(request);
+    }
+
+    /// Applies what the screens asked for while drawing.
+    fn apply_requests(&mut self) {
+        for request in std::mem::take(&mut self.requests) {
+            match request {
+                AppRequest::Open(s) => self.screen = s,
+                AppRequest::Inspect(run) => {
+                    self.inspector.select_run(run);
+                    self.screen = Screen::Inspect;
+                }
+                AppRequest::Export(run) => self.export.open(&self.ws.root.join("exports"), &run),
+                AppRequest::ComposeFusion { adapters, model } => {
+                    if model.is_some() {
+                        self.wizard.model = model;
+                    }
+                    self.wizard.start_fusion(adapters);
+                    self.screen = Screen::Train;
+                }
+                AppRequest::ChangeFusionAdapters(adapters) => {
+                    self.library.chosen = adapters;
+                    self.screen = Screen::Adapters;
+                }
+                AppRequest::StartRun { config, out } => self.start_run(*config, out),
+                AppRequest::Study(r) => self.apply_study_request(r),
+            }
+        }
+    }
+
     /// Sends `command` to the worker; false (with the reason in the run list's message) when
     /// it was not sent.
     fn send(&mut self, command: Command) -> bool {
@@ -380,6 +447,7 @@ impl StudioApp {
         });
         self.export_dialog_ui(ui);
         self.workspace_in_use_ui(ui);
+        self.apply_requests();
         self.runs.follow(&self.ws);
         if self.runs.active().is_some() || self.runs.any_elsewhere() {
             // Elapsed time and ETA move even between worker events.
@@ -497,15 +565,15 @@ impl StudioApp {
             })
             .inner;
         match request {
-            Some(welcome_ui::WelcomeRequest::Open(s)) => self.screen = s,
+            Some(welcome_ui::WelcomeRequest::Open(s)) => self.request(AppRequest::Open(s)),
             Some(welcome_ui::WelcomeRequest::GuidedDemo(spec)) => {
                 let dir = self.ws.studies_dir().join(welcome_ui::DEMO_STUDY);
-                self.apply_study_request(StudyRequest::RunHere {
+                self.request(AppRequest::Study(StudyRequest::RunHere {
                     dir: dir.clone(),
                     spec: Some(spec),
-                });
+                }));
                 self.studies.select(Some(dir));
-                self.screen = Screen::Studies;
+                self.request(AppRequest::Open(Screen::Studies));
             }
             None => {}
         }
@@ -521,7 +589,7 @@ impl StudioApp {
             &self.ws.state.datasets,
         );
         for r in requests {
-            self.apply_study_request(r);
+            self.request(AppRequest::Study(r));
         }
         // Runs elsewhere (a cluster) move without worker events.
         ui.ctx()

@@ -162,7 +162,7 @@ impl StudioApp {
         let Some(run) = run else {
             ui.label("No trained run yet. Train an adapter on the Train screen (its first evaluation saves what the playground needs), or compose a fusion on the Adapters screen.");
             if ui.button("Go to Train").clicked() {
-                self.screen = Screen::Train;
+                self.request(super::AppRequest::Open(Screen::Train));
             }
             return;
         };

@@ -383,6 +383,8 @@ pub struct RunsView {
     confirm_delete: Option<PathBuf>,
     /// The last deleted run: (where it was, where it is now), for Undo.
     deleted: Option<(PathBuf, PathBuf)>,
+    /// The side worker's request moving a run to the trash.
+    pub trash_pending: Option<u64>,
     pub message: Option<String>,
     /// When the run folder was last looked at for runs of other processes.
     followed: Option<Instant>,
@@ -401,6 +403,7 @@ impl Default for RunsView {
             memory: None,
             confirm_delete: None,
             deleted: None,
+            trash_pending: None,
             message: None,
             followed: None,
         }
@@ -427,11 +430,17 @@ impl RunsView {
     fn add(&mut self, mut e: RunEntry) -> usize {
         e.colour = self.next_colour;
         self.next_colour += 1;
-        let started = |r: &RunEntry| r.info.as_ref().map_or(u64::MAX, |i| i.started_unix_secs);
+        // The workspace's order: start time, then name.
+        let key = |r: &RunEntry| {
+            (
+                r.info.as_ref().map_or(u64::MAX, |i| i.started_unix_secs),
+                r.id.clone(),
+            )
+        };
         let at = self
             .runs
             .iter()
-            .position(|r| started(r) > started(&e))
+            .position(|r| key(r) > key(&e))
             .unwrap_or(self.runs.len());
         self.runs.insert(at, e);
         at
@@ -495,6 +504,21 @@ impl RunsView {
         }
         let at = self.add(RunEntry::new(dir));
         &mut self.runs[at]
+    }
+
+    /// A run moved to the trash (or why it was not).
+    pub fn on_trashed(&mut self, run: PathBuf, result: Result<PathBuf, String>) {
+        self.trash_pending = None;
+        match result {
+            Ok(to) => {
+                self.runs.retain(|r| r.dir != run);
+                if self.selected.as_ref() == Some(&run) {
+                    self.selected = self.runs.last().map(|r| r.dir.clone());
+                }
+                self.deleted = Some((run, to));
+            }
+            Err(e) => self.message = Some(format!("cannot delete: {e}")),
+        }
     }
 
     /// Lists a run that was just sent to the worker (not selected: a study queues many).
@@ -619,7 +643,7 @@ impl StudioApp {
             ui.heading("Runs");
             ui.label("No runs yet. Start one from the Train screen; it will appear here with live curves.");
             if ui.button("Go to Train").clicked() {
-                self.screen = super::Screen::Train;
+                self.request(super::AppRequest::Open(super::Screen::Train));
             }
             return;
         }
@@ -794,11 +818,10 @@ impl StudioApp {
             self.runs.confirm_delete = Some(sel.clone());
         }
         if export {
-            self.export.open(&self.ws.root.join("exports"), &sel);
+            self.request(super::AppRequest::Export(sel.clone()));
         }
         if inspect {
-            self.inspector.select_run(sel.clone());
-            self.screen = super::Screen::Inspect;
+            self.request(super::AppRequest::Inspect(sel.clone()));
         }
         if let Some(c) = command {
             let resume = matches!(c, Command::Resume { .. });
@@ -1010,28 +1033,14 @@ impl StudioApp {
             ui.label(format!("{} and its adapter, head and curves will be moved to the workspace trash (Undo is offered).", dir.display()));
             ui.horizontal(|ui| {
                 if ui.button("Delete run").clicked() {
-                    let trash = self.ws.root.join(".trash");
-                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    let to = trash.join(format!("{name}-{}", adapter_studio::training::run_dir::unix_secs()));
-                    // Held while it moves: a process that resumes it now is refused.
-                    let run = adapter_studio::training::RunDir::new(&dir);
-                    let moved = run.lock("deleting").map_err(|e| e.to_string()).and_then(|lock| {
-                        std::fs::create_dir_all(&trash)
-                            .and_then(|_| std::fs::rename(&dir, &to))
-                            .map_err(|e| e.to_string())?;
-                        lock.release_moved(&adapter_studio::training::RunDir::new(&to).lock_file());
-                        Ok(())
+                    // Moved on the side worker (a lock and a rename, slow on network disks).
+                    let id = self.next_id();
+                    self.runs.trash_pending = Some(id);
+                    self.send_side(adapter_studio::side_worker::SideCommand::Trash {
+                        id,
+                        run: dir.clone(),
+                        trash: self.ws.root.join(".trash"),
                     });
-                    match moved {
-                        Ok(()) => {
-                            self.runs.runs.retain(|r| r.dir != dir);
-                            self.runs.deleted = Some((dir.clone(), to));
-                            if self.runs.selected.as_ref() == Some(&dir) {
-                                self.runs.selected = self.runs.runs.last().map(|r| r.dir.clone());
-                            }
-                        }
-                        Err(e) => self.runs.message = Some(format!("cannot delete: {e}")),
-                    }
                     self.runs.confirm_delete = None;
                 }
                 if ui.button("Keep").clicked() {

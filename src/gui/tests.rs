@@ -410,7 +410,8 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
         })
     });
     h.get_by_label("Export…").click();
-    // A new window is measured, invisibly, in its first frame.
+    // Opened after the click's frame; a new window is measured, invisibly, in its first frame.
+    h.step();
     h.step();
     h.step();
     h.get_by_label("Bundle").click();
@@ -1049,6 +1050,22 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
             .count(),
         2
     );
+
+    // Deleting the older run moves it to the trash (off the UI thread); Undo puts it back in
+    // its place, not at the end.
+    let ids = |a: &StudioApp| a.runs.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let before = ids(h.state());
+    h.state_mut().runs.selected = Some(h.state().runs.runs[0].dir.clone());
+    h.step();
+    click(&mut h, "Delete");
+    click(&mut h, "Delete run");
+    step_until(&mut h, "the move to the trash", |a| {
+        a.runs.trash_pending.is_none()
+    });
+    assert_eq!(ids(h.state()), before[1..]);
+    assert!(dir.path().join(".trash").read_dir().unwrap().count() == 1);
+    click(&mut h, "Undo delete");
+    assert_eq!(ids(h.state()), before);
 }
 
 #[test]

@@ -203,7 +203,7 @@ impl StudioApp {
         if self.ws.state.models.is_empty() {
             ui.label("No base model in this workspace yet.");
             if ui.button("Go to Models").clicked() {
-                self.screen = Screen::Models;
+                self.request(super::AppRequest::Open(Screen::Models));
             }
             return;
         }
@@ -223,7 +223,7 @@ impl StudioApp {
         if self.ws.state.datasets.is_empty() {
             ui.label("No dataset in this workspace yet.");
             if ui.button("Go to Datasets").clicked() {
-                self.screen = Screen::Datasets;
+                self.request(super::AppRequest::Open(Screen::Datasets));
             }
             return;
         }
@@ -284,8 +284,9 @@ impl StudioApp {
             ui.monospace(dir.display().to_string());
         }
         if ui.button("Change adapters…").clicked() {
-            self.library.chosen = self.wizard.fusion.clone();
-            self.screen = Screen::Adapters;
+            self.request(super::AppRequest::ChangeFusionAdapters(
+                self.wizard.fusion.clone(),
+            ));
         }
         ui.horizontal(|ui| {
             if let Stage::Fusion { fusion_config, .. } = &mut self.wizard.form.stage {
@@ -640,22 +641,26 @@ impl StudioApp {
         };
         let out = self.ws.new_run_dir(&config.name);
         ui.label(format!("Run folder: {}", out.display()));
+        let command = config.command_line(&out);
+        // The buttons above what arrives later (the estimate): they never move under the pointer.
+        ui.horizontal(|ui| {
+            if ui.button("Start training").clicked() {
+                self.request(super::AppRequest::StartRun {
+                    config: Box::new(config.clone()),
+                    out: out.clone(),
+                });
+            }
+            if ui.button("Copy command").clicked() {
+                ui.ctx().copy_text(command.clone());
+            }
+        });
         self.estimate_ui(ui, &config);
         ui.label("The same run from a terminal:");
-        let command = config.command_line(&out);
         ui.add(
             egui::TextEdit::multiline(&mut command.as_str())
                 .code_editor()
                 .desired_width(f32::INFINITY),
         );
-        ui.horizontal(|ui| {
-            if ui.button("Copy command").clicked() {
-                ui.ctx().copy_text(command.clone());
-            }
-            if ui.button("Start training").clicked() {
-                self.start_run(config, out);
-            }
-        });
     }
 }
 

@@ -46,6 +46,22 @@ impl RunDir {
         self.root.join(".lock")
     }
 
+    /// Moves the run into `trash` (as `NAME-TIME`), holding its lock meanwhile so that no
+    /// process resumes it as it goes; the new place (for an undo).
+    pub fn move_to_trash(&self, trash: &Path) -> Result<PathBuf> {
+        let name = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = trash.join(format!("{name}-{}", unix_secs()));
+        let lock = self.lock("deleting")?;
+        fs::create_dir_all(trash).map_err(|e| Error::io(trash, e))?;
+        fs::rename(&self.root, &to).map_err(|e| Error::io(&self.root, e))?;
+        lock.release_moved(&RunDir::new(&to).lock_file());
+        Ok(to)
+    }
+
     /// Takes the run's lock, or says which process holds it.
     pub fn lock(&self, purpose: &str) -> Result<crate::lock::Lock> {
         crate::lock::acquire(&self.lock_file(), purpose)
