@@ -64,18 +64,23 @@ impl Scale {
         match self {
             Scale::ZeroOne => (0.0, 1.0),
             Scale::Data => (lo, hi),
+            // Below a thousandth the differences are noise: spreading them over the whole
+            // scale would paint equal weights in opposite colours.
+            Scale::Auto if hi - lo < 1e-3 => (0.0, 1.0),
             Scale::Auto if hi - lo < 0.3 => (lo, hi),
             Scale::Auto => (0.0, 1.0),
         }
     }
 }
 
-/// Decimals that tell values apart on a scale spanning `range` (3 for close weights).
+/// Decimals that tell values apart on a scale spanning `range`: 2 for 0–1, 3 for weights a
+/// few hundredths apart, more for closer ones (at most 5).
 pub fn decimals(range: (f64, f64)) -> usize {
-    match range.1 - range.0 < 0.2 {
-        true => 3,
-        false => 2,
+    let span = range.1 - range.0;
+    if !(span > 0.0) {
+        return 3;
     }
+    ((-span.log10()).ceil() as i64 + 1).clamp(2, 5) as usize
 }
 
 /// `v` on a colour scale from `range.0` (0) to `range.1` (1), clamped.
@@ -324,6 +329,14 @@ mod tests {
         };
         assert_eq!(Scale::Auto.range(&near), (0.32, 0.34));
         assert_eq!(decimals(Scale::Auto.range(&near)), 3);
+        assert_eq!(decimals((0.0, 1.0)), 2);
+        assert_eq!(decimals((0.3331, 0.3336)), 5);
+        // Differences below a thousandth are not spread into colours.
+        let flat = Heatmap {
+            values: vec![vec![0.3333, 0.3334, 0.3333]],
+            ..near.clone()
+        };
+        assert_eq!(Scale::Auto.range(&flat), (0.0, 1.0));
         let spread = Heatmap::of_record(&record(), &View::Mean).unwrap();
         assert_eq!(Scale::Auto.range(&spread), (0.0, 1.0));
         assert_eq!(Scale::Data.range(&spread), (0.1, 0.8));

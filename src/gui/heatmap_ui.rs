@@ -119,15 +119,17 @@ pub fn heatmap_ui(ui: &mut egui::Ui, map: &Heatmap, cell_h: f32, range: (f64, f6
             }
         }
     }
-    legend_ui(ui, label_w, range, map.cols.len());
+    let bar_w = (cell_w * map.cols.len() as f32).max(200.0);
+    legend_ui(ui, label_w, bar_w, range, map.cols.len());
 }
 
 /// The colour scale over `range`, with uniform attention (1/`n`) marked where it lies.
-fn legend_ui(ui: &mut egui::Ui, indent: f32, range: (f64, f64), n: usize) {
-    let (rect, _) = ui.allocate_exact_size(Vec2::new(indent + 200.0, 26.0), Sense::hover());
+fn legend_ui(ui: &mut egui::Ui, indent: f32, width: f32, range: (f64, f64), n: usize) {
+    // Rows: the 1/N mark's label, the bar, the end values.
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(indent + width + 110.0, 40.0), Sense::hover());
     let painter = ui.painter_at(rect);
-    let bar = Rect::from_min_size(rect.min + Vec2::new(indent, 2.0), Vec2::new(200.0, 10.0));
-    let steps = 50;
+    let bar = Rect::from_min_size(rect.min + Vec2::new(indent, 13.0), Vec2::new(width, 10.0));
+    let steps = 64;
     for i in 0..steps {
         let x0 = bar.min.x + bar.width() * i as f32 / steps as f32;
         let x1 = bar.min.x + bar.width() * (i + 1) as f32 / steps as f32;
@@ -137,31 +139,31 @@ fn legend_ui(ui: &mut egui::Ui, indent: f32, range: (f64, f64), n: usize) {
             rgb((i as f64 + 0.5) / steps as f64),
         );
     }
-    let font = FontId::proportional(10.0);
+    let font = FontId::proportional(11.0);
     let c = ui.visuals().text_color();
     let places = decimals(range);
     let (lo, hi) = range;
-    let labels = [
-        (0.0, format!("{lo:.places$}")),
-        (0.5, format!("{:.places$}", (lo + hi) / 2.0)),
-        (1.0, format!("{hi:.places$} (fusion weight)")),
-    ];
-    for (t, label) in labels {
-        let align = if t == 1.0 {
-            Align2::RIGHT_TOP
-        } else if t == 0.0 {
-            Align2::LEFT_TOP
-        } else {
-            Align2::CENTER_TOP
-        };
-        painter.text(
-            Pos2::new(bar.min.x + bar.width() * t as f32, bar.max.y + 1.0),
-            align,
-            label,
-            font.clone(),
-            c,
-        );
-    }
+    painter.text(
+        Pos2::new(bar.min.x, bar.max.y + 2.0),
+        Align2::LEFT_TOP,
+        format!("{lo:.places$}"),
+        font.clone(),
+        c,
+    );
+    painter.text(
+        Pos2::new(bar.max.x, bar.max.y + 2.0),
+        Align2::RIGHT_TOP,
+        format!("{hi:.places$}"),
+        font.clone(),
+        c,
+    );
+    painter.text(
+        Pos2::new(bar.max.x + 8.0, bar.center().y),
+        Align2::LEFT_CENTER,
+        "fusion weight",
+        font.clone(),
+        c,
+    );
     let uniform = 1.0 / n.max(1) as f64;
     if n > 0 && hi > lo && (lo..=hi).contains(&uniform) {
         let x = bar.min.x + bar.width() * scaled(uniform, range) as f32;
@@ -173,7 +175,7 @@ fn legend_ui(ui: &mut egui::Ui, indent: f32, range: (f64, f64), n: usize) {
         painter.text(
             Pos2::new(x, bar.min.y - 2.0),
             Align2::CENTER_BOTTOM,
-            format!("1/{n}"),
+            format!("uniform 1/{n}"),
             font,
             red,
         );

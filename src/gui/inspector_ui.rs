@@ -177,6 +177,8 @@ impl StudioApp {
                     ui.label("A single adapter: its predictions on validation examples and your own texts (fusion runs also show attention maps).");
                 }
                 self.example_map_ui(ui, &run);
+                // Room below the last map's colour bar, clear of the status bar.
+                ui.add_space(32.0);
             });
     }
 
