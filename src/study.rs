@@ -41,16 +41,7 @@ impl TaskSpec {
     /// A workspace dataset as a study task: its splits, columns and task type; the name made
     /// usable in run ids (`_` for other characters).
     pub fn of_dataset(d: &crate::workspace::DatasetEntry) -> TaskSpec {
-        let name: String = d
-            .name
-            .chars()
-            .map(
-                |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    true => c,
-                    false => '_',
-                },
-            )
-            .collect();
+        let name = safe_name(&d.name);
         let mut settings = BTreeMap::new();
         settings.insert("task".to_string(), Value::from(d.task.as_str()));
         for (key, value) in [
@@ -142,6 +133,19 @@ fn normalized(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `name` with every character other than letters, digits, `-` and `_` made `_`: usable in
+/// run ids and folder names.
+pub fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect()
 }
 
 /// A name usable in run ids and folder names.

@@ -309,20 +309,9 @@ impl Workspace {
 
     /// A new, unused run folder name from a base name (`sentiment`, `sentiment-2`, …).
     pub fn new_run_dir(&self, name: &str) -> PathBuf {
-        let clean: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let clean = if clean.is_empty() {
-            "run".to_string()
-        } else {
-            clean
+        let clean = match crate::study::safe_name(name) {
+            c if c.is_empty() => "run".to_string(),
+            c => c,
         };
         let mut n = 1;
         loop {

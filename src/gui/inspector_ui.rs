@@ -228,12 +228,13 @@ impl StudioApp {
         });
         ui.horizontal(|ui| {
             let mut i = index;
-            ui.label("Evaluation");
+            let label = ui.label("Evaluation");
             if ui
                 .add_enabled(
                     last > 0,
                     egui::Slider::new(&mut i, 0..=last.max(1)).show_value(false),
                 )
+                .labelled_by(label.id)
                 .changed()
             {
                 v.eval_index = (i != last).then_some(i);

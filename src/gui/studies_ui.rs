@@ -874,22 +874,11 @@ pub fn submit_args(
     Ok(args)
 }
 
-/// `name` as a folder name.
+/// `name` as a folder name (`study` when empty).
 fn sanitized(name: &str) -> String {
-    let s: String = name
-        .trim()
-        .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c,
-                false => '_',
-            },
-        )
-        .collect();
-    if s.is_empty() {
-        "study".into()
-    } else {
-        s
+    match study::safe_name(name.trim()) {
+        s if s.is_empty() => "study".into(),
+        s => s,
     }
 }
 
