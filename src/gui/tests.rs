@@ -56,6 +56,21 @@ fn workspace(dir: &Path) -> Workspace {
     ws
 }
 
+/// A 4-step seq_bn run on the workspace's first dataset, trained by the library into
+/// `runs/NAME`; its folder.
+fn train_quickly(ws: &Workspace, name: &str) -> PathBuf {
+    let mut cfg = adapter_studio::training::TrainConfig::adapter(
+        tiny_model(),
+        ws.state.datasets[0].train.clone(),
+        adapter_studio::training::Method::SeqBn,
+    );
+    cfg.max_steps = Some(4);
+    cfg.batch_size = 8;
+    let out = ws.runs_dir().join(name);
+    adapter_studio::training::train(&cfg, &out, &mut |_| {}, &Default::default()).unwrap();
+    out
+}
+
 fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
     Harness::builder()
         .with_size([1280.0, 900.0])
@@ -564,15 +579,7 @@ fn a_run_another_process_trains_shows_as_running_elsewhere_and_is_followed() {
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     // A finished run, then made to look like one that a cluster node is training right now.
-    let mut cfg = adapter_studio::training::TrainConfig::adapter(
-        tiny_model(),
-        ws.state.datasets[0].train.clone(),
-        adapter_studio::training::Method::SeqBn,
-    );
-    cfg.max_steps = Some(4);
-    cfg.batch_size = 8;
-    let run = RunDir::new(&ws.runs_dir().join("remote"));
-    adapter_studio::training::train(&cfg, &run.root, &mut |_| {}, &Default::default()).unwrap();
+    let run = RunDir::new(&train_quickly(&ws, "remote"));
     let finished = std::fs::read_to_string(run.run_json()).unwrap();
     std::fs::write(
         run.run_json(),
@@ -1062,15 +1069,7 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
 fn a_single_adapter_is_tried_in_the_playground_and_inspected_against_gold_labels() {
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
-    let mut cfg = adapter_studio::training::TrainConfig::adapter(
-        tiny_model(),
-        ws.state.datasets[0].train.clone(),
-        adapter_studio::training::Method::SeqBn,
-    );
-    cfg.max_steps = Some(4);
-    cfg.batch_size = 8;
-    let out = ws.runs_dir().join("solo");
-    adapter_studio::training::train(&cfg, &out, &mut |_| {}, &Default::default()).unwrap();
+    let out = train_quickly(&ws, "solo");
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
 
     // No fusion anywhere: the playground still takes the adapter.
