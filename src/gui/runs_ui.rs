@@ -691,6 +691,13 @@ impl StudioApp {
         ui.separator();
         egui::ScrollArea::vertical().id_salt("runs").show(ui, |ui| {
             let mut select = None;
+            // Run names given to more than one run: each such run says which folder it is.
+            let mut names: std::collections::HashMap<String, usize> = Default::default();
+            for r in &self.runs.runs {
+                if let Some(i) = &r.info {
+                    *names.entry(i.config.name.clone()).or_default() += 1;
+                }
+            }
             for r in self.runs.runs.iter_mut().rev() {
                 ui.group(|ui| {
                     ui.horizontal(|ui| {
@@ -735,6 +742,19 @@ impl StudioApp {
                     }
                     if let Some(summary) = r.summary_line() {
                         ui.label(summary);
+                    }
+                    if let Some(info) = &r.info {
+                        let shared = names.get(&info.config.name).copied().unwrap_or(0);
+                        if shared > 1 {
+                            ui.colored_label(
+                                ui.visuals().warn_fg_color,
+                                format!(
+                                    "{shared} runs are named {}: this one is folder {}",
+                                    info.config.name,
+                                    r.dir.file_name().unwrap_or_default().to_string_lossy()
+                                ),
+                            );
+                        }
                     }
                     if let Some(e) = &r.error {
                         ui.colored_label(ui.visuals().error_fg_color, e);

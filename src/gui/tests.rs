@@ -1048,6 +1048,12 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
         2
     );
 
+    // Both runs have the library's default run name: each says which folder it is.
+    assert_eq!(h.query_all_by_label_contains("2 runs are named").count(), 2);
+    assert!(h
+        .query_by_label_contains("this one is folder first")
+        .is_some());
+
     // Deleting the older run moves it to the trash (off the UI thread); Undo puts it back in
     // its place, not at the end.
     let ids = |a: &StudioApp| a.runs.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
