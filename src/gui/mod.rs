@@ -729,9 +729,15 @@ impl StudioApp {
                         run: id,
                     });
                 } else {
-                    // Stopped: the study stops here too (it continues when run again).
+                    // Stopped: the study stops here too, its queued runs with it (it
+                    // continues when run again).
+                    let rest: Vec<PathBuf> =
+                        local.on_worker.iter().map(|id| study.run(id)).collect();
                     self.studies.local = None;
                     self.studies.stale = true;
+                    for out in rest {
+                        self.send(Command::Stop { out });
+                    }
                     return;
                 }
             }

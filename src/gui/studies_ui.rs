@@ -755,10 +755,12 @@ impl StudiesView {
                 }
             } else if finished + failed < total
                 && ui
-                    .button(match finished + failed {
-                        0 => "Run here",
-                        _ => "Continue here",
-                    })
+                    .button(
+                        match snapshot.status.iter().all(|r| r.state == RunState::Planned) {
+                            true => "Run here",
+                            false => "Continue here",
+                        },
+                    )
                     .on_hover_text("Runs what is not finished on this app's worker, one at a time")
                     .clicked()
             {

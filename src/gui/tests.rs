@@ -1195,3 +1195,61 @@ fn long_texts_are_cut_at_a_word_with_an_ellipsis_and_short_ones_kept() {
         "a fine film about the…"
     );
 }
+
+#[test]
+fn a_study_stopped_here_stops_its_queued_runs_and_continues_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = workspace(dir.path());
+    add_films(&mut ws, dir.path());
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Studies;
+    h.step();
+    let form = &mut h.state_mut().studies.form;
+    form.name = "long".into();
+    form.targets.insert("films".into());
+    form.methods = ["head-only", "seq_bn"].map(String::from).into();
+    form.seeds = "1".into();
+    // Long enough that Stop lands in the first run.
+    form.max_steps = "600".into();
+    h.step();
+    click(&mut h, "Create and run here");
+    let runs = dir.path().join("studies/long/runs");
+    step_until(&mut h, "the first run to train", |a| {
+        a.runs.active().is_some_and(|r| r.step() >= 3)
+    });
+    click(&mut h, "Stop");
+    assert!(h.state().studies.local.is_none());
+    step_until(&mut h, "the worker to be idle", |a| {
+        a.runs.active().is_none()
+            && a.runs
+                .runs
+                .iter()
+                .all(|r| r.phase == super::runs_ui::Phase::Idle)
+    });
+    let status = |id: &str| {
+        RunDir::new(&runs.join(id))
+            .read_info()
+            .map(|i| i.status)
+            .ok()
+    };
+    assert_eq!(status("films-head-only-s1"), Some(RunStatus::Stopped));
+    assert_eq!(
+        status("films-seq_bn-s1"),
+        None,
+        "the queued run never started"
+    );
+
+    // Continue here: the stopped run resumes, the other starts, both finish.
+    step_until(&mut h, "the study's state", |a| {
+        a.studies.snapshot.as_ref().is_some_and(|(_, s)| {
+            s.as_ref()
+                .is_ok_and(|s| s.status.iter().any(|r| r.step > 0))
+        })
+    });
+    click(&mut h, "Continue here");
+    step_until(&mut h, "the study to end here", |a| {
+        a.studies.local.is_none()
+    });
+    assert_eq!(status("films-head-only-s1"), Some(RunStatus::Finished));
+    assert_eq!(status("films-seq_bn-s1"), Some(RunStatus::Finished));
+}
