@@ -182,7 +182,14 @@ impl BarChart {
 impl Draw for BarChart {
     fn size(&self) -> (u32, u32) {
         let bars = self.groups.len().max(1) * (self.series.len().max(1) + 1);
-        ((bars as u32 * 22 + 160).clamp(420, 1200), 320)
+        let longest = self
+            .series
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        let legend = 30 + 7 * longest as u32;
+        ((bars as u32 * 22 + 160).clamp(420, 1200) + legend, 320)
     }
 
     fn draw<DB: DrawingBackend>(
@@ -192,6 +199,42 @@ impl Draw for BarChart {
     ) -> std::result::Result<(), String> {
         let px = |v: f64| (v * s).round() as u32;
         area.fill(&WHITE).map_err(err)?;
+        // The legend beside the plot, never over a bar.
+        let longest = self
+            .series
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        let legend_w = (30.0 + 7.0 * longest as f64) * s;
+        let (w, _) = area.dim_in_pixel();
+        let (area, legend) = area.split_horizontally(w.saturating_sub(legend_w as u32));
+        for (k, name) in self.series.iter().enumerate() {
+            let y = (60.0 + 20.0 * k as f64) * s;
+            let colour = rgb(series_colour(k));
+            legend
+                .draw(&Rectangle::new(
+                    [
+                        (0, y as i32 - px(5.0) as i32),
+                        (px(10.0) as i32, y as i32 + px(5.0) as i32),
+                    ],
+                    colour.filled(),
+                ))
+                .map_err(err)?;
+            legend
+                .draw(&Text::new(
+                    name.clone(),
+                    (px(16.0) as i32, y as i32),
+                    TextStyle::from((FONT, 11.0 * s).into_font()).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Left,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                ))
+                .map_err(err)?;
+        }
+        let area = &area;
         let n_groups = self.groups.len().max(1);
         let n_series = self.series.len().max(1);
         let mut chart = ChartBuilder::on(area)
@@ -245,25 +288,6 @@ impl Draw for BarChart {
                     .map_err(err)?;
             }
         }
-        // The legend: one swatch per series (an empty series keeps its colour).
-        for (k, name) in self.series.iter().enumerate() {
-            let colour = rgb(series_colour(k));
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                .map_err(err)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 11.0 * s))
-            .draw()
-            .map_err(err)?;
         Ok(())
     }
 }
