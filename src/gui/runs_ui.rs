@@ -313,6 +313,16 @@ fn eval_line(e: &adapter_studio::training::EvalRecord) -> String {
     )
 }
 
+/// Evaluations as a line with a marker on each: the first evaluation, alone, is visible too.
+fn eval_curve(p: &mut egui_plot::PlotUi, name: String, pts: Vec<[f64; 2]>, colour: egui::Color32) {
+    p.points(
+        egui_plot::Points::new(name.clone(), PlotPoints::from(pts.clone()))
+            .radius(3.0)
+            .color(colour),
+    );
+    p.line(Line::new(name, PlotPoints::from(pts)).color(colour));
+}
+
 /// A tick or hover value that stays readable from 1e-6 (learning rates) to thousands (steps),
 /// with as many decimals as `step` (the distance between ticks; 0 when unknown) needs to tell
 /// neighbours apart.
@@ -1024,7 +1034,7 @@ impl StudioApp {
             plot("val_loss", "validation loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
                     let pts = r.eval_points(by_epoch, "loss", y_of);
-                    p.line(Line::new(r.id.clone(), PlotPoints::from(pts)).color(colour(r, 1.0)));
+                    eval_curve(p, r.id.clone(), pts, colour(r, 1.0));
                 }
             });
             let label = v
@@ -1035,10 +1045,7 @@ impl StudioApp {
                 for r in &shown {
                     let metric = v.metric.clone().unwrap_or_else(|| r.metric());
                     let pts = r.eval_points(by_epoch, &metric, |v| v);
-                    p.line(
-                        Line::new(format!("{} {metric}", r.id), PlotPoints::from(pts))
-                            .color(colour(r, 1.0)),
-                    );
+                    eval_curve(p, format!("{} {metric}", r.id), pts, colour(r, 1.0));
                 }
             });
         });
