@@ -544,7 +544,8 @@ impl StudiesView {
         if self.form.backend == Backend::Slurm {
             self.slurm_form_ui(ui, &dir);
         }
-        let exists = dir.join("plan.json").is_file();
+        // From the last background read: no file is looked at while drawing.
+        let exists = self.dirs.contains(&dir);
         let go = match self.form.backend {
             Backend::Here => "Create and run here",
             Backend::Slurm => "Create and submit",
