@@ -24,9 +24,11 @@ shot() {
   echo "screenshots/$name.png"
 }
 
+shot welcome 6 --screen welcome
 shot models 6 --screen models
 shot datasets 8 --screen datasets
 shot train 6 --screen train:method
+shot review 12 --screen train:review
 shot runs 90 --autostart
 
 # The default flow, as the wizard runs it: two demo adapters with the wizard's (= the CLI's)
