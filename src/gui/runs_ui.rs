@@ -1030,6 +1030,12 @@ impl StudioApp {
                 }
             });
         });
+        let evaluated = shown
+            .iter()
+            .any(|r| r.records.iter().any(|x| matches!(x, Record::Eval(_))));
+        if !evaluated {
+            ui.label("The validation curves start at the first evaluation (at each epoch's end, or every N steps as set).");
+        }
         ui.horizontal(|ui| {
             plot("val_loss", "validation loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
