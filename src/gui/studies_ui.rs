@@ -951,6 +951,7 @@ fn report_chart_ui(ui: &mut egui::Ui, rows: &[ReportRow]) {
     let n = chart.series.len().max(1) as f64;
     let width = 0.8 / n;
     let groups = chart.groups.clone();
+    let ink = ui.visuals().strong_text_color();
     Plot::new("study_chart")
         .height(240.0)
         .legend(
@@ -972,6 +973,8 @@ fn report_chart_ui(ui: &mut egui::Ui, rows: &[ReportRow]) {
             }
         })
         .show(ui, |plot| {
+            // Bars first, the error bars over them in the text colour (readable on either theme).
+            let mut whiskers: Vec<Vec<[f64; 2]>> = Vec::new();
             for (k, method) in chart.series.iter().enumerate() {
                 let [r, g, b] = series_colour(k);
                 let colour = egui::Color32::from_rgb(r, g, b);
@@ -984,24 +987,22 @@ fn report_chart_ui(ui: &mut egui::Ui, rows: &[ReportRow]) {
                             .width(width * 0.85)
                             .name(format!("{method}: {mean:.4} ± {std:.4}")),
                     );
-                    let line = |pts: Vec<[f64; 2]>| {
-                        Line::new("", PlotPoints::from(pts))
-                            .color(ui_ink())
-                            .width(1.5)
-                            .allow_hover(false)
-                    };
                     let cap = width * 0.2;
-                    plot.line(line(vec![[x, mean - std], [x, mean + std]]));
-                    plot.line(line(vec![[x - cap, mean + std], [x + cap, mean + std]]));
-                    plot.line(line(vec![[x - cap, mean - std], [x + cap, mean - std]]));
+                    whiskers.push(vec![[x, mean - std], [x, mean + std]]);
+                    whiskers.push(vec![[x - cap, mean + std], [x + cap, mean + std]]);
+                    whiskers.push(vec![[x - cap, mean - std], [x + cap, mean - std]]);
                 }
                 plot.bar_chart(BarChart::new(method.clone(), bars).color(colour));
             }
+            for pts in whiskers {
+                plot.line(
+                    Line::new("", PlotPoints::from(pts))
+                        .color(ink)
+                        .width(1.5)
+                        .allow_hover(false),
+                );
+            }
         });
-}
-
-fn ui_ink() -> egui::Color32 {
-    egui::Color32::from_gray(40)
 }
 
 /// Every planned run: state, progress, error; a run with a folder opens on the Runs screen.
