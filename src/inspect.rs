@@ -77,7 +77,8 @@ impl Scale {
 /// few hundredths apart, more for closer ones (at most 5).
 pub fn decimals(range: (f64, f64)) -> usize {
     let span = range.1 - range.0;
-    if !(span > 0.0) {
+    // Also catches NaN: no span to read decimals from.
+    if span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return 3;
     }
     ((-span.log10()).ceil() as i64 + 1).clamp(2, 5) as usize

@@ -331,7 +331,7 @@ fn tick_text(v: f64, step: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    if a < 1e-2 || a >= 1e5 {
+    if !(1e-2..1e5).contains(&a) {
         return format!("{v:.1e}");
     }
     let decimals = match step > 0.0 {
