@@ -127,6 +127,7 @@ pub struct StudioApp {
     playground: PlaygroundView,
     export: ExportView,
     studies: StudiesView,
+    welcome: welcome_ui::WelcomeView,
     /// Slowest recent frame of our own UI code, for the status bar and the frame-time log.
     frame_ms: FrameTimes,
     /// Another window has this workspace: asked what to do (read-only, another, quit).
@@ -193,6 +194,7 @@ impl StudioApp {
             playground: PlaygroundView::default(),
             export: ExportView::default(),
             studies: StudiesView::default(),
+            welcome: welcome_ui::WelcomeView::default(),
             frame_ms: FrameTimes::default(),
             in_use,
             requests: Vec::new(),
@@ -556,7 +558,7 @@ impl StudioApp {
         }
         let request = egui::ScrollArea::vertical()
             .show(ui, |ui| {
-                welcome_ui::welcome_ui(
+                self.welcome.welcome_ui(
                     ui,
                     &self.ws.state.models,
                     &self.ws.state.datasets,

@@ -11,7 +11,7 @@ use adapter_studio::side_worker::{Probe, SideCommand};
 use adapter_studio::training::{Method, Stage};
 
 use super::runs_ui::RunEntry;
-use super::{Screen, StudioApp};
+use super::{text_field_ui, Screen, StudioApp};
 
 #[derive(Default)]
 pub struct PlaygroundView {
@@ -172,23 +172,17 @@ impl StudioApp {
         egui::Grid::new("playground_inputs")
             .num_columns(2)
             .show(ui, |ui| {
-                let label = ui.label("Text");
-                let r = ui
-                    .add(
-                        egui::TextEdit::singleline(&mut self.playground.text)
-                            .hint_text("type a sentence")
-                            .desired_width(width),
-                    )
-                    .labelled_by(label.id);
+                let r = text_field_ui(
+                    ui,
+                    "Text",
+                    "type a sentence",
+                    width,
+                    &mut self.playground.text,
+                );
                 go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.end_row();
-                let label = ui.label("Text pair");
-                ui.add(
-                    egui::TextEdit::singleline(&mut self.playground.pair)
-                        .hint_text("optional second text (pair tasks)")
-                        .desired_width(width),
-                )
-                .labelled_by(label.id);
+                let hint = "optional second text (pair tasks)";
+                text_field_ui(ui, "Text pair", hint, width, &mut self.playground.pair);
                 ui.end_row();
             });
         ui.horizontal(|ui| {

@@ -124,7 +124,9 @@ impl RunEntry {
             .read_new::<Record>(&run.metrics())
             .unwrap_or_default();
         if rewritten {
+            // Read again from the start: the log is rebuilt from it like the records.
             self.records.clear();
+            self.log.clear();
         }
         self.log.extend(records.iter().filter_map(|r| match r {
             Record::Eval(e) => Some(eval_line(e)),
@@ -173,6 +175,21 @@ impl RunEntry {
         if let Some(e) = &self.error {
             self.log.push(format!("error: {e}"));
         }
+    }
+
+    /// The last training step's record.
+    pub fn last_step(&self) -> Option<&StepRecord> {
+        self.records.iter().rev().find_map(|x| match x {
+            Record::Train(s) => Some(s),
+            Record::Eval(_) => None,
+        })
+    }
+
+    /// The training speed the run last reported (examples/s), once it has one.
+    pub fn examples_per_sec(&self) -> Option<f64> {
+        self.last_step()
+            .map(|s| s.examples_per_sec)
+            .filter(|v| *v > 0.0)
     }
 
     pub fn step(&self) -> usize {
@@ -731,12 +748,7 @@ impl StudioApp {
                         egui::ProgressBar::new(step as f32 / total as f32)
                             .text(format!("{step}/{} steps", r.total_steps)),
                     );
-                    if let Some(Record::Train(last)) = r
-                        .records
-                        .iter()
-                        .rev()
-                        .find(|x| matches!(x, Record::Train(_)))
-                    {
+                    if let Some(last) = r.last_step() {
                         let mut line = format!(
                             "{:.1} ex/s · elapsed {}",
                             last.examples_per_sec,

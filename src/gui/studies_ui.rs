@@ -423,9 +423,7 @@ impl StudiesView {
             .num_columns(2)
             .spacing([12.0, 6.0])
             .show(ui, |ui| {
-                let label = ui.label("Name");
-                ui.add(egui::TextEdit::singleline(&mut f.name).desired_width(240.0))
-                    .labelled_by(label.id);
+                text_field_ui(ui, "Name", "", 240.0, &mut f.name);
                 ui.end_row();
 
                 let label = ui.label("Model");
@@ -493,22 +491,16 @@ impl StudiesView {
                 });
                 ui.end_row();
 
-                let label = ui.label("Seeds");
-                ui.add(
-                    egui::TextEdit::singleline(&mut f.seeds)
-                        .hint_text("1, 2, 3")
-                        .desired_width(120.0),
-                )
-                .labelled_by(label.id);
+                text_field_ui(ui, "Seeds", "1, 2, 3", 120.0, &mut f.seeds);
                 ui.end_row();
 
-                let label = ui.label("Max steps");
-                ui.add(
-                    egui::TextEdit::singleline(&mut f.max_steps)
-                        .hint_text("the preset's epochs")
-                        .desired_width(160.0),
+                text_field_ui(
+                    ui,
+                    "Max steps",
+                    "the preset's epochs",
+                    160.0,
+                    &mut f.max_steps,
                 )
-                .labelled_by(label.id)
                 .on_hover_text("Per run; empty trains the preset's epochs with early stopping");
                 ui.end_row();
 
@@ -594,13 +586,7 @@ impl StudiesView {
                         "the cluster's default",
                     ),
                 ] {
-                    let l = ui.label(label);
-                    ui.add(
-                        egui::TextEdit::singleline(value)
-                            .hint_text(hint)
-                            .desired_width(160.0),
-                    )
-                    .labelled_by(l.id);
+                    text_field_ui(ui, label, hint, 160.0, value);
                     ui.end_row();
                 }
                 let l = ui.label("More #SBATCH lines");

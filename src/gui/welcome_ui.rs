@@ -80,17 +80,7 @@ fn demo_examples(datasets: &[DatasetEntry]) -> Option<f64> {
 
 /// "about 12 minutes here (from earlier runs' speed)" or the measured figure for a small CPU.
 fn expected_time(runs: &[RunEntry], examples: Option<f64>) -> String {
-    let speeds: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| {
-            r.records.iter().rev().find_map(|x| match x {
-                adapter_studio::training::Record::Train(s) if s.examples_per_sec > 0.0 => {
-                    Some(s.examples_per_sec)
-                }
-                _ => None,
-            })
-        })
-        .collect();
+    let speeds: Vec<f64> = runs.iter().filter_map(RunEntry::examples_per_sec).collect();
     match (examples, speeds.is_empty()) {
         (Some(n), false) => {
             let eps = speeds.iter().sum::<f64>() / speeds.len() as f64;
@@ -102,12 +92,35 @@ fn expected_time(runs: &[RunEntry], examples: Option<f64>) -> String {
     }
 }
 
-/// The welcome page; returns what the user asked for.
-pub fn welcome_ui(
+/// The welcome page's state: the demo's size, counted once (reading the datasets is not work
+/// for every frame).
+#[derive(Default)]
+pub struct WelcomeView {
+    demo_examples: Option<Option<f64>>,
+}
+
+impl WelcomeView {
+    /// The welcome page; returns what the user asked for.
+    pub fn welcome_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        models: &[ModelEntry],
+        datasets: &[DatasetEntry],
+        runs: &[RunEntry],
+    ) -> Option<WelcomeRequest> {
+        let examples = *self
+            .demo_examples
+            .get_or_insert_with(|| demo_examples(datasets));
+        welcome_page_ui(ui, models, datasets, runs, examples)
+    }
+}
+
+fn welcome_page_ui(
     ui: &mut egui::Ui,
     models: &[ModelEntry],
     datasets: &[DatasetEntry],
     runs: &[RunEntry],
+    examples: Option<f64>,
 ) -> Option<WelcomeRequest> {
     let mut request = None;
     // Lines a reader can follow: not the whole width of a large window.
@@ -145,7 +158,7 @@ pub fn welcome_ui(
          {DEMO_TARGET} (a small rating task the others help with): {}. It runs as the study \
          “{DEMO_STUDY}”, so the Studies screen reports it and Runs shows each curve.",
         DEMO_SOURCES.join(", "),
-        expected_time(runs, demo_examples(datasets))
+        expected_time(runs, examples)
     ));
     ui.horizontal(|ui| {
         match &spec {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use adapter_studio::side_worker::SideCommand;
 use adapter_studio::training::{
-    Method, Preset as TrainingPreset, Record, RunEstimate, Stage, StopWatch, TrainConfig,
+    Method, Preset as TrainingPreset, RunEstimate, Stage, StopWatch, TrainConfig,
 };
 use adapter_studio::worker::Command;
 use adapter_studio::workspace::Preset;
@@ -682,12 +682,7 @@ fn examples_per_sec_seen(runs: &[RunEntry], config: &TrainConfig) -> Option<f64>
                 .as_ref()
                 .is_some_and(|i| i.config.model == config.model && kind(&i.config) == kind(config))
         })
-        .filter_map(|r| {
-            r.records.iter().rev().find_map(|x| match x {
-                Record::Train(s) if s.examples_per_sec > 0.0 => Some(s.examples_per_sec),
-                _ => None,
-            })
-        })
+        .filter_map(RunEntry::examples_per_sec)
         .collect();
     speeds.sort_by(f64::total_cmp);
     speeds.get(speeds.len() / 2).copied()
