@@ -120,7 +120,7 @@ pub fn load(dir: &Path, device: Device) -> Result<AdapterModel> {
     let mut order = Vec::new();
     for raw in &manifest.adapters {
         let env = hub::envelope_from_value(&mpath, raw.clone())?;
-        let cfg = hub::parse_bn_config(&env)?;
+        let cfg = hub::parse_adapter_config(&env)?;
         let adapter = hub::build_adapter(&env, cfg, &file, copy(&tensors), &model.base, None)?;
         order.push(adapter.name.clone());
         model.add_adapter(adapter)?;

@@ -22,6 +22,9 @@ pub enum ExportFormat {
     AdapterHub,
     /// Config, tokenizer, one weights file and a checksummed manifest.
     Bundle,
+    /// A plain Hugging Face model folder with one LoRA or (IA)³ adapter folded into its
+    /// weights, and the classification head as transformers' own where it has the same form.
+    Merged,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -30,8 +33,9 @@ impl std::str::FromStr for ExportFormat {
         match s {
             "adapterhub" => Ok(ExportFormat::AdapterHub),
             "bundle" => Ok(ExportFormat::Bundle),
+            "merged" => Ok(ExportFormat::Merged),
             other => Err(Error::Invalid(format!(
-                "unknown export format `{other}` (adapterhub or bundle)"
+                "unknown export format `{other}` (adapterhub, bundle or merged)"
             ))),
         }
     }
@@ -161,6 +165,7 @@ pub fn export(
     let written = match spec.format {
         ExportFormat::AdapterHub => write_adapterhub(&model, &head_name, spec.weights, &mut writer),
         ExportFormat::Bundle => write_bundle(&model, &head_name, &mut writer),
+        ExportFormat::Merged => write_merged(&model, &head_name, &mut writer),
     };
     let files = std::mem::take(&mut writer.files);
     if let Err(e) = written {
@@ -362,4 +367,135 @@ fn write_bundle(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
         serde_json::to_value(&manifest).map_err(|e| Error::Invalid(format!("manifest: {e}")))?;
     write_json_atomic(&w.root.join(bundle::MANIFEST), &value)?;
     w.finished(bundle::MANIFEST)
+}
+
+/// The base model's weights with the one LoRA or (IA)³ adapter of the setup folded in.
+pub fn merged_state_dict(model: &AdapterModel) -> Result<weights::StateDict> {
+    let refuse = |why: String| {
+        Error::Invalid(format!(
+            "a merged export folds one LoRA or (IA)³ adapter into the model: {why} (export it \
+             as adapterhub or bundle instead)"
+        ))
+    };
+    let names = model.setup.as_ref().map(|s| s.flatten()).unwrap_or_default();
+    let [name] = names.as_slice() else {
+        return Err(refuse(format!("the setup has {} adapters", names.len())));
+    };
+    let adapter = &model.adapters[*name];
+    if adapter.config.lora().is_none() {
+        return Err(refuse(format!(
+            "`{name}` is a {} adapter",
+            adapter.config.method_name()
+        )));
+    }
+    let state: weights::StateDict = weights::state_dict_of(&model.base.vs)
+        .into_iter()
+        .map(|(k, t)| (k, t.copy()))
+        .collect();
+    let root = model.base.vs.root();
+    for (&(layer, site), lora) in adapter.loras() {
+        let path = crate::model::linear_path(&root, &model.base.config, layer, site);
+        let prefix = path.components().collect::<Vec<_>>().join(".");
+        let find = |state: &weights::StateDict, key: &str| state.iter().position(|(k, _)| k == key);
+        let w = find(&state, &format!("{prefix}.weight"))
+            .ok_or_else(|| Error::Invalid(format!("the base model has no `{prefix}.weight`")))?;
+        let b = find(&state, &format!("{prefix}.bias"));
+        let mut weight = state[w].1.shallow_clone();
+        let mut bias = b.map(|i| state[i].1.shallow_clone());
+        lora.merge_into(&mut weight, bias.as_mut())?;
+    }
+    Ok(state)
+}
+
+/// transformers' sequence-classification class for a 2-layer tanh classification head on the
+/// first token, where its own head has that form: BERT's pooler + classifier, RoBERTa's and
+/// XLM-R's `classifier.dense/out_proj`.
+fn hf_classifier_keys(arch: crate::model::Architecture) -> Option<(&'static str, [&'static str; 2])> {
+    use crate::model::Architecture;
+    match arch {
+        Architecture::Bert => Some((
+            "BertForSequenceClassification",
+            ["bert.pooler.dense", "classifier"],
+        )),
+        Architecture::Roberta => Some((
+            "RobertaForSequenceClassification",
+            ["classifier.dense", "classifier.out_proj"],
+        )),
+        Architecture::XlmRoberta => Some((
+            "XLMRobertaForSequenceClassification",
+            ["classifier.dense", "classifier.out_proj"],
+        )),
+        _ => None,
+    }
+}
+
+fn write_merged(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result<()> {
+    let mc = &model.base.config;
+    let mut state = merged_state_dict(model)?;
+    let head = &model.heads[head_name];
+    let hc = &head.config;
+    let mut config: serde_json::Value = {
+        let path = model.base.dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::config(&path, "config.json", e.to_string()))?
+    };
+    let classifier = hf_classifier_keys(mc.arch).filter(|_| {
+        hc.head_type == crate::heads::HeadType::Classification
+            && hc.layers == 2
+            && hc.activation_name.as_deref() == Some("tanh")
+            && !hc.use_pooler
+            && hc.bias
+    });
+    match classifier {
+        Some((class, [first, second])) => {
+            // The head's two Linears (`heads.NAME.1`, `heads.NAME.4`) in index order.
+            let head_state = weights::state_dict_of(&head.vs);
+            let index = |k: &str| k.split('.').nth(2).and_then(|i| i.parse::<usize>().ok());
+            let mut indices: Vec<usize> = head_state.iter().filter_map(|(k, _)| index(k)).collect();
+            indices.sort_unstable();
+            indices.dedup();
+            state.retain(|(k, _)| !k.starts_with(&format!("{}.pooler.", mc.arch.prefix())));
+            for (k, t) in &head_state {
+                let module = match indices.iter().position(|i| Some(*i) == index(k)) {
+                    Some(0) => first,
+                    _ => second,
+                };
+                let param = k.rsplit('.').next().unwrap_or_default();
+                state.push((format!("{module}.{param}"), t.shallow_clone()));
+            }
+            let o = config.as_object_mut().ok_or_else(|| {
+                Error::Invalid(format!("{}: config.json is not an object", model.base.dir.display()))
+            })?;
+            o.insert("architectures".into(), json!([class]));
+            let labels = &hc.labels;
+            o.insert(
+                "id2label".into(),
+                json!(labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect::<serde_json::Map<_, _>>()),
+            );
+            o.insert(
+                "label2id".into(),
+                json!(labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect::<serde_json::Map<_, _>>()),
+            );
+            o.insert("num_labels".into(), json!(hc.num_labels));
+        }
+        None => {
+            // No transformers class has this head's form: keep it in AdapterHub's format.
+            hub::save_head(head, mc, &w.root.join("head"), WeightFormat::Safetensors)?;
+            w.finished("head")?;
+        }
+    }
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    w.bytes_total = tensor_bytes(&state);
+    for name in MODEL_FILES.iter().filter(|f| **f != "config.json") {
+        let src = model.base.dir.join(name);
+        if src.is_file() {
+            std::fs::copy(&src, w.root.join(name)).map_err(|e| Error::io(&src, e))?;
+            w.finished(name)?;
+        }
+    }
+    write_json_atomic(&w.root.join("config.json"), &config)?;
+    w.finished("config.json")?;
+    weights::write_state_dict(&w.root.join("model.safetensors"), &state)?;
+    w.finished("model.safetensors")
 }

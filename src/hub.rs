@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 use tch::Tensor;
 
-use crate::adapters::{AdapterModule, BnConfig, BnPreset, FusionModule};
+use crate::adapters::{AdapterConfig, AdapterModule, FusionModule};
 use crate::error::{Error, Result};
 use crate::fusion::FusionConfig;
 use crate::heads::{HeadConfig, HeadModule};
@@ -272,32 +272,15 @@ fn rename_in_key(key: &str, marker: &str, from: &str, to: &str) -> String {
     key.replace(&format!(".{segment}"), &format!(".{marker}.{to}."))
 }
 
-/// The bottleneck config of an adapter envelope (a preset name or the full object).
-pub fn parse_bn_config(env: &Envelope) -> Result<BnConfig> {
-    match &env.config {
-        Value::String(s) => {
-            let preset = BnPreset::from_name(s).ok_or_else(|| {
-                Error::config(
-                    &env.path,
-                    "config",
-                    format!("unknown adapter config name `{s}`"),
-                )
-            })?;
-            Ok(BnConfig::preset(preset))
-        }
-        Value::Object(m) => BnConfig::from_json(&env.path, m, env.versioned),
-        other => Err(Error::config(
-            &env.path,
-            "config",
-            format!("expected an object, found {other}"),
-        )),
-    }
+/// The config of an adapter envelope (a preset name or the full object), by its method.
+pub fn parse_adapter_config(env: &Envelope) -> Result<AdapterConfig> {
+    AdapterConfig::from_value(&env.path, &env.config, env.versioned)
 }
 
 /// Reads only the config of an adapter folder (for listing and validation).
-pub fn read_adapter_config(dir: &Path) -> Result<(Envelope, BnConfig)> {
+pub fn read_adapter_config(dir: &Path) -> Result<(Envelope, AdapterConfig)> {
     let env = read_envelope(dir, Artifact::Adapter)?;
-    let cfg = parse_bn_config(&env)?;
+    let cfg = parse_adapter_config(&env)?;
     Ok((env, cfg))
 }
 
@@ -313,7 +296,7 @@ pub fn load_adapter(dir: &Path, model: &BaseModel, load_as: Option<&str>) -> Res
 /// others: a file saved by the library, or a bundle's single weights file).
 pub fn build_adapter(
     env: &Envelope,
-    config: BnConfig,
+    config: AdapterConfig,
     file: &Path,
     tensors: weights::StateDict,
     model: &BaseModel,
@@ -323,9 +306,13 @@ pub fn build_adapter(
     let name = load_as.unwrap_or(&env.name).to_string();
     let module = AdapterModule::new(&model.config, &name, config, model.device())?;
     let prefix = model.config.arch.prefix();
+    let marker = match module.config {
+        AdapterConfig::Bottleneck(_) => "adapters",
+        AdapterConfig::Lora(_) => "loras",
+    };
     // `adapter_norm_before` is the same LayerNorm as `adapter_down.0`, saved twice by the library.
     // The library saves by substring match, so a file may hold other adapters' weights: keep ours.
-    let ours = format!(".adapters.{}.", env.name);
+    let ours = format!(".{marker}.{}.", env.name);
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(k, t)| (normalize_key(&k, prefix), t))
@@ -335,7 +322,7 @@ pub fn build_adapter(
         &module.vs,
         file,
         tensors.into_iter().map(Ok),
-        |k| rename_in_key(k, "adapters", &env.name, &name),
+        |k| rename_in_key(k, marker, &env.name, &name),
         Some("adapter"),
     )?;
     Ok(module)
@@ -344,7 +331,7 @@ pub fn build_adapter(
 /// The adapter's weights as the library saves them.
 pub fn adapter_state_dict(adapter: &AdapterModule) -> weights::StateDict {
     let mut state = weights::state_dict_of(&adapter.vs);
-    if adapter.config.ln_before {
+    if adapter.config.bottleneck().is_some_and(|c| c.ln_before) {
         // Mirror the library, which saves the input LayerNorm under both of its module names.
         let extra: Vec<(String, Tensor)> = state
             .iter()
@@ -364,7 +351,7 @@ pub fn adapter_state_dict(adapter: &AdapterModule) -> weights::StateDict {
 
 /// The `adapter_config.json` object of `adapter`.
 pub fn adapter_envelope(adapter: &AdapterModule, model: &ModelConfig) -> Value {
-    let config = Value::Object(adapter.config.raw.clone());
+    let config = Value::Object(adapter.config.raw().clone());
     Value::Object(envelope_json(model, &adapter.name, config))
 }
 

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use crate::adapter_model::AdapterModel;
-use crate::adapters::config::ReductionFactor;
 use crate::error::{Error, Result};
 use crate::hub::{self, Artifact, Envelope};
 use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
@@ -46,6 +45,8 @@ pub struct Item {
     pub method: String,
     /// Bytes of the weights file.
     pub bytes: u64,
+    /// Parameters in the weights file (from a safetensors header; None without one).
+    pub parameters: Option<u64>,
     /// The task it was trained on (run name or dataset), where known.
     pub task: Option<String>,
     /// The run's best validation metric, where known.
@@ -75,19 +76,11 @@ impl Item {
 fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)> {
     Ok(match artifact {
         Artifact::Adapter => {
-            let cfg = hub::parse_bn_config(env)?;
-            let method = if cfg.is_parallel {
-                "par_bn"
-            } else if cfg.mh_adapter && cfg.output_adapter {
-                "double_seq_bn"
-            } else {
-                "seq_bn"
-            };
-            let rf = match cfg.reduction_factor {
-                ReductionFactor::Uniform(r) => format!(", reduction {r}"),
-                ReductionFactor::PerLayer { .. } => ", reduction per layer".into(),
-            };
-            (format!("{method}{rf}"), Vec::new())
+            let cfg = hub::parse_adapter_config(env)?;
+            (
+                format!("{}, {}", cfg.method_name(), cfg.size_label()),
+                Vec::new(),
+            )
         }
         Artifact::Fusion => {
             let names = hub::fusion_adapter_names(env)?;
@@ -110,6 +103,39 @@ fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)>
     })
 }
 
+/// The number of parameters a folder's safetensors file holds, read from its header alone.
+fn safetensors_parameters(dir: &Path, artifact: Artifact) -> Option<u64> {
+    use std::io::Read;
+    let path = dir.join(artifact.weights_file(hub::WeightFormat::Safetensors));
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    // A header is a few KB for an adapter; refuse absurd lengths rather than allocate them.
+    if len > 64 << 20 {
+        return None;
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let total = v
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__" && !k.contains(".adapter_norm_before."))
+        .filter_map(|(_, t)| t.get("shape")?.as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>()))
+        .sum();
+    Some(total)
+}
+
+/// "74.2K parameters", "1.2M parameters".
+pub fn parameters_text(n: u64) -> String {
+    match n {
+        0..=9_999 => format!("{n} parameters"),
+        10_000..=999_999 => format!("{:.1}K parameters", n as f64 / 1e3),
+        _ => format!("{:.2}M parameters", n as f64 / 1e6),
+    }
+}
+
 /// Reads one artifact folder into a card.
 pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item> {
     let env = hub::read_envelope(dir, artifact)?;
@@ -128,6 +154,7 @@ pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item>
         model_name: env.model_name.clone(),
         method,
         bytes,
+        parameters: safetensors_parameters(dir, artifact),
         task: None,
         best_metric: None,
         adapter_names,

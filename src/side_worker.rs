@@ -35,6 +35,38 @@ pub struct ExampleRow {
     pub gold: String,
 }
 
+/// Averages `adapters` into a folder beside the workspace's library, then imports it.
+fn average_into_library(
+    workspace: &std::path::Path,
+    model: &std::path::Path,
+    adapters: &[PathBuf],
+    name: &str,
+) -> crate::error::Result<Vec<Item>> {
+    use crate::adapters::average::{average_folders, Combine};
+    let ws = Workspace::open(workspace)?;
+    let tmp = tempfile_dir(workspace, name);
+    let inputs: Vec<(PathBuf, f64)> = adapters.iter().map(|d| (d.clone(), 1.0)).collect();
+    let _rng = crate::rng::torch_rng_lock();
+    let result = average_folders(
+        model,
+        &inputs,
+        Combine::Linear,
+        name,
+        &tmp,
+        crate::hub::WeightFormat::Both,
+    )
+    .and_then(|()| library::import(&ws, &tmp));
+    crate::io::remove_dir_quietly(&tmp);
+    result
+}
+
+/// A scratch folder inside the workspace for a result that is then imported.
+fn tempfile_dir(workspace: &std::path::Path, name: &str) -> PathBuf {
+    workspace
+        .join(".scratch")
+        .join(format!("{name}-{}", std::process::id()))
+}
+
 #[derive(Debug, Clone)]
 pub enum SideCommand {
     Predict {
@@ -56,6 +88,14 @@ pub enum SideCommand {
         id: u64,
         workspace: PathBuf,
         dir: PathBuf,
+    },
+    /// Adapters averaged (equal weights, linear) into a new adapter imported into the library.
+    Average {
+        id: u64,
+        workspace: PathBuf,
+        model: PathBuf,
+        adapters: Vec<PathBuf>,
+        name: String,
     },
     /// A run folder moved to the workspace's trash (see `RunDir::move_to_trash`).
     Trash {
@@ -175,6 +215,17 @@ impl SideWorker {
                                     let _rng = crate::rng::torch_rng_lock();
                                     library::import(&ws, &dir)
                                 })
+                                .map_err(|e| e.to_string()),
+                        },
+                        SideCommand::Average {
+                            id,
+                            workspace,
+                            model,
+                            adapters,
+                            name,
+                        } => SideEvent::Imported {
+                            id,
+                            result: average_into_library(&workspace, &model, &adapters, &name)
                                 .map_err(|e| e.to_string()),
                         },
                         SideCommand::Trash { id, run, trash } => SideEvent::Trashed {

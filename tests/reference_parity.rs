@@ -134,8 +134,54 @@ fn every_reference_case_matches_the_python_library() {
         "expected the full reference set, found {}",
         cases.len()
     );
+    check_all(&cases);
+}
+
+/// LoRA, (IA)³ and gated LoRA on BERT, RoBERTa, DistilBERT and XLM-R, alone and in Stack,
+/// Average and Parallel (tests/reference/make_fixtures.py --methods).
+#[test]
+fn every_lora_and_ia3_case_matches_the_python_library() {
+    let cases = cases_in("methods/cases.json");
+    assert!(cases.len() >= 42, "expected 10 cases × 4 models and 2 averages, found {}", cases.len());
+    check_all(&cases);
+}
+
+/// `average` of two LoRAs (linear, and lora_delta_w_svd at rank 4) gives the adapter the
+/// library's `average_adapter` made: the same logits.
+#[test]
+fn averaged_loras_match_the_library_average_adapter() {
+    use adapter_studio::adapters::average::{average, Combine};
+    let cases = cases_in("methods/cases.json");
+    let dir = fixtures().join("methods").join("bert");
+    for (case_name, combine) in [
+        ("bert_avg_linear", Combine::Linear),
+        ("bert_avg_svd", Combine::LoraDeltaWSvd { svd_rank: 4 }),
+    ] {
+        let case = cases.iter().find(|c| c["name"] == case_name).unwrap();
+        let base = BaseModel::load(&fixtures().join("bert_tiny"), Device::Cpu).unwrap();
+        let a = hub::load_adapter(&dir.join("lora"), &base, None).unwrap();
+        let b = hub::load_adapter(&dir.join("lora3"), &base, None).unwrap();
+        let avg = average(&base.config, "avg", &[(&a, 0.7), (&b, 0.3)], combine).unwrap();
+        let mut model = AdapterModel::new(base);
+        model.add_adapter(avg).unwrap();
+        model.set_setup(Some(Setup::adapter("avg"))).unwrap();
+        let head = hub::load_head(&dir.join("head_cls"), &model.base, None).unwrap();
+        model.add_head(head);
+        let batch = model
+            .base
+            .tokenizer
+            .encode_batch(&texts(case), Device::Cpu)
+            .unwrap();
+        let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
+        let logits =
+            Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        assert_close(case_name, &logits, &floats(&case["logits"]), 1e-4);
+    }
+}
+
+fn check_all(cases: &[Value]) {
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         let name = case["name"].as_str().unwrap().to_string();
         if let Err(e) = std::panic::catch_unwind(|| check_case(case)) {
             let msg = e

@@ -1,11 +1,122 @@
-//! Bottleneck adapter configuration (`BnConfig` of the Python library), parsed from and written
-//! back to the `config` object of `adapter_config.json`.
+//! Adapter configurations, parsed once from the `config` object of `adapter_config.json` by its
+//! `architecture` ([`AdapterConfig`]), and the bottleneck one (`BnConfig` of the Python library).
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use super::lora::{LoraConfig, LoraPreset};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+
+/// Any adapter's configuration: one arm per method (the library's `architecture` key).
+#[derive(Debug, Clone)]
+pub enum AdapterConfig {
+    Bottleneck(BnConfig),
+    /// LoRA and (IA)³ (`composition_mode` add or scale).
+    Lora(LoraConfig),
+}
+
+impl From<BnConfig> for AdapterConfig {
+    fn from(c: BnConfig) -> Self {
+        AdapterConfig::Bottleneck(c)
+    }
+}
+
+impl From<LoraConfig> for AdapterConfig {
+    fn from(c: LoraConfig) -> Self {
+        AdapterConfig::Lora(c)
+    }
+}
+
+impl AdapterConfig {
+    /// Parses a `config` value: a preset name or the full object.
+    pub fn from_value(path: &Path, v: &Value, versioned: bool) -> Result<Self> {
+        match v {
+            Value::String(s) => Self::preset(s).ok_or_else(|| {
+                Error::config(path, "config", format!("unknown adapter config name `{s}`"))
+            }),
+            Value::Object(m) => Self::from_json(path, m, versioned),
+            other => Err(Error::config(
+                path,
+                "config",
+                format!("expected an object, found {other}"),
+            )),
+        }
+    }
+
+    /// A preset by the library's name (`seq_bn`, `lora`, `ia3`, …).
+    pub fn preset(name: &str) -> Option<Self> {
+        if let Some(p) = BnPreset::from_name(name) {
+            return Some(AdapterConfig::Bottleneck(BnConfig::preset(p)));
+        }
+        LoraPreset::from_name(name).map(|p| AdapterConfig::Lora(LoraConfig::preset(p)))
+    }
+
+    pub fn from_json(path: &Path, m: &Map<String, Value>, versioned: bool) -> Result<Self> {
+        match m.get("architecture") {
+            None | Some(Value::Null) => Ok(AdapterConfig::Bottleneck(BnConfig::from_json(
+                path, m, versioned,
+            )?)),
+            Some(Value::String(a)) if a == "bottleneck" => Ok(AdapterConfig::Bottleneck(
+                BnConfig::from_json(path, m, versioned)?,
+            )),
+            Some(Value::String(a)) if a == "lora" => {
+                Ok(AdapterConfig::Lora(LoraConfig::from_json(path, m)?))
+            }
+            Some(other) => Err(Error::config(
+                path,
+                "config.architecture",
+                format!(
+                    "{other} adapters are not supported (bottleneck, LoRA and (IA)³ are)"
+                ),
+            )),
+        }
+    }
+
+    /// The object written back on save (what was read, unchanged).
+    pub fn raw(&self) -> &Map<String, Value> {
+        match self {
+            AdapterConfig::Bottleneck(c) => &c.raw,
+            AdapterConfig::Lora(c) => &c.raw,
+        }
+    }
+
+    pub fn bottleneck(&self) -> Option<&BnConfig> {
+        match self {
+            AdapterConfig::Bottleneck(c) => Some(c),
+            AdapterConfig::Lora(_) => None,
+        }
+    }
+
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        match self {
+            AdapterConfig::Lora(c) => Some(c),
+            AdapterConfig::Bottleneck(_) => None,
+        }
+    }
+
+    /// The method name shown to users (`seq_bn`, `lora`, `ia3`, …).
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            AdapterConfig::Bottleneck(c) => c.method_name(),
+            AdapterConfig::Lora(c) => c.method_name(),
+        }
+    }
+
+    /// The size parameter users compare: the bottleneck's reduction factor or LoRA's rank.
+    pub fn size_label(&self) -> String {
+        match self {
+            AdapterConfig::Bottleneck(c) => match &c.reduction_factor {
+                ReductionFactor::Uniform(x) => format!("reduction {x}"),
+                ReductionFactor::PerLayer { .. } => "reduction per layer".into(),
+            },
+            AdapterConfig::Lora(c) if c.composition_mode == super::lora::CompositionMode::Scale => {
+                "vectors".into()
+            }
+            AdapterConfig::Lora(c) => format!("rank {}", c.r),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReductionFactor {
@@ -192,7 +303,7 @@ impl BnConfig {
                 return Err(Error::config(
                     path,
                     "config.architecture",
-                    format!("`{arch}` adapters are not supported (only bottleneck adapters)"),
+                    format!("`{arch}` is not a bottleneck adapter"),
                 ));
             }
         }
@@ -448,11 +559,36 @@ mod tests {
             .to_string();
         assert!(err.contains("config.phm_layer"), "{err}");
         let mut m = BnPreset::SeqBn.to_json();
-        m.insert("architecture".into(), json!("lora"));
-        assert!(BnConfig::from_json(Path::new("x"), &m, true)
+        m.insert("architecture".into(), json!("prefix_tuning"));
+        let err = AdapterConfig::from_json(Path::new("x"), &m, true)
             .unwrap_err()
-            .to_string()
-            .contains("lora"));
+            .to_string();
+        assert!(err.contains("prefix_tuning") && err.contains("config.architecture"), "{err}");
+    }
+
+    #[test]
+    fn the_architecture_key_picks_the_method() {
+        let lora = AdapterConfig::from_json(Path::new("x"), &LoraPreset::Lora.to_json(), true)
+            .unwrap();
+        assert_eq!(lora.method_name(), "lora");
+        assert_eq!(lora.size_label(), "rank 8");
+        let ia3 = AdapterConfig::preset("ia3").unwrap();
+        let c = ia3.lora().unwrap();
+        assert_eq!((c.r, c.alpha, c.scaling()), (1, 1.0, 1.0));
+        assert!(c.applies_at(0, super::super::lora::LinearSite::Intermediate));
+        assert!(!c.applies_at(0, super::super::lora::LinearSite::Query));
+        let seq = AdapterConfig::preset("seq_bn").unwrap();
+        assert_eq!(seq.method_name(), "seq_bn");
+        // Bad values name the field.
+        let mut m = LoraPreset::Lora.to_json();
+        m.insert("r".into(), json!(0));
+        let err = AdapterConfig::from_json(Path::new("cfg.json"), &m, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.r") && err.contains("cfg.json"), "{err}");
+        let mut m = LoraPreset::Ia3.to_json();
+        m.insert("r".into(), json!(4));
+        assert!(AdapterConfig::from_json(Path::new("x"), &m, true).is_err());
     }
 
     #[test]

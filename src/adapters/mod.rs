@@ -1,7 +1,12 @@
-//! Bottleneck adapters, their composition, and the hook that runs them at each location.
+//! Adapters of every method, their composition, and the hooks that run them: after each
+//! sub-layer (bottlenecks) and around the attention and feed-forward linears (LoRA, (IA)³).
+//! A method is a module file (`bottleneck.rs`, `lora.rs`), an [`AdapterConfig`] arm and its
+//! place in [`AdapterModule`].
+pub mod average;
 pub mod bottleneck;
 pub mod composition;
 pub mod config;
+pub mod lora;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,15 +16,29 @@ use tch::{Device, Tensor};
 
 pub use bottleneck::Bottleneck;
 pub use composition::Setup;
-pub use config::{BnConfig, BnPreset, Location};
+pub use config::{AdapterConfig, BnConfig, BnPreset, Location};
+pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset};
 
 use crate::error::{Error, Result};
 use crate::fusion::{FusionConfig, FusionLayer};
-use crate::model::{location_path, ModelConfig};
+use crate::model::{linear_path, location_path, ModelConfig};
 
 /// Called by the encoder at each adapter location with the sub-layer output `h`, its residual
 /// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
+/// [`LocationHook::linear`] is called with the input and output of each wrappable linear.
 pub trait LocationHook {
+    /// The output of the linear at `site` of `layer`, given its input `x` and plain output.
+    fn linear(
+        &mut self,
+        _layer: usize,
+        _site: LinearSite,
+        _x: &Tensor,
+        output: Tensor,
+        _train: bool,
+    ) -> Result<Tensor> {
+        Ok(output)
+    }
+
     fn bottleneck(
         &mut self,
         layer: usize,
@@ -48,32 +67,54 @@ impl LocationHook for NoAdapters {
     }
 }
 
-/// A named adapter: its config, its own VarStore (frozen or trainable) and one module per location.
+/// A named adapter: its config, its own VarStore (frozen or trainable) and its modules: one
+/// bottleneck per location, or one LoRA per wrapped linear.
 #[derive(Debug)]
 pub struct AdapterModule {
     pub name: String,
-    pub config: BnConfig,
+    pub config: AdapterConfig,
     pub vs: nn::VarStore,
     modules: BTreeMap<(usize, Location), Bottleneck>,
+    loras: BTreeMap<(usize, LinearSite), Lora>,
 }
 
 impl AdapterModule {
     /// Creates a freshly initialised adapter for `model`.
-    pub fn new(model: &ModelConfig, name: &str, config: BnConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        model: &ModelConfig,
+        name: &str,
+        config: impl Into<AdapterConfig>,
+        device: Device,
+    ) -> Result<Self> {
+        let config = config.into();
         let origin = Path::new("adapter config");
         bottleneck::check_name(origin, name)?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let mut modules = BTreeMap::new();
+        let mut loras = BTreeMap::new();
         for layer in 0..model.adapter_layers() {
-            for location in Location::ALL {
-                if config.applies_at(layer, location) {
-                    let down = config.down_size(origin, model.hidden_size, layer)?;
-                    let p = location_path(&root, model, layer, location) / "adapters" / name;
-                    modules.insert(
-                        (layer, location),
-                        Bottleneck::new(&p, &config, model.hidden_size, down),
-                    );
+            match &config {
+                AdapterConfig::Bottleneck(bn) => {
+                    for location in Location::ALL {
+                        if bn.applies_at(layer, location) {
+                            let down = bn.down_size(origin, model.hidden_size, layer)?;
+                            let p = location_path(&root, model, layer, location) / "adapters" / name;
+                            modules.insert(
+                                (layer, location),
+                                Bottleneck::new(&p, bn, model.hidden_size, down),
+                            );
+                        }
+                    }
+                }
+                AdapterConfig::Lora(lc) => {
+                    for site in LinearSite::ALL {
+                        if lc.applies_at(layer, site) {
+                            let (fan_in, fan_out) = model.linear_features(site);
+                            let p = linear_path(&root, model, layer, site) / "loras" / name;
+                            loras.insert((layer, site), Lora::new(&p, lc, fan_in, fan_out));
+                        }
+                    }
                 }
             }
         }
@@ -82,11 +123,21 @@ impl AdapterModule {
             config,
             vs,
             modules,
+            loras,
         })
     }
 
     pub fn module(&self, layer: usize, location: Location) -> Option<&Bottleneck> {
         self.modules.get(&(layer, location))
+    }
+
+    pub fn lora(&self, layer: usize, site: LinearSite) -> Option<&Lora> {
+        self.loras.get(&(layer, site))
+    }
+
+    /// Every LoRA module with its layer and site.
+    pub fn loras(&self) -> impl Iterator<Item = (&(usize, LinearSite), &Lora)> {
+        self.loras.iter()
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -123,12 +174,25 @@ impl FusionModule {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let mut layers = BTreeMap::new();
+        let configs = adapters
+            .iter()
+            .map(|a| {
+                a.config.bottleneck().ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "cannot fuse {name}: `{}` is a {} adapter, and fusion works on bottleneck \
+                         adapters only (as in the Python library); average them instead",
+                        a.name,
+                        a.config.method_name()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         for location in Location::ALL {
-            let flags: Vec<bool> = adapters
+            let flags: Vec<bool> = configs
                 .iter()
-                .map(|a| match location {
-                    Location::Attention => a.config.mh_adapter,
-                    Location::Output => a.config.output_adapter,
+                .map(|c| match location {
+                    Location::Attention => c.mh_adapter,
+                    Location::Output => c.output_adapter,
                 })
                 .collect();
             if flags.iter().any(|f| *f != flags[0]) {
@@ -423,7 +487,168 @@ impl<'a> Plugins<'a> {
     }
 }
 
+/// The state of a LoRA composition at one linear (`LoRAState` of the library): the layer's
+/// input, the composed contribution so far and the last module applied.
+struct LoraState {
+    input: Tensor,
+    hidden: Option<Tensor>,
+    last: Option<String>,
+}
+
+impl LoraState {
+    fn share(&self) -> LoraState {
+        LoraState {
+            input: self.input.shallow_clone(),
+            hidden: self.hidden.as_ref().map(Tensor::shallow_clone),
+            last: self.last.clone(),
+        }
+    }
+
+    fn slice(&self, start: i64, len: i64) -> LoraState {
+        LoraState {
+            input: self.input.narrow(0, start, len),
+            hidden: self.hidden.as_ref().map(|h| h.narrow(0, start, len)),
+            last: self.last.clone(),
+        }
+    }
+}
+
+struct Site {
+    layer: usize,
+    site: LinearSite,
+    train: bool,
+}
+
+impl<'a> Plugins<'a> {
+    fn lora_of(&self, name: &str, at: &Site) -> Option<&'a Lora> {
+        self.adapters.get(name)?.lora(at.layer, at.site)
+    }
+
+    fn lora_single(&self, name: &str, lora: &Lora, mut st: LoraState, at: &Site) -> LoraState {
+        st.hidden = Some(lora.forward(st.hidden.as_ref(), &st.input, at.train));
+        st.last = Some(name.to_string());
+        st
+    }
+
+    /// A child of Average/Parallel: a LoRA present here, a nested block, or nothing.
+    fn lora_child(&self, child: &Setup, st: LoraState, at: &Site) -> Result<Option<LoraState>> {
+        match child {
+            Setup::Adapter(n) => Ok(self.lora_of(n, at).map(|l| self.lora_single(n, l, st, at))),
+            block => Ok(Some(self.lora_compose(block, st, at)?)),
+        }
+    }
+
+    /// The library's `ComposableAdapterLayerBase.compose` for LoRA layers.
+    fn lora_compose(&self, setup: &Setup, st: LoraState, at: &Site) -> Result<LoraState> {
+        match setup {
+            Setup::Adapter(n) => match self.lora_of(n, at) {
+                Some(l) => Ok(self.lora_single(n, l, st, at)),
+                None => Ok(st),
+            },
+            Setup::Stack(children) => children
+                .iter()
+                .try_fold(st, |st, child| self.lora_compose(child, st, at)),
+            Setup::Fuse(children) => {
+                match children.iter().flat_map(Setup::flatten).find(|n| self.lora_of(n, at).is_some()) {
+                    None => Ok(st),
+                    Some(n) => Err(Error::Invalid(format!(
+                        "Fuse works on bottleneck adapters only (as in the Python library); \
+                         `{n}` is a {} adapter: average it instead",
+                        self.adapters[n].config.method_name()
+                    ))),
+                }
+            }
+            Setup::Average { children, weights } => {
+                let mut outs = Vec::new();
+                let mut used = Vec::new();
+                for (child, w) in children.iter().zip(weights) {
+                    if let Some(cs) = self.lora_child(child, st.share(), at)? {
+                        outs.push(cs);
+                        used.push(*w);
+                    }
+                }
+                let hs: Option<Vec<Tensor>> = outs.iter().map(|s| s.hidden.as_ref().map(Tensor::shallow_clone)).collect();
+                let (Some(hs), Some(last)) = (hs, outs.last()) else {
+                    return Ok(st);
+                };
+                // As the library: Σ w_i h_i / n over the children present.
+                let w = Tensor::from_slice(&used)
+                    .to_kind(tch::Kind::Float)
+                    .to_device(st.input.device())
+                    .view([-1, 1, 1, 1]);
+                let mean = (Tensor::stack(&hs, 0) * w).mean_dim(0, false, None);
+                Ok(LoraState {
+                    input: st.input,
+                    hidden: Some(mean),
+                    last: last.last.clone(),
+                })
+            }
+            Setup::Parallel(children) => {
+                let n = children.len() as i64;
+                let total = st.input.size()[0];
+                if total % n != 0 {
+                    return Err(Error::Invalid(format!(
+                        "Parallel: batch of {total} is not divisible by {n} channels"
+                    )));
+                }
+                let per = total / n;
+                let mut parts = Vec::new();
+                for (i, child) in children.iter().enumerate() {
+                    let slice = st.slice(i as i64 * per, per);
+                    parts.push(match self.lora_child(child, slice, at)? {
+                        Some(s) => s,
+                        None => st.slice(i as i64 * per, per),
+                    });
+                }
+                let hidden = match parts.iter().filter(|p| p.hidden.is_some()).count() {
+                    0 => None,
+                    k if k == parts.len() => Some(Tensor::cat(
+                        &parts.iter().filter_map(|p| p.hidden.as_ref()).collect::<Vec<_>>(),
+                        0,
+                    )),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "Parallel {setup}: every channel needs a LoRA at layer {} ({:?}), \
+                             as in the Python library",
+                            at.layer, at.site
+                        )))
+                    }
+                };
+                Ok(LoraState {
+                    input: st.input,
+                    hidden,
+                    last: parts.last().and_then(|s| s.last.clone()),
+                })
+            }
+        }
+    }
+}
+
 impl<'a> LocationHook for Plugins<'a> {
+    fn linear(
+        &mut self,
+        layer: usize,
+        site: LinearSite,
+        x: &Tensor,
+        output: Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let at = Site { layer, site, train };
+        if !self.setup.flatten().iter().any(|n| self.lora_of(n, &at).is_some()) {
+            return Ok(output);
+        }
+        let st = LoraState {
+            input: x.shallow_clone(),
+            hidden: None,
+            last: None,
+        };
+        let st = self.lora_compose(self.setup, st, &at)?;
+        match (st.hidden, st.last.as_deref().and_then(|n| self.lora_of(n, &at))) {
+            (Some(h), Some(last)) => Ok(last.combine(&output, &h)),
+            _ => Ok(output),
+        }
+    }
+
     fn bottleneck(
         &mut self,
         layer: usize,

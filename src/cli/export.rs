@@ -28,7 +28,8 @@ pub struct ExportArgs {
     /// AdapterHub head folder.
     #[arg(long, required_unless_present = "run")]
     head: Option<PathBuf>,
-    /// adapterhub (folders the Python `adapters` library loads) or bundle (self-contained).
+    /// adapterhub (folders the Python `adapters` library loads), bundle (self-contained) or
+    /// merged (a plain transformers model folder with a LoRA or (IA)³ adapter folded in).
     #[arg(long, default_value = "adapterhub")]
     format: String,
     /// Weight files of the adapterhub format: both (.safetensors and the .bin that the

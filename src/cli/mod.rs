@@ -1,4 +1,5 @@
 //! Command-line interface (clap). Each subcommand is a thin layer over the library.
+mod average;
 mod datasets;
 mod export;
 mod predict;
@@ -47,6 +48,8 @@ enum Command {
     Eval(train::EvalArgs),
     /// Export a model with its adapters, fusion and head (AdapterHub folders or a bundle).
     Export(export::ExportArgs),
+    /// A new adapter as the weighted average of trained ones (training-free; LoRA or bottleneck).
+    Average(average::AverageArgs),
     /// Check an AdapterHub folder and add it to the workspace's adapter library.
     Import(export::ImportArgs),
     /// List the adapters, fusions and heads of the workspace.
@@ -77,6 +80,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Fuse(args)) => train::fuse(args),
         Some(Command::Eval(args)) => train::eval(args),
         Some(Command::Export(args)) => export::export(args),
+        Some(Command::Average(args)) => average::run(args),
         Some(Command::Import(args)) => export::import(args),
         Some(Command::Library(args)) => export::list(args),
         Some(Command::Datasets(args)) => datasets::run(args),

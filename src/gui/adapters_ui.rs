@@ -68,7 +68,14 @@ fn card_ui(
             } else {
                 title(ui);
             }
-            ui.label(&item.method);
+            match item.parameters {
+                Some(n) => ui.label(format!(
+                    "{} · {}",
+                    item.method,
+                    adapter_studio::library::parameters_text(n)
+                )),
+                None => ui.label(&item.method),
+            };
             ui.label(format!(
                 "base: {} · hidden {}",
                 item.model_type.as_deref().unwrap_or("?"),
@@ -137,6 +144,34 @@ impl StudioApp {
             id,
             workspace: self.ws.root.clone(),
             dir,
+        });
+    }
+
+    /// Averages `adapters` on the side worker into a new adapter of the library.
+    pub(super) fn average_adapters(&mut self, adapters: Vec<PathBuf>, model: usize) {
+        let Some(model_dir) = self.ws.state.models.get(model).map(|m| m.path.clone()) else {
+            return;
+        };
+        let names: Vec<String> = adapters
+            .iter()
+            .map(|d| {
+                self.library
+                    .items
+                    .iter()
+                    .find(|it| it.dir == *d)
+                    .map_or_else(|| "adapter".to_string(), |it| it.name.clone())
+            })
+            .collect();
+        let name = format!("avg_{}", names.join("_"));
+        let id = self.next_id();
+        self.library.import_pending = Some(id);
+        self.library.message = Some(Ok(format!("Averaging {} …", names.join(", "))));
+        self.send_side(SideCommand::Average {
+            id,
+            workspace: self.ws.root.clone(),
+            model: model_dir,
+            adapters,
+            name,
         });
     }
 
@@ -314,15 +349,27 @@ impl StudioApp {
         if !ready {
             ui.label(egui::RichText::new("Choose a base model and at least two adapters.").weak());
         }
-        if ui
-            .add_enabled(ready, egui::Button::new("Compose fusion…"))
-            .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
-            .clicked()
-        {
-            self.request(AppRequest::ComposeFusion {
-                adapters: self.library.chosen.clone(),
-                model: Some(self.library.model.unwrap_or(0)),
-            });
-        }
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(ready, egui::Button::new("Compose fusion…"))
+                .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
+                .clicked()
+            {
+                self.request(AppRequest::ComposeFusion {
+                    adapters: self.library.chosen.clone(),
+                    model: Some(self.library.model.unwrap_or(0)),
+                });
+            }
+            if ui
+                .add_enabled(ready, egui::Button::new("Average into one adapter"))
+                .on_hover_text("No training: a new adapter whose weights are the mean of these (the library's average_adapter, linear). The adapters must share one configuration; LoRA, (IA)³ and bottlenecks all work. Fusion needs bottleneck adapters.")
+                .clicked()
+            {
+                self.request(AppRequest::AverageAdapters {
+                    adapters: self.library.chosen.clone(),
+                    model: self.library.model.unwrap_or(0),
+                });
+            }
+        });
     }
 }

@@ -46,6 +46,7 @@ impl ExportView {
         let suffix = match self.format {
             ExportFormat::AdapterHub => "adapterhub",
             ExportFormat::Bundle => "bundle",
+            ExportFormat::Merged => "merged",
         };
         exports.join(format!("{id}-{suffix}")).display().to_string()
     }
@@ -102,6 +103,8 @@ impl StudioApp {
                     .on_hover_text("One folder per adapter, the fusion and the head, and adapter_setup.json: the Python `adapters` library loads it with load_adapter_setup");
                 ui.radio_value(&mut self.export.format, ExportFormat::Bundle, "Bundle")
                     .on_hover_text("Config, tokenizer, one safetensors file with every weight, and a manifest with checksums: `adapter-studio predict --bundle DIR`");
+                ui.radio_value(&mut self.export.format, ExportFormat::Merged, "Merged model")
+                    .on_hover_text("A LoRA or (IA)³ adapter folded into the model's weights: a plain transformers folder (AutoModelForSequenceClassification for BERT, RoBERTa and XLM-R heads) that needs no adapter library");
             });
             if before != self.export.format {
                 self.export.path = self.export.default_path(&exports, &run);

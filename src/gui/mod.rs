@@ -103,6 +103,11 @@ pub enum AppRequest {
     },
     /// Back to the composer with these adapters chosen.
     ChangeFusionAdapters(Vec<PathBuf>),
+    /// Average these adapters (equal weights) into a new library adapter, on base model `model`.
+    AverageAdapters {
+        adapters: Vec<PathBuf>,
+        model: usize,
+    },
     /// Queue a run and show it on the Runs screen.
     StartRun {
         config: Box<TrainConfig>,
@@ -374,6 +379,9 @@ impl StudioApp {
                 AppRequest::ChangeFusionAdapters(adapters) => {
                     self.library.chosen = adapters;
                     self.screen = Screen::Adapters;
+                }
+                AppRequest::AverageAdapters { adapters, model } => {
+                    self.average_adapters(adapters, model)
                 }
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),

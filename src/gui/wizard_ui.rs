@@ -55,9 +55,9 @@ pub struct Wizard {
 const HELP_FUSION: &str = "dynamic: query, key and value matrices per layer, value initialised \
 to the identity and kept near it by a regulariser (the paper's best); static: no value matrix.";
 
-const HELP_METHOD: &str = "seq_bn: Pfeiffer adapter after each FFN (the AdapterFusion paper's); \
-double_seq_bn: Houlsby adapters after attention and FFN; par_bn: parallel adapter; \
-full: fine-tune the whole model (baseline); head-only: train just the head (baseline).";
+const HELP_METHOD: &str = "What stage 1 trains: a bottleneck method (seq_bn is the AdapterFusion \
+paper's and the only kind fusion can use), LoRA or (IA)³ (mergeable into the model), or a \
+baseline. Choosing a method sets its usual learning rate.";
 
 impl Wizard {
     pub fn new(ws: &adapter_studio::workspace::Workspace) -> Self {
@@ -336,7 +336,13 @@ impl StudioApp {
         ui.horizontal(|ui| {
             super::combo_ui(ui, "Method", self.wizard.method.as_str(), |ui| {
                 for m in Method::ALL {
-                    ui.selectable_value(&mut self.wizard.method, m, m.as_str());
+                    if ui
+                        .selectable_value(&mut self.wizard.method, m, m.as_str())
+                        .on_hover_text(m.help())
+                        .changed()
+                    {
+                        self.wizard.form.lr = m.default_lr();
+                    }
                 }
             })
             .on_hover_text(HELP_METHOD);
@@ -344,8 +350,8 @@ impl StudioApp {
                 (
                     TrainingPreset::Studio,
                     "Studio defaults",
-                    "lr 1e-4, 30 epochs and at least 100 steps, batch 32, reduction factor 16, \
-                     early stopping after a third of the steps",
+                    "lr 1e-4 (LoRA 5e-4, (IA)³ 3e-3), 30 epochs and at least 100 steps, batch \
+                     32, reduction factor 16, early stopping after a third of the steps",
                 ),
                 (
                     TrainingPreset::Paper,
@@ -364,7 +370,10 @@ impl StudioApp {
                 }
             }
         });
-        super::help_ui(ui, HELP_METHOD);
+        super::help_ui(
+            ui,
+            &format!("{}: {}.", self.wizard.method.as_str(), self.wizard.method.help()),
+        );
     }
 
     fn hyper_parameters_ui(&mut self, ui: &mut egui::Ui) {

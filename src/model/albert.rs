@@ -16,7 +16,7 @@ use super::backbone::Backbone;
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 /// ALBERT's layer sharing.
@@ -93,6 +93,24 @@ pub fn location_path<'a>(
     match location {
         Location::Attention => l / "attention" / "attention_adapters",
         Location::Output => l / "output_adapters",
+    }
+}
+
+/// The linears LoRA wraps: `….albert_layers.J.attention.{query,key,value}`, `….ffn`,
+/// `….ffn_output`.
+pub fn linear_path<'a>(
+    root: &nn::Path<'a>,
+    config: &ModelConfig,
+    layer: usize,
+    site: LinearSite,
+) -> nn::Path<'a> {
+    let l = layer_root(root, layer, options(config).inner_group_num);
+    match site {
+        LinearSite::Query => l / "attention" / "query",
+        LinearSite::Key => l / "attention" / "key",
+        LinearSite::Value => l / "attention" / "value",
+        LinearSite::Intermediate => l / "ffn",
+        LinearSite::Output => l / "ffn_output",
     }
 }
 

@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::config::{Architecture, ModelConfig};
 use super::{albert, bert, deberta_v2, distilbert};
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 /// A pretrained encoder whose variables carry transformers' names, calling `hook` at every
@@ -89,5 +89,24 @@ pub fn location_path<'a>(
         | Architecture::XlmRoberta
         | Architecture::Electra
         | Architecture::DebertaV2 => bert::location_path(&root, layer, location),
+    }
+}
+
+/// The module path of a linear that LoRA wraps (`<path>.loras.NAME`), as transformers names it.
+pub fn linear_path<'a>(
+    root: &nn::Path<'a>,
+    config: &ModelConfig,
+    layer: usize,
+    site: LinearSite,
+) -> nn::Path<'a> {
+    let root = root / config.arch.prefix();
+    match config.arch {
+        Architecture::DistilBert => distilbert::linear_path(&root, layer, site),
+        Architecture::Albert => albert::linear_path(&root, config, layer, site),
+        Architecture::DebertaV2 => deberta_v2::linear_path(&root, layer, site),
+        Architecture::Bert
+        | Architecture::Roberta
+        | Architecture::XlmRoberta
+        | Architecture::Electra => bert::linear_path(&root, layer, site),
     }
 }

@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 use super::backbone::Backbone;
 use super::config::{Architecture, ModelConfig};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
@@ -27,6 +27,19 @@ pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) 
     match location {
         Location::Attention => l / "attention" / "output",
         Location::Output => l / "output",
+    }
+}
+
+/// The linears LoRA wraps: `encoder.layer.N.attention.self.{query,key,value}`,
+/// `….intermediate.dense`, `….output.dense`.
+pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
+    let l = root / "encoder" / "layer" / layer;
+    match site {
+        LinearSite::Query => l / "attention" / "self" / "query",
+        LinearSite::Key => l / "attention" / "self" / "key",
+        LinearSite::Value => l / "attention" / "self" / "value",
+        LinearSite::Intermediate => l / "intermediate" / "dense",
+        LinearSite::Output => l / "output" / "dense",
     }
 }
 

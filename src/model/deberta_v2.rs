@@ -16,9 +16,9 @@ use super::backbone::Backbone;
 use super::bert;
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
-use super::layer::{self, linear, Style, Sublayers};
+use super::layer::{self, hooked, linear, Style, Sublayers};
 use crate::activation::Activation;
-use crate::adapters::LocationHook;
+use crate::adapters::{LinearSite, LocationHook};
 use crate::error::{Error, Result};
 use crate::layers::layer_norm;
 
@@ -268,13 +268,21 @@ impl DisentangledAttention {
             .transpose(n as i64 - 3, n as i64 - 2)
     }
 
-    fn forward(&self, x: &Tensor, o: &DebertaOptions, ctx: &Context, train: bool) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        o: &DebertaOptions,
+        ctx: &Context,
+        layer: usize,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
         let (b, t, d) = x
             .size3()
             .expect("hidden states are [batch, tokens, hidden]");
-        let q = self.heads(&self.query.forward(x));
-        let k = self.heads(&self.key.forward(x));
-        let v = self.heads(&self.value.forward(x));
+        let q = self.heads(&hooked(&self.query, x, layer, LinearSite::Query, hook, train)?);
+        let k = self.heads(&hooked(&self.key, x, layer, LinearSite::Key, hook, train)?);
+        let v = self.heads(&hooked(&self.value, x, layer, LinearSite::Value, hook, train)?);
         let dh = d / self.num_heads;
         let scale = Tensor::from((dh * o.scale_factor()) as f32)
             .sqrt()
@@ -289,24 +297,27 @@ impl DisentangledAttention {
                 0,
                 (2 * span).min(rel_emb.size()[0]),
             );
-            let project = |own: &Option<nn::Linear>, shared: &nn::Linear| {
-                let lin = if o.share_att_key {
-                    shared
-                } else {
-                    own.as_ref().unwrap_or(shared)
+            // [2·span, hidden] → [heads, 2·span, head size]; a shared projection is the
+            // (LoRA-wrapped) query or key linear, as in the library.
+            let mut project = |own: &Option<nn::Linear>,
+                               shared: &nn::Linear,
+                               site: LinearSite|
+             -> Result<Tensor> {
+                let out = match own {
+                    Some(lin) if !o.share_att_key => lin.forward(&rel),
+                    _ => hooked(shared, &rel, layer, site, hook, train)?,
                 };
-                // [2·span, hidden] → [heads, 2·span, head size]
-                self.heads(&lin.forward(&rel))
+                Ok(self.heads(&out))
             };
             let expand = |idx: Tensor| idx.expand([b, self.num_heads, t, t], true);
             if o.c2p {
-                let pos_key = project(&self.pos_key, &self.key);
+                let pos_key = project(&self.pos_key, &self.key, LinearSite::Key)?;
                 let c2p = q.matmul(&pos_key.transpose(-1, -2));
                 let index = expand((rel_pos + span).clamp(0, 2 * span - 1));
                 scores = scores + c2p.gather(-1, &index, false) / &scale;
             }
             if o.p2c {
-                let pos_query = project(&self.pos_query, &self.query);
+                let pos_query = project(&self.pos_query, &self.query, LinearSite::Query)?;
                 let p2c = k.matmul(&pos_query.transpose(-1, -2));
                 let index = expand((-rel_pos + span).clamp(0, 2 * span - 1));
                 scores = scores + p2c.gather(-1, &index, false).transpose(-1, -2) / &scale;
@@ -314,13 +325,25 @@ impl DisentangledAttention {
         }
         let scores = scores.masked_fill(&ctx.mask.logical_not(), f64::from(f32::MIN));
         let dropout = if train { self.dropout } else { 0.0 };
-        scores
+        Ok(scores
             .softmax(-1, Kind::Float)
             .dropout(dropout, train)
             .matmul(&v)
             .transpose(1, 2)
             .contiguous()
-            .view([b, t, d])
+            .view([b, t, d]))
+    }
+}
+
+/// The linears LoRA wraps: `encoder.layer.N.attention.self.{query,key,value}_proj` and BERT's
+/// feed-forward names.
+pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
+    let s = root / "encoder" / "layer" / layer / "attention" / "self";
+    match site {
+        LinearSite::Query => s / "query_proj",
+        LinearSite::Key => s / "key_proj",
+        LinearSite::Value => s / "value_proj",
+        LinearSite::Intermediate | LinearSite::Output => bert::linear_path(root, layer, site),
     }
 }
 
@@ -482,7 +505,7 @@ impl Backbone for DebertaV2 {
         let embedded = x.shallow_clone();
         let mut x = x;
         for (i, l) in self.layers.iter().enumerate() {
-            let attn = l.attention.forward(&x, o, &ctx, train);
+            let attn = l.attention.forward(&x, o, &ctx, i, hook, train)?;
             x = l.rest.forward(&x, &attn, c, i, hook, train)?;
             if let (0, Some(conv)) = (i, &self.conv) {
                 x = conv.forward(&embedded, &x, attention_mask, c.hidden_dropout, train);

@@ -8,7 +8,7 @@ use super::backbone::Backbone;
 use super::bert::Embeddings;
 use super::config::ModelConfig;
 use super::layer::{self, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -23,6 +23,18 @@ pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) 
     match location {
         Location::Attention => l / "attention_adapters",
         Location::Output => l / "output_adapters",
+    }
+}
+
+/// The linears LoRA wraps: `transformer.layer.N.attention.{q,k,v}_lin`, `….ffn.lin1/lin2`.
+pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
+    let l = root / "transformer" / "layer" / layer;
+    match site {
+        LinearSite::Query => l / "attention" / "q_lin",
+        LinearSite::Key => l / "attention" / "k_lin",
+        LinearSite::Value => l / "attention" / "v_lin",
+        LinearSite::Intermediate => l / "ffn" / "lin1",
+        LinearSite::Output => l / "ffn" / "lin2",
     }
 }
 

@@ -4,7 +4,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::ModelConfig;
-use crate::adapters::{Location, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
@@ -30,22 +30,43 @@ struct SelfAttention {
     dropout: f64,
 }
 
+/// `linear(x)` passed through the hook at `site` (where LoRA and (IA)³ act).
+pub(crate) fn hooked(
+    linear: &nn::Linear,
+    x: &Tensor,
+    layer: usize,
+    site: LinearSite,
+    hook: &mut dyn LocationHook,
+    train: bool,
+) -> Result<Tensor> {
+    hook.linear(layer, site, x, linear.forward(x), train)
+}
+
 impl SelfAttention {
-    fn forward(&self, x: &Tensor, mask_bias: Option<&Tensor>, train: bool) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask_bias: Option<&Tensor>,
+        layer: usize,
+        hook: &mut dyn LocationHook,
+        train: bool,
+    ) -> Result<Tensor> {
         let (b, t, d) = x
             .size3()
             .expect("hidden states are [batch, tokens, hidden]");
         let dh = d / self.num_heads;
         let split = |y: Tensor| y.view([b, t, self.num_heads, dh]).transpose(1, 2);
-        let q = split(self.query.forward(x));
-        let k = split(self.key.forward(x));
-        let v = split(self.value.forward(x));
+        let q = split(hooked(&self.query, x, layer, LinearSite::Query, hook, train)?);
+        let k = split(hooked(&self.key, x, layer, LinearSite::Key, hook, train)?);
+        let v = split(hooked(&self.value, x, layer, LinearSite::Value, hook, train)?);
         // Fused attention (what transformers uses by default too): less memory in training.
         let dropout = if train { self.dropout } else { 0.0 };
-        Tensor::scaled_dot_product_attention(&q, &k, &v, mask_bias, dropout, false, None, false)
-            .transpose(1, 2)
-            .contiguous()
-            .view([b, t, d])
+        Ok(
+            Tensor::scaled_dot_product_attention(&q, &k, &v, mask_bias, dropout, false, None, false)
+                .transpose(1, 2)
+                .contiguous()
+                .view([b, t, d]),
+        )
     }
 }
 
@@ -124,7 +145,9 @@ impl TransformerLayer {
         hook: &mut dyn LocationHook,
         train: bool,
     ) -> Result<Tensor> {
-        let attn = self.attention.forward(x, mask_bias, train);
+        let attn = self
+            .attention
+            .forward(x, mask_bias, adapter_layer, hook, train)?;
         self.rest.forward(x, &attn, c, adapter_layer, hook, train)
     }
 }
@@ -168,10 +191,16 @@ impl Sublayers {
             &self.attention_ln,
             train,
         )?;
-        let inter = c
-            .hidden_act
-            .apply(&self.intermediate.forward(&after_attention));
-        let mut h = self.output.forward(&inter);
+        let inter = hooked(
+            &self.intermediate,
+            &after_attention,
+            adapter_layer,
+            LinearSite::Intermediate,
+            hook,
+            train,
+        )?;
+        let inter = c.hidden_act.apply(&inter);
+        let mut h = hooked(&self.output, &inter, adapter_layer, LinearSite::Output, hook, train)?;
         if self.style.output_dropout {
             h = h.dropout(c.hidden_dropout, train);
         }

@@ -29,6 +29,12 @@ pub enum Method {
     DoubleSeqBn,
     #[serde(rename = "par_bn")]
     ParBn,
+    /// LoRA on the attention's query and value (r 8, alpha 8), as the library's `LoRAConfig`.
+    #[serde(rename = "lora")]
+    Lora,
+    /// (IA)³ on key, value and the feed-forward, as the library's `IA3Config`.
+    #[serde(rename = "ia3")]
+    Ia3,
     /// Baseline: fine-tune every weight of the base model and the head.
     #[serde(rename = "full")]
     Full,
@@ -38,10 +44,12 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 7] = [
         Method::SeqBn,
         Method::DoubleSeqBn,
         Method::ParBn,
+        Method::Lora,
+        Method::Ia3,
         Method::Full,
         Method::HeadOnly,
     ];
@@ -50,8 +58,68 @@ impl Method {
             Method::SeqBn => "seq_bn",
             Method::DoubleSeqBn => "double_seq_bn",
             Method::ParBn => "par_bn",
+            Method::Lora => "lora",
+            Method::Ia3 => "ia3",
             Method::Full => "full",
             Method::HeadOnly => "head-only",
+        }
+    }
+
+    /// One line on what the method trains.
+    pub fn help(self) -> &'static str {
+        match self {
+            Method::SeqBn => "a bottleneck after each layer's feed-forward (Pfeiffer)",
+            Method::DoubleSeqBn => "bottlenecks after attention and feed-forward (Houlsby)",
+            Method::ParBn => "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
+            Method::Lora => "a rank-8 update of the attention's query and value weights; \
+                             can be merged into the model",
+            Method::Ia3 => "learned vectors scaling key, value and feed-forward activations; \
+                            the fewest parameters; can be merged into the model",
+            Method::Full => "every weight of the model (a baseline; large files)",
+            Method::HeadOnly => "only the classifier on the frozen model (a baseline)",
+        }
+    }
+
+    /// The studio's learning rate for the method: LoRA and (IA)³ start from a zero update
+    /// (or an identity scaling) and want a larger step than bottlenecks (see the README).
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Method::Lora => 5e-4,
+            Method::Ia3 => 3e-3,
+            _ => 1e-4,
+        }
+    }
+
+    /// The adapter's configuration, the library's preset of the method; None for baselines.
+    pub fn adapter_config(
+        self,
+        reduction_factor: Option<f64>,
+    ) -> Result<Option<crate::adapters::AdapterConfig>, Error> {
+        use crate::adapters::{AdapterConfig, BnConfig, BnPreset, LoraConfig, LoraPreset};
+        let origin = std::path::Path::new("--reduction-factor");
+        let bn = |p: BnPreset| -> Result<Option<AdapterConfig>, Error> {
+            let mut raw = p.to_json();
+            if let Some(rf) = reduction_factor {
+                raw.insert("reduction_factor".into(), serde_json::json!(rf));
+            }
+            Ok(Some(BnConfig::from_json(origin, &raw, true)?.into()))
+        };
+        let lora = |p: LoraPreset| -> Result<Option<AdapterConfig>, Error> {
+            if reduction_factor.is_some() {
+                return Err(Error::Invalid(format!(
+                    "--reduction-factor applies to bottleneck adapters, not to {}",
+                    self.as_str()
+                )));
+            }
+            Ok(Some(LoraConfig::preset(p).into()))
+        };
+        match self {
+            Method::SeqBn => bn(BnPreset::SeqBn),
+            Method::DoubleSeqBn => bn(BnPreset::DoubleSeqBn),
+            Method::ParBn => bn(BnPreset::ParBn),
+            Method::Lora => lora(LoraPreset::Lora),
+            Method::Ia3 => lora(LoraPreset::Ia3),
+            Method::Full | Method::HeadOnly => Ok(None),
         }
     }
 }
@@ -64,7 +132,8 @@ impl FromStr for Method {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, full, head-only)"
+                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, lora, ia3, full, \
+                     head-only)"
                 ))
             })
     }
@@ -301,7 +370,7 @@ impl TrainConfig {
             name: "adapter".into(),
             epochs: 30,
             max_steps: None,
-            lr: 1e-4,
+            lr: method.default_lr(),
             batch_size: 32,
             max_length: 128,
             warmup_ratio: 0.0,

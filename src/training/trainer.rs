@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde_json::json;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::batches::{plan_epoch, plan_eval, EncodedSet};
@@ -17,7 +16,7 @@ use super::run_dir::{
 use super::task::{self, Evaluator};
 use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
-use crate::adapters::{AdapterModule, BnConfig, BnPreset, FusionModule, Setup};
+use crate::adapters::{AdapterModule, FusionModule, Setup};
 use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
 use crate::device::{describe, parse_device};
 use crate::error::{Error, Result};
@@ -52,15 +51,6 @@ fn named_params(prefix: &str, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
-}
-
-fn preset_of(method: Method) -> Option<BnPreset> {
-    match method {
-        Method::SeqBn => Some(BnPreset::SeqBn),
-        Method::DoubleSeqBn => Some(BnPreset::DoubleSeqBn),
-        Method::ParBn => Some(BnPreset::ParBn),
-        Method::Full | Method::HeadOnly => None,
-    }
 }
 
 fn data_info(role: &str, ds: &Dataset) -> DataInfo {
@@ -204,13 +194,8 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         Stage::Adapter {
             method,
             reduction_factor,
-        } => match preset_of(*method) {
-            Some(preset) => {
-                let mut raw = preset.to_json();
-                if let Some(rf) = reduction_factor {
-                    raw.insert("reduction_factor".into(), json!(rf));
-                }
-                let config = BnConfig::from_json(Path::new("--reduction-factor"), &raw, true)?;
+        } => match method.adapter_config(*reduction_factor)? {
+            Some(config) => {
                 let adapter = AdapterModule::new(&mc, &cfg.name, config, device)?;
                 params.extend(named_params("adapter", &adapter.vs));
                 model.add_adapter(adapter)?;

@@ -13,9 +13,13 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn cases() -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(fixtures().join("cases.json")).expect("cases.json is committed");
-    let v: Value = serde_json::from_str(&text).expect("cases.json is valid JSON");
+    cases_in("cases.json")
+}
+
+/// The cases of a cases file under tests/fixtures (paths in it relative to tests/fixtures).
+pub fn cases_in(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(fixtures().join(file)).expect("cases file is committed");
+    let v: Value = serde_json::from_str(&text).expect("cases file is valid JSON");
     v["cases"].as_array().expect("cases list").clone()
 }
 

@@ -18,6 +18,16 @@ Modes
         "dynamic" fusion over them and a 2-label classification head; saves them under OUT_DIR
         and writes OUT_DIR/reference.json (texts, logits, mean fusion attention per layer).
 
+    make_fixtures.py --methods [OUT_DIR]    (default: tests/fixtures/methods)
+        On the tiny models already in tests/fixtures: LoRA, (IA)³ and gated LoRA adapters (random
+        non-trivial weights) on BERT, RoBERTa, DistilBERT and XLM-R, a Stack, an Average and a
+        Parallel of LoRAs, and each method's classification head; writes OUT_DIR/cases.json in
+        the format of cases.json (paths relative to tests/fixtures).
+
+    make_fixtures.py --check-merged SPEC_JSON
+        Loads spec["model"] with plain transformers (AutoModelForSequenceClassification, no
+        adapter library) and prints {"logits": ...} for spec's input ids and attention mask.
+
     make_fixtures.py --check-load SPEC_JSON   (one spec object, or a list of them)
         Loads a model + adapters + fusion + head described by SPEC_JSON with the library and
         prints {"logits": ...} (plus fusion attentions and load warnings) as JSON on stdout.
@@ -80,6 +90,8 @@ from adapters import (  # noqa: E402
     BertAdapterModel,
     BnConfig,
     DistilBertAdapterModel,
+    IA3Config,
+    LoRAConfig,
     DoubleSeqBnConfig,
     ParBnConfig,
     RobertaAdapterModel,
@@ -1140,18 +1152,154 @@ def main_minilm(out):
     )
 
 
+# (IA)³ vectors start at 1 (an identity scaling): random values around 1, not around 0.
+METHOD_CONFIGS = {
+    "lora": lambda: LoRAConfig(),
+    "lora_all": lambda: LoRAConfig(
+        r=4, alpha=16, attn_matrices=["q", "k", "v"], intermediate_lora=True, output_lora=True
+    ),
+    "lora_gated": lambda: LoRAConfig(r=2, alpha=4, use_gating=True),
+    "ia3": lambda: IA3Config(),
+    "lora2": lambda: LoRAConfig(r=4, alpha=8),
+    "lora3": lambda: LoRAConfig(),
+}
+
+METHOD_MODELS = [
+    # (tag, model folder in tests/fixtures, texts)
+    ("bert", "bert_tiny", BERT_TEXTS),
+    ("roberta", "roberta_tiny", ROBERTA_TEXTS),
+    ("distilbert", "distilbert_tiny", BERT_TEXTS),
+    ("xlmr", "xlmr_tiny", XLMR_TEXTS),
+]
+
+
+@torch.no_grad()
+def randomize_method(model, tag, name):
+    g = gen(f"method:{tag}:{name}")
+    hit = 0
+    for pname, p in model.named_parameters():
+        if f".loras.{name}." not in pname:
+            continue
+        hit += 1
+        n = torch.randn(p.shape, generator=g)
+        if name == "ia3":
+            p.copy_(1.0 + 0.3 * n)
+        elif pname.endswith("bias"):
+            p.copy_(0.1 * n)
+        else:
+            fan_in = p.shape[-1] if p.shape[-1] > 1 else p.shape[0]
+            p.copy_(n * (1.0 / fan_in**0.5))
+    if hit == 0:
+        raise RuntimeError(f"no parameters of {name}")
+
+
+def main_methods(out, fixtures_root):
+    out = os.path.abspath(out)
+    fixtures_root = os.path.abspath(fixtures_root)
+    os.makedirs(out, exist_ok=True)
+    cases = []
+    for tag, model_rel, texts in METHOD_MODELS:
+        base_dir = os.path.join(fixtures_root, model_rel)
+        adir = os.path.join(out, tag)
+        if os.path.exists(adir):
+            shutil.rmtree(adir)
+        os.makedirs(adir)
+        seed_all(60)
+        model = AutoAdapterModel.from_pretrained(base_dir)
+        model.config._name_or_path = model_rel
+        for i, (name, conf) in enumerate(METHOD_CONFIGS.items()):
+            model.add_adapter(name, config=conf())
+            randomize_method(model, tag, name)
+        averaged = []
+        if tag == "bert":
+            # average_adapter of the library, both LoRA strategies.
+            model.average_adapter("avg_linear", ["lora", "lora3"], weights=[0.7, 0.3])
+            model.average_adapter(
+                "avg_svd", ["lora", "lora3"], weights=[0.7, 0.3], combine_strategy="lora_delta_w_svd", svd_rank=4
+            )
+            averaged = ["avg_linear", "avg_svd"]
+        model.add_classification_head(
+            "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
+        )
+        randomize_group(model, f"methods:{tag}:cls", "heads.cls.", "head")
+        model.eval()
+        for name in averaged:
+            model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=True)
+        for i, name in enumerate(METHOD_CONFIGS):
+            # Both weight formats, alternating.
+            model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=i % 2 == 0)
+        model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
+        tok = AutoTokenizer.from_pretrained(base_dir)
+
+        def A(n):
+            return os.path.relpath(os.path.join(adir, n), fixtures_root)
+
+        case_defs = [
+            (f"{tag}_{n}", [n], None, {"type": "single", "adapters": [n]}) for n in [*METHOD_CONFIGS, *averaged]
+        ]
+        case_defs += [
+            (f"{tag}_stack_lora", ["lora", "lora2"], None, {"type": "stack", "adapters": ["lora", "lora2"]}),
+            (f"{tag}_stack_lora_ia3", ["lora", "ia3"], None, {"type": "stack", "adapters": ["lora", "ia3"]}),
+            (f"{tag}_average_lora", ["lora", "lora2"], None,
+             {"type": "average", "adapters": ["lora", "lora2"], "weights": [0.7, 0.3]}),
+            (f"{tag}_parallel_lora", ["lora", "lora2"], None, {"type": "parallel", "adapters": ["lora", "lora2"]}),
+        ]
+        for case in _run_cases(model, tok, case_defs, texts, model_rel, A, "head_cls"):
+            if case["setup"]["type"] == "average":
+                case["setup"]["normalized_weights"] = tolist(build_setup(case["setup"]).weights)
+            cases.append(case)
+    worst = verify_cases(cases, fixtures_root)
+    write_json(
+        os.path.join(out, "cases.json"),
+        {
+            "generator": "tests/reference/make_fixtures.py --methods",
+            "versions": {
+                "adapters": adapters.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__.split("+")[0],
+            },
+            "notes": {"paths": "relative to tests/fixtures", "configs": {k: v().to_dict() for k, v in METHOD_CONFIGS.items()}},
+            "cases": cases,
+        },
+    )
+    print(f"wrote {len(cases)} method cases to {out} (reload check max |diff| = {worst:.3g})", file=sys.stderr)
+
+
+@torch.no_grad()
+def check_merged(spec_path):
+    from transformers import AutoModelForSequenceClassification
+
+    with open(spec_path, "r", encoding="utf-8") as f:
+        spec = json.load(f)
+    model = AutoModelForSequenceClassification.from_pretrained(spec["model"])
+    model.eval()
+    kwargs = {
+        "input_ids": torch.tensor(spec["input_ids"]),
+        "attention_mask": torch.tensor(spec["attention_mask"]),
+    }
+    if spec.get("token_type_ids") is not None:
+        kwargs["token_type_ids"] = torch.tensor(spec["token_type_ids"])
+    return {"logits": tolist(model(**kwargs).logits), "class": type(model).__name__}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", nargs="?", default=os.path.join(REPO, "tests", "fixtures"))
     ap.add_argument("--minilm", metavar="OUT_DIR")
     ap.add_argument("--check-load", metavar="SPEC_JSON")
+    ap.add_argument("--check-merged", metavar="SPEC_JSON")
+    ap.add_argument("--methods", nargs="?", const=os.path.join(REPO, "tests", "fixtures", "methods"), metavar="OUT_DIR")
     args = ap.parse_args()
-    if args.check_load:
+    if args.check_merged:
+        sys.stdout.write(json.dumps(check_merged(args.check_merged)) + "\n")
+    elif args.check_load:
         buf = io.StringIO()
         with redirect_stdout(buf):  # keep stdout clean JSON
             result = check_load(args.check_load)
         sys.stderr.write(buf.getvalue())
         sys.stdout.write(json.dumps(result) + "\n")
+    elif args.methods:
+        main_methods(args.methods, os.path.join(REPO, "tests", "fixtures"))
     elif args.minilm:
         main_minilm(args.minilm)
     else:

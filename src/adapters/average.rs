@@ -1,0 +1,181 @@
+//! Averaging trained adapters into a new one (`average_adapter` of the Python library): a
+//! training-free alternative to fusion. `linear` averages every parameter; for LoRA,
+//! `lora_delta_w_svd` averages the updates `B A` and splits the sum back to rank `svd_rank`.
+use serde_json::json;
+use tch::Tensor;
+
+use super::{AdapterConfig, AdapterModule};
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Combine {
+    Linear,
+    /// LoRA only: Σ wᵢ Bᵢ Aᵢ by SVD, truncated to this rank.
+    LoraDeltaWSvd { svd_rank: i64 },
+}
+
+impl std::str::FromStr for Combine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "linear" => Ok(Combine::Linear),
+            "lora_delta_w_svd" => Ok(Combine::LoraDeltaWSvd { svd_rank: 8 }),
+            other => Err(Error::Invalid(format!(
+                "unknown combine strategy `{other}` (linear or lora_delta_w_svd)"
+            ))),
+        }
+    }
+}
+
+/// The configs the library compares when averaging: all but dropout and init_weights.
+fn comparable(c: &AdapterConfig) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = c.raw().clone();
+    m.remove("dropout");
+    m.remove("init_weights");
+    m
+}
+
+/// A new adapter `name`: the weighted average of `inputs` (weights normalised to sum 1, as the
+/// library does by default).
+pub fn average(
+    model: &ModelConfig,
+    name: &str,
+    inputs: &[(&AdapterModule, f64)],
+    combine: Combine,
+) -> Result<AdapterModule> {
+    let Some((first, _)) = inputs.first() else {
+        return Err(Error::Invalid("averaging needs at least one adapter".into()));
+    };
+    if let Some((other, _)) = inputs
+        .iter()
+        .find(|(a, _)| comparable(&a.config) != comparable(&first.config))
+    {
+        return Err(Error::Incompatible(format!(
+            "cannot average `{}` and `{}`: their configurations differ (the library averages \
+             adapters of one configuration only)",
+            first.name, other.name
+        )));
+    }
+    let total: f64 = inputs.iter().map(|(_, w)| w).sum();
+    if total == 0.0 || !total.is_finite() {
+        return Err(Error::Invalid(format!(
+            "the averaging weights sum to {total}"
+        )));
+    }
+    let weights: Vec<f64> = inputs.iter().map(|(_, w)| w / total).collect();
+    let mut config = first.config.clone();
+    if let Combine::LoraDeltaWSvd { svd_rank } = combine {
+        let AdapterConfig::Lora(lc) = &mut config else {
+            return Err(Error::Invalid(format!(
+                "lora_delta_w_svd averages LoRA adapters; `{}` is a {} adapter",
+                first.name,
+                first.config.method_name()
+            )));
+        };
+        if lc.composition_mode != super::lora::CompositionMode::Add {
+            return Err(Error::Invalid(
+                "lora_delta_w_svd needs LoRA adapters, not (IA)³".into(),
+            ));
+        }
+        // As the library: the new rank, the same alpha.
+        lc.r = svd_rank;
+        lc.raw.insert("r".into(), json!(svd_rank));
+    }
+    let device = first.vs.device();
+    let out = AdapterModule::new(model, name, config, device)?;
+    let marker = match out.config {
+        AdapterConfig::Bottleneck(_) => "adapters",
+        AdapterConfig::Lora(_) => "loras",
+    };
+    let key_in = |key: &str, adapter: &str| {
+        key.replace(
+            &format!(".{marker}.{name}."),
+            &format!(".{marker}.{adapter}."),
+        )
+    };
+    let sources: Vec<_> = inputs.iter().map(|(a, _)| a.vs.variables()).collect();
+    let mut targets = out.vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        match combine {
+            Combine::Linear => {
+                for (key, target) in targets.iter_mut() {
+                    let mut sum = target.zeros_like();
+                    for ((a, _), (vars, w)) in inputs.iter().zip(sources.iter().zip(&weights)) {
+                        let t = vars.get(&key_in(key, &a.name)).ok_or_else(|| {
+                            Error::Invalid(format!("adapter `{}` has no {key}", a.name))
+                        })?;
+                        sum += t * *w;
+                    }
+                    target.copy_(&sum);
+                }
+            }
+            Combine::LoraDeltaWSvd { svd_rank } => {
+                for (&(layer, site), _) in out.loras() {
+                    let mut delta: Option<Tensor> = None;
+                    for ((a, _), w) in inputs.iter().zip(&weights) {
+                        let lora = a.lora(layer, site).ok_or_else(|| {
+                            Error::Invalid(format!("adapter `{}` has no LoRA at layer {layer}", a.name))
+                        })?;
+                        let d = lora.delta_w().ok_or_else(|| {
+                            Error::Invalid("lora_delta_w_svd needs LoRA adapters".into())
+                        })? * *w;
+                        delta = Some(match delta {
+                            Some(acc) => acc + d,
+                            None => d,
+                        });
+                    }
+                    let Some(delta) = delta else { continue };
+                    // delta = U diag(S) Vᵀ; A = Vᵀ and B = U diag(S), cut to the rank.
+                    let (u, s, v) = delta.svd(true, true);
+                    let k = svd_rank.min(s.size()[0]);
+                    let new_a = v.narrow(1, 0, k).tr().contiguous();
+                    let new_b = u.narrow(1, 0, k).matmul(&s.narrow(0, 0, k).diag(0));
+                    let path = crate::model::linear_path(&out.vs.root(), model, layer, site);
+                    let prefix = path.components().collect::<Vec<_>>().join(".");
+                    for (param, value) in [("lora_A", &new_a), ("lora_B", &new_b)] {
+                        let key = format!("{prefix}.loras.{name}.{param}");
+                        let t = targets
+                            .get_mut(&key)
+                            .ok_or_else(|| Error::Invalid(format!("no variable {key}")))?;
+                        t.copy_(value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Averages AdapterHub adapter folders of `model_dir` into a new folder `out` (replaced only
+/// when complete), named `name`.
+pub fn average_folders(
+    model_dir: &std::path::Path,
+    inputs: &[(std::path::PathBuf, f64)],
+    combine: Combine,
+    name: &str,
+    out: &std::path::Path,
+    format: crate::hub::WeightFormat,
+) -> Result<()> {
+    use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
+    let base = crate::model::BaseModel::load(model_dir, tch::Device::Cpu)?;
+    // Loaded under their position: two folders may carry the same adapter name.
+    let loaded = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, _))| crate::hub::load_adapter(dir, &base, Some(&format!("input{i}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let pairs: Vec<(&AdapterModule, f64)> =
+        loaded.iter().zip(inputs).map(|(a, (_, w))| (a, *w)).collect();
+    let averaged = average(&base.config, name, &pairs, combine)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = temp_dir_for(out)?;
+    if let Err(e) = crate::hub::save_adapter(&averaged, &base.config, &tmp, format) {
+        remove_dir_quietly(&tmp);
+        return Err(e);
+    }
+    replace_dir(&tmp, out)
+}

@@ -1,0 +1,423 @@
+//! LoRA and (IA)³ (`LoRAConfig`, `IA3Config`, `methods/lora.py` of the Python library): a
+//! low-rank update added to, or a vector scaling, the output of the attention's query/key/value
+//! projections and the feed-forward linears. Weights live at `<linear>.loras.NAME.lora_A/B`.
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A linear layer of a transformer layer that LoRA can wrap (the library's location keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinearSite {
+    Query,
+    Key,
+    Value,
+    /// The feed-forward's first linear (`intermediate.dense`, DistilBERT `ffn.lin1`).
+    Intermediate,
+    /// The feed-forward's second linear (`output.dense`, DistilBERT `ffn.lin2`).
+    Output,
+}
+
+impl LinearSite {
+    pub const ALL: [LinearSite; 5] = [
+        LinearSite::Query,
+        LinearSite::Key,
+        LinearSite::Value,
+        LinearSite::Intermediate,
+        LinearSite::Output,
+    ];
+
+    /// The `attn_matrices` letter of an attention projection.
+    pub fn attn_key(self) -> Option<&'static str> {
+        match self {
+            LinearSite::Query => Some("q"),
+            LinearSite::Key => Some("k"),
+            LinearSite::Value => Some("v"),
+            LinearSite::Intermediate | LinearSite::Output => None,
+        }
+    }
+}
+
+/// How the injected weights combine with the layer's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompositionMode {
+    /// LoRA: `W x + b + s · B A x`.
+    Add,
+    /// (IA)³: `(W x + b) ⊙ s·l`.
+    Scale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraInit {
+    /// A as nn.Linear's default (kaiming uniform), B zero: the update starts at zero.
+    Lora,
+    /// Both N(0, 0.02).
+    Bert,
+    /// Ones (the (IA)³ identity scaling).
+    Ia3,
+}
+
+/// `LoRAConfig` of the library. Unknown keys are kept in `raw` and written back.
+#[derive(Debug, Clone)]
+pub struct LoraConfig {
+    pub selfattn_lora: bool,
+    pub intermediate_lora: bool,
+    pub output_lora: bool,
+    pub leave_out: Vec<usize>,
+    pub r: i64,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub attn_matrices: Vec<String>,
+    pub composition_mode: CompositionMode,
+    pub init_weights: LoraInit,
+    pub use_gating: bool,
+    pub raw: Map<String, Value>,
+}
+
+/// The two presets of the library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraPreset {
+    Lora,
+    Ia3,
+}
+
+impl LoraPreset {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "lora" | "loraconfig" => LoraPreset::Lora,
+            "ia3" | "ia3config" => LoraPreset::Ia3,
+            _ => return None,
+        })
+    }
+
+    /// The `config` object the library writes for this preset.
+    pub fn to_json(self) -> Map<String, Value> {
+        let mut m = json!({
+            "alpha": 8,
+            "architecture": "lora",
+            "attn_matrices": ["q", "v"],
+            "composition_mode": "add",
+            "dropout": 0.0,
+            "dtype": null,
+            "init_weights": "lora",
+            "init_weights_seed": null,
+            "intermediate_lora": false,
+            "leave_out": [],
+            "output_lora": false,
+            "r": 8,
+            "selfattn_lora": true,
+            "use_dora": false,
+            "use_gating": false,
+            "vera_b": null,
+            "vera_d": null,
+        });
+        let o = m.as_object_mut().expect("literal object");
+        if self == LoraPreset::Ia3 {
+            o.insert("alpha".into(), json!(1));
+            o.insert("r".into(), json!(1));
+            o.insert("attn_matrices".into(), json!(["k", "v"]));
+            o.insert("intermediate_lora".into(), json!(true));
+            o.insert("composition_mode".into(), json!("scale"));
+            o.insert("init_weights".into(), json!("ia3"));
+        }
+        m.as_object().cloned().unwrap_or_default()
+    }
+}
+
+fn flag(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::config(
+            path,
+            format!("config.{key}"),
+            format!("expected true or false, found {other}"),
+        )),
+    }
+}
+
+impl LoraConfig {
+    pub fn preset(preset: LoraPreset) -> Self {
+        Self::from_json(Path::new("<preset>"), &preset.to_json()).expect("presets are valid")
+    }
+
+    /// Parses the `config` object of a `"architecture": "lora"` adapter.
+    pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
+        let bad = |key: &str, msg: String| Error::config(path, format!("config.{key}"), msg);
+        for (key, what) in [("use_dora", "DoRA")] {
+            if flag(path, m, key, false)? {
+                return Err(bad(key, format!("{what} is not supported yet")));
+            }
+        }
+        for key in ["vera_d", "vera_b"] {
+            if m.get(key).is_some_and(|v| !v.is_null()) {
+                return Err(bad(key, "VeRA is not supported yet".into()));
+            }
+        }
+        if m.get("n_up_projection").is_some() {
+            return Err(bad("n_up_projection", "MTL-LoRA is not supported".into()));
+        }
+        if let Some(d) = m.get("dtype").filter(|v| !v.is_null()) {
+            if d.as_str() != Some("float32") {
+                return Err(bad("dtype", format!("only float32 LoRA weights are supported, found {d}")));
+            }
+        }
+        let r = match m.get("r") {
+            None => 8,
+            Some(v) => match v.as_i64() {
+                Some(r) if r >= 1 => r,
+                _ => return Err(bad("r", format!("expected a positive integer, found {v}"))),
+            },
+        };
+        let alpha = match m.get("alpha") {
+            None => 8.0,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| bad("alpha", format!("expected a number, found {v}")))?,
+        };
+        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(bad("dropout", format!("{dropout} is not in [0, 1)")));
+        }
+        let attn_matrices = match m.get("attn_matrices") {
+            None => vec!["q".to_string(), "v".to_string()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v.as_str() {
+                    Some(s @ ("q" | "k" | "v")) => Ok(s.to_string()),
+                    _ => Err(bad(
+                        "attn_matrices",
+                        format!("expected \"q\", \"k\" or \"v\", found {v}"),
+                    )),
+                })
+                .collect::<Result<_>>()?,
+            Some(v) => return Err(bad("attn_matrices", format!("expected a list, found {v}"))),
+        };
+        let composition_mode = match m.get("composition_mode").and_then(Value::as_str) {
+            None | Some("add") => CompositionMode::Add,
+            Some("scale") => CompositionMode::Scale,
+            Some(other) => {
+                return Err(bad(
+                    "composition_mode",
+                    format!("expected \"add\" or \"scale\", found `{other}`"),
+                ))
+            }
+        };
+        if composition_mode == CompositionMode::Scale && r != 1 {
+            return Err(bad("r", format!("composition_mode \"scale\" needs r = 1, found {r}")));
+        }
+        if composition_mode == CompositionMode::Scale && dropout > 0.0 {
+            return Err(bad("dropout", "(IA)³ has no dropout".into()));
+        }
+        let init_weights = match m.get("init_weights").and_then(Value::as_str) {
+            None | Some("lora") => LoraInit::Lora,
+            Some("bert") => LoraInit::Bert,
+            Some("ia3") => LoraInit::Ia3,
+            Some(other) => {
+                return Err(bad(
+                    "init_weights",
+                    format!("expected \"lora\", \"bert\" or \"ia3\", found `{other}`"),
+                ))
+            }
+        };
+        let leave_out = match m.get("leave_out") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| bad("leave_out", format!("expected layer indices, found {v}")))
+                })
+                .collect::<Result<_>>()?,
+            Some(v) => return Err(bad("leave_out", format!("expected a list, found {v}"))),
+        };
+        Ok(LoraConfig {
+            selfattn_lora: flag(path, m, "selfattn_lora", true)?,
+            intermediate_lora: flag(path, m, "intermediate_lora", false)?,
+            output_lora: flag(path, m, "output_lora", false)?,
+            leave_out,
+            r,
+            alpha,
+            dropout,
+            attn_matrices,
+            composition_mode,
+            init_weights,
+            use_gating: flag(path, m, "use_gating", false)?,
+            raw: m.clone(),
+        })
+    }
+
+    /// Whether this adapter wraps `site` of `layer`.
+    pub fn applies_at(&self, layer: usize, site: LinearSite) -> bool {
+        if self.leave_out.contains(&layer) {
+            return false;
+        }
+        match site.attn_key() {
+            Some(k) => self.selfattn_lora && self.attn_matrices.iter().any(|m| m == k),
+            None if site == LinearSite::Intermediate => self.intermediate_lora,
+            None => self.output_lora,
+        }
+    }
+
+    /// `alpha / r` for LoRA, `alpha` for (IA)³.
+    pub fn scaling(&self) -> f64 {
+        match self.composition_mode {
+            CompositionMode::Add => self.alpha / self.r as f64,
+            CompositionMode::Scale => self.alpha,
+        }
+    }
+
+    pub fn method_name(&self) -> &'static str {
+        match self.composition_mode {
+            CompositionMode::Add => "lora",
+            CompositionMode::Scale => "ia3",
+        }
+    }
+}
+
+/// One LoRA or (IA)³ module wrapping one linear layer (`in_features → out_features`).
+#[derive(Debug)]
+pub struct Lora {
+    /// [r, in]; (IA)³ has none.
+    lora_a: Option<Tensor>,
+    /// [out, r] (a column vector for (IA)³).
+    lora_b: Tensor,
+    gate: Option<nn::Linear>,
+    mode: CompositionMode,
+    scaling: f64,
+    dropout: f64,
+}
+
+impl Lora {
+    /// Creates the variables under `p` (= `<linear>.loras.NAME`).
+    pub fn new(p: &nn::Path, cfg: &LoraConfig, in_features: i64, out_features: i64) -> Self {
+        let r = cfg.r;
+        let init_a = match cfg.init_weights {
+            // kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+            LoraInit::Lora => {
+                let bound = 1.0 / (in_features as f64).sqrt();
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                }
+            }
+            LoraInit::Bert => nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+            LoraInit::Ia3 => nn::Init::Const(1.0),
+        };
+        let init_b = match cfg.init_weights {
+            LoraInit::Lora => nn::Init::Const(0.0),
+            LoraInit::Bert => nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+            LoraInit::Ia3 => nn::Init::Const(1.0),
+        };
+        let lora_a = (cfg.composition_mode == CompositionMode::Add)
+            .then(|| p.var("lora_A", &[r, in_features], init_a));
+        let lora_b = p.var("lora_B", &[out_features, r], init_b);
+        let gate = cfg.use_gating.then(|| {
+            let bound = 1.0 / (in_features as f64).sqrt();
+            nn::linear(
+                p / "gate",
+                in_features,
+                1,
+                nn::LinearConfig {
+                    ws_init: nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.02,
+                    },
+                    bs_init: Some(nn::Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    }),
+                    bias: true,
+                },
+            )
+        });
+        Lora {
+            lora_a,
+            lora_b,
+            gate,
+            mode: cfg.composition_mode,
+            scaling: cfg.scaling(),
+            dropout: cfg.dropout,
+        }
+    }
+
+    pub fn mode(&self) -> CompositionMode {
+        self.mode
+    }
+
+    /// `B A` without the scaling (the library's `delta_w`), for LoRA.
+    pub fn delta_w(&self) -> Option<Tensor> {
+        self.lora_a.as_ref().map(|a| self.lora_b.matmul(a))
+    }
+
+    /// The module's contribution, from the contribution so far (`hidden`, None before the first
+    /// module of a composition) and the linear's input `x`.
+    pub fn forward(&self, hidden: Option<&Tensor>, x: &Tensor, train: bool) -> Tensor {
+        let h = match (&self.lora_a, self.mode) {
+            (Some(a), CompositionMode::Add) => {
+                let input = hidden.unwrap_or(x).dropout(self.dropout, train);
+                input.matmul(&a.tr()).matmul(&self.lora_b.tr())
+            }
+            _ => {
+                let l = self.lora_b.view([1, 1, -1]);
+                match hidden {
+                    Some(h) => h * l,
+                    None => l.expand([x.size()[0], 1, -1], false).shallow_clone(),
+                }
+            }
+        };
+        match &self.gate {
+            // One gate per example: the sigmoid averaged over the tokens.
+            Some(g) => {
+                let gate = g.forward(x).sigmoid().mean_dim(1, false, None).unsqueeze(-1);
+                h * gate
+            }
+            None => h * self.scaling,
+        }
+    }
+
+    /// Combines the layer's output with the composed contribution.
+    pub fn combine(&self, output: &Tensor, hidden: &Tensor) -> Tensor {
+        match self.mode {
+            CompositionMode::Add => output + hidden,
+            CompositionMode::Scale => output * hidden,
+        }
+    }
+
+    /// Folds the module into the linear's `weight` [out, in] and `bias` [out]: LoRA adds
+    /// `s · B A`; (IA)³ scales rows and, unlike the library's merge, the bias too (exact).
+    pub fn merge_into(&self, weight: &mut Tensor, bias: Option<&mut Tensor>) -> Result<()> {
+        if self.gate.is_some() {
+            return Err(Error::Invalid(
+                "a gated LoRA cannot be merged into the base model (its gate depends on the input)"
+                    .into(),
+            ));
+        }
+        tch::no_grad(|| {
+            match (&self.lora_a, self.mode) {
+                (Some(a), CompositionMode::Add) => {
+                    let delta = self.lora_b.matmul(a) * self.scaling;
+                    let _ = weight.g_add_(&delta.to_kind(weight.kind()));
+                }
+                _ => {
+                    let l = (&self.lora_b * self.scaling).to_kind(Kind::Float);
+                    let _ = weight.g_mul_(&l);
+                    if let Some(b) = bias {
+                        let _ = b.g_mul_(&l.view([-1]));
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}

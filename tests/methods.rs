@@ -1,0 +1,283 @@
+//! LoRA and (IA)³ both ways with the Python `adapters` library: what Rust saves loads with the
+//! library's plain default calls and gives the same logits; a merged export loads in plain
+//! transformers with the logits of the unmerged setup; `average` and `train --method lora|ia3`
+//! from the command line.
+mod common;
+
+use std::path::Path;
+
+use adapter_studio::adapter_model::AdapterModel;
+use adapter_studio::adapters::{AdapterConfig, AdapterModule, LoraPreset, Setup};
+use adapter_studio::export::{self, ExportFormat, ExportSpec};
+use adapter_studio::heads::{HeadConfig, HeadModule};
+use adapter_studio::hub::{self, WeightFormat};
+use adapter_studio::model::BaseModel;
+use adapter_studio::predict::{self, PredictSpec};
+use common::*;
+use serde_json::{json, Value};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+fn randomize(vs: &VarStore, seed: i64) {
+    tch::manual_seed(seed);
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            // (IA)³ vectors scale activations: keep them around 1.
+            let centre = if name.contains(".loras.ia3.") { 1.0 } else { 0.0 };
+            let r = v.randn_like() * 0.3 + centre;
+            v.copy_(&r);
+        }
+    });
+}
+
+fn nested(t: &Tensor) -> Value {
+    let (b, n) = t.size2().unwrap();
+    let flat = Vec::<i64>::try_from(t.flatten(0, -1)).unwrap();
+    json!((0..b as usize)
+        .map(|i| flat[i * n as usize..(i + 1) * n as usize].to_vec())
+        .collect::<Vec<_>>())
+}
+
+const TEXTS: [&str; 3] = [
+    "the cat sat on the mat",
+    "adapters learn",
+    "a dog ran to the park and played",
+];
+
+/// Logits of `model` on TEXTS and the spec fields holding the same inputs.
+fn run(model: &AdapterModel) -> (Vec<f64>, Value) {
+    let texts: Vec<(String, Option<String>)> =
+        TEXTS.iter().map(|t| (t.to_string(), None)).collect();
+    let batch = model
+        .base
+        .tokenizer
+        .encode_batch(&texts, Device::Cpu)
+        .unwrap();
+    let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
+    let logits =
+        Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let inputs = json!({
+        "input_ids": nested(&batch.input_ids),
+        "attention_mask": nested(&batch.attention_mask),
+        "token_type_ids": nested(&batch.token_type_ids),
+    });
+    (logits, inputs)
+}
+
+fn with(mut spec: Value, inputs: &Value) -> Value {
+    for (k, v) in inputs.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    spec
+}
+
+#[test]
+fn lora_and_ia3_adapters_saved_by_rust_load_in_python_with_plain_calls_and_the_same_logits() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path();
+    let mut specs = Vec::new();
+    let mut expected = Vec::new();
+    for model_name in ["bert_tiny", "distilbert_tiny"] {
+        let base = BaseModel::load(&fixtures().join(model_name), Device::Cpu).unwrap();
+        let cfg = base.config.clone();
+        let mut model = AdapterModel::new(base);
+        let mut every_site = LoraPreset::Lora.to_json();
+        every_site.insert("attn_matrices".into(), json!(["q", "k", "v"]));
+        every_site.insert("intermediate_lora".into(), json!(true));
+        every_site.insert("output_lora".into(), json!(true));
+        every_site.insert("r".into(), json!(4));
+        every_site.insert("alpha".into(), json!(16));
+        let mut gated = LoraPreset::Lora.to_json();
+        gated.insert("use_gating".into(), json!(true));
+        let configs = [
+            ("lora", every_site),
+            ("ia3", LoraPreset::Ia3.to_json()),
+            ("gated", gated),
+        ];
+        for (i, (name, raw)) in configs.into_iter().enumerate() {
+            let config = AdapterConfig::from_json(Path::new("test"), &raw, true).unwrap();
+            let adapter = AdapterModule::new(&cfg, name, config, Device::Cpu).unwrap();
+            randomize(&adapter.vs, 40 + i as i64);
+            let dir = out.join(model_name).join(name);
+            hub::save_adapter(&adapter, &cfg, &dir, WeightFormat::Both).unwrap();
+            model.add_adapter(adapter).unwrap();
+        }
+        let head = HeadModule::new(
+            &cfg,
+            "cls",
+            HeadConfig::classification(vec!["x".into(), "y".into()]),
+            Device::Cpu,
+        )
+        .unwrap();
+        randomize(&head.vs, 50);
+        let head_dir = out.join(model_name).join("head");
+        hub::save_head(&head, &cfg, &head_dir, WeightFormat::Both).unwrap();
+        model.add_head(head);
+        for names in [vec!["lora"], vec!["ia3"], vec!["gated"], vec!["lora", "ia3"]] {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            model.set_setup(Some(Setup::stack_of(&names))).unwrap();
+            let (logits, inputs) = run(&model);
+            let kind = if names.len() == 1 { "single" } else { "stack" };
+            specs.push(with(
+                json!({
+                    "model": fixtures().join(model_name),
+                    "adapters": names.iter().map(|n| out.join(model_name).join(n)).collect::<Vec<_>>(),
+                    "head": head_dir,
+                    "setup": {"type": kind, "adapters": names},
+                    "plain_calls": true,
+                }),
+                &inputs,
+            ));
+            expected.push(logits);
+        }
+    }
+    let spec_path = out.join("spec.json");
+    std::fs::write(&spec_path, Value::Array(specs.clone()).to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(results.len(), specs.len());
+    for ((spec, want), r) in specs.iter().zip(&expected).zip(&results) {
+        let label = format!("{} {}", spec["model"], spec["setup"]);
+        assert!(
+            r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
+            "{label}: Python reported {}",
+            r["load_warnings"]
+        );
+        assert_close(&label, want, &floats(&r["logits"]), 1e-4);
+    }
+}
+
+#[test]
+fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
+    let work = tempfile::tempdir().unwrap();
+    // Python-made adapters: a LoRA on every linear, and (IA)³ whose merge must scale the
+    // biases too (the library's own merge does not, and would change these logits).
+    for (model_name, tag, adapter, class) in [
+        ("bert_tiny", "bert", "lora_all", "BertForSequenceClassification"),
+        ("bert_tiny", "bert", "ia3", "BertForSequenceClassification"),
+        ("roberta_tiny", "roberta", "ia3", "RobertaForSequenceClassification"),
+        ("xlmr_tiny", "xlmr", "lora", "XLMRobertaForSequenceClassification"),
+    ] {
+        let src = fixtures().join("methods").join(tag);
+        let parts = PredictSpec {
+            model: fixtures().join(model_name),
+            adapters: vec![src.join(adapter)],
+            fusion: None,
+            head: src.join("head_cls"),
+            device: Device::Cpu,
+        };
+        let out = work.path().join(format!("{tag}-{adapter}"));
+        let report = export::export(
+            &ExportSpec {
+                parts: parts.clone(),
+                format: ExportFormat::Merged,
+                weights: WeightFormat::Safetensors,
+                out: out.clone(),
+                force: false,
+                from_run: None,
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+        assert!(report.files.iter().any(|(f, _)| f == "model.safetensors"));
+        assert!(
+            !out.join("adapter_config.json").exists() && !out.join("head").exists(),
+            "a merged export is a plain model folder"
+        );
+        let model = predict::load(&parts).unwrap();
+        let (logits, inputs) = run(&model);
+        let spec_path = work.path().join("merged.json");
+        std::fs::write(&spec_path, with(json!({ "model": out }), &inputs).to_string()).unwrap();
+        let stdout = run_reference_script(&["--check-merged".as_ref(), spec_path.as_os_str()]);
+        let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(r["class"], class);
+        assert_close(
+            &format!("merged {tag} {adapter}"),
+            &logits,
+            &floats(&r["logits"]),
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn a_merged_export_refuses_bottlenecks_and_gated_loras_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    for (tag, adapter, words) in [
+        ("methods/bert", "lora_gated", "gated"),
+        ("bert_tiny_adapters", "seq", "seq_bn"),
+    ] {
+        let src = fixtures().join(tag);
+        let spec = ExportSpec {
+            parts: PredictSpec {
+                model: fixtures().join("bert_tiny"),
+                adapters: vec![src.join(adapter)],
+                fusion: None,
+                head: fixtures().join("methods/bert/head_cls"),
+                device: Device::Cpu,
+            },
+            format: ExportFormat::Merged,
+            weights: WeightFormat::Safetensors,
+            out: work.path().join(adapter),
+            force: false,
+            from_run: None,
+        };
+        let err = export::export(&spec, &mut |_| true).unwrap_err().to_string();
+        assert!(err.contains(words), "{err}");
+        assert!(!work.path().join(adapter).exists(), "nothing is left behind");
+    }
+}
+
+#[test]
+fn average_on_the_command_line_writes_an_adapter_python_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let src = fixtures().join("methods").join("bert");
+    let out = work.path().join("avg");
+    ok(bin()
+        .args(["average", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(src.join("lora"))
+        .arg("--adapter")
+        .arg(src.join("lora3"))
+        .args(["--weight", "0.7", "--weight", "0.3", "--combine", "lora_delta_w_svd"])
+        .args(["--svd-rank", "4", "--name", "avg_svd", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let (_, config) = hub::read_adapter_config(&out).unwrap();
+    assert_eq!(config.lora().unwrap().r, 4);
+    // The library loads it and computes what it computed for its own average.
+    let reference = cases_in("methods/cases.json")
+        .into_iter()
+        .find(|c| c["name"] == "bert_avg_svd")
+        .unwrap();
+    let spec = json!({
+        "model": fixtures().join("bert_tiny"),
+        "adapters": [out],
+        "head": src.join("head_cls"),
+        "setup": {"type": "single", "adapters": ["avg_svd"]},
+        "input_ids": reference["input_ids"],
+        "attention_mask": reference["attention_mask"],
+        "token_type_ids": reference["token_type_ids"],
+        "plain_calls": true,
+    });
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_close("average", &floats(&r["logits"]), &floats(&reference["logits"]), 1e-4);
+    // Different configurations are refused by name.
+    let err = bin()
+        .args(["average", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(src.join("lora"))
+        .arg("--adapter")
+        .arg(src.join("lora2"))
+        .arg("--out")
+        .arg(work.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("configurations differ"));
+}
