@@ -55,6 +55,8 @@ pub struct Item {
     pub adapter_names: Vec<String>,
     /// Its run is training now: the files are its best so far, not a result to build on.
     pub training: bool,
+    /// A bottleneck adapter, which AdapterFusion can read (LoRA and (IA)³ adapters cannot).
+    pub fusable: bool,
 }
 
 impl Item {
@@ -73,13 +75,15 @@ impl Item {
     }
 }
 
-fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)> {
+/// The card's method line, the adapters a fusion reads, and whether fusion can read it.
+fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>, bool)> {
     Ok(match artifact {
         Artifact::Adapter => {
             let cfg = hub::parse_adapter_config(env)?;
             (
                 format!("{}, {}", cfg.method_name(), cfg.size_label()),
                 Vec::new(),
+                cfg.bottleneck().is_some(),
             )
         }
         Artifact::Fusion => {
@@ -91,13 +95,14 @@ fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>)>
                 (false, false, true) => "static",
                 _ => "custom",
             };
-            (format!("fusion ({kind}) of {}", names.len()), names)
+            (format!("fusion ({kind}) of {}", names.len()), names, false)
         }
         Artifact::Head => {
             let cfg = hub::parse_head_config(env)?;
             (
                 format!("{} head, {} labels", cfg.head_type.as_str(), cfg.num_labels),
                 Vec::new(),
+                false,
             )
         }
     })
@@ -139,7 +144,7 @@ pub fn parameters_text(n: u64) -> String {
 /// Reads one artifact folder into a card.
 pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item> {
     let env = hub::read_envelope(dir, artifact)?;
-    let (method, adapter_names) = describe(&env, artifact)?;
+    let (method, adapter_names, fusable) = describe(&env, artifact)?;
     let bytes = hub::find_weights(dir, artifact)
         .ok()
         .and_then(|p| std::fs::metadata(p).ok())
@@ -159,6 +164,7 @@ pub fn read_item(dir: &Path, artifact: Artifact, source: Source) -> Result<Item>
         best_metric: None,
         adapter_names,
         training: false,
+        fusable,
     })
 }
 

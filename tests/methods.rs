@@ -259,7 +259,6 @@ fn average_on_the_command_line_writes_an_adapter_python_loads() {
         "input_ids": reference["input_ids"],
         "attention_mask": reference["attention_mask"],
         "token_type_ids": reference["token_type_ids"],
-        "plain_calls": true,
     });
     let spec_path = work.path().join("spec.json");
     std::fs::write(&spec_path, spec.to_string()).unwrap();

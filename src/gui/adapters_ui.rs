@@ -103,10 +103,12 @@ fn card_ui(
             }
             match item.artifact {
                 Artifact::Adapter => {
-                    let label = if chosen {
-                        format!("Remove {} from fusion", item.name)
-                    } else {
-                        format!("Fuse {}", item.name)
+                    // LoRA and (IA)³ cards join the composer for averaging, not fusion.
+                    let label = match (chosen, item.fusable) {
+                        (true, true) => format!("Remove {} from fusion", item.name),
+                        (true, false) => format!("Remove {}", item.name),
+                        (false, true) => format!("Fuse {}", item.name),
+                        (false, false) => format!("Choose {}", item.name),
                     };
                     let enabled = (problem.is_none() && !item.training) || chosen;
                     if ui.add_enabled(enabled, egui::Button::new(label)).clicked() {
@@ -349,9 +351,26 @@ impl StudioApp {
         if !ready {
             ui.label(egui::RichText::new("Choose a base model and at least two adapters.").weak());
         }
+        let not_fusable: Vec<&str> = self
+            .library
+            .items
+            .iter()
+            .filter(|it| self.library.chosen.contains(&it.dir) && !it.fusable)
+            .map(|it| it.name.as_str())
+            .collect();
+        if !not_fusable.is_empty() {
+            ui.label(
+                egui::RichText::new(format!(
+                    "Fusion reads bottleneck adapters only; {} can be averaged instead.",
+                    not_fusable.join(", ")
+                ))
+                .weak(),
+            );
+        }
+        let fusable = ready && not_fusable.is_empty();
         ui.horizontal(|ui| {
             if ui
-                .add_enabled(ready, egui::Button::new("Compose fusion…"))
+                .add_enabled(fusable, egui::Button::new("Compose fusion…"))
                 .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
                 .clicked()
             {

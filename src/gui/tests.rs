@@ -59,10 +59,14 @@ fn workspace(dir: &Path) -> Workspace {
 /// A 4-step seq_bn run on the workspace's first dataset, trained by the library into
 /// `runs/NAME`; its folder.
 fn train_quickly(ws: &Workspace, name: &str) -> PathBuf {
+    train_quickly_with(ws, name, adapter_studio::training::Method::SeqBn)
+}
+
+fn train_quickly_with(ws: &Workspace, name: &str, method: adapter_studio::training::Method) -> PathBuf {
     let mut cfg = adapter_studio::training::TrainConfig::adapter(
         tiny_model(),
         ws.state.datasets[0].train.clone(),
-        adapter_studio::training::Method::SeqBn,
+        method,
     );
     cfg.max_steps = Some(4);
     cfg.batch_size = 8;
@@ -1252,4 +1256,78 @@ fn a_study_stopped_here_stops_its_queued_runs_and_continues_to_the_end() {
     });
     assert_eq!(status("films-head-only-s1"), Some(RunStatus::Finished));
     assert_eq!(status("films-seq_bn-s1"), Some(RunStatus::Finished));
+}
+
+#[test]
+fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_not_fuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let other = train_quickly_with(&ws, "other-lora", adapter_studio::training::Method::Lora);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "3 Method");
+    h.get_by_role_and_label(Role::ComboBox, "Method").click();
+    h.step();
+    h.step();
+    h.get_by_role_and_label(Role::Button, "lora").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().wizard.method, adapter_studio::training::Method::Lora);
+    assert_eq!(h.state().wizard.form.lr, 5e-4, "choosing LoRA sets its learning rate");
+    assert!(h.query_by_label_contains("rank-8 update").is_some());
+    let form = &mut h.state_mut().wizard.form;
+    form.max_steps = Some(6);
+    form.batch_size = 8;
+    click(&mut h, "4 Review");
+    click(&mut h, "Start training");
+    let new_run = |a: &StudioApp| {
+        a.runs
+            .runs
+            .iter()
+            .find(|r| r.dir != other)
+            .map(|r| (r.dir.clone(), r.status().label()))
+    };
+    step_until(&mut h, "the LoRA run to end", |a| {
+        new_run(a).is_some_and(|(_, s)| matches!(s, "finished" | "finished (early stop)"))
+    });
+    let run = new_run(h.state()).unwrap().0;
+    let (_, config) = adapter_studio::hub::read_adapter_config(&run.join("adapter")).unwrap();
+    assert_eq!(config.method_name(), "lora");
+
+    // Both LoRA cards show method, rank and parameters: 3 layers × (query, value) × 2 × 8 × 32.
+    h.state_mut().library.stale = true;
+    h.state_mut().screen = Screen::Adapters;
+    h.step();
+    h.step();
+    let cards = h
+        .get_all_by_label_contains("lora, rank 8 · 3072 parameters")
+        .count();
+    assert_eq!(cards, 2);
+    for item in h.state().library.items.clone() {
+        if item.artifact == adapter_studio::hub::Artifact::Adapter {
+            h.get_by_label(&format!("Choose {}", item.name)).click();
+            h.step();
+        }
+    }
+    h.step();
+    assert_eq!(h.state().library.chosen.len(), 2);
+    assert!(h.query_by_label_contains("can be averaged instead").is_some());
+    click(&mut h, "Compose fusion…");
+    assert_eq!(
+        h.state().screen,
+        Screen::Adapters,
+        "fusion is not offered for LoRA adapters"
+    );
+    click(&mut h, "Average into one adapter");
+    step_until(&mut h, "the average", |a| a.library.import_pending.is_none());
+    h.step();
+    let items = &h.state().library.items;
+    let avg = items
+        .iter()
+        .find(|i| i.name.starts_with("avg_"))
+        .unwrap_or_else(|| panic!("{:?}", h.state().library.message));
+    assert_eq!(avg.method, "lora, rank 8");
+    assert!(!avg.fusable);
+    assert!(other.join("adapter").is_dir());
 }
