@@ -305,7 +305,9 @@ impl DisentangledAttention {
              -> Result<Tensor> {
                 let out = match own {
                     Some(lin) if !o.share_att_key => lin.forward(&rel),
-                    _ => hooked(shared, &rel, layer, site, hook, train)?,
+                    // As a batch of one, the form the library passes (a LoRA gate averages
+                    // over its positions; an (IA)³ vector scales each of them).
+                    _ => hooked(shared, &rel.unsqueeze(0), layer, site, hook, train)?.squeeze_dim(0),
                 };
                 Ok(self.heads(&out))
             };

@@ -107,7 +107,7 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
 /// that zero-initialised parts cannot hide a bug) and saved beside it.
 pub const PY_ADAPTERS: &str = r#"
 import sys, torch
-from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig
+from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig, LoRAConfig, IA3Config
 from adapters.composition import Fuse
 d = sys.argv[1]
 torch.manual_seed(0)
@@ -122,10 +122,22 @@ with torch.no_grad():
     for n, p in m.named_parameters():
         if "adapters" in n or "fusion" in n or n.startswith("heads"):
             p.copy_(torch.randn_like(p) * 0.3)
+# LoRA and (IA)³ after the others, from their own generator (the values above stay as they were).
+m.add_adapter("l", config=LoRAConfig(r=4, alpha=16, attn_matrices=["q", "k", "v"],
+                                     intermediate_lora=True, output_lora=True))
+m.add_adapter("i", config=IA3Config())
+g = torch.Generator().manual_seed(1)
+with torch.no_grad():
+    for n, p in m.named_parameters():
+        if ".loras." in n:  # (IA)³ scales: around 1
+            r = torch.randn(p.shape, generator=g) * 0.3
+            p.copy_(r + 1 if ".loras.i." in n else r)
 m.save_adapter(d + "/a", "a")
 m.save_adapter(d + "/b", "b")
 m.save_adapter(d + "/c", "c")
 m.save_adapter(d + "/p", "p")
+m.save_adapter(d + "/l", "l")
+m.save_adapter(d + "/i", "i")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
@@ -184,14 +196,18 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
 }
 
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
-/// par_bn, a Stack of two, a fusion.
-pub const SETUPS: [(&[&str], bool); 6] = [
+/// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, and a Stack of a LoRA
+/// and a bottleneck.
+pub const SETUPS: [(&[&str], bool); 9] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
     (&["p"], false),
     (&["c", "a"], false),
     (&["a", "b"], true),
+    (&["l"], false),
+    (&["i"], false),
+    (&["l", "a"], false),
 ];
 
 /// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.
@@ -215,9 +231,16 @@ fn assert_close_label(what: &str, adapters: &[&str], fusion: bool, got: &[f64], 
     );
 }
 
-/// Trains an adapter with a head on the model `DIR/model` for a few steps from the CLI, then
-/// checks that the library, loading both with its plain calls, gives the same logits.
+/// Trains a seq_bn, a LoRA and an (IA)³ adapter with a head on the model `DIR/model` for a few
+/// steps from the CLI, then checks that the library, loading each with its plain calls, gives
+/// the same logits.
 pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
+    for method in ["seq_bn", "lora", "ia3"] {
+        assert_a_trained_method_loads_in_python(dir, method);
+    }
+}
+
+fn assert_a_trained_method_loads_in_python(dir: &Path, method: &str) {
     let work = tempfile::tempdir().unwrap();
     let csv = work.path().join("train.csv");
     let mut text = String::from("text,label\n");
@@ -238,7 +261,7 @@ pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
         .arg(&csv)
         .arg("--out")
         .arg(&run)
-        .args(["--max-steps", "4", "--lr", "1e-2", "--name", "trained"])
+        .args(["--max-steps", "4", "--lr", "1e-2", "--name", "trained", "--method", method])
         .output()
         .unwrap());
     // The run's adapter and head, beside the model folder as the helpers expect.
@@ -250,5 +273,5 @@ pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
     let want = python_logits(&here, &["adapter"], false, &head);
     let got = rust_logits(&here, &["adapter"], false, &head);
     assert_eq!(got.len(), 6, "two labels for three texts");
-    super::assert_close("trained adapter", &got, &want, 1e-4);
+    super::assert_close(&format!("trained {method} adapter"), &got, &want, 1e-4);
 }
