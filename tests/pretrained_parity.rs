@@ -96,3 +96,68 @@ fn predict_with_python_made_fusion_on_minilm_matches_the_library() {
     );
     assert_eq!(preds[0].fusion_adapters, vec!["a", "b", "c"]);
 }
+
+/// Python-made LoRA (on every linear) and (IA)³ adapters on the real model predict the
+/// library's logits; the LoRA folded into MiniLM by a merged export loads in plain
+/// transformers with the same logits.
+#[test]
+fn python_made_lora_and_ia3_on_minilm_match_the_library_and_merge_exactly() {
+    let dir = minilm_fixtures();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let texts: Vec<(String, Option<String>)> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t.as_str().unwrap().to_string(), None))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    for method in ["lora", "ia3"] {
+        let spec = PredictSpec {
+            model: demo_model(),
+            adapters: vec![dir.join(method)],
+            fusion: None,
+            head: dir.join("head_cls"),
+            device: Device::Cpu,
+        };
+        let model = predict::load(&spec).unwrap();
+        let preds = predict::predict(&model, &texts).unwrap();
+        let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p.logits)).collect();
+        assert_close(
+            &format!("MiniLM {method} logits"),
+            &logits,
+            &floats(&reference["method_logits"][method]),
+            1e-4,
+        );
+        let out = work.path().join(method);
+        adapter_studio::export::export(
+            &adapter_studio::export::ExportSpec {
+                parts: spec.clone(),
+                format: adapter_studio::export::ExportFormat::Merged,
+                weights: adapter_studio::hub::WeightFormat::Safetensors,
+                out: out.clone(),
+                force: false,
+                from_run: None,
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+        let merged = serde_json::json!({
+            "model": out,
+            "input_ids": reference["input_ids"],
+            "attention_mask": reference["attention_mask"],
+            "token_type_ids": reference["token_type_ids"],
+        });
+        let spec_path = work.path().join("merged.json");
+        std::fs::write(&spec_path, merged.to_string()).unwrap();
+        let stdout = run_reference_script(&["--check-merged".as_ref(), spec_path.as_os_str()]);
+        let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_close(
+            &format!("MiniLM merged {method}"),
+            &floats(&r["logits"]),
+            &floats(&reference["method_logits"][method]),
+            1e-4,
+        );
+    }
+}

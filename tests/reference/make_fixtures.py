@@ -1127,6 +1127,14 @@ def main_minilm(out):
     enc = tokenize(tok, texts, None)
     setup = {"type": "fuse", "adapters": ["a", "b", "c"]}
     logits, fus, _ = forward(model, enc, setup, "cls")
+    # LoRA (every linear) and (IA)³ on the real model: each alone with the same head.
+    method_logits = {}
+    model.add_adapter("lora", config=LoRAConfig(intermediate_lora=True, output_lora=True))
+    model.add_adapter("ia3", config=IA3Config())
+    for n, safe in [("lora", False), ("ia3", True)]:
+        randomize_method(model, "minilm", n)
+        model.save_adapter(os.path.join(out, n), n, with_head=False, use_safetensors=safe)
+        method_logits[n] = forward(model, enc, {"type": "single", "adapters": [n]}, "cls")[0]
     att = np.array(fus["a,b,c"]["output_adapter"])  # [layer][batch][tokens][n]
     mask = enc["attention_mask"].numpy().astype(np.float64)  # [batch][tokens]
     mean = (att * mask[None, :, :, None]).sum(2) / mask.sum(1)[None, :, None]  # [layer][batch][n]
@@ -1146,6 +1154,7 @@ def main_minilm(out):
             "token_type_ids": tolist(enc["token_type_ids"]),
             "logits": logits,
             "fusion_attention_mean": tolist(mean),
+            "method_logits": method_logits,
             "notes": "paths relative to this file's directory (model is absolute); fusion_attention_mean is "
             "[batch][layer][adapter]: output_adapter softmax weights averaged over non-padding tokens",
         },
