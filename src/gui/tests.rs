@@ -1274,7 +1274,7 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     h.step();
     h.step();
     assert_eq!(h.state().wizard.method, adapter_studio::training::Method::Lora);
-    assert_eq!(h.state().wizard.form.lr, 5e-4, "choosing LoRA sets its learning rate");
+    assert_eq!(h.state().wizard.form.lr, 3e-3, "choosing LoRA sets its learning rate");
     assert!(h.query_by_label_contains("rank-8 update").is_some());
     let form = &mut h.state_mut().wizard.form;
     form.max_steps = Some(6);

@@ -350,7 +350,7 @@ impl StudioApp {
                 (
                     TrainingPreset::Studio,
                     "Studio defaults",
-                    "lr 1e-4 (LoRA 5e-4, (IA)³ 3e-3), 30 epochs and at least 100 steps, batch \
+                    "lr 1e-4 (LoRA 3e-3, (IA)³ 1e-2), 30 epochs and at least 100 steps, batch \
                      32, reduction factor 16, early stopping after a third of the steps",
                 ),
                 (
