@@ -158,7 +158,7 @@ pub fn state_dict(model: &AdapterModel) -> Vec<(String, Tensor)> {
 pub fn parts_state_dict(model: &AdapterModel) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
     for adapter in model.adapters.values() {
-        out.extend(hub::adapter_state_dict(adapter));
+        out.extend(hub::adapter_state_dict(adapter, &model.base.config));
     }
     for fusion in model.fusions.values() {
         out.extend(weights::state_dict_of(&fusion.vs));

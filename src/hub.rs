@@ -306,31 +306,66 @@ pub fn build_adapter(
     let name = load_as.unwrap_or(&env.name).to_string();
     let module = AdapterModule::new(&model.config, &name, config, model.device())?;
     let prefix = model.config.arch.prefix();
-    let marker = match module.config {
-        AdapterConfig::Bottleneck(_) => "adapters",
-        AdapterConfig::Lora(_) => "loras",
-    };
-    // `adapter_norm_before` is the same LayerNorm as `adapter_down.0`, saved twice by the library.
-    // The library saves by substring match, so a file may hold other adapters' weights: keep ours.
-    let ours = format!(".{marker}.{}.", env.name);
+    let markers = module.config.key_markers();
+    // `adapter_norm_before` is the same LayerNorm as `adapter_down.0`, and each layer's
+    // `prefix_tuning.pool` the model's prefix pool: the library saves both names of each.
+    // It saves by substring match, so a file may hold other adapters' weights: keep ours.
+    let ours: Vec<String> = markers
+        .iter()
+        .map(|m| format!(".{m}.{}.", env.name))
+        .collect();
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(k, t)| (normalize_key(&k, prefix), t))
-        .filter(|(k, _)| k.contains(&ours) && !k.contains(".adapter_norm_before."))
+        .filter(|(k, _)| {
+            ours.iter().any(|o| k.contains(o))
+                && !k.contains(".adapter_norm_before.")
+                && !k.contains(".prefix_tuning.pool.")
+        })
         .collect();
     weights::assign(
         &module.vs,
         file,
         tensors.into_iter().map(Ok),
-        |k| rename_in_key(k, marker, &env.name, &name),
+        |k| {
+            markers
+                .iter()
+                .fold(k.to_string(), |k, m| rename_in_key(&k, m, &env.name, &name))
+        },
         Some("adapter"),
     )?;
     Ok(module)
 }
 
 /// The adapter's weights as the library saves them.
-pub fn adapter_state_dict(adapter: &AdapterModule) -> weights::StateDict {
+pub fn adapter_state_dict(adapter: &AdapterModule, model: &ModelConfig) -> weights::StateDict {
     let mut state = weights::state_dict_of(&adapter.vs);
+    if matches!(adapter.config, AdapterConfig::PrefixTuning(_)) {
+        // The library also saves the pool under every layer's `prefix_tuning.pool` (each
+        // layer's module holds the pool).
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let pool = crate::model::prefix_pool_path(&vs.root(), model)
+            .components()
+            .collect::<Vec<_>>()
+            .join(".");
+        let mut extra = Vec::new();
+        for layer in 0..model.adapter_layers() {
+            let attention = crate::model::attention_path(&vs.root(), model, layer)
+                .components()
+                .collect::<Vec<_>>()
+                .join(".");
+            for (k, t) in &state {
+                if let Some(rest) = k.strip_prefix(&format!("{pool}.")) {
+                    extra.push((
+                        format!("{attention}.prefix_tuning.pool.prefix_tunings.{rest}"),
+                        t.shallow_clone(),
+                    ));
+                }
+            }
+        }
+        state.extend(extra);
+        state.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     if adapter.config.bottleneck().is_some_and(|c| c.ln_before) {
         // Mirror the library, which saves the input LayerNorm under both of its module names.
         let extra: Vec<(String, Tensor)> = state
@@ -361,7 +396,7 @@ pub fn save_adapter(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    write_weights(dir, Artifact::Adapter, format, &adapter_state_dict(adapter))?;
+    write_weights(dir, Artifact::Adapter, format, &adapter_state_dict(adapter, model))?;
     write_json_atomic(
         &dir.join(Artifact::Adapter.config_file()),
         &adapter_envelope(adapter, model),

@@ -84,15 +84,11 @@ pub fn average(
     }
     let device = first.vs.device();
     let out = AdapterModule::new(model, name, config, device)?;
-    let marker = match out.config {
-        AdapterConfig::Bottleneck(_) => "adapters",
-        AdapterConfig::Lora(_) => "loras",
-    };
+    let markers = out.config.key_markers();
     let key_in = |key: &str, adapter: &str| {
-        key.replace(
-            &format!(".{marker}.{name}."),
-            &format!(".{marker}.{adapter}."),
-        )
+        markers.iter().fold(key.to_string(), |k, m| {
+            k.replace(&format!(".{m}.{name}."), &format!(".{m}.{adapter}."))
+        })
     };
     let sources: Vec<_> = inputs.iter().map(|(a, _)| a.vs.variables()).collect();
     let mut targets = out.vs.variables();

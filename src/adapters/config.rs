@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::lora::{LoraConfig, LoraPreset};
+use super::prefix_tuning::PrefixTuningConfig;
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 
@@ -14,11 +15,18 @@ pub enum AdapterConfig {
     Bottleneck(BnConfig),
     /// LoRA and (IA)³ (`composition_mode` add or scale).
     Lora(LoraConfig),
+    PrefixTuning(PrefixTuningConfig),
 }
 
 impl From<BnConfig> for AdapterConfig {
     fn from(c: BnConfig) -> Self {
         AdapterConfig::Bottleneck(c)
+    }
+}
+
+impl From<PrefixTuningConfig> for AdapterConfig {
+    fn from(c: PrefixTuningConfig) -> Self {
+        AdapterConfig::PrefixTuning(c)
     }
 }
 
@@ -49,6 +57,12 @@ impl AdapterConfig {
         if let Some(p) = BnPreset::from_name(name) {
             return Some(AdapterConfig::Bottleneck(BnConfig::preset(p)));
         }
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "prefix_tuning" | "prefixtuningconfig"
+        ) {
+            return Some(AdapterConfig::PrefixTuning(PrefixTuningConfig::preset()));
+        }
         LoraPreset::from_name(name).map(|p| AdapterConfig::Lora(LoraConfig::preset(p)))
     }
 
@@ -63,11 +77,15 @@ impl AdapterConfig {
             Some(Value::String(a)) if a == "lora" => {
                 Ok(AdapterConfig::Lora(LoraConfig::from_json(path, m)?))
             }
+            Some(Value::String(a)) if a == "prefix_tuning" => Ok(AdapterConfig::PrefixTuning(
+                PrefixTuningConfig::from_json(path, m)?,
+            )),
             Some(other) => Err(Error::config(
                 path,
                 "config.architecture",
                 format!(
-                    "{other} adapters are not supported (bottleneck, LoRA and (IA)³ are)"
+                    "{other} adapters are not supported (bottleneck, LoRA, (IA)³ and prefix \
+                     tuning are)"
                 ),
             )),
         }
@@ -78,20 +96,21 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Bottleneck(c) => &c.raw,
             AdapterConfig::Lora(c) => &c.raw,
+            AdapterConfig::PrefixTuning(c) => &c.raw,
         }
     }
 
     pub fn bottleneck(&self) -> Option<&BnConfig> {
         match self {
             AdapterConfig::Bottleneck(c) => Some(c),
-            AdapterConfig::Lora(_) => None,
+            _ => None,
         }
     }
 
     pub fn lora(&self) -> Option<&LoraConfig> {
         match self {
             AdapterConfig::Lora(c) => Some(c),
-            AdapterConfig::Bottleneck(_) => None,
+            _ => None,
         }
     }
 
@@ -100,6 +119,7 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Bottleneck(c) => c.method_name(),
             AdapterConfig::Lora(c) => c.method_name(),
+            AdapterConfig::PrefixTuning(_) => "prefix_tuning",
         }
     }
 
@@ -114,6 +134,17 @@ impl AdapterConfig {
                 "vectors".into()
             }
             AdapterConfig::Lora(c) => format!("rank {}", c.r),
+            AdapterConfig::PrefixTuning(c) if c.flat => format!("length {}, flat", c.prefix_length),
+            AdapterConfig::PrefixTuning(c) => format!("length {}", c.prefix_length),
+        }
+    }
+
+    /// The module-name segments its weights sit under (`….adapters.NAME.…`).
+    pub fn key_markers(&self) -> &'static [&'static str] {
+        match self {
+            AdapterConfig::Bottleneck(_) => &["adapters"],
+            AdapterConfig::Lora(_) => &["loras"],
+            AdapterConfig::PrefixTuning(_) => &["prefix_tunings", "prefix_gates"],
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod bottleneck;
 pub mod composition;
 pub mod config;
 pub mod lora;
+pub mod prefix_tuning;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,10 +19,11 @@ pub use bottleneck::Bottleneck;
 pub use composition::Setup;
 pub use config::{AdapterConfig, BnConfig, BnPreset, Location};
 pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset};
+pub use prefix_tuning::{PrefixTuning, PrefixTuningConfig};
 
 use crate::error::{Error, Result};
 use crate::fusion::{FusionConfig, FusionLayer};
-use crate::model::{linear_path, location_path, ModelConfig};
+use crate::model::{attention_path, linear_path, location_path, prefix_pool_path, ModelConfig};
 
 /// Called by the encoder at each adapter location with the sub-layer output `h`, its residual
 /// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
@@ -37,6 +39,12 @@ pub trait LocationHook {
         _train: bool,
     ) -> Result<Tensor> {
         Ok(output)
+    }
+
+    /// Prefix keys and values to put in front of `layer`'s own, given the attention's input
+    /// `x`: each [batch, heads, prefix tokens, head size].
+    fn prefix(&mut self, _layer: usize, _x: &Tensor, _train: bool) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
     }
 
     fn bottleneck(
@@ -76,6 +84,7 @@ pub struct AdapterModule {
     pub vs: nn::VarStore,
     modules: BTreeMap<(usize, Location), Bottleneck>,
     loras: BTreeMap<(usize, LinearSite), Lora>,
+    prefix: Option<PrefixTuning>,
 }
 
 impl AdapterModule {
@@ -93,6 +102,17 @@ impl AdapterModule {
         let root = vs.root();
         let mut modules = BTreeMap::new();
         let mut loras = BTreeMap::new();
+        let prefix = match &config {
+            AdapterConfig::PrefixTuning(pc) => Some(PrefixTuning::new(
+                &(prefix_pool_path(&root, model) / name / model.arch.prefix_location()),
+                |layer| attention_path(&root, model, layer) / "prefix_tuning" / "prefix_gates" / name,
+                pc,
+                model.adapter_layers(),
+                model.hidden_size,
+                model.num_heads,
+            )),
+            _ => None,
+        };
         for layer in 0..model.adapter_layers() {
             match &config {
                 AdapterConfig::Bottleneck(bn) => {
@@ -107,6 +127,7 @@ impl AdapterModule {
                         }
                     }
                 }
+                AdapterConfig::PrefixTuning(_) => {}
                 AdapterConfig::Lora(lc) => {
                     for site in LinearSite::ALL {
                         if lc.applies_at(layer, site) {
@@ -124,7 +145,12 @@ impl AdapterModule {
             vs,
             modules,
             loras,
+            prefix,
         })
+    }
+
+    pub fn prefix_tuning(&self) -> Option<&PrefixTuning> {
+        self.prefix.as_ref()
     }
 
     pub fn module(&self, layer: usize, location: Location) -> Option<&Bottleneck> {
@@ -255,6 +281,8 @@ pub struct Plugins<'a> {
     pub fusions: &'a BTreeMap<String, FusionModule>,
     pub setup: &'a Setup,
     pub records: Vec<FusionRecord>,
+    /// Each prefix-tuning adapter's keys and values of every layer, computed once a pass.
+    prefix_pools: BTreeMap<String, Tensor>,
 }
 
 /// The per-location state of the library's `BottleneckState`.
@@ -308,6 +336,7 @@ impl<'a> Plugins<'a> {
             fusions,
             setup,
             records: Vec::new(),
+            prefix_pools: BTreeMap::new(),
         }
     }
 
@@ -624,7 +653,62 @@ impl<'a> Plugins<'a> {
     }
 }
 
+impl<'a> Plugins<'a> {
+    /// The prefix adapters a setup applies at `layer`, in the order their prefixes are put in
+    /// front (the library's Stack: each one before what the earlier ones made).
+    fn prefix_names(&self, setup: &'a Setup, layer: usize, out: &mut Vec<&'a str>) -> Result<()> {
+        let here = |n: &str| {
+            self.adapters
+                .get(n)
+                .and_then(AdapterModule::prefix_tuning)
+                .is_some_and(|p| p.has_layer(layer))
+        };
+        match setup {
+            Setup::Adapter(n) if here(n) => out.push(n),
+            Setup::Adapter(_) => {}
+            Setup::Stack(children) => {
+                for c in children {
+                    self.prefix_names(c, layer, out)?;
+                }
+            }
+            block => {
+                if let Some(n) = block.flatten().into_iter().find(|n| here(n)) {
+                    return Err(Error::Invalid(format!(
+                        "prefix tuning composes in a Stack only here; `{n}` is in {block}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<'a> LocationHook for Plugins<'a> {
+    fn prefix(&mut self, layer: usize, x: &Tensor, train: bool) -> Result<Option<(Tensor, Tensor)>> {
+        let mut names = Vec::new();
+        self.prefix_names(self.setup, layer, &mut names)?;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for name in names {
+            let Some(p) = self.adapters.get(name).and_then(AdapterModule::prefix_tuning) else {
+                continue;
+            };
+            let pool = self
+                .prefix_pools
+                .entry(name.to_string())
+                .or_insert_with(|| p.key_values(train));
+            if let Some((k, v)) = p.at_layer(pool, layer, x) {
+                // Later prefixes go in front, as the library's Stack concatenates them.
+                keys.insert(0, k);
+                values.insert(0, v);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((Tensor::cat(&keys, 2), Tensor::cat(&values, 2))))
+    }
+
     fn linear(
         &mut self,
         layer: usize,

@@ -96,6 +96,11 @@ pub fn location_path<'a>(
     }
 }
 
+/// The attention module of a distinct layer (prefix tuning's gates live under it).
+pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> nn::Path<'a> {
+    layer_root(root, layer, options(config).inner_group_num) / "attention"
+}
+
 /// The linears LoRA wraps: `….albert_layers.J.attention.{query,key,value}`, `….ffn`,
 /// `….ffn_output`.
 pub fn linear_path<'a>(

@@ -110,3 +110,23 @@ pub fn linear_path<'a>(
         | Architecture::Electra => bert::linear_path(&root, layer, site),
     }
 }
+
+/// The attention module of `layer`, where prefix tuning's gates live
+/// (`<path>.prefix_tuning.prefix_gates.NAME`).
+pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> nn::Path<'a> {
+    let root = root / config.arch.prefix();
+    match config.arch {
+        Architecture::DistilBert => &root / "transformer" / "layer" / layer / "attention",
+        Architecture::Albert => albert::attention_path(&root, config, layer),
+        Architecture::Bert
+        | Architecture::Roberta
+        | Architecture::XlmRoberta
+        | Architecture::Electra
+        | Architecture::DebertaV2 => &root / "encoder" / "layer" / layer / "attention" / "self",
+    }
+}
+
+/// Where the library keeps the prefix pools: `<prefix>.prefix_tuning.prefix_tunings`.
+pub fn prefix_pool_path<'a>(root: &nn::Path<'a>, config: &ModelConfig) -> nn::Path<'a> {
+    root / config.arch.prefix() / "prefix_tuning" / "prefix_tunings"
+}

@@ -137,6 +137,14 @@ impl Architecture {
     pub fn prefix(self) -> &'static str {
         self.facts().prefix
     }
+    /// The location key of the self-attention's prefix pool (`prefix_tunings.NAME.<key>`):
+    /// the library adds `_prefix` to every model's key but DistilBERT's.
+    pub fn prefix_location(self) -> &'static str {
+        match self {
+            Architecture::DistilBert => "self",
+            _ => "self_prefix",
+        }
+    }
     pub fn model_type(self) -> &'static str {
         self.facts().model_type
     }

@@ -325,7 +325,23 @@ impl DisentangledAttention {
                 scores = scores + p2c.gather(-1, &index, false).transpose(-1, -2) / &scale;
             }
         }
-        let scores = scores.masked_fill(&ctx.mask.logical_not(), f64::from(f32::MIN));
+        // Prefix tuning: its keys are scored without relative positions (the library pads the
+        // relative scores with zeros there) and attended by every token.
+        let (scores, mask, v) = match hook.prefix(layer, x, train)? {
+            Some((pk, pv)) => {
+                let p = pk.size()[2];
+                let prefix_scores = q.matmul(&(pk.transpose(-1, -2) / &scale));
+                let m = ctx.mask.size();
+                let open = Tensor::ones([m[0], m[1], m[2], p], (Kind::Bool, x.device()));
+                (
+                    Tensor::cat(&[prefix_scores, scores], -1),
+                    Tensor::cat(&[&open, ctx.mask], -1),
+                    Tensor::cat(&[pv, v], 2),
+                )
+            }
+            None => (scores, ctx.mask.shallow_clone(), v),
+        };
+        let scores = scores.masked_fill(&mask.logical_not(), f64::from(f32::MIN));
         let dropout = if train { self.dropout } else { 0.0 };
         Ok(scores
             .softmax(-1, Kind::Float)

@@ -59,14 +59,33 @@ impl SelfAttention {
         let q = split(hooked(&self.query, x, layer, LinearSite::Query, hook, train)?);
         let k = split(hooked(&self.key, x, layer, LinearSite::Key, hook, train)?);
         let v = split(hooked(&self.value, x, layer, LinearSite::Value, hook, train)?);
+        let (k, v, mask) = match hook.prefix(layer, x, train)? {
+            Some((pk, pv)) => {
+                let p = pk.size()[2];
+                // Prefix positions are attended by every token.
+                let mask = mask_bias.map(|m| {
+                    let zeros = Tensor::zeros([b, 1, 1, p], (m.kind(), m.device()));
+                    Tensor::cat(&[&zeros, m], 3)
+                });
+                (Tensor::cat(&[&pk, &k], 2), Tensor::cat(&[&pv, &v], 2), mask)
+            }
+            None => (k, v, mask_bias.map(Tensor::shallow_clone)),
+        };
         // Fused attention (what transformers uses by default too): less memory in training.
         let dropout = if train { self.dropout } else { 0.0 };
-        Ok(
-            Tensor::scaled_dot_product_attention(&q, &k, &v, mask_bias, dropout, false, None, false)
-                .transpose(1, 2)
-                .contiguous()
-                .view([b, t, d]),
+        Ok(Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            mask.as_ref(),
+            dropout,
+            false,
+            None,
+            false,
         )
+        .transpose(1, 2)
+        .contiguous()
+        .view([b, t, d]))
     }
 }
 

@@ -35,6 +35,10 @@ pub enum Method {
     /// (IA)³ on key, value and the feed-forward, as the library's `IA3Config`.
     #[serde(rename = "ia3")]
     Ia3,
+    /// Prefix tuning: 30 learned keys and values in front of every attention layer's, made by
+    /// an MLP (the library's `PrefixTuningConfig`).
+    #[serde(rename = "prefix_tuning")]
+    PrefixTuning,
     /// Baseline: fine-tune every weight of the base model and the head.
     #[serde(rename = "full")]
     Full,
@@ -44,12 +48,13 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::SeqBn,
         Method::DoubleSeqBn,
         Method::ParBn,
         Method::Lora,
         Method::Ia3,
+        Method::PrefixTuning,
         Method::Full,
         Method::HeadOnly,
     ];
@@ -60,6 +65,7 @@ impl Method {
             Method::ParBn => "par_bn",
             Method::Lora => "lora",
             Method::Ia3 => "ia3",
+            Method::PrefixTuning => "prefix_tuning",
             Method::Full => "full",
             Method::HeadOnly => "head-only",
         }
@@ -75,6 +81,8 @@ impl Method {
                              can be merged into the model",
             Method::Ia3 => "learned vectors scaling key, value and feed-forward activations; \
                             the fewest parameters; can be merged into the model",
+            Method::PrefixTuning => "30 learned key/value vectors before each attention layer's, \
+                                     made by an MLP (the MLP is only needed while training)",
             Method::Full => "every weight of the model (a baseline; large files)",
             Method::HeadOnly => "only the classifier on the frozen model (a baseline)",
         }
@@ -120,6 +128,15 @@ impl Method {
             Method::ParBn => bn(BnPreset::ParBn),
             Method::Lora => lora(LoraPreset::Lora),
             Method::Ia3 => lora(LoraPreset::Ia3),
+            Method::PrefixTuning => {
+                if reduction_factor.is_some() {
+                    return Err(Error::Invalid(
+                        "--reduction-factor applies to bottleneck adapters, not to prefix tuning"
+                            .into(),
+                    ));
+                }
+                Ok(Some(crate::adapters::PrefixTuningConfig::preset().into()))
+            }
             Method::Full | Method::HeadOnly => Ok(None),
         }
     }
@@ -133,8 +150,8 @@ impl FromStr for Method {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, lora, ia3, full, \
-                     head-only)"
+                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, lora, ia3, \
+                     prefix_tuning, full, head-only)"
                 ))
             })
     }

@@ -107,7 +107,8 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
 /// that zero-initialised parts cannot hide a bug) and saved beside it.
 pub const PY_ADAPTERS: &str = r#"
 import sys, torch
-from adapters import AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig, LoRAConfig, IA3Config
+from adapters import (AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig, LoRAConfig,
+                      IA3Config, PrefixTuningConfig)
 from adapters.composition import Fuse
 d = sys.argv[1]
 torch.manual_seed(0)
@@ -126,18 +127,20 @@ with torch.no_grad():
 m.add_adapter("l", config=LoRAConfig(r=4, alpha=16, attn_matrices=["q", "k", "v"],
                                      intermediate_lora=True, output_lora=True))
 m.add_adapter("i", config=IA3Config())
+m.add_adapter("x", config=PrefixTuningConfig(prefix_length=4, bottleneck_size=8, use_gating=True))
 g = torch.Generator().manual_seed(1)
 with torch.no_grad():
     for n, p in m.named_parameters():
-        if ".loras." in n:  # (IA)³ scales: around 1
+        if ".loras." in n or ".prefix_tunings.x." in n or ".prefix_gates.x." in n:
             r = torch.randn(p.shape, generator=g) * 0.3
-            p.copy_(r + 1 if ".loras.i." in n else r)
+            p.copy_(r + 1 if ".loras.i." in n else r)  # (IA)³ scales: around 1
 m.save_adapter(d + "/a", "a")
 m.save_adapter(d + "/b", "b")
 m.save_adapter(d + "/c", "c")
 m.save_adapter(d + "/p", "p")
 m.save_adapter(d + "/l", "l")
 m.save_adapter(d + "/i", "i")
+m.save_adapter(d + "/x", "x")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
@@ -196,9 +199,9 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
 }
 
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
-/// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, and a Stack of a LoRA
-/// and a bottleneck.
-pub const SETUPS: [(&[&str], bool); 9] = [
+/// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, a Stack of a LoRA
+/// and a bottleneck, gated prefix tuning.
+pub const SETUPS: [(&[&str], bool); 10] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
@@ -208,6 +211,7 @@ pub const SETUPS: [(&[&str], bool); 9] = [
     (&["l"], false),
     (&["i"], false),
     (&["l", "a"], false),
+    (&["x"], false),
 ];
 
 /// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.

@@ -92,6 +92,7 @@ from adapters import (  # noqa: E402
     DistilBertAdapterModel,
     IA3Config,
     LoRAConfig,
+    PrefixTuningConfig,
     DoubleSeqBnConfig,
     ParBnConfig,
     RobertaAdapterModel,
@@ -300,7 +301,8 @@ def load_from_spec(spec, base):
     lg.setLevel(logging.INFO)
     lg.addHandler(handler)
     try:
-        model = AutoAdapterModel.from_pretrained(p(spec["model"]))
+        attn = {"attn_implementation": spec["attn_implementation"]} if spec.get("attn_implementation") else {}
+        model = AutoAdapterModel.from_pretrained(p(spec["model"]), **attn)
         # "plain_calls": the library's default calls, as a user types them (use_safetensors
         # defaults to False there: only the .bin files are read).
         kw = {} if spec.get("plain_calls") else {"use_safetensors": True}
@@ -1171,6 +1173,10 @@ METHOD_CONFIGS = {
     "ia3": lambda: IA3Config(),
     "lora2": lambda: LoRAConfig(r=4, alpha=8),
     "lora3": lambda: LoRAConfig(),
+    "prefix": lambda: PrefixTuningConfig(prefix_length=5, bottleneck_size=16),
+    "prefix_flat": lambda: PrefixTuningConfig(
+        prefix_length=4, flat=True, use_gating=True, shared_gating=False, leave_out=[1]
+    ),
 }
 
 METHOD_MODELS = [
@@ -1187,7 +1193,7 @@ def randomize_method(model, tag, name):
     g = gen(f"method:{tag}:{name}")
     hit = 0
     for pname, p in model.named_parameters():
-        if f".loras.{name}." not in pname:
+        if not any(f".{m}.{name}." in pname for m in ("loras", "prefix_tunings", "prefix_gates")):
             continue
         hit += 1
         n = torch.randn(p.shape, generator=g)
@@ -1214,7 +1220,11 @@ def main_methods(out, fixtures_root):
             shutil.rmtree(adir)
         os.makedirs(adir)
         seed_all(60)
-        model = AutoAdapterModel.from_pretrained(base_dir)
+        # DistilBERT's default SDPA attention in the library adds its prefix mask (ones) to the
+        # scores of padded batches, so prefixes get +1 there and not in unpadded ones; the eager
+        # attention attends them plainly, the semantics we implement (README).
+        extra = {"attn_implementation": "eager"} if tag == "distilbert" else {}
+        model = AutoAdapterModel.from_pretrained(base_dir, **extra)
         model.config._name_or_path = model_rel
         for i, (name, conf) in enumerate(METHOD_CONFIGS.items()):
             model.add_adapter(name, config=conf())
@@ -1235,8 +1245,10 @@ def main_methods(out, fixtures_root):
         for name in averaged:
             model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=True)
         for i, name in enumerate(METHOD_CONFIGS):
-            # Both weight formats, alternating.
-            model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=i % 2 == 0)
+            # Both weight formats, alternating (the library cannot write prefix tuning as
+            # safetensors: its pool is saved under several names sharing memory).
+            safe = i % 2 == 0 and not name.startswith("prefix")
+            model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
         model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
         tok = AutoTokenizer.from_pretrained(base_dir)
 
@@ -1252,8 +1264,12 @@ def main_methods(out, fixtures_root):
             (f"{tag}_average_lora", ["lora", "lora2"], None,
              {"type": "average", "adapters": ["lora", "lora2"], "weights": [0.7, 0.3]}),
             (f"{tag}_parallel_lora", ["lora", "lora2"], None, {"type": "parallel", "adapters": ["lora", "lora2"]}),
+            (f"{tag}_stack_prefix_lora", ["prefix", "lora"], None, {"type": "stack", "adapters": ["prefix", "lora"]}),
+            (f"{tag}_stack_prefixes", ["prefix", "prefix_flat"], None,
+             {"type": "stack", "adapters": ["prefix", "prefix_flat"]}),
         ]
         for case in _run_cases(model, tok, case_defs, texts, model_rel, A, "head_cls"):
+            case.update(extra)
             if case["setup"]["type"] == "average":
                 case["setup"]["normalized_weights"] = tolist(build_setup(case["setup"]).weights)
             cases.append(case)

@@ -1,0 +1,273 @@
+//! Prefix tuning (`PrefixTuningConfig`, `methods/prefix_tuning.py` of the Python library):
+//! `prefix_length` learned key/value vectors put in front of every attention layer's keys and
+//! values. The vectors come from one pool per adapter, an MLP over a learned embedding
+//! (`wte` → `control_trans`), or, `flat`, a learned vector; an optional gate per layer scales
+//! them by the layer's input.
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct PrefixTuningConfig {
+    pub prefix_length: i64,
+    pub bottleneck_size: i64,
+    pub non_linearity: Activation,
+    pub dropout: f64,
+    pub flat: bool,
+    pub use_gating: bool,
+    pub shared_gating: bool,
+    pub leave_out: Vec<usize>,
+    pub raw: Map<String, Value>,
+}
+
+/// The library's `PrefixTuningConfig()` defaults.
+pub fn preset_json() -> Map<String, Value> {
+    let v = json!({
+        "architecture": "prefix_tuning",
+        "bottleneck_size": 512,
+        "cross_prefix": true,
+        "dropout": 0.0,
+        "encoder_prefix": true,
+        "flat": false,
+        "init_weights_seed": null,
+        "leave_out": [],
+        "non_linearity": "tanh",
+        "prefix_length": 30,
+        "shared_gating": true,
+        "use_gating": false,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn flag(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::config(
+            path,
+            format!("config.{key}"),
+            format!("expected true or false, found {other}"),
+        )),
+    }
+}
+
+fn positive(path: &Path, m: &Map<String, Value>, key: &str, default: i64) -> Result<i64> {
+    match m.get(key) {
+        None => Ok(default),
+        Some(v) => match v.as_i64() {
+            // Bounded: a typo must not allocate gigabytes.
+            Some(x) if (1..=1 << 16).contains(&x) => Ok(x),
+            _ => Err(Error::config(
+                path,
+                format!("config.{key}"),
+                format!("expected a positive integer up to 65536, found {v}"),
+            )),
+        },
+    }
+}
+
+impl PrefixTuningConfig {
+    pub fn preset() -> Self {
+        Self::from_json(Path::new("<preset>"), &preset_json()).expect("the preset is valid")
+    }
+
+    pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
+        let act = m
+            .get("non_linearity")
+            .and_then(Value::as_str)
+            .unwrap_or("tanh");
+        let non_linearity = Activation::from_name(act).ok_or_else(|| {
+            Error::config(path, "config.non_linearity", format!("unknown activation `{act}`"))
+        })?;
+        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(Error::config(
+                path,
+                "config.dropout",
+                format!("{dropout} is not in [0, 1)"),
+            ));
+        }
+        let leave_out = match m.get("leave_out") {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                        Error::config(
+                            path,
+                            "config.leave_out",
+                            format!("expected layer indices, found {v}"),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
+            Some(v) => {
+                return Err(Error::config(
+                    path,
+                    "config.leave_out",
+                    format!("expected a list, found {v}"),
+                ))
+            }
+        };
+        if !flag(path, m, "encoder_prefix", true)? {
+            return Err(Error::config(
+                path,
+                "config.encoder_prefix",
+                "false leaves an encoder without prefixes: nothing to load",
+            ));
+        }
+        Ok(PrefixTuningConfig {
+            prefix_length: positive(path, m, "prefix_length", 30)?,
+            bottleneck_size: positive(path, m, "bottleneck_size", 512)?,
+            non_linearity,
+            dropout,
+            flat: flag(path, m, "flat", false)?,
+            use_gating: flag(path, m, "use_gating", false)?,
+            shared_gating: flag(path, m, "shared_gating", true)?,
+            leave_out,
+            raw: m.clone(),
+        })
+    }
+
+    /// The layers with a prefix, in order (`prefix_id` is the position in this list).
+    pub fn layers(&self, num_layers: usize) -> Vec<usize> {
+        (0..num_layers)
+            .filter(|l| !self.leave_out.contains(l))
+            .collect()
+    }
+}
+
+/// The pool of one adapter: every layer's prefix keys and values.
+#[derive(Debug)]
+pub enum PrefixPool {
+    Mlp {
+        wte: Tensor,
+        first: nn::Linear,
+        activation: Activation,
+        second: nn::Linear,
+    },
+    /// `control_trans`: the pool's output, flattened (what `eject` makes).
+    Flat { control_trans: Tensor },
+}
+
+/// One adapter's prefix tuning: its pool and, with gating, one gate per layer.
+#[derive(Debug)]
+pub struct PrefixTuning {
+    pool: PrefixPool,
+    /// (layer, gate) for the layers with a prefix.
+    gates: Vec<(usize, nn::Linear)>,
+    layers: Vec<usize>,
+    prefix_length: i64,
+    heads: i64,
+    hidden: i64,
+    dropout: f64,
+}
+
+impl PrefixTuning {
+    /// `pool` is `…prefix_tuning.prefix_tunings.NAME.<location>`; `gate_path(layer)` the
+    /// layer's `…prefix_tuning.prefix_gates.NAME`.
+    pub fn new<'a>(
+        pool: &nn::Path,
+        gate_path: impl Fn(usize) -> nn::Path<'a>,
+        cfg: &PrefixTuningConfig,
+        num_layers: usize,
+        hidden: i64,
+        heads: i64,
+    ) -> Self {
+        let layers = cfg.layers(num_layers);
+        let out = layers.len() as i64 * 2 * hidden;
+        let l = cfg.prefix_length;
+        let pool = if cfg.flat {
+            PrefixPool::Flat {
+                control_trans: pool.var("control_trans", &[l * out], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
+            }
+        } else {
+            PrefixPool::Mlp {
+                // An nn.Embedding: `wte.weight`, N(0, 1).
+                wte: (pool / "wte").var("weight", &[l, hidden], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
+                first: nn::linear(pool / "control_trans" / "0", hidden, cfg.bottleneck_size, Default::default()),
+                activation: cfg.non_linearity,
+                second: nn::linear(pool / "control_trans" / "2", cfg.bottleneck_size, out, Default::default()),
+            }
+        };
+        let gates = if cfg.use_gating {
+            let outputs = if cfg.shared_gating { 1 } else { 2 };
+            layers
+                .iter()
+                .map(|&layer| {
+                    let cfg = nn::LinearConfig {
+                        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+                        ..Default::default()
+                    };
+                    (layer, nn::linear(gate_path(layer), hidden, outputs, cfg))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        PrefixTuning {
+            pool,
+            gates,
+            layers,
+            prefix_length: l,
+            heads,
+            hidden,
+            dropout: cfg.dropout,
+        }
+    }
+
+    pub fn has_layer(&self, layer: usize) -> bool {
+        self.layers.contains(&layer)
+    }
+
+    /// Every layer's keys and values: [layers × 2, heads, prefix_length, head size].
+    pub fn key_values(&self, train: bool) -> Tensor {
+        let flat = match &self.pool {
+            PrefixPool::Mlp {
+                wte,
+                first,
+                activation,
+                second,
+            } => second.forward(&activation.apply(&first.forward(wte))),
+            PrefixPool::Flat { control_trans } => control_trans.shallow_clone(),
+        };
+        let n = self.layers.len() as i64 * 2;
+        flat.view([self.prefix_length, n, self.heads, self.hidden / self.heads])
+            .dropout(self.dropout, train)
+            .permute([1, 2, 0, 3])
+    }
+
+    /// The prefix keys and values of `layer` for a batch whose attention input is `x`
+    /// [batch, tokens, hidden], from `key_values`: each [batch, heads, prefix_length, head size].
+    pub fn at_layer(&self, key_values: &Tensor, layer: usize, x: &Tensor) -> Option<(Tensor, Tensor)> {
+        let id = self.layers.iter().position(|l| *l == layer)? as i64;
+        let b = x.size()[0];
+        let expand = |t: Tensor| t.unsqueeze(0).expand([b, -1, -1, -1], false);
+        let mut k = expand(key_values.get(2 * id));
+        let mut v = expand(key_values.get(2 * id + 1));
+        if let Some((_, gate)) = self.gates.iter().find(|(l, _)| *l == layer) {
+            // One gate value per example: the sigmoid averaged over the tokens.
+            let g = gate.forward(x).sigmoid().mean_dim(1, false, None);
+            let outputs = g.size()[1];
+            k = k * g.select(1, 0).view([-1, 1, 1, 1]);
+            v = v * g.select(1, outputs - 1).view([-1, 1, 1, 1]);
+        }
+        Some((k, v))
+    }
+
+    /// The flat pool this MLP pool computes (the library's `eject`): the same prefixes without
+    /// the MLP, for inference.
+    pub fn ejected(&self) -> Option<Tensor> {
+        match &self.pool {
+            PrefixPool::Mlp { .. } => Some(tch::no_grad(|| {
+                self.key_values(false).permute([2, 0, 1, 3]).contiguous().view([-1])
+            })),
+            PrefixPool::Flat { .. } => None,
+        }
+    }
+}
