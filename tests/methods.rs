@@ -338,3 +338,58 @@ fn lora_ia3_and_prefix_tuning_train_from_the_command_line_and_beat_head_only() {
         assert_eq!(config.method_name(), method);
     }
 }
+
+/// `eject` turns the library's prefix-tuning adapter into its flat form: same logits here and
+/// in the library, which reads it with its plain calls.
+#[test]
+fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
+    let work = tempfile::tempdir().unwrap();
+    let src = fixtures().join("methods").join("bert");
+    let out = work.path().join("flat");
+    ok(bin()
+        .args(["eject", "--model"])
+        .arg(fixtures().join("bert_tiny"))
+        .arg("--adapter")
+        .arg(src.join("prefix"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap());
+    let (_, config) = hub::read_adapter_config(&out).unwrap();
+    assert_eq!(config.size_label(), "length 5, flat");
+    let reference = cases_in("methods/cases.json")
+        .into_iter()
+        .find(|c| c["name"] == "bert_prefix")
+        .unwrap();
+    let parts = PredictSpec {
+        model: fixtures().join("bert_tiny"),
+        adapters: vec![out.clone()],
+        fusion: None,
+        head: src.join("head_cls"),
+        device: Device::Cpu,
+    };
+    let model = predict::load(&parts).unwrap();
+    let texts: Vec<(String, Option<String>)> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t.as_str().unwrap().to_string(), None))
+        .collect();
+    let preds = predict::predict(&model, &texts).unwrap();
+    let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p.logits)).collect();
+    assert_close("ejected", &logits, &floats(&reference["logits"]), 1e-4);
+    let spec = json!({
+        "model": fixtures().join("bert_tiny"),
+        "adapters": [out],
+        "head": src.join("head_cls"),
+        "setup": {"type": "single", "adapters": ["prefix"]},
+        "input_ids": reference["input_ids"],
+        "attention_mask": reference["attention_mask"],
+        "token_type_ids": reference["token_type_ids"],
+    });
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_close("ejected in Python", &floats(&r["logits"]), &floats(&reference["logits"]), 1e-4);
+}

@@ -271,3 +271,40 @@ impl PrefixTuning {
         }
     }
 }
+
+/// The flat form of a prefix-tuning adapter (the library's `eject_prefix_tuning`): the same
+/// prefixes stored as the MLP's output (`flat: true`), gates kept; for inference.
+pub fn eject(
+    adapter: &super::AdapterModule,
+    model: &crate::model::ModelConfig,
+) -> Result<super::AdapterModule> {
+    let super::AdapterConfig::PrefixTuning(pc) = &adapter.config else {
+        return Err(Error::Invalid(format!(
+            "`{}` is a {} adapter; only prefix tuning has a flat form",
+            adapter.name,
+            adapter.config.method_name()
+        )));
+    };
+    let flat = adapter
+        .prefix_tuning()
+        .and_then(PrefixTuning::ejected)
+        .ok_or_else(|| Error::Invalid(format!("`{}` is flat already", adapter.name)))?;
+    let mut raw = pc.raw.clone();
+    raw.insert("flat".into(), json!(true));
+    let config = PrefixTuningConfig::from_json(Path::new("eject"), &raw)?;
+    let out = super::AdapterModule::new(model, &adapter.name, config, adapter.vs.device())?;
+    let old = adapter.vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (key, mut t) in out.vs.variables() {
+            let value = if key.ends_with(".control_trans") {
+                &flat
+            } else {
+                old.get(&key)
+                    .ok_or_else(|| Error::Invalid(format!("no {key} in `{}`", adapter.name)))?
+            };
+            t.copy_(value);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -1,5 +1,5 @@
-//! `average`: a new adapter as the weighted average of trained ones (the library's
-//! `average_adapter`), a training-free alternative to fusion.
+//! `average` (a new adapter as the weighted average of trained ones, the library's
+//! `average_adapter`) and `eject` (a prefix-tuning adapter in its flat form).
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -60,5 +60,40 @@ pub fn run(args: AverageArgs) -> anyhow::Result<()> {
     average_folders(&model, &inputs, combine, &args.name, &args.out, format)
         .with_context(|| format!("averaging into {}", args.out.display()))?;
     println!("wrote {} ({})", args.out.display(), args.combine);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EjectArgs {
+    /// Base model folder (or `demo`).
+    #[arg(long)]
+    model: PathBuf,
+    /// A prefix-tuning adapter folder (AdapterHub format).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Output folder: the same adapter in its flat form.
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight files: both, safetensors or bin.
+    #[arg(long, default_value = "both")]
+    weights_format: String,
+}
+
+/// `eject`: a prefix-tuning adapter's MLP folded into the prefixes it makes (smaller, faster,
+/// the same outputs), as the library's `eject_prefix_tuning`.
+pub fn eject(args: EjectArgs) -> anyhow::Result<()> {
+    use adapter_studio::io::{remove_dir_quietly, replace_dir, temp_dir_for};
+    let model = adapter_studio::model::resolve_model_dir(&args.model)?;
+    let base = adapter_studio::model::BaseModel::load(&model, tch::Device::Cpu)?;
+    let adapter = adapter_studio::hub::load_adapter(&args.adapter, &base, None)?;
+    let flat = adapter_studio::adapters::prefix_tuning::eject(&adapter, &base.config)?;
+    let format: WeightFormat = args.weights_format.parse()?;
+    let tmp = temp_dir_for(&args.out)?;
+    if let Err(e) = adapter_studio::hub::save_adapter(&flat, &base.config, &tmp, format) {
+        remove_dir_quietly(&tmp);
+        return Err(e.into());
+    }
+    replace_dir(&tmp, &args.out)?;
+    println!("wrote {} (flat prefix tuning)", args.out.display());
     Ok(())
 }

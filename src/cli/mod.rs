@@ -50,6 +50,8 @@ enum Command {
     Export(export::ExportArgs),
     /// A new adapter as the weighted average of trained ones (training-free; LoRA or bottleneck).
     Average(average::AverageArgs),
+    /// A prefix-tuning adapter in its flat form (its MLP folded into the prefixes).
+    Eject(average::EjectArgs),
     /// Check an AdapterHub folder and add it to the workspace's adapter library.
     Import(export::ImportArgs),
     /// List the adapters, fusions and heads of the workspace.
@@ -81,6 +83,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Eval(args)) => train::eval(args),
         Some(Command::Export(args)) => export::export(args),
         Some(Command::Average(args)) => average::run(args),
+        Some(Command::Eject(args)) => average::eject(args),
         Some(Command::Import(args)) => export::import(args),
         Some(Command::Library(args)) => export::list(args),
         Some(Command::Datasets(args)) => datasets::run(args),
