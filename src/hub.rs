@@ -340,7 +340,7 @@ pub fn build_adapter(
 /// The adapter's weights as the library saves them.
 pub fn adapter_state_dict(adapter: &AdapterModule, model: &ModelConfig) -> weights::StateDict {
     let mut state = weights::state_dict_of(&adapter.vs);
-    if matches!(adapter.config, AdapterConfig::PrefixTuning(_)) {
+    if adapter.config.prefix_tuning().is_some() {
         // The library also saves the pool under every layer's `prefix_tuning.pool` (each
         // layer's module holds the pool).
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);

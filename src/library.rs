@@ -83,7 +83,7 @@ fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>, 
             (
                 format!("{}, {}", cfg.method_name(), cfg.size_label()),
                 Vec::new(),
-                cfg.bottleneck().is_some(),
+                matches!(cfg, crate::adapters::AdapterConfig::Bottleneck(_)),
             )
         }
         Artifact::Fusion => {
@@ -126,7 +126,12 @@ fn safetensors_parameters(dir: &Path, artifact: Artifact) -> Option<u64> {
     let total = v
         .as_object()?
         .iter()
-        .filter(|(k, _)| *k != "__metadata__" && !k.contains(".adapter_norm_before."))
+        // Names the library saves twice for one tensor are counted once.
+        .filter(|(k, _)| {
+            *k != "__metadata__"
+                && !k.contains(".adapter_norm_before.")
+                && !k.contains(".prefix_tuning.pool.")
+        })
         .filter_map(|(_, t)| t.get("shape")?.as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>()))
         .sum();
     Some(total)

@@ -16,6 +16,17 @@ pub enum AdapterConfig {
     /// LoRA and (IA)³ (`composition_mode` add or scale).
     Lora(LoraConfig),
     PrefixTuning(PrefixTuningConfig),
+    /// `ConfigUnion`: several methods under one name (MAM, UniPELT); at most one of each.
+    Union {
+        parts: Vec<AdapterConfig>,
+        raw: Map<String, Value>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnionPreset {
+    Mam,
+    UniPelt,
 }
 
 impl From<BnConfig> for AdapterConfig {
@@ -57,11 +68,13 @@ impl AdapterConfig {
         if let Some(p) = BnPreset::from_name(name) {
             return Some(AdapterConfig::Bottleneck(BnConfig::preset(p)));
         }
-        if matches!(
-            name.to_ascii_lowercase().as_str(),
-            "prefix_tuning" | "prefixtuningconfig"
-        ) {
-            return Some(AdapterConfig::PrefixTuning(PrefixTuningConfig::preset()));
+        match name.to_ascii_lowercase().as_str() {
+            "prefix_tuning" | "prefixtuningconfig" => {
+                return Some(AdapterConfig::PrefixTuning(PrefixTuningConfig::preset()))
+            }
+            "mam" | "mamconfig" => return Some(Self::union_preset(UnionPreset::Mam)),
+            "unipelt" | "unipeltconfig" => return Some(Self::union_preset(UnionPreset::UniPelt)),
+            _ => {}
         }
         LoraPreset::from_name(name).map(|p| AdapterConfig::Lora(LoraConfig::preset(p)))
     }
@@ -80,6 +93,36 @@ impl AdapterConfig {
             Some(Value::String(a)) if a == "prefix_tuning" => Ok(AdapterConfig::PrefixTuning(
                 PrefixTuningConfig::from_json(path, m)?,
             )),
+            Some(Value::String(a)) if a == "union" => {
+                let Some(Value::Array(items)) = m.get("configs") else {
+                    return Err(Error::config(path, "config.configs", "a union needs a list of configs"));
+                };
+                let parts = items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Object(o) => Self::from_json(path, o, versioned),
+                        other => Err(Error::config(
+                            path,
+                            "config.configs",
+                            format!("expected config objects, found {other}"),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let kinds: Vec<&str> = parts.iter().map(AdapterConfig::kind).collect();
+                for (i, k) in kinds.iter().enumerate() {
+                    if *k == "union" || kinds[..i].contains(k) {
+                        return Err(Error::config(
+                            path,
+                            "config.configs",
+                            format!("a union holds at most one {k} config and no union"),
+                        ));
+                    }
+                }
+                Ok(AdapterConfig::Union {
+                    parts,
+                    raw: m.clone(),
+                })
+            }
             Some(other) => Err(Error::config(
                 path,
                 "config.architecture",
@@ -97,21 +140,74 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(c) => &c.raw,
             AdapterConfig::Lora(c) => &c.raw,
             AdapterConfig::PrefixTuning(c) => &c.raw,
+            AdapterConfig::Union { raw, .. } => raw,
         }
     }
 
-    pub fn bottleneck(&self) -> Option<&BnConfig> {
+    /// The methods it consists of: itself, or a union's parts.
+    pub fn parts(&self) -> Vec<&AdapterConfig> {
         match self {
+            AdapterConfig::Union { parts, .. } => parts.iter().collect(),
+            single => vec![single],
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            AdapterConfig::Bottleneck(_) => "bottleneck",
+            AdapterConfig::Lora(_) => "lora",
+            AdapterConfig::PrefixTuning(_) => "prefix_tuning",
+            AdapterConfig::Union { .. } => "union",
+        }
+    }
+
+    /// The bottleneck config, of a union's too.
+    pub fn bottleneck(&self) -> Option<&BnConfig> {
+        self.parts().into_iter().find_map(|p| match p {
             AdapterConfig::Bottleneck(c) => Some(c),
             _ => None,
-        }
+        })
     }
 
+    /// The LoRA or (IA)³ config, of a union's too.
     pub fn lora(&self) -> Option<&LoraConfig> {
-        match self {
+        self.parts().into_iter().find_map(|p| match p {
             AdapterConfig::Lora(c) => Some(c),
             _ => None,
-        }
+        })
+    }
+
+    /// The prefix-tuning config, of a union's too.
+    pub fn prefix_tuning(&self) -> Option<&PrefixTuningConfig> {
+        self.parts().into_iter().find_map(|p| match p {
+            AdapterConfig::PrefixTuning(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// MAM (prefix tuning with an 800-wide MLP and a parallel bottleneck) or UniPELT (gated
+    /// prefix tuning of 10 tokens, seq_bn and LoRA r 8 α 2), as the library's presets.
+    pub fn union_preset(preset: UnionPreset) -> Self {
+        let mut prefix = super::prefix_tuning::preset_json();
+        let parts: Vec<Map<String, Value>> = match preset {
+            UnionPreset::Mam => {
+                prefix.insert("bottleneck_size".into(), json!(800));
+                vec![prefix, BnPreset::ParBn.to_json()]
+            }
+            UnionPreset::UniPelt => {
+                prefix.insert("prefix_length".into(), json!(10));
+                let mut lora = LoraPreset::Lora.to_json();
+                lora.insert("alpha".into(), json!(2));
+                let mut parts = vec![prefix, BnPreset::SeqBn.to_json(), lora];
+                for p in &mut parts {
+                    p.insert("use_gating".into(), json!(true));
+                }
+                parts
+            }
+        };
+        let raw = json!({"architecture": "union", "configs": parts});
+        let raw = raw.as_object().cloned().unwrap_or_default();
+        Self::from_json(Path::new("<preset>"), &raw, true).expect("the presets are valid")
     }
 
     /// The method name shown to users (`seq_bn`, `lora`, `ia3`, …).
@@ -120,6 +216,18 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(c) => c.method_name(),
             AdapterConfig::Lora(c) => c.method_name(),
             AdapterConfig::PrefixTuning(_) => "prefix_tuning",
+            AdapterConfig::Union { parts, .. } => {
+                let has = |k: &str| parts.iter().any(|p| p.kind() == k);
+                match (has("prefix_tuning"), has("bottleneck"), has("lora")) {
+                    (true, true, false)
+                        if self.bottleneck().is_some_and(|b| b.is_parallel) =>
+                    {
+                        "mam"
+                    }
+                    (true, true, true) => "unipelt",
+                    _ => "union",
+                }
+            }
         }
     }
 
@@ -136,6 +244,11 @@ impl AdapterConfig {
             AdapterConfig::Lora(c) => format!("rank {}", c.r),
             AdapterConfig::PrefixTuning(c) if c.flat => format!("length {}, flat", c.prefix_length),
             AdapterConfig::PrefixTuning(c) => format!("length {}", c.prefix_length),
+            AdapterConfig::Union { parts, .. } => parts
+                .iter()
+                .map(|p| format!("{} {}", p.method_name(), p.size_label()))
+                .collect::<Vec<_>>()
+                .join(" + "),
         }
     }
 
@@ -145,6 +258,7 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(_) => &["adapters"],
             AdapterConfig::Lora(_) => &["loras"],
             AdapterConfig::PrefixTuning(_) => &["prefix_tunings", "prefix_gates"],
+            AdapterConfig::Union { .. } => &["adapters", "loras", "prefix_tunings", "prefix_gates"],
         }
     }
 }

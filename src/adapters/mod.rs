@@ -102,39 +102,36 @@ impl AdapterModule {
         let root = vs.root();
         let mut modules = BTreeMap::new();
         let mut loras = BTreeMap::new();
-        let prefix = match &config {
-            AdapterConfig::PrefixTuning(pc) => Some(PrefixTuning::new(
+        // Each method's modules; a union (MAM, UniPELT) has the parts of several.
+        let prefix = config.prefix_tuning().map(|pc| {
+            PrefixTuning::new(
                 &(prefix_pool_path(&root, model) / name / model.arch.prefix_location()),
                 |layer| attention_path(&root, model, layer) / "prefix_tuning" / "prefix_gates" / name,
                 pc,
                 model.adapter_layers(),
                 model.hidden_size,
                 model.num_heads,
-            )),
-            _ => None,
-        };
+            )
+        });
         for layer in 0..model.adapter_layers() {
-            match &config {
-                AdapterConfig::Bottleneck(bn) => {
-                    for location in Location::ALL {
-                        if bn.applies_at(layer, location) {
-                            let down = bn.down_size(origin, model.hidden_size, layer)?;
-                            let p = location_path(&root, model, layer, location) / "adapters" / name;
-                            modules.insert(
-                                (layer, location),
-                                Bottleneck::new(&p, bn, model.hidden_size, down),
-                            );
-                        }
+            if let Some(bn) = config.bottleneck() {
+                for location in Location::ALL {
+                    if bn.applies_at(layer, location) {
+                        let down = bn.down_size(origin, model.hidden_size, layer)?;
+                        let p = location_path(&root, model, layer, location) / "adapters" / name;
+                        modules.insert(
+                            (layer, location),
+                            Bottleneck::new(&p, bn, model.hidden_size, down),
+                        );
                     }
                 }
-                AdapterConfig::PrefixTuning(_) => {}
-                AdapterConfig::Lora(lc) => {
-                    for site in LinearSite::ALL {
-                        if lc.applies_at(layer, site) {
-                            let (fan_in, fan_out) = model.linear_features(site);
-                            let p = linear_path(&root, model, layer, site) / "loras" / name;
-                            loras.insert((layer, site), Lora::new(&p, lc, fan_in, fan_out));
-                        }
+            }
+            if let Some(lc) = config.lora() {
+                for site in LinearSite::ALL {
+                    if lc.applies_at(layer, site) {
+                        let (fan_in, fan_out) = model.linear_features(site);
+                        let p = linear_path(&root, model, layer, site) / "loras" / name;
+                        loras.insert((layer, site), Lora::new(&p, lc, fan_in, fan_out));
                     }
                 }
             }
@@ -203,7 +200,11 @@ impl FusionModule {
         let configs = adapters
             .iter()
             .map(|a| {
-                a.config.bottleneck().ok_or_else(|| {
+                let pure = match &a.config {
+                    AdapterConfig::Bottleneck(c) => Some(c),
+                    _ => None,
+                };
+                pure.ok_or_else(|| {
                     Error::Incompatible(format!(
                         "cannot fuse {name}: `{}` is a {} adapter, and fusion works on bottleneck \
                          adapters only (as in the Python library); average them instead",

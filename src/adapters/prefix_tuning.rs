@@ -278,16 +278,15 @@ pub fn eject(
     adapter: &super::AdapterModule,
     model: &crate::model::ModelConfig,
 ) -> Result<super::AdapterModule> {
-    let super::AdapterConfig::PrefixTuning(pc) = &adapter.config else {
+    let (super::AdapterConfig::PrefixTuning(pc), Some(pool)) = (&adapter.config, adapter.prefix_tuning()) else {
         return Err(Error::Invalid(format!(
             "`{}` is a {} adapter; only prefix tuning has a flat form",
             adapter.name,
             adapter.config.method_name()
         )));
     };
-    let flat = adapter
-        .prefix_tuning()
-        .and_then(PrefixTuning::ejected)
+    let flat = pool
+        .ejected()
         .ok_or_else(|| Error::Invalid(format!("`{}` is flat already", adapter.name)))?;
     let mut raw = pc.raw.clone();
     raw.insert("flat".into(), json!(true));

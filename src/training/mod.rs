@@ -39,6 +39,14 @@ pub enum Method {
     /// an MLP (the library's `PrefixTuningConfig`).
     #[serde(rename = "prefix_tuning")]
     PrefixTuning,
+    /// Mix-and-match: prefix tuning (MLP 800) and a parallel bottleneck, the library's
+    /// `MAMConfig`.
+    #[serde(rename = "mam")]
+    Mam,
+    /// UniPELT: gated prefix tuning (10 tokens), seq_bn and LoRA, the library's
+    /// `UniPELTConfig`.
+    #[serde(rename = "unipelt")]
+    UniPelt,
     /// Baseline: fine-tune every weight of the base model and the head.
     #[serde(rename = "full")]
     Full,
@@ -48,13 +56,15 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 10] = [
         Method::SeqBn,
         Method::DoubleSeqBn,
         Method::ParBn,
         Method::Lora,
         Method::Ia3,
         Method::PrefixTuning,
+        Method::Mam,
+        Method::UniPelt,
         Method::Full,
         Method::HeadOnly,
     ];
@@ -66,6 +76,8 @@ impl Method {
             Method::Lora => "lora",
             Method::Ia3 => "ia3",
             Method::PrefixTuning => "prefix_tuning",
+            Method::Mam => "mam",
+            Method::UniPelt => "unipelt",
             Method::Full => "full",
             Method::HeadOnly => "head-only",
         }
@@ -83,6 +95,8 @@ impl Method {
                             the fewest parameters; can be merged into the model",
             Method::PrefixTuning => "30 learned key/value vectors before each attention layer's, \
                                      made by an MLP (the MLP is only needed while training)",
+            Method::Mam => "prefix tuning with a parallel bottleneck (He et al.'s mix-and-match)",
+            Method::UniPelt => "gated prefix tuning, bottleneck and LoRA together (Mao et al.)",
             Method::Full => "every weight of the model (a baseline; large files)",
             Method::HeadOnly => "only the classifier on the frozen model (a baseline)",
         }
@@ -95,6 +109,8 @@ impl Method {
         match self {
             Method::Lora => 3e-3,
             Method::Ia3 => 1e-2,
+            // Measured for prefix tuning; the unions contain it and use the same.
+            Method::PrefixTuning | Method::Mam | Method::UniPelt => 1e-3,
             _ => 1e-4,
         }
     }
@@ -128,14 +144,19 @@ impl Method {
             Method::ParBn => bn(BnPreset::ParBn),
             Method::Lora => lora(LoraPreset::Lora),
             Method::Ia3 => lora(LoraPreset::Ia3),
-            Method::PrefixTuning => {
+            Method::PrefixTuning | Method::Mam | Method::UniPelt => {
+                use crate::adapters::config::UnionPreset;
                 if reduction_factor.is_some() {
-                    return Err(Error::Invalid(
-                        "--reduction-factor applies to bottleneck adapters, not to prefix tuning"
-                            .into(),
-                    ));
+                    return Err(Error::Invalid(format!(
+                        "--reduction-factor applies to bottleneck adapters, not to {}",
+                        self.as_str()
+                    )));
                 }
-                Ok(Some(crate::adapters::PrefixTuningConfig::preset().into()))
+                Ok(Some(match self {
+                    Method::Mam => AdapterConfig::union_preset(UnionPreset::Mam),
+                    Method::UniPelt => AdapterConfig::union_preset(UnionPreset::UniPelt),
+                    _ => crate::adapters::PrefixTuningConfig::preset().into(),
+                }))
             }
             Method::Full | Method::HeadOnly => Ok(None),
         }
@@ -151,7 +172,7 @@ impl FromStr for Method {
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, lora, ia3, \
-                     prefix_tuning, full, head-only)"
+                     prefix_tuning, mam, unipelt, full, head-only)"
                 ))
             })
     }

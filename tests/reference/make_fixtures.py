@@ -92,7 +92,9 @@ from adapters import (  # noqa: E402
     DistilBertAdapterModel,
     IA3Config,
     LoRAConfig,
+    MAMConfig,
     PrefixTuningConfig,
+    UniPELTConfig,
     DoubleSeqBnConfig,
     ParBnConfig,
     RobertaAdapterModel,
@@ -1177,6 +1179,8 @@ METHOD_CONFIGS = {
     "prefix_flat": lambda: PrefixTuningConfig(
         prefix_length=4, flat=True, use_gating=True, shared_gating=False, leave_out=[1]
     ),
+    "mam": lambda: MAMConfig(),
+    "unipelt": lambda: UniPELTConfig(),
 }
 
 METHOD_MODELS = [
@@ -1193,7 +1197,7 @@ def randomize_method(model, tag, name):
     g = gen(f"method:{tag}:{name}")
     hit = 0
     for pname, p in model.named_parameters():
-        if not any(f".{m}.{name}." in pname for m in ("loras", "prefix_tunings", "prefix_gates")):
+        if not any(f".{m}.{name}." in pname for m in ("adapters", "loras", "prefix_tunings", "prefix_gates")):
             continue
         hit += 1
         n = torch.randn(p.shape, generator=g)
@@ -1247,7 +1251,7 @@ def main_methods(out, fixtures_root):
         for i, name in enumerate(METHOD_CONFIGS):
             # Both weight formats, alternating (the library cannot write prefix tuning as
             # safetensors: its pool is saved under several names sharing memory).
-            safe = i % 2 == 0 and not name.startswith("prefix")
+            safe = i % 2 == 0 and not name.startswith("prefix") and name not in ("mam", "unipelt")
             model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
         model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
         tok = AutoTokenizer.from_pretrained(base_dir)
