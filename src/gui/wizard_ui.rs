@@ -342,6 +342,14 @@ impl StudioApp {
                         .changed()
                     {
                         self.wizard.form.lr = m.default_lr();
+                        if let Stage::Adapter {
+                            reduction_factor, ..
+                        } = &mut self.wizard.form.stage
+                        {
+                            if !m.is_bottleneck() {
+                                *reduction_factor = None;
+                            }
+                        }
                     }
                 }
             })
@@ -385,6 +393,8 @@ impl StudioApp {
             )
             .labelled_by(label.id);
         });
+        // The reduction factor sizes bottlenecks only (LoRA has a rank, prefixes a length).
+        let bottleneck = self.wizard.method.is_bottleneck();
         let f = &mut self.wizard.form;
         egui::Grid::new("hyper").num_columns(3).show(ui, |ui| {
             field_ui(
@@ -489,9 +499,12 @@ impl StudioApp {
                 1e-5,
             );
             f.head_lr = (head_lr != f.lr).then_some(head_lr);
-            if let Stage::Adapter {
-                reduction_factor, ..
-            } = &mut f.stage
+            if let (
+                Stage::Adapter {
+                    reduction_factor, ..
+                },
+                true,
+            ) = (&mut f.stage, bottleneck)
             {
                 let mut rf = reduction_factor.unwrap_or(0.0);
                 field_ui(

@@ -83,6 +83,11 @@ impl Method {
         }
     }
 
+    /// A bottleneck method (sized by a reduction factor; what fusion reads).
+    pub fn is_bottleneck(self) -> bool {
+        matches!(self, Method::SeqBn | Method::DoubleSeqBn | Method::ParBn)
+    }
+
     /// One line on what the method trains.
     pub fn help(self) -> &'static str {
         match self {
