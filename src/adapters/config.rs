@@ -412,7 +412,45 @@ impl BnPreset {
     }
 }
 
-fn field_bool(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+/// `config.leave_out`: layer indices (every method has it).
+pub(crate) fn leave_out(path: &Path, m: &Map<String, Value>) -> Result<Vec<usize>> {
+    match m.get("leave_out") {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                    Error::config(
+                        path,
+                        "config.leave_out",
+                        format!("expected layer indices, found {v}"),
+                    )
+                })
+            })
+            .collect(),
+        Some(v) => Err(Error::config(
+            path,
+            "config.leave_out",
+            format!("expected a list, found {v}"),
+        )),
+    }
+}
+
+/// `config.dropout`, in [0, 1).
+pub(crate) fn dropout(path: &Path, m: &Map<String, Value>) -> Result<f64> {
+    let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(Error::config(
+            path,
+            "config.dropout",
+            format!("{dropout} is not in [0, 1)"),
+        ));
+    }
+    Ok(dropout)
+}
+
+/// A boolean `config.KEY` (null or absent: `default`).
+pub(crate) fn field_bool(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -553,36 +591,8 @@ impl BnConfig {
                 ))
             }
         };
-        let leave_out = match m.get("leave_out") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                        Error::config(
-                            path,
-                            "config.leave_out",
-                            format!("expected layer indices, found {v}"),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?,
-            Some(v) => {
-                return Err(Error::config(
-                    path,
-                    "config.leave_out",
-                    format!("expected a list, found {v}"),
-                ))
-            }
-        };
-        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::config(
-                path,
-                "config.dropout",
-                format!("{dropout} is not in [0, 1)"),
-            ));
-        }
+        let leave_out = leave_out(path, m)?;
+        let dropout = dropout(path, m)?;
         Ok(BnConfig {
             mh_adapter: field_bool(path, m, "mh_adapter", false)?,
             output_adapter: field_bool(path, m, "output_adapter", true)?,
@@ -704,11 +714,11 @@ mod tests {
             .to_string();
         assert!(err.contains("config.phm_layer"), "{err}");
         let mut m = BnPreset::SeqBn.to_json();
-        m.insert("architecture".into(), json!("prefix_tuning"));
+        m.insert("architecture".into(), json!("prompt_tuning"));
         let err = AdapterConfig::from_json(Path::new("x"), &m, true)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("prefix_tuning") && err.contains("config.architecture"), "{err}");
+        assert!(err.contains("prompt_tuning") && err.contains("config.architecture"), "{err}");
     }
 
     #[test]
@@ -734,6 +744,25 @@ mod tests {
         let mut m = LoraPreset::Ia3.to_json();
         m.insert("r".into(), json!(4));
         assert!(AdapterConfig::from_json(Path::new("x"), &m, true).is_err());
+    }
+
+    #[test]
+    fn unions_hold_one_config_per_method_and_name_their_presets() {
+        let mam = AdapterConfig::preset("mam").unwrap();
+        assert_eq!(mam.method_name(), "mam");
+        assert_eq!(mam.prefix_tuning().unwrap().bottleneck_size, 800);
+        assert!(mam.bottleneck().unwrap().is_parallel);
+        let unipelt = AdapterConfig::preset("unipelt").unwrap();
+        assert_eq!(unipelt.method_name(), "unipelt");
+        assert!(unipelt.lora().unwrap().use_gating && unipelt.bottleneck().unwrap().use_gating);
+        assert_eq!(unipelt.prefix_tuning().unwrap().prefix_length, 10);
+        // Two LoRA configs in one union are refused, naming the field.
+        let lora = Value::Object(LoraPreset::Lora.to_json());
+        let twice = json!({"architecture": "union", "configs": [lora.clone(), lora]});
+        let err = AdapterConfig::from_value(Path::new("u.json"), &twice, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.configs") && err.contains("lora"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use super::config::{dropout, field_bool, leave_out};
 use crate::error::{Error, Result};
 
 /// A linear layer of a transformer layer that LoRA can wrap (the library's location keys).
@@ -127,17 +128,6 @@ impl LoraPreset {
     }
 }
 
-fn flag(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::config(
-            path,
-            format!("config.{key}"),
-            format!("expected true or false, found {other}"),
-        )),
-    }
-}
 
 impl LoraConfig {
     pub fn preset(preset: LoraPreset) -> Self {
@@ -148,7 +138,7 @@ impl LoraConfig {
     pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
         let bad = |key: &str, msg: String| Error::config(path, format!("config.{key}"), msg);
         for (key, what) in [("use_dora", "DoRA")] {
-            if flag(path, m, key, false)? {
+            if field_bool(path, m, key, false)? {
                 return Err(bad(key, format!("{what} is not supported yet")));
             }
         }
@@ -178,10 +168,7 @@ impl LoraConfig {
                 .as_f64()
                 .ok_or_else(|| bad("alpha", format!("expected a number, found {v}")))?,
         };
-        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(bad("dropout", format!("{dropout} is not in [0, 1)")));
-        }
+        let dropout = dropout(path, m)?;
         let attn_matrices = match m.get("attn_matrices") {
             None => vec!["q".to_string(), "v".to_string()],
             Some(Value::Array(items)) => items
@@ -223,22 +210,11 @@ impl LoraConfig {
                 ))
             }
         };
-        let leave_out = match m.get("leave_out") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .map(|x| x as usize)
-                        .ok_or_else(|| bad("leave_out", format!("expected layer indices, found {v}")))
-                })
-                .collect::<Result<_>>()?,
-            Some(v) => return Err(bad("leave_out", format!("expected a list, found {v}"))),
-        };
+        let leave_out = leave_out(path, m)?;
         Ok(LoraConfig {
-            selfattn_lora: flag(path, m, "selfattn_lora", true)?,
-            intermediate_lora: flag(path, m, "intermediate_lora", false)?,
-            output_lora: flag(path, m, "output_lora", false)?,
+            selfattn_lora: field_bool(path, m, "selfattn_lora", true)?,
+            intermediate_lora: field_bool(path, m, "intermediate_lora", false)?,
+            output_lora: field_bool(path, m, "output_lora", false)?,
             leave_out,
             r,
             alpha,
@@ -246,7 +222,7 @@ impl LoraConfig {
             attn_matrices,
             composition_mode,
             init_weights,
-            use_gating: flag(path, m, "use_gating", false)?,
+            use_gating: field_bool(path, m, "use_gating", false)?,
             raw: m.clone(),
         })
     }

@@ -10,6 +10,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use crate::activation::Activation;
+use super::config::{dropout, field_bool, leave_out};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -44,17 +45,6 @@ pub fn preset_json() -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-fn flag(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(Error::config(
-            path,
-            format!("config.{key}"),
-            format!("expected true or false, found {other}"),
-        )),
-    }
-}
 
 fn positive(path: &Path, m: &Map<String, Value>, key: &str, default: i64) -> Result<i64> {
     match m.get(key) {
@@ -84,37 +74,9 @@ impl PrefixTuningConfig {
         let non_linearity = Activation::from_name(act).ok_or_else(|| {
             Error::config(path, "config.non_linearity", format!("unknown activation `{act}`"))
         })?;
-        let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::config(
-                path,
-                "config.dropout",
-                format!("{dropout} is not in [0, 1)"),
-            ));
-        }
-        let leave_out = match m.get("leave_out") {
-            None | Some(Value::Null) => vec![],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_u64().map(|x| x as usize).ok_or_else(|| {
-                        Error::config(
-                            path,
-                            "config.leave_out",
-                            format!("expected layer indices, found {v}"),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?,
-            Some(v) => {
-                return Err(Error::config(
-                    path,
-                    "config.leave_out",
-                    format!("expected a list, found {v}"),
-                ))
-            }
-        };
-        if !flag(path, m, "encoder_prefix", true)? {
+        let dropout = dropout(path, m)?;
+        let leave_out = leave_out(path, m)?;
+        if !field_bool(path, m, "encoder_prefix", true)? {
             return Err(Error::config(
                 path,
                 "config.encoder_prefix",
@@ -126,9 +88,9 @@ impl PrefixTuningConfig {
             bottleneck_size: positive(path, m, "bottleneck_size", 512)?,
             non_linearity,
             dropout,
-            flat: flag(path, m, "flat", false)?,
-            use_gating: flag(path, m, "use_gating", false)?,
-            shared_gating: flag(path, m, "shared_gating", true)?,
+            flat: field_bool(path, m, "flat", false)?,
+            use_gating: field_bool(path, m, "use_gating", false)?,
+            shared_gating: field_bool(path, m, "shared_gating", true)?,
             leave_out,
             raw: m.clone(),
         })
