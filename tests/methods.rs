@@ -70,6 +70,33 @@ fn with(mut spec: Value, inputs: &Value) -> Value {
     spec
 }
 
+/// The library's logits for one adapter folder `adapter` (named `name`) with the fixtures'
+/// BERT head, on the inputs of the methods case `case`.
+fn library_logits_on_case(work: &Path, adapter: &Path, name: &str, case: &Value) -> Vec<f64> {
+    let spec = json!({
+        "model": fixtures().join("bert_tiny"),
+        "adapters": [adapter],
+        "head": fixtures().join("methods/bert/head_cls"),
+        "setup": {"type": "single", "adapters": [name]},
+        "input_ids": case["input_ids"],
+        "attention_mask": case["attention_mask"],
+        "token_type_ids": case["token_type_ids"],
+    });
+    let spec_path = work.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    floats(&r["logits"])
+}
+
+/// The methods case named `name` (tests/fixtures/methods/cases.json).
+fn methods_case(name: &str) -> Value {
+    cases_in("methods/cases.json")
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
 #[test]
 fn lora_ia3_and_prefix_tuning_saved_by_rust_load_in_python_with_plain_calls_and_the_same_logits() {
     let work = tempfile::tempdir().unwrap();
@@ -263,24 +290,9 @@ fn average_on_the_command_line_writes_an_adapter_python_loads() {
     let (_, config) = hub::read_adapter_config(&out).unwrap();
     assert_eq!(config.lora().unwrap().r, 4);
     // The library loads it and computes what it computed for its own average.
-    let reference = cases_in("methods/cases.json")
-        .into_iter()
-        .find(|c| c["name"] == "bert_avg_svd")
-        .unwrap();
-    let spec = json!({
-        "model": fixtures().join("bert_tiny"),
-        "adapters": [out],
-        "head": src.join("head_cls"),
-        "setup": {"type": "single", "adapters": ["avg_svd"]},
-        "input_ids": reference["input_ids"],
-        "attention_mask": reference["attention_mask"],
-        "token_type_ids": reference["token_type_ids"],
-    });
-    let spec_path = work.path().join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_close("average", &floats(&r["logits"]), &floats(&reference["logits"]), 1e-4);
+    let reference = methods_case("bert_avg_svd");
+    let got = library_logits_on_case(work.path(), &out, "avg_svd", &reference);
+    assert_close("average", &got, &floats(&reference["logits"]), 1e-4);
     // Different configurations are refused by name.
     let err = bin()
         .args(["average", "--model"])
@@ -357,10 +369,7 @@ fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
         .unwrap());
     let (_, config) = hub::read_adapter_config(&out).unwrap();
     assert_eq!(config.size_label(), "length 5, flat");
-    let reference = cases_in("methods/cases.json")
-        .into_iter()
-        .find(|c| c["name"] == "bert_prefix")
-        .unwrap();
+    let reference = methods_case("bert_prefix");
     let parts = PredictSpec {
         model: fixtures().join("bert_tiny"),
         adapters: vec![out.clone()],
@@ -378,18 +387,6 @@ fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
     let preds = predict::predict(&model, &texts).unwrap();
     let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p.logits)).collect();
     assert_close("ejected", &logits, &floats(&reference["logits"]), 1e-4);
-    let spec = json!({
-        "model": fixtures().join("bert_tiny"),
-        "adapters": [out],
-        "head": src.join("head_cls"),
-        "setup": {"type": "single", "adapters": ["prefix"]},
-        "input_ids": reference["input_ids"],
-        "attention_mask": reference["attention_mask"],
-        "token_type_ids": reference["token_type_ids"],
-    });
-    let spec_path = work.path().join("spec.json");
-    std::fs::write(&spec_path, spec.to_string()).unwrap();
-    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_close("ejected in Python", &floats(&r["logits"]), &floats(&reference["logits"]), 1e-4);
+    let got = library_logits_on_case(work.path(), &out, "prefix", &reference);
+    assert_close("ejected in Python", &got, &floats(&reference["logits"]), 1e-4);
 }
