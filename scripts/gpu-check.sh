@@ -4,7 +4,8 @@
 #
 # Two modes:
 # - The GPU machine of the device tool (no network, no Rust, no GTK, its own Python with
-#   PyTorch 2.11): used when .gpu/ holds the binary that scripts/gpu-build.sh made for it.
+#   PyTorch 2.11): used when .gpu/adapter-studio.xz (made by scripts/gpu-build.sh) is there and
+#   the project's .venv is not (GPU_MACHINE=1 forces it).
 #   First, here:  scripts/gpu-build.sh          (.gpu/: the binary, wheels, demo model files)
 #   There, carrying .gpu:  bash scripts/gpu-check.sh    (about 5 minutes on an H200)
 # - Anywhere else (or with BIN set): the project's own .venv and build.
@@ -19,35 +20,35 @@ cd "$(dirname "$0")/.."
 dev=${DEVICE:-cuda}
 work=${WORK:-target/gpu-check}
 out=${OUT:-$work/out}
-rm -rf "$work/run" "$work/lora"
+rm -rf "$work"/{run,lora,out,*.json,*.txt,*.log,*.tar.gz}
 mkdir -p "$work" "$out"
-exec > >(tee "$work/gpu-check.log") 2>&1
+exec 3>&1 4>&2 > >(tee "$work/gpu-check.log") 2>&1
 log() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*"; }
 
 collect() {
   local rc=$?
   set +e
+  sleep 1; exec 1>&3 2>&4  # tee may be gone (a timeout signals the whole process group)
   log "exit status $rc; copying results to $out"
   tar -czf "$out/results.tar.gz" -C "$work" --exclude='*.safetensors' --exclude='*.pt' \
     --exclude='*.bin' --exclude=out . 2>/dev/null
   for f in summary.txt bench-"$dev".json bench-"$dev".txt; do
     [[ -f $work/$f ]] && cp "$work/$f" "$out/"
   done
-  sleep 1  # let tee flush the log
-  cp "$work/gpu-check.log" "$out/" 2>/dev/null
+  { cat "$work/gpu-check.log"; echo "[gpu-check] exit status $rc"; } > "$out/gpu-check.log"
 }
 trap collect EXIT
+trap 'exit 143' TERM INT
 
-if [[ -z "${BIN:-}" && ( -f .gpu/adapter-studio.xz || -x .gpu/bin/adapter-studio ) ]]; then
+# The device tool's machine: .gpu/ carried there, and no project .venv (GPU_MACHINE=1 forces it).
+if [[ -z "${BIN:-}" && -f .gpu/adapter-studio.xz && ( -n "${GPU_MACHINE:-}" || ! -x .venv/bin/python ) ]]; then
   # --- The GPU machine --------------------------------------------------------------------
   PY=python3
-  bin=.gpu/bin/adapter-studio  # two folders below the checkout, as target/release/: `demo` works
-  if [[ ! -x $bin ]]; then
-    mkdir -p .gpu/bin
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-      .gpu/adapter-studio.xz "$bin"
-    chmod +x "$bin"
-  fi
+  bin=target/gpu-bin/adapter-studio  # two folders below the checkout, as target/release/: `demo` works
+  mkdir -p target/gpu-bin
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    .gpu/adapter-studio.xz "$bin"
+  chmod +x "$bin"
   # The machine's own torch; the adapters library and the transformers (4.57), tokenizers and
   # huggingface_hub (0.x) versions it needs come from the carried wheels, in /tmp/site ahead of
   # site-packages; .gpu/whl/opt/ (requests and its dependencies) only where not installed.
