@@ -377,7 +377,11 @@ pub fn merged_state_dict(model: &AdapterModel) -> Result<weights::StateDict> {
              as adapterhub or bundle instead)"
         ))
     };
-    let names = model.setup.as_ref().map(|s| s.flatten()).unwrap_or_default();
+    let names = model
+        .setup
+        .as_ref()
+        .map(|s| s.flatten())
+        .unwrap_or_default();
     let [name] = names.as_slice() else {
         return Err(refuse(format!("the setup has {} adapters", names.len())));
     };
@@ -410,7 +414,9 @@ pub fn merged_state_dict(model: &AdapterModel) -> Result<weights::StateDict> {
 /// transformers' sequence-classification class for a 2-layer tanh classification head on the
 /// first token, where its own head has that form: BERT's pooler + classifier, RoBERTa's and
 /// XLM-R's `classifier.dense/out_proj`.
-fn hf_classifier_keys(arch: crate::model::Architecture) -> Option<(&'static str, [&'static str; 2])> {
+fn hf_classifier_keys(
+    arch: crate::model::Architecture,
+) -> Option<(&'static str, [&'static str; 2])> {
     use crate::model::Architecture;
     match arch {
         Architecture::Bert => Some((
@@ -465,17 +471,28 @@ fn write_merged(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
                 state.push((format!("{module}.{param}"), t.shallow_clone()));
             }
             let o = config.as_object_mut().ok_or_else(|| {
-                Error::Invalid(format!("{}: config.json is not an object", model.base.dir.display()))
+                Error::Invalid(format!(
+                    "{}: config.json is not an object",
+                    model.base.dir.display()
+                ))
             })?;
             o.insert("architectures".into(), json!([class]));
             let labels = &hc.labels;
             o.insert(
                 "id2label".into(),
-                json!(labels.iter().enumerate().map(|(i, l)| (i.to_string(), json!(l))).collect::<serde_json::Map<_, _>>()),
+                json!(labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (i.to_string(), json!(l)))
+                    .collect::<serde_json::Map<_, _>>()),
             );
             o.insert(
                 "label2id".into(),
-                json!(labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect::<serde_json::Map<_, _>>()),
+                json!(labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), json!(i)))
+                    .collect::<serde_json::Map<_, _>>()),
             );
             o.insert("num_labels".into(), json!(hc.num_labels));
         }

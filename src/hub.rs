@@ -396,7 +396,12 @@ pub fn save_adapter(
     dir: &Path,
     format: WeightFormat,
 ) -> Result<()> {
-    write_weights(dir, Artifact::Adapter, format, &adapter_state_dict(adapter, model))?;
+    write_weights(
+        dir,
+        Artifact::Adapter,
+        format,
+        &adapter_state_dict(adapter, model),
+    )?;
     write_json_atomic(
         &dir.join(Artifact::Adapter.config_file()),
         &adapter_envelope(adapter, model),

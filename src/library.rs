@@ -132,7 +132,11 @@ fn safetensors_parameters(dir: &Path, artifact: Artifact) -> Option<u64> {
                 && !k.contains(".adapter_norm_before.")
                 && !k.contains(".prefix_tuning.pool.")
         })
-        .filter_map(|(_, t)| t.get("shape")?.as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>()))
+        .filter_map(|(_, t)| {
+            t.get("shape")?
+                .as_array()
+                .map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>())
+        })
         .sum();
     Some(total)
 }

@@ -22,7 +22,11 @@ fn randomize(vs: &VarStore, seed: i64) {
     tch::no_grad(|| {
         for (name, mut v) in vs.variables() {
             // (IA)³ vectors scale activations: keep them around 1.
-            let centre = if name.contains(".loras.ia3.") { 1.0 } else { 0.0 };
+            let centre = if name.contains(".loras.ia3.") {
+                1.0
+            } else {
+                0.0
+            };
             let r = v.randn_like() * 0.3 + centre;
             v.copy_(&r);
         }
@@ -195,10 +199,25 @@ fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
     // Python-made adapters: a LoRA on every linear, and (IA)³ whose merge must scale the
     // biases too (the library's own merge does not, and would change these logits).
     for (model_name, tag, adapter, class) in [
-        ("bert_tiny", "bert", "lora_all", "BertForSequenceClassification"),
+        (
+            "bert_tiny",
+            "bert",
+            "lora_all",
+            "BertForSequenceClassification",
+        ),
         ("bert_tiny", "bert", "ia3", "BertForSequenceClassification"),
-        ("roberta_tiny", "roberta", "ia3", "RobertaForSequenceClassification"),
-        ("xlmr_tiny", "xlmr", "lora", "XLMRobertaForSequenceClassification"),
+        (
+            "roberta_tiny",
+            "roberta",
+            "ia3",
+            "RobertaForSequenceClassification",
+        ),
+        (
+            "xlmr_tiny",
+            "xlmr",
+            "lora",
+            "XLMRobertaForSequenceClassification",
+        ),
     ] {
         let src = fixtures().join("methods").join(tag);
         let parts = PredictSpec {
@@ -229,7 +248,11 @@ fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
         let model = predict::load(&parts).unwrap();
         let (logits, inputs) = run(&model);
         let spec_path = work.path().join("merged.json");
-        std::fs::write(&spec_path, with(json!({ "model": out }), &inputs).to_string()).unwrap();
+        std::fs::write(
+            &spec_path,
+            with(json!({ "model": out }), &inputs).to_string(),
+        )
+        .unwrap();
         let stdout = run_reference_script(&["--check-merged".as_ref(), spec_path.as_os_str()]);
         let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(r["class"], class);
@@ -264,9 +287,14 @@ fn a_merged_export_refuses_bottlenecks_and_gated_loras_by_name() {
             force: false,
             from_run: None,
         };
-        let err = export::export(&spec, &mut |_| true).unwrap_err().to_string();
+        let err = export::export(&spec, &mut |_| true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(words), "{err}");
-        assert!(!work.path().join(adapter).exists(), "nothing is left behind");
+        assert!(
+            !work.path().join(adapter).exists(),
+            "nothing is left behind"
+        );
     }
 }
 
@@ -282,7 +310,14 @@ fn average_on_the_command_line_writes_an_adapter_python_loads() {
         .arg(src.join("lora"))
         .arg("--adapter")
         .arg(src.join("lora3"))
-        .args(["--weight", "0.7", "--weight", "0.3", "--combine", "lora_delta_w_svd"])
+        .args([
+            "--weight",
+            "0.7",
+            "--weight",
+            "0.3",
+            "--combine",
+            "lora_delta_w_svd",
+        ])
         .args(["--svd-rank", "4", "--name", "avg_svd", "--out"])
         .arg(&out)
         .output()
@@ -388,5 +423,10 @@ fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
     let logits: Vec<f64> = preds.iter().flat_map(|p| floats(&p.logits)).collect();
     assert_close("ejected", &logits, &floats(&reference["logits"]), 1e-4);
     let got = library_logits_on_case(work.path(), &out, "prefix", &reference);
-    assert_close("ejected in Python", &got, &floats(&reference["logits"]), 1e-4);
+    assert_close(
+        "ejected in Python",
+        &got,
+        &floats(&reference["logits"]),
+        1e-4,
+    );
 }

@@ -142,7 +142,11 @@ fn every_reference_case_matches_the_python_library() {
 #[test]
 fn every_lora_and_ia3_case_matches_the_python_library() {
     let cases = cases_in("methods/cases.json");
-    assert!(cases.len() >= 66, "expected 16 cases × 4 models and 2 averages, found {}", cases.len());
+    assert!(
+        cases.len() >= 66,
+        "expected 16 cases × 4 models and 2 averages, found {}",
+        cases.len()
+    );
     check_all(&cases);
 }
 

@@ -12,7 +12,9 @@ use crate::model::ModelConfig;
 pub enum Combine {
     Linear,
     /// LoRA only: Σ wᵢ Bᵢ Aᵢ by SVD, truncated to this rank.
-    LoraDeltaWSvd { svd_rank: i64 },
+    LoraDeltaWSvd {
+        svd_rank: i64,
+    },
 }
 
 impl std::str::FromStr for Combine {
@@ -45,7 +47,9 @@ pub fn average(
     combine: Combine,
 ) -> Result<AdapterModule> {
     let Some((first, _)) = inputs.first() else {
-        return Err(Error::Invalid("averaging needs at least one adapter".into()));
+        return Err(Error::Invalid(
+            "averaging needs at least one adapter".into(),
+        ));
     };
     if let Some((other, _)) = inputs
         .iter()
@@ -111,7 +115,10 @@ pub fn average(
                     let mut delta: Option<Tensor> = None;
                     for ((a, _), w) in inputs.iter().zip(&weights) {
                         let lora = a.lora(layer, site).ok_or_else(|| {
-                            Error::Invalid(format!("adapter `{}` has no LoRA at layer {layer}", a.name))
+                            Error::Invalid(format!(
+                                "adapter `{}` has no LoRA at layer {layer}",
+                                a.name
+                            ))
                         })?;
                         let d = lora.delta_w().ok_or_else(|| {
                             Error::Invalid("lora_delta_w_svd needs LoRA adapters".into())
@@ -162,8 +169,11 @@ pub fn average_folders(
         .enumerate()
         .map(|(i, (dir, _))| crate::hub::load_adapter(dir, &base, Some(&format!("input{i}"))))
         .collect::<Result<Vec<_>>>()?;
-    let pairs: Vec<(&AdapterModule, f64)> =
-        loaded.iter().zip(inputs).map(|(a, (_, w))| (a, *w)).collect();
+    let pairs: Vec<(&AdapterModule, f64)> = loaded
+        .iter()
+        .zip(inputs)
+        .map(|(a, (_, w))| (a, *w))
+        .collect();
     let averaged = average(&base.config, name, &pairs, combine)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

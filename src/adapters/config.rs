@@ -95,7 +95,11 @@ impl AdapterConfig {
             )),
             Some(Value::String(a)) if a == "union" => {
                 let Some(Value::Array(items)) = m.get("configs") else {
-                    return Err(Error::config(path, "config.configs", "a union needs a list of configs"));
+                    return Err(Error::config(
+                        path,
+                        "config.configs",
+                        "a union needs a list of configs",
+                    ));
                 };
                 let parts = items
                     .iter()
@@ -219,9 +223,7 @@ impl AdapterConfig {
             AdapterConfig::Union { parts, .. } => {
                 let has = |k: &str| parts.iter().any(|p| p.kind() == k);
                 match (has("prefix_tuning"), has("bottleneck"), has("lora")) {
-                    (true, true, false)
-                        if self.bottleneck().is_some_and(|b| b.is_parallel) =>
-                    {
+                    (true, true, false) if self.bottleneck().is_some_and(|b| b.is_parallel) => {
                         "mam"
                     }
                     (true, true, true) => "unipelt",
@@ -450,7 +452,12 @@ pub(crate) fn dropout(path: &Path, m: &Map<String, Value>) -> Result<f64> {
 }
 
 /// A boolean `config.KEY` (null or absent: `default`).
-pub(crate) fn field_bool(path: &Path, m: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+pub(crate) fn field_bool(
+    path: &Path,
+    m: &Map<String, Value>,
+    key: &str,
+    default: bool,
+) -> Result<bool> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -718,13 +725,16 @@ mod tests {
         let err = AdapterConfig::from_json(Path::new("x"), &m, true)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("prompt_tuning") && err.contains("config.architecture"), "{err}");
+        assert!(
+            err.contains("prompt_tuning") && err.contains("config.architecture"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_architecture_key_picks_the_method() {
-        let lora = AdapterConfig::from_json(Path::new("x"), &LoraPreset::Lora.to_json(), true)
-            .unwrap();
+        let lora =
+            AdapterConfig::from_json(Path::new("x"), &LoraPreset::Lora.to_json(), true).unwrap();
         assert_eq!(lora.method_name(), "lora");
         assert_eq!(lora.size_label(), "rank 8");
         let ia3 = AdapterConfig::preset("ia3").unwrap();
@@ -740,7 +750,10 @@ mod tests {
         let err = AdapterConfig::from_json(Path::new("cfg.json"), &m, true)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("config.r") && err.contains("cfg.json"), "{err}");
+        assert!(
+            err.contains("config.r") && err.contains("cfg.json"),
+            "{err}"
+        );
         let mut m = LoraPreset::Ia3.to_json();
         m.insert("r".into(), json!(4));
         assert!(AdapterConfig::from_json(Path::new("x"), &m, true).is_err());
@@ -762,7 +775,10 @@ mod tests {
         let err = AdapterConfig::from_value(Path::new("u.json"), &twice, true)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("config.configs") && err.contains("lora"), "{err}");
+        assert!(
+            err.contains("config.configs") && err.contains("lora"),
+            "{err}"
+        );
     }
 
     #[test]

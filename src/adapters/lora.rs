@@ -128,7 +128,6 @@ impl LoraPreset {
     }
 }
 
-
 impl LoraConfig {
     pub fn preset(preset: LoraPreset) -> Self {
         Self::from_json(Path::new("<preset>"), &preset.to_json()).expect("presets are valid")
@@ -152,7 +151,10 @@ impl LoraConfig {
         }
         if let Some(d) = m.get("dtype").filter(|v| !v.is_null()) {
             if d.as_str() != Some("float32") {
-                return Err(bad("dtype", format!("only float32 LoRA weights are supported, found {d}")));
+                return Err(bad(
+                    "dtype",
+                    format!("only float32 LoRA weights are supported, found {d}"),
+                ));
             }
         }
         let r = match m.get("r") {
@@ -194,7 +196,10 @@ impl LoraConfig {
             }
         };
         if composition_mode == CompositionMode::Scale && r != 1 {
-            return Err(bad("r", format!("composition_mode \"scale\" needs r = 1, found {r}")));
+            return Err(bad(
+                "r",
+                format!("composition_mode \"scale\" needs r = 1, found {r}"),
+            ));
         }
         if composition_mode == CompositionMode::Scale && dropout > 0.0 {
             return Err(bad("dropout", "(IA)³ has no dropout".into()));
@@ -355,7 +360,11 @@ impl Lora {
         match &self.gate {
             // One gate per example: the sigmoid averaged over the tokens.
             Some(g) => {
-                let gate = g.forward(x).sigmoid().mean_dim(1, false, None).unsqueeze(-1);
+                let gate = g
+                    .forward(x)
+                    .sigmoid()
+                    .mean_dim(1, false, None)
+                    .unsqueeze(-1);
                 h * gate
             }
             None => h * self.scaling,
@@ -379,18 +388,16 @@ impl Lora {
                     .into(),
             ));
         }
-        tch::no_grad(|| {
-            match (&self.lora_a, self.mode) {
-                (Some(a), CompositionMode::Add) => {
-                    let delta = self.lora_b.matmul(a) * self.scaling;
-                    let _ = weight.g_add_(&delta.to_kind(weight.kind()));
-                }
-                _ => {
-                    let l = (&self.lora_b * self.scaling).to_kind(Kind::Float);
-                    let _ = weight.g_mul_(&l);
-                    if let Some(b) = bias {
-                        let _ = b.g_mul_(&l.view([-1]));
-                    }
+        tch::no_grad(|| match (&self.lora_a, self.mode) {
+            (Some(a), CompositionMode::Add) => {
+                let delta = self.lora_b.matmul(a) * self.scaling;
+                let _ = weight.g_add_(&delta.to_kind(weight.kind()));
+            }
+            _ => {
+                let l = (&self.lora_b * self.scaling).to_kind(Kind::Float);
+                let _ = weight.g_mul_(&l);
+                if let Some(b) = bias {
+                    let _ = b.g_mul_(&l.view([-1]));
                 }
             }
         });

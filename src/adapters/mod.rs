@@ -1,7 +1,8 @@
 //! Adapters of every method, their composition, and the hooks that run them: after each
-//! sub-layer (bottlenecks) and around the attention and feed-forward linears (LoRA, (IA)³).
-//! A method is a module file (`bottleneck.rs`, `lora.rs`), an [`AdapterConfig`] arm and its
-//! place in [`AdapterModule`].
+//! sub-layer (bottlenecks), around the attention and feed-forward linears (LoRA, (IA)³) and
+//! in front of the attention's keys and values (prefix tuning). A method is a module file
+//! (`bottleneck.rs`, `lora.rs`, `prefix_tuning.rs`), an [`AdapterConfig`] arm and its place in
+//! [`AdapterModule`]; a union (MAM, UniPELT) has the parts of several.
 pub mod average;
 pub mod bottleneck;
 pub mod composition;
@@ -43,7 +44,12 @@ pub trait LocationHook {
 
     /// Prefix keys and values to put in front of `layer`'s own, given the attention's input
     /// `x`: each [batch, heads, prefix tokens, head size].
-    fn prefix(&mut self, _layer: usize, _x: &Tensor, _train: bool) -> Result<Option<(Tensor, Tensor)>> {
+    fn prefix(
+        &mut self,
+        _layer: usize,
+        _x: &Tensor,
+        _train: bool,
+    ) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
     }
 
@@ -76,7 +82,7 @@ impl LocationHook for NoAdapters {
 }
 
 /// A named adapter: its config, its own VarStore (frozen or trainable) and its modules: one
-/// bottleneck per location, or one LoRA per wrapped linear.
+/// bottleneck per location, one LoRA per wrapped linear, a prefix pool (a union: several).
 #[derive(Debug)]
 pub struct AdapterModule {
     pub name: String,
@@ -106,7 +112,9 @@ impl AdapterModule {
         let prefix = config.prefix_tuning().map(|pc| {
             PrefixTuning::new(
                 &(prefix_pool_path(&root, model) / name / model.arch.prefix_location()),
-                |layer| attention_path(&root, model, layer) / "prefix_tuning" / "prefix_gates" / name,
+                |layer| {
+                    attention_path(&root, model, layer) / "prefix_tuning" / "prefix_gates" / name
+                },
                 pc,
                 model.adapter_layers(),
                 model.hidden_size,
@@ -579,7 +587,11 @@ impl<'a> Plugins<'a> {
                 .iter()
                 .try_fold(st, |st, child| self.lora_compose(child, st, at)),
             Setup::Fuse(children) => {
-                match children.iter().flat_map(Setup::flatten).find(|n| self.lora_of(n, at).is_some()) {
+                match children
+                    .iter()
+                    .flat_map(Setup::flatten)
+                    .find(|n| self.lora_of(n, at).is_some())
+                {
                     None => Ok(st),
                     Some(n) => Err(Error::Invalid(format!(
                         "Fuse works on bottleneck adapters only (as in the Python library); \
@@ -597,7 +609,10 @@ impl<'a> Plugins<'a> {
                         used.push(*w);
                     }
                 }
-                let hs: Option<Vec<Tensor>> = outs.iter().map(|s| s.hidden.as_ref().map(Tensor::shallow_clone)).collect();
+                let hs: Option<Vec<Tensor>> = outs
+                    .iter()
+                    .map(|s| s.hidden.as_ref().map(Tensor::shallow_clone))
+                    .collect();
                 let (Some(hs), Some(last)) = (hs, outs.last()) else {
                     return Ok(st);
                 };
@@ -633,7 +648,10 @@ impl<'a> Plugins<'a> {
                 let hidden = match parts.iter().filter(|p| p.hidden.is_some()).count() {
                     0 => None,
                     k if k == parts.len() => Some(Tensor::cat(
-                        &parts.iter().filter_map(|p| p.hidden.as_ref()).collect::<Vec<_>>(),
+                        &parts
+                            .iter()
+                            .filter_map(|p| p.hidden.as_ref())
+                            .collect::<Vec<_>>(),
                         0,
                     )),
                     _ => {
@@ -685,13 +703,22 @@ impl<'a> Plugins<'a> {
 }
 
 impl<'a> LocationHook for Plugins<'a> {
-    fn prefix(&mut self, layer: usize, x: &Tensor, train: bool) -> Result<Option<(Tensor, Tensor)>> {
+    fn prefix(
+        &mut self,
+        layer: usize,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<Option<(Tensor, Tensor)>> {
         let mut names = Vec::new();
         self.prefix_names(self.setup, layer, &mut names)?;
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for name in names {
-            let Some(p) = self.adapters.get(name).and_then(AdapterModule::prefix_tuning) else {
+            let Some(p) = self
+                .adapters
+                .get(name)
+                .and_then(AdapterModule::prefix_tuning)
+            else {
                 continue;
             };
             let pool = self
@@ -719,7 +746,12 @@ impl<'a> LocationHook for Plugins<'a> {
         train: bool,
     ) -> Result<Tensor> {
         let at = Site { layer, site, train };
-        if !self.setup.flatten().iter().any(|n| self.lora_of(n, &at).is_some()) {
+        if !self
+            .setup
+            .flatten()
+            .iter()
+            .any(|n| self.lora_of(n, &at).is_some())
+        {
             return Ok(output);
         }
         let st = LoraState {
@@ -728,7 +760,10 @@ impl<'a> LocationHook for Plugins<'a> {
             last: None,
         };
         let st = self.lora_compose(self.setup, st, &at)?;
-        match (st.hidden, st.last.as_deref().and_then(|n| self.lora_of(n, &at))) {
+        match (
+            st.hidden,
+            st.last.as_deref().and_then(|n| self.lora_of(n, &at)),
+        ) {
             (Some(h), Some(last)) => Ok(last.combine(&output, &h)),
             _ => Ok(output),
         }

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::activation::Activation;
 use super::config::{dropout, field_bool, leave_out};
+use crate::activation::Activation;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -45,7 +45,6 @@ pub fn preset_json() -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-
 fn positive(path: &Path, m: &Map<String, Value>, key: &str, default: i64) -> Result<i64> {
     match m.get(key) {
         None => Ok(default),
@@ -72,7 +71,11 @@ impl PrefixTuningConfig {
             .and_then(Value::as_str)
             .unwrap_or("tanh");
         let non_linearity = Activation::from_name(act).ok_or_else(|| {
-            Error::config(path, "config.non_linearity", format!("unknown activation `{act}`"))
+            Error::config(
+                path,
+                "config.non_linearity",
+                format!("unknown activation `{act}`"),
+            )
         })?;
         let dropout = dropout(path, m)?;
         let leave_out = leave_out(path, m)?;
@@ -146,15 +149,39 @@ impl PrefixTuning {
         let l = cfg.prefix_length;
         let pool = if cfg.flat {
             PrefixPool::Flat {
-                control_trans: pool.var("control_trans", &[l * out], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
+                control_trans: pool.var(
+                    "control_trans",
+                    &[l * out],
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                ),
             }
         } else {
             PrefixPool::Mlp {
                 // An nn.Embedding: `wte.weight`, N(0, 1).
-                wte: (pool / "wte").var("weight", &[l, hidden], nn::Init::Randn { mean: 0.0, stdev: 1.0 }),
-                first: nn::linear(pool / "control_trans" / "0", hidden, cfg.bottleneck_size, Default::default()),
+                wte: (pool / "wte").var(
+                    "weight",
+                    &[l, hidden],
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                ),
+                first: nn::linear(
+                    pool / "control_trans" / "0",
+                    hidden,
+                    cfg.bottleneck_size,
+                    Default::default(),
+                ),
                 activation: cfg.non_linearity,
-                second: nn::linear(pool / "control_trans" / "2", cfg.bottleneck_size, out, Default::default()),
+                second: nn::linear(
+                    pool / "control_trans" / "2",
+                    cfg.bottleneck_size,
+                    out,
+                    Default::default(),
+                ),
             }
         };
         let gates = if cfg.use_gating {
@@ -163,7 +190,10 @@ impl PrefixTuning {
                 .iter()
                 .map(|&layer| {
                     let cfg = nn::LinearConfig {
-                        ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+                        ws_init: nn::Init::Randn {
+                            mean: 0.0,
+                            stdev: 0.02,
+                        },
                         ..Default::default()
                     };
                     (layer, nn::linear(gate_path(layer), hidden, outputs, cfg))
@@ -206,7 +236,12 @@ impl PrefixTuning {
 
     /// The prefix keys and values of `layer` for a batch whose attention input is `x`
     /// [batch, tokens, hidden], from `key_values`: each [batch, heads, prefix_length, head size].
-    pub fn at_layer(&self, key_values: &Tensor, layer: usize, x: &Tensor) -> Option<(Tensor, Tensor)> {
+    pub fn at_layer(
+        &self,
+        key_values: &Tensor,
+        layer: usize,
+        x: &Tensor,
+    ) -> Option<(Tensor, Tensor)> {
         let id = self.layers.iter().position(|l| *l == layer)? as i64;
         let b = x.size()[0];
         let expand = |t: Tensor| t.unsqueeze(0).expand([b, -1, -1, -1], false);
@@ -227,7 +262,10 @@ impl PrefixTuning {
     pub fn ejected(&self) -> Option<Tensor> {
         match &self.pool {
             PrefixPool::Mlp { .. } => Some(tch::no_grad(|| {
-                self.key_values(false).permute([2, 0, 1, 3]).contiguous().view([-1])
+                self.key_values(false)
+                    .permute([2, 0, 1, 3])
+                    .contiguous()
+                    .view([-1])
             })),
             PrefixPool::Flat { .. } => None,
         }
@@ -240,7 +278,9 @@ pub fn eject(
     adapter: &super::AdapterModule,
     model: &crate::model::ModelConfig,
 ) -> Result<super::AdapterModule> {
-    let (super::AdapterConfig::PrefixTuning(pc), Some(pool)) = (&adapter.config, adapter.prefix_tuning()) else {
+    let (super::AdapterConfig::PrefixTuning(pc), Some(pool)) =
+        (&adapter.config, adapter.prefix_tuning())
+    else {
         return Err(Error::Invalid(format!(
             "`{}` is a {} adapter; only prefix tuning has a flat form",
             adapter.name,

@@ -62,7 +62,11 @@ fn train_quickly(ws: &Workspace, name: &str) -> PathBuf {
     train_quickly_with(ws, name, adapter_studio::training::Method::SeqBn)
 }
 
-fn train_quickly_with(ws: &Workspace, name: &str, method: adapter_studio::training::Method) -> PathBuf {
+fn train_quickly_with(
+    ws: &Workspace,
+    name: &str,
+    method: adapter_studio::training::Method,
+) -> PathBuf {
     let mut cfg = adapter_studio::training::TrainConfig::adapter(
         tiny_model(),
         ws.state.datasets[0].train.clone(),
@@ -1273,8 +1277,15 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     h.get_by_role_and_label(Role::Button, "lora").click();
     h.step();
     h.step();
-    assert_eq!(h.state().wizard.method, adapter_studio::training::Method::Lora);
-    assert_eq!(h.state().wizard.form.lr, 3e-3, "choosing LoRA sets its learning rate");
+    assert_eq!(
+        h.state().wizard.method,
+        adapter_studio::training::Method::Lora
+    );
+    assert_eq!(
+        h.state().wizard.form.lr,
+        3e-3,
+        "choosing LoRA sets its learning rate"
+    );
     assert!(h.query_by_label_contains("rank-8 update").is_some());
     let form = &mut h.state_mut().wizard.form;
     form.max_steps = Some(6);
@@ -1312,7 +1323,9 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     }
     h.step();
     assert_eq!(h.state().library.chosen.len(), 2);
-    assert!(h.query_by_label_contains("can be averaged instead").is_some());
+    assert!(h
+        .query_by_label_contains("can be averaged instead")
+        .is_some());
     click(&mut h, "Compose fusion…");
     assert_eq!(
         h.state().screen,
@@ -1320,7 +1333,9 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
         "fusion is not offered for LoRA adapters"
     );
     click(&mut h, "Average into one adapter");
-    step_until(&mut h, "the average", |a| a.library.import_pending.is_none());
+    step_until(&mut h, "the average", |a| {
+        a.library.import_pending.is_none()
+    });
     h.step();
     let items = &h.state().library.items;
     let avg = items

@@ -380,7 +380,11 @@ impl StudioApp {
         });
         super::help_ui(
             ui,
-            &format!("{}: {}.", self.wizard.method.as_str(), self.wizard.method.help()),
+            &format!(
+                "{}: {}.",
+                self.wizard.method.as_str(),
+                self.wizard.method.help()
+            ),
         );
     }
 

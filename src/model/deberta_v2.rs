@@ -280,9 +280,23 @@ impl DisentangledAttention {
         let (b, t, d) = x
             .size3()
             .expect("hidden states are [batch, tokens, hidden]");
-        let q = self.heads(&hooked(&self.query, x, layer, LinearSite::Query, hook, train)?);
+        let q = self.heads(&hooked(
+            &self.query,
+            x,
+            layer,
+            LinearSite::Query,
+            hook,
+            train,
+        )?);
         let k = self.heads(&hooked(&self.key, x, layer, LinearSite::Key, hook, train)?);
-        let v = self.heads(&hooked(&self.value, x, layer, LinearSite::Value, hook, train)?);
+        let v = self.heads(&hooked(
+            &self.value,
+            x,
+            layer,
+            LinearSite::Value,
+            hook,
+            train,
+        )?);
         let dh = d / self.num_heads;
         let scale = Tensor::from((dh * o.scale_factor()) as f32)
             .sqrt()
@@ -307,7 +321,9 @@ impl DisentangledAttention {
                     Some(lin) if !o.share_att_key => lin.forward(&rel),
                     // As a batch of one, the form the library passes (a LoRA gate averages
                     // over its positions; an (IA)³ vector scales each of them).
-                    _ => hooked(shared, &rel.unsqueeze(0), layer, site, hook, train)?.squeeze_dim(0),
+                    _ => {
+                        hooked(shared, &rel.unsqueeze(0), layer, site, hook, train)?.squeeze_dim(0)
+                    }
                 };
                 Ok(self.heads(&out))
             };

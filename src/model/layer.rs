@@ -56,9 +56,23 @@ impl SelfAttention {
             .expect("hidden states are [batch, tokens, hidden]");
         let dh = d / self.num_heads;
         let split = |y: Tensor| y.view([b, t, self.num_heads, dh]).transpose(1, 2);
-        let q = split(hooked(&self.query, x, layer, LinearSite::Query, hook, train)?);
+        let q = split(hooked(
+            &self.query,
+            x,
+            layer,
+            LinearSite::Query,
+            hook,
+            train,
+        )?);
         let k = split(hooked(&self.key, x, layer, LinearSite::Key, hook, train)?);
-        let v = split(hooked(&self.value, x, layer, LinearSite::Value, hook, train)?);
+        let v = split(hooked(
+            &self.value,
+            x,
+            layer,
+            LinearSite::Value,
+            hook,
+            train,
+        )?);
         let (k, v, mask) = match hook.prefix(layer, x, train)? {
             Some((pk, pv)) => {
                 let p = pk.size()[2];
@@ -219,7 +233,14 @@ impl Sublayers {
             train,
         )?;
         let inter = c.hidden_act.apply(&inter);
-        let mut h = hooked(&self.output, &inter, adapter_layer, LinearSite::Output, hook, train)?;
+        let mut h = hooked(
+            &self.output,
+            &inter,
+            adapter_layer,
+            LinearSite::Output,
+            hook,
+            train,
+        )?;
         if self.style.output_dropout {
             h = h.dropout(c.hidden_dropout, train);
         }

@@ -9,7 +9,9 @@ pub mod distilbert;
 mod layer;
 pub mod loading;
 
-pub use backbone::{attention_path, linear_path, location_path, prefix_pool_path, Backbone, Encoder};
+pub use backbone::{
+    attention_path, linear_path, location_path, prefix_pool_path, Backbone, Encoder,
+};
 pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{
     demo_model_dir, describe, resolve_model_dir, weights_file, weights_files, BaseModel,

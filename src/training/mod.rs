@@ -94,12 +94,18 @@ impl Method {
             Method::SeqBn => "a bottleneck after each layer's feed-forward (Pfeiffer)",
             Method::DoubleSeqBn => "bottlenecks after attention and feed-forward (Houlsby)",
             Method::ParBn => "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
-            Method::Lora => "a rank-8 update of the attention's query and value weights; \
-                             can be merged into the model",
-            Method::Ia3 => "learned vectors scaling key, value and feed-forward activations; \
-                            the fewest parameters; can be merged into the model",
-            Method::PrefixTuning => "30 learned key/value vectors before each attention layer's, \
-                                     made by an MLP (the MLP is only needed while training)",
+            Method::Lora => {
+                "a rank-8 update of the attention's query and value weights; \
+                             can be merged into the model"
+            }
+            Method::Ia3 => {
+                "learned vectors scaling key, value and feed-forward activations; \
+                            the fewest parameters; can be merged into the model"
+            }
+            Method::PrefixTuning => {
+                "30 learned key/value vectors before each attention layer's, \
+                                     made by an MLP (the MLP is only needed while training)"
+            }
             Method::Mam => "prefix tuning with a parallel bottleneck (He et al.'s mix-and-match)",
             Method::UniPelt => "gated prefix tuning, bottleneck and LoRA together (Mao et al.)",
             Method::Full => "every weight of the model (a baseline; large files)",

@@ -265,7 +265,16 @@ fn assert_a_trained_method_loads_in_python(dir: &Path, method: &str) {
         .arg(&csv)
         .arg("--out")
         .arg(&run)
-        .args(["--max-steps", "4", "--lr", "1e-2", "--name", "trained", "--method", method])
+        .args([
+            "--max-steps",
+            "4",
+            "--lr",
+            "1e-2",
+            "--name",
+            "trained",
+            "--method",
+            method,
+        ])
         .output()
         .unwrap());
     // The run's adapter and head, beside the model folder as the helpers expect.
