@@ -430,3 +430,41 @@ fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
         1e-4,
     );
 }
+
+/// A bundle of a UniPELT adapter (prefix, bottleneck and LoRA parts) predicts what its parts do.
+#[test]
+fn a_bundle_of_a_union_adapter_predicts_as_its_parts() {
+    let work = tempfile::tempdir().unwrap();
+    let src = fixtures().join("methods").join("bert");
+    let parts = PredictSpec {
+        model: fixtures().join("bert_tiny"),
+        adapters: vec![src.join("unipelt")],
+        fusion: None,
+        head: src.join("head_cls"),
+        device: Device::Cpu,
+    };
+    let out = work.path().join("bundle");
+    export::export(
+        &ExportSpec {
+            parts: parts.clone(),
+            format: ExportFormat::Bundle,
+            weights: WeightFormat::Safetensors,
+            out: out.clone(),
+            force: false,
+            from_run: None,
+        },
+        &mut |_| true,
+    )
+    .unwrap();
+    let texts = [("the cat sat on the mat".to_string(), None)];
+    let logits = |m: &AdapterModel| -> Vec<f64> {
+        predict::predict(m, &texts)
+            .unwrap()
+            .iter()
+            .flat_map(|p| floats(&p.logits))
+            .collect()
+    };
+    let from_parts = logits(&predict::load(&parts).unwrap());
+    let from_bundle = logits(&adapter_studio::bundle::load(&out, Device::Cpu).unwrap());
+    assert_eq!(from_parts, from_bundle);
+}
