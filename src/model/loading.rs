@@ -91,7 +91,7 @@ pub fn weights_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .as_str()
             .filter(|s| !s.is_empty() && !s.contains(['/', '\\']) && *s != "..")
             .ok_or_else(|| {
-                Error::config(&file, &format!("weight_map.{key}"), "not a shard file name")
+                Error::config(&file, format!("weight_map.{key}"), "not a shard file name")
             })?;
         if !shards.iter().any(|s| s == shard) {
             shards.push(shard.to_string());
