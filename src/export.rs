@@ -386,7 +386,8 @@ pub fn merged_state_dict(model: &AdapterModel) -> Result<weights::StateDict> {
         return Err(refuse(format!("the setup has {} adapters", names.len())));
     };
     let adapter = &model.adapters[*name];
-    if adapter.config.lora().is_none() {
+    // A union's other parts (prefixes, bottlenecks) cannot be folded into weights.
+    if !matches!(adapter.config, crate::adapters::AdapterConfig::Lora(_)) {
         return Err(refuse(format!(
             "`{name}` is a {} adapter",
             adapter.config.method_name()

@@ -266,11 +266,13 @@ fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
 }
 
 #[test]
-fn a_merged_export_refuses_bottlenecks_and_gated_loras_by_name() {
+fn a_merged_export_refuses_bottlenecks_gated_loras_and_unions_by_name() {
     let work = tempfile::tempdir().unwrap();
     for (tag, adapter, words) in [
         ("methods/bert", "lora_gated", "gated"),
         ("bert_tiny_adapters", "seq", "seq_bn"),
+        // Its LoRA part alone would merge; its prefix and bottleneck parts cannot.
+        ("methods/bert", "unipelt", "unipelt"),
     ] {
         let src = fixtures().join(tag);
         let spec = ExportSpec {
@@ -369,7 +371,7 @@ fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
 }
 
 #[test]
-fn lora_ia3_and_prefix_tuning_train_from_the_command_line_and_beat_head_only() {
+fn lora_and_ia3_train_from_the_command_line_and_beat_head_only() {
     let work = tempfile::tempdir().unwrap();
     // The head alone at its best rate of the README's sweep.
     let head_only = review_rating_accuracy(work.path(), "head-only", Some("1e-3"));
