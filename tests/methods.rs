@@ -389,7 +389,7 @@ fn lora_and_ia3_train_from_the_command_line_and_beat_head_only() {
 }
 
 /// `eject` turns the library's prefix-tuning adapter into its flat form: same logits here and
-/// in the library, which reads it with its plain calls.
+/// in the library, which loads the flat folder.
 #[test]
 fn an_ejected_prefix_tuning_adapter_is_flat_and_predicts_the_same() {
     let work = tempfile::tempdir().unwrap();
