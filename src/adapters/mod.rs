@@ -294,6 +294,28 @@ pub struct Plugins<'a> {
     prefix_pools: BTreeMap<String, Tensor>,
 }
 
+/// The library's `Average` of the children's outputs: it multiplies by the (normalised)
+/// weights and then takes the mean, so the result is Σ wᵢ hᵢ / n; reproduced exactly.
+fn weighted_mean(hs: &[Tensor], weights: &[f64]) -> Tensor {
+    let stacked = Tensor::stack(hs, 0);
+    let w = Tensor::from_slice(weights)
+        .to_kind(tch::Kind::Float)
+        .to_device(stacked.device())
+        .view([-1, 1, 1, 1]);
+    (stacked * w).mean_dim(0, false, None)
+}
+
+/// The examples of each channel of a `Parallel` block over a batch of `total`.
+fn channel_size(total: i64, channels: usize) -> Result<i64> {
+    let n = channels as i64;
+    if n == 0 || total % n != 0 {
+        return Err(Error::Invalid(format!(
+            "Parallel: batch of {total} is not divisible by {n} channels"
+        )));
+    }
+    Ok(total / n)
+}
+
 /// The per-location state of the library's `BottleneckState`.
 struct State {
     hidden: Tensor,
@@ -466,14 +488,8 @@ impl<'a> Plugins<'a> {
                 if outs.is_empty() {
                     return Ok(st);
                 }
-                // The library multiplies by the weights and then takes the mean, so the result
-                // is Σ w_i h_i / n; we reproduce it exactly.
-                let w = Tensor::from_slice(&used_weights)
-                    .to_kind(tch::Kind::Float)
-                    .to_device(st.hidden.device())
-                    .view([-1, 1, 1, 1]);
                 let hs: Vec<Tensor> = outs.iter().map(|s| s.hidden.shallow_clone()).collect();
-                let mean = (Tensor::stack(&hs, 0) * w).mean_dim(0, false, None);
+                let mean = weighted_mean(&hs, &used_weights);
                 let last = outs.last().and_then(|s| s.last.clone());
                 let first_state = outs.swap_remove(0);
                 Ok(State {
@@ -483,14 +499,7 @@ impl<'a> Plugins<'a> {
                 })
             }
             Setup::Parallel(children) => {
-                let n = children.len() as i64;
-                let total = st.hidden.size()[0];
-                if total % n != 0 {
-                    return Err(Error::Invalid(format!(
-                        "Parallel: batch of {total} is not divisible by {n} channels"
-                    )));
-                }
-                let per = total / n;
+                let per = channel_size(st.hidden.size()[0], children.len())?;
                 let first = setup.first().unwrap_or_default().to_string();
                 st = self.pre_block(&first, st, at)?;
                 let mut parts = Vec::new();
@@ -616,12 +625,7 @@ impl<'a> Plugins<'a> {
                 let (Some(hs), Some(last)) = (hs, outs.last()) else {
                     return Ok(st);
                 };
-                // As the library: Σ w_i h_i / n over the children present.
-                let w = Tensor::from_slice(&used)
-                    .to_kind(tch::Kind::Float)
-                    .to_device(st.input.device())
-                    .view([-1, 1, 1, 1]);
-                let mean = (Tensor::stack(&hs, 0) * w).mean_dim(0, false, None);
+                let mean = weighted_mean(&hs, &used);
                 Ok(LoraState {
                     input: st.input,
                     hidden: Some(mean),
@@ -629,14 +633,7 @@ impl<'a> Plugins<'a> {
                 })
             }
             Setup::Parallel(children) => {
-                let n = children.len() as i64;
-                let total = st.input.size()[0];
-                if total % n != 0 {
-                    return Err(Error::Invalid(format!(
-                        "Parallel: batch of {total} is not divisible by {n} channels"
-                    )));
-                }
-                let per = total / n;
+                let per = channel_size(st.input.size()[0], children.len())?;
                 let mut parts = Vec::new();
                 for (i, child) in children.iter().enumerate() {
                     let slice = st.slice(i as i64 * per, per);
