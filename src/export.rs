@@ -399,8 +399,12 @@ pub fn merged_state_dict(model: &AdapterModel) -> Result<weights::StateDict> {
         .collect();
     let root = model.base.vs.root();
     for (&(layer, site), lora) in adapter.loras() {
-        let path = crate::model::linear_path(&root, &model.base.config, layer, site);
-        let prefix = path.components().collect::<Vec<_>>().join(".");
+        let prefix = crate::model::module_name(&crate::model::linear_path(
+            &root,
+            &model.base.config,
+            layer,
+            site,
+        ));
         let find = |state: &weights::StateDict, key: &str| state.iter().position(|(k, _)| k == key);
         let w = find(&state, &format!("{prefix}.weight"))
             .ok_or_else(|| Error::Invalid(format!("the base model has no `{prefix}.weight`")))?;

@@ -344,16 +344,11 @@ pub fn adapter_state_dict(adapter: &AdapterModule, model: &ModelConfig) -> weigh
         // The library also saves the pool under every layer's `prefix_tuning.pool` (each
         // layer's module holds the pool).
         let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        let pool = crate::model::prefix_pool_path(&vs.root(), model)
-            .components()
-            .collect::<Vec<_>>()
-            .join(".");
+        let pool = crate::model::module_name(&crate::model::prefix_pool_path(&vs.root(), model));
         let mut extra = Vec::new();
         for layer in 0..model.adapter_layers() {
-            let attention = crate::model::attention_path(&vs.root(), model, layer)
-                .components()
-                .collect::<Vec<_>>()
-                .join(".");
+            let attention =
+                crate::model::module_name(&crate::model::attention_path(&vs.root(), model, layer));
             for (k, t) in &state {
                 if let Some(rest) = k.strip_prefix(&format!("{pool}.")) {
                     extra.push((

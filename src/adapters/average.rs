@@ -111,7 +111,7 @@ pub fn average(
                 }
             }
             Combine::LoraDeltaWSvd { svd_rank } => {
-                for (&(layer, site), _) in out.loras() {
+                for (&(layer, site), target) in out.loras() {
                     let mut delta: Option<Tensor> = None;
                     for ((a, _), w) in inputs.iter().zip(&weights) {
                         let lora = a.lora(layer, site).ok_or_else(|| {
@@ -134,15 +134,7 @@ pub fn average(
                     let k = svd_rank.min(s.size()[0]);
                     let new_a = v.narrow(1, 0, k).tr().contiguous();
                     let new_b = u.narrow(1, 0, k).matmul(&s.narrow(0, 0, k).diag(0));
-                    let path = crate::model::linear_path(&out.vs.root(), model, layer, site);
-                    let prefix = path.components().collect::<Vec<_>>().join(".");
-                    for (param, value) in [("lora_A", &new_a), ("lora_B", &new_b)] {
-                        let key = format!("{prefix}.loras.{name}.{param}");
-                        let t = targets
-                            .get_mut(&key)
-                            .ok_or_else(|| Error::Invalid(format!("no variable {key}")))?;
-                        t.copy_(value);
-                    }
+                    target.set_update(&new_a, &new_b)?;
                 }
             }
         }

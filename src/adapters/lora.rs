@@ -336,6 +336,18 @@ impl Lora {
         self.mode
     }
 
+    /// Replaces a LoRA's `A` [r, in] and `B` [out, r] (an average's result).
+    pub fn set_update(&self, a: &Tensor, b: &Tensor) -> Result<()> {
+        let Some(lora_a) = &self.lora_a else {
+            return Err(Error::Invalid("(IA)³ has no low-rank update to set".into()));
+        };
+        tch::no_grad(|| {
+            lora_a.shallow_clone().copy_(a);
+            self.lora_b.shallow_clone().copy_(b);
+        });
+        Ok(())
+    }
+
     /// `B A` without the scaling (the library's `delta_w`), for LoRA.
     pub fn delta_w(&self) -> Option<Tensor> {
         self.lora_a.as_ref().map(|a| self.lora_b.matmul(a))

@@ -130,3 +130,8 @@ pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usiz
 pub fn prefix_pool_path<'a>(root: &nn::Path<'a>, config: &ModelConfig) -> nn::Path<'a> {
     root / config.arch.prefix() / "prefix_tuning" / "prefix_tunings"
 }
+
+/// A module path as weights files name it (`bert.encoder.layer.0.attention.self.query`).
+pub fn module_name(path: &nn::Path) -> String {
+    path.components().collect::<Vec<_>>().join(".")
+}
