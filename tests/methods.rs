@@ -15,31 +15,7 @@ use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, PredictSpec};
 use common::*;
 use serde_json::{json, Value};
-use tch::{nn::VarStore, Device, Kind, Tensor};
-
-fn randomize(vs: &VarStore, seed: i64) {
-    tch::manual_seed(seed);
-    tch::no_grad(|| {
-        for (name, mut v) in vs.variables() {
-            // (IA)³ vectors scale activations: keep them around 1.
-            let centre = if name.contains(".loras.ia3.") {
-                1.0
-            } else {
-                0.0
-            };
-            let r = v.randn_like() * 0.3 + centre;
-            v.copy_(&r);
-        }
-    });
-}
-
-fn nested(t: &Tensor) -> Value {
-    let (b, n) = t.size2().unwrap();
-    let flat = Vec::<i64>::try_from(t.flatten(0, -1)).unwrap();
-    json!((0..b as usize)
-        .map(|i| flat[i * n as usize..(i + 1) * n as usize].to_vec())
-        .collect::<Vec<_>>())
-}
+use tch::{Device, Kind};
 
 const TEXTS: [&str; 3] = [
     "the cat sat on the mat",
@@ -60,9 +36,9 @@ fn run(model: &AdapterModel) -> (Vec<f64>, Value) {
     let logits =
         Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
     let inputs = json!({
-        "input_ids": nested(&batch.input_ids),
-        "attention_mask": nested(&batch.attention_mask),
-        "token_type_ids": nested(&batch.token_type_ids),
+        "input_ids": nested_ids(&batch.input_ids),
+        "attention_mask": nested_ids(&batch.attention_mask),
+        "token_type_ids": nested_ids(&batch.token_type_ids),
     });
     (logits, inputs)
 }

@@ -12,30 +12,10 @@ use adapter_studio::hub::{self, WeightFormat};
 use adapter_studio::model::BaseModel;
 use common::*;
 use serde_json::{json, Value};
-use tch::{nn::VarStore, Device, Kind, Tensor};
-
-/// Replaces every variable by non-trivial random values, so that a zero-initialised
-/// up-projection or an identity fusion value cannot hide a loading bug.
-fn randomize(vs: &VarStore, seed: i64) {
-    tch::manual_seed(seed);
-    tch::no_grad(|| {
-        for (_, mut v) in vs.variables() {
-            let r = v.randn_like() * 0.3;
-            v.copy_(&r);
-        }
-    });
-}
+use tch::{Device, Kind, Tensor};
 
 fn tensor_to_vec(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
-}
-
-fn ids(t: &Tensor) -> Value {
-    let (b, n) = t.size2().unwrap();
-    let flat = Vec::<i64>::try_from(t.flatten(0, -1)).unwrap();
-    json!((0..b as usize)
-        .map(|i| flat[i * n as usize..(i + 1) * n as usize].to_vec())
-        .collect::<Vec<_>>())
 }
 
 struct Case {
@@ -66,9 +46,9 @@ fn case(
             "fusion": fusion,
             "head": head,
             "setup": setup,
-            "input_ids": ids(&batch.input_ids),
-            "attention_mask": ids(&batch.attention_mask),
-            "token_type_ids": ids(&batch.token_type_ids),
+            "input_ids": nested_ids(&batch.input_ids),
+            "attention_mask": nested_ids(&batch.attention_mask),
+            "token_type_ids": nested_ids(&batch.token_type_ids),
         }),
         logits: tensor_to_vec(&out.logits.unwrap()),
     }

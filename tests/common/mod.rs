@@ -137,3 +137,31 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
     edit(&mut v);
     std::fs::write(path, v.to_string()).unwrap();
 }
+
+/// Replaces every variable of `vs` by non-trivial random values (N(0, 0.3²); (IA)³ vectors named
+/// `ia3` around 1), so that a zero-initialised up-projection, LoRA `B` or an identity fusion
+/// value cannot hide a loading bug.
+pub fn randomize(vs: &tch::nn::VarStore, seed: i64) {
+    tch::manual_seed(seed);
+    tch::no_grad(|| {
+        for (name, mut v) in vs.variables() {
+            // (IA)³ vectors scale activations: keep them around 1.
+            let centre = if name.contains(".loras.ia3.") {
+                1.0
+            } else {
+                0.0
+            };
+            let r = v.randn_like() * 0.3 + centre;
+            v.copy_(&r);
+        }
+    });
+}
+
+/// A [batch, tokens] id tensor as nested JSON lists (the reference script's input format).
+pub fn nested_ids(t: &tch::Tensor) -> Value {
+    let (b, n) = t.size2().unwrap();
+    let flat = Vec::<i64>::try_from(t.flatten(0, -1)).unwrap();
+    serde_json::json!((0..b as usize)
+        .map(|i| flat[i * n as usize..(i + 1) * n as usize].to_vec())
+        .collect::<Vec<_>>())
+}
