@@ -136,10 +136,8 @@ impl LoraConfig {
     /// Parses the `config` object of a `"architecture": "lora"` adapter.
     pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
         let bad = |key: &str, msg: String| Error::config(path, format!("config.{key}"), msg);
-        for (key, what) in [("use_dora", "DoRA")] {
-            if field_bool(path, m, key, false)? {
-                return Err(bad(key, format!("{what} is not supported yet")));
-            }
+        if field_bool(path, m, "use_dora", false)? {
+            return Err(bad("use_dora", "DoRA is not supported yet".into()));
         }
         for key in ["vera_d", "vera_b"] {
             if m.get(key).is_some_and(|v| !v.is_null()) {

@@ -595,10 +595,10 @@ impl<'a> Plugins<'a> {
             Setup::Stack(children) => children
                 .iter()
                 .try_fold(st, |st, child| self.lora_compose(child, st, at)),
-            Setup::Fuse(children) => {
-                match children
-                    .iter()
-                    .flat_map(Setup::flatten)
+            Setup::Fuse(_) => {
+                match setup
+                    .flatten()
+                    .into_iter()
                     .find(|n| self.lora_of(n, at).is_some())
                 {
                     None => Ok(st),
@@ -667,9 +667,7 @@ impl<'a> Plugins<'a> {
             }
         }
     }
-}
 
-impl<'a> Plugins<'a> {
     /// The prefix adapters a setup applies at `layer`, in the order their prefixes are put in
     /// front (the library's Stack: each one before what the earlier ones made).
     fn prefix_names(&self, setup: &'a Setup, layer: usize, out: &mut Vec<&'a str>) -> Result<()> {
