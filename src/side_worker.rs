@@ -44,7 +44,8 @@ fn average_into_library(
 ) -> crate::error::Result<Vec<Item>> {
     use crate::adapters::average::{average_folders, Combine};
     let ws = Workspace::open(workspace)?;
-    let tmp = tempfile_dir(workspace, name);
+    // The project's temporary folder: one a killed process left is removed by the next.
+    let tmp = crate::io::temp_dir_for(&workspace.join(format!("average-{name}")))?;
     let inputs: Vec<(PathBuf, f64)> = adapters.iter().map(|d| (d.clone(), 1.0)).collect();
     let _rng = crate::rng::torch_rng_lock();
     let result = average_folders(
@@ -58,13 +59,6 @@ fn average_into_library(
     .and_then(|()| library::import(&ws, &tmp));
     crate::io::remove_dir_quietly(&tmp);
     result
-}
-
-/// A scratch folder inside the workspace for a result that is then imported.
-fn tempfile_dir(workspace: &std::path::Path, name: &str) -> PathBuf {
-    workspace
-        .join(".scratch")
-        .join(format!("{name}-{}", std::process::id()))
 }
 
 #[derive(Debug, Clone)]
