@@ -403,6 +403,26 @@ pub fn save_adapter(
     )
 }
 
+/// Saves `adapter` as the folder `dir`, written beside it and put in place only when
+/// complete (an existing `dir` is replaced).
+pub fn save_adapter_replacing(
+    adapter: &AdapterModule,
+    model: &ModelConfig,
+    dir: &Path,
+    format: WeightFormat,
+) -> Result<()> {
+    use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let tmp = temp_dir_for(dir)?;
+    if let Err(e) = save_adapter(adapter, model, &tmp, format) {
+        remove_dir_quietly(&tmp);
+        return Err(e);
+    }
+    replace_dir(&tmp, dir)
+}
+
 /// Loads a fusion folder; all of its `adapter_names` must already be loaded.
 pub fn load_fusion(
     dir: &Path,

@@ -153,7 +153,6 @@ pub fn average_folders(
     out: &std::path::Path,
     format: crate::hub::WeightFormat,
 ) -> Result<()> {
-    use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
     let base = crate::model::BaseModel::load(model_dir, tch::Device::Cpu)?;
     // Loaded under their position: two folders may carry the same adapter name.
     let loaded = inputs
@@ -167,13 +166,5 @@ pub fn average_folders(
         .map(|(a, (_, w))| (a, *w))
         .collect();
     let averaged = average(&base.config, name, &pairs, combine)?;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let tmp = temp_dir_for(out)?;
-    if let Err(e) = crate::hub::save_adapter(&averaged, &base.config, &tmp, format) {
-        remove_dir_quietly(&tmp);
-        return Err(e);
-    }
-    replace_dir(&tmp, out)
+    crate::hub::save_adapter_replacing(&averaged, &base.config, out, format)
 }

@@ -82,18 +82,12 @@ pub struct EjectArgs {
 /// `eject`: a prefix-tuning adapter's MLP folded into the prefixes it makes (smaller, faster,
 /// the same outputs), as the library's `eject_prefix_tuning`.
 pub fn eject(args: EjectArgs) -> anyhow::Result<()> {
-    use adapter_studio::io::{remove_dir_quietly, replace_dir, temp_dir_for};
     let model = adapter_studio::model::resolve_model_dir(&args.model)?;
     let base = adapter_studio::model::BaseModel::load(&model, tch::Device::Cpu)?;
     let adapter = adapter_studio::hub::load_adapter(&args.adapter, &base, None)?;
     let flat = adapter_studio::adapters::prefix_tuning::eject(&adapter, &base.config)?;
     let format: WeightFormat = args.weights_format.parse()?;
-    let tmp = temp_dir_for(&args.out)?;
-    if let Err(e) = adapter_studio::hub::save_adapter(&flat, &base.config, &tmp, format) {
-        remove_dir_quietly(&tmp);
-        return Err(e.into());
-    }
-    replace_dir(&tmp, &args.out)?;
+    adapter_studio::hub::save_adapter_replacing(&flat, &base.config, &args.out, format)?;
     println!("wrote {} (flat prefix tuning)", args.out.display());
     Ok(())
 }
