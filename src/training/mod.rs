@@ -131,44 +131,32 @@ impl Method {
         self,
         reduction_factor: Option<f64>,
     ) -> Result<Option<crate::adapters::AdapterConfig>, Error> {
+        use crate::adapters::config::UnionPreset;
         use crate::adapters::{AdapterConfig, BnConfig, BnPreset, LoraConfig, LoraPreset};
-        let origin = std::path::Path::new("--reduction-factor");
+        let baseline = matches!(self, Method::Full | Method::HeadOnly);
+        if reduction_factor.is_some() && !self.is_bottleneck() && !baseline {
+            return Err(Error::Invalid(format!(
+                "--reduction-factor applies to bottleneck adapters, not to {}",
+                self.as_str()
+            )));
+        }
         let bn = |p: BnPreset| -> Result<Option<AdapterConfig>, Error> {
             let mut raw = p.to_json();
             if let Some(rf) = reduction_factor {
                 raw.insert("reduction_factor".into(), serde_json::json!(rf));
             }
+            let origin = std::path::Path::new("--reduction-factor");
             Ok(Some(BnConfig::from_json(origin, &raw, true)?.into()))
-        };
-        let lora = |p: LoraPreset| -> Result<Option<AdapterConfig>, Error> {
-            if reduction_factor.is_some() {
-                return Err(Error::Invalid(format!(
-                    "--reduction-factor applies to bottleneck adapters, not to {}",
-                    self.as_str()
-                )));
-            }
-            Ok(Some(LoraConfig::preset(p).into()))
         };
         match self {
             Method::SeqBn => bn(BnPreset::SeqBn),
             Method::DoubleSeqBn => bn(BnPreset::DoubleSeqBn),
             Method::ParBn => bn(BnPreset::ParBn),
-            Method::Lora => lora(LoraPreset::Lora),
-            Method::Ia3 => lora(LoraPreset::Ia3),
-            Method::PrefixTuning | Method::Mam | Method::UniPelt => {
-                use crate::adapters::config::UnionPreset;
-                if reduction_factor.is_some() {
-                    return Err(Error::Invalid(format!(
-                        "--reduction-factor applies to bottleneck adapters, not to {}",
-                        self.as_str()
-                    )));
-                }
-                Ok(Some(match self {
-                    Method::Mam => AdapterConfig::union_preset(UnionPreset::Mam),
-                    Method::UniPelt => AdapterConfig::union_preset(UnionPreset::UniPelt),
-                    _ => crate::adapters::PrefixTuningConfig::preset().into(),
-                }))
-            }
+            Method::Lora => Ok(Some(LoraConfig::preset(LoraPreset::Lora).into())),
+            Method::Ia3 => Ok(Some(LoraConfig::preset(LoraPreset::Ia3).into())),
+            Method::PrefixTuning => Ok(Some(crate::adapters::PrefixTuningConfig::preset().into())),
+            Method::Mam => Ok(Some(AdapterConfig::union_preset(UnionPreset::Mam))),
+            Method::UniPelt => Ok(Some(AdapterConfig::union_preset(UnionPreset::UniPelt))),
             Method::Full | Method::HeadOnly => Ok(None),
         }
     }
