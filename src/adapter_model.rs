@@ -8,7 +8,7 @@ use crate::adapters::{
     AdapterModule, FusionModule, FusionRecord, Location, NoAdapters, Plugins, Setup,
 };
 use crate::error::{Error, Result};
-use crate::heads::HeadModule;
+use crate::heads::{HeadModule, HeadType};
 use crate::model::BaseModel;
 use crate::tokenizer::Batch;
 
@@ -116,23 +116,39 @@ impl AdapterModel {
             rep(&batch.attention_mask),
         );
         let enc = &self.base.encoder;
-        let (hidden, fusion) = match &self.setup {
+        let (hidden, fusion, prompt) = match &self.setup {
             Some(setup) => {
                 let mut plugins = Plugins::new(&self.adapters, &self.fusions, setup);
                 let h = enc.forward(&ids, Some(&types), &mask, &mut plugins, train)?;
-                (h, plugins.records)
+                (h, plugins.records, plugins.prompt)
             }
             None => (
                 enc.forward(&ids, Some(&types), &mask, &mut NoAdapters, train)?,
                 Vec::new(),
+                None,
             ),
         };
-        let logits = match self.active_head.as_ref().and_then(|h| self.heads.get(h)) {
+        let head = self.active_head.as_ref().and_then(|h| self.heads.get(h));
+        let logits = match head {
             Some(head) => {
+                // A sentence head reads the first position, a prompt vector with `prefix`
+                // prompt tuning, as in the library.
                 let pooled = enc.pool(&hidden);
                 Some(head.forward(&hidden, pooled.as_ref(), train)?)
             }
             None => None,
+        };
+        // Per-token outputs line up with the input tokens again.
+        let (hidden, logits) = match prompt {
+            Some(span) => {
+                let tagging = head.is_some_and(|h| h.config.head_type == HeadType::Tagging);
+                let logits = match tagging {
+                    true => logits.map(|l| span.remove(&l)),
+                    false => logits,
+                };
+                (span.remove(&hidden), logits)
+            }
+            None => (hidden, logits),
         };
         Ok(Output {
             hidden,

@@ -78,7 +78,7 @@ fn methods_case(name: &str) -> Value {
 }
 
 #[test]
-fn lora_ia3_and_prefix_tuning_saved_by_rust_load_in_python_with_plain_calls_and_the_same_logits() {
+fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logits() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path();
     let mut specs = Vec::new();
@@ -100,11 +100,22 @@ fn lora_ia3_and_prefix_tuning_saved_by_rust_load_in_python_with_plain_calls_and_
         prefix.insert("bottleneck_size".into(), json!(8));
         prefix.insert("use_gating".into(), json!(true));
         prefix.insert("leave_out".into(), json!([1]));
+        let mut compacter = adapter_studio::adapters::phm::preset_json(false);
+        compacter.insert("reduction_factor".into(), json!(4));
+        let mut compacter_pp = adapter_studio::adapters::phm::preset_json(true);
+        compacter_pp.insert("reduction_factor".into(), json!(4));
+        compacter_pp.insert("shared_W_phm".into(), json!(true));
+        compacter_pp.insert("factorized_phm_rule".into(), json!(true));
+        let mut prompt = adapter_studio::adapters::prompt_tuning::preset_json();
+        prompt.insert("prompt_length".into(), json!(3));
         let configs = [
             ("lora", every_site),
             ("ia3", LoraPreset::Ia3.to_json()),
             ("gated", gated),
             ("prefix", prefix),
+            ("compacter", compacter),
+            ("compacter_pp", compacter_pp),
+            ("prompt", prompt),
         ];
         for (i, (name, raw)) in configs.into_iter().enumerate() {
             let config = AdapterConfig::from_json(Path::new("test"), &raw, true).unwrap();
@@ -132,6 +143,10 @@ fn lora_ia3_and_prefix_tuning_saved_by_rust_load_in_python_with_plain_calls_and_
             vec!["lora", "ia3"],
             vec!["prefix"],
             vec!["prefix", "lora"],
+            vec!["compacter"],
+            vec!["compacter_pp"],
+            vec!["prompt"],
+            vec!["prompt", "compacter"],
         ] {
             let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
             model.set_setup(Some(Setup::stack_of(&names))).unwrap();
@@ -146,7 +161,9 @@ fn lora_ia3_and_prefix_tuning_saved_by_rust_load_in_python_with_plain_calls_and_
                     "plain_calls": true,
                     // The library's DistilBERT SDPA attention biases prefixes in padded
                     // batches; its eager attention is the semantics we implement (README).
-                    "attn_implementation": if model_name == "distilbert_tiny" { "eager" } else { "" },
+                    // Its eager DistilBERT cannot run a prompt at all: prompts are checked
+                    // on unpadded rows with its default attention (make_fixtures.py forward).
+                    "attn_implementation": if model_name == "distilbert_tiny" && names[0] != "prompt" { "eager" } else { "" },
                 }),
                 &inputs,
             ));
@@ -242,13 +259,15 @@ fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
 }
 
 #[test]
-fn a_merged_export_refuses_bottlenecks_gated_loras_and_unions_by_name() {
+fn a_merged_export_refuses_bottlenecks_compacters_prompts_gated_loras_and_unions_by_name() {
     let work = tempfile::tempdir().unwrap();
     for (tag, adapter, words) in [
         ("methods/bert", "lora_gated", "gated"),
         ("bert_tiny_adapters", "seq", "seq_bn"),
         // Its LoRA part alone would merge; its prefix and bottleneck parts cannot.
         ("methods/bert", "unipelt", "unipelt"),
+        ("methods/bert", "compacter", "compacter"),
+        ("methods/bert", "prompt", "prompt_tuning"),
     ] {
         let src = fixtures().join(tag);
         let spec = ExportSpec {
@@ -347,11 +366,11 @@ fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
 }
 
 #[test]
-fn lora_and_ia3_train_from_the_command_line_and_beat_head_only() {
+fn lora_ia3_compacter_and_prompt_tuning_train_from_the_command_line_and_beat_head_only() {
     let work = tempfile::tempdir().unwrap();
     // The head alone at its best rate of the README's sweep.
     let head_only = review_rating_accuracy(work.path(), "head-only", Some("1e-3"));
-    for method in ["lora", "ia3"] {
+    for method in ["lora", "ia3", "compacter++", "prompt_tuning"] {
         let acc = review_rating_accuracy(work.path(), method, None);
         assert!(
             acc >= head_only + 0.05,

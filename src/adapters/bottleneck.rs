@@ -6,6 +6,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::config::{BnConfig, InitWeights, ResidualBeforeLn, Scaling};
+use super::phm::{PhmLayer, SharedPhm, Side};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::layers::{bert_linear, layer_norm};
@@ -13,8 +14,8 @@ use crate::layers::{bert_linear, layer_norm};
 #[derive(Debug)]
 pub struct Bottleneck {
     ln_before: Option<nn::LayerNorm>,
-    down: nn::Linear,
-    up: nn::Linear,
+    down: Projection,
+    up: Projection,
     activation: Activation,
     scaling: ScalingValue,
     ln_after: Option<nn::LayerNorm>,
@@ -25,6 +26,22 @@ pub struct Bottleneck {
     adapter_residual_before_ln: bool,
     original_ln_before: bool,
     original_ln_after: bool,
+}
+
+/// A down or up projection: a linear, or Compacter's PHM layer.
+#[derive(Debug)]
+enum Projection {
+    Linear(nn::Linear),
+    Phm(PhmLayer),
+}
+
+impl Projection {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            Projection::Linear(l) => l.forward(x),
+            Projection::Phm(p) => p.forward(x),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,7 +59,14 @@ pub struct PreForward {
 
 impl Bottleneck {
     /// Creates the module's variables under `p` (= `…adapters.NAME`), named as AdapterHub names them.
-    pub fn new(p: &nn::Path, cfg: &BnConfig, hidden: i64, down_size: i64) -> Self {
+    /// `shared` holds the adapter's shared PHM variables when it is a Compacter.
+    pub fn new(
+        p: &nn::Path,
+        cfg: &BnConfig,
+        hidden: i64,
+        down_size: i64,
+        shared: Option<&SharedPhm>,
+    ) -> Self {
         let down_path = p / "adapter_down";
         // With ln_before the Sequential is [LayerNorm, Linear, act]: the Linear moves to index 1.
         let (ln_before, linear_index) = if cfg.ln_before {
@@ -50,6 +74,19 @@ impl Bottleneck {
         } else {
             (None, "0")
         };
+        if let (Some(c), Some(shared)) = (&cfg.phm, shared) {
+            let down_p = &down_path / linear_index;
+            let down = PhmLayer::new(&down_p, c, shared, Side::Down, hidden, down_size);
+            let up = PhmLayer::new(&(p / "adapter_up"), c, shared, Side::Up, down_size, hidden);
+            return Self::with_projections(
+                p,
+                cfg,
+                hidden,
+                ln_before,
+                Projection::Phm(down),
+                Projection::Phm(up),
+            );
+        }
         let mut down = bert_linear(&down_path / linear_index, hidden, down_size, true);
         let mut up = bert_linear(p / "adapter_up", down_size, hidden, true);
         tch::no_grad(|| match cfg.init_weights {
@@ -77,6 +114,24 @@ impl Bottleneck {
                 }
             }
         });
+        Self::with_projections(
+            p,
+            cfg,
+            hidden,
+            ln_before,
+            Projection::Linear(down),
+            Projection::Linear(up),
+        )
+    }
+
+    fn with_projections(
+        p: &nn::Path,
+        cfg: &BnConfig,
+        hidden: i64,
+        ln_before: Option<nn::LayerNorm>,
+        down: Projection,
+        up: Projection,
+    ) -> Self {
         let scaling = match cfg.scaling {
             Scaling::Fixed(x) => ScalingValue::Fixed(x),
             Scaling::Learned => ScalingValue::Param(p.var("scaling", &[1], nn::Init::Const(1.0))),

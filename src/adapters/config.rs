@@ -5,7 +5,9 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::lora::{LoraConfig, LoraPreset};
+use super::phm::PhmConfig;
 use super::prefix_tuning::PrefixTuningConfig;
+use super::prompt_tuning::PromptTuningConfig;
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 
@@ -16,6 +18,7 @@ pub enum AdapterConfig {
     /// LoRA and (IA)³ (`composition_mode` add or scale).
     Lora(LoraConfig),
     PrefixTuning(PrefixTuningConfig),
+    PromptTuning(PromptTuningConfig),
     /// `ConfigUnion`: several methods under one name (MAM, UniPELT); at most one of each.
     Union {
         parts: Vec<AdapterConfig>,
@@ -38,6 +41,12 @@ impl From<BnConfig> for AdapterConfig {
 impl From<PrefixTuningConfig> for AdapterConfig {
     fn from(c: PrefixTuningConfig) -> Self {
         AdapterConfig::PrefixTuning(c)
+    }
+}
+
+impl From<PromptTuningConfig> for AdapterConfig {
+    fn from(c: PromptTuningConfig) -> Self {
+        AdapterConfig::PromptTuning(c)
     }
 }
 
@@ -68,9 +77,18 @@ impl AdapterConfig {
         if let Some(p) = BnPreset::from_name(name) {
             return Some(AdapterConfig::Bottleneck(BnConfig::preset(p)));
         }
+        if let Some(plus_plus) = super::phm::preset_name(name) {
+            let m = super::phm::preset_json(plus_plus);
+            return BnConfig::from_json(Path::new("<preset>"), &m, true)
+                .ok()
+                .map(AdapterConfig::Bottleneck);
+        }
         match name.to_ascii_lowercase().as_str() {
             "prefix_tuning" | "prefixtuningconfig" => {
                 return Some(AdapterConfig::PrefixTuning(PrefixTuningConfig::preset()))
+            }
+            "prompt_tuning" | "prompttuningconfig" => {
+                return Some(AdapterConfig::PromptTuning(PromptTuningConfig::preset()))
             }
             "mam" | "mamconfig" => return Some(Self::union_preset(UnionPreset::Mam)),
             "unipelt" | "unipeltconfig" => return Some(Self::union_preset(UnionPreset::UniPelt)),
@@ -92,6 +110,9 @@ impl AdapterConfig {
             }
             Some(Value::String(a)) if a == "prefix_tuning" => Ok(AdapterConfig::PrefixTuning(
                 PrefixTuningConfig::from_json(path, m)?,
+            )),
+            Some(Value::String(a)) if a == "prompt_tuning" => Ok(AdapterConfig::PromptTuning(
+                PromptTuningConfig::from_json(path, m)?,
             )),
             Some(Value::String(a)) if a == "union" => {
                 let Some(Value::Array(items)) = m.get("configs") else {
@@ -131,8 +152,8 @@ impl AdapterConfig {
                 path,
                 "config.architecture",
                 format!(
-                    "{other} adapters are not supported (bottleneck, LoRA, (IA)³ and prefix \
-                     tuning are)"
+                    "{other} adapters are not supported (bottleneck, Compacter, LoRA, (IA)³, \
+                     prefix and prompt tuning are)"
                 ),
             )),
         }
@@ -144,6 +165,7 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(c) => &c.raw,
             AdapterConfig::Lora(c) => &c.raw,
             AdapterConfig::PrefixTuning(c) => &c.raw,
+            AdapterConfig::PromptTuning(c) => &c.raw,
             AdapterConfig::Union { raw, .. } => raw,
         }
     }
@@ -161,6 +183,7 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(_) => "bottleneck",
             AdapterConfig::Lora(_) => "lora",
             AdapterConfig::PrefixTuning(_) => "prefix_tuning",
+            AdapterConfig::PromptTuning(_) => "prompt_tuning",
             AdapterConfig::Union { .. } => "union",
         }
     }
@@ -185,6 +208,14 @@ impl AdapterConfig {
     pub fn prefix_tuning(&self) -> Option<&PrefixTuningConfig> {
         self.parts().into_iter().find_map(|p| match p {
             AdapterConfig::PrefixTuning(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The prompt-tuning config, of a union's too.
+    pub fn prompt_tuning(&self) -> Option<&PromptTuningConfig> {
+        self.parts().into_iter().find_map(|p| match p {
+            AdapterConfig::PromptTuning(c) => Some(c),
             _ => None,
         })
     }
@@ -220,6 +251,7 @@ impl AdapterConfig {
             AdapterConfig::Bottleneck(c) => c.method_name(),
             AdapterConfig::Lora(c) => c.method_name(),
             AdapterConfig::PrefixTuning(_) => "prefix_tuning",
+            AdapterConfig::PromptTuning(_) => "prompt_tuning",
             AdapterConfig::Union { parts, .. } => {
                 let has = |k: &str| parts.iter().any(|p| p.kind() == k);
                 match (has("prefix_tuning"), has("bottleneck"), has("lora")) {
@@ -246,6 +278,7 @@ impl AdapterConfig {
             AdapterConfig::Lora(c) => format!("rank {}", c.r),
             AdapterConfig::PrefixTuning(c) if c.flat => format!("length {}, flat", c.prefix_length),
             AdapterConfig::PrefixTuning(c) => format!("length {}", c.prefix_length),
+            AdapterConfig::PromptTuning(c) => format!("{} prompt tokens", c.prompt_length),
             AdapterConfig::Union { parts, .. } => parts
                 .iter()
                 .map(|p| format!("{} {}", p.method_name(), p.size_label()))
@@ -257,10 +290,19 @@ impl AdapterConfig {
     /// The module-name segments its weights sit under (`….adapters.NAME.…`).
     pub fn key_markers(&self) -> &'static [&'static str] {
         match self {
-            AdapterConfig::Bottleneck(_) => &["adapters"],
+            // Compacter's rule sits under `shared_parameters.NAME`.
+            AdapterConfig::Bottleneck(_) => &["adapters", "shared_parameters"],
             AdapterConfig::Lora(_) => &["loras"],
             AdapterConfig::PrefixTuning(_) => &["prefix_tunings", "prefix_gates"],
-            AdapterConfig::Union { .. } => &["adapters", "loras", "prefix_tunings", "prefix_gates"],
+            AdapterConfig::PromptTuning(_) => &["prompt_tunings"],
+            AdapterConfig::Union { .. } => &[
+                "adapters",
+                "shared_parameters",
+                "loras",
+                "prefix_tunings",
+                "prefix_gates",
+                "prompt_tunings",
+            ],
         }
     }
 }
@@ -335,6 +377,8 @@ pub struct BnConfig {
     pub adapter_residual_before_ln: bool,
     pub leave_out: Vec<usize>,
     pub dropout: f64,
+    /// Compacter: PHM down and up projections (`phm_layer`).
+    pub phm: Option<PhmConfig>,
     /// The JSON object as read (or built), written back unchanged on save.
     pub raw: Map<String, Value>,
 }
@@ -497,18 +541,14 @@ impl BnConfig {
                 ));
             }
         }
-        for (key, what) in [
-            ("phm_layer", "PHM (Compacter) layers"),
-            ("cross_adapter", "cross adapters"),
-        ] {
-            if field_bool(path, m, key, false)? {
-                return Err(Error::config(
-                    path,
-                    format!("config.{key}"),
-                    format!("{what} are not supported"),
-                ));
-            }
+        if field_bool(path, m, "cross_adapter", false)? {
+            return Err(Error::config(
+                path,
+                "config.cross_adapter",
+                "cross adapters are not supported",
+            ));
         }
+        let phm = PhmConfig::from_json(path, m)?;
         if let Some(inv) = m.get("inv_adapter").filter(|v| !v.is_null()) {
             return Err(Error::config(
                 path,
@@ -598,6 +638,14 @@ impl BnConfig {
                 ))
             }
         };
+        if phm.is_some() && init_weights != InitWeights::Bert {
+            // The library fails here too (its PHM layers have no `weight` to initialise).
+            return Err(Error::config(
+                path,
+                "config.init_weights",
+                "PHM (Compacter) layers start with the `bert` initialisation only",
+            ));
+        }
         let leave_out = leave_out(path, m)?;
         let dropout = dropout(path, m)?;
         Ok(BnConfig {
@@ -617,6 +665,7 @@ impl BnConfig {
             adapter_residual_before_ln: field_bool(path, m, "adapter_residual_before_ln", false)?,
             leave_out,
             dropout,
+            phm,
             raw: m.clone(),
         })
     }
@@ -665,7 +714,12 @@ impl BnConfig {
 
     /// The method name shown to users.
     pub fn method_name(&self) -> &'static str {
-        if self.is_parallel {
+        if self.phm.is_some() {
+            match self.mh_adapter {
+                true => "compacter",
+                false => "compacter++",
+            }
+        } else if self.is_parallel {
             "par_bn"
         } else if self.mh_adapter && self.output_adapter {
             "double_seq_bn"
@@ -715,20 +769,27 @@ mod tests {
     #[test]
     fn unsupported_adapter_kinds_are_refused_by_name() {
         let mut m = BnPreset::SeqBn.to_json();
-        m.insert("phm_layer".into(), json!(true));
+        m.insert("cross_adapter".into(), json!(true));
         let err = BnConfig::from_json(Path::new("cfg.json"), &m, true)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("config.phm_layer"), "{err}");
+        assert!(err.contains("config.cross_adapter"), "{err}");
         let mut m = BnPreset::SeqBn.to_json();
-        m.insert("architecture".into(), json!("prompt_tuning"));
+        m.insert("architecture".into(), json!("loreft"));
         let err = AdapterConfig::from_json(Path::new("x"), &m, true)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("prompt_tuning") && err.contains("config.architecture"),
+            err.contains("loreft") && err.contains("config.architecture"),
             "{err}"
         );
+        // Compacter with another initialisation fails in the library too: refused by field.
+        let mut m = super::super::phm::preset_json(true);
+        m.insert("init_weights".into(), json!("houlsby"));
+        let err = BnConfig::from_json(Path::new("cfg.json"), &m, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.init_weights"), "{err}");
     }
 
     #[test]

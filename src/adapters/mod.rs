@@ -8,7 +8,9 @@ pub mod bottleneck;
 pub mod composition;
 pub mod config;
 pub mod lora;
+pub mod phm;
 pub mod prefix_tuning;
+pub mod prompt_tuning;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,10 +23,13 @@ pub use composition::Setup;
 pub use config::{AdapterConfig, BnConfig, BnPreset, Location};
 pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset};
 pub use prefix_tuning::{PrefixTuning, PrefixTuningConfig};
+pub use prompt_tuning::{PromptSpan, PromptTuning, PromptTuningConfig};
 
 use crate::error::{Error, Result};
 use crate::fusion::{FusionConfig, FusionLayer};
-use crate::model::{attention_path, linear_path, location_path, prefix_pool_path, ModelConfig};
+use crate::model::{
+    attention_path, linear_path, location_path, prefix_pool_path, prompt_path, ModelConfig,
+};
 
 /// Called by the encoder at each adapter location with the sub-layer output `h`, its residual
 /// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
@@ -51,6 +56,12 @@ pub trait LocationHook {
         _train: bool,
     ) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
+    }
+
+    /// The embedding output `x` [batch, tokens, width] and its attention mask [batch, tokens],
+    /// with prompt vectors inserted (prompt tuning); called once, before the first layer.
+    fn embeddings(&mut self, x: Tensor, attention_mask: Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((x, attention_mask))
     }
 
     fn bottleneck(
@@ -91,6 +102,7 @@ pub struct AdapterModule {
     modules: BTreeMap<(usize, Location), Bottleneck>,
     loras: BTreeMap<(usize, LinearSite), Lora>,
     prefix: Option<PrefixTuning>,
+    prompt: Option<PromptTuning>,
 }
 
 impl AdapterModule {
@@ -121,15 +133,29 @@ impl AdapterModule {
                 model.num_heads,
             )
         });
+        let prompt = config.prompt_tuning().map(|pc| {
+            PromptTuning::new(
+                &(prompt_path(&root, model) / name),
+                pc,
+                model.embeddings_output_size(),
+            )
+        });
+        let shared_phm = match config.bottleneck() {
+            Some(bn) => phm::shared_for(bn, origin, &root, model, name)?,
+            None => None,
+        };
         for layer in 0..model.adapter_layers() {
             if let Some(bn) = config.bottleneck() {
                 for location in Location::ALL {
                     if bn.applies_at(layer, location) {
                         let down = bn.down_size(origin, model.hidden_size, layer)?;
+                        if let Some(c) = &bn.phm {
+                            c.check_sizes(origin, model.hidden_size, down)?;
+                        }
                         let p = location_path(&root, model, layer, location) / "adapters" / name;
                         modules.insert(
                             (layer, location),
-                            Bottleneck::new(&p, bn, model.hidden_size, down),
+                            Bottleneck::new(&p, bn, model.hidden_size, down, shared_phm.as_ref()),
                         );
                     }
                 }
@@ -151,11 +177,16 @@ impl AdapterModule {
             modules,
             loras,
             prefix,
+            prompt,
         })
     }
 
     pub fn prefix_tuning(&self) -> Option<&PrefixTuning> {
         self.prefix.as_ref()
+    }
+
+    pub fn prompt_tuning(&self) -> Option<&PromptTuning> {
+        self.prompt.as_ref()
     }
 
     pub fn module(&self, layer: usize, location: Location) -> Option<&Bottleneck> {
@@ -292,6 +323,8 @@ pub struct Plugins<'a> {
     pub records: Vec<FusionRecord>,
     /// Each prefix-tuning adapter's keys and values of every layer, computed once a pass.
     prefix_pools: BTreeMap<String, Tensor>,
+    /// Where the prompt went, when the setup's first adapter is a prompt-tuning one.
+    pub prompt: Option<PromptSpan>,
 }
 
 /// The library's `Average` of the children's outputs: it multiplies by the (normalised)
@@ -368,6 +401,7 @@ impl<'a> Plugins<'a> {
             setup,
             records: Vec::new(),
             prefix_pools: BTreeMap::new(),
+            prompt: None,
         }
     }
 
@@ -698,6 +732,39 @@ impl<'a> Plugins<'a> {
 }
 
 impl<'a> LocationHook for Plugins<'a> {
+    /// As the library, only the setup's first adapter prompts: alone or first in a Stack.
+    fn embeddings(&mut self, x: Tensor, attention_mask: Tensor) -> Result<(Tensor, Tensor)> {
+        let prompt_of = |n: &str| self.adapters.get(n).and_then(AdapterModule::prompt_tuning);
+        let first = match self.setup {
+            Setup::Adapter(n) => Some(n.as_str()),
+            Setup::Stack(children) => match children.first() {
+                Some(Setup::Adapter(n)) => Some(n.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(n) = self
+            .setup
+            .flatten()
+            .into_iter()
+            .find(|n| prompt_of(n).is_some() && Some(*n) != first)
+        {
+            return Err(Error::Invalid(format!(
+                "prompt tuning `{n}` must come first in a Stack (the prompt goes into the \
+                 input once, as in the Python library); the setup is {}",
+                self.setup
+            )));
+        }
+        match first.and_then(prompt_of) {
+            Some(p) => {
+                let (x, mask, span) = p.insert(&x, &attention_mask);
+                self.prompt = Some(span);
+                Ok((x, mask))
+            }
+            None => Ok((x, attention_mask)),
+        }
+    }
+
     fn prefix(
         &mut self,
         layer: usize,

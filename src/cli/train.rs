@@ -175,12 +175,19 @@ pub struct TrainArgs {
     model: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
-    /// seq_bn, double_seq_bn, par_bn, or the paper's baselines full and head-only.
+    /// Bottlenecks: seq_bn, double_seq_bn, par_bn, compacter, compacter++; lora, ia3,
+    /// prefix_tuning, prompt_tuning; the unions mam and unipelt; the paper's baselines full
+    /// and head-only. Each starts from the library's preset and the studio's learning rate.
     #[arg(long, default_value = "seq_bn")]
     method: Method,
     /// Bottleneck reduction factor (default: the method's preset, 16 for seq_bn).
     #[arg(long)]
     reduction_factor: Option<f64>,
+    /// Keys of the method's config to change, as JSON or a JSON file, e.g.
+    /// '{"r": 16, "alpha": 32}' for lora, '{"prompt_init": "from_string", "prompt_init_text":
+    /// "Is this review positive?"}' for prompt_tuning (the library's config keys).
+    #[arg(long)]
+    adapter_config: Option<String>,
     #[command(flatten)]
     training: TrainingArgs,
     /// Continue the interrupted run in this folder with its saved settings.
@@ -284,15 +291,43 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     })
 }
 
+/// `--adapter-config`: a JSON object, inline or in a file.
+fn adapter_config_arg(text: &str) -> anyhow::Result<adapter_studio::training::ConfigMap> {
+    let json = match text.trim_start().starts_with('{') {
+        true => text.to_string(),
+        false => std::fs::read_to_string(text)
+            .map_err(|e| anyhow::anyhow!("--adapter-config {text}: {e}"))?,
+    };
+    match serde_json::from_str(&json) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => anyhow::bail!("--adapter-config: expected a JSON object, found {other}"),
+        Err(e) => anyhow::bail!("--adapter-config {text}: {e}"),
+    }
+}
+
 fn train_config(args: TrainArgs) -> anyhow::Result<(TrainConfig, PathBuf)> {
     let preset = args.training.preset;
     let (mut cfg, out) = config_from(args.model, &args.data, &args.training, |m, t| {
         TrainConfig::adapter_preset(preset, m, t, args.method)
     })?;
+    let config = match &args.adapter_config {
+        None => None,
+        Some(text) => Some(adapter_config_arg(text)?),
+    };
     cfg.stage = Stage::Adapter {
         method: args.method,
         reduction_factor: args.reduction_factor,
+        config,
     };
+    // Checked now: a bad key fails before any data is read.
+    if let Stage::Adapter {
+        method,
+        reduction_factor,
+        config,
+    } = &cfg.stage
+    {
+        method.adapter_config(*reduction_factor, config.as_ref())?;
+    }
     Ok((cfg, out))
 }
 

@@ -1346,3 +1346,76 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     assert!(!avg.fusable);
     assert!(other.join("adapter").is_dir());
 }
+
+/// Prompt tuning and Compacter++ are chosen in the wizard like any method: each sets its
+/// learning rate, trains, and its card shows its size (prompt: 10 × 32 values; Compacter++ at
+/// reduction 4: per layer 32 + 8 + 8 down, 8 + 32 + 32 up, and one shared 4 × 4 × 4 rule).
+#[test]
+fn prompt_tuning_and_compacter_chosen_in_the_wizard_train_and_show_their_size() {
+    use adapter_studio::training::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    for (method, help, card) in [
+        (
+            Method::PromptTuning,
+            "before the input's embeddings",
+            "prompt_tuning, 10 prompt tokens · 320 parameters",
+        ),
+        (
+            Method::CompacterPlusPlus,
+            "Compacter after the feed-forward",
+            "compacter++, reduction 4 · 424 parameters",
+        ),
+    ] {
+        h.state_mut().screen = Screen::Train;
+        h.step();
+        click(&mut h, "3 Method");
+        h.get_by_role_and_label(Role::ComboBox, "Method").click();
+        h.step();
+        h.step();
+        h.get_by_role_and_label(Role::Button, method.as_str())
+            .click();
+        h.step();
+        h.step();
+        assert_eq!(h.state().wizard.method, method);
+        assert_eq!(h.state().wizard.form.lr, method.default_lr());
+        assert!(h.query_by_label_contains(help).is_some(), "{help}");
+        let form = &mut h.state_mut().wizard.form;
+        form.max_steps = Some(6);
+        form.batch_size = 8;
+        if let adapter_studio::training::Stage::Adapter {
+            reduction_factor, ..
+        } = &mut form.stage
+        {
+            // The preset's 32 leaves the tiny model's 32 wide layers a bottleneck of 1.
+            *reduction_factor = method.is_bottleneck().then_some(4.0);
+        }
+        let before = h.state().runs.runs.len();
+        click(&mut h, "4 Review");
+        click(&mut h, "Start training");
+        step_until(&mut h, "the run to end", |a| {
+            a.runs.runs.len() > before
+                && a.runs.runs.iter().all(|r| {
+                    matches!(
+                        r.status().label(),
+                        "finished" | "finished (early stop)" | "failed"
+                    )
+                })
+        });
+        h.state_mut().library.stale = true;
+        h.state_mut().screen = Screen::Adapters;
+        h.step();
+        h.step();
+        assert!(
+            h.query_by_label_contains(card).is_some(),
+            "{card}: {:?}",
+            h.state()
+                .library
+                .items
+                .iter()
+                .map(|i| (&i.method, &i.parameters))
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -104,14 +104,18 @@ impl Wizard {
         c.task = data.task;
         c.columns = data.columns.clone();
         c.stage = if self.fusion.is_empty() {
+            let (reduction_factor, config) = match c.stage {
+                Stage::Adapter {
+                    reduction_factor,
+                    config,
+                    ..
+                } => (reduction_factor, config),
+                Stage::Fusion { .. } => (None, None),
+            };
             Stage::Adapter {
                 method: self.method,
-                reduction_factor: match c.stage {
-                    Stage::Adapter {
-                        reduction_factor, ..
-                    } => reduction_factor,
-                    Stage::Fusion { .. } => None,
-                },
+                reduction_factor,
+                config,
             }
         } else {
             Stage::Fusion {
@@ -343,12 +347,16 @@ impl StudioApp {
                     {
                         self.wizard.form.lr = m.default_lr();
                         if let Stage::Adapter {
-                            reduction_factor, ..
+                            reduction_factor,
+                            config,
+                            ..
                         } = &mut self.wizard.form.stage
                         {
                             if !m.is_bottleneck() {
                                 *reduction_factor = None;
                             }
+                            // Config keys of another method would not apply.
+                            *config = None;
                         }
                     }
                 }

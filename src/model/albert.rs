@@ -184,8 +184,9 @@ impl Backbone for Albert {
         let x = self
             .embeddings
             .forward(input_ids, &positions, token_type_ids, c, train);
+        let (x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
         let mut x = self.embedding_hidden_mapping_in.forward(&x);
-        let mask_bias = layer::mask_bias(attention_mask);
+        let mask_bias = layer::mask_bias(&attention_mask);
         let inner = self.options.inner_group_num;
         for i in 0..c.num_layers {
             let group = self.options.group_at(i, c.num_layers);

@@ -131,6 +131,11 @@ pub fn prefix_pool_path<'a>(root: &nn::Path<'a>, config: &ModelConfig) -> nn::Pa
     root / config.arch.prefix() / "prefix_tuning" / "prefix_tunings"
 }
 
+/// Where the library keeps the prompts: `<prefix>.prompt_tuning.prompt_tunings`.
+pub fn prompt_path<'a>(root: &nn::Path<'a>, config: &ModelConfig) -> nn::Path<'a> {
+    root / config.arch.prefix() / "prompt_tuning" / "prompt_tunings"
+}
+
 /// A module path as weights files name it (`bert.encoder.layer.0.attention.self.query`).
 pub fn module_name(path: &nn::Path) -> String {
     path.components().collect::<Vec<_>>().join(".")

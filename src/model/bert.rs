@@ -166,13 +166,14 @@ impl Backbone for Bert {
     ) -> Result<Tensor> {
         let c = &self.config;
         let positions = self.position_ids(input_ids);
-        let mut x = self
+        let x = self
             .embeddings
             .forward(input_ids, &positions, token_type_ids, c, train);
+        let (mut x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
         if let Some(project) = &self.embeddings_project {
             x = project.forward(&x);
         }
-        let mask_bias = layer::mask_bias(attention_mask);
+        let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
             x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
         }

@@ -500,6 +500,16 @@ impl ModelConfig {
         }
     }
 
+    /// Width of what the embeddings module outputs, where prompt tuning inserts its vectors:
+    /// `embedding_size` where a later projection maps it to `hidden_size` (ELECTRA, ALBERT);
+    /// DeBERTa projects inside its embeddings.
+    pub fn embeddings_output_size(&self) -> i64 {
+        match self.arch {
+            Architecture::DebertaV2 | Architecture::DistilBert => self.hidden_size,
+            _ => self.embedding_size,
+        }
+    }
+
     pub fn adapter_layers(&self) -> usize {
         match &self.options {
             ArchOptions::Albert(a) => a.adapter_layers(),

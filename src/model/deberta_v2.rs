@@ -520,10 +520,13 @@ impl Backbone for DebertaV2 {
         let mask_f = attention_mask.to_kind(Kind::Float);
         let x =
             (self.embeddings.ln.forward(&x) * mask_f.unsqueeze(2)).dropout(c.hidden_dropout, train);
+        // A prompt lengthens the sequence: relative positions and masks cover it.
+        let (x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
+        let mask_f = attention_mask.to_kind(Kind::Float);
         // [batch, 1, tokens, tokens]: query and key both real tokens.
         let m = mask_f.unsqueeze(1).unsqueeze(2);
         let mask = (&m * m.squeeze_dim(-2).unsqueeze(-1)).to_kind(Kind::Bool);
-        let t = input_ids.size()[1];
+        let t = x.size()[1];
         let relative_pos = o.relative_attention.then(|| {
             relative_positions(t, o.position_buckets, o.max_relative_positions, x.device())
         });
@@ -542,7 +545,7 @@ impl Backbone for DebertaV2 {
             let attn = l.attention.forward(&x, o, &ctx, i, hook, train)?;
             x = l.rest.forward(&x, &attn, c, i, hook, train)?;
             if let (0, Some(conv)) = (i, &self.conv) {
-                x = conv.forward(&embedded, &x, attention_mask, c.hidden_dropout, train);
+                x = conv.forward(&embedded, &x, &attention_mask, c.hidden_dropout, train);
             }
         }
         Ok(x)

@@ -86,10 +86,11 @@ impl Backbone for DistilBert {
     ) -> Result<Tensor> {
         let c = &self.config;
         let positions = layer::absolute_positions(input_ids);
-        let mut x = self
+        let x = self
             .embeddings
             .forward(input_ids, &positions, None, c, train);
-        let mask_bias = layer::mask_bias(attention_mask);
+        let (mut x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
+        let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
             x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
         }

@@ -10,7 +10,8 @@ mod layer;
 pub mod loading;
 
 pub use backbone::{
-    attention_path, linear_path, location_path, module_name, prefix_pool_path, Backbone, Encoder,
+    attention_path, linear_path, location_path, module_name, prefix_pool_path, prompt_path,
+    Backbone, Encoder,
 };
 pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{

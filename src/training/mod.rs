@@ -29,6 +29,13 @@ pub enum Method {
     DoubleSeqBn,
     #[serde(rename = "par_bn")]
     ParBn,
+    /// Compacter: Houlsby-placed bottlenecks with PHM projections sharing one rule (the
+    /// library's `CompacterConfig`).
+    #[serde(rename = "compacter")]
+    Compacter,
+    /// Compacter++: the same after the feed-forward only (`CompacterPlusPlusConfig`).
+    #[serde(rename = "compacter++")]
+    CompacterPlusPlus,
     /// LoRA on the attention's query and value (r 8, alpha 8), as the library's `LoRAConfig`.
     #[serde(rename = "lora")]
     Lora,
@@ -39,6 +46,10 @@ pub enum Method {
     /// an MLP (the library's `PrefixTuningConfig`).
     #[serde(rename = "prefix_tuning")]
     PrefixTuning,
+    /// Prompt tuning: 10 learned vectors put before the input's embeddings (the library's
+    /// `PromptTuningConfig`).
+    #[serde(rename = "prompt_tuning")]
+    PromptTuning,
     /// Mix-and-match: prefix tuning (MLP 800) and a parallel bottleneck, the library's
     /// `MAMConfig`.
     #[serde(rename = "mam")]
@@ -56,13 +67,16 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 10] = [
+    pub const ALL: [Method; 13] = [
         Method::SeqBn,
         Method::DoubleSeqBn,
         Method::ParBn,
+        Method::Compacter,
+        Method::CompacterPlusPlus,
         Method::Lora,
         Method::Ia3,
         Method::PrefixTuning,
+        Method::PromptTuning,
         Method::Mam,
         Method::UniPelt,
         Method::Full,
@@ -73,9 +87,12 @@ impl Method {
             Method::SeqBn => "seq_bn",
             Method::DoubleSeqBn => "double_seq_bn",
             Method::ParBn => "par_bn",
+            Method::Compacter => "compacter",
+            Method::CompacterPlusPlus => "compacter++",
             Method::Lora => "lora",
             Method::Ia3 => "ia3",
             Method::PrefixTuning => "prefix_tuning",
+            Method::PromptTuning => "prompt_tuning",
             Method::Mam => "mam",
             Method::UniPelt => "unipelt",
             Method::Full => "full",
@@ -85,7 +102,14 @@ impl Method {
 
     /// A bottleneck method (sized by a reduction factor; what fusion reads).
     pub fn is_bottleneck(self) -> bool {
-        matches!(self, Method::SeqBn | Method::DoubleSeqBn | Method::ParBn)
+        matches!(
+            self,
+            Method::SeqBn
+                | Method::DoubleSeqBn
+                | Method::ParBn
+                | Method::Compacter
+                | Method::CompacterPlusPlus
+        )
     }
 
     /// One line on what the method trains.
@@ -94,6 +118,13 @@ impl Method {
             Method::SeqBn => "a bottleneck after each layer's feed-forward (Pfeiffer)",
             Method::DoubleSeqBn => "bottlenecks after attention and feed-forward (Houlsby)",
             Method::ParBn => "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
+            Method::Compacter => {
+                "Houlsby bottlenecks whose projections are sums of Kronecker products \
+                                  sharing one small rule: a tenth of the parameters"
+            }
+            Method::CompacterPlusPlus => {
+                "Compacter after the feed-forward only: the fewest bottleneck parameters"
+            }
             Method::Lora => {
                 "a rank-8 update of the attention's query and value weights; \
                              can be merged into the model"
@@ -105,6 +136,10 @@ impl Method {
             Method::PrefixTuning => {
                 "30 learned key/value vectors before each attention layer's, \
                                      made by an MLP (the MLP is only needed while training)"
+            }
+            Method::PromptTuning => {
+                "10 learned vectors before the input's embeddings; \
+                                     the smallest adapter, the slowest to learn"
             }
             Method::Mam => "prefix tuning with a parallel bottleneck (He et al.'s mix-and-match)",
             Method::UniPelt => "gated prefix tuning, bottleneck and LoRA together (Mao et al.)",
@@ -122,17 +157,22 @@ impl Method {
             Method::Ia3 => 1e-2,
             // Measured for prefix tuning; the unions contain it and use the same.
             Method::PrefixTuning | Method::Mam | Method::UniPelt => 1e-3,
+            // A prompt is a few vectors at the input: it needs the largest steps.
+            Method::PromptTuning => 1e-2,
             _ => 1e-4,
         }
     }
 
-    /// The adapter's configuration, the library's preset of the method; None for baselines.
+    /// The adapter's configuration: the library's preset of the method with `overrides`
+    /// (`--adapter-config`: any of the method's config keys) on top; None for baselines.
     pub fn adapter_config(
         self,
         reduction_factor: Option<f64>,
+        overrides: Option<&ConfigMap>,
     ) -> Result<Option<crate::adapters::AdapterConfig>, Error> {
         use crate::adapters::config::UnionPreset;
-        use crate::adapters::{AdapterConfig, BnConfig, BnPreset, LoraConfig, LoraPreset};
+        use crate::adapters::{phm, prefix_tuning, prompt_tuning};
+        use crate::adapters::{AdapterConfig, BnPreset, LoraPreset};
         let baseline = matches!(self, Method::Full | Method::HeadOnly);
         if reduction_factor.is_some() && !self.is_bottleneck() && !baseline {
             return Err(Error::Invalid(format!(
@@ -140,25 +180,59 @@ impl Method {
                 self.as_str()
             )));
         }
-        let bn = |p: BnPreset| -> Result<Option<AdapterConfig>, Error> {
-            let mut raw = p.to_json();
-            if let Some(rf) = reduction_factor {
-                raw.insert("reduction_factor".into(), serde_json::json!(rf));
+        let mut raw = match self {
+            Method::SeqBn => BnPreset::SeqBn.to_json(),
+            Method::DoubleSeqBn => BnPreset::DoubleSeqBn.to_json(),
+            Method::ParBn => BnPreset::ParBn.to_json(),
+            Method::Compacter => phm::preset_json(false),
+            Method::CompacterPlusPlus => phm::preset_json(true),
+            Method::Lora => LoraPreset::Lora.to_json(),
+            Method::Ia3 => LoraPreset::Ia3.to_json(),
+            Method::PrefixTuning => prefix_tuning::preset_json(),
+            Method::PromptTuning => prompt_tuning::preset_json(),
+            Method::Mam | Method::UniPelt => {
+                if overrides.is_some() {
+                    return Err(Error::Invalid(format!(
+                        "--adapter-config sets one method's keys; {} is a union of several \
+                         (load a union config instead)",
+                        self.as_str()
+                    )));
+                }
+                let preset = match self {
+                    Method::Mam => UnionPreset::Mam,
+                    _ => UnionPreset::UniPelt,
+                };
+                return Ok(Some(AdapterConfig::union_preset(preset)));
             }
-            let origin = std::path::Path::new("--reduction-factor");
-            Ok(Some(BnConfig::from_json(origin, &raw, true)?.into()))
+            Method::Full | Method::HeadOnly => {
+                if overrides.is_some() {
+                    return Err(Error::Invalid(format!(
+                        "--adapter-config applies to adapters, not to the {} baseline",
+                        self.as_str()
+                    )));
+                }
+                return Ok(None);
+            }
         };
-        match self {
-            Method::SeqBn => bn(BnPreset::SeqBn),
-            Method::DoubleSeqBn => bn(BnPreset::DoubleSeqBn),
-            Method::ParBn => bn(BnPreset::ParBn),
-            Method::Lora => Ok(Some(LoraConfig::preset(LoraPreset::Lora).into())),
-            Method::Ia3 => Ok(Some(LoraConfig::preset(LoraPreset::Ia3).into())),
-            Method::PrefixTuning => Ok(Some(crate::adapters::PrefixTuningConfig::preset().into())),
-            Method::Mam => Ok(Some(AdapterConfig::union_preset(UnionPreset::Mam))),
-            Method::UniPelt => Ok(Some(AdapterConfig::union_preset(UnionPreset::UniPelt))),
-            Method::Full | Method::HeadOnly => Ok(None),
+        if let Some(rf) = reduction_factor {
+            raw.insert("reduction_factor".into(), serde_json::json!(rf));
         }
+        let origin = match overrides {
+            Some(o) => {
+                raw.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+                "--adapter-config"
+            }
+            None => "--reduction-factor",
+        };
+        let config = AdapterConfig::from_json(std::path::Path::new(origin), &raw, true)?;
+        if config.method_name() != self.as_str() && !matches!(self, Method::Lora | Method::Ia3) {
+            return Err(Error::Invalid(format!(
+                "--adapter-config turns {} into {}: choose that --method instead",
+                self.as_str(),
+                config.method_name()
+            )));
+        }
+        Ok(Some(config))
     }
 }
 
@@ -170,8 +244,9 @@ impl FromStr for Method {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, lora, ia3, \
-                     prefix_tuning, mam, unipelt, full, head-only)"
+                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, compacter, \
+                     compacter++, lora, ia3, \
+                     prefix_tuning, prompt_tuning, mam, unipelt, full, head-only)"
                 ))
             })
     }
@@ -185,6 +260,9 @@ pub enum Stage {
         method: Method,
         /// Overrides the preset's reduction factor.
         reduction_factor: Option<f64>,
+        /// Overrides any other keys of the method's preset config (`--adapter-config`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<ConfigMap>,
     },
     /// Stage 2: fusion layers and a new head over frozen adapters (AdapterHub folders).
     Fusion {
@@ -193,6 +271,9 @@ pub enum Stage {
         fusion_config: String,
     },
 }
+
+/// A JSON object of adapter config keys.
+pub type ConfigMap = serde_json::Map<String, serde_json::Value>;
 
 /// What early stopping watches on the validation set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -404,6 +485,7 @@ impl TrainConfig {
             stage: Stage::Adapter {
                 method,
                 reduction_factor: None,
+                config: None,
             },
             name: "adapter".into(),
             epochs: 30,
@@ -606,12 +688,17 @@ impl TrainConfig {
             Stage::Adapter {
                 method,
                 reduction_factor,
+                config,
             } => {
                 args.push("adapter-studio train".into());
                 args.push(format!("--model {}", path(&self.model)));
                 args.push(format!("--method {}", method.as_str()));
                 if let Some(rf) = reduction_factor {
                     args.push(format!("--reduction-factor {rf}"));
+                }
+                if let Some(c) = config {
+                    let json = serde_json::Value::Object(c.clone()).to_string();
+                    args.push(format!("--adapter-config {}", quote(&json)));
                 }
                 TrainConfig::adapter_preset(preset, self.model.clone(), self.train.clone(), *method)
             }
@@ -814,4 +901,54 @@ pub struct Summary {
     pub early_stopped: bool,
     /// Why the run stopped early, in words (also in `run.json`).
     pub stopped_early: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: serde_json::Value) -> ConfigMap {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn adapter_config_overrides_change_the_preset_and_bad_ones_are_named() {
+        let lora = Method::Lora
+            .adapter_config(None, Some(&map(json!({"r": 16, "alpha": 32}))))
+            .unwrap()
+            .unwrap();
+        assert_eq!(lora.size_label(), "rank 16");
+        let prompt = Method::PromptTuning
+            .adapter_config(None, Some(&map(json!({"prompt_length": 4}))))
+            .unwrap()
+            .unwrap();
+        assert_eq!(prompt.prompt_tuning().unwrap().prompt_length, 4);
+        let err = Method::Lora
+            .adapter_config(None, Some(&map(json!({"r": "eight"}))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--adapter-config") && err.contains("config.r"),
+            "{err}"
+        );
+        // Keys that make another method ask for that method.
+        let err = Method::SeqBn
+            .adapter_config(None, Some(&map(json!({"phm_layer": true}))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compacter"), "{err}");
+        assert!(Method::Mam
+            .adapter_config(None, Some(&map(json!({"prefix_length": 4}))))
+            .is_err());
+        assert!(Method::HeadOnly
+            .adapter_config(None, Some(&map(json!({}))))
+            .is_err());
+        // Without overrides, every adapter method gives its own preset.
+        for m in Method::ALL {
+            if let Some(c) = m.adapter_config(None, None).unwrap() {
+                assert_eq!(c.method_name(), m.as_str(), "{m:?}");
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@ use super::run_dir::{
 use super::task::{self, Evaluator};
 use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
+use crate::adapters::prompt_tuning::{init_from_text, PromptInit};
 use crate::adapters::{AdapterModule, FusionModule, Setup};
 use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
 use crate::device::{describe, parse_device};
@@ -194,9 +195,16 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         Stage::Adapter {
             method,
             reduction_factor,
-        } => match method.adapter_config(*reduction_factor)? {
+            config,
+        } => match method.adapter_config(*reduction_factor, config.as_ref())? {
             Some(config) => {
                 let adapter = AdapterModule::new(&mc, &cfg.name, config, device)?;
+                if let (Some(prompt), Some(PromptInit::FromString { text })) = (
+                    adapter.prompt_tuning(),
+                    adapter.config.prompt_tuning().map(|c| &c.init),
+                ) {
+                    init_from_text(prompt, text, &model.base)?;
+                }
                 params.extend(named_params("adapter", &adapter.vs));
                 model.add_adapter(adapter)?;
                 model.set_setup(Some(Setup::Adapter(cfg.name.clone())))?;

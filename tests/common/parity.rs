@@ -31,9 +31,16 @@ elif names:
     m.set_active_adapters(Stack(*names))
 m.load_head(head)  # loads and activates it
 m.eval()
-enc = tok(texts, padding=True, return_tensors="pt")
+# With a prompt, each text alone: the library lets prompt positions attend padding in some
+# models and attention kernels (README, prompt tuning). Not otherwise: gates average over
+# padded positions too, which we reproduce.
+pt = getattr(m.base_model, "prompt_tuning", None)
+alone = pt is not None and m.active_adapters is not None and m.active_adapters.first() in pt.prompt_tunings
 with torch.no_grad():
-    out = m(**enc).logits
+    if alone:
+        out = torch.cat([m(**tok([t], return_tensors="pt")).logits for t in texts])
+    else:
+        out = m(**tok(texts, padding=True, return_tensors="pt")).logits
 print(json.dumps(out.flatten().tolist()))
 "#;
 
@@ -108,7 +115,7 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
 pub const PY_ADAPTERS: &str = r#"
 import sys, torch
 from adapters import (AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig, LoRAConfig,
-                      IA3Config, PrefixTuningConfig)
+                      IA3Config, PrefixTuningConfig, PromptTuningConfig, CompacterConfig)
 from adapters.composition import Fuse
 d = sys.argv[1]
 torch.manual_seed(0)
@@ -128,10 +135,13 @@ m.add_adapter("l", config=LoRAConfig(r=4, alpha=16, attn_matrices=["q", "k", "v"
                                      intermediate_lora=True, output_lora=True))
 m.add_adapter("i", config=IA3Config())
 m.add_adapter("x", config=PrefixTuningConfig(prefix_length=4, bottleneck_size=8, use_gating=True))
+m.add_adapter("t", config=PromptTuningConfig(prompt_length=3))
+m.add_adapter("k", config=CompacterConfig(reduction_factor=4))
 g = torch.Generator().manual_seed(1)
 with torch.no_grad():
     for n, p in m.named_parameters():
-        if ".loras." in n or ".prefix_tunings.x." in n or ".prefix_gates.x." in n:
+        if any(s in n for s in (".loras.", ".prefix_tunings.x.", ".prefix_gates.x.", ".prompt_tunings.t.",
+                                ".adapters.k.", ".shared_parameters.k.")):
             r = torch.randn(p.shape, generator=g) * 0.3
             p.copy_(r + 1 if ".loras.i." in n else r)  # (IA)³ scales: around 1
 m.save_adapter(d + "/a", "a")
@@ -141,6 +151,8 @@ m.save_adapter(d + "/p", "p")
 m.save_adapter(d + "/l", "l")
 m.save_adapter(d + "/i", "i")
 m.save_adapter(d + "/x", "x")
+m.save_adapter(d + "/t", "t")
+m.save_adapter(d + "/k", "k")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
@@ -201,7 +213,7 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
 /// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, a Stack of a LoRA
 /// and a bottleneck, gated prefix tuning.
-pub const SETUPS: [(&[&str], bool); 10] = [
+pub const SETUPS: [(&[&str], bool); 13] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
@@ -212,6 +224,9 @@ pub const SETUPS: [(&[&str], bool); 10] = [
     (&["i"], false),
     (&["l", "a"], false),
     (&["x"], false),
+    (&["t"], false),
+    (&["k"], false),
+    (&["t", "k"], false),
 ];
 
 /// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.

@@ -89,11 +89,14 @@ from adapters import (  # noqa: E402
     AutoAdapterModel,
     BertAdapterModel,
     BnConfig,
+    CompacterConfig,
+    CompacterPlusPlusConfig,
     DistilBertAdapterModel,
     IA3Config,
     LoRAConfig,
     MAMConfig,
     PrefixTuningConfig,
+    PromptTuningConfig,
     UniPELTConfig,
     DoubleSeqBnConfig,
     ParBnConfig,
@@ -232,12 +235,29 @@ def tokenize(tok, texts, text_pairs):
     return enc
 
 
+def prompt_active(model):
+    """Whether the active setup starts with a prompt-tuning adapter."""
+    pt = getattr(model.base_model, "prompt_tuning", None)
+    active = model.active_adapters
+    return pt is not None and active is not None and active.first() in pt.prompt_tunings
+
+
 @torch.no_grad()
 def forward(model, enc, setup, head_name):
     """Run the model with the given setup; returns (logits, fusion_attentions, first-token hidden)."""
     model.eval()
     active = build_setup(setup)
     model.active_adapters = active
+    if prompt_active(model) and enc["input_ids"].shape[0] > 1:
+        # With a prompt, the library's masks let prompt positions attend to padding in some
+        # models (and differ between eager and SDPA attention): each example is run alone, with
+        # no padding, which is what the prompt means (README, prompt tuning).
+        logits = []
+        for i in range(enc["input_ids"].shape[0]):
+            n = int(enc["attention_mask"][i].sum())
+            row = {k: v[i : i + 1, :n] for k, v in enc.items()}
+            logits.extend(forward(model, row, setup, head_name)[0])
+        return logits, None, None
     kwargs = dict(
         input_ids=enc["input_ids"],
         attention_mask=enc["attention_mask"],
@@ -1181,6 +1201,16 @@ METHOD_CONFIGS = {
     ),
     "mam": lambda: MAMConfig(),
     "unipelt": lambda: UniPELTConfig(),
+    # Compacter: the presets' reduction factor 32 leaves the tiny models a bottleneck of 1.
+    "compacter": lambda: CompacterConfig(reduction_factor=4),
+    "compacterpp": lambda: CompacterPlusPlusConfig(
+        reduction_factor=4, shared_phm_rule=False, factorized_phm_rule=True, phm_rank=2
+    ),
+    "compacter_w": lambda: CompacterPlusPlusConfig(
+        reduction_factor=4, shared_W_phm=True, factorized_phm_rule=True, phm_dim=2, phm_bias=False
+    ),
+    "prompt": lambda: PromptTuningConfig(prompt_length=4),
+    "prompt_bos": lambda: PromptTuningConfig(prompt_length=3, combine="prefix_after_bos"),
 }
 
 METHOD_MODELS = [
@@ -1197,7 +1227,8 @@ def randomize_method(model, tag, name):
     g = gen(f"method:{tag}:{name}")
     hit = 0
     for pname, p in model.named_parameters():
-        if not any(f".{m}.{name}." in pname for m in ("adapters", "loras", "prefix_tunings", "prefix_gates")):
+        markers = ("adapters", "loras", "prefix_tunings", "prefix_gates", "shared_parameters", "prompt_tunings")
+        if not any(f".{m}.{name}." in pname for m in markers):
             continue
         hit += 1
         n = torch.randn(p.shape, generator=g)
@@ -1228,9 +1259,12 @@ def main_methods(out, fixtures_root):
         # scores of padded batches, so prefixes get +1 there and not in unpadded ones; the eager
         # attention attends them plainly, the semantics we implement (README).
         extra = {"attn_implementation": "eager"} if tag == "distilbert" else {}
+        # The library's eager DistilBERT cannot run a prompt (its mask is 2-D there): its
+        # prompt cases use the default attention, on unpadded rows (see forward()).
+        configs = {k: v for k, v in METHOD_CONFIGS.items() if not (extra and k.startswith("prompt"))}
         model = AutoAdapterModel.from_pretrained(base_dir, **extra)
         model.config._name_or_path = model_rel
-        for i, (name, conf) in enumerate(METHOD_CONFIGS.items()):
+        for i, (name, conf) in enumerate(configs.items()):
             model.add_adapter(name, config=conf())
             randomize_method(model, tag, name)
         averaged = []
@@ -1241,6 +1275,9 @@ def main_methods(out, fixtures_root):
                 "avg_svd", ["lora", "lora3"], weights=[0.7, 0.3], combine_strategy="lora_delta_w_svd", svd_rank=4
             )
             averaged = ["avg_linear", "avg_svd"]
+        # Compacters are bottlenecks: fusion reads them (two of the same placement).
+        model.add_adapter_fusion(Fuse("compacterpp", "compacter_w"))
+        randomize_group(model, f"methods:{tag}:fusion", ".adapter_fusion_layer.compacterpp,compacter_w.", "fusion")
         model.add_classification_head(
             "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
         )
@@ -1248,19 +1285,20 @@ def main_methods(out, fixtures_root):
         model.eval()
         for name in averaged:
             model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=True)
-        for i, name in enumerate(METHOD_CONFIGS):
+        for i, name in enumerate(configs):
             # Both weight formats, alternating (the library cannot write prefix tuning as
             # safetensors: its pool is saved under several names sharing memory).
             safe = i % 2 == 0 and not name.startswith("prefix") and name not in ("mam", "unipelt")
             model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=safe)
         model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
+        model.save_adapter_fusion(os.path.join(adir, "fusion_compacters"), "compacterpp,compacter_w")
         tok = AutoTokenizer.from_pretrained(base_dir)
 
         def A(n):
             return os.path.relpath(os.path.join(adir, n), fixtures_root)
 
         case_defs = [
-            (f"{tag}_{n}", [n], None, {"type": "single", "adapters": [n]}) for n in [*METHOD_CONFIGS, *averaged]
+            (f"{tag}_{n}", [n], None, {"type": "single", "adapters": [n]}) for n in [*configs, *averaged]
         ]
         case_defs += [
             (f"{tag}_stack_lora", ["lora", "lora2"], None, {"type": "stack", "adapters": ["lora", "lora2"]}),
@@ -1271,12 +1309,33 @@ def main_methods(out, fixtures_root):
             (f"{tag}_stack_prefix_lora", ["prefix", "lora"], None, {"type": "stack", "adapters": ["prefix", "lora"]}),
             (f"{tag}_stack_prefixes", ["prefix", "prefix_flat"], None,
              {"type": "stack", "adapters": ["prefix", "prefix_flat"]}),
+            (f"{tag}_stack_compacters", ["compacter", "compacterpp"], None,
+             {"type": "stack", "adapters": ["compacter", "compacterpp"]}),
+            (f"{tag}_stack_prompt_lora", ["prompt", "lora"], None, {"type": "stack", "adapters": ["prompt", "lora"]}),
+            (f"{tag}_fuse_compacters", ["compacterpp", "compacter_w"], "fusion_compacters",
+             {"type": "fuse", "adapters": ["compacterpp", "compacter_w"]}),
+            (f"{tag}_average_compacters", ["compacterpp", "compacter_w"], None,
+             {"type": "average", "adapters": ["compacterpp", "compacter_w"], "weights": [0.6, 0.4]}),
         ]
+        prompt_defs = [c for c in case_defs if "prompt" in c[1] and "prompt" not in configs]
+        case_defs = [c for c in case_defs if c not in prompt_defs]
         for case in _run_cases(model, tok, case_defs, texts, model_rel, A, "head_cls"):
             case.update(extra)
             if case["setup"]["type"] == "average":
                 case["setup"]["normalized_weights"] = tolist(build_setup(case["setup"]).weights)
             cases.append(case)
+        if prompt_defs:
+            model = AutoAdapterModel.from_pretrained(base_dir)
+            model.config._name_or_path = model_rel
+            for name in ["prompt", "prompt_bos", "lora"]:
+                model.add_adapter(name, config=METHOD_CONFIGS[name]())
+                randomize_method(model, tag, name)
+            model.load_head(os.path.join(adir, "head_cls"), use_safetensors=True)
+            model.eval()
+            for name in ["prompt", "prompt_bos"]:
+                model.save_adapter(os.path.join(adir, name), name, with_head=False)
+            prompt_defs += [(f"{tag}_{n}", [n], None, {"type": "single", "adapters": [n]}) for n in ["prompt", "prompt_bos"]]
+            cases += _run_cases(model, tok, prompt_defs, texts, model_rel, A, "head_cls")
     worst = verify_cases(cases, fixtures_root)
     write_json(
         os.path.join(out, "cases.json"),
