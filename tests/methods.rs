@@ -1,7 +1,7 @@
-//! LoRA, (IA)³ and prefix tuning both ways with the Python `adapters` library: what Rust saves loads with the
-//! library's plain default calls and gives the same logits; a merged export loads in plain
-//! transformers with the logits of the unmerged setup; `average` and `train --method lora|ia3`
-//! from the command line.
+//! Every adapter method both ways with the Python `adapters` library: what Rust saves loads
+//! with the library's plain default calls and gives the same logits; a merged export loads in
+//! plain transformers with the logits of the unmerged setup; `average`, `eject` and `train
+//! --method …` from the command line.
 mod common;
 
 use std::path::Path;
@@ -13,6 +13,7 @@ use adapter_studio::heads::{HeadConfig, HeadModule};
 use adapter_studio::hub::{self, WeightFormat};
 use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, PredictSpec};
+use common::parity::predict_logits;
 use common::*;
 use serde_json::{json, Value};
 use tch::{Device, Kind};
@@ -365,11 +366,16 @@ fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
     info["best"]["metrics"]["accuracy"].as_f64().unwrap()
 }
 
+/// Each method trains from the command line on the demo model with its default learning rate
+/// and beats the head alone; what it saved loads in the Python library with its plain calls
+/// and gives the same logits as `predict` here.
 #[test]
-fn lora_ia3_compacter_and_prompt_tuning_train_from_the_command_line_and_beat_head_only() {
+fn every_method_trains_from_the_command_line_beats_head_only_and_loads_in_python() {
     let work = tempfile::tempdir().unwrap();
     // The head alone at its best rate of the README's sweep.
     let head_only = review_rating_accuracy(work.path(), "head-only", Some("1e-3"));
+    let mut specs = Vec::new();
+    let mut expected = Vec::new();
     for method in ["lora", "ia3", "compacter++", "prompt_tuning"] {
         let acc = review_rating_accuracy(work.path(), method, None);
         assert!(
@@ -377,9 +383,38 @@ fn lora_ia3_compacter_and_prompt_tuning_train_from_the_command_line_and_beat_hea
             "{method}: {acc:.3} vs head-only {head_only:.3}"
         );
         // What it saved loads again and names its method.
-        let (_, config) =
-            hub::read_adapter_config(&work.path().join(method).join("adapter")).unwrap();
+        let run = work.path().join(method);
+        let (_, config) = hub::read_adapter_config(&run.join("adapter")).unwrap();
         assert_eq!(config.method_name(), method);
+        let args: Vec<std::ffi::OsString> = vec![
+            "--adapter".into(),
+            run.join("adapter").into(),
+            "--head".into(),
+            run.join("head").into(),
+        ];
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        expected.push(predict_logits(&demo_model(), &args, &TEXTS));
+        specs.push(json!({
+            "model": demo_model(),
+            "adapters": [run.join("adapter")],
+            "head": run.join("head"),
+            "plain_calls": true,
+            "setup": {"type": "single", "adapters": [method]},
+            "texts": TEXTS,
+        }));
+    }
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, Value::Array(specs.clone()).to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for ((spec, want), r) in specs.iter().zip(&expected).zip(&results) {
+        let label = format!("trained {}", spec["setup"]);
+        assert!(
+            r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
+            "{label}: Python reported {}",
+            r["load_warnings"]
+        );
+        assert_close(&label, want, &floats(&r["logits"]), 1e-4);
     }
 }
 

@@ -38,6 +38,15 @@ fn build(case: &Value) -> AdapterModel {
         "parallel" => Some(Setup::Parallel(
             n.iter().map(|x| Setup::adapter(x)).collect(),
         )),
+        "batch_split" => Some(Setup::BatchSplit {
+            children: n.iter().map(|x| Setup::adapter(x)).collect(),
+            batch_sizes: case["setup"]["batch_sizes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_i64().unwrap())
+                .collect(),
+        }),
         "average" => {
             let w = floats(&case["setup"]["normalized_weights"]);
             Some(Setup::average_of(&n, Some(&w), false).unwrap())
@@ -138,14 +147,14 @@ fn every_reference_case_matches_the_python_library() {
 }
 
 /// Every method on BERT, RoBERTa, DistilBERT and XLM-R — LoRA, (IA)³, gated LoRA, prefix
-/// tuning, MAM, UniPELT, Compacter(++), prompt tuning — alone and in Stack, Average, Parallel
-/// and Fuse (tests/reference/make_fixtures.py --methods).
+/// tuning, MAM, UniPELT, Compacter(++), prompt tuning — alone and in Stack, Average, Parallel,
+/// BatchSplit and Fuse (tests/reference/make_fixtures.py --methods).
 #[test]
 fn every_method_case_matches_the_python_library() {
     let cases = cases_in("methods/cases.json");
     assert!(
-        cases.len() >= 102,
-        "expected 25 cases × 4 models and 2 averages, found {}",
+        cases.len() >= 110,
+        "expected 27 cases × 4 models and 2 averages, found {}",
         cases.len()
     );
     check_all(&cases);

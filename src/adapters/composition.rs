@@ -1,4 +1,4 @@
-//! Composition blocks (Stack, Fuse, Average, Parallel) and how they run at one adapter
+//! Composition blocks (Stack, Fuse, Average, Parallel, BatchSplit) and how they run at one adapter
 //! location, following `ComposableAdapterLayerBase` / `BottleneckLayer` of the Python library.
 use std::fmt;
 
@@ -16,6 +16,11 @@ pub enum Setup {
     },
     /// The batch is replicated once per child; each copy runs through its own child.
     Parallel(Vec<Setup>),
+    /// The batch is cut into consecutive parts of `batch_sizes`, one per child.
+    BatchSplit {
+        children: Vec<Setup>,
+        batch_sizes: Vec<i64>,
+    },
 }
 
 impl Setup {
@@ -58,8 +63,42 @@ impl Setup {
             Setup::Stack(c)
             | Setup::Fuse(c)
             | Setup::Parallel(c)
-            | Setup::Average { children: c, .. } => c,
+            | Setup::Average { children: c, .. }
+            | Setup::BatchSplit { children: c, .. } => c,
         }
+    }
+
+    /// The first example and the number of examples of each child of a Parallel over
+    /// `total` examples (equal channels) or of a BatchSplit (its sizes).
+    pub fn parts(&self, total: i64) -> Result<Vec<(i64, i64)>> {
+        let sizes: Vec<i64> = match self {
+            Setup::Parallel(c) => {
+                let n = c.len() as i64;
+                if n == 0 || total % n != 0 {
+                    return Err(Error::Invalid(format!(
+                        "Parallel: batch of {total} is not divisible by {n} channels"
+                    )));
+                }
+                vec![total / n; c.len()]
+            }
+            Setup::BatchSplit { batch_sizes, .. } => {
+                if batch_sizes.iter().sum::<i64>() != total {
+                    return Err(Error::Invalid(format!(
+                        "BatchSplit: the batch has {total} examples, not the sum of {batch_sizes:?}"
+                    )));
+                }
+                batch_sizes.clone()
+            }
+            other => {
+                return Err(Error::Invalid(format!("{other} does not split the batch")));
+            }
+        };
+        let starts = sizes.iter().scan(0, |acc, n| {
+            let start = *acc;
+            *acc += n;
+            Some(start)
+        });
+        Ok(starts.zip(sizes.iter().copied()).collect())
     }
 
     pub fn first(&self) -> Option<&str> {
@@ -118,6 +157,11 @@ impl Setup {
             Setup::Average { weights, .. } => {
                 json!({"type": "Average", "children": children, "kwargs": {"weights": weights}})
             }
+            Setup::BatchSplit { batch_sizes, .. } => json!({
+                "type": "BatchSplit",
+                "children": children,
+                "kwargs": {"batch_sizes": batch_sizes}
+            }),
         }
     }
 
@@ -138,8 +182,15 @@ impl Setup {
                     (_, Setup::Adapter(_)) => true,
                     (Setup::Stack(_), _) => level == 0,
                     (Setup::Fuse(_), Setup::Stack(_)) => true,
-                    (Setup::Parallel(_), Setup::Stack(_) | Setup::Average { .. }) => true,
-                    (Setup::Average { .. }, Setup::Stack(_)) => true,
+                    (
+                        Setup::Parallel(_),
+                        Setup::Stack(_) | Setup::Average { .. } | Setup::BatchSplit { .. },
+                    ) => true,
+                    (
+                        Setup::BatchSplit { .. } | Setup::Average { .. },
+                        Setup::Stack(_) | Setup::BatchSplit { .. },
+                    ) => true,
+                    (Setup::BatchSplit { .. }, Setup::Average { .. }) => true,
                     _ => false,
                 };
                 if !ok {
@@ -148,6 +199,17 @@ impl Setup {
                     )));
                 }
                 check(child, level + 1)?;
+            }
+            if let Setup::BatchSplit {
+                children,
+                batch_sizes,
+            } = parent
+            {
+                if children.len() != batch_sizes.len() || batch_sizes.iter().any(|n| *n < 0) {
+                    return Err(Error::Invalid(format!(
+                        "{parent} needs one batch size of 0 or more per child, got {batch_sizes:?}"
+                    )));
+                }
             }
             if parent.children().is_empty() && !matches!(parent, Setup::Adapter(_)) {
                 return Err(Error::Invalid(format!("empty composition block {parent}")));
@@ -166,6 +228,7 @@ impl fmt::Display for Setup {
             Setup::Fuse(_) => "Fuse",
             Setup::Average { .. } => "Average",
             Setup::Parallel(_) => "Parallel",
+            Setup::BatchSplit { .. } => "BatchSplit",
         };
         write!(f, "{kind}[")?;
         for (i, c) in self.children().iter().enumerate() {
@@ -215,6 +278,29 @@ mod tests {
             Setup::Average { weights, .. } => assert_eq!(weights, vec![0.25, 0.75]),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn batch_split_cuts_the_batch_by_its_sizes_and_checks_them() {
+        let s = Setup::BatchSplit {
+            children: vec![Setup::adapter("a"), Setup::adapter("b")],
+            batch_sizes: vec![1, 2],
+        };
+        assert_eq!(s.parts(3).unwrap(), vec![(0, 1), (1, 2)]);
+        assert!(s.parts(4).unwrap_err().to_string().contains("[1, 2]"));
+        assert_eq!(
+            s.to_adapterhub_json()["kwargs"]["batch_sizes"],
+            serde_json::json!([1, 2])
+        );
+        assert_eq!(s.parallel_channels(), 1);
+        let bad = Setup::BatchSplit {
+            children: vec![Setup::adapter("a")],
+            batch_sizes: vec![1, 2],
+        };
+        assert!(bad.validate().is_err());
+        let p = Setup::Parallel(vec![Setup::adapter("a"), Setup::adapter("b")]);
+        assert_eq!(p.parts(4).unwrap(), vec![(0, 2), (2, 2)]);
+        assert!(p.parts(3).is_err());
     }
 
     #[test]

@@ -338,17 +338,6 @@ fn weighted_mean(hs: &[Tensor], weights: &[f64]) -> Tensor {
     (stacked * w).mean_dim(0, false, None)
 }
 
-/// The examples of each channel of a `Parallel` block over a batch of `total`.
-fn channel_size(total: i64, channels: usize) -> Result<i64> {
-    let n = channels as i64;
-    if n == 0 || total % n != 0 {
-        return Err(Error::Invalid(format!(
-            "Parallel: batch of {total} is not divisible by {n} channels"
-        )));
-    }
-    Ok(total / n)
-}
-
 /// The per-location state of the library's `BottleneckState`.
 struct State {
     hidden: Tensor,
@@ -532,16 +521,16 @@ impl<'a> Plugins<'a> {
                     ..first_state
                 })
             }
-            Setup::Parallel(children) => {
-                let per = channel_size(st.hidden.size()[0], children.len())?;
+            Setup::Parallel(children) | Setup::BatchSplit { children, .. } => {
+                let spans = setup.parts(st.hidden.size()[0])?;
                 let first = setup.first().unwrap_or_default().to_string();
                 st = self.pre_block(&first, st, at)?;
                 let mut parts = Vec::new();
-                for (i, child) in children.iter().enumerate() {
-                    let slice = st.slice(i as i64 * per, per);
+                for (child, (start, len)) in children.iter().zip(spans) {
+                    let slice = st.slice(start, len);
                     parts.push(match self.compose_child(child, slice, at)? {
                         Some(s) => s,
-                        None => st.slice(i as i64 * per, per),
+                        None => st.slice(start, len),
                     });
                 }
                 let cat = |f: &dyn Fn(&State) -> Tensor| {
@@ -666,14 +655,14 @@ impl<'a> Plugins<'a> {
                     last: last.last.clone(),
                 })
             }
-            Setup::Parallel(children) => {
-                let per = channel_size(st.input.size()[0], children.len())?;
+            Setup::Parallel(children) | Setup::BatchSplit { children, .. } => {
+                let spans = setup.parts(st.input.size()[0])?;
                 let mut parts = Vec::new();
-                for (i, child) in children.iter().enumerate() {
-                    let slice = st.slice(i as i64 * per, per);
+                for (child, (start, len)) in children.iter().zip(spans) {
+                    let slice = st.slice(start, len);
                     parts.push(match self.lora_child(child, slice, at)? {
                         Some(s) => s,
-                        None => st.slice(i as i64 * per, per),
+                        None => st.slice(start, len),
                     });
                 }
                 let hidden = match parts.iter().filter(|p| p.hidden.is_some()).count() {
@@ -687,8 +676,8 @@ impl<'a> Plugins<'a> {
                     )),
                     _ => {
                         return Err(Error::Invalid(format!(
-                            "Parallel {setup}: every channel needs a LoRA at layer {} ({:?}), \
-                             as in the Python library",
+                            "{setup}: every part needs a LoRA at layer {} ({:?}), as in the \
+                             Python library",
                             at.layer, at.site
                         )))
                     }

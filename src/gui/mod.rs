@@ -777,6 +777,8 @@ fn combo_ui<R>(
     let l = ui.label(label);
     egui::ComboBox::from_id_salt(label)
         .selected_text(selected)
+        // Tall enough for every training method without scrolling.
+        .height(400.0)
         .show_ui(ui, add_contents)
         .response
         .labelled_by(l.id)

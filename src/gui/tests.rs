@@ -1347,25 +1347,36 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     assert!(other.join("adapter").is_dir());
 }
 
-/// Prompt tuning and Compacter++ are chosen in the wizard like any method: each sets its
-/// learning rate, trains, and its card shows its size (prompt: 10 × 32 values; Compacter++ at
-/// reduction 4: per layer 32 + 8 + 8 down, 8 + 32 + 32 up, and one shared 4 × 4 × 4 rule).
+/// Every method other than LoRA (its own test above) is chosen in the wizard the same way: it
+/// sets its learning rate and help line, trains, and its card shows its method and size —
+/// checked to the parameter for prompt tuning (10 × 32 values) and Compacter++ at reduction 4
+/// (per layer 32 + 8 + 8 down, 8 + 32 + 32 up, and one shared 4 × 4 × 4 rule).
 #[test]
-fn prompt_tuning_and_compacter_chosen_in_the_wizard_train_and_show_their_size() {
+fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
     use adapter_studio::training::Method;
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
-    for (method, help, card) in [
+    for (method, help, exact) in [
         (
             Method::PromptTuning,
             "before the input's embeddings",
-            "prompt_tuning, 10 prompt tokens · 320 parameters",
+            Some("prompt_tuning, 10 prompt tokens · 320 parameters"),
         ),
         (
             Method::CompacterPlusPlus,
             "Compacter after the feed-forward",
-            "compacter++, reduction 4 · 424 parameters",
+            Some("compacter++, reduction 4 · 424 parameters"),
+        ),
+        (Method::Compacter, "Kronecker", None),
+        (Method::Ia3, "scaling key, value", None),
+        (Method::PrefixTuning, "key/value vectors", None),
+        (Method::Mam, "mix-and-match", None),
+        (Method::UniPelt, "gated prefix tuning", None),
+        (
+            Method::DoubleSeqBn,
+            "after attention and feed-forward",
+            None,
         ),
     ] {
         h.state_mut().screen = Screen::Train;
@@ -1382,13 +1393,13 @@ fn prompt_tuning_and_compacter_chosen_in_the_wizard_train_and_show_their_size() 
         assert_eq!(h.state().wizard.form.lr, method.default_lr());
         assert!(h.query_by_label_contains(help).is_some(), "{help}");
         let form = &mut h.state_mut().wizard.form;
-        form.max_steps = Some(6);
+        form.max_steps = Some(4);
         form.batch_size = 8;
         if let adapter_studio::training::Stage::Adapter {
             reduction_factor, ..
         } = &mut form.stage
         {
-            // The preset's 32 leaves the tiny model's 32 wide layers a bottleneck of 1.
+            // Compacter's preset 32 leaves the tiny model's 32-wide layers a bottleneck of 1.
             *reduction_factor = method.is_bottleneck().then_some(4.0);
         }
         let before = h.state().runs.runs.len();
@@ -1403,12 +1414,21 @@ fn prompt_tuning_and_compacter_chosen_in_the_wizard_train_and_show_their_size() 
                     )
                 })
         });
+        let run = h.state().runs.runs.iter().map(|r| r.dir.clone()).find(|d| {
+            adapter_studio::hub::read_adapter_config(&d.join("adapter"))
+                .is_ok_and(|(_, c)| c.method_name() == method.as_str())
+        });
+        let run = run.unwrap_or_else(|| panic!("no finished {} run", method.as_str()));
+        let (_, config) = adapter_studio::hub::read_adapter_config(&run.join("adapter")).unwrap();
         h.state_mut().library.stale = true;
         h.state_mut().screen = Screen::Adapters;
         h.step();
         h.step();
+        let card = exact
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}, {} · ", config.method_name(), config.size_label()));
         assert!(
-            h.query_by_label_contains(card).is_some(),
+            h.query_by_label_contains(&card).is_some(),
             "{card}: {:?}",
             h.state()
                 .library

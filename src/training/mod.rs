@@ -157,6 +157,8 @@ impl Method {
             Method::Ia3 => 1e-2,
             // Measured for prefix tuning; the unions contain it and use the same.
             Method::PrefixTuning | Method::Mam | Method::UniPelt => 1e-3,
+            // Compacter's few PHM parameters want LoRA-sized steps (the paper's 3e-3 too).
+            Method::Compacter | Method::CompacterPlusPlus => 3e-3,
             // A prompt is a few vectors at the input: it needs the largest steps.
             Method::PromptTuning => 1e-2,
             _ => 1e-4,

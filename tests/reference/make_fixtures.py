@@ -104,7 +104,7 @@ from adapters import (  # noqa: E402
     SeqBnConfig,
     XLMRobertaAdapterModel,
 )
-from adapters.composition import Average, Fuse, Parallel, Stack  # noqa: E402
+from adapters.composition import Average, BatchSplit, Fuse, Parallel, Stack  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -224,6 +224,8 @@ def build_setup(setup):
         return Average(*names, weights=w) if w is not None else Average(*names)
     if t == "parallel":
         return Parallel(*names)
+    if t == "batch_split":
+        return BatchSplit(*names, batch_sizes=setup["batch_sizes"])
     raise ValueError(f"unknown setup type {t}")
 
 
@@ -1151,11 +1153,15 @@ def main_minilm(out):
     enc = tokenize(tok, texts, None)
     setup = {"type": "fuse", "adapters": ["a", "b", "c"]}
     logits, fus, _ = forward(model, enc, setup, "cls")
-    # LoRA (every linear) and (IA)³ on the real model: each alone with the same head.
+    # LoRA (every linear), (IA)³, prefix tuning, Compacter and prompt tuning on the real model:
+    # each alone with the same head.
     method_logits = {}
     model.add_adapter("lora", config=LoRAConfig(intermediate_lora=True, output_lora=True))
     model.add_adapter("ia3", config=IA3Config())
-    for n, safe in [("lora", False), ("ia3", True)]:
+    model.add_adapter("prefix", config=PrefixTuningConfig(prefix_length=10, bottleneck_size=64))
+    model.add_adapter("compacter", config=CompacterConfig())
+    model.add_adapter("prompt", config=PromptTuningConfig(prompt_length=5))
+    for n, safe in [("lora", False), ("ia3", True), ("prefix", False), ("compacter", True), ("prompt", False)]:
         randomize_method(model, "minilm", n)
         model.save_adapter(os.path.join(out, n), n, with_head=False, use_safetensors=safe)
         method_logits[n] = forward(model, enc, {"type": "single", "adapters": [n]}, "cls")[0]
@@ -1316,6 +1322,11 @@ def main_methods(out, fixtures_root):
              {"type": "fuse", "adapters": ["compacterpp", "compacter_w"]}),
             (f"{tag}_average_compacters", ["compacterpp", "compacter_w"], None,
              {"type": "average", "adapters": ["compacterpp", "compacter_w"], "weights": [0.6, 0.4]}),
+            (f"{tag}_batch_split_lora", ["lora", "lora2"], None,
+             {"type": "batch_split", "adapters": ["lora", "lora2"], "batch_sizes": [1, 2]}),
+            # (The library fails on a BatchSplit whose children sit at different places.)
+            (f"{tag}_batch_split_bottlenecks", ["compacterpp", "compacter_w"], None,
+             {"type": "batch_split", "adapters": ["compacterpp", "compacter_w"], "batch_sizes": [2, 1]}),
         ]
         prompt_defs = [c for c in case_defs if "prompt" in c[1] and "prompt" not in configs]
         case_defs = [c for c in case_defs if c not in prompt_defs]
