@@ -153,8 +153,8 @@ fn every_reference_case_matches_the_python_library() {
 fn every_method_case_matches_the_python_library() {
     let cases = cases_in("methods/cases.json");
     assert!(
-        cases.len() >= 110,
-        "expected 27 cases × 4 models and 2 averages, found {}",
+        cases.len() >= 122,
+        "expected 30 cases × 4 models and 2 averages, found {}",
         cases.len()
     );
     check_all(&cases);
@@ -191,6 +191,43 @@ fn averaged_loras_match_the_library_average_adapter() {
             Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
         assert_close(case_name, &logits, &floats(&case["logits"]), 1e-4);
     }
+}
+
+/// In a BatchSplit, each part gets its own prefix and a shorter one is padded with slots no
+/// token attends: the rows give exactly what each prefix gives alone (prefix_flat: 4 tokens and
+/// none at layer 1; prefix: 5). The library fills such slots with the pad token id and attends
+/// them, so its numbers differ there (README); with prefixes of one length they agree
+/// (`*_batch_split_prefixes`).
+#[test]
+fn batch_split_rows_with_prefixes_of_different_lengths_equal_each_prefix_alone() {
+    let cases = cases_in("methods/cases.json");
+    let case = |n: &str| cases.iter().find(|c| c["name"] == n).unwrap();
+    let dir = fixtures().join("methods").join("bert");
+    let base = BaseModel::load(&fixtures().join("bert_tiny"), Device::Cpu).unwrap();
+    let mut model = AdapterModel::new(base);
+    for name in ["prefix_flat", "prefix"] {
+        let adapter = hub::load_adapter(&dir.join(name), &model.base, None).unwrap();
+        model.add_adapter(adapter).unwrap();
+    }
+    model
+        .set_setup(Some(Setup::BatchSplit {
+            children: vec![Setup::adapter("prefix_flat"), Setup::adapter("prefix")],
+            batch_sizes: vec![1, 2],
+        }))
+        .unwrap();
+    model.add_head(hub::load_head(&dir.join("head_cls"), &model.base, None).unwrap());
+    let flat = case("bert_prefix_flat");
+    let batch = model
+        .base
+        .tokenizer
+        .encode_batch(&texts(flat), Device::Cpu)
+        .unwrap();
+    let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
+    let got =
+        Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let mut want = floats(&flat["logits"])[..3].to_vec();
+    want.extend_from_slice(&floats(&case("bert_prefix")["logits"])[3..]);
+    assert_close("BatchSplit(prefix_flat, prefix)", &got, &want, 1e-5);
 }
 
 fn check_all(cases: &[Value]) {

@@ -48,13 +48,8 @@ pub trait LocationHook {
     }
 
     /// Prefix keys and values to put in front of `layer`'s own, given the attention's input
-    /// `x`: each [batch, heads, prefix tokens, head size].
-    fn prefix(
-        &mut self,
-        _layer: usize,
-        _x: &Tensor,
-        _train: bool,
-    ) -> Result<Option<(Tensor, Tensor)>> {
+    /// `x`.
+    fn prefix(&mut self, _layer: usize, _x: &Tensor, _train: bool) -> Result<Option<PrefixKv>> {
         Ok(None)
     }
 
@@ -73,6 +68,41 @@ pub trait LocationHook {
         ln: &nn::LayerNorm,
         train: bool,
     ) -> Result<Tensor>;
+}
+
+/// Prefix keys and values for one attention layer: each [batch, heads, prefix tokens, head
+/// size]; `attend` [batch, prefix tokens] marks the slots each example attends (None: all),
+/// false where a shorter prefix of a Parallel or BatchSplit part is padded.
+#[derive(Debug)]
+pub struct PrefixKv {
+    pub keys: Tensor,
+    pub values: Tensor,
+    pub attend: Option<Tensor>,
+}
+
+impl PrefixKv {
+    /// `attend`, or all true.
+    fn attend_or_all(&self) -> Tensor {
+        match &self.attend {
+            Some(a) => a.shallow_clone(),
+            None => {
+                let s = self.keys.size();
+                Tensor::ones([s[0], s[2]], (tch::Kind::Bool, self.keys.device()))
+            }
+        }
+    }
+
+    /// The additive score bias of the prefix slots [batch, 1, 1, prefix tokens]: 0 where
+    /// attended, the most negative float where padded.
+    pub fn score_bias(&self, kind: tch::Kind) -> Tensor {
+        let s = self.keys.size();
+        match &self.attend {
+            Some(a) => {
+                (a.logical_not().to_kind(kind) * f64::from(f32::MIN)).view([s[0], 1, 1, s[2]])
+            }
+            None => Tensor::zeros([s[0], 1, 1, s[2]], (kind, self.keys.device())),
+        }
+    }
 }
 
 /// No adapters: the plain transformer.
@@ -691,32 +721,130 @@ impl<'a> Plugins<'a> {
         }
     }
 
-    /// The prefix adapters a setup applies at `layer`, in the order their prefixes are put in
-    /// front (the library's Stack: each one before what the earlier ones made).
-    fn prefix_names(&self, setup: &'a Setup, layer: usize, out: &mut Vec<&'a str>) -> Result<()> {
-        let here = |n: &str| {
-            self.adapters
-                .get(n)
-                .and_then(AdapterModule::prefix_tuning)
-                .is_some_and(|p| p.has_layer(layer))
-        };
+    /// The prefix keys and values `setup` puts in front of `layer`'s own for the examples whose
+    /// attention input is `x`, as the library's prefix-tuning layer composes them: a Stack puts
+    /// each later prefix before the earlier ones; Parallel and BatchSplit give each part its
+    /// child's prefix, shorter ones padded at the front with slots nobody attends (the library
+    /// fills them with the pad token id and attends them: README).
+    fn prefix_of(
+        &mut self,
+        setup: &'a Setup,
+        layer: usize,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<Option<PrefixKv>> {
         match setup {
-            Setup::Adapter(n) if here(n) => out.push(n),
-            Setup::Adapter(_) => {}
-            Setup::Stack(children) => {
-                for c in children {
-                    self.prefix_names(c, layer, out)?;
+            Setup::Adapter(n) => {
+                let Some(p) = self
+                    .adapters
+                    .get(n.as_str())
+                    .and_then(AdapterModule::prefix_tuning)
+                else {
+                    return Ok(None);
+                };
+                if !p.has_layer(layer) {
+                    return Ok(None);
                 }
+                let pool = self
+                    .prefix_pools
+                    .entry(n.clone())
+                    .or_insert_with(|| p.key_values(train));
+                Ok(p.at_layer(pool, layer, x).map(|(keys, values)| PrefixKv {
+                    keys,
+                    values,
+                    attend: None,
+                }))
+            }
+            Setup::Stack(children) => {
+                let mut parts = Vec::new();
+                for child in children {
+                    if let Some(kv) = self.prefix_of(child, layer, x, train)? {
+                        // Later prefixes go in front, as the library's Stack concatenates them.
+                        parts.insert(0, kv);
+                    }
+                }
+                if parts.is_empty() {
+                    return Ok(None);
+                }
+                let attend = parts.iter().any(|p| p.attend.is_some()).then(|| {
+                    Tensor::cat(
+                        &parts
+                            .iter()
+                            .map(PrefixKv::attend_or_all)
+                            .collect::<Vec<_>>(),
+                        1,
+                    )
+                });
+                let cat = |f: fn(&PrefixKv) -> &Tensor| {
+                    Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 2)
+                };
+                Ok(Some(PrefixKv {
+                    keys: cat(|p| &p.keys),
+                    values: cat(|p| &p.values),
+                    attend,
+                }))
+            }
+            Setup::Parallel(children) | Setup::BatchSplit { children, .. } => {
+                let spans = setup.parts(x.size()[0])?;
+                let mut parts = Vec::new();
+                for (child, (start, len)) in children.iter().zip(&spans) {
+                    parts.push(self.prefix_of(child, layer, &x.narrow(0, *start, *len), train)?);
+                }
+                let Some((heads, head_size)) = parts
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|p| (p.keys.size()[1], p.keys.size()[3]))
+                else {
+                    return Ok(None);
+                };
+                let longest = parts.iter().flatten().map(|p| p.keys.size()[2]).max();
+                let longest = longest.unwrap_or(0);
+                // Shorter prefixes are padded at the front with slots no token attends.
+                let opts = (x.kind(), x.device());
+                let mut keys = Vec::new();
+                let mut values = Vec::new();
+                let mut attend = Vec::new();
+                for (part, (_, len)) in parts.iter().zip(&spans) {
+                    let have = part.as_ref().map_or(0, |p| p.keys.size()[2]);
+                    let filler = Tensor::zeros([*len, heads, longest - have, head_size], opts);
+                    let closed =
+                        Tensor::zeros([*len, longest - have], (tch::Kind::Bool, x.device()));
+                    match part {
+                        Some(p) => {
+                            keys.push(Tensor::cat(&[&filler, &p.keys], 2));
+                            values.push(Tensor::cat(&[&filler, &p.values], 2));
+                            attend.push(Tensor::cat(&[closed, p.attend_or_all()], 1));
+                        }
+                        None => {
+                            keys.push(filler.shallow_clone());
+                            values.push(filler);
+                            attend.push(closed);
+                        }
+                    }
+                }
+                Ok(Some(PrefixKv {
+                    keys: Tensor::cat(&keys, 0),
+                    values: Tensor::cat(&values, 0),
+                    attend: Some(Tensor::cat(&attend, 0)),
+                }))
             }
             block => {
-                if let Some(n) = block.flatten().into_iter().find(|n| here(n)) {
-                    return Err(Error::Invalid(format!(
-                        "prefix tuning composes in a Stack only here; `{n}` is in {block}"
-                    )));
+                let here = |n: &&str| {
+                    self.adapters
+                        .get(*n)
+                        .and_then(AdapterModule::prefix_tuning)
+                        .is_some_and(|p| p.has_layer(layer))
+                };
+                match block.flatten().into_iter().find(here) {
+                    Some(n) => Err(Error::Invalid(format!(
+                        "prefix tuning composes in Stack, Parallel and BatchSplit (as in the \
+                         Python library); `{n}` is in {block}"
+                    ))),
+                    None => Ok(None),
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -754,38 +882,9 @@ impl<'a> LocationHook for Plugins<'a> {
         }
     }
 
-    fn prefix(
-        &mut self,
-        layer: usize,
-        x: &Tensor,
-        train: bool,
-    ) -> Result<Option<(Tensor, Tensor)>> {
-        let mut names = Vec::new();
-        self.prefix_names(self.setup, layer, &mut names)?;
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        for name in names {
-            let Some(p) = self
-                .adapters
-                .get(name)
-                .and_then(AdapterModule::prefix_tuning)
-            else {
-                continue;
-            };
-            let pool = self
-                .prefix_pools
-                .entry(name.to_string())
-                .or_insert_with(|| p.key_values(train));
-            if let Some((k, v)) = p.at_layer(pool, layer, x) {
-                // Later prefixes go in front, as the library's Stack concatenates them.
-                keys.insert(0, k);
-                values.insert(0, v);
-            }
-        }
-        if keys.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((Tensor::cat(&keys, 2), Tensor::cat(&values, 2))))
+    fn prefix(&mut self, layer: usize, x: &Tensor, train: bool) -> Result<Option<PrefixKv>> {
+        let setup: &'a Setup = self.setup;
+        self.prefix_of(setup, layer, x, train)
     }
 
     fn linear(

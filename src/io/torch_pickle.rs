@@ -1356,8 +1356,21 @@ impl PickleWriter {
     }
 }
 
-/// Pickle (protocol 2) an OrderedDict of tensors the way `torch.save` does.
-fn build_pickle(tensors: &[(String, RawTensor)]) -> Vec<u8> {
+/// For each tensor, the index of the first one with the same type and bytes: they share one
+/// storage, as `torch.save` stores a tensor saved under several names once (the library's
+/// prefix-tuning pools: 7 copies on a 6-layer model otherwise).
+fn shared_storages(tensors: &[(String, RawTensor)]) -> Vec<usize> {
+    let mut first: HashMap<(&str, &[u8]), usize> = HashMap::new();
+    tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| *first.entry((t.dtype.storage_name(), &t.data)).or_insert(i))
+        .collect()
+}
+
+/// Pickle (protocol 2) an OrderedDict of tensors the way `torch.save` does; `storage[i]` is
+/// the storage (zip record) tensor `i` reads.
+fn build_pickle(tensors: &[(String, RawTensor)], storage: &[usize]) -> Vec<u8> {
     let mut w = PickleWriter {
         buf: vec![0x80, 2],
         next_memo: 0,
@@ -1385,7 +1398,7 @@ fn build_pickle(tensors: &[(String, RawTensor)]) -> Vec<u8> {
             w.buf.push(b'(');
             w.str("storage", true);
             w.global("torch", t.dtype.storage_name());
-            w.str(&i.to_string(), false);
+            w.str(&storage[i].to_string(), false);
             w.str("cpu", true);
             w.int(numel as u64);
             w.buf.push(b't');
@@ -1481,14 +1494,17 @@ fn write_zip(tmp: &Path, tensors: &[(String, RawTensor)], p: &str) -> Result<(),
             .map_err(zerr)?;
         zw.write_all(data).map_err(io_err)
     };
-    put(&mut zw, "data.pkl", &build_pickle(tensors))?;
+    let storage = shared_storages(tensors);
+    put(&mut zw, "data.pkl", &build_pickle(tensors, &storage))?;
     // Deliberately no `.format_version`/`.storage_alignment` records: with them
     // torch may compute storage offsets assuming miniz's exact header layout
     // (data descriptors), which this zip writer does not reproduce. Without
     // them torch looks every record up in the central directory.
     put(&mut zw, "byteorder", b"little")?;
     for (i, (_, t)) in tensors.iter().enumerate() {
-        put(&mut zw, &format!("data/{i}"), &t.data)?;
+        if storage[i] == i {
+            put(&mut zw, &format!("data/{i}"), &t.data)?;
+        }
     }
     put(&mut zw, "version", b"3\n")?;
     let w = zw.finish().map_err(zerr)?;
@@ -1533,6 +1549,32 @@ mod tests {
         zw.start_file("model/version", o).unwrap();
         zw.write_all(b"3\n").unwrap();
         zw.finish().unwrap();
+    }
+
+    /// Tensors with the same bytes are stored once (the library's prefix pools saved under
+    /// every layer's name) and read back as themselves, however they are shaped.
+    #[test]
+    fn identical_tensors_share_one_storage() {
+        let d = tmpdir("shared");
+        let p = d.join("w.bin");
+        let pool = tensor(DType::F32, &[64, 100]);
+        let mut flat = pool.clone();
+        flat.shape = vec![6400];
+        let ts = vec![
+            ("pool".to_string(), pool.clone()),
+            ("layer.0.pool".to_string(), pool.clone()),
+            ("layer.1.pool".to_string(), flat),
+            ("other".to_string(), tensor(DType::F32, &[3])),
+        ];
+        write_state_dict(&p, &ts).unwrap();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(size < 2 * 25_600, "one copy of the pool: {size} bytes");
+        let back = read_state_dict(&p).unwrap();
+        assert_eq!(back.len(), 4);
+        for ((n, want), (m, got)) in ts.iter().zip(&back) {
+            assert_eq!((n, &want.shape, &want.data), (m, &got.shape, &got.data));
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -344,15 +344,18 @@ impl DisentangledAttention {
         // Prefix tuning: its keys are scored without relative positions (the library pads the
         // relative scores with zeros there) and attended by every token.
         let (scores, mask, v) = match hook.prefix(layer, x, train)? {
-            Some((pk, pv)) => {
-                let p = pk.size()[2];
-                let prefix_scores = q.matmul(&(pk.transpose(-1, -2) / &scale));
+            Some(prefix) => {
+                let p = prefix.keys.size()[2];
+                let prefix_scores = q.matmul(&(prefix.keys.transpose(-1, -2) / &scale));
                 let m = ctx.mask.size();
-                let open = Tensor::ones([m[0], m[1], m[2], p], (Kind::Bool, x.device()));
+                let open = match &prefix.attend {
+                    Some(a) => a.view([m[0], 1, 1, p]).expand([m[0], m[1], m[2], p], false),
+                    None => Tensor::ones([m[0], m[1], m[2], p], (Kind::Bool, x.device())),
+                };
                 (
                     Tensor::cat(&[prefix_scores, scores], -1),
                     Tensor::cat(&[&open, ctx.mask], -1),
-                    Tensor::cat(&[pv, v], 2),
+                    Tensor::cat(&[prefix.values, v], 2),
                 )
             }
             None => (scores, ctx.mask.shallow_clone(), v),

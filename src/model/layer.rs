@@ -74,14 +74,22 @@ impl SelfAttention {
             train,
         )?);
         let (k, v, mask) = match hook.prefix(layer, x, train)? {
-            Some((pk, pv)) => {
-                let p = pk.size()[2];
-                // Prefix positions are attended by every token.
-                let mask = mask_bias.map(|m| {
-                    let zeros = Tensor::zeros([b, 1, 1, p], (m.kind(), m.device()));
-                    Tensor::cat(&[&zeros, m], 3)
-                });
-                (Tensor::cat(&[&pk, &k], 2), Tensor::cat(&[&pv, &v], 2), mask)
+            Some(prefix) => {
+                // Prefix positions are attended by every token (but padding slots).
+                let mask = match (mask_bias, prefix.attend.is_some()) {
+                    (None, false) => None,
+                    (m, _) => {
+                        let own = m
+                            .map(Tensor::shallow_clone)
+                            .unwrap_or_else(|| Tensor::zeros([b, 1, 1, t], (q.kind(), q.device())));
+                        Some(Tensor::cat(&[prefix.score_bias(own.kind()), own], 3))
+                    }
+                };
+                (
+                    Tensor::cat(&[&prefix.keys, &k], 2),
+                    Tensor::cat(&[&prefix.values, &v], 2),
+                    mask,
+                )
             }
             None => (k, v, mask_bias.map(Tensor::shallow_clone)),
         };

@@ -135,7 +135,12 @@ m.add_adapter("l", config=LoRAConfig(r=4, alpha=16, attn_matrices=["q", "k", "v"
                                      intermediate_lora=True, output_lora=True))
 m.add_adapter("i", config=IA3Config())
 m.add_adapter("x", config=PrefixTuningConfig(prefix_length=4, bottleneck_size=8, use_gating=True))
-m.add_adapter("t", config=PromptTuningConfig(prompt_length=3))
+# The library cannot prompt a DeBERTa whose embeddings are projected (its prompt gets the
+# unprojected embedding_size and the concatenation fails): no "t" there (README).
+can_prompt = not (m.config.model_type == "deberta-v2"
+                  and getattr(m.config, "embedding_size", m.config.hidden_size) != m.config.hidden_size)
+if can_prompt:
+    m.add_adapter("t", config=PromptTuningConfig(prompt_length=3))
 m.add_adapter("k", config=CompacterConfig(reduction_factor=4))
 g = torch.Generator().manual_seed(1)
 with torch.no_grad():
@@ -151,7 +156,8 @@ m.save_adapter(d + "/p", "p")
 m.save_adapter(d + "/l", "l")
 m.save_adapter(d + "/i", "i")
 m.save_adapter(d + "/x", "x")
-m.save_adapter(d + "/t", "t")
+if can_prompt:
+    m.save_adapter(d + "/t", "t")
 m.save_adapter(d + "/k", "k")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
@@ -233,6 +239,12 @@ pub const SETUPS: [(&[&str], bool); 13] = [
 pub fn assert_setups_match_the_library(dir: &Path, what: &str) {
     let head = dir.join("head");
     for (adapters, fusion) in SETUPS {
+        if adapters.contains(&"t") && !dir.join("t").exists() {
+            // Only the library's projected DeBERTa has no prompt (see PY_ADAPTERS).
+            let config = std::fs::read_to_string(dir.join("model/config.json")).unwrap();
+            assert!(config.contains("deberta-v2") && config.contains("embedding_size"));
+            continue;
+        }
         let want = python_logits(dir, adapters, fusion, &head);
         let got = rust_logits(dir, adapters, fusion, &head);
         assert_eq!(got.len(), 9, "{what}: three labels for three texts");

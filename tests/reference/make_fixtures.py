@@ -1216,6 +1216,7 @@ METHOD_CONFIGS = {
         reduction_factor=4, shared_W_phm=True, factorized_phm_rule=True, phm_dim=2, phm_bias=False
     ),
     "prompt": lambda: PromptTuningConfig(prompt_length=4),
+    "prefix2": lambda: PrefixTuningConfig(prefix_length=5, bottleneck_size=8, use_gating=True),
     "prompt_bos": lambda: PromptTuningConfig(prompt_length=3, combine="prefix_after_bos"),
 }
 
@@ -1322,6 +1323,12 @@ def main_methods(out, fixtures_root):
              {"type": "fuse", "adapters": ["compacterpp", "compacter_w"]}),
             (f"{tag}_average_compacters", ["compacterpp", "compacter_w"], None,
              {"type": "average", "adapters": ["compacterpp", "compacter_w"], "weights": [0.6, 0.4]}),
+            # A prefix per part, of one length (the library pads shorter ones with attended
+            # pad-token-valued slots; we mask them: tests/reference_parity.rs).
+            (f"{tag}_parallel_prefixes", ["prefix", "prefix2"], None,
+             {"type": "parallel", "adapters": ["prefix", "prefix2"]}),
+            (f"{tag}_batch_split_prefixes", ["prefix2", "prefix"], None,
+             {"type": "batch_split", "adapters": ["prefix2", "prefix"], "batch_sizes": [1, 2]}),
             (f"{tag}_batch_split_lora", ["lora", "lora2"], None,
              {"type": "batch_split", "adapters": ["lora", "lora2"], "batch_sizes": [1, 2]}),
             # (The library fails on a BatchSplit whose children sit at different places.)
