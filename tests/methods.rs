@@ -109,8 +109,12 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
         compacter_pp.insert("factorized_phm_rule".into(), json!(true));
         let mut prompt = adapter_studio::adapters::prompt_tuning::preset_json();
         prompt.insert("prompt_length".into(), json!(3));
+        let mut dora = LoraPreset::Dora.to_json();
+        dora.insert("r".into(), json!(4));
+        dora.insert("output_lora".into(), json!(true));
         let configs = [
             ("lora", every_site),
+            ("dora", dora),
             ("ia3", LoraPreset::Ia3.to_json()),
             ("gated", gated),
             ("prefix", prefix),
@@ -144,6 +148,7 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
             vec!["lora", "ia3"],
             vec!["prefix"],
             vec!["prefix", "lora"],
+            vec!["dora"],
             vec!["compacter"],
             vec!["compacter_pp"],
             vec!["prompt"],
@@ -171,12 +176,18 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
             expected.push(logits);
         }
     }
-    let spec_path = out.join("spec.json");
-    std::fs::write(&spec_path, Value::Array(specs.clone()).to_string()).unwrap();
+    assert_python_loads_with_the_same_logits(out, &specs, &expected);
+}
+
+/// The library, loading each of `specs` (make_fixtures.py --check-load) in one start-up,
+/// reports no problem and gives the `expected` logits (1e-4).
+fn assert_python_loads_with_the_same_logits(work: &Path, specs: &[Value], expected: &[Vec<f64>]) {
+    let spec_path = work.join("spec.json");
+    std::fs::write(&spec_path, Value::Array(specs.to_vec()).to_string()).unwrap();
     let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
     let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(results.len(), specs.len());
-    for ((spec, want), r) in specs.iter().zip(&expected).zip(&results) {
+    for ((spec, want), r) in specs.iter().zip(expected).zip(&results) {
         let label = format!("{} {}", spec["model"], spec["setup"]);
         assert!(
             r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
@@ -190,8 +201,8 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
 #[test]
 fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
     let work = tempfile::tempdir().unwrap();
-    // Python-made adapters: a LoRA on every linear, and (IA)³ whose merge must scale the
-    // biases too (the library's own merge does not, and would change these logits).
+    // Python-made adapters: a LoRA on every linear, (IA)³ and DoRA whose merges must scale
+    // the biases too (the library's own merges do not, and would change these logits).
     for (model_name, tag, adapter, class) in [
         (
             "bert_tiny",
@@ -200,6 +211,15 @@ fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
             "BertForSequenceClassification",
         ),
         ("bert_tiny", "bert", "ia3", "BertForSequenceClassification"),
+        // DoRA rescales whole rows, bias included; its update scaling (alpha / r = 2) is
+        // not in its norm, as in the library.
+        ("bert_tiny", "bert", "dora", "BertForSequenceClassification"),
+        (
+            "roberta_tiny",
+            "roberta",
+            "dora",
+            "RobertaForSequenceClassification",
+        ),
         (
             "roberta_tiny",
             "roberta",
@@ -366,17 +386,16 @@ fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
     info["best"]["metrics"]["accuracy"].as_f64().unwrap()
 }
 
-/// Each method trains from the command line on the demo model with its default learning rate
-/// and beats the head alone; what it saved loads in the Python library with its plain calls
-/// and gives the same logits as `predict` here.
-#[test]
-fn every_method_trains_from_the_command_line_beats_head_only_and_loads_in_python() {
+/// Each of `methods` trains from the command line on the demo model with its default
+/// learning rate and beats the head alone; what it saved loads in the Python library with its
+/// plain calls and gives the same logits as `predict` here.
+fn assert_methods_train_beat_head_only_and_load_in_python(methods: &[&str]) {
     let work = tempfile::tempdir().unwrap();
     // The head alone at its best rate of the README's sweep.
     let head_only = review_rating_accuracy(work.path(), "head-only", Some("1e-3"));
     let mut specs = Vec::new();
     let mut expected = Vec::new();
-    for method in ["lora", "ia3", "compacter++", "prompt_tuning"] {
+    for &method in methods {
         let acc = review_rating_accuracy(work.path(), method, None);
         assert!(
             acc >= head_only + 0.05,
@@ -403,19 +422,27 @@ fn every_method_trains_from_the_command_line_beats_head_only_and_loads_in_python
             "texts": TEXTS,
         }));
     }
-    let spec_path = work.path().join("spec.json");
-    std::fs::write(&spec_path, Value::Array(specs.clone()).to_string()).unwrap();
-    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    for ((spec, want), r) in specs.iter().zip(&expected).zip(&results) {
-        let label = format!("trained {}", spec["setup"]);
-        assert!(
-            r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
-            "{label}: Python reported {}",
-            r["load_warnings"]
-        );
-        assert_close(&label, want, &floats(&r["logits"]), 1e-4);
-    }
+    assert_python_loads_with_the_same_logits(work.path(), &specs, &expected);
+}
+
+#[test]
+fn lora_dora_ia3_and_prompt_tuning_train_from_the_command_line_beat_head_only_and_load_in_python() {
+    assert_methods_train_beat_head_only_and_load_in_python(&[
+        "lora",
+        "dora",
+        "ia3",
+        "prompt_tuning",
+    ]);
+}
+
+#[test]
+fn compacters_train_from_the_command_line_beat_head_only_and_load_in_python() {
+    assert_methods_train_beat_head_only_and_load_in_python(&["compacter", "compacter++"]);
+}
+
+#[test]
+fn prefix_tuning_and_unions_train_from_the_command_line_beat_head_only_and_load_in_python() {
+    assert_methods_train_beat_head_only_and_load_in_python(&["prefix_tuning", "mam", "unipelt"]);
 }
 
 /// `eject` turns the library's prefix-tuning adapter into its flat form: same logits here and

@@ -97,9 +97,9 @@ fn predict_with_python_made_fusion_on_minilm_matches_the_library() {
     assert_eq!(preds[0].fusion_adapters, vec!["a", "b", "c"]);
 }
 
-/// Python-made LoRA (on every linear), (IA)³, prefix-tuning, Compacter and prompt-tuning
-/// adapters on the real model predict the library's logits; LoRA and (IA)³ folded into MiniLM
-/// by a merged export load in plain transformers with the same logits.
+/// Python-made LoRA (on every linear), (IA)³, prefix-tuning, Compacter, prompt-tuning and
+/// DoRA adapters on the real model predict the library's logits; LoRA, (IA)³ and DoRA folded
+/// into MiniLM by a merged export load in plain transformers with the same logits.
 #[test]
 fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_exactly() {
     let dir = minilm_fixtures();
@@ -113,7 +113,7 @@ fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_ex
         .map(|t| (t.as_str().unwrap().to_string(), None))
         .collect();
     let work = tempfile::tempdir().unwrap();
-    for method in ["lora", "ia3", "prefix", "compacter", "prompt"] {
+    for method in ["lora", "ia3", "prefix", "compacter", "prompt", "dora"] {
         let spec = PredictSpec {
             model: demo_model(),
             adapters: vec![dir.join(method)],
@@ -130,7 +130,7 @@ fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_ex
             &floats(&reference["method_logits"][method]),
             1e-4,
         );
-        if !matches!(method, "lora" | "ia3") {
+        if !matches!(method, "lora" | "ia3" | "dora") {
             continue;
         }
         let out = work.path().join(method);

@@ -146,15 +146,15 @@ fn every_reference_case_matches_the_python_library() {
     check_all(&cases);
 }
 
-/// Every method on BERT, RoBERTa, DistilBERT and XLM-R — LoRA, (IA)³, gated LoRA, prefix
+/// Every method on BERT, RoBERTa, DistilBERT and XLM-R — LoRA, DoRA, (IA)³, gated LoRA, prefix
 /// tuning, MAM, UniPELT, Compacter(++), prompt tuning — alone and in Stack, Average, Parallel,
 /// BatchSplit and Fuse (tests/reference/make_fixtures.py --methods).
 #[test]
 fn every_method_case_matches_the_python_library() {
     let cases = cases_in("methods/cases.json");
     assert!(
-        cases.len() >= 122,
-        "expected 30 cases × 4 models and 2 averages, found {}",
+        cases.len() >= 130,
+        "expected 32 cases × 4 models and 2 averages, found {}",
         cases.len()
     );
     check_all(&cases);
@@ -181,15 +181,12 @@ fn averaged_loras_match_the_library_average_adapter() {
         model.set_setup(Some(Setup::adapter("avg"))).unwrap();
         let head = hub::load_head(&dir.join("head_cls"), &model.base, None).unwrap();
         model.add_head(head);
-        let batch = model
-            .base
-            .tokenizer
-            .encode_batch(&texts(case), Device::Cpu)
-            .unwrap();
-        let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
-        let logits =
-            Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
-        assert_close(case_name, &logits, &floats(&case["logits"]), 1e-4);
+        assert_close(
+            case_name,
+            &logits_on(&model, case),
+            &floats(&case["logits"]),
+            1e-4,
+        );
     }
 }
 
@@ -217,17 +214,21 @@ fn batch_split_rows_with_prefixes_of_different_lengths_equal_each_prefix_alone()
         .unwrap();
     model.add_head(hub::load_head(&dir.join("head_cls"), &model.base, None).unwrap());
     let flat = case("bert_prefix_flat");
-    let batch = model
-        .base
-        .tokenizer
-        .encode_batch(&texts(flat), Device::Cpu)
-        .unwrap();
-    let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
-    let got =
-        Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let got = logits_on(&model, flat);
     let mut want = floats(&flat["logits"])[..3].to_vec();
     want.extend_from_slice(&floats(&case("bert_prefix")["logits"])[3..]);
     assert_close("BatchSplit(prefix_flat, prefix)", &got, &want, 1e-5);
+}
+
+/// `model`'s logits on the texts of `case`, flattened.
+fn logits_on(model: &AdapterModel, case: &Value) -> Vec<f64> {
+    let batch = model
+        .base
+        .tokenizer
+        .encode_batch(&texts(case), Device::Cpu)
+        .unwrap();
+    let out = tch::no_grad(|| model.forward(&batch, false)).unwrap();
+    Vec::<f64>::try_from(out.logits.unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap()
 }
 
 fn check_all(cases: &[Value]) {

@@ -1,6 +1,7 @@
-//! LoRA and (IA)³ (`LoRAConfig`, `IA3Config`, `methods/lora.py` of the Python library): a
-//! low-rank update added to, or a vector scaling, the output of the attention's query/key/value
-//! projections and the feed-forward linears. Weights live at `<linear>.loras.NAME.lora_A/B`.
+//! LoRA, DoRA and (IA)³ (`LoRAConfig`, `DoRAConfig`, `IA3Config`, `methods/lora.py` of the
+//! Python library): a low-rank update added to, or a vector scaling, the output of the
+//! attention's query/key/value projections and the feed-forward linears. Weights live at
+//! `<linear>.loras.NAME.lora_A/B` (DoRA's magnitude at `….m.weight`).
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -75,6 +76,8 @@ pub struct LoraConfig {
     pub composition_mode: CompositionMode,
     pub init_weights: LoraInit,
     pub use_gating: bool,
+    /// DoRA: the updated weight's rows are renormalised to a learned magnitude `m`.
+    pub use_dora: bool,
     pub raw: Map<String, Value>,
 }
 
@@ -83,6 +86,7 @@ pub struct LoraConfig {
 pub enum LoraPreset {
     Lora,
     Ia3,
+    Dora,
 }
 
 impl LoraPreset {
@@ -90,6 +94,7 @@ impl LoraPreset {
         Some(match name.to_ascii_lowercase().as_str() {
             "lora" | "loraconfig" => LoraPreset::Lora,
             "ia3" | "ia3config" => LoraPreset::Ia3,
+            "dora" | "doraconfig" => LoraPreset::Dora,
             _ => return None,
         })
     }
@@ -116,6 +121,9 @@ impl LoraPreset {
             "vera_d": null,
         });
         let o = m.as_object_mut().expect("literal object");
+        if self == LoraPreset::Dora {
+            o.insert("use_dora".into(), json!(true));
+        }
         if self == LoraPreset::Ia3 {
             o.insert("alpha".into(), json!(1));
             o.insert("r".into(), json!(1));
@@ -136,9 +144,7 @@ impl LoraConfig {
     /// Parses the `config` object of a `"architecture": "lora"` adapter.
     pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
         let bad = |key: &str, msg: String| Error::config(path, format!("config.{key}"), msg);
-        if field_bool(path, m, "use_dora", false)? {
-            return Err(bad("use_dora", "DoRA is not supported yet".into()));
-        }
+        let use_dora = field_bool(path, m, "use_dora", false)?;
         for key in ["vera_d", "vera_b"] {
             if m.get(key).is_some_and(|v| !v.is_null()) {
                 return Err(bad(key, "VeRA is not supported yet".into()));
@@ -199,6 +205,12 @@ impl LoraConfig {
                 format!("composition_mode \"scale\" needs r = 1, found {r}"),
             ));
         }
+        if composition_mode == CompositionMode::Scale && use_dora {
+            return Err(bad(
+                "use_dora",
+                "(IA)³ has no DoRA form (as in the library)".into(),
+            ));
+        }
         if composition_mode == CompositionMode::Scale && dropout > 0.0 {
             return Err(bad("dropout", "(IA)³ has no dropout".into()));
         }
@@ -226,6 +238,7 @@ impl LoraConfig {
             composition_mode,
             init_weights,
             use_gating: field_bool(path, m, "use_gating", false)?,
+            use_dora,
             raw: m.clone(),
         })
     }
@@ -251,9 +264,10 @@ impl LoraConfig {
     }
 
     pub fn method_name(&self) -> &'static str {
-        match self.composition_mode {
-            CompositionMode::Add => "lora",
-            CompositionMode::Scale => "ia3",
+        match (self.composition_mode, self.use_dora) {
+            (CompositionMode::Add, false) => "lora",
+            (CompositionMode::Add, true) => "dora",
+            (CompositionMode::Scale, _) => "ia3",
         }
     }
 }
@@ -266,6 +280,9 @@ pub struct Lora {
     /// [out, r] (a column vector for (IA)³).
     lora_b: Tensor,
     gate: Option<nn::Linear>,
+    /// DoRA's magnitude `m.weight` [out, 1]: a new one starts at the base weight's row norms
+    /// (`start_magnitude`).
+    magnitude: Option<Tensor>,
     mode: CompositionMode,
     scaling: f64,
     dropout: f64,
@@ -320,10 +337,14 @@ impl Lora {
                 },
             )
         });
+        let magnitude = cfg
+            .use_dora
+            .then(|| (p / "m").var("weight", &[out_features, 1], nn::Init::Const(1.0)));
         Lora {
             lora_a,
             lora_b,
             gate,
+            magnitude,
             mode: cfg.composition_mode,
             scaling: cfg.scaling(),
             dropout: cfg.dropout,
@@ -381,16 +402,38 @@ impl Lora {
         }
     }
 
-    /// Combines the layer's output with the composed contribution.
-    pub fn combine(&self, output: &Tensor, hidden: &Tensor) -> Tensor {
-        match self.mode {
-            CompositionMode::Add => output + hidden,
-            CompositionMode::Scale => output * hidden,
+    /// DoRA: sets the magnitude to the rows' norms of the linear's `weight` [out, in], where
+    /// the library starts it.
+    pub fn start_magnitude(&self, weight: &Tensor) {
+        if let Some(m) = &self.magnitude {
+            let norms = weight.norm_scalaropt_dim(2, [1], true);
+            tch::no_grad(|| m.shallow_clone().copy_(&norms.to_kind(m.kind())));
+        }
+    }
+
+    /// DoRA's row scale `m / ||W + B A||` [out] for the linear's `weight` (the library's norm
+    /// leaves the update unscaled).
+    fn dora_scale(&self, magnitude: &Tensor, weight: &Tensor) -> Option<Tensor> {
+        let delta = self.delta_w()?.to_kind(weight.kind());
+        let norm = (weight + delta).norm_scalaropt_dim(2, [1], false);
+        Some(magnitude.view([-1]) / norm)
+    }
+
+    /// Combines the output of the linear of `weight` with the composed contribution.
+    pub fn combine(&self, output: &Tensor, hidden: &Tensor, weight: &Tensor) -> Tensor {
+        match (self.mode, &self.magnitude) {
+            (CompositionMode::Add, Some(m)) => match self.dora_scale(m, weight) {
+                Some(scale) => (output + hidden) * scale,
+                None => output + hidden,
+            },
+            (CompositionMode::Add, None) => output + hidden,
+            (CompositionMode::Scale, _) => output * hidden,
         }
     }
 
     /// Folds the module into the linear's `weight` [out, in] and `bias` [out]: LoRA adds
-    /// `s · B A`; (IA)³ scales rows and, unlike the library's merge, the bias too (exact).
+    /// `s · B A` (DoRA then rescales the rows); (IA)³ scales rows and, unlike the library's
+    /// merge, the bias too (exact).
     pub fn merge_into(&self, weight: &mut Tensor, bias: Option<&mut Tensor>) -> Result<()> {
         if self.gate.is_some() {
             return Err(Error::Invalid(
@@ -398,10 +441,22 @@ impl Lora {
                     .into(),
             ));
         }
+        let dora = match &self.magnitude {
+            Some(m) => self.dora_scale(m, weight),
+            None => None,
+        };
         tch::no_grad(|| match (&self.lora_a, self.mode) {
             (Some(a), CompositionMode::Add) => {
                 let delta = self.lora_b.matmul(a) * self.scaling;
                 let _ = weight.g_add_(&delta.to_kind(weight.kind()));
+                // DoRA scales whole rows, the bias included (exact; the library's merge
+                // leaves the bias and scales the update unscaled).
+                if let Some(scale) = &dora {
+                    let _ = weight.g_mul_(&scale.view([-1, 1]));
+                    if let Some(b) = bias {
+                        let _ = b.g_mul_(scale);
+                    }
+                }
             }
             _ => {
                 let l = (&self.lora_b * self.scaling).to_kind(Kind::Float);

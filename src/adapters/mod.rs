@@ -35,13 +35,15 @@ use crate::model::{
 /// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
 /// [`LocationHook::linear`] is called with the input and output of each wrappable linear.
 pub trait LocationHook {
-    /// The output of the linear at `site` of `layer`, given its input `x` and plain output.
+    /// The output of the linear at `site` of `layer`, given its input `x`, plain output and
+    /// weight (DoRA normalises by it).
     fn linear(
         &mut self,
         _layer: usize,
         _site: LinearSite,
         _x: &Tensor,
         output: Tensor,
+        _weight: &Tensor,
         _train: bool,
     ) -> Result<Tensor> {
         Ok(output)
@@ -230,6 +232,21 @@ impl AdapterModule {
     /// Every LoRA module with its layer and site.
     pub fn loras(&self) -> impl Iterator<Item = (&(usize, LinearSite), &Lora)> {
         self.loras.iter()
+    }
+
+    /// A new DoRA adapter's magnitudes start at the base weights' row norms, as the library
+    /// starts them (a loaded adapter has its own).
+    pub fn start_dora_magnitudes(&self, base: &crate::model::BaseModel) -> Result<()> {
+        let weights = base.vs.variables();
+        for ((layer, site), lora) in &self.loras {
+            let path = linear_path(&base.vs.root(), &base.config, *layer, *site);
+            let key = format!("{}.weight", crate::model::module_name(&path));
+            let w = weights.get(&key).ok_or_else(|| {
+                Error::Incompatible(format!("the base model has no `{key}` for DoRA"))
+            })?;
+            lora.start_magnitude(w);
+        }
+        Ok(())
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -893,6 +910,7 @@ impl<'a> LocationHook for Plugins<'a> {
         site: LinearSite,
         x: &Tensor,
         output: Tensor,
+        weight: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
         let at = Site { layer, site, train };
@@ -914,7 +932,7 @@ impl<'a> LocationHook for Plugins<'a> {
             st.hidden,
             st.last.as_deref().and_then(|n| self.lora_of(n, &at)),
         ) {
-            (Some(h), Some(last)) => Ok(last.combine(&output, &h)),
+            (Some(h), Some(last)) => Ok(last.combine(&output, &h, weight)),
             _ => Ok(output),
         }
     }

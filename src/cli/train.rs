@@ -175,7 +175,7 @@ pub struct TrainArgs {
     model: Option<PathBuf>,
     #[command(flatten)]
     data: DataArgs,
-    /// Bottlenecks: seq_bn, double_seq_bn, par_bn, compacter, compacter++; lora, ia3,
+    /// Bottlenecks: seq_bn, double_seq_bn, par_bn, compacter, compacter++; lora, dora, ia3,
     /// prefix_tuning, prompt_tuning; the unions mam and unipelt; the paper's baselines full
     /// and head-only. Each starts from the library's preset and the studio's learning rate.
     #[arg(long, default_value = "seq_bn")]

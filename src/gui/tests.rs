@@ -1268,15 +1268,7 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     let ws = workspace(dir.path());
     let other = train_quickly_with(&ws, "other-lora", adapter_studio::training::Method::Lora);
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
-    h.state_mut().screen = Screen::Train;
-    h.step();
-    click(&mut h, "3 Method");
-    h.get_by_role_and_label(Role::ComboBox, "Method").click();
-    h.step();
-    h.step();
-    h.get_by_role_and_label(Role::Button, "lora").click();
-    h.step();
-    h.step();
+    choose_method(&mut h, adapter_studio::training::Method::Lora);
     assert_eq!(
         h.state().wizard.method,
         adapter_studio::training::Method::Lora
@@ -1347,6 +1339,20 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     assert!(other.join("adapter").is_dir());
 }
 
+/// Opens the wizard's method page and picks `method` from its combo box.
+fn choose_method(h: &mut Harness<'static, StudioApp>, method: adapter_studio::training::Method) {
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(h, "3 Method");
+    h.get_by_role_and_label(Role::ComboBox, "Method").click();
+    h.step();
+    h.step();
+    h.get_by_role_and_label(Role::Button, method.as_str())
+        .click();
+    h.step();
+    h.step();
+}
+
 /// Every method other than LoRA (its own test above) is chosen in the wizard the same way: it
 /// sets its learning rate and help line, trains, and its card shows its method and size —
 /// checked to the parameter for prompt tuning (10 × 32 values) and Compacter++ at reduction 4
@@ -1370,6 +1376,7 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
         ),
         (Method::Compacter, "Kronecker", None),
         (Method::Ia3, "scaling key, value", None),
+        (Method::Dora, "learned magnitude", None),
         (Method::PrefixTuning, "key/value vectors", None),
         (Method::Mam, "mix-and-match", None),
         (Method::UniPelt, "gated prefix tuning", None),
@@ -1379,16 +1386,7 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
             None,
         ),
     ] {
-        h.state_mut().screen = Screen::Train;
-        h.step();
-        click(&mut h, "3 Method");
-        h.get_by_role_and_label(Role::ComboBox, "Method").click();
-        h.step();
-        h.step();
-        h.get_by_role_and_label(Role::Button, method.as_str())
-            .click();
-        h.step();
-        h.step();
+        choose_method(&mut h, method);
         assert_eq!(h.state().wizard.method, method);
         assert_eq!(h.state().wizard.form.lr, method.default_lr());
         assert!(h.query_by_label_contains(help).is_some(), "{help}");

@@ -39,7 +39,7 @@ pub(crate) fn hooked(
     hook: &mut dyn LocationHook,
     train: bool,
 ) -> Result<Tensor> {
-    hook.linear(layer, site, x, linear.forward(x), train)
+    hook.linear(layer, site, x, linear.forward(x), &linear.ws, train)
 }
 
 impl SelfAttention {

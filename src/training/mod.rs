@@ -39,6 +39,10 @@ pub enum Method {
     /// LoRA on the attention's query and value (r 8, alpha 8), as the library's `LoRAConfig`.
     #[serde(rename = "lora")]
     Lora,
+    /// DoRA: LoRA whose updated weight rows are renormalised to learned magnitudes (the
+    /// library's `DoRAConfig`).
+    #[serde(rename = "dora")]
+    Dora,
     /// (IA)³ on key, value and the feed-forward, as the library's `IA3Config`.
     #[serde(rename = "ia3")]
     Ia3,
@@ -67,13 +71,14 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 13] = [
+    pub const ALL: [Method; 14] = [
         Method::SeqBn,
         Method::DoubleSeqBn,
         Method::ParBn,
         Method::Compacter,
         Method::CompacterPlusPlus,
         Method::Lora,
+        Method::Dora,
         Method::Ia3,
         Method::PrefixTuning,
         Method::PromptTuning,
@@ -90,6 +95,7 @@ impl Method {
             Method::Compacter => "compacter",
             Method::CompacterPlusPlus => "compacter++",
             Method::Lora => "lora",
+            Method::Dora => "dora",
             Method::Ia3 => "ia3",
             Method::PrefixTuning => "prefix_tuning",
             Method::PromptTuning => "prompt_tuning",
@@ -129,6 +135,10 @@ impl Method {
                 "a rank-8 update of the attention's query and value weights; \
                              can be merged into the model"
             }
+            Method::Dora => {
+                "LoRA with each updated weight row rescaled to a learned magnitude \
+                             (Liu et al.); can be merged into the model"
+            }
             Method::Ia3 => {
                 "learned vectors scaling key, value and feed-forward activations; \
                             the fewest parameters; can be merged into the model"
@@ -153,12 +163,13 @@ impl Method {
     /// a sweep on the review_rating demo task (README, *Adapters*).
     pub fn default_lr(self) -> f64 {
         match self {
-            Method::Lora => 3e-3,
+            Method::Lora | Method::Dora => 3e-3,
             Method::Ia3 => 1e-2,
-            // Measured for prefix tuning; the unions contain it and use the same.
-            Method::PrefixTuning | Method::Mam | Method::UniPelt => 1e-3,
-            // Compacter's few PHM parameters want LoRA-sized steps (the paper's 3e-3 too).
-            Method::Compacter | Method::CompacterPlusPlus => 3e-3,
+            Method::PrefixTuning | Method::UniPelt => 1e-3,
+            // MAM's 800-wide prefix MLP and scaled parallel bottleneck diverge at 1e-3.
+            Method::Mam => 3e-4,
+            // Compacter's few PHM parameters want the large steps of (IA)³.
+            Method::Compacter | Method::CompacterPlusPlus => 1e-2,
             // A prompt is a few vectors at the input: it needs the largest steps.
             Method::PromptTuning => 1e-2,
             _ => 1e-4,
@@ -189,6 +200,7 @@ impl Method {
             Method::Compacter => phm::preset_json(false),
             Method::CompacterPlusPlus => phm::preset_json(true),
             Method::Lora => LoraPreset::Lora.to_json(),
+            Method::Dora => LoraPreset::Dora.to_json(),
             Method::Ia3 => LoraPreset::Ia3.to_json(),
             Method::PrefixTuning => prefix_tuning::preset_json(),
             Method::PromptTuning => prompt_tuning::preset_json(),
@@ -227,7 +239,9 @@ impl Method {
             None => "--reduction-factor",
         };
         let config = AdapterConfig::from_json(std::path::Path::new(origin), &raw, true)?;
-        if config.method_name() != self.as_str() && !matches!(self, Method::Lora | Method::Ia3) {
+        if config.method_name() != self.as_str()
+            && !matches!(self, Method::Lora | Method::Dora | Method::Ia3)
+        {
             return Err(Error::Invalid(format!(
                 "--adapter-config turns {} into {}: choose that --method instead",
                 self.as_str(),
@@ -247,7 +261,7 @@ impl FromStr for Method {
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, compacter, \
-                     compacter++, lora, ia3, \
+                     compacter++, lora, dora, ia3, \
                      prefix_tuning, prompt_tuning, mam, unipelt, full, head-only)"
                 ))
             })

@@ -205,6 +205,9 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
                 ) {
                     init_from_text(prompt, text, &model.base)?;
                 }
+                if adapter.config.lora().is_some_and(|c| c.use_dora) {
+                    adapter.start_dora_magnitudes(&model.base)?;
+                }
                 params.extend(named_params("adapter", &adapter.vs));
                 model.add_adapter(adapter)?;
                 model.set_setup(Some(Setup::Adapter(cfg.name.clone())))?;

@@ -145,8 +145,8 @@ pub fn randomize(vs: &tch::nn::VarStore, seed: i64) {
     tch::manual_seed(seed);
     tch::no_grad(|| {
         for (name, mut v) in vs.variables() {
-            // (IA)³ vectors scale activations: keep them around 1.
-            let centre = if name.contains(".loras.ia3.") {
+            // (IA)³ vectors and DoRA magnitudes scale activations: keep them around 1.
+            let centre = if name.contains(".loras.ia3.") || name.ends_with(".m.weight") {
                 1.0
             } else {
                 0.0

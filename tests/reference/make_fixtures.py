@@ -92,6 +92,7 @@ from adapters import (  # noqa: E402
     CompacterConfig,
     CompacterPlusPlusConfig,
     DistilBertAdapterModel,
+    DoRAConfig,
     IA3Config,
     LoRAConfig,
     MAMConfig,
@@ -1161,7 +1162,9 @@ def main_minilm(out):
     model.add_adapter("prefix", config=PrefixTuningConfig(prefix_length=10, bottleneck_size=64))
     model.add_adapter("compacter", config=CompacterConfig())
     model.add_adapter("prompt", config=PromptTuningConfig(prompt_length=5))
-    for n, safe in [("lora", False), ("ia3", True), ("prefix", False), ("compacter", True), ("prompt", False)]:
+    model.add_adapter("dora", config=DoRAConfig(r=4, alpha=8))
+    for n, safe in [("lora", False), ("ia3", True), ("prefix", False), ("compacter", True), ("prompt", False),
+                    ("dora", True)]:
         randomize_method(model, "minilm", n)
         model.save_adapter(os.path.join(out, n), n, with_head=False, use_safetensors=safe)
         method_logits[n] = forward(model, enc, {"type": "single", "adapters": [n]}, "cls")[0]
@@ -1217,6 +1220,8 @@ METHOD_CONFIGS = {
     ),
     "prompt": lambda: PromptTuningConfig(prompt_length=4),
     "prefix2": lambda: PrefixTuningConfig(prefix_length=5, bottleneck_size=8, use_gating=True),
+    # alpha / r = 2: the library's DoRA norm leaves the update unscaled.
+    "dora": lambda: DoRAConfig(r=4, alpha=8, intermediate_lora=True),
     "prompt_bos": lambda: PromptTuningConfig(prompt_length=3, combine="prefix_after_bos"),
 }
 
@@ -1241,6 +1246,8 @@ def randomize_method(model, tag, name):
         n = torch.randn(p.shape, generator=g)
         if name == "ia3":
             p.copy_(1.0 + 0.3 * n)
+        elif pname.endswith(".m.weight"):  # DoRA magnitudes: around the weights' row norms
+            p.mul_(1.0 + 0.3 * n)
         elif pname.endswith("bias"):
             p.copy_(0.1 * n)
         else:
@@ -1316,6 +1323,7 @@ def main_methods(out, fixtures_root):
             (f"{tag}_stack_prefix_lora", ["prefix", "lora"], None, {"type": "stack", "adapters": ["prefix", "lora"]}),
             (f"{tag}_stack_prefixes", ["prefix", "prefix_flat"], None,
              {"type": "stack", "adapters": ["prefix", "prefix_flat"]}),
+            (f"{tag}_stack_lora_dora", ["lora", "dora"], None, {"type": "stack", "adapters": ["lora", "dora"]}),
             (f"{tag}_stack_compacters", ["compacter", "compacterpp"], None,
              {"type": "stack", "adapters": ["compacter", "compacterpp"]}),
             (f"{tag}_stack_prompt_lora", ["prompt", "lora"], None, {"type": "stack", "adapters": ["prompt", "lora"]}),
