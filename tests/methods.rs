@@ -112,15 +112,16 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
         let mut dora = LoraPreset::Dora.to_json();
         dora.insert("r".into(), json!(4));
         dora.insert("output_lora".into(), json!(true));
+        // New entries go last: each config's random weights follow from its position.
         let configs = [
             ("lora", every_site),
-            ("dora", dora),
             ("ia3", LoraPreset::Ia3.to_json()),
             ("gated", gated),
             ("prefix", prefix),
             ("compacter", compacter),
             ("compacter_pp", compacter_pp),
             ("prompt", prompt),
+            ("dora", dora),
         ];
         for (i, (name, raw)) in configs.into_iter().enumerate() {
             let config = AdapterConfig::from_json(Path::new("test"), &raw, true).unwrap();

@@ -168,7 +168,7 @@ impl PromptTuning {
         }
     }
 
-    pub fn len(&self) -> i64 {
+    pub fn prompt_length(&self) -> i64 {
         self.embedding.size()[0]
     }
 
@@ -183,8 +183,8 @@ impl PromptTuning {
                 rows.size()
             )));
         }
-        let reps = (self.len() + n - 1) / n;
-        let full = rows.repeat([reps, 1]).narrow(0, 0, self.len());
+        let reps = (self.prompt_length() + n - 1) / n;
+        let full = rows.repeat([reps, 1]).narrow(0, 0, self.prompt_length());
         tch::no_grad(|| {
             let mut e = self.embedding.shallow_clone();
             e.copy_(&full.to_device(e.device()).to_kind(Kind::Float));
@@ -201,7 +201,10 @@ impl PromptTuning {
             .to_kind(x.kind())
             .unsqueeze(0)
             .expand([b, -1, -1], false);
-        let ones = Tensor::ones([b, self.len()], (attention_mask.kind(), x.device()));
+        let ones = Tensor::ones(
+            [b, self.prompt_length()],
+            (attention_mask.kind(), x.device()),
+        );
         let start = match self.combine {
             Combine::Prefix => 0,
             Combine::PrefixAfterBos => 1.min(x.size()[1]),
@@ -222,7 +225,7 @@ impl PromptTuning {
             put(attention_mask, &ones),
             PromptSpan {
                 start,
-                len: self.len(),
+                len: self.prompt_length(),
             },
         )
     }
