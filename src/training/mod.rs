@@ -126,7 +126,7 @@ impl Method {
             Method::ParBn => "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
             Method::Compacter => {
                 "Houlsby bottlenecks whose projections are sums of Kronecker products \
-                                  sharing one small rule: a tenth of the parameters"
+                                  sharing one small rule: a sixteenth of the parameters"
             }
             Method::CompacterPlusPlus => {
                 "Compacter after the feed-forward only: the fewest bottleneck parameters"

@@ -143,8 +143,11 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
 /// value cannot hide a loading bug.
 pub fn randomize(vs: &tch::nn::VarStore, seed: i64) {
     tch::manual_seed(seed);
+    // In name order: a HashMap's order changes between runs, and so would the values.
+    let mut vars: Vec<_> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (name, mut v) in vs.variables() {
+        for (name, mut v) in vars {
             // (IA)³ vectors and DoRA magnitudes scale activations: keep them around 1.
             let centre = if name.contains(".loras.ia3.") || name.ends_with(".m.weight") {
                 1.0

@@ -115,7 +115,8 @@ pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> 
 pub const PY_ADAPTERS: &str = r#"
 import sys, torch
 from adapters import (AutoAdapterModel, SeqBnConfig, DoubleSeqBnConfig, ParBnConfig, LoRAConfig,
-                      IA3Config, PrefixTuningConfig, PromptTuningConfig, CompacterConfig)
+                      IA3Config, PrefixTuningConfig, PromptTuningConfig, CompacterConfig,
+                      DoRAConfig)
 from adapters.composition import Fuse
 d = sys.argv[1]
 torch.manual_seed(0)
@@ -142,11 +143,14 @@ can_prompt = not (m.config.model_type == "deberta-v2"
 if can_prompt:
     m.add_adapter("t", config=PromptTuningConfig(prompt_length=3))
 m.add_adapter("k", config=CompacterConfig(reduction_factor=4))
+m.add_adapter("o", config=DoRAConfig(r=4, alpha=8, intermediate_lora=True))
 g = torch.Generator().manual_seed(1)
 with torch.no_grad():
     for n, p in m.named_parameters():
-        if any(s in n for s in (".loras.", ".prefix_tunings.x.", ".prefix_gates.x.", ".prompt_tunings.t.",
-                                ".adapters.k.", ".shared_parameters.k.")):
+        if n.endswith(".loras.o.m.weight"):  # DoRA magnitudes: around the rows' norms
+            p.mul_(1 + 0.3 * torch.randn(p.shape, generator=g))
+        elif any(s in n for s in (".loras.", ".prefix_tunings.x.", ".prefix_gates.x.", ".prompt_tunings.t.",
+                                  ".adapters.k.", ".shared_parameters.k.")):
             r = torch.randn(p.shape, generator=g) * 0.3
             p.copy_(r + 1 if ".loras.i." in n else r)  # (IA)³ scales: around 1
 m.save_adapter(d + "/a", "a")
@@ -159,6 +163,7 @@ m.save_adapter(d + "/x", "x")
 if can_prompt:
     m.save_adapter(d + "/t", "t")
 m.save_adapter(d + "/k", "k")
+m.save_adapter(d + "/o", "o")
 m.save_adapter_fusion(d + "/fusion", "a,b")
 m.save_head(d + "/head", "cls")
 "#;
@@ -219,7 +224,7 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
 /// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, a Stack of a LoRA
 /// and a bottleneck, gated prefix tuning.
-pub const SETUPS: [(&[&str], bool); 13] = [
+pub const SETUPS: [(&[&str], bool); 14] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
@@ -233,6 +238,7 @@ pub const SETUPS: [(&[&str], bool); 13] = [
     (&["t"], false),
     (&["k"], false),
     (&["t", "k"], false),
+    (&["o"], false),
 ];
 
 /// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.
