@@ -531,3 +531,82 @@ fn a_bundle_of_a_union_adapter_predicts_as_its_parts() {
     let from_bundle = logits(&adapter_studio::bundle::load(&out, Device::Cpu).unwrap());
     assert_eq!(from_parts, from_bundle);
 }
+
+/// `prompt_init: from_string` starts the prompt at the word embeddings of the text's tokens,
+/// special tokens included and repeated to the prompt length, as the library's
+/// `tokenizer(text)["input_ids"]`; the training path applies it (`--adapter-config`).
+#[test]
+fn a_prompt_from_a_string_starts_at_its_tokens_word_embeddings() {
+    use adapter_studio::adapters::prompt_tuning::init_from_text;
+    let base = BaseModel::load(&fixtures().join("bert_tiny"), Device::Cpu).unwrap();
+    let mut raw = adapter_studio::adapters::prompt_tuning::preset_json();
+    raw.insert("prompt_length".into(), json!(7));
+    raw.insert("prompt_init".into(), json!("from_string"));
+    raw.insert("prompt_init_text".into(), json!("the cat"));
+    let config = AdapterConfig::from_json(Path::new("test"), &raw, true).unwrap();
+    let adapter = AdapterModule::new(&base.config, "p", config, Device::Cpu).unwrap();
+    init_from_text(adapter.prompt_tuning().unwrap(), "the cat", &base).unwrap();
+    let ids = base.tokenizer.encode_one("the cat", None).unwrap().ids;
+    assert_eq!(ids.len(), 4, "[CLS] the cat [SEP]: {ids:?}");
+    let vars = base.vs.variables();
+    let words = &vars["bert.embeddings.word_embeddings.weight"];
+    let prompt =
+        &adapter.vs.variables()["bert.prompt_tuning.prompt_tunings.p.prompt_embedding.weight"];
+    for row in 0..7 {
+        let want = words.get(ids[row as usize % 4]);
+        assert!(
+            prompt.get(row).allclose(&want, 0.0, 0.0, false),
+            "row {row}"
+        );
+    }
+}
+
+/// `train --adapter-config` changes the preset's keys (here a prompt of 4 started from a
+/// string), records them in the saved config, and names a bad key.
+#[test]
+fn adapter_config_on_the_command_line_changes_the_preset_and_names_bad_keys() {
+    let work = tempfile::tempdir().unwrap();
+    let csv = work.path().join("train.csv");
+    let rows: String = (0..16)
+        .map(|i| {
+            format!(
+                "a {} film {i},{}\n",
+                ["fine", "dull"][i % 2],
+                ["pos", "neg"][i % 2]
+            )
+        })
+        .collect();
+    std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+    let train = |config: &str, out: &str| {
+        bin()
+            .args([
+                "train",
+                "--device",
+                "cpu",
+                "--json",
+                "--method",
+                "prompt_tuning",
+            ])
+            .arg("--model")
+            .arg(fixtures().join("bert_tiny"))
+            .arg("--train")
+            .arg(&csv)
+            .args(["--max-steps", "2", "--adapter-config", config, "--out"])
+            .arg(work.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let good = r#"{"prompt_length": 4, "prompt_init": "from_string", "prompt_init_text": "fine"}"#;
+    ok(train(good, "good"));
+    let (_, config) = hub::read_adapter_config(&work.path().join("good/adapter")).unwrap();
+    let prompt = config.prompt_tuning().unwrap();
+    assert_eq!(prompt.prompt_length, 4);
+    assert_eq!(config.raw()["prompt_init"], "from_string");
+    let bad = train(r#"{"prompt_length": "four"}"#, "bad");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--adapter-config") && err.contains("config.prompt_length"),
+        "{err}"
+    );
+}
