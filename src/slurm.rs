@@ -31,12 +31,57 @@ pub struct Submission {
     pub script: PathBuf,
 }
 
+impl SlurmOptions {
+    /// Refuses what would not stay one `#SBATCH` argument: a value with a line break or
+    /// another control character would end the comment line and run as a command on the
+    /// compute node. The error names the field (as the CLI flag).
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [("--partition", &self.partition), ("--time", &self.time)] {
+            if let Some(v) = value {
+                one_word(field, v)?;
+            }
+        }
+        for extra in &self.extra {
+            single_line("--sbatch-arg", extra)?;
+            if !extra.starts_with('-') {
+                return Err(Error::Invalid(format!(
+                    "--sbatch-arg `{extra}`: an #SBATCH argument starts with `-` (e.g. --mem=8G)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `text` has no control character (newline, carriage return, NUL, escape, …).
+fn single_line(field: &str, text: &str) -> Result<()> {
+    match text.chars().find(|c| c.is_control()) {
+        Some(c) => Err(Error::Invalid(format!(
+            "{field} `{}` holds the control character {c:?}: a Slurm script line cannot",
+            text.escape_debug()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `text` is one non-empty word of printable characters.
+fn one_word(field: &str, text: &str) -> Result<()> {
+    single_line(field, text)?;
+    if text.is_empty() || text.chars().any(char::is_whitespace) {
+        return Err(Error::Invalid(format!(
+            "{field} `{text}` must be one word without spaces"
+        )));
+    }
+    Ok(())
+}
+
 /// `'text'` for bash, whatever the text holds.
 fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// The sbatch script of one stage: an array with a task per run id.
+/// The sbatch script of one stage: an array with a task per run id. Refuses options, paths
+/// and run ids that could break out of their line (see [`SlurmOptions::validate`]).
 pub fn script(
     exe: &Path,
     study: &Path,
@@ -44,7 +89,18 @@ pub fn script(
     runs: &[String],
     after: Option<&str>,
     options: &SlurmOptions,
-) -> String {
+) -> Result<String> {
+    options.validate()?;
+    single_line("the study folder", &study.to_string_lossy())?;
+    single_line("this program's path", &exe.to_string_lossy())?;
+    for run in runs {
+        single_line("a run id", run)?;
+    }
+    if let Some(job) = after {
+        if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+            return Err(Error::Invalid(format!("`{job}` is not a Slurm job id")));
+        }
+    }
     let what = match stage {
         1 => "stage 1: adapters and baselines",
         _ => "stage 2: fusions of the stage-1 adapters",
@@ -89,7 +145,7 @@ pub fn script(
         quote(&exe.to_string_lossy()),
         quote(&study.to_string_lossy())
     ));
-    s
+    Ok(s)
 }
 
 fn run_tool(cmd: &mut Command, what: &str) -> Result<String> {
@@ -212,7 +268,8 @@ mod tests {
             &runs,
             Some("41"),
             &options,
-        );
+        )
+        .unwrap();
         for line in [
             "#SBATCH --array=0-1",
             "#SBATCH --partition=gpu",
@@ -227,5 +284,93 @@ mod tests {
             assert!(s.lines().any(|l| l == line), "{line} in\n{s}");
         }
         assert!(!s.contains("cpus-per-task"));
+    }
+
+    fn options(extra: &[&str]) -> SlurmOptions {
+        SlurmOptions {
+            extra: extra.iter().map(|e| e.to_string()).collect(),
+            ..SlurmOptions::default()
+        }
+    }
+
+    fn stage1(study: &str, options: &SlurmOptions) -> Result<String> {
+        let runs = ["a-seq_bn-s1".to_string()];
+        script(
+            Path::new("/bin/studio"),
+            Path::new(study),
+            1,
+            &runs,
+            None,
+            options,
+        )
+    }
+
+    #[test]
+    fn a_line_break_in_any_option_or_the_study_path_is_refused_naming_the_field() {
+        let cases: Vec<(&str, SlurmOptions, &str)> = vec![
+            (
+                "/s",
+                options(&["--mem=1G\ntouch /tmp/pwned"]),
+                "--sbatch-arg",
+            ),
+            (
+                "/s",
+                options(&["--mem=1G\rtouch /tmp/pwned"]),
+                "--sbatch-arg",
+            ),
+            (
+                "/s",
+                SlurmOptions {
+                    partition: Some("gpu\ntouch /tmp/pwned".into()),
+                    ..SlurmOptions::default()
+                },
+                "--partition",
+            ),
+            (
+                "/s",
+                SlurmOptions {
+                    time: Some("1:00:00\ntouch /tmp/pwned".into()),
+                    ..SlurmOptions::default()
+                },
+                "--time",
+            ),
+            (
+                "/s",
+                SlurmOptions {
+                    partition: Some("gpu --wrap=id".into()),
+                    ..SlurmOptions::default()
+                },
+                "--partition",
+            ),
+            ("/s\ntouch /tmp/pwned", options(&[]), "study folder"),
+            ("/s", options(&["touch /tmp/pwned"]), "--sbatch-arg"),
+        ];
+        for (study, options, field) in cases {
+            let e = stage1(study, &options).expect_err(field).to_string();
+            assert!(e.contains(field), "{e} names {field}");
+        }
+    }
+
+    #[test]
+    fn every_line_of_a_script_is_a_comment_an_assignment_or_the_exec() {
+        // Quotes, dollars and semicolons stay inside their (quoted or #SBATCH) line.
+        let options = SlurmOptions {
+            partition: Some("gpu;id".into()),
+            time: Some("$(id)".into()),
+            extra: vec!["--comment=\"; touch /tmp/pwned; \"".into()],
+            ..SlurmOptions::default()
+        };
+        let s = stage1("/shared/$(touch /tmp/pwned)/it's", &options).unwrap();
+        for line in s.lines() {
+            assert!(
+                line.is_empty()
+                    || line.starts_with('#')
+                    || line.starts_with("RUNS=(")
+                    || line.starts_with(
+                        "exec '/bin/studio' study task '/shared/$(touch /tmp/pwned)/it'\\''s' "
+                    ),
+                "unexpected line `{line}` in\n{s}"
+            );
+        }
     }
 }

@@ -368,6 +368,8 @@ fn submit_slurm(
         cpus_per_task: args.cpus_per_task,
         extra: args.sbatch_args.clone(),
     };
+    // Before anything is submitted: a bad option must not leave stage 1 queued alone.
+    options.validate()?;
     let mut subs = subs_before;
     let mut after: Option<String> = None;
     for stage in [1u8, 2] {
@@ -376,7 +378,7 @@ fn submit_slurm(
             continue;
         }
         let path = dir.root.join("slurm").join(format!("stage{stage}.sbatch"));
-        let script = slurm::script(&exe, &dir.root, stage, &runs, after.as_deref(), &options);
+        let script = slurm::script(&exe, &dir.root, stage, &runs, after.as_deref(), &options)?;
         let job_id = slurm::submit(&path, &script)?;
         println!(
             "stage {stage}: job {job_id} ({} runs, {})",

@@ -599,17 +599,20 @@ impl StudiesView {
                 .labelled_by(l.id);
                 ui.end_row();
             });
-        match s.options() {
-            Ok(options) => {
-                let exe = std::env::current_exe().unwrap_or_else(|_| "adapter-studio".into());
-                let script = slurm::script(
-                    &exe,
-                    dir,
-                    1,
-                    &["<one task per stage-1 run>".to_string()],
-                    None,
-                    &options,
-                );
+        let exe = std::env::current_exe().unwrap_or_else(|_| "adapter-studio".into());
+        let script = s.options().and_then(|options| {
+            slurm::script(
+                &exe,
+                dir,
+                1,
+                &["<one task per stage-1 run>".to_string()],
+                None,
+                &options,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match script {
+            Ok(script) => {
                 egui::CollapsingHeader::new("The stage-1 script that will be submitted")
                     .default_open(true)
                     .show(ui, |ui| {
