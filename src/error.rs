@@ -93,6 +93,34 @@ pub enum Error {
 
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
+
+    /// A panic caught at a worker's boundary (tch panics on shape errors, for one): a bug,
+    /// reported as a failure of what was running instead of ending the thread.
+    #[error("internal error while {during}: {message}")]
+    Panic { during: String, message: String },
+}
+
+/// Runs `f`, turning a panic into [`Error::Panic`] with its message, so a worker thread
+/// reports the failure of one job and goes on serving.
+pub fn catch_panic<T>(during: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panic {
+            during: during.to_string(),
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The text a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
 }
 
 /// What a dataset location counts: lines of text files, rows of Parquet/Arrow files and of

@@ -41,6 +41,49 @@ impl Default for FusionConfig {
     }
 }
 
+/// The library's two fusion presets, as `fuse --fusion-config` and run.json name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionPreset {
+    /// The paper's: query, key and value matrices, the value regulariser.
+    #[default]
+    Dynamic,
+    /// No value matrix, no regulariser.
+    Static,
+}
+
+impl FusionPreset {
+    pub const ALL: [FusionPreset; 2] = [FusionPreset::Dynamic, FusionPreset::Static];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FusionPreset::Dynamic => "dynamic",
+            FusionPreset::Static => "static",
+        }
+    }
+
+    pub fn config(self) -> FusionConfig {
+        match self {
+            FusionPreset::Dynamic => FusionConfig::default(),
+            FusionPreset::Static => FusionConfig::static_preset(),
+        }
+    }
+}
+
+impl std::str::FromStr for FusionPreset {
+    type Err = crate::error::Error;
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        FusionPreset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                crate::error::Error::Invalid(format!(
+                    "unknown fusion config `{s}` (dynamic or static)"
+                ))
+            })
+    }
+}
+
 impl FusionConfig {
     /// "static" fusion of the library: no value matrix, no regulariser.
     pub fn static_preset() -> Self {

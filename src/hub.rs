@@ -24,7 +24,8 @@ pub fn versions() -> Value {
 }
 
 /// Which weights files an artifact folder gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WeightFormat {
     Safetensors,
     Bin,

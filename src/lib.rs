@@ -28,6 +28,7 @@ pub mod sentencepiece;
 pub mod side_worker;
 pub mod slurm;
 pub mod study;
+pub mod tasks;
 pub mod tokenizer;
 pub mod training;
 pub mod worker;

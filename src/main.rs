@@ -1,5 +1,6 @@
 //! The `adapter-studio` binary: headless commands over the library.
 mod cli;
+#[cfg(feature = "gui")]
 mod gui;
 
 fn main() {

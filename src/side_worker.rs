@@ -108,6 +108,15 @@ pub enum SideCommand {
         study: PathBuf,
         run: String,
     },
+    /// What the model list shows of a model folder (read off the UI thread).
+    Describe {
+        id: u64,
+        model: PathBuf,
+    },
+    /// The models in the local Hugging Face cache.
+    HfCacheModels {
+        id: u64,
+    },
     Shutdown,
 }
 
@@ -148,6 +157,15 @@ pub enum SideEvent {
         id: u64,
         result: std::result::Result<crate::training::RunEstimate, String>,
     },
+    Described {
+        id: u64,
+        model: PathBuf,
+        result: std::result::Result<crate::model::ModelSummary, String>,
+    },
+    HfCacheModels {
+        id: u64,
+        models: Vec<crate::workspace::ModelEntry>,
+    },
 }
 
 pub struct SideWorker {
@@ -165,88 +183,24 @@ impl SideWorker {
             .spawn(move || {
                 let mut models: HashMap<String, AdapterModel> = HashMap::new();
                 while let Ok(command) = rx.recv() {
-                    let event = match command {
-                        SideCommand::Shutdown => return,
-                        SideCommand::Predict { id, probes, texts } => SideEvent::Predictions {
-                            id,
-                            results: probes
-                                .iter()
-                                .map(|p| {
-                                    let r = run_probe(&mut models, &p.spec, &texts)
-                                        .map_err(|e| e.to_string());
-                                    (p.label.clone(), r)
-                                })
-                                .collect(),
-                        },
-                        SideCommand::Examples { id, config, limit } => SideEvent::Examples {
-                            id,
-                            result: examples(&config, limit).map_err(|e| e.to_string()),
-                        },
-                        SideCommand::Export { id, spec } => {
-                            let mut last = u64::MAX;
-                            let _rng = crate::rng::torch_rng_lock();
-                            let result = export::export(&spec, &mut |p| {
-                                let percent = p.bytes_written * 100 / p.bytes_total.max(1);
-                                if percent != last {
-                                    last = percent;
-                                    let _ = tx.send(SideEvent::ExportProgress {
-                                        id,
-                                        progress: p.clone(),
-                                    });
-                                    wake();
-                                }
-                                true
-                            });
-                            SideEvent::Exported {
-                                id,
-                                result: result.map_err(|e| e.to_string()),
-                            }
-                        }
-                        SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
-                            id,
-                            result: Workspace::open(&workspace)
-                                .and_then(|ws| {
-                                    let _rng = crate::rng::torch_rng_lock();
-                                    library::import(&ws, &dir)
-                                })
-                                .map_err(|e| e.to_string()),
-                        },
-                        SideCommand::Average {
-                            id,
-                            workspace,
-                            model,
-                            adapters,
-                            name,
-                        } => SideEvent::Imported {
-                            id,
-                            result: average_into_library(&workspace, &model, &adapters, &name)
-                                .map_err(|e| e.to_string()),
-                        },
-                        SideCommand::Trash { id, run, trash } => SideEvent::Trashed {
-                            id,
-                            result: crate::training::RunDir::new(&run)
-                                .move_to_trash(&trash)
-                                .map_err(|e| e.to_string()),
-                            run,
-                        },
-                        SideCommand::Estimate { id, config } => SideEvent::Estimated {
-                            id,
-                            result: crate::training::estimate(&config).map_err(|e| e.to_string()),
-                        },
-                        SideCommand::StudyTest { id, study, run } => SideEvent::StudyTested {
-                            id,
-                            result: {
-                                let _rng = crate::rng::torch_rng_lock();
-                                crate::study::StudyDir::new(&study)
-                                    .evaluate_test_of(&run)
-                                    .map_err(|e| e.to_string())
-                            },
-                        },
-                    };
-                    if tx.send(event).is_err() {
+                    if matches!(command, SideCommand::Shutdown) {
                         return;
                     }
-                    wake();
+                    let progress = |e: SideEvent| {
+                        let _ = tx.send(e);
+                        wake();
+                    };
+                    let (event, panicked) = answer(command, |c| serve(c, &mut models, &progress));
+                    if panicked {
+                        // A half-used model may be inconsistent: load afresh next time.
+                        models.clear();
+                    }
+                    if let Some(event) = event {
+                        if tx.send(event).is_err() {
+                            return;
+                        }
+                        wake();
+                    }
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start a worker thread: {e}")))?;
@@ -262,6 +216,164 @@ impl SideWorker {
             .send(command)
             .map_err(|_| Error::Invalid("the side worker thread has stopped".into()))
     }
+}
+
+/// Runs `job` on `command`; a panic in it becomes the error answer that `command`'s asker
+/// waits for (and `true`), so the side worker goes on serving.
+fn answer(
+    command: SideCommand,
+    job: impl FnOnce(SideCommand) -> Option<SideEvent>,
+) -> (Option<SideEvent>, bool) {
+    let asked = command.clone();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(command))) {
+        Ok(event) => (event, false),
+        Err(payload) => {
+            let message = crate::error::panic_message(payload.as_ref());
+            (failed(asked, format!("internal error: {message}")), true)
+        }
+    }
+}
+
+/// Does one job; None for Shutdown. `progress` sends events before the answer (exports).
+fn serve(
+    command: SideCommand,
+    models: &mut HashMap<String, AdapterModel>,
+    progress: &dyn Fn(SideEvent),
+) -> Option<SideEvent> {
+    let text = |e: Error| e.to_string();
+    Some(match command {
+        SideCommand::Shutdown => return None,
+        SideCommand::Predict { id, probes, texts } => SideEvent::Predictions {
+            id,
+            results: probes
+                .iter()
+                .map(|p| {
+                    let r = run_probe(models, &p.spec, &texts).map_err(text);
+                    (p.label.clone(), r)
+                })
+                .collect(),
+        },
+        SideCommand::Examples { id, config, limit } => SideEvent::Examples {
+            id,
+            result: examples(&config, limit).map_err(text),
+        },
+        SideCommand::Export { id, spec } => {
+            let mut last = u64::MAX;
+            let _rng = crate::rng::torch_rng_lock();
+            let result = export::export(&spec, &mut |p| {
+                let percent = p.bytes_written * 100 / p.bytes_total.max(1);
+                if percent != last {
+                    last = percent;
+                    progress(SideEvent::ExportProgress {
+                        id,
+                        progress: p.clone(),
+                    });
+                }
+                true
+            });
+            SideEvent::Exported {
+                id,
+                result: result.map_err(text),
+            }
+        }
+        SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
+            id,
+            result: Workspace::open(&workspace)
+                .and_then(|ws| {
+                    let _rng = crate::rng::torch_rng_lock();
+                    library::import(&ws, &dir)
+                })
+                .map_err(text),
+        },
+        SideCommand::Average {
+            id,
+            workspace,
+            model,
+            adapters,
+            name,
+        } => SideEvent::Imported {
+            id,
+            result: average_into_library(&workspace, &model, &adapters, &name).map_err(text),
+        },
+        SideCommand::Trash { id, run, trash } => SideEvent::Trashed {
+            id,
+            result: crate::training::RunDir::new(&run)
+                .move_to_trash(&trash)
+                .map_err(text),
+            run,
+        },
+        SideCommand::Estimate { id, config } => SideEvent::Estimated {
+            id,
+            result: crate::training::estimate(&config).map_err(text),
+        },
+        SideCommand::StudyTest { id, study, run } => SideEvent::StudyTested {
+            id,
+            result: {
+                let _rng = crate::rng::torch_rng_lock();
+                crate::study::StudyDir::new(&study)
+                    .evaluate_test_of(&run)
+                    .map_err(text)
+            },
+        },
+        SideCommand::Describe { id, model } => SideEvent::Described {
+            id,
+            result: crate::model::describe(&model).map_err(text),
+            model,
+        },
+        SideCommand::HfCacheModels { id } => SideEvent::HfCacheModels {
+            id,
+            models: crate::workspace::hf_cache_models(),
+        },
+    })
+}
+
+/// The answer to `command` when it failed with `error` (a caught panic): the event its
+/// asker waits for, carrying the error.
+fn failed(command: SideCommand, error: String) -> Option<SideEvent> {
+    Some(match command {
+        SideCommand::Shutdown => return None,
+        SideCommand::Predict { id, probes, .. } => SideEvent::Predictions {
+            id,
+            results: probes
+                .into_iter()
+                .map(|p| (p.label, Err(error.clone())))
+                .collect(),
+        },
+        SideCommand::Examples { id, .. } => SideEvent::Examples {
+            id,
+            result: Err(error),
+        },
+        SideCommand::Export { id, .. } => SideEvent::Exported {
+            id,
+            result: Err(error),
+        },
+        SideCommand::Import { id, .. } | SideCommand::Average { id, .. } => SideEvent::Imported {
+            id,
+            result: Err(error),
+        },
+        SideCommand::Trash { id, run, .. } => SideEvent::Trashed {
+            id,
+            run,
+            result: Err(error),
+        },
+        SideCommand::Estimate { id, .. } => SideEvent::Estimated {
+            id,
+            result: Err(error),
+        },
+        SideCommand::StudyTest { id, .. } => SideEvent::StudyTested {
+            id,
+            result: Err(error),
+        },
+        SideCommand::Describe { id, model } => SideEvent::Described {
+            id,
+            model,
+            result: Err(error),
+        },
+        SideCommand::HfCacheModels { id } => SideEvent::HfCacheModels {
+            id,
+            models: Vec::new(),
+        },
+    })
 }
 
 impl Drop for SideWorker {
@@ -361,7 +473,7 @@ mod tests {
             .map(|i| format!("text number {i},{}\n", i % 2))
             .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
-        let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SeqBn);
+        let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SEQ_BN);
         c.device = "cpu".into();
         c.batch_size = 4;
         c.max_steps = Some(40);
@@ -371,6 +483,43 @@ mod tests {
         let stop = AtomicBool::new(false);
         crate::training::train(&c, &out, &mut |_| {}, &stop).unwrap();
         std::fs::read(out.join("adapter").join("adapter.safetensors")).unwrap()
+    }
+
+    #[test]
+    fn a_panic_in_a_side_job_answers_its_asker_with_the_message_and_the_worker_serves_on() {
+        let (event, panicked) = answer(
+            SideCommand::Describe {
+                id: 7,
+                model: fixtures().join("bert_tiny"),
+            },
+            |_| panic!("injected in describe"),
+        );
+        assert!(panicked);
+        match event {
+            Some(SideEvent::Described { id, result, .. }) => {
+                assert_eq!(id, 7);
+                let e = result.unwrap_err();
+                assert!(e.contains("injected in describe"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The worker itself answers the next question.
+        let worker = SideWorker::spawn(|| {}).unwrap();
+        worker
+            .send(SideCommand::Describe {
+                id: 8,
+                model: fixtures().join("bert_tiny"),
+            })
+            .unwrap();
+        match worker
+            .events
+            .recv_timeout(std::time::Duration::from_secs(60))
+        {
+            Ok(SideEvent::Described { id: 8, result, .. }) => {
+                assert_eq!(result.unwrap().config.num_layers, 3);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

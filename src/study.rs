@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_json_atomic};
-use crate::training::{task, RunDir, RunInfo, RunStatus};
+use crate::training::{RunDir, RunInfo, RunStatus};
 
 /// The method whose adapters fusion combines, and that each source trains.
 pub const ADAPTER_METHOD: &str = "seq_bn";
@@ -725,10 +725,11 @@ impl StudyDir {
                 for (row, info) in of_cell {
                     let value = match (row.state, info) {
                         (RunState::Finished, Some(info)) => {
-                            let name =
-                                info.config.metric.clone().unwrap_or_else(|| {
-                                    task::primary_metric(info.config.task).into()
-                                });
+                            let name = info
+                                .config
+                                .metric
+                                .clone()
+                                .unwrap_or_else(|| info.config.task.primary_metric().into());
                             info.best.as_ref().and_then(|best| {
                                 let v = best.metrics.get(&name).copied();
                                 metric.get_or_insert(name);

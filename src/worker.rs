@@ -74,9 +74,37 @@ pub struct Worker {
 /// if it stalls, training waits rather than memory growing.
 const EVENT_CAPACITY: usize = 1024;
 
+/// What runs a job: a new run (with its settings) or the continuation of one in `out`.
+type Runner = Box<
+    dyn FnMut(
+            Option<&TrainConfig>,
+            &std::path::Path,
+            &mut dyn FnMut(&Event),
+            &AtomicBool,
+        ) -> Result<Summary>
+        + Send,
+>;
+
+fn train_or_resume(
+    config: Option<&TrainConfig>,
+    out: &std::path::Path,
+    observer: &mut dyn FnMut(&Event),
+    stop: &AtomicBool,
+) -> Result<Summary> {
+    match config {
+        Some(config) => training::train(config, out, observer, stop),
+        None => training::resume(out, observer, stop),
+    }
+}
+
 impl Worker {
     /// Starts the worker thread; `wake` is called after each event (the UI's repaint request).
     pub fn spawn(wake: impl Fn() + Send + 'static) -> Result<Worker> {
+        Self::spawn_with(wake, Box::new(train_or_resume))
+    }
+
+    /// [`Worker::spawn`] with another way to run jobs (tests inject failures with it).
+    fn spawn_with(wake: impl Fn() + Send + 'static, runner: Runner) -> Result<Worker> {
         let (commands, command_rx) = bounded::<Command>(64);
         let (event_tx, events) = bounded::<WorkerEvent>(EVENT_CAPACITY);
         let handle = std::thread::Builder::new()
@@ -88,6 +116,7 @@ impl Worker {
                     wake: Box::new(wake),
                     queue: VecDeque::new(),
                     shutdown: false,
+                    runner,
                 };
                 state.run();
             })
@@ -123,6 +152,7 @@ struct WorkerLoop {
     wake: Box<dyn Fn() + Send>,
     queue: VecDeque<Job>,
     shutdown: bool,
+    runner: Runner,
 }
 
 /// What a command means for the run in progress.
@@ -191,8 +221,13 @@ impl WorkerLoop {
     fn run_job(&mut self, job: Job) {
         let out = job.out.clone();
         let stop = AtomicBool::new(false);
-        let (events, commands, wake, queue) =
-            (&self.events, &self.commands, &*self.wake, &mut self.queue);
+        let (events, commands, wake, queue, runner) = (
+            &self.events,
+            &self.commands,
+            &*self.wake,
+            &mut self.queue,
+            &mut self.runner,
+        );
         let mut shutdown = false;
         emit(events, wake, WorkerEvent::Started { out: out.clone() });
         // Commands are read between steps, from inside the training's observer.
@@ -216,10 +251,11 @@ impl WorkerLoop {
                 },
             );
         };
-        let result = match job.config {
-            Some(config) => training::train(&config, &job.out, &mut observer, &stop),
-            None => training::resume(&job.out, &mut observer, &stop),
-        };
+        // A panic anywhere in the job (the trainer catches its own, but not those before it
+        // starts) fails this run; the worker goes on with the queue.
+        let result = crate::error::catch_panic("running the job", || {
+            runner(job.config.as_deref(), &job.out, &mut observer, &stop)
+        });
         self.shutdown |= shutdown;
         let event = match result {
             Ok(summary) => WorkerEvent::Ended {
@@ -263,7 +299,7 @@ mod tests {
             .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
-        let mut c = TrainConfig::adapter(model, csv, Method::SeqBn);
+        let mut c = TrainConfig::adapter(model, csv, Method::SEQ_BN);
         c.device = "cpu".into();
         c.batch_size = 2;
         c.epochs = 500;
@@ -323,5 +359,51 @@ mod tests {
         assert!(dequeued, "b left the queue");
         assert!(!b.exists(), "a dequeued run writes nothing");
         assert!(a.join("checkpoint.safetensors").exists());
+    }
+
+    #[test]
+    fn a_panic_in_a_job_fails_that_run_with_its_message_and_the_worker_serves_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let bad = a.clone();
+        let runner: Runner = Box::new(move |config, out, observer, stop| {
+            if out == bad {
+                panic!("injected: shape mismatch in step 1");
+            }
+            train_or_resume(config, out, observer, stop)
+        });
+        let worker = Worker::spawn_with(|| {}, runner).unwrap();
+        let mut cfg = config(dir.path());
+        cfg.epochs = 1;
+        for out in [&a, &b] {
+            worker
+                .send(Command::Start {
+                    config: Box::new(cfg.clone()),
+                    out: out.clone(),
+                })
+                .unwrap();
+        }
+        let error = loop {
+            if let WorkerEvent::Failed { out, error } = next(&worker) {
+                assert_eq!(out, a);
+                break error;
+            }
+        };
+        assert!(
+            error.contains("injected: shape mismatch in step 1"),
+            "{error}"
+        );
+        assert!(error.contains("internal error"), "{error}");
+        loop {
+            match next(&worker) {
+                WorkerEvent::Ended { out, summary } => {
+                    assert_eq!(out, b);
+                    assert_eq!(summary.status, RunStatus::Finished);
+                    break;
+                }
+                WorkerEvent::Failed { error, .. } => panic!("b failed: {error}"),
+                _ => {}
+            }
+        }
     }
 }

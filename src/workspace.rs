@@ -154,13 +154,13 @@ pub fn demo_datasets_dir() -> Option<PathBuf> {
 
 /// The demo tasks: (name, folder, extension, task).
 const DEMO_TASKS: [(&str, &str, TaskType); 7] = [
-    ("sentiment", "csv", TaskType::Classification),
-    ("topic", "jsonl", TaskType::Classification),
-    ("nli", "tsv", TaskType::Classification),
-    ("review_rating", "csv", TaskType::Classification),
-    ("ner", "jsonl", TaskType::Tagging),
-    ("similarity", "csv", TaskType::Regression),
-    ("emotions", "jsonl", TaskType::Multilabel),
+    ("sentiment", "csv", TaskType::CLASSIFICATION),
+    ("topic", "jsonl", TaskType::CLASSIFICATION),
+    ("nli", "tsv", TaskType::CLASSIFICATION),
+    ("review_rating", "csv", TaskType::CLASSIFICATION),
+    ("ner", "jsonl", TaskType::TAGGING),
+    ("similarity", "csv", TaskType::REGRESSION),
+    ("emotions", "jsonl", TaskType::MULTILABEL),
 ];
 
 impl Workspace {
@@ -500,7 +500,7 @@ mod tests {
             train: PathBuf::from(format!("/data/{name}.csv")),
             validation: None,
             test: None,
-            task: TaskType::Classification,
+            task: TaskType::CLASSIFICATION,
             columns: Columns::default(),
         }
     }

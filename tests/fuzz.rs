@@ -238,15 +238,15 @@ fn fuzz_dataset_readers() {
         (
             "csv",
             vec!["sentiment.csv", "edge.csv"],
-            TaskType::Classification,
+            TaskType::CLASSIFICATION,
         ),
-        ("tsv", vec!["nli.tsv"], TaskType::Classification),
-        ("jsonl", vec!["emotions.jsonl"], TaskType::Multilabel),
-        ("jsonl", vec!["ner.jsonl"], TaskType::Tagging),
-        ("parquet", vec!["pairs.parquet"], TaskType::Classification),
-        ("parquet", vec!["tags.parquet"], TaskType::Tagging),
+        ("tsv", vec!["nli.tsv"], TaskType::CLASSIFICATION),
+        ("jsonl", vec!["emotions.jsonl"], TaskType::MULTILABEL),
+        ("jsonl", vec!["ner.jsonl"], TaskType::TAGGING),
+        ("parquet", vec!["pairs.parquet"], TaskType::CLASSIFICATION),
+        ("parquet", vec!["tags.parquet"], TaskType::TAGGING),
         // Arrow IPC stream (a save_to_disk shard), read as a stream and, renamed, sniffed.
-        ("arrow", vec!["pairs.arrow"], TaskType::Classification),
+        ("arrow", vec!["pairs.arrow"], TaskType::CLASSIFICATION),
     ] {
         let seeds: Vec<PathBuf> = seeds.iter().map(|s| corpus().join(s)).collect();
         fuzz(

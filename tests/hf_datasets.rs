@@ -33,7 +33,7 @@ fn make() -> PathBuf {
 }
 
 fn classification() -> DataSpec {
-    DataSpec::new(TaskType::Classification)
+    DataSpec::new(TaskType::CLASSIFICATION)
 }
 
 fn split(folder: &Path, name: &str) -> PathBuf {
@@ -100,7 +100,7 @@ fn save_to_disk_folders_load_by_split_and_shards_read_as_one() {
 
 #[test]
 fn a_sequence_of_classlabel_tags_gives_tag_names_for_tagging() {
-    let spec = DataSpec::new(TaskType::Tagging);
+    let spec = DataSpec::new(TaskType::TAGGING);
     let ds = Dataset::load(&hf().join("tagging").join("train.parquet"), &spec).unwrap();
     assert_eq!(ds.labels, ["O", "B-PER", "I-PER", "B-LOC"]);
     assert_eq!(ds.columns.text, "tokens");

@@ -5,7 +5,8 @@ use std::path::Path;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::config::{BnConfig, InitWeights, ResidualBeforeLn, Scaling};
+use super::config::{BnConfig, BnPreset, InitWeights, ResidualBeforeLn, Scaling};
+use super::method::{Family, MethodSpec, Preset};
 use super::phm::{PhmLayer, SharedPhm, Side};
 use crate::activation::Activation;
 use crate::error::Result;
@@ -275,3 +276,30 @@ pub fn check_name(path: &Path, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Pfeiffer's bottleneck after each layer's feed-forward (the default method).
+pub const SEQ_BN: MethodSpec = MethodSpec {
+    name: "seq_bn",
+    help: "a bottleneck after each layer's feed-forward (Pfeiffer)",
+    default_lr: 1e-4,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| BnPreset::SeqBn.to_json()),
+};
+
+/// Houlsby's two bottlenecks per layer.
+pub const DOUBLE_SEQ_BN: MethodSpec = MethodSpec {
+    name: "double_seq_bn",
+    help: "bottlenecks after attention and feed-forward (Houlsby)",
+    default_lr: 1e-4,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| BnPreset::DoubleSeqBn.to_json()),
+};
+
+/// He et al.'s parallel bottleneck.
+pub const PAR_BN: MethodSpec = MethodSpec {
+    name: "par_bn",
+    help: "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
+    default_lr: 1e-4,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| BnPreset::ParBn.to_json()),
+};

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::lora::{LoraConfig, LoraPreset};
+use super::method::{Family, MethodSpec, Preset};
 use super::phm::PhmConfig;
 use super::prefix_tuning::PrefixTuningConfig;
 use super::prompt_tuning::PromptTuningConfig;
@@ -728,6 +729,25 @@ impl BnConfig {
         }
     }
 }
+
+/// Mix-and-match: prefix tuning (MLP 800) and a parallel bottleneck, the library's `MAMConfig`.
+pub const MAM: MethodSpec = MethodSpec {
+    name: "mam",
+    help: "prefix tuning with a parallel bottleneck (He et al.'s mix-and-match)",
+    // MAM's 800-wide prefix MLP and scaled parallel bottleneck diverge at 1e-3.
+    default_lr: 3e-4,
+    family: Family::Union,
+    preset: Preset::Union(UnionPreset::Mam),
+};
+
+/// UniPELT: gated prefix tuning (10 tokens), seq_bn and LoRA, the library's `UniPELTConfig`.
+pub const UNIPELT: MethodSpec = MethodSpec {
+    name: "unipelt",
+    help: "gated prefix tuning, bottleneck and LoRA together (Mao et al.)",
+    default_lr: 1e-3,
+    family: Family::Union,
+    preset: Preset::Union(UnionPreset::UniPelt),
+};
 
 #[cfg(test)]
 mod tests {

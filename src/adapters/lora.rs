@@ -9,6 +9,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{dropout, field_bool, leave_out};
+use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 
 /// A linear layer of a transformer layer that LoRA can wrap (the library's location keys).
@@ -469,3 +470,35 @@ impl Lora {
         Ok(())
     }
 }
+
+/// LoRA on the attention's query and value (r 8, alpha 8), as the library's `LoRAConfig`.
+pub const LORA: MethodSpec = MethodSpec {
+    name: "lora",
+    help: "a rank-8 update of the attention's query and value weights; can be merged into the \
+           model",
+    // A zero update at the start wants larger steps than bottlenecks.
+    default_lr: 3e-3,
+    family: Family::Lora,
+    preset: Preset::Config(|| LoraPreset::Lora.to_json()),
+};
+
+/// DoRA: LoRA whose updated weight rows are renormalised to learned magnitudes (the
+/// library's `DoRAConfig`).
+pub const DORA: MethodSpec = MethodSpec {
+    name: "dora",
+    help: "LoRA with each updated weight row rescaled to a learned magnitude (Liu et al.); can \
+           be merged into the model",
+    default_lr: 3e-3,
+    family: Family::Lora,
+    preset: Preset::Config(|| LoraPreset::Dora.to_json()),
+};
+
+/// (IA)³ on key, value and the feed-forward, as the library's `IA3Config`.
+pub const IA3: MethodSpec = MethodSpec {
+    name: "ia3",
+    help: "learned vectors scaling key, value and feed-forward activations; the fewest \
+           parameters; can be merged into the model",
+    default_lr: 1e-2,
+    family: Family::Lora,
+    preset: Preset::Config(|| LoraPreset::Ia3.to_json()),
+};

@@ -8,6 +8,7 @@ pub mod bottleneck;
 pub mod composition;
 pub mod config;
 pub mod lora;
+pub mod method;
 pub mod phm;
 pub mod prefix_tuning;
 pub mod prompt_tuning;

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use tch::{nn, Tensor};
 
 use super::config::{field_bool, BnConfig};
+use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 
@@ -319,6 +320,27 @@ pub fn preset_name(name: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// Compacter: Houlsby-placed bottlenecks with PHM projections sharing one rule (the library's
+/// `CompacterConfig`).
+pub const COMPACTER: MethodSpec = MethodSpec {
+    name: "compacter",
+    help: "Houlsby bottlenecks whose projections are sums of Kronecker products sharing one \
+           small rule: a sixteenth of the parameters",
+    // Compacter's few PHM parameters want the large steps of (IA)³.
+    default_lr: 1e-2,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| preset_json(false)),
+};
+
+/// Compacter++: the same after the feed-forward only (`CompacterPlusPlusConfig`).
+pub const COMPACTER_PLUS_PLUS: MethodSpec = MethodSpec {
+    name: "compacter++",
+    help: "Compacter after the feed-forward only: the fewest bottleneck parameters",
+    default_lr: 1e-2,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| preset_json(true)),
+};
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::config::{dropout, field_bool, leave_out};
+use super::method::{Family, MethodSpec, Preset};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 
@@ -309,3 +310,14 @@ pub fn eject(
     })?;
     Ok(out)
 }
+
+/// Prefix tuning: 30 learned keys and values in front of every attention layer's, made by an
+/// MLP (the library's `PrefixTuningConfig`).
+pub const PREFIX_TUNING: MethodSpec = MethodSpec {
+    name: "prefix_tuning",
+    help: "30 learned key/value vectors before each attention layer's, made by an MLP (the MLP \
+           is only needed while training)",
+    default_lr: 1e-3,
+    family: Family::Prefix,
+    preset: Preset::Config(preset_json),
+};

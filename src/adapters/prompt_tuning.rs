@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use tch::{nn, Kind, Tensor};
 
+use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 use crate::model::BaseModel;
 
@@ -247,6 +248,18 @@ pub fn init_from_text(prompt: &PromptTuning, text: &str, base: &BaseModel) -> Re
     let ids = Tensor::from_slice(&ids).to_device(words.device());
     prompt.init_from(&words.index_select(0, &ids).detach())
 }
+
+/// Prompt tuning: 10 learned vectors put before the input's embeddings (the library's
+/// `PromptTuningConfig`).
+pub const PROMPT_TUNING: MethodSpec = MethodSpec {
+    name: "prompt_tuning",
+    help: "10 learned vectors before the input's embeddings; the smallest adapter, the slowest \
+           to learn",
+    // A prompt is a few vectors at the input: it needs the largest steps.
+    default_lr: 1e-2,
+    family: Family::Prompt,
+    preset: Preset::Config(preset_json),
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,11 +6,11 @@ mod predict;
 mod study;
 mod train;
 
-pub(crate) use train::planned_config;
-
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
+// The app's flags are read only when it is built in.
+#[cfg_attr(not(feature = "gui"), allow(dead_code))]
 #[command(
     name = "adapter-studio",
     version,
@@ -88,11 +88,17 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Library(args)) => export::list(args),
         Some(Command::Datasets(args)) => datasets::run(args),
         Some(Command::Study(command)) => study::run(command),
+        #[cfg(feature = "gui")]
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,
             frame_log: cli.frame_log,
             screen: cli.screen,
             autostart: cli.autostart,
         }),
+        #[cfg(not(feature = "gui"))]
+        None => anyhow::bail!(
+            "this build has no desktop app (built without the `gui` feature): give a command \
+             (adapter-studio --help lists them)"
+        ),
     }
 }

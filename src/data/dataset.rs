@@ -7,8 +7,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::table::{describe, no_rows, read_split, Issues, Row, RowIssue, Table};
-use super::{columnar, count, hf, quoted_list, TaskType};
+use super::{columnar, count, hf, quoted_list, Target, TaskType};
 use crate::error::{Error, Result};
+use crate::tasks::TargetForm;
 
 /// Column names as the user gave them; unset ones are picked from the header by [`resolve`].
 ///
@@ -44,16 +45,6 @@ const PAIR_COLUMNS: &[(&str, &str)] = &[
     ("question1", "question2"),
 ];
 
-fn label_columns(task: TaskType) -> &'static [&'static str] {
-    // `label` last for multilabel and regression: GLUE's STS-B keeps its score in `label`.
-    match task {
-        TaskType::Classification => &["label"],
-        TaskType::Multilabel => &["labels", "label"],
-        TaskType::Regression => &["score", "label"],
-        TaskType::Tagging => &["tags", "ner_tags"],
-    }
-}
-
 impl Columns {
     /// Fills in unset columns from the header. Explicit names must match exactly; automatic
     /// ones ignore ASCII case. A pair column is picked automatically only next to the text
@@ -65,21 +56,21 @@ impl Columns {
         task: TaskType,
         path: &Path,
     ) -> Result<ResolvedColumns> {
-        let text_candidates = match task {
-            TaskType::Tagging => WORD_COLUMNS,
-            _ => TEXT_COLUMNS,
+        let text_candidates = match task.text_is_words() {
+            true => WORD_COLUMNS,
+            false => TEXT_COLUMNS,
         };
         let pick = |given: &Option<String>, candidates: &[&str], role: &str| {
             pick_column(table_columns, given.as_deref(), candidates, role, path)
         };
         let text = pick(&self.text, text_candidates, "text")?;
         let text_pair = match &self.text_pair {
-            Some(_) if task == TaskType::Tagging => {
+            Some(_) if task.text_is_words() => {
                 return Err(Error::data(
                     path,
                     None,
                     None,
-                    "tagging takes no text pair column",
+                    format!("{task} takes no text pair column"),
                 ))
             }
             Some(_) => Some(pick(&self.text_pair, &[], "text pair")?),
@@ -89,7 +80,7 @@ impl Columns {
                 .and_then(|(_, second)| find_column(table_columns, second)),
             None => None,
         };
-        let label = pick(&self.label, label_columns(task), "label")?;
+        let label = pick(&self.label, task.label_columns(), "label")?;
         if label == text || text_pair.as_ref() == Some(&label) {
             return Err(Error::data(
                 path,
@@ -179,16 +170,6 @@ pub enum Text {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    Class(usize),
-    /// Multilabel ids, ascending and without repeats (possibly none).
-    Classes(Vec<usize>),
-    Value(f64),
-    /// One tag id per word.
-    Tags(Vec<usize>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct Example {
     /// 1-based line in the file where the row starts.
     pub line: usize,
@@ -230,7 +211,7 @@ impl Dataset {
             let schema = columnar::read_schema(&split.files[0])?;
             let columns = spec.columns.resolve(&schema.columns, spec.task, path)?;
             let file = &split.files[0];
-            schema.check_text(file, &columns.text, spec.task == TaskType::Tagging)?;
+            schema.check_text(file, &columns.text, spec.task.text_is_words())?;
             if let Some(pair) = &columns.text_pair {
                 schema.check_text(file, pair, false)?;
             }
@@ -247,7 +228,7 @@ impl Dataset {
         let class_names = table
             .class_labels
             .get(&columns.label)
-            .filter(|_| spec.task != TaskType::Regression);
+            .filter(|_| spec.task.has_labels());
         let mut labels = match (labels, class_names) {
             (Some(list), _) => LabelSet::given(list, spec.task, path)?,
             (None, Some(names)) => LabelSet::given(names, spec.task, path)?,
@@ -382,22 +363,22 @@ impl RowReader {
     }
 
     fn read(&self, row: &Row) -> std::result::Result<Fields, RowIssue> {
-        let text = match self.task {
-            TaskType::Tagging => Text::Words(self.cell(row, &self.text, words)?),
-            _ => Text::Plain(self.cell(row, &self.text, plain_text)?),
+        let text = match self.task.text_is_words() {
+            true => Text::Words(self.cell(row, &self.text, words)?),
+            false => Text::Plain(self.cell(row, &self.text, plain_text)?),
         };
         let pair = match &self.pair {
             Some(column) => Some(self.cell(row, column, plain_text)?),
             None => None,
         };
-        let raw = self.cell(row, &self.label, |v| match self.task {
-            TaskType::Classification => one_label(v).map(Raw::One),
-            TaskType::Multilabel => {
-                list(v, "labels", |s| s.split('|').collect(), one_label).map(Raw::Many)
+        let raw = self.cell(row, &self.label, |v| match self.task.target_form() {
+            TargetForm::One => one_label(v).map(Raw::One),
+            TargetForm::Many { sep } => {
+                list(v, "labels", &|s| s.split(sep).collect(), one_label).map(Raw::Many)
             }
-            TaskType::Regression => number(v).map(Raw::Value),
-            TaskType::Tagging => {
-                list(v, "tags", |s| s.split_whitespace().collect(), one_label).map(Raw::Tags)
+            TargetForm::Value => number(v).map(Raw::Value),
+            TargetForm::Tags => {
+                list(v, "tags", &|s| s.split_whitespace().collect(), one_label).map(Raw::Tags)
             }
         })?;
         if let (Text::Words(words), Raw::Tags(tags)) = (&text, &raw) {
@@ -452,7 +433,7 @@ fn one_label(v: &Value) -> std::result::Result<String, String> {
 }
 
 fn words(v: &Value) -> std::result::Result<Vec<String>, String> {
-    let words = list(v, "words", |s| s.split_whitespace().collect(), plain_text)?;
+    let words = list(v, "words", &|s| s.split_whitespace().collect(), plain_text)?;
     if words.is_empty() {
         return Err("no words".to_string());
     }
@@ -463,7 +444,7 @@ fn words(v: &Value) -> std::result::Result<Vec<String>, String> {
 fn list(
     v: &Value,
     what: &str,
-    split: fn(&str) -> Vec<&str>,
+    split: &dyn Fn(&str) -> Vec<&str>,
     item: fn(&Value) -> std::result::Result<String, String>,
 ) -> std::result::Result<Vec<String>, String> {
     let items: Vec<Value> = match v {
@@ -504,8 +485,8 @@ impl LabelSet {
         let invalid = |message: String| Err(Error::data(path, None, None, message));
         // Regression has no labels; an empty list is accepted so that callers can pass
         // another split's (empty) labels without a special case.
-        match (task == TaskType::Regression, list.is_empty()) {
-            (true, false) => return invalid("regression takes no label list".into()),
+        match (!task.has_labels(), list.is_empty()) {
+            (true, false) => return invalid(format!("{task} takes no label list")),
             (false, true) => return invalid("the given label list is empty".into()),
             _ => {}
         }
@@ -620,7 +601,7 @@ mod tests {
         let p = Path::new("d.tsv");
         let header = cols(&["index", "Sentence1", "sentence2", "label"]);
         let r = Columns::default()
-            .resolve(&header, TaskType::Classification, p)
+            .resolve(&header, TaskType::CLASSIFICATION, p)
             .unwrap();
         assert_eq!(
             (r.text.as_str(), r.text_pair.as_deref(), r.label.as_str()),
@@ -632,14 +613,14 @@ mod tests {
         };
         assert_eq!(
             given
-                .resolve(&header, TaskType::Classification, p)
+                .resolve(&header, TaskType::CLASSIFICATION, p)
                 .unwrap()
                 .text_pair,
             None
         );
         let header = cols(&["premise", "hypothesis", "score"]);
         let r = Columns::default()
-            .resolve(&header, TaskType::Regression, p)
+            .resolve(&header, TaskType::REGRESSION, p)
             .unwrap();
         assert_eq!(
             (r.text_pair.as_deref(), r.label.as_str()),
@@ -647,7 +628,7 @@ mod tests {
         );
         let header = cols(&["words", "ner_tags"]);
         let r = Columns::default()
-            .resolve(&header, TaskType::Tagging, p)
+            .resolve(&header, TaskType::TAGGING, p)
             .unwrap();
         assert_eq!((r.text.as_str(), r.label.as_str()), ("words", "ner_tags"));
     }
@@ -657,7 +638,7 @@ mod tests {
         let p = Path::new("d.csv");
         let header = cols(&["review", "stars"]);
         let e = Columns::default()
-            .resolve(&header, TaskType::Classification, p)
+            .resolve(&header, TaskType::CLASSIFICATION, p)
             .unwrap_err()
             .to_string();
         assert!(
@@ -671,7 +652,7 @@ mod tests {
             ..Default::default()
         };
         let e = given
-            .resolve(&header, TaskType::Classification, p)
+            .resolve(&header, TaskType::CLASSIFICATION, p)
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -683,12 +664,12 @@ mod tests {
             label: Some("review".into()),
             ..Default::default()
         };
-        assert!(same.resolve(&header, TaskType::Classification, p).is_err());
+        assert!(same.resolve(&header, TaskType::CLASSIFICATION, p).is_err());
     }
 
     #[test]
     fn inferred_labels_sort_numerically_when_all_are_numbers_else_by_text() {
-        let ds = load("n.jsonl", "{\"text\":\"a\",\"label\":10}\n{\"text\":\"b\",\"label\":\"9\"}\n{\"text\":\"c\",\"label\":1.0}\n{\"text\":\"d\",\"label\":\"01\"}\n", &spec(TaskType::Classification)).unwrap();
+        let ds = load("n.jsonl", "{\"text\":\"a\",\"label\":10}\n{\"text\":\"b\",\"label\":\"9\"}\n{\"text\":\"c\",\"label\":1.0}\n{\"text\":\"d\",\"label\":\"01\"}\n", &spec(TaskType::CLASSIFICATION)).unwrap();
         assert_eq!(ds.labels, ["1", "9", "10"]);
         assert_eq!(
             classes(&ds),
@@ -698,7 +679,7 @@ mod tests {
         let ds = load(
             "s.csv",
             "text,label\na,b\nb,10\nc,9\nd,A\n",
-            &spec(TaskType::Classification),
+            &spec(TaskType::CLASSIFICATION),
         )
         .unwrap();
         assert_eq!(ds.labels, ["10", "9", "A", "b"]);
@@ -708,7 +689,7 @@ mod tests {
     #[test]
     fn given_labels_keep_their_order_and_an_unknown_label_lists_the_known_ones() {
         let contents = "text,label\na,pos\nb,neg\nc,meh\n";
-        let mut s = spec(TaskType::Classification);
+        let mut s = spec(TaskType::CLASSIFICATION);
         s.labels = Some(cols(&["pos", "neg", "meh"]));
         let ds = load("g.csv", contents, &s).unwrap();
         assert_eq!(
@@ -717,7 +698,7 @@ mod tests {
         );
         let (_d, p) = write("v.csv", contents);
         let r =
-            Dataset::load_with_labels(&p, &spec(TaskType::Classification), &cols(&["neg", "pos"]));
+            Dataset::load_with_labels(&p, &spec(TaskType::CLASSIFICATION), &cols(&["neg", "pos"]));
         assert_located(
             r,
             "v.csv",
@@ -734,7 +715,7 @@ mod tests {
 
     #[test]
     fn missing_or_bad_cells_are_row_errors_with_line_and_column() {
-        let c = spec(TaskType::Classification);
+        let c = spec(TaskType::CLASSIFICATION);
         assert_located(
             load("m.csv", "text,label\na,x\n  ,y\n", &c),
             "m.csv",
@@ -767,7 +748,7 @@ mod tests {
             Some("label"),
             "expected one label, found a list",
         );
-        let r = spec(TaskType::Regression);
+        let r = spec(TaskType::REGRESSION);
         let csv = "sentence1,sentence2,score\na,b,1.5\nc,d,high\n";
         assert_located(
             load("r.csv", csv, &r),
@@ -791,7 +772,7 @@ mod tests {
 
     #[test]
     fn multilabel_reads_json_lists_and_pipe_separated_cells_including_empty() {
-        let m = spec(TaskType::Multilabel);
+        let m = spec(TaskType::MULTILABEL);
         let ds = load("m.jsonl", "{\"text\":\"a\",\"labels\":[\"joy\",\"fear\",\"joy\"]}\n{\"text\":\"b\",\"labels\":[]}\n", &m).unwrap();
         assert_eq!(ds.labels, ["fear", "joy"]);
         let targets: Vec<_> = ds.examples.iter().map(|e| e.target.clone()).collect();
@@ -817,7 +798,7 @@ mod tests {
 
     #[test]
     fn tagging_reads_word_and_tag_lists_and_a_length_mismatch_names_both_lengths() {
-        let t = spec(TaskType::Tagging);
+        let t = spec(TaskType::TAGGING);
         let ds = load(
             "t.jsonl",
             "{\"tokens\":[\"Ann\",\"ran\"],\"tags\":[\"B-PER\",\"O\"]}\n",
@@ -851,7 +832,7 @@ mod tests {
 
     #[test]
     fn skip_bad_rows_collects_and_summarises_and_fails_when_nothing_is_left() {
-        let mut s = spec(TaskType::Classification);
+        let mut s = spec(TaskType::CLASSIFICATION);
         s.skip_bad_rows = true;
         s.labels = Some(cols(&["x", "y"]));
         let ds = load("k.csv", "text,label\na,x\nb\n,y\nc,z\nd,y\n", &s).unwrap();
@@ -890,7 +871,7 @@ mod tests {
         let ds = load(
             "f.csv",
             "text,label\na,b\n",
-            &spec(TaskType::Classification),
+            &spec(TaskType::CLASSIFICATION),
         )
         .unwrap();
         // printf 'text,label\na,b\n' | sha256sum
@@ -907,28 +888,28 @@ mod tests {
             (
                 "sentiment",
                 "csv",
-                TaskType::Classification,
+                TaskType::CLASSIFICATION,
                 [600, 100, 100],
                 2,
             ),
             (
                 "topic",
                 "jsonl",
-                TaskType::Classification,
+                TaskType::CLASSIFICATION,
                 [600, 100, 100],
                 5,
             ),
-            ("nli", "tsv", TaskType::Classification, [600, 100, 100], 3),
+            ("nli", "tsv", TaskType::CLASSIFICATION, [600, 100, 100], 3),
             (
                 "review_rating",
                 "csv",
-                TaskType::Classification,
+                TaskType::CLASSIFICATION,
                 [100, 100, 100],
                 3,
             ),
-            ("ner", "jsonl", TaskType::Tagging, [400, 80, 80], 7),
-            ("similarity", "csv", TaskType::Regression, [400, 80, 80], 0),
-            ("emotions", "jsonl", TaskType::Multilabel, [400, 80, 80], 5),
+            ("ner", "jsonl", TaskType::TAGGING, [400, 80, 80], 7),
+            ("similarity", "csv", TaskType::REGRESSION, [400, 80, 80], 0),
+            ("emotions", "jsonl", TaskType::MULTILABEL, [400, 80, 80], 5),
         ];
         for (name, ext, task, sizes, n_labels) in demos {
             let s = spec(task);
@@ -951,7 +932,7 @@ mod tests {
     fn demo_files_pick_the_expected_columns_and_counts() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets");
         let nli =
-            Dataset::load(&root.join("nli/train.tsv"), &spec(TaskType::Classification)).unwrap();
+            Dataset::load(&root.join("nli/train.tsv"), &spec(TaskType::CLASSIFICATION)).unwrap();
         assert_eq!(
             (nli.columns.text.as_str(), nli.columns.text_pair.as_deref()),
             ("sentence1", Some("sentence2"))
@@ -960,7 +941,7 @@ mod tests {
             nli.label_counts().iter().map(|c| c.1).collect::<Vec<_>>(),
             [200, 200, 200]
         );
-        let ner = Dataset::load(&root.join("ner/train.jsonl"), &spec(TaskType::Tagging)).unwrap();
+        let ner = Dataset::load(&root.join("ner/train.jsonl"), &spec(TaskType::TAGGING)).unwrap();
         let counts: HashMap<String, usize> = ner.label_counts().into_iter().collect();
         assert_eq!(
             (counts["O"], counts["B-PER"], counts["I-ORG"]),
@@ -968,7 +949,7 @@ mod tests {
         );
         let emotions = Dataset::load(
             &root.join("emotions/train.jsonl"),
-            &spec(TaskType::Multilabel),
+            &spec(TaskType::MULTILABEL),
         )
         .unwrap();
         let counts: HashMap<String, usize> = emotions.label_counts().into_iter().collect();

@@ -13,74 +13,17 @@
 //! - Tagging words and tags are JSON lists, or in CSV/TSV cells separated by whitespace.
 //! - Labels are compared as trimmed text with numbers in one form: JSON `1`, `"1"`, `1.0`
 //!   and `"01"` are all label `1`.
-use std::fmt;
-use std::str::FromStr;
-
-use crate::error::Error;
-
 mod columnar;
 mod dataset;
 pub mod hf;
 mod split;
 mod table;
 
+pub use crate::tasks::{Target, TaskType};
 pub use columnar::ClassLabels;
-pub use dataset::{Columns, DataSpec, Dataset, Example, ResolvedColumns, Target, Text};
+pub use dataset::{Columns, DataSpec, Dataset, Example, ResolvedColumns, Text};
 pub use split::split;
 pub use table::{read_table, read_table_columns, FileFormat, Row, RowIssue, Table};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskType {
-    /// One label per text (or text pair).
-    Classification,
-    /// Any number of labels per text, including none.
-    Multilabel,
-    /// One number per text (or text pair).
-    Regression,
-    /// One tag per word (e.g. BIO named entities).
-    Tagging,
-}
-
-impl TaskType {
-    pub const ALL: [TaskType; 4] = [
-        TaskType::Classification,
-        TaskType::Multilabel,
-        TaskType::Regression,
-        TaskType::Tagging,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskType::Classification => "classification",
-            TaskType::Multilabel => "multilabel",
-            TaskType::Regression => "regression",
-            TaskType::Tagging => "tagging",
-        }
-    }
-}
-
-impl fmt::Display for TaskType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        TaskType::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = TaskType::ALL.iter().map(|t| t.as_str()).collect();
-                Error::Invalid(format!(
-                    "unknown task type `{s}` (expected one of: {})",
-                    names.join(", ")
-                ))
-            })
-    }
-}
 
 /// "1 row", "2 rows".
 pub(crate) fn count(n: usize, noun: &str) -> String {
@@ -143,11 +86,11 @@ mod tests {
 
     #[test]
     fn task_type_parses_its_names_and_rejects_others() {
-        for t in TaskType::ALL {
+        for t in TaskType::all() {
             assert_eq!(t.as_str().parse::<TaskType>().unwrap(), t);
             assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
         }
-        assert_eq!("Tagging".parse::<TaskType>().unwrap(), TaskType::Tagging);
+        assert_eq!("Tagging".parse::<TaskType>().unwrap(), TaskType::TAGGING);
         let e = "ner".parse::<TaskType>().unwrap_err().to_string();
         assert!(e.contains("`ner`") && e.contains("multilabel"), "{e}");
     }

@@ -1,5 +1,5 @@
 //! A seeded train/validation split of one dataset.
-use super::{Dataset, Target, TaskType};
+use super::{Dataset, Target};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -18,9 +18,9 @@ pub fn split(mut ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Data
             "the validation fraction must be between 0 and 1, got {fraction}"
         )));
     }
-    let mut groups: Vec<Vec<usize>> = match ds.task {
-        TaskType::Classification => vec![Vec::new(); ds.labels.len()],
-        _ => vec![Vec::new()],
+    let mut groups: Vec<Vec<usize>> = match ds.task.single_class() {
+        true => vec![Vec::new(); ds.labels.len()],
+        false => vec![Vec::new()],
     };
     for (i, example) in ds.examples.iter().enumerate() {
         let group = match example.target {
@@ -120,6 +120,7 @@ fn validation_counts(sizes: &[usize], fraction: f64) -> Vec<usize> {
 mod tests {
     use super::*;
     use crate::data::{Example, Text};
+    use crate::tasks::TaskType;
     use std::collections::HashSet;
 
     fn dataset(task: TaskType, labels: usize, targets: Vec<Target>) -> Dataset {
@@ -161,7 +162,7 @@ mod tests {
                 })
             })
             .collect();
-        dataset(TaskType::Classification, 3, targets)
+        dataset(TaskType::CLASSIFICATION, 3, targets)
     }
 
     fn lines(ds: &Dataset) -> Vec<usize> {
@@ -177,7 +178,7 @@ mod tests {
         assert_ne!(lines(&a), lines(&c));
         let values = || {
             dataset(
-                TaskType::Regression,
+                TaskType::REGRESSION,
                 0,
                 (0..40).map(|i| Target::Value(i as f64)).collect(),
             )
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn split_parts_are_disjoint_cover_everything_and_keep_file_order() {
         let values = dataset(
-            TaskType::Regression,
+            TaskType::REGRESSION,
             0,
             (0..41).map(|i| Target::Value(i as f64)).collect(),
         );
@@ -235,7 +236,7 @@ mod tests {
             .map(Target::Class)
             .collect();
         let (train, validation) =
-            split(dataset(TaskType::Classification, 3, targets), 0.5, 5).unwrap();
+            split(dataset(TaskType::CLASSIFICATION, 3, targets), 0.5, 5).unwrap();
         assert!(
             train.label_counts().iter().all(|(_, n)| *n >= 1),
             "{:?}",
@@ -258,7 +259,7 @@ mod tests {
             assert!(split(classes(), fraction, 1).is_err());
         }
         let one_each = dataset(
-            TaskType::Classification,
+            TaskType::CLASSIFICATION,
             2,
             vec![Target::Class(0), Target::Class(1)],
         );

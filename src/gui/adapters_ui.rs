@@ -134,7 +134,7 @@ impl StudioApp {
     fn composer_model(&mut self) -> Option<ModelConfig> {
         let index = self.library.model.unwrap_or(0);
         let path = self.ws.state.models.get(index)?.path.clone();
-        let summary = self.models.details(&path).as_ref().ok()?;
+        let summary = self.models.details(&path)?.as_ref().ok()?;
         Some(summary.config.clone())
     }
 

@@ -173,7 +173,7 @@ pub(super) fn mapping_ui(ui: &mut egui::Ui, entry: &mut DatasetEntry, columns: &
         .spacing([12.0, 6.0])
         .show(ui, |ui| {
             super::combo_ui(ui, "Task", entry.task.as_str(), |ui| {
-                for t in TaskType::ALL {
+                for t in TaskType::all() {
                     changed |= ui
                         .selectable_value(&mut entry.task, t, t.as_str())
                         .changed();
@@ -232,7 +232,7 @@ impl StudioApp {
                     train: train.to_path_buf(),
                     validation,
                     test,
-                    task: TaskType::Classification,
+                    task: TaskType::CLASSIFICATION,
                     columns: Columns::default(),
                 };
                 self.ws

@@ -217,6 +217,20 @@ impl StudioApp {
         }
     }
 
+    /// The model folders and cache listings the screens showed this frame for the first time,
+    /// asked of the side worker (files are never read while drawing).
+    fn send_model_reads(&mut self) {
+        let mut id = self.next_request;
+        let asks = self.models.take_requests(|| {
+            id += 1;
+            id
+        });
+        self.next_request = id;
+        for ask in asks {
+            self.send_side(ask);
+        }
+    }
+
     /// Hands a side worker's answer to the view that asked (stale answers are dropped).
     fn on_side_event(&mut self, event: SideEvent) {
         match event {
@@ -268,6 +282,10 @@ impl StudioApp {
                     self.library.stale = true;
                 }
             }
+            SideEvent::Described { model, result, .. } => {
+                self.models.on_described(model, result);
+            }
+            SideEvent::HfCacheModels { id, models } => self.models.on_hf_cache(id, models),
             SideEvent::Estimated { id, result } => {
                 if self.wizard.estimate_pending == Some(id) {
                     self.wizard.estimate_pending = None;
@@ -458,6 +476,7 @@ impl StudioApp {
         self.export_dialog_ui(ui);
         self.workspace_in_use_ui(ui);
         self.apply_requests();
+        self.send_model_reads();
         self.runs.follow(&self.ws);
         if self.runs.active().is_some() || self.runs.any_elsewhere() {
             // Elapsed time and ETA move even between worker events.
@@ -689,7 +708,7 @@ impl StudioApp {
             let out = study.run(&r.id);
             let command = match next {
                 adapter_studio::study::Next::Resume => Command::Resume { out: out.clone() },
-                _ => match crate::cli::planned_config(&r.args, &out) {
+                _ => match adapter_studio::training::args::planned_config(&r.args, &out) {
                     Ok(config) => Command::Start {
                         config: Box::new(config),
                         out: out.clone(),

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use adapter_studio::model::{describe, ModelSummary};
-use adapter_studio::workspace::{hf_cache_models, ModelEntry};
+use adapter_studio::model::ModelSummary;
+use adapter_studio::side_worker::SideCommand;
+use adapter_studio::workspace::ModelEntry;
 
 use super::StudioApp;
 
@@ -13,15 +14,80 @@ pub struct ModelsView {
     pub path_input: String,
     /// The last add attempt: Ok(message) or Err(reason).
     pub message: Option<Result<String, String>>,
-    details: HashMap<PathBuf, Result<ModelSummary, String>>,
-    hf_cache: Option<Vec<ModelEntry>>,
+    /// What each folder's files say, read on the side worker (None: being read).
+    details: HashMap<PathBuf, Option<Result<ModelSummary, String>>>,
+    /// Folders first shown this frame: the app asks the side worker after drawing.
+    to_read: Vec<PathBuf>,
+    hf_cache: HfCache,
+}
+
+/// The Hugging Face cache's models, listed on the side worker when first shown.
+#[derive(Default)]
+enum HfCache {
+    #[default]
+    NotAsked,
+    /// Shown; the app asks after drawing.
+    Wanted,
+    Reading(u64),
+    Read(Vec<ModelEntry>),
 }
 
 impl ModelsView {
-    pub(super) fn details(&mut self, path: &Path) -> &Result<ModelSummary, String> {
+    /// The summary of the model in `path`; None while its files are being read (the first
+    /// call asks for them, no disk is read while drawing).
+    pub(super) fn details(&mut self, path: &Path) -> Option<&Result<ModelSummary, String>> {
+        if !self.details.contains_key(path) {
+            self.to_read.push(path.to_path_buf());
+        }
         self.details
             .entry(path.to_path_buf())
-            .or_insert_with(|| describe(path).map_err(|e| e.to_string()))
+            .or_insert(None)
+            .as_ref()
+    }
+
+    /// What to ask the side worker for, after a frame was drawn.
+    pub(super) fn take_requests(&mut self, mut next_id: impl FnMut() -> u64) -> Vec<SideCommand> {
+        let mut asks: Vec<SideCommand> = self
+            .to_read
+            .drain(..)
+            .map(|model| SideCommand::Describe {
+                id: next_id(),
+                model,
+            })
+            .collect();
+        if matches!(self.hf_cache, HfCache::Wanted) {
+            let id = next_id();
+            self.hf_cache = HfCache::Reading(id);
+            asks.push(SideCommand::HfCacheModels { id });
+        }
+        asks
+    }
+
+    /// The side worker's answer about a model folder.
+    pub(super) fn on_described(&mut self, model: PathBuf, result: Result<ModelSummary, String>) {
+        // Only folders still shown are kept (one removed meanwhile is asked again if re-added).
+        if let Some(slot) = self.details.get_mut(&model) {
+            *slot = Some(result);
+        }
+    }
+
+    pub(super) fn on_hf_cache(&mut self, id: u64, models: Vec<ModelEntry>) {
+        if matches!(self.hf_cache, HfCache::Reading(asked) if asked == id) {
+            self.hf_cache = HfCache::Read(models);
+        }
+    }
+}
+
+/// A model's summary, or that it is being read.
+pub(super) fn details_ui(ui: &mut egui::Ui, details: Option<&Result<ModelSummary, String>>) {
+    match details {
+        Some(Ok(s)) => summary_ui(ui, s),
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {
+            ui.weak("reading the model's files…");
+        }
     }
 }
 
@@ -104,12 +170,7 @@ impl StudioApp {
                                 remove = Some(i);
                             }
                         });
-                        match self.models.details(&m.path) {
-                            Ok(s) => summary_ui(ui, s),
-                            Err(e) => {
-                                ui.colored_label(ui.visuals().error_fg_color, e);
-                            }
-                        }
+                        details_ui(ui, self.models.details(&m.path));
                     });
                 }
             });
@@ -123,12 +184,20 @@ impl StudioApp {
         }
         ui.separator();
         ui.collapsing("Hugging Face cache", |ui| {
-            let found = self
-                .models
-                .hf_cache
-                .get_or_insert_with(hf_cache_models)
-                .clone();
-            if found.is_empty() {
+            let found = match &self.models.hf_cache {
+                HfCache::Read(found) => found.clone(),
+                HfCache::NotAsked => {
+                    self.models.hf_cache = HfCache::Wanted;
+                    Vec::new()
+                }
+                HfCache::Wanted | HfCache::Reading(_) => {
+                    ui.weak("looking in the Hugging Face cache…");
+                    return;
+                }
+            };
+            if matches!(self.models.hf_cache, HfCache::Wanted) {
+                ui.weak("looking in the Hugging Face cache…");
+            } else if found.is_empty() {
                 ui.label("No models in $HF_HOME/hub or ~/.cache/huggingface/hub.");
             }
             for m in found {

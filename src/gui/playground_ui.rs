@@ -77,10 +77,7 @@ pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, St
         let Some(info) = &r.info else { continue };
         let head_only = matches!(
             info.config.stage,
-            Stage::Adapter {
-                method: Method::HeadOnly,
-                ..
-            }
+            Stage::Adapter { method, .. } if method == Method::HEAD_ONLY
         );
         if head_only && Some(&info.config.train) == train.as_ref() && r.dir != run {
             if let Ok(spec) = parts_of_run(&r.dir) {

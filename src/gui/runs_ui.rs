@@ -9,7 +9,7 @@ use adapter_studio::figure::series_colour;
 
 use adapter_studio::lock::{self, Holder};
 use adapter_studio::training::run_dir::{AttentionRecord, JsonlTail};
-use adapter_studio::training::{task, Event, Record, RunInfo, RunStatus, Stage, StepRecord};
+use adapter_studio::training::{Event, Record, RunInfo, RunStatus, Stage, StepRecord};
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
@@ -298,7 +298,7 @@ impl RunEntry {
                 i.config
                     .metric
                     .clone()
-                    .unwrap_or_else(|| task::primary_metric(i.config.task).to_string())
+                    .unwrap_or_else(|| i.config.task.primary_metric().to_string())
             })
             .unwrap_or_else(|| "accuracy".into())
     }

@@ -39,7 +39,7 @@ fn add_dataset(ws: &mut Workspace, name: &str, train: &Path) {
             train: train.to_path_buf(),
             validation: None,
             test: None,
-            task: TaskType::Classification,
+            task: TaskType::CLASSIFICATION,
             columns: Columns::default(),
         })
     })
@@ -59,7 +59,7 @@ fn workspace(dir: &Path) -> Workspace {
 /// A 4-step seq_bn run on the workspace's first dataset, trained by the library into
 /// `runs/NAME`; its folder.
 fn train_quickly(ws: &Workspace, name: &str) -> PathBuf {
-    train_quickly_with(ws, name, adapter_studio::training::Method::SeqBn)
+    train_quickly_with(ws, name, adapter_studio::training::Method::SEQ_BN)
 }
 
 fn train_quickly_with(
@@ -701,14 +701,14 @@ fn a_save_to_disk_folder_and_a_tagging_parquet_file_are_added_by_path_with_label
     click(&mut h, "Add file");
     let mut entry = h.state().ws.state.datasets[2].clone();
     let old = entry.clone();
-    entry.task = TaskType::Tagging;
+    entry.task = TaskType::TAGGING;
     h.state_mut().ws.replace_dataset(&old, entry).unwrap();
     // The next frame sees the new task and starts its statistics.
     h.step();
     step_until(&mut h, "the tagging statistics", |a| {
         a.datasets.selected == Some(2)
             && a.datasets.stats_ready()
-            && a.ws.state.datasets[2].task == TaskType::Tagging
+            && a.ws.state.datasets[2].task == TaskType::TAGGING
     });
     assert!(
         h.get_all_by_label("B-PER").count() > 0,
@@ -777,11 +777,16 @@ spm.SentencePieceTrainer.train(model_prefix=d + "/deberta/spm", pad_id=0, pad_pi
             2 + i,
             "the {folder} folder was added"
         );
-        h.step();
-        assert!(
-            h.query_by_label_contains(says).is_some(),
-            "the Models screen describes {folder}: {says}"
-        );
+        // Described by the side worker, off the UI thread.
+        let start = Instant::now();
+        while h.query_by_label_contains(says).is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the Models screen describes {folder}: {says}"
+            );
+            h.step();
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -991,7 +996,7 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
         let mut cfg = adapter_studio::training::TrainConfig::adapter(
             tiny_model(),
             ws.state.datasets[0].train.clone(),
-            adapter_studio::training::Method::SeqBn,
+            adapter_studio::training::Method::SEQ_BN,
         );
         cfg.batch_size = 8;
         cfg.eval_every = Some(2);
@@ -1266,13 +1271,10 @@ fn a_study_stopped_here_stops_its_queued_runs_and_continues_to_the_end() {
 fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_not_fuse() {
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
-    let other = train_quickly_with(&ws, "other-lora", adapter_studio::training::Method::Lora);
+    let other = train_quickly_with(&ws, "other-lora", method("lora"));
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
-    choose_method(&mut h, adapter_studio::training::Method::Lora);
-    assert_eq!(
-        h.state().wizard.method,
-        adapter_studio::training::Method::Lora
-    );
+    choose_method(&mut h, method("lora"));
+    assert_eq!(h.state().wizard.method, method("lora"));
     assert_eq!(
         h.state().wizard.form.lr,
         3e-3,
@@ -1359,29 +1361,28 @@ fn choose_method(h: &mut Harness<'static, StudioApp>, method: adapter_studio::tr
 /// (per layer 32 + 8 + 8 down, 8 + 32 + 32 up, and one shared 4 × 4 × 4 rule).
 #[test]
 fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
-    use adapter_studio::training::Method;
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
     for (method, help, exact) in [
         (
-            Method::PromptTuning,
+            method("prompt_tuning"),
             "before the input's embeddings",
             Some("prompt_tuning, 10 prompt tokens · 320 parameters"),
         ),
         (
-            Method::CompacterPlusPlus,
+            method("compacter++"),
             "Compacter after the feed-forward",
             Some("compacter++, reduction 4 · 424 parameters"),
         ),
-        (Method::Compacter, "Kronecker", None),
-        (Method::Ia3, "scaling key, value", None),
-        (Method::Dora, "learned magnitude", None),
-        (Method::PrefixTuning, "key/value vectors", None),
-        (Method::Mam, "mix-and-match", None),
-        (Method::UniPelt, "gated prefix tuning", None),
+        (method("compacter"), "Kronecker", None),
+        (method("ia3"), "scaling key, value", None),
+        (method("dora"), "learned magnitude", None),
+        (method("prefix_tuning"), "key/value vectors", None),
+        (method("mam"), "mix-and-match", None),
+        (method("unipelt"), "gated prefix tuning", None),
         (
-            Method::DoubleSeqBn,
+            method("double_seq_bn"),
             "after attention and feed-forward",
             None,
         ),
@@ -1436,4 +1437,9 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// A registered method by its name.
+fn method(name: &str) -> adapter_studio::training::Method {
+    name.parse().unwrap()
 }

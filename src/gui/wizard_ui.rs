@@ -65,8 +65,8 @@ impl Wizard {
             page: Page::Model,
             model: (!ws.state.models.is_empty()).then_some(0),
             dataset: (!ws.state.datasets.is_empty()).then_some(0),
-            method: Method::SeqBn,
-            form: TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn),
+            method: Method::SEQ_BN,
+            form: TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN),
             name: String::new(),
             preset_name: String::new(),
             message: None,
@@ -121,8 +121,8 @@ impl Wizard {
             Stage::Fusion {
                 adapters: self.fusion.clone(),
                 fusion_config: match &c.stage {
-                    Stage::Fusion { fusion_config, .. } => fusion_config.clone(),
-                    Stage::Adapter { .. } => "dynamic".into(),
+                    Stage::Fusion { fusion_config, .. } => *fusion_config,
+                    Stage::Adapter { .. } => Default::default(),
                 },
             }
         };
@@ -214,11 +214,8 @@ impl StudioApp {
         for (i, m) in self.ws.state.models.clone().iter().enumerate() {
             ui.radio_value(&mut self.wizard.model, Some(i), &m.name)
                 .on_hover_text(m.path.display().to_string());
-            ui.indent(("model", i), |ui| match self.models.details(&m.path) {
-                Ok(s) => super::models_ui::summary_ui(ui, s),
-                Err(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, e);
-                }
+            ui.indent(("model", i), |ui| {
+                super::models_ui::details_ui(ui, self.models.details(&m.path))
             });
         }
     }
@@ -294,10 +291,11 @@ impl StudioApp {
         }
         ui.horizontal(|ui| {
             if let Stage::Fusion { fusion_config, .. } = &mut self.wizard.form.stage {
-                let shown = fusion_config.clone();
+                let shown = fusion_config.as_str();
                 super::combo_ui(ui, "Fusion", shown, |ui| {
-                    ui.selectable_value(fusion_config, "dynamic".to_string(), "dynamic");
-                    ui.selectable_value(fusion_config, "static".to_string(), "static");
+                    for preset in adapter_studio::fusion::FusionPreset::ALL {
+                        ui.selectable_value(fusion_config, preset, preset.as_str());
+                    }
                 })
                 .on_hover_text(HELP_FUSION);
             }
@@ -339,7 +337,7 @@ impl StudioApp {
     fn adapter_method_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             super::combo_ui(ui, "Method", self.wizard.method.as_str(), |ui| {
-                for m in Method::ALL {
+                for m in Method::all() {
                     if ui
                         .selectable_value(&mut self.wizard.method, m, m.as_str())
                         .on_hover_text(m.help())
@@ -703,10 +701,7 @@ impl StudioApp {
 fn examples_per_sec_seen(runs: &[RunEntry], config: &TrainConfig) -> Option<f64> {
     let kind = |c: &TrainConfig| match &c.stage {
         Stage::Fusion { .. } => 0,
-        Stage::Adapter {
-            method: Method::Full,
-            ..
-        } => 1,
+        Stage::Adapter { method, .. } if *method == Method::FULL => 1,
         Stage::Adapter { .. } => 2,
     };
     let mut speeds: Vec<f64> = runs

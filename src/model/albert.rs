@@ -12,7 +12,7 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::backbone::Backbone;
+use super::backbone::{Backbone, BackboneKind};
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
@@ -200,6 +200,43 @@ impl Backbone for Albert {
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
         Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
+    }
+}
+
+pub struct AlbertKind;
+
+impl BackboneKind for AlbertKind {
+    fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone> {
+        Box::new(Albert::new(p, config, with_pooler))
+    }
+
+    fn location_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+        location: Location,
+    ) -> nn::Path<'a> {
+        location_path(root, config, layer, location)
+    }
+
+    fn linear_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+        site: LinearSite,
+    ) -> nn::Path<'a> {
+        linear_path(root, config, layer, site)
+    }
+
+    fn attention_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+    ) -> nn::Path<'a> {
+        attention_path(root, config, layer)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The seam between the adapter machinery and the architectures: every architecture is one
 //! file (`bert.rs`, `distilbert.rs`, `albert.rs`, `deberta_v2.rs`) implementing [`Backbone`],
-//! plugged in by one arm in [`Encoder::new`] and [`location_path`].
+//! plugged in by one arm in `kind` (a [`BackboneKind`]: its constructor and adapter sites).
 use tch::nn;
 use tch::Tensor;
 
@@ -33,22 +33,58 @@ pub struct Encoder {
     backbone: Box<dyn Backbone>,
 }
 
+/// What one architecture file provides: its backbone, and the modules where adapters sit in
+/// it (the names transformers and the adapters library give them).
+pub trait BackboneKind: Sync {
+    /// Creates the backbone's variables under `p` (the model's prefix).
+    fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone>;
+    /// The module of an adapter location under the prefix `root`; `layer` counts adapter
+    /// layers (ALBERT's shared layers have one each, however often they run).
+    fn location_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+        location: Location,
+    ) -> nn::Path<'a>;
+    /// The module of a linear that LoRA wraps.
+    fn linear_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+        site: LinearSite,
+    ) -> nn::Path<'a>;
+    /// The attention module of `layer` (prefix tuning's gates live under it).
+    fn attention_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        config: &ModelConfig,
+        layer: usize,
+    ) -> nn::Path<'a>;
+}
+
+/// The file that implements each architecture: the one place an architecture's code is
+/// plugged in (its names and defaults are its row in `config.rs`).
+fn kind(arch: Architecture) -> &'static dyn BackboneKind {
+    match arch {
+        Architecture::Bert
+        | Architecture::Roberta
+        | Architecture::XlmRoberta
+        | Architecture::Electra => &bert::BertKind,
+        Architecture::DistilBert => &distilbert::DistilBertKind,
+        Architecture::Albert => &albert::AlbertKind,
+        Architecture::DebertaV2 => &deberta_v2::DebertaV2Kind,
+    }
+}
+
 impl Encoder {
     /// Creates the variables under `root`; `with_pooler` when the weights file has a pooler.
     pub fn new(root: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Self {
         let p = root / config.arch.prefix();
-        let backbone: Box<dyn Backbone> = match config.arch {
-            Architecture::Bert
-            | Architecture::Roberta
-            | Architecture::XlmRoberta
-            | Architecture::Electra => Box::new(bert::Bert::new(&p, config, with_pooler)),
-            Architecture::DistilBert => Box::new(distilbert::DistilBert::new(&p, config)),
-            Architecture::Albert => Box::new(albert::Albert::new(&p, config, with_pooler)),
-            Architecture::DebertaV2 => Box::new(deberta_v2::DebertaV2::new(&p, config)),
-        };
         Encoder {
             config: config.clone(),
-            backbone,
+            backbone: kind(config.arch).build(&p, config, with_pooler),
         }
     }
 
@@ -81,15 +117,7 @@ pub fn location_path<'a>(
     location: Location,
 ) -> nn::Path<'a> {
     let root = root / config.arch.prefix();
-    match config.arch {
-        Architecture::DistilBert => distilbert::location_path(&root, layer, location),
-        Architecture::Albert => albert::location_path(&root, config, layer, location),
-        Architecture::Bert
-        | Architecture::Roberta
-        | Architecture::XlmRoberta
-        | Architecture::Electra
-        | Architecture::DebertaV2 => bert::location_path(&root, layer, location),
-    }
+    kind(config.arch).location_path(&root, config, layer, location)
 }
 
 /// The module path of a linear that LoRA wraps (`<path>.loras.NAME`), as transformers names it.
@@ -100,30 +128,14 @@ pub fn linear_path<'a>(
     site: LinearSite,
 ) -> nn::Path<'a> {
     let root = root / config.arch.prefix();
-    match config.arch {
-        Architecture::DistilBert => distilbert::linear_path(&root, layer, site),
-        Architecture::Albert => albert::linear_path(&root, config, layer, site),
-        Architecture::DebertaV2 => deberta_v2::linear_path(&root, layer, site),
-        Architecture::Bert
-        | Architecture::Roberta
-        | Architecture::XlmRoberta
-        | Architecture::Electra => bert::linear_path(&root, layer, site),
-    }
+    kind(config.arch).linear_path(&root, config, layer, site)
 }
 
 /// The attention module of `layer`, where prefix tuning's gates live
 /// (`<path>.prefix_tuning.prefix_gates.NAME`).
 pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> nn::Path<'a> {
     let root = root / config.arch.prefix();
-    match config.arch {
-        Architecture::DistilBert => &root / "transformer" / "layer" / layer / "attention",
-        Architecture::Albert => albert::attention_path(&root, config, layer),
-        Architecture::Bert
-        | Architecture::Roberta
-        | Architecture::XlmRoberta
-        | Architecture::Electra
-        | Architecture::DebertaV2 => &root / "encoder" / "layer" / layer / "attention" / "self",
-    }
+    kind(config.arch).attention_path(&root, config, layer)
 }
 
 /// Where the library keeps the prefix pools: `<prefix>.prefix_tuning.prefix_tunings`.

@@ -4,7 +4,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::Backbone;
+use super::backbone::{Backbone, BackboneKind};
 use super::config::{Architecture, ModelConfig};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
 use crate::adapters::{LinearSite, Location, LocationHook};
@@ -183,4 +183,47 @@ impl Backbone for Bert {
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
         Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
     }
+}
+
+/// BERT, RoBERTa, XLM-R and ELECTRA (and the sites DeBERTa shares with them).
+pub struct BertKind;
+
+impl BackboneKind for BertKind {
+    fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone> {
+        Box::new(Bert::new(p, config, with_pooler))
+    }
+
+    fn location_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        location: Location,
+    ) -> nn::Path<'a> {
+        location_path(root, layer, location)
+    }
+
+    fn linear_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        site: LinearSite,
+    ) -> nn::Path<'a> {
+        linear_path(root, layer, site)
+    }
+
+    fn attention_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+    ) -> nn::Path<'a> {
+        attention_path(root, layer)
+    }
+}
+
+/// The self-attention of a layer: `encoder.layer.N.attention.self`.
+pub fn attention_path<'a>(root: &nn::Path<'a>, layer: usize) -> nn::Path<'a> {
+    root / "encoder" / "layer" / layer / "attention" / "self"
 }

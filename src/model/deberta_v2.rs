@@ -12,13 +12,13 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::Backbone;
+use super::backbone::{Backbone, BackboneKind};
 use super::bert;
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
 use super::layer::{self, hooked, linear, Style, Sublayers};
 use crate::activation::Activation;
-use crate::adapters::{LinearSite, LocationHook};
+use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::{Error, Result};
 use crate::layers::layer_norm;
 
@@ -558,6 +558,45 @@ impl Backbone for DebertaV2 {
         // The library's DeBERTa heads read the first token (DeBERTa's ContextPooler belongs
         // to transformers' classification model, not to the base model).
         None
+    }
+}
+
+/// DeBERTa-v2/v3: its own attention linears; adapter locations and attention module named as
+/// BERT's.
+pub struct DebertaV2Kind;
+
+impl BackboneKind for DebertaV2Kind {
+    fn build(&self, p: &nn::Path, config: &ModelConfig, _with_pooler: bool) -> Box<dyn Backbone> {
+        Box::new(DebertaV2::new(p, config))
+    }
+
+    fn location_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        location: Location,
+    ) -> nn::Path<'a> {
+        bert::location_path(root, layer, location)
+    }
+
+    fn linear_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        site: LinearSite,
+    ) -> nn::Path<'a> {
+        linear_path(root, layer, site)
+    }
+
+    fn attention_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+    ) -> nn::Path<'a> {
+        bert::attention_path(root, layer)
     }
 }
 

@@ -4,7 +4,7 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::backbone::Backbone;
+use super::backbone::{Backbone, BackboneKind};
 use super::bert::Embeddings;
 use super::config::ModelConfig;
 use super::layer::{self, LayerPaths, Style, SublayerPaths, TransformerLayer};
@@ -99,5 +99,43 @@ impl Backbone for DistilBert {
 
     fn pool(&self, _hidden: &Tensor) -> Option<Tensor> {
         None
+    }
+}
+
+pub struct DistilBertKind;
+
+impl BackboneKind for DistilBertKind {
+    fn build(&self, p: &nn::Path, config: &ModelConfig, _with_pooler: bool) -> Box<dyn Backbone> {
+        Box::new(DistilBert::new(p, config))
+    }
+
+    fn location_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        location: Location,
+    ) -> nn::Path<'a> {
+        location_path(root, layer, location)
+    }
+
+    fn linear_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+        site: LinearSite,
+    ) -> nn::Path<'a> {
+        linear_path(root, layer, site)
+    }
+
+    /// `transformer.layer.N.attention`.
+    fn attention_path<'a>(
+        &self,
+        root: &nn::Path<'a>,
+        _config: &ModelConfig,
+        layer: usize,
+    ) -> nn::Path<'a> {
+        root / "transformer" / "layer" / layer / "attention"
     }
 }

@@ -11,7 +11,7 @@ pub mod loading;
 
 pub use backbone::{
     attention_path, linear_path, location_path, module_name, prefix_pool_path, prompt_path,
-    Backbone, Encoder,
+    Backbone, BackboneKind, Encoder,
 };
 pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{

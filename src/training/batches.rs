@@ -5,11 +5,12 @@ use tch::{Device, Tensor};
 use crate::data::{Dataset, Target, TaskType, Text};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::tasks::TargetRef;
 use crate::tokenizer::{Batch, TextTokenizer};
 
 /// Label id of tokens that carry no label (special tokens, later sub-words, padding), as in
 /// PyTorch's cross-entropy `ignore_index`.
-pub const IGNORE: i64 = -100;
+pub use crate::tasks::IGNORE;
 
 /// At most this many batches are sorted by length together (a bucket): enough to make padding
 /// rare on large sets.
@@ -111,46 +112,15 @@ impl EncodedSet {
             pad_to,
             device,
         );
-        let b = items.len() as i64;
-        let targets = match self.task {
-            TaskType::Classification => Tensor::from_slice(
-                &items
-                    .iter()
-                    .map(|i| match i.target {
-                        Target::Class(c) => c as i64,
-                        _ => IGNORE,
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            TaskType::Regression => Tensor::from_slice(
-                &items
-                    .iter()
-                    .map(|i| match i.target {
-                        Target::Value(v) => v as f32,
-                        _ => 0.0,
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            TaskType::Multilabel => {
-                let k = self.num_labels;
-                let mut hot = vec![0f32; items.len() * k];
-                for (row, i) in items.iter().enumerate() {
-                    if let Target::Classes(cs) = &i.target {
-                        cs.iter().for_each(|&c| hot[row * k + c] = 1.0);
-                    }
-                }
-                Tensor::from_slice(&hot).view([b, k as i64])
-            }
-            TaskType::Tagging => {
-                let t = batch.input_ids.size()[1] as usize;
-                let mut labels = vec![IGNORE; items.len() * t];
-                for (row, i) in items.iter().enumerate() {
-                    labels[row * t..row * t + i.token_labels.len()]
-                        .copy_from_slice(&i.token_labels);
-                }
-                Tensor::from_slice(&labels).view([b, t as i64])
-            }
-        };
+        let refs: Vec<TargetRef> = items
+            .iter()
+            .map(|i| TargetRef {
+                target: &i.target,
+                token_labels: &i.token_labels,
+            })
+            .collect();
+        let tokens = batch.input_ids.size()[1] as usize;
+        let targets = self.task.targets(&refs, self.num_labels, tokens);
         (batch, targets.to_device(device))
     }
 }

@@ -1,10 +1,10 @@
 //! Training: stage 1 (one adapter per task, or the paper's full and head-only baselines) and
 //! stage 2 (AdapterFusion over frozen adapters), resumable, with events for a progress view.
+pub mod args;
 pub mod batches;
 pub mod checkpoint;
 pub mod optimizer;
 pub mod run_dir;
-pub mod task;
 mod trainer;
 
 use std::path::PathBuf;
@@ -20,253 +20,8 @@ pub use trainer::{
     EvalResult, LockWait, RunEstimate,
 };
 
-/// What stage 1 trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Method {
-    #[serde(rename = "seq_bn")]
-    SeqBn,
-    #[serde(rename = "double_seq_bn")]
-    DoubleSeqBn,
-    #[serde(rename = "par_bn")]
-    ParBn,
-    /// Compacter: Houlsby-placed bottlenecks with PHM projections sharing one rule (the
-    /// library's `CompacterConfig`).
-    #[serde(rename = "compacter")]
-    Compacter,
-    /// Compacter++: the same after the feed-forward only (`CompacterPlusPlusConfig`).
-    #[serde(rename = "compacter++")]
-    CompacterPlusPlus,
-    /// LoRA on the attention's query and value (r 8, alpha 8), as the library's `LoRAConfig`.
-    #[serde(rename = "lora")]
-    Lora,
-    /// DoRA: LoRA whose updated weight rows are renormalised to learned magnitudes (the
-    /// library's `DoRAConfig`).
-    #[serde(rename = "dora")]
-    Dora,
-    /// (IA)³ on key, value and the feed-forward, as the library's `IA3Config`.
-    #[serde(rename = "ia3")]
-    Ia3,
-    /// Prefix tuning: 30 learned keys and values in front of every attention layer's, made by
-    /// an MLP (the library's `PrefixTuningConfig`).
-    #[serde(rename = "prefix_tuning")]
-    PrefixTuning,
-    /// Prompt tuning: 10 learned vectors put before the input's embeddings (the library's
-    /// `PromptTuningConfig`).
-    #[serde(rename = "prompt_tuning")]
-    PromptTuning,
-    /// Mix-and-match: prefix tuning (MLP 800) and a parallel bottleneck, the library's
-    /// `MAMConfig`.
-    #[serde(rename = "mam")]
-    Mam,
-    /// UniPELT: gated prefix tuning (10 tokens), seq_bn and LoRA, the library's
-    /// `UniPELTConfig`.
-    #[serde(rename = "unipelt")]
-    UniPelt,
-    /// Baseline: fine-tune every weight of the base model and the head.
-    #[serde(rename = "full")]
-    Full,
-    /// Baseline: train only the head on the frozen base.
-    #[serde(rename = "head-only")]
-    HeadOnly,
-}
-
-impl Method {
-    pub const ALL: [Method; 14] = [
-        Method::SeqBn,
-        Method::DoubleSeqBn,
-        Method::ParBn,
-        Method::Compacter,
-        Method::CompacterPlusPlus,
-        Method::Lora,
-        Method::Dora,
-        Method::Ia3,
-        Method::PrefixTuning,
-        Method::PromptTuning,
-        Method::Mam,
-        Method::UniPelt,
-        Method::Full,
-        Method::HeadOnly,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::SeqBn => "seq_bn",
-            Method::DoubleSeqBn => "double_seq_bn",
-            Method::ParBn => "par_bn",
-            Method::Compacter => "compacter",
-            Method::CompacterPlusPlus => "compacter++",
-            Method::Lora => "lora",
-            Method::Dora => "dora",
-            Method::Ia3 => "ia3",
-            Method::PrefixTuning => "prefix_tuning",
-            Method::PromptTuning => "prompt_tuning",
-            Method::Mam => "mam",
-            Method::UniPelt => "unipelt",
-            Method::Full => "full",
-            Method::HeadOnly => "head-only",
-        }
-    }
-
-    /// A bottleneck method (sized by a reduction factor; what fusion reads).
-    pub fn is_bottleneck(self) -> bool {
-        matches!(
-            self,
-            Method::SeqBn
-                | Method::DoubleSeqBn
-                | Method::ParBn
-                | Method::Compacter
-                | Method::CompacterPlusPlus
-        )
-    }
-
-    /// One line on what the method trains.
-    pub fn help(self) -> &'static str {
-        match self {
-            Method::SeqBn => "a bottleneck after each layer's feed-forward (Pfeiffer)",
-            Method::DoubleSeqBn => "bottlenecks after attention and feed-forward (Houlsby)",
-            Method::ParBn => "a bottleneck beside each feed-forward, scaled by 4 (He et al.)",
-            Method::Compacter => {
-                "Houlsby bottlenecks whose projections are sums of Kronecker products \
-                                  sharing one small rule: a sixteenth of the parameters"
-            }
-            Method::CompacterPlusPlus => {
-                "Compacter after the feed-forward only: the fewest bottleneck parameters"
-            }
-            Method::Lora => {
-                "a rank-8 update of the attention's query and value weights; \
-                             can be merged into the model"
-            }
-            Method::Dora => {
-                "LoRA with each updated weight row rescaled to a learned magnitude \
-                             (Liu et al.); can be merged into the model"
-            }
-            Method::Ia3 => {
-                "learned vectors scaling key, value and feed-forward activations; \
-                            the fewest parameters; can be merged into the model"
-            }
-            Method::PrefixTuning => {
-                "30 learned key/value vectors before each attention layer's, \
-                                     made by an MLP (the MLP is only needed while training)"
-            }
-            Method::PromptTuning => {
-                "10 learned vectors before the input's embeddings; \
-                                     the smallest adapter, the slowest to learn"
-            }
-            Method::Mam => "prefix tuning with a parallel bottleneck (He et al.'s mix-and-match)",
-            Method::UniPelt => "gated prefix tuning, bottleneck and LoRA together (Mao et al.)",
-            Method::Full => "every weight of the model (a baseline; large files)",
-            Method::HeadOnly => "only the classifier on the frozen model (a baseline)",
-        }
-    }
-
-    /// The studio's learning rate for the method: LoRA and (IA)³ start from a zero update
-    /// (or an identity scaling) and want larger steps than bottlenecks; these were the best of
-    /// a sweep on the review_rating demo task (README, *Adapters*).
-    pub fn default_lr(self) -> f64 {
-        match self {
-            Method::Lora | Method::Dora => 3e-3,
-            Method::Ia3 => 1e-2,
-            Method::PrefixTuning | Method::UniPelt => 1e-3,
-            // MAM's 800-wide prefix MLP and scaled parallel bottleneck diverge at 1e-3.
-            Method::Mam => 3e-4,
-            // Compacter's few PHM parameters want the large steps of (IA)³.
-            Method::Compacter | Method::CompacterPlusPlus => 1e-2,
-            // A prompt is a few vectors at the input: it needs the largest steps.
-            Method::PromptTuning => 1e-2,
-            _ => 1e-4,
-        }
-    }
-
-    /// The adapter's configuration: the library's preset of the method with `overrides`
-    /// (`--adapter-config`: any of the method's config keys) on top; None for baselines.
-    pub fn adapter_config(
-        self,
-        reduction_factor: Option<f64>,
-        overrides: Option<&ConfigMap>,
-    ) -> Result<Option<crate::adapters::AdapterConfig>, Error> {
-        use crate::adapters::config::UnionPreset;
-        use crate::adapters::{phm, prefix_tuning, prompt_tuning};
-        use crate::adapters::{AdapterConfig, BnPreset, LoraPreset};
-        let baseline = matches!(self, Method::Full | Method::HeadOnly);
-        if reduction_factor.is_some() && !self.is_bottleneck() && !baseline {
-            return Err(Error::Invalid(format!(
-                "--reduction-factor applies to bottleneck adapters, not to {}",
-                self.as_str()
-            )));
-        }
-        let mut raw = match self {
-            Method::SeqBn => BnPreset::SeqBn.to_json(),
-            Method::DoubleSeqBn => BnPreset::DoubleSeqBn.to_json(),
-            Method::ParBn => BnPreset::ParBn.to_json(),
-            Method::Compacter => phm::preset_json(false),
-            Method::CompacterPlusPlus => phm::preset_json(true),
-            Method::Lora => LoraPreset::Lora.to_json(),
-            Method::Dora => LoraPreset::Dora.to_json(),
-            Method::Ia3 => LoraPreset::Ia3.to_json(),
-            Method::PrefixTuning => prefix_tuning::preset_json(),
-            Method::PromptTuning => prompt_tuning::preset_json(),
-            Method::Mam | Method::UniPelt => {
-                if overrides.is_some() {
-                    return Err(Error::Invalid(format!(
-                        "--adapter-config sets one method's keys; {} is a union of several \
-                         (load a union config instead)",
-                        self.as_str()
-                    )));
-                }
-                let preset = match self {
-                    Method::Mam => UnionPreset::Mam,
-                    _ => UnionPreset::UniPelt,
-                };
-                return Ok(Some(AdapterConfig::union_preset(preset)));
-            }
-            Method::Full | Method::HeadOnly => {
-                if overrides.is_some() {
-                    return Err(Error::Invalid(format!(
-                        "--adapter-config applies to adapters, not to the {} baseline",
-                        self.as_str()
-                    )));
-                }
-                return Ok(None);
-            }
-        };
-        if let Some(rf) = reduction_factor {
-            raw.insert("reduction_factor".into(), serde_json::json!(rf));
-        }
-        let origin = match overrides {
-            Some(o) => {
-                raw.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-                "--adapter-config"
-            }
-            None => "--reduction-factor",
-        };
-        let config = AdapterConfig::from_json(std::path::Path::new(origin), &raw, true)?;
-        if config.method_name() != self.as_str()
-            && !matches!(self, Method::Lora | Method::Dora | Method::Ia3)
-        {
-            return Err(Error::Invalid(format!(
-                "--adapter-config turns {} into {}: choose that --method instead",
-                self.as_str(),
-                config.method_name()
-            )));
-        }
-        Ok(Some(config))
-    }
-}
-
-impl FromStr for Method {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "unknown method `{s}` (seq_bn, double_seq_bn, par_bn, compacter, \
-                     compacter++, lora, dora, ia3, \
-                     prefix_tuning, prompt_tuning, mam, unipelt, full, head-only)"
-                ))
-            })
-    }
-}
+/// What stage 1 trains: a registered method (see `adapters/method.rs`).
+pub use crate::adapters::method::{ConfigMap, Method};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "lowercase")]
@@ -284,12 +39,9 @@ pub enum Stage {
     Fusion {
         adapters: Vec<PathBuf>,
         /// `dynamic` (the paper's) or `static`.
-        fusion_config: String,
+        fusion_config: crate::fusion::FusionPreset,
     },
 }
-
-/// A JSON object of adapter config keys.
-pub type ConfigMap = serde_json::Map<String, serde_json::Value>;
 
 /// What early stopping watches on the validation set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -429,7 +181,7 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Weights format of the saved artifacts: `both` (`.safetensors` and `.bin`), `safetensors`
     /// or `bin`.
-    pub weights_format: String,
+    pub weights_format: crate::hub::WeightFormat,
 }
 
 impl TrainConfig {
@@ -494,7 +246,7 @@ impl TrainConfig {
             train,
             validation: None,
             validation_split: 0.1,
-            task: TaskType::Classification,
+            task: TaskType::CLASSIFICATION,
             columns: Columns::default(),
             labels: None,
             skip_bad_rows: false,
@@ -527,7 +279,7 @@ impl TrainConfig {
             device: "auto".into(),
             pad_to_max_length: false,
             save_every: 200,
-            weights_format: "both".into(),
+            weights_format: crate::hub::WeightFormat::Both,
         }
     }
 
@@ -536,12 +288,12 @@ impl TrainConfig {
         TrainConfig {
             stage: Stage::Fusion {
                 adapters,
-                fusion_config: "dynamic".into(),
+                fusion_config: crate::fusion::FusionPreset::Dynamic,
             },
             name: "fusion".into(),
             epochs: 10,
             lr: 5e-5,
-            ..TrainConfig::adapter_paper(model, train, Method::SeqBn)
+            ..TrainConfig::adapter_paper(model, train, Method::SEQ_BN)
         }
     }
 
@@ -655,9 +407,7 @@ impl TrainConfig {
                 );
             }
         }
-        self.weights_format
-            .parse::<crate::hub::WeightFormat>()
-            .map(|_| ())
+        Ok(())
     }
 
     /// Batches (optimizer steps) in one pass over a training set of `train_examples`.
@@ -725,8 +475,8 @@ impl TrainConfig {
                 args.push("adapter-studio fuse".into());
                 args.push(format!("--model {}", path(&self.model)));
                 args.extend(adapters.iter().map(|a| format!("--adapter {}", path(a))));
-                if fusion_config != "dynamic" {
-                    args.push(format!("--fusion-config {}", quote(fusion_config)));
+                if *fusion_config != crate::fusion::FusionPreset::Dynamic {
+                    args.push(format!("--fusion-config {}", fusion_config.as_str()));
                 }
                 TrainConfig::fusion_preset(
                     preset,
@@ -840,8 +590,8 @@ impl TrainConfig {
         );
         differs(
             "--weights-format",
-            quote(&self.weights_format),
-            defaults.weights_format.clone(),
+            self.weights_format.as_str().to_string(),
+            defaults.weights_format.as_str().to_string(),
         );
         if let Some(h) = &self.head_init {
             args.push(format!("--head-init {}", path(h)));
@@ -928,19 +678,23 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn method(name: &str) -> Method {
+        name.parse().unwrap()
+    }
+
     #[test]
     fn adapter_config_overrides_change_the_preset_and_bad_ones_are_named() {
-        let lora = Method::Lora
+        let lora = method("lora")
             .adapter_config(None, Some(&map(json!({"r": 16, "alpha": 32}))))
             .unwrap()
             .unwrap();
         assert_eq!(lora.size_label(), "rank 16");
-        let prompt = Method::PromptTuning
+        let prompt = method("prompt_tuning")
             .adapter_config(None, Some(&map(json!({"prompt_length": 4}))))
             .unwrap()
             .unwrap();
         assert_eq!(prompt.prompt_tuning().unwrap().prompt_length, 4);
-        let err = Method::Lora
+        let err = method("lora")
             .adapter_config(None, Some(&map(json!({"r": "eight"}))))
             .unwrap_err()
             .to_string();
@@ -949,22 +703,41 @@ mod tests {
             "{err}"
         );
         // Keys that make another method ask for that method.
-        let err = Method::SeqBn
+        let err = Method::SEQ_BN
             .adapter_config(None, Some(&map(json!({"phm_layer": true}))))
             .unwrap_err()
             .to_string();
         assert!(err.contains("compacter"), "{err}");
-        assert!(Method::Mam
+        assert!(method("mam")
             .adapter_config(None, Some(&map(json!({"prefix_length": 4}))))
             .is_err());
-        assert!(Method::HeadOnly
+        assert!(Method::HEAD_ONLY
             .adapter_config(None, Some(&map(json!({}))))
             .is_err());
         // Without overrides, every adapter method gives its own preset.
-        for m in Method::ALL {
+        for m in Method::all() {
             if let Some(c) = m.adapter_config(None, None).unwrap() {
                 assert_eq!(c.method_name(), m.as_str(), "{m:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_recorded_weights_format_is_typed_and_an_unknown_one_is_refused_by_name() {
+        let mut c = serde_json::to_value(TrainConfig::adapter(
+            PathBuf::from("m"),
+            PathBuf::from("t.csv"),
+            Method::SEQ_BN,
+        ))
+        .unwrap();
+        assert_eq!(c["weights_format"], "both");
+        c["weights_format"] = json!("bin");
+        let parsed: TrainConfig = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(parsed.weights_format, crate::hub::WeightFormat::Bin);
+        c["weights_format"] = json!("onnx");
+        let e = serde_json::from_value::<TrainConfig>(c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("onnx") && e.contains("safetensors"), "{e}");
     }
 }

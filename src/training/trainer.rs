@@ -13,7 +13,6 @@ use super::run_dir::{
     append_jsonl, truncate_jsonl_after, unix_secs, AttentionRecord, DataInfo, EvalRecord, Record,
     RunDir, RunInfo, RunStatus, StepRecord,
 };
-use super::task::{self, Evaluator};
 use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
 use crate::adapters::prompt_tuning::{init_from_text, PromptInit};
@@ -21,13 +20,13 @@ use crate::adapters::{AdapterModule, FusionModule, Setup};
 use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
 use crate::device::{describe, parse_device};
 use crate::error::{Error, Result};
-use crate::fusion::FusionConfig;
 use crate::heads::HeadModule;
-use crate::hub::{self, WeightFormat};
+use crate::hub;
 use crate::io::{recover_dir, replace_dir, temp_dir_for, weights};
 use crate::metrics::Metrics;
 use crate::model::BaseModel;
 use crate::rng::torch_rng_lock;
+use crate::tasks::{higher_is_better, Evaluator};
 
 /// A model ready to train: its trainable parameters by checkpoint name, and the data.
 struct Prepared {
@@ -74,14 +73,16 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
         skip_bad_rows: cfg.skip_bad_rows,
     };
     let train = Dataset::load(&cfg.train, &spec)?;
-    if cfg.task == TaskType::Classification && train.labels.len() < 2 {
+    if train.labels.len() < cfg.task.min_labels() {
         return Err(Error::data(
             &cfg.train,
             None,
             cfg.columns.label.as_deref(),
             format!(
-                "classification needs at least 2 labels, found only {} (a 1-label head is \
+                "{} needs at least {} labels, found only {} (a 1-label head is \
                  regression in the adapters library: use --task regression for numbers)",
+                cfg.task,
+                cfg.task.min_labels(),
                 match train.labels.first() {
                     Some(l) => format!("`{l}`"),
                     None => "none".into(),
@@ -110,7 +111,7 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
 /// run folder (`RUN/adapter`) holds a run on a file with `train`'s fingerprint and a head
 /// (`RUN/head`) with `train`'s labels.
 fn target_head(adapters: &[PathBuf], train: &Dataset, task: TaskType) -> Option<PathBuf> {
-    let wanted = task::head_config(task, &train.labels);
+    let wanted = task.head_config(&train.labels);
     adapters.iter().find_map(|a| {
         let run = RunDir::new(a.parent()?);
         let info = run.read_info().ok()?;
@@ -212,7 +213,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
                 model.add_adapter(adapter)?;
                 model.set_setup(Some(Setup::Adapter(cfg.name.clone())))?;
             }
-            None if *method == Method::Full => {
+            None if *method == Method::FULL => {
                 model.base.vs.unfreeze();
                 params.extend(named_params("base", &model.base.vs));
             }
@@ -222,15 +223,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
             adapters,
             fusion_config,
         } => {
-            let fusion_config = match fusion_config.as_str() {
-                "dynamic" => FusionConfig::default(),
-                "static" => FusionConfig::static_preset(),
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "unknown fusion config `{other}` (dynamic or static)"
-                    )))
-                }
-            };
+            let fusion_config = fusion_config.config();
             let mut names = Vec::new();
             for dir in adapters {
                 let mut adapter = hub::load_adapter(dir, &model.base, None)?;
@@ -258,7 +251,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     let head = match &head_from {
         Some(dir) => {
             let mut head = hub::load_head(dir, &model.base, Some(&cfg.name))?;
-            let wanted = task::head_config(cfg.task, &labels);
+            let wanted = cfg.task.head_config(&labels);
             if head.config.head_type != wanted.head_type || head.config.labels != wanted.labels {
                 return Err(Error::Invalid(format!(
                     "--head-init {}: a {} head with labels [{}], but this run trains a {} head \
@@ -273,7 +266,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
             head.vs.unfreeze();
             head
         }
-        None => HeadModule::new(&mc, &cfg.name, task::head_config(cfg.task, &labels), device)?,
+        None => HeadModule::new(&mc, &cfg.name, cfg.task.head_config(&labels), device)?,
     };
     params.extend(named_params("head", &head.vs));
     model.add_head(head);
@@ -428,7 +421,7 @@ pub fn evaluate(
             let logits = out
                 .logits
                 .ok_or_else(|| Error::Invalid("the model has no head to evaluate".into()))?;
-            let loss = task::loss(set.task, &logits, &targets)?.double_value(&[]);
+            let loss = set.task.loss(&logits, &targets)?.double_value(&[]);
             ev.add(&logits, &targets, loss)?;
             if let (Some(sums), Some(name)) = (sums.as_mut(), fusion.as_ref()) {
                 let records = fusion_weights_by_layer(&out.fusion, name);
@@ -449,7 +442,7 @@ pub fn evaluate(
                     .flatten(1, -1)
                     .to_kind(Kind::Double);
                 let rows = Vec::<Vec<f64>>::try_from(stacked.to_device(Device::Cpu))?;
-                let classification = set.task == TaskType::Classification;
+                let classification = set.task.single_class();
                 let predicted = if classification {
                     Evaluator::predicted_classes(&logits)?
                 } else {
@@ -497,10 +490,15 @@ pub fn evaluate_file(
         .as_ref()
         .and_then(|h| model.heads.get(h))
         .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
-    let task = task::task_of_head(&head.config);
-    let labels = match task {
-        TaskType::Regression => Vec::new(),
-        _ => head.config.labels.clone(),
+    let task = TaskType::of_head(&head.config).ok_or_else(|| {
+        Error::Invalid(format!(
+            "the head `{}` is of no task this program trains",
+            model.active_head.as_deref().unwrap_or_default()
+        ))
+    })?;
+    let labels = match task.has_labels() {
+        true => head.config.labels.clone(),
+        false => Vec::new(),
     };
     let spec = DataSpec {
         task,
@@ -553,13 +551,9 @@ fn early_stop_progress(
     }
 }
 
-fn weight_format(cfg: &TrainConfig) -> Result<WeightFormat> {
-    cfg.weights_format.parse()
-}
-
 /// Saves what this run trains, each folder swapped in whole.
 fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Result<()> {
-    let format = weight_format(cfg)?;
+    let format = cfg.weights_format;
     let mc = &model.base.config;
     let put = |kind: &str, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
         let dst = run.artifact(kind);
@@ -575,13 +569,7 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
     for fusion in model.fusions.values() {
         put("fusion", &|d| hub::save_fusion(fusion, mc, d, format))?;
     }
-    if matches!(
-        cfg.stage,
-        Stage::Adapter {
-            method: Method::Full,
-            ..
-        }
-    ) {
+    if matches!(cfg.stage, Stage::Adapter { method, .. } if method == Method::FULL) {
         put("model", &|d| {
             weights::write_state_dict(
                 &d.join("model.safetensors"),
@@ -733,7 +721,11 @@ fn execute(
     stop: &AtomicBool,
 ) -> Result<Summary> {
     let started = unix_secs();
-    let result = execute_inner(cfg, run, resuming, lock, observer, stop, started);
+    // A panic inside training (a tch shape error, say) fails this run, recorded in run.json
+    // like any failure, instead of unwinding through the caller's thread.
+    let result = crate::error::catch_panic("training", || {
+        execute_inner(cfg, run, resuming, lock, observer, stop, started)
+    });
     if let Err(e) = &result {
         // Keep the failure visible in the run folder (the GUI's run list reads it), unless
         // the folder is another process's now.
@@ -775,36 +767,13 @@ fn execute_inner(
         mut warnings,
     } = prepared;
     warnings.extend(lock.notice());
-    let metric = cfg
-        .metric
-        .clone()
-        .unwrap_or_else(|| task::primary_metric(cfg.task).to_string());
-    if !task::metric_names(cfg.task).contains(&metric.as_str()) {
-        return Err(Error::Invalid(format!(
-            "metric `{metric}` does not apply to {} (use one of: {})",
-            cfg.task.as_str(),
-            task::metric_names(cfg.task).join(", ")
-        )));
-    }
-    let higher = task::higher_is_better(&metric);
+    let metric = best_metric(cfg)?;
+    let higher = higher_is_better(&metric);
     let steps_per_epoch = cfg.steps_per_epoch(train.len());
     let total_steps = cfg.total_steps(train.len());
     let epochs_per_eval = cfg.epochs_per_eval(train.len());
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
-    let head_scale = cfg.head_lr.map_or(1.0, |h| h / cfg.lr);
-    let scales: Vec<f64> = params
-        .iter()
-        .map(|(n, _)| {
-            if n.starts_with("head/") {
-                head_scale
-            } else {
-                1.0
-            }
-        })
-        .collect();
-    let mut opt = AdamW::new(params, cfg.weight_decay);
-    opt.exclude_from_decay(&no_decay);
-    opt.set_lr_scales(scales);
+    let mut opt = optimizer(cfg, params, &no_decay);
     // Evaluations before this step do not count towards patience.
     let patience_from = (cfg.early_stop_after.clamp(0.0, 1.0) * total_steps as f64).ceil() as usize;
 
@@ -891,18 +860,7 @@ fn execute_inner(
             info.step = state.step;
             info.updated_unix_secs = unix_secs();
             run.write_info(&info)?;
-            return Ok(Summary {
-                status: RunStatus::Stopped,
-                out: run.root.clone(),
-                steps: state.step,
-                total_steps,
-                examples,
-                train_secs,
-                examples_per_sec: examples as f64 / train_secs.max(1e-9),
-                best: info.best.clone(),
-                early_stopped: false,
-                stopped_early: None,
-            });
+            return Ok(summary(&info, run, examples, train_secs, false));
         }
         let epoch = state.step / steps_per_epoch;
         if planned_epoch != Some(epoch) {
@@ -919,27 +877,9 @@ fn execute_inner(
 
         let t0 = Instant::now();
         let (batch, targets) = train.batch(&indices, pad_id, pad_to, device);
-        let out = {
-            let _rng = torch_rng_lock();
-            // Dropout masks depend on the step only, so a resumed run draws the same ones.
-            tch::manual_seed(cfg.seed.wrapping_add(state.step as u64 + 1) as i64);
-            model.forward(&batch, true)?
-        };
-        let logits = out
-            .logits
-            .ok_or_else(|| Error::Invalid("the model has no head".into()))?;
-        let mut loss = task::loss(cfg.task, &logits, &targets)?;
-        for fusion in model.fusions.values() {
-            if let Some(reg) = fusion.regularization_loss() {
-                loss = loss + reg;
-            }
-        }
-        opt.zero_grad();
-        loss.f_backward()?;
-        let grad_norm = opt.clip_grad_norm(cfg.max_grad_norm);
         let lr = linear_lr(cfg.lr, state.step, warmup, total_steps);
-        opt.step(lr);
-        let loss_value = loss.double_value(&[]);
+        let (loss_value, grad_norm) =
+            optimizer_step(&model, cfg, &mut opt, &batch, &targets, state.step, lr)?;
         train_secs += t0.elapsed().as_secs_f64();
         examples += indices.len();
         state.step += 1;
@@ -1016,21 +956,12 @@ fn execute_inner(
                 .patience
                 .is_some_and(|p| state.evals_without_improvement >= p);
             if early_stopped {
-                let watched = match cfg.stop_on {
-                    StopWatch::Metric => metric.clone(),
-                    StopWatch::Loss => "the validation loss".into(),
-                    StopWatch::Either => format!("{metric} or the validation loss"),
-                };
-                info.stopped_early = Some(format!(
-                    "early stopping at step {} of {total_steps} (epoch {epoch_f:.1}): no \
-                     improvement of {watched} in {} evaluations{}",
-                    state.step,
-                    state.evals_without_improvement,
-                    if patience_from > 0 {
-                        format!(" (counted from step {patience_from})")
-                    } else {
-                        String::new()
-                    }
+                info.stopped_early = Some(early_stop_reason(
+                    cfg,
+                    &metric,
+                    &state,
+                    (total_steps, steps_per_epoch),
+                    patience_from,
                 ));
             }
             state.elapsed_secs = elapsed(&wall);
@@ -1060,18 +991,129 @@ fn execute_inner(
     if run.checkpoint().exists() {
         std::fs::remove_file(run.checkpoint()).map_err(|e| Error::io(run.checkpoint(), e))?;
     }
-    Ok(Summary {
-        status: RunStatus::Finished,
+    Ok(summary(&info, run, examples, train_secs, early_stopped))
+}
+
+/// The metric that picks the best checkpoint: `--metric`, else the task's, checked against
+/// what the task reports.
+fn best_metric(cfg: &TrainConfig) -> Result<String> {
+    let metric = cfg
+        .metric
+        .clone()
+        .unwrap_or_else(|| cfg.task.primary_metric().to_string());
+    if !cfg.task.metric_names().contains(&metric.as_str()) {
+        return Err(Error::Invalid(format!(
+            "metric `{metric}` does not apply to {} (use one of: {})",
+            cfg.task.as_str(),
+            cfg.task.metric_names().join(", ")
+        )));
+    }
+    Ok(metric)
+}
+
+/// AdamW over the trainable parameters, the head at `--head-lr`'s share of the rate.
+fn optimizer(
+    cfg: &TrainConfig,
+    params: Vec<(String, Tensor)>,
+    no_decay: &std::collections::HashSet<usize>,
+) -> AdamW {
+    let head_scale = cfg.head_lr.map_or(1.0, |h| h / cfg.lr);
+    let scales: Vec<f64> = params
+        .iter()
+        .map(|(n, _)| {
+            if n.starts_with("head/") {
+                head_scale
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let mut opt = AdamW::new(params, cfg.weight_decay);
+    opt.exclude_from_decay(no_decay);
+    opt.set_lr_scales(scales);
+    opt
+}
+
+/// One optimizer step at step `step` (0-based) with rate `lr`: the loss before it and the
+/// gradient norm before clipping.
+fn optimizer_step(
+    model: &AdapterModel,
+    cfg: &TrainConfig,
+    opt: &mut AdamW,
+    batch: &crate::tokenizer::Batch,
+    targets: &Tensor,
+    step: usize,
+    lr: f64,
+) -> Result<(f64, f64)> {
+    let out = {
+        let _rng = torch_rng_lock();
+        // Dropout masks depend on the step only, so a resumed run draws the same ones.
+        tch::manual_seed(cfg.seed.wrapping_add(step as u64 + 1) as i64);
+        model.forward(batch, true)?
+    };
+    let logits = out
+        .logits
+        .ok_or_else(|| Error::Invalid("the model has no head".into()))?;
+    let mut loss = cfg.task.loss(&logits, targets)?;
+    for fusion in model.fusions.values() {
+        if let Some(reg) = fusion.regularization_loss() {
+            loss = loss + reg;
+        }
+    }
+    opt.zero_grad();
+    loss.f_backward()?;
+    let grad_norm = opt.clip_grad_norm(cfg.max_grad_norm);
+    opt.step(lr);
+    Ok((loss.double_value(&[]), grad_norm))
+}
+
+/// Why a run stopped early, in words (run.json and the run's page show it).
+fn early_stop_reason(
+    cfg: &TrainConfig,
+    metric: &str,
+    state: &TrainerState,
+    (total_steps, steps_per_epoch): (usize, usize),
+    patience_from: usize,
+) -> String {
+    let watched = match cfg.stop_on {
+        StopWatch::Metric => metric.to_string(),
+        StopWatch::Loss => "the validation loss".into(),
+        StopWatch::Either => format!("{metric} or the validation loss"),
+    };
+    let epoch = state.step as f64 / steps_per_epoch as f64;
+    format!(
+        "early stopping at step {} of {total_steps} (epoch {epoch:.1}): no improvement of \
+         {watched} in {} evaluations{}",
+        state.step,
+        state.evals_without_improvement,
+        if patience_from > 0 {
+            format!(" (counted from step {patience_from})")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// What a run that stopped or ended reports.
+fn summary(
+    info: &RunInfo,
+    run: &RunDir,
+    examples: usize,
+    train_secs: f64,
+    early_stopped: bool,
+) -> Summary {
+    Summary {
+        status: info.status,
         out: run.root.clone(),
-        steps: state.step,
-        total_steps,
+        steps: info.step,
+        total_steps: info.total_steps,
         examples,
         train_secs,
         examples_per_sec: examples as f64 / train_secs.max(1e-9),
         best: info.best.clone(),
         early_stopped,
         stopped_early: info.stopped_early.clone(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -1079,7 +1121,7 @@ mod tests {
     use super::*;
 
     fn config(stop_on: StopWatch, min_delta: f64) -> TrainConfig {
-        let mut c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        let mut c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
         c.stop_on = stop_on;
         c.min_delta = min_delta;
         c
@@ -1114,7 +1156,7 @@ mod tests {
 
     #[test]
     fn the_studio_defaults_count_patience_only_after_a_third_of_the_steps() {
-        let c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        let c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
         assert_eq!(c.stop_on, StopWatch::Either);
         assert!((c.early_stop_after - 1.0 / 3.0).abs() < 1e-12);
         // 100 examples, batch 32: 4 steps an epoch; a fusion's 10 epochs = 40 < 100 steps.
@@ -1124,7 +1166,7 @@ mod tests {
         // 30 epochs, about 10 epoch-end evaluations: every third epoch.
         assert_eq!(c.epochs_per_eval(100), 3);
         assert_eq!(c.total_steps(10_000), 30 * 313);
-        let paper = TrainConfig::adapter_paper(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        let paper = TrainConfig::adapter_paper(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
         assert_eq!(paper.total_steps(100), 120);
         assert_eq!(paper.stop_on, StopWatch::Metric);
         assert_eq!(paper.preset(), crate::training::Preset::Paper);
@@ -1141,7 +1183,7 @@ mod tests {
 
     #[test]
     fn hyper_parameters_out_of_range_are_refused_by_flag() {
-        let ok = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SeqBn);
+        let ok = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
         assert!(ok.validate().is_ok());
         let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
             (Box::new(|c| c.lr = -1e-4), "--lr -0.0001"),
@@ -1157,7 +1199,6 @@ mod tests {
             ),
             (Box::new(|c| c.weight_decay = -0.1), "--weight-decay -0.1"),
             (Box::new(|c| c.head_lr = Some(0.0)), "--head-lr 0"),
-            (Box::new(|c| c.weights_format = "onnx".into()), "onnx"),
         ];
         for (edit, expected) in cases {
             let mut c = ok.clone();
@@ -1165,5 +1206,30 @@ mod tests {
             let err = c.validate().expect_err(expected).to_string();
             assert!(err.contains(expected), "{err} lacks {expected}");
         }
+    }
+
+    #[test]
+    fn a_panic_during_training_fails_the_run_with_its_message_in_run_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("data.csv");
+        let rows: String = (0..16).map(|i| format!("text {i},{}\n", i % 2)).collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let mut cfg = TrainConfig::adapter(model, csv, Method::SEQ_BN);
+        cfg.device = "cpu".into();
+        cfg.batch_size = 4;
+        cfg.validation_split = 0.0;
+        let out = dir.path().join("run");
+        let mut observer = |e: &Event| {
+            if matches!(e, Event::Step(_)) {
+                panic!("injected after a step");
+            }
+        };
+        let e = train(&cfg, &out, &mut observer, &AtomicBool::new(false)).unwrap_err();
+        assert!(matches!(e, Error::Panic { .. }), "{e}");
+        let info = RunDir::new(&out).read_info().unwrap();
+        assert_eq!(info.status, RunStatus::Failed);
+        let recorded = info.error.unwrap_or_default();
+        assert!(recorded.contains("injected after a step"), "{recorded}");
     }
 }

@@ -1,0 +1,403 @@
+//! The command-line grammar of a training run (`train …`, `fuse …`): the flags, their help
+//! and defaults, and how they become a [`TrainConfig`]. The CLI parses its arguments with
+//! these; studies write planned runs in this grammar, and the app and the Slurm tasks read
+//! them back with [`planned_config`], so every front end means the same by each flag.
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::{ConfigMap, LockWait, Method, Preset, Stage, StopWatch, TrainConfig};
+use crate::data::{Columns, TaskType};
+use crate::error::{Error, Result};
+
+/// A run described on the command line: its settings, its folder, and what was inferred
+/// (for the front end to say).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    /// Choices made for the user, one line each (a validation split found beside --train).
+    pub notes: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Training data: CSV, TSV (GLUE style), JSONL, Parquet or Arrow; or a Hugging Face
+    /// dataset folder (save_to_disk, datasets cache, Hub snapshot), FOLDER:SPLIT for a split.
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Validation data; without it, a folder's validation split is used, else
+    /// --validation-split of --train is held out.
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Share of --train held out (seeded, stratified) when there is no --validation; 0: none.
+    #[arg(long, default_value_t = 0.1)]
+    pub validation_split: f64,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Label list in id order, comma-separated (default: inferred from --train, sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Args, Clone)]
+pub struct ColumnArgs {
+    /// Column with the text (tagging: the list of words). Default: text, sentence, sentence1, …
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Column with the second text of a pair. Default: sentence2 next to sentence1, …
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// Column with the label (tagging: the list of tags). Default: label, labels, score, tags.
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Skip rows with problems (reported with their line) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}
+
+impl ColumnArgs {
+    pub fn columns(&self) -> Columns {
+        Columns {
+            text: self.text_column.clone(),
+            text_pair: self.text_pair_column.clone(),
+            label: self.label_column.clone(),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct TrainingArgs {
+    /// Defaults to start from: studio (measured on small real-text targets: see the README)
+    /// or paper (the AdapterFusion paper's settings).
+    #[arg(long, default_value = "studio")]
+    pub preset: Preset,
+    /// classification, multilabel, regression or tagging.
+    #[arg(long, default_value = "classification")]
+    pub task: TaskType,
+    /// Name of the adapter/fusion head (default: from the --out folder).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Epochs (default: 30 for adapters, 10 for fusion, as in the paper).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps (overrides --epochs and --min-steps).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Train at least this many steps whatever --epochs gives (studio: 100; paper: none).
+    #[arg(long)]
+    pub min_steps: Option<usize>,
+    /// Peak learning rate of the adapter or fusion (studio: 1e-4 adapters, 5e-4 fusion;
+    /// paper: 1e-4, 5e-5).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Peak learning rate of the head (studio fusion: 1e-3; otherwise --lr).
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// Start the head from this AdapterHub head folder (same labels) instead of a random one.
+    #[arg(long)]
+    pub head_init: Option<PathBuf>,
+    /// Fusion: start the head from the head of a fused adapter trained on the same data
+    /// (studio: true; paper: false).
+    #[arg(long)]
+    pub warm_start_head: Option<bool>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per example; longer inputs are truncated.
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Share of steps with linear warm-up.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Gradient clipping (global L2 norm); 0 disables it.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Evaluations without improvement before stopping early; 0 disables early stopping.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// What early stopping watches: either (stops when neither the metric nor the loss
+    /// improves; studio), metric (paper) or loss.
+    #[arg(long)]
+    pub stop_on: Option<StopWatch>,
+    /// Share of the planned steps before early stopping counts (studio: 0.33; paper: 0).
+    #[arg(long)]
+    pub early_stop_after: Option<f64>,
+    /// Smallest change that counts as an improvement for early stopping.
+    #[arg(long)]
+    pub min_delta: Option<f64>,
+    /// Evaluate every N steps as well as at each epoch end.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// At most about this many epoch-end evaluations (every k-th epoch end on small sets;
+    /// studio: 10); 0: every epoch end.
+    #[arg(long)]
+    pub max_epoch_evals: Option<usize>,
+    /// Metric for the best checkpoint (default: accuracy, pearson or micro_f1 by task).
+    #[arg(long)]
+    pub metric: Option<String>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Pad every batch to --max-length (fixed shapes) instead of length-bucketed batches.
+    #[arg(long)]
+    pub pad_to_max_length: bool,
+    /// Write a resumable checkpoint every N steps (also at each evaluation and on stop).
+    #[arg(long, default_value_t = 200)]
+    pub save_every: usize,
+    /// Weights files of the saved AdapterHub folders: both (.safetensors and the .bin that the
+    /// library's plain load_adapter(dir) reads), safetensors or bin.
+    #[arg(long, default_value = "both")]
+    pub weights_format: crate::hub::WeightFormat,
+    /// Output folder of the run.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar; print one JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// When another process trains this run folder: wait until it finishes instead of refusing.
+    #[arg(long)]
+    pub wait_for_lock: bool,
+}
+
+impl TrainingArgs {
+    pub fn lock_wait(&self) -> LockWait {
+        if self.wait_for_lock {
+            LockWait::Wait
+        } else {
+            LockWait::Refuse
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Hugging Face model folder, or `demo`.
+    #[arg(long, required_unless_present_any = ["resume", "config"])]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Bottlenecks: seq_bn, double_seq_bn, par_bn, compacter, compacter++; lora, dora, ia3,
+    /// prefix_tuning, prompt_tuning; the unions mam and unipelt; the paper's baselines full
+    /// and head-only. Each starts from the library's preset and the studio's learning rate.
+    #[arg(long, default_value = "seq_bn")]
+    pub method: Method,
+    /// Bottleneck reduction factor (default: the method's preset, 16 for seq_bn).
+    #[arg(long)]
+    pub reduction_factor: Option<f64>,
+    /// Keys of the method's config to change, as JSON or a JSON file, e.g.
+    /// '{"r": 16, "alpha": 32}' for lora, '{"prompt_init": "from_string", "prompt_init_text":
+    /// "Is this review positive?"}' for prompt_tuning (the library's config keys).
+    #[arg(long)]
+    pub adapter_config: Option<String>,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Continue the interrupted run in this folder with its saved settings.
+    #[arg(long, conflicts_with_all = ["model", "train", "out", "config"])]
+    pub resume: Option<PathBuf>,
+    /// Run again with the settings another run recorded: its run.json (or a file holding
+    /// just its `config` object), into a new --out. Settings flags are refused beside it.
+    #[arg(long, conflicts_with_all = [
+        "model", "train", "validation", "validation_split", "labels", "text_column",
+        "text_pair_column", "label_column", "skip_bad_rows", "method", "reduction_factor",
+        "adapter_config", "preset", "task", "name", "epochs", "max_steps", "min_steps", "lr",
+        "head_lr", "head_init", "warm_start_head", "batch_size", "max_length", "warmup_ratio",
+        "weight_decay", "max_grad_norm", "patience", "stop_on", "early_stop_after",
+        "min_delta", "eval_every", "max_epoch_evals", "metric", "seed", "device",
+        "pad_to_max_length", "save_every", "weights_format",
+    ])]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct FuseArgs {
+    /// Hugging Face model folder, or `demo`.
+    #[arg(long, required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
+    /// AdapterHub adapter folders to fuse (two or more), e.g. RUN/adapter of stage-1 runs.
+    #[arg(long = "adapter")]
+    pub adapters: Vec<PathBuf>,
+    /// dynamic (the paper's) or static.
+    #[arg(long, default_value = "dynamic")]
+    pub fusion_config: crate::fusion::FusionPreset,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Continue the interrupted run in this folder with its saved settings.
+    #[arg(long, conflicts_with_all = ["model", "train", "out", "adapters"])]
+    pub resume: Option<PathBuf>,
+}
+
+fn config_from(
+    model: Option<PathBuf>,
+    data: &DataArgs,
+    t: &TrainingArgs,
+    mut cfg: impl FnMut(PathBuf, PathBuf) -> TrainConfig,
+) -> Result<Planned> {
+    let (Some(model), Some(train), Some(out)) = (model, data.train.clone(), t.out.clone()) else {
+        return Err(Error::Invalid(
+            "--model, --train and --out are required (or --resume RUN)".into(),
+        ));
+    };
+    let beside = match &data.validation {
+        None => crate::data::hf::validation_beside(&train),
+        Some(_) => None,
+    };
+    let notes = beside
+        .iter()
+        .map(|v| format!("validation: {} (the split beside --train)", v.display()))
+        .collect();
+    let mut c = cfg(model, train);
+    c.validation = data.validation.clone().or(beside);
+    c.validation_split = data.validation_split;
+    c.columns = data.columns.columns();
+    c.skip_bad_rows = data.columns.skip_bad_rows;
+    c.labels = data.labels.clone();
+    c.task = t.task;
+    c.name = match &t.name {
+        Some(n) => n.clone(),
+        None => out
+            .file_name()
+            .map(|n| n.to_string_lossy().replace([',', '.', ' '], "_"))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| c.name.clone()),
+    };
+    c.epochs = t.epochs.unwrap_or(c.epochs);
+    c.max_steps = t.max_steps;
+    c.min_steps = t.min_steps.or(c.min_steps).filter(|&n| n > 0);
+    c.lr = t.lr.unwrap_or(c.lr);
+    c.head_lr = t.head_lr.or(c.head_lr);
+    c.head_init = t.head_init.clone();
+    c.warm_start_head = t.warm_start_head.unwrap_or(c.warm_start_head);
+    c.batch_size = t.batch_size;
+    c.max_length = t.max_length;
+    c.warmup_ratio = t.warmup_ratio;
+    c.weight_decay = t.weight_decay;
+    c.max_grad_norm = t.max_grad_norm;
+    if let Some(p) = t.patience {
+        c.patience = (p > 0).then_some(p);
+    }
+    c.stop_on = t.stop_on.unwrap_or(c.stop_on);
+    c.early_stop_after = t.early_stop_after.unwrap_or(c.early_stop_after);
+    c.min_delta = t.min_delta.unwrap_or(c.min_delta);
+    c.eval_every = t.eval_every;
+    if let Some(n) = t.max_epoch_evals {
+        c.max_epoch_evals = (n > 0).then_some(n);
+    }
+    c.metric = t.metric.clone();
+    c.seed = t.seed;
+    c.device = t.device.clone();
+    crate::device::parse_device(&c.device)?;
+    c.pad_to_max_length = t.pad_to_max_length;
+    c.save_every = t.save_every;
+    c.weights_format = t.weights_format;
+    Ok(Planned {
+        config: c,
+        out,
+        notes,
+    })
+}
+
+/// `--adapter-config`: a JSON object, inline or in a file.
+fn adapter_config_arg(text: &str) -> Result<ConfigMap> {
+    let json = match text.trim_start().starts_with('{') {
+        true => text.to_string(),
+        false => std::fs::read_to_string(text)
+            .map_err(|e| Error::Invalid(format!("--adapter-config {text}: {e}")))?,
+    };
+    match serde_json::from_str(&json) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => Err(Error::Invalid(format!(
+            "--adapter-config: expected a JSON object, found {other}"
+        ))),
+        Err(e) => Err(Error::Invalid(format!("--adapter-config {text}: {e}"))),
+    }
+}
+
+/// The run that `train …` describes.
+pub fn train_config(args: TrainArgs) -> Result<Planned> {
+    if let Some(file) = &args.config {
+        let Some(out) = args.training.out.clone() else {
+            return Err(Error::Invalid(
+                "--config needs --out (a new run folder)".into(),
+            ));
+        };
+        return Ok(Planned {
+            config: recorded_config(file)?,
+            out,
+            notes: vec![format!("settings: {}", file.display())],
+        });
+    }
+    let preset = args.training.preset;
+    let mut planned = config_from(args.model, &args.data, &args.training, |m, t| {
+        TrainConfig::adapter_preset(preset, m, t, args.method)
+    })?;
+    let config = match &args.adapter_config {
+        None => None,
+        Some(text) => Some(adapter_config_arg(text)?),
+    };
+    // Checked now: a bad key fails before any data is read.
+    args.method
+        .adapter_config(args.reduction_factor, config.as_ref())?;
+    planned.config.stage = Stage::Adapter {
+        method: args.method,
+        reduction_factor: args.reduction_factor,
+        config,
+    };
+    Ok(planned)
+}
+
+/// The run that `fuse …` describes.
+pub fn fuse_config(args: FuseArgs) -> Result<Planned> {
+    if args.adapters.len() < 2 {
+        return Err(Error::Invalid(
+            "give at least two --adapter folders to fuse".into(),
+        ));
+    }
+    let adapters = args.adapters.clone();
+    let preset = args.training.preset;
+    let mut planned = config_from(args.model, &args.data, &args.training, |m, t| {
+        TrainConfig::fusion_preset(preset, m, t, adapters.clone())
+    })?;
+    if let Stage::Fusion { fusion_config, .. } = &mut planned.config.stage {
+        *fusion_config = args.fusion_config;
+    }
+    Ok(planned)
+}
+
+/// The settings of a study's planned run (`train …` or `fuse …`, as `study run` would start
+/// it) for `out`: the app queues study runs on its own worker with exactly the settings the
+/// command line and a cluster use.
+pub fn planned_config(args: &[String], out: &Path) -> Result<TrainConfig> {
+    #[derive(clap::Parser)]
+    #[command(no_binary_name = true)]
+    enum RunCommand {
+        Train(TrainArgs),
+        Fuse(FuseArgs),
+    }
+    use clap::Parser;
+    let out_args = ["--out".to_string(), out.to_string_lossy().into_owned()];
+    let parsed = RunCommand::try_parse_from(args.iter().chain(&out_args))
+        .map_err(|e| Error::Invalid(format!("planned run `{}`: {e}", args.join(" "))))?;
+    let planned = match parsed {
+        RunCommand::Train(a) => train_config(a)?,
+        RunCommand::Fuse(a) => fuse_config(a)?,
+    };
+    Ok(planned.config)
+}
+
+/// The settings a run recorded: `run.json` (its `config`) or a file of the settings alone.
+pub fn recorded_config(file: &Path) -> Result<TrainConfig> {
+    let value: serde_json::Value = crate::io::read_json(file)?;
+    let settings = value.get("config").cloned().unwrap_or(value);
+    let config: TrainConfig = serde_json::from_value(settings).map_err(|source| Error::Json {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    config.validate()?;
+    Ok(config)
+}
