@@ -13,7 +13,7 @@ use crate::hub::{self, WeightFormat};
 use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for, weights, write_json_atomic};
 use crate::model::loading::MODEL_FILES;
 use crate::predict::{self, PredictSpec};
-use crate::training::run_dir::RunDir;
+use crate::training::run_dir::{RunArtifact, RunDir};
 use crate::training::Stage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl ExportReport {
 pub fn parts_of_run(run_dir: &Path) -> Result<PredictSpec> {
     let run = RunDir::new(run_dir);
     let info = run.read_info()?;
-    let head = run.artifact("head");
+    let head = run.artifact(RunArtifact::Head);
     if !head.join(hub::Artifact::Head.config_file()).is_file() {
         return Err(Error::Invalid(format!(
             "{}: the run has no saved head yet (it saves at its first evaluation)",
@@ -99,14 +99,14 @@ pub fn parts_of_run(run_dir: &Path) -> Result<PredictSpec> {
     match &info.config.stage {
         Stage::Fusion { adapters, .. } => {
             spec.adapters = adapters.clone();
-            spec.fusion = Some(run.artifact("fusion"));
+            spec.fusion = Some(run.artifact(RunArtifact::Fusion));
         }
         Stage::Adapter { .. } => {
-            let adapter = run.artifact("adapter");
+            let adapter = run.artifact(RunArtifact::Adapter);
             if adapter.is_dir() {
                 spec.adapters.push(adapter);
             }
-            let model = run.artifact("model");
+            let model = run.artifact(RunArtifact::Model);
             if model.is_dir() {
                 spec.model = model;
             }

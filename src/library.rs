@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::hub::{self, Artifact, Envelope};
 use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
 use crate::model::{BaseModel, ModelConfig};
-use crate::training::{RunDir, Stage};
+use crate::training::{RunArtifact, RunDir, Stage};
 use crate::workspace::{hf_cache_root, Workspace};
 
 pub const LIBRARY_DIR: &str = "library";
@@ -239,12 +239,18 @@ pub fn scan(ws: &Workspace) -> Vec<Item> {
     for run in ws.runs() {
         let Some(info) = &run.info else { continue };
         let rd = RunDir::new(&run.dir);
-        let kinds: &[(Artifact, &str)] = match info.config.stage {
-            Stage::Adapter { .. } => &[(Artifact::Adapter, "adapter"), (Artifact::Head, "head")],
-            Stage::Fusion { .. } => &[(Artifact::Fusion, "fusion"), (Artifact::Head, "head")],
+        let kinds: &[(Artifact, RunArtifact)] = match info.config.stage {
+            Stage::Adapter { .. } => &[
+                (Artifact::Adapter, RunArtifact::Adapter),
+                (Artifact::Head, RunArtifact::Head),
+            ],
+            Stage::Fusion { .. } => &[
+                (Artifact::Fusion, RunArtifact::Fusion),
+                (Artifact::Head, RunArtifact::Head),
+            ],
         };
         for (artifact, folder) in kinds {
-            let dir = rd.artifact(folder);
+            let dir = rd.artifact(*folder);
             let source = Source::Run {
                 run_id: run.id.clone(),
                 dir: run.dir.clone(),

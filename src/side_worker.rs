@@ -474,7 +474,7 @@ mod tests {
             .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SEQ_BN);
-        c.device = "cpu".into();
+        c.device = crate::device::DeviceChoice::Cpu;
         c.batch_size = 4;
         c.max_steps = Some(40);
         c.validation_split = 0.0;

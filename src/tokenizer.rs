@@ -20,6 +20,12 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     pub max_length: usize,
     pub pad_id: i64,
+    /// The model folder (named in errors).
+    dir: std::path::PathBuf,
+    /// Rows of the model's token and token type embeddings: an id the tokenizer gives past
+    /// them is refused with the token named instead of failing inside the model.
+    vocab_size: i64,
+    type_vocab_size: i64,
 }
 
 /// One padded batch on a device.
@@ -170,6 +176,9 @@ impl TextTokenizer {
             inner,
             max_length,
             pad_id: config.pad_token_id,
+            dir: dir.to_path_buf(),
+            vocab_size: config.vocab_size,
+            type_vocab_size: config.type_vocab_size,
         })
     }
 
@@ -187,6 +196,9 @@ impl TextTokenizer {
             inner,
             max_length,
             pad_id: self.pad_id,
+            dir: self.dir.clone(),
+            vocab_size: self.vocab_size,
+            type_vocab_size: self.type_vocab_size,
         })
     }
 
@@ -195,9 +207,53 @@ impl TextTokenizer {
         input: impl Into<tokenizers::EncodeInput<'s>>,
         what: &str,
     ) -> Result<tokenizers::Encoding> {
-        self.inner
+        let enc = self
+            .inner
             .encode(input, true)
-            .map_err(|e| Error::Invalid(format!("cannot tokenize `{what}`: {e}")))
+            .map_err(|e| Error::Invalid(format!("cannot tokenize `{what}`: {e}")))?;
+        self.check_ids(&enc)?;
+        Ok(enc)
+    }
+
+    /// Every id within the model's embeddings: tokens added to a tokenizer without resizing
+    /// the model, or a tokenizer of another model, give ids the model has no row for.
+    fn check_ids(&self, enc: &tokenizers::Encoding) -> Result<()> {
+        let past = |id: u32, rows: i64| i64::from(id) >= rows;
+        if let Some(i) = enc
+            .get_ids()
+            .iter()
+            .position(|&id| past(id, self.vocab_size))
+        {
+            return Err(tok_err(
+                &self.dir,
+                format!(
+                    "the tokenizer gives token `{}` the id {}, but the model has {} token \
+                     embeddings (config.json `vocab_size`): was the token added to the tokenizer \
+                     without resizing the model?",
+                    enc.get_tokens().get(i).map_or("?", String::as_str),
+                    enc.get_ids()[i],
+                    self.vocab_size
+                ),
+            ));
+        }
+        // Models without token types (type_vocab_size 0) never read type ids.
+        if self.type_vocab_size > 0 {
+            if let Some(&t) = enc
+                .get_type_ids()
+                .iter()
+                .find(|&&t| past(t, self.type_vocab_size))
+            {
+                return Err(tok_err(
+                    &self.dir,
+                    format!(
+                        "the tokenizer gives the token type {t}, but the model has {} \
+                         (config.json `type_vocab_size`)",
+                        self.type_vocab_size
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// One text (with an optional pair), special tokens added, truncated, not padded.
@@ -280,5 +336,45 @@ impl TextTokenizer {
             attention_mask: make(&flat_mask),
             tokens,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_past_the_models_embeddings_is_refused_naming_the_token_and_vocab_size() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let mut config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let fine = TextTokenizer::load(&dir, &config).unwrap();
+        let ids = fine.encode_one("hello world", None).unwrap().ids;
+        let largest = *ids.iter().max().unwrap();
+        // The same tokenizer on a model with fewer embedding rows than its largest id.
+        config.vocab_size = largest;
+        let short = TextTokenizer::load(&dir, &config).unwrap();
+        let e = short
+            .encode_one("hello world", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bert_tiny"), "{e}");
+        assert!(e.contains(&format!("the id {largest}")), "{e}");
+        assert!(
+            e.contains(&format!("has {largest} token embeddings")),
+            "{e}"
+        );
+        // Type ids past type_vocab_size: a pair on a model with one token type.
+        config.vocab_size = largest + 1;
+        config.type_vocab_size = 1;
+        let one_type = TextTokenizer::load(&dir, &config).unwrap();
+        assert!(one_type.encode_one("hello", None).is_ok());
+        let e = one_type
+            .encode_one("hello", Some("world"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("token type 1") && e.contains("type_vocab_size"),
+            "{e}"
+        );
     }
 }

@@ -300,7 +300,7 @@ mod tests {
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
         let mut c = TrainConfig::adapter(model, csv, Method::SEQ_BN);
-        c.device = "cpu".into();
+        c.device = crate::device::DeviceChoice::Cpu;
         c.batch_size = 2;
         c.epochs = 500;
         c.validation_split = 0.0;

@@ -532,7 +532,7 @@ fn a_trained_fusion_run_exports_from_the_cli_in_both_formats_with_the_same_outpu
         csv,
         vec![adapters_dir().join("a"), adapters_dir().join("b")],
     );
-    cfg.device = "cpu".into();
+    cfg.device = adapter_studio::device::DeviceChoice::Cpu;
     cfg.batch_size = 8;
     cfg.max_steps = Some(6);
     cfg.validation_split = 0.25;

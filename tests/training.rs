@@ -677,3 +677,43 @@ fn a_run_whose_folder_vanishes_or_turns_read_only_fails_with_a_clear_error() {
         assert!(!err.contains("panicked"), "{case}: {err}");
     }
 }
+
+/// A run.json written by the previous version of this program (commit 81b5e67:
+/// `train --model tests/fixtures/bert_tiny --train tests/fixtures/run_v0/train.csv
+/// --max-steps 2 --batch-size 4 --device cpu --out …`) still loads, and `train --config` runs
+/// it again into a new folder with exactly the recorded settings; settings flags beside
+/// `--config` are refused by name.
+#[test]
+fn a_run_json_of_the_previous_version_runs_again_with_train_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let recorded = fixtures().join("run_v0").join("run.json");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("again");
+    let stdout = ok(bin()
+        .current_dir(root)
+        .args(["train", "--json", "--config"])
+        .arg(&recorded)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap());
+    assert_eq!(summary(&stdout)["status"], "finished");
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (old, new) = (read(&recorded), read(&out.join("run.json")));
+    assert_eq!(new["config"], old["config"]);
+    assert_eq!(new["step"], old["step"]);
+    assert!(out.join("adapter").join("adapter_config.json").is_file());
+    let refused = bin()
+        .current_dir(root)
+        .args(["train", "--config"])
+        .arg(&recorded)
+        .args(["--lr", "0.001", "--out"])
+        .arg(work.path().join("refused"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--lr") && err.contains("--config"), "{err}");
+    assert!(!work.path().join("refused").exists());
+}

@@ -169,7 +169,7 @@ impl Bottleneck {
         &self,
         hidden: &Tensor,
         input_tensor: &Tensor,
-        ln: &nn::LayerNorm,
+        ln: Option<&nn::LayerNorm>,
         query_before_ln: bool,
     ) -> PreForward {
         if self.parallel {
@@ -187,7 +187,7 @@ impl Bottleneck {
             if self.residual_before_ln == ResidualBeforeLn::PostAdd {
                 residual = summed.shallow_clone();
             }
-            h = ln.forward(&summed);
+            h = super::sublayer_norm(ln, &summed);
         }
         if self.residual_before_ln == ResidualBeforeLn::False {
             residual = h.shallow_clone();
@@ -250,7 +250,7 @@ impl Bottleneck {
         hidden: &Tensor,
         input_hidden: &Tensor,
         input_tensor: &Tensor,
-        ln: &nn::LayerNorm,
+        ln: Option<&nn::LayerNorm>,
     ) -> Tensor {
         let hidden = if self.parallel {
             hidden + input_hidden
@@ -258,7 +258,7 @@ impl Bottleneck {
             hidden.shallow_clone()
         };
         if self.original_ln_after {
-            ln.forward(&(hidden + input_tensor))
+            super::sublayer_norm(ln, &(hidden + input_tensor))
         } else {
             hidden
         }

@@ -11,6 +11,7 @@ use super::prefix_tuning::PrefixTuningConfig;
 use super::prompt_tuning::PromptTuningConfig;
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+pub use crate::model::hooks::Location;
 
 /// Any adapter's configuration: one arm per method (the library's `architecture` key).
 #[derive(Debug, Clone)]
@@ -339,25 +340,6 @@ pub enum InitWeights {
     Bert,
     MamAdapter,
     Houlsby,
-}
-
-/// Where in a transformer layer a bottleneck sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Location {
-    /// After the attention output (`mh_adapter`).
-    Attention,
-    /// After the feed-forward output (`output_adapter`).
-    Output,
-}
-
-impl Location {
-    pub const ALL: [Location; 2] = [Location::Attention, Location::Output];
-    pub fn key(self) -> &'static str {
-        match self {
-            Location::Attention => "mh_adapter",
-            Location::Output => "output_adapter",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

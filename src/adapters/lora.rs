@@ -11,38 +11,7 @@ use tch::{Kind, Tensor};
 use super::config::{dropout, field_bool, leave_out};
 use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
-
-/// A linear layer of a transformer layer that LoRA can wrap (the library's location keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LinearSite {
-    Query,
-    Key,
-    Value,
-    /// The feed-forward's first linear (`intermediate.dense`, DistilBERT `ffn.lin1`).
-    Intermediate,
-    /// The feed-forward's second linear (`output.dense`, DistilBERT `ffn.lin2`).
-    Output,
-}
-
-impl LinearSite {
-    pub const ALL: [LinearSite; 5] = [
-        LinearSite::Query,
-        LinearSite::Key,
-        LinearSite::Value,
-        LinearSite::Intermediate,
-        LinearSite::Output,
-    ];
-
-    /// The `attn_matrices` letter of an attention projection.
-    pub fn attn_key(self) -> Option<&'static str> {
-        match self {
-            LinearSite::Query => Some("q"),
-            LinearSite::Key => Some("k"),
-            LinearSite::Value => Some("v"),
-            LinearSite::Intermediate | LinearSite::Output => None,
-        }
-    }
-}
+pub use crate::model::hooks::LinearSite;
 
 /// How the injected weights combine with the layer's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

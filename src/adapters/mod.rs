@@ -5,6 +5,7 @@
 //! [`AdapterModule`]; a union (MAM, UniPELT) has the parts of several.
 pub mod average;
 pub mod bottleneck;
+mod composer;
 pub mod composition;
 pub mod config;
 pub mod lora;
@@ -16,12 +17,14 @@ pub mod prompt_tuning;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::{Device, Tensor};
 
+pub use crate::model::hooks::{sublayer_norm, Location, LocationHook, NoAdapters, PrefixKv};
 pub use bottleneck::Bottleneck;
+use composer::{child_of, compose, Composable};
 pub use composition::Setup;
-pub use config::{AdapterConfig, BnConfig, BnPreset, Location};
+pub use config::{AdapterConfig, BnConfig, BnPreset};
 pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset};
 pub use prefix_tuning::{PrefixTuning, PrefixTuningConfig};
 pub use prompt_tuning::{PromptSpan, PromptTuning, PromptTuningConfig};
@@ -31,99 +34,6 @@ use crate::fusion::{FusionConfig, FusionLayer};
 use crate::model::{
     attention_path, linear_path, location_path, prefix_pool_path, prompt_path, ModelConfig,
 };
-
-/// Called by the encoder at each adapter location with the sub-layer output `h`, its residual
-/// input `r` and its LayerNorm; returns the location's output (by default `LN(h + r)`).
-/// [`LocationHook::linear`] is called with the input and output of each wrappable linear.
-pub trait LocationHook {
-    /// The output of the linear at `site` of `layer`, given its input `x`, plain output and
-    /// weight (DoRA normalises by it).
-    fn linear(
-        &mut self,
-        _layer: usize,
-        _site: LinearSite,
-        _x: &Tensor,
-        output: Tensor,
-        _weight: &Tensor,
-        _train: bool,
-    ) -> Result<Tensor> {
-        Ok(output)
-    }
-
-    /// Prefix keys and values to put in front of `layer`'s own, given the attention's input
-    /// `x`.
-    fn prefix(&mut self, _layer: usize, _x: &Tensor, _train: bool) -> Result<Option<PrefixKv>> {
-        Ok(None)
-    }
-
-    /// The embedding output `x` [batch, tokens, width] and its attention mask [batch, tokens],
-    /// with prompt vectors inserted (prompt tuning); called once, before the first layer.
-    fn embeddings(&mut self, x: Tensor, attention_mask: Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((x, attention_mask))
-    }
-
-    fn bottleneck(
-        &mut self,
-        layer: usize,
-        location: Location,
-        h: &Tensor,
-        r: &Tensor,
-        ln: &nn::LayerNorm,
-        train: bool,
-    ) -> Result<Tensor>;
-}
-
-/// Prefix keys and values for one attention layer: each [batch, heads, prefix tokens, head
-/// size]; `attend` [batch, prefix tokens] marks the slots each example attends (None: all),
-/// false where a shorter prefix of a Parallel or BatchSplit part is padded.
-#[derive(Debug)]
-pub struct PrefixKv {
-    pub keys: Tensor,
-    pub values: Tensor,
-    pub attend: Option<Tensor>,
-}
-
-impl PrefixKv {
-    /// `attend`, or all true.
-    fn attend_or_all(&self) -> Tensor {
-        match &self.attend {
-            Some(a) => a.shallow_clone(),
-            None => {
-                let s = self.keys.size();
-                Tensor::ones([s[0], s[2]], (tch::Kind::Bool, self.keys.device()))
-            }
-        }
-    }
-
-    /// The additive score bias of the prefix slots [batch, 1, 1, prefix tokens]: 0 where
-    /// attended, the most negative float where padded.
-    pub fn score_bias(&self, kind: tch::Kind) -> Tensor {
-        let s = self.keys.size();
-        match &self.attend {
-            Some(a) => {
-                (a.logical_not().to_kind(kind) * f64::from(f32::MIN)).view([s[0], 1, 1, s[2]])
-            }
-            None => Tensor::zeros([s[0], 1, 1, s[2]], (kind, self.keys.device())),
-        }
-    }
-}
-
-/// No adapters: the plain transformer.
-pub struct NoAdapters;
-
-impl LocationHook for NoAdapters {
-    fn bottleneck(
-        &mut self,
-        _: usize,
-        _: Location,
-        h: &Tensor,
-        r: &Tensor,
-        ln: &nn::LayerNorm,
-        _: bool,
-    ) -> Result<Tensor> {
-        Ok(ln.forward(&(h + r)))
-    }
-}
 
 /// A named adapter: its config, its own VarStore (frozen or trainable) and its modules: one
 /// bottleneck per location, one LoRA per wrapped linear, a prefix pool (a union: several).
@@ -419,10 +329,11 @@ impl State {
     }
 }
 
+#[derive(Clone, Copy)]
 struct At<'l> {
     layer: usize,
     location: Location,
-    ln: &'l nn::LayerNorm,
+    ln: Option<&'l nn::LayerNorm>,
     train: bool,
 }
 
@@ -455,153 +366,141 @@ impl<'a> Plugins<'a> {
             ))
         })
     }
+}
 
-    fn pre_block(&self, name: &str, mut st: State, at: &At) -> Result<State> {
-        let pre = self
-            .required(name, at)?
-            .pre_forward(&st.hidden, &st.input_tensor, at.ln, false);
-        st.hidden = pre.hidden;
-        st.adapter_residual = pre.residual;
-        Ok(st)
+/// The bottlenecks at one adapter location, for the composer.
+struct BottleneckSite<'p, 'a, 'l> {
+    plugins: &'p mut Plugins<'a>,
+    at: At<'l>,
+}
+
+impl Composable for BottleneckSite<'_, '_, '_> {
+    type State = State;
+
+    fn rows(&self, st: &State) -> i64 {
+        st.hidden.size()[0]
     }
 
-    fn compose_single(&self, name: &str, mut st: State, at: &At) -> Result<State> {
-        let (out, up) =
-            self.required(name, at)?
-                .forward(&st.hidden, &st.adapter_residual, at.train);
+    fn has(&self, name: &str) -> bool {
+        self.plugins.module(name, &self.at).is_some()
+    }
+
+    fn single(&mut self, name: &str, mut st: State) -> Result<State> {
+        let (out, up) = self.plugins.required(name, &self.at)?.forward(
+            &st.hidden,
+            &st.adapter_residual,
+            self.at.train,
+        );
         st.hidden = out;
         st.up = Some(up);
         st.last = Some(name.to_string());
         Ok(st)
     }
 
-    /// A child of Fuse/Average/Parallel: an adapter present here, a nested block, or nothing.
-    fn compose_child(&mut self, child: &Setup, st: State, at: &At) -> Result<Option<State>> {
-        match child {
-            Setup::Adapter(n) if self.module(n, at).is_some() => {
-                Ok(Some(self.compose_single(n, st, at)?))
-            }
-            Setup::Adapter(_) => Ok(None),
-            block => Ok(Some(self.compose(block, st, at)?)),
-        }
+    fn pre_block(&mut self, name: &str, mut st: State) -> Result<State> {
+        let pre = self.plugins.required(name, &self.at)?.pre_forward(
+            &st.hidden,
+            &st.input_tensor,
+            self.at.ln,
+            false,
+        );
+        st.hidden = pre.hidden;
+        st.adapter_residual = pre.residual;
+        Ok(st)
     }
 
-    fn compose(&mut self, setup: &Setup, mut st: State, at: &At) -> Result<State> {
-        match setup {
-            Setup::Adapter(n) => self.compose_single(n, st, at),
-            Setup::Stack(children) => {
-                for child in children {
-                    st = match child {
-                        Setup::Adapter(n) if self.module(n, at).is_some() => {
-                            let st = self.pre_block(n, st, at)?;
-                            self.compose_single(n, st, at)?
-                        }
-                        Setup::Adapter(_) => st,
-                        block => self.compose(block, st, at)?,
-                    };
-                }
-                Ok(st)
-            }
-            Setup::Fuse(children) => {
-                let name = setup.name();
-                let fusion = self
-                    .fusions
-                    .get(&name)
-                    .ok_or_else(|| Error::Invalid(format!("no fusion `{name}` is loaded")))?;
-                let last = setup.last().unwrap_or_default().to_string();
-                let pre = self.required(&last, at)?.pre_forward(
-                    &st.hidden,
-                    &st.input_tensor,
-                    at.ln,
-                    fusion.config.query_before_ln,
-                );
-                st.hidden = pre.hidden;
-                st.adapter_residual = pre.residual;
-                let mut ups = Vec::new();
-                for child in children {
-                    if let Some(cs) = self.compose_child(child, st.share(), at)? {
-                        ups.extend(cs.up);
-                    }
-                }
-                if !ups.is_empty() {
-                    let layer = fusion.layer(at.layer, at.location).ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "fusion `{name}` has no layer {} ({})",
-                            at.layer,
-                            at.location.key()
-                        ))
-                    })?;
-                    let up_list = Tensor::stack(&ups, 2);
-                    let (out, probs) =
-                        layer.forward(&pre.query, &up_list, &st.adapter_residual, at.train);
-                    self.records.push(FusionRecord {
-                        fusion: name,
-                        layer: at.layer,
-                        location: at.location,
-                        probs,
-                    });
-                    st.hidden = out;
-                }
-                st.last = Some(last);
-                Ok(st)
-            }
-            Setup::Average { children, weights } => {
-                let first = setup.first().unwrap_or_default().to_string();
-                st = self.pre_block(&first, st, at)?;
-                let mut outs: Vec<State> = Vec::new();
-                let mut used_weights = Vec::new();
-                for (child, w) in children.iter().zip(weights) {
-                    if let Some(cs) = self.compose_child(child, st.share(), at)? {
-                        outs.push(cs);
-                        used_weights.push(*w);
-                    }
-                }
-                if outs.is_empty() {
-                    return Ok(st);
-                }
-                let hs: Vec<Tensor> = outs.iter().map(|s| s.hidden.shallow_clone()).collect();
-                let mean = weighted_mean(&hs, &used_weights);
-                let last = outs.last().and_then(|s| s.last.clone());
-                let first_state = outs.swap_remove(0);
-                Ok(State {
-                    hidden: mean,
-                    last,
-                    ..first_state
-                })
-            }
-            Setup::Parallel(children) | Setup::BatchSplit { children, .. } => {
-                let spans = setup.parts(st.hidden.size()[0])?;
-                let first = setup.first().unwrap_or_default().to_string();
-                st = self.pre_block(&first, st, at)?;
-                let mut parts = Vec::new();
-                for (child, (start, len)) in children.iter().zip(spans) {
-                    let slice = st.slice(start, len);
-                    parts.push(match self.compose_child(child, slice, at)? {
-                        Some(s) => s,
-                        None => st.slice(start, len),
-                    });
-                }
-                let cat = |f: &dyn Fn(&State) -> Tensor| {
-                    Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)
-                };
-                let up = if parts.iter().all(|p| p.up.is_some()) {
-                    Some(cat(&|s: &State| {
-                        s.up.as_ref()
-                            .map(Tensor::shallow_clone)
-                            .unwrap_or_else(|| s.hidden.shallow_clone())
-                    }))
-                } else {
-                    None
-                };
-                Ok(State {
-                    hidden: cat(&|s: &State| s.hidden.shallow_clone()),
-                    input_tensor: cat(&|s: &State| s.input_tensor.shallow_clone()),
-                    adapter_residual: cat(&|s: &State| s.adapter_residual.shallow_clone()),
-                    up,
-                    last: parts.last().and_then(|s| s.last.clone()),
-                })
+    /// The block's first adapter prepares the state its children share, as in the library.
+    fn pre_children(&mut self, setup: &Setup, st: State) -> Result<State> {
+        let first = setup.first().unwrap_or_default().to_string();
+        self.pre_block(&first, st)
+    }
+
+    fn share(&self, st: &State) -> State {
+        st.share()
+    }
+
+    fn slice(&self, st: &State, start: i64, len: i64) -> State {
+        st.slice(start, len)
+    }
+
+    fn mean(&self, mut outs: Vec<State>, weights: &[f64], before: State) -> Result<State> {
+        if outs.is_empty() {
+            return Ok(before);
+        }
+        let hs: Vec<Tensor> = outs.iter().map(|s| s.hidden.shallow_clone()).collect();
+        let mean = weighted_mean(&hs, weights);
+        let last = outs.last().and_then(|s| s.last.clone());
+        let first_state = outs.swap_remove(0);
+        Ok(State {
+            hidden: mean,
+            last,
+            ..first_state
+        })
+    }
+
+    fn concat(&self, _setup: &Setup, parts: Vec<State>, _before: State) -> Result<State> {
+        let cat =
+            |f: &dyn Fn(&State) -> Tensor| Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0);
+        let up = if parts.iter().all(|p| p.up.is_some()) {
+            Some(cat(&|s: &State| {
+                s.up.as_ref()
+                    .map(Tensor::shallow_clone)
+                    .unwrap_or_else(|| s.hidden.shallow_clone())
+            }))
+        } else {
+            None
+        };
+        Ok(State {
+            hidden: cat(&|s: &State| s.hidden.shallow_clone()),
+            input_tensor: cat(&|s: &State| s.input_tensor.shallow_clone()),
+            adapter_residual: cat(&|s: &State| s.adapter_residual.shallow_clone()),
+            up,
+            last: parts.last().and_then(|s| s.last.clone()),
+        })
+    }
+
+    fn fuse(&mut self, setup: &Setup, children: &[Setup], mut st: State) -> Result<State> {
+        let name = setup.name();
+        let fusions = self.plugins.fusions;
+        let fusion = fusions
+            .get(&name)
+            .ok_or_else(|| Error::Invalid(format!("no fusion `{name}` is loaded")))?;
+        let last = setup.last().unwrap_or_default().to_string();
+        let pre = self.plugins.required(&last, &self.at)?.pre_forward(
+            &st.hidden,
+            &st.input_tensor,
+            self.at.ln,
+            fusion.config.query_before_ln,
+        );
+        st.hidden = pre.hidden;
+        st.adapter_residual = pre.residual;
+        let mut ups = Vec::new();
+        for child in children {
+            if let Some(cs) = child_of(self, child, st.share())? {
+                ups.extend(cs.up);
             }
         }
+        if !ups.is_empty() {
+            let (layer_index, location) = (self.at.layer, self.at.location);
+            let layer = fusion.layer(layer_index, location).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "fusion `{name}` has no layer {layer_index} ({})",
+                    location.key()
+                ))
+            })?;
+            let up_list = Tensor::stack(&ups, 2);
+            let (out, probs) =
+                layer.forward(&pre.query, &up_list, &st.adapter_residual, self.at.train);
+            self.plugins.records.push(FusionRecord {
+                fusion: name,
+                layer: layer_index,
+                location,
+                probs,
+            });
+            st.hidden = out;
+        }
+        st.last = Some(last);
+        Ok(st)
     }
 }
 
@@ -631,6 +530,7 @@ impl LoraState {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Site {
     layer: usize,
     site: LinearSite,
@@ -641,104 +541,99 @@ impl<'a> Plugins<'a> {
     fn lora_of(&self, name: &str, at: &Site) -> Option<&'a Lora> {
         self.adapters.get(name)?.lora(at.layer, at.site)
     }
+}
 
-    fn lora_single(&self, name: &str, lora: &Lora, mut st: LoraState, at: &Site) -> LoraState {
-        st.hidden = Some(lora.forward(st.hidden.as_ref(), &st.input, at.train));
+/// The LoRA modules at one wrapped linear, for the composer.
+struct LoraSite<'p, 'a> {
+    plugins: &'p Plugins<'a>,
+    at: Site,
+}
+
+impl Composable for LoraSite<'_, '_> {
+    type State = LoraState;
+
+    fn rows(&self, st: &LoraState) -> i64 {
+        st.input.size()[0]
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.plugins.lora_of(name, &self.at).is_some()
+    }
+
+    fn single(&mut self, name: &str, mut st: LoraState) -> Result<LoraState> {
+        let lora = self.plugins.lora_of(name, &self.at).ok_or_else(|| {
+            Error::Invalid(format!(
+                "adapter `{name}` has no LoRA at layer {} ({:?})",
+                self.at.layer, self.at.site
+            ))
+        })?;
+        st.hidden = Some(lora.forward(st.hidden.as_ref(), &st.input, self.at.train));
         st.last = Some(name.to_string());
-        st
+        Ok(st)
     }
 
-    /// A child of Average/Parallel: a LoRA present here, a nested block, or nothing.
-    fn lora_child(&self, child: &Setup, st: LoraState, at: &Site) -> Result<Option<LoraState>> {
-        match child {
-            Setup::Adapter(n) => Ok(self.lora_of(n, at).map(|l| self.lora_single(n, l, st, at))),
-            block => Ok(Some(self.lora_compose(block, st, at)?)),
-        }
+    fn share(&self, st: &LoraState) -> LoraState {
+        st.share()
     }
 
-    /// The library's `ComposableAdapterLayerBase.compose` for LoRA layers.
-    fn lora_compose(&self, setup: &Setup, st: LoraState, at: &Site) -> Result<LoraState> {
-        match setup {
-            Setup::Adapter(n) => match self.lora_of(n, at) {
-                Some(l) => Ok(self.lora_single(n, l, st, at)),
-                None => Ok(st),
-            },
-            Setup::Stack(children) => children
-                .iter()
-                .try_fold(st, |st, child| self.lora_compose(child, st, at)),
-            Setup::Fuse(_) => {
-                match setup
-                    .flatten()
-                    .into_iter()
-                    .find(|n| self.lora_of(n, at).is_some())
-                {
-                    None => Ok(st),
-                    Some(n) => Err(Error::Invalid(format!(
-                        "Fuse works on bottleneck adapters only (as in the Python library); \
-                         `{n}` is a {} adapter: average it instead",
-                        self.adapters[n].config.method_name()
-                    ))),
-                }
-            }
-            Setup::Average { children, weights } => {
-                let mut outs = Vec::new();
-                let mut used = Vec::new();
-                for (child, w) in children.iter().zip(weights) {
-                    if let Some(cs) = self.lora_child(child, st.share(), at)? {
-                        outs.push(cs);
-                        used.push(*w);
-                    }
-                }
-                let hs: Option<Vec<Tensor>> = outs
+    fn slice(&self, st: &LoraState, start: i64, len: i64) -> LoraState {
+        st.slice(start, len)
+    }
+
+    fn mean(&self, outs: Vec<LoraState>, weights: &[f64], before: LoraState) -> Result<LoraState> {
+        let hs: Option<Vec<Tensor>> = outs
+            .iter()
+            .map(|s| s.hidden.as_ref().map(Tensor::shallow_clone))
+            .collect();
+        let (Some(hs), Some(last)) = (hs, outs.last()) else {
+            return Ok(before);
+        };
+        let mean = weighted_mean(&hs, weights);
+        Ok(LoraState {
+            input: before.input,
+            hidden: Some(mean),
+            last: last.last.clone(),
+        })
+    }
+
+    fn concat(&self, setup: &Setup, parts: Vec<LoraState>, before: LoraState) -> Result<LoraState> {
+        let hidden = match parts.iter().filter(|p| p.hidden.is_some()).count() {
+            0 => None,
+            k if k == parts.len() => Some(Tensor::cat(
+                &parts
                     .iter()
-                    .map(|s| s.hidden.as_ref().map(Tensor::shallow_clone))
-                    .collect();
-                let (Some(hs), Some(last)) = (hs, outs.last()) else {
-                    return Ok(st);
-                };
-                let mean = weighted_mean(&hs, &used);
-                Ok(LoraState {
-                    input: st.input,
-                    hidden: Some(mean),
-                    last: last.last.clone(),
-                })
+                    .filter_map(|p| p.hidden.as_ref())
+                    .collect::<Vec<_>>(),
+                0,
+            )),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{setup}: every part needs a LoRA at layer {} ({:?}), as in the \
+                     Python library",
+                    self.at.layer, self.at.site
+                )))
             }
-            Setup::Parallel(children) | Setup::BatchSplit { children, .. } => {
-                let spans = setup.parts(st.input.size()[0])?;
-                let mut parts = Vec::new();
-                for (child, (start, len)) in children.iter().zip(spans) {
-                    let slice = st.slice(start, len);
-                    parts.push(match self.lora_child(child, slice, at)? {
-                        Some(s) => s,
-                        None => st.slice(start, len),
-                    });
-                }
-                let hidden = match parts.iter().filter(|p| p.hidden.is_some()).count() {
-                    0 => None,
-                    k if k == parts.len() => Some(Tensor::cat(
-                        &parts
-                            .iter()
-                            .filter_map(|p| p.hidden.as_ref())
-                            .collect::<Vec<_>>(),
-                        0,
-                    )),
-                    _ => {
-                        return Err(Error::Invalid(format!(
-                            "{setup}: every part needs a LoRA at layer {} ({:?}), as in the \
-                             Python library",
-                            at.layer, at.site
-                        )))
-                    }
-                };
-                Ok(LoraState {
-                    input: st.input,
-                    hidden,
-                    last: parts.last().and_then(|s| s.last.clone()),
-                })
-            }
-        }
+        };
+        Ok(LoraState {
+            input: before.input,
+            hidden,
+            last: parts.last().and_then(|s| s.last.clone()),
+        })
     }
 
+    fn fuse(&mut self, setup: &Setup, _children: &[Setup], st: LoraState) -> Result<LoraState> {
+        match setup.flatten().into_iter().find(|n| self.has(n)) {
+            None => Ok(st),
+            Some(n) => Err(Error::Invalid(format!(
+                "Fuse works on bottleneck adapters only (as in the Python library); \
+                 `{n}` is a {} adapter: average it instead",
+                self.plugins.adapters[n].config.method_name()
+            ))),
+        }
+    }
+}
+
+impl<'a> Plugins<'a> {
     /// The prefix keys and values `setup` puts in front of `layer`'s own for the examples whose
     /// attention input is `x`, as the library's prefix-tuning layer composes them: a Stack puts
     /// each later prefix before the earlier ones; Parallel and BatchSplit give each part its
@@ -928,7 +823,10 @@ impl<'a> LocationHook for Plugins<'a> {
             hidden: None,
             last: None,
         };
-        let st = self.lora_compose(self.setup, st, &at)?;
+        let setup: &'a Setup = self.setup;
+        let mut site = LoraSite { plugins: self, at };
+        let st = compose(&mut site, setup, st)?;
+        let at = site.at;
         match (
             st.hidden,
             st.last.as_deref().and_then(|n| self.lora_of(n, &at)),
@@ -944,7 +842,7 @@ impl<'a> LocationHook for Plugins<'a> {
         location: Location,
         h: &Tensor,
         r: &Tensor,
-        ln: &nn::LayerNorm,
+        ln: Option<&nn::LayerNorm>,
         train: bool,
     ) -> Result<Tensor> {
         let at = At {
@@ -959,7 +857,7 @@ impl<'a> LocationHook for Plugins<'a> {
             .iter()
             .any(|n| self.module(n, &at).is_some());
         if !active {
-            return Ok(ln.forward(&(h + r)));
+            return Ok(sublayer_norm(ln, &(h + r)));
         }
         let st = State {
             hidden: h.shallow_clone(),
@@ -969,14 +867,16 @@ impl<'a> LocationHook for Plugins<'a> {
             last: None,
         };
         let setup: &'a Setup = self.setup;
+        let mut site = BottleneckSite { plugins: self, at };
         let st = match setup {
             // A top-level single adapter is a one-element Stack in the library.
             Setup::Adapter(n) => {
-                let st = self.pre_block(n, st, &at)?;
-                self.compose_single(n, st, &at)?
+                let st = site.pre_block(n, st)?;
+                site.single(n, st)?
             }
-            block => self.compose(block, st, &at)?,
+            block => compose(&mut site, block, st)?,
         };
+        let at = site.at;
         let last = st.last.clone().unwrap_or_default();
         let adapter = self.required(&last, &at)?;
         Ok(adapter.post_forward(&st.hidden, h, &st.input_tensor, ln))

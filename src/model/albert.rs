@@ -15,8 +15,8 @@ use tch::Tensor;
 use super::backbone::{Backbone, BackboneKind};
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
+use super::hooks::{LinearSite, Location, LocationHook};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 /// ALBERT's layer sharing.
@@ -80,43 +80,6 @@ fn layer_root<'a>(p: &nn::Path<'a>, layer: usize, inner_group_num: usize) -> nn:
         / (layer / inner_group_num)
         / "albert_layers"
         / (layer % inner_group_num)
-}
-
-/// `layer` counts distinct layers (`G · inner_group_num + J`).
-pub fn location_path<'a>(
-    root: &nn::Path<'a>,
-    config: &ModelConfig,
-    layer: usize,
-    location: Location,
-) -> nn::Path<'a> {
-    let l = layer_root(root, layer, options(config).inner_group_num);
-    match location {
-        Location::Attention => l / "attention" / "attention_adapters",
-        Location::Output => l / "output_adapters",
-    }
-}
-
-/// The attention module of a distinct layer (prefix tuning's gates live under it).
-pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> nn::Path<'a> {
-    layer_root(root, layer, options(config).inner_group_num) / "attention"
-}
-
-/// The linears LoRA wraps: `….albert_layers.J.attention.{query,key,value}`, `….ffn`,
-/// `….ffn_output`.
-pub fn linear_path<'a>(
-    root: &nn::Path<'a>,
-    config: &ModelConfig,
-    layer: usize,
-    site: LinearSite,
-) -> nn::Path<'a> {
-    let l = layer_root(root, layer, options(config).inner_group_num);
-    match site {
-        LinearSite::Query => l / "attention" / "query",
-        LinearSite::Key => l / "attention" / "key",
-        LinearSite::Value => l / "attention" / "value",
-        LinearSite::Intermediate => l / "ffn",
-        LinearSite::Output => l / "ffn_output",
-    }
 }
 
 impl Albert {
@@ -203,6 +166,8 @@ impl Backbone for Albert {
     }
 }
 
+/// ALBERT: `encoder.albert_layer_groups.G.albert_layers.J.…`; `layer` counts distinct
+/// layers (`G · inner_group_num + J`).
 pub struct AlbertKind;
 
 impl BackboneKind for AlbertKind {
@@ -217,9 +182,14 @@ impl BackboneKind for AlbertKind {
         layer: usize,
         location: Location,
     ) -> nn::Path<'a> {
-        location_path(root, config, layer, location)
+        let l = layer_root(root, layer, options(config).inner_group_num);
+        match location {
+            Location::Attention => l / "attention" / "attention_adapters",
+            Location::Output => l / "output_adapters",
+        }
     }
 
+    /// `….albert_layers.J.attention.{query,key,value}`, `….ffn`, `….ffn_output`.
     fn linear_path<'a>(
         &self,
         root: &nn::Path<'a>,
@@ -227,16 +197,24 @@ impl BackboneKind for AlbertKind {
         layer: usize,
         site: LinearSite,
     ) -> nn::Path<'a> {
-        linear_path(root, config, layer, site)
+        let l = layer_root(root, layer, options(config).inner_group_num);
+        match site {
+            LinearSite::Query => l / "attention" / "query",
+            LinearSite::Key => l / "attention" / "key",
+            LinearSite::Value => l / "attention" / "value",
+            LinearSite::Intermediate => l / "ffn",
+            LinearSite::Output => l / "ffn_output",
+        }
     }
 
+    /// The attention module of a distinct layer (prefix tuning's gates live under it).
     fn attention_path<'a>(
         &self,
         root: &nn::Path<'a>,
         config: &ModelConfig,
         layer: usize,
     ) -> nn::Path<'a> {
-        attention_path(root, config, layer)
+        layer_root(root, layer, options(config).inner_group_num) / "attention"
     }
 }
 

@@ -5,8 +5,8 @@ use tch::nn;
 use tch::Tensor;
 
 use super::config::{Architecture, ModelConfig};
+use super::hooks::{LinearSite, Location, LocationHook};
 use super::{albert, bert, deberta_v2, distilbert};
-use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 /// A pretrained encoder whose variables carry transformers' names, calling `hook` at every
@@ -34,34 +34,59 @@ pub struct Encoder {
 }
 
 /// What one architecture file provides: its backbone, and the modules where adapters sit in
-/// it (the names transformers and the adapters library give them).
+/// it, as transformers and the adapters library name them. The sites default to BERT's names
+/// (`encoder.layer.N.…`); an architecture overrides the ones it names otherwise.
 pub trait BackboneKind: Sync {
     /// Creates the backbone's variables under `p` (the model's prefix).
     fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone>;
+
     /// The module of an adapter location under the prefix `root`; `layer` counts adapter
-    /// layers (ALBERT's shared layers have one each, however often they run).
+    /// layers (ALBERT's shared layers have one each, however often they run). BERT:
+    /// `encoder.layer.N.attention.output` and `encoder.layer.N.output`.
     fn location_path<'a>(
         &self,
         root: &nn::Path<'a>,
-        config: &ModelConfig,
+        _config: &ModelConfig,
         layer: usize,
         location: Location,
-    ) -> nn::Path<'a>;
-    /// The module of a linear that LoRA wraps.
+    ) -> nn::Path<'a> {
+        let l = root / "encoder" / "layer" / layer;
+        match location {
+            Location::Attention => l / "attention" / "output",
+            Location::Output => l / "output",
+        }
+    }
+
+    /// The module of a linear that LoRA wraps. BERT:
+    /// `encoder.layer.N.attention.self.{query,key,value}`, `….intermediate.dense`,
+    /// `….output.dense`.
     fn linear_path<'a>(
         &self,
         root: &nn::Path<'a>,
-        config: &ModelConfig,
+        _config: &ModelConfig,
         layer: usize,
         site: LinearSite,
-    ) -> nn::Path<'a>;
-    /// The attention module of `layer` (prefix tuning's gates live under it).
+    ) -> nn::Path<'a> {
+        let l = root / "encoder" / "layer" / layer;
+        match site {
+            LinearSite::Query => l / "attention" / "self" / "query",
+            LinearSite::Key => l / "attention" / "self" / "key",
+            LinearSite::Value => l / "attention" / "self" / "value",
+            LinearSite::Intermediate => l / "intermediate" / "dense",
+            LinearSite::Output => l / "output" / "dense",
+        }
+    }
+
+    /// The attention module of `layer` (prefix tuning's gates live under it). BERT:
+    /// `encoder.layer.N.attention.self`.
     fn attention_path<'a>(
         &self,
         root: &nn::Path<'a>,
-        config: &ModelConfig,
+        _config: &ModelConfig,
         layer: usize,
-    ) -> nn::Path<'a>;
+    ) -> nn::Path<'a> {
+        root / "encoder" / "layer" / layer / "attention" / "self"
+    }
 }
 
 /// The file that implements each architecture: the one place an architecture's code is

@@ -6,8 +6,8 @@ use tch::{Kind, Tensor};
 
 use super::backbone::{Backbone, BackboneKind};
 use super::config::{Architecture, ModelConfig};
+use super::hooks::{LinearSite, LocationHook};
 use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
@@ -21,29 +21,6 @@ pub struct Bert {
     pooler: Option<nn::Linear>,
 }
 
-/// Adapters live under `<prefix>.encoder.layer.N.attention.output` and `….output`.
-pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) -> nn::Path<'a> {
-    let l = root / "encoder" / "layer" / layer;
-    match location {
-        Location::Attention => l / "attention" / "output",
-        Location::Output => l / "output",
-    }
-}
-
-/// The linears LoRA wraps: `encoder.layer.N.attention.self.{query,key,value}`,
-/// `….intermediate.dense`, `….output.dense`.
-pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
-    let l = root / "encoder" / "layer" / layer;
-    match site {
-        LinearSite::Query => l / "attention" / "self" / "query",
-        LinearSite::Key => l / "attention" / "self" / "key",
-        LinearSite::Value => l / "attention" / "self" / "value",
-        LinearSite::Intermediate => l / "intermediate" / "dense",
-        LinearSite::Output => l / "output" / "dense",
-    }
-}
-
-/// BERT's names of the pieces after the attention scores in layer `l` (DeBERTa's too).
 pub(crate) fn sublayer_paths<'a>(l: &nn::Path<'a>) -> SublayerPaths<'a> {
     let a = l / "attention";
     SublayerPaths {
@@ -123,11 +100,12 @@ impl Bert {
         let layers = (0..c.num_layers)
             .map(|i| {
                 let l = p / "encoder" / "layer" / i;
-                let a = &l / "attention";
+                // The same paths LoRA finds these linears by.
+                let linear = |site| BertKind.linear_path(p, c, i, site);
                 let paths = LayerPaths {
-                    query: &a / "self" / "query",
-                    key: &a / "self" / "key",
-                    value: &a / "self" / "value",
+                    query: linear(LinearSite::Query),
+                    key: linear(LinearSite::Key),
+                    value: linear(LinearSite::Value),
                     rest: sublayer_paths(&l),
                 };
                 TransformerLayer::new(paths, c, Style::BERT)
@@ -185,45 +163,11 @@ impl Backbone for Bert {
     }
 }
 
-/// BERT, RoBERTa, XLM-R and ELECTRA (and the sites DeBERTa shares with them).
+/// BERT, RoBERTa, XLM-R and ELECTRA: the adapter sites have the trait's (BERT's) names.
 pub struct BertKind;
 
 impl BackboneKind for BertKind {
     fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone> {
         Box::new(Bert::new(p, config, with_pooler))
     }
-
-    fn location_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        location: Location,
-    ) -> nn::Path<'a> {
-        location_path(root, layer, location)
-    }
-
-    fn linear_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        site: LinearSite,
-    ) -> nn::Path<'a> {
-        linear_path(root, layer, site)
-    }
-
-    fn attention_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-    ) -> nn::Path<'a> {
-        attention_path(root, layer)
-    }
-}
-
-/// The self-attention of a layer: `encoder.layer.N.attention.self`.
-pub fn attention_path<'a>(root: &nn::Path<'a>, layer: usize) -> nn::Path<'a> {
-    root / "encoder" / "layer" / layer / "attention" / "self"
 }

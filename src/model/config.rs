@@ -490,8 +490,8 @@ impl ModelConfig {
     /// How many layers carry adapters: ALBERT's shared layers have one set each, however
     /// often they run.
     /// (in, out) features of a linear that LoRA can wrap.
-    pub fn linear_features(&self, site: crate::adapters::LinearSite) -> (i64, i64) {
-        use crate::adapters::LinearSite;
+    pub fn linear_features(&self, site: super::hooks::LinearSite) -> (i64, i64) {
+        use super::hooks::LinearSite;
         let (d, i) = (self.hidden_size, self.intermediate_size);
         match site {
             LinearSite::Query | LinearSite::Key | LinearSite::Value => (d, d),

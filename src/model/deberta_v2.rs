@@ -16,9 +16,9 @@ use super::backbone::{Backbone, BackboneKind};
 use super::bert;
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
+use super::hooks::{LinearSite, LocationHook};
 use super::layer::{self, hooked, linear, Style, Sublayers};
 use crate::activation::Activation;
-use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::{Error, Result};
 use crate::layers::layer_norm;
 
@@ -372,18 +372,6 @@ impl DisentangledAttention {
     }
 }
 
-/// The linears LoRA wraps: `encoder.layer.N.attention.self.{query,key,value}_proj` and BERT's
-/// feed-forward names.
-pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
-    let s = root / "encoder" / "layer" / layer / "attention" / "self";
-    match site {
-        LinearSite::Query => s / "query_proj",
-        LinearSite::Key => s / "key_proj",
-        LinearSite::Value => s / "value_proj",
-        LinearSite::Intermediate | LinearSite::Output => bert::linear_path(root, layer, site),
-    }
-}
-
 #[derive(Debug)]
 struct Layer {
     attention: DisentangledAttention,
@@ -561,8 +549,8 @@ impl Backbone for DebertaV2 {
     }
 }
 
-/// DeBERTa-v2/v3: its own attention linears; adapter locations and attention module named as
-/// BERT's.
+/// DeBERTa-v2/v3: adapter locations and attention module named as BERT's; its own attention
+/// linears.
 pub struct DebertaV2Kind;
 
 impl BackboneKind for DebertaV2Kind {
@@ -570,33 +558,23 @@ impl BackboneKind for DebertaV2Kind {
         Box::new(DebertaV2::new(p, config))
     }
 
-    fn location_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        location: Location,
-    ) -> nn::Path<'a> {
-        bert::location_path(root, layer, location)
-    }
-
+    /// `encoder.layer.N.attention.self.{query,key,value}_proj`; the feed-forward as BERT's.
     fn linear_path<'a>(
         &self,
         root: &nn::Path<'a>,
-        _config: &ModelConfig,
+        config: &ModelConfig,
         layer: usize,
         site: LinearSite,
     ) -> nn::Path<'a> {
-        linear_path(root, layer, site)
-    }
-
-    fn attention_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-    ) -> nn::Path<'a> {
-        bert::attention_path(root, layer)
+        let s = root / "encoder" / "layer" / layer / "attention" / "self";
+        match site {
+            LinearSite::Query => s / "query_proj",
+            LinearSite::Key => s / "key_proj",
+            LinearSite::Value => s / "value_proj",
+            LinearSite::Intermediate | LinearSite::Output => {
+                bert::BertKind.linear_path(root, config, layer, site)
+            }
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use tch::Tensor;
 use super::backbone::{Backbone, BackboneKind};
 use super::bert::Embeddings;
 use super::config::ModelConfig;
+use super::hooks::{LinearSite, Location, LocationHook};
 use super::layer::{self, LayerPaths, Style, SublayerPaths, TransformerLayer};
-use crate::adapters::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -16,26 +16,6 @@ pub struct DistilBert {
     config: ModelConfig,
     embeddings: Embeddings,
     layers: Vec<TransformerLayer>,
-}
-
-pub fn location_path<'a>(root: &nn::Path<'a>, layer: usize, location: Location) -> nn::Path<'a> {
-    let l = root / "transformer" / "layer" / layer;
-    match location {
-        Location::Attention => l / "attention_adapters",
-        Location::Output => l / "output_adapters",
-    }
-}
-
-/// The linears LoRA wraps: `transformer.layer.N.attention.{q,k,v}_lin`, `….ffn.lin1/lin2`.
-pub fn linear_path<'a>(root: &nn::Path<'a>, layer: usize, site: LinearSite) -> nn::Path<'a> {
-    let l = root / "transformer" / "layer" / layer;
-    match site {
-        LinearSite::Query => l / "attention" / "q_lin",
-        LinearSite::Key => l / "attention" / "k_lin",
-        LinearSite::Value => l / "attention" / "v_lin",
-        LinearSite::Intermediate => l / "ffn" / "lin1",
-        LinearSite::Output => l / "ffn" / "lin2",
-    }
 }
 
 impl DistilBert {
@@ -102,6 +82,7 @@ impl Backbone for DistilBert {
     }
 }
 
+/// DistilBERT: `transformer.layer.N.…`, adapters in `attention_adapters`/`output_adapters`.
 pub struct DistilBertKind;
 
 impl BackboneKind for DistilBertKind {
@@ -116,9 +97,14 @@ impl BackboneKind for DistilBertKind {
         layer: usize,
         location: Location,
     ) -> nn::Path<'a> {
-        location_path(root, layer, location)
+        let l = root / "transformer" / "layer" / layer;
+        match location {
+            Location::Attention => l / "attention_adapters",
+            Location::Output => l / "output_adapters",
+        }
     }
 
+    /// `transformer.layer.N.attention.{q,k,v}_lin`, `….ffn.lin1/lin2`.
     fn linear_path<'a>(
         &self,
         root: &nn::Path<'a>,
@@ -126,7 +112,14 @@ impl BackboneKind for DistilBertKind {
         layer: usize,
         site: LinearSite,
     ) -> nn::Path<'a> {
-        linear_path(root, layer, site)
+        let l = root / "transformer" / "layer" / layer;
+        match site {
+            LinearSite::Query => l / "attention" / "q_lin",
+            LinearSite::Key => l / "attention" / "k_lin",
+            LinearSite::Value => l / "attention" / "v_lin",
+            LinearSite::Intermediate => l / "ffn" / "lin1",
+            LinearSite::Output => l / "ffn" / "lin2",
+        }
     }
 
     /// `transformer.layer.N.attention`.

@@ -4,7 +4,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::ModelConfig;
-use crate::adapters::{LinearSite, Location, LocationHook};
+use super::hooks::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
@@ -229,7 +229,7 @@ impl Sublayers {
             Location::Attention,
             sub_layer,
             residual,
-            &self.attention_ln,
+            Some(&self.attention_ln),
             train,
         )?;
         let inter = hooked(
@@ -257,7 +257,7 @@ impl Sublayers {
             Location::Output,
             &h,
             &after_attention,
-            &self.output_ln,
+            Some(&self.output_ln),
             train,
         )
     }

@@ -6,6 +6,7 @@ pub mod bert;
 pub mod config;
 pub mod deberta_v2;
 pub mod distilbert;
+pub mod hooks;
 mod layer;
 pub mod loading;
 

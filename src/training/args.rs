@@ -141,7 +141,7 @@ pub struct TrainingArgs {
     pub seed: u64,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: crate::device::DeviceChoice,
     /// Pad every batch to --max-length (fixed shapes) instead of length-bucketed batches.
     #[arg(long)]
     pub pad_to_max_length: bool,
@@ -290,8 +290,7 @@ fn config_from(
     }
     c.metric = t.metric.clone();
     c.seed = t.seed;
-    c.device = t.device.clone();
-    crate::device::parse_device(&c.device)?;
+    c.device = t.device;
     c.pad_to_max_length = t.pad_to_max_length;
     c.save_every = t.save_every;
     c.weights_format = t.weights_format;

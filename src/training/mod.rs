@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Columns, TaskType};
 use crate::error::Error;
-pub use run_dir::{AttentionRecord, EvalRecord, Record, RunDir, RunInfo, RunStatus, StepRecord};
+pub use run_dir::{
+    AttentionRecord, EvalRecord, Record, RunArtifact, RunDir, RunInfo, RunStatus, StepRecord,
+};
 pub use trainer::{
     estimate, evaluate, evaluate_file, load_splits, resume, resume_with, train, train_with,
     EvalResult, LockWait, RunEstimate,
@@ -174,7 +176,7 @@ pub struct TrainConfig {
     /// Metric for "best" and early stopping; the task's primary metric by default.
     pub metric: Option<String>,
     pub seed: u64,
-    pub device: String,
+    pub device: crate::device::DeviceChoice,
     /// Fixed-shape batches padded to `max_length` instead of length-bucketed dynamic padding.
     pub pad_to_max_length: bool,
     /// Write a resumable checkpoint every N steps (and at every evaluation and stop).
@@ -276,7 +278,7 @@ impl TrainConfig {
             max_epoch_evals: None,
             metric: None,
             seed: 42,
-            device: "auto".into(),
+            device: crate::device::DeviceChoice::Auto,
             pad_to_max_length: false,
             save_every: 200,
             weights_format: crate::hub::WeightFormat::Both,
@@ -407,7 +409,8 @@ impl TrainConfig {
                 );
             }
         }
-        Ok(())
+        // Before anything is created: a GPU this machine lacks is refused at once.
+        self.device.resolve().map(|_| ())
     }
 
     /// Batches (optimizer steps) in one pass over a training set of `train_examples`.
@@ -582,7 +585,11 @@ impl TrainConfig {
             defaults.head_lr.unwrap_or(self.lr).to_string(),
         );
         differs("--seed", self.seed.to_string(), defaults.seed.to_string());
-        differs("--device", quote(&self.device), defaults.device.clone());
+        differs(
+            "--device",
+            self.device.to_string(),
+            defaults.device.to_string(),
+        );
         differs(
             "--save-every",
             self.save_every.to_string(),

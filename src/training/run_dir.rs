@@ -36,9 +36,9 @@ impl RunDir {
     pub fn checkpoint(&self) -> PathBuf {
         self.root.join("checkpoint.safetensors")
     }
-    /// `adapter`, `fusion`, `head` or `model` (full fine-tuning).
-    pub fn artifact(&self, kind: &str) -> PathBuf {
-        self.root.join(kind)
+    /// The folder of one of the run's artifacts (`RUN/adapter`, …).
+    pub fn artifact(&self, kind: RunArtifact) -> PathBuf {
+        self.root.join(kind.folder())
     }
 
     /// The run's lock file: held by whoever trains, resumes, exports or deletes the run.
@@ -77,6 +77,34 @@ impl RunDir {
             source,
         })?;
         write_json_atomic(&self.run_json(), &value)
+    }
+}
+
+/// What a run saves, each in a folder of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunArtifact {
+    Adapter,
+    Fusion,
+    Head,
+    /// The whole model (full fine-tuning): a Hugging Face folder.
+    Model,
+}
+
+impl RunArtifact {
+    pub const ALL: [RunArtifact; 4] = [
+        RunArtifact::Adapter,
+        RunArtifact::Fusion,
+        RunArtifact::Head,
+        RunArtifact::Model,
+    ];
+
+    pub fn folder(self) -> &'static str {
+        match self {
+            RunArtifact::Adapter => "adapter",
+            RunArtifact::Fusion => "fusion",
+            RunArtifact::Head => "head",
+            RunArtifact::Model => "model",
+        }
     }
 }
 

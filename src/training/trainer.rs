@@ -11,14 +11,14 @@ use super::checkpoint::{self, TrainerState};
 use super::optimizer::{linear_lr, AdamW};
 use super::run_dir::{
     append_jsonl, truncate_jsonl_after, unix_secs, AttentionRecord, DataInfo, EvalRecord, Record,
-    RunDir, RunInfo, RunStatus, StepRecord,
+    RunArtifact, RunDir, RunInfo, RunStatus, StepRecord,
 };
 use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
 use crate::adapters::prompt_tuning::{init_from_text, PromptInit};
 use crate::adapters::{AdapterModule, FusionModule, Setup};
 use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
-use crate::device::{describe, parse_device};
+use crate::device::describe;
 use crate::error::{Error, Result};
 use crate::heads::HeadModule;
 use crate::hub;
@@ -119,7 +119,7 @@ fn target_head(adapters: &[PathBuf], train: &Dataset, task: TaskType) -> Option<
             .data
             .iter()
             .any(|d| d.role == "train" && d.fingerprint == train.fingerprint);
-        let head = run.artifact("head");
+        let head = run.artifact(RunArtifact::Head);
         let (_, config) = hub::read_head_config(&head).ok()?;
         (same_data && config.head_type == wanted.head_type && config.labels == wanted.labels)
             .then_some(head)
@@ -555,7 +555,7 @@ fn early_stop_progress(
 fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Result<()> {
     let format = cfg.weights_format;
     let mc = &model.base.config;
-    let put = |kind: &str, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
+    let put = |kind: RunArtifact, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
         let dst = run.artifact(kind);
         let tmp = temp_dir_for(&dst)?;
         write(&tmp)?;
@@ -563,14 +563,18 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
     };
     for adapter in model.adapters.values() {
         if matches!(cfg.stage, Stage::Adapter { .. }) {
-            put("adapter", &|d| hub::save_adapter(adapter, mc, d, format))?;
+            put(RunArtifact::Adapter, &|d| {
+                hub::save_adapter(adapter, mc, d, format)
+            })?;
         }
     }
     for fusion in model.fusions.values() {
-        put("fusion", &|d| hub::save_fusion(fusion, mc, d, format))?;
+        put(RunArtifact::Fusion, &|d| {
+            hub::save_fusion(fusion, mc, d, format)
+        })?;
     }
     if matches!(cfg.stage, Stage::Adapter { method, .. } if method == Method::FULL) {
-        put("model", &|d| {
+        put(RunArtifact::Model, &|d| {
             weights::write_state_dict(
                 &d.join("model.safetensors"),
                 &weights::state_dict_of(&model.base.vs),
@@ -585,7 +589,7 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
         })?;
     }
     for head in model.heads.values() {
-        put("head", &|d| hub::save_head(head, mc, d, format))?;
+        put(RunArtifact::Head, &|d| hub::save_head(head, mc, d, format))?;
     }
     Ok(())
 }
@@ -750,10 +754,10 @@ fn execute_inner(
     stop: &AtomicBool,
     started: u64,
 ) -> Result<Summary> {
-    for kind in ["adapter", "fusion", "head", "model"] {
+    for kind in RunArtifact::ALL {
         recover_dir(&run.artifact(kind))?;
     }
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device.resolve()?;
     let prepared = prepare(cfg, device)?;
     let Prepared {
         model,
@@ -1216,7 +1220,7 @@ mod tests {
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
         let mut cfg = TrainConfig::adapter(model, csv, Method::SEQ_BN);
-        cfg.device = "cpu".into();
+        cfg.device = crate::device::DeviceChoice::Cpu;
         cfg.batch_size = 4;
         cfg.validation_split = 0.0;
         let out = dir.path().join("run");

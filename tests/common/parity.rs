@@ -1,6 +1,6 @@
 //! Parity with the Python library on a model folder made at test time: the same texts through
 //! `predict` and through `adapters`, with the same adapters, fusion and head.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -12,52 +12,68 @@ pub const TEXTS: [&str; 3] = [
     "words the tiny vocabulary may not know: zyxw",
 ];
 
-/// Loads `DIR/model` with the library, activates the adapters `DIR/NAME` (a `Fuse` with the
-/// fusion `DIR/fusion`, else a `Stack`), loads the head and prints the logits as JSON.
+/// For each spec `{"dir", "head", "fusion", "adapters"}` of argv[1]: loads `DIR/model` afresh
+/// with the library, activates the adapters `DIR/NAME` (a `Fuse` with the fusion `DIR/fusion`,
+/// else a `Stack`), loads the head, and prints the logits of argv[2]'s texts: one JSON list of
+/// lists. One interpreter serves many setups (its start, importing torch, transformers and
+/// adapters, took most of these tests' time).
 const PY_LOGITS: &str = r#"
 import json, sys, torch
 from transformers import AutoTokenizer
 from adapters import AutoAdapterModel
 from adapters.composition import Fuse, Stack
-d, head, fusion, texts = sys.argv[1], sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4])
-adapters = json.loads(sys.argv[5])
-tok = AutoTokenizer.from_pretrained(d + "/model")
-m = AutoAdapterModel.from_pretrained(d + "/model")
-names = [m.load_adapter(d + "/" + a) for a in adapters]
-if fusion:
-    m.load_adapter_fusion(d + "/fusion")
-    m.set_active_adapters(Fuse(*names))
-elif names:
-    m.set_active_adapters(Stack(*names))
-m.load_head(head)  # loads and activates it
-m.eval()
-# With a prompt, each text alone: the library lets prompt positions attend padding in some
-# models and attention kernels (README, prompt tuning). Not otherwise: gates average over
-# padded positions too, which we reproduce.
-pt = getattr(m.base_model, "prompt_tuning", None)
-alone = pt is not None and m.active_adapters is not None and m.active_adapters.first() in pt.prompt_tunings
-with torch.no_grad():
-    if alone:
-        out = torch.cat([m(**tok([t], return_tensors="pt")).logits for t in texts])
-    else:
-        out = m(**tok(texts, padding=True, return_tensors="pt")).logits
-print(json.dumps(out.flatten().tolist()))
+specs, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+
+def logits(d, head, fusion, adapters):
+    tok = AutoTokenizer.from_pretrained(d + "/model")
+    m = AutoAdapterModel.from_pretrained(d + "/model")
+    names = [m.load_adapter(d + "/" + a) for a in adapters]
+    if fusion:
+        m.load_adapter_fusion(d + "/fusion")
+        m.set_active_adapters(Fuse(*names))
+    elif names:
+        m.set_active_adapters(Stack(*names))
+    m.load_head(head)  # loads and activates it
+    m.eval()
+    # With a prompt, each text alone: the library lets prompt positions attend padding in some
+    # models and attention kernels (README, prompt tuning). Not otherwise: gates average over
+    # padded positions too, which we reproduce.
+    pt = getattr(m.base_model, "prompt_tuning", None)
+    alone = pt is not None and m.active_adapters is not None and m.active_adapters.first() in pt.prompt_tunings
+    with torch.no_grad():
+        if alone:
+            out = torch.cat([m(**tok([t], return_tensors="pt")).logits for t in texts])
+        else:
+            out = m(**tok(texts, padding=True, return_tensors="pt")).logits
+    return out.flatten().tolist()
+
+print(json.dumps([logits(s["dir"], s["head"], s["fusion"], s["adapters"]) for s in specs]))
 "#;
 
-/// The library's logits of TEXTS (see PY_LOGITS).
+/// The library's logits of TEXTS (see PY_LOGITS) for a setup of DIR.
 pub fn python_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
+    python_logits_of(&[(dir, adapters, fusion, head)]).remove(0)
+}
+
+/// [`python_logits`] of several setups `(dir, adapters, fusion, head)`, in one interpreter.
+pub fn python_logits_of(setups: &[(&Path, &[&str], bool, &Path)]) -> Vec<Vec<f64>> {
+    let specs: Vec<Value> = setups
+        .iter()
+        .map(|(dir, adapters, fusion, head)| {
+            serde_json::json!({
+                "dir": dir,
+                "head": head,
+                "fusion": fusion,
+                "adapters": adapters,
+            })
+        })
+        .collect();
+    let specs = serde_json::to_string(&specs).unwrap();
     let texts = serde_json::to_string(&TEXTS).unwrap();
-    let adapters = serde_json::to_string(adapters).unwrap();
-    let out = run_python(&[
-        "-c",
-        PY_LOGITS,
-        &dir.to_string_lossy(),
-        &head.to_string_lossy(),
-        if fusion { "1" } else { "0" },
-        &texts,
-        &adapters,
-    ]);
-    serde_json::from_str(out.trim().lines().last().unwrap()).unwrap()
+    let out = run_python(&["-c", PY_LOGITS, &specs, &texts]);
+    let all: Vec<Vec<f64>> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(all.len(), setups.len());
+    all
 }
 
 /// `predict --json`'s logits of `texts` on `model` with `args` (adapters, fusion, head), all
@@ -244,6 +260,7 @@ pub const SETUPS: [(&[&str], bool); 14] = [
 /// Each of SETUPS gives the library's logits (1e-4) for the folder made with PY_ADAPTERS.
 pub fn assert_setups_match_the_library(dir: &Path, what: &str) {
     let head = dir.join("head");
+    let mut setups = Vec::new();
     for (adapters, fusion) in SETUPS {
         if adapters.contains(&"t") && !dir.join("t").exists() {
             // Only the library's projected DeBERTa has no prompt (see PY_ADAPTERS).
@@ -251,10 +268,13 @@ pub fn assert_setups_match_the_library(dir: &Path, what: &str) {
             assert!(config.contains("deberta-v2") && config.contains("embedding_size"));
             continue;
         }
-        let want = python_logits(dir, adapters, fusion, &head);
-        let got = rust_logits(dir, adapters, fusion, &head);
+        setups.push((dir, adapters, fusion, head.as_path()));
+    }
+    let wanted = python_logits_of(&setups);
+    for ((_, adapters, fusion, _), want) in setups.iter().zip(&wanted) {
+        let got = rust_logits(dir, adapters, *fusion, &head);
         assert_eq!(got.len(), 9, "{what}: three labels for three texts");
-        assert_close_label(what, adapters, fusion, &got, &want);
+        assert_close_label(what, adapters, *fusion, &got, want);
     }
     assert_fusion_weights_match_the_library(dir, what);
 }
@@ -272,14 +292,31 @@ fn assert_close_label(what: &str, adapters: &[&str], fusion: bool, got: &[f64], 
 /// steps from the CLI, then checks that the library, loading each with its plain calls, gives
 /// the same logits.
 pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
-    for method in ["seq_bn", "lora", "ia3"] {
-        assert_a_trained_method_loads_in_python(dir, method);
+    let work = tempfile::tempdir().unwrap();
+    let methods = ["seq_bn", "lora", "ia3"];
+    let setups: Vec<PathBuf> = methods
+        .iter()
+        .map(|method| trained_setup(dir, &work.path().join(method), method))
+        .collect();
+    let heads: Vec<PathBuf> = setups.iter().map(|s| s.join("run-head")).collect();
+    let specs: Vec<(&Path, &[&str], bool, &Path)> = setups
+        .iter()
+        .zip(&heads)
+        .map(|(here, head)| (here.as_path(), &["adapter"][..], false, head.as_path()))
+        .collect();
+    let wanted = python_logits_of(&specs);
+    for ((method, here), want) in methods.iter().zip(&setups).zip(&wanted) {
+        let got = rust_logits(here, &["adapter"], false, &here.join("run-head"));
+        assert_eq!(got.len(), 6, "two labels for three texts");
+        super::assert_close(&format!("trained {method} adapter"), &got, want, 1e-4);
     }
 }
 
-fn assert_a_trained_method_loads_in_python(dir: &Path, method: &str) {
-    let work = tempfile::tempdir().unwrap();
-    let csv = work.path().join("train.csv");
+/// Trains METHOD for a few steps from the CLI into `work`; the folder of the model, the run's
+/// adapter and its head (`run-head`) side by side, as the helpers expect.
+fn trained_setup(dir: &Path, work: &Path, method: &str) -> PathBuf {
+    std::fs::create_dir_all(work).unwrap();
+    let csv = work.join("train.csv");
     let mut text = String::from("text,label\n");
     for i in 0..40 {
         let (t, l) = if i % 2 == 0 {
@@ -290,7 +327,7 @@ fn assert_a_trained_method_loads_in_python(dir: &Path, method: &str) {
         text.push_str(&format!("{t} {i},{l}\n"));
     }
     std::fs::write(&csv, text).unwrap();
-    let run = work.path().join("run");
+    let run = work.join("run");
     ok(bin()
         .args(["train", "--device", "cpu", "--json", "--model"])
         .arg(dir.join("model"))
@@ -311,13 +348,10 @@ fn assert_a_trained_method_loads_in_python(dir: &Path, method: &str) {
         .output()
         .unwrap());
     // The run's adapter and head, beside the model folder as the helpers expect.
-    let here = work.path().join("setup");
+    let here = work.join("setup");
     std::fs::create_dir_all(&here).unwrap();
     std::os::unix::fs::symlink(dir.join("model"), here.join("model")).unwrap();
     std::os::unix::fs::symlink(run.join("adapter"), here.join("adapter")).unwrap();
-    let head = run.join("head");
-    let want = python_logits(&here, &["adapter"], false, &head);
-    let got = rust_logits(&here, &["adapter"], false, &head);
-    assert_eq!(got.len(), 6, "two labels for three texts");
-    super::assert_close(&format!("trained {method} adapter"), &got, &want, 1e-4);
+    std::os::unix::fs::symlink(run.join("head"), here.join("run-head")).unwrap();
+    here
 }
