@@ -160,7 +160,7 @@ pub enum SideEvent {
     Described {
         id: u64,
         model: PathBuf,
-        result: std::result::Result<crate::model::ModelSummary, String>,
+        result: std::result::Result<Box<crate::model::ModelSummary>, String>,
     },
     HfCacheModels {
         id: u64,
@@ -317,7 +317,7 @@ fn serve(
         },
         SideCommand::Describe { id, model } => SideEvent::Described {
             id,
-            result: crate::model::describe(&model).map_err(text),
+            result: crate::model::describe(&model).map(Box::new).map_err(text),
             model,
         },
         SideCommand::HfCacheModels { id } => SideEvent::HfCacheModels {

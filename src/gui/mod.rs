@@ -283,7 +283,7 @@ impl StudioApp {
                 }
             }
             SideEvent::Described { model, result, .. } => {
-                self.models.on_described(model, result);
+                self.models.on_described(model, result.map(|s| *s));
             }
             SideEvent::HfCacheModels { id, models } => self.models.on_hf_cache(id, models),
             SideEvent::Estimated { id, result } => {
