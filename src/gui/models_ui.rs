@@ -186,18 +186,16 @@ impl StudioApp {
         ui.collapsing("Hugging Face cache", |ui| {
             let found = match &self.models.hf_cache {
                 HfCache::Read(found) => found.clone(),
-                HfCache::NotAsked => {
-                    self.models.hf_cache = HfCache::Wanted;
-                    Vec::new()
-                }
-                HfCache::Wanted | HfCache::Reading(_) => {
+                waiting => {
+                    if matches!(waiting, HfCache::NotAsked) {
+                        // Asked of the side worker after this frame.
+                        self.models.hf_cache = HfCache::Wanted;
+                    }
                     ui.weak("looking in the Hugging Face cache…");
                     return;
                 }
             };
-            if matches!(self.models.hf_cache, HfCache::Wanted) {
-                ui.weak("looking in the Hugging Face cache…");
-            } else if found.is_empty() {
+            if found.is_empty() {
                 ui.label("No models in $HF_HOME/hub or ~/.cache/huggingface/hub.");
             }
             for m in found {

@@ -964,7 +964,7 @@ fn execute_inner(
                     cfg,
                     &metric,
                     &state,
-                    (total_steps, steps_per_epoch),
+                    (total_steps, epoch_f),
                     patience_from,
                 ));
             }
@@ -1076,7 +1076,7 @@ fn early_stop_reason(
     cfg: &TrainConfig,
     metric: &str,
     state: &TrainerState,
-    (total_steps, steps_per_epoch): (usize, usize),
+    (total_steps, epoch): (usize, f64),
     patience_from: usize,
 ) -> String {
     let watched = match cfg.stop_on {
@@ -1084,7 +1084,6 @@ fn early_stop_reason(
         StopWatch::Loss => "the validation loss".into(),
         StopWatch::Either => format!("{metric} or the validation loss"),
     };
-    let epoch = state.step as f64 / steps_per_epoch as f64;
     format!(
         "early stopping at step {} of {total_steps} (epoch {epoch:.1}): no improvement of \
          {watched} in {} evaluations{}",
