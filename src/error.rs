@@ -113,7 +113,7 @@ pub fn catch_panic<T>(during: &str, f: impl FnOnce() -> Result<T>) -> Result<T> 
 }
 
 /// The text a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -225,12 +225,9 @@ fn answer(
     job: impl FnOnce(SideCommand) -> Option<SideEvent>,
 ) -> (Option<SideEvent>, bool) {
     let asked = command.clone();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(command))) {
+    match crate::error::catch_panic("answering the app", || Ok(job(command))) {
         Ok(event) => (event, false),
-        Err(payload) => {
-            let message = crate::error::panic_message(payload.as_ref());
-            (failed(asked, format!("internal error: {message}")), true)
-        }
+        Err(e) => (failed(asked, e.to_string()), true),
     }
 }
 
