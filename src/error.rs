@@ -112,6 +112,57 @@ pub fn catch_panic<T>(during: &str, f: impl FnOnce() -> Result<T>) -> Result<T> 
     }
 }
 
+thread_local! {
+    /// Set while [`catch_quietly`] runs: the panic hook stays silent on this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a call into a dependency that panics on some hostile inputs (the tokenizers'
+/// regex engine past its backtracking limit, say), and gives the panic's message instead.
+/// The panic hook does not print it: the caller reports it once, as its own error.
+pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// `value` as an error message shows it: whole when short, else its start and how much was
+/// left out, so that a 10 MB cell or host name does not become a 10 MB message.
+pub fn clip(value: &str) -> std::borrow::Cow<'_, str> {
+    const SHOWN_CHARS: usize = 120;
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => value.into(),
+        Some((end, _)) => format!("{}… ({} more bytes)", &value[..end], value.len() - end).into(),
+    }
+}
+
+/// A whole error message as a person reads it: a line longer than a screen keeps its start and
+/// end (the file and the problem) with the middle cut, whatever value in it was long.
+pub fn clip_message(message: &str) -> String {
+    const KEEP_START: usize = 600;
+    const KEEP_END: usize = 200;
+    let clip_line = |line: &str| -> String {
+        let chars = line.chars().count();
+        if chars <= KEEP_START + KEEP_END + 40 {
+            return line.to_string();
+        }
+        let start: String = line.chars().take(KEEP_START).collect();
+        let end: String = line.chars().skip(chars - KEEP_END).collect();
+        format!("{start} … ({} characters cut) … {end}", chars - KEEP_START - KEEP_END)
+    };
+    message.lines().map(clip_line).collect::<Vec<_>>().join("\n")
+}
+
 /// The text a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
@@ -220,6 +271,23 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_and_messages_are_cut_keeping_their_ends_and_saying_how_much() {
+        assert_eq!(clip("short"), "short");
+        let cell = "x".repeat(10_000_000);
+        let shown = clip(&cell);
+        assert!(shown.len() < 200 && shown.ends_with("(9999880 more bytes)"), "{shown}");
+        // Cut on characters, never inside one.
+        assert!(clip(&"é".repeat(500)).starts_with(&"é".repeat(120)));
+        let message = format!("/data/run.json: host `{cell}` is not a host name");
+        let shown = clip_message(&message);
+        assert!(shown.len() < 1000, "{}", shown.len());
+        assert!(shown.starts_with("/data/run.json: host `xxx"));
+        assert!(shown.ends_with("xxx` is not a host name"));
+        assert!(shown.contains("characters cut"));
+        assert_eq!(clip_message("a\nb"), "a\nb");
+    }
 
     #[test]
     fn a_missing_file_is_named_and_said_not_found_without_os_codes() {

@@ -112,12 +112,15 @@ fn describe(env: &Envelope, artifact: Artifact) -> Result<(String, Vec<String>, 
 fn safetensors_parameters(dir: &Path, artifact: Artifact) -> Option<u64> {
     use std::io::Read;
     let path = dir.join(artifact.weights_file(hub::WeightFormat::Safetensors));
-    let mut f = std::fs::File::open(path).ok()?;
+    // A regular file only: the library is scanned on every refresh, and a pipe would hang it.
+    let mut f = crate::io::open_regular(&path, true).ok()?;
+    let file_len = f.metadata().ok()?.len();
     let mut len = [0u8; 8];
     f.read_exact(&mut len).ok()?;
     let len = u64::from_le_bytes(len);
-    // A header is a few KB for an adapter; refuse absurd lengths rather than allocate them.
-    if len > 64 << 20 {
+    // A header is a few KB for an adapter; refuse absurd lengths, and lengths the file does
+    // not hold, rather than allocate them.
+    if len > 64 << 20 || len > file_len.saturating_sub(8) {
         return None;
     }
     let mut header = vec![0u8; len as usize];
@@ -132,12 +135,15 @@ fn safetensors_parameters(dir: &Path, artifact: Artifact) -> Option<u64> {
                 && !k.contains(".adapter_norm_before.")
                 && !k.contains(".prefix_tuning.pool.")
         })
+        // Saturating: a hostile header's shapes must not overflow (a panic in debug builds).
         .filter_map(|(_, t)| {
-            t.get("shape")?
-                .as_array()
-                .map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>())
+            t.get("shape")?.as_array().map(|s| {
+                s.iter()
+                    .filter_map(|d| d.as_u64())
+                    .fold(1u64, u64::saturating_mul)
+            })
         })
-        .sum();
+        .fold(0u64, u64::saturating_add);
     Some(total)
 }
 
@@ -353,6 +359,11 @@ pub fn check_folder(
     ws: &Workspace,
     dir: &Path,
 ) -> std::result::Result<Vec<(PathBuf, Artifact)>, Vec<String>> {
+    // Before anything in the folder is read: a link or special file is refused outright.
+    let unsafe_entries = links_and_special_files(dir);
+    if !unsafe_entries.is_empty() {
+        return Err(unsafe_entries);
+    }
     let found = find_artifacts(dir);
     if found.is_empty() {
         return Err(vec![format!(
@@ -446,16 +457,67 @@ pub fn check_folder(
     }
 }
 
+/// Every symbolic link and special file (pipe, device, socket) under `dir`, each as a
+/// problem naming it. An imported folder is copied whole into the library: a link would
+/// bring in what it points to (a file or folder outside, such as /etc/passwd), and reading a
+/// pipe or a device would hang or never end. `dir` itself may be a link: it is the folder
+/// the user chose.
+fn links_and_special_files(dir: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        // An unreadable folder is reported by the checks that read it.
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                todo.push(path);
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&path)
+                    .map(|t| format!(" (to {})", t.display()))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "{}: is a symbolic link{target}; links are not followed out of an \
+                     imported folder: import a copy holding the files themselves (cp -rL)",
+                    path.display()
+                ));
+            } else if !ft.is_file() {
+                problems.push(format!(
+                    "{}: is {}; only files and folders are imported",
+                    path.display(),
+                    crate::io::special_kind(ft)
+                ));
+            }
+        }
+    }
+    problems.sort();
+    problems
+}
+
+/// Copies the files and folders of `src` into `dst`. A link or special file found now (the
+/// folder changed since it was checked) is refused, naming it, never followed or read.
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
-    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
-    for entry in std::fs::read_dir(src).map_err(|e| Error::io(src, e))? {
-        let entry = entry.map_err(|e| Error::io(src, e))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        if from.is_dir() {
-            copy_dir(&from, &to)?;
-        } else {
-            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+    // Iterative: a deeply nested folder cannot exhaust the stack.
+    let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((from_dir, to_dir)) = todo.pop() {
+        std::fs::create_dir_all(&to_dir).map_err(|e| Error::io(&to_dir, e))?;
+        for entry in std::fs::read_dir(&from_dir).map_err(|e| Error::io(&from_dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&from_dir, e))?;
+            let from = entry.path();
+            let to = to_dir.join(entry.file_name());
+            let ft = entry.file_type().map_err(|e| Error::io(&from, e))?;
+            if ft.is_dir() {
+                todo.push((from, to));
+                continue;
+            }
+            // Opened without following a link, its type checked on the open file.
+            let mut file =
+                crate::io::open_regular(&from, false).map_err(|e| Error::io(&from, e))?;
+            let mut out = std::fs::File::create(&to).map_err(|e| Error::io(&to, e))?;
+            std::io::copy(&mut file, &mut out).map_err(|e| Error::io(&from, e))?;
         }
     }
     Ok(())
@@ -506,4 +568,97 @@ pub fn import(ws: &Workspace, dir: &Path) -> Result<Vec<Item>> {
         .into_iter()
         .map(|(d, a)| read_item(&d, a, Source::Imported))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the Python-made adapter folder `a` of the test fixtures.
+    fn adapter_folder(root: &Path) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny_adapters/a");
+        let dir = root.join("a");
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn an_imported_folder_with_a_link_to_a_file_outside_is_refused_naming_the_link() {
+        let work = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(&work.path().join("ws")).unwrap();
+        let dir = adapter_folder(work.path());
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("notes.txt")).unwrap();
+        let err = import(&ws, &dir).unwrap_err();
+        let Error::Refused { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("notes.txt: is a symbolic link (to /etc/passwd)"),
+            "{problems:?}"
+        );
+        let library: Vec<_> = std::fs::read_dir(ws.root.join(LIBRARY_DIR))
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(library.is_empty(), "nothing reached the library");
+    }
+
+    #[test]
+    fn an_imported_folder_with_a_pipe_or_a_linked_sub_folder_is_refused_before_reading() {
+        let work = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(&work.path().join("ws")).unwrap();
+        let dir = adapter_folder(work.path());
+        let c = std::ffi::CString::new(dir.join("pipe").as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+        let problems = check_folder(&ws, &dir).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("/etc: is a symbolic link"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("/pipe: is a pipe (FIFO)"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn copying_an_imported_folder_never_follows_a_link_that_appeared_after_the_check() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = adapter_folder(work.path());
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+        let dst = work.path().join("copy");
+        let err = copy_dir(&dir, &dst).unwrap_err().to_string();
+        assert!(err.contains("passwd: is a symbolic link"), "{err}");
+        assert!(!dst.join("passwd").exists());
+        // Plain files and sub-folders are copied.
+        std::fs::remove_file(dir.join("passwd")).unwrap();
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/x"), b"x").unwrap();
+        copy_dir(&dir, &dst).unwrap();
+        assert_eq!(std::fs::read(dst.join("sub/x")).unwrap(), b"x");
+        assert!(dst.join("adapter_config.json").is_file());
+    }
+
+    #[test]
+    fn a_safetensors_header_with_overflowing_shapes_counts_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        let path = dir
+            .path()
+            .join(Artifact::Adapter.weights_file(hub::WeightFormat::Safetensors));
+        std::fs::write(path, bytes).unwrap();
+        assert_eq!(
+            safetensors_parameters(dir.path(), Artifact::Adapter),
+            Some(u64::MAX)
+        );
+    }
 }

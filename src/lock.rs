@@ -80,8 +80,8 @@ impl Holder {
         format!(
             "pid {} on host `{}`, {} since {}",
             self.pid,
-            self.host,
-            self.purpose,
+            crate::error::clip(&self.host),
+            crate::error::clip(&self.purpose),
             utc_text(self.since_unix_secs)
         )
     }
@@ -344,11 +344,28 @@ fn sibling(path: &Path, what: &str) -> PathBuf {
 /// The holder named by the lock file; `None` when there is none. A file that is not ours to
 /// read as a holder (damaged) counts as held since its modification time, by nobody alive.
 fn read_holder(path: &Path) -> Option<Holder> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(_) => Vec::new(),
+    // A holder is a few hundred bytes: anything past 64 KiB (a lock replaced by a link to
+    // /dev/zero, say) is damaged, not something to read whole.
+    const MAX_LOCK_BYTES: u64 = 64 * 1024;
+    let mut bytes = Vec::new();
+    // Opening a FIFO would wait for a writer.
+    let regular = fs::metadata(path).map_or(true, |m| m.is_file());
+    let opened = match regular {
+        true => fs::File::open(path),
+        false => Err(std::io::Error::other("not a regular file")),
     };
+    match opened {
+        Ok(f) => {
+            use std::io::Read;
+            if f.take(MAX_LOCK_BYTES + 1).read_to_end(&mut bytes).is_err()
+                || bytes.len() as u64 > MAX_LOCK_BYTES
+            {
+                bytes.clear();
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(_) => {}
+    }
     serde_json::from_slice(&bytes).ok().or_else(|| {
         let modified = fs::metadata(path)
             .and_then(|m| m.modified())
@@ -545,6 +562,26 @@ mod tests {
             .set_modified(old)
             .unwrap();
         assert!(acquire(&path, "training").unwrap().took_over.is_some());
+    }
+
+    #[test]
+    fn a_lock_file_linked_to_dev_zero_or_naming_a_huge_host_is_read_bounded_and_shown_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        // Read no further than a lock's size: damaged, held since the link's target changed
+        // (boot time for /dev/zero), so long ago that it is taken over.
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let lock = acquire(&path, "training").unwrap();
+        let previous = lock.took_over.as_ref().map(|h| h.purpose.as_str());
+        assert_eq!(previous, Some("an unreadable lock file"));
+        drop(lock);
+        let _ = fs::remove_file(&path);
+        let mut other = Holder::me("training");
+        other.host = "h".repeat(50_000);
+        other.pid = 1; // alive, on "another host": held
+        fake(&path, &other);
+        let err = acquire(&path, "training").unwrap_err().to_string();
+        assert!(err.len() < 1000 && err.contains("more bytes"), "{}", err.len());
     }
 
     #[test]

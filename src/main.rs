@@ -13,7 +13,10 @@ fn main() {
                 parts.push(cause);
             }
         }
-        eprintln!("error: {}", parts.join(": "));
+        eprintln!(
+            "error: {}",
+            adapter_studio::error::clip_message(&parts.join(": "))
+        );
         std::process::exit(1);
     }
 }

@@ -241,9 +241,71 @@ fn precompiled(path: &Path, model: &SpmModel) -> Result<Option<NormalizerWrapper
     if model.precompiled_charsmap.is_empty() {
         return Ok(None);
     }
+    check_charsmap(&model.precompiled_charsmap)
+        .map_err(|e| bad(path, format!("precompiled normaliser: {e}")))?;
     let p = Precompiled::from(&model.precompiled_charsmap)
         .map_err(|e| bad(path, format!("precompiled normaliser: {e}")))?;
     Ok(Some(p.into()))
+}
+
+/// The normaliser's map is `[u32 trie size][trie: u32 units][replacement strings]`, read by
+/// `spm_precompiled`, which trusts it: a size past the map's end allocated up to 8 GB, and a
+/// trie pointing past its end (or into the middle of a character) panicked while normalising a
+/// text. Every node any input byte can reach is checked here, once, instead.
+fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
+    let Some((size, rest)) = map.split_first_chunk::<4>() else {
+        return Err("shorter than its 4-byte header".into());
+    };
+    let trie_bytes = u32::from_le_bytes(*size) as usize;
+    if trie_bytes % 4 != 0 || trie_bytes > rest.len() {
+        return Err(format!(
+            "its trie claims {trie_bytes} bytes, the map holds {}",
+            rest.len()
+        ));
+    }
+    let (trie, normalized) = rest.split_at(trie_bytes);
+    let units: Vec<usize> = trie
+        .chunks_exact(4)
+        .map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize)
+        .collect();
+    let normalized =
+        std::str::from_utf8(normalized).map_err(|_| "its replacements are not UTF-8".to_string())?;
+    // The double array's unit layout (darts-clone, as spm_precompiled decodes it).
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xFF);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let past_end = || "its trie points past its end".to_string();
+    let root = *units.first().ok_or("its trie is empty")?;
+    // Every base is visited once, and one whose children all lie in the trie is below its end
+    // plus 256: the walk is linear in the trie's size.
+    let mut seen = std::collections::HashSet::new();
+    let mut bases = vec![offset(root)];
+    while let Some(base) = bases.pop() {
+        if !seen.insert(base) {
+            continue;
+        }
+        // A text may hold any byte but 0 after any prefix.
+        for c in 1..=255usize {
+            let at = base ^ c;
+            let unit = *units.get(at).ok_or_else(past_end)?;
+            if label(unit) != c {
+                continue;
+            }
+            let next = at ^ offset(unit);
+            if has_leaf(unit) {
+                let start = value(*units.get(next).ok_or_else(past_end)?);
+                if start > normalized.len() || !normalized.is_char_boundary(start) {
+                    return Err(format!(
+                        "a replacement starts at byte {start}, outside its {} bytes of text",
+                        normalized.len()
+                    ));
+                }
+            }
+            bases.push(next);
+        }
+    }
+    Ok(())
 }
 
 /// Runs of two or more spaces become `with`.
@@ -446,5 +508,48 @@ mod tests {
         assert_eq!(m.pieces[0].piece, "a");
         assert_eq!(m.pieces[0].score, 0.5);
         assert_eq!(m.model_type, 1);
+    }
+
+    /// A normaliser map of `units` and replacement text, as SentencePiece stores it.
+    fn charsmap(units: &[u32], normalized: &[u8]) -> Vec<u8> {
+        let mut map = ((units.len() * 4) as u32).to_le_bytes().to_vec();
+        units.iter().for_each(|u| map.extend(u.to_le_bytes()));
+        map.extend_from_slice(normalized);
+        map
+    }
+
+    /// 256 units (one darts block): the root's base is 0, byte `a` (97) leads to node 200,
+    /// whose leaf value is `start`, the byte where its replacement begins.
+    fn a_to_replacement(start: u32) -> Vec<u32> {
+        let mut units = vec![0u32; 256];
+        units[97] = 97 | (1 << 8) | ((97 ^ 200) << 10);
+        units[200] = start;
+        units
+    }
+
+    #[test]
+    fn a_sound_normaliser_map_is_accepted_and_rewrites_as_spm_precompiled_does() {
+        let map = charsmap(&a_to_replacement(0), b"b\0");
+        assert_eq!(check_charsmap(&map), Ok(()));
+        let p = Precompiled::from(&map).unwrap();
+        assert_eq!(p.transform("a"), Some("b"));
+    }
+
+    #[test]
+    fn a_damaged_normaliser_map_is_refused_before_it_can_allocate_or_panic() {
+        // A trie size of 4 GB: spm_precompiled reserved 8 GB for it.
+        let mut huge = charsmap(&a_to_replacement(0), b"b\0");
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(check_charsmap(&huge).unwrap_err().contains("claims"));
+        // A trie shorter than the bytes a text can lead to: normalising panicked.
+        let short = charsmap(&a_to_replacement(0)[..150], b"b\0");
+        assert!(check_charsmap(&short).unwrap_err().contains("past its end"));
+        // A replacement starting past the text, or inside a character.
+        let past = charsmap(&a_to_replacement(9), b"b\0");
+        assert!(check_charsmap(&past).unwrap_err().contains("byte 9"));
+        let inside = charsmap(&a_to_replacement(1), "é\0".as_bytes());
+        assert!(check_charsmap(&inside).unwrap_err().contains("byte 1"));
+        assert!(check_charsmap(b"\x01").is_err());
+        assert!(check_charsmap(&charsmap(&[], b"")).is_err());
     }
 }

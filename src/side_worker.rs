@@ -168,6 +168,29 @@ pub enum SideEvent {
     },
 }
 
+impl SideEvent {
+    /// The id of the request this answers (the asker routes it by this).
+    pub fn id(&self) -> u64 {
+        match self {
+            SideEvent::Predictions { id, .. }
+            | SideEvent::Examples { id, .. }
+            | SideEvent::ExportProgress { id, .. }
+            | SideEvent::Exported { id, .. }
+            | SideEvent::Imported { id, .. }
+            | SideEvent::StudyTested { id, .. }
+            | SideEvent::Trashed { id, .. }
+            | SideEvent::Estimated { id, .. }
+            | SideEvent::Described { id, .. }
+            | SideEvent::HfCacheModels { id, .. } => *id,
+        }
+    }
+
+    /// Whether the request gets nothing more after this (a progress report is not last).
+    pub fn is_last(&self) -> bool {
+        !matches!(self, SideEvent::ExportProgress { .. })
+    }
+}
+
 pub struct SideWorker {
     commands: Sender<SideCommand>,
     pub events: Receiver<SideEvent>,

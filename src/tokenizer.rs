@@ -13,7 +13,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, Error, Result};
 use crate::model::ModelConfig;
 
 pub struct TextTokenizer {
@@ -207,10 +207,12 @@ impl TextTokenizer {
         input: impl Into<tokenizers::EncodeInput<'s>>,
         what: &str,
     ) -> Result<tokenizers::Encoding> {
-        let enc = self
-            .inner
-            .encode(input, true)
-            .map_err(|e| Error::Invalid(format!("cannot tokenize `{what}`: {e}")))?;
+        // A tokenizer.json's pre-tokenizer regex can backtrack past the engine's limit on
+        // some texts, where the engine panics: one error about the text instead.
+        let enc = crate::error::catch_quietly(|| self.inner.encode(input, true))
+            .map_err(|panic| format!("the tokenizer failed: {panic}"))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| tok_err(&self.dir, format!("cannot tokenize `{}`: {e}", clip(what))))?;
         self.check_ids(&enc)?;
         Ok(enc)
     }
@@ -376,5 +378,29 @@ mod tests {
             e.contains("token type 1") && e.contains("type_vocab_size"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_pre_tokenizer_regex_that_backtracks_past_its_limit_is_an_error_naming_the_folder() {
+        use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+        use tokenizers::SplitDelimiterBehavior;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let config = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let mut tok = TextTokenizer::load(&dir, &config).unwrap();
+        // What a hostile tokenizer.json can hold: onig panics with "retry-limit-in-match over".
+        let split = Split::new(
+            SplitPattern::Regex("(a+)+$".into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .unwrap();
+        tok.inner.with_pre_tokenizer(Some(split));
+        let text = format!("{}b", "a".repeat(40));
+        let e = tok.encode_one(&text, None).unwrap_err().to_string();
+        assert!(e.contains("bert_tiny") && e.contains("tokenizer failed"), "{e}");
+        // The text is shown cut, not whole.
+        let long = format!("{}b", "a".repeat(5000));
+        let e = tok.encode_one(&long, None).unwrap_err().to_string();
+        assert!(e.len() < 600 && e.contains("more bytes"), "{}", e.len());
     }
 }

@@ -3,7 +3,8 @@
 //! CSV/TSV/JSONL/Parquet/Arrow readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
 //! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
 //! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
-//! Time-bounded: FUZZ_BUDGET_MS per target (default 8 s); the counts go to stderr.
+//! Time-bounded: FUZZ_BUDGET_MS per target (default 5 s; `scripts/fuzz-long.sh` for hours);
+//! the counts go to stderr.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,7 +24,7 @@ fn budget() -> Duration {
     let ms = std::env::var("FUZZ_BUDGET_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8_000);
+        .unwrap_or(5_000);
     Duration::from_millis(ms)
 }
 
@@ -270,6 +271,38 @@ fn fuzz_dataset_readers() {
 
 /// Valid-looking headers with absurd shapes and offsets: the mutations above rarely keep a
 /// header's length and JSON intact, so these are written by hand.
+#[test]
+fn fuzz_sentencepiece_models() {
+    // A unigram model trained on the Apache licence, with SentencePiece's nmt_nfkc
+    // normaliser map (the part a damaged file made allocate 8 GB or panic on a text).
+    fuzz(
+        "sentencepiece",
+        &[corpus().join("apache-unigram.model")],
+        "sentencepiece.bpe.model",
+        |p| {
+            if let Ok(t) = adapter_studio::sentencepiece::xlm_roberta(p) {
+                for text in ["Licensed under the Apache License", "ﬁ ① Ｆｕｌｌ ｗｉｄｔｈ ñ"] {
+                    let _ = t.encode(text, true);
+                }
+            }
+        },
+    );
+}
+
+#[test]
+fn fuzz_study_files() {
+    fuzz(
+        "study",
+        &[corpus().join("study.json")],
+        "study.json",
+        |p| {
+            if let Ok(spec) = adapter_studio::study::StudySpec::from_file(p) {
+                let _ = spec.plan(p, &p.with_file_name("runs"));
+            }
+        },
+    );
+}
+
 #[test]
 fn hostile_safetensors_headers_are_errors_not_panics_or_allocations() {
     let work = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use adapter_studio::heads::{HeadConfig, HeadModule};
 use adapter_studio::hub::{self, WeightFormat};
 use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, PredictSpec};
-use common::parity::predict_logits;
+use common::parity::{assert_python_loads_with_the_same_logits, predict_logits};
 use common::*;
 use serde_json::{json, Value};
 use tch::{Device, Kind};
@@ -183,25 +183,6 @@ fn every_method_saved_by_rust_loads_in_python_with_plain_calls_and_the_same_logi
     assert_python_loads_with_the_same_logits(out, &specs, &expected);
 }
 
-/// The library, loading each of `specs` (make_fixtures.py --check-load) in one start-up,
-/// reports no problem and gives the `expected` logits (1e-4).
-fn assert_python_loads_with_the_same_logits(work: &Path, specs: &[Value], expected: &[Vec<f64>]) {
-    let spec_path = work.join("spec.json");
-    std::fs::write(&spec_path, Value::Array(specs.to_vec()).to_string()).unwrap();
-    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(results.len(), specs.len());
-    for ((spec, want), r) in specs.iter().zip(expected).zip(&results) {
-        let label = format!("{} {}", spec["model"], spec["setup"]);
-        assert!(
-            r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
-            "{label}: Python reported {}",
-            r["load_warnings"]
-        );
-        assert_close(&label, want, &floats(&r["logits"]), 1e-4);
-    }
-}
-
 #[test]
 fn a_merged_export_loads_in_plain_transformers_with_the_unmerged_logits() {
     let work = tempfile::tempdir().unwrap();
@@ -367,7 +348,7 @@ fn average_on_the_command_line_writes_an_adapter_python_loads() {
 }
 
 /// Best validation accuracy of a 40-step `train --method METHOD` on the review_rating demo
-/// task (100 examples, 64 tokens, seed 1) with the method's default learning rate, or `lr`.
+/// task (100 examples, 32 tokens, seed 1) with the method's default learning rate, or `lr`.
 fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets/review_rating");
     let out = work.join(method);
@@ -379,7 +360,7 @@ fn review_rating_accuracy(work: &Path, method: &str, lr: Option<&str>) -> f64 {
         .arg("--validation")
         .arg(d.join("validation.csv"))
         .args(["--method", method, "--epochs", "10", "--min-steps", "0"])
-        .args(["--max-length", "64", "--seed", "1", "--out"])
+        .args(["--max-length", "32", "--seed", "1", "--out"])
         .arg(&out);
     if let Some(lr) = lr {
         cmd.args(["--lr", lr]);

@@ -17,6 +17,19 @@ pub enum Combine {
     },
 }
 
+impl Combine {
+    /// `lora_delta_w_svd` to rank `svd_rank` (`--svd-rank`): at least 1, as the library's
+    /// LoRA divides alpha by it (a rank-0 adapter would be written and then refused on load).
+    pub fn lora_delta_w_svd(svd_rank: i64) -> Result<Self> {
+        if svd_rank < 1 {
+            return Err(Error::Invalid(format!(
+                "--svd-rank {svd_rank}: expected a rank of at least 1"
+            )));
+        }
+        Ok(Combine::LoraDeltaWSvd { svd_rank })
+    }
+}
+
 impl std::str::FromStr for Combine {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -82,10 +95,34 @@ pub fn average(
                 "lora_delta_w_svd needs LoRA adapters, not (IA)³".into(),
             ));
         }
+        Combine::lora_delta_w_svd(svd_rank)?;
+        // The SVD of a delta [out, in] has min(out, in) singular values: a larger rank has
+        // nothing to fill its rows with (the library's split fails there too).
+        let wraps: &super::LoraConfig = lc;
+        let sites = (0..model.adapter_layers()).flat_map(|layer| {
+            super::lora::LinearSite::ALL
+                .into_iter()
+                .filter(move |site| wraps.applies_at(layer, *site))
+        });
+        if let Some(max) = sites
+            .map(|site| {
+                let (fan_in, fan_out) = model.linear_features(site);
+                fan_in.min(fan_out)
+            })
+            .min()
+            .filter(|max| svd_rank > *max)
+        {
+            return Err(Error::Invalid(format!(
+                "--svd-rank {svd_rank}: above {max}, the smaller side of the linears the LoRA \
+                 adapters wrap (the most singular values their updates have)"
+            )));
+        }
         // As the library: the new rank, the same alpha.
         lc.r = svd_rank;
         lc.raw.insert("r".into(), json!(svd_rank));
     }
+    // Before any tensor: inputs loaded elsewhere may not have been checked on this model.
+    config.check_size(model)?;
     let device = first.vs.device();
     let out = AdapterModule::new(model, name, config, device)?;
     let markers = out.config.key_markers();
@@ -167,4 +204,44 @@ pub fn average_folders(
         .collect();
     let averaged = average(&base.config, name, &pairs, combine)?;
     crate::hub::save_adapter_replacing(&averaged, &base.config, out, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::{LoraConfig, LoraPreset};
+
+    fn tiny() -> ModelConfig {
+        let raw = json!({"model_type": "bert", "vocab_size": 50, "hidden_size": 32,
+                         "num_hidden_layers": 2, "num_attention_heads": 4,
+                         "intermediate_size": 64});
+        ModelConfig::from_value(std::path::Path::new("m/config.json"), raw).unwrap()
+    }
+
+    #[test]
+    fn an_svd_rank_of_zero_or_above_the_wrapped_linears_sides_is_refused_naming_the_flag() {
+        let model = tiny();
+        let lora = |name: &str| {
+            let c = LoraConfig::preset(LoraPreset::Lora);
+            AdapterModule::new(&model, name, c, tch::Device::Cpu).unwrap()
+        };
+        let (a, b) = (lora("a"), lora("b"));
+        let inputs = [(&a, 1.0), (&b, 1.0)];
+        // 0 wrote an adapter with r 0 that loading refuses; 33 > 32 (query and value are
+        // 32 × 32) made libtorch panic on a shape mismatch.
+        for rank in [0, -1, 33, 1_000_000_000] {
+            let combine = Combine::LoraDeltaWSvd { svd_rank: rank };
+            let err = average(&model, "avg", &inputs, combine)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("--svd-rank {rank}: ")), "{err}");
+        }
+        assert!(Combine::lora_delta_w_svd(0).is_err());
+        let combine = Combine::lora_delta_w_svd(32).unwrap();
+        let out = average(&model, "avg", &inputs, combine).unwrap();
+        assert_eq!(out.config.lora().unwrap().r, 32);
+        // What is written reads back.
+        let path = std::path::Path::new("avg/adapter_config.json");
+        AdapterConfig::from_json(path, out.config.raw(), true).unwrap();
+    }
 }

@@ -1,6 +1,6 @@
 //! Adapter configurations, parsed once from the `config` object of `adapter_config.json` by its
 //! `architecture` ([`AdapterConfig`]), and the bottleneck one (`BnConfig` of the Python library).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
@@ -12,6 +12,7 @@ use super::prompt_tuning::PromptTuningConfig;
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 pub use crate::model::hooks::Location;
+use crate::model::ModelConfig;
 
 /// Any adapter's configuration: one arm per method (the library's `architecture` key).
 #[derive(Debug, Clone)]
@@ -307,6 +308,179 @@ impl AdapterConfig {
             ],
         }
     }
+
+    /// Where it was read from (a file, `--adapter-config`, `<preset>`): what its errors name.
+    pub fn origin(&self) -> &Path {
+        match self {
+            AdapterConfig::Bottleneck(c) => &c.origin,
+            AdapterConfig::Lora(c) => &c.origin,
+            AdapterConfig::PrefixTuning(c) => &c.origin,
+            AdapterConfig::PromptTuning(c) => &c.origin,
+            AdapterConfig::Union { parts, .. } => parts
+                .first()
+                .map_or(Path::new("adapter config"), |p| p.origin()),
+        }
+    }
+
+    /// How many parameters this adapter has on `model`, as `AdapterModule::new` creates them.
+    pub fn parameter_count(&self, model: &ModelConfig) -> Result<u128> {
+        self.parts()
+            .into_iter()
+            .map(|p| p.part_size(model).map(|(n, _)| n))
+            .try_fold(0u128, |a, n| n.map(|n| a.saturating_add(n)))
+    }
+
+    /// Refuses, before any tensor is made, an adapter larger than [`parameter_budget`] allows
+    /// for `model`: one error naming where the config came from, the fields that size the
+    /// largest part, and the count.
+    pub fn check_size(&self, model: &ModelConfig) -> Result<()> {
+        let budget = parameter_budget(model);
+        let mut total = 0u128;
+        let mut largest: Option<(u128, &AdapterConfig, &'static str)> = None;
+        for part in self.parts() {
+            let (n, fields) = part.part_size(model)?;
+            total = total.saturating_add(n);
+            if largest.is_none_or(|(m, _, _)| n > m) {
+                largest = Some((n, part, fields));
+            }
+        }
+        match largest {
+            Some((n, part, fields)) if total > budget => Err(Error::config(
+                part.origin(),
+                fields,
+                format!(
+                    "the adapter would have {total} parameters ({}: {n}) on this model, more \
+                     than its budget of {budget} (the model's own parameter count, at least \
+                     2^24)",
+                    part.method_name(),
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// One method's parameter count on `model` and the fields that size it, mirroring the
+    /// constructors (`Bottleneck::new`, `SharedPhm::new`, `Lora::new`, `PrefixTuning::new`,
+    /// `PromptTuning::new`; a unit test compares with what they make).
+    fn part_size(&self, model: &ModelConfig) -> Result<(u128, &'static str)> {
+        let h = model.hidden_size;
+        let layers = model.adapter_layers();
+        Ok(match self {
+            AdapterConfig::Bottleneck(bn) => {
+                let origin = bn.origin.as_path();
+                let mut n = 0u128;
+                if let Some(c) = &bn.phm {
+                    let down = bn.down_size(origin, h, 0)?;
+                    if c.shared_phm_rule {
+                        n = n.saturating_add(c.rule_size());
+                    }
+                    if c.shared_w_phm {
+                        n = n
+                            .saturating_add(c.w_size(h, down))
+                            .saturating_add(c.w_size(down, h));
+                    }
+                }
+                for layer in 0..layers {
+                    for location in Location::ALL {
+                        if bn.applies_at(layer, location) {
+                            let down = bn.down_size(origin, h, layer)?;
+                            n = n.saturating_add(bn.module_size(h, down));
+                        }
+                    }
+                }
+                let fields = match bn.phm {
+                    Some(_) => "config.reduction_factor, config.phm_dim, config.phm_rank",
+                    None => "config.reduction_factor",
+                };
+                (n, fields)
+            }
+            AdapterConfig::Lora(lc) => {
+                let mut n = 0u128;
+                for layer in 0..layers {
+                    for site in super::lora::LinearSite::ALL {
+                        if lc.applies_at(layer, site) {
+                            let (fan_in, fan_out) = model.linear_features(site);
+                            n = n.saturating_add(lc.module_size(fan_in, fan_out));
+                        }
+                    }
+                }
+                (n, "config.r")
+            }
+            AdapterConfig::PrefixTuning(pc) => {
+                let n = pc.pool_size(layers, h);
+                match pc.flat {
+                    true => (n, "config.prefix_length"),
+                    false => (n, "config.prefix_length, config.bottleneck_size"),
+                }
+            }
+            AdapterConfig::PromptTuning(pc) => (
+                elements(&[pc.prompt_length, model.embeddings_output_size()]),
+                "config.prompt_length",
+            ),
+            AdapterConfig::Union { parts, .. } => {
+                let mut n = 0u128;
+                for p in parts {
+                    n = n.saturating_add(p.part_size(model)?.0);
+                }
+                (n, "config.configs")
+            }
+        })
+    }
+}
+
+/// The number of elements of a tensor of `shape` (negative sizes count as 0), saturating
+/// instead of overflowing: a count only compared with a budget.
+pub(crate) fn elements(shape: &[i64]) -> u128 {
+    shape
+        .iter()
+        .fold(1u128, |a, &d| a.saturating_mul(d.max(0) as u128))
+}
+
+/// The most parameters an adapter may have on `model`: the model's own parameter count,
+/// because a parameter-efficient method that trains more than full fine-tuning would is a
+/// typo (`r: 1000000000`, a prefix MLP of 65536 × 65536), never a plan; and at least 2^24
+/// (64 MiB of float32), so the library's fixed-width presets (MAM's 800-wide prefix MLP)
+/// still fit the smallest test models. Sizes from files and flags are checked against it
+/// before libtorch allocates anything.
+pub fn parameter_budget(model: &ModelConfig) -> u128 {
+    let own = model.parameter_estimate().unwrap_or(i64::MAX).max(0) as u128;
+    own.max(1 << 24)
+}
+
+/// The largest magnitude of a scale (LoRA's alpha / r, a bottleneck's fixed `scaling`, init
+/// ranges): the library's presets use 0.0001 to 4; far beyond 1e6 the adapter's output swamps
+/// the hidden states and float32 logits overflow to inf/NaN, which then read as a confident
+/// label.
+pub(crate) const MAX_SCALE: f64 = 1e6;
+
+/// A number `config.KEY` (absent or null: `default`) that must satisfy `ok`, which `expected`
+/// describes. A string or boolean is refused rather than read as the default.
+pub(crate) fn field_f64(
+    path: &Path,
+    m: &Map<String, Value>,
+    key: &str,
+    default: f64,
+    ok: impl Fn(f64) -> bool,
+    expected: &str,
+) -> Result<f64> {
+    let x = match m.get(key) {
+        None | Some(Value::Null) => default,
+        Some(v) => v.as_f64().ok_or_else(|| {
+            Error::config(
+                path,
+                format!("config.{key}"),
+                format!("expected {expected}, found {v}"),
+            )
+        })?,
+    };
+    if !(x.is_finite() && ok(x)) {
+        return Err(Error::config(
+            path,
+            format!("config.{key}"),
+            format!("expected {expected}, found {x}"),
+        ));
+    }
+    Ok(x)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -364,6 +538,8 @@ pub struct BnConfig {
     pub phm: Option<PhmConfig>,
     /// The JSON object as read (or built), written back unchanged on save.
     pub raw: Map<String, Value>,
+    /// Where it was read from, for errors found later (sizes on a model).
+    pub origin: PathBuf,
 }
 
 /// The three methods of the paper and the library's names for them.
@@ -465,17 +641,16 @@ pub(crate) fn leave_out(path: &Path, m: &Map<String, Value>) -> Result<Vec<usize
     }
 }
 
-/// `config.dropout`, in [0, 1).
+/// `config.dropout`, a number in [0, 1) (absent or null: 0).
 pub(crate) fn dropout(path: &Path, m: &Map<String, Value>) -> Result<f64> {
-    let dropout = m.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
-    if !(0.0..1.0).contains(&dropout) {
-        return Err(Error::config(
-            path,
-            "config.dropout",
-            format!("{dropout} is not in [0, 1)"),
-        ));
-    }
-    Ok(dropout)
+    field_f64(
+        path,
+        m,
+        "dropout",
+        0.0,
+        |x| (0.0..1.0).contains(&x),
+        "a number in [0, 1)",
+    )
 }
 
 /// A boolean `config.KEY` (null or absent: `default`).
@@ -601,13 +776,18 @@ impl BnConfig {
             None | Some(Value::Null) => Scaling::Fixed(1.0),
             Some(Value::String(s)) if s == "learned" => Scaling::Learned,
             Some(Value::String(s)) if s == "channel" => Scaling::Channel,
-            Some(v) => Scaling::Fixed(v.as_f64().ok_or_else(|| {
-                Error::config(
-                    path,
-                    "config.scaling",
-                    format!("expected a number, \"learned\" or \"channel\", found {v}"),
-                )
-            })?),
+            Some(v) => {
+                Scaling::Fixed(v.as_f64().filter(|x| x.abs() <= MAX_SCALE).ok_or_else(|| {
+                    Error::config(
+                        path,
+                        "config.scaling",
+                        format!(
+                            "expected a number of magnitude at most {MAX_SCALE:e}, \
+                             \"learned\" or \"channel\", found {v}"
+                        ),
+                    )
+                })?)
+            }
         };
         let residual_before_ln = match m.get("residual_before_ln") {
             None | Some(Value::Bool(true)) => ResidualBeforeLn::True,
@@ -650,7 +830,31 @@ impl BnConfig {
             dropout,
             phm,
             raw: m.clone(),
+            origin: path.to_path_buf(),
         })
+    }
+
+    /// Parameters of one module `hidden → down → hidden` (`Bottleneck::new`), without the
+    /// adapter's shared PHM variables.
+    fn module_size(&self, hidden: i64, down: i64) -> u128 {
+        let norm = elements(&[2, hidden]);
+        let projections = match &self.phm {
+            Some(c) => c
+                .layer_size(hidden, down)
+                .saturating_add(c.layer_size(down, hidden)),
+            None => elements(&[hidden + 1, down]).saturating_add(elements(&[down + 1, hidden])),
+        };
+        let scaling = match self.scaling {
+            Scaling::Fixed(_) => 0,
+            Scaling::Learned => 1,
+            Scaling::Channel => hidden.max(0) as u128,
+        };
+        let gate = elements(&[hidden + 1]);
+        projections
+            .saturating_add(if self.ln_before { norm } else { 0 })
+            .saturating_add(if self.ln_after { norm } else { 0 })
+            .saturating_add(if self.use_gating { gate } else { 0 })
+            .saturating_add(scaling)
     }
 
     /// Whether this adapter has a module at `layer`/`location`.
@@ -842,6 +1046,166 @@ mod tests {
             err.contains("config.configs") && err.contains("lora"),
             "{err}"
         );
+    }
+
+    fn model(hidden: i64, layers: i64, intermediate: i64, vocab: i64) -> ModelConfig {
+        let raw = json!({"model_type": "bert", "vocab_size": vocab, "hidden_size": hidden,
+                         "num_hidden_layers": layers, "num_attention_heads": 4,
+                         "intermediate_size": intermediate});
+        ModelConfig::from_value(Path::new("m/config.json"), raw).unwrap()
+    }
+
+    /// A preset (by name) with `keys` on top, read as from `cfg.json`.
+    fn with(name: &str, keys: Value) -> AdapterConfig {
+        let mut m = AdapterConfig::preset(name).unwrap().raw().clone();
+        m.extend(keys.as_object().unwrap().clone());
+        AdapterConfig::from_json(Path::new("cfg.json"), &m, true).unwrap()
+    }
+
+    #[test]
+    fn the_parameter_count_is_what_adapter_module_new_creates_for_every_method() {
+        let tiny = model(128, 2, 256, 50);
+        let cases = [
+            ("seq_bn", json!({})),
+            (
+                "seq_bn",
+                json!({"ln_before": true, "ln_after": true, "use_gating": true,
+                              "scaling": "channel"}),
+            ),
+            (
+                "seq_bn",
+                json!({"scaling": "learned", "leave_out": [0],
+                              "reduction_factor": {"1": 8, "default": 16}}),
+            ),
+            ("double_seq_bn", json!({})),
+            ("par_bn", json!({})),
+            ("compacter", json!({})),
+            (
+                "compacter",
+                json!({"shared_phm_rule": false, "factorized_phm_rule": true,
+                                 "factorized_phm_W": false}),
+            ),
+            (
+                "compacter++",
+                json!({"shared_W_phm": true, "phm_bias": false, "phm_rank": 2}),
+            ),
+            ("lora", json!({})),
+            (
+                "lora",
+                json!({"intermediate_lora": true, "output_lora": true,
+                            "use_gating": true, "leave_out": [1]}),
+            ),
+            ("dora", json!({"attn_matrices": ["q", "k", "v"]})),
+            ("ia3", json!({"use_gating": true})),
+            ("prefix_tuning", json!({})),
+            (
+                "prefix_tuning",
+                json!({"flat": true, "use_gating": true, "shared_gating": false}),
+            ),
+            (
+                "prefix_tuning",
+                json!({"use_gating": true, "leave_out": [1]}),
+            ),
+            ("prompt_tuning", json!({"prompt_length": 7})),
+            ("mam", json!({})),
+            ("unipelt", json!({})),
+        ];
+        for (name, keys) in cases {
+            let config = match name {
+                "mam" | "unipelt" => AdapterConfig::preset(name).unwrap(),
+                _ => with(name, keys.clone()),
+            };
+            let counted = config.parameter_count(&tiny).unwrap();
+            config.check_size(&tiny).unwrap();
+            let made = crate::adapters::AdapterModule::new(&tiny, "a", config, tch::Device::Cpu)
+                .unwrap()
+                .num_parameters();
+            assert_eq!(counted, made as u128, "{name} {keys}");
+        }
+    }
+
+    #[test]
+    fn an_adapter_larger_than_its_model_is_one_error_naming_origin_fields_and_size() {
+        // BERT-base sizes: about 110M parameters, so the budget is the model's own count.
+        let base = model(768, 12, 3072, 30522);
+        let budget = parameter_budget(&base);
+        assert_eq!(budget, base.parameter_estimate().unwrap() as u128);
+        let refused = |name: &str, keys: Value, fields: &str| {
+            let config = with(name, keys.clone());
+            let err = config.check_size(&base).unwrap_err().to_string();
+            let n = config.parameter_count(&base).unwrap();
+            assert!(n > budget, "{name} {keys}");
+            assert!(
+                err.starts_with("cfg.json: ")
+                    && err.contains(&format!("`{fields}`"))
+                    && err.contains(&n.to_string()),
+                "{err}"
+            );
+        };
+        // 12 layers × q, v × 65536 × (768 + 768): 2.4e9, as r 1e9 would have been.
+        refused("lora", json!({"r": 65536}), "config.r");
+        // Each bounded, but the MLP's last layer is 65536 × 12 × 2 × 768.
+        refused(
+            "prefix_tuning",
+            json!({"prefix_length": 65536, "bottleneck_size": 65536}),
+            "config.prefix_length, config.bottleneck_size",
+        );
+        refused(
+            "prefix_tuning",
+            json!({"prefix_length": 65536, "flat": true}),
+            "config.prefix_length",
+        );
+        // A rule of 1024³ elements.
+        refused(
+            "compacter",
+            json!({"phm_dim": 1024, "factorized_phm_rule": false}),
+            "config.reduction_factor, config.phm_dim, config.phm_rank",
+        );
+        // 38400 wide: under 64 × hidden, but 12 such modules outweigh the model.
+        refused(
+            "seq_bn",
+            json!({"reduction_factor": 0.02}),
+            "config.reduction_factor",
+        );
+        // What people train fits, and a rank as wide as the model is still allowed.
+        for name in [
+            "seq_bn",
+            "compacter",
+            "lora",
+            "prefix_tuning",
+            "prompt_tuning",
+            "mam",
+        ] {
+            AdapterConfig::preset(name)
+                .unwrap()
+                .check_size(&base)
+                .unwrap();
+        }
+        with("lora", json!({"r": 768})).check_size(&base).unwrap();
+        with("prompt_tuning", json!({"prompt_length": 4096}))
+            .check_size(&base)
+            .unwrap();
+    }
+
+    #[test]
+    fn float_fields_that_are_not_numbers_or_are_absurd_are_refused_by_name() {
+        let err = |keys: Value| {
+            let mut m = BnPreset::SeqBn.to_json();
+            m.extend(keys.as_object().unwrap().clone());
+            BnConfig::from_json(Path::new("cfg.json"), &m, true)
+                .unwrap_err()
+                .to_string()
+        };
+        // A string was read as no dropout.
+        assert!(err(json!({"dropout": "0.5"})).contains("config.dropout"));
+        assert!(err(json!({"dropout": 1.0})).contains("config.dropout"));
+        assert!(err(json!({"scaling": 1e300})).contains("config.scaling"));
+        assert!(err(json!({"scaling": -2e6})).contains("config.scaling"));
+        let mut m = BnPreset::SeqBn.to_json();
+        m.insert("scaling".into(), json!(-4.0));
+        m.insert("dropout".into(), Value::Null);
+        let c = BnConfig::from_json(Path::new("cfg.json"), &m, true).unwrap();
+        assert_eq!((c.scaling, c.dropout), (Scaling::Fixed(-4.0), 0.0));
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! Python library): a low-rank update added to, or a vector scaling, the output of the
 //! attention's query/key/value projections and the feed-forward linears. Weights live at
 //! `<linear>.loras.NAME.lora_A/B` (DoRA's magnitude at `….m.weight`).
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::config::{dropout, field_bool, leave_out};
+use super::config::{dropout, elements, field_bool, leave_out, MAX_SCALE};
 use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 pub use crate::model::hooks::LinearSite;
@@ -49,7 +49,15 @@ pub struct LoraConfig {
     /// DoRA: the updated weight's rows are renormalised to a learned magnitude `m`.
     pub use_dora: bool,
     pub raw: Map<String, Value>,
+    /// Where it was read from, for errors found later (sizes on a model).
+    pub origin: PathBuf,
 }
+
+/// The largest rank accepted from a file or flag: `model::config` caps `hidden_size` at 2^16,
+/// so every linear LoRA can wrap (hidden → hidden, hidden ↔ intermediate) has
+/// min(in, out) ≤ 2^16 and a larger rank adds nothing a smaller one lacks. The model-relative
+/// parameter budget (`AdapterConfig::check_size`) bounds what lies below.
+pub const MAX_RANK: i64 = 1 << 16;
 
 /// The two presets of the library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +142,13 @@ impl LoraConfig {
         let r = match m.get("r") {
             None => 8,
             Some(v) => match v.as_i64() {
-                Some(r) if r >= 1 => r,
-                _ => return Err(bad("r", format!("expected a positive integer, found {v}"))),
+                Some(r) if (1..=MAX_RANK).contains(&r) => r,
+                _ => {
+                    return Err(bad(
+                        "r",
+                        format!("expected a positive integer up to {MAX_RANK}, found {v}"),
+                    ))
+                }
             },
         };
         let alpha = match m.get("alpha") {
@@ -195,6 +208,21 @@ impl LoraConfig {
                 ))
             }
         };
+        // The output is multiplied by alpha / r (alpha for (IA)³): an absurd alpha (1e308) makes
+        // inf/NaN logits that still argmax to a label.
+        let scaling = match composition_mode {
+            CompositionMode::Add => alpha / r as f64,
+            CompositionMode::Scale => alpha,
+        };
+        if !(scaling.is_finite() && scaling.abs() <= MAX_SCALE) {
+            return Err(bad(
+                "alpha",
+                format!(
+                    "alpha {alpha} with r {r} scales the update by {scaling:e}; its magnitude \
+                     must be at most {MAX_SCALE:e}"
+                ),
+            ));
+        }
         let leave_out = leave_out(path, m)?;
         Ok(LoraConfig {
             selfattn_lora: field_bool(path, m, "selfattn_lora", true)?,
@@ -210,7 +238,27 @@ impl LoraConfig {
             use_gating: field_bool(path, m, "use_gating", false)?,
             use_dora,
             raw: m.clone(),
+            origin: path.to_path_buf(),
         })
+    }
+
+    /// Parameters of one module wrapping a linear `fan_in → fan_out` (`Lora::new`).
+    pub(crate) fn module_size(&self, fan_in: i64, fan_out: i64) -> u128 {
+        let update = match self.composition_mode {
+            CompositionMode::Add => elements(&[self.r, fan_in + fan_out]),
+            CompositionMode::Scale => elements(&[fan_out, self.r]),
+        };
+        let gate = if self.use_gating {
+            elements(&[fan_in + 1])
+        } else {
+            0
+        };
+        let magnitude = if self.use_dora {
+            fan_out.max(0) as u128
+        } else {
+            0
+        };
+        update.saturating_add(gate).saturating_add(magnitude)
     }
 
     /// Whether this adapter wraps `site` of `layer`.
@@ -471,3 +519,42 @@ pub const IA3: MethodSpec = MethodSpec {
     family: Family::Lora,
     preset: Preset::Config(|| LoraPreset::Ia3.to_json()),
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(keys: Value) -> Result<LoraConfig> {
+        let mut m = LoraPreset::Lora.to_json();
+        m.extend(keys.as_object().unwrap().clone());
+        LoraConfig::from_json(Path::new("cfg.json"), &m)
+    }
+
+    #[test]
+    fn a_rank_wider_than_any_loadable_model_is_refused_naming_file_and_field() {
+        let err = parse(json!({"r": 1_000_000_000})).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cfg.json: `config.r`") && err.contains("65536"),
+            "{err}"
+        );
+        assert_eq!(parse(json!({"r": MAX_RANK})).unwrap().r, MAX_RANK);
+    }
+
+    #[test]
+    fn an_alpha_whose_scaling_is_absurd_is_refused_naming_alpha() {
+        for alpha in [json!(1e308), json!(-1e308), json!(9e6)] {
+            let err = parse(json!({"alpha": alpha})).unwrap_err().to_string();
+            assert!(err.contains("config.alpha"), "{err}");
+        }
+        // (IA)³ scales by alpha itself.
+        let mut m = LoraPreset::Ia3.to_json();
+        m.insert("alpha".into(), json!(2e6));
+        let err = LoraConfig::from_json(Path::new("cfg.json"), &m).unwrap_err();
+        assert!(err.to_string().contains("config.alpha"), "{err}");
+        // Large alphas over large ranks, negative and zero ones are the user's choice.
+        assert_eq!(parse(json!({"alpha": 8e6, "r": 8})).unwrap().scaling(), 1e6);
+        assert_eq!(parse(json!({"alpha": -16})).unwrap().scaling(), -2.0);
+        assert_eq!(parse(json!({"alpha": 0})).unwrap().scaling(), 0.0);
+        assert!(parse(json!({"dropout": "0.1"})).is_err());
+    }
+}

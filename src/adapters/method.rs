@@ -137,6 +137,10 @@ impl Method {
 
     /// The adapter's configuration: the library's preset of the method with `overrides`
     /// (`--adapter-config`: any of the method's config keys) on top; None for baselines.
+    /// Overrides are checked as the library's config class checks keyword arguments: a key it
+    /// does not have, an `architecture` of another method, or keys that make another method
+    /// are refused by name (a loaded adapter_config.json stays lenient: newer library versions
+    /// add keys).
     pub fn adapter_config(
         self,
         reduction_factor: Option<f64>,
@@ -146,6 +150,12 @@ impl Method {
             return Err(Error::Invalid(format!(
                 "--reduction-factor applies to bottleneck adapters, not to {}",
                 self.as_str()
+            )));
+        }
+        if let Some(rf) = reduction_factor.filter(|rf| !(rf.is_finite() && *rf > 0.0)) {
+            // NaN would reach the JSON as null and be reported as such.
+            return Err(Error::Invalid(format!(
+                "--reduction-factor {rf}: expected a positive number"
             )));
         }
         let mut raw = match self.0.preset {
@@ -175,14 +185,17 @@ impl Method {
         }
         let origin = match overrides {
             Some(o) => {
+                self.check_overrides(&raw, o)?;
                 raw.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
-                "--adapter-config"
+                FLAG
             }
             None => "--reduction-factor",
         };
         let config = AdapterConfig::from_json(std::path::Path::new(origin), &raw, true)?;
-        // LoRA's keys may turn it into (IA)³ or DoRA (the library's presets differ by keys).
-        if config.method_name() != self.as_str() && self.family() != Family::Lora {
+        // Keys may turn one method into another of its family (use_dora: LoRA into DoRA,
+        // mh_adapter: seq_bn into double_seq_bn): the run would record one method and train
+        // another.
+        if config.method_name() != self.as_str() {
             return Err(Error::Invalid(format!(
                 "--adapter-config turns {} into {}: choose that --method instead",
                 self.as_str(),
@@ -190,6 +203,89 @@ impl Method {
             )));
         }
         Ok(Some(config))
+    }
+
+    /// Checks `--adapter-config` keys against the method's `preset` object: every key one the
+    /// library's config class has, the architecture the method's, and keys the studio reads
+    /// but does not implement left at the preset's value.
+    fn check_overrides(self, preset: &ConfigMap, overrides: &ConfigMap) -> Result<(), Error> {
+        let flag = std::path::Path::new(FLAG);
+        let extra: &[&str] = match self.family() {
+            Family::Prompt => super::prompt_tuning::EXTRA_KEYS,
+            _ => &[],
+        };
+        let known = |k: &str| k == "architecture" || preset.contains_key(k) || extra.contains(&k);
+        if let Some(theirs) = overrides.get("architecture") {
+            let ours = architecture(preset.get("architecture"));
+            if architecture(Some(theirs)) != ours {
+                return Err(Error::config(
+                    flag,
+                    "config.architecture",
+                    format!(
+                        "{theirs} disagrees with --method {} (a \"{ours}\" method): choose a \
+                         --method of that architecture instead",
+                        self.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(unknown) = overrides.keys().find(|k| !known(k)) {
+            let mut valid: Vec<&str> = preset.keys().map(String::as_str).collect();
+            valid.extend(extra);
+            valid.push("architecture");
+            valid.sort_unstable();
+            valid.dedup();
+            return Err(Error::config(
+                flag,
+                format!("config.{unknown}"),
+                format!(
+                    "unknown key for {} (its keys: {})",
+                    self.as_str(),
+                    valid.join(", ")
+                ),
+            ));
+        }
+        for key in UNIMPLEMENTED {
+            if let Some(v) = overrides.get(*key) {
+                if !same_value(Some(v), preset.get(*key)) {
+                    return Err(Error::config(
+                        flag,
+                        format!("config.{key}"),
+                        format!(
+                            "{v} is not supported when training (only the preset's {})",
+                            preset.get(*key).unwrap_or(&serde_json::Value::Null)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What errors about `--adapter-config` name.
+const FLAG: &str = "--adapter-config";
+
+/// Keys of the library's configs that training here ignores: a value other than the preset's
+/// would silently not happen (`--seed` seeds the initialisation; the PHM rule is always
+/// learned; no stochastic depth).
+const UNIMPLEMENTED: &[&str] = &["init_weights_seed", "learn_phm", "stochastic_depth"];
+
+/// Equal JSON values, numbers by value (`0` is the preset's `0.0`).
+fn same_value(a: Option<&Value>, b: Option<&Value>) -> bool {
+    match (a.and_then(Value::as_f64), b.and_then(Value::as_f64)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The architecture a config's `architecture` value selects, as the library's
+/// `_get_config_class` reads it (absent or null: a bottleneck).
+fn architecture(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "bottleneck".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 
@@ -264,5 +360,104 @@ mod tests {
             assert!(e.contains(m.as_str()), "{e} lists {}", m.as_str());
         }
         assert!(serde_json::from_str::<Method>("\"nope\"").is_err());
+    }
+
+    fn overrides(name: &str, keys: Value) -> Result<Option<AdapterConfig>, Error> {
+        let m: Method = name.parse().unwrap();
+        m.adapter_config(None, Some(keys.as_object().unwrap()))
+    }
+
+    #[test]
+    fn a_misspelled_adapter_config_key_is_refused_listing_the_methods_keys() {
+        let err = overrides("lora", serde_json::json!({"alhpa": 32}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--adapter-config: `config.alhpa`: unknown key for lora")
+                && err.contains("alpha, architecture, attn_matrices"),
+            "{err}"
+        );
+        let err = overrides("seq_bn", serde_json::json!({"reduction": 8}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.reduction`") && err.contains("reduction_factor"));
+        // The keys the library reads are accepted, the prompt's class attribute included.
+        let c = overrides(
+            "lora",
+            serde_json::json!({"alpha": 32, "architecture": "lora"}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.lora().unwrap().alpha, 32.0);
+        assert!(overrides(
+            "prompt_tuning",
+            serde_json::json!({"random_uniform_scale": 0.1})
+        )
+        .unwrap()
+        .is_some());
+        assert!(overrides("seq_bn", serde_json::json!({"architecture": null})).is_ok());
+        assert!(overrides("par_bn", serde_json::json!({"architecture": "bottleneck"})).is_ok());
+    }
+
+    #[test]
+    fn adapter_config_keys_that_make_another_method_are_refused_naming_both() {
+        // It trained prefix tuning while run.json said lora.
+        let err = overrides(
+            "lora",
+            serde_json::json!({"architecture": "prefix_tuning", "prefix_length": 5}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("--adapter-config: `config.architecture`")
+                && err.contains("\"prefix_tuning\"")
+                && err.contains("--method lora"),
+            "{err}"
+        );
+        assert!(overrides("prompt_tuning", serde_json::json!({"architecture": null})).is_err());
+        // LoRA's keys switch to (IA)³ or DoRA as they do for other families.
+        let ia3 = serde_json::json!({"composition_mode": "scale", "r": 1, "alpha": 1,
+                                     "init_weights": "ia3"});
+        let err = overrides("lora", ia3).unwrap_err().to_string();
+        assert!(err.contains("turns lora into ia3"), "{err}");
+        let err = overrides("dora", serde_json::json!({"use_dora": false}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("turns dora into lora"), "{err}");
+        // Keys that keep the method are fine.
+        assert!(overrides(
+            "lora",
+            serde_json::json!({"selfattn_lora": false,
+                                                    "intermediate_lora": true})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn library_keys_training_ignores_are_refused_unless_at_the_preset_value() {
+        let err = overrides("lora", serde_json::json!({"init_weights_seed": 3}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.init_weights_seed"), "{err}");
+        assert!(overrides("seq_bn", serde_json::json!({"stochastic_depth": 0.1})).is_err());
+        assert!(overrides("compacter", serde_json::json!({"learn_phm": false})).is_err());
+        assert!(overrides("seq_bn", serde_json::json!({"stochastic_depth": 0})).is_ok());
+        assert!(overrides("lora", serde_json::json!({"init_weights_seed": null})).is_ok());
+    }
+
+    #[test]
+    fn a_reduction_factor_flag_that_is_not_a_positive_number_is_refused_naming_it() {
+        for rf in [f64::NAN, f64::INFINITY, 0.0, -2.0] {
+            let err = Method::SEQ_BN
+                .adapter_config(Some(rf), None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--reduction-factor "), "{err}");
+        }
+        let c = Method::SEQ_BN
+            .adapter_config(Some(8.0), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.size_label(), "reduction 8");
     }
 }

@@ -15,7 +15,6 @@ pub mod prefix_tuning;
 pub mod prompt_tuning;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use tch::nn;
 use tch::{Device, Tensor};
@@ -57,8 +56,11 @@ impl AdapterModule {
         device: Device,
     ) -> Result<Self> {
         let config = config.into();
-        let origin = Path::new("adapter config");
+        let origin_buf = config.origin().to_path_buf();
+        let origin = origin_buf.as_path();
         bottleneck::check_name(origin, name)?;
+        // Before any tensor: sizes from a file or a flag never reach the allocator unchecked.
+        config.check_size(model)?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let mut modules = BTreeMap::new();

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 use tch::{nn, Tensor};
 
-use super::config::{field_bool, BnConfig};
+use super::config::{elements, field_bool, field_f64, BnConfig, MAX_SCALE};
 use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
@@ -83,10 +83,15 @@ impl PhmConfig {
             shared_w_phm: field_bool(path, m, "shared_W_phm", false)?,
             factorized_phm_w: field_bool(path, m, "factorized_phm_W", true)?,
             normal_init,
-            phm_init_range: m
-                .get("phm_init_range")
-                .and_then(Value::as_f64)
-                .unwrap_or(1e-4),
+            // A standard deviation (torch's normal_ refuses a negative one).
+            phm_init_range: field_f64(
+                path,
+                m,
+                "phm_init_range",
+                1e-4,
+                |x| (0.0..=MAX_SCALE).contains(&x),
+                &format!("a number from 0 to {MAX_SCALE:e}"),
+            )?,
             phm_rank: int(path, m, "phm_rank", 1)?,
             phm_bias: field_bool(path, m, "phm_bias", true)?,
         };
@@ -99,6 +104,47 @@ impl PhmConfig {
             ));
         }
         Ok(Some(c))
+    }
+
+    /// Elements of a rule (`rule_vars`): [n, n, n] or [n, n, 1] + [n, 1, n].
+    pub(crate) fn rule_size(&self) -> u128 {
+        let n = self.phm_dim;
+        match self.factorized_phm_rule {
+            false => elements(&[n, n, n]),
+            true => elements(&[2, n, n]),
+        }
+    }
+
+    /// Elements of a `W` `fan_in → fan_out` (`w_vars`).
+    pub(crate) fn w_size(&self, fan_in: i64, fan_out: i64) -> u128 {
+        let n = self.phm_dim;
+        let (a, b) = (fan_in / n, fan_out / n);
+        match self.factorized_phm_w {
+            false => elements(&[n, a, b]),
+            true => {
+                elements(&[n, a, self.phm_rank]).saturating_add(elements(&[n, self.phm_rank, b]))
+            }
+        }
+    }
+
+    /// Elements a PHM layer `fan_in → fan_out` owns (`PhmLayer::new`: what is not shared).
+    pub(crate) fn layer_size(&self, fan_in: i64, fan_out: i64) -> u128 {
+        let rule = if self.shared_phm_rule {
+            0
+        } else {
+            self.rule_size()
+        };
+        let w = if self.shared_w_phm {
+            0
+        } else {
+            self.w_size(fan_in, fan_out)
+        };
+        let bias = if self.phm_bias {
+            fan_out.max(0) as u128
+        } else {
+            0
+        };
+        rule.saturating_add(w).saturating_add(bias)
     }
 
     /// Checks that `fan_in → fan_out` splits into `phm_dim` blocks.
@@ -396,5 +442,26 @@ mod tests {
         assert!(PhmConfig::from_json(Path::new("a.json"), &m)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn an_init_range_that_is_negative_or_not_a_number_is_refused_by_name() {
+        // A string was read as the default; torch's normal_ refuses a negative std.
+        for range in [json!(-0.1), json!("1e-4"), json!(1e9)] {
+            let mut m = preset_json(true);
+            m.insert("phm_init_range".into(), range);
+            let err = PhmConfig::from_json(Path::new("a.json"), &m).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("a.json: `config.phm_init_range`"),
+                "{err}"
+            );
+        }
+        let mut m = preset_json(true);
+        m.insert("phm_init_range".into(), json!(0.01));
+        let c = PhmConfig::from_json(Path::new("a.json"), &m)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.phm_init_range, 0.01);
     }
 }

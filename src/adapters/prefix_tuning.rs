@@ -3,13 +3,13 @@
 //! values. The vectors come from one pool per adapter, an MLP over a learned embedding
 //! (`wte` → `control_trans`), or, `flat`, a learned vector; an optional gate per layer scales
 //! them by the layer's input.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::config::{dropout, field_bool, leave_out};
+use super::config::{dropout, elements, field_bool, leave_out};
 use super::method::{Family, MethodSpec, Preset};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ pub struct PrefixTuningConfig {
     pub shared_gating: bool,
     pub leave_out: Vec<usize>,
     pub raw: Map<String, Value>,
+    /// Where it was read from, for errors found later (sizes on a model).
+    pub origin: PathBuf,
 }
 
 /// The library's `PrefixTuningConfig()` defaults.
@@ -97,7 +99,29 @@ impl PrefixTuningConfig {
             shared_gating: field_bool(path, m, "shared_gating", true)?,
             leave_out,
             raw: m.clone(),
+            origin: path.to_path_buf(),
         })
+    }
+
+    /// Parameters of the pool and gates on a model of `num_layers` layers of width `hidden`
+    /// (`PrefixTuning::new`): the MLP's last layer is `bottleneck_size × layers × 2 × hidden`,
+    /// the flat pool `prefix_length × layers × 2 × hidden`.
+    pub(crate) fn pool_size(&self, num_layers: usize, hidden: i64) -> u128 {
+        let layers = self.layers(num_layers).len() as i64;
+        let out = layers.saturating_mul(2).saturating_mul(hidden);
+        let (l, b) = (self.prefix_length, self.bottleneck_size);
+        let pool = match self.flat {
+            true => elements(&[l, out]),
+            false => elements(&[l, hidden])
+                .saturating_add(elements(&[hidden + 1, b]))
+                .saturating_add(elements(&[b.saturating_add(1), out])),
+        };
+        let gates = match (self.use_gating, self.shared_gating) {
+            (false, _) => 0,
+            (true, true) => elements(&[layers, hidden + 1]),
+            (true, false) => elements(&[layers, hidden + 1, 2]),
+        };
+        pool.saturating_add(gates)
     }
 
     /// The layers with a prefix, in order (`prefix_id` is the position in this list).
@@ -293,7 +317,9 @@ pub fn eject(
         .ok_or_else(|| Error::Invalid(format!("`{}` is flat already", adapter.name)))?;
     let mut raw = pc.raw.clone();
     raw.insert("flat".into(), json!(true));
-    let config = PrefixTuningConfig::from_json(Path::new("eject"), &raw)?;
+    let config = super::AdapterConfig::from(PrefixTuningConfig::from_json(&pc.origin, &raw)?);
+    // The flat pool is prefix_length × layers × 2 × hidden, which the MLP form did not hold.
+    config.check_size(model)?;
     let out = super::AdapterModule::new(model, &adapter.name, config, adapter.vs.device())?;
     let old = adapter.vs.variables();
     tch::no_grad(|| -> Result<()> {

@@ -3,11 +3,12 @@
 //! (`prefix`) or after the first (`prefix_after_bos`); every token attends to them. The
 //! sequence grows by the prompt, so a classification head that reads the first position
 //! reads the first prompt vector with `prefix`, as in the library.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use tch::{nn, Kind, Tensor};
 
+use super::config::{field_f64, MAX_SCALE};
 use super::method::{Family, MethodSpec, Preset};
 use crate::error::{Error, Result};
 use crate::model::BaseModel;
@@ -36,7 +37,13 @@ pub struct PromptTuningConfig {
     pub init: PromptInit,
     pub combine: Combine,
     pub raw: Map<String, Value>,
+    /// Where it was read from, for errors found later (sizes on a model).
+    pub origin: PathBuf,
 }
+
+/// Keys the library reads that its `PromptTuningConfig` does not write (a class attribute,
+/// not a dataclass field): valid in `--adapter-config` though absent from the preset.
+pub const EXTRA_KEYS: &[&str] = &["random_uniform_scale"];
 
 /// The library's `PromptTuningConfig()` defaults.
 pub fn preset_json() -> Map<String, Value> {
@@ -87,11 +94,16 @@ impl PromptTuningConfig {
             .and_then(Value::as_str)
             .unwrap_or("random_uniform")
         {
+            // The bound of U(-scale, scale): torch's uniform_ refuses a negative one.
             "random_uniform" => PromptInit::RandomUniform {
-                scale: m
-                    .get("random_uniform_scale")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.5),
+                scale: field_f64(
+                    path,
+                    m,
+                    "random_uniform_scale",
+                    0.5,
+                    |x| (0.0..=MAX_SCALE).contains(&x),
+                    &format!("a number from 0 to {MAX_SCALE:e}"),
+                )?,
             },
             "from_string" => match m.get("prompt_init_text").and_then(Value::as_str) {
                 Some(text) if !text.trim().is_empty() => PromptInit::FromString {
@@ -118,6 +130,7 @@ impl PromptTuningConfig {
             init,
             combine,
             raw: m.clone(),
+            origin: path.to_path_buf(),
         })
     }
 }
@@ -305,5 +318,22 @@ mod tests {
         assert!(err.to_string().contains("config.combine"), "{err}");
         let err = config(json!({"prompt_length": 0})).unwrap_err();
         assert!(err.to_string().contains("prompt_length"), "{err}");
+    }
+
+    #[test]
+    fn a_negative_or_non_numeric_uniform_scale_is_refused_by_name() {
+        // -1 reached torch's uniform_ as (1, -1) and panicked; a string was read as 0.5.
+        for scale in [json!(-1), json!("0.1"), json!(1e7)] {
+            let err = config(json!({"random_uniform_scale": scale})).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("a.json: `config.random_uniform_scale`"),
+                "{err}"
+            );
+        }
+        let c = config(json!({"random_uniform_scale": 0.25})).unwrap();
+        assert_eq!(c.init, PromptInit::RandomUniform { scale: 0.25 });
+        let c = config(json!({"random_uniform_scale": null})).unwrap();
+        assert_eq!(c.init, PromptInit::RandomUniform { scale: 0.5 });
     }
 }

@@ -48,10 +48,9 @@ pub fn run(args: AverageArgs) -> anyhow::Result<()> {
             args.adapters.len()
         ),
     };
+    // Checked before the model loads: a rank of 0 is refused naming the flag.
     let combine = match args.combine.parse::<Combine>()? {
-        Combine::LoraDeltaWSvd { .. } => Combine::LoraDeltaWSvd {
-            svd_rank: args.svd_rank,
-        },
+        Combine::LoraDeltaWSvd { .. } => Combine::lora_delta_w_svd(args.svd_rank)?,
         c => c,
     };
     let model = adapter_studio::model::resolve_model_dir(&args.model)?;

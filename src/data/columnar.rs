@@ -5,8 +5,7 @@
 //! strings, numbers, booleans, lists of those; `ClassLabel` ids (from the `huggingface` schema
 //! metadata or a `dataset_info.json` beside the file) become their names, and `-1` (the
 //! datasets convention for "no label") a missing cell.
-use std::collections::BTreeMap;
-use std::fs::File;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -19,12 +18,18 @@ use parquet::arrow::ProjectionMask;
 use serde_json::{Number, Value};
 
 use super::table::Row;
+use super::{open_regular, read_metadata_json};
 use crate::error::{Error, Result};
 
 /// `ClassLabel` names by column (for a sequence of `ClassLabel`s, the names of its items).
 pub type ClassLabels = BTreeMap<String, Vec<String>>;
 
 const BATCH_ROWS: usize = 8192;
+
+/// Most cells read from arrays that store (next to) nothing for them: type `null`, lists of
+/// fixed size 0, run-end encoding, batches of no columns. A file states their length but
+/// holds no bytes for them, so without a bound a few bytes could ask for any number of cells.
+const MAX_DATALESS_CELLS: usize = 1 << 22;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -62,7 +67,7 @@ fn kind_of(path: &Path) -> Result<Kind> {
     }
     // Both Arrow forms share extensions; the file form starts with its magic.
     let mut magic = [0u8; 6];
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = open_regular(path)?;
     let n = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
     Ok(if n == 6 && &magic == b"ARROW1" {
         Kind::ArrowFile
@@ -116,7 +121,7 @@ pub fn read_schema(path: &Path) -> Result<Schema> {
 
 fn read_schema_unguarded(path: &Path) -> Result<Schema> {
     let kind = kind_of(path)?;
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = open_regular(path)?;
     let (arrow, rows, source) = match kind {
         Kind::Parquet => {
             let meta = ArrowReaderMetadata::load(&file, Default::default())
@@ -201,7 +206,7 @@ fn class_labels(path: &Path, schema: &SchemaRef) -> ClassLabels {
         .and_then(|v| v.pointer("/info/features").cloned());
     let from_info = || {
         let info = path.parent()?.join("dataset_info.json");
-        let v: Value = serde_json::from_slice(&std::fs::read(info).ok()?).ok()?;
+        let v = read_metadata_json(&info).ok()?;
         v.get("features").cloned()
     };
     from_metadata
@@ -252,7 +257,7 @@ pub fn read_rows(
                 .iter()
                 .map(|n| {
                     schema.columns.iter().position(|c| c == n).ok_or_else(|| {
-                        let has = schema.columns.join(", ");
+                        let has = first_names(&schema.columns);
                         let message = format!("no such column (the file has: {has})");
                         Error::data(path, None, Some(n), message)
                     })
@@ -278,15 +283,26 @@ pub fn read_rows(
         }
         let mut rows = Vec::new();
         let mut next_row = first_row;
-        let mut push = |batch: &RecordBatch, rows: &mut Vec<Row>| {
+        let mut dataless = Dataless(MAX_DATALESS_CELLS);
+        let mut push = |batch: &RecordBatch, rows: &mut Vec<Row>| -> Result<()> {
             let n = batch
                 .num_rows()
-                .min(limit.map_or(usize::MAX, |l| l - rows.len()));
+                .min(limit.map_or(usize::MAX, |l| l.saturating_sub(rows.len())));
+            if names.is_empty() {
+                // Rows of no columns are stated, not stored.
+                dataless
+                    .take(n)
+                    .map_err(|m| Error::data(path, None, None, m))?;
+            }
             let mut cells: Vec<Vec<Value>> = names
                 .iter()
                 .enumerate()
-                .map(|(j, name)| cells(batch.column(j).as_ref(), n, schema.class_labels.get(name)))
-                .collect();
+                .map(|(j, name)| {
+                    let labels = schema.class_labels.get(name);
+                    cells(batch.column(j).as_ref(), n, labels, &mut dataless)
+                        .map_err(|m| Error::data(path, None, Some(name), m))
+                })
+                .collect::<Result<_>>()?;
             for r in 0..n {
                 rows.push(Row {
                     line: next_row,
@@ -297,9 +313,10 @@ pub fn read_rows(
                 });
                 next_row += 1;
             }
+            Ok(())
         };
         let full = |rows: &Vec<Row>| limit.is_some_and(|l| rows.len() >= l);
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = open_regular(path)?;
         // Parquet is read a row group at a time; the Arrow forms batch by batch.
         let arrow_batches: ArrowBatches = match &schema.source {
             Source::Parquet(meta) => {
@@ -320,7 +337,7 @@ pub fn read_rows(
                             .map_err(|e| damaged(path, group, e))?;
                     for batch in reader {
                         let batch = batch.map_err(|e| damaged(path, group, e))?;
-                        push(&batch, &mut rows);
+                        push(&batch, &mut rows)?;
                         if full(&rows) {
                             break;
                         }
@@ -339,13 +356,23 @@ pub fn read_rows(
         };
         for batch in arrow_batches {
             let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
-            push(&batch, &mut rows);
+            push(&batch, &mut rows)?;
             if full(&rows) {
                 break;
             }
         }
         Ok((names, rows))
     })
+}
+
+/// `a, b, c` for messages, cut after 20 names: a file may have any number of columns.
+fn first_names(columns: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut names = columns[..columns.len().min(SHOWN)].join(", ");
+    if columns.len() > SHOWN {
+        names.push_str(&format!(", … ({} more)", columns.len() - SHOWN));
+    }
+    names
 }
 
 type ArrowBatches =
@@ -376,22 +403,64 @@ fn readable(dt: &DataType) -> bool {
     }
 }
 
-/// The first `n` cells of a column as JSON values.
-fn cells(array: &dyn Array, n: usize, names: Option<&Vec<String>>) -> Vec<Value> {
+/// What is left of [`MAX_DATALESS_CELLS`] for one file.
+struct Dataless(usize);
+
+impl Dataless {
+    fn take(&mut self, n: usize) -> std::result::Result<(), String> {
+        self.0 = self.0.checked_sub(n).ok_or_else(|| {
+            format!(
+                "states more than {MAX_DATALESS_CELLS} cells that it holds no data for (columns \
+                 of type null, lists of fixed size 0, or no columns); refusing to read them"
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// The first `n` cells of a column as JSON values. Cells of an array that stores less than
+/// a bit for each are counted against `dataless`.
+fn cells(
+    array: &dyn Array,
+    n: usize,
+    names: Option<&Vec<String>>,
+    dataless: &mut Dataless,
+) -> std::result::Result<Vec<Value>, String> {
+    if n > array.get_buffer_memory_size().saturating_mul(8) {
+        dataless.take(n)?;
+    }
     let dt = array.data_type();
     if let DataType::Dictionary(..) = dt {
         let dict = array.as_any_dictionary();
-        let values = cells(dict.values().as_ref(), dict.values().len(), names);
+        let values = dict.values();
         let keys = dict.normalized_keys();
-        return (0..n)
-            .map(|i| match array.is_null(i) {
-                true => Value::Null,
-                false => values.get(keys[i]).cloned().unwrap_or(Value::Null),
-            })
-            .collect();
+        // Only the values these rows use are converted, once each: a dictionary can be far
+        // larger than a batch, and an Arrow stream's batches all share one.
+        let mut converted: HashMap<usize, Value> = HashMap::new();
+        let mut out = Vec::with_capacity(n.min(BATCH_ROWS));
+        for (i, &k) in keys.iter().enumerate().take(n) {
+            if array.is_null(i) || k >= values.len() {
+                out.push(Value::Null);
+                continue;
+            }
+            let value = match converted.get(&k) {
+                Some(v) => v.clone(),
+                None => {
+                    let one = cells(values.slice(k, 1).as_ref(), 1, names, dataless)?;
+                    let v = one.into_iter().next().unwrap_or(Value::Null);
+                    converted.insert(k, v.clone());
+                    v
+                }
+            };
+            out.push(value);
+        }
+        return Ok(out);
     }
-    let list_items = |item: &dyn Array| -> Value { Value::Array(cells(item, item.len(), names)) };
-    let mut out = Vec::with_capacity(n);
+    let mut list_items = |item: &dyn Array| -> std::result::Result<Value, String> {
+        Ok(Value::Array(cells(item, item.len(), names, dataless)?))
+    };
+    // Not `n`: the file states it; the vector grows with the cells actually read.
+    let mut out = Vec::with_capacity(n.min(BATCH_ROWS));
     for i in 0..n {
         if array.is_null(i) {
             out.push(Value::Null);
@@ -416,15 +485,17 @@ fn cells(array: &dyn Array, n: usize, names: Option<&Vec<String>>) -> Vec<Value>
             DataType::Float16 => float(array.as_primitive::<Float16Type>().value(i).to_f64()),
             DataType::Float32 => float(array.as_primitive::<Float32Type>().value(i) as f64),
             DataType::Float64 => float(array.as_primitive::<Float64Type>().value(i)),
-            DataType::List(_) => list_items(array.as_list::<i32>().value(i).as_ref()),
-            DataType::LargeList(_) => list_items(array.as_list::<i64>().value(i).as_ref()),
-            DataType::FixedSizeList(..) => list_items(array.as_fixed_size_list().value(i).as_ref()),
+            DataType::List(_) => list_items(array.as_list::<i32>().value(i).as_ref())?,
+            DataType::LargeList(_) => list_items(array.as_list::<i64>().value(i).as_ref())?,
+            DataType::FixedSizeList(..) => {
+                list_items(array.as_fixed_size_list().value(i).as_ref())?
+            }
             DataType::Null => Value::Null,
             other => Value::String(format!("‹{other}›")),
         };
         out.push(v);
     }
-    out
+    Ok(out)
 }
 
 /// An integer cell: a `ClassLabel` id becomes its name (`-1`, no label, a missing cell); an id
@@ -442,4 +513,95 @@ fn int(x: i64, names: Option<&Vec<String>>) -> Value {
 
 fn float(x: f64) -> Value {
     Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{read_table, read_table_columns};
+    use arrow_array::{ArrayRef, DictionaryArray, Int32Array, Int8Array, NullArray, StringArray};
+    use arrow_schema::{Field, Schema as ArrowSchema};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    /// Writes `batches` as an Arrow IPC stream `name` in a fresh folder.
+    fn arrow_file(name: &str, batches: &[RecordBatch]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer =
+            arrow_ipc::writer::StreamWriter::try_new(file, &batches[0].schema()).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+        (dir, path)
+    }
+
+    fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> RecordBatch {
+        RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), columns).unwrap()
+    }
+
+    #[test]
+    fn an_arrow_file_stating_millions_of_rows_it_holds_no_data_for_is_refused_naming_the_column() {
+        // A null-typed column stores no bytes: the file is tiny whatever length it states.
+        let n = MAX_DATALESS_CELLS + 1;
+        let b = batch(
+            vec![Field::new("text", DataType::Null, true)],
+            vec![Arc::new(NullArray::new(n))],
+        );
+        let (_d, path) = arrow_file("n.arrow", &[b]);
+        assert!(std::fs::metadata(&path).unwrap().len() < 10_000);
+        let e = read_table_columns(&path, &["text".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("n.arrow, column `text`: states more than 4194304 cells"),
+            "{e}"
+        );
+        // A preview reads only its rows.
+        assert_eq!(read_table(&path, Some(5), false).unwrap().rows.len(), 5);
+    }
+
+    #[test]
+    fn a_dictionary_shared_by_many_batches_is_converted_once_per_used_value() {
+        let values: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..50_000).map(|i| format!("v{i}")),
+        ));
+        let dt = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let batches: Vec<RecordBatch> = (0..2_000)
+            .map(|i| {
+                let keys = Int32Array::from(vec![i * 25]);
+                let dict = DictionaryArray::try_new(keys, values.clone()).unwrap();
+                batch(
+                    vec![Field::new("text", dt.clone(), false)],
+                    vec![Arc::new(dict)],
+                )
+            })
+            .collect();
+        let (_d, path) = arrow_file("d.arrow", &batches);
+        let start = std::time::Instant::now();
+        let t = read_table_columns(&path, &["text".to_string()]).unwrap();
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+        assert_eq!(t.rows.len(), 2_000);
+        assert_eq!(t.rows[1_999].values, [Value::from("v49975")]);
+    }
+
+    #[test]
+    fn a_missing_column_of_a_wide_file_lists_a_bounded_number_of_columns() {
+        let fields: Vec<Field> = (0..30)
+            .map(|i| Field::new(format!("c{i}"), DataType::Int8, false))
+            .collect();
+        let columns: Vec<ArrayRef> = (0..30)
+            .map(|_| Arc::new(Int8Array::from(vec![1])) as ArrayRef)
+            .collect();
+        let (_d, path) = arrow_file("w.arrow", &[batch(fields, columns)]);
+        let e = read_table_columns(&path, &["nope".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column `nope`: no such column") && e.contains("… (10 more)"),
+            "{e}"
+        );
+    }
 }

@@ -206,11 +206,10 @@ impl Dataset {
     fn load_inner(path: &Path, spec: &DataSpec, labels: Option<&[String]>) -> Result<Dataset> {
         let split = hf::resolve(path)?;
         let fingerprint = fingerprint(&split.files)?;
-        let table = if split.format.is_columnar() {
+        let table = if let (true, Some(file)) = (split.format.is_columnar(), split.files.first()) {
             // Only the columns the task reads are decoded.
-            let schema = columnar::read_schema(&split.files[0])?;
+            let schema = columnar::read_schema(file)?;
             let columns = spec.columns.resolve(&schema.columns, spec.task, path)?;
-            let file = &split.files[0];
             schema.check_text(file, &columns.text, spec.task.text_is_words())?;
             if let Some(pair) = &columns.text_pair {
                 schema.check_text(file, pair, false)?;
@@ -320,10 +319,11 @@ impl Dataset {
 }
 
 /// `sha256:<hex>` of the files' bytes in order (one file: of its bytes), read in pieces.
+/// Only regular files: a device such as `/dev/zero` would be hashed without end.
 fn fingerprint(files: &[PathBuf]) -> Result<String> {
     let mut hash = Sha256::new();
     for file in files {
-        let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        let mut f = super::open_regular(file)?;
         std::io::copy(&mut f, &mut hash).map_err(|e| Error::io(file, e))?;
     }
     Ok(format!("sha256:{:x}", hash.finalize()))
@@ -878,6 +878,23 @@ mod tests {
         assert_eq!(
             ds.fingerprint,
             "sha256:ec6a4a4aa824691f0804aabf5ebd23d51db8334b01e907f0f790bbe42866939a"
+        );
+    }
+
+    #[test]
+    fn a_dataset_file_linked_to_a_device_is_refused_by_name_before_it_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.csv");
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        let e = Dataset::load(&path, &spec(TaskType::CLASSIFICATION))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: not a regular file (a device, FIFO or socket); refusing to read it",
+                path.display()
+            )
         );
     }
 

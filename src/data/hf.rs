@@ -8,14 +8,14 @@
 //! - the `datasets` cache: `dataset_info.json` and `BUILDER-SPLIT[-NNNNN-of-NNNNN].arrow`;
 //! - Hub snapshots and plain folders: `SPLIT[-NNNNN-of-NNNNN].EXT` files, directly or in
 //!   `data/`, or a folder per split (the Hub's Parquet conversion: `SPLIT/0000.parquet`).
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::quoted_list;
 use super::table::FileFormat;
+use super::{quoted_list, read_metadata_json};
 use crate::error::{Error, Result};
 
 /// The files of one split, in order (shards are read as one table).
@@ -113,32 +113,62 @@ fn split_spec(path: &Path) -> (PathBuf, Option<String>) {
     (path.to_path_buf(), None)
 }
 
+/// `name`, as a file or folder named in `file`'s `field`, joined to `folder`: only a
+/// relative path of plain names is taken, so that nothing a file says reaches outside its
+/// folder (no `..`, no absolute path). With `one_name`, a single name (a split's folder).
+fn inside(folder: &Path, name: &str, file: &Path, field: &str, one_name: bool) -> Result<PathBuf> {
+    let parts: Vec<Component> = Path::new(name).components().collect();
+    let plain = !parts.is_empty()
+        && parts.iter().all(|c| matches!(c, Component::Normal(_)))
+        && (!one_name || parts.len() == 1);
+    if !plain {
+        let want = match one_name {
+            true => "a plain name",
+            false => "a relative path of plain names",
+        };
+        return Err(Error::config(
+            file,
+            field,
+            format!(
+                "`{name}` is not {want} inside {}; paths with `..` or `.`, and absolute \
+                 paths, are refused",
+                folder.display()
+            ),
+        ));
+    }
+    Ok(folder.join(name))
+}
+
 /// Every split of a folder, by name.
 pub fn splits(folder: &Path) -> Result<BTreeMap<String, SplitFiles>> {
-    let read_json = |p: &Path| -> Result<Value> {
-        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-            path: p.to_path_buf(),
-            source: e,
-        })
-    };
+    // `exists`, not `is_file`: a metadata file that is a link to a device or a FIFO is
+    // refused by name (by `read_metadata_json`) rather than silently passed over.
     let dict = folder.join("dataset_dict.json");
-    if dict.is_file() {
-        let v = read_json(&dict)?;
+    if dict.exists() {
+        let v = read_metadata_json(&dict)?;
         let names = v
             .get("splits")
             .and_then(Value::as_array)
             .ok_or_else(|| Error::config(&dict, "splits", "expected a list of split names"))?;
         let mut out = BTreeMap::new();
-        for name in names.iter().filter_map(Value::as_str) {
-            let files = saved_dataset(&folder.join(name))?;
+        for (i, name) in names.iter().enumerate() {
+            let Some(name) = name.as_str() else { continue };
+            let field = format!("splits[{i}]");
+            let split_folder = inside(folder, name, &dict, &field, true)?;
+            // A map lookup, so that a long list is checked in linear time, and each split's
+            // shards are read once.
+            if out.contains_key(name) {
+                let message = format!("lists split `{name}` more than once");
+                return Err(Error::config(&dict, field, message));
+            }
+            let files = saved_dataset(&split_folder)?;
             out.insert(name.to_string(), files);
         }
         return Ok(out);
     }
-    if folder.join("state.json").is_file() {
+    if folder.join("state.json").exists() {
         let files = saved_dataset(folder)?;
-        let state = read_json(&folder.join("state.json"))?;
+        let state = read_metadata_json(&folder.join("state.json"))?;
         let name = state
             .get("_split")
             .and_then(Value::as_str)
@@ -148,13 +178,13 @@ pub fn splits(folder: &Path) -> Result<BTreeMap<String, SplitFiles>> {
     }
     // The datasets cache: `BUILDER-SPLIT.arrow`; the split names come from dataset_info.json.
     let info = folder.join("dataset_info.json");
-    let known: Vec<String> = match info.is_file() {
-        true => read_json(&info)?
+    let known: Known = match info.exists() {
+        true => read_metadata_json(&info)?
             .get("splits")
             .and_then(Value::as_object)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default(),
-        false => Vec::new(),
+        false => Known::new(),
     };
     let mut out = data_files_by_split(folder, &known)?;
     if out.is_empty() && folder.join("data").is_dir() {
@@ -164,7 +194,7 @@ pub fn splits(folder: &Path) -> Result<BTreeMap<String, SplitFiles>> {
         // A folder per split holding only data files (`train/0000.parquet`).
         for entry in sorted_entries(folder)? {
             if entry.is_dir() && !entry.join("state.json").exists() {
-                let inner = data_files_by_split(&entry, &[])?;
+                let inner = data_files_by_split(&entry, &Known::new())?;
                 let name = file_name(&entry);
                 if !inner.is_empty() && is_split_name(&name) {
                     let files: Vec<SplitFiles> = inner.into_values().collect();
@@ -198,24 +228,31 @@ fn sorted_entries(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// A `save_to_disk` folder of one `Dataset`: the shards `state.json` lists, in order.
+/// A `save_to_disk` folder of one `Dataset`: the shards `state.json` lists, in order. Each
+/// must lie inside the folder and be listed once (a repeat would be read again each time).
 fn saved_dataset(folder: &Path) -> Result<SplitFiles> {
     let state_path = folder.join("state.json");
-    let bytes = std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
-    let state: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-        path: state_path.clone(),
-        source: e,
-    })?;
-    let files: Vec<PathBuf> = state
+    let state = read_metadata_json(&state_path)?;
+    let empty = Vec::new();
+    let list = state
         .get("_data_files")
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|f| f.get("filename")?.as_str())
-                .map(|f| folder.join(f))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or(&empty);
+    let mut files: Vec<PathBuf> = Vec::new();
+    // Paths compare by component, so `a//b.arrow` and `a/b.arrow` are one shard.
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for (i, entry) in list.iter().enumerate() {
+        let Some(name) = entry.get("filename").and_then(Value::as_str) else {
+            continue;
+        };
+        let field = format!("_data_files[{i}].filename");
+        let file = inside(folder, name, &state_path, &field, false)?;
+        if !seen.insert(file.clone()) {
+            let message = format!("lists shard `{name}` more than once");
+            return Err(Error::config(&state_path, field, message));
+        }
+        files.push(file);
+    }
     if files.is_empty() {
         return Err(Error::config(
             &state_path,
@@ -245,8 +282,11 @@ const METADATA_FILES: &[&str] = &[
     "config.json",
 ];
 
+/// Split names `dataset_info.json` gives, looked up by name (a folder may hold many files).
+type Known = HashSet<String>;
+
 /// Data files directly in `folder`, grouped by the split their names say.
-fn data_files_by_split(folder: &Path, known: &[String]) -> Result<BTreeMap<String, SplitFiles>> {
+fn data_files_by_split(folder: &Path, known: &Known) -> Result<BTreeMap<String, SplitFiles>> {
     let mut groups: BTreeMap<String, Vec<SplitFiles>> = BTreeMap::new();
     for entry in sorted_entries(folder)? {
         if !entry.is_file() {
@@ -290,7 +330,7 @@ fn merge(folder: &Path, parts: Vec<SplitFiles>) -> Result<SplitFiles> {
 
 /// `train-00000-of-00002.parquet` → `train`; `glue-validation_matched.arrow` → (with the
 /// split known from dataset_info.json) `validation_matched`; `dev.tsv` → `dev`.
-fn split_of(file_name: &str, known: &[String]) -> String {
+fn split_of(file_name: &str, known: &Known) -> String {
     let stem = file_name.split('.').next().unwrap_or(file_name);
     let mut parts: Vec<&str> = stem.split('-').collect();
     // Drop a shard suffix `NNNNN-of-NNNNN` (and a Hub hash after it).
@@ -300,12 +340,15 @@ fn split_of(file_name: &str, known: &[String]) -> String {
         }
     }
     let name = parts.join("-");
-    if let Some(k) = known
-        .iter()
-        .filter(|k| name == **k || name.ends_with(&format!("-{k}")))
-        .max_by_key(|k| k.len())
-    {
-        return k.clone();
+    // The longest known split the name is, or ends with after a `-`: the whole name, else
+    // the suffix after the first `-` that is known (set lookups, not a scan of the list).
+    if known.contains(&name) {
+        return name;
+    }
+    for (i, _) in name.match_indices('-') {
+        if let Some(k) = known.get(&name[i + 1..]) {
+            return k.clone();
+        }
     }
     name
 }
@@ -405,9 +448,7 @@ fn described(name: String, config: String, kind: CacheKind, path: &Path) -> Opti
     if splits.is_empty() {
         return None;
     }
-    let info: Option<Value> = std::fs::read(path.join("dataset_info.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let info: Option<Value> = read_metadata_json(&path.join("dataset_info.json")).ok();
     let splits = splits
         .into_iter()
         .map(|(split, files)| {
@@ -443,6 +484,9 @@ fn parquet_rows(files: &SplitFiles) -> Option<u64> {
         .sum()
 }
 
+/// Largest `refs/main` read: it holds one commit hash.
+const REF_CAP: u64 = 4096;
+
 /// `datasets--OWNER--NAME`: the snapshot `refs/main` names (else the newest), each folder in
 /// it (up to two levels) that holds splits is a config; the snapshot root is `default`.
 fn hub_dataset(entry: &Path, out: &mut Vec<CachedDataset>) {
@@ -452,9 +496,13 @@ fn hub_dataset(entry: &Path, out: &mut Vec<CachedDataset>) {
     };
     let name = rest.replace("--", "/");
     let snapshots = entry.join("snapshots");
-    let by_ref = std::fs::read_to_string(entry.join("refs").join("main"))
+    // The ref is a commit hash; anything else (a path out of the folder, a device) is not
+    // followed.
+    let ref_file = entry.join("refs").join("main");
+    let by_ref = super::read_small_file(&ref_file, REF_CAP)
         .ok()
-        .map(|r| snapshots.join(r.trim()))
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|r| inside(&snapshots, r.trim(), &ref_file, "ref", true).ok())
         .filter(|p| p.is_dir());
     let newest = || {
         sorted_entries(&snapshots)
@@ -509,13 +557,19 @@ mod tests {
 
     #[test]
     fn split_names_come_from_file_names_without_shard_suffixes() {
-        assert_eq!(split_of("train-00000-of-00002.parquet", &[]), "train");
         assert_eq!(
-            split_of("validation_matched-00000-of-00001-abc123.parquet", &[]),
+            split_of("train-00000-of-00002.parquet", &Known::new()),
+            "train"
+        );
+        assert_eq!(
+            split_of(
+                "validation_matched-00000-of-00001-abc123.parquet",
+                &Known::new()
+            ),
             "validation_matched"
         );
-        assert_eq!(split_of("dev.tsv", &[]), "dev");
-        let known = ["train".to_string(), "validation_matched".to_string()];
+        assert_eq!(split_of("dev.tsv", &Known::new()), "dev");
+        let known: Known = ["train".to_string(), "validation_matched".to_string()].into();
         assert_eq!(
             split_of("glue-validation_matched.arrow", &known),
             "validation_matched"
@@ -558,6 +612,162 @@ mod tests {
         let splits = splits(dir.path()).unwrap();
         assert_eq!(splits.keys().collect::<Vec<_>>(), ["train"]);
         assert_eq!(splits["train"].files, [dir.path().join("train.json")]);
+    }
+
+    fn state_json(folder: &Path, names: &[&str]) {
+        let files: Vec<Value> = names
+            .iter()
+            .map(|n| serde_json::json!({ "filename": n }))
+            .collect();
+        let state = serde_json::json!({ "_data_files": files, "_split": "train" });
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::write(folder.join("state.json"), state.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_state_json_naming_a_file_outside_its_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("ds");
+        std::fs::write(dir.path().join("outside.arrow"), "").unwrap();
+        for bad in [
+            "../outside.arrow",
+            "/etc/passwd",
+            "a/../../outside.arrow",
+            "./x.arrow",
+        ] {
+            state_json(&folder, &["data-00000-of-00001.arrow", bad]);
+            let e = resolve(&folder).unwrap_err().to_string();
+            assert!(
+                e.contains("state.json: `_data_files[1].filename`: `")
+                    && e.contains(&format!("`{bad}` is not a relative path of plain names")),
+                "{e}"
+            );
+        }
+        // A plain name inside the folder is taken (and, missing, said to be missing).
+        state_json(&folder, &["sub/data.arrow"]);
+        let e = resolve(&folder).unwrap_err().to_string();
+        assert!(e.contains("sub/data.arrow: listed in"), "{e}");
+    }
+
+    #[test]
+    fn a_dataset_dict_naming_a_split_outside_its_folder_or_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        state_json(&dir.path().join("train"), &["data.arrow"]);
+        std::fs::write(dir.path().join("train/data.arrow"), "").unwrap();
+        let dict = dir.path().join("dataset_dict.json");
+        for (list, needle) in [
+            (
+                r#"["train", "../train"]"#,
+                "`splits[1]`: `../train` is not a plain name",
+            ),
+            (r#"["/tmp"]"#, "`splits[0]`: `/tmp` is not a plain name"),
+            (
+                r#"["train/sub"]"#,
+                "`splits[0]`: `train/sub` is not a plain name",
+            ),
+            (
+                r#"["train", "train"]"#,
+                "`splits[1]`: lists split `train` more than once",
+            ),
+        ] {
+            std::fs::write(&dict, format!("{{\"splits\": {list}}}")).unwrap();
+            let e = splits(dir.path()).unwrap_err().to_string();
+            assert!(
+                e.contains("dataset_dict.json: ") && e.contains(needle),
+                "{e}"
+            );
+        }
+        std::fs::write(&dict, r#"{"splits": ["train"]}"#).unwrap();
+        let found = splits(dir.path()).unwrap();
+        assert_eq!(found["train"].files, [dir.path().join("train/data.arrow")]);
+    }
+
+    #[test]
+    fn a_state_json_listing_one_shard_many_times_is_refused_at_the_first_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut names = vec!["data.arrow"; 12_000];
+        names.insert(1, "other.arrow");
+        state_json(dir.path(), &names);
+        std::fs::write(dir.path().join("data.arrow"), "").unwrap();
+        std::fs::write(dir.path().join("other.arrow"), "").unwrap();
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "state.json: `_data_files[2].filename`: lists shard `data.arrow` more than once"
+            ),
+            "{e}"
+        );
+        // Spelled differently, still the same shard.
+        state_json(
+            dir.path(),
+            &["data.arrow", "other.arrow", "sub//x.arrow", "sub/x.arrow"],
+        );
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("`_data_files[3].filename`: lists shard"), "{e}");
+    }
+
+    #[test]
+    fn a_state_json_listing_20000_shards_is_checked_in_linear_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..20_000).map(|i| format!("data-{i:06}.arrow")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        state_json(dir.path(), &names);
+        let start = std::time::Instant::now();
+        // All distinct: the first one is missing, so the check has run over every name.
+        let e = resolve(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("data-000000.arrow: listed in"), "{e}");
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn metadata_json_that_is_a_device_or_a_fifo_is_refused_by_name_not_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.csv"), "text,label\na,b\n").unwrap();
+        let info = dir.path().join("dataset_info.json");
+        std::os::unix::fs::symlink("/dev/zero", &info).unwrap();
+        let e = splits(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("dataset_info.json: not a regular file"), "{e}");
+        std::fs::remove_file(&info).unwrap();
+        let state = dir.path().join("state.json");
+        let c_path = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let e = splits(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("state.json: not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_hub_ref_pointing_outside_the_snapshots_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("datasets--me--data");
+        let snapshot = entry.join("snapshots").join("abc123");
+        std::fs::create_dir_all(&snapshot).unwrap();
+        std::fs::write(snapshot.join("train.csv"), "text,label\na,b\n").unwrap();
+        let elsewhere = entry.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("train.csv"), "text,label\na,b\n").unwrap();
+        std::fs::create_dir_all(entry.join("refs")).unwrap();
+        std::fs::write(entry.join("refs/main"), "../elsewhere\n").unwrap();
+        let mut out = Vec::new();
+        hub_dataset(&entry, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].path, snapshot);
+    }
+
+    #[test]
+    fn split_names_are_found_among_many_known_splits_by_lookup() {
+        let mut known: Known = (0..100_000).map(|i| format!("split{i}")).collect();
+        known.insert("validation_matched".into());
+        let start = std::time::Instant::now();
+        for i in 0..2_000 {
+            let name = format!("glue-split{i}-00000-of-00001.arrow");
+            assert_eq!(split_of(&name, &known), format!("split{i}"));
+        }
+        assert_eq!(
+            split_of("a-b-validation_matched.arrow", &known),
+            "validation_matched"
+        );
+        assert_eq!(split_of("unknown-name.arrow", &known), "unknown-name");
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
     }
 
     #[test]

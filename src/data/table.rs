@@ -1,13 +1,13 @@
 //! Raw rows of a dataset file, before any task is applied.
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use super::columnar::{self, ClassLabels};
-use super::count;
 use super::hf::{self, SplitFiles};
+use super::{count, MAX_COLUMNS, MAX_LINE_BYTES};
 use crate::error::{Error, Result};
 
 const INVALID_UTF8: &str = "invalid UTF-8 (dataset files must be UTF-8 encoded)";
@@ -185,7 +185,7 @@ pub(crate) fn read_split(
                 class_labels: schema.class_labels,
             }
         } else {
-            let f = File::open(file).map_err(|e| Error::io(file, e))?;
+            let f = super::open_regular(file)?;
             parse_table(
                 file,
                 split.format,
@@ -231,11 +231,12 @@ pub(crate) fn parse_table(
     skip_bad_rows: bool,
 ) -> Result<Table> {
     let mut issues = Issues::new(path, skip_bad_rows, Vec::new());
+    let cap = MAX_LINE_BYTES;
     let (columns, rows) = match format {
-        FileFormat::Csv => read_delimited(path, reader, b',', true, limit, &mut issues)?,
+        FileFormat::Csv => read_delimited(path, reader, b',', true, limit, &mut issues, cap)?,
         // GLUE files are read with quoting off (quotechar=None), so quotes are plain text.
-        FileFormat::Tsv => read_delimited(path, reader, b'\t', false, limit, &mut issues)?,
-        FileFormat::Jsonl => read_jsonl(path, reader, limit, &mut issues)?,
+        FileFormat::Tsv => read_delimited(path, reader, b'\t', false, limit, &mut issues, cap)?,
+        FileFormat::Jsonl => read_jsonl(path, reader, limit, &mut issues, cap)?,
         FileFormat::Parquet | FileFormat::Arrow => {
             return Err(Error::data(
                 path,
@@ -262,6 +263,35 @@ fn below_limit(count: usize, limit: Option<usize>) -> bool {
     limit.is_none_or(|n| count < n)
 }
 
+/// The bytes the CSV parser takes, failing once one record runs past `cap` bytes: a record
+/// is held whole, so a file without line ends (or with an unclosed quote) must not fill
+/// memory. The parser reads ahead by at most its buffer (8 KiB), so the cap is near exact.
+struct RecordCap<R> {
+    inner: R,
+    cap: u64,
+    taken: u64,
+    /// Byte offset and line where the record being read starts.
+    record: std::rc::Rc<std::cell::Cell<(u64, u64)>>,
+}
+
+impl<R: Read> Read for RecordCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (start, line) = self.record.get();
+        if self.taken.saturating_sub(start) > self.cap {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the record at line {line} is longer than {} bytes",
+                    self.cap
+                ),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.taken += n as u64;
+        Ok(n)
+    }
+}
+
 fn read_delimited(
     path: &Path,
     reader: impl Read,
@@ -269,7 +299,15 @@ fn read_delimited(
     quoting: bool,
     limit: Option<usize>,
     issues: &mut Issues,
+    record_cap: u64,
 ) -> Result<(Vec<String>, Vec<Row>)> {
+    let record_start = std::rc::Rc::new(std::cell::Cell::new((0, 1)));
+    let reader = RecordCap {
+        inner: reader,
+        cap: record_cap,
+        taken: 0,
+        record: record_start.clone(),
+    };
     // Byte records so that invalid UTF-8 is reported with its row and column; the header is
     // read as a record so that both get the same treatment. (csv-core strips a leading BOM.)
     let mut reader = csv::ReaderBuilder::new()
@@ -283,6 +321,8 @@ fn read_delimited(
         let more = reader
             .read_byte_record(record)
             .map_err(|e| csv_error(path, e))?;
+        let end = reader.position();
+        record_start.set((end.byte(), end.line()));
         Ok(more.then(|| record.position().map_or(0, |p| p.line() as usize)))
     };
     let Some(header_line) = next(&mut record)? else {
@@ -293,16 +333,26 @@ fn read_delimited(
             "empty file: expected a header row",
         ));
     };
+    if record.len() > MAX_COLUMNS {
+        // Every row holds a cell per column, so a huge header would make every row huge.
+        return Err(Error::data(
+            path,
+            Some(header_line),
+            None,
+            format!(
+                "the header has {} columns, more than the {MAX_COLUMNS} a dataset file may have",
+                record.len()
+            ),
+        ));
+    }
     let columns: Vec<String> = decode(&record)
         .map_err(|_| Error::data(path, Some(header_line), None, INVALID_UTF8))?
         .into_iter()
         .map(|c| c.trim().to_string())
         .collect();
-    if let Some(dup) = columns
-        .iter()
-        .enumerate()
-        .find_map(|(i, c)| columns[..i].contains(c).then_some(c))
-    {
+    // A set, so that a wide header is checked in linear time.
+    let mut seen = HashSet::with_capacity(columns.len());
+    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
         return Err(Error::data(
             path,
             Some(header_line),
@@ -357,26 +407,46 @@ fn csv_error(path: &Path, err: csv::Error) -> Error {
     }
 }
 
+/// A JSON Lines table may hold this many `Null` cells (for keys missing from their lines)
+/// per present key, plus [`MISSING_ALLOWANCE`]: sparse files with optional keys read, while
+/// rows that each add a key cannot turn a small file into rows × keys cells.
+const MISSING_PER_PRESENT: usize = 4;
+const MISSING_ALLOWANCE: usize = 1 << 22;
+
 fn read_jsonl(
     path: &Path,
     mut reader: impl BufRead,
     limit: Option<usize>,
     issues: &mut Issues,
+    line_cap: u64,
 ) -> Result<(Vec<String>, Vec<Row>)> {
     let mut columns: Vec<String> = Vec::new();
+    // Column positions by name: a row's keys are looked up in constant time.
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut objects = Vec::new();
+    // Keys present in the rows read; the rest of the rows × columns table is `Null` padding.
+    let mut present: usize = 0;
     let mut buf = Vec::new();
     let mut line = 0;
     while below_limit(objects.len(), limit) {
         buf.clear();
-        if reader
+        // A line is held whole; a cap keeps a file without newlines from filling memory.
+        let read = (&mut reader)
+            .take(line_cap.saturating_add(1))
             .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?
-            == 0
-        {
+            .map_err(|e| Error::io(path, e))?;
+        if read == 0 {
             break;
         }
         line += 1;
+        if buf.len() as u64 > line_cap {
+            return Err(Error::data(
+                path,
+                Some(line),
+                None,
+                format!("line longer than {line_cap} bytes"),
+            ));
+        }
         let bytes = match line {
             1 => buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf),
             _ => &buf,
@@ -385,23 +455,62 @@ fn read_jsonl(
             Ok(None) => {}
             Ok(Some(object)) => {
                 for key in object.keys() {
-                    if !columns.contains(key) {
-                        columns.push(key.clone());
+                    if index.contains_key(key) {
+                        continue;
                     }
+                    if columns.len() == MAX_COLUMNS {
+                        return Err(Error::data(
+                            path,
+                            Some(line),
+                            Some(key),
+                            format!(
+                                "more than {MAX_COLUMNS} distinct keys in the file; a dataset \
+                                 file may have at most {MAX_COLUMNS} columns"
+                            ),
+                        ));
+                    }
+                    index.insert(key.clone(), columns.len());
+                    columns.push(key.clone());
                 }
+                present += object.len();
                 objects.push((line, object));
+                // Every row gets a cell per column, so rows that each add a key would make
+                // rows × keys cells from a small file; the padding is bounded by the data.
+                let cells = objects.len().saturating_mul(columns.len());
+                let missing = cells.saturating_sub(present);
+                let allowed = present
+                    .saturating_mul(MISSING_PER_PRESENT)
+                    .saturating_add(MISSING_ALLOWANCE);
+                if missing > allowed {
+                    return Err(Error::data(
+                        path,
+                        Some(line),
+                        None,
+                        format!(
+                            "too sparse: {} rows × {} distinct keys would be {cells} cells, \
+                             {missing} of them for keys missing from their lines (at most \
+                             {allowed} are read)",
+                            objects.len(),
+                            columns.len()
+                        ),
+                    ));
+                }
             }
             Err(message) => issues.report(RowIssue::new(line, None, message))?,
         }
     }
+    // Each object's values are placed by their key's index: work per row is its own keys
+    // plus its cells, not a lookup per column.
     let rows = objects
         .into_iter()
-        .map(|(line, mut object)| Row {
-            line,
-            values: columns
-                .iter()
-                .map(|c| object.remove(c).unwrap_or(Value::Null))
-                .collect(),
+        .map(|(line, object)| {
+            let mut values = vec![Value::Null; columns.len()];
+            for (key, value) in object {
+                if let Some(&i) = index.get(&key) {
+                    values[i] = value;
+                }
+            }
+            Row { line, values }
         })
         .collect();
     Ok((columns, rows))
@@ -609,6 +718,152 @@ mod tests {
         let (_d, p) = write("l.csv", "a,b\n1,2\n3,4\n5\n");
         assert_eq!(read_table(&p, Some(2), false).unwrap().rows.len(), 2);
         assert_eq!(read_table(&p, Some(0), false).unwrap().columns, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_csv_header_of_100000_columns_is_refused_quickly_naming_the_line_and_limit() {
+        let header: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+        let text = format!("{}\n", header.join(","));
+        let start = std::time::Instant::now();
+        let r = parse_table(
+            Path::new("w.csv"),
+            FileFormat::Csv,
+            text.as_bytes(),
+            None,
+            false,
+        );
+        assert_located(r, "w.csv", 1, None, "100000 columns, more than the 10000");
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_repeated_name_at_the_end_of_a_header_at_the_column_limit_is_found() {
+        let mut header: Vec<String> = (0..MAX_COLUMNS - 1).map(|i| format!("c{i}")).collect();
+        header.push("c0".into());
+        let text = format!("{}\n", header.join("\t"));
+        let start = std::time::Instant::now();
+        let r = parse_table(
+            Path::new("w.tsv"),
+            FileFormat::Tsv,
+            text.as_bytes(),
+            None,
+            false,
+        );
+        assert_located(r, "w.tsv", 1, Some("c0"), "appears twice");
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn jsonl_with_20000_distinct_keys_is_refused_at_the_key_past_the_limit() {
+        let keys: Vec<String> = (0..20_000).map(|i| format!("\"k{i}\": 0")).collect();
+        let text = format!("{{\"text\": \"a\"}}\n{{{}}}\n", keys.join(", "));
+        let start = std::time::Instant::now();
+        let r = parse_table(
+            Path::new("k.jsonl"),
+            FileFormat::Jsonl,
+            text.as_bytes(),
+            None,
+            false,
+        );
+        // `text` is the first column, so `k9998` is the 10000th and `k9999` one too many.
+        assert_located(
+            r,
+            "k.jsonl",
+            2,
+            Some("k9999"),
+            "more than 10000 distinct keys",
+        );
+        assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn jsonl_rows_that_each_add_a_key_are_refused_before_the_table_grows_as_rows_times_keys() {
+        let text: String = (0..20_000).map(|i| format!("{{\"k{i}\": 1}}\n")).collect();
+        let r = parse_table(
+            Path::new("s.jsonl"),
+            FileFormat::Jsonl,
+            text.as_bytes(),
+            None,
+            false,
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.jsonl: line 2") && e.contains("too sparse"),
+            "{e}"
+        );
+        // The padding (rows × keys, less one key a row) passes the 2^22 allowance near row 2048.
+        let line: usize = e["s.jsonl: line ".len()..]
+            .split(':')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!((2_000..2_100).contains(&line), "{e}");
+        // Sparse files with a few optional keys still read.
+        let text: String = (0..1_000)
+            .map(|i| match i % 10 {
+                0 => format!(
+                    "{{\"text\": \"t{i}\", \"label\": 1, \"note{}\": 1}}\n",
+                    i % 7
+                ),
+                _ => format!("{{\"text\": \"t{i}\", \"label\": 0}}\n"),
+            })
+            .collect();
+        let t = parse_table(
+            Path::new("o.jsonl"),
+            FileFormat::Jsonl,
+            text.as_bytes(),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!((t.rows.len(), t.columns.len()), (1_000, 9));
+        assert_eq!(t.rows[10].values[0], json!("t10"));
+    }
+
+    #[test]
+    fn a_line_or_record_longer_than_the_cap_is_refused_naming_its_line() {
+        let path = Path::new("c.jsonl");
+        let long = format!("{{\"text\": \"{}\"}}\n", "x".repeat(1_000));
+        let text = format!("{{\"text\": \"a\"}}\n{long}");
+        let mut issues = Issues::new(path, false, Vec::new());
+        let r = read_jsonl(path, text.as_bytes(), None, &mut issues, 100);
+        assert_located(r, "c.jsonl", 2, None, "line longer than 100 bytes");
+        // Many short lines add up to more than the cap, and read.
+        let short = "{\"text\": \"a\"}\n".repeat(100);
+        let r = read_jsonl(path, short.as_bytes(), None, &mut issues, 100);
+        assert_eq!(r.unwrap().1.len(), 100);
+
+        let path = Path::new("c.csv");
+        // An unclosed quote makes the rest of the file one record.
+        let text = format!("text,label\na,b\n\"{}\n", "x,\n".repeat(20_000));
+        let mut issues = Issues::new(path, false, Vec::new());
+        let e = read_delimited(path, text.as_bytes(), b',', true, None, &mut issues, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.csv: ") && e.contains("the record at line 3 is longer than 100 bytes"),
+            "{e}"
+        );
+        let short = format!("text,label\n{}", "aaaa,bbbb\n".repeat(1_000));
+        let r = read_delimited(path, short.as_bytes(), b',', true, None, &mut issues, 100);
+        assert_eq!(r.unwrap().1.len(), 1_000);
+    }
+
+    #[test]
+    fn a_dataset_file_that_is_a_device_or_a_fifo_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("d.csv");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        let fifo = dir.path().join("f.jsonl");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        for path in [&null, &fifo] {
+            let e = read_table(path, None, false).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&path.display().to_string()) && e.contains("not a regular file"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -83,7 +83,9 @@ pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
             let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
             let dead = pid
                 .is_some_and(|p| p != std::process::id() && !crate::lock::process_alive(p, None));
-            if dead && entry.path().is_dir() {
+            // The entry's own type: a link named like a temporary folder is not followed.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if dead && is_dir {
                 fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
             }
         }
@@ -137,8 +139,97 @@ pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
     write_atomic(path, to_sorted_json(value).as_bytes())
 }
 
+/// The most a JSON file may hold. The project's JSON files (configs, manifests, workspace
+/// and run state) are kilobytes to a few MB; the cap keeps a hostile or mistaken file (a
+/// link to a huge file) from being read into memory whole.
+pub const MAX_JSON_BYTES: u64 = 256 << 20;
+
+/// Words for a file type that is not a regular file or a folder, for refusals.
+pub fn special_kind(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_fifo() {
+        "a pipe (FIFO)"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading only if it is a regular file. A pipe would block the open or a
+/// read forever and a device such as /dev/zero never ends, so the type is checked on the open
+/// file (no race with a swap), and the open itself does not wait for a pipe's writer.
+/// `follow_links: false` also refuses a symbolic link as the last component (for files that
+/// must stay inside a folder: bundles, imports).
+pub fn open_regular(path: &Path, follow_links: bool) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = libc::O_NONBLOCK;
+    if !follow_links {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+    {
+        Ok(f) => f,
+        // O_NOFOLLOW on a link fails with ELOOP: say what it is.
+        Err(e) if !follow_links && e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "is a symbolic link: refused (only regular files are read here)",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let ft = file.metadata()?.file_type();
+    if ft.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !ft.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "is {}: refused (only regular files are read)",
+                special_kind(ft)
+            ),
+        ));
+    }
+    Ok(file)
+}
+
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    use std::io::Read;
+    let file = open_regular(path, true).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let too_big = |len: u64| {
+        Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{len} bytes: too large for a JSON file (at most {MAX_JSON_BYTES} bytes are read)"
+                ),
+            ),
+        )
+    };
+    if len > MAX_JSON_BYTES {
+        return Err(too_big(len));
+    }
+    let mut text = String::with_capacity(len as usize);
+    // The file may grow after the size was read: never read past the cap.
+    file.take(MAX_JSON_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    if text.len() as u64 > MAX_JSON_BYTES {
+        return Err(too_big(text.len() as u64));
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     serde_json::from_str(text).map_err(|source| Error::Json {
         path: path.to_path_buf(),
@@ -162,6 +253,49 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "temp files left: {names:?}");
+    }
+
+    #[test]
+    fn read_json_refuses_a_pipe_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_json::<serde_json::Value>(&p).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_json hung on a pipe");
+        let e = got.unwrap_err();
+        assert!(e.contains("config.json: is a pipe (FIFO)"), "{e}");
+        // A link to a device is followed, then refused.
+        let link = dir.path().join("zero.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let e = read_json::<serde_json::Value>(&link)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zero.json: is a device"), "{e}");
+    }
+
+    #[test]
+    fn read_json_refuses_a_file_over_its_cap_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.json");
+        // Sparse: no disk space used.
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_JSON_BYTES + 1)
+            .unwrap();
+        let e = read_json::<serde_json::Value>(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("huge.json") && e.contains("too large"), "{e}");
+        fs::write(&path, "\u{feff}{\"a\": 1}").unwrap();
+        let v: serde_json::Value = read_json(&path).unwrap();
+        assert_eq!(v["a"], 1);
     }
 
     #[test]

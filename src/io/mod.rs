@@ -4,6 +4,6 @@ pub mod torch_pickle;
 pub mod weights;
 
 pub use atomic::{
-    read_json, recover_dir, remove_dir_quietly, replace_dir, temp_dir_for, write_atomic,
-    write_json_atomic,
+    open_regular, read_json, recover_dir, remove_dir_quietly, replace_dir, special_kind,
+    temp_dir_for, write_atomic, write_json_atomic,
 };

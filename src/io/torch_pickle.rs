@@ -167,7 +167,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         path: p.clone(),
         source: e,
     };
-    let mut file = File::open(path).map_err(io_err)?;
+    // A regular file only: opening a pipe would wait for a writer, a device never ends.
+    let mut file = super::atomic::open_regular(path, true).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut head = [0u8; 512];
     let mut n = 0;
@@ -188,7 +189,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         // Legacy torch files (before 1.6) are a bare pickle stream starting with the magic
         // number; the older tar form is not read.
         if head.starts_with(LEGACY_MAGIC) {
-            return read_legacy(path, &p, file_len);
+            return read_legacy(file, &p, file_len);
         }
         if head[0] == 0x80 || (n >= 262 && &head[257..262] == b"ustar") {
             return Err(PickleError::LegacyFormat { path: p });
@@ -206,9 +207,12 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         })?;
 
     let mut names = Vec::with_capacity(zip.len());
+    // Uncompressed sizes from the directory, to count storages before reading any.
+    let mut sizes: HashMap<String, u64> = HashMap::new();
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| zip_err(&p, e))?;
         names.push(f.name().to_string());
+        sizes.insert(f.name().to_string(), f.size());
     }
     // `<prefix>/data.pkl`; prefer a top-level prefix, fall back to any suffix match.
     let pkl_name = names
@@ -222,8 +226,16 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         })?;
     let prefix = pkl_name[..pkl_name.len() - "data.pkl".len()].to_string();
 
+    let mut budget = read_budget(file_len);
     if names.iter().any(|n| *n == format!("{prefix}byteorder")) {
-        let bo = read_entry(&mut zip, &format!("{prefix}byteorder"), file_len, &p)?;
+        let bo = read_entry(
+            &mut zip,
+            &format!("{prefix}byteorder"),
+            file_len,
+            budget,
+            &p,
+        )?;
+        budget -= bo.len() as u64;
         if bo.trim_ascii() != b"little" {
             return Err(PickleError::Unsupported {
                 path: p,
@@ -235,18 +247,33 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
         }
     }
 
-    let pkl = read_entry(&mut zip, &pkl_name, file_len, &p)?;
+    let pkl = read_entry(&mut zip, &pkl_name, file_len, budget, &p)?;
     let entries = {
         let mut vm = Vm::new(&pkl, &p);
         let top = vm.run()?;
         vm.extract_state_dict(top)?
     };
+    budget = budget.saturating_sub(pkl.len() as u64);
+    drop(pkl);
 
     // Load each storage once; drop it after its last use.
     let mut uses: HashMap<String, usize> = HashMap::new();
     for (_, t) in &entries {
         *uses.entry(t.storage.key.clone()).or_default() += 1;
     }
+    // Everything the storages and tensors will take is counted before anything is read.
+    let mut storage_bytes = 0u64;
+    for skey in uses.keys() {
+        let ename = format!("{prefix}data/{skey}");
+        let Some(&size) = sizes.get(&ename) else {
+            return Err(PickleError::MissingStorage {
+                path: p,
+                name: ename,
+            });
+        };
+        storage_bytes = storage_bytes.saturating_add(size);
+    }
+    check_total(&entries, storage_bytes, budget, file_len, &p)?;
     let mut cache: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for (key, t) in entries {
@@ -259,7 +286,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
                     name: ename,
                 });
             }
-            let bytes = read_entry(&mut zip, &ename, file_len, &p)?;
+            // Counted above (check_total), from the same directory record.
+            let bytes = read_entry(&mut zip, &ename, file_len, u64::MAX, &p)?;
             cache.insert(skey.clone(), bytes);
         }
         let storage = &cache[skey];
@@ -279,6 +307,62 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, RawTensor)>, PickleEr
     Ok(out)
 }
 
+/// The most bytes reading one file may allocate for its contents: data.pkl, the storages
+/// read and the tensors materialised from them, all together. A real file needs about twice
+/// its size (each storage once, then its tensors; tied weights and the library's shared
+/// prefix pools repeat a few tensors), and torch stores entries uncompressed, so 16 times
+/// the file's size is wide room; the 1 GiB floor covers small files whose views repeat a
+/// storage. A per-tensor cap alone let a 2 KB file of stride-0 views of one float ask for
+/// 1 GiB per tensor, as many times as it names tensors.
+fn read_budget(file_len: u64) -> u64 {
+    file_len.saturating_mul(16).max(1 << 30)
+}
+
+/// Bytes tensor `t` takes once materialised (saturating: an overflow is over any budget).
+fn materialized_bytes(t: &TensorSpec) -> u64 {
+    if t.size.contains(&0) {
+        return 0;
+    }
+    t.size
+        .iter()
+        .fold(t.storage.dtype.size_bytes() as u64, |a, &s| {
+            a.saturating_mul(s as u64)
+        })
+}
+
+/// Refuses, before any storage is read or tensor made, a file whose storages
+/// (`storage_bytes`) and tensors together would take more than `budget` bytes.
+fn check_total(
+    entries: &[(String, Rc<TensorSpec>)],
+    storage_bytes: u64,
+    budget: u64,
+    file_len: u64,
+    p: &str,
+) -> Result<(), PickleError> {
+    let mut total = storage_bytes;
+    for (key, t) in entries {
+        total = total.saturating_add(materialized_bytes(t));
+        if total > budget {
+            return Err(PickleError::InvalidTensor {
+                path: p.to_string(),
+                key: key.clone(),
+                msg: format!(
+                    "the file's storages and tensors up to this one would take {} bytes once \
+                     read, more than the {} bytes allowed for a file of {file_len} bytes \
+                     (views that repeat one storage, such as stride 0?)",
+                    if total == u64::MAX {
+                        "2^64 or more".to_string()
+                    } else {
+                        total.to_string()
+                    },
+                    read_budget(file_len)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2)`: how `torch.save` begins a legacy file.
 const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.";
 
@@ -287,14 +371,21 @@ const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.";
 /// object, the list of storage keys — then each storage as an int64 element count and its
 /// raw bytes. The object is read by the same restricted VM as the zip format.
 fn read_legacy(
-    path: &Path,
+    file: File,
     p: &str,
     file_len: u64,
 ) -> Result<Vec<(String, RawTensor)>, PickleError> {
-    let bytes = std::fs::read(path).map_err(|e| PickleError::Io {
+    let io_err = |e: std::io::Error| PickleError::Io {
         path: p.to_string(),
         source: e,
-    })?;
+    };
+    // The file already opened (and checked to be a regular file), never more than its size.
+    let mut file = file;
+    file.rewind().map_err(io_err)?;
+    let mut bytes = Vec::with_capacity(file_len as usize);
+    file.take(file_len)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
     let mut at = LEGACY_MAGIC.len();
     // Runs one pickle from `at`, moving `at` past its STOP.
     let next = |at: &mut usize, f: &mut dyn FnMut(&mut Vm, Value) -> Result<(), PickleError>| {
@@ -350,6 +441,8 @@ fn read_legacy(
         }
         Ok(())
     })?;
+    // The whole file is in memory already; its tensors may take at most the budget besides.
+    check_total(&entries, 0, read_budget(file_len), file_len, p)?;
     // Storages follow in the order of `keys`; each tensor's reference gives its element size.
     let dtypes: HashMap<&str, DType> = entries
         .iter()
@@ -415,11 +508,13 @@ fn zip_err(p: &str, e: zip::result::ZipError) -> PickleError {
     }
 }
 
-/// Read a whole zip entry, refusing sizes that cannot be backed by the file.
+/// Read a whole zip entry, refusing sizes that cannot be backed by the file or that exceed
+/// `limit` (what is left of the file's budget, see `read_budget`).
 fn read_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
     file_len: u64,
+    limit: u64,
     p: &str,
 ) -> Result<Vec<u8>, PickleError> {
     let mut f = zip.by_name(name).map_err(|e| zip_err(p, e))?;
@@ -437,6 +532,16 @@ fn read_entry<R: Read + Seek>(
             path: p.to_string(),
             what: format!(
                 "entry `{name}` declares {size} bytes but the file is only {file_len} bytes"
+            ),
+        });
+    }
+    if size > limit {
+        return Err(PickleError::Unsupported {
+            path: p.to_string(),
+            msg: format!(
+                "entry `{name}` unpacks to {size} bytes, more than the {} bytes allowed for a \
+                 file of {file_len} bytes",
+                read_budget(file_len)
             ),
         });
     }
@@ -520,8 +625,9 @@ fn materialize(t: &TensorSpec, storage: &[u8], file_len: u64) -> Result<RawTenso
         ));
     }
     let out_bytes = numel.checked_mul(es as u64).ok_or("byte size overflows")?;
-    // Overlapping views (stride 0) can expand; cap far above any real use.
-    if out_bytes > file_len.saturating_mul(16).max(1 << 30) {
+    // Overlapping views (stride 0) can expand; cap far above any real use (the whole file's
+    // tensors are held to the same total by `check_total`).
+    if out_bytes > read_budget(file_len) {
         return Err(format!(
             "materialized size {out_bytes} bytes is unreasonably large"
         ));
@@ -654,6 +760,12 @@ struct Vm<'a> {
     // cyclic structures are torn down without recursion or leaks.
     seqs: Vec<Seq>,
     dicts: Vec<Dict>,
+    /// Values made or copied so far (containers, their items, memo entries, copied
+    /// arguments), against `max_cells`: without a bound, a short pickle that calls
+    /// `OrderedDict` or `_rebuild_tensor_v2` again and again on one memoized big argument
+    /// grows quadratically.
+    cells: usize,
+    max_cells: usize,
 }
 
 impl Drop for Vm<'_> {
@@ -671,6 +783,12 @@ impl Drop for Vm<'_> {
 
 const MAX_STACK: usize = 1 << 24;
 
+/// Values a pickle of `len` bytes may make (see `Vm::cells`): a real state dict makes a few
+/// dozen per tensor from a hundred-odd bytes of pickle, far below 16 per byte.
+fn max_cells(len: usize) -> usize {
+    len.saturating_mul(16).saturating_add(1 << 20)
+}
+
 impl<'a> Vm<'a> {
     fn new(data: &'a [u8], path: &'a str) -> Self {
         Vm {
@@ -683,7 +801,22 @@ impl<'a> Vm<'a> {
             memo: HashMap::new(),
             seqs: Vec::new(),
             dicts: Vec::new(),
+            cells: 0,
+            max_cells: max_cells(data.len()),
         }
+    }
+
+    /// Counts `n` values made or copied; refuses a pickle that makes too many for its size.
+    fn charge(&mut self, n: usize) -> Result<(), PickleError> {
+        self.cells = self.cells.saturating_add(n);
+        if self.cells > self.max_cells {
+            return Err(self.bad(format!(
+                "the pickle makes more than {} values from {} bytes (a pickle bomb?)",
+                self.max_cells,
+                self.data.len()
+            )));
+        }
+        Ok(())
     }
 
     fn bad(&self, msg: impl Into<String>) -> PickleError {
@@ -772,20 +905,23 @@ impl<'a> Vm<'a> {
             .ok_or_else(|| self.bad("no MARK on the stack"))?;
         Ok(self.stack.split_off(m))
     }
-    fn new_seq(&mut self, items: Vec<Value>) -> Seq {
+    fn new_seq(&mut self, items: Vec<Value>) -> Result<Seq, PickleError> {
+        self.charge(1 + items.len())?;
         let s = Rc::new(RefCell::new(items));
         self.seqs.push(s.clone());
-        s
+        Ok(s)
     }
-    fn new_dict(&mut self) -> Dict {
+    fn new_dict(&mut self) -> Result<Dict, PickleError> {
+        self.charge(1)?;
         let d = Rc::new(RefCell::new(DictObj::default()));
         self.dicts.push(d.clone());
-        d
+        Ok(d)
     }
-    fn tuple(&mut self, items: Vec<Value>) -> Value {
-        Value::Tuple(self.new_seq(items))
+    fn tuple(&mut self, items: Vec<Value>) -> Result<Value, PickleError> {
+        Ok(Value::Tuple(self.new_seq(items)?))
     }
     fn memo_put(&mut self, idx: u32) -> Result<(), PickleError> {
+        self.charge(1)?;
         let v = self.top()?.clone();
         self.memo.insert(idx, v);
         Ok(())
@@ -805,6 +941,7 @@ impl<'a> Vm<'a> {
         if !items.len().is_multiple_of(2) {
             return Err(self.bad("odd number of items for SETITEMS"));
         }
+        self.charge(items.len())?;
         let mut d = d.borrow_mut();
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -868,20 +1005,20 @@ impl<'a> Vm<'a> {
                     self.push(v)?;
                 }
                 b'}' => {
-                    let d = self.new_dict();
+                    let d = self.new_dict()?;
                     self.push(Value::Dict(d))?;
                 }
                 b']' => {
-                    let s = self.new_seq(Vec::new());
+                    let s = self.new_seq(Vec::new())?;
                     self.push(Value::List(s))?;
                 }
                 b')' => {
-                    let t = self.tuple(Vec::new());
+                    let t = self.tuple(Vec::new())?;
                     self.push(t)?;
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    let t = self.tuple(items);
+                    let t = self.tuple(items)?;
                     self.push(t)?;
                 }
                 0x85..=0x87 => {
@@ -891,17 +1028,17 @@ impl<'a> Vm<'a> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    let t = self.tuple(items);
+                    let t = self.tuple(items)?;
                     self.push(t)?;
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
-                    let s = self.new_seq(items);
+                    let s = self.new_seq(items)?;
                     self.push(Value::List(s))?;
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
-                    let d = self.new_dict();
+                    let d = self.new_dict()?;
                     let v = Value::Dict(d);
                     self.set_items(&v, items)?;
                     self.push(v)?;
@@ -998,7 +1135,7 @@ impl<'a> Vm<'a> {
                     let cls = self.pop()?;
                     match cls {
                         Value::Global(Global::OrderedDict) => {
-                            let d = self.new_dict();
+                            let d = self.new_dict()?;
                             self.push(Value::Dict(d))?;
                         }
                         other => return Err(self.bad(format!("NEWOBJ on a {}", other.kind()))),
@@ -1033,6 +1170,7 @@ impl<'a> Vm<'a> {
                     } else {
                         self.pop_mark()?
                     };
+                    self.charge(items.len())?;
                     match self.top()? {
                         Value::List(l) => l.borrow_mut().extend(items),
                         other => {
@@ -1087,7 +1225,7 @@ impl<'a> Vm<'a> {
         }
     }
 
-    fn persistent_load(&self, pid: &Value) -> Result<StorageRef, PickleError> {
+    fn persistent_load(&mut self, pid: &Value) -> Result<StorageRef, PickleError> {
         let Value::Tuple(t) = pid else {
             return Err(self.bad(format!(
                 "persistent id is a {}, expected a tuple",
@@ -1109,6 +1247,8 @@ impl<'a> Vm<'a> {
                 if key.is_empty() || key.contains(['/', '\\']) || key.contains("..") {
                     return Err(self.bad(format!("invalid storage key `{key}`")));
                 }
+                // A copy per load: a memoized long key loaded again and again must count.
+                self.charge(key.len())?;
                 Ok(StorageRef { key, dtype: *dtype, numel: *numel as u64 })
             }
             _ => Err(self.bad("unsupported persistent id (expected ('storage', torch.XStorage, key, location, numel))")),
@@ -1123,16 +1263,19 @@ impl<'a> Vm<'a> {
             )));
         };
         let args = args.borrow().clone();
+        self.charge(args.len())?;
         let Value::Global(g) = func else {
             return Err(self.bad(format!("REDUCE on a {}", func.kind())));
         };
         match g {
             Global::OrderedDict => {
-                let d = self.new_dict();
+                let d = self.new_dict()?;
                 match args.as_slice() {
                     [] => {}
                     [Value::List(items)] | [Value::Tuple(items)] => {
                         let items = items.borrow().clone();
+                        // The items, each pair's copy, and the dict's entries.
+                        self.charge(items.len().saturating_mul(4))?;
                         for it in items {
                             let pair = match &it {
                                 Value::Tuple(p) | Value::List(p) if p.borrow().len() == 2 => {
@@ -1167,6 +1310,7 @@ impl<'a> Vm<'a> {
                 if offset < 0 {
                     return Err(self.bad("negative storage offset"));
                 }
+                self.charge(s.key.len())?;
                 Ok(Value::Tensor(Rc::new(TensorSpec {
                     storage: (**s).clone(),
                     offset: offset as u64,
@@ -1184,10 +1328,11 @@ impl<'a> Vm<'a> {
         }
     }
 
-    fn int_tuple(&self, v: &Value, what: &str) -> Result<Vec<usize>, PickleError> {
+    fn int_tuple(&mut self, v: &Value, what: &str) -> Result<Vec<usize>, PickleError> {
         let (Value::Tuple(t) | Value::List(t)) = v else {
             return Err(self.bad(format!("tensor {what} is a {}, expected a tuple", v.kind())));
         };
+        self.charge(t.borrow().len())?;
         t.borrow()
             .iter()
             .map(|x| match x {
@@ -1686,6 +1831,102 @@ mod tests {
         write_raw(&p, &pkl, &[]);
         let e = read_state_dict(&p).unwrap_err().to_string();
         assert!(e.contains("storage `model/data/0` missing"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A pickle of `views` (name, size, stride) of one FloatStorage `0` of `numel` floats.
+    fn views_pickle(views: &[(&str, u32, u8)], numel: u8) -> Vec<u8> {
+        let mut pkl = vec![0x80, 2];
+        pkl.extend_from_slice(b"ccollections\nOrderedDict\nq\x00)Rq\x01(");
+        for (name, size, stride) in views {
+            pkl.push(0x8c);
+            pkl.push(name.len() as u8);
+            pkl.extend_from_slice(name.as_bytes());
+            pkl.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+            pkl.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK");
+            pkl.push(numel);
+            pkl.extend_from_slice(b"tQK\x00(J");
+            pkl.extend_from_slice(&size.to_le_bytes());
+            pkl.extend_from_slice(&[b't', b'(', b'K', *stride, b't']);
+            pkl.extend_from_slice(b"\x89h\x00)Rtq\x05R");
+        }
+        pkl.extend_from_slice(b"u.");
+        pkl
+    }
+
+    /// Runs `f` on a thread; panics if it has not finished within `secs` (a read that hangs
+    /// on a pipe fails the test instead of hanging it).
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("still reading: it hung")
+    }
+
+    #[test]
+    fn stride_zero_views_beyond_the_files_budget_are_refused_before_any_is_made() {
+        let d = tmpdir("budget");
+        let p = d.join("views.bin");
+        let one_float = 1.5f32.to_le_bytes();
+        // Each view is 400 MB (under the per-tensor cap of 1 GiB); the third brings the file's
+        // total over its budget (1 GiB for a small file).
+        let n = 100_000_000;
+        let pkl = views_pickle(&[("a", n, 0), ("b", n, 0), ("c", n, 0)], 1);
+        write_raw(&p, &pkl, &[("0", &one_float)]);
+        let e = read_state_dict(&p).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, PickleError::InvalidTensor { ref key, .. } if key == "c"),
+            "{msg}"
+        );
+        assert!(
+            msg.starts_with(&p.display().to_string()) && msg.contains("allowed for a file of"),
+            "{msg}"
+        );
+        // Small stride-0 views stay readable (a broadcast bias saved as a view).
+        let pkl = views_pickle(&[("a", 4, 0), ("b", 1, 1)], 1);
+        write_raw(&p, &pkl, &[("0", &one_float)]);
+        let got = read_state_dict(&p).unwrap();
+        assert_eq!(got[0].1.data, one_float.repeat(4));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_pickle_rebuilding_one_big_argument_again_and_again_is_refused() {
+        let d = tmpdir("bomb");
+        let p = d.join("bomb.bin");
+        // A list of 5000 pairs, memoized as OrderedDict's arguments, then 1000 calls on it:
+        // 6 bytes per call, 5000 dict entries each, kept to the end.
+        let mut pkl = vec![0x80, 2];
+        pkl.extend_from_slice(b"ccollections\nOrderedDict\nq\x000]q\x01(");
+        for _ in 0..5000 {
+            pkl.extend_from_slice(b"K\x01K\x02\x86");
+        }
+        pkl.extend_from_slice(b"e\x85q\x020");
+        for _ in 0..1000 {
+            pkl.extend_from_slice(b"h\x00h\x02R0");
+        }
+        pkl.extend_from_slice(b"}.");
+        write_raw(&p, &pkl, &[]);
+        let msg = read_state_dict(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("bomb.bin") && msg.contains("pickle bomb"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_bin_that_is_a_pipe_is_refused_without_waiting_for_a_writer() {
+        let d = tmpdir("fifo");
+        let p = d.join("w.bin");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let shown = p.clone();
+        let msg = within(10, move || read_state_dict(&shown).unwrap_err().to_string());
+        assert!(msg.contains("w.bin") && msg.contains("pipe"), "{msg}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

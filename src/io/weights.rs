@@ -92,7 +92,27 @@ fn tensor_from_bytes(
     shape: &[usize],
     kind: Kind,
 ) -> Result<Tensor> {
-    let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let bad = |msg: String| Error::weights(path, format!("tensor `{key}`: {msg}"));
+    let shape = shape
+        .iter()
+        .map(|&d| i64::try_from(d).map_err(|_| bad(format!("dimension {d} is too large"))))
+        .collect::<Result<Vec<i64>>>()?;
+    // libtorch copies `numel × element size` bytes from `data` without knowing its length:
+    // a shape the bytes do not fill would read past them.
+    let need = match shape.contains(&0) {
+        true => Some(0),
+        false => shape
+            .iter()
+            .try_fold(kind.elt_size_in_bytes() as u64, |a, &d| {
+                a.checked_mul(d as u64)
+            }),
+    };
+    if need != Some(data.len() as u64) {
+        return Err(bad(format!(
+            "shape {shape:?} of {kind:?} does not match its {} bytes of data",
+            data.len()
+        )));
+    }
     Tensor::f_from_data_size(data, &shape, kind)
         .map_err(|e| Error::weights(path, format!("tensor `{key}`: {e}")))
 }
@@ -134,7 +154,8 @@ pub struct SafetensorsReader {
 
 impl SafetensorsReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // A regular file only: a pipe or device cannot be mapped, and opening a pipe would wait.
+        let file = super::open_regular(path, true).map_err(|e| Error::io(path, e))?;
         // SAFETY: a private read-only mapping. Tools that write weights write a new file and
         // rename it; a file truncated under us while mapped would fault, as for any reader
         // of mapped files.
@@ -228,12 +249,16 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<HashMap<String, String>>
 fn read_safetensors_header(path: &Path) -> Result<serde_json::Value> {
     use std::io::Read;
     let bad = |m: String| Error::weights(path, format!("not a valid safetensors file: {m}"));
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = super::open_regular(path, true).map_err(|e| Error::io(path, e))?;
+    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len = [0u8; 8];
     f.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
     let len = u64::from_le_bytes(len);
-    if len > 100_000_000 {
-        return Err(bad(format!("header of {len} bytes")));
+    // Checked against the file before allocating: a 9-byte file must not cost 100 MB.
+    if len > 100_000_000 || len > file_len.saturating_sub(8) {
+        return Err(bad(format!(
+            "header of {len} bytes in a file of {file_len} bytes"
+        )));
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
@@ -355,21 +380,36 @@ pub fn write_safetensors_streaming(
     Ok(written)
 }
 
-/// `sha256` of a file as lowercase hex, read in chunks.
+/// `sha256` of a file as lowercase hex, read in chunks. Only a regular file is read (a pipe
+/// or a device such as /dev/zero would never end).
 pub fn file_sha256(path: &Path) -> Result<String> {
+    let f = super::open_regular(path, true).map_err(|e| Error::io(path, e))?;
+    Ok(reader_sha256(path, f, u64::MAX)?.0)
+}
+
+/// `sha256` (lowercase hex) and length of what `reader` yields, reading at most
+/// `max_bytes + 1` bytes: a longer input stops there (its length then says so) instead of
+/// being read to its end. `path` names the file in errors.
+pub fn reader_sha256(
+    path: &Path,
+    reader: impl std::io::Read,
+    max_bytes: u64,
+) -> Result<(String, u64)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = reader.take(max_bytes.saturating_add(1));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
     loop {
         let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
+        total += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok(format!("{:x}", hasher.finalize()))
+    Ok((format!("{:x}", hasher.finalize()), total))
 }
 
 /// Copies `tensors` into the variables of `vs`, matching names after `normalize`.
@@ -521,6 +561,80 @@ mod tests {
         assert_eq!(read_safetensors_metadata(&path).unwrap()["k"], "v");
         let stopped = write_safetensors_streaming(&path, &[("a".into(), a)], &[], &mut |_| false);
         assert!(matches!(stopped, Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn a_shape_its_bytes_do_not_fill_is_refused_before_libtorch_copies_them() {
+        let p = Path::new("w.bin");
+        let e = tensor_from_bytes(p, "k", &[0u8; 4], &[2, 2], Kind::Float)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("w.bin") && e.contains("`k`"), "{e}");
+        let e = tensor_from_bytes(p, "k", &[], &[0, usize::MAX], Kind::Float)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too large"), "{e}");
+        let t = tensor_from_bytes(p, "k", &[0u8; 16], &[2, 2], Kind::Float).unwrap();
+        assert_eq!(t.size(), [2, 2]);
+        let empty = tensor_from_bytes(p, "k", &[], &[0, 1 << 62], Kind::Float).unwrap();
+        assert_eq!(empty.numel(), 0);
+    }
+
+    /// The safetensors crate checks that every tensor's offsets hold exactly its shape, in
+    /// order, up to the file's end: a header cannot declare more data than the file has.
+    #[test]
+    fn a_safetensors_header_declaring_more_data_than_the_file_holds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.safetensors");
+        for header in [
+            r#"{"a":{"dtype":"F32","shape":[1073741824,1073741824],"data_offsets":[0,4]}}"#,
+            r#"{"a":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}"#,
+            r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+        ] {
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(&[0u8; 4]);
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read_state_dict(&path).unwrap_err().to_string();
+            assert!(e.contains("big.safetensors"), "{header}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_safetensors_header_longer_than_its_file_is_refused_before_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.safetensors");
+        let mut bytes = 50_000_000u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_safetensors_metadata(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("header of 50000000 bytes in a file of 10 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hashing_a_pipe_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(file_sha256(&p).map_err(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("hashing hung on a pipe")
+            .unwrap_err();
+        assert!(e.contains("model.safetensors: is a pipe"), "{e}");
+        let e = SafetensorsReader::open(&path).err().unwrap().to_string();
+        assert!(e.contains("is a pipe"), "{e}");
+        // The capped hash stops one byte past its cap.
+        let (_, n) = reader_sha256(&path, &[7u8; 100][..], 10).unwrap();
+        assert_eq!(n, 11);
     }
 
     #[test]

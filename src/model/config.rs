@@ -277,35 +277,10 @@ impl ModelConfig {
     }
 
     pub fn from_value(path: &Path, raw: Value) -> Result<Self> {
-        let model_type = raw
-            .get("model_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::config(path, "model_type", "missing"))?;
-        let arch = Architecture::from_model_type(model_type).ok_or_else(|| {
-            let supported: Vec<&str> = ARCHITECTURES.iter().map(|f| f.model_type).collect();
-            Error::config(
-                path,
-                "model_type",
-                format!(
-                    "`{model_type}` is not supported (supported: {})",
-                    supported.join(", ")
-                ),
-            )
-        })?;
+        let arch = architecture_of(path, &raw)?;
         let facts = arch.facts();
         let distil = arch == Architecture::DistilBert;
-        let act_name = raw
-            .get(if distil { "activation" } else { "hidden_act" })
-            .and_then(Value::as_str)
-            .unwrap_or(facts.default_act)
-            .to_string();
-        let hidden_act = Activation::from_name(&act_name).ok_or_else(|| {
-            Error::config(
-                path,
-                "hidden_act",
-                format!("unknown activation `{act_name}`"),
-            )
-        })?;
+        let hidden_act = activation_of(path, &raw, arch)?;
         const BIG: i64 = 1 << 24;
         let vocab_size = get_size(path, &raw, &["vocab_size"], None, 1..=BIG)?;
         let hidden_size = get_size(path, &raw, &["hidden_size", "dim"], None, 1..=1 << 16)?;
@@ -374,24 +349,7 @@ impl ModelConfig {
                     0..=1 << 16,
                 )?
             },
-            layer_norm_eps: if distil {
-                1e-12
-            } else {
-                let eps = get_f64(
-                    path,
-                    &raw,
-                    &["layer_norm_eps"],
-                    facts.default_layer_norm_eps,
-                )?;
-                if !(eps > 0.0 && eps < 1.0) {
-                    return Err(Error::config(
-                        path,
-                        "layer_norm_eps",
-                        format!("{eps} is out of range (expected a small positive number)"),
-                    ));
-                }
-                eps
-            },
+            layer_norm_eps: layer_norm_eps_of(path, &raw, arch)?,
             pad_token_id: get_size(
                 path,
                 &raw,
@@ -426,6 +384,14 @@ impl ModelConfig {
                 .map(str::to_string),
             raw,
         };
+        cfg.check_sizes(path)?;
+        Ok(cfg)
+    }
+
+    /// What the fields read one by one cannot say: heads divide the width, the whole model
+    /// fits the parameter budget, positions are absolute.
+    fn check_sizes(&self, path: &Path) -> Result<()> {
+        let cfg = self;
         if cfg.hidden_size <= 0 || cfg.num_heads <= 0 || cfg.hidden_size % cfg.num_heads != 0 {
             return Err(Error::config(
                 path,
@@ -461,7 +427,7 @@ impl ModelConfig {
                 ));
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// The encoder's parameter count from the sizes (embeddings and layers), None when it
@@ -521,6 +487,60 @@ impl ModelConfig {
     pub fn head_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(self.hidden_dropout)
     }
+}
+
+/// The architecture `config.json`'s `model_type` names.
+fn architecture_of(path: &Path, raw: &Value) -> Result<Architecture> {
+    let model_type = raw
+        .get("model_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::config(path, "model_type", "missing"))?;
+    Architecture::from_model_type(model_type).ok_or_else(|| {
+        let supported: Vec<&str> = ARCHITECTURES.iter().map(|f| f.model_type).collect();
+        Error::config(
+            path,
+            "model_type",
+            format!(
+                "`{model_type}` is not supported (supported: {})",
+                supported.join(", ")
+            ),
+        )
+    })
+}
+
+/// The feed-forward activation (DistilBERT calls it `activation`).
+fn activation_of(path: &Path, raw: &Value, arch: Architecture) -> Result<Activation> {
+    let key = match arch {
+        Architecture::DistilBert => "activation",
+        _ => "hidden_act",
+    };
+    let name = raw
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or(arch.facts().default_act);
+    Activation::from_name(name)
+        .ok_or_else(|| Error::config(path, key, format!("unknown activation `{name}`")))
+}
+
+/// The layer norms' epsilon: a small positive number (DistilBERT's is fixed).
+fn layer_norm_eps_of(path: &Path, raw: &Value, arch: Architecture) -> Result<f64> {
+    if arch == Architecture::DistilBert {
+        return Ok(1e-12);
+    }
+    let eps = get_f64(
+        path,
+        raw,
+        &["layer_norm_eps"],
+        arch.facts().default_layer_norm_eps,
+    )?;
+    if !(eps > 0.0 && eps < 1.0) {
+        return Err(Error::config(
+            path,
+            "layer_norm_eps",
+            format!("{eps} is out of range (expected a small positive number)"),
+        ));
+    }
+    Ok(eps)
 }
 
 #[cfg(test)]

@@ -400,3 +400,60 @@ pub fn recorded_config(file: &Path) -> Result<TrainConfig> {
     config.validate()?;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `train --method METHOD --adapter-config JSON`, as a study or the CLI plans it.
+    fn plan(method: &str, config: &str) -> Result<TrainConfig> {
+        let args: Vec<String> = [
+            "train",
+            "--model",
+            "m",
+            "--train",
+            "no/such/train.csv",
+            "--method",
+            method,
+            "--adapter-config",
+            config,
+        ]
+        .map(String::from)
+        .to_vec();
+        planned_config(&args, Path::new("runs/r"))
+    }
+
+    #[test]
+    fn adapter_config_flag_errors_name_the_flag_and_field_before_anything_is_read() {
+        let err = |method: &str, config: &str| plan(method, config).unwrap_err().to_string();
+        let e = err("lora", r#"{"alhpa": 32}"#);
+        assert!(
+            e.contains("--adapter-config: `config.alhpa`: unknown key"),
+            "{e}"
+        );
+        let e = err("lora", r#"{"r": 1000000000}"#);
+        assert!(e.contains("--adapter-config: `config.r`"), "{e}");
+        let e = err("lora", r#"{"alpha": 1e308}"#);
+        assert!(e.contains("--adapter-config: `config.alpha`"), "{e}");
+        let e = err("lora", r#"{"architecture": "prefix_tuning"}"#);
+        assert!(
+            e.contains("`config.architecture`") && e.contains("--method lora"),
+            "{e}"
+        );
+        let e = err("prefix_tuning", r#"{"dropout": "0.1"}"#);
+        assert!(e.contains("`config.dropout`"), "{e}");
+        // A valid override is recorded as given.
+        let c = plan("lora", r#"{"r": 16, "alpha": 32}"#).unwrap();
+        match c.stage {
+            Stage::Adapter {
+                method,
+                config: Some(m),
+                ..
+            } => {
+                assert_eq!(method.as_str(), "lora");
+                assert_eq!(m["r"], 16);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

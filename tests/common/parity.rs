@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{bin, floats, ok, run_python};
+use super::{assert_close, bin, floats, ok, run_python, run_reference_script};
 
 pub const TEXTS: [&str; 3] = [
     "the film was fine",
@@ -354,4 +354,27 @@ fn trained_setup(dir: &Path, work: &Path, method: &str) -> PathBuf {
     std::os::unix::fs::symlink(run.join("adapter"), here.join("adapter")).unwrap();
     std::os::unix::fs::symlink(run.join("head"), here.join("run-head")).unwrap();
     here
+}
+
+/// The library, loading each of `specs` (make_fixtures.py --check-load) in one start-up,
+/// reports no problem and gives the `expected` logits (1e-4).
+pub fn assert_python_loads_with_the_same_logits(
+    work: &Path,
+    specs: &[Value],
+    expected: &[Vec<f64>],
+) {
+    let spec_path = work.join("spec.json");
+    std::fs::write(&spec_path, Value::Array(specs.to_vec()).to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(results.len(), specs.len());
+    for ((spec, want), r) in specs.iter().zip(expected).zip(&results) {
+        let label = format!("{} {}", spec["model"], spec["setup"]);
+        assert!(
+            r["load_warnings"].as_array().is_none_or(|w| w.is_empty()),
+            "{label}: Python reported {}",
+            r["load_warnings"]
+        );
+        assert_close(&label, want, &floats(&r["logits"]), 1e-4);
+    }
 }
