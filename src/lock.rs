@@ -45,7 +45,7 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn me(purpose: &str) -> Self {
+    pub(crate) fn me(purpose: &str) -> Self {
         let now = unix_secs();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
@@ -581,7 +581,11 @@ mod tests {
         other.pid = 1; // alive, on "another host": held
         fake(&path, &other);
         let err = acquire(&path, "training").unwrap_err().to_string();
-        assert!(err.len() < 1000 && err.contains("more bytes"), "{}", err.len());
+        assert!(
+            err.len() < 1000 && err.contains("more bytes"),
+            "{}",
+            err.len()
+        );
     }
 
     #[test]

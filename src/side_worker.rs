@@ -117,6 +117,13 @@ pub enum SideCommand {
     HfCacheModels {
         id: u64,
     },
+    /// The adapter library's cards ([`crate::library::scan`] of the workspace at `root` with
+    /// `state`): every run's folder is read, which the UI must not wait for.
+    ScanLibrary {
+        id: u64,
+        root: PathBuf,
+        state: Box<crate::workspace::WorkspaceState>,
+    },
     Shutdown,
 }
 
@@ -166,6 +173,10 @@ pub enum SideEvent {
         id: u64,
         models: Vec<crate::workspace::ModelEntry>,
     },
+    Library {
+        id: u64,
+        items: Vec<Item>,
+    },
 }
 
 impl SideEvent {
@@ -181,7 +192,8 @@ impl SideEvent {
             | SideEvent::Trashed { id, .. }
             | SideEvent::Estimated { id, .. }
             | SideEvent::Described { id, .. }
-            | SideEvent::HfCacheModels { id, .. } => *id,
+            | SideEvent::HfCacheModels { id, .. }
+            | SideEvent::Library { id, .. } => *id,
         }
     }
 
@@ -344,6 +356,10 @@ fn serve(
             id,
             models: crate::workspace::hf_cache_models(),
         },
+        SideCommand::ScanLibrary { id, root, state } => SideEvent::Library {
+            id,
+            items: crate::library::scan(&crate::workspace::Workspace::reader(root, *state)),
+        },
     })
 }
 
@@ -392,6 +408,10 @@ fn failed(command: SideCommand, error: String) -> Option<SideEvent> {
         SideCommand::HfCacheModels { id } => SideEvent::HfCacheModels {
             id,
             models: Vec::new(),
+        },
+        SideCommand::ScanLibrary { id, .. } => SideEvent::Library {
+            id,
+            items: Vec::new(),
         },
     })
 }

@@ -1,6 +1,7 @@
 //! Slurm as a study backend: readable sbatch scripts (one job array per stage, each task
 //! running this program's `study task DIR ID`), submission, the queue as `squeue` shows it
-//! (no accounting needed), cancellation.
+//! (no accounting needed), cancellation. Which runs go in each stage is the study runner's
+//! decision ([`crate::study::StudyRunner`]); [`SlurmBackend`] submits what it is given.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_atomic, write_json_atomic};
+use crate::study::{Next, PlannedRun, RunOutcome, StudyBackend, Takes};
 
 /// What every job of a study asks the cluster for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -245,6 +247,88 @@ pub fn queued_runs(subs: &[Submission]) -> Result<std::collections::BTreeSet<Str
         }
     }
     Ok(queued)
+}
+
+/// Where the script of stage `stage` of the study in `study` is written.
+pub fn stage_script(study: &Path, stage: u8) -> PathBuf {
+    study.join("slurm").join(format!("stage{stage}.sbatch"))
+}
+
+/// A study's stages as Slurm job arrays: each stage's runs one array (`slurm/stageN.sbatch`,
+/// each task `study task DIR ID`), a later stage held until the earlier one has succeeded;
+/// every submission kept in `slurm/jobs.json`.
+#[derive(Debug)]
+pub struct SlurmBackend {
+    exe: PathBuf,
+    study: PathBuf,
+    options: SlurmOptions,
+    subs: Vec<Submission>,
+}
+
+impl SlurmBackend {
+    /// Submissions of `exe` (this program) for the study folder `study`, with `options`
+    /// checked now: a bad option must not leave stage 1 queued alone.
+    pub fn new(exe: PathBuf, study: &Path, options: SlurmOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(SlurmBackend {
+            exe,
+            study: study.to_path_buf(),
+            options,
+            subs: read_submissions(study)?,
+        })
+    }
+
+    /// Every job submitted for the study, the earlier runs' included.
+    pub fn jobs(&self) -> Vec<String> {
+        self.subs.iter().map(|s| s.job_id.clone()).collect()
+    }
+
+    /// Waits until none of the study's jobs is in the queue (squeue answers at once; sbatch
+    /// --wait would hold a connection per job).
+    pub fn wait(&self) -> Result<()> {
+        let jobs = self.jobs();
+        while !queue(&jobs)?.is_empty() {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        Ok(())
+    }
+}
+
+impl StudyBackend for SlurmBackend {
+    fn takes(&self) -> Takes {
+        Takes::Stages
+    }
+
+    fn start(&mut self, run: &PlannedRun, _next: Next, _out: &Path) -> Result<Option<RunOutcome>> {
+        Err(Error::Invalid(format!(
+            "{}: Slurm takes whole stages, not one run",
+            run.id
+        )))
+    }
+
+    fn submit_stage(
+        &mut self,
+        stage: u8,
+        runs: &[PlannedRun],
+        after: Option<&str>,
+    ) -> Result<String> {
+        let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+        let path = stage_script(&self.study, stage);
+        let text = script(&self.exe, &self.study, stage, &ids, after, &self.options)?;
+        let job_id = submit(&path, &text)?;
+        self.subs.push(Submission {
+            job_id: job_id.clone(),
+            stage,
+            runs: ids,
+            script: path,
+        });
+        write_submissions(&self.study, &self.subs)?;
+        Ok(job_id)
+    }
+
+    fn queued(&self) -> Result<std::collections::BTreeSet<String>> {
+        queued_runs(&self.subs)
+    }
 }
 
 #[cfg(test)]

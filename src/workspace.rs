@@ -211,6 +211,17 @@ impl Workspace {
     }
 
     /// Uses the workspace without writing to it, beside `holder`'s window.
+    /// The workspace at `root` with `state`, to read on another thread (the side worker scans
+    /// the adapter library with it): it writes nothing.
+    pub fn reader(root: PathBuf, state: WorkspaceState) -> Workspace {
+        Workspace {
+            root,
+            state,
+            session: None,
+            read_only: Some(Holder::me("reading the workspace")),
+        }
+    }
+
     pub fn set_read_only(&mut self, holder: Holder) {
         self.read_only = Some(holder);
     }

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 
 use adapter_studio::hub::Artifact;
-use adapter_studio::library::{self, Item, Source};
+use adapter_studio::library::{Item, Source};
 use adapter_studio::model::ModelConfig;
-use adapter_studio::side_worker::SideCommand;
+use adapter_studio::side_worker::{SideCommand, SideEvent};
 
+use super::screen::Asker;
 use super::{message_ui, path_input_ui, AppRequest, Screen, StudioApp};
 
 #[derive(Default)]
@@ -20,9 +21,40 @@ pub struct LibraryView {
     pub import_input: String,
     pub import_pending: Option<u64>,
     pub message: Option<Result<String, String>>,
-    scanned: bool,
+    /// The cards were read once (they are read on the side worker, never while drawing).
+    pub scanned: bool,
+    scan_pending: Option<u64>,
     /// The base model the fusion will run on (index into the workspace's models).
     pub model: Option<usize>,
+}
+
+impl LibraryView {
+    /// The cards on screen are those on disk (read since the last change).
+    #[cfg(test)]
+    pub fn is_current(&self) -> bool {
+        self.scanned && !self.stale && self.scan_pending.is_none()
+    }
+
+    /// The side worker's answer to this screen's question: an import or an average landed
+    /// in the library (or failed).
+    pub(super) fn on_side_event(&mut self, event: SideEvent) {
+        match event {
+            SideEvent::Imported { id, result } if self.import_pending == Some(id) => {
+                self.import_pending = None;
+                self.stale = true;
+                self.message = Some(result.map(|items| {
+                    let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+                    format!("Imported {}", names.join(", "))
+                }));
+            }
+            SideEvent::Library { id, items } if self.scan_pending == Some(id) => {
+                self.scan_pending = None;
+                self.items = items;
+                self.scanned = true;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A card's width plus the frame's margins and the gap to the next card.
@@ -139,14 +171,14 @@ impl StudioApp {
     }
 
     pub(super) fn import_adapter_folder(&mut self, dir: PathBuf) {
-        let id = self.next_id();
-        self.library.import_pending = Some(id);
         self.library.message = Some(Ok(format!("Checking {} …", dir.display())));
-        self.send_side(SideCommand::Import {
+        let workspace = self.ws.root.clone();
+        let id = self.ask_side(Asker::Adapters, |id| SideCommand::Import {
             id,
-            workspace: self.ws.root.clone(),
+            workspace,
             dir,
         });
+        self.library.import_pending = Some(id);
     }
 
     /// Averages `adapters` on the side worker into a new adapter of the library.
@@ -165,23 +197,37 @@ impl StudioApp {
             })
             .collect();
         let name = format!("avg_{}", names.join("_"));
-        let id = self.next_id();
-        self.library.import_pending = Some(id);
         self.library.message = Some(Ok(format!("Averaging {} …", names.join(", "))));
-        self.send_side(SideCommand::Average {
+        let workspace = self.ws.root.clone();
+        let id = self.ask_side(Asker::Adapters, |id| SideCommand::Average {
             id,
-            workspace: self.ws.root.clone(),
+            workspace,
             model: model_dir,
             adapters,
             name,
         });
+        self.library.import_pending = Some(id);
     }
 
     pub(super) fn adapters_ui(&mut self, ui: &mut egui::Ui) {
-        if self.library.stale || !self.library.scanned {
-            self.library.items = library::scan(&self.ws);
+        // Changed on disk (or never read): read again on the side worker; a change during
+        // the read leaves it stale, so the next frame asks once more.
+        if (self.library.stale || !self.library.scanned) && self.library.scan_pending.is_none() {
+            let (root, state) = (self.ws.root.clone(), Box::new(self.ws.state.clone()));
+            let id = self.ask_side(Asker::Adapters, |id| SideCommand::ScanLibrary {
+                id,
+                root,
+                state,
+            });
+            self.library.scan_pending = Some(id);
             self.library.stale = false;
-            self.library.scanned = true;
+        }
+        if !self.library.scanned {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Reading the adapter library…");
+            });
+            return;
         }
         egui::Panel::right("composer")
             .resizable(true)

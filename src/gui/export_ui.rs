@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use adapter_studio::export::{parts_of_run, ExportFormat, ExportProgress, ExportSpec};
 use adapter_studio::hub::WeightFormat;
-use adapter_studio::side_worker::SideCommand;
+use adapter_studio::side_worker::{SideCommand, SideEvent};
 
-use super::{message_ui, text_field_ui, StudioApp};
+use super::screen::ScreenCtx;
+use super::{message_ui, text_field_ui};
 
 pub struct ExportView {
     /// The run whose export dialog is open.
@@ -60,36 +61,33 @@ impl ExportView {
     }
 }
 
-impl StudioApp {
-    fn start_export(&mut self, run: &Path, force: bool) {
-        let out = PathBuf::from(self.export.path.trim());
+impl ExportView {
+    fn start_export(&mut self, run: &Path, force: bool, ctx: &mut ScreenCtx) {
+        let out = PathBuf::from(self.path.trim());
         match parts_of_run(run) {
             Ok(parts) => {
-                let id = self.next_id();
-                self.export.pending = Some(id);
-                self.export.progress = None;
-                self.export.message = None;
-                self.send_side(SideCommand::Export {
-                    id,
-                    spec: Box::new(ExportSpec {
-                        parts,
-                        format: self.export.format,
-                        weights: self.export.weights,
-                        out,
-                        force,
-                        from_run: Some(run.to_path_buf()),
-                    }),
+                let spec = Box::new(ExportSpec {
+                    parts,
+                    format: self.format,
+                    weights: self.weights,
+                    out,
+                    force,
+                    from_run: Some(run.to_path_buf()),
                 });
+                self.pending = Some(ctx.ask_side(|id| SideCommand::Export { id, spec }));
+                self.progress = None;
+                self.message = None;
             }
-            Err(e) => self.export.message = Some(Err(e.to_string())),
+            Err(e) => self.message = Some(Err(e.to_string())),
         }
     }
 
-    pub(super) fn export_dialog_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(run) = self.export.run.clone() else {
+    /// The export dialog, while a run's export is open.
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let Some(run) = self.run.clone() else {
             return;
         };
-        let exports = self.ws.root.join("exports");
+        let exports = ctx.ws.root.join("exports");
         let modal = egui::Modal::new(egui::Id::unique("export_dialog")).show(ui.ctx(), |ui| {
             // A fixed size: a progress bar or message appearing must not grow the (centred)
             // dialog and move its buttons under the pointer.
@@ -97,34 +95,34 @@ impl StudioApp {
             ui.set_min_height(240.0);
             ui.heading("Export");
             ui.label(run.display().to_string());
-            let before = self.export.format;
+            let before = self.format;
             ui.horizontal(|ui| {
-                ui.radio_value(&mut self.export.format, ExportFormat::AdapterHub, "AdapterHub folders")
+                ui.radio_value(&mut self.format, ExportFormat::AdapterHub, "AdapterHub folders")
                     .on_hover_text("One folder per adapter, the fusion and the head, and adapter_setup.json: the Python `adapters` library loads it with load_adapter_setup");
-                ui.radio_value(&mut self.export.format, ExportFormat::Bundle, "Bundle")
+                ui.radio_value(&mut self.format, ExportFormat::Bundle, "Bundle")
                     .on_hover_text("Config, tokenizer, one safetensors file with every weight, and a manifest with checksums: `adapter-studio predict --bundle DIR`");
-                ui.radio_value(&mut self.export.format, ExportFormat::Merged, "Merged model")
+                ui.radio_value(&mut self.format, ExportFormat::Merged, "Merged model")
                     .on_hover_text("A LoRA or (IA)³ adapter folded into the model's weights: a plain transformers folder (AutoModelForSequenceClassification for BERT, RoBERTa and XLM-R heads) that needs no adapter library");
             });
-            if before != self.export.format {
-                self.export.path = self.export.default_path(&exports, &run);
+            if before != self.format {
+                self.path = self.default_path(&exports, &run);
             }
-            if self.export.format == ExportFormat::AdapterHub {
+            if self.format == ExportFormat::AdapterHub {
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut self.export.weights, WeightFormat::Both, "both (loads with the library's defaults)");
-                    ui.radio_value(&mut self.export.weights, WeightFormat::Safetensors, ".safetensors");
-                    ui.radio_value(&mut self.export.weights, WeightFormat::Bin, ".bin (PyTorch)");
+                    ui.radio_value(&mut self.weights, WeightFormat::Both, "both (loads with the library's defaults)");
+                    ui.radio_value(&mut self.weights, WeightFormat::Safetensors, ".safetensors");
+                    ui.radio_value(&mut self.weights, WeightFormat::Bin, ".bin (PyTorch)");
                 });
             }
             ui.horizontal(|ui| {
-                text_field_ui(ui, "Export folder", "", 360.0, &mut self.export.path);
+                text_field_ui(ui, "Export folder", "", 360.0, &mut self.path);
                 if ui.button("Choose…").clicked() {
                     if let Some(p) = rfd::FileDialog::new().pick_folder() {
-                        self.export.path = p.display().to_string();
+                        self.path = p.display().to_string();
                     }
                 }
             });
-            if let Some(p) = &self.export.progress {
+            if let Some(p) = &self.progress {
                 let f = p.bytes_written as f32 / p.bytes_total.max(1) as f32;
                 ui.add(egui::ProgressBar::new(f).text(format!(
                     "{:.1} / {:.1} MB · {}",
@@ -133,37 +131,37 @@ impl StudioApp {
                     p.file
                 )));
             }
-            message_ui(ui, &self.export.message);
-            let busy = self.export.pending.is_some();
-            if self.export.confirm_replace {
+            message_ui(ui, &self.message);
+            let busy = self.pending.is_some();
+            if self.confirm_replace {
                 ui.colored_label(
                     ui.visuals().warn_fg_color,
-                    format!("{} exists. Replace it? (It is swapped only when the new export is complete.)", self.export.path.trim()),
+                    format!("{} exists. Replace it? (It is swapped only when the new export is complete.)", self.path.trim()),
                 );
                 ui.horizontal(|ui| {
                     if ui.button("Replace").clicked() {
-                        self.export.confirm_replace = false;
-                        self.start_export(&run, true);
+                        self.confirm_replace = false;
+                        self.start_export(&run, true, ctx);
                     }
                     if ui.button("Keep it").clicked() {
-                        self.export.confirm_replace = false;
+                        self.confirm_replace = false;
                     }
                 });
             } else {
                 ui.horizontal(|ui| {
-                    let can = !busy && !self.export.path.trim().is_empty();
+                    let can = !busy && !self.path.trim().is_empty();
                     if ui.add_enabled(can, egui::Button::new("Export now")).clicked() {
-                        if Path::new(self.export.path.trim()).exists() {
+                        if Path::new(self.path.trim()).exists() {
                             // The question replaces the last export's message.
-                            self.export.message = None;
-                            self.export.progress = None;
-                            self.export.confirm_replace = true;
+                            self.message = None;
+                            self.progress = None;
+                            self.confirm_replace = true;
                         } else {
-                            self.start_export(&run, false);
+                            self.start_export(&run, false, ctx);
                         }
                     }
                     if ui.add_enabled(!busy, egui::Button::new("Close")).clicked() {
-                        self.export.run = None;
+                        self.run = None;
                     }
                     if busy {
                         ui.spinner();
@@ -171,8 +169,29 @@ impl StudioApp {
                 });
             }
         });
-        if modal.should_close() && self.export.pending.is_none() {
-            self.export.run = None;
+        if modal.should_close() && self.pending.is_none() {
+            self.run = None;
+        }
+    }
+
+    /// The side worker's progress reports and answer for this dialog's export.
+    pub fn on_side_event(&mut self, event: SideEvent) {
+        match event {
+            SideEvent::ExportProgress { id, progress } if self.pending == Some(id) => {
+                self.progress = Some(progress);
+            }
+            SideEvent::Exported { id, result } if self.pending == Some(id) => {
+                self.pending = None;
+                self.message = Some(result.map(|r| {
+                    format!(
+                        "Exported {} files ({:.1} MB) to {}",
+                        r.files.len(),
+                        r.bytes() as f64 / 1e6,
+                        r.out.display()
+                    )
+                }));
+            }
+            _ => {}
         }
     }
 }

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use super::run_picker_ui::{can_predict, is_fusion, run_picker_ui};
-use super::{message_ui, text_field_ui, Screen, StudioApp};
+use super::runs_ui::RunEntry;
+use super::screen::ScreenCtx;
+use super::{message_ui, text_field_ui, Screen};
 use adapter_studio::export::parts_of_run;
 use adapter_studio::inspect::{Heatmap, Scale, View};
 use adapter_studio::predict::Prediction;
-use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand};
+use adapter_studio::side_worker::{ExampleRow, Probe, SideCommand, SideEvent};
 
 pub struct InspectorView {
     pub run: Option<PathBuf>,
@@ -105,85 +107,85 @@ fn prediction_line_ui(ui: &mut egui::Ui, p: &Prediction, gold: Option<&str>) {
     });
 }
 
-impl StudioApp {
+impl InspectorView {
     /// Asks the side worker for `text`'s prediction and attention from the run's fusion.
-    pub(super) fn inspect_text(&mut self, run: &Path, text: String, pair: Option<String>) {
+    pub fn inspect_text(
+        &mut self,
+        run: &Path,
+        text: String,
+        pair: Option<String>,
+        ctx: &mut ScreenCtx,
+    ) {
         match parts_of_run(run) {
             Ok(spec) => {
-                let id = self.next_id();
-                self.inspector.example_pending = Some(id);
-                self.send_side(SideCommand::Predict {
+                self.example_pending = Some(ctx.ask_side(|id| SideCommand::Predict {
                     id,
                     probes: vec![Probe {
                         label: "run".into(),
                         spec,
                     }],
                     texts: vec![(text, pair)],
-                });
+                }));
             }
-            Err(e) => self.inspector.message = Some(Err(e.to_string())),
+            Err(e) => self.message = Some(Err(e.to_string())),
         }
     }
 
-    pub(super) fn inspector_ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.heading("Inspect");
-        let mut run = self.inspector.run.clone();
-        let changed = run_picker_ui(ui, "Run", &self.runs.runs, &mut run, |r| {
+        let mut run = self.run.clone();
+        let changed = run_picker_ui(ui, "Run", ctx.runs, &mut run, |r| {
             is_fusion(r) || can_predict(r)
         });
         let Some(run) = run else {
             ui.label("No trained run yet. Train an adapter (Train screen) to try its predictions here; a fusion (Adapters screen) also shows how it reads its adapters.");
             if ui.button("Go to Train").clicked() {
-                self.request(super::AppRequest::Open(Screen::Train));
+                ctx.request(super::AppRequest::Open(Screen::Train));
             }
             return;
         };
-        let fusion = self
-            .runs
+        let fusion = ctx
             .runs
             .iter()
             .find(|r| r.dir == run)
             .is_some_and(is_fusion);
-        if changed || self.inspector.run.is_none() {
-            self.inspector.select_run(run.clone());
+        if changed || self.run.is_none() {
+            self.select_run(run.clone());
         }
         // The run's validation examples, once per run (once it has its settings: a queued
         // run has none yet).
-        if self.inspector.examples_for.as_ref() != Some(&run) {
-            if let Some(info) = self
-                .runs
+        if self.examples_for.as_ref() != Some(&run) {
+            if let Some(info) = ctx
                 .runs
                 .iter()
                 .find(|r| r.dir == run)
                 .and_then(|r| r.info.clone())
             {
-                self.inspector.examples_for = Some(run.clone());
-                let id = self.next_id();
-                self.inspector.examples_pending = Some(id);
-                self.send_side(SideCommand::Examples {
+                self.examples_for = Some(run.clone());
+                self.examples_pending = Some(ctx.ask_side(|id| SideCommand::Examples {
                     id,
                     config: Box::new(info.config),
                     limit: 500,
-                });
+                }));
             }
         }
         egui::ScrollArea::vertical()
             .id_salt("inspector")
             .show(ui, |ui| {
                 if fusion {
-                    self.evaluation_map_ui(ui, &run);
+                    self.evaluation_map_ui(ui, &run, ctx.runs);
                     ui.separator();
                 } else {
                     ui.label("A single adapter: its predictions on validation examples and your own texts (fusion runs also show attention maps).");
                 }
-                self.example_map_ui(ui, &run);
+                self.example_map_ui(ui, &run, ctx);
                 // Room below the last map's colour bar, clear of the status bar.
                 ui.add_space(32.0);
             });
     }
 
-    fn evaluation_map_ui(&mut self, ui: &mut egui::Ui, run: &Path) {
-        let Some(entry) = self.runs.runs.iter().find(|r| r.dir == run) else {
+    fn evaluation_map_ui(&mut self, ui: &mut egui::Ui, run: &Path, runs: &[RunEntry]) {
+        let Some(entry) = runs.iter().find(|r| r.dir == run) else {
             return;
         };
         let records = &entry.attention;
@@ -195,7 +197,7 @@ impl StudioApp {
             ));
             return;
         }
-        let v = &mut self.inspector;
+        let v = &mut *self;
         let last = records.len() - 1;
         let index = v.eval_index.unwrap_or(last).min(last);
         let record = &records[index];
@@ -268,7 +270,7 @@ impl StudioApp {
     }
 
     fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap, range: (f64, f64)) {
-        let v = &mut self.inspector;
+        let v = &mut *self;
         ui.horizontal(|ui| {
             text_field_ui(
                 ui,
@@ -301,10 +303,10 @@ impl StudioApp {
                 );
             }
         });
-        message_ui(ui, &self.inspector.message);
+        message_ui(ui, &self.message);
     }
 
-    fn example_map_ui(&mut self, ui: &mut egui::Ui, run: &Path) {
+    fn example_map_ui(&mut self, ui: &mut egui::Ui, run: &Path, ctx: &mut ScreenCtx) {
         ui.heading("One example");
         let mut ask: Option<(String, Option<String>, Option<String>)> = None;
         ui.horizontal(|ui| {
@@ -313,33 +315,28 @@ impl StudioApp {
                 "Your own example",
                 "type a text",
                 360.0,
-                &mut self.inspector.own_text,
+                &mut self.own_text,
             );
             // Enter in the field (it loses focus on Enter) asks too.
             let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Show map").clicked() || enter)
-                && !self.inspector.own_text.trim().is_empty()
-            {
-                ask = Some((self.inspector.own_text.trim().to_string(), None, None));
+            if (ui.button("Show map").clicked() || enter) && !self.own_text.trim().is_empty() {
+                ask = Some((self.own_text.trim().to_string(), None, None));
             }
-            if self.inspector.example_pending.is_some() {
+            if self.example_pending.is_some() {
                 ui.spinner();
             }
         });
         ui.columns(2, |cols| {
             let ui = &mut cols[0];
-            ui.label(format!(
-                "Validation examples ({})",
-                self.inspector.examples.len()
-            ));
-            if self.inspector.examples_pending.is_some() {
+            ui.label(format!("Validation examples ({})", self.examples.len()));
+            if self.examples_pending.is_some() {
                 ui.spinner();
             }
             egui::ScrollArea::vertical()
                 .id_salt("examples")
                 .max_height(260.0)
                 .show(ui, |ui| {
-                    for e in &self.inspector.examples {
+                    for e in &self.examples {
                         let text = match &e.pair {
                             Some(p) => format!("{} | {}", e.text, p),
                             None => e.text.clone(),
@@ -357,7 +354,7 @@ impl StudioApp {
                     }
                 });
             let ui = &mut cols[1];
-            let v = &mut self.inspector;
+            let v = &mut *self;
             match &v.example {
                 None => {
                     ui.label("Pick an example or type one to see its own map.");
@@ -389,8 +386,32 @@ impl StudioApp {
             }
         });
         if let Some((text, pair, gold)) = ask {
-            self.inspector.example_gold = gold;
-            self.inspect_text(run, text, pair);
+            self.example_gold = gold;
+            self.inspect_text(run, text, pair, ctx);
+        }
+    }
+
+    /// The side worker's answers to this screen's questions.
+    pub fn on_side_event(&mut self, event: SideEvent) {
+        match event {
+            SideEvent::Predictions { id, mut results } if self.example_pending == Some(id) => {
+                self.example_pending = None;
+                match results.pop().map(|(_, r)| r) {
+                    Some(Ok(mut preds)) if !preds.is_empty() => {
+                        self.example = Some(preds.remove(0));
+                    }
+                    Some(Err(e)) => self.message = Some(Err(e)),
+                    _ => {}
+                }
+            }
+            SideEvent::Examples { id, result } if self.examples_pending == Some(id) => {
+                self.examples_pending = None;
+                match result {
+                    Ok(rows) => self.examples = rows,
+                    Err(e) => self.message = Some(Err(e)),
+                }
+            }
+            _ => {}
         }
     }
 }

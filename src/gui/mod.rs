@@ -9,6 +9,7 @@ mod models_ui;
 mod playground_ui;
 mod run_picker_ui;
 mod runs_ui;
+mod screen;
 mod studies_ui;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use inspector_ui::InspectorView;
 use models_ui::ModelsView;
 use playground_ui::PlaygroundView;
 use runs_ui::RunsView;
+use screen::{screen_ctx, Asker, SideAsks};
 use studies_ui::{LocalStudy, StudiesView, StudyRequest};
 use wizard_ui::Wizard;
 
@@ -114,6 +116,8 @@ pub enum AppRequest {
         out: PathBuf,
     },
     Study(StudyRequest),
+    /// Runs or adapters changed on disk: the adapter library reads its cards again.
+    LibraryChanged,
 }
 
 pub struct StudioApp {
@@ -126,7 +130,8 @@ pub struct StudioApp {
     runs: RunsView,
     /// Predictions, exports and imports, off the UI thread and never behind a training.
     side: SideWorker,
-    next_request: u64,
+    /// Side-worker questions: ids, and which screen waits for each answer.
+    asks: SideAsks,
     library: LibraryView,
     inspector: InspectorView,
     playground: PlaygroundView,
@@ -193,7 +198,7 @@ impl StudioApp {
             datasets: DatasetsView::default(),
             runs,
             side,
-            next_request: 0,
+            asks: SideAsks::default(),
             library: LibraryView::default(),
             inspector: InspectorView::default(),
             playground: PlaygroundView::default(),
@@ -206,9 +211,9 @@ impl StudioApp {
         })
     }
 
+    /// A request id for a side-worker command the study runner sends (answered to Studies).
     fn next_id(&mut self) -> u64 {
-        self.next_request += 1;
-        self.next_request
+        self.asks.reserve(Asker::Studies)
     }
 
     fn send_side(&mut self, command: SideCommand) {
@@ -217,96 +222,50 @@ impl StudioApp {
         }
     }
 
-    /// The model folders and cache listings the screens showed this frame for the first time,
-    /// asked of the side worker (files are never read while drawing).
-    fn send_model_reads(&mut self) {
-        let mut id = self.next_request;
-        let asks = self.models.take_requests(|| {
-            id += 1;
-            id
-        });
-        self.next_request = id;
-        for ask in asks {
-            self.send_side(ask);
+    /// Sends `make(id)` to the side worker now; its answer goes to `asker`.
+    fn ask_side(&mut self, asker: Asker, make: impl FnOnce(u64) -> SideCommand) -> u64 {
+        let id = self.asks.reserve(asker);
+        self.send_side(make(id));
+        id
+    }
+
+    /// Sends what the screens asked of the side worker while drawing: their questions, and
+    /// the model folders and cache listings shown for the first time (files are never read
+    /// while drawing).
+    fn send_side_asks(&mut self) {
+        let asks = &mut self.asks;
+        let mut commands = self.models.take_requests(|| asks.reserve(Asker::Models));
+        commands.extend(self.asks.take_outbox());
+        for command in commands {
+            self.send_side(command);
         }
     }
 
-    /// Hands a side worker's answer to the view that asked (stale answers are dropped).
+    /// Hands a side worker's answer to the screen that asked (by request id).
     fn on_side_event(&mut self, event: SideEvent) {
-        match event {
-            SideEvent::Predictions { id, mut results } => {
-                if self.inspector.example_pending == Some(id) {
-                    self.inspector.example_pending = None;
-                    match results.pop().map(|(_, r)| r) {
-                        Some(Ok(mut preds)) if !preds.is_empty() => {
-                            self.inspector.example = Some(preds.remove(0));
-                        }
-                        Some(Err(e)) => self.inspector.message = Some(Err(e)),
-                        _ => {}
-                    }
-                } else if self.playground.pending == Some(id) {
-                    self.playground.pending = None;
-                    self.playground.results = results;
+        match self.asks.owner(event.id(), event.is_last()) {
+            Some(Asker::Inspect) => self.inspector.on_side_event(event),
+            Some(Asker::Playground) => self.playground.on_side_event(event),
+            Some(Asker::Export) => self.export.on_side_event(event),
+            Some(Asker::Models) => self.models.on_side_event(event),
+            Some(Asker::Runs) => {
+                if let Some(request) = self.runs.on_side_event(event) {
+                    self.request(request);
                 }
             }
-            SideEvent::Examples { id, result } => {
-                if self.inspector.examples_pending == Some(id) {
-                    self.inspector.examples_pending = None;
-                    match result {
-                        Ok(rows) => self.inspector.examples = rows,
-                        Err(e) => self.inspector.message = Some(Err(e)),
-                    }
-                }
-            }
-            SideEvent::ExportProgress { id, progress } => {
-                if self.export.pending == Some(id) {
-                    self.export.progress = Some(progress);
-                }
-            }
-            SideEvent::Exported { id, result } => {
-                if self.export.pending == Some(id) {
-                    self.export.pending = None;
-                    self.export.message = Some(result.map(|r| {
-                        format!(
-                            "Exported {} files ({:.1} MB) to {}",
-                            r.files.len(),
-                            r.bytes() as f64 / 1e6,
-                            r.out.display()
-                        )
-                    }));
-                }
-            }
-            SideEvent::Trashed { id, run, result } => {
-                if self.runs.trash_pending == Some(id) {
-                    self.runs.on_trashed(run, result);
-                    self.library.stale = true;
-                }
-            }
-            SideEvent::Described { model, result, .. } => {
-                self.models.on_described(model, result.map(|s| *s));
-            }
-            SideEvent::HfCacheModels { id, models } => self.models.on_hf_cache(id, models),
-            SideEvent::Estimated { id, result } => {
-                if self.wizard.estimate_pending == Some(id) {
-                    self.wizard.estimate_pending = None;
-                    self.wizard.estimate = Some(result);
-                }
-            }
-            SideEvent::StudyTested { id: _, result } => {
-                self.studies.stale = true;
-                if let Err(e) = result {
-                    self.studies.message = Some(Err(format!("test evaluation: {e}")));
-                }
-            }
-            SideEvent::Imported { id, result } => {
-                if self.library.import_pending == Some(id) {
-                    self.library.import_pending = None;
-                    self.library.stale = true;
-                    self.library.message = Some(result.map(|items| {
-                        let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
-                        format!("Imported {}", names.join(", "))
-                    }));
-                }
+            Some(Asker::Adapters) => self.library.on_side_event(event),
+            Some(Asker::Train) => self.wizard.on_side_event(event),
+            Some(Asker::Studies) => self.on_studies_side_event(event),
+            // Asked by nobody still waiting (a screen that moved on): dropped.
+            None => {}
+        }
+    }
+
+    fn on_studies_side_event(&mut self, event: SideEvent) {
+        if let SideEvent::StudyTested { id: _, result } = event {
+            self.studies.stale = true;
+            if let Err(e) = result {
+                self.studies.message = Some(Err(format!("test evaluation: {e}")));
             }
         }
     }
@@ -340,6 +299,7 @@ impl StudioApp {
             // Every adapter chosen for a fusion.
             (Screen::Adapters, _) if page == "compose" => {
                 self.library.items = adapter_studio::library::scan(&self.ws);
+                self.library.scanned = true;
                 self.library.chosen = self
                     .library
                     .items
@@ -352,7 +312,9 @@ impl StudioApp {
             (Screen::Inspect, Some(run)) if !page.is_empty() => {
                 self.inspector.select_run(run.clone());
                 self.inspector.own_text = page.to_string();
-                self.inspect_text(&run, page.to_string(), None);
+                let mut ctx = screen_ctx!(self, Asker::Inspect);
+                self.inspector
+                    .inspect_text(&run, page.to_string(), None, &mut ctx);
             }
             (Screen::Studies, _) if !page.is_empty() => {
                 self.studies.select(Some(self.ws.studies_dir().join(page)));
@@ -360,7 +322,8 @@ impl StudioApp {
             (Screen::Playground, Some(run)) if !page.is_empty() => {
                 self.playground.run = Some(run.clone());
                 self.playground.text = page.to_string();
-                self.playground_predict(&run);
+                let mut ctx = screen_ctx!(self, Asker::Playground);
+                self.playground.predict(&run, &mut ctx);
             }
             _ => {}
         }
@@ -403,7 +366,23 @@ impl StudioApp {
                 }
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),
+                AppRequest::LibraryChanged => self.library.stale = true,
             }
+        }
+    }
+
+    /// Queues the run on the worker and shows it on the Runs screen.
+    pub(super) fn start_run(&mut self, config: TrainConfig, out: PathBuf) {
+        self.wizard.message = None;
+        let sent = self.send(Command::Start {
+            config: Box::new(config),
+            out: out.clone(),
+        });
+        if sent {
+            self.runs.track_new(&out);
+            self.screen = Screen::Runs;
+        } else {
+            self.wizard.message = self.runs.message.clone();
         }
     }
 
@@ -468,15 +447,19 @@ impl StudioApp {
             Screen::Train => self.wizard_ui(ui),
             Screen::Runs => self.runs_ui(ui),
             Screen::Adapters => self.adapters_ui(ui),
-            Screen::Inspect => self.inspector_ui(ui),
-            Screen::Playground => self.playground_ui(ui),
+            Screen::Inspect => self
+                .inspector
+                .ui(ui, &mut screen_ctx!(self, Asker::Inspect)),
+            Screen::Playground => self
+                .playground
+                .ui(ui, &mut screen_ctx!(self, Asker::Playground)),
             Screen::Studies => self.studies_ui(ui),
             Screen::Welcome => self.welcome_ui(ui),
         });
-        self.export_dialog_ui(ui);
+        self.export.ui(ui, &mut screen_ctx!(self, Asker::Export));
         self.workspace_in_use_ui(ui);
         self.apply_requests();
-        self.send_model_reads();
+        self.send_side_asks();
         self.runs.follow(&self.ws);
         if self.runs.active().is_some() || self.runs.any_elsewhere() {
             // Elapsed time and ETA move even between worker events.
@@ -643,19 +626,22 @@ impl StudioApp {
                         return;
                     }
                 }
-                self.studies.local.get_or_insert(LocalStudy {
-                    dir,
-                    on_worker: Default::default(),
-                });
+                if self.studies.local.is_none() {
+                    let study = adapter_studio::study::StudyDir::new(&dir);
+                    match adapter_studio::study::StudyRunner::open(study) {
+                        Ok(runner) => self.studies.local = Some(LocalStudy { dir, runner }),
+                        Err(e) => {
+                            self.studies.message = Some(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                }
                 self.studies.message = None;
                 self.advance_local_study();
             }
             StudyRequest::StopHere => {
-                if let Some(l) = self.studies.local.take() {
-                    let study = adapter_studio::study::StudyDir::new(&l.dir);
-                    for id in &l.on_worker {
-                        self.send(Command::Stop { out: study.run(id) });
-                    }
+                if let Some(mut l) = self.studies.local.take() {
+                    l.runner.stop(&mut studies_ui::WorkerBackend(self));
                     self.studies.message = Some(Ok(
                         "Stopping: the runs resume when the study runs again".into(),
                     ));
@@ -679,108 +665,58 @@ impl StudioApp {
         }
     }
 
-    /// Hands the local study's runs that can start now to the worker; ends the study when
-    /// nothing is left to run.
+    /// Hands the local study's runs that can start now to the worker (its runner decides
+    /// which); ends the study here when the runner has nothing left to do or it stopped.
     fn advance_local_study(&mut self) {
-        let Some(local) = &self.studies.local else {
+        let Some(mut local) = self.studies.local.take() else {
             return;
         };
-        let study = adapter_studio::study::StudyDir::new(&local.dir);
-        let plan = match study.plan() {
-            Ok(p) => p,
-            Err(e) => {
-                self.studies.message = Some(Err(e.to_string()));
-                self.studies.local = None;
-                return;
-            }
-        };
-        let ready = study.ready(&plan, &local.on_worker);
-        if ready.is_empty() && local.on_worker.is_empty() {
-            self.studies.message = Some(Ok(format!(
-                "Study {} has ended here",
-                local.dir.file_name().unwrap_or_default().to_string_lossy()
-            )));
-            self.studies.local = None;
-            self.studies.stale = true;
-            return;
-        }
-        for (r, next) in ready {
-            let out = study.run(&r.id);
-            let command = match next {
-                adapter_studio::study::Next::Resume => Command::Resume { out: out.clone() },
-                _ => match adapter_studio::training::args::planned_config(&r.args, &out) {
-                    Ok(config) => Command::Start {
-                        config: Box::new(config),
-                        out: out.clone(),
-                    },
-                    Err(e) => {
-                        // Recorded like a run refused at start: its fusions are cancelled.
-                        let _ = study.mark_failed_start(&r.id, &e.to_string());
-                        continue;
-                    }
-                },
-            };
-            if !self.send(command) {
-                return;
-            }
-            self.runs.track_queued(&out);
-            if let Some(l) = &mut self.studies.local {
-                l.on_worker.insert(r.id.clone());
-            }
-        }
+        let advanced = local
+            .runner
+            .advance(&mut studies_ui::WorkerBackend(self), &mut |_| {});
         self.studies.stale = true;
+        if let Err(e) = advanced {
+            self.studies.message = Some(Err(e.to_string()));
+            if !local.runner.is_busy() {
+                return;
+            }
+        }
+        match local.runner.ending() {
+            Some(adapter_studio::study::Ending::Done) => {
+                self.studies.message = Some(Ok(format!(
+                    "Study {} has ended here",
+                    local.dir.file_name().unwrap_or_default().to_string_lossy()
+                )));
+            }
+            // Stopped: its queued runs were stopped too; they resume when it runs again.
+            _ if local.runner.is_stopping() => {}
+            _ => self.studies.local = Some(local),
+        }
     }
 
-    /// A run of the local study ended: evaluate it on the test file, start what it unblocks.
+    /// A run of the local study ended: its runner hears how (and evaluates it on the test
+    /// file, starts what it unblocks, or stops the study).
     fn on_study_event(&mut self, event: &WorkerEvent) {
         let Some(local) = &mut self.studies.local else {
             return;
         };
-        let out = event.out();
-        let runs = local.dir.join("runs");
-        let Some(id) = out
-            .strip_prefix(&runs)
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|id| local.on_worker.contains(id))
-        else {
+        let Some(id) = local.runner.busy_run(event.out()) else {
             return;
         };
-        let study = adapter_studio::study::StudyDir::new(&local.dir);
-        match event {
-            WorkerEvent::Ended { summary, .. } => {
-                local.on_worker.remove(&id);
-                if summary.status == adapter_studio::training::RunStatus::Finished {
-                    let request = self.next_id();
-                    self.send_side(SideCommand::StudyTest {
-                        id: request,
-                        study: study.root.clone(),
-                        run: id,
-                    });
-                } else {
-                    // Stopped: the study stops here too, its queued runs with it (it
-                    // continues when run again).
-                    let rest: Vec<PathBuf> =
-                        local.on_worker.iter().map(|id| study.run(id)).collect();
-                    self.studies.local = None;
-                    self.studies.stale = true;
-                    for out in rest {
-                        self.send(Command::Stop { out });
-                    }
-                    return;
-                }
+        use adapter_studio::study::RunOutcome;
+        let outcome = match event {
+            WorkerEvent::Ended { summary, .. }
+                if summary.status == adapter_studio::training::RunStatus::Finished =>
+            {
+                RunOutcome::Finished
             }
-            WorkerEvent::Failed { error, .. } => {
-                local.on_worker.remove(&id);
-                if !study.has_run(&id) {
-                    // Refused before its folder held a record: noted, so it is not retried.
-                    let _ = study.mark_failed_start(&id, error);
-                }
-            }
-            WorkerEvent::Dequeued { .. } => {
-                local.on_worker.remove(&id);
-            }
+            // Stopped, or taken off the queue before it started.
+            WorkerEvent::Ended { .. } | WorkerEvent::Dequeued { .. } => RunOutcome::Stopped,
+            WorkerEvent::Failed { error, .. } => RunOutcome::Failed(error.clone()),
             _ => return,
+        };
+        if let Err(e) = local.runner.run_ended(&id, outcome, &mut |_| {}) {
+            self.studies.message = Some(Err(e.to_string()));
         }
         self.advance_local_study();
     }

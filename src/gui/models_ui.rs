@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use adapter_studio::model::ModelSummary;
-use adapter_studio::side_worker::SideCommand;
+use adapter_studio::side_worker::{SideCommand, SideEvent};
 use adapter_studio::workspace::ModelEntry;
 
 use super::StudioApp;
@@ -74,6 +74,17 @@ impl ModelsView {
     pub(super) fn on_hf_cache(&mut self, id: u64, models: Vec<ModelEntry>) {
         if matches!(self.hf_cache, HfCache::Reading(asked) if asked == id) {
             self.hf_cache = HfCache::Read(models);
+        }
+    }
+
+    /// The side worker's answers to this screen's questions.
+    pub(super) fn on_side_event(&mut self, event: SideEvent) {
+        match event {
+            SideEvent::Described { model, result, .. } => {
+                self.on_described(model, result.map(|s| *s));
+            }
+            SideEvent::HfCacheModels { id, models } => self.on_hf_cache(id, models),
+            _ => {}
         }
     }
 }

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use adapter_studio::export::parts_of_run;
 use adapter_studio::inspect::Heatmap;
 use adapter_studio::predict::{PredictSpec, Prediction};
-use adapter_studio::side_worker::{Probe, SideCommand};
+use adapter_studio::side_worker::{Probe, SideCommand, SideEvent};
 use adapter_studio::training::{Method, Stage};
 
 use super::runs_ui::RunEntry;
-use super::{text_field_ui, Screen, StudioApp};
+use super::screen::ScreenCtx;
+use super::{text_field_ui, Screen};
 
 #[derive(Default)]
 pub struct PlaygroundView {
@@ -124,42 +125,41 @@ fn probabilities_ui(ui: &mut egui::Ui, p: &Prediction, labels: &[String]) {
     }
 }
 
-impl StudioApp {
-    pub(super) fn playground_predict(&mut self, run: &Path) {
-        let text = self.playground.text.trim().to_string();
+impl PlaygroundView {
+    /// Asks for the text's predictions by every probe of `run`.
+    pub fn predict(&mut self, run: &Path, ctx: &mut ScreenCtx) {
+        let text = self.text.trim().to_string();
         if text.is_empty() {
             return;
         }
-        let pair = Some(self.playground.pair.trim().to_string()).filter(|p| !p.is_empty());
-        match probes_for(run, &self.runs.runs) {
+        let pair = Some(self.pair.trim().to_string()).filter(|p| !p.is_empty());
+        match probes_for(run, ctx.runs) {
             Ok(probes) => {
-                let id = self.next_id();
-                self.playground.pending = Some(id);
-                self.send_side(SideCommand::Predict {
+                self.pending = Some(ctx.ask_side(|id| SideCommand::Predict {
                     id,
                     probes,
                     texts: vec![(text, pair)],
-                });
+                }));
             }
-            Err(e) => self.playground.results = vec![("fusion".into(), Err(e))],
+            Err(e) => self.results = vec![("fusion".into(), Err(e))],
         }
     }
 
-    pub(super) fn playground_ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.heading("Playground");
-        let mut run = self.playground.run.clone();
+        let mut run = self.run.clone();
         super::run_picker_ui::run_picker_ui(
             ui,
             "Run",
-            &self.runs.runs,
+            ctx.runs,
             &mut run,
             super::run_picker_ui::can_predict,
         );
-        self.playground.run = run.clone();
+        self.run = run.clone();
         let Some(run) = run else {
             ui.label("No trained run yet. Train an adapter on the Train screen (its first evaluation saves what the playground needs), or compose a fusion on the Adapters screen.");
             if ui.button("Go to Train").clicked() {
-                self.request(super::AppRequest::Open(Screen::Train));
+                ctx.request(super::AppRequest::Open(Screen::Train));
             }
             return;
         };
@@ -169,17 +169,11 @@ impl StudioApp {
         egui::Grid::new("playground_inputs")
             .num_columns(2)
             .show(ui, |ui| {
-                let r = text_field_ui(
-                    ui,
-                    "Text",
-                    "type a sentence",
-                    width,
-                    &mut self.playground.text,
-                );
+                let r = text_field_ui(ui, "Text", "type a sentence", width, &mut self.text);
                 go |= r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.end_row();
                 let hint = "optional second text (pair tasks)";
-                text_field_ui(ui, "Text pair", hint, width, &mut self.playground.pair);
+                text_field_ui(ui, "Text pair", hint, width, &mut self.pair);
                 ui.end_row();
             });
         ui.horizontal(|ui| {
@@ -187,13 +181,13 @@ impl StudioApp {
                 .button("Predict")
                 .on_hover_text("Enter in the text field")
                 .clicked();
-            if self.playground.pending.is_some() {
+            if self.pending.is_some() {
                 ui.spinner();
                 ui.label("loading models and predicting…");
             }
         });
         if go {
-            self.playground_predict(&run);
+            self.predict(&run, ctx);
         }
         ui.separator();
         let mut fusion_pred = None;
@@ -201,7 +195,7 @@ impl StudioApp {
             .id_salt("probes")
             .show(ui, |ui| {
                 ui.horizontal_top(|ui| {
-                    for (label, result) in &self.playground.results {
+                    for (label, result) in &self.results {
                         egui::Frame::group(ui.style()).show(ui, |ui| {
                             ui.set_width(220.0);
                             ui.vertical(|ui| {
@@ -229,6 +223,16 @@ impl StudioApp {
             ui.strong(format!("Fusion attention for {}", map.title));
             let range = adapter_studio::inspect::Scale::Auto.range(&map);
             super::heatmap_ui::heatmap_ui(ui, &map, 20.0, range);
+        }
+    }
+
+    /// The side worker's answer to this screen's question.
+    pub fn on_side_event(&mut self, event: SideEvent) {
+        if let SideEvent::Predictions { id, results } = event {
+            if self.pending == Some(id) {
+                self.pending = None;
+                self.results = results;
+            }
         }
     }
 }

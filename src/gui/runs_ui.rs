@@ -13,7 +13,9 @@ use adapter_studio::training::{Event, Record, RunInfo, RunStatus, Stage, StepRec
 use adapter_studio::worker::{Command, WorkerEvent};
 use adapter_studio::workspace::Workspace;
 
-use super::StudioApp;
+use adapter_studio::side_worker::SideEvent;
+
+use super::{AppRequest, StudioApp};
 
 /// A run's state as the run list shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -548,6 +550,18 @@ impl RunsView {
         }
     }
 
+    /// The side worker's answer to this screen's question: a run moved to the trash (the
+    /// adapter library then reads its cards again).
+    pub fn on_side_event(&mut self, event: SideEvent) -> Option<AppRequest> {
+        match event {
+            SideEvent::Trashed { id, run, result } if self.trash_pending == Some(id) => {
+                self.on_trashed(run, result);
+                Some(AppRequest::LibraryChanged)
+            }
+            _ => None,
+        }
+    }
+
     /// Lists a run that was just sent to the worker (not selected: a study queues many).
     pub fn track_queued(&mut self, dir: &Path) {
         self.entry(dir).phase = Phase::Queued;
@@ -1079,13 +1093,11 @@ impl StudioApp {
             ui.horizontal(|ui| {
                 if ui.button("Delete run").clicked() {
                     // Moved on the side worker (a lock and a rename, slow on network disks).
-                    let id = self.next_id();
-                    self.runs.trash_pending = Some(id);
-                    self.send_side(adapter_studio::side_worker::SideCommand::Trash {
-                        id,
-                        run: dir.clone(),
-                        trash: self.ws.root.join(".trash"),
+                    let (run, trash) = (dir.clone(), self.ws.root.join(".trash"));
+                    let id = self.ask_side(super::screen::Asker::Runs, |id| {
+                        adapter_studio::side_worker::SideCommand::Trash { id, run, trash }
                     });
+                    self.runs.trash_pending = Some(id);
                     self.runs.confirm_delete = None;
                 }
                 if ui.button("Keep").clicked() {

@@ -15,8 +15,13 @@ use crossbeam_channel::{bounded, Receiver};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 
 use adapter_studio::figure::series_colour;
+use adapter_studio::side_worker::SideCommand;
 use adapter_studio::slurm::{self, SlurmOptions};
-use adapter_studio::study::{self, ReportRow, RunState, Snapshot, StudyDir, StudySpec, TaskSpec};
+use adapter_studio::study::{
+    self, Next, PlannedRun, ReportRow, RunOutcome, RunState, Snapshot, StudyBackend, StudyDir,
+    StudyRunner, StudySpec, Takes, TaskSpec,
+};
+use adapter_studio::worker::Command;
 use adapter_studio::workspace::{DatasetEntry, ModelEntry};
 
 use super::{message_ui, text_field_ui};
@@ -222,12 +227,75 @@ pub enum StudyRequest {
 }
 
 /// A study the app's worker is running: runs go to the worker's queue when they can start
-/// (a fusion once its adapters are trained).
+/// (a fusion once its adapters are trained), as its runner decides.
 #[derive(Debug)]
 pub struct LocalStudy {
     pub dir: PathBuf,
-    /// Run ids on the worker now (queued or training).
-    pub on_worker: BTreeSet<String>,
+    /// Which runs are on the worker, what is next; driven with a [`WorkerBackend`].
+    pub runner: StudyRunner,
+}
+
+/// The app's training worker as a study backend: a run goes to the worker's queue (it trains
+/// one at a time), its end comes back as a worker event (`StudioApp::on_study_event` tells
+/// the runner), test evaluations go to the side worker. It decides nothing.
+pub struct WorkerBackend<'a>(pub &'a mut super::StudioApp);
+
+impl StudyBackend for WorkerBackend<'_> {
+    fn takes(&self) -> Takes {
+        // The worker's queue holds every run that is ready.
+        Takes::Runs(usize::MAX)
+    }
+
+    fn start(
+        &mut self,
+        run: &PlannedRun,
+        next: Next,
+        out: &Path,
+    ) -> adapter_studio::Result<Option<RunOutcome>> {
+        let command = match next {
+            Next::Resume => Command::Resume {
+                out: out.to_path_buf(),
+            },
+            _ => match adapter_studio::training::args::planned_config(&run.args, out) {
+                Ok(config) => Command::Start {
+                    config: Box::new(config),
+                    out: out.to_path_buf(),
+                },
+                // Refused at start, as `study run`'s child would be.
+                Err(e) => return Ok(Some(RunOutcome::Failed(e.to_string()))),
+            },
+        };
+        if !self.0.send(command) {
+            let why = self.0.runs.message.clone();
+            return Err(adapter_studio::Error::Invalid(why.unwrap_or_else(|| {
+                format!("{}: the worker did not take it", run.id)
+            })));
+        }
+        self.0.runs.track_queued(out);
+        Ok(None)
+    }
+
+    fn stop(&mut self, _run: &PlannedRun, out: &Path) {
+        self.0.send(Command::Stop {
+            out: out.to_path_buf(),
+        });
+    }
+
+    fn evaluate_test(
+        &mut self,
+        dir: &StudyDir,
+        _spec: &StudySpec,
+        run: &PlannedRun,
+    ) -> Option<adapter_studio::Result<()>> {
+        // Off the UI thread; the answer marks the study for a fresh read.
+        let id = self.0.next_id();
+        self.0.send_side(SideCommand::StudyTest {
+            id,
+            study: dir.root.clone(),
+            run: run.id.clone(),
+        });
+        None
+    }
 }
 
 /// What a background read brings back.

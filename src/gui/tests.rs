@@ -241,6 +241,15 @@ fn fixture_adapter(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Steps until the Adapters screen shows the library as it is on disk (read on the side
+/// worker).
+fn library_read(h: &mut Harness<'static, StudioApp>) {
+    h.step();
+    step_until(h, "the adapter library to be read", |a| {
+        a.library.is_current()
+    });
+}
+
 fn fusion_entry(app: &StudioApp) -> Option<&super::runs_ui::RunEntry> {
     app.runs
         .runs
@@ -254,7 +263,7 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
     let app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
     let mut h = harness(app);
     h.get_by_label("Adapters").click();
-    h.step();
+    library_read(&mut h);
     assert!(h.query_by_label_contains("No adapters yet").is_some());
     for name in ["a", "b", "c"] {
         h.state_mut().library.import_input.clear();
@@ -266,6 +275,7 @@ fn a_fusion_composed_from_imported_cards_trains_with_a_live_heatmap_and_exports(
         h.get_by_label("Import").click();
         h.step();
         step_until(&mut h, "the import", |a| a.library.import_pending.is_none());
+        library_read(&mut h);
     }
     assert_eq!(
         h.state().library.items.len(),
@@ -1222,8 +1232,8 @@ fn a_study_stopped_here_stops_its_queued_runs_and_continues_to_the_end() {
     form.targets.insert("films".into());
     form.methods = ["head-only", "seq_bn"].map(String::from).into();
     form.seeds = "1".into();
-    // Long enough that Stop lands in the first run.
-    form.max_steps = "600".into();
+    // Long enough that Stop lands in the first run (and short on a loaded machine).
+    form.max_steps = "200".into();
     h.step();
     click(&mut h, "Create and run here");
     let runs = dir.path().join("studies/long/runs");
@@ -1303,8 +1313,7 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     // Both LoRA cards show method, rank and parameters: 3 layers × (query, value) × 2 × 8 × 32.
     h.state_mut().library.stale = true;
     h.state_mut().screen = Screen::Adapters;
-    h.step();
-    h.step();
+    library_read(&mut h);
     let cards = h
         .get_all_by_label_contains("lora, rank 8 · 3072 parameters")
         .count();
@@ -1330,7 +1339,7 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     step_until(&mut h, "the average", |a| {
         a.library.import_pending.is_none()
     });
-    h.step();
+    library_read(&mut h);
     let items = &h.state().library.items;
     let avg = items
         .iter()
@@ -1421,8 +1430,7 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
         let (_, config) = adapter_studio::hub::read_adapter_config(&run.join("adapter")).unwrap();
         h.state_mut().library.stale = true;
         h.state_mut().screen = Screen::Adapters;
-        h.step();
-        h.step();
+        library_read(&mut h);
         let card = exact
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}, {} · ", config.method_name(), config.size_label()));

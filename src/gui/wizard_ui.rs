@@ -2,11 +2,10 @@
 //! paper's defaults, with help on each) → review with the equivalent command → start.
 use std::path::PathBuf;
 
-use adapter_studio::side_worker::SideCommand;
+use adapter_studio::side_worker::{SideCommand, SideEvent};
 use adapter_studio::training::{
     Method, Preset as TrainingPreset, RunEstimate, Stage, StopWatch, TrainConfig,
 };
-use adapter_studio::worker::Command;
 use adapter_studio::workspace::Preset;
 
 use super::runs_ui::RunEntry;
@@ -60,6 +59,16 @@ paper's and the only kind fusion can use), LoRA or (IA)³ (mergeable into the mo
 baseline. Choosing a method sets its usual learning rate.";
 
 impl Wizard {
+    /// The side worker's answer to this screen's question: the estimate of the run.
+    pub(super) fn on_side_event(&mut self, event: SideEvent) {
+        if let SideEvent::Estimated { id, result } = event {
+            if self.estimate_pending == Some(id) {
+                self.estimate_pending = None;
+                self.estimate = Some(result);
+            }
+        }
+    }
+
     pub fn new(ws: &adapter_studio::workspace::Workspace) -> Self {
         Wizard {
             page: Page::Model,
@@ -566,21 +575,6 @@ impl StudioApp {
         });
     }
 
-    /// Queues the run on the worker and shows it on the Runs screen.
-    pub(super) fn start_run(&mut self, config: TrainConfig, out: PathBuf) {
-        self.wizard.message = None;
-        let sent = self.send(Command::Start {
-            config: Box::new(config),
-            out: out.clone(),
-        });
-        if sent {
-            self.runs.track_new(&out);
-            self.screen = Screen::Runs;
-        } else {
-            self.wizard.message = self.runs.message.clone();
-        }
-    }
-
     /// Starts the wizard's current choices (the app's `--autostart`, for measurements).
     pub(super) fn start_wizard_run(&mut self) {
         if let Some(config) = self.wizard.config(&self.ws) {
@@ -595,12 +589,12 @@ impl StudioApp {
         if self.wizard.estimate_for.as_ref() != Some(config) {
             self.wizard.estimate_for = Some(config.clone());
             self.wizard.estimate = None;
-            let id = self.next_id();
-            self.wizard.estimate_pending = Some(id);
-            self.send_side(SideCommand::Estimate {
+            let config = Box::new(config.clone());
+            let id = self.ask_side(super::screen::Asker::Train, |id| SideCommand::Estimate {
                 id,
-                config: Box::new(config.clone()),
+                config,
             });
+            self.wizard.estimate_pending = Some(id);
         }
         match &self.wizard.estimate {
             None => {

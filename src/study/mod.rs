@@ -5,6 +5,17 @@
 //! the same seed. Each planned run is the command line of this program's `train` or `fuse`, so
 //! a local runner and a cluster run exactly the same thing; status and report are read from the
 //! run folders, whoever wrote them.
+//!
+//! What runs when is decided once, by [`StudyRunner`] (`runner.rs`), for every front end; a
+//! [`StudyBackend`] only carries runs out: this program as a child process
+//! ([`ProcessBackend`], `process.rs`), the app's training worker, or Slurm
+//! ([`crate::slurm::SlurmBackend`]).
+mod process;
+mod runner;
+
+pub use process::{ProcessBackend, StopSignal};
+pub use runner::{Ending, Event, RunOutcome, StudyBackend, StudyRunner, Takes};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -475,7 +486,34 @@ pub enum Next {
     Start,
     /// Continue its stopped, interrupted or failed run folder.
     Resume,
-    Skip(&'static str),
+    Skip(Skip),
+}
+
+/// Why a planned run is not run this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Finished,
+    RunningElsewhere,
+    /// A run it needs failed or was cancelled.
+    Cancelled,
+    /// A run it needs has not finished and will not finish here (it trains elsewhere).
+    Waiting,
+    /// It failed before, and this runner does not try failed runs again (the app: it would
+    /// fail the same way; `study run` does retry).
+    FailedBefore,
+}
+
+impl Skip {
+    /// In words, as `study run` says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Finished => "finished",
+            Skip::RunningElsewhere => "running in another process",
+            Skip::Cancelled => "cancelled: a run it needs failed",
+            Skip::Waiting => "waiting: a run it needs has not finished",
+            Skip::FailedBefore => "failed before (not tried again here)",
+        }
+    }
 }
 
 /// One row of `study status`.
@@ -636,36 +674,18 @@ impl StudyDir {
     /// What to do with run `id` in `state` (see `status`).
     pub fn next(&self, id: &str, state: RunState) -> Next {
         match state {
-            RunState::Finished => Next::Skip("finished"),
-            RunState::Running => Next::Skip("running in another process"),
-            RunState::Cancelled => Next::Skip("cancelled: a run it needs failed"),
+            RunState::Finished => Next::Skip(Skip::Finished),
+            RunState::Running => Next::Skip(Skip::RunningElsewhere),
+            RunState::Cancelled => Next::Skip(Skip::Cancelled),
             RunState::Stopped | RunState::Failed if self.has_run(id) => Next::Resume,
             // Not started, queued elsewhere, or refused before its folder held anything.
             _ => Next::Start,
         }
     }
 
-    /// The runs that can go to a device now, in plan order, with what each needs: those not
-    /// finished, running or in `busy` (already handed to a queue), and for stage 2 only once
-    /// every run it fuses has finished. A failed run is not tried again here (it would fail
-    /// the same way); `study run` does retry it.
-    pub fn ready(&self, plan: &Plan, busy: &BTreeSet<String>) -> Vec<(PlannedRun, Next)> {
-        let rows = self.status(plan, &BTreeSet::new());
-        let state = |id: &str| rows.iter().find(|r| r.id == id).map(|r| r.state);
-        plan.runs
-            .iter()
-            .filter(|r| !busy.contains(&r.id))
-            .filter(|r| matches!(state(&r.id), Some(RunState::Planned | RunState::Stopped)))
-            .filter(|r| {
-                r.depends_on
-                    .iter()
-                    .all(|d| state(d) == Some(RunState::Finished))
-            })
-            .filter_map(|r| match self.next(&r.id, state(&r.id)?) {
-                Next::Skip(_) => None,
-                next => Some((r.clone(), next)),
-            })
-            .collect()
+    /// The log of run `id` when this program runs it as a child process.
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{id}.log"))
     }
 
     /// `status`'s rows, each with its run's record when it has one.
@@ -782,13 +802,20 @@ impl StudyDir {
         serde_json::from_value(value).ok()
     }
 
+    /// Whether run `r` (finished) is still to be evaluated on its task's test file: the study
+    /// gives one and `test/ID.json` is not there yet.
+    pub fn needs_test(&self, spec: &StudySpec, r: &PlannedRun) -> bool {
+        let has_test = spec.task(&r.task).is_some_and(|t| t.test.is_some());
+        has_test && self.test_metrics(&r.id).is_none()
+    }
+
     /// Evaluates finished run `r` on its task's test file (once: the result is kept in
     /// `test/ID.json`), with the columns and length it trained with.
     pub fn evaluate_test(&self, spec: &StudySpec, r: &PlannedRun) -> Result<()> {
         let Some(test) = spec.task(&r.task).and_then(|t| t.test.as_ref()) else {
             return Ok(());
         };
-        if self.test_metrics(&r.id).is_some() {
+        if !self.needs_test(spec, r) {
             return Ok(());
         }
         let run = self.run(&r.id);
