@@ -158,9 +158,16 @@ pub fn clip_message(message: &str) -> String {
         }
         let start: String = line.chars().take(KEEP_START).collect();
         let end: String = line.chars().skip(chars - KEEP_END).collect();
-        format!("{start} … ({} characters cut) … {end}", chars - KEEP_START - KEEP_END)
+        format!(
+            "{start} … ({} characters cut) … {end}",
+            chars - KEEP_START - KEEP_END
+        )
     };
-    message.lines().map(clip_line).collect::<Vec<_>>().join("\n")
+    message
+        .lines()
+        .map(clip_line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The text a panic was raised with (`panic!("…")` gives a `&str` or a `String`).
@@ -277,7 +284,10 @@ mod tests {
         assert_eq!(clip("short"), "short");
         let cell = "x".repeat(10_000_000);
         let shown = clip(&cell);
-        assert!(shown.len() < 200 && shown.ends_with("(9999880 more bytes)"), "{shown}");
+        assert!(
+            shown.len() < 200 && shown.ends_with("(9999880 more bytes)"),
+            "{shown}"
+        );
         // Cut on characters, never inside one.
         assert!(clip(&"é".repeat(500)).starts_with(&"é".repeat(120)));
         let message = format!("/data/run.json: host `{cell}` is not a host name");

@@ -268,8 +268,8 @@ fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
         .chunks_exact(4)
         .map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize)
         .collect();
-    let normalized =
-        std::str::from_utf8(normalized).map_err(|_| "its replacements are not UTF-8".to_string())?;
+    let normalized = std::str::from_utf8(normalized)
+        .map_err(|_| "its replacements are not UTF-8".to_string())?;
     // The double array's unit layout (darts-clone, as spm_precompiled decodes it).
     let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
     let label = |u: usize| u & ((1 << 31) | 0xFF);

@@ -397,7 +397,10 @@ mod tests {
         tok.inner.with_pre_tokenizer(Some(split));
         let text = format!("{}b", "a".repeat(40));
         let e = tok.encode_one(&text, None).unwrap_err().to_string();
-        assert!(e.contains("bert_tiny") && e.contains("tokenizer failed"), "{e}");
+        assert!(
+            e.contains("bert_tiny") && e.contains("tokenizer failed"),
+            "{e}"
+        );
         // The text is shown cut, not whole.
         let long = format!("{}b", "a".repeat(5000));
         let e = tok.encode_one(&long, None).unwrap_err().to_string();

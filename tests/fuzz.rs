@@ -281,7 +281,10 @@ fn fuzz_sentencepiece_models() {
         "sentencepiece.bpe.model",
         |p| {
             if let Ok(t) = adapter_studio::sentencepiece::xlm_roberta(p) {
-                for text in ["Licensed under the Apache License", "ﬁ ① Ｆｕｌｌ ｗｉｄｔｈ ñ"] {
+                for text in [
+                    "Licensed under the Apache License",
+                    "ﬁ ① Ｆｕｌｌ ｗｉｄｔｈ ñ",
+                ] {
                     let _ = t.encode(text, true);
                 }
             }
@@ -291,16 +294,11 @@ fn fuzz_sentencepiece_models() {
 
 #[test]
 fn fuzz_study_files() {
-    fuzz(
-        "study",
-        &[corpus().join("study.json")],
-        "study.json",
-        |p| {
-            if let Ok(spec) = adapter_studio::study::StudySpec::from_file(p) {
-                let _ = spec.plan(p, &p.with_file_name("runs"));
-            }
-        },
-    );
+    fuzz("study", &[corpus().join("study.json")], "study.json", |p| {
+        if let Ok(spec) = adapter_studio::study::StudySpec::from_file(p) {
+            let _ = spec.plan(p, &p.with_file_name("runs"));
+        }
+    });
 }
 
 #[test]
