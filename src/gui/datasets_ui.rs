@@ -3,15 +3,15 @@
 //! distribution and the token-length histogram (computed off the UI thread).
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::Receiver;
-
 use adapter_studio::data::hf::{self, CacheKind, CachedDataset};
 use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, Table, TaskType};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
 use adapter_studio::workspace::DatasetEntry;
 
-use super::StudioApp;
+use super::loading::Loading;
+use super::screen::ScreenCtx;
+use super::AppRequest;
 
 const PREVIEW_ROWS: usize = 20;
 
@@ -24,99 +24,108 @@ pub struct DataStats {
 
 type StatsKey = (PathBuf, TaskType, Columns);
 
-enum Stats {
-    Pending(Receiver<Result<DataStats, String>>),
-    Ready(Result<DataStats, String>),
-}
-
-enum CacheScan {
-    Pending(Receiver<Vec<CachedDataset>>),
-    Ready(Vec<CachedDataset>),
-}
-
 #[derive(Default)]
 pub struct DatasetsView {
     pub selected: Option<usize>,
     pub path_input: String,
     pub message: Option<Result<String, String>>,
-    preview: Option<(PathBuf, Result<Table, String>)>,
-    stats: Option<(StatsKey, Stats)>,
+    /// The first rows of a training file (read off the UI thread).
+    preview: Option<(PathBuf, Loading<Result<Table, String>>)>,
+    stats: Option<(StatsKey, Loading<Result<DataStats, String>>)>,
     /// The Hugging Face caches to list (`None`: where `datasets` looks, from the environment).
     pub cache_roots: Option<Vec<(CacheKind, PathBuf)>>,
-    cache: Option<CacheScan>,
+    cache: Option<Loading<Vec<CachedDataset>>>,
 }
 
 impl DatasetsView {
     #[cfg(test)]
     pub fn stats_ready(&self) -> bool {
-        matches!(self.stats, Some((_, Stats::Ready(_))))
+        self.stats.as_ref().is_some_and(|(_, s)| s.is_ready())
     }
 
     #[cfg(test)]
     pub fn cache_scanned(&self) -> bool {
-        matches!(self.cache, Some(CacheScan::Ready(_)))
+        self.cache.as_ref().is_some_and(Loading::is_ready)
+    }
+
+    /// The app added a dataset this screen asked for (at `index` of the workspace's list), or
+    /// could not.
+    pub fn on_added(&mut self, result: Result<(usize, String), String>) {
+        self.message = Some(result.map(|(index, name)| {
+            self.selected = Some(index);
+            format!("Added {name}")
+        }));
+    }
+
+    /// A change this screen asked for failed.
+    pub fn on_error(&mut self, error: String) {
+        self.message = Some(Err(error));
     }
 }
 
-/// Lists the caches on a thread of its own (a large cache has many Parquet footers to read).
-fn spawn_cache_scan(roots: Vec<(CacheKind, PathBuf)>) -> Receiver<Vec<CachedDataset>> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let _ = std::thread::Builder::new()
-        .name("hf-cache-scan".into())
-        .spawn(move || {
-            let _ = tx.send(hf::discover(&roots));
-        });
-    rx
+/// The workspace entry for a new dataset `name` whose training data is `train`, with the
+/// validation and test files beside it; an error when `train` cannot be read as a table.
+pub fn new_entry(name: String, train: &Path) -> Result<DatasetEntry, String> {
+    read_table(train, Some(0), false).map_err(|e| format!("Not added: {e}"))?;
+    let (validation, test) = siblings(train);
+    Ok(DatasetEntry {
+        name,
+        train: train.to_path_buf(),
+        validation,
+        test,
+        task: TaskType::CLASSIFICATION,
+        columns: Columns::default(),
+    })
+}
+
+/// A dataset's name from its training path: the folder of a `train.*` file, else the file's
+/// stem.
+fn name_of(train: &Path) -> String {
+    train
+        .parent()
+        .and_then(|p| p.file_name())
+        .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
+        .or_else(|| train.file_stem())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into())
 }
 
 /// Label counts and token lengths of a dataset, on a thread of its own (tokenizing a large
 /// file must not stall frames).
-fn spawn_stats(
-    entry: &DatasetEntry,
-    model: Option<PathBuf>,
-) -> Receiver<Result<DataStats, String>> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
+fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Loading<Result<DataStats, String>> {
     let (path, task, columns) = (entry.train.clone(), entry.task, entry.columns.clone());
-    let spawned = std::thread::Builder::new()
-        .name("dataset-stats".into())
-        .spawn(move || {
-            let result = (|| -> adapter_studio::Result<DataStats> {
-                let spec = DataSpec {
-                    task,
-                    columns,
-                    labels: None,
-                    skip_bad_rows: false,
-                };
-                let ds = Dataset::load(&path, &spec)?;
-                let mut token_lengths = Vec::new();
-                if let Some(dir) = model {
-                    let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
-                    let tok = TextTokenizer::load(&dir, &cfg)?;
-                    for ex in &ds.examples {
-                        let enc = match &ex.text {
-                            adapter_studio::data::Text::Plain(t) => {
-                                tok.encode_one(t, ex.pair.as_deref())
-                            }
-                            adapter_studio::data::Text::Words(w) => tok.encode_words(w),
-                        }?;
-                        token_lengths.push(enc.ids.len());
-                    }
+    Loading::spawn("dataset-stats", move || {
+        let result = (|| -> adapter_studio::Result<DataStats> {
+            let spec = DataSpec {
+                task,
+                columns,
+                labels: None,
+                skip_bad_rows: false,
+            };
+            let ds = Dataset::load(&path, &spec)?;
+            let mut token_lengths = Vec::new();
+            if let Some(dir) = model {
+                let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+                let tok = TextTokenizer::load(&dir, &cfg)?;
+                for ex in &ds.examples {
+                    let enc = match &ex.text {
+                        adapter_studio::data::Text::Plain(t) => {
+                            tok.encode_one(t, ex.pair.as_deref())
+                        }
+                        adapter_studio::data::Text::Words(w) => tok.encode_words(w),
+                    }?;
+                    token_lengths.push(enc.ids.len());
                 }
-                Ok(DataStats {
-                    examples: ds.examples.len(),
-                    labels: ds.label_counts(),
-                    token_lengths,
-                    skipped: ds.skipped_summary(),
-                })
-            })();
-            let _ = tx.send(result.map_err(|e| e.to_string()));
-        });
-    if let Err(e) = spawned {
-        let (tx, rx2) = crossbeam_channel::bounded(1);
-        let _ = tx.send(Err(format!("cannot start a thread: {e}")));
-        return rx2;
-    }
-    rx
+            }
+            Ok(DataStats {
+                examples: ds.examples.len(),
+                labels: ds.label_counts(),
+                token_lengths,
+                skipped: ds.skipped_summary(),
+            })
+        })();
+        result.map_err(|e| e.to_string())
+    })
 }
 
 fn sibling(train: &Path, split: &str) -> Option<PathBuf> {
@@ -210,88 +219,53 @@ fn column_combo_ui(
     changed
 }
 
-impl StudioApp {
-    pub(super) fn add_dataset(&mut self, train: &Path) {
-        let name = train
-            .parent()
-            .and_then(|p| p.file_name())
-            .filter(|_| train.file_stem().is_some_and(|s| s == "train"))
-            .or_else(|| train.file_stem())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into());
-        self.add_dataset_named(name, train);
-    }
-
-    fn add_dataset_named(&mut self, name: String, train: &Path) {
-        let result = read_table(train, Some(0), false)
-            .map_err(|e| format!("Not added: {e}"))
-            .and_then(|_| {
-                let (validation, test) = siblings(train);
-                let entry = DatasetEntry {
-                    name: name.clone(),
-                    train: train.to_path_buf(),
-                    validation,
-                    test,
-                    task: TaskType::CLASSIFICATION,
-                    columns: Columns::default(),
-                };
-                self.ws
-                    .modify(|state| state.datasets.push(entry.clone()))
-                    .map_err(|e| format!("Not added: {e}"))?;
-                self.datasets.selected = self.ws.state.datasets.iter().rposition(|d| *d == entry);
-                Ok(format!("Added {name}"))
-            });
-        self.datasets.message = Some(result);
+impl DatasetsView {
+    /// Asks the app to add the dataset whose training data is `train`.
+    fn add_ui_request(ctx: &mut ScreenCtx, train: &Path) {
+        ctx.request(AppRequest::AddDataset {
+            name: name_of(train),
+            train: train.to_path_buf(),
+        });
     }
 
     /// The datasets of the local Hugging Face caches, each config with an Add button.
-    fn cache_ui(&mut self, ui: &mut egui::Ui) {
-        let view = &mut self.datasets;
-        if let Some(CacheScan::Pending(rx)) = &view.cache {
-            if let Ok(found) = rx.try_recv() {
-                view.cache = Some(CacheScan::Ready(found));
-            }
-        }
-        let roots = view.cache_roots.clone().unwrap_or_else(hf::cache_roots);
+    fn cache_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let roots = self.cache_roots.clone().unwrap_or_else(hf::cache_roots);
         let mut add = None;
         egui::CollapsingHeader::new("Hugging Face cache")
             .default_open(true)
-            .show(ui, |ui| match &view.cache {
-                None => {
-                    view.cache = Some(CacheScan::Pending(spawn_cache_scan(roots)));
+            .show(ui, |ui| {
+                let scan = self.cache.get_or_insert_with(|| {
+                    let roots = roots.clone();
+                    // A large cache has many Parquet footers to read.
+                    Loading::spawn("hf-cache-scan", move || hf::discover(&roots))
+                });
+                if !scan.wait_ui(ui, "the Hugging Face caches") {
+                    return;
                 }
-                Some(CacheScan::Pending(_)) => {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("Looking in the Hugging Face caches…");
-                    });
-                    ui.ctx()
-                        .request_repaint_after(std::time::Duration::from_millis(100));
+                let Some(found) = scan.poll() else { return };
+                if found.is_empty() {
+                    let places: Vec<String> =
+                        roots.iter().map(|(_, p)| p.display().to_string()).collect();
+                    ui.label(format!(
+                        "No datasets in {} (datasets downloaded with the datasets library or huggingface-cli appear here).",
+                        places.join(" or ")
+                    ));
                 }
-                Some(CacheScan::Ready(found)) => {
-                    if found.is_empty() {
-                        let places: Vec<String> =
-                            roots.iter().map(|(_, p)| p.display().to_string()).collect();
-                        ui.label(format!(
-                            "No datasets in {} (datasets downloaded with the datasets library or huggingface-cli appear here).",
-                            places.join(" or ")
-                        ));
-                    }
-                    egui::Grid::new("hf_cache").striped(true).show(ui, |ui| {
-                        for d in found {
-                            ui.label(format!("{} [{}]", d.name, d.config));
-                            let splits: Vec<String> =
-                                d.splits.iter().map(|s| s.to_string()).collect();
-                            ui.label(splits.join(" · ")).on_hover_text(d.path.display().to_string());
-                            if ui.button("Add").clicked() {
-                                add = Some(d.clone());
-                            }
-                            ui.end_row();
+                egui::Grid::new("hf_cache").striped(true).show(ui, |ui| {
+                    for d in found {
+                        ui.label(format!("{} [{}]", d.name, d.config));
+                        let splits: Vec<String> = d.splits.iter().map(|s| s.to_string()).collect();
+                        ui.label(splits.join(" · "))
+                            .on_hover_text(d.path.display().to_string());
+                        if ui.button("Add").clicked() {
+                            add = Some(d.clone());
                         }
-                    });
-                    if ui.button("Rescan").clicked() {
-                        view.cache = None;
+                        ui.end_row();
                     }
+                });
+                if ui.button("Rescan").clicked() {
+                    self.cache = None;
                 }
             });
         if let Some(d) = add {
@@ -303,11 +277,11 @@ impl StudioApp {
                 "default" => d.name.clone(),
                 config => format!("{}/{config}", d.name),
             };
-            self.add_dataset_named(name, &train);
+            ctx.request(AppRequest::AddDataset { name, train });
         }
     }
 
-    pub(super) fn datasets_ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.heading("Datasets");
         ui.label("CSV (header row), GLUE-style TSV, JSON Lines, Parquet or Arrow; a train file with optional validation and test files next to it, or a Hugging Face dataset folder (save_to_disk, FOLDER:SPLIT for one split).");
         ui.horizontal(|ui| {
@@ -321,12 +295,12 @@ impl StudioApp {
                     )
                     .pick_file()
                 {
-                    self.add_dataset(&f);
+                    Self::add_ui_request(ctx, &f);
                 }
             }
             if ui.button("Add dataset folder…").clicked() {
                 if let Some(f) = rfd::FileDialog::new().pick_folder() {
-                    self.add_dataset(&f);
+                    Self::add_ui_request(ctx, &f);
                 }
             }
             let typed = super::path_input_ui(
@@ -334,16 +308,17 @@ impl StudioApp {
                 "Dataset path",
                 "/path/to/train.csv",
                 "Add file",
-                &mut self.datasets.path_input,
+                &mut self.path_input,
             );
             if let Some(p) = typed {
-                self.add_dataset(&p);
+                Self::add_ui_request(ctx, &p);
             }
         });
-        super::message_ui(ui, &self.datasets.message);
-        self.cache_ui(ui);
+        super::message_ui(ui, &self.message);
+        self.cache_ui(ui, ctx);
         ui.separator();
-        if self.ws.state.datasets.is_empty() {
+        let datasets = &ctx.ws.state.datasets;
+        if datasets.is_empty() {
             ui.label("No datasets yet: add a training file above.");
             return;
         }
@@ -351,29 +326,25 @@ impl StudioApp {
             .resizable(false)
             .exact_size(180.0)
             .show(ui, |ui| {
-                for (i, d) in self.ws.state.datasets.iter().enumerate() {
+                for (i, d) in datasets.iter().enumerate() {
                     if ui
-                        .selectable_label(self.datasets.selected == Some(i), &d.name)
+                        .selectable_label(self.selected == Some(i), &d.name)
                         .clicked()
                     {
-                        self.datasets.selected = Some(i);
+                        self.selected = Some(i);
                     }
                 }
             });
-        let count = self.ws.state.datasets.len();
-        let selected = self.datasets.selected.filter(|i| *i < count).unwrap_or(0);
-        self.datasets.selected = Some(selected);
-        let Some(i) = Some(selected).filter(|i| *i < count) else {
-            ui.label("Select a dataset to preview it.");
-            return;
-        };
+        let count = datasets.len();
+        let selected = self.selected.filter(|i| *i < count).unwrap_or(0);
+        self.selected = Some(selected);
         egui::ScrollArea::vertical()
             .id_salt("dataset_detail")
-            .show(ui, |ui| self.dataset_detail_ui(ui, i));
+            .show(ui, |ui| self.dataset_detail_ui(ui, ctx, selected));
     }
 
-    fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, i: usize) {
-        let entry = self.ws.state.datasets[i].clone();
+    fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx, i: usize) {
+        let entry = ctx.ws.state.datasets[i].clone();
         ui.heading(&entry.name);
         ui.label(format!("train: {}", entry.train.display()));
         for (what, p) in [("validation", &entry.validation), ("test", &entry.test)] {
@@ -385,55 +356,48 @@ impl StudioApp {
                         .to_string())
             ));
         }
-        if self
-            .datasets
-            .preview
-            .as_ref()
-            .is_none_or(|(p, _)| *p != entry.train)
-        {
-            let table =
-                read_table(&entry.train, Some(PREVIEW_ROWS), true).map_err(|e| e.to_string());
-            self.datasets.preview = Some((entry.train.clone(), table));
+        if self.preview.as_ref().is_none_or(|(p, _)| *p != entry.train) {
+            let train = entry.train.clone();
+            let read = Loading::spawn("dataset-preview", move || {
+                read_table(&train, Some(PREVIEW_ROWS), true).map_err(|e| e.to_string())
+            });
+            self.preview = Some((entry.train.clone(), read));
         }
-        let columns = match &self.datasets.preview {
-            Some((_, Ok(t))) => t.columns.clone(),
+        let columns = match self.preview.as_mut().and_then(|(_, t)| t.poll()) {
+            Some(Ok(t)) => t.columns.clone(),
             _ => Vec::new(),
         };
         let mut edited = entry.clone();
-        let changed = mapping_ui(ui, &mut edited, &columns);
-        if changed {
-            if let Err(e) = self.ws.replace_dataset(&entry, edited.clone()) {
-                self.datasets.message = Some(Err(e.to_string()));
-            }
+        if mapping_ui(ui, &mut edited, &columns) {
+            ctx.request(AppRequest::ReplaceDataset {
+                old: Box::new(entry.clone()),
+                new: Box::new(edited.clone()),
+            });
         }
         let key: StatsKey = (edited.train.clone(), edited.task, edited.columns.clone());
-        if self.datasets.stats.as_ref().is_none_or(|(k, _)| *k != key) {
-            let model = self.ws.state.models.first().map(|m| m.path.clone());
-            self.datasets.stats = Some((key, Stats::Pending(spawn_stats(&edited, model))));
+        if self.stats.as_ref().is_none_or(|(k, _)| *k != key) {
+            let model = ctx.ws.state.models.first().map(|m| m.path.clone());
+            self.stats = Some((key, spawn_stats(&edited, model)));
         }
-        if let Some((_, stats)) = &mut self.datasets.stats {
-            if let Stats::Pending(rx) = stats {
-                match rx.try_recv() {
-                    Ok(r) => *stats = Stats::Ready(r),
-                    Err(_) => {
-                        ui.spinner();
-                        ui.ctx()
-                            .request_repaint_after(std::time::Duration::from_millis(100));
-                    }
+        if let Some((_, stats)) = &mut self.stats {
+            if stats.wait_ui(ui, "the examples") {
+                if let Some(r) = stats.poll() {
+                    stats_ui(ui, r);
                 }
-            }
-            if let Stats::Ready(r) = stats {
-                stats_ui(ui, r);
             }
         }
         // The summary (counts, lengths) first, then the rows: both in view without scrolling.
         ui.separator();
-        match &self.datasets.preview {
-            Some((_, Ok(table))) => table_ui(ui, table),
-            Some((_, Err(e))) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
+        if let Some((_, preview)) = &mut self.preview {
+            if preview.wait_ui(ui, "the first rows") {
+                match preview.poll() {
+                    Some(Ok(table)) => table_ui(ui, table),
+                    Some(Err(e)) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                    None => {}
+                }
             }
-            None => {}
         }
     }
 }

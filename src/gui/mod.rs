@@ -5,6 +5,7 @@ mod datasets_ui;
 mod export_ui;
 mod heatmap_ui;
 mod inspector_ui;
+mod loading;
 mod models_ui;
 mod playground_ui;
 mod run_picker_ui;
@@ -22,7 +23,7 @@ use std::time::Instant;
 use adapter_studio::side_worker::{SideCommand, SideEvent, SideWorker};
 use adapter_studio::training::TrainConfig;
 use adapter_studio::worker::{Command, Worker, WorkerEvent};
-use adapter_studio::workspace::Workspace;
+use adapter_studio::workspace::{DatasetEntry, Workspace};
 
 use adapters_ui::LibraryView;
 use datasets_ui::DatasetsView;
@@ -118,6 +119,16 @@ pub enum AppRequest {
     Study(StudyRequest),
     /// Runs or adapters changed on disk: the adapter library reads its cards again.
     LibraryChanged,
+    /// Add a dataset to the workspace (its training data is `train`) and show it.
+    AddDataset {
+        name: String,
+        train: PathBuf,
+    },
+    /// Replace a dataset's entry (its task or columns changed).
+    ReplaceDataset {
+        old: Box<DatasetEntry>,
+        new: Box<DatasetEntry>,
+    },
 }
 
 pub struct StudioApp {
@@ -256,8 +267,9 @@ impl StudioApp {
             Some(Asker::Adapters) => self.library.on_side_event(event),
             Some(Asker::Train) => self.wizard.on_side_event(event),
             Some(Asker::Studies) => self.on_studies_side_event(event),
-            // Asked by nobody still waiting (a screen that moved on): dropped.
-            None => {}
+            // Asked by nobody still waiting (a screen that moved on), or by a screen that asks
+            // the side worker nothing (Datasets reads on threads of its own): dropped.
+            Some(Asker::Datasets) | None => {}
         }
     }
 
@@ -367,8 +379,31 @@ impl StudioApp {
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),
                 AppRequest::LibraryChanged => self.library.stale = true,
+                AppRequest::AddDataset { name, train } => self.add_dataset(name, &train),
+                AppRequest::ReplaceDataset { old, new } => {
+                    if let Err(e) = self.ws.replace_dataset(&old, *new) {
+                        // Said on the screen that asked (the one on display).
+                        match self.screen {
+                            Screen::Train => self.wizard.message = Some(e.to_string()),
+                            _ => self.datasets.on_error(e.to_string()),
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// Adds dataset `name` (training data `train`, with the validation and test files beside
+    /// it) to the workspace and shows it on the Datasets screen.
+    fn add_dataset(&mut self, name: String, train: &Path) {
+        let result = datasets_ui::new_entry(name.clone(), train).and_then(|entry| {
+            self.ws
+                .modify(|state| state.datasets.push(entry.clone()))
+                .map_err(|e| format!("Not added: {e}"))?;
+            let index = self.ws.state.datasets.iter().rposition(|d| *d == entry);
+            Ok((index.unwrap_or(0), name))
+        });
+        self.datasets.on_added(result);
     }
 
     /// Queues the run on the worker and shows it on the Runs screen.
@@ -443,7 +478,9 @@ impl StudioApp {
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.screen {
             Screen::Models => self.models_ui(ui),
-            Screen::Datasets => self.datasets_ui(ui),
+            Screen::Datasets => self
+                .datasets
+                .ui(ui, &mut screen_ctx!(self, Asker::Datasets)),
             Screen::Train => self.wizard_ui(ui),
             Screen::Runs => self.runs_ui(ui),
             Screen::Adapters => self.adapters_ui(ui),

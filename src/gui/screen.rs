@@ -17,6 +17,7 @@ use super::AppRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asker {
     Models,
+    Datasets,
     Runs,
     Adapters,
     Train,

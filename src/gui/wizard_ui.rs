@@ -42,7 +42,11 @@ pub struct Wizard {
     pub preset_name: String,
     pub message: Option<String>,
     /// Header of the chosen dataset's train file (read once per file).
-    columns: Option<(PathBuf, Result<Vec<String>, String>)>,
+    /// The chosen dataset's columns (its header, read off the UI thread).
+    columns: Option<(
+        PathBuf,
+        super::loading::Loading<Result<Vec<String>, String>>,
+    )>,
     /// Adapter folders to fuse: non-empty makes this a stage-2 (AdapterFusion) run.
     pub fusion: Vec<PathBuf>,
     /// The review page's estimate: for which settings, the side worker's request, the answer.
@@ -259,18 +263,29 @@ impl StudioApp {
                 .as_ref()
                 .is_none_or(|(p, _)| *p != train)
             {
-                let header = adapter_studio::data::read_table(&train, Some(0), false)
-                    .map(|t| t.columns)
-                    .map_err(|e| e.to_string());
+                let path = train.clone();
+                let header = super::loading::Loading::spawn("dataset-header", move || {
+                    adapter_studio::data::read_table(&path, Some(0), false)
+                        .map(|t| t.columns)
+                        .map_err(|e| e.to_string())
+                });
                 self.wizard.columns = Some((train, header));
             }
-            match self.wizard.columns.as_ref().map(|(_, c)| c) {
+            let header = match self.wizard.columns.as_mut() {
+                Some((_, c)) => match c.wait_ui(ui, "the columns") {
+                    true => c.poll(),
+                    false => None,
+                },
+                None => None,
+            };
+            match header {
                 Some(Ok(columns)) => {
                     let changed = super::datasets_ui::mapping_ui(ui, &mut entry, columns);
                     if changed {
-                        if let Err(e) = self.ws.replace_dataset(&original, entry) {
-                            self.wizard.message = Some(e.to_string());
-                        }
+                        self.request(super::AppRequest::ReplaceDataset {
+                            old: Box::new(original),
+                            new: Box::new(entry),
+                        });
                     }
                 }
                 Some(Err(e)) => {
