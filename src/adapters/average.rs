@@ -95,6 +95,15 @@ pub fn average(
                 "lora_delta_w_svd needs LoRA adapters, not (IA)³".into(),
             ));
         }
+        if let Some(v) = &lc.variant {
+            // Its update is not `B A`; the library averages such adapters linearly only.
+            return Err(Error::Invalid(format!(
+                "lora_delta_w_svd splits LoRA updates into B A; `{}` is a {} adapter: average \
+                 it linearly",
+                first.name,
+                v.method_name()
+            )));
+        }
         Combine::lora_delta_w_svd(svd_rank)?;
         // The SVD of a delta [out, in] has min(out, in) singular values: a larger rank has
         // nothing to fill its rows with (the library's split fails there too).

@@ -97,7 +97,10 @@ impl AdapterConfig {
             "unipelt" | "unipeltconfig" => return Some(Self::union_preset(UnionPreset::UniPelt)),
             _ => {}
         }
-        LoraPreset::from_name(name).map(|p| AdapterConfig::Lora(LoraConfig::preset(p)))
+        LoraPreset::from_name(name)
+            .map(LoraConfig::preset)
+            .or_else(|| super::lora::variant_preset(name))
+            .map(AdapterConfig::Lora)
     }
 
     pub fn from_json(path: &Path, m: &Map<String, Value>, versioned: bool) -> Result<Self> {
@@ -295,7 +298,7 @@ impl AdapterConfig {
         match self {
             // Compacter's rule sits under `shared_parameters.NAME`.
             AdapterConfig::Bottleneck(_) => &["adapters", "shared_parameters"],
-            AdapterConfig::Lora(_) => &["loras"],
+            AdapterConfig::Lora(c) => c.key_markers(),
             AdapterConfig::PrefixTuning(_) => &["prefix_tunings", "prefix_gates"],
             AdapterConfig::PromptTuning(_) => &["prompt_tunings"],
             AdapterConfig::Union { .. } => &[
@@ -395,16 +398,15 @@ impl AdapterConfig {
                 (n, fields)
             }
             AdapterConfig::Lora(lc) => {
-                let mut n = 0u128;
-                for layer in 0..layers {
-                    for site in super::lora::LinearSite::ALL {
-                        if lc.applies_at(layer, site) {
-                            let (fan_in, fan_out) = model.linear_features(site);
-                            n = n.saturating_add(lc.module_size(fan_in, fan_out));
-                        }
-                    }
-                }
-                (n, "config.r")
+                let sites: Vec<(i64, i64)> = (0..layers)
+                    .flat_map(|layer| {
+                        super::lora::LinearSite::ALL
+                            .into_iter()
+                            .filter(move |site| lc.applies_at(layer, *site))
+                    })
+                    .map(|site| model.linear_features(site))
+                    .collect();
+                (lc.parameter_count(&sites)?, "config.r")
             }
             AdapterConfig::PrefixTuning(pc) => {
                 let n = pc.pool_size(layers, h);

@@ -1,17 +1,101 @@
 //! LoRA, DoRA and (IA)³ (`LoRAConfig`, `DoRAConfig`, `IA3Config`, `methods/lora.py` of the
 //! Python library): a low-rank update added to, or a vector scaling, the output of the
 //! attention's query/key/value projections and the feed-forward linears. Weights live at
-//! `<linear>.loras.NAME.lora_A/B` (DoRA's magnitude at `….m.weight`).
+//! `<linear>.loras.NAME.lora_A/B` (DoRA's magnitude at `….m.weight`). Other updates of the
+//! family plug in as a [`LoraVariant`] in a file of their own.
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::{dropout, elements, field_bool, leave_out, MAX_SCALE};
-use super::method::{Family, MethodSpec, Preset};
+use super::method::{Family, MethodSpec, Preset, REGISTRY};
 use crate::error::{Error, Result};
 pub use crate::model::hooks::LinearSite;
+
+/// A LoRA variant: another update `ΔW` [out, in] in place of LoRA's `B A`, chosen by config
+/// keys of its own, with the rest of LoRA as it is (sites, `alpha / r` scaling, dropout on the
+/// input, gating, composition, merging, saving).
+///
+/// To add one, write a file that declares
+/// - a `static` [`VariantKind`]: the config keys it owns, the library's preset object and
+///   `parse`, the library's test of whether a config object selects it;
+/// - an implementation of this trait (what `parse` returns: the parsed settings), which makes
+///   the variant's variables for the linears an adapter wraps and counts them;
+/// - an implementation of [`LoraUpdate`] (one per wrapped linear): `ΔW` and `x ΔWᵀ`;
+/// - its [`MethodSpec`] with `family: Family::Lora` and `preset: Preset::LoraVariant(&KIND)`,
+///
+/// and add the spec to [`REGISTRY`](super::method::REGISTRY) (and the file to `mod.rs`).
+/// Everything else — `--method`, the wizard's list, `--adapter-config`, loading and saving
+/// AdapterHub folders, Stack/Average/Parallel/BatchSplit, merged exports, linear averages —
+/// goes through the LoRA code here.
+pub trait LoraVariant: fmt::Debug + Send + Sync {
+    /// The method's name (`--method`, run.json, cards).
+    fn method_name(&self) -> &'static str;
+
+    /// Every module-name segment its weights sit under (`loras` and any other, e.g.
+    /// `shared_parameters` for variables the whole adapter shares).
+    fn key_markers(&self) -> &'static [&'static str];
+
+    /// How many parameters [`LoraVariant::updates`] makes for linears of these
+    /// `(fan_in, fan_out)` shapes (gates and DoRA magnitudes aside); an error naming
+    /// `lc.origin` and the fields at fault where it cannot wrap them. Called before any tensor
+    /// is made.
+    fn parameters(&self, lc: &LoraConfig, sites: &[(i64, i64)]) -> Result<u128>;
+
+    /// Makes the update of each wrapped linear `(path, fan_in, fan_out)` (its variables under
+    /// `path` = `<linear>.loras.NAME`), in order, and any variables the adapter's linears share
+    /// under `shared` (= `<prefix>.shared_parameters.NAME`). Trainable variables with `var`;
+    /// frozen ones without gradient (`zeros_no_train`), so training leaves them be.
+    fn updates(
+        &self,
+        lc: &LoraConfig,
+        shared: &nn::Path,
+        sites: &[(nn::Path, i64, i64)],
+    ) -> Vec<Box<dyn LoraUpdate>>;
+}
+
+/// The update of one linear made by a [`LoraVariant`].
+pub trait LoraUpdate: fmt::Debug + Send {
+    /// `ΔW` [out, in], before the scaling (the library's `delta_w`).
+    fn delta_w(&self) -> Tensor;
+
+    /// `x ΔWᵀ` for the (dropped-out) input `x` [.., in], before the scaling.
+    fn apply(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.delta_w().tr())
+    }
+}
+
+/// A registered LoRA variant: its [`MethodSpec`]'s `preset: Preset::LoraVariant(&KIND)`.
+#[derive(Debug)]
+pub struct VariantKind {
+    /// The config keys it owns. Every other LoRA config has them as null, as the library's
+    /// `LoRAConfig` writes them.
+    pub keys: &'static [&'static str],
+    /// The `config` object the library writes for its preset.
+    pub preset: fn() -> Map<String, Value>,
+    /// The variant's settings when the `config` object (of `path`) selects it, as the library
+    /// decides; None when it does not; an error naming the field when it does with a bad value.
+    pub parse: fn(&Path, &Map<String, Value>) -> Result<Option<Arc<dyn LoraVariant>>>,
+}
+
+/// The registered variants with their method names, in registry order.
+fn variants() -> impl Iterator<Item = (&'static str, &'static VariantKind)> {
+    REGISTRY.iter().filter_map(|spec| match spec.preset {
+        Preset::LoraVariant(kind) => Some((spec.name, kind)),
+        _ => None,
+    })
+}
+
+/// The preset of a registered variant by its method or library class name (`NAMEconfig`).
+pub fn variant_preset(name: &str) -> Option<LoraConfig> {
+    let name = name.to_ascii_lowercase();
+    let (_, kind) = variants().find(|(n, _)| name == *n || name == format!("{n}config"))?;
+    LoraConfig::from_json(Path::new("<preset>"), &(kind.preset)()).ok()
+}
 
 /// How the injected weights combine with the layer's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +132,8 @@ pub struct LoraConfig {
     pub use_gating: bool,
     /// DoRA: the updated weight's rows are renormalised to a learned magnitude `m`.
     pub use_dora: bool,
+    /// A variant's update in place of `B A` (its keys selected it).
+    pub variant: Option<Arc<dyn LoraVariant>>,
     pub raw: Map<String, Value>,
     /// Where it was read from, for errors found later (sizes on a model).
     pub origin: PathBuf,
@@ -95,10 +181,13 @@ impl LoraPreset {
             "selfattn_lora": true,
             "use_dora": false,
             "use_gating": false,
-            "vera_b": null,
-            "vera_d": null,
         });
         let o = m.as_object_mut().expect("literal object");
+        for (_, kind) in variants() {
+            for key in kind.keys {
+                o.insert((*key).into(), Value::Null);
+            }
+        }
         if self == LoraPreset::Dora {
             o.insert("use_dora".into(), json!(true));
         }
@@ -123,9 +212,11 @@ impl LoraConfig {
     pub fn from_json(path: &Path, m: &Map<String, Value>) -> Result<Self> {
         let bad = |key: &str, msg: String| Error::config(path, format!("config.{key}"), msg);
         let use_dora = field_bool(path, m, "use_dora", false)?;
-        for key in ["vera_d", "vera_b"] {
-            if m.get(key).is_some_and(|v| !v.is_null()) {
-                return Err(bad(key, "VeRA is not supported yet".into()));
+        let mut variant = None;
+        for (_, kind) in variants() {
+            if let Some(v) = (kind.parse)(path, m)? {
+                variant = Some(v);
+                break;
             }
         }
         if m.get("n_up_projection").is_some() {
@@ -197,7 +288,24 @@ impl LoraConfig {
         if composition_mode == CompositionMode::Scale && dropout > 0.0 {
             return Err(bad("dropout", "(IA)³ has no dropout".into()));
         }
+        if let Some(v) = &variant {
+            let name = v.method_name();
+            if composition_mode == CompositionMode::Scale {
+                return Err(bad(
+                    "composition_mode",
+                    format!("{name} adds its update (\"add\"), as in the library"),
+                ));
+            }
+            if use_dora {
+                return Err(bad(
+                    "use_dora",
+                    format!("DoRA over {name} is not supported"),
+                ));
+            }
+        }
         let init_weights = match m.get("init_weights").and_then(Value::as_str) {
+            // A variant initialises its own variables (and reads the key itself).
+            _ if variant.is_some() => LoraInit::Lora,
             None | Some("lora") => LoraInit::Lora,
             Some("bert") => LoraInit::Bert,
             Some("ia3") => LoraInit::Ia3,
@@ -237,28 +345,49 @@ impl LoraConfig {
             init_weights,
             use_gating: field_bool(path, m, "use_gating", false)?,
             use_dora,
+            variant,
             raw: m.clone(),
             origin: path.to_path_buf(),
         })
     }
 
-    /// Parameters of one module wrapping a linear `fan_in → fan_out` (`Lora::new`).
-    pub(crate) fn module_size(&self, fan_in: i64, fan_out: i64) -> u128 {
-        let update = match self.composition_mode {
-            CompositionMode::Add => elements(&[self.r, fan_in + fan_out]),
-            CompositionMode::Scale => elements(&[fan_out, self.r]),
+    /// Parameters of the modules wrapping linears of these `(fan_in, fan_out)` shapes
+    /// (`Lora::new`, a variant's `updates`).
+    pub(crate) fn parameter_count(&self, sites: &[(i64, i64)]) -> Result<u128> {
+        let mut n = match &self.variant {
+            Some(v) => v.parameters(self, sites)?,
+            None => 0,
         };
-        let gate = if self.use_gating {
-            elements(&[fan_in + 1])
-        } else {
-            0
-        };
-        let magnitude = if self.use_dora {
-            fan_out.max(0) as u128
-        } else {
-            0
-        };
-        update.saturating_add(gate).saturating_add(magnitude)
+        for &(fan_in, fan_out) in sites {
+            let update = match (self.composition_mode, &self.variant) {
+                (_, Some(_)) => 0,
+                (CompositionMode::Add, None) => elements(&[self.r, fan_in + fan_out]),
+                (CompositionMode::Scale, None) => elements(&[fan_out, self.r]),
+            };
+            let gate = if self.use_gating {
+                elements(&[fan_in + 1])
+            } else {
+                0
+            };
+            let magnitude = if self.use_dora {
+                fan_out.max(0) as u128
+            } else {
+                0
+            };
+            n = n
+                .saturating_add(update)
+                .saturating_add(gate)
+                .saturating_add(magnitude);
+        }
+        Ok(n)
+    }
+
+    /// The module-name segments its weights sit under (`loras`, a variant's others).
+    pub fn key_markers(&self) -> &'static [&'static str] {
+        match &self.variant {
+            Some(v) => v.key_markers(),
+            None => &["loras"],
+        }
     }
 
     /// Whether this adapter wraps `site` of `layer`.
@@ -282,6 +411,9 @@ impl LoraConfig {
     }
 
     pub fn method_name(&self) -> &'static str {
+        if let Some(v) = &self.variant {
+            return v.method_name();
+        }
         match (self.composition_mode, self.use_dora) {
             (CompositionMode::Add, false) => "lora",
             (CompositionMode::Add, true) => "dora",
@@ -290,13 +422,21 @@ impl LoraConfig {
     }
 }
 
+/// What a module adds to, or scales, its linear's output.
+#[derive(Debug)]
+enum Update {
+    /// LoRA: `A` [r, in] and `B` [out, r].
+    LowRank { a: Tensor, b: Tensor },
+    /// (IA)³: the scaling vector [out, 1].
+    Vector(Tensor),
+    /// A variant's `ΔW`.
+    Variant(Box<dyn LoraUpdate>),
+}
+
 /// One LoRA or (IA)³ module wrapping one linear layer (`in_features → out_features`).
 #[derive(Debug)]
 pub struct Lora {
-    /// [r, in]; (IA)³ has none.
-    lora_a: Option<Tensor>,
-    /// [out, r] (a column vector for (IA)³).
-    lora_b: Tensor,
+    update: Update,
     gate: Option<nn::Linear>,
     /// DoRA's magnitude `m.weight` [out, 1]: a new one starts at the base weight's row norms
     /// (`start_magnitude`).
@@ -307,8 +447,15 @@ pub struct Lora {
 }
 
 impl Lora {
-    /// Creates the variables under `p` (= `<linear>.loras.NAME`).
-    pub fn new(p: &nn::Path, cfg: &LoraConfig, in_features: i64, out_features: i64) -> Self {
+    /// Creates the variables under `p` (= `<linear>.loras.NAME`); a variant's update
+    /// (`variant`, made by its `updates`) takes the place of `lora_A` and `lora_B`.
+    pub fn new(
+        p: &nn::Path,
+        cfg: &LoraConfig,
+        in_features: i64,
+        out_features: i64,
+        variant: Option<Box<dyn LoraUpdate>>,
+    ) -> Self {
         let r = cfg.r;
         let init_a = match cfg.init_weights {
             // kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -333,9 +480,19 @@ impl Lora {
             },
             LoraInit::Ia3 => nn::Init::Const(1.0),
         };
-        let lora_a = (cfg.composition_mode == CompositionMode::Add)
-            .then(|| p.var("lora_A", &[r, in_features], init_a));
-        let lora_b = p.var("lora_B", &[out_features, r], init_b);
+        let update = match (variant, cfg.composition_mode) {
+            (Some(v), _) => Update::Variant(v),
+            (None, CompositionMode::Add) => {
+                let a = p.var("lora_A", &[r, in_features], init_a);
+                Update::LowRank {
+                    a,
+                    b: p.var("lora_B", &[out_features, r], init_b),
+                }
+            }
+            (None, CompositionMode::Scale) => {
+                Update::Vector(p.var("lora_B", &[out_features, r], init_b))
+            }
+        };
         let gate = cfg.use_gating.then(|| {
             let bound = 1.0 / (in_features as f64).sqrt();
             nn::linear(
@@ -359,8 +516,7 @@ impl Lora {
             .use_dora
             .then(|| (p / "m").var("weight", &[out_features, 1], nn::Init::Const(1.0)));
         Lora {
-            lora_a,
-            lora_b,
+            update,
             gate,
             magnitude,
             mode: cfg.composition_mode,
@@ -375,31 +531,41 @@ impl Lora {
 
     /// Replaces a LoRA's `A` [r, in] and `B` [out, r] (an average's result).
     pub fn set_update(&self, a: &Tensor, b: &Tensor) -> Result<()> {
-        let Some(lora_a) = &self.lora_a else {
-            return Err(Error::Invalid("(IA)³ has no low-rank update to set".into()));
+        let Update::LowRank {
+            a: lora_a,
+            b: lora_b,
+        } = &self.update
+        else {
+            return Err(Error::Invalid(
+                "only a LoRA has a low-rank update `B A` to set".into(),
+            ));
         };
         tch::no_grad(|| {
             lora_a.shallow_clone().copy_(a);
-            self.lora_b.shallow_clone().copy_(b);
+            lora_b.shallow_clone().copy_(b);
         });
         Ok(())
     }
 
-    /// `B A` without the scaling (the library's `delta_w`), for LoRA.
+    /// The update `ΔW` [out, in] without the scaling (the library's `delta_w`: `B A` for
+    /// LoRA, a variant's own); None for (IA)³.
     pub fn delta_w(&self) -> Option<Tensor> {
-        self.lora_a.as_ref().map(|a| self.lora_b.matmul(a))
+        match &self.update {
+            Update::LowRank { a, b } => Some(b.matmul(a)),
+            Update::Variant(v) => Some(v.delta_w()),
+            Update::Vector(_) => None,
+        }
     }
 
     /// The module's contribution, from the contribution so far (`hidden`, None before the first
     /// module of a composition) and the linear's input `x`.
     pub fn forward(&self, hidden: Option<&Tensor>, x: &Tensor, train: bool) -> Tensor {
-        let h = match (&self.lora_a, self.mode) {
-            (Some(a), CompositionMode::Add) => {
-                let input = hidden.unwrap_or(x).dropout(self.dropout, train);
-                input.matmul(&a.tr()).matmul(&self.lora_b.tr())
-            }
-            _ => {
-                let l = self.lora_b.view([1, 1, -1]);
+        let input = || hidden.unwrap_or(x).dropout(self.dropout, train);
+        let h = match &self.update {
+            Update::LowRank { a, b } => input().matmul(&a.tr()).matmul(&b.tr()),
+            Update::Variant(v) => v.apply(&input()),
+            Update::Vector(l) => {
+                let l = l.view([1, 1, -1]);
                 match hidden {
                     Some(h) => h * l,
                     None => l.expand([x.size()[0], 1, -1], false).shallow_clone(),
@@ -429,7 +595,7 @@ impl Lora {
         }
     }
 
-    /// DoRA's row scale `m / ||W + B A||` [out] for the linear's `weight` (the library's norm
+    /// DoRA's row scale `m / ||W + ΔW||` [out] for the linear's `weight` (the library's norm
     /// leaves the update unscaled).
     fn dora_scale(&self, magnitude: &Tensor, weight: &Tensor) -> Option<Tensor> {
         let delta = self.delta_w()?.to_kind(weight.kind());
@@ -449,9 +615,9 @@ impl Lora {
         }
     }
 
-    /// Folds the module into the linear's `weight` [out, in] and `bias` [out]: LoRA adds
-    /// `s · B A` (DoRA then rescales the rows); (IA)³ scales rows and, unlike the library's
-    /// merge, the bias too (exact).
+    /// Folds the module into the linear's `weight` [out, in] and `bias` [out]: LoRA (and a
+    /// variant) adds `s · ΔW` (DoRA then rescales the rows); (IA)³ scales rows and, unlike the
+    /// library's merge, the bias too (exact).
     pub fn merge_into(&self, weight: &mut Tensor, bias: Option<&mut Tensor>) -> Result<()> {
         if self.gate.is_some() {
             return Err(Error::Invalid(
@@ -463,9 +629,17 @@ impl Lora {
             Some(m) => self.dora_scale(m, weight),
             None => None,
         };
-        tch::no_grad(|| match (&self.lora_a, self.mode) {
-            (Some(a), CompositionMode::Add) => {
-                let delta = self.lora_b.matmul(a) * self.scaling;
+        tch::no_grad(|| match &self.update {
+            Update::Vector(l) => {
+                let l = (l * self.scaling).to_kind(Kind::Float);
+                let _ = weight.g_mul_(&l);
+                if let Some(b) = bias {
+                    let _ = b.g_mul_(&l.view([-1]));
+                }
+            }
+            Update::LowRank { .. } | Update::Variant(_) => {
+                let Some(delta) = self.delta_w() else { return };
+                let delta = delta * self.scaling;
                 let _ = weight.g_add_(&delta.to_kind(weight.kind()));
                 // DoRA scales whole rows, the bias included (exact; the library's merge
                 // leaves the bias and scales the update unscaled).
@@ -474,13 +648,6 @@ impl Lora {
                     if let Some(b) = bias {
                         let _ = b.g_mul_(scale);
                     }
-                }
-            }
-            _ => {
-                let l = (&self.lora_b * self.scaling).to_kind(Kind::Float);
-                let _ = weight.g_mul_(&l);
-                if let Some(b) = bias {
-                    let _ = b.g_mul_(&l.view([-1]));
                 }
             }
         });

@@ -36,6 +36,8 @@ pub enum Preset {
     Config(fn() -> Map<String, Value>),
     /// A union of several methods' presets.
     Union(UnionPreset),
+    /// A LoRA variant: its preset, config keys and parser (`lora::LoraVariant`).
+    LoraVariant(&'static super::lora::VariantKind),
     /// No adapter (baselines).
     None,
 }
@@ -160,6 +162,7 @@ impl Method {
         }
         let mut raw = match self.0.preset {
             Preset::Config(preset) => preset(),
+            Preset::LoraVariant(kind) => (kind.preset)(),
             Preset::Union(preset) => {
                 if overrides.is_some() {
                     return Err(Error::Invalid(format!(
@@ -354,8 +357,8 @@ mod tests {
 
     #[test]
     fn an_unknown_method_is_refused_listing_the_registered_ones() {
-        let e = "vera2".parse::<Method>().unwrap_err().to_string();
-        assert!(e.contains("unknown method `vera2`"), "{e}");
+        let e = "lora2".parse::<Method>().unwrap_err().to_string();
+        assert!(e.contains("unknown method `lora2`"), "{e}");
         for m in Method::all() {
             assert!(e.contains(m.as_str()), "{e} lists {}", m.as_str());
         }

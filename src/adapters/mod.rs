@@ -24,7 +24,7 @@ pub use bottleneck::Bottleneck;
 use composer::{child_of, compose, Composable};
 pub use composition::Setup;
 pub use config::{AdapterConfig, BnConfig, BnPreset};
-pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset};
+pub use lora::{LinearSite, Lora, LoraConfig, LoraPreset, LoraUpdate, LoraVariant};
 pub use prefix_tuning::{PrefixTuning, PrefixTuningConfig};
 pub use prompt_tuning::{PromptSpan, PromptTuning, PromptTuningConfig};
 
@@ -89,6 +89,35 @@ impl AdapterModule {
             Some(bn) => phm::shared_for(bn, origin, &root, model, name)?,
             None => None,
         };
+        // A LoRA variant makes the updates of all its linears at once (they may share
+        // variables), before the loop below so that plain methods draw as they always did.
+        let mut variant_updates = BTreeMap::new();
+        if let Some((lc, v)) = config
+            .lora()
+            .and_then(|lc| Some((lc, lc.variant.as_ref()?)))
+        {
+            let sites: Vec<(usize, LinearSite)> = (0..model.adapter_layers())
+                .flat_map(|layer| {
+                    LinearSite::ALL
+                        .into_iter()
+                        .filter(move |site| lc.applies_at(layer, *site))
+                        .map(move |site| (layer, site))
+                })
+                .collect();
+            let paths: Vec<(nn::Path, i64, i64)> = sites
+                .iter()
+                .map(|&(layer, site)| {
+                    let (fan_in, fan_out) = model.linear_features(site);
+                    let p = linear_path(&root, model, layer, site) / "loras" / name;
+                    (p, fan_in, fan_out)
+                })
+                .collect();
+            let shared = &root / model.arch.prefix() / "shared_parameters" / name;
+            variant_updates = sites
+                .into_iter()
+                .zip(v.updates(lc, &shared, &paths))
+                .collect();
+        }
         for layer in 0..model.adapter_layers() {
             if let Some(bn) = config.bottleneck() {
                 for location in Location::ALL {
@@ -110,7 +139,8 @@ impl AdapterModule {
                     if lc.applies_at(layer, site) {
                         let (fan_in, fan_out) = model.linear_features(site);
                         let p = linear_path(&root, model, layer, site) / "loras" / name;
-                        loras.insert((layer, site), Lora::new(&p, lc, fan_in, fan_out));
+                        let variant = variant_updates.remove(&(layer, site));
+                        loras.insert((layer, site), Lora::new(&p, lc, fan_in, fan_out, variant));
                     }
                 }
             }
