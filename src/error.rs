@@ -87,6 +87,11 @@ pub enum Error {
     #[error("{} is in use by {holder}", path.parent().unwrap_or(path).display())]
     Locked { path: PathBuf, holder: String },
 
+    /// A Hugging Face Hub repo that could not be had: the repo (`owner/name[@revision]`) and
+    /// what failed, with what to do.
+    #[error("{repo}: {message}")]
+    Hub { repo: String, message: String },
+
     /// The caller asked to stop (an export's progress callback said so).
     #[error("cancelled")]
     Cancelled,

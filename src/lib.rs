@@ -14,6 +14,7 @@ pub mod export;
 pub mod figure;
 pub mod fusion;
 pub mod heads;
+pub mod hf_hub;
 pub mod hub;
 pub mod inspect;
 pub mod io;

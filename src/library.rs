@@ -13,7 +13,7 @@ use crate::hub::{self, Artifact, Envelope};
 use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
 use crate::model::{BaseModel, ModelConfig};
 use crate::training::{RunArtifact, RunDir, Stage};
-use crate::workspace::{hf_cache_root, Workspace};
+use crate::workspace::Workspace;
 
 pub const LIBRARY_DIR: &str = "library";
 
@@ -307,7 +307,7 @@ fn is_hidden(p: &Path) -> bool {
 /// Adapter repositories in the Hugging Face cache (`models--org--name` snapshots holding an
 /// `adapter_config.json`, as AdapterHub's Hub repositories do).
 pub fn hf_cache_adapters() -> Vec<Item> {
-    let Some(Ok(entries)) = hf_cache_root().map(std::fs::read_dir) else {
+    let Some(Ok(entries)) = crate::hf_hub::hub_cache_dir().map(std::fs::read_dir) else {
         return Vec::new();
     };
     let mut items = Vec::new();

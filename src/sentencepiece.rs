@@ -257,7 +257,7 @@ fn check_charsmap(map: &[u8]) -> std::result::Result<(), String> {
         return Err("shorter than its 4-byte header".into());
     };
     let trie_bytes = u32::from_le_bytes(*size) as usize;
-    if trie_bytes % 4 != 0 || trie_bytes > rest.len() {
+    if !trie_bytes.is_multiple_of(4) || trie_bytes > rest.len() {
         return Err(format!(
             "its trie claims {trie_bytes} bytes, the map holds {}",
             rest.len()

@@ -418,7 +418,7 @@ impl Workspace {
 /// Model folders in the local Hugging Face cache (`$HF_HOME/hub` or
 /// `~/.cache/huggingface/hub`): the newest snapshot of each `models--org--name`.
 pub fn hf_cache_models() -> Vec<ModelEntry> {
-    let Some(Ok(entries)) = hf_cache_root().map(std::fs::read_dir) else {
+    let Some(Ok(entries)) = crate::hf_hub::hub_cache_dir().map(std::fs::read_dir) else {
         return Vec::new();
     };
     let mut found = Vec::new();
@@ -443,20 +443,6 @@ pub fn hf_cache_models() -> Vec<ModelEntry> {
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
-}
-
-/// The Hugging Face cache's `hub` folder (`$HF_HOME/hub` or `~/.cache/huggingface/hub`).
-pub fn hf_cache_root() -> Option<PathBuf> {
-    std::env::var_os("HF_HOME")
-        .map(|h| PathBuf::from(h).join("hub"))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| {
-                PathBuf::from(h)
-                    .join(".cache")
-                    .join("huggingface")
-                    .join("hub")
-            })
-        })
 }
 
 #[cfg(test)]

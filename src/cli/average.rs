@@ -36,7 +36,7 @@ pub struct AverageArgs {
     weights_format: String,
 }
 
-pub fn run(args: AverageArgs) -> anyhow::Result<()> {
+pub fn run(mut args: AverageArgs) -> anyhow::Result<()> {
     if args.adapters.len() < 2 {
         anyhow::bail!("give at least two --adapter folders to average");
     }
@@ -53,7 +53,8 @@ pub fn run(args: AverageArgs) -> anyhow::Result<()> {
         Combine::LoraDeltaWSvd { .. } => Combine::lora_delta_w_svd(args.svd_rank)?,
         c => c,
     };
-    let model = adapter_studio::model::resolve_model_dir(&args.model)?;
+    let model = adapter_studio::model::resolve_model_dir(&super::hub::folder(&args.model)?)?;
+    super::hub::folders(&mut args.adapters)?;
     let format: WeightFormat = args.weights_format.parse()?;
     let inputs: Vec<(PathBuf, f64)> = args.adapters.iter().cloned().zip(weights).collect();
     average_folders(&model, &inputs, combine, &args.name, &args.out, format)
@@ -81,9 +82,10 @@ pub struct EjectArgs {
 /// `eject`: a prefix-tuning adapter's MLP folded into the prefixes it makes (smaller, faster,
 /// the same outputs), as the library's `eject_prefix_tuning`.
 pub fn eject(args: EjectArgs) -> anyhow::Result<()> {
-    let model = adapter_studio::model::resolve_model_dir(&args.model)?;
+    let model = adapter_studio::model::resolve_model_dir(&super::hub::folder(&args.model)?)?;
     let base = adapter_studio::model::BaseModel::load(&model, tch::Device::Cpu)?;
-    let adapter = adapter_studio::hub::load_adapter(&args.adapter, &base, None)?;
+    let adapter =
+        adapter_studio::hub::load_adapter(&super::hub::folder(&args.adapter)?, &base, None)?;
     let flat = adapter_studio::adapters::prefix_tuning::eject(&adapter, &base.config)?;
     let format: WeightFormat = args.weights_format.parse()?;
     adapter_studio::hub::save_adapter_replacing(&flat, &base.config, &args.out, format)?;

@@ -52,13 +52,19 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let weights: WeightFormat = args.weights.parse()?;
     let parts = match (&args.run, &args.model, &args.head) {
         (Some(run), _, _) => export::parts_of_run(run)?,
-        (None, Some(model), Some(head)) => PredictSpec {
-            model: model.clone(),
-            adapters: args.adapters.clone(),
-            fusion: args.fusion.clone(),
-            head: head.clone(),
-            device: tch::Device::Cpu,
-        },
+        (None, Some(model), Some(head)) => {
+            let mut adapters = args.adapters.clone();
+            super::hub::folders(&mut adapters)?;
+            let mut fusion = args.fusion.clone();
+            super::hub::folder_opt(&mut fusion)?;
+            PredictSpec {
+                model: super::hub::folder(model)?,
+                adapters,
+                fusion,
+                head: super::hub::folder(head)?,
+                device: tch::Device::Cpu,
+            }
+        }
         _ => anyhow::bail!("give --run, or --model and --head"),
     };
     let spec = ExportSpec {

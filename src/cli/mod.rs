@@ -2,6 +2,7 @@
 mod average;
 mod datasets;
 mod export;
+mod hub;
 mod predict;
 mod study;
 mod train;
@@ -61,6 +62,9 @@ enum Command {
     /// Studies: a grid of runs (sources × targets × methods × seeds) and its report.
     #[command(subcommand)]
     Study(study::StudyCommand),
+    /// The Hugging Face Hub: download a model or adapter by id into the shared cache.
+    #[command(subcommand)]
+    Hub(hub::HubCommand),
 }
 
 /// Whether `args` (without the program name) form a valid command line of this program, as
@@ -88,6 +92,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Library(args)) => export::list(args),
         Some(Command::Datasets(args)) => datasets::run(args),
         Some(Command::Study(command)) => study::run(command),
+        Some(Command::Hub(command)) => hub::run(command),
         #[cfg(feature = "gui")]
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,

@@ -15,16 +15,18 @@ use adapter_studio::predict::{self, Input, PredictSpec};
 /// The model to run: base, adapters, fusion, head and device (`predict` and `eval`), or a bundle.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// Hugging Face model folder (config.json, weights, tokenizer), or `demo`.
+    /// Hugging Face model folder (config.json, weights, tokenizer), `demo`, or a Hub id
+    /// (`owner/name[@revision]`, downloaded into the Hugging Face cache if missing).
     #[arg(long, required_unless_present = "bundle")]
     model: Option<PathBuf>,
-    /// AdapterHub adapter folder; repeat for several (stacked in order unless --fusion).
+    /// AdapterHub adapter folder or Hub id; repeat for several (stacked in order unless
+    /// --fusion).
     #[arg(long = "adapter")]
     adapters: Vec<PathBuf>,
-    /// AdapterHub fusion folder; all of its adapters must be given with --adapter.
+    /// AdapterHub fusion folder or Hub id; all of its adapters must be given with --adapter.
     #[arg(long)]
     fusion: Option<PathBuf>,
-    /// AdapterHub head folder (its labels define the classes).
+    /// AdapterHub head folder or Hub id (its labels define the classes).
     #[arg(long, required_unless_present = "bundle")]
     head: Option<PathBuf>,
     /// A bundle written by `export --format bundle` (instead of the four options above);
@@ -37,17 +39,22 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The parts given as separate folders (None with --bundle).
+    /// The parts given as separate folders (None with --bundle); Hub ids among them become
+    /// their cache folders (downloaded if missing).
     pub fn spec(&self) -> anyhow::Result<Option<PredictSpec>> {
         let (Some(model), Some(head)) = (&self.model, &self.head) else {
             return Ok(None);
         };
+        let mut adapters = self.adapters.clone();
+        super::hub::folders(&mut adapters)?;
+        let mut fusion = self.fusion.clone();
+        super::hub::folder_opt(&mut fusion)?;
         Ok(Some(PredictSpec {
             device: parse_device(&self.device)?,
-            model: model.clone(),
-            adapters: self.adapters.clone(),
-            fusion: self.fusion.clone(),
-            head: head.clone(),
+            model: super::hub::folder(model)?,
+            adapters,
+            fusion,
+            head: super::hub::folder(head)?,
         }))
     }
 
@@ -315,7 +322,8 @@ pub struct InfoArgs {
     model: PathBuf,
 }
 
-pub fn info(args: InfoArgs) -> anyhow::Result<()> {
+pub fn info(mut args: InfoArgs) -> anyhow::Result<()> {
+    args.model = super::hub::folder(&args.model)?;
     let model = BaseModel::load(&args.model, tch::Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let c = &model.config;

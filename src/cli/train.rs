@@ -12,13 +12,16 @@ use adapter_studio::training::args::{fuse_config, train_config, Planned};
 pub use adapter_studio::training::args::{ColumnArgs, FuseArgs, TrainArgs};
 use adapter_studio::training::{self, Event, RunStatus, Summary};
 
-pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+pub fn train(mut args: TrainArgs) -> anyhow::Result<()> {
     let (json, wait) = (args.training.json, args.training.lock_wait());
     if let Some(out) = args.resume {
         return run(json, |obs, stop| {
             training::resume_with(&out, wait, obs, stop)
         });
     }
+    // Hub ids become cache folders here: run.json records the folder that was trained on.
+    super::hub::folder_opt(&mut args.model)?;
+    super::hub::folder_opt(&mut args.training.head_init)?;
     start(json, wait, train_config(args)?)
 }
 
@@ -33,13 +36,16 @@ fn start(json: bool, wait: training::LockWait, planned: Planned) -> anyhow::Resu
     })
 }
 
-pub fn fuse(args: FuseArgs) -> anyhow::Result<()> {
+pub fn fuse(mut args: FuseArgs) -> anyhow::Result<()> {
     let (json, wait) = (args.training.json, args.training.lock_wait());
     if let Some(out) = args.resume {
         return run(json, |obs, stop| {
             training::resume_with(&out, wait, obs, stop)
         });
     }
+    super::hub::folder_opt(&mut args.model)?;
+    super::hub::folders(&mut args.adapters)?;
+    super::hub::folder_opt(&mut args.training.head_init)?;
     start(json, wait, fuse_config(args)?)
 }
 

@@ -404,21 +404,15 @@ impl CachedDataset {
 /// `HF_HUB_CACHE` (else `HF_HOME/hub`), `HF_DATASETS_CACHE` (else `HF_HOME/datasets`), with
 /// `HF_HOME` defaulting to `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`.
 pub fn cache_roots() -> Vec<(CacheKind, PathBuf)> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    let home = var("HF_HOME").or_else(|| {
-        var("XDG_CACHE_HOME")
-            .or_else(|| var("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("huggingface"))
-    });
     let mut roots = Vec::new();
-    if let Some(hub) = var("HF_HUB_CACHE").or_else(|| home.as_ref().map(|h| h.join("hub"))) {
+    if let Some(hub) = crate::hf_hub::hub_cache_dir() {
         roots.push((CacheKind::Hub, hub));
     }
-    if let Some(ds) = var("HF_DATASETS_CACHE").or_else(|| home.map(|h| h.join("datasets"))) {
+    let datasets = std::env::var_os("HF_DATASETS_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| crate::hf_hub::hf_home().map(|h| h.join("datasets")));
+    if let Some(ds) = datasets {
         roots.push((CacheKind::Datasets, ds));
     }
     roots

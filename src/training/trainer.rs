@@ -1188,7 +1188,8 @@ mod tests {
     fn hyper_parameters_out_of_range_are_refused_by_flag() {
         let ok = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
         assert!(ok.validate().is_ok());
-        let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut TrainConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|c| c.lr = -1e-4), "--lr -0.0001"),
             (Box::new(|c| c.lr = 0.0), "--lr 0"),
             (Box::new(|c| c.lr = f64::NAN), "--lr NaN"),
