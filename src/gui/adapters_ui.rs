@@ -8,8 +8,8 @@ use adapter_studio::library::{Item, Source};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
 
-use super::screen::Asker;
-use super::{message_ui, path_input_ui, AppRequest, Screen, StudioApp};
+use super::screen::ScreenCtx;
+use super::{message_ui, path_input_ui, AppRequest, Screen};
 
 #[derive(Default)]
 pub struct LibraryView {
@@ -161,68 +161,58 @@ fn card_ui(
     action
 }
 
-impl StudioApp {
+impl LibraryView {
     /// The base model a fusion would run on: the composer's choice, else the first one.
-    fn composer_model(&mut self) -> Option<ModelConfig> {
-        let index = self.library.model.unwrap_or(0);
-        let path = self.ws.state.models.get(index)?.path.clone();
-        let summary = self.models.details(&path)?.as_ref().ok()?;
-        Some(summary.config.clone())
+    fn composer_model(&self, ctx: &mut ScreenCtx) -> Option<ModelConfig> {
+        let index = self.model.unwrap_or(0);
+        let path = &ctx.ws.state.models.get(index)?.path;
+        ctx.models.config(path).cloned()
     }
 
-    pub(super) fn import_adapter_folder(&mut self, dir: PathBuf) {
-        self.library.message = Some(Ok(format!("Checking {} …", dir.display())));
-        let workspace = self.ws.root.clone();
-        let id = self.ask_side(Asker::Adapters, |id| SideCommand::Import {
-            id,
-            workspace,
-            dir,
-        });
-        self.library.import_pending = Some(id);
+    fn import_adapter_folder(&mut self, ctx: &mut ScreenCtx, dir: PathBuf) {
+        self.message = Some(Ok(format!("Checking {} …", dir.display())));
+        let workspace = ctx.ws.root.clone();
+        let id = ctx.ask_side(|id| SideCommand::Import { id, workspace, dir });
+        self.import_pending = Some(id);
     }
 
     /// Averages `adapters` on the side worker into a new adapter of the library.
-    pub(super) fn average_adapters(&mut self, adapters: Vec<PathBuf>, model: usize) {
-        let Some(model_dir) = self.ws.state.models.get(model).map(|m| m.path.clone()) else {
+    fn average_adapters(&mut self, ctx: &mut ScreenCtx, adapters: Vec<PathBuf>, model: usize) {
+        let Some(model_dir) = ctx.ws.state.models.get(model).map(|m| m.path.clone()) else {
             return;
         };
         let names: Vec<String> = adapters
             .iter()
             .map(|d| {
-                self.library
-                    .items
+                self.items
                     .iter()
                     .find(|it| it.dir == *d)
                     .map_or_else(|| "adapter".to_string(), |it| it.name.clone())
             })
             .collect();
         let name = format!("avg_{}", names.join("_"));
-        self.library.message = Some(Ok(format!("Averaging {} …", names.join(", "))));
-        let workspace = self.ws.root.clone();
-        let id = self.ask_side(Asker::Adapters, |id| SideCommand::Average {
+        self.message = Some(Ok(format!("Averaging {} …", names.join(", "))));
+        let workspace = ctx.ws.root.clone();
+        let id = ctx.ask_side(|id| SideCommand::Average {
             id,
             workspace,
             model: model_dir,
             adapters,
             name,
         });
-        self.library.import_pending = Some(id);
+        self.import_pending = Some(id);
     }
 
-    pub(super) fn adapters_ui(&mut self, ui: &mut egui::Ui) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         // Changed on disk (or never read): read again on the side worker; a change during
         // the read leaves it stale, so the next frame asks once more.
-        if (self.library.stale || !self.library.scanned) && self.library.scan_pending.is_none() {
-            let (root, state) = (self.ws.root.clone(), Box::new(self.ws.state.clone()));
-            let id = self.ask_side(Asker::Adapters, |id| SideCommand::ScanLibrary {
-                id,
-                root,
-                state,
-            });
-            self.library.scan_pending = Some(id);
-            self.library.stale = false;
+        if (self.stale || !self.scanned) && self.scan_pending.is_none() {
+            let (root, state) = (ctx.ws.root.clone(), Box::new(ctx.ws.state.clone()));
+            let id = ctx.ask_side(|id| SideCommand::ScanLibrary { id, root, state });
+            self.scan_pending = Some(id);
+            self.stale = false;
         }
-        if !self.library.scanned {
+        if !self.scanned {
             ui.horizontal(|ui| {
                 ui.spinner();
                 ui.label("Reading the adapter library…");
@@ -232,13 +222,13 @@ impl StudioApp {
         egui::Panel::right("composer")
             .resizable(true)
             .default_size(320.0)
-            .show(ui, |ui| self.composer_ui(ui));
+            .show(ui, |ui| self.composer_ui(ui, ctx));
         ui.heading("Adapters");
         ui.label("Adapters, fusions and heads trained in this workspace, imported, or found in the Hugging Face cache.");
         ui.horizontal(|ui| {
             if ui.button("Import folder…").clicked() {
                 if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    self.import_adapter_folder(dir);
+                    self.import_adapter_folder(ctx, dir);
                 }
             }
             if let Some(dir) = path_input_ui(
@@ -246,26 +236,26 @@ impl StudioApp {
                 "Adapter folder",
                 "an AdapterHub adapter, fusion or head folder",
                 "Import",
-                &mut self.library.import_input,
+                &mut self.import_input,
             ) {
-                self.import_adapter_folder(dir);
+                self.import_adapter_folder(ctx, dir);
             }
-            if self.library.import_pending.is_some() {
+            if self.import_pending.is_some() {
                 ui.spinner();
             }
         });
-        message_ui(ui, &self.library.message);
+        message_ui(ui, &self.message);
         ui.separator();
-        if self.library.items.is_empty() {
+        if self.items.is_empty() {
             ui.label(
                 "No adapters yet. Train one on the Train screen, or import an AdapterHub folder.",
             );
             if ui.button("Go to Train").clicked() {
-                self.request(AppRequest::Open(Screen::Train));
+                ctx.request(AppRequest::Open(Screen::Train));
             }
             return;
         }
-        let model = self.composer_model();
+        let model = self.composer_model(ctx);
         let mut toggle = None;
         let mut inspect = None;
         egui::ScrollArea::vertical()
@@ -273,10 +263,10 @@ impl StudioApp {
             .show(ui, |ui| {
                 // Rows of as many cards as fit (wrapping cannot size a card before drawing it).
                 let per_row = ((ui.available_width() / CARD_SLOT_WIDTH) as usize).max(1);
-                for row in self.library.items.chunks(per_row) {
+                for row in self.items.chunks(per_row) {
                     ui.horizontal_top(|ui| {
                         for item in row {
-                            let chosen = self.library.chosen.contains(&item.dir);
+                            let chosen = self.chosen.contains(&item.dir);
                             let problem = model.as_ref().and_then(|cfg| item.incompatibility(cfg));
                             // Compatible adapters can also be dragged into the composer.
                             let draggable =
@@ -300,27 +290,27 @@ impl StudioApp {
         if let Some(dir) = toggle {
             // The composer panel was drawn before the cards: show the change at once.
             ui.ctx().request_repaint();
-            if let Some(i) = self.library.chosen.iter().position(|d| *d == dir) {
-                self.library.chosen.remove(i);
+            if let Some(i) = self.chosen.iter().position(|d| *d == dir) {
+                self.chosen.remove(i);
             } else {
-                self.library.chosen.push(dir);
+                self.chosen.push(dir);
             }
         }
         if let Some(run) = inspect {
-            self.request(AppRequest::Inspect(run));
+            ctx.request(AppRequest::Inspect(run));
         }
     }
 
-    fn composer_ui(&mut self, ui: &mut egui::Ui) {
+    fn composer_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.heading("Fusion composer");
         ui.label("Click Fuse on a card, or drag a card by its title into the list below. AdapterFusion learns, layer by layer, how much to read from each adapter.");
         ui.separator();
-        let models = self.ws.state.models.clone();
+        let models = &ctx.ws.state.models;
         if models.is_empty() {
             ui.label("Add a base model first (Models screen).");
             return;
         }
-        let chosen_model = self.library.model.get_or_insert(0);
+        let chosen_model = self.model.get_or_insert(0);
         let current = models
             .get(*chosen_model)
             .map_or("choose…".to_string(), |m| m.name.clone());
@@ -335,19 +325,18 @@ impl StudioApp {
         let mut remove = None;
         // (from, to): a move by one place.
         let mut moved: Option<(usize, usize)> = None;
-        let last = self.library.chosen.len().saturating_sub(1);
+        let last = self.chosen.len().saturating_sub(1);
         let (_, dropped) = ui.dnd_drop_zone::<DraggedAdapter, ()>(
             egui::Frame::default().inner_margin(6.0),
             |ui| {
                 ui.set_min_width(ui.available_width());
-                if self.library.chosen.is_empty() {
+                if self.chosen.is_empty() {
                     ui.label(
                         egui::RichText::new("Click Fuse on a card, or drag cards here.").weak(),
                     );
                 }
-                for (i, dir) in self.library.chosen.iter().enumerate() {
+                for (i, dir) in self.chosen.iter().enumerate() {
                     let name = self
-                        .library
                         .items
                         .iter()
                         .find(|it| it.dir == *dir)
@@ -382,26 +371,25 @@ impl StudioApp {
             },
         );
         if let Some(d) = dropped {
-            if !self.library.chosen.contains(&d.0) {
-                self.library.chosen.push(d.0.clone());
+            if !self.chosen.contains(&d.0) {
+                self.chosen.push(d.0.clone());
             }
         }
         if let Some(i) = remove {
-            self.library.chosen.remove(i);
+            self.chosen.remove(i);
         }
         if let Some((from, to)) = moved {
-            self.library.chosen.swap(from, to);
+            self.chosen.swap(from, to);
         }
         ui.add_space(6.0);
-        let ready = self.library.chosen.len() >= 2 && !self.ws.state.models.is_empty();
+        let ready = self.chosen.len() >= 2 && !ctx.ws.state.models.is_empty();
         if !ready {
             ui.label(egui::RichText::new("Choose a base model and at least two adapters.").weak());
         }
         let not_fusable: Vec<&str> = self
-            .library
             .items
             .iter()
-            .filter(|it| self.library.chosen.contains(&it.dir) && !it.fusable)
+            .filter(|it| self.chosen.contains(&it.dir) && !it.fusable)
             .map(|it| it.name.as_str())
             .collect();
         if !not_fusable.is_empty() {
@@ -414,15 +402,16 @@ impl StudioApp {
             );
         }
         let fusable = ready && not_fusable.is_empty();
+        let mut average = false;
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(fusable, egui::Button::new("Compose fusion…"))
                 .on_hover_text("Continue with the target dataset and the fusion settings (lr 5e-5, 10 epochs, dynamic fusion)")
                 .clicked()
             {
-                self.request(AppRequest::ComposeFusion {
-                    adapters: self.library.chosen.clone(),
-                    model: Some(self.library.model.unwrap_or(0)),
+                ctx.request(AppRequest::ComposeFusion {
+                    adapters: self.chosen.clone(),
+                    model: Some(self.model.unwrap_or(0)),
                 });
             }
             if ui
@@ -430,11 +419,12 @@ impl StudioApp {
                 .on_hover_text("No training: a new adapter whose weights are the mean of these (the library's average_adapter, linear). The adapters must share one configuration; LoRA, (IA)³ and bottlenecks all work. Fusion needs bottleneck adapters.")
                 .clicked()
             {
-                self.request(AppRequest::AverageAdapters {
-                    adapters: self.library.chosen.clone(),
-                    model: self.library.model.unwrap_or(0),
-                });
+                average = true;
             }
         });
+        if average {
+            let model = self.model.unwrap_or(0);
+            self.average_adapters(ctx, self.chosen.clone(), model);
+        }
     }
 }

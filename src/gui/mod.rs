@@ -6,6 +6,7 @@ mod export_ui;
 mod heatmap_ui;
 mod inspector_ui;
 mod loading;
+mod model_details;
 mod models_ui;
 mod playground_ui;
 mod run_picker_ui;
@@ -106,11 +107,6 @@ pub enum AppRequest {
     },
     /// Back to the composer with these adapters chosen.
     ChangeFusionAdapters(Vec<PathBuf>),
-    /// Average these adapters (equal weights) into a new library adapter, on base model `model`.
-    AverageAdapters {
-        adapters: Vec<PathBuf>,
-        model: usize,
-    },
     /// Queue a run and show it on the Runs screen.
     StartRun {
         config: Box<TrainConfig>,
@@ -119,6 +115,10 @@ pub enum AppRequest {
     Study(StudyRequest),
     /// Runs or adapters changed on disk: the adapter library reads its cards again.
     LibraryChanged,
+    /// Add the model folder to the workspace.
+    AddModel(PathBuf),
+    /// Take the model folder out of the workspace (its files stay).
+    RemoveModel(PathBuf),
     /// Add a dataset to the workspace (its training data is `train`) and show it.
     AddDataset {
         name: String,
@@ -136,6 +136,8 @@ pub struct StudioApp {
     worker: Worker,
     pub screen: Screen,
     models: ModelsView,
+    /// What each base model's files say, read once for every screen that shows it.
+    model_details: model_details::ModelDetails,
     datasets: DatasetsView,
     wizard: Wizard,
     runs: RunsView,
@@ -206,6 +208,7 @@ impl StudioApp {
             worker,
             screen,
             models: ModelsView::default(),
+            model_details: Default::default(),
             datasets: DatasetsView::default(),
             runs,
             side,
@@ -245,7 +248,9 @@ impl StudioApp {
     /// while drawing).
     fn send_side_asks(&mut self) {
         let asks = &mut self.asks;
-        let mut commands = self.models.take_requests(|| asks.reserve(Asker::Models));
+        let mut commands = self
+            .model_details
+            .take_requests(|| asks.reserve(Asker::ModelDetails));
         commands.extend(self.asks.take_outbox());
         for command in commands {
             self.send_side(command);
@@ -259,6 +264,11 @@ impl StudioApp {
             Some(Asker::Playground) => self.playground.on_side_event(event),
             Some(Asker::Export) => self.export.on_side_event(event),
             Some(Asker::Models) => self.models.on_side_event(event),
+            Some(Asker::ModelDetails) => {
+                if let SideEvent::Described { model, result, .. } = event {
+                    self.model_details.on_described(model, result.map(|s| *s));
+                }
+            }
             Some(Asker::Runs) => {
                 if let Some(request) = self.runs.on_side_event(event) {
                     self.request(request);
@@ -373,12 +383,26 @@ impl StudioApp {
                     self.library.chosen = adapters;
                     self.screen = Screen::Adapters;
                 }
-                AppRequest::AverageAdapters { adapters, model } => {
-                    self.average_adapters(adapters, model)
-                }
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),
                 AppRequest::LibraryChanged => self.library.stale = true,
+                AppRequest::AddModel(path) => {
+                    self.model_details.forget(&path);
+                    let result = self.ws.add_model(&path);
+                    self.models.on_added(
+                        result
+                            .map(|m| format!("Added {}", m.name))
+                            .map_err(|e| format!("Not added: {e}")),
+                    );
+                }
+                AppRequest::RemoveModel(path) => {
+                    let removed = self
+                        .ws
+                        .modify(|state| state.models.retain(|m| m.path != path));
+                    if let Err(e) = removed {
+                        self.models.on_error(e.to_string());
+                    }
+                }
                 AppRequest::AddDataset { name, train } => self.add_dataset(name, &train),
                 AppRequest::ReplaceDataset { old, new } => {
                     if let Err(e) = self.ws.replace_dataset(&old, *new) {
@@ -477,13 +501,13 @@ impl StudioApp {
             .show(ui, |ui| self.sidebar_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.screen {
-            Screen::Models => self.models_ui(ui),
+            Screen::Models => self.models.ui(ui, &mut screen_ctx!(self, Asker::Models)),
             Screen::Datasets => self
                 .datasets
                 .ui(ui, &mut screen_ctx!(self, Asker::Datasets)),
             Screen::Train => self.wizard_ui(ui),
             Screen::Runs => self.runs_ui(ui),
-            Screen::Adapters => self.adapters_ui(ui),
+            Screen::Adapters => self.library.ui(ui, &mut screen_ctx!(self, Asker::Adapters)),
             Screen::Inspect => self
                 .inspector
                 .ui(ui, &mut screen_ctx!(self, Asker::Inspect)),

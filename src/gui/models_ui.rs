@@ -1,23 +1,19 @@
 //! Models screen: the workspace's base models, adding a folder (dialog or typed path), and
 //! models found in the local Hugging Face cache.
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use adapter_studio::model::ModelSummary;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
 use adapter_studio::workspace::ModelEntry;
 
-use super::StudioApp;
+use super::screen::ScreenCtx;
+use super::AppRequest;
 
 #[derive(Default)]
 pub struct ModelsView {
     pub path_input: String,
     /// The last add attempt: Ok(message) or Err(reason).
     pub message: Option<Result<String, String>>,
-    /// What each folder's files say, read on the side worker (None: being read).
-    details: HashMap<PathBuf, Option<Result<ModelSummary, String>>>,
-    /// Folders first shown this frame: the app asks the side worker after drawing.
-    to_read: Vec<PathBuf>,
     hf_cache: HfCache,
 }
 
@@ -26,66 +22,32 @@ pub struct ModelsView {
 enum HfCache {
     #[default]
     NotAsked,
-    /// Shown; the app asks after drawing.
-    Wanted,
     Reading(u64),
     Read(Vec<ModelEntry>),
 }
 
 impl ModelsView {
-    /// The summary of the model in `path`; None while its files are being read (the first
-    /// call asks for them, no disk is read while drawing).
-    pub(super) fn details(&mut self, path: &Path) -> Option<&Result<ModelSummary, String>> {
-        if !self.details.contains_key(path) {
-            self.to_read.push(path.to_path_buf());
-        }
-        self.details
-            .entry(path.to_path_buf())
-            .or_insert(None)
-            .as_ref()
-    }
-
-    /// What to ask the side worker for, after a frame was drawn.
-    pub(super) fn take_requests(&mut self, mut next_id: impl FnMut() -> u64) -> Vec<SideCommand> {
-        let mut asks: Vec<SideCommand> = self
-            .to_read
-            .drain(..)
-            .map(|model| SideCommand::Describe {
-                id: next_id(),
-                model,
-            })
-            .collect();
-        if matches!(self.hf_cache, HfCache::Wanted) {
-            let id = next_id();
-            self.hf_cache = HfCache::Reading(id);
-            asks.push(SideCommand::HfCacheModels { id });
-        }
-        asks
-    }
-
-    /// The side worker's answer about a model folder.
-    pub(super) fn on_described(&mut self, model: PathBuf, result: Result<ModelSummary, String>) {
-        // Only folders still shown are kept (one removed meanwhile is asked again if re-added).
-        if let Some(slot) = self.details.get_mut(&model) {
-            *slot = Some(result);
-        }
-    }
-
-    pub(super) fn on_hf_cache(&mut self, id: u64, models: Vec<ModelEntry>) {
-        if matches!(self.hf_cache, HfCache::Reading(asked) if asked == id) {
-            self.hf_cache = HfCache::Read(models);
-        }
-    }
-
     /// The side worker's answers to this screen's questions.
     pub(super) fn on_side_event(&mut self, event: SideEvent) {
-        match event {
-            SideEvent::Described { model, result, .. } => {
-                self.on_described(model, result.map(|s| *s));
+        if let SideEvent::HfCacheModels { id, models } = event {
+            if matches!(self.hf_cache, HfCache::Reading(asked) if asked == id) {
+                self.hf_cache = HfCache::Read(models);
             }
-            SideEvent::HfCacheModels { id, models } => self.on_hf_cache(id, models),
-            _ => {}
         }
+    }
+
+    /// The app added a model this screen asked for, or could not.
+    pub(super) fn on_added(&mut self, result: Result<String, String>) {
+        if result.is_ok() {
+            // Ready for the next folder.
+            self.path_input.clear();
+        }
+        self.message = Some(result);
+    }
+
+    /// A change this screen asked for failed.
+    pub(super) fn on_error(&mut self, error: String) {
+        self.message = Some(Err(error));
     }
 }
 
@@ -118,29 +80,18 @@ pub(super) fn summary_ui(ui: &mut egui::Ui, s: &ModelSummary) {
     ));
 }
 
-impl StudioApp {
-    pub(super) fn add_model(&mut self, path: &Path) {
-        let result = self
-            .ws
-            .add_model(path)
-            .map(|m| format!("Added {}", m.name))
-            .map_err(|e| format!("Not added: {e}"));
-        self.models.details.remove(path);
-        if result.is_ok() {
-            // Ready for the next folder.
-            self.models.path_input.clear();
-        }
-        self.models.message = Some(result);
-    }
-
-    pub(super) fn models_ui(&mut self, ui: &mut egui::Ui) {
+impl ModelsView {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let add = |ctx: &mut ScreenCtx, path: &Path| {
+            ctx.request(AppRequest::AddModel(path.to_path_buf()));
+        };
         ui.heading("Base models");
         ui.label("The frozen pretrained models adapters are trained on.");
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             if ui.button("Add model folder…").clicked() {
                 if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    self.add_model(&dir);
+                    add(ctx, &dir);
                 }
             }
             let typed = super::path_input_ui(
@@ -148,27 +99,28 @@ impl StudioApp {
                 "Model path",
                 "/path/to/hf-model",
                 "Add path",
-                &mut self.models.path_input,
+                &mut self.path_input,
             );
             if let Some(p) = typed {
-                self.add_model(&p);
+                add(ctx, &p);
             }
         });
-        super::message_ui(ui, &self.models.message);
+        super::message_ui(ui, &self.message);
         ui.separator();
-        if self.ws.state.models.is_empty() {
+        if ctx.ws.state.models.is_empty() {
             ui.label(
                 "No models yet. Add a Hugging Face model folder (config.json, weights and a \
                  tokenizer), or pick one from your Hugging Face cache below.",
             );
         }
         let mut remove = None;
-        let entries = self.ws.state.models.clone();
+        let entries = &ctx.ws.state.models;
+        let details = &mut *ctx.models;
         egui::ScrollArea::vertical()
             .id_salt("models")
             .max_height(360.0)
             .show(ui, |ui| {
-                for (i, m) in entries.iter().enumerate() {
+                for m in entries {
                     ui.group(|ui| {
                         ui.horizontal(|ui| {
                             ui.strong(&m.name);
@@ -178,30 +130,26 @@ impl StudioApp {
                                 .on_hover_text("Remove from the workspace (files stay)")
                                 .clicked()
                             {
-                                remove = Some(i);
+                                remove = Some(m.path.clone());
                             }
                         });
-                        details_ui(ui, self.models.details(&m.path));
+                        details_ui(ui, details.get(&m.path));
                     });
                 }
             });
-        if let Some(path) = remove.and_then(|i| entries.get(i)).map(|m| m.path.clone()) {
-            if let Err(e) = self
-                .ws
-                .modify(|state| state.models.retain(|m| m.path != path))
-            {
-                self.models.message = Some(Err(e.to_string()));
-            }
+        if let Some(path) = remove {
+            ctx.request(AppRequest::RemoveModel(path));
         }
         ui.separator();
         ui.collapsing("Hugging Face cache", |ui| {
-            let found = match &self.models.hf_cache {
-                HfCache::Read(found) => found.clone(),
-                waiting => {
-                    if matches!(waiting, HfCache::NotAsked) {
-                        // Asked of the side worker after this frame.
-                        self.models.hf_cache = HfCache::Wanted;
-                    }
+            let found = match &self.hf_cache {
+                HfCache::Read(found) => found,
+                HfCache::NotAsked => {
+                    let id = ctx.ask_side(|id| SideCommand::HfCacheModels { id });
+                    self.hf_cache = HfCache::Reading(id);
+                    return;
+                }
+                HfCache::Reading(_) => {
                     ui.weak("looking in the Hugging Face cache…");
                     return;
                 }
@@ -213,7 +161,7 @@ impl StudioApp {
                 ui.horizontal(|ui| {
                     ui.label(&m.name);
                     if ui.small_button("Add").clicked() {
-                        self.add_model(&m.path);
+                        add(ctx, &m.path);
                     }
                 });
             }

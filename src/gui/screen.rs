@@ -17,6 +17,8 @@ use super::AppRequest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asker {
     Models,
+    /// The shared model summaries (`ModelDetails`), not a screen.
+    ModelDetails,
     Datasets,
     Runs,
     Adapters,
@@ -73,6 +75,7 @@ macro_rules! screen_ctx {
         $crate::gui::screen::ScreenCtx {
             ws: &$app.ws,
             runs: &$app.runs.runs,
+            models: &mut $app.model_details,
             asker: $asker,
             requests: &mut $app.requests,
             side: &mut $app.asks,
@@ -86,6 +89,8 @@ pub(super) use screen_ctx;
 pub struct ScreenCtx<'a> {
     pub ws: &'a Workspace,
     pub runs: &'a [RunEntry],
+    /// Base models' summaries (read on the side worker when first asked for).
+    pub models: &'a mut super::model_details::ModelDetails,
     pub(super) asker: Asker,
     pub(super) requests: &'a mut Vec<AppRequest>,
     pub(super) side: &'a mut SideAsks,

@@ -31,6 +31,9 @@ impl Page {
     }
 }
 
+/// A dataset's header: its column names, or why they could not be read.
+type Header = super::loading::Loading<Result<Vec<String>, String>>;
+
 pub struct Wizard {
     pub page: Page,
     pub model: Option<usize>,
@@ -43,10 +46,7 @@ pub struct Wizard {
     pub message: Option<String>,
     /// Header of the chosen dataset's train file (read once per file).
     /// The chosen dataset's columns (its header, read off the UI thread).
-    columns: Option<(
-        PathBuf,
-        super::loading::Loading<Result<Vec<String>, String>>,
-    )>,
+    columns: Option<(PathBuf, Header)>,
     /// Adapter folders to fuse: non-empty makes this a stage-2 (AdapterFusion) run.
     pub fusion: Vec<PathBuf>,
     /// The review page's estimate: for which settings, the side worker's request, the answer.
@@ -228,7 +228,7 @@ impl StudioApp {
             ui.radio_value(&mut self.wizard.model, Some(i), &m.name)
                 .on_hover_text(m.path.display().to_string());
             ui.indent(("model", i), |ui| {
-                super::models_ui::details_ui(ui, self.models.details(&m.path))
+                super::models_ui::details_ui(ui, self.model_details.get(&m.path))
             });
         }
     }
