@@ -115,6 +115,8 @@ pub enum AppRequest {
     Study(StudyRequest),
     /// Runs or adapters changed on disk: the adapter library reads its cards again.
     LibraryChanged,
+    /// Send the training worker a command (stop, cancel or resume a run).
+    Worker(Command),
     /// Add the model folder to the workspace.
     AddModel(PathBuf),
     /// Take the model folder out of the workspace (its files stay).
@@ -386,6 +388,17 @@ impl StudioApp {
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),
                 AppRequest::LibraryChanged => self.library.stale = true,
+                AppRequest::Worker(command) => {
+                    let resume = match &command {
+                        Command::Resume { out } => Some(out.clone()),
+                        _ => None,
+                    };
+                    if self.send(command) {
+                        if let Some(out) = resume {
+                            self.runs.mark_queued(&out);
+                        }
+                    }
+                }
                 AppRequest::AddModel(path) => {
                     self.model_details.forget(&path);
                     let result = self.ws.add_model(&path);
@@ -506,7 +519,18 @@ impl StudioApp {
                 .datasets
                 .ui(ui, &mut screen_ctx!(self, Asker::Datasets)),
             Screen::Train => self.wizard_ui(ui),
-            Screen::Runs => self.runs_ui(ui),
+            Screen::Runs => {
+                // The Runs screen owns the runs: its context lends it none of its own.
+                let mut ctx = screen::ScreenCtx {
+                    ws: &self.ws,
+                    runs: &[],
+                    models: &mut self.model_details,
+                    asker: Asker::Runs,
+                    requests: &mut self.requests,
+                    side: &mut self.asks,
+                };
+                self.runs.ui(ui, &mut ctx)
+            }
             Screen::Adapters => self.library.ui(ui, &mut screen_ctx!(self, Asker::Adapters)),
             Screen::Inspect => self
                 .inspector

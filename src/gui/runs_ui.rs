@@ -15,7 +15,8 @@ use adapter_studio::workspace::Workspace;
 
 use adapter_studio::side_worker::SideEvent;
 
-use super::{AppRequest, StudioApp};
+use super::screen::ScreenCtx;
+use super::AppRequest;
 
 /// A run's state as the run list shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -563,6 +564,11 @@ impl RunsView {
     }
 
     /// Lists a run that was just sent to the worker (not selected: a study queues many).
+    /// A resume this screen asked for was sent: the run waits in the queue.
+    pub fn mark_queued(&mut self, dir: &Path) {
+        self.entry(dir).phase = Phase::Queued;
+    }
+
     pub fn track_queued(&mut self, dir: &Path) {
         self.entry(dir).phase = Phase::Queued;
     }
@@ -678,13 +684,13 @@ fn smoothed(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
         .collect()
 }
 
-impl StudioApp {
-    pub(super) fn runs_ui(&mut self, ui: &mut egui::Ui) {
-        if self.runs.runs.is_empty() {
+impl RunsView {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if self.runs.is_empty() {
             ui.heading("Runs");
             ui.label("No runs yet. Start one from the Train screen; it will appear here with live curves.");
             if ui.button("Go to Train").clicked() {
-                self.request(super::AppRequest::Open(super::Screen::Train));
+                ctx.request(super::AppRequest::Open(super::Screen::Train));
             }
             return;
         }
@@ -696,19 +702,19 @@ impl StudioApp {
             });
         egui::ScrollArea::vertical()
             .id_salt("run_detail")
-            .show(ui, |ui| self.run_detail_ui(ui));
-        self.confirm_delete_ui(ui);
+            .show(ui, |ui| self.run_detail_ui(ui, ctx));
+        self.confirm_delete_ui(ui, ctx);
     }
 
     fn run_list_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Runs");
-        if let Some(mib) = self.runs.memory_mib() {
+        if let Some(mib) = self.memory_mib() {
             ui.label(format!("Memory in use: {mib:.0} MiB"));
         }
-        if let Some(m) = &self.runs.message {
+        if let Some(m) = &self.message {
             ui.label(m);
         }
-        if let Some((from, to)) = self.runs.deleted.clone() {
+        if let Some((from, to)) = self.deleted.clone() {
             ui.horizontal(|ui| {
                 ui.label(format!(
                     "Deleted {}",
@@ -721,10 +727,10 @@ impl StudioApp {
                         Ok(()) => {
                             let mut e = RunEntry::new(&from);
                             e.reload();
-                            self.runs.add(e);
-                            self.runs.deleted = None;
+                            self.add(e);
+                            self.deleted = None;
                         }
-                        Err(err) => self.runs.message = Some(format!("cannot restore: {err}")),
+                        Err(err) => self.message = Some(format!("cannot restore: {err}")),
                     }
                 }
             });
@@ -734,17 +740,17 @@ impl StudioApp {
             let mut select = None;
             // Run names given to more than one run: each such run says which folder it is.
             let mut names: std::collections::HashMap<String, usize> = Default::default();
-            for r in &self.runs.runs {
+            for r in &self.runs {
                 if let Some(i) = &r.info {
                     *names.entry(i.config.name.clone()).or_default() += 1;
                 }
             }
-            for r in self.runs.runs.iter_mut().rev() {
+            for r in self.runs.iter_mut().rev() {
                 ui.group(|ui| {
                     ui.horizontal(|ui| {
                         ui.checkbox(&mut r.overlay, "")
                             .on_hover_text("Overlay in the plots");
-                        let selected = self.runs.selected.as_ref() == Some(&r.dir);
+                        let selected = self.selected.as_ref() == Some(&r.dir);
                         if ui
                             .selectable_label(selected, egui::RichText::new(&r.id).strong())
                             .clicked()
@@ -798,17 +804,17 @@ impl StudioApp {
                 });
             }
             if let Some(s) = select {
-                self.runs.selected = Some(s);
+                self.selected = Some(s);
             }
         });
     }
 
-    fn run_detail_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(sel) = self.runs.selected.clone() else {
+    fn run_detail_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let Some(sel) = self.selected.clone() else {
             ui.label("Select a run.");
             return;
         };
-        let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
+        let Some(r) = self.runs.iter().find(|r| r.dir == sel) else {
             ui.label("Select a run.");
             return;
         };
@@ -871,23 +877,20 @@ impl StudioApp {
             }
         });
         if delete {
-            self.runs.confirm_delete = Some(sel.clone());
+            self.confirm_delete = Some(sel.clone());
         }
         if export {
-            self.request(super::AppRequest::Export(sel.clone()));
+            ctx.request(super::AppRequest::Export(sel.clone()));
         }
         if inspect {
-            self.request(super::AppRequest::Inspect(sel.clone()));
+            ctx.request(super::AppRequest::Inspect(sel.clone()));
         }
         if let Some(c) = command {
-            let resume = matches!(c, Command::Resume { .. });
-            if self.send(c) && resume {
-                self.runs.entry(&sel).phase = Phase::Queued;
-            }
+            ctx.request(super::AppRequest::Worker(c));
         }
         self.plot_controls_ui(ui, &sel);
         self.plots_ui(ui, &sel);
-        let Some(r) = self.runs.runs.iter().find(|r| r.dir == sel) else {
+        let Some(r) = self.runs.iter().find(|r| r.dir == sel) else {
             return;
         };
         ui.collapsing("Log", |ui| {
@@ -920,7 +923,7 @@ impl StudioApp {
     /// The runs the plots show now.
     #[cfg(test)]
     pub fn runs_shown_in_plots(&self) -> Vec<&RunEntry> {
-        match &self.runs.selected {
+        match &self.selected {
             Some(s) => self.shown_runs(s),
             None => Vec::new(),
         }
@@ -928,18 +931,8 @@ impl StudioApp {
 
     /// The runs the plots show: the selected one, then every ticked one.
     fn shown_runs(&self, selected: &Path) -> Vec<&RunEntry> {
-        let mut shown: Vec<&RunEntry> = self
-            .runs
-            .runs
-            .iter()
-            .filter(|r| r.dir == selected)
-            .collect();
-        shown.extend(
-            self.runs
-                .runs
-                .iter()
-                .filter(|r| r.overlay && r.dir != selected),
-        );
+        let mut shown: Vec<&RunEntry> = self.runs.iter().filter(|r| r.dir == selected).collect();
+        shown.extend(self.runs.iter().filter(|r| r.overlay && r.dir != selected));
         shown
     }
 
@@ -960,7 +953,7 @@ impl StudioApp {
             }
             m
         };
-        let v = &mut self.runs;
+        let v = &mut *self;
         ui.horizontal(|ui| {
             ui.label("X axis");
             ui.radio_value(&mut v.by_epoch, false, "step");
@@ -991,7 +984,7 @@ impl StudioApp {
 
     fn plots_ui(&self, ui: &mut egui::Ui, selected: &Path) {
         let shown = self.shown_runs(selected);
-        let v = &self.runs;
+        let v = self;
         let (log, by_epoch) = (v.log_scale, v.by_epoch);
         let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
         let x_name = if by_epoch { "epoch" } else { "step" };
@@ -1083,8 +1076,8 @@ impl StudioApp {
         });
     }
 
-    fn confirm_delete_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(dir) = self.runs.confirm_delete.clone() else {
+    fn confirm_delete_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let Some(dir) = self.confirm_delete.clone() else {
             return;
         };
         let modal = egui::Modal::new(egui::Id::unique("confirm_delete")).show(ui.ctx(), |ui| {
@@ -1093,20 +1086,20 @@ impl StudioApp {
             ui.horizontal(|ui| {
                 if ui.button("Delete run").clicked() {
                     // Moved on the side worker (a lock and a rename, slow on network disks).
-                    let (run, trash) = (dir.clone(), self.ws.root.join(".trash"));
-                    let id = self.ask_side(super::screen::Asker::Runs, |id| {
+                    let (run, trash) = (dir.clone(), ctx.ws.root.join(".trash"));
+                    let id = ctx.ask_side(|id| {
                         adapter_studio::side_worker::SideCommand::Trash { id, run, trash }
                     });
-                    self.runs.trash_pending = Some(id);
-                    self.runs.confirm_delete = None;
+                    self.trash_pending = Some(id);
+                    self.confirm_delete = None;
                 }
                 if ui.button("Keep").clicked() {
-                    self.runs.confirm_delete = None;
+                    self.confirm_delete = None;
                 }
             });
         });
         if modal.should_close() {
-            self.runs.confirm_delete = None;
+            self.confirm_delete = None;
         }
     }
 }

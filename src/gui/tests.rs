@@ -1054,6 +1054,7 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
     h.step();
     let app = h.state();
     let shown: Vec<&std::path::Path> = app
+        .runs
         .runs_shown_in_plots()
         .into_iter()
         .map(|r| r.dir.as_path())
@@ -1387,6 +1388,7 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
         (method("compacter"), "Kronecker", None),
         (method("ia3"), "scaling key, value", None),
         (method("dora"), "learned magnitude", None),
+        (method("vera"), "random, frozen and shared", None),
         (method("prefix_tuning"), "key/value vectors", None),
         (method("mam"), "mix-and-match", None),
         (method("unipelt"), "gated prefix tuning", None),
