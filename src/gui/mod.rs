@@ -115,6 +115,8 @@ pub enum AppRequest {
     Study(StudyRequest),
     /// Runs or adapters changed on disk: the adapter library reads its cards again.
     LibraryChanged,
+    /// Save the wizard's settings under the preset's name (replacing one of that name).
+    SavePreset(Box<adapter_studio::workspace::Preset>),
     /// Send the training worker a command (stop, cancel or resume a run).
     Worker(Command),
     /// Add the model folder to the workspace.
@@ -236,13 +238,6 @@ impl StudioApp {
         if let Err(e) = self.side.send(command) {
             self.runs.message = Some(e.to_string());
         }
-    }
-
-    /// Sends `make(id)` to the side worker now; its answer goes to `asker`.
-    fn ask_side(&mut self, asker: Asker, make: impl FnOnce(u64) -> SideCommand) -> u64 {
-        let id = self.asks.reserve(asker);
-        self.send_side(make(id));
-        id
     }
 
     /// Sends what the screens asked of the side worker while drawing: their questions, and
@@ -388,6 +383,15 @@ impl StudioApp {
                 AppRequest::StartRun { config, out } => self.start_run(*config, out),
                 AppRequest::Study(r) => self.apply_study_request(r),
                 AppRequest::LibraryChanged => self.library.stale = true,
+                AppRequest::SavePreset(preset) => {
+                    let saved = self.ws.modify(|state| {
+                        state.presets.retain(|p| p.name != preset.name);
+                        state.presets.push(*preset.clone());
+                    });
+                    if let Err(e) = saved {
+                        self.wizard.message = Some(e.to_string());
+                    }
+                }
                 AppRequest::Worker(command) => {
                     let resume = match &command {
                         Command::Resume { out } => Some(out.clone()),
@@ -441,6 +445,14 @@ impl StudioApp {
             Ok((index.unwrap_or(0), name))
         });
         self.datasets.on_added(result);
+    }
+
+    /// Starts the wizard's current choices (the app's `--autostart`, for measurements).
+    pub(super) fn start_wizard_run(&mut self) {
+        if let Some(config) = self.wizard.config(&self.ws) {
+            let out = self.ws.new_run_dir(&config.name);
+            self.start_run(config, out);
+        }
     }
 
     /// Queues the run on the worker and shows it on the Runs screen.
@@ -518,7 +530,7 @@ impl StudioApp {
             Screen::Datasets => self
                 .datasets
                 .ui(ui, &mut screen_ctx!(self, Asker::Datasets)),
-            Screen::Train => self.wizard_ui(ui),
+            Screen::Train => self.wizard.ui(ui, &mut screen_ctx!(self, Asker::Train)),
             Screen::Runs => {
                 // The Runs screen owns the runs: its context lends it none of its own.
                 let mut ctx = screen::ScreenCtx {

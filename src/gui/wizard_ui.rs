@@ -9,7 +9,8 @@ use adapter_studio::training::{
 use adapter_studio::workspace::Preset;
 
 use super::runs_ui::RunEntry;
-use super::{Screen, StudioApp};
+use super::screen::ScreenCtx;
+use super::Screen;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
@@ -166,112 +167,97 @@ fn field_ui<T: egui::emath::Numeric>(
     ui.end_row();
 }
 
-impl StudioApp {
-    pub(super) fn wizard_ui(&mut self, ui: &mut egui::Ui) {
-        if self.wizard.fusion.is_empty() {
+impl Wizard {
+    pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if self.fusion.is_empty() {
             ui.heading("Train an adapter");
         } else {
             ui.horizontal(|ui| {
                 ui.heading(format!(
                     "Train an AdapterFusion over {} adapters",
-                    self.wizard.fusion.len()
+                    self.fusion.len()
                 ));
                 if ui.button("Train a single adapter instead").clicked() {
-                    self.wizard.stop_fusion();
+                    self.stop_fusion();
                 }
             });
         }
         ui.horizontal(|ui| {
             for p in Page::ALL {
-                if ui
-                    .selectable_label(self.wizard.page == p, p.title())
-                    .clicked()
-                {
-                    self.wizard.page = p;
+                if ui.selectable_label(self.page == p, p.title()).clicked() {
+                    self.page = p;
                 }
             }
         });
         ui.separator();
-        match self.wizard.page {
-            Page::Model => self.wizard_model_ui(ui),
-            Page::Data => self.wizard_data_ui(ui),
-            Page::Method => self.wizard_method_ui(ui),
-            Page::Review => self.wizard_review_ui(ui),
+        match self.page {
+            Page::Model => self.wizard_model_ui(ui, ctx),
+            Page::Data => self.wizard_data_ui(ui, ctx),
+            Page::Method => self.wizard_method_ui(ui, ctx),
+            Page::Review => self.wizard_review_ui(ui, ctx),
         }
         ui.separator();
         ui.horizontal(|ui| {
-            let i = Page::ALL
-                .iter()
-                .position(|p| *p == self.wizard.page)
-                .unwrap_or(0);
+            let i = Page::ALL.iter().position(|p| *p == self.page).unwrap_or(0);
             if i > 0 && ui.button("Back").clicked() {
-                self.wizard.page = Page::ALL[i - 1];
+                self.page = Page::ALL[i - 1];
             }
             if i + 1 < Page::ALL.len() && ui.button("Next").clicked() {
-                self.wizard.page = Page::ALL[i + 1];
+                self.page = Page::ALL[i + 1];
             }
         });
-        if let Some(m) = &self.wizard.message {
+        if let Some(m) = &self.message {
             ui.colored_label(ui.visuals().error_fg_color, m);
         }
     }
 
-    fn wizard_model_ui(&mut self, ui: &mut egui::Ui) {
-        if self.ws.state.models.is_empty() {
+    fn wizard_model_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if ctx.ws.state.models.is_empty() {
             ui.label("No base model in this workspace yet.");
             if ui.button("Go to Models").clicked() {
-                self.request(super::AppRequest::Open(Screen::Models));
+                ctx.request(super::AppRequest::Open(Screen::Models));
             }
             return;
         }
-        for (i, m) in self.ws.state.models.clone().iter().enumerate() {
-            ui.radio_value(&mut self.wizard.model, Some(i), &m.name)
+        for (i, m) in ctx.ws.state.models.clone().iter().enumerate() {
+            ui.radio_value(&mut self.model, Some(i), &m.name)
                 .on_hover_text(m.path.display().to_string());
             ui.indent(("model", i), |ui| {
-                super::models_ui::details_ui(ui, self.model_details.get(&m.path))
+                super::models_ui::details_ui(ui, ctx.models.get(&m.path))
             });
         }
     }
 
-    fn wizard_data_ui(&mut self, ui: &mut egui::Ui) {
-        if self.ws.state.datasets.is_empty() {
+    fn wizard_data_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if ctx.ws.state.datasets.is_empty() {
             ui.label("No dataset in this workspace yet.");
             if ui.button("Go to Datasets").clicked() {
-                self.request(super::AppRequest::Open(Screen::Datasets));
+                ctx.request(super::AppRequest::Open(Screen::Datasets));
             }
             return;
         }
-        for (i, d) in self.ws.state.datasets.iter().enumerate() {
+        for (i, d) in ctx.ws.state.datasets.iter().enumerate() {
             ui.radio_value(
-                &mut self.wizard.dataset,
+                &mut self.dataset,
                 Some(i),
                 format!("{} ({})", d.name, d.task.as_str()),
             )
             .on_hover_text(d.train.display().to_string());
         }
-        if let Some(i) = self
-            .wizard
-            .dataset
-            .filter(|i| *i < self.ws.state.datasets.len())
-        {
-            let original = self.ws.state.datasets[i].clone();
+        if let Some(i) = self.dataset.filter(|i| *i < ctx.ws.state.datasets.len()) {
+            let original = ctx.ws.state.datasets[i].clone();
             let mut entry = original.clone();
             let train = entry.train.clone();
-            if self
-                .wizard
-                .columns
-                .as_ref()
-                .is_none_or(|(p, _)| *p != train)
-            {
+            if self.columns.as_ref().is_none_or(|(p, _)| *p != train) {
                 let path = train.clone();
                 let header = super::loading::Loading::spawn("dataset-header", move || {
                     adapter_studio::data::read_table(&path, Some(0), false)
                         .map(|t| t.columns)
                         .map_err(|e| e.to_string())
                 });
-                self.wizard.columns = Some((train, header));
+                self.columns = Some((train, header));
             }
-            let header = match self.wizard.columns.as_mut() {
+            let header = match self.columns.as_mut() {
                 Some((_, c)) => match c.wait_ui(ui, "the columns") {
                     true => c.poll(),
                     false => None,
@@ -282,7 +268,7 @@ impl StudioApp {
                 Some(Ok(columns)) => {
                     let changed = super::datasets_ui::mapping_ui(ui, &mut entry, columns);
                     if changed {
-                        self.request(super::AppRequest::ReplaceDataset {
+                        ctx.request(super::AppRequest::ReplaceDataset {
                             old: Box::new(original),
                             new: Box::new(entry),
                         });
@@ -297,24 +283,22 @@ impl StudioApp {
         ui.horizontal(|ui| {
             ui.label("Validation share when there is no validation file");
             ui.add(egui::Slider::new(
-                &mut self.wizard.form.validation_split,
+                &mut self.form.validation_split,
                 0.0..=0.5,
             ));
         });
     }
 
-    fn fusion_method_ui(&mut self, ui: &mut egui::Ui) {
+    fn fusion_method_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.label("Adapters (frozen):");
-        for dir in &self.wizard.fusion {
+        for dir in &self.fusion {
             ui.monospace(dir.display().to_string());
         }
         if ui.button("Change adapters…").clicked() {
-            self.request(super::AppRequest::ChangeFusionAdapters(
-                self.wizard.fusion.clone(),
-            ));
+            ctx.request(super::AppRequest::ChangeFusionAdapters(self.fusion.clone()));
         }
         ui.horizontal(|ui| {
-            if let Stage::Fusion { fusion_config, .. } = &mut self.wizard.form.stage {
+            if let Stage::Fusion { fusion_config, .. } = &mut self.form.stage {
                 let shown = fusion_config.as_str();
                 super::combo_ui(ui, "Fusion", shown, |ui| {
                     for preset in adapter_studio::fusion::FusionPreset::ALL {
@@ -337,11 +321,11 @@ impl StudioApp {
                 ),
             ] {
                 if ui.button(label).on_hover_text(help).clicked() {
-                    self.wizard.form = TrainConfig::fusion_preset(
+                    self.form = TrainConfig::fusion_preset(
                         preset,
                         PathBuf::new(),
                         PathBuf::new(),
-                        self.wizard.fusion.clone(),
+                        self.fusion.clone(),
                     );
                 }
             }
@@ -349,30 +333,30 @@ impl StudioApp {
         super::help_ui(ui, HELP_FUSION);
     }
 
-    fn wizard_method_ui(&mut self, ui: &mut egui::Ui) {
-        if !self.wizard.fusion.is_empty() {
-            self.fusion_method_ui(ui);
+    fn wizard_method_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if !self.fusion.is_empty() {
+            self.fusion_method_ui(ui, ctx);
         } else {
             self.adapter_method_ui(ui);
         }
-        self.hyper_parameters_ui(ui);
+        self.hyper_parameters_ui(ui, ctx);
     }
 
     fn adapter_method_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            super::combo_ui(ui, "Method", self.wizard.method.as_str(), |ui| {
+            super::combo_ui(ui, "Method", self.method.as_str(), |ui| {
                 for m in Method::all() {
                     if ui
-                        .selectable_value(&mut self.wizard.method, m, m.as_str())
+                        .selectable_value(&mut self.method, m, m.as_str())
                         .on_hover_text(m.help())
                         .changed()
                     {
-                        self.wizard.form.lr = m.default_lr();
+                        self.form.lr = m.default_lr();
                         if let Stage::Adapter {
                             reduction_factor,
                             config,
                             ..
-                        } = &mut self.wizard.form.stage
+                        } = &mut self.form.stage
                         {
                             if !m.is_bottleneck() {
                                 *reduction_factor = None;
@@ -399,37 +383,30 @@ impl StudioApp {
                 ),
             ] {
                 if ui.button(label).on_hover_text(help).clicked() {
-                    self.wizard.form = TrainConfig::adapter_preset(
+                    self.form = TrainConfig::adapter_preset(
                         preset,
                         PathBuf::new(),
                         PathBuf::new(),
-                        self.wizard.method,
+                        self.method,
                     );
                 }
             }
         });
         super::help_ui(
             ui,
-            &format!(
-                "{}: {}.",
-                self.wizard.method.as_str(),
-                self.wizard.method.help()
-            ),
+            &format!("{}: {}.", self.method.as_str(), self.method.help()),
         );
     }
 
-    fn hyper_parameters_ui(&mut self, ui: &mut egui::Ui) {
+    fn hyper_parameters_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.horizontal(|ui| {
             let label = ui.label("Run name");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.wizard.name)
-                    .hint_text("from the dataset's name"),
-            )
-            .labelled_by(label.id);
+            ui.add(egui::TextEdit::singleline(&mut self.name).hint_text("from the dataset's name"))
+                .labelled_by(label.id);
         });
         // The reduction factor sizes bottlenecks only (LoRA has a rank, prefixes a length).
-        let bottleneck = self.wizard.method.is_bottleneck();
-        let f = &mut self.wizard.form;
+        let bottleneck = self.method.is_bottleneck();
+        let f = &mut self.form;
         egui::Grid::new("hyper").num_columns(3).show(ui, |ui| {
             field_ui(
                 ui,
@@ -555,63 +532,47 @@ impl StudioApp {
         ui.horizontal(|ui| {
             let label = ui.label("Preset name");
             ui.add(
-                egui::TextEdit::singleline(&mut self.wizard.preset_name)
+                egui::TextEdit::singleline(&mut self.preset_name)
                     .hint_text("my settings")
                     .desired_width(160.0),
             )
             .labelled_by(label.id);
-            if ui.button("Save preset").clicked() && !self.wizard.preset_name.trim().is_empty() {
+            if ui.button("Save preset").clicked() && !self.preset_name.trim().is_empty() {
                 let preset = Preset {
-                    name: self.wizard.preset_name.trim().to_string(),
-                    config: self.wizard.form.clone(),
+                    name: self.preset_name.trim().to_string(),
+                    config: self.form.clone(),
                 };
-                if let Err(e) = self.ws.modify(|state| {
-                    state.presets.retain(|p| p.name != preset.name);
-                    state.presets.push(preset);
-                }) {
-                    self.wizard.message = Some(e.to_string());
-                }
+                ctx.request(super::AppRequest::SavePreset(Box::new(preset)));
             }
             let mut load = None;
-            let presets = self.ws.state.presets.len();
+            let presets = ctx.ws.state.presets.len();
             super::combo_ui(ui, "Load preset", format!("{presets} saved"), |ui| {
-                for p in &self.ws.state.presets {
+                for p in &ctx.ws.state.presets {
                     if ui.selectable_label(false, &p.name).clicked() {
                         load = Some(p.config.clone());
                     }
                 }
             });
             if let Some(c) = load {
-                self.wizard.form = c;
-                if let Stage::Adapter { method, .. } = self.wizard.form.stage {
-                    self.wizard.method = method;
+                self.form = c;
+                if let Stage::Adapter { method, .. } = self.form.stage {
+                    self.method = method;
                 }
             }
         });
     }
 
-    /// Starts the wizard's current choices (the app's `--autostart`, for measurements).
-    pub(super) fn start_wizard_run(&mut self) {
-        if let Some(config) = self.wizard.config(&self.ws) {
-            let out = self.ws.new_run_dir(&config.name);
-            self.start_run(config, out);
-        }
-    }
-
     /// Steps, time, trainable parameters and memory of the run about to start (asked of the
     /// side worker whenever the settings change).
-    fn estimate_ui(&mut self, ui: &mut egui::Ui, config: &TrainConfig) {
-        if self.wizard.estimate_for.as_ref() != Some(config) {
-            self.wizard.estimate_for = Some(config.clone());
-            self.wizard.estimate = None;
+    fn estimate_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx, config: &TrainConfig) {
+        if self.estimate_for.as_ref() != Some(config) {
+            self.estimate_for = Some(config.clone());
+            self.estimate = None;
             let config = Box::new(config.clone());
-            let id = self.ask_side(super::screen::Asker::Train, |id| SideCommand::Estimate {
-                id,
-                config,
-            });
-            self.wizard.estimate_pending = Some(id);
+            let id = ctx.ask_side(|id| SideCommand::Estimate { id, config });
+            self.estimate_pending = Some(id);
         }
-        match &self.wizard.estimate {
+        match &self.estimate {
             None => {
                 ui.horizontal(|ui| {
                     ui.spinner();
@@ -625,7 +586,7 @@ impl StudioApp {
                 );
             }
             Some(Ok(e)) => {
-                let speed = examples_per_sec_seen(&self.runs.runs, config);
+                let speed = examples_per_sec_seen(ctx.runs, config);
                 let time = match speed {
                     Some(eps) => format!(
                         "about {} at the {eps:.0} examples/s earlier runs of this model reached",
@@ -675,18 +636,18 @@ impl StudioApp {
         }
     }
 
-    fn wizard_review_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(config) = self.wizard.config(&self.ws) else {
+    fn wizard_review_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let Some(config) = self.config(ctx.ws) else {
             ui.label("Pick a base model (page 1) and a dataset (page 2) first.");
             return;
         };
-        let out = self.ws.new_run_dir(&config.name);
+        let out = ctx.ws.new_run_dir(&config.name);
         ui.label(format!("Run folder: {}", out.display()));
         let command = config.command_line(&out);
         // The buttons above what arrives later (the estimate): they never move under the pointer.
         ui.horizontal(|ui| {
             if ui.button("Start training").clicked() {
-                self.request(super::AppRequest::StartRun {
+                ctx.request(super::AppRequest::StartRun {
                     config: Box::new(config.clone()),
                     out: out.clone(),
                 });
@@ -695,7 +656,7 @@ impl StudioApp {
                 ui.ctx().copy_text(command.clone());
             }
         });
-        self.estimate_ui(ui, &config);
+        self.estimate_ui(ui, ctx, &config);
         ui.label("The same run from a terminal:");
         ui.add(
             egui::TextEdit::multiline(&mut command.as_str())
