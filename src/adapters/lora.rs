@@ -69,6 +69,9 @@ pub trait LoraUpdate: fmt::Debug + Send {
     }
 }
 
+/// Reads a variant's settings from a LoRA `config` object (of a file), or None.
+pub type VariantParser = fn(&Path, &Map<String, Value>) -> Result<Option<Arc<dyn LoraVariant>>>;
+
 /// A registered LoRA variant: its [`MethodSpec`]'s `preset: Preset::LoraVariant(&KIND)`.
 #[derive(Debug)]
 pub struct VariantKind {
@@ -79,7 +82,7 @@ pub struct VariantKind {
     pub preset: fn() -> Map<String, Value>,
     /// The variant's settings when the `config` object (of `path`) selects it, as the library
     /// decides; None when it does not; an error naming the field when it does with a bad value.
-    pub parse: fn(&Path, &Map<String, Value>) -> Result<Option<Arc<dyn LoraVariant>>>,
+    pub parse: VariantParser,
 }
 
 /// The registered variants with their method names, in registry order.
