@@ -97,9 +97,10 @@ fn predict_with_python_made_fusion_on_minilm_matches_the_library() {
     assert_eq!(preds[0].fusion_adapters, vec!["a", "b", "c"]);
 }
 
-/// Python-made LoRA (on every linear), (IA)³, prefix-tuning, Compacter, prompt-tuning and
-/// DoRA adapters on the real model predict the library's logits; LoRA, (IA)³ and DoRA folded
-/// into MiniLM by a merged export load in plain transformers with the same logits.
+/// Python-made LoRA (on every linear), (IA)³, prefix-tuning, Compacter, prompt-tuning, DoRA and
+/// VeRA adapters on the real model predict the library's logits; LoRA, (IA)³, DoRA and VeRA
+/// folded into MiniLM by a merged export load in plain transformers (one start-up for all)
+/// with the same logits.
 #[test]
 fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_exactly() {
     let dir = minilm_fixtures();
@@ -113,7 +114,16 @@ fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_ex
         .map(|t| (t.as_str().unwrap().to_string(), None))
         .collect();
     let work = tempfile::tempdir().unwrap();
-    for method in ["lora", "ia3", "prefix", "compacter", "prompt", "dora"] {
+    let mut merged = Vec::new();
+    for method in [
+        "lora",
+        "ia3",
+        "prefix",
+        "compacter",
+        "prompt",
+        "dora",
+        "vera",
+    ] {
         let spec = PredictSpec {
             model: demo_model(),
             adapters: vec![dir.join(method)],
@@ -130,7 +140,7 @@ fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_ex
             &floats(&reference["method_logits"][method]),
             1e-4,
         );
-        if !matches!(method, "lora" | "ia3" | "dora") {
+        if !matches!(method, "lora" | "ia3" | "dora" | "vera") {
             continue;
         }
         let out = work.path().join(method);
@@ -146,20 +156,27 @@ fn python_made_adapters_of_every_method_on_minilm_match_the_library_and_merge_ex
             &mut |_| true,
         )
         .unwrap();
-        let merged = serde_json::json!({
-            "model": out,
-            "input_ids": reference["input_ids"],
-            "attention_mask": reference["attention_mask"],
-            "token_type_ids": reference["token_type_ids"],
-        });
-        let spec_path = work.path().join("merged.json");
-        std::fs::write(&spec_path, merged.to_string()).unwrap();
-        let stdout = run_reference_script(&["--check-merged".as_ref(), spec_path.as_os_str()]);
-        let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        merged.push((
+            method,
+            serde_json::json!({
+                "model": out,
+                "input_ids": reference["input_ids"],
+                "attention_mask": reference["attention_mask"],
+                "token_type_ids": reference["token_type_ids"],
+            }),
+        ));
+    }
+    let specs: Vec<Value> = merged.iter().map(|(_, s)| s.clone()).collect();
+    let spec_path = work.path().join("merged.json");
+    std::fs::write(&spec_path, Value::Array(specs).to_string()).unwrap();
+    let stdout = run_reference_script(&["--check-merged".as_ref(), spec_path.as_os_str()]);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(results.len(), merged.len());
+    for ((method, _), r) in merged.iter().zip(&results) {
         assert_close(
             &format!("MiniLM merged {method}"),
             &floats(&r["logits"]),
-            &floats(&reference["method_logits"][method]),
+            &floats(&reference["method_logits"][*method]),
             1e-4,
         );
     }

@@ -160,6 +160,57 @@ fn every_method_case_matches_the_python_library() {
     check_all(&cases);
 }
 
+/// VeRA on BERT, RoBERTa, DistilBERT and XLM-R — the preset, its own r/alpha/d/b on q, k and v,
+/// gated, on the feed-forward — alone and in Stack (both orders, two VeRAs), Average, Parallel
+/// and BatchSplit with a LoRA, and the library's linear average of two
+/// (tests/reference/make_fixtures.py --vera).
+#[test]
+fn every_vera_case_matches_the_python_library() {
+    let cases = cases_in("vera/cases.json");
+    assert!(
+        cases.len() >= 41,
+        "expected 10 cases × 4 models and an average, found {}",
+        cases.len()
+    );
+    check_all(&cases);
+}
+
+/// `average` (linear) of two VeRAs, shared A and B included, gives the adapter the library's
+/// `average_adapter` made; lora_delta_w_svd is refused by name, as the library refuses it.
+#[test]
+fn averaged_veras_match_the_library_average_adapter() {
+    use adapter_studio::adapters::average::{average, Combine};
+    let cases = cases_in("vera/cases.json");
+    let case = cases.iter().find(|c| c["name"] == "bert_avg_vera").unwrap();
+    let dir = fixtures().join("vera").join("bert");
+    let base = BaseModel::load(&fixtures().join("bert_tiny"), Device::Cpu).unwrap();
+    let a = hub::load_adapter(&dir.join("vera"), &base, None).unwrap();
+    let b = hub::load_adapter(&dir.join("vera3"), &base, None).unwrap();
+    let svd = Combine::LoraDeltaWSvd { svd_rank: 4 };
+    let err = average(&base.config, "avg", &[(&a, 0.7), (&b, 0.3)], svd)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vera adapter"), "{err}");
+    let avg = average(
+        &base.config,
+        "avg",
+        &[(&a, 0.7), (&b, 0.3)],
+        Combine::Linear,
+    )
+    .unwrap();
+    let mut model = AdapterModel::new(base);
+    model.add_adapter(avg).unwrap();
+    model.set_setup(Some(Setup::adapter("avg"))).unwrap();
+    let head = hub::load_head(&dir.join("head_cls"), &model.base, None).unwrap();
+    model.add_head(head);
+    assert_close(
+        "bert_avg_vera",
+        &logits_on(&model, case),
+        &floats(&case["logits"]),
+        1e-4,
+    );
+}
+
 /// `average` of two LoRAs (linear, and lora_delta_w_svd at rank 4) gives the adapter the
 /// library's `average_adapter` made: the same logits.
 #[test]

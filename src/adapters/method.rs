@@ -84,6 +84,7 @@ pub static REGISTRY: &[&MethodSpec] = &[
     &super::lora::LORA,
     &super::lora::DORA,
     &super::lora::IA3,
+    &super::vera::VERA,
     &super::prefix_tuning::PREFIX_TUNING,
     &super::prompt_tuning::PROMPT_TUNING,
     &super::config::MAM,

@@ -13,6 +13,7 @@ pub mod method;
 pub mod phm;
 pub mod prefix_tuning;
 pub mod prompt_tuning;
+pub mod vera;
 
 use std::collections::BTreeMap;
 

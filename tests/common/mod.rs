@@ -114,9 +114,13 @@ pub fn ok(out: std::process::Output) -> String {
 }
 
 /// Adapters, fusion and head made by the Python library on the real MiniLM model. Too big to
-/// commit (13 MB), so the committed script writes them once per build folder.
+/// commit (13 MB), so the committed script writes them once per build folder and version of
+/// the script (a folder written by an older script lacks what a newer one adds).
 pub fn minilm_fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minilm-fixtures");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/make_fixtures.py");
+    let text = std::fs::read(script).expect("the reference script is committed");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("minilm-fixtures-{:016x}", fnv1a(&text)));
     if dir.join("reference.json").is_file() {
         return dir;
     }
@@ -129,6 +133,13 @@ pub fn minilm_fixtures() -> PathBuf {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     dir
+}
+
+/// The 64-bit FNV-1a hash of `bytes` (a cache key, stable across Rust versions).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Rewrites a JSON file in place through `edit` (to make broken or foreign configs).

@@ -24,9 +24,18 @@ Modes
         Parallel of LoRAs, and each method's classification head; writes OUT_DIR/cases.json in
         the format of cases.json (paths relative to tests/fixtures).
 
-    make_fixtures.py --check-merged SPEC_JSON
+    make_fixtures.py --vera [OUT_DIR]       (default: tests/fixtures/vera)
+        On the same tiny models: VeRA adapters (the preset, one with its own r/alpha/d/b on
+        q, k and v, a gated one, one on the feed-forward's first linear; random non-trivial
+        weights, the shared A and B included), alone and in a Stack, Average, Parallel and
+        BatchSplit with a LoRA, a linear average_adapter of two VeRAs (BERT), and a
+        classification head; writes OUT_DIR/cases.json (paths relative to tests/fixtures).
+        The library's Fuse works on bottlenecks only, so VeRA has no fusion case.
+
+    make_fixtures.py --check-merged SPEC_JSON   (one spec object, or a list of them)
         Loads spec["model"] with plain transformers (AutoModelForSequenceClassification, no
-        adapter library) and prints {"logits": ...} for spec's input ids and attention mask.
+        adapter library) and prints {"logits": ...} for spec's input ids and attention mask
+        (a list of such results for a list of specs: one Python start-up).
 
     make_fixtures.py --check-load SPEC_JSON   (one spec object, or a list of them)
         Loads a model + adapters + fusion + head described by SPEC_JSON with the library and
@@ -99,6 +108,7 @@ from adapters import (  # noqa: E402
     PrefixTuningConfig,
     PromptTuningConfig,
     UniPELTConfig,
+    VeraConfig,
     DoubleSeqBnConfig,
     ParBnConfig,
     RobertaAdapterModel,
@@ -1154,7 +1164,8 @@ def main_minilm(out):
     enc = tokenize(tok, texts, None)
     setup = {"type": "fuse", "adapters": ["a", "b", "c"]}
     logits, fus, _ = forward(model, enc, setup, "cls")
-    # LoRA (every linear), (IA)³, prefix tuning, Compacter and prompt tuning on the real model:
+    # LoRA (every linear), (IA)³, prefix tuning, Compacter, prompt tuning, DoRA and VeRA on the
+    # real model:
     # each alone with the same head.
     method_logits = {}
     model.add_adapter("lora", config=LoRAConfig(intermediate_lora=True, output_lora=True))
@@ -1163,8 +1174,9 @@ def main_minilm(out):
     model.add_adapter("compacter", config=CompacterConfig())
     model.add_adapter("prompt", config=PromptTuningConfig(prompt_length=5))
     model.add_adapter("dora", config=DoRAConfig(r=4, alpha=8))
+    model.add_adapter("vera", config=VeraConfig())
     for n, safe in [("lora", False), ("ia3", True), ("prefix", False), ("compacter", True), ("prompt", False),
-                    ("dora", True)]:
+                    ("dora", True), ("vera", False)]:
         randomize_method(model, "minilm", n)
         model.save_adapter(os.path.join(out, n), n, with_head=False, use_safetensors=safe)
         method_logits[n] = forward(model, enc, {"type": "single", "adapters": [n]}, "cls")[0]
@@ -1379,12 +1391,100 @@ def main_methods(out, fixtures_root):
     print(f"wrote {len(cases)} method cases to {out} (reload check max |diff| = {worst:.3g})", file=sys.stderr)
 
 
+# VeRA: vera_d / vera_b floats make the library's LoRA layer a Vera module. Random weights
+# replace the diagonal starts, so full vera_D / vera_B matrices are checked.
+VERA_CONFIGS = {
+    "vera": lambda: VeraConfig(),
+    "vera2": lambda: VeraConfig(r=4, alpha=16, attn_matrices=["q", "k", "v"], vera_d=0.5, vera_b=0.2, dropout=0.1),
+    "vera_gated": lambda: VeraConfig(r=2, use_gating=True),
+    # One shape at every wrapped linear (the shared A and B fit only that one).
+    "vera_ffn": lambda: VeraConfig(selfattn_lora=False, intermediate_lora=True, r=4),
+    "vera3": lambda: VeraConfig(),
+    "lora": lambda: LoRAConfig(r=4, alpha=8),
+}
+
+
+def main_vera(out, fixtures_root):
+    out = os.path.abspath(out)
+    fixtures_root = os.path.abspath(fixtures_root)
+    os.makedirs(out, exist_ok=True)
+    cases = []
+    for tag, model_rel, texts in METHOD_MODELS:
+        base_dir = os.path.join(fixtures_root, model_rel)
+        adir = os.path.join(out, tag)
+        if os.path.exists(adir):
+            shutil.rmtree(adir)
+        os.makedirs(adir)
+        seed_all(70)
+        model = AutoAdapterModel.from_pretrained(base_dir)
+        model.config._name_or_path = model_rel
+        for name, conf in VERA_CONFIGS.items():
+            model.add_adapter(name, config=conf())
+            randomize_method(model, "vera:" + tag, name)
+        averaged = []
+        if tag == "bert":
+            # average_adapter of the library: VeRA averages linearly only (shared A, B too).
+            model.average_adapter("avg_vera", ["vera", "vera3"], weights=[0.7, 0.3])
+            averaged = ["avg_vera"]
+        model.add_classification_head(
+            "cls", num_labels=3, layers=2, activation_function="tanh", id2label={0: "neg", 1: "neu", 2: "pos"}
+        )
+        randomize_group(model, f"vera:{tag}:cls", "heads.cls.", "head")
+        model.eval()
+        for i, name in enumerate([*VERA_CONFIGS, *averaged]):
+            # Both weight formats, alternating.
+            model.save_adapter(os.path.join(adir, name), name, with_head=False, use_safetensors=i % 2 == 0)
+        model.save_head(os.path.join(adir, "head_cls"), "cls", use_safetensors=True)
+        tok = AutoTokenizer.from_pretrained(base_dir)
+
+        def A(n):
+            return os.path.relpath(os.path.join(adir, n), fixtures_root)
+
+        singles = ["vera", "vera2", "vera_gated", "vera_ffn", *averaged]
+        case_defs = [(f"{tag}_{n}", [n], None, {"type": "single", "adapters": [n]}) for n in singles]
+        case_defs += [
+            (f"{tag}_stack_vera_lora", ["vera", "lora"], None, {"type": "stack", "adapters": ["vera", "lora"]}),
+            (f"{tag}_stack_lora_vera2", ["lora", "vera2"], None, {"type": "stack", "adapters": ["lora", "vera2"]}),
+            (f"{tag}_stack_veras", ["vera", "vera2"], None, {"type": "stack", "adapters": ["vera", "vera2"]}),
+            (f"{tag}_average_vera_lora", ["vera", "lora"], None,
+             {"type": "average", "adapters": ["vera", "lora"], "weights": [0.7, 0.3]}),
+            (f"{tag}_parallel_vera_lora", ["vera", "lora"], None, {"type": "parallel", "adapters": ["vera", "lora"]}),
+            (f"{tag}_batch_split_vera_lora", ["vera", "lora"], None,
+             {"type": "batch_split", "adapters": ["vera", "lora"], "batch_sizes": [1, 2]}),
+        ]
+        for case in _run_cases(model, tok, case_defs, texts, model_rel, A, "head_cls"):
+            if case["setup"]["type"] == "average":
+                case["setup"]["normalized_weights"] = tolist(build_setup(case["setup"]).weights)
+            cases.append(case)
+    worst = verify_cases(cases, fixtures_root)
+    write_json(
+        os.path.join(out, "cases.json"),
+        {
+            "generator": "tests/reference/make_fixtures.py --vera",
+            "versions": {
+                "adapters": adapters.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__.split("+")[0],
+            },
+            "notes": {"paths": "relative to tests/fixtures", "configs": {k: v().to_dict() for k, v in VERA_CONFIGS.items()}},
+            "cases": cases,
+        },
+    )
+    print(f"wrote {len(cases)} VeRA cases to {out} (reload check max |diff| = {worst:.3g})", file=sys.stderr)
+
+
 @torch.no_grad()
 def check_merged(spec_path):
-    from transformers import AutoModelForSequenceClassification
-
     with open(spec_path, "r", encoding="utf-8") as f:
         spec = json.load(f)
+    if isinstance(spec, list):
+        return [check_merged_one(s) for s in spec]
+    return check_merged_one(spec)
+
+
+def check_merged_one(spec):
+    from transformers import AutoModelForSequenceClassification
+
     model = AutoModelForSequenceClassification.from_pretrained(spec["model"])
     model.eval()
     kwargs = {
@@ -1403,6 +1503,7 @@ def main():
     ap.add_argument("--check-load", metavar="SPEC_JSON")
     ap.add_argument("--check-merged", metavar="SPEC_JSON")
     ap.add_argument("--methods", nargs="?", const=os.path.join(REPO, "tests", "fixtures", "methods"), metavar="OUT_DIR")
+    ap.add_argument("--vera", nargs="?", const=os.path.join(REPO, "tests", "fixtures", "vera"), metavar="OUT_DIR")
     args = ap.parse_args()
     if args.check_merged:
         sys.stdout.write(json.dumps(check_merged(args.check_merged)) + "\n")
@@ -1414,6 +1515,8 @@ def main():
         sys.stdout.write(json.dumps(result) + "\n")
     elif args.methods:
         main_methods(args.methods, os.path.join(REPO, "tests", "fixtures"))
+    elif args.vera:
+        main_vera(args.vera, os.path.join(REPO, "tests", "fixtures"))
     elif args.minilm:
         main_minilm(args.minilm)
     else:
