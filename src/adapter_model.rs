@@ -131,10 +131,13 @@ impl AdapterModel {
         let head = self.active_head.as_ref().and_then(|h| self.heads.get(h));
         let logits = match head {
             Some(head) => {
-                // A sentence head reads the first position, a prompt vector with `prefix`
-                // prompt tuning, as in the library.
+                // A sentence head reads the architecture's sentence token: for encoders the
+                // first position, a prompt vector with `prefix` prompt tuning, as in the
+                // library.
+                let sentence = self.base.config.arch.facts().sentence_token;
+                let sentence = sentence.select(&hidden, &mask);
                 let pooled = enc.pool(&hidden);
-                Some(head.forward(&hidden, pooled.as_ref(), train)?)
+                Some(head.forward(&hidden, &sentence, pooled.as_ref(), train)?)
             }
             None => None,
         };

@@ -232,8 +232,16 @@ impl HeadModule {
         })
     }
 
-    /// Logits: [batch, labels], or [batch, tokens, labels] for tagging.
-    pub fn forward(&self, hidden: &Tensor, pooled: Option<&Tensor>, train: bool) -> Result<Tensor> {
+    /// Logits: [batch, labels], or [batch, tokens, labels] for tagging. `sentence` is the
+    /// hidden state of each row's sentence token ([`SentenceToken`](crate::model::config::SentenceToken)),
+    /// `pooled` the model's pooler output, if it has one.
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        sentence: &Tensor,
+        pooled: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         let mut x = match self.config.head_type {
             HeadType::Tagging => hidden.shallow_clone(),
             _ if self.config.use_pooler => pooled
@@ -244,7 +252,7 @@ impl HeadModule {
                     ))
                 })?
                 .shallow_clone(),
-            _ => hidden.select(1, 0),
+            _ => sentence.shallow_clone(),
         };
         let n = self.linears.len();
         for (i, lin) in self.linears.iter().enumerate() {

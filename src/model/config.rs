@@ -21,6 +21,42 @@ pub enum Architecture {
     DebertaV2,
 }
 
+/// Which token's hidden state a sentence head reads (transformers' and the library's
+/// `cls_output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentenceToken {
+    /// The first (`[CLS]`, `<s>`): encoders.
+    First,
+    /// The last one that is not padding (padding on the right): decoders, which see the whole
+    /// text only at its end.
+    LastNonPad,
+}
+
+impl SentenceToken {
+    /// The hidden state of the sentence token of each row: [batch, width] from `hidden`
+    /// [batch, tokens, width] and the input's `attention_mask` [batch, input tokens] (right
+    /// padding; `hidden` may hold tokens put in front of the input, as prompt tuning does).
+    pub fn select(self, hidden: &tch::Tensor, attention_mask: &tch::Tensor) -> tch::Tensor {
+        match self {
+            SentenceToken::First => hidden.select(1, 0),
+            SentenceToken::LastNonPad => {
+                let tokens = hidden.size()[1];
+                let pads = attention_mask.size()[1]
+                    - attention_mask.sum_dim_intlist(1, false, tch::Kind::Int64);
+                let last = (pads.neg() + (tokens - 1)).clamp_min(0);
+                let width = hidden.size()[2];
+                hidden
+                    .gather(
+                        1,
+                        &last.view([-1, 1, 1]).expand([-1, 1, width], false),
+                        false,
+                    )
+                    .squeeze_dim(1)
+            }
+        }
+    }
+}
+
 /// What differs between architectures besides their code: names, defaults, files.
 #[derive(Debug)]
 pub struct ArchFacts {
@@ -42,6 +78,8 @@ pub struct ArchFacts {
     pub default_type_vocab_size: i64,
     /// The SentencePiece model file its slow tokenizer reads, if any.
     pub sentencepiece_file: Option<&'static str>,
+    /// The token sentence heads read.
+    pub sentence_token: SentenceToken,
 }
 
 const BERT_LIKE: ArchFacts = ArchFacts {
@@ -56,6 +94,7 @@ const BERT_LIKE: ArchFacts = ArchFacts {
     default_layer_norm_eps: 1e-12,
     default_type_vocab_size: 2,
     sentencepiece_file: None,
+    sentence_token: SentenceToken::First,
 };
 
 /// One row per architecture.
@@ -547,6 +586,26 @@ fn layer_norm_eps_of(path: &Path, raw: &Value, arch: Architecture) -> Result<f64
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sentence_heads_read_the_first_token_or_the_last_one_before_right_padding() {
+        use tch::{Kind, Tensor};
+        // Row r, token t holds 10 r + t.
+        let hidden = Tensor::from_slice(&[0.0f32, 1., 2., 3., 10., 11., 12., 13.]).view([2, 4, 1]);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 0, 0]).view([2, 4]);
+        let first = SentenceToken::First.select(&hidden, &mask);
+        assert_eq!(Vec::<f32>::try_from(first.view([-1])).unwrap(), [0., 10.]);
+        let last = SentenceToken::LastNonPad.select(&hidden, &mask);
+        assert_eq!(Vec::<f32>::try_from(last.view([-1])).unwrap(), [3., 11.]);
+        // Two prompt vectors in front of the input: the last real token moves with them.
+        let longer = Tensor::arange(12, (Kind::Float, tch::Device::Cpu)).view([2, 6, 1]);
+        let last = SentenceToken::LastNonPad.select(&longer, &mask);
+        assert_eq!(Vec::<f32>::try_from(last.view([-1])).unwrap(), [5., 9.]);
+        // Every architecture here is an encoder.
+        assert!(ARCHITECTURES
+            .iter()
+            .all(|f| f.sentence_token == SentenceToken::First));
+    }
 
     fn bert() -> Value {
         json!({"model_type": "bert", "vocab_size": 100, "hidden_size": 32,
