@@ -2,7 +2,9 @@
 //! (tests/reference/fake_hub.py, started and stopped by each test), whose protocol the official
 //! Python client (`huggingface_hub`) checks in the same tests: downloads by id and revision
 //! predict as the local folders, one cache with Python both ways, offline, resume, sha256,
-//! tokens, wrong ids.
+//! tokens, wrong ids; pushes (the repo, preupload, LFS batch/PUT/verify and commit APIs) that
+//! Python's `snapshot_download` reads back byte for byte with AdapterHub's card, the same
+//! server taking `HfApi.upload_folder`'s pushes, and search.
 mod common;
 
 use std::io::BufRead;
@@ -623,4 +625,323 @@ fn python_resumes_what_our_interrupted_download_left() {
     );
     let blobs = home.join("hub/models--tiny--bert-tiny/blobs");
     assert!(!blobs.join(format!("{sha}.incomplete")).exists());
+}
+
+/// `hub push DIR --repo REPO ARGS…` with the token unless `env` says otherwise.
+fn push(home: &Path, endpoint: &str, dir: &Path, repo: &str, args: &[&str]) -> Output {
+    let mut all = vec!["hub", "push", dir.to_str().unwrap(), "--repo", repo];
+    all.extend_from_slice(args);
+    studio(home, endpoint, &all, &[("HF_TOKEN", TOKEN)])
+}
+
+/// The commit id `hub push` printed as its last line (it must have succeeded).
+fn pushed_commit(out: Output) -> String {
+    let stdout = ok(out);
+    let commit = stdout.lines().last().expect("a last line").to_string();
+    assert!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{stdout}"
+    );
+    commit
+}
+
+/// The requests of one kind (`METHOD PATH` prefix) served so far.
+fn count(hub: &FakeHub, prefix: &str) -> usize {
+    hub.requests()
+        .iter()
+        .filter(|r| r.starts_with(prefix))
+        .count()
+}
+
+/// A run folder as training leaves it: the LoRA adapter and its head in `adapter/`, `head/`,
+/// a checkpoint and logs that stay home, and a run.json whose model and training file are in
+/// the Hugging Face caches (so the card can name them as Hub ids) with best metrics.
+fn run_folder(root: &Path) -> PathBuf {
+    let run = root.join("run");
+    for (part, fixture) in [
+        ("adapter", "methods/bert/lora"),
+        ("head", "methods/bert/head_cls"),
+    ] {
+        std::fs::create_dir_all(run.join(part)).unwrap();
+        for entry in std::fs::read_dir(fixtures().join(fixture)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), run.join(part).join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(run.join("checkpoint.safetensors"), b"not pushed").unwrap();
+    std::fs::write(run.join("metrics.jsonl"), b"{}\n").unwrap();
+    let mut info: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("run_v0/run.json")).unwrap())
+            .unwrap();
+    let zeros = "0".repeat(40);
+    info["config"]["model"] = json!(format!("/c/hub/models--tiny--bert-tiny/snapshots/{zeros}"));
+    info["config"]["train"] = json!(format!(
+        "/c/hub/datasets--tiny--reviews/snapshots/{zeros}/train.csv"
+    ));
+    info["best"] = json!({"step": 2, "epoch": 1.0, "examples": 16, "elapsed_secs": 1.0,
+        "best": true, "metrics": {"accuracy": 0.75, "macro_f1": 0.7, "loss": 0.5}});
+    std::fs::write(run.join("run.json"), info.to_string()).unwrap();
+    run
+}
+
+#[test]
+fn a_pushed_run_is_one_commit_python_downloads_byte_for_byte_with_adapterhubs_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(standard_repos(&tmp.path().join("repos")), json!({}));
+    let home = tmp.path().join("hf");
+    let url = hub.url.as_str();
+    let run = run_folder(tmp.path());
+    let commit = pushed_commit(push(&home, url, &run, "me/run-lora", &[]));
+    assert_eq!(count(&hub, "POST /api/models/me/run-lora/commit/main"), 1);
+    assert_eq!(
+        count(&hub, "PUT /lfs-upload/me/run-lora/"),
+        2,
+        "the two weights by LFS"
+    );
+
+    // The official client reads the commit back: the files, and the card's front matter.
+    let code = format!(
+        "import huggingface_hub as h, hashlib, json, os, yaml\n\
+         p = h.snapshot_download('me/run-lora', revision='{commit}')\n\
+         files = {{}}\n\
+         for d, _, names in os.walk(p):\n\
+         \x20   for n in names:\n\
+         \x20       f = os.path.join(d, n)\n\
+         \x20       files[os.path.relpath(f, p)] = hashlib.sha256(open(f, 'rb').read()).hexdigest()\n\
+         card = open(os.path.join(p, 'README.md')).read()\n\
+         meta = yaml.safe_load(card.split('---')[1])\n\
+         print(json.dumps({{'files': files, 'meta': meta, 'card': card}}))"
+    );
+    let got: Value = serde_json::from_str(&python(&home, url, &code, &[])).unwrap();
+    let mut expected = serde_json::Map::new();
+    for (part, fixture) in [
+        ("adapter", "methods/bert/lora"),
+        ("head", "methods/bert/head_cls"),
+    ] {
+        for entry in std::fs::read_dir(run.join(part)).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let sha = sha256_hex(&fixtures().join(fixture).join(&name));
+            expected.insert(name, json!(sha));
+        }
+    }
+    let files = got["files"].as_object().unwrap();
+    for (name, sha) in &expected {
+        assert_eq!(&files[name], sha, "{name}");
+    }
+    let mut names: Vec<&str> = files.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".gitattributes",
+            "README.md",
+            "adapter.safetensors",
+            "adapter_config.json",
+            "head_config.json",
+            "model_head.safetensors"
+        ],
+        "the run's checkpoint and logs stay home"
+    );
+    let meta = &got["meta"];
+    assert_eq!(meta["library_name"], "adapter-transformers");
+    let tags: Vec<&str> = meta["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for tag in [
+        "adapter-transformers",
+        "adapters",
+        "bert",
+        "text-classification",
+    ] {
+        assert!(tags.contains(&tag), "{tag}: {tags:?}");
+    }
+    assert_eq!(meta["base_model"], "tiny/bert-tiny");
+    assert_eq!(meta["datasets"], json!(["tiny/reviews"]));
+    assert_eq!(meta["metrics"], json!(["accuracy", "f1"]));
+    let card = got["card"].as_str().unwrap();
+    for part in [
+        "AutoAdapterModel.from_pretrained(\"tiny/bert-tiny\")",
+        "model.load_adapter(\"me/run-lora\", set_active=True)",
+        "| accuracy | 0.7500 |",
+        "[tiny/reviews](https://huggingface.co/datasets/tiny/reviews/)",
+    ] {
+        assert!(card.contains(part), "{part}:\n{card}");
+    }
+    assert!(
+        !run.join("README.md").exists(),
+        "the card is not written into the folder"
+    );
+
+    // Our own download of the pushed repo predicts as the local folders.
+    let local_logits = predict(
+        &home,
+        url,
+        [
+            &local("bert_tiny"),
+            &local("methods/bert/lora"),
+            &local("methods/bert/head_cls"),
+        ],
+        &[],
+    );
+    let pushed = predict(
+        &home,
+        url,
+        [&local("bert_tiny"), "me/run-lora", "me/run-lora"],
+        &[],
+    );
+    assert_eq!(pushed, local_logits);
+}
+
+#[test]
+fn push_without_a_token_or_with_a_symlink_is_one_clear_error_before_any_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(json!({}), json!({}));
+    let home = tmp.path().join("hf");
+    let dir = repo_dir(tmp.path(), "lora", &["methods/bert/lora"], &[]);
+    let args = ["hub", "push", dir.to_str().unwrap(), "--repo", "me/x"];
+    let err = failure(studio(&home, &hub.url, &args, &[]));
+    assert!(
+        err.contains("me/x") && err.contains("HF_TOKEN") && err.contains("huggingface-cli login"),
+        "{err}"
+    );
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+    let err = failure(push(&home, &hub.url, &dir, "me/x", &[]));
+    assert!(
+        err.contains("passwd") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(hub.requests(), Vec::<String>::new(), "nothing was asked");
+    // A wrong token: the Hub's refusal, named.
+    std::fs::remove_file(dir.join("passwd")).unwrap();
+    let err = failure(studio(&home, &hub.url, &args, &[("HF_TOKEN", "hf_wrong")]));
+    assert!(err.contains("token was refused"), "{err}");
+}
+
+#[test]
+fn pushing_twice_makes_two_commits_the_second_served_and_an_unchanged_push_makes_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(json!({}), json!({}));
+    let home = tmp.path().join("hf");
+    let url = hub.url.as_str();
+    let first = repo_dir(
+        tmp.path(),
+        "first",
+        &["methods/bert/lora", "methods/bert/head_cls"],
+        &[],
+    );
+    let second = repo_dir(
+        tmp.path(),
+        "second",
+        &["methods/bert/lora2", "methods/bert/head_cls"],
+        &[],
+    );
+    let c1 = pushed_commit(push(&home, url, &first, "me/twice", &[]));
+    let c2 = pushed_commit(push(
+        &home,
+        url,
+        &second,
+        "me/twice",
+        &["--message", "lora2"],
+    ));
+    assert_ne!(c1, c2);
+    let lora2 = sha256_hex(&fixtures().join("methods/bert/lora2/adapter.safetensors"));
+    let lora = sha256_hex(&fixtures().join("methods/bert/lora/adapter.safetensors"));
+    let main = download(&home, url, "me/twice", &[]);
+    assert!(main.ends_with(&c2), "{}", main.display());
+    assert_eq!(sha256_hex(&main.join("adapter.safetensors")), lora2);
+    let old = download(&home, url, &format!("me/twice@{c1}"), &[]);
+    assert_eq!(sha256_hex(&old.join("adapter.safetensors")), lora);
+    // The head did not change: only the adapter's bytes went the second time.
+    assert_eq!(count(&hub, "PUT /lfs-upload/me/twice/"), 3);
+
+    let commits = count(&hub, "POST /api/models/me/twice/commit/");
+    assert_eq!(
+        pushed_commit(push(&home, url, &second, "me/twice", &[])),
+        c2
+    );
+    assert_eq!(
+        count(&hub, "POST /api/models/me/twice/commit/"),
+        commits,
+        "no empty commit"
+    );
+
+    // A branch: created from main, main untouched.
+    let c3 = pushed_commit(push(&home, url, &first, "me/twice", &["--revision", "dev"]));
+    let dev = download(&home, url, "me/twice@dev", &[]);
+    assert!(dev.ends_with(&c3));
+    assert_eq!(sha256_hex(&dev.join("adapter.safetensors")), lora);
+    assert!(download(&home, url, "me/twice", &[]).ends_with(&c2));
+}
+
+#[test]
+fn the_official_clients_upload_folder_works_on_the_fake_hub_and_search_lists_adapters_as_python() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(standard_repos(&tmp.path().join("repos")), json!({}));
+    let home = tmp.path().join("hf");
+    let url = hub.url.as_str();
+    let card = b"---\nlibrary_name: adapter-transformers\ntags:\n- adapters\n---\n# py\n";
+    let dir = repo_dir(
+        tmp.path(),
+        "py",
+        &["methods/bert/lora", "methods/bert/head_cls"],
+        &[("README.md", card)],
+    );
+    let code = format!(
+        "import huggingface_hub as h\n\
+         api = h.HfApi(endpoint='{url}', token='{TOKEN}')\n\
+         api.create_repo('me/py-lora', exist_ok=True)\n\
+         api.create_repo('me/py-lora', exist_ok=True)\n\
+         print(api.upload_folder(repo_id='me/py-lora', folder_path='{}').oid)",
+        dir.display()
+    );
+    let commit = python(&home, url, &code, &[]);
+    let folder = download(&home, url, "me/py-lora", &[]);
+    assert!(folder.ends_with(&commit), "{}", folder.display());
+    for name in [
+        "adapter.safetensors",
+        "adapter_config.json",
+        "model_head.safetensors",
+        "README.md",
+    ] {
+        assert_eq!(
+            sha256_hex(&folder.join(name)),
+            sha256_hex(&dir.join(name)),
+            "{name}"
+        );
+    }
+    // Ours, then theirs, into the one server; search finds adapters as Python's filter does.
+    let ours = repo_dir(tmp.path(), "ours", &["methods/bert/lora"], &[]);
+    pushed_commit(push(&home, url, &ours, "me/our-lora", &[]));
+    let lines = |args: &[&str]| -> Vec<String> {
+        ok(studio(&home, url, args, &[]))
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        lines(&["hub", "search", "lora", "--adapters"]),
+        ["me/our-lora", "me/py-lora"]
+    );
+    let code = "import huggingface_hub as h\n\
+                print('\\n'.join(m.id for m in h.HfApi().list_models(search='lora', filter='adapter-transformers')))";
+    assert_eq!(python(&home, url, code, &[]), "me/our-lora\nme/py-lora");
+    assert_eq!(
+        lines(&["hub", "search", "bert-tiny", "--adapters"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(lines(&["hub", "search", "bert-tiny"]), ["tiny/bert-tiny"]);
+    let out = ok(studio(
+        &home,
+        url,
+        &["hub", "search", "our", "--limit", "1"],
+        &[],
+    ));
+    assert!(
+        out.contains("me/our-lora") && out.contains("modified 20"),
+        "{out}"
+    );
 }

@@ -1,7 +1,7 @@
-//! `adapter-studio hub download`, and Hub ids wherever a folder is accepted: an argument that
-//! is not an existing local path and reads as `owner/name[@revision]` becomes the snapshot
-//! folder of that repo in the Hugging Face cache (downloaded if missing). A local path always
-//! wins.
+//! `adapter-studio hub download|push|search`, and Hub ids wherever a folder is accepted: an
+//! argument that is not an existing local path and reads as `owner/name[@revision]` becomes
+//! the snapshot folder of that repo in the Hugging Face cache (downloaded if missing). A local
+//! path always wins.
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,52 @@ pub enum HubCommand {
     /// Download a model or adapter repo into the Hugging Face cache (what is cached is not
     /// downloaded again) and print its snapshot folder as the last line.
     Download(DownloadArgs),
+    /// Upload a folder (an adapter, a run folder, any model folder) to a Hub repo in one
+    /// commit, creating the repo if needed; a model card is written as AdapterHub writes it
+    /// when the folder has no README.md. Prints the commit id as the last line.
+    Push(PushArgs),
+    /// Search the Hub's models (one line per repo: id, downloads, likes, last modified).
+    Search(SearchArgs),
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The folder: an AdapterHub folder, a run folder (its adapter/fusion/model and head go
+    /// side by side at the repo root), or any folder of files.
+    dir: PathBuf,
+    /// The repo to push to: `owner/name`.
+    #[arg(long)]
+    repo: String,
+    /// The branch to commit to (created from `main` if missing).
+    #[arg(long)]
+    revision: Option<String>,
+    /// Create the repo private (an existing repo keeps its visibility).
+    #[arg(long)]
+    private: bool,
+    /// The commit message.
+    #[arg(long)]
+    message: Option<String>,
+    /// The base model's Hub id for the card, when the folder does not record it.
+    #[arg(long)]
+    base_model: Option<String>,
+    /// The Hub dataset id for the card (as `push_adapter_to_hub`'s `datasets_tag`).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Words to look for in repo ids.
+    query: String,
+    /// Only adapters (the Adapters library, `adapter-transformers`).
+    #[arg(long)]
+    adapters: bool,
+    /// At most this many repos (1 to 1000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
 }
 
 #[derive(Args)]
@@ -32,7 +78,107 @@ pub struct DownloadArgs {
 pub fn run(command: HubCommand) -> anyhow::Result<()> {
     match command {
         HubCommand::Download(args) => download(args),
+        HubCommand::Push(args) => push(args),
+        HubCommand::Search(args) => search(args),
     }
+}
+
+fn push(args: PushArgs) -> anyhow::Result<()> {
+    let settings = HubSettings::from_env()?;
+    let options = hf_hub::PushOptions {
+        repo: args.repo,
+        revision: args.revision,
+        private: args.private,
+        message: args.message,
+        card: hf_hub::CardOverrides {
+            base_model: args.base_model,
+            dataset: args.dataset,
+        },
+    };
+    let tty = !args.quiet && std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let pushed = hf_hub::push(&args.dir, &options, &settings, &mut |p| {
+        if tty {
+            let b = bar.get_or_insert_with(|| new_bar(p.bytes_total));
+            b.set_position(p.bytes_done);
+            b.set_message(p.file.clone());
+        }
+        true
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if !args.quiet {
+        if pushed.created {
+            eprintln!("{}: created the repo", options.repo);
+        }
+        if pushed.card {
+            eprintln!(
+                "{}: no README.md in the folder: wrote a model card",
+                options.repo
+            );
+        }
+        for note in &pushed.notes {
+            eprintln!("note: {}: {note}", options.repo);
+        }
+        let revision = options.revision.as_deref().unwrap_or("main");
+        if pushed.committed {
+            eprintln!(
+                "{}@{revision}: committed {} file(s) ({} by LFS), {} unchanged",
+                options.repo,
+                pushed.files.len().saturating_sub(pushed.unchanged.len()),
+                pushed.lfs_uploaded.len(),
+                pushed.unchanged.len()
+            );
+        } else {
+            eprintln!(
+                "{}@{revision}: every file is on the Hub as it is here: no new commit",
+                options.repo
+            );
+        }
+    }
+    println!("{}", pushed.commit);
+    Ok(())
+}
+
+fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let settings = HubSettings::from_env()?;
+    let found = hf_hub::search(
+        &args.query,
+        args.adapters,
+        usize::from(args.limit),
+        &settings,
+    )?;
+    if found.is_empty() {
+        eprintln!("no repos match `{}`", args.query);
+    }
+    for r in found {
+        let mut line = r.id.clone();
+        if let Some(d) = r.downloads {
+            line.push_str(&format!("  {d} downloads"));
+        }
+        if let Some(l) = r.likes {
+            line.push_str(&format!("  {l} likes"));
+        }
+        if let Some(m) = &r.last_modified {
+            line.push_str(&format!("  modified {m}"));
+        }
+        if r.private {
+            line.push_str("  (private)");
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The bytes bar of downloads and uploads (stderr).
+fn new_bar(total: u64) -> ProgressBar {
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
 }
 
 fn download(args: DownloadArgs) -> anyhow::Result<()> {
@@ -72,14 +218,7 @@ fn fetch(repo: &RepoRef, quiet: bool) -> anyhow::Result<PathBuf> {
             );
         }
         if tty {
-            let b = bar.get_or_insert_with(|| {
-                ProgressBar::new(p.bytes_total).with_style(
-                    ProgressStyle::with_template(
-                        "{bar:30} {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta} {msg}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                )
-            });
+            let b = bar.get_or_insert_with(|| new_bar(p.bytes_total));
             b.set_position(p.bytes_done);
             b.set_message(p.file.clone());
         }

@@ -62,7 +62,8 @@ enum Command {
     /// Studies: a grid of runs (sources × targets × methods × seeds) and its report.
     #[command(subcommand)]
     Study(study::StudyCommand),
-    /// The Hugging Face Hub: download a model or adapter by id into the shared cache.
+    /// The Hugging Face Hub: download a model or adapter by id into the shared cache, push a
+    /// folder or run, search.
     #[command(subcommand)]
     Hub(hub::HubCommand),
 }

@@ -19,13 +19,13 @@ const MAX_FILES: usize = 100_000;
 const MAX_REDIRECTS: usize = 10;
 
 pub(crate) struct Client {
-    endpoint: String,
-    token: Option<String>,
+    pub(super) endpoint: String,
+    pub(super) token: Option<String>,
     /// HEAD and the listing: redirects are read, not followed (an LFS file's `Location` is
     /// where its bytes are; its headers are on the redirect itself).
-    no_redirects: ureq::Agent,
+    pub(super) no_redirects: ureq::Agent,
     /// The listing and the download: redirects followed (to the CDN for LFS files).
-    follow: ureq::Agent,
+    pub(super) follow: ureq::Agent,
 }
 
 /// What the listing says of one revision.
@@ -79,7 +79,7 @@ impl Client {
         &self.endpoint
     }
 
-    fn authorized(&self, req: ureq::Request) -> ureq::Request {
+    pub(super) fn authorized(&self, req: ureq::Request) -> ureq::Request {
         match &self.token {
             Some(t) => req.set("Authorization", &format!("Bearer {t}")),
             None => req,
@@ -94,21 +94,8 @@ impl Client {
             quote(revision, false)
         );
         let response = send(self.authorized(self.follow.get(&url)))?;
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_JSON_BYTES + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| Failure::Network(format!("reading the listing: {e}")))?;
-        if body.len() as u64 > MAX_JSON_BYTES {
-            return Err(Failure::Status(
-                200,
-                format!("the listing is over {} MiB", MAX_JSON_BYTES >> 20),
-            ));
-        }
+        let v = read_json_body(response, "the listing")?;
         let bad = |what: &str| Failure::Status(200, format!("the listing is unusable: {what}"));
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| bad(&format!("not JSON ({e})")))?;
         let commit = v
             .get("sha")
             .and_then(|s| s.as_str())
@@ -316,9 +303,38 @@ impl Client {
     }
 }
 
+/// A JSON answer, read capped at [`MAX_JSON_BYTES`] (a server cannot fill memory); `what`
+/// names it in errors.
+pub(super) fn read_json_body(
+    response: ureq::Response,
+    what: &str,
+) -> std::result::Result<serde_json::Value, Failure> {
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_JSON_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Failure::Network(format!("reading {what}: {e}")))?;
+    if body.len() as u64 > MAX_JSON_BYTES {
+        return Err(Failure::Status(
+            200,
+            format!("{what} is over {} MiB", MAX_JSON_BYTES >> 20),
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Failure::Status(200, format!("{what} is unusable: not JSON ({e})")))
+}
+
 /// Sends a request, sorting its failure into no answer and an error answer.
-fn send(req: ureq::Request) -> std::result::Result<ureq::Response, Failure> {
-    match req.call() {
+pub(super) fn send(req: ureq::Request) -> std::result::Result<ureq::Response, Failure> {
+    sorted(req.call())
+}
+
+/// The outcome of a request sent any way (`call`, `send_bytes`, `send`), sorted as [`send`].
+pub(super) fn sorted(
+    result: std::result::Result<ureq::Response, ureq::Error>,
+) -> std::result::Result<ureq::Response, Failure> {
+    match result {
         Ok(r) => Ok(r),
         Err(ureq::Error::Status(code, response)) => {
             let message = status_message(code, &response);

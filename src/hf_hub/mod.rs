@@ -22,12 +22,22 @@
 //! `training_args.bin`), and in a folder that has a `.safetensors` file its `.bin` files and
 //! `.bin.index.json` (the same weights twice). Everything else is taken (configs, tokenizer,
 //! README, a head folder beside an adapter).
+//!
+//! Sharing back: [`push`] (upload.rs: the repo, the preupload, LFS and commit APIs, one
+//! commit), with a model card made as AdapterHub makes it when the folder has none
+//! (card.rs); [`search`] (search.rs: the Hub's model search).
 mod cache;
+mod card;
 mod download;
+mod search;
+mod upload;
 
 use std::path::{Path, PathBuf};
 
 pub use cache::{hf_home, hub_cache_dir, is_commit, CacheLock, RepoCache};
+pub use card::{CardFacts, CardKind, CardOverrides};
+pub use search::{search, RepoSummary, ADAPTERS_LIBRARY, MAX_LIMIT};
+pub use upload::{push, PushOptions, PushPlan, Pushed, DEFAULT_MESSAGE};
 
 use crate::error::{Error, Result};
 use download::{Client, Failure};

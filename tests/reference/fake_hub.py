@@ -17,18 +17,85 @@ CONFIG: {"repos": {"owner/name": {"revisions": {"main": DIR, "v1": DIR2}, "priva
 - Errors as the Hub gives them: 401 RepoNotFound without a (valid) token, 404 RepoNotFound,
   RevisionNotFound, EntryNotFound, with X-Error-Code and X-Error-Message.
 
+Uploads, as `huggingface_hub` (0.36: create_repo, create_branch, upload_folder/create_commit)
+speaks to the Hub; every write needs the Bearer token (401 otherwise):
+- POST /api/repos/create {name, organization, private} → 200 {url} with an initial commit
+  holding the Hub's .gitattributes; 409 {error, url} when it exists.
+- POST /api/models/OWNER/NAME/branch/BRANCH → a branch at main's commit (409: exists).
+- POST /api/validate-yaml {content} → the README front matter parsed (400 when it is no YAML).
+- POST /api/models/OWNER/NAME/preupload/REV {files: [{path, sample, size}]} → {files: [{path,
+  uploadMode, shouldIgnore, oid}], commitOid}: `lfs` for .gitattributes LFS patterns, binary
+  samples (a NUL byte) and files over 10 MiB, else `regular`; `oid` is what the revision holds.
+- POST /OWNER/NAME.git/info/lfs/objects/batch (git-lfs batch API, `basic` transfer) → per
+  object not stored yet: actions.upload.href (PUT /lfs-upload/…: a "presigned" URL that, as
+  S3, refuses an Authorization header) and actions.verify.href (POST: sha256 and size checked).
+- POST /api/models/OWNER/NAME/commit/REV, ndjson (header; file: base64, refused if binary;
+  lfsFile: must have been uploaded and verified; deletedFile/deletedFolder) → {commitOid,
+  commitUrl}: a new commit on the branch, its files served by the download routes above.
+- GET /api/models?search=Q&filter=F&limit=N[&expand=…] → [{_id, id, modelId, likes,
+  downloads, tags, library_name, private, createdAt}] (expand: those fields only, and
+  lastModified); tags and library_name from the README front matter, private repos only with
+  the token.
+
 A commit id is the sha1 of the repo name and its files' names and contents: the same folder
 gives the same commit.
 """
+import base64
+import fnmatch
 import hashlib
 import json
 import os
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ot", ".pt", ".pth")
+
+# The .gitattributes a new repo on the Hub starts with (the LFS part of it).
+LFS_PATTERNS = [
+    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib",
+    "*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot",
+    "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors",
+    "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz", "*.zip",
+    "*.zst", "*tfevents*",
+]
+GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
+REGULAR_MAX = 10 * 1024 * 1024
+
+
+def git_sha1(data):
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def goes_by_lfs(path, sample, size):
+    name = path.rsplit("/", 1)[-1]
+    by_pattern = any(
+        fnmatch.fnmatch(path if "/" in p else name, p) for p in LFS_PATTERNS
+    )
+    return by_pattern or b"\0" in sample or size > REGULAR_MAX
+
+
+def front_matter(data):
+    """The README's YAML front matter as a dict ({} without one); ValueError if it is no YAML."""
+    import yaml
+
+    text = data.decode("utf-8", "replace")
+    if not text.startswith("---"):
+        return {}
+    parts = text.split("\n---", 1)
+    if len(parts) < 2:
+        return {}
+    try:
+        meta = yaml.safe_load(parts[0][3:])
+    except yaml.YAMLError as e:
+        raise ValueError(str(e))
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError("the front matter is not a mapping")
+    return meta
 
 
 def load(config):
@@ -50,8 +117,7 @@ def load(config):
                         lfs[(repo_id, sha)] = (rel, data)
                         files[rel] = {"lfs": True, "etag": sha, "data": data}
                     else:
-                        git = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-                        files[rel] = {"lfs": False, "etag": git, "data": data}
+                        files[rel] = {"lfs": False, "etag": git_sha1(data), "data": data}
             h = hashlib.sha1(repo_id.encode())
             for rel in sorted(files):
                 h.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]["data"]).digest())
@@ -114,6 +180,301 @@ class Hub(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.handle_any()
 
+    # ---- uploads -------------------------------------------------------------------------
+
+    def body(self):
+        """The request body: Content-Length, or chunked (as requests sends a file object)."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def send_json(self, value, status=200, content_type="application/json", headers=None):
+        body = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def writer(self):
+        """True when the request carries the token (writes need it); else answered 401."""
+        auth = self.headers.get("Authorization")
+        if auth == f"Bearer {self.server.config.get('token')}":
+            return True
+        if auth is None:
+            self.error(401, "", "Invalid username or password.")
+        else:
+            self.error(401, "", "Invalid credentials in Authorization header")
+        return False
+
+    def base(self):
+        return f"http://{self.headers.get('Host')}"
+
+    def new_commit(self, repo_id, parent, files, summary):
+        with self.server.lock:
+            self.server.counter += 1
+            n = self.server.counter
+        h = hashlib.sha1(f"{repo_id}\0{parent}\0{summary}\0{n}".encode())
+        for rel in sorted(files):
+            h.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]["data"]).digest())
+        return h.hexdigest()
+
+    def do_PUT(self):
+        self.log()
+        parts = urllib.parse.urlsplit(self.path).path.lstrip("/").split("/")
+        if len(parts) != 4 or parts[0] != "lfs-upload":
+            return self.error(404, "NotFound", "no such route")
+        data = self.body()
+        # A presigned storage URL: a second kind of authorisation is refused, as S3 does.
+        if self.headers.get("Authorization"):
+            return self.error(400, "InvalidArgument", "Only one auth mechanism allowed")
+        with self.server.lock:
+            self.server.staged[("/".join(parts[1:3]), parts[3])] = data
+        self.send_response(200)
+        self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        self.log()
+        path = urllib.parse.urlsplit(self.path).path
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        parts = path.lstrip("/").split("/")
+        raw = self.body()
+        if not self.writer():
+            return
+        if path == "/api/validate-yaml":
+            try:
+                front_matter(json.loads(raw)["content"].encode())
+            except ValueError as e:
+                return self.error(400, "", f"Invalid YAML in README.md: {e}")
+            return self.send_json({"errors": [], "warnings": []})
+        if path == "/api/repos/create":
+            return self.create_repo(json.loads(raw))
+        if len(parts) == 6 and parts[1].endswith(".git") and parts[2:5] == ["info", "lfs", "objects"]:
+            repo_id = parts[0] + "/" + parts[1][: -len(".git")]
+            if parts[5] == "batch":
+                return self.lfs_batch(repo_id, json.loads(raw))
+            if parts[5] == "verify":
+                return self.lfs_verify(repo_id, json.loads(raw))
+        if parts[:2] == ["api", "models"] and len(parts) >= 6:
+            repo_id = "/".join(parts[2:4])
+            rev = urllib.parse.unquote("/".join(parts[5:]))
+            if parts[4] == "preupload":
+                return self.preupload(repo_id, rev, json.loads(raw))
+            if parts[4] == "commit":
+                if query.get("create_pr"):
+                    return self.error(400, "", "pull requests are not served here")
+                return self.commit_ndjson(repo_id, rev, raw)
+            if parts[4] == "branch":
+                return self.create_branch(repo_id, rev)
+        self.error(404, "NotFound", "no such route")
+
+    def writable_repo(self, repo_id):
+        repo = self.server.repos.get(repo_id)
+        if repo is None:
+            self.error(404, "RepoNotFound", f"Repository {repo_id} not found")
+        return repo
+
+    def create_repo(self, spec):
+        repo_id = f"{spec['organization']}/{spec['name']}" if spec.get("organization") else spec["name"]
+        url = f"{self.base()}/{repo_id}"
+        with self.server.lock:
+            if repo_id in self.server.repos:
+                exists = True
+            else:
+                exists = False
+                files = {".gitattributes": {"lfs": False, "etag": git_sha1(GITATTRIBUTES), "data": GITATTRIBUTES}}
+                self.server.repos[repo_id] = {
+                    "private": bool(spec.get("private", False)),
+                    "commits": {},
+                    "refs": {},
+                    "modified": time.time(),
+                }
+        if exists:
+            return self.send_json({"error": "You already created this model repo", "url": url}, 409)
+        commit = self.new_commit(repo_id, "", files, "initial commit")
+        with self.server.lock:
+            repo = self.server.repos[repo_id]
+            repo["commits"][commit] = files
+            repo["refs"]["main"] = commit
+        self.send_json({"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
+
+    def create_branch(self, repo_id, branch):
+        repo = self.writable_repo(repo_id)
+        if repo is None:
+            return
+        with self.server.lock:
+            if branch in repo["refs"]:
+                exists = True
+            else:
+                exists = False
+                repo["refs"][branch] = repo["refs"]["main"]
+        if exists:
+            return self.error(409, "", "Reference already exists")
+        self.send_json({})
+
+    def preupload(self, repo_id, rev, payload):
+        repo = self.writable_repo(repo_id)
+        if repo is None:
+            return
+        commit = self.commit(repo, rev)
+        if commit is None:
+            return
+        current = repo["commits"][commit]
+        out = []
+        for f in payload.get("files", []):
+            if not isinstance(f.get("size"), int) or not isinstance(f.get("path"), str):
+                return self.error(400, "", "files[].path and files[].size are required")
+            sample = base64.b64decode(f.get("sample", ""))
+            lfs = goes_by_lfs(f["path"], sample, f["size"])
+            have = current.get(f["path"])
+            oid = have["etag"] if have is not None and have["lfs"] == lfs else None
+            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+        self.send_json({"files": out, "commitOid": commit})
+
+    def lfs_batch(self, repo_id, payload):
+        if self.writable_repo(repo_id) is None:
+            return
+        if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", ["basic"]):
+            return self.error(422, "", "only uploads by the basic transfer are served here")
+        objects = []
+        for o in payload.get("objects", []):
+            oid, size = o.get("oid"), o.get("size")
+            if not isinstance(oid, str) or len(oid) != 64 or not isinstance(size, int):
+                return self.error(422, "", "objects need a sha256 oid and a size")
+            entry = {"oid": oid, "size": size, "authenticated": True}
+            stored = self.server.lfs_store.get((repo_id, oid))
+            if stored is None or len(stored) != size:
+                entry["actions"] = {
+                    "upload": {"href": f"{self.base()}/lfs-upload/{repo_id}/{oid}"},
+                    "verify": {"href": f"{self.base()}/{repo_id}.git/info/lfs/objects/verify"},
+                }
+            objects.append(entry)
+        self.send_json({"transfer": "basic", "objects": objects}, content_type="application/vnd.git-lfs+json")
+
+    def lfs_verify(self, repo_id, payload):
+        oid, size = payload.get("oid"), payload.get("size")
+        with self.server.lock:
+            data = self.server.staged.get((repo_id, oid))
+            ok = data is not None and len(data) == size and hashlib.sha256(data).hexdigest() == oid
+            if ok:
+                self.server.lfs_store[(repo_id, oid)] = data
+        if not ok:
+            return self.error(422, "", f"object {oid} was not uploaded, or its bytes or size differ")
+        self.send_json({"success": True}, content_type="application/vnd.git-lfs+json")
+
+    def commit_ndjson(self, repo_id, rev, raw):
+        repo = self.writable_repo(repo_id)
+        if repo is None:
+            return
+        if not self.headers.get("Content-Type", "").startswith("application/x-ndjson"):
+            return self.error(400, "", "the commit body is ndjson (Content-Type: application/x-ndjson)")
+        if rev not in repo["refs"]:
+            return self.error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+        if not lines or lines[0].get("key") != "header":
+            return self.error(400, "", "the first ndjson line must be the header")
+        header = lines[0]["value"]
+        parent = repo["refs"][rev]
+        if header.get("parentCommit") not in (None, parent):
+            return self.error(412, "", "A commit has happened since. Please refresh and try again.")
+        files = dict(repo["commits"][parent])
+        for item in lines[1:]:
+            key, value = item.get("key"), item.get("value", {})
+            path = value.get("path", "")
+            if key == "file":
+                if value.get("encoding") != "base64":
+                    return self.error(400, "", "file content must be base64")
+                data = base64.b64decode(value["content"])
+                if b"\0" in data or goes_by_lfs(path, data[:512], len(data)):
+                    return self.error(
+                        400, "", f"Your push was rejected because it contains binary files ({path}): use LFS"
+                    )
+                files[path] = {"lfs": False, "etag": git_sha1(data), "data": data}
+            elif key == "lfsFile":
+                data = self.server.lfs_store.get((repo_id, value.get("oid")))
+                if data is None or ("size" in value and len(data) != value["size"]):
+                    return self.error(422, "", f"Your push was rejected: LFS object of {path} not found")
+                files[path] = {"lfs": True, "etag": value["oid"], "data": data}
+            elif key == "deletedFile":
+                files.pop(path, None)
+            elif key == "deletedFolder":
+                for f in [f for f in files if f.startswith(path.rstrip("/") + "/")]:
+                    files.pop(f)
+            else:
+                return self.error(400, "", f"unknown commit operation {key}")
+        commit = self.new_commit(repo_id, parent, files, header.get("summary", ""))
+        with self.server.lock:
+            repo["commits"][commit] = files
+            repo["refs"][rev] = commit
+            repo["modified"] = time.time()
+            for rel, entry in files.items():
+                if entry["lfs"]:
+                    self.server.lfs[(repo_id, entry["etag"])] = (rel, entry["data"])
+        self.send_json(
+            {
+                "success": True,
+                "commitOid": commit,
+                "commitUrl": f"{self.base()}/{repo_id}/commit/{commit}",
+                "hookOutput": "",
+            }
+        )
+
+    def search(self, query):
+        q = " ".join(query.get("search", [])).lower()
+        filters = query.get("filter", [])
+        limit = int(query.get("limit", ["1000"])[0])
+        expand = query.get("expand", [])
+        authorised = self.headers.get("Authorization") == f"Bearer {self.server.config.get('token')}"
+        found = []
+        for repo_id in sorted(self.server.repos):
+            repo = self.server.repos[repo_id]
+            if repo["private"] and not authorised:
+                continue
+            if q and q not in repo_id.lower():
+                continue
+            main = repo["commits"].get(repo["refs"].get("main"), {})
+            try:
+                meta = front_matter(main["README.md"]["data"]) if "README.md" in main else {}
+            except ValueError:
+                meta = {}
+            tags = [str(t) for t in meta.get("tags") or []]
+            library = meta.get("library_name")
+            if library and library not in tags:
+                tags.insert(0, library)
+            if any(f not in tags for f in filters):
+                continue
+            modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(repo.get("modified", 0)))
+            item = {
+                "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
+                "id": repo_id,
+                "likes": 0,
+                "downloads": repo.get("downloads", 0),
+                "private": repo["private"],
+                "tags": tags,
+                "library_name": library,
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "lastModified": modified,
+                "modelId": repo_id,
+            }
+            if expand:
+                item = {k: v for k, v in item.items() if k in ("_id", "id") or k in expand}
+            else:
+                item.pop("lastModified")
+            found.append(item)
+        self.send_json(found[:limit])
+
     def do_GET(self):
         self.handle_any()
 
@@ -121,6 +482,8 @@ class Hub(BaseHTTPRequestHandler):
         self.log()
         path = urllib.parse.urlsplit(self.path).path
         parts = path.lstrip("/").split("/")
+        if path.rstrip("/") == "/api/models":
+            return self.search(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             repo_id = "/".join(parts[2:4])
             rev = "main"
@@ -248,6 +611,9 @@ def main():
     server.repos, server.lfs = load(config)
     server.drops = set(config.get("drop_once", []))
     server.lock = threading.Lock()
+    server.counter = 0
+    server.staged = {}
+    server.lfs_store = {(repo_id, sha): data for (repo_id, sha), (_, data) in server.lfs.items()}
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
