@@ -241,6 +241,11 @@ pub fn size_text(bytes: u64) -> String {
 /// Every adapter, fusion and head the workspace knows: trained in its runs, imported, or in
 /// the Hugging Face cache. Unreadable folders are skipped (the run list shows run problems).
 pub fn scan(ws: &Workspace) -> Vec<Item> {
+    scan_with_cache(ws, crate::hf_hub::hub_cache_dir().as_deref())
+}
+
+/// [`scan`] with the Hugging Face cache's `hub` folder given (None: no cache).
+pub fn scan_with_cache(ws: &Workspace, hf_cache: Option<&Path>) -> Vec<Item> {
     let mut items = Vec::new();
     for run in ws.runs() {
         let Some(info) = &run.info else { continue };
@@ -295,7 +300,7 @@ pub fn scan(ws: &Workspace) -> Vec<Item> {
             }
         }
     }
-    items.extend(hf_cache_adapters());
+    items.extend(hf_cache.map(hf_cache_adapters).unwrap_or_default());
     items
 }
 
@@ -306,8 +311,8 @@ fn is_hidden(p: &Path) -> bool {
 
 /// Adapter repositories in the Hugging Face cache (`models--org--name` snapshots holding an
 /// `adapter_config.json`, as AdapterHub's Hub repositories do).
-pub fn hf_cache_adapters() -> Vec<Item> {
-    let Some(Ok(entries)) = crate::hf_hub::hub_cache_dir().map(std::fs::read_dir) else {
+pub fn hf_cache_adapters(cache: &Path) -> Vec<Item> {
+    let Ok(entries) = std::fs::read_dir(cache) else {
         return Vec::new();
     };
     let mut items = Vec::new();

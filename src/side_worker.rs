@@ -123,6 +123,8 @@ pub enum SideCommand {
         id: u64,
         root: PathBuf,
         state: Box<crate::workspace::WorkspaceState>,
+        /// The Hugging Face cache's `hub` folder whose adapters are listed too.
+        hf_cache: Option<PathBuf>,
     },
     Shutdown,
 }
@@ -356,9 +358,17 @@ fn serve(
             id,
             models: crate::workspace::hf_cache_models(),
         },
-        SideCommand::ScanLibrary { id, root, state } => SideEvent::Library {
+        SideCommand::ScanLibrary {
             id,
-            items: crate::library::scan(&crate::workspace::Workspace::reader(root, *state)),
+            root,
+            state,
+            hf_cache,
+        } => SideEvent::Library {
+            id,
+            items: crate::library::scan_with_cache(
+                &crate::workspace::Workspace::reader(root, *state),
+                hf_cache.as_deref(),
+            ),
         },
     })
 }

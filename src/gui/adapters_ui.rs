@@ -8,11 +8,13 @@ use adapter_studio::library::{Item, Source};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
 
+use super::hub_ui::{HubKind, HubPanel};
 use super::screen::ScreenCtx;
 use super::{message_ui, path_input_ui, AppRequest, Screen};
 
-#[derive(Default)]
 pub struct LibraryView {
+    /// Adapters from the Hub (they join the library as cards from the Hugging Face cache).
+    pub hub: HubPanel,
     pub items: Vec<Item>,
     /// Re-read the library before the next frame that shows it.
     pub stale: bool,
@@ -26,6 +28,23 @@ pub struct LibraryView {
     scan_pending: Option<u64>,
     /// The base model the fusion will run on (index into the workspace's models).
     pub model: Option<usize>,
+}
+
+impl Default for LibraryView {
+    fn default() -> Self {
+        LibraryView {
+            hub: HubPanel::new(HubKind::Adapters),
+            items: Vec::new(),
+            stale: false,
+            chosen: Vec::new(),
+            import_input: String::new(),
+            import_pending: None,
+            message: None,
+            scanned: false,
+            scan_pending: None,
+            model: None,
+        }
+    }
 }
 
 impl LibraryView {
@@ -208,7 +227,16 @@ impl LibraryView {
         // the read leaves it stale, so the next frame asks once more.
         if (self.stale || !self.scanned) && self.scan_pending.is_none() {
             let (root, state) = (ctx.ws.root.clone(), Box::new(ctx.ws.state.clone()));
-            let id = ctx.ask_side(|id| SideCommand::ScanLibrary { id, root, state });
+            let hf_cache = self
+                .hub
+                .cache()
+                .or_else(adapter_studio::hf_hub::hub_cache_dir);
+            let id = ctx.ask_side(|id| SideCommand::ScanLibrary {
+                id,
+                root,
+                state,
+                hf_cache,
+            });
             self.scan_pending = Some(id);
             self.stale = false;
         }
@@ -245,6 +273,16 @@ impl LibraryView {
             }
         });
         message_ui(ui, &self.message);
+        egui::CollapsingHeader::new("From the Hub")
+            // Its own open state: the other screen has a section of this name too.
+            .id_salt("adapters_hub")
+            .default_open(false)
+            .show(ui, |ui| {
+                if self.hub.ui(ui).is_some() {
+                    // Its card comes with the next read of the library.
+                    self.stale = true;
+                }
+            });
         ui.separator();
         if self.items.is_empty() {
             ui.label(

@@ -4,6 +4,7 @@ mod adapters_ui;
 mod datasets_ui;
 mod export_ui;
 mod heatmap_ui;
+mod hub_ui;
 mod inspector_ui;
 mod loading;
 mod model_details;

@@ -6,15 +6,28 @@ use adapter_studio::model::ModelSummary;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
 use adapter_studio::workspace::ModelEntry;
 
+use super::hub_ui::{HubKind, HubPanel};
 use super::screen::ScreenCtx;
 use super::AppRequest;
 
-#[derive(Default)]
 pub struct ModelsView {
     pub path_input: String,
     /// The last add attempt: Ok(message) or Err(reason).
     pub message: Option<Result<String, String>>,
     hf_cache: HfCache,
+    /// Models from the Hub.
+    pub hub: HubPanel,
+}
+
+impl Default for ModelsView {
+    fn default() -> Self {
+        ModelsView {
+            path_input: String::new(),
+            message: None,
+            hf_cache: HfCache::default(),
+            hub: HubPanel::new(HubKind::Models),
+        }
+    }
 }
 
 /// The Hugging Face cache's models, listed on the side worker when first shown.
@@ -141,6 +154,17 @@ impl ModelsView {
             ctx.request(AppRequest::RemoveModel(path));
         }
         ui.separator();
+        egui::CollapsingHeader::new("From the Hub")
+            // Its own open state: the other screen has a section of this name too.
+            .id_salt("models_hub")
+            .default_open(true)
+            .show(ui, |ui| {
+                if let Some(folder) = self.hub.ui(ui) {
+                    add(ctx, &folder);
+                    // The cache listing below shows it too.
+                    self.hf_cache = HfCache::NotAsked;
+                }
+            });
         ui.collapsing("Hugging Face cache", |ui| {
             let found = match &self.hf_cache {
                 HfCache::Read(found) => found,

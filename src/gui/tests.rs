@@ -1453,3 +1453,128 @@ fn every_method_chosen_in_the_wizard_trains_and_shows_its_size() {
 fn method(name: &str) -> adapter_studio::training::Method {
     name.parse().unwrap()
 }
+
+/// The Hub stand-in (tests/reference/fake_hub.py) serving `repos`, killed by its PID when
+/// dropped; `settings` point at it, with a Hugging Face cache of its own.
+struct FakeHub {
+    child: std::process::Child,
+    settings: adapter_studio::hf_hub::HubSettings,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeHub {
+    fn start(repos: serde_json::Value) -> FakeHub {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let text = serde_json::json!({"repos": repos, "log": dir.path().join("requests.log")});
+        std::fs::write(&config, text.to_string()).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tests/reference/fake_hub.py"))
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the project's .venv exists");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the fake hub prints its port");
+        let settings = adapter_studio::hf_hub::HubSettings {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            cache: dir.path().join("hf-home/hub"),
+            offline: false,
+            token: None,
+        };
+        FakeHub {
+            child,
+            settings,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A repo folder holding the files of `src` and `extra`.
+fn repo_folder(root: &Path, name: &str, src: &Path, extra: &[(&str, &str)]) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    for (file, text) in extra {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspace_and_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = tempfile::tempdir().unwrap();
+    let model = repo_folder(repos.path(), "model", &tiny_model(), &[]);
+    let card = "---\nlibrary_name: adapter-transformers\ntags:\n- adapters\n---\n# a\n";
+    let adapter = repo_folder(
+        repos.path(),
+        "adapter",
+        &fixture_adapter("a"),
+        &[("README.md", card)],
+    );
+    let hub = FakeHub::start(serde_json::json!({
+        "tiny/bert-hub": {"revisions": {"main": model}},
+        "tiny/adapter-hub": {"revisions": {"main": adapter}},
+    }));
+    let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    app.models.hub.settings = Some(hub.settings.clone());
+    app.library.hub.settings = Some(hub.settings.clone());
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    type_into(&mut h, "Hub search", "hub");
+    click(&mut h, "Search");
+    step_until(&mut h, "the Hub's answer", |a| a.models.hub.is_idle());
+    // Both repos match the words; the model tab lists models of any library.
+    assert!(h.query_by_label("Download tiny/adapter-hub").is_some());
+    click(&mut h, "Download tiny/bert-hub");
+    step_until(&mut h, "the model's download", |a| {
+        a.ws.state.models.len() == 2
+    });
+    let added = h.state().ws.state.models[1].path.clone();
+    // In huggingface_hub's layout, in the panel's cache.
+    let repo = hub.settings.cache.join("models--tiny--bert-hub");
+    assert!(
+        added.starts_with(repo.join("snapshots")),
+        "{}",
+        added.display()
+    );
+    assert!(added.join("config.json").is_file() && repo.join("refs/main").is_file());
+    assert!(h
+        .query_by_label_contains("Downloaded tiny/bert-hub")
+        .is_some());
+
+    // The adapter tab lists AdapterHub adapters only, and a download becomes a card.
+    h.state_mut().screen = Screen::Adapters;
+    step_until(&mut h, "the library", |a| a.library.is_current());
+    click(&mut h, "From the Hub");
+    // The section opens over a few frames (egui animates it).
+    for _ in 0..10 {
+        h.step();
+    }
+    type_into(&mut h, "Hub search", "hub");
+    click(&mut h, "Search");
+    step_until(&mut h, "the Hub's answer", |a| a.library.hub.is_idle());
+    assert!(h.query_by_label("Download tiny/bert-hub").is_none());
+    click(&mut h, "Download tiny/adapter-hub");
+    let cache = hub.settings.cache.clone();
+    step_until(&mut h, "the adapter's card", |a| {
+        a.library.is_current() && a.library.items.iter().any(|i| i.dir.starts_with(&cache))
+    });
+}

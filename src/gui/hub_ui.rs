@@ -1,0 +1,280 @@
+//! *From the Hub* on the Models and Adapters screens: search the Hugging Face Hub, download a
+//! repo into the cache Python shares (progress, cancel), and hand the snapshot to the screen.
+//! Searches and downloads run on named threads of their own (a download may take minutes and
+//! must not hold up the side worker's predictions).
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use adapter_studio::hf_hub::{self, HubSettings, RepoRef, RepoSummary};
+
+use super::loading::Loading;
+
+/// What the panel lists and downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubKind {
+    Models,
+    /// Repos of the Adapters library (`adapter-transformers`).
+    Adapters,
+}
+
+/// A download under way.
+struct Download {
+    repo: String,
+    cancel: Arc<AtomicBool>,
+    updates: Receiver<DownloadUpdate>,
+    bytes_done: u64,
+    bytes_total: u64,
+    started: std::time::Instant,
+}
+
+enum DownloadUpdate {
+    Progress { done: u64, total: u64 },
+    Done(Result<PathBuf, String>),
+}
+
+/// The Hub part of a screen; `ui` returns the snapshot folder of a finished download.
+pub struct HubPanel {
+    kind: HubKind,
+    pub query: String,
+    results: Option<Loading<Result<Vec<RepoSummary>, String>>>,
+    download: Option<Download>,
+    pub message: Option<Result<String, String>>,
+    /// Where the Hub and its cache are (None: from the environment, as huggingface_hub reads
+    /// it; tests point it at a Hub stand-in).
+    pub settings: Option<HubSettings>,
+}
+
+impl HubPanel {
+    pub fn new(kind: HubKind) -> Self {
+        HubPanel {
+            kind,
+            query: String::new(),
+            results: None,
+            download: None,
+            message: None,
+            settings: None,
+        }
+    }
+
+    /// The settings to use, read on the worker thread (the token file is a disk read).
+    fn settings(&self) -> impl Fn() -> Result<HubSettings, String> + Send + 'static {
+        let given = self.settings.clone();
+        move || match &given {
+            Some(s) => Ok(s.clone()),
+            None => HubSettings::from_env().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The Hugging Face cache folder downloads go to (None: from the environment).
+    pub fn cache(&self) -> Option<PathBuf> {
+        self.settings.as_ref().map(|s| s.cache.clone())
+    }
+
+    #[cfg(test)]
+    pub fn is_idle(&self) -> bool {
+        self.download.is_none() && self.results.as_ref().is_none_or(|r| r.is_ready())
+    }
+
+    fn search(&mut self) {
+        let (query, adapters) = (
+            self.query.trim().to_string(),
+            self.kind == HubKind::Adapters,
+        );
+        let settings = self.settings();
+        self.results = Some(Loading::spawn("hub-search", move || {
+            let settings = settings()?;
+            hf_hub::search(&query, adapters, 30, &settings).map_err(|e| e.to_string())
+        }));
+    }
+
+    fn start_download(&mut self, repo: String) {
+        let cancel = Arc::new(AtomicBool::new(false));
+        // Progress is dropped when the screen is behind: it never holds up the download.
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let settings = self.settings();
+        let (stop, id) = (cancel.clone(), repo.clone());
+        let spawned = std::thread::Builder::new()
+            .name("hub-download".into())
+            .spawn(move || {
+                let result = (|| {
+                    let settings = settings()?;
+                    let repo = RepoRef::parse(&id)
+                        .ok_or_else(|| format!("`{id}` is not a Hub id (owner/name)"))?;
+                    let fetched = hf_hub::fetch(&repo, &settings, &mut |p| {
+                        let _ = tx.try_send(DownloadUpdate::Progress {
+                            done: p.bytes_done,
+                            total: p.bytes_total,
+                        });
+                        !stop.load(Ordering::Relaxed)
+                    });
+                    fetched.map(|f| f.folder).map_err(|e| e.to_string())
+                })();
+                // Waits for room only after the download ended (the panel drains each frame;
+                // a closed panel drops the receiver and this returns at once).
+                let _ = tx.send(DownloadUpdate::Done(result));
+            });
+        match spawned {
+            Ok(_) => {
+                self.message = Some(Ok(format!("Downloading {repo} …")));
+                self.download = Some(Download {
+                    repo,
+                    cancel,
+                    updates: rx,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                    started: std::time::Instant::now(),
+                });
+            }
+            Err(e) => self.message = Some(Err(format!("cannot start the download: {e}"))),
+        }
+    }
+
+    /// Takes the download's news; its snapshot folder once it finished.
+    fn poll_download(&mut self) -> Option<PathBuf> {
+        let d = self.download.as_mut()?;
+        let mut finished = None;
+        loop {
+            match d.updates.try_recv() {
+                Ok(DownloadUpdate::Progress { done, total }) => {
+                    (d.bytes_done, d.bytes_total) = (done, total);
+                }
+                Ok(DownloadUpdate::Done(r)) => {
+                    finished = Some(r);
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    finished = Some(Err("the download stopped without an answer".into()));
+                    break;
+                }
+            }
+        }
+        let result = finished?;
+        let repo = d.repo.clone();
+        let cancelled = d.cancel.load(Ordering::Relaxed);
+        self.download = None;
+        match result {
+            Ok(folder) => {
+                self.message = Some(Ok(format!("Downloaded {repo} to {}", folder.display())));
+                Some(folder)
+            }
+            Err(_) if cancelled => {
+                self.message = Some(Ok(format!(
+                    "Cancelled {repo} (what came is kept, to be resumed)"
+                )));
+                None
+            }
+            Err(e) => {
+                self.message = Some(Err(e));
+                None
+            }
+        }
+    }
+
+    /// Draws the panel; the snapshot folder of a download that finished this frame.
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> Option<PathBuf> {
+        let finished = self.poll_download();
+        let what = match self.kind {
+            HubKind::Models => "models",
+            HubKind::Adapters => "adapters (AdapterHub's, by the adapter-transformers tag)",
+        };
+        ui.label(format!(
+            "Search the Hugging Face Hub for {what}; downloads go to the Hugging Face cache that Python shares."
+        ));
+        ui.horizontal(|ui| {
+            let label = ui.label("Hub search");
+            let edit = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.query)
+                        .hint_text("words or owner/name")
+                        .desired_width(220.0),
+                )
+                .labelled_by(label.id);
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let ready = !self.query.trim().is_empty();
+            if (ui.add_enabled(ready, egui::Button::new("Search")).clicked() || enter) && ready {
+                self.search();
+            }
+        });
+        if let Some(d) = &self.download {
+            ui.horizontal(|ui| {
+                let fraction = match d.bytes_total {
+                    0 => 0.0,
+                    total => d.bytes_done as f32 / total as f32,
+                };
+                let secs = d.started.elapsed().as_secs_f64().max(0.1);
+                let speed = d.bytes_done as f64 / secs;
+                let eta = match speed > 0.0 {
+                    true => format!(
+                        ", {:.0} s left",
+                        (d.bytes_total.saturating_sub(d.bytes_done)) as f64 / speed
+                    ),
+                    false => String::new(),
+                };
+                ui.add(
+                    egui::ProgressBar::new(fraction)
+                        .desired_width(220.0)
+                        .text(format!(
+                            "{} of {} · {}/s{eta}",
+                            adapter_studio::library::size_text(d.bytes_done),
+                            adapter_studio::library::size_text(d.bytes_total),
+                            adapter_studio::library::size_text(speed as u64),
+                        )),
+                );
+                if ui.button(format!("Cancel {}", d.repo)).clicked() {
+                    d.cancel.store(true, Ordering::Relaxed);
+                }
+            });
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        super::message_ui(ui, &self.message);
+        let mut download = None;
+        if let Some(results) = &mut self.results {
+            if results.wait_ui(ui, "the Hub's answer") {
+                match results.poll() {
+                    Some(Ok(found)) if found.is_empty() => {
+                        ui.label("Nothing on the Hub matches.");
+                    }
+                    Some(Ok(found)) => {
+                        egui::Grid::new(("hub_results", self.kind as u8))
+                            .striped(true)
+                            .show(ui, |ui| {
+                                for r in found {
+                                    ui.label(&r.id);
+                                    ui.label(format!(
+                                        "{} downloads · {} likes",
+                                        r.downloads.unwrap_or(0),
+                                        r.likes.unwrap_or(0)
+                                    ));
+                                    ui.weak(r.last_modified.as_deref().unwrap_or(""));
+                                    let busy = self.download.is_some();
+                                    if ui
+                                        .add_enabled(
+                                            !busy,
+                                            egui::Button::new(format!("Download {}", r.id)),
+                                        )
+                                        .clicked()
+                                    {
+                                        download = Some(r.id.clone());
+                                    }
+                                    ui.end_row();
+                                }
+                            });
+                    }
+                    Some(Err(e)) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                    None => {}
+                }
+            }
+        }
+        if let Some(repo) = download {
+            self.start_download(repo);
+        }
+        finished
+    }
+}
