@@ -278,3 +278,194 @@ impl HubPanel {
         finished
     }
 }
+
+/// *Share…*: pushes a run or an adapter folder to a Hub repo (one commit, a model card
+/// written as AdapterHub writes it), on a named thread with progress. A token typed here goes
+/// to the Hugging Face token file, as `huggingface-cli login` keeps it, never the workspace.
+#[derive(Default)]
+pub struct ShareDialog {
+    /// The folder being shared (the dialog is open while it is set).
+    folder: Option<PathBuf>,
+    pub repo: String,
+    pub private: bool,
+    pub token: String,
+    push: Option<Push>,
+    pub message: Option<Result<String, String>>,
+    /// As [`HubPanel::settings`].
+    pub settings: Option<HubSettings>,
+}
+
+struct Push {
+    updates: Receiver<PushUpdate>,
+    bytes_done: u64,
+    bytes_total: u64,
+}
+
+enum PushUpdate {
+    Progress {
+        done: u64,
+        total: u64,
+    },
+    /// The commit id.
+    Done(Result<String, String>),
+}
+
+impl ShareDialog {
+    /// Opens the dialog for `folder`, suggesting the repo `owner/name` from `name`.
+    pub fn open(&mut self, folder: &std::path::Path, name: &str) {
+        self.folder = Some(folder.to_path_buf());
+        if self.repo.is_empty() || !self.repo.contains('/') {
+            self.repo = format!("your-name/{name}");
+        }
+        self.message = None;
+    }
+
+    #[cfg(test)]
+    pub fn is_open(&self) -> bool {
+        self.folder.is_some()
+    }
+
+    #[cfg(test)]
+    pub fn is_pushing(&self) -> bool {
+        self.push.is_some()
+    }
+
+    fn start(&mut self, folder: PathBuf) {
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let options = hf_hub::PushOptions {
+            repo: self.repo.trim().to_string(),
+            revision: None,
+            private: self.private,
+            message: None,
+            card: Default::default(),
+        };
+        let (given, token) = (self.settings.clone(), self.token.trim().to_string());
+        let spawned = std::thread::Builder::new()
+            .name("hub-push".into())
+            .spawn(move || {
+                let result = (|| {
+                    let mut settings = match given {
+                        Some(s) => s,
+                        None => {
+                            if !token.is_empty() {
+                                hf_hub::save_token(&token).map_err(|e| e.to_string())?;
+                            }
+                            HubSettings::from_env().map_err(|e| e.to_string())?
+                        }
+                    };
+                    if !token.is_empty() {
+                        settings.token = Some(token);
+                    }
+                    let pushed = hf_hub::push(&folder, &options, &settings, &mut |p| {
+                        let _ = tx.try_send(PushUpdate::Progress {
+                            done: p.bytes_done,
+                            total: p.bytes_total,
+                        });
+                        true
+                    });
+                    pushed.map(|p| p.commit).map_err(|e| e.to_string())
+                })();
+                let _ = tx.send(PushUpdate::Done(result));
+            });
+        match spawned {
+            Ok(_) => {
+                self.push = Some(Push {
+                    updates: rx,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                })
+            }
+            Err(e) => self.message = Some(Err(format!("cannot start the push: {e}"))),
+        }
+    }
+
+    fn poll(&mut self) {
+        let Some(p) = &mut self.push else { return };
+        loop {
+            match p.updates.try_recv() {
+                Ok(PushUpdate::Progress { done, total }) => {
+                    (p.bytes_done, p.bytes_total) = (done, total);
+                }
+                Ok(PushUpdate::Done(r)) => {
+                    let repo = self.repo.trim();
+                    self.message = Some(r.map(|commit| {
+                        format!(
+                            "Pushed to {repo} (commit {})",
+                            &commit[..commit.len().min(12)]
+                        )
+                    }));
+                    self.push = None;
+                    return;
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.message = Some(Err("the push stopped without an answer".into()));
+                    self.push = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Draws the dialog while it is open.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.poll();
+        let Some(folder) = self.folder.clone() else {
+            return;
+        };
+        let modal = egui::Modal::new(egui::Id::unique(("share", &folder))).show(ui.ctx(), |ui| {
+            ui.heading("Share on the Hugging Face Hub");
+            ui.label(folder.display().to_string());
+            super::text_field_ui(ui, "Hub repo", "owner/name", 260.0, &mut self.repo);
+            ui.checkbox(&mut self.private, "Private repo");
+            super::text_field_ui(
+                ui,
+                "Token",
+                "only if not logged in (hf_…)",
+                260.0,
+                &mut self.token,
+            )
+            .on_hover_text("Saved to the Hugging Face token file, as huggingface-cli login does; never to the workspace");
+            ui.weak("Uploaded in one commit; without a README.md a model card is written as AdapterHub writes it (base model, data, metrics from the run).");
+            super::message_ui(ui, &self.message);
+            ui.horizontal(|ui| {
+                match &self.push {
+                    Some(p) => {
+                        let fraction = match p.bytes_total {
+                            0 => 0.0,
+                            t => p.bytes_done as f32 / t as f32,
+                        };
+                        ui.add(egui::ProgressBar::new(fraction).desired_width(200.0).text(
+                            format!(
+                                "{} of {}",
+                                adapter_studio::library::size_text(p.bytes_done),
+                                adapter_studio::library::size_text(p.bytes_total)
+                            ),
+                        ));
+                        ui.ctx()
+                            .request_repaint_after(std::time::Duration::from_millis(100));
+                    }
+                    None => {
+                        let valid = RepoRef::parse(self.repo.trim())
+                            .is_some_and(|r| r.revision.is_none());
+                        if ui
+                            .add_enabled(valid, egui::Button::new("Push"))
+                            .on_hover_text("Create the repo if needed and upload")
+                            .clicked()
+                        {
+                            self.message = Some(Ok(format!("Pushing to {} …", self.repo.trim())));
+                            self.start(folder.clone());
+                        }
+                    }
+                }
+                if ui.button("Close").clicked() {
+                    self.folder = None;
+                }
+            });
+        });
+        // A push under way goes on when the dialog is closed; its outcome shows next time.
+        if modal.should_close() {
+            self.folder = None;
+        }
+    }
+}

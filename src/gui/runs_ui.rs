@@ -418,6 +418,8 @@ pub struct RunsView {
     pub message: Option<String>,
     /// When the run folder was last looked at for runs of other processes.
     followed: Option<Instant>,
+    /// *Share…* of a run to the Hub.
+    pub share: super::hub_ui::ShareDialog,
 }
 
 impl Default for RunsView {
@@ -436,6 +438,7 @@ impl Default for RunsView {
             trash_pending: None,
             message: None,
             followed: None,
+            share: Default::default(),
         }
     }
 }
@@ -703,6 +706,7 @@ impl RunsView {
         egui::ScrollArea::vertical()
             .id_salt("run_detail")
             .show(ui, |ui| self.run_detail_ui(ui, ctx));
+        self.share.ui(ui);
         self.confirm_delete_ui(ui, ctx);
     }
 
@@ -837,6 +841,7 @@ impl RunsView {
         let mut command = None;
         let mut delete = false;
         let mut export = false;
+        let mut share = false;
         let mut inspect = false;
         let inspectable = super::run_picker_ui::is_fusion(r);
         ui.horizontal(|ui| {
@@ -872,10 +877,28 @@ impl RunsView {
             {
                 export = true;
             }
+            if phase == Phase::Idle
+                && !elsewhere
+                && sel.join("head").is_dir()
+                && ui
+                    .button("Share…")
+                    .on_hover_text(
+                        "Push the adapter and head to a Hugging Face Hub repo, with a model card",
+                    )
+                    .clicked()
+            {
+                share = true;
+            }
             if inspectable && ui.button("Inspect attention").clicked() {
                 inspect = true;
             }
         });
+        if share {
+            let name = sel
+                .file_name()
+                .map_or("adapter".into(), |n| n.to_string_lossy());
+            self.share.open(&sel, &name);
+        }
         if delete {
             self.confirm_delete = Some(sel.clone());
         }

@@ -1462,12 +1462,17 @@ struct FakeHub {
     _dir: tempfile::TempDir,
 }
 
+/// The token the stand-in accepts.
+const HUB_TOKEN: &str = "hf_kittest";
+
 impl FakeHub {
     fn start(repos: serde_json::Value) -> FakeHub {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
-        let text = serde_json::json!({"repos": repos, "log": dir.path().join("requests.log")});
+        let text = serde_json::json!({
+            "repos": repos, "log": dir.path().join("requests.log"), "token": HUB_TOKEN,
+        });
         std::fs::write(&config, text.to_string()).unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = std::process::Command::new(root.join(".venv/bin/python"))
@@ -1577,4 +1582,41 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     step_until(&mut h, "the adapter's card", |a| {
         a.library.is_current() && a.library.items.iter().any(|i| i.dir.starts_with(&cache))
     });
+}
+
+#[test]
+fn a_run_shared_from_the_runs_screen_is_pushed_with_its_card_and_downloads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let run = train_quickly(&ws, "films-seq");
+    // No token in the settings: the one typed in the dialog is used.
+    let hub = FakeHub::start(serde_json::json!({}));
+    let mut app = StudioApp::new(ws, || {}).unwrap();
+    app.runs.share.settings = Some(hub.settings.clone());
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    click(&mut h, "Share…");
+    assert!(h.state().runs.share.is_open());
+    // Suggested from the run's name; the owner is the user's to fill in.
+    assert_eq!(h.state().runs.share.repo, "your-name/films-seq");
+    h.state_mut().runs.share.repo = "tiny/films-seq".into();
+    type_into(&mut h, "Token", HUB_TOKEN);
+    click(&mut h, "Push");
+    step_until(&mut h, "the push", |a| !a.runs.share.is_pushing());
+    let said = format!("{:?}", h.state().runs.share.message);
+    assert!(said.contains("Pushed to tiny/films-seq"), "{said}");
+    // What the Hub now serves is the run's adapter and head, and a card.
+    let mut settings = hub.settings.clone();
+    settings.token = Some(HUB_TOKEN.into());
+    let repo = adapter_studio::hf_hub::RepoRef::parse("tiny/films-seq").unwrap();
+    let got = adapter_studio::hf_hub::fetch(&repo, &settings, &mut |_| true).unwrap();
+    let card = std::fs::read_to_string(got.folder.join("README.md")).unwrap();
+    assert!(card.contains("adapter-transformers"), "{card}");
+    let served = std::fs::read(got.folder.join("adapter_config.json")).unwrap();
+    let ours = std::fs::read(run.join("adapter/adapter_config.json")).unwrap();
+    assert_eq!(served, ours);
+    assert!(got.folder.join("head_config.json").is_file());
+    click(&mut h, "Close");
+    assert!(!h.state().runs.share.is_open());
 }

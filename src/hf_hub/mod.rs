@@ -109,6 +109,54 @@ impl HubSettings {
     }
 }
 
+/// Where `huggingface-cli login` keeps the token: `HF_TOKEN_PATH`, else `HF_HOME/token`.
+pub fn token_file() -> Option<PathBuf> {
+    cache::env_var("HF_TOKEN_PATH")
+        .map(PathBuf::from)
+        .or_else(|| hf_home().map(|h| h.join("token")))
+}
+
+/// Saves `token` where `huggingface-cli login` does (readable by the user alone), so that this
+/// program and Python both use it from now on.
+pub fn save_token(token: &str) -> Result<PathBuf> {
+    let path = token_file().ok_or_else(|| {
+        Error::Invalid("no Hugging Face folder for the token: set HF_HOME (HOME is not set)".into())
+    })?;
+    save_token_to(&path, token)?;
+    Ok(path)
+}
+
+/// [`save_token`] into the file `path`.
+fn save_token_to(path: &Path, token: &str) -> Result<()> {
+    let token = token.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) || token.len() > 4096 {
+        return Err(Error::Invalid(
+            "a Hub token is one word of printable characters (hf_…)".into(),
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    // Made readable by the user alone before the token is in it, then renamed into place.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
 /// The token file, read bounded (a token is a few dozen bytes).
 fn read_token_file(path: &Path) -> Option<String> {
     use std::io::Read;
@@ -460,6 +508,33 @@ pub fn wanted_files(files: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_token_is_private_to_the_user_and_read_back_as_the_login_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hf/token");
+        save_token_to(&file, " hf_abc123\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "hf_abc123");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let path = file.display().to_string();
+        let cache = dir.path().display().to_string();
+        let var = |k: &str| match k {
+            "HF_TOKEN_PATH" => Some(path.clone()),
+            "HF_HUB_CACHE" => Some(cache.clone()),
+            _ => None,
+        };
+        let s = HubSettings::from_vars(&var).unwrap();
+        assert_eq!(s.token.as_deref(), Some("hf_abc123"));
+        for bad in ["", "two words", "line\nbreak"] {
+            assert!(save_token_to(&file, bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "hf_abc123");
+    }
 
     #[test]
     fn repo_ids_parse_with_revisions_and_paths_do_not() {
