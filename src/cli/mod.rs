@@ -33,6 +33,10 @@ struct Cli {
     /// Without a command: start the training wizard's default run at once (for measurements).
     #[arg(long, hide = true)]
     autostart: bool,
+    /// Without a command: search the Hub for these words on the Models and Adapters screens
+    /// at once (for screenshots).
+    #[arg(long, hide = true)]
+    hub_query: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +104,7 @@ pub fn run() -> anyhow::Result<()> {
             frame_log: cli.frame_log,
             screen: cli.screen,
             autostart: cli.autostart,
+            hub_query: cli.hub_query,
         }),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!(

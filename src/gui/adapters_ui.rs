@@ -276,7 +276,8 @@ impl LibraryView {
         egui::CollapsingHeader::new("From the Hub")
             // Its own open state: the other screen has a section of this name too.
             .id_salt("adapters_hub")
-            .default_open(false)
+            // Open when a search was asked for at launch.
+            .default_open(!self.hub.query.is_empty())
             .show(ui, |ui| {
                 if self.hub.ui(ui).is_some() {
                     // Its card comes with the next read of the library.

@@ -78,6 +78,12 @@ impl HubPanel {
         self.download.is_none() && self.results.as_ref().is_none_or(|r| r.is_ready())
     }
 
+    /// Searches the Hub for `query` as if it had been typed.
+    pub fn search_for(&mut self, query: &str) {
+        self.query = query.to_string();
+        self.search();
+    }
+
     fn search(&mut self) {
         let (query, adapters) = (
             self.query.trim().to_string(),
@@ -240,29 +246,36 @@ impl HubPanel {
                         ui.label("Nothing on the Hub matches.");
                     }
                     Some(Ok(found)) => {
-                        egui::Grid::new(("hub_results", self.kind as u8))
-                            .striped(true)
+                        // Within the screen's width (a side panel may sit beside it).
+                        egui::ScrollArea::horizontal()
+                            .id_salt(("hub_results_scroll", self.kind as u8))
                             .show(ui, |ui| {
-                                for r in found {
-                                    ui.label(&r.id);
-                                    ui.label(format!(
-                                        "{} downloads · {} likes",
-                                        r.downloads.unwrap_or(0),
-                                        r.likes.unwrap_or(0)
-                                    ));
-                                    ui.weak(r.last_modified.as_deref().unwrap_or(""));
-                                    let busy = self.download.is_some();
-                                    if ui
-                                        .add_enabled(
-                                            !busy,
-                                            egui::Button::new(format!("Download {}", r.id)),
-                                        )
-                                        .clicked()
-                                    {
-                                        download = Some(r.id.clone());
-                                    }
-                                    ui.end_row();
-                                }
+                                egui::Grid::new(("hub_results", self.kind as u8))
+                                    .striped(true)
+                                    .show(ui, |ui| {
+                                        for r in found {
+                                            ui.label(&r.id);
+                                            ui.label(format!(
+                                                "{} downloads · {} likes",
+                                                r.downloads.unwrap_or(0),
+                                                r.likes.unwrap_or(0)
+                                            ));
+                                            // The day is enough (the Hub gives milliseconds).
+                                            let day = r.last_modified.as_deref().unwrap_or("");
+                                            ui.weak(day.get(..10).unwrap_or(day));
+                                            let busy = self.download.is_some();
+                                            if ui
+                                                .add_enabled(
+                                                    !busy,
+                                                    egui::Button::new(format!("Download {}", r.id)),
+                                                )
+                                                .clicked()
+                                            {
+                                                download = Some(r.id.clone());
+                                            }
+                                            ui.end_row();
+                                        }
+                                    });
                             });
                     }
                     Some(Err(e)) => {

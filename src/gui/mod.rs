@@ -916,6 +916,7 @@ pub struct Launch {
     pub frame_log: Option<PathBuf>,
     pub screen: Option<String>,
     pub autostart: bool,
+    pub hub_query: Option<String>,
 }
 
 /// Opens the window on the workspace (the default one, with the demo content on first use).
@@ -945,6 +946,10 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             }
             if let Some(name) = &launch.screen {
                 app.open_screen(name);
+            }
+            if let Some(q) = &launch.hub_query {
+                app.models.hub.search_for(q);
+                app.library.hub.search_for(q);
             }
             Ok(Box::new(app))
         }),
