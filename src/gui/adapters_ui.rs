@@ -15,6 +15,8 @@ use super::{message_ui, path_input_ui, AppRequest, Screen};
 pub struct LibraryView {
     /// Adapters from the Hub (they join the library as cards from the Hugging Face cache).
     pub hub: HubPanel,
+    /// *Share…* of a card to the Hub.
+    pub share: super::hub_ui::ShareDialog,
     pub items: Vec<Item>,
     /// Re-read the library before the next frame that shows it.
     pub stale: bool,
@@ -34,6 +36,7 @@ impl Default for LibraryView {
     fn default() -> Self {
         LibraryView {
             hub: HubPanel::new(HubKind::Adapters),
+            share: Default::default(),
             items: Vec::new(),
             stale: false,
             chosen: Vec::new(),
@@ -85,6 +88,8 @@ struct DraggedAdapter(PathBuf);
 enum CardAction {
     Toggle,
     Inspect(std::path::PathBuf),
+    /// Push the card's folder to the Hub.
+    Share,
 }
 
 /// One card of the library; `problem` says why it cannot be fused with the chosen model.
@@ -174,6 +179,20 @@ fn card_ui(
                     }
                 }
                 Artifact::Head => {}
+            }
+            // What came from the Hub is already there; a card still training is not done.
+            if item.artifact != Artifact::Head
+                && !matches!(item.source, Source::HfCache)
+                && !item.training
+                && ui
+                    .small_button("Share…")
+                    .on_hover_text(format!(
+                        "Push {} to a Hugging Face Hub repo, with a model card",
+                        item.name
+                    ))
+                    .clicked()
+            {
+                action = Some(CardAction::Share);
             }
         });
     });
@@ -297,6 +316,7 @@ impl LibraryView {
         let model = self.composer_model(ctx);
         let mut toggle = None;
         let mut inspect = None;
+        let mut share = None;
         egui::ScrollArea::vertical()
             .id_salt("cards")
             .show(ui, |ui| {
@@ -320,6 +340,9 @@ impl LibraryView {
                             match action {
                                 Some(CardAction::Toggle) => toggle = Some(item.dir.clone()),
                                 Some(CardAction::Inspect(dir)) => inspect = Some(dir),
+                                Some(CardAction::Share) => {
+                                    share = Some((item.dir.clone(), item.name.clone()))
+                                }
                                 None => {}
                             }
                         }
@@ -338,6 +361,10 @@ impl LibraryView {
         if let Some(run) = inspect {
             ctx.request(AppRequest::Inspect(run));
         }
+        if let Some((dir, name)) = share {
+            self.share.open(&dir, &name);
+        }
+        self.share.ui(ui);
     }
 
     fn composer_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {

@@ -1619,4 +1619,9 @@ fn a_run_shared_from_the_runs_screen_is_pushed_with_its_card_and_downloads_the_s
     assert!(got.folder.join("head_config.json").is_file());
     click(&mut h, "Close");
     assert!(!h.state().runs.share.is_open());
+    // The run's adapter card offers the same (its head card does not).
+    h.state_mut().screen = Screen::Adapters;
+    step_until(&mut h, "the library", |a| a.library.is_current());
+    click(&mut h, "Share…");
+    assert!(h.state().library.share.is_open());
 }
