@@ -83,6 +83,13 @@ pub fn run(command: HubCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Moves the progress bar (made on the first report) to `p`.
+fn show(bar: &mut Option<ProgressBar>, p: &hf_hub::Progress) {
+    let b = bar.get_or_insert_with(|| new_bar(p.bytes_total));
+    b.set_position(p.bytes_done);
+    b.set_message(p.file.clone());
+}
+
 fn push(args: PushArgs) -> anyhow::Result<()> {
     let settings = HubSettings::from_env()?;
     let options = hf_hub::PushOptions {
@@ -99,9 +106,7 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
     let mut bar: Option<ProgressBar> = None;
     let pushed = hf_hub::push(&args.dir, &options, &settings, &mut |p| {
         if tty {
-            let b = bar.get_or_insert_with(|| new_bar(p.bytes_total));
-            b.set_position(p.bytes_done);
-            b.set_message(p.file.clone());
+            show(&mut bar, p);
         }
         true
     })?;
@@ -218,9 +223,7 @@ fn fetch(repo: &RepoRef, quiet: bool) -> anyhow::Result<PathBuf> {
             );
         }
         if tty {
-            let b = bar.get_or_insert_with(|| new_bar(p.bytes_total));
-            b.set_position(p.bytes_done);
-            b.set_message(p.file.clone());
+            show(&mut bar, p);
         }
         true
     })?;
