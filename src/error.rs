@@ -217,7 +217,7 @@ fn data_location(
 
 /// What went wrong with a file, in words: "not found", not "No such file or directory (os
 /// error 2)".
-fn io_message(e: &std::io::Error) -> String {
+pub(crate) fn io_message(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     match e.kind() {
         K::NotFound => "not found".into(),
@@ -226,6 +226,7 @@ fn io_message(e: &std::io::Error) -> String {
         K::IsADirectory => "is a folder, not a file".into(),
         K::NotADirectory => "is not a folder".into(),
         K::StorageFull => "the disk is full".into(),
+        K::QuotaExceeded => "the disk quota is exceeded".into(),
         K::UnexpectedEof => "ends too early (truncated?)".into(),
         K::InvalidData => format!("unreadable: {e}"),
         _ => {
@@ -242,6 +243,45 @@ fn io_message(e: &std::io::Error) -> String {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// The same error naming `to/…` where it named a file under `from`: a failure while
+    /// filling a temporary folder (`.adapter.tmp-…`) names the file the user will look for.
+    pub fn moved(self, from: &std::path::Path, to: &std::path::Path) -> Self {
+        let swap = |p: PathBuf| match p.strip_prefix(from) {
+            Ok(rest) => to.join(rest),
+            Err(_) => p,
+        };
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: swap(path),
+                source,
+            },
+            Error::Weights { path, message } => Error::Weights {
+                path: swap(path),
+                message,
+            },
+            Error::Pickle(crate::io::torch_pickle::PickleError::Io { path, source }) => {
+                Error::Pickle(crate::io::torch_pickle::PickleError::Io {
+                    path: swap(PathBuf::from(path)).display().to_string(),
+                    source,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the disk (or the user's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        let full = |e: &std::io::Error| {
+            e.kind() == std::io::ErrorKind::StorageFull
+                || e.kind() == std::io::ErrorKind::QuotaExceeded
+        };
+        match self {
+            Error::Io { source, .. } => full(source),
+            Error::Pickle(crate::io::torch_pickle::PickleError::Io { source, .. }) => full(source),
+            _ => false,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -10,7 +10,10 @@ use crate::adapter_model::AdapterModel;
 use crate::bundle::{self, FileEntry, Manifest};
 use crate::error::{Error, Result};
 use crate::hub::{self, WeightFormat};
-use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for, weights, write_json_atomic};
+use crate::io::{
+    copy_file_synced, recover_dir, remove_dir_quietly, replace_dir, temp_dir_for, weights,
+    write_json_atomic,
+};
 use crate::model::loading::MODEL_FILES;
 use crate::predict::{self, PredictSpec};
 use crate::training::run_dir::{RunArtifact, RunDir};
@@ -137,6 +140,9 @@ pub fn export(
         .as_ref()
         .map(|r| RunDir::new(r).lock("exporting"))
         .transpose()?;
+    // An export killed between the two renames of `replace_dir` left the previous folder
+    // aside: put it back before deciding anything about `out`.
+    recover_dir(out)?;
     if out.exists() && !spec.force {
         return Err(Error::Invalid(format!(
             "{} already exists: choose another folder, or replace it with --force",
@@ -170,7 +176,8 @@ pub fn export(
     let files = std::mem::take(&mut writer.files);
     if let Err(e) = written {
         remove_dir_quietly(&tmp);
-        return Err(e);
+        // Named as the file would be in `out` (the temporary folder is gone).
+        return Err(e.moved(&tmp, out));
     }
     replace_dir(&tmp, out)?;
     Ok(ExportReport {
@@ -299,7 +306,7 @@ fn write_bundle(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        std::fs::copy(src, w.root.join(&name)).map_err(|e| Error::io(src, e))?;
+        copy_file_synced(src, &w.root.join(&name), true)?;
         w.finished(&name)?;
     }
     let path = w.root.join(bundle::WEIGHTS);
@@ -512,7 +519,7 @@ fn write_merged(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
     for name in MODEL_FILES.iter().filter(|f| **f != "config.json") {
         let src = model.base.dir.join(name);
         if src.is_file() {
-            std::fs::copy(&src, w.root.join(name)).map_err(|e| Error::io(&src, e))?;
+            copy_file_synced(&src, &w.root.join(name), true)?;
             w.finished(name)?;
         }
     }

@@ -518,11 +518,9 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
                 todo.push((from, to));
                 continue;
             }
-            // Opened without following a link, its type checked on the open file.
-            let mut file =
-                crate::io::open_regular(&from, false).map_err(|e| Error::io(&from, e))?;
-            let mut out = std::fs::File::create(&to).map_err(|e| Error::io(&to, e))?;
-            std::io::copy(&mut file, &mut out).map_err(|e| Error::io(&from, e))?;
+            // Opened without following a link, its type checked on the open file; synced, as
+            // the folder is swapped in whole once copied; a full disk names the copy.
+            crate::io::copy_file_synced(&from, &to, false)?;
         }
     }
     Ok(())

@@ -7,74 +7,12 @@
 //! server taking `HfApi.upload_folder`'s pushes, and search.
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
+use common::fake_hub::{FakeHub, TOKEN};
 use common::{bin, fixtures, ok, venv_python};
 use serde_json::{json, Value};
-
-/// The fake Hub, killed by its PID when dropped (a failing test too).
-struct FakeHub {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FakeHub {
-    fn start(repos: Value, extra: Value) -> FakeHub {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.log");
-        let mut config = json!({"repos": repos, "log": log, "token": TOKEN});
-        for (k, v) in extra.as_object().unwrap() {
-            config[k] = v.clone();
-        }
-        let config_path = dir.path().join("config.json");
-        std::fs::write(&config_path, config.to_string()).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/fake_hub.py");
-        let mut child = Command::new(venv_python())
-            .arg(script)
-            .arg(&config_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the project's .venv exists");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line.trim().parse().expect("the fake hub prints its port");
-        FakeHub {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The requests served so far, one `METHOD PATH RANGE` line each.
-    fn requests(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-const TOKEN: &str = "hf_testtoken123";
 
 /// A repo folder made from fixture folders (their files side by side at the root).
 fn repo_dir(root: &Path, name: &str, parts: &[&str], extra: &[(&str, &[u8])]) -> PathBuf {

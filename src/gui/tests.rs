@@ -1454,56 +1454,16 @@ fn method(name: &str) -> adapter_studio::training::Method {
     name.parse().unwrap()
 }
 
-/// The Hub stand-in (tests/reference/fake_hub.py) serving `repos`, killed by its PID when
-/// dropped; `settings` point at it, with a Hugging Face cache of its own.
-struct FakeHub {
-    child: std::process::Child,
-    settings: adapter_studio::hf_hub::HubSettings,
-    _dir: tempfile::TempDir,
-}
+#[path = "../../tests/common/fake_hub.rs"]
+mod fake_hub;
 
-/// The token the stand-in accepts.
-const HUB_TOKEN: &str = "hf_kittest";
-
-impl FakeHub {
-    fn start(repos: serde_json::Value) -> FakeHub {
-        use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.json");
-        let text = serde_json::json!({
-            "repos": repos, "log": dir.path().join("requests.log"), "token": HUB_TOKEN,
-        });
-        std::fs::write(&config, text.to_string()).unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut child = std::process::Command::new(root.join(".venv/bin/python"))
-            .arg(root.join("tests/reference/fake_hub.py"))
-            .arg(&config)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the project's .venv exists");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line.trim().parse().expect("the fake hub prints its port");
-        let settings = adapter_studio::hf_hub::HubSettings {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            cache: dir.path().join("hf-home/hub"),
-            offline: false,
-            token: None,
-        };
-        FakeHub {
-            child,
-            settings,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FakeHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Settings pointing at `hub`, with a Hugging Face cache of their own in `dir`.
+fn hub_settings(hub: &fake_hub::FakeHub, dir: &Path) -> adapter_studio::hf_hub::HubSettings {
+    adapter_studio::hf_hub::HubSettings {
+        endpoint: hub.url.clone(),
+        cache: dir.join("hf-home/hub"),
+        offline: false,
+        token: None,
     }
 }
 
@@ -1533,13 +1493,17 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
         &fixture_adapter("a"),
         &[("README.md", card)],
     );
-    let hub = FakeHub::start(serde_json::json!({
-        "tiny/bert-hub": {"revisions": {"main": model}},
-        "tiny/adapter-hub": {"revisions": {"main": adapter}},
-    }));
+    let hub = fake_hub::FakeHub::start(
+        serde_json::json!({
+            "tiny/bert-hub": {"revisions": {"main": model}},
+            "tiny/adapter-hub": {"revisions": {"main": adapter}},
+        }),
+        serde_json::json!({}),
+    );
+    let settings = hub_settings(&hub, repos.path());
     let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
-    app.models.hub.settings = Some(hub.settings.clone());
-    app.library.hub.settings = Some(hub.settings.clone());
+    app.models.hub.settings = Some(settings.clone());
+    app.library.hub.settings = Some(settings.clone());
     let mut h = harness(app);
     h.state_mut().screen = Screen::Models;
     h.step();
@@ -1554,7 +1518,7 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     });
     let added = h.state().ws.state.models[1].path.clone();
     // In huggingface_hub's layout, in the panel's cache.
-    let repo = hub.settings.cache.join("models--tiny--bert-hub");
+    let repo = settings.cache.join("models--tiny--bert-hub");
     assert!(
         added.starts_with(repo.join("snapshots")),
         "{}",
@@ -1578,7 +1542,7 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     step_until(&mut h, "the Hub's answer", |a| a.library.hub.is_idle());
     assert!(h.query_by_label("Download tiny/bert-hub").is_none());
     click(&mut h, "Download tiny/adapter-hub");
-    let cache = hub.settings.cache.clone();
+    let cache = settings.cache.clone();
     step_until(&mut h, "the adapter's card", |a| {
         a.library.is_current() && a.library.items.iter().any(|i| i.dir.starts_with(&cache))
     });
@@ -1590,9 +1554,10 @@ fn a_run_shared_from_the_runs_screen_is_pushed_with_its_card_and_downloads_the_s
     let ws = workspace(dir.path());
     let run = train_quickly(&ws, "films-seq");
     // No token in the settings: the one typed in the dialog is used.
-    let hub = FakeHub::start(serde_json::json!({}));
+    let hub = fake_hub::FakeHub::start(serde_json::json!({}), serde_json::json!({}));
+    let settings = hub_settings(&hub, dir.path());
     let mut app = StudioApp::new(ws, || {}).unwrap();
-    app.runs.share.settings = Some(hub.settings.clone());
+    app.runs.share.settings = Some(settings.clone());
     let mut h = harness(app);
     h.state_mut().screen = Screen::Runs;
     h.step();
@@ -1601,14 +1566,14 @@ fn a_run_shared_from_the_runs_screen_is_pushed_with_its_card_and_downloads_the_s
     // Suggested from the run's name; the owner is the user's to fill in.
     assert_eq!(h.state().runs.share.repo, "your-name/films-seq");
     h.state_mut().runs.share.repo = "tiny/films-seq".into();
-    type_into(&mut h, "Token", HUB_TOKEN);
+    type_into(&mut h, "Token", fake_hub::TOKEN);
     click(&mut h, "Push");
     step_until(&mut h, "the push", |a| !a.runs.share.is_pushing());
     let said = format!("{:?}", h.state().runs.share.message);
     assert!(said.contains("Pushed to tiny/films-seq"), "{said}");
     // What the Hub now serves is the run's adapter and head, and a card.
-    let mut settings = hub.settings.clone();
-    settings.token = Some(HUB_TOKEN.into());
+    let mut settings = settings.clone();
+    settings.token = Some(fake_hub::TOKEN.into());
     let repo = adapter_studio::hf_hub::RepoRef::parse("tiny/films-seq").unwrap();
     let got = adapter_studio::hf_hub::fetch(&repo, &settings, &mut |_| true).unwrap();
     let card = std::fs::read_to_string(got.folder.join("README.md")).unwrap();

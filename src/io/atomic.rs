@@ -1,5 +1,6 @@
-//! Atomic file writes (temp file in the same folder + fsync + rename): a crash or kill never
-//! leaves a half-written file behind, only the old one or the new one.
+//! Atomic file writes (temp file in the same folder + fsync + rename + fsync of the folder): a
+//! crash, kill or power loss never leaves a half-written file behind, only the old one or the
+//! new one.
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,98 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
+    sync_parent(path)
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to disk: without it a power loss
+/// after a rename can bring back the old name, or an empty file under the new one.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match fs::File::open(dir).and_then(|d| d.sync_all()) {
+        // Some file systems (FUSE mounts, some network ones) cannot sync a folder: nothing
+        // more can be done there than the files' own syncs.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        r => r.map_err(|e| Error::io(dir, e)),
+    }
+}
+
+/// [`sync_dir`] of the folder holding `path`.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Whether `name` is a temporary file or folder of [`temp_path_for`] (`.NAME.tmp-PID-N`) or of
+/// the `.bin` writer (`NAME.bin.tmp-PID`), and the process that made it. Exactly these forms:
+/// a user's file that merely looks temporary is never taken for one.
+fn temp_owner(name: &str) -> Option<u32> {
+    let (stem, rest) = name.rsplit_once(".tmp-")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let pid = match rest.split_once('-') {
+        Some((pid, n)) if name.starts_with('.') && digits(pid) && digits(n) => pid,
+        None if stem.ends_with(".bin") && digits(rest) => rest,
+        _ => return None,
+    };
+    pid.parse().ok()
+}
+
+/// Removes the temporary files and folders in `dir` that a killed process left (a process id
+/// that no longer runs): they were never renamed into place, so nothing reads them, but they
+/// hold disk space and make a folder look non-empty. A live process's are left alone.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temp_owner(&name) else {
+            continue;
+        };
+        if pid == std::process::id() || crate::lock::process_alive(pid, None) {
+            continue;
+        }
+        // The entry's own type: a link is removed, never followed.
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(entry.path()),
+            Ok(_) => fs::remove_file(entry.path()),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(entry.path(), e)),
+        }
+    }
     Ok(())
+}
+
+/// Whether `name` is a temporary file or folder left by a process that no longer runs.
+pub fn is_stale_temp_name(name: &str) -> bool {
+    temp_owner(name)
+        .is_some_and(|p| p != std::process::id() && !crate::lock::process_alive(p, None))
+}
+
+/// Copies the regular file `src` to `dst` and syncs the copy to disk (`fs::copy` does not, and
+/// names neither file in its errors): a read error names `src`, a write error (a full disk)
+/// names `dst`. `follow_links: false` refuses a link as `src` (see [`open_regular`]).
+pub fn copy_file_synced(src: &Path, dst: &Path, follow_links: bool) -> Result<u64> {
+    use std::io::Read;
+    let mut from = open_regular(src, follow_links).map_err(|e| Error::io(src, e))?;
+    let mut to = fs::File::create(dst).map_err(|e| Error::io(dst, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(src, e)),
+        };
+        to.write_all(&buf[..n]).map_err(|e| Error::io(dst, e))?;
+        total += n as u64;
+    }
+    to.sync_all().map_err(|e| Error::io(dst, e))?;
+    Ok(total)
 }
 
 /// JSON the way the Python library writes it (`json.dump(..., indent=2, sort_keys=True)`).
@@ -110,10 +202,14 @@ pub fn replace_dir(src: &Path, dst: &Path) -> Result<()> {
     if aside.exists() {
         fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
     }
+    // The new folder's entries reach the disk before it is renamed in (its files were synced
+    // by their writers), so that a power loss cannot leave an empty folder under `dst`.
+    sync_dir(src)?;
     if dst.exists() {
         fs::rename(dst, &aside).map_err(|e| Error::io(dst, e))?;
     }
     fs::rename(src, dst).map_err(|e| Error::io(dst, e))?;
+    sync_parent(dst)?;
     if aside.exists() {
         fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
     }
@@ -131,6 +227,7 @@ pub fn recover_dir(dst: &Path) -> Result<()> {
     let aside = aside_path(dst);
     if aside.exists() && !dst.exists() {
         fs::rename(&aside, dst).map_err(|e| Error::io(dst, e))?;
+        sync_parent(dst)?;
     }
     Ok(())
 }
@@ -305,6 +402,32 @@ mod tests {
             to_sorted_json(&v),
             "{\n  \"a\": {\n    \"c\": 3,\n    \"d\": 2\n  },\n  \"b\": 1\n}"
         );
+    }
+
+    #[test]
+    fn only_a_dead_processs_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has this id (above any pid_max).
+        let dead = format!(".checkpoint.safetensors.tmp-{}-0", 999_999_999u32);
+        let dead_bin = format!("pytorch_adapter.bin.tmp-{}", 999_999_999u32);
+        let dead_dir = format!(".adapter.tmp-{}-3", 999_999_999u32);
+        let live = temp_path_for(&dir.path().join("run.json"));
+        for f in [&dead, &dead_bin, "run.json", "notes.tmp-x"] {
+            fs::write(dir.path().join(f), "x").unwrap();
+        }
+        fs::write(&live, "x").unwrap();
+        fs::create_dir(dir.path().join(&dead_dir)).unwrap();
+        assert!(is_stale_temp_name(&dead) && !is_stale_temp_name("run.json"));
+        remove_stale_temp_files(dir.path()).unwrap();
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let live = live.file_name().unwrap().to_string_lossy().into_owned();
+        let mut want = vec![live, "notes.tmp-x".to_string(), "run.json".to_string()];
+        want.sort();
+        assert_eq!(names, want);
     }
 
     #[test]

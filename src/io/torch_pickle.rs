@@ -108,7 +108,7 @@ pub struct RawTensor {
 /// with the file path.
 #[derive(Debug, thiserror::Error)]
 pub enum PickleError {
-    #[error("{path}: I/O error: {source}")]
+    #[error("{path}: {}", crate::error::io_message(source))]
     Io {
         path: String,
         #[source]
@@ -1602,6 +1602,17 @@ pub fn write_state_dict(path: &Path, tensors: &[(String, RawTensor)]) -> Result<
         std::fs::rename(&tmp, path).map_err(|e| PickleError::Io {
             path: p.clone(),
             source: e,
+        })?;
+        // The rename itself reaches the disk (a power loss must not bring back the old name).
+        crate::io::atomic::sync_parent(path).map_err(|e| match e {
+            crate::error::Error::Io { path, source } => PickleError::Io {
+                path: pstr(&path),
+                source,
+            },
+            other => PickleError::Io {
+                path: p.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
         })
     });
     if result.is_err() {

@@ -22,7 +22,10 @@ use crate::device::describe;
 use crate::error::{Error, Result};
 use crate::heads::HeadModule;
 use crate::hub;
-use crate::io::{recover_dir, replace_dir, temp_dir_for, weights};
+use crate::io::{
+    is_stale_temp_name, recover_dir, remove_dir_quietly, remove_stale_temp_files, replace_dir,
+    temp_dir_for, weights,
+};
 use crate::metrics::Metrics;
 use crate::model::BaseModel;
 use crate::rng::torch_rng_lock;
@@ -558,7 +561,12 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
     let put = |kind: RunArtifact, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
         let dst = run.artifact(kind);
         let tmp = temp_dir_for(&dst)?;
-        write(&tmp)?;
+        // A failure (a full disk) leaves the previous folder as it was and no temporary one
+        // holding space; the error names the file as it would be in `dst`.
+        if let Err(e) = write(&tmp) {
+            remove_dir_quietly(&tmp);
+            return Err(e.moved(&tmp, &dst));
+        }
         replace_dir(&tmp, &dst)
     };
     for adapter in model.adapters.values() {
@@ -582,7 +590,7 @@ fn save_artifacts(run: &RunDir, model: &AdapterModel, cfg: &TrainConfig) -> Resu
             for name in crate::model::loading::MODEL_FILES {
                 let src = model.base.dir.join(name);
                 if src.is_file() {
-                    std::fs::copy(&src, d.join(name)).map_err(|e| Error::io(&src, e))?;
+                    crate::io::copy_file_synced(&src, &d.join(name), true)?;
                 }
             }
             Ok(())
@@ -653,12 +661,16 @@ pub fn train_with(
         return Err(already());
     }
     // Someone's folder is never written into: only a new or empty one becomes a run (a lock
-    // file alone is a run being created by another process: the lock says whose).
+    // file alone is a run being created by another process: the lock says whose; a temporary
+    // file of a killed process is a run that died writing its first file).
     if let Ok(entries) = std::fs::read_dir(out) {
-        let is_lock = |name: &std::ffi::OsStr| name.to_string_lossy().starts_with(".lock");
+        let ours = |name: &std::ffi::OsStr| {
+            let name = name.to_string_lossy();
+            name.starts_with(".lock") || is_stale_temp_name(&name)
+        };
         if entries
             .filter_map(|e| e.ok())
-            .any(|e| !is_lock(&e.file_name()))
+            .any(|e| !ours(&e.file_name()))
         {
             return Err(Error::Invalid(format!(
                 "{} is a folder that is not empty and holds no run: choose a new --out \
@@ -703,6 +715,14 @@ pub fn resume_with(
 ) -> Result<Summary> {
     let run = RunDir::new(out);
     // The settings are read before the lock only to refuse a folder that holds no run.
+    if !run.run_json().exists() && out.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} holds no run to resume (no run.json; a run killed before it recorded its \
+             settings is started again with `train --out {}` and those settings)",
+            out.display(),
+            out.display()
+        )));
+    }
     run.read_info()?;
     let lock = lock_run(&run, wait, observer, stop)?;
     let info = run.read_info()?;
@@ -729,6 +749,22 @@ fn execute(
     // like any failure, instead of unwinding through the caller's thread.
     let result = crate::error::catch_panic("training", || {
         execute_inner(cfg, run, resuming, lock, observer, stop, started)
+    })
+    .map_err(|e| {
+        if e.is_disk_full() && run.run_json().exists() {
+            // What was saved before is intact: the run continues once there is space.
+            Error::Invalid(format!(
+                "{e}: nothing saved before was changed; free some space, then continue with \
+                 `train --resume {}`",
+                run.root.display()
+            ))
+        } else if e.is_disk_full() {
+            Error::Invalid(format!(
+                "{e}: the run had not started; free some space, then run the same command again"
+            ))
+        } else {
+            e
+        }
     });
     if let Err(e) = &result {
         // Keep the failure visible in the run folder (the GUI's run list reads it), unless
@@ -757,6 +793,8 @@ fn execute_inner(
     for kind in RunArtifact::ALL {
         recover_dir(&run.artifact(kind))?;
     }
+    // A killed process's temporary files and folders were never renamed into place: gone.
+    remove_stale_temp_files(&run.root)?;
     let device = cfg.device.resolve()?;
     let prepared = prepare(cfg, device)?;
     let Prepared {
@@ -783,7 +821,15 @@ fn execute_inner(
 
     let mut state = TrainerState::default();
     if resuming && run.checkpoint().exists() {
-        let (saved, s) = checkpoint::load(&run.checkpoint())?;
+        let (saved, s) = checkpoint::load(&run.checkpoint()).map_err(|e| {
+            Error::Invalid(format!(
+                "{e}\nthe checkpoint of {} cannot be resumed from: move {} away and run \
+                 `train --resume {}` to train the run again from its first step",
+                run.root.display(),
+                run.checkpoint().display(),
+                run.root.display()
+            ))
+        })?;
         opt.load_state(&saved, s.step as i64)?;
         state = s;
     }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub mod fake_hub;
 pub mod parity;
 
 pub fn fixtures() -> PathBuf {
