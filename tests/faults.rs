@@ -503,6 +503,8 @@ fn a_full_disk_during_a_hub_download_fails_by_name_and_caches_nothing_that_passe
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "downloaded onto a full disk");
     assert!(err.contains("the disk is full"), "{err}");
+    // The file as the repo names it (its blob's name is a hash).
+    assert!(err.contains("model.safetensors"), "{err}");
     assert!(
         err.contains(&*home.to_string_lossy()),
         "no file named: {err}"

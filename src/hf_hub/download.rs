@@ -271,8 +271,16 @@ impl Client {
                         )));
                     }
                 };
-                out.write_all(&buf[..n])
-                    .map_err(|e| Error::io(&partial, e))?;
+                out.write_all(&buf[..n]).map_err(|e| {
+                    // Named as the user knows it (the blob's name is a hash), with where.
+                    hub_error(format!(
+                        "`{}`: writing {}: {}; what came is kept: free space and run again \
+                         to resume",
+                        meta.file,
+                        partial.display(),
+                        crate::error::io_message(&e)
+                    ))
+                })?;
                 have += n as u64;
                 if !progress(have) {
                     return Err(Error::Cancelled);
