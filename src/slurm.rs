@@ -109,16 +109,17 @@ pub fn script(
     };
     let mut s = format!(
         "#!/bin/bash\n# Adapter Studio study, {what}: one array task per run.\n\
-         # Each task trains (or resumes) the run folder {}/runs/ID.\n",
-        study.display()
+         # Each task trains (or resumes) the run folder {}/runs/ID.\n\
+         # Submitted as: sbatch --output={} THIS_FILE\n",
+        study.display(),
+        output_pattern(study).display()
     );
     let mut line = |arg: String| s.push_str(&format!("#SBATCH {arg}\n"));
     line(format!("--job-name=studio-stage{stage}"));
     line(format!("--array=0-{}", runs.len().saturating_sub(1)));
-    line(format!(
-        "--output={}",
-        study.join("logs").join("slurm-%A_%a.out").display()
-    ));
+    // The log path goes to sbatch as an argument (`submit`), not as a line here: sbatch's
+    // reading of `#SBATCH` lines splits at blanks and quotes, so a folder named
+    // `a 'b" c` would break the script there.
     // Slurm sends SIGTERM at the time limit; the training saves a checkpoint on it.
     line("--signal=TERM@60".into());
     if let Some(p) = &options.partition {
@@ -165,10 +166,20 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Writes `script` to `path` and submits it; the job id.
-pub fn submit(path: &Path, script: &str) -> Result<String> {
+/// Where the tasks of a study's job arrays write their output: `STUDY/logs/slurm-JOB_TASK.out`,
+/// a `%` of the folder's name doubled (sbatch reads `%x` as a pattern).
+pub fn output_pattern(study: &Path) -> PathBuf {
+    let logs = study.join("logs").to_string_lossy().replace('%', "%%");
+    Path::new(&logs).join("slurm-%A_%a.out")
+}
+
+/// Writes `script` to `path` and submits it, its tasks' output going to `output` (given as an
+/// argument: nothing in a path is read as sbatch's syntax); the job id.
+pub fn submit(path: &Path, script: &str, output: &Path) -> Result<String> {
     write_atomic(path, script.as_bytes())?;
-    let out = run_tool(Command::new("sbatch").arg("--parsable").arg(path), "sbatch")?;
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable").arg("--output").arg(output).arg(path);
+    let out = run_tool(&mut cmd, "sbatch")?;
     // `--parsable` prints `ID` or `ID;cluster`.
     let id = out.trim().split(';').next().unwrap_or("").to_string();
     match !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) {
@@ -315,7 +326,7 @@ impl StudyBackend for SlurmBackend {
         let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
         let path = stage_script(&self.study, stage);
         let text = script(&self.exe, &self.study, stage, &ids, after, &self.options)?;
-        let job_id = submit(&path, &text)?;
+        let job_id = submit(&path, &text, &output_pattern(&self.study))?;
         self.subs.push(Submission {
             job_id: job_id.clone(),
             stage,

@@ -439,7 +439,11 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     let file = make_study(dir.path(), false);
     let local = dir.path().join("local");
     ok(run_locally(&file, &local));
-    let on_slurm = dir.path().join("slurm");
+    // A study folder holding what a shell would run (a command substitution, backticks, a
+    // `;`, quotes, spaces): sbatch and bash only ever see it quoted, so nothing runs.
+    let on_slurm = dir
+        .path()
+        .join("slurm $(touch pwned1); `touch pwned2` 'q\" x");
     let submitted = ok(cluster.study(&[
         "run".as_ref(),
         file.as_os_str(),
@@ -473,6 +477,26 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
         local.as_os_str(),
         "--json".as_ref(),
     ]));
+    // The tasks' output went where it was meant to, under that name.
+    let logs = std::fs::read_dir(on_slurm.join("logs"))
+        .unwrap()
+        .flatten()
+        .count();
+    assert!(logs >= 3, "{logs} task logs");
+    for planted in ["pwned1", "pwned2"] {
+        for place in [
+            dir.path(),
+            on_slurm.as_path(),
+            Path::new("."),
+            Path::new("/tmp"),
+        ] {
+            assert!(
+                !place.join(planted).exists(),
+                "a command in the study folder's name ran: {}",
+                place.join(planted).display()
+            );
+        }
+    }
     let got =
         report_of(cluster.study(&["report".as_ref(), on_slurm.as_os_str(), "--json".as_ref()]));
     assert_eq!(
