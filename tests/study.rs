@@ -440,10 +440,11 @@ fn on_a_real_slurm_cluster_a_study_gives_the_local_report_and_a_failing_source_c
     let local = dir.path().join("local");
     ok(run_locally(&file, &local));
     // A study folder holding what a shell would run (a command substitution, backticks, a
-    // `;`, quotes, spaces): sbatch and bash only ever see it quoted, so nothing runs.
+    // `;`, quotes, spaces) and what sbatch reads specially (`#`, `%A`): sbatch and bash only
+    // ever see it quoted, so nothing runs and nothing is substituted.
     let on_slurm = dir
         .path()
-        .join("slurm $(touch pwned1); `touch pwned2` 'q\" x");
+        .join("slurm $(touch pwned1); `touch pwned2` 'q\" #x %A");
     let submitted = ok(cluster.study(&[
         "run".as_ref(),
         file.as_os_str(),
