@@ -486,100 +486,11 @@ impl StudiesView {
                 "A study needs a model (Models screen) and datasets (Datasets screen).",
             );
         }
-        let f = &mut self.form;
         egui::Grid::new("study_form")
             .num_columns(2)
             .spacing([12.0, 6.0])
             .show(ui, |ui| {
-                text_field_ui(ui, "Name", "", 240.0, &mut f.name);
-                ui.end_row();
-
-                let label = ui.label("Model");
-                let current = f
-                    .model
-                    .clone()
-                    .or_else(|| models.first().map(|m| m.path.clone()));
-                let shown = models
-                    .iter()
-                    .find(|m| Some(&m.path) == current.as_ref())
-                    .map_or("none".to_string(), |m| m.name.clone());
-                egui::ComboBox::from_id_salt("study_model")
-                    .selected_text(shown)
-                    .show_ui(ui, |ui| {
-                        for m in models {
-                            ui.selectable_value(&mut f.model, Some(m.path.clone()), &m.name);
-                        }
-                    })
-                    .response
-                    .labelled_by(label.id);
-                ui.end_row();
-
-                for (title, set, hint) in [
-                    (
-                        "Sources",
-                        &mut f.sources,
-                        "tasks whose adapters fusion combines",
-                    ),
-                    (
-                        "Targets",
-                        &mut f.targets,
-                        "tasks every method is compared on",
-                    ),
-                ] {
-                    ui.label(title).on_hover_text(hint);
-                    ui.horizontal_wrapped(|ui| {
-                        for d in datasets {
-                            let mut on = set.contains(&d.name);
-                            if ui
-                                .checkbox(&mut on, &d.name)
-                                .on_hover_text(d.train.display().to_string())
-                                .changed()
-                            {
-                                match on {
-                                    true => set.insert(d.name.clone()),
-                                    false => set.remove(&d.name),
-                                };
-                            }
-                        }
-                    });
-                    ui.end_row();
-                }
-
-                ui.label("Methods");
-                ui.horizontal_wrapped(|ui| {
-                    for (m, what) in METHODS {
-                        let mut on = f.methods.contains(m);
-                        if ui.checkbox(&mut on, m).on_hover_text(what).changed() {
-                            match on {
-                                true => f.methods.insert(m.to_string()),
-                                false => f.methods.remove(m),
-                            };
-                        }
-                    }
-                });
-                ui.end_row();
-
-                text_field_ui(ui, "Seeds", "1, 2, 3", 120.0, &mut f.seeds);
-                ui.end_row();
-
-                text_field_ui(
-                    ui,
-                    "Max steps",
-                    "the preset's epochs",
-                    160.0,
-                    &mut f.max_steps,
-                )
-                .on_hover_text("Per run; empty trains the preset's epochs with early stopping");
-                ui.end_row();
-
-                ui.label("Run on");
-                ui.horizontal(|ui| {
-                    ui.radio_value(&mut f.backend, Backend::Here, "this computer")
-                        .on_hover_text("One run at a time on this app's worker");
-                    ui.radio_value(&mut f.backend, Backend::Slurm, "a Slurm cluster")
-                        .on_hover_text("Job arrays: stage 1, then the fusions after it");
-                });
-                ui.end_row();
+                study_fields_ui(ui, &mut self.form, models, datasets)
             });
         let spec = self.form.spec(models, datasets);
         let dir = studies_dir.join(sanitized(&self.form.name));
@@ -1092,4 +1003,103 @@ fn runs_table_ui(ui: &mut egui::Ui, dir: &Path, s: &Snapshot, requests: &mut Vec
                 ui.end_row();
             }
         });
+}
+
+/// The rows of the new-study form: name, model, sources and targets, methods, seeds, steps,
+/// where to run.
+fn study_fields_ui(
+    ui: &mut egui::Ui,
+    f: &mut StudyForm,
+    models: &[ModelEntry],
+    datasets: &[DatasetEntry],
+) {
+    text_field_ui(ui, "Name", "", 240.0, &mut f.name);
+    ui.end_row();
+
+    let label = ui.label("Model");
+    let current = f
+        .model
+        .clone()
+        .or_else(|| models.first().map(|m| m.path.clone()));
+    let shown = models
+        .iter()
+        .find(|m| Some(&m.path) == current.as_ref())
+        .map_or("none".to_string(), |m| m.name.clone());
+    egui::ComboBox::from_id_salt("study_model")
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            for m in models {
+                ui.selectable_value(&mut f.model, Some(m.path.clone()), &m.name);
+            }
+        })
+        .response
+        .labelled_by(label.id);
+    ui.end_row();
+
+    for (title, set, hint) in [
+        (
+            "Sources",
+            &mut f.sources,
+            "tasks whose adapters fusion combines",
+        ),
+        (
+            "Targets",
+            &mut f.targets,
+            "tasks every method is compared on",
+        ),
+    ] {
+        ui.label(title).on_hover_text(hint);
+        ui.horizontal_wrapped(|ui| {
+            for d in datasets {
+                let mut on = set.contains(&d.name);
+                if ui
+                    .checkbox(&mut on, &d.name)
+                    .on_hover_text(d.train.display().to_string())
+                    .changed()
+                {
+                    match on {
+                        true => set.insert(d.name.clone()),
+                        false => set.remove(&d.name),
+                    };
+                }
+            }
+        });
+        ui.end_row();
+    }
+
+    ui.label("Methods");
+    ui.horizontal_wrapped(|ui| {
+        for (m, what) in METHODS {
+            let mut on = f.methods.contains(m);
+            if ui.checkbox(&mut on, m).on_hover_text(what).changed() {
+                match on {
+                    true => f.methods.insert(m.to_string()),
+                    false => f.methods.remove(m),
+                };
+            }
+        }
+    });
+    ui.end_row();
+
+    text_field_ui(ui, "Seeds", "1, 2, 3", 120.0, &mut f.seeds);
+    ui.end_row();
+
+    text_field_ui(
+        ui,
+        "Max steps",
+        "the preset's epochs",
+        160.0,
+        &mut f.max_steps,
+    )
+    .on_hover_text("Per run; empty trains the preset's epochs with early stopping");
+    ui.end_row();
+
+    ui.label("Run on");
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut f.backend, Backend::Here, "this computer")
+            .on_hover_text("One run at a time on this app's worker");
+        ui.radio_value(&mut f.backend, Backend::Slurm, "a Slurm cluster")
+            .on_hover_text("Job arrays: stage 1, then the fusions after it");
+    });
+    ui.end_row();
 }

@@ -167,6 +167,104 @@ fn field_ui<T: egui::emath::Numeric>(
     ui.end_row();
 }
 
+/// A field whose 0 means "none" (`None` in the form).
+fn optional_field_ui(ui: &mut egui::Ui, label: &str, help: &str, value: &mut Option<usize>) {
+    let mut shown = value.unwrap_or(0);
+    field_ui(ui, label, help, &mut shown, 1.0);
+    *value = (shown > 0).then_some(shown);
+}
+
+/// Rows of the hyper-parameter grid: the optimiser and the schedule.
+fn schedule_fields_ui(ui: &mut egui::Ui, f: &mut TrainConfig) {
+    field_ui(
+        ui,
+        "Learning rate",
+        "Peak learning rate of AdamW; the paper uses 1e-4 for adapters, 5e-5 for fusion.",
+        &mut f.lr,
+        1e-5,
+    );
+    optional_field_ui(
+        ui,
+        "Evaluate every",
+        "Steps between evaluations (and fusion heatmap updates); 0 = at each epoch end.",
+        &mut f.eval_every,
+    );
+    field_ui(
+        ui,
+        "Epochs",
+        "Passes over the training data (at most; early stopping may end sooner).",
+        &mut f.epochs,
+        1.0,
+    );
+    field_ui(
+        ui,
+        "Batch size",
+        "Examples per step.",
+        &mut f.batch_size,
+        1.0,
+    );
+    field_ui(
+        ui,
+        "Max length",
+        "Tokens per example; longer texts are truncated.",
+        &mut f.max_length,
+        1.0,
+    );
+    field_ui(
+        ui,
+        "Warm-up ratio",
+        "Share of steps with a linearly rising learning rate.",
+        &mut f.warmup_ratio,
+        0.01,
+    );
+    field_ui(
+        ui,
+        "Seed",
+        "Same seed, same data, same result (on CPU).",
+        &mut f.seed,
+        1.0,
+    );
+}
+
+/// Rows of the hyper-parameter grid: when a run stops (early stopping, a floor of steps).
+fn early_stopping_fields_ui(ui: &mut egui::Ui, f: &mut TrainConfig) {
+    optional_field_ui(
+        ui,
+        "Patience",
+        "Evaluations without improvement before stopping early; 0 = never.",
+        &mut f.patience,
+    );
+    field_ui(
+        ui,
+        "Early stop after",
+        "Share of the planned steps before evaluations without improvement count.",
+        &mut f.early_stop_after,
+        0.01,
+    );
+    ui.label("Stop on");
+    egui::ComboBox::from_id_salt("stop_on")
+        .selected_text(f.stop_on.as_str())
+        .show_ui(ui, |ui| {
+            for w in StopWatch::ALL {
+                ui.selectable_value(&mut f.stop_on, w, w.as_str());
+            }
+        })
+        .response
+        .on_hover_text(
+            "either: stop when neither the metric nor the validation loss improves; \
+             metric or loss: only that one.",
+        );
+    super::help_ui(ui, "What early stopping watches.");
+    ui.end_row();
+    optional_field_ui(
+        ui,
+        "Min steps",
+        "Train at least this many steps whatever the epochs (small datasets have few \
+         steps per epoch); 0 = epochs only.",
+        &mut f.min_steps,
+    );
+}
+
 impl Wizard {
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         if self.fusion.is_empty() {
@@ -408,98 +506,8 @@ impl Wizard {
         let bottleneck = self.method.is_bottleneck();
         let f = &mut self.form;
         egui::Grid::new("hyper").num_columns(3).show(ui, |ui| {
-            field_ui(
-                ui,
-                "Learning rate",
-                "Peak learning rate of AdamW; the paper uses 1e-4 for adapters, 5e-5 for fusion.",
-                &mut f.lr,
-                1e-5,
-            );
-            let mut every = f.eval_every.unwrap_or(0);
-            field_ui(
-                ui,
-                "Evaluate every",
-                "Steps between evaluations (and fusion heatmap updates); 0 = at each epoch end.",
-                &mut every,
-                1.0,
-            );
-            f.eval_every = (every > 0).then_some(every);
-            field_ui(
-                ui,
-                "Epochs",
-                "Passes over the training data (at most; early stopping may end sooner).",
-                &mut f.epochs,
-                1.0,
-            );
-            field_ui(
-                ui,
-                "Batch size",
-                "Examples per step.",
-                &mut f.batch_size,
-                1.0,
-            );
-            field_ui(
-                ui,
-                "Max length",
-                "Tokens per example; longer texts are truncated.",
-                &mut f.max_length,
-                1.0,
-            );
-            field_ui(
-                ui,
-                "Warm-up ratio",
-                "Share of steps with a linearly rising learning rate.",
-                &mut f.warmup_ratio,
-                0.01,
-            );
-            field_ui(
-                ui,
-                "Seed",
-                "Same seed, same data, same result (on CPU).",
-                &mut f.seed,
-                1.0,
-            );
-            let mut patience = f.patience.unwrap_or(0);
-            field_ui(
-                ui,
-                "Patience",
-                "Evaluations without improvement before stopping early; 0 = never.",
-                &mut patience,
-                1.0,
-            );
-            f.patience = (patience > 0).then_some(patience);
-            field_ui(
-                ui,
-                "Early stop after",
-                "Share of the planned steps before evaluations without improvement count.",
-                &mut f.early_stop_after,
-                0.01,
-            );
-            ui.label("Stop on");
-            egui::ComboBox::from_id_salt("stop_on")
-                .selected_text(f.stop_on.as_str())
-                .show_ui(ui, |ui| {
-                    for w in StopWatch::ALL {
-                        ui.selectable_value(&mut f.stop_on, w, w.as_str());
-                    }
-                })
-                .response
-                .on_hover_text(
-                    "either: stop when neither the metric nor the validation loss improves; \
-                     metric or loss: only that one.",
-                );
-            super::help_ui(ui, "What early stopping watches.");
-            ui.end_row();
-            let mut min_steps = f.min_steps.unwrap_or(0);
-            field_ui(
-                ui,
-                "Min steps",
-                "Train at least this many steps whatever the epochs (small datasets have few \
-                 steps per epoch); 0 = epochs only.",
-                &mut min_steps,
-                1.0,
-            );
-            f.min_steps = (min_steps > 0).then_some(min_steps);
+            schedule_fields_ui(ui, f);
+            early_stopping_fields_ui(ui, f);
             let mut head_lr = f.head_lr.unwrap_or(f.lr);
             field_ui(
                 ui,
@@ -529,6 +537,11 @@ impl Wizard {
             }
         });
         ui.separator();
+        self.presets_ui(ui, ctx);
+    }
+
+    /// Saving the form under a name, and loading a saved one (the workspace keeps them).
+    fn presets_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
         ui.horizontal(|ui| {
             let label = ui.label("Preset name");
             ui.add(
