@@ -177,3 +177,44 @@ pub fn prompt_path<'a>(root: &nn::Path<'a>, config: &ModelConfig) -> nn::Path<'a
 pub fn module_name(path: &nn::Path) -> String {
     path.components().collect::<Vec<_>>().join(".")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::ARCHITECTURES;
+    use serde_json::json;
+
+    /// The LoRA and prefix site paths are written apart from the layers' constructors: each
+    /// must name a module the architecture builds (a typo would put an adapter's weights under a key that
+    /// the library never reads).
+    #[test]
+    fn every_adapter_site_path_names_a_module_the_architecture_builds() {
+        for facts in &ARCHITECTURES {
+            let raw = json!({
+                "model_type": facts.model_type, "vocab_size": 50, "hidden_size": 16,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 24,
+                "embedding_size": 8, "dim": 16, "n_layers": 2, "n_heads": 2, "hidden_dim": 24,
+            });
+            let config = ModelConfig::from_value(std::path::Path::new("config.json"), raw).unwrap();
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let _encoder = Encoder::new(&vs.root(), &config, true);
+            let names: Vec<String> = vs.variables().into_keys().collect();
+            let builds = |module: &str| names.iter().any(|n| n.starts_with(&format!("{module}.")));
+            let root = vs.root();
+            for layer in 0..config.adapter_layers() {
+                for site in LinearSite::ALL {
+                    let p = module_name(&linear_path(&root, &config, layer, site));
+                    assert!(
+                        names.contains(&format!("{p}.weight")),
+                        "{}: {site:?} at `{p}`",
+                        facts.model_type
+                    );
+                }
+                // (Bottleneck locations may be containers of adapters only, as DistilBERT's
+                // `attention_adapters`: not checked here.)
+                let p = module_name(&attention_path(&root, &config, layer));
+                assert!(builds(&p), "{}: attention at `{p}`", facts.model_type);
+            }
+        }
+    }
+}
