@@ -781,6 +781,7 @@ fn execute(
     result
 }
 
+/// A run from its folder's recovery to its end: the outline, each part in its own function.
 fn execute_inner(
     cfg: &TrainConfig,
     run: &RunDir,
@@ -796,29 +797,44 @@ fn execute_inner(
     // A killed process's temporary files and folders were never renamed into place: gone.
     remove_stale_temp_files(&run.root)?;
     let device = cfg.device.resolve()?;
-    let prepared = prepare(cfg, device)?;
-    let Prepared {
-        model,
-        no_decay,
-        head_from,
-        params,
-        train,
-        validation,
-        labels,
-        data,
-        mut warnings,
-    } = prepared;
-    warnings.extend(lock.notice());
-    let metric = best_metric(cfg)?;
-    let higher = higher_is_better(&metric);
-    let steps_per_epoch = cfg.steps_per_epoch(train.len());
-    let total_steps = cfg.total_steps(train.len());
-    let epochs_per_eval = cfg.epochs_per_eval(train.len());
-    let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as usize;
-    let mut opt = optimizer(cfg, params, &no_decay);
-    // Evaluations before this step do not count towards patience.
-    let patience_from = (cfg.early_stop_after.clamp(0.0, 1.0) * total_steps as f64).ceil() as usize;
+    let mut prepared = prepare(cfg, device)?;
+    prepared.warnings.extend(lock.notice());
+    let mut t = Training::start(cfg, run, resuming, started, device, prepared, observer)?;
 
+    let mut early_stopped = false;
+    while t.state.step < t.schedule.total_steps {
+        if lock.is_lost() {
+            // Another process took the run over (our heartbeat stalled): its files now.
+            return Err(Error::Locked {
+                path: run.lock_file(),
+                holder: format!(
+                    "another process since it took the lock over: this one stopped at step {}",
+                    t.state.step
+                ),
+            });
+        }
+        if stop.load(Ordering::Relaxed) {
+            return t.stop(observer);
+        }
+        let epoch = t.train_step(observer)?;
+        if t.eval_due() {
+            // An evaluation checkpoints itself.
+            early_stopped = t.evaluate_and_save(epoch, observer)?;
+            if early_stopped {
+                break;
+            }
+        } else if cfg.save_every > 0 && t.state.step % cfg.save_every == 0 {
+            t.save_checkpoint()?;
+            observer(&Event::Checkpoint { step: t.state.step });
+        }
+    }
+    t.finish(early_stopped)
+}
+
+/// The state a run goes on from: a resumed run's checkpoint (loaded into `opt` too), its
+/// records after the checkpoint dropped; a new run's first step. Separate because it is what
+/// a resumed run does differently before its first step.
+fn resume_state(run: &RunDir, resuming: bool, opt: &mut AdamW) -> Result<TrainerState> {
     let mut state = TrainerState::default();
     if resuming && run.checkpoint().exists() {
         let (saved, s) = checkpoint::load(&run.checkpoint()).map_err(|e| {
@@ -838,210 +854,366 @@ fn execute_inner(
         truncate_jsonl_after(&run.metrics(), state.step)?;
         truncate_jsonl_after(&run.attention(), state.step)?;
     }
-    let mut info = RunInfo {
-        config: cfg.clone(),
-        status: RunStatus::Running,
-        step: state.step,
-        total_steps,
-        labels: labels.clone(),
-        data,
-        trainable_parameters: opt.num_parameters(),
-        best: None,
-        error: None,
-        stopped_early: None,
-        head_from,
-        versions: hub::versions(),
-        device: describe(device),
-        started_unix_secs: started,
-        updated_unix_secs: started,
-    };
-    if resuming {
-        if let Ok(old) = run.read_info() {
-            info.started_unix_secs = old.started_unix_secs;
-            info.best = old.best.filter(|b| b.step <= state.step);
+    Ok(state)
+}
+
+/// The step counts a run is laid out by, fixed by its settings and the size of its data.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    steps_per_epoch: usize,
+    total_steps: usize,
+    epochs_per_eval: usize,
+    /// Steps over which the learning rate warms up.
+    warmup: usize,
+    /// Evaluations before this step do not count towards patience.
+    patience_from: usize,
+}
+
+impl Schedule {
+    fn new(cfg: &TrainConfig, examples: usize) -> Schedule {
+        let total_steps = cfg.total_steps(examples);
+        Schedule {
+            steps_per_epoch: cfg.steps_per_epoch(examples),
+            total_steps,
+            epochs_per_eval: cfg.epochs_per_eval(examples),
+            warmup: (cfg.warmup_ratio * total_steps as f64).ceil() as usize,
+            patience_from: (cfg.early_stop_after.clamp(0.0, 1.0) * total_steps as f64).ceil()
+                as usize,
         }
     }
-    run.write_info(&info)?;
-    observer(&Event::Prepared {
-        train_examples: train.len(),
-        validation_examples: validation.as_ref().map_or(0, EncodedSet::len),
-        steps_per_epoch,
-        total_steps,
-        start_step: state.step,
-        trainable_parameters: opt.num_parameters(),
-        labels: labels.clone(),
-        warnings,
-        head_from: info.head_from.clone(),
-    });
+}
 
-    let pad_id = model.base.tokenizer.pad_id;
-    let pad_to = if cfg.pad_to_max_length {
-        cfg.max_length
-    } else {
-        0
-    };
-    let lengths = train.lengths();
-    let wall = Instant::now();
-    let prior_secs = state.elapsed_secs;
-    let elapsed = |wall: &Instant| prior_secs + wall.elapsed().as_secs_f64();
-    let (mut train_secs, mut examples) = (0.0f64, 0usize);
-    let (mut batches, mut planned_epoch) = (Vec::new(), None);
-    let mut early_stopped = false;
-    let save_checkpoint = |state: &TrainerState, opt: &AdamW| -> Result<()> {
-        checkpoint::save(&run.checkpoint(), &opt.state(), state)
-    };
+/// A run under way: what the parts of the training loop share (the model and data, the
+/// optimizer, the trainer's state, run.json and the clocks), gathered so that each part takes
+/// it as one argument.
+struct Training<'a> {
+    cfg: &'a TrainConfig,
+    run: &'a RunDir,
+    device: Device,
+    model: AdapterModel,
+    train: EncodedSet,
+    validation: Option<EncodedSet>,
+    labels: Vec<String>,
+    /// The metric that picks the best checkpoint, and whether higher values are better.
+    metric: String,
+    higher: bool,
+    schedule: Schedule,
+    opt: AdamW,
+    state: TrainerState,
+    /// What run.json says, rewritten at each evaluation and at the end.
+    info: RunInfo,
+    /// The training examples' lengths, and the batches planned for `planned_epoch`.
+    lengths: Vec<usize>,
+    batches: Vec<Vec<usize>>,
+    planned_epoch: Option<usize>,
+    /// Wall time since this process's first step, and the time spent before it (a resumed
+    /// run's).
+    wall: Instant,
+    prior_secs: f64,
+    /// Time in optimizer steps and examples stepped over, in this process.
+    train_secs: f64,
+    examples: usize,
+}
 
-    while state.step < total_steps {
-        if lock.is_lost() {
-            // Another process took the run over (our heartbeat stalled): its files now.
-            return Err(Error::Locked {
-                path: run.lock_file(),
-                holder: format!(
-                    "another process since it took the lock over: this one stopped at step {}",
-                    state.step
-                ),
-            });
+impl<'a> Training<'a> {
+    /// Builds the optimizer, takes up a resumed run's checkpoint, writes run.json and announces
+    /// the run: everything before the first step, done once, apart from the loop it sets up.
+    fn start(
+        cfg: &'a TrainConfig,
+        run: &'a RunDir,
+        resuming: bool,
+        started: u64,
+        device: Device,
+        prepared: Prepared,
+        observer: &mut dyn FnMut(&Event),
+    ) -> Result<Training<'a>> {
+        let Prepared {
+            model,
+            no_decay,
+            head_from,
+            params,
+            train,
+            validation,
+            labels,
+            data,
+            warnings,
+        } = prepared;
+        let metric = best_metric(cfg)?;
+        let higher = higher_is_better(&metric);
+        let schedule = Schedule::new(cfg, train.len());
+        let mut opt = optimizer(cfg, params, &no_decay);
+        let state = resume_state(run, resuming, &mut opt)?;
+        let mut info = RunInfo {
+            config: cfg.clone(),
+            status: RunStatus::Running,
+            step: state.step,
+            total_steps: schedule.total_steps,
+            labels: labels.clone(),
+            data,
+            trainable_parameters: opt.num_parameters(),
+            best: None,
+            error: None,
+            stopped_early: None,
+            head_from,
+            versions: hub::versions(),
+            device: describe(device),
+            started_unix_secs: started,
+            updated_unix_secs: started,
+        };
+        if resuming {
+            if let Ok(old) = run.read_info() {
+                info.started_unix_secs = old.started_unix_secs;
+                info.best = old.best.filter(|b| b.step <= state.step);
+            }
         }
-        if stop.load(Ordering::Relaxed) {
-            state.elapsed_secs = elapsed(&wall);
-            save_checkpoint(&state, &opt)?;
-            observer(&Event::Checkpoint { step: state.step });
-            info.status = RunStatus::Stopped;
-            info.step = state.step;
-            info.updated_unix_secs = unix_secs();
-            run.write_info(&info)?;
-            return Ok(summary(&info, run, examples, train_secs, false));
-        }
-        let epoch = state.step / steps_per_epoch;
-        if planned_epoch != Some(epoch) {
-            batches = plan_epoch(
-                &lengths,
+        run.write_info(&info)?;
+        observer(&Event::Prepared {
+            train_examples: train.len(),
+            validation_examples: validation.as_ref().map_or(0, EncodedSet::len),
+            steps_per_epoch: schedule.steps_per_epoch,
+            total_steps: schedule.total_steps,
+            start_step: state.step,
+            trainable_parameters: opt.num_parameters(),
+            labels: labels.clone(),
+            warnings,
+            head_from: info.head_from.clone(),
+        });
+        let lengths = train.lengths();
+        let prior_secs = state.elapsed_secs;
+        Ok(Training {
+            cfg,
+            run,
+            device,
+            model,
+            train,
+            validation,
+            labels,
+            metric,
+            higher,
+            schedule,
+            opt,
+            state,
+            info,
+            lengths,
+            batches: Vec::new(),
+            planned_epoch: None,
+            wall: Instant::now(),
+            prior_secs,
+            train_secs: 0.0,
+            examples: 0,
+        })
+    }
+
+    /// Seconds this run has trained, across resumes.
+    fn elapsed(&self) -> f64 {
+        self.prior_secs + self.wall.elapsed().as_secs_f64()
+    }
+
+    /// Writes the checkpoint, with the time trained so far.
+    fn save_checkpoint(&mut self) -> Result<()> {
+        self.state.elapsed_secs = self.elapsed();
+        checkpoint::save(&self.run.checkpoint(), &self.opt.state(), &self.state)
+    }
+
+    /// Rewrites run.json at the current step.
+    fn write_info(&mut self) -> Result<()> {
+        self.info.step = self.state.step;
+        self.info.updated_unix_secs = unix_secs();
+        self.run.write_info(&self.info)
+    }
+
+    /// One optimizer step on the step's batch, recorded in metrics.jsonl; returns the epoch
+    /// reached (fractional). Separate from the evaluation that follows only some steps.
+    fn train_step(&mut self, observer: &mut dyn FnMut(&Event)) -> Result<f64> {
+        let (cfg, schedule) = (self.cfg, self.schedule);
+        let epoch = self.state.step / schedule.steps_per_epoch;
+        if self.planned_epoch != Some(epoch) {
+            self.batches = plan_epoch(
+                &self.lengths,
                 cfg.batch_size,
                 cfg.seed,
                 epoch,
                 !cfg.pad_to_max_length,
             );
-            planned_epoch = Some(epoch);
+            self.planned_epoch = Some(epoch);
         }
-        let indices = batches[state.step % steps_per_epoch].clone();
+        let indices = &self.batches[self.state.step % schedule.steps_per_epoch];
+        let pad_id = self.model.base.tokenizer.pad_id;
+        let pad_to = if cfg.pad_to_max_length {
+            cfg.max_length
+        } else {
+            0
+        };
 
         let t0 = Instant::now();
-        let (batch, targets) = train.batch(&indices, pad_id, pad_to, device);
-        let lr = linear_lr(cfg.lr, state.step, warmup, total_steps);
-        let (loss_value, grad_norm) =
-            optimizer_step(&model, cfg, &mut opt, &batch, &targets, state.step, lr)?;
-        train_secs += t0.elapsed().as_secs_f64();
-        examples += indices.len();
-        state.step += 1;
+        let (batch, targets) = self.train.batch(indices, pad_id, pad_to, self.device);
+        let lr = linear_lr(
+            cfg.lr,
+            self.state.step,
+            schedule.warmup,
+            schedule.total_steps,
+        );
+        let (loss_value, grad_norm) = optimizer_step(
+            &self.model,
+            cfg,
+            &mut self.opt,
+            &batch,
+            &targets,
+            self.state.step,
+            lr,
+        )?;
+        self.train_secs += t0.elapsed().as_secs_f64();
+        self.examples += indices.len();
+        self.state.step += 1;
         if !loss_value.is_finite() {
             return Err(Error::Invalid(format!(
                 "the loss became {loss_value} at step {}; try a lower --lr",
-                state.step
+                self.state.step
             )));
         }
 
-        let epoch_f = state.step as f64 / steps_per_epoch as f64;
+        let epoch = self.state.step as f64 / schedule.steps_per_epoch as f64;
         let record = StepRecord {
-            step: state.step,
-            epoch: epoch_f,
+            step: self.state.step,
+            epoch,
             loss: loss_value,
             lr,
             grad_norm,
-            examples_per_sec: examples as f64 / train_secs.max(1e-9),
-            elapsed_secs: elapsed(&wall),
+            examples_per_sec: self.examples as f64 / self.train_secs.max(1e-9),
+            elapsed_secs: self.elapsed(),
         };
-        append_jsonl(&run.metrics(), &Record::Train(record.clone()))?;
+        append_jsonl(&self.run.metrics(), &Record::Train(record.clone()))?;
         observer(&Event::Step(record));
+        Ok(epoch)
+    }
 
+    /// Whether the step just taken ends with an evaluation: there is validation data, and it
+    /// ends an evaluation's epochs, the run, or `--eval-every` steps.
+    fn eval_due(&self) -> bool {
+        let (step, s) = (self.state.step, self.schedule);
         let epoch_end =
-            state.step % (steps_per_epoch * epochs_per_eval) == 0 || state.step == total_steps;
-        let due = cfg.eval_every.is_some_and(|n| n > 0 && state.step % n == 0);
-        let mut saved = false;
-        if let (Some(val), true) = (&validation, epoch_end || due) {
-            let result = evaluate(&model, val, &labels, cfg.batch_size)?;
-            let value = result.metrics.get(&metric).copied().unwrap_or(f64::NAN);
-            let improved = match state.best_metric {
-                None => value.is_finite(),
-                Some(best) => {
-                    if higher {
-                        value > best
-                    } else {
-                        value < best
-                    }
-                }
-            };
-            if improved {
-                state.best_metric = Some(value);
-                state.best_step = Some(state.step);
-                state.evals_without_improvement = 0;
-                save_artifacts(run, &model, cfg)?;
-            }
-            let loss = result.metrics.get("loss").copied().unwrap_or(f64::NAN);
-            if early_stop_progress(cfg, higher, &mut state, value, loss) {
-                state.evals_without_improvement = 0;
-            } else if state.step >= patience_from {
-                state.evals_without_improvement += 1;
-            }
-            let record = EvalRecord {
-                step: state.step,
-                epoch: epoch_f,
-                metrics: result.metrics,
-                examples: result.examples,
-                elapsed_secs: elapsed(&wall),
-                best: improved,
-            };
-            let attention = result.attention.map(|mut a| {
-                a.step = state.step;
-                a
-            });
-            if let Some(a) = &attention {
-                append_jsonl(&run.attention(), a)?;
-            }
-            append_jsonl(&run.metrics(), &Record::Eval(record.clone()))?;
-            if improved {
-                info.best = Some(record.clone());
-            }
-            observer(&Event::Eval(record, attention));
-            early_stopped = cfg
-                .patience
-                .is_some_and(|p| state.evals_without_improvement >= p);
-            if early_stopped {
-                info.stopped_early = Some(early_stop_reason(
-                    cfg,
-                    &metric,
-                    &state,
-                    (total_steps, epoch_f),
-                    patience_from,
-                ));
-            }
-            state.elapsed_secs = elapsed(&wall);
-            save_checkpoint(&state, &opt)?;
-            saved = true;
-            info.step = state.step;
-            info.updated_unix_secs = unix_secs();
-            run.write_info(&info)?;
-            if early_stopped {
-                break;
-            }
-        }
-        if !saved && cfg.save_every > 0 && state.step % cfg.save_every == 0 {
-            state.elapsed_secs = elapsed(&wall);
-            save_checkpoint(&state, &opt)?;
-            observer(&Event::Checkpoint { step: state.step });
-        }
+            step % (s.steps_per_epoch * s.epochs_per_eval) == 0 || step == s.total_steps;
+        let due = self.cfg.eval_every.is_some_and(|n| n > 0 && step % n == 0);
+        self.validation.is_some() && (epoch_end || due)
     }
 
-    if validation.is_none() {
-        save_artifacts(run, &model, cfg)?;
+    /// Evaluates on the validation data, records the evaluation, checkpoints and rewrites
+    /// run.json; returns whether early stopping ends the run here. Separate because only
+    /// evaluation steps write these records.
+    fn evaluate_and_save(&mut self, epoch: f64, observer: &mut dyn FnMut(&Event)) -> Result<bool> {
+        // `eval_due` has checked that there is validation data.
+        let Some(validation) = &self.validation else {
+            return Ok(false);
+        };
+        let result = evaluate(&self.model, validation, &self.labels, self.cfg.batch_size)?;
+        let improved = self.judge(&result.metrics)?;
+        let step = self.state.step;
+        let record = EvalRecord {
+            step,
+            epoch,
+            metrics: result.metrics,
+            examples: result.examples,
+            elapsed_secs: self.elapsed(),
+            best: improved,
+        };
+        let attention = result.attention.map(|mut a| {
+            a.step = step;
+            a
+        });
+        if let Some(a) = &attention {
+            append_jsonl(&self.run.attention(), a)?;
+        }
+        append_jsonl(&self.run.metrics(), &Record::Eval(record.clone()))?;
+        if improved {
+            self.info.best = Some(record.clone());
+        }
+        observer(&Event::Eval(record, attention));
+        let early_stopped = self
+            .cfg
+            .patience
+            .is_some_and(|p| self.state.evals_without_improvement >= p);
+        if early_stopped {
+            self.info.stopped_early = Some(early_stop_reason(
+                self.cfg,
+                &self.metric,
+                &self.state,
+                (self.schedule.total_steps, epoch),
+                self.schedule.patience_from,
+            ));
+        }
+        self.save_checkpoint()?;
+        self.write_info()?;
+        Ok(early_stopped)
     }
-    info.status = RunStatus::Finished;
-    info.step = state.step;
-    info.updated_unix_secs = unix_secs();
-    run.write_info(&info)?;
-    if run.checkpoint().exists() {
-        std::fs::remove_file(run.checkpoint()).map_err(|e| Error::io(run.checkpoint(), e))?;
+
+    /// Whether an evaluation's `metrics` are the best yet (then the artifacts are saved), and
+    /// early stopping's count of evaluations without progress updated. Separate because the
+    /// best checkpoint and early stopping keep bests of their own, by their own rules.
+    fn judge(&mut self, metrics: &Metrics) -> Result<bool> {
+        let state = &mut self.state;
+        let value = metrics.get(&self.metric).copied().unwrap_or(f64::NAN);
+        let improved = match state.best_metric {
+            None => value.is_finite(),
+            Some(best) => {
+                if self.higher {
+                    value > best
+                } else {
+                    value < best
+                }
+            }
+        };
+        if improved {
+            state.best_metric = Some(value);
+            state.best_step = Some(state.step);
+            state.evals_without_improvement = 0;
+            save_artifacts(self.run, &self.model, self.cfg)?;
+        }
+        let loss = metrics.get("loss").copied().unwrap_or(f64::NAN);
+        if early_stop_progress(self.cfg, self.higher, state, value, loss) {
+            state.evals_without_improvement = 0;
+        } else if state.step >= self.schedule.patience_from {
+            state.evals_without_improvement += 1;
+        }
+        Ok(improved)
     }
-    Ok(summary(&info, run, examples, train_secs, early_stopped))
+
+    /// Checkpoints and marks the run stopped (the stop flag): `--resume` continues it.
+    fn stop(mut self, observer: &mut dyn FnMut(&Event)) -> Result<Summary> {
+        self.save_checkpoint()?;
+        observer(&Event::Checkpoint {
+            step: self.state.step,
+        });
+        self.info.status = RunStatus::Stopped;
+        self.write_info()?;
+        Ok(summary(
+            &self.info,
+            self.run,
+            self.examples,
+            self.train_secs,
+            false,
+        ))
+    }
+
+    /// Saves the artifacts of a run without validation data (one with it saved them at its
+    /// best evaluation), marks the run finished and removes its checkpoint.
+    fn finish(mut self, early_stopped: bool) -> Result<Summary> {
+        if self.validation.is_none() {
+            save_artifacts(self.run, &self.model, self.cfg)?;
+        }
+        self.info.status = RunStatus::Finished;
+        self.write_info()?;
+        let checkpoint = self.run.checkpoint();
+        if checkpoint.exists() {
+            std::fs::remove_file(&checkpoint).map_err(|e| Error::io(checkpoint, e))?;
+        }
+        Ok(summary(
+            &self.info,
+            self.run,
+            self.examples,
+            self.train_secs,
+            early_stopped,
+        ))
+    }
 }
 
 /// The metric that picks the best checkpoint: `--metric`, else the task's, checked against
