@@ -124,7 +124,9 @@ def load(config):
             commit = h.hexdigest()
             commits[commit] = files
             refs[rev] = commit
-        repos[repo_id] = {"private": spec.get("private", False), "commits": commits, "refs": refs}
+        # Served as lastModified (a repo's spec may give it, as unix seconds).
+        modified = spec.get("modified", time.time())
+        repos[repo_id] = {"private": spec.get("private", False), "commits": commits, "refs": refs, "modified": modified}
     return repos, lfs
 
 
