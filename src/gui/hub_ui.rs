@@ -402,10 +402,9 @@ impl ShareDialog {
                 Ok(PushUpdate::Done(r)) => {
                     let repo = self.repo.trim();
                     self.message = Some(r.map(|commit| {
-                        format!(
-                            "Pushed to {repo} (commit {})",
-                            &commit[..commit.len().min(12)]
-                        )
+                        // The server's text: cut by characters, never inside one.
+                        let short: String = commit.chars().take(12).collect();
+                        format!("Pushed to {repo} (commit {short})")
                     }));
                     self.push = None;
                     return;
