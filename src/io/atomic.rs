@@ -182,7 +182,8 @@ pub fn temp_dir_for(dst: &Path) -> Result<PathBuf> {
             }
         }
     }
-    fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    // Named as the folder asked for: the temporary one is ours, not the user's.
+    fs::create_dir_all(&tmp).map_err(|e| Error::io(dst, e))?;
     Ok(tmp)
 }
 
