@@ -15,6 +15,7 @@ library_name: adapter-transformers
 tags:
 - adapter-transformers
 - adapters
+- bert
 ---
 # An adapter for review ratings
 '

@@ -292,6 +292,11 @@ impl LibraryView {
             }
         });
         message_ui(ui, &self.message);
+        // Hub adapters for the composer's base model, by their cards' tags.
+        let model_type = self
+            .composer_model(ctx)
+            .map(|c| c.arch.model_type().to_string());
+        self.hub.for_model = model_type;
         egui::CollapsingHeader::new("From the Hub")
             // Its own open state: the other screen has a section of this name too.
             .id_salt("adapters_hub")

@@ -45,6 +45,10 @@ pub struct HubPanel {
     /// Where the Hub and its cache are (None: from the environment, as huggingface_hub reads
     /// it; tests point it at a Hub stand-in).
     pub settings: Option<HubSettings>,
+    /// The base model's type (`bert`, …) the screen works with: adapters tagged for it are
+    /// shown (unless `all_models`).
+    pub for_model: Option<String>,
+    pub all_models: bool,
 }
 
 impl HubPanel {
@@ -56,6 +60,8 @@ impl HubPanel {
             download: None,
             message: None,
             settings: None,
+            for_model: None,
+            all_models: false,
         }
     }
 
@@ -237,6 +243,16 @@ impl HubPanel {
             ui.ctx()
                 .request_repaint_after(std::time::Duration::from_millis(100));
         }
+        let only_for = match (self.kind, &self.for_model) {
+            (HubKind::Adapters, Some(t)) => {
+                let mut only = !self.all_models;
+                ui.checkbox(&mut only, format!("Only adapters tagged for {t} models"))
+                    .on_hover_text("AdapterHub cards tag the base model's type; untick to see every adapter found");
+                self.all_models = !only;
+                only.then(|| t.clone())
+            }
+            _ => None,
+        };
         super::message_ui(ui, &self.message);
         let mut download = None;
         if let Some(results) = &mut self.results {
@@ -246,6 +262,16 @@ impl HubPanel {
                         ui.label("Nothing on the Hub matches.");
                     }
                     Some(Ok(found)) => {
+                        let shown: Vec<&RepoSummary> = found
+                            .iter()
+                            .filter(|r| only_for.as_ref().is_none_or(|t| r.tagged_for(t)))
+                            .collect();
+                        if shown.len() < found.len() {
+                            ui.weak(format!(
+                                "{} more found for other base models",
+                                found.len() - shown.len()
+                            ));
+                        }
                         // Within the screen's width (a side panel may sit beside it).
                         egui::ScrollArea::horizontal()
                             .id_salt(("hub_results_scroll", self.kind as u8))
@@ -253,7 +279,7 @@ impl HubPanel {
                                 egui::Grid::new(("hub_results", self.kind as u8))
                                     .striped(true)
                                     .show(ui, |ui| {
-                                        for r in found {
+                                        for r in shown {
                                             ui.label(&r.id);
                                             ui.label(format!(
                                                 "{} downloads · {} likes",

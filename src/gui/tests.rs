@@ -1486,17 +1486,30 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     let dir = tempfile::tempdir().unwrap();
     let repos = tempfile::tempdir().unwrap();
     let model = repo_folder(repos.path(), "model", &tiny_model(), &[]);
-    let card = "---\nlibrary_name: adapter-transformers\ntags:\n- adapters\n---\n# a\n";
+    let card = |model_type: &str| {
+        format!(
+            "---\nlibrary_name: adapter-transformers\ntags:\n- adapters\n- {model_type}\n---\n# a\n"
+        )
+    };
+    let bert_card = card("bert");
     let adapter = repo_folder(
         repos.path(),
         "adapter",
         &fixture_adapter("a"),
-        &[("README.md", card)],
+        &[("README.md", &bert_card)],
+    );
+    let roberta_card = card("roberta");
+    let other = repo_folder(
+        repos.path(),
+        "other",
+        &fixture_adapter("b"),
+        &[("README.md", &roberta_card)],
     );
     let hub = fake_hub::FakeHub::start(
         serde_json::json!({
             "tiny/bert-hub": {"revisions": {"main": model}},
             "tiny/adapter-hub": {"revisions": {"main": adapter}},
+            "tiny/roberta-adapter-hub": {"revisions": {"main": other}},
         }),
         serde_json::json!({}),
     );
@@ -1541,6 +1554,17 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     click(&mut h, "Search");
     step_until(&mut h, "the Hub's answer", |a| a.library.hub.is_idle());
     assert!(h.query_by_label("Download tiny/bert-hub").is_none());
+    // Tagged for another base model than the workspace's BERT: hidden unless asked for.
+    assert!(h
+        .query_by_label("Download tiny/roberta-adapter-hub")
+        .is_none());
+    assert!(h
+        .query_by_label_contains("1 more found for other base models")
+        .is_some());
+    click(&mut h, "Only adapters tagged for bert models");
+    assert!(h
+        .query_by_label("Download tiny/roberta-adapter-hub")
+        .is_some());
     click(&mut h, "Download tiny/adapter-hub");
     let cache = settings.cache.clone();
     step_until(&mut h, "the adapter's card", |a| {

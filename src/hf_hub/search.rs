@@ -23,6 +23,15 @@ pub struct RepoSummary {
     pub last_modified: Option<String>,
     pub library: Option<String>,
     pub private: bool,
+    /// The repo's tags (an AdapterHub card tags its base model's type, e.g. `bert`).
+    pub tags: Vec<String>,
+}
+
+impl RepoSummary {
+    /// Whether the repo is tagged for base models of `model_type` (`bert`, `xlm-roberta`, …).
+    pub fn tagged_for(&self, model_type: &str) -> bool {
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case(model_type))
+    }
 }
 
 /// Model repos matching `query` (at most `limit`, 1 to [`MAX_LIMIT`]); `adapters_only`: those
@@ -61,6 +70,7 @@ pub fn search(
         "lastModified",
         "library_name",
         "private",
+        "tags",
     ] {
         url.push_str(&format!("&expand={field}"));
     }
@@ -100,6 +110,16 @@ pub fn search(
                 .map(|s| s.chars().filter(|c| !c.is_control()).collect()),
             library: text("library_name"),
             private: item.get("private").and_then(Value::as_bool) == Some(true),
+            tags: item
+                .get("tags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                // A repo's tags are a few dozen short words: more is not a tag list.
+                .take(256)
+                .map(|t| t.chars().filter(|c| !c.is_control()).take(128).collect())
+                .collect(),
         });
     }
     Ok(out)
