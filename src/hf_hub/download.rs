@@ -2,11 +2,8 @@
 //! (`GET /api/models/REPO/revision/REV`), a file's metadata (`HEAD /REPO/resolve/COMMIT/FILE`:
 //! `X-Repo-Commit`, `X-Linked-Etag`/`ETag`, `X-Linked-Size`/`Content-Length`, a `Location`
 //! for LFS files), and the download itself (`GET`, `Range: bytes=N-` to resume).
-use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::io::{Read, Write};
 use std::time::Duration;
-
-use sha2::Digest;
 
 use super::cache::{is_commit, CacheLock, RepoCache};
 use crate::error::{Error, Result};
@@ -297,7 +294,7 @@ impl Client {
         out.sync_all().map_err(|e| Error::io(&partial, e))?;
         drop(out);
         if is_sha256(&meta.etag) {
-            let got = sha256_file(&partial)?;
+            let got = crate::io::weights::file_sha256(&partial)?;
             if got != meta.etag {
                 let _ = std::fs::remove_file(&partial);
                 return Err(hub_error(format!(
@@ -419,25 +416,6 @@ pub(crate) fn quote(s: &str, keep_slash: bool) -> String {
         }
     }
     out
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    f.rewind().map_err(|e| Error::io(path, e))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 #[cfg(test)]
