@@ -292,11 +292,10 @@ impl LibraryView {
             }
         });
         message_ui(ui, &self.message);
-        // Hub adapters for the composer's base model, by their cards' tags.
-        let model_type = self
-            .composer_model(ctx)
-            .map(|c| c.arch.model_type().to_string());
-        self.hub.for_model = model_type;
+        // The composer's base model: cards are checked against it, and Hub adapters are shown
+        // for it by their cards' tags.
+        let model = self.composer_model(ctx);
+        self.hub.for_model = model.as_ref().map(|c| c.arch.model_type().to_string());
         egui::CollapsingHeader::new("From the Hub")
             // Its own open state: the other screen has a section of this name too.
             .id_salt("adapters_hub")
@@ -318,7 +317,6 @@ impl LibraryView {
             }
             return;
         }
-        let model = self.composer_model(ctx);
         let mut toggle = None;
         let mut inspect = None;
         let mut share = None;
