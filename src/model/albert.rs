@@ -12,11 +12,11 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind};
+use super::backbone::{Backbone, BackboneKind, LayerSites};
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
-use super::hooks::{LinearSite, Location, LocationHook};
-use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
+use super::hooks::LocationHook;
+use super::layer::{self, linear, Style, TransformerLayer};
 use crate::error::Result;
 
 /// ALBERT's layer sharing.
@@ -89,27 +89,13 @@ impl Albert {
         let d = c.hidden_size;
         let layers = (0..options.adapter_layers())
             .map(|i| {
-                let l = layer_root(p, i, options.inner_group_num);
-                let a = &l / "attention";
-                let paths = LayerPaths {
-                    query: &a / "query",
-                    key: &a / "key",
-                    value: &a / "value",
-                    rest: SublayerPaths {
-                        attention_out: &a / "dense",
-                        attention_ln: &a / "LayerNorm",
-                        intermediate: &l / "ffn",
-                        output: &l / "ffn_output",
-                        output_ln: &l / "full_layer_layer_norm",
-                    },
-                };
                 let style = Style {
                     // Defined but never applied by ALBERT.
                     output_dropout: false,
                     attention_hook_swapped: true,
                     ..Style::BERT
                 };
-                TransformerLayer::new(paths, c, style)
+                TransformerLayer::new(&AlbertKind.sites(p, c, i), c, style)
             })
             .collect();
         Albert {
@@ -175,46 +161,25 @@ impl BackboneKind for AlbertKind {
         Box::new(Albert::new(p, config, with_pooler))
     }
 
-    fn location_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        config: &ModelConfig,
-        layer: usize,
-        location: Location,
-    ) -> nn::Path<'a> {
+    /// `….albert_layers.J.attention.{query,key,value,dense,LayerNorm}`, `….ffn`,
+    /// `….ffn_output`, `….full_layer_layer_norm`; adapters in `attention.attention_adapters`
+    /// and `output_adapters`.
+    fn sites<'a>(&self, root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> LayerSites<'a> {
         let l = layer_root(root, layer, options(config).inner_group_num);
-        match location {
-            Location::Attention => l / "attention" / "attention_adapters",
-            Location::Output => l / "output_adapters",
+        let a = &l / "attention";
+        LayerSites {
+            query: &a / "query",
+            key: &a / "key",
+            value: &a / "value",
+            attention_out: &a / "dense",
+            attention_ln: &a / "LayerNorm",
+            attention_adapters: &a / "attention_adapters",
+            attention: a,
+            intermediate: &l / "ffn",
+            output: &l / "ffn_output",
+            output_ln: &l / "full_layer_layer_norm",
+            output_adapters: l / "output_adapters",
         }
-    }
-
-    /// `….albert_layers.J.attention.{query,key,value}`, `….ffn`, `….ffn_output`.
-    fn linear_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        config: &ModelConfig,
-        layer: usize,
-        site: LinearSite,
-    ) -> nn::Path<'a> {
-        let l = layer_root(root, layer, options(config).inner_group_num);
-        match site {
-            LinearSite::Query => l / "attention" / "query",
-            LinearSite::Key => l / "attention" / "key",
-            LinearSite::Value => l / "attention" / "value",
-            LinearSite::Intermediate => l / "ffn",
-            LinearSite::Output => l / "ffn_output",
-        }
-    }
-
-    /// The attention module of a distinct layer (prefix tuning's gates live under it).
-    fn attention_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        config: &ModelConfig,
-        layer: usize,
-    ) -> nn::Path<'a> {
-        layer_root(root, layer, options(config).inner_group_num) / "attention"
     }
 }
 

@@ -1,6 +1,7 @@
 //! The seam between the adapter machinery and the architectures: every architecture is one
 //! file (`bert.rs`, `distilbert.rs`, `albert.rs`, `deberta_v2.rs`) implementing [`Backbone`],
-//! plugged in by one arm in `kind` (a [`BackboneKind`]: its constructor and adapter sites).
+//! plugged in by one arm in `kind` (a [`BackboneKind`]: its constructor and its layers'
+//! [`LayerSites`]).
 use tch::nn;
 use tch::Tensor;
 
@@ -33,60 +34,83 @@ pub struct Encoder {
     backbone: Box<dyn Backbone>,
 }
 
-/// What one architecture file provides: its backbone, and the modules where adapters sit in
-/// it, as transformers and the adapters library name them. The sites default to BERT's names
-/// (`encoder.layer.N.…`); an architecture overrides the ones it names otherwise.
+/// Every named module of one transformer layer, as transformers and the adapters library name
+/// it. An architecture writes this table once ([`BackboneKind::sites`]); its constructor builds
+/// the layer from it and adapters find their sites by it, so the two cannot disagree.
+#[derive(Debug, Clone)]
+pub struct LayerSites<'a> {
+    /// The self-attention module (prefix tuning's gates live under it).
+    pub attention: nn::Path<'a>,
+    pub query: nn::Path<'a>,
+    pub key: nn::Path<'a>,
+    pub value: nn::Path<'a>,
+    /// The attention's output projection and the LayerNorm after it.
+    pub attention_out: nn::Path<'a>,
+    pub attention_ln: nn::Path<'a>,
+    /// The feed-forward's two linears and the LayerNorm after it.
+    pub intermediate: nn::Path<'a>,
+    pub output: nn::Path<'a>,
+    pub output_ln: nn::Path<'a>,
+    /// Where the bottlenecks of each location live (`<path>.adapters.NAME`), and fusion
+    /// layers (`<path>.adapter_fusion_layer.NAME`): a module of the layer (BERT's
+    /// `attention.output`), or a container of adapters only (DistilBERT's
+    /// `attention_adapters`).
+    pub attention_adapters: nn::Path<'a>,
+    pub output_adapters: nn::Path<'a>,
+}
+
+impl<'a> LayerSites<'a> {
+    /// BERT's names under `root` (the model's prefix): `encoder.layer.N.attention.self.query`,
+    /// `….attention.output.dense`, `….intermediate.dense`, `….output.dense`; the others
+    /// start from these and rename what differs.
+    pub fn bert(root: &nn::Path<'a>, layer: usize) -> Self {
+        let l = root / "encoder" / "layer" / layer;
+        let a = &l / "attention";
+        let s = &a / "self";
+        LayerSites {
+            query: &s / "query",
+            key: &s / "key",
+            value: &s / "value",
+            attention: s,
+            attention_out: &a / "output" / "dense",
+            attention_ln: &a / "output" / "LayerNorm",
+            intermediate: &l / "intermediate" / "dense",
+            output: &l / "output" / "dense",
+            output_ln: &l / "output" / "LayerNorm",
+            attention_adapters: &a / "output",
+            output_adapters: l / "output",
+        }
+    }
+
+    /// The linear that LoRA wraps at `site` (`<path>.loras.NAME`).
+    pub fn linear(&self, site: LinearSite) -> &nn::Path<'a> {
+        match site {
+            LinearSite::Query => &self.query,
+            LinearSite::Key => &self.key,
+            LinearSite::Value => &self.value,
+            LinearSite::Intermediate => &self.intermediate,
+            LinearSite::Output => &self.output,
+        }
+    }
+
+    /// Where the bottlenecks at `location` live.
+    pub fn location(&self, location: Location) -> &nn::Path<'a> {
+        match location {
+            Location::Attention => &self.attention_adapters,
+            Location::Output => &self.output_adapters,
+        }
+    }
+}
+
+/// What one architecture file provides: its backbone, and the table of its layers' modules.
 pub trait BackboneKind: Sync {
-    /// Creates the backbone's variables under `p` (the model's prefix).
+    /// Creates the backbone's variables under `p` (the model's prefix), its layers from
+    /// [`BackboneKind::sites`].
     fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone>;
 
-    /// The module of an adapter location under the prefix `root`; `layer` counts adapter
-    /// layers (ALBERT's shared layers have one each, however often they run). BERT:
-    /// `encoder.layer.N.attention.output` and `encoder.layer.N.output`.
-    fn location_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        location: Location,
-    ) -> nn::Path<'a> {
-        let l = root / "encoder" / "layer" / layer;
-        match location {
-            Location::Attention => l / "attention" / "output",
-            Location::Output => l / "output",
-        }
-    }
-
-    /// The module of a linear that LoRA wraps. BERT:
-    /// `encoder.layer.N.attention.self.{query,key,value}`, `….intermediate.dense`,
-    /// `….output.dense`.
-    fn linear_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        site: LinearSite,
-    ) -> nn::Path<'a> {
-        let l = root / "encoder" / "layer" / layer;
-        match site {
-            LinearSite::Query => l / "attention" / "self" / "query",
-            LinearSite::Key => l / "attention" / "self" / "key",
-            LinearSite::Value => l / "attention" / "self" / "value",
-            LinearSite::Intermediate => l / "intermediate" / "dense",
-            LinearSite::Output => l / "output" / "dense",
-        }
-    }
-
-    /// The attention module of `layer` (prefix tuning's gates live under it). BERT:
-    /// `encoder.layer.N.attention.self`.
-    fn attention_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-    ) -> nn::Path<'a> {
-        root / "encoder" / "layer" / layer / "attention" / "self"
-    }
+    /// The modules of adapter layer `layer` under the prefix `root`; `layer` counts adapter
+    /// layers (ALBERT's shared layers have one each, however often they run).
+    fn sites<'a>(&self, root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> LayerSites<'a>;
 }
 
 /// The file that implements each architecture: the one place an architecture's code is
@@ -132,17 +156,21 @@ impl Encoder {
     }
 }
 
+/// The modules of adapter layer `layer` of the model under `root`.
+pub fn layer_sites<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> LayerSites<'a> {
+    let root = root / config.arch.prefix();
+    kind(config.arch).sites(&root, config, layer)
+}
+
 /// The module path of an adapter location: adapters live under `<path>.adapters.NAME`
-/// and fusion layers under `<path>.adapter_fusion_layer.NAME`. `layer` counts adapter layers
-/// (ALBERT's shared layers have one each, however often they run).
+/// and fusion layers under `<path>.adapter_fusion_layer.NAME`.
 pub fn location_path<'a>(
     root: &nn::Path<'a>,
     config: &ModelConfig,
     layer: usize,
     location: Location,
 ) -> nn::Path<'a> {
-    let root = root / config.arch.prefix();
-    kind(config.arch).location_path(&root, config, layer, location)
+    layer_sites(root, config, layer).location(location).clone()
 }
 
 /// The module path of a linear that LoRA wraps (`<path>.loras.NAME`), as transformers names it.
@@ -152,15 +180,13 @@ pub fn linear_path<'a>(
     layer: usize,
     site: LinearSite,
 ) -> nn::Path<'a> {
-    let root = root / config.arch.prefix();
-    kind(config.arch).linear_path(&root, config, layer, site)
+    layer_sites(root, config, layer).linear(site).clone()
 }
 
 /// The attention module of `layer`, where prefix tuning's gates live
 /// (`<path>.prefix_tuning.prefix_gates.NAME`).
 pub fn attention_path<'a>(root: &nn::Path<'a>, config: &ModelConfig, layer: usize) -> nn::Path<'a> {
-    let root = root / config.arch.prefix();
-    kind(config.arch).attention_path(&root, config, layer)
+    layer_sites(root, config, layer).attention
 }
 
 /// Where the library keeps the prefix pools: `<prefix>.prefix_tuning.prefix_tunings`.
@@ -184,9 +210,9 @@ mod tests {
     use crate::model::config::ARCHITECTURES;
     use serde_json::json;
 
-    /// The LoRA and prefix site paths are written apart from the layers' constructors: each
-    /// must name a module the architecture builds (a typo would put an adapter's weights under a key that
-    /// the library never reads).
+    /// Every architecture builds its layers from its `sites` table: each LoRA and prefix site
+    /// names a module it built (a constructor that named a module itself could drift from the
+    /// table, and an adapter's weights would land under a key the library never reads).
     #[test]
     fn every_adapter_site_path_names_a_module_the_architecture_builds() {
         for facts in &ARCHITECTURES {

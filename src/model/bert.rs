@@ -4,10 +4,10 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind};
+use super::backbone::{Backbone, BackboneKind, LayerSites};
 use super::config::{Architecture, ModelConfig};
-use super::hooks::{LinearSite, LocationHook};
-use super::layer::{self, linear, LayerPaths, Style, SublayerPaths, TransformerLayer};
+use super::hooks::LocationHook;
+use super::layer::{self, linear, Style, TransformerLayer};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
@@ -19,17 +19,6 @@ pub struct Bert {
     embeddings_project: Option<nn::Linear>,
     layers: Vec<TransformerLayer>,
     pooler: Option<nn::Linear>,
-}
-
-pub(crate) fn sublayer_paths<'a>(l: &nn::Path<'a>) -> SublayerPaths<'a> {
-    let a = l / "attention";
-    SublayerPaths {
-        attention_out: &a / "output" / "dense",
-        attention_ln: &a / "output" / "LayerNorm",
-        intermediate: l / "intermediate" / "dense",
-        output: l / "output" / "dense",
-        output_ln: l / "output" / "LayerNorm",
-    }
 }
 
 /// The embeddings BERT-like models share: word, position and (when the vocabulary has any)
@@ -98,18 +87,7 @@ impl Bert {
         let e = c.embedding_size;
         let embeddings = Embeddings::new(&(p / "embeddings"), c, e, e, true);
         let layers = (0..c.num_layers)
-            .map(|i| {
-                let l = p / "encoder" / "layer" / i;
-                // The same paths LoRA finds these linears by.
-                let linear = |site| BertKind.linear_path(p, c, i, site);
-                let paths = LayerPaths {
-                    query: linear(LinearSite::Query),
-                    key: linear(LinearSite::Key),
-                    value: linear(LinearSite::Value),
-                    rest: sublayer_paths(&l),
-                };
-                TransformerLayer::new(paths, c, Style::BERT)
-            })
+            .map(|i| TransformerLayer::new(&BertKind.sites(p, c, i), c, Style::BERT))
             .collect();
         Bert {
             config: config.clone(),
@@ -163,11 +141,15 @@ impl Backbone for Bert {
     }
 }
 
-/// BERT, RoBERTa, XLM-R and ELECTRA: the adapter sites have the trait's (BERT's) names.
+/// BERT, RoBERTa, XLM-R and ELECTRA: `encoder.layer.N.…` with BERT's names.
 pub struct BertKind;
 
 impl BackboneKind for BertKind {
     fn build(&self, p: &nn::Path, config: &ModelConfig, with_pooler: bool) -> Box<dyn Backbone> {
         Box::new(Bert::new(p, config, with_pooler))
+    }
+
+    fn sites<'a>(&self, root: &nn::Path<'a>, _: &ModelConfig, layer: usize) -> LayerSites<'a> {
+        LayerSites::bert(root, layer)
     }
 }

@@ -12,8 +12,7 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind};
-use super::bert;
+use super::backbone::{Backbone, BackboneKind, LayerSites};
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
 use super::hooks::{LinearSite, LocationHook};
@@ -413,24 +412,23 @@ impl DebertaV2 {
         let relative = o.relative_attention;
         let layers = (0..c.num_layers)
             .map(|i| {
-                let l = p / "encoder" / "layer" / i;
-                let a = &l / "attention";
-                let s = &a / "self";
+                let sites = DebertaV2Kind.sites(p, c, i);
                 let own = |on: bool, name: &str| {
-                    (relative && on && !o.share_att_key).then(|| linear(&s / name, d, d))
+                    (relative && on && !o.share_att_key)
+                        .then(|| linear(&sites.attention / name, d, d))
                 };
                 Layer {
                     attention: DisentangledAttention {
-                        query: linear(&s / "query_proj", d, d),
-                        key: linear(&s / "key_proj", d, d),
-                        value: linear(&s / "value_proj", d, d),
+                        query: linear(&sites.query, d, d),
+                        key: linear(&sites.key, d, d),
+                        value: linear(&sites.value, d, d),
                         pos_key: own(o.c2p, "pos_key_proj"),
                         pos_query: own(o.p2c, "pos_query_proj"),
                         num_heads: c.num_heads,
                         dropout: c.attention_dropout,
                         hidden_dropout: c.hidden_dropout,
                     },
-                    rest: Sublayers::new(bert::sublayer_paths(&l), c, Style::BERT),
+                    rest: Sublayers::new(&sites, c, Style::BERT),
                 }
             })
             .collect();
@@ -558,22 +556,14 @@ impl BackboneKind for DebertaV2Kind {
         Box::new(DebertaV2::new(p, config))
     }
 
-    /// `encoder.layer.N.attention.self.{query,key,value}_proj`; the feed-forward as BERT's.
-    fn linear_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        config: &ModelConfig,
-        layer: usize,
-        site: LinearSite,
-    ) -> nn::Path<'a> {
-        let s = root / "encoder" / "layer" / layer / "attention" / "self";
-        match site {
-            LinearSite::Query => s / "query_proj",
-            LinearSite::Key => s / "key_proj",
-            LinearSite::Value => s / "value_proj",
-            LinearSite::Intermediate | LinearSite::Output => {
-                bert::BertKind.linear_path(root, config, layer, site)
-            }
+    /// `encoder.layer.N.attention.self.{query,key,value}_proj`; the rest as BERT's.
+    fn sites<'a>(&self, root: &nn::Path<'a>, _: &ModelConfig, layer: usize) -> LayerSites<'a> {
+        let bert = LayerSites::bert(root, layer);
+        LayerSites {
+            query: &bert.attention / "query_proj",
+            key: &bert.attention / "key_proj",
+            value: &bert.attention / "value_proj",
+            ..bert
         }
     }
 }

@@ -4,11 +4,11 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind};
+use super::backbone::{Backbone, BackboneKind, LayerSites};
 use super::bert::Embeddings;
 use super::config::ModelConfig;
-use super::hooks::{LinearSite, Location, LocationHook};
-use super::layer::{self, LayerPaths, Style, SublayerPaths, TransformerLayer};
+use super::hooks::LocationHook;
+use super::layer::{self, Style, TransformerLayer};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -23,28 +23,11 @@ impl DistilBert {
         let c = config;
         let layers = (0..c.num_layers)
             .map(|i| {
-                let l = p / "transformer" / "layer" / i;
-                let a = &l / "attention";
-                let paths = LayerPaths {
-                    query: &a / "q_lin",
-                    key: &a / "k_lin",
-                    value: &a / "v_lin",
-                    rest: SublayerPaths {
-                        attention_out: &a / "out_lin",
-                        attention_ln: &l / "sa_layer_norm",
-                        intermediate: &l / "ffn" / "lin1",
-                        output: &l / "ffn" / "lin2",
-                        output_ln: &l / "output_layer_norm",
-                    },
+                let style = Style {
+                    attention_out_dropout: false,
+                    ..Style::BERT
                 };
-                TransformerLayer::new(
-                    paths,
-                    c,
-                    Style {
-                        attention_out_dropout: false,
-                        ..Style::BERT
-                    },
-                )
+                TransformerLayer::new(&DistilBertKind.sites(p, c, i), c, style)
             })
             .collect();
         DistilBert {
@@ -90,45 +73,23 @@ impl BackboneKind for DistilBertKind {
         Box::new(DistilBert::new(p, config))
     }
 
-    fn location_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        location: Location,
-    ) -> nn::Path<'a> {
+    /// `transformer.layer.N.attention.{q,k,v}_lin`, `….ffn.lin1/lin2`; adapters in
+    /// `attention_adapters`/`output_adapters` (containers of adapters only).
+    fn sites<'a>(&self, root: &nn::Path<'a>, _: &ModelConfig, layer: usize) -> LayerSites<'a> {
         let l = root / "transformer" / "layer" / layer;
-        match location {
-            Location::Attention => l / "attention_adapters",
-            Location::Output => l / "output_adapters",
+        let a = &l / "attention";
+        LayerSites {
+            query: &a / "q_lin",
+            key: &a / "k_lin",
+            value: &a / "v_lin",
+            attention_out: &a / "out_lin",
+            attention: a,
+            attention_ln: &l / "sa_layer_norm",
+            intermediate: &l / "ffn" / "lin1",
+            output: &l / "ffn" / "lin2",
+            output_ln: &l / "output_layer_norm",
+            attention_adapters: &l / "attention_adapters",
+            output_adapters: l / "output_adapters",
         }
-    }
-
-    /// `transformer.layer.N.attention.{q,k,v}_lin`, `….ffn.lin1/lin2`.
-    fn linear_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-        site: LinearSite,
-    ) -> nn::Path<'a> {
-        let l = root / "transformer" / "layer" / layer;
-        match site {
-            LinearSite::Query => l / "attention" / "q_lin",
-            LinearSite::Key => l / "attention" / "k_lin",
-            LinearSite::Value => l / "attention" / "v_lin",
-            LinearSite::Intermediate => l / "ffn" / "lin1",
-            LinearSite::Output => l / "ffn" / "lin2",
-        }
-    }
-
-    /// `transformer.layer.N.attention`.
-    fn attention_path<'a>(
-        &self,
-        root: &nn::Path<'a>,
-        _config: &ModelConfig,
-        layer: usize,
-    ) -> nn::Path<'a> {
-        root / "transformer" / "layer" / layer / "attention"
     }
 }

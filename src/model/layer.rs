@@ -3,21 +3,14 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use super::backbone::LayerSites;
 use super::config::ModelConfig;
 use super::hooks::{LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
 
-pub(crate) fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
+pub(crate) fn linear<'a>(p: impl std::borrow::Borrow<nn::Path<'a>>, i: i64, o: i64) -> nn::Linear {
     nn::linear(p, i, o, Default::default())
-}
-
-/// The module paths of one layer's pieces, as the architecture names them.
-pub(crate) struct LayerPaths<'a> {
-    pub query: nn::Path<'a>,
-    pub key: nn::Path<'a>,
-    pub value: nn::Path<'a>,
-    pub rest: SublayerPaths<'a>,
 }
 
 /// Scaled dot-product self-attention over `num_heads` heads.
@@ -118,15 +111,6 @@ pub(crate) struct TransformerLayer {
     rest: Sublayers,
 }
 
-/// The module paths of the pieces after the attention scores.
-pub(crate) struct SublayerPaths<'a> {
-    pub attention_out: nn::Path<'a>,
-    pub attention_ln: nn::Path<'a>,
-    pub intermediate: nn::Path<'a>,
-    pub output: nn::Path<'a>,
-    pub output_ln: nn::Path<'a>,
-}
-
 /// What follows the attention scores in a post-LayerNorm layer, whatever computes them:
 /// the attention projection and its LayerNorm, feed-forward and its LayerNorm, with the
 /// adapter hook after each sub-layer (DeBERTa's disentangled attention uses it too).
@@ -161,17 +145,17 @@ impl Style {
 }
 
 impl TransformerLayer {
-    pub fn new(p: LayerPaths, c: &ModelConfig, style: Style) -> Self {
+    pub fn new(p: &LayerSites, c: &ModelConfig, style: Style) -> Self {
         let d = c.hidden_size;
         TransformerLayer {
             attention: SelfAttention {
-                query: linear(p.query, d, d),
-                key: linear(p.key, d, d),
-                value: linear(p.value, d, d),
+                query: linear(&p.query, d, d),
+                key: linear(&p.key, d, d),
+                value: linear(&p.value, d, d),
                 num_heads: c.num_heads,
                 dropout: c.attention_dropout,
             },
-            rest: Sublayers::new(p.rest, c, style),
+            rest: Sublayers::new(p, c, style),
         }
     }
 
@@ -194,14 +178,15 @@ impl TransformerLayer {
 }
 
 impl Sublayers {
-    pub fn new(p: SublayerPaths, c: &ModelConfig, style: Style) -> Self {
+    /// The pieces after the attention scores, at `p`'s paths.
+    pub fn new(p: &LayerSites, c: &ModelConfig, style: Style) -> Self {
         let d = c.hidden_size;
         Sublayers {
-            attention_out: linear(p.attention_out, d, d),
-            attention_ln: layer_norm(p.attention_ln, d, c.layer_norm_eps),
-            intermediate: linear(p.intermediate, d, c.intermediate_size),
-            output: linear(p.output, c.intermediate_size, d),
-            output_ln: layer_norm(p.output_ln, d, c.layer_norm_eps),
+            attention_out: linear(&p.attention_out, d, d),
+            attention_ln: layer_norm(p.attention_ln.clone(), d, c.layer_norm_eps),
+            intermediate: linear(&p.intermediate, d, c.intermediate_size),
+            output: linear(&p.output, c.intermediate_size, d),
+            output_ln: layer_norm(p.output_ln.clone(), d, c.layer_norm_eps),
             style,
         }
     }

@@ -11,8 +11,8 @@ mod layer;
 pub mod loading;
 
 pub use backbone::{
-    attention_path, linear_path, location_path, module_name, prefix_pool_path, prompt_path,
-    Backbone, BackboneKind, Encoder,
+    attention_path, layer_sites, linear_path, location_path, module_name, prefix_pool_path,
+    prompt_path, Backbone, BackboneKind, Encoder, LayerSites,
 };
 pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{
