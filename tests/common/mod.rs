@@ -70,21 +70,96 @@ pub fn demo_model() -> PathBuf {
 /// Runs the project's Python with `args` (a script or `-c CODE`, then its arguments), offline;
 /// panics with its stderr if it fails, else returns its stdout.
 pub fn run_python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
-    let out = std::process::Command::new(venv_python())
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_DATASETS_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("the project's .venv exists (scripts/setup.sh --test)");
     let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    let (success, stdout, stderr) = match python_server() {
+        Some(server) => server.run(&shown),
+        None => {
+            let out = std::process::Command::new(venv_python())
+                .args(args)
+                .envs(PYTHON_OFFLINE)
+                .output()
+                .expect("the project's .venv exists (scripts/setup.sh --test)");
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (out.status.success(), text(&out.stdout), text(&out.stderr))
+        }
+    };
     let shown: Vec<String> = shown.iter().map(|a| a.chars().take(80).collect()).collect();
-    assert!(
-        out.status.success(),
-        "python {shown:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(success, "python {shown:?} failed:\n{stderr}");
+    stdout
+}
+
+/// The Hub and dataset libraries never reach the network in tests.
+const PYTHON_OFFLINE: [(&str, &str); 3] = [
+    ("HF_HUB_OFFLINE", "1"),
+    ("HF_DATASETS_OFFLINE", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+];
+
+/// This test binary's `tests/reference/fork_server.py`: a Python that imported torch,
+/// transformers and adapters once and runs each script in a fork of itself (importing them
+/// took 12 s of every Python run). It ends when this process does (its stdin closes).
+struct PythonServer {
+    socket: PathBuf,
+    _folder: tempfile::TempDir,
+    _child: std::sync::Mutex<std::process::Child>,
+}
+
+impl PythonServer {
+    fn start() -> Option<PythonServer> {
+        use std::io::BufRead;
+        let folder = tempfile::tempdir().ok()?;
+        let socket = folder.path().join("python.sock");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/fork_server.py");
+        let mut child = std::process::Command::new(venv_python())
+            .arg(script)
+            .arg(&socket)
+            .envs(PYTHON_OFFLINE)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        Some(PythonServer {
+            socket,
+            _folder: folder,
+            _child: std::sync::Mutex::new(child),
+        })
+    }
+
+    /// Runs `python ARGS…` in a fork: its success, stdout and stderr.
+    fn run(&self, args: &[std::borrow::Cow<str>]) -> (bool, String, String) {
+        use std::io::{Read, Write};
+        let mut conn = std::os::unix::net::UnixStream::connect(&self.socket)
+            .expect("the Python fork server is listening");
+        let request = serde_json::json!({ "argv": args });
+        writeln!(conn, "{request}").expect("the request is sent");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer)
+            .expect("the Python fork server answers");
+        let answer: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("the fork server's answer is JSON ({e}): {answer}"));
+        let text = |k: &str| answer[k].as_str().unwrap_or_default().to_string();
+        (answer["code"] == 0, text("stdout"), text("stderr"))
+    }
+}
+
+/// The fork server, started on first use; None (each script then starts its own Python) when
+/// ADAPTER_STUDIO_PYTHON_FORKS=0 or it could not start.
+fn python_server() -> Option<&'static PythonServer> {
+    static SERVER: std::sync::OnceLock<Option<PythonServer>> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let off = std::env::var("ADAPTER_STUDIO_PYTHON_FORKS").is_ok_and(|v| v == "0");
+            (!off).then(PythonServer::start).flatten()
+        })
+        .as_ref()
 }
 
 /// Runs the reference script with `args`; panics with its stderr if it fails.
