@@ -189,13 +189,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// What a dataset location counts: lines of text files, rows of Parquet/Arrow files and of
 /// dataset folders (`FOLDER`, `FOLDER:SPLIT`).
 pub(crate) fn row_word(path: &std::path::Path) -> &'static str {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("csv" | "tsv" | "tab" | "jsonl" | "ndjson" | "json" | "txt") => "line",
-        _ => "row",
+    let lines = crate::data::FileFormat::of_path(path).map_or_else(
+        // `predict --input` reads a `.txt` file a text a line.
+        || {
+            path.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+        },
+        |format| !format.is_columnar(),
+    );
+    match lines {
+        true => "line",
+        false => "row",
     }
 }
 

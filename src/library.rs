@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use crate::adapter_model::AdapterModel;
+use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::hub::{self, Artifact, Envelope};
 use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
@@ -212,10 +213,11 @@ pub fn find_artifacts(dir: &Path) -> Vec<(PathBuf, Artifact)> {
 
 /// The dataset a run trained on, as the workspace names it (else its file's name, or its
 /// folder's for a `train.*` file).
-fn task_name(ws: &Workspace, train: &Path) -> String {
-    if let Some(d) = ws.state.datasets.iter().find(|d| d.train == train) {
+fn task_name(ws: &Workspace, train: &DataSource) -> String {
+    if let Some(d) = ws.state.datasets.iter().find(|d| d.train == *train) {
         return d.name.clone();
     }
+    let train = train.as_written();
     let stem = train.file_stem().map(|s| s.to_string_lossy().into_owned());
     match stem.as_deref() {
         Some("train") | None => train

@@ -355,20 +355,21 @@ pub fn input_lines(path: &std::path::Path) -> Result<impl Iterator<Item = Result
 /// `--input` as a table (CSV, TSV, JSON Lines, Parquet, Arrow or a dataset folder): the text from `text_column` and the pair
 /// from `pair_column`, every row; an empty or missing cell is an error naming its line.
 pub fn input_table(
-    path: &std::path::Path,
+    source: &crate::data::DataSource,
     text_column: &str,
     pair_column: Option<&str>,
 ) -> Result<Vec<Input>> {
+    let path = &source.as_written();
     let wanted: Vec<String> = std::iter::once(text_column)
         .chain(pair_column)
         .map(str::to_string)
         .collect();
     // Parquet/Arrow (and dataset folders of them) decode only these columns (a missing one
     // is named by the reader); text formats are read whole.
-    let table = if crate::data::hf::resolve(path)?.format.is_columnar() {
-        crate::data::read_table_columns(path, &wanted)?
+    let table = if crate::data::hf::resolve(source)?.format.is_columnar() {
+        crate::data::read_table_columns(source, &wanted)?
     } else {
-        crate::data::read_table(path, None, false)?
+        crate::data::read_table(source, None, false)?
     };
     let find = |name: &str| {
         table.columns.iter().position(|c| c == name).ok_or_else(|| {

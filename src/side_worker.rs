@@ -523,7 +523,11 @@ mod tests {
             .map(|i| format!("text number {i},{}\n", i % 2))
             .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
-        let mut c = TrainConfig::adapter(fixtures().join("bert_tiny"), csv, Method::SEQ_BN);
+        let mut c = TrainConfig::adapter(
+            fixtures().join("bert_tiny"),
+            crate::data::DataSource::Path(csv),
+            Method::SEQ_BN,
+        );
         c.device = crate::device::DeviceChoice::Cpu;
         c.batch_size = 4;
         c.max_steps = Some(40);

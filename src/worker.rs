@@ -290,6 +290,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::data::DataSource;
     use crate::training::{Method, RunStatus};
 
     fn config(dir: &Path) -> TrainConfig {
@@ -299,7 +300,7 @@ mod tests {
             .collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
-        let mut c = TrainConfig::adapter(model, csv, Method::SEQ_BN);
+        let mut c = TrainConfig::adapter(model, DataSource::Path(csv), Method::SEQ_BN);
         c.device = crate::device::DeviceChoice::Cpu;
         c.batch_size = 2;
         c.epochs = 500;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Columns, TaskType};
+use crate::data::{Columns, DataSource, TaskType};
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_json_atomic};
 use crate::lock::{self, Holder, Lock};
@@ -33,9 +33,10 @@ pub struct ModelEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetEntry {
     pub name: String,
-    pub train: PathBuf,
-    pub validation: Option<PathBuf>,
-    pub test: Option<PathBuf>,
+    /// Training data (a file, a dataset folder or `FOLDER:SPLIT`).
+    pub train: DataSource,
+    pub validation: Option<DataSource>,
+    pub test: Option<DataSource>,
     pub task: TaskType,
     #[serde(default)]
     pub columns: Columns,
@@ -301,11 +302,12 @@ fn add_demo(state: &mut WorkspaceState) {
     if let Some(root) = demo_datasets_dir() {
         for (name, ext, task) in DEMO_TASKS {
             let file = |split: &str| root.join(name).join(format!("{split}.{ext}"));
+            let beside = |split: &str| Some(file(split)).filter(|p| p.is_file());
             state.datasets.push(DatasetEntry {
                 name: name.into(),
-                train: file("train"),
-                validation: Some(file("validation")).filter(|p| p.is_file()),
-                test: Some(file("test")).filter(|p| p.is_file()),
+                train: DataSource::Path(file("train")),
+                validation: beside("validation").map(DataSource::Path),
+                test: beside("test").map(DataSource::Path),
                 task,
                 columns: Columns::default(),
             });
@@ -470,7 +472,7 @@ mod tests {
             .state
             .datasets
             .iter()
-            .all(|d| d.train.is_file() && d.validation.is_some()));
+            .all(|d| d.train.path().is_file() && d.validation.is_some()));
         let again = Workspace::open_with_demo(dir.path()).unwrap();
         assert_eq!(
             again.state, ws.state,
@@ -494,7 +496,7 @@ mod tests {
     fn entry(name: &str) -> DatasetEntry {
         DatasetEntry {
             name: name.into(),
-            train: PathBuf::from(format!("/data/{name}.csv")),
+            train: DataSource::Path(format!("/data/{name}.csv").into()),
             validation: None,
             test: None,
             task: TaskType::CLASSIFICATION,

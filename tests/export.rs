@@ -529,7 +529,7 @@ fn a_trained_fusion_run_exports_from_the_cli_in_both_formats_with_the_same_outpu
     std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
     let mut cfg = TrainConfig::fusion(
         fixtures().join("bert_tiny"),
-        csv,
+        adapter_studio::data::DataSource::Path(csv),
         vec![adapters_dir().join("a"), adapters_dir().join("b")],
     );
     cfg.device = adapter_studio::device::DeviceChoice::Cpu;

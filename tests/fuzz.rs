@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arbtest::arbitrary::{Result as ArbResult, Unstructured};
 
-use adapter_studio::data::{DataSpec, Dataset, TaskType};
+use adapter_studio::data::{DataSource, DataSpec, Dataset, TaskType};
 use adapter_studio::fusion::FusionConfig;
 use adapter_studio::hub::{self, Artifact};
 use adapter_studio::io::weights;
@@ -262,7 +262,7 @@ fn fuzz_dataset_readers() {
                         labels: None,
                         skip_bad_rows,
                     };
-                    let _ = Dataset::load(p, &spec);
+                    let _ = Dataset::load(&DataSource::parse(p), &spec);
                 }
             },
         );

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use adapter_studio::data::{read_table, DataSpec, Dataset, Target, TaskType};
+use adapter_studio::data::{read_table, DataSource, DataSpec, Dataset, Target, TaskType};
 use common::*;
 use serde_json::Value;
 
@@ -36,15 +36,20 @@ fn classification() -> DataSpec {
     DataSpec::new(TaskType::CLASSIFICATION)
 }
 
-fn split(folder: &Path, name: &str) -> PathBuf {
-    PathBuf::from(format!("{}:{name}", folder.display()))
+/// `FOLDER:NAME`, as a user writes it.
+fn split(folder: &Path, name: &str) -> DataSource {
+    DataSource::parse(format!("{}:{name}", folder.display()))
+}
+
+fn source(path: impl Into<PathBuf>) -> DataSource {
+    DataSource::parse(path)
 }
 
 #[test]
 fn a_parquet_pair_task_reads_as_its_csv_does_with_classlabel_names_in_order() {
     let d = hf().join("pairs");
-    let parquet = Dataset::load(&d.join("train.parquet"), &classification()).unwrap();
-    let csv = Dataset::load(&d.join("train.csv"), &classification()).unwrap();
+    let parquet = Dataset::load(&source(d.join("train.parquet")), &classification()).unwrap();
+    let csv = Dataset::load(&source(d.join("train.csv")), &classification()).unwrap();
     assert_eq!(parquet.labels, ["entailment", "not_entailment"]);
     assert_eq!(parquet.columns.text_pair.as_deref(), Some("sentence2"));
     assert_eq!(parquet.examples.len(), 48);
@@ -57,7 +62,7 @@ fn a_parquet_pair_task_reads_as_its_csv_does_with_classlabel_names_in_order() {
     assert_eq!(strip(&parquet), strip(&csv));
     // Rows are numbered from 1; the preview shows names, not ids.
     assert_eq!(parquet.examples[3].line, 4);
-    let table = read_table(&d.join("train.parquet"), Some(2), false).unwrap();
+    let table = read_table(&source(d.join("train.parquet")), Some(2), false).unwrap();
     assert_eq!(table.columns, ["sentence1", "sentence2", "label", "idx"]);
     // Row 0 has id 1.
     assert_eq!(table.rows[0].values[2], Value::from("not_entailment"));
@@ -66,7 +71,7 @@ fn a_parquet_pair_task_reads_as_its_csv_does_with_classlabel_names_in_order() {
         ["entailment", "not_entailment"]
     );
     // The Arrow IPC file form (Feather v2) of the same split.
-    let feather = Dataset::load(&d.join("train.feather"), &classification()).unwrap();
+    let feather = Dataset::load(&source(d.join("train.feather")), &classification()).unwrap();
     assert_eq!(strip(&feather), strip(&csv));
 }
 
@@ -74,7 +79,7 @@ fn a_parquet_pair_task_reads_as_its_csv_does_with_classlabel_names_in_order() {
 fn save_to_disk_folders_load_by_split_and_shards_read_as_one() {
     let root = hf();
     let dict = root.join("saved");
-    let train = Dataset::load(&dict, &classification()).unwrap();
+    let train = Dataset::load(&source(&dict), &classification()).unwrap();
     assert_eq!(
         train.examples.len(),
         48,
@@ -91,7 +96,7 @@ fn save_to_disk_folders_load_by_split_and_shards_read_as_one() {
         "{e}"
     );
     // Two shards (state.json), numbered across both.
-    let shards = Dataset::load(&root.join("saved_train"), &classification()).unwrap();
+    let shards = Dataset::load(&source(root.join("saved_train")), &classification()).unwrap();
     assert_eq!(shards.examples.len(), 48);
     let lines: Vec<usize> = shards.examples.iter().map(|e| e.line).collect();
     assert_eq!(lines, (1..=48).collect::<Vec<_>>());
@@ -101,7 +106,7 @@ fn save_to_disk_folders_load_by_split_and_shards_read_as_one() {
 #[test]
 fn a_sequence_of_classlabel_tags_gives_tag_names_for_tagging() {
     let spec = DataSpec::new(TaskType::TAGGING);
-    let ds = Dataset::load(&hf().join("tagging").join("train.parquet"), &spec).unwrap();
+    let ds = Dataset::load(&source(hf().join("tagging").join("train.parquet")), &spec).unwrap();
     assert_eq!(ds.labels, ["O", "B-PER", "I-PER", "B-LOC"]);
     assert_eq!(ds.columns.text, "tokens");
     assert_eq!(ds.columns.label, "ner_tags");
@@ -276,7 +281,11 @@ fn predict_reads_parquet_columns() {
     let v: Value = serde_json::from_str(&out).unwrap();
     let preds = v["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 16);
-    let csv = Dataset::load(&hf().join("pairs/validation.csv"), &classification()).unwrap();
+    let csv = Dataset::load(
+        &source(hf().join("pairs/validation.csv")),
+        &classification(),
+    )
+    .unwrap();
     for (p, e) in preds.iter().zip(&csv.examples) {
         assert_eq!(Some(p["text_pair"].as_str().unwrap()), e.pair.as_deref());
     }
@@ -346,9 +355,13 @@ fn bad_rows_of_a_parquet_file_are_located_by_row_and_column() {
     // Validation's labels checked against a list without `not_entailment`: rows are numbered.
     let spec = classification();
     let path = hf().join("pairs/validation.parquet");
-    let e = Dataset::load_with_labels(&path, &spec, &["entailment".to_string(), "other".into()])
-        .unwrap_err()
-        .to_string();
+    let e = Dataset::load_with_labels(
+        &source(&path),
+        &spec,
+        &["entailment".to_string(), "other".into()],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("validation.parquet: row 3, column `label`: unknown label `not_entailment`"),
         "{e}"
@@ -357,8 +370,12 @@ fn bad_rows_of_a_parquet_file_are_located_by_row_and_column() {
         skip_bad_rows: true,
         ..classification()
     };
-    let ds = Dataset::load_with_labels(&path, &skipping, &["entailment".to_string(), "x".into()])
-        .unwrap();
+    let ds = Dataset::load_with_labels(
+        &source(&path),
+        &skipping,
+        &["entailment".to_string(), "x".into()],
+    )
+    .unwrap();
     let summary = ds.skipped_summary().unwrap();
     assert!(
         summary.contains("(first: row 3, column `label`"),

@@ -1,7 +1,6 @@
 //! `datasets`: the Hugging Face caches' datasets, or one dataset path described.
-use std::path::PathBuf;
-
-use adapter_studio::data::{self, hf, DataSpec, Dataset, TaskType};
+use adapter_studio::data::{self, hf, DataSource, DataSpec, Dataset, TaskType};
+use adapter_studio::training::args::data_source;
 use clap::Args;
 use serde_json::json;
 
@@ -11,7 +10,8 @@ use super::train::ColumnArgs;
 pub struct DatasetsArgs {
     /// A dataset file or folder (FOLDER:SPLIT for one split) to describe; without it, list the
     /// datasets in the Hugging Face caches (HF_HOME, HF_HUB_CACHE, HF_DATASETS_CACHE).
-    path: Option<PathBuf>,
+    #[arg(value_parser = data_source())]
+    path: Option<DataSource>,
     /// Also load PATH for this task (classification, multilabel, regression, tagging): the
     /// examples, label names and counts, skipped rows.
     #[arg(long)]
@@ -60,11 +60,11 @@ fn list(as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(path: &std::path::Path, args: &DatasetsArgs) -> anyhow::Result<()> {
+fn describe(path: &DataSource, args: &DatasetsArgs) -> anyhow::Result<()> {
     let table = data::read_table(path, Some(0), false)?;
-    let splits: Vec<String> = match path.is_dir() {
-        true => hf::splits(path)?.into_keys().collect(),
-        false => Vec::new(),
+    let splits: Vec<String> = match path {
+        DataSource::Path(folder) if folder.is_dir() => hf::splits(folder)?.into_keys().collect(),
+        _ => Vec::new(),
     };
     let loaded = match args.task {
         Some(task) => {
@@ -96,7 +96,7 @@ fn describe(path: &std::path::Path, args: &DatasetsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("{} ({:?})", path.display(), table.format);
+    println!("{path} ({:?})", table.format);
     if !splits.is_empty() {
         println!("splits:  {}", splits.join(", "));
     }

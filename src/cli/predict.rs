@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use adapter_studio::adapter_model::AdapterModel;
 use adapter_studio::bundle;
+use adapter_studio::data::{DataSource, FileFormat};
 use adapter_studio::device::parse_device;
 use adapter_studio::model::BaseModel;
 use adapter_studio::predict::{self, Input, PredictSpec};
@@ -176,19 +177,19 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     ) = match &args.input {
         None => (Box::new(std::iter::empty()), 0),
         Some(input) => {
-            let ext = input
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            let table = input.is_dir()
-                || matches!(
-                    ext.as_str(),
-                    "csv" | "jsonl" | "ndjson" | "json" | "parquet" | "arrow" | "feather"
-                )
-                || (args.text_column.is_some() && matches!(ext.as_str(), "tsv" | "tab"));
+            // A table: any dataset file, folder or split, except that a `.tsv` file is read a
+            // line a text (`text<TAB>pair`) unless a column is named.
+            let source = DataSource::parse(input);
+            let table = source.split().is_some()
+                || input.is_dir()
+                || match FileFormat::of_path(input) {
+                    Some(FileFormat::Tsv) => args.text_column.is_some(),
+                    Some(_) => true,
+                    None => false,
+                };
             if table {
                 let rows = predict::input_table(
-                    input,
+                    &source,
                     args.text_column.as_deref().unwrap_or("text"),
                     args.text_pair_column.as_deref(),
                 )?;
@@ -197,8 +198,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             } else {
                 if args.text_column.is_some() || args.text_pair_column.is_some() {
                     anyhow::bail!(
-                        "{}: --text-column needs a table input (.csv, .tsv, .jsonl, .parquet, .arrow)",
-                        input.display()
+                        "{}: --text-column needs a table input ({} files, or a dataset folder)",
+                        input.display(),
+                        FileFormat::list_wording(&FileFormat::ALL)
                     );
                 }
                 let n = if show_bar { count_lines(input)? } else { 0 };

@@ -1,6 +1,5 @@
 //! `adapter-studio train`, `fuse` and `eval`.
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 
-use adapter_studio::training::args::{fuse_config, train_config, Planned};
+use adapter_studio::data::DataSource;
+use adapter_studio::training::args::{data_source, fuse_config, train_config, Planned};
 pub use adapter_studio::training::args::{ColumnArgs, FuseArgs, TrainArgs};
 use adapter_studio::training::{self, Event, RunStatus, Summary};
 
@@ -253,9 +253,10 @@ fn hms(secs: f64) -> String {
 pub struct EvalArgs {
     #[command(flatten)]
     model: super::predict::ModelArgs,
-    /// Data to evaluate on (CSV, TSV or JSONL).
-    #[arg(long)]
-    data: PathBuf,
+    /// Data to evaluate on: a file (CSV, TSV, JSONL, Parquet, Arrow), a dataset folder or
+    /// FOLDER:SPLIT.
+    #[arg(long, value_parser = data_source())]
+    data: DataSource,
     #[command(flatten)]
     columns: ColumnArgs,
     #[arg(long, default_value_t = 32)]

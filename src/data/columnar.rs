@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReader
 use parquet::arrow::ProjectionMask;
 use serde_json::{Number, Value};
 
-use super::table::Row;
+use super::table::{FileFormat, Row};
 use super::{open_regular, read_metadata_json};
 use crate::error::{Error, Result};
 
@@ -58,11 +58,7 @@ enum Source {
 }
 
 fn kind_of(path: &Path) -> Result<Kind> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if ext.as_deref() == Some("parquet") {
+    if FileFormat::of_path(path) == Some(FileFormat::Parquet) {
         return Ok(Kind::Parquet);
     }
     // Both Arrow forms share extensions; the file form starts with its magic.
@@ -518,7 +514,7 @@ fn float(x: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{read_table, read_table_columns};
+    use crate::data::{read_table, read_table_columns, DataSource};
     use arrow_array::{ArrayRef, DictionaryArray, Int32Array, Int8Array, NullArray, StringArray};
     use arrow_schema::{Field, Schema as ArrowSchema};
     use std::path::PathBuf;
@@ -552,7 +548,7 @@ mod tests {
         );
         let (_d, path) = arrow_file("n.arrow", &[b]);
         assert!(std::fs::metadata(&path).unwrap().len() < 10_000);
-        let e = read_table_columns(&path, &["text".to_string()])
+        let e = read_table_columns(&DataSource::parse(&path), &["text".to_string()])
             .unwrap_err()
             .to_string();
         assert!(
@@ -560,7 +556,13 @@ mod tests {
             "{e}"
         );
         // A preview reads only its rows.
-        assert_eq!(read_table(&path, Some(5), false).unwrap().rows.len(), 5);
+        assert_eq!(
+            read_table(&DataSource::parse(&path), Some(5), false)
+                .unwrap()
+                .rows
+                .len(),
+            5
+        );
     }
 
     #[test]
@@ -581,7 +583,7 @@ mod tests {
             .collect();
         let (_d, path) = arrow_file("d.arrow", &batches);
         let start = std::time::Instant::now();
-        let t = read_table_columns(&path, &["text".to_string()]).unwrap();
+        let t = read_table_columns(&DataSource::parse(&path), &["text".to_string()]).unwrap();
         assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
         assert_eq!(t.rows.len(), 2_000);
         assert_eq!(t.rows[1_999].values, [Value::from("v49975")]);
@@ -596,7 +598,7 @@ mod tests {
             .map(|_| Arc::new(Int8Array::from(vec![1])) as ArrayRef)
             .collect();
         let (_d, path) = arrow_file("w.arrow", &[batch(fields, columns)]);
-        let e = read_table_columns(&path, &["nope".to_string()])
+        let e = read_table_columns(&DataSource::parse(&path), &["nope".to_string()])
             .unwrap_err()
             .to_string();
         assert!(

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::table::{describe, no_rows, read_split, Issues, Row, RowIssue, Table};
-use super::{columnar, count, hf, quoted_list, Target, TaskType};
+use super::{columnar, count, hf, quoted_list, DataSource, Target, TaskType};
 use crate::error::{Error, Result};
 use crate::tasks::TargetForm;
 
@@ -180,6 +180,8 @@ pub struct Example {
 
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// The source as the user wrote it (`FOLDER:SPLIT` for a split; see
+    /// [`DataSource::as_written`]): messages and `run.json` name it.
     pub path: PathBuf,
     pub task: TaskType,
     pub columns: ResolvedColumns,
@@ -193,18 +195,29 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    pub fn load(path: &Path, spec: &DataSpec) -> Result<Dataset> {
-        Self::load_inner(path, spec, spec.labels.as_deref())
+    pub fn load(source: &DataSource, spec: &DataSpec) -> Result<Dataset> {
+        Self::load_inner(source, spec, spec.labels.as_deref())
     }
 
     /// Loads another split with the same label list (e.g. validation with train's labels):
     /// a label not in `labels` is an error for its row (or, with `skip_bad_rows`, skipped).
-    pub fn load_with_labels(path: &Path, spec: &DataSpec, labels: &[String]) -> Result<Dataset> {
-        Self::load_inner(path, spec, Some(labels))
+    pub fn load_with_labels(
+        source: &DataSource,
+        spec: &DataSpec,
+        labels: &[String],
+    ) -> Result<Dataset> {
+        Self::load_inner(source, spec, Some(labels))
     }
 
-    fn load_inner(path: &Path, spec: &DataSpec, labels: Option<&[String]>) -> Result<Dataset> {
-        let split = hf::resolve(path)?;
+    fn load_inner(
+        source: &DataSource,
+        spec: &DataSpec,
+        labels: Option<&[String]>,
+    ) -> Result<Dataset> {
+        let split = hf::resolve(source)?;
+        // Messages name the source as the user wrote it.
+        let written = source.as_written();
+        let path = written.as_path();
         let fingerprint = fingerprint(&split.files)?;
         let table = if let (true, Some(file)) = (split.format.is_columnar(), split.files.first()) {
             // Only the columns the task reads are decoded.
@@ -575,7 +588,7 @@ mod tests {
 
     fn load(name: &str, contents: &str, spec: &DataSpec) -> Result<Dataset> {
         let (_d, p) = write(name, contents);
-        Dataset::load(&p, spec)
+        Dataset::load(&DataSource::parse(&p), spec)
     }
 
     fn spec(task: TaskType) -> DataSpec {
@@ -697,8 +710,11 @@ mod tests {
             (cols(&["pos", "neg", "meh"]), vec![0, 1, 2])
         );
         let (_d, p) = write("v.csv", contents);
-        let r =
-            Dataset::load_with_labels(&p, &spec(TaskType::CLASSIFICATION), &cols(&["neg", "pos"]));
+        let r = Dataset::load_with_labels(
+            &DataSource::parse(&p),
+            &spec(TaskType::CLASSIFICATION),
+            &cols(&["neg", "pos"]),
+        );
         assert_located(
             r,
             "v.csv",
@@ -886,7 +902,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.csv");
         std::os::unix::fs::symlink("/dev/null", &path).unwrap();
-        let e = Dataset::load(&path, &spec(TaskType::CLASSIFICATION))
+        let e = Dataset::load(&DataSource::parse(&path), &spec(TaskType::CLASSIFICATION))
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -930,7 +946,11 @@ mod tests {
         ];
         for (name, ext, task, sizes, n_labels) in demos {
             let s = spec(task);
-            let train = Dataset::load(&root.join(format!("{name}/train.{ext}")), &s).unwrap();
+            let train = Dataset::load(
+                &DataSource::parse(root.join(format!("{name}/train.{ext}"))),
+                &s,
+            )
+            .unwrap();
             assert_eq!(
                 (train.examples.len(), train.labels.len()),
                 (sizes[0], n_labels),
@@ -939,7 +959,8 @@ mod tests {
             assert!(train.skipped.is_empty());
             for (split, size) in [("validation", sizes[1]), ("test", sizes[2])] {
                 let path = root.join(format!("{name}/{split}.{ext}"));
-                let ds = Dataset::load_with_labels(&path, &s, &train.labels).unwrap();
+                let ds = Dataset::load_with_labels(&DataSource::parse(&path), &s, &train.labels)
+                    .unwrap();
                 assert_eq!(ds.examples.len(), size, "{name} {split}");
             }
         }
@@ -948,8 +969,11 @@ mod tests {
     #[test]
     fn demo_files_pick_the_expected_columns_and_counts() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets");
-        let nli =
-            Dataset::load(&root.join("nli/train.tsv"), &spec(TaskType::CLASSIFICATION)).unwrap();
+        let nli = Dataset::load(
+            &DataSource::parse(root.join("nli/train.tsv")),
+            &spec(TaskType::CLASSIFICATION),
+        )
+        .unwrap();
         assert_eq!(
             (nli.columns.text.as_str(), nli.columns.text_pair.as_deref()),
             ("sentence1", Some("sentence2"))
@@ -958,14 +982,18 @@ mod tests {
             nli.label_counts().iter().map(|c| c.1).collect::<Vec<_>>(),
             [200, 200, 200]
         );
-        let ner = Dataset::load(&root.join("ner/train.jsonl"), &spec(TaskType::TAGGING)).unwrap();
+        let ner = Dataset::load(
+            &DataSource::parse(root.join("ner/train.jsonl")),
+            &spec(TaskType::TAGGING),
+        )
+        .unwrap();
         let counts: HashMap<String, usize> = ner.label_counts().into_iter().collect();
         assert_eq!(
             (counts["O"], counts["B-PER"], counts["I-ORG"]),
             (3301, 277, 366)
         );
         let emotions = Dataset::load(
-            &root.join("emotions/train.jsonl"),
+            &DataSource::parse(root.join("emotions/train.jsonl")),
             &spec(TaskType::MULTILABEL),
         )
         .unwrap();

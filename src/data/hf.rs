@@ -1,8 +1,8 @@
 //! Hugging Face dataset layouts: which files make up a split, and the datasets in the local
 //! caches.
 //!
-//! A dataset path may be a file, a folder holding one split, or `FOLDER:SPLIT`. Folders are
-//! read the way `datasets` writes them:
+//! A dataset source (see [`DataSource`]) may be a file, a folder holding one split, or
+//! `FOLDER:SPLIT`. Folders are read the way `datasets` writes them:
 //! - `save_to_disk` of a `DatasetDict`: `dataset_dict.json` and a folder per split;
 //! - `save_to_disk` of a `Dataset`: `state.json` listing its Arrow shards;
 //! - the `datasets` cache: `dataset_info.json` and `BUILDER-SPLIT[-NNNNN-of-NNNNN].arrow`;
@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::source::DataSource;
 use super::table::FileFormat;
 use super::{quoted_list, read_metadata_json};
 use crate::error::{Error, Result};
@@ -28,40 +29,45 @@ pub struct SplitFiles {
 /// The split a role uses when a folder has several: `train`, then the usual validation names.
 pub const VALIDATION_SPLITS: &[&str] = &["validation", "validation_matched", "valid", "dev", "val"];
 
-/// Resolves a dataset path (file, folder of one split, or `FOLDER:SPLIT`) to its files.
-pub fn resolve(path: &Path) -> Result<SplitFiles> {
-    let (folder, wanted) = split_spec(path);
-    if wanted.is_none() && !path.is_dir() {
+/// Resolves a dataset source (a file, a folder of one split or with a `train` split, or
+/// `FOLDER:SPLIT`) to its files. Errors name the source as the user wrote it.
+pub fn resolve(source: &DataSource) -> Result<SplitFiles> {
+    let written = source.as_written();
+    let folder = source.path();
+    if source.split().is_none() && !folder.is_dir() {
         // A file (or a missing path, which the reader reports when it opens it).
-        let format = FileFormat::from_path(path)?;
+        let format = FileFormat::from_path(folder)?;
         return Ok(SplitFiles {
             format,
-            files: vec![path.to_path_buf()],
+            files: vec![folder.to_path_buf()],
         });
     }
-    let mut splits = splits(&folder)?;
+    let mut splits = splits(folder)?;
     if splits.is_empty() {
         return Err(Error::data(
-            path,
+            &written,
             None,
             None,
-            "no dataset files in this folder (expected .parquet, .arrow, .csv, .tsv or .jsonl \
-             files, a `save_to_disk` folder or a `datasets` cache folder)",
+            format!(
+                "no dataset files in this folder (expected {} files, a `save_to_disk` folder \
+                 or a `datasets` cache folder)",
+                FileFormat::list_wording(&FileFormat::ALL)
+            ),
         ));
     }
-    let name = match wanted {
-        Some(name) => name,
+    let name = match source.split() {
+        Some(name) => name.to_string(),
         None if splits.len() == 1 => splits.keys().next().cloned().unwrap_or_default(),
         None if splits.contains_key("train") => "train".to_string(),
         None => {
             return Err(Error::data(
-                path,
+                &written,
                 None,
                 None,
                 format!(
                     "this folder has several splits ({}); name one as {}:SPLIT",
                     quoted_list(&splits.keys().collect::<Vec<_>>()),
-                    path.display()
+                    written.display()
                 ),
             ))
         }
@@ -71,7 +77,7 @@ pub fn resolve(path: &Path) -> Result<SplitFiles> {
     }
     let names: Vec<&String> = splits.keys().collect();
     Err(Error::data(
-        path,
+        &written,
         None,
         None,
         format!(
@@ -81,36 +87,24 @@ pub fn resolve(path: &Path) -> Result<SplitFiles> {
     ))
 }
 
-/// The validation split beside a training path that is a folder (`FOLDER` or
-/// `FOLDER:train`), as a path `resolve` takes; `None` for files or folders without one.
-pub fn validation_beside(train: &Path) -> Option<PathBuf> {
-    if train.is_file() {
+/// The validation split beside a training source that is a folder (`FOLDER` or
+/// `FOLDER:train`); `None` for files or folders without one.
+pub fn validation_beside(train: &DataSource) -> Option<DataSource> {
+    let folder = train.path();
+    if train.split().is_some_and(|s| s != "train") || !folder.is_dir() {
         return None;
     }
-    let (folder, wanted) = split_spec(train);
-    if wanted.as_deref().is_some_and(|w| w != "train") {
-        return None;
-    }
-    let splits = splits(&folder).ok()?;
+    let splits = splits(folder).ok()?;
     if !splits.contains_key("train") {
         return None;
     }
     let name = VALIDATION_SPLITS
         .iter()
         .find(|n| splits.contains_key(**n))?;
-    Some(PathBuf::from(format!("{}:{name}", folder.display())))
-}
-
-/// `FOLDER:SPLIT` when the whole path is not there but `FOLDER` is a folder.
-fn split_spec(path: &Path) -> (PathBuf, Option<String>) {
-    if !path.exists() {
-        if let Some((folder, split)) = path.to_str().and_then(|s| s.rsplit_once(':')) {
-            if !split.is_empty() && !split.contains('/') && Path::new(folder).is_dir() {
-                return (PathBuf::from(folder), Some(split.to_string()));
-            }
-        }
-    }
-    (path.to_path_buf(), None)
+    Some(DataSource::Split {
+        folder: folder.to_path_buf(),
+        split: name.to_string(),
+    })
 }
 
 /// `name`, as a file or folder named in `file`'s `field`, joined to `folder`: only a
@@ -394,9 +388,12 @@ impl std::fmt::Display for CachedSplit {
 }
 
 impl CachedDataset {
-    /// The path of one split, as `train`/`eval` take it.
-    pub fn split_path(&self, split: &str) -> PathBuf {
-        PathBuf::from(format!("{}:{split}", self.path.display()))
+    /// One split, as `train`/`eval` take it.
+    pub fn split_source(&self, split: &str) -> DataSource {
+        DataSource::Split {
+            folder: self.path.clone(),
+            split: split.to_string(),
+        }
     }
 }
 
@@ -581,20 +578,22 @@ mod tests {
             std::fs::write(dir.path().join(f), "text,label\na,b\n").unwrap();
         }
         // Several splits, one of them train: a bare folder means train.
-        let train = resolve(dir.path()).unwrap();
+        let folder = DataSource::parse(dir.path());
+        let train = resolve(&folder).unwrap();
         assert_eq!(train.files, [dir.path().join("train.csv")]);
-        let dev = resolve(&PathBuf::from(format!("{}:dev", dir.path().display()))).unwrap();
+        let dev = resolve(&DataSource::parse(format!("{}:dev", dir.path().display()))).unwrap();
         assert_eq!(dev.files, [dir.path().join("dev.csv")]);
-        let e = resolve(&PathBuf::from(format!("{}:nope", dir.path().display())))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no split `nope`") && e.contains("`dev`"), "{e}");
-        assert_eq!(
-            validation_beside(dir.path()),
-            Some(PathBuf::from(format!("{}:dev", dir.path().display())))
+        let nope = format!("{}:nope", dir.path().display());
+        let e = resolve(&DataSource::parse(&nope)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{nope}: no split `nope`")) && e.contains("`dev`"),
+            "{e}"
         );
+        let beside = validation_beside(&folder).unwrap();
+        assert_eq!(beside.to_string(), format!("{}:dev", dir.path().display()));
+        assert_eq!(beside.split(), Some("dev"));
         std::fs::remove_file(dir.path().join("train.csv")).unwrap();
-        let e = resolve(dir.path()).unwrap_err().to_string();
+        let e = resolve(&folder).unwrap_err().to_string();
         assert!(e.contains("several splits") && e.contains(":SPLIT"), "{e}");
     }
 
@@ -630,7 +629,9 @@ mod tests {
             "./x.arrow",
         ] {
             state_json(&folder, &["data-00000-of-00001.arrow", bad]);
-            let e = resolve(&folder).unwrap_err().to_string();
+            let e = resolve(&DataSource::parse(&folder))
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("state.json: `_data_files[1].filename`: `")
                     && e.contains(&format!("`{bad}` is not a relative path of plain names")),
@@ -639,7 +640,9 @@ mod tests {
         }
         // A plain name inside the folder is taken (and, missing, said to be missing).
         state_json(&folder, &["sub/data.arrow"]);
-        let e = resolve(&folder).unwrap_err().to_string();
+        let e = resolve(&DataSource::parse(&folder))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sub/data.arrow: listed in"), "{e}");
     }
 
@@ -684,7 +687,9 @@ mod tests {
         state_json(dir.path(), &names);
         std::fs::write(dir.path().join("data.arrow"), "").unwrap();
         std::fs::write(dir.path().join("other.arrow"), "").unwrap();
-        let e = resolve(dir.path()).unwrap_err().to_string();
+        let e = resolve(&DataSource::parse(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(
                 "state.json: `_data_files[2].filename`: lists shard `data.arrow` more than once"
@@ -696,7 +701,9 @@ mod tests {
             dir.path(),
             &["data.arrow", "other.arrow", "sub//x.arrow", "sub/x.arrow"],
         );
-        let e = resolve(dir.path()).unwrap_err().to_string();
+        let e = resolve(&DataSource::parse(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`_data_files[3].filename`: lists shard"), "{e}");
     }
 
@@ -708,7 +715,9 @@ mod tests {
         state_json(dir.path(), &names);
         let start = std::time::Instant::now();
         // All distinct: the first one is missing, so the check has run over every name.
-        let e = resolve(dir.path()).unwrap_err().to_string();
+        let e = resolve(&DataSource::parse(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("data-000000.arrow: listed in"), "{e}");
         assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
     }
@@ -773,7 +782,9 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("train-00001-of-00002.jsonl"), "{}\n").unwrap();
-        let e = resolve(dir.path()).unwrap_err().to_string();
+        let e = resolve(&DataSource::parse(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("different types"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! Dataset files for training and evaluation: CSV, GLUE-style TSV, JSON Lines, Parquet and
-//! Arrow (and Hugging Face split folders of them, see [`hf`]), read first
+//! Arrow (and Hugging Face split folders of them, see [`hf`]; where a dataset is, as the user
+//! names it: [`DataSource`]), read first
 //! into raw [`Table`]s (previews, column pickers) and then into typed [`Dataset`]s for one
 //! [`TaskType`].
 //!
@@ -30,12 +31,14 @@ use crate::error::{Error, Result};
 mod columnar;
 mod dataset;
 pub mod hf;
+mod source;
 mod split;
 mod table;
 
 pub use crate::tasks::{Target, TaskType};
 pub use columnar::ClassLabels;
 pub use dataset::{Columns, DataSpec, Dataset, Example, ResolvedColumns, Text};
+pub use source::DataSource;
 pub use split::split;
 pub use table::{read_table, read_table_columns, FileFormat, Row, RowIssue, Table};
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::columnar::{self, ClassLabels};
 use super::hf::{self, SplitFiles};
+use super::source::DataSource;
 use super::{count, MAX_COLUMNS, MAX_LINE_BYTES};
 use crate::error::{Error, Result};
 
@@ -23,23 +24,70 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// From the extension: `.csv`; `.tsv`/`.tab`; `.jsonl`/`.ndjson`/`.json` (all JSON Lines);
-    /// `.parquet`; `.arrow`/`.feather`.
+    /// Every format, in the order messages list them.
+    pub const ALL: [FileFormat; 5] = [
+        FileFormat::Csv,
+        FileFormat::Tsv,
+        FileFormat::Jsonl,
+        FileFormat::Parquet,
+        FileFormat::Arrow,
+    ];
+
+    /// The one table of file formats: the extensions each is read from (lower case, the
+    /// usual one first). Every extension list of the program (readers, folder scans, file
+    /// pickers, messages) is derived from it.
+    pub const fn extensions(self) -> &'static [&'static str] {
+        match self {
+            FileFormat::Csv => &["csv"],
+            FileFormat::Tsv => &["tsv", "tab"],
+            // All JSON Lines: a `.json` file is read one object per line too.
+            FileFormat::Jsonl => &["jsonl", "ndjson", "json"],
+            FileFormat::Parquet => &["parquet"],
+            FileFormat::Arrow => &["arrow", "feather"],
+        }
+    }
+
+    /// A format's extensions in messages: `.tsv/.tab`; `.jsonl/.ndjson/.json (JSON Lines)`.
+    pub fn wording(self) -> String {
+        let exts: Vec<String> = self.extensions().iter().map(|e| format!(".{e}")).collect();
+        match self {
+            FileFormat::Jsonl => format!("{} (JSON Lines)", exts.join("/")),
+            _ => exts.join("/"),
+        }
+    }
+
+    /// Formats in messages: `.csv, .tsv/.tab, … or .arrow/.feather`.
+    pub fn list_wording(formats: &[FileFormat]) -> String {
+        let words: Vec<String> = formats.iter().map(|f| f.wording()).collect();
+        match words.split_last() {
+            None => String::new(),
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        }
+    }
+
+    /// The format of a file name's extension (any case), if it is one of ours.
+    pub fn of_path(path: &Path) -> Option<FileFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        FileFormat::ALL
+            .into_iter()
+            .find(|f| f.extensions().contains(&ext.as_str()))
+    }
+
+    /// From the extension (see [`FileFormat::extensions`]); an unknown one is an error naming
+    /// the file and the extensions read.
     pub fn from_path(path: &Path) -> Result<FileFormat> {
-        let ext = path.extension().and_then(|e| e.to_str());
-        match ext.map(str::to_ascii_lowercase).as_deref() {
-            Some("csv") => Ok(FileFormat::Csv),
-            Some("tsv" | "tab") => Ok(FileFormat::Tsv),
-            Some("jsonl" | "ndjson" | "json") => Ok(FileFormat::Jsonl),
-            Some("parquet") => Ok(FileFormat::Parquet),
-            Some("arrow" | "feather") => Ok(FileFormat::Arrow),
-            _ => Err(Error::data(
+        FileFormat::of_path(path).ok_or_else(|| {
+            Error::data(
                 path,
                 None,
                 None,
-                "unknown dataset file type: expected .csv, .tsv/.tab, .jsonl/.ndjson/.json (JSON Lines), .parquet or .arrow/.feather",
-            )),
-        }
+                format!(
+                    "unknown dataset file type: expected {}",
+                    FileFormat::list_wording(&FileFormat::ALL)
+                ),
+            )
+        })
     }
 
     /// Parquet and Arrow: typed columns, read a column at a time; rows are numbered, not lines.
@@ -53,6 +101,8 @@ impl FileFormat {
 /// [`Dataset`]: super::Dataset
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// The source as the user wrote it (`FOLDER:SPLIT` for a split; see
+    /// [`DataSource::as_written`]): messages name it.
     pub path: PathBuf,
     pub format: FileFormat,
     pub columns: Vec<String>,
@@ -141,18 +191,18 @@ pub(crate) fn no_rows(path: &Path, skipped: &[RowIssue]) -> Error {
 }
 
 /// Reads the header and up to `limit` rows (previews stop reading there). Rows that cannot be
-/// read are errors, or with `skip_bad_rows` collected in `Table::skipped`. `path` may also be
-/// a Hugging Face split folder (see [`hf::resolve`]).
-pub fn read_table(path: &Path, limit: Option<usize>, skip_bad_rows: bool) -> Result<Table> {
-    let split = hf::resolve(path)?;
-    read_split(path, &split, None, limit, skip_bad_rows)
+/// read are errors, or with `skip_bad_rows` collected in `Table::skipped`. The source may be a
+/// file or a Hugging Face folder or split (see [`hf::resolve`]).
+pub fn read_table(source: &DataSource, limit: Option<usize>, skip_bad_rows: bool) -> Result<Table> {
+    let split = hf::resolve(source)?;
+    read_split(&source.as_written(), &split, None, limit, skip_bad_rows)
 }
 
 /// Like [`read_table`], every row, but Parquet/Arrow decode only `columns` (which must exist
 /// and be of readable types).
-pub fn read_table_columns(path: &Path, columns: &[String]) -> Result<Table> {
-    let split = hf::resolve(path)?;
-    read_split(path, &split, Some(columns), None, false)
+pub fn read_table_columns(source: &DataSource, columns: &[String]) -> Result<Table> {
+    let split = hf::resolve(source)?;
+    read_split(&source.as_written(), &split, Some(columns), None, false)
 }
 
 /// The rows of a split's files as one table. `columns` limits Parquet/Arrow reading to those
@@ -582,11 +632,44 @@ mod tests {
         ] {
             assert_eq!(FileFormat::from_path(Path::new(name)).unwrap(), format);
         }
-        let e = read_table(Path::new("dir/data.xlsx"), None, false)
+        let e = read_table(&DataSource::parse("dir/data.xlsx"), None, false)
             .unwrap_err()
             .to_string();
         assert!(
             e.starts_with("dir/data.xlsx: unknown dataset file type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn each_extension_of_the_format_table_names_one_format_and_messages_list_them_all() {
+        let mut seen = HashSet::new();
+        for format in FileFormat::ALL {
+            for ext in format.extensions() {
+                assert!(seen.insert(*ext), "`{ext}` is listed twice");
+                for name in [format!("a.{ext}"), format!("a.{}", ext.to_uppercase())] {
+                    assert_eq!(
+                        FileFormat::of_path(Path::new(&name)),
+                        Some(format),
+                        "{name}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            FileFormat::list_wording(&FileFormat::ALL),
+            ".csv, .tsv/.tab, .jsonl/.ndjson/.json (JSON Lines), .parquet or .arrow/.feather"
+        );
+        for name in ["a.txt", "a", "a.csv.gz"] {
+            assert_eq!(FileFormat::of_path(Path::new(name)), None, "{name}");
+        }
+        // A folder without data files names every extension too.
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_table(&DataSource::parse(dir.path()), None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&FileFormat::list_wording(&FileFormat::ALL)),
             "{e}"
         );
     }
@@ -597,14 +680,14 @@ mod tests {
             "q.csv",
             "text,label\n\"a, b\",x\n\"two\nlines, \"\"quoted\"\"\",y\nlast,z\n",
         );
-        let t = read_table(&p, None, false).unwrap();
+        let t = read_table(&DataSource::parse(&p), None, false).unwrap();
         assert_eq!(t.columns, ["text", "label"]);
         let lines: Vec<usize> = t.rows.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 3, 5]);
         assert_eq!(strings(&t.rows[1].values), ["two\nlines, \"quoted\"", "y"]);
         let (_d, p) = write("q.csv", "text,label\n\"multi\nline\",x\nragged\n");
         assert_located(
-            read_table(&p, None, false),
+            read_table(&DataSource::parse(&p), None, false),
             "q.csv",
             4,
             None,
@@ -616,18 +699,25 @@ mod tests {
     fn leading_bom_is_accepted_in_csv_and_jsonl() {
         let (_d, p) = write("b.csv", "\u{feff}text,label\nhi,x\n");
         assert_eq!(
-            read_table(&p, None, false).unwrap().columns,
+            read_table(&DataSource::parse(&p), None, false)
+                .unwrap()
+                .columns,
             ["text", "label"]
         );
         let (_d, p) = write("b.jsonl", "\u{feff}{\"text\": \"hi\"}\n");
-        assert_eq!(read_table(&p, None, false).unwrap().columns, ["text"]);
+        assert_eq!(
+            read_table(&DataSource::parse(&p), None, false)
+                .unwrap()
+                .columns,
+            ["text"]
+        );
     }
 
     #[test]
     fn invalid_utf8_is_an_error_with_line_and_column() {
         let (_d, p) = write("u.csv", b"text,label\nok,x\nbad \xff,y\n");
         assert_located(
-            read_table(&p, None, false),
+            read_table(&DataSource::parse(&p), None, false),
             "u.csv",
             3,
             Some("text"),
@@ -635,7 +725,7 @@ mod tests {
         );
         let (_d, p) = write("u.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \"\xfe\"}\n");
         assert_located(
-            read_table(&p, None, false),
+            read_table(&DataSource::parse(&p), None, false),
             "u.jsonl",
             2,
             None,
@@ -646,7 +736,7 @@ mod tests {
     #[test]
     fn glue_tsv_keeps_quotes_as_plain_text() {
         let (_d, p) = write("g.tsv", "index\tsentence1\tsentence2\tlabel\n0\tHe said \"hi.\tA \"quote\"\tneutral\n1\t\"\tb\tentailment\n");
-        let t = read_table(&p, None, false).unwrap();
+        let t = read_table(&DataSource::parse(&p), None, false).unwrap();
         assert_eq!(
             strings(&t.rows[0].values),
             ["0", "He said \"hi.", "A \"quote\"", "neutral"]
@@ -661,7 +751,7 @@ mod tests {
             "k.jsonl",
             "{\"text\": \"a\", \"label\": 1}\n\n{\"extra\": [1], \"text\": \"b\"}\n",
         );
-        let t = read_table(&p, None, false).unwrap();
+        let t = read_table(&DataSource::parse(&p), None, false).unwrap();
         assert_eq!(t.columns, ["text", "label", "extra"]);
         assert_eq!(t.rows[0].values, [json!("a"), json!(1), Value::Null]);
         assert_eq!(t.rows[1].values, [json!("b"), Value::Null, json!([1])]);
@@ -672,7 +762,7 @@ mod tests {
     fn jsonl_invalid_json_or_non_object_is_an_error_with_its_line() {
         let (_d, p) = write("j.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"\n");
         assert_located(
-            read_table(&p, None, false),
+            read_table(&DataSource::parse(&p), None, false),
             "j.jsonl",
             2,
             None,
@@ -680,14 +770,20 @@ mod tests {
         );
         let (_d, p) = write("j.jsonl", "{\"text\": \"a\"}\n\n\"just text\"\n");
         assert_located(
-            read_table(&p, None, false),
+            read_table(&DataSource::parse(&p), None, false),
             "j.jsonl",
             3,
             None,
             "expected a JSON object, found text",
         );
         let (_d, p) = write("j.json", "[\n{\"text\": \"a\"}\n]\n");
-        assert_located(read_table(&p, None, false), "j.json", 1, None, "JSON Lines");
+        assert_located(
+            read_table(&DataSource::parse(&p), None, false),
+            "j.json",
+            1,
+            None,
+            "JSON Lines",
+        );
     }
 
     #[test]
@@ -704,7 +800,9 @@ mod tests {
             ),
         ] {
             let (_d, p) = write(name, contents);
-            let e = read_table(&p, None, false).unwrap_err().to_string();
+            let e = read_table(&DataSource::parse(&p), None, false)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(name) && e.contains(needle), "{e}");
         }
     }
@@ -713,11 +811,22 @@ mod tests {
     fn limit_stops_reading_before_later_rows() {
         // The broken line after the limit is never reached.
         let (_d, p) = write("l.jsonl", "{\"a\": 1}\n{\"a\": 2}\n{broken\n");
-        let t = read_table(&p, Some(2), false).unwrap();
+        let t = read_table(&DataSource::parse(&p), Some(2), false).unwrap();
         assert_eq!(t.rows.len(), 2);
         let (_d, p) = write("l.csv", "a,b\n1,2\n3,4\n5\n");
-        assert_eq!(read_table(&p, Some(2), false).unwrap().rows.len(), 2);
-        assert_eq!(read_table(&p, Some(0), false).unwrap().columns, ["a", "b"]);
+        assert_eq!(
+            read_table(&DataSource::parse(&p), Some(2), false)
+                .unwrap()
+                .rows
+                .len(),
+            2
+        );
+        assert_eq!(
+            read_table(&DataSource::parse(&p), Some(0), false)
+                .unwrap()
+                .columns,
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -858,7 +967,9 @@ mod tests {
         let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         for path in [&null, &fifo] {
-            let e = read_table(path, None, false).unwrap_err().to_string();
+            let e = read_table(&DataSource::parse(path), None, false)
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.starts_with(&path.display().to_string()) && e.contains("not a regular file"),
                 "{e}"
@@ -869,11 +980,13 @@ mod tests {
     #[test]
     fn skip_bad_rows_collects_unreadable_rows_and_all_bad_is_an_error() {
         let (_d, p) = write("s.csv", "a,b\n1,2\n3\n4,5,6\n7,8\n");
-        let t = read_table(&p, None, true).unwrap();
+        let t = read_table(&DataSource::parse(&p), None, true).unwrap();
         assert_eq!(t.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 5]);
         assert_eq!(t.skipped.iter().map(|i| i.line).collect::<Vec<_>>(), [3, 4]);
         let (_d, p) = write("s.jsonl", "nope\n[1]\n");
-        let e = read_table(&p, None, true).unwrap_err().to_string();
+        let e = read_table(&DataSource::parse(&p), None, true)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("s.jsonl") && e.contains("all 2 rows have problems (first: line 1"),
             "{e}"

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use adapter_studio::data::hf::{self, CacheKind, CachedDataset};
-use adapter_studio::data::{read_table, Columns, DataSpec, Dataset, Table, TaskType};
+use adapter_studio::data::{
+    read_table, Columns, DataSource, DataSpec, Dataset, FileFormat, Table, TaskType,
+};
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
 use adapter_studio::workspace::DatasetEntry;
@@ -22,7 +24,7 @@ pub struct DataStats {
     pub skipped: Option<String>,
 }
 
-type StatsKey = (PathBuf, TaskType, Columns);
+type StatsKey = (DataSource, TaskType, Columns);
 
 #[derive(Default)]
 pub struct DatasetsView {
@@ -30,7 +32,7 @@ pub struct DatasetsView {
     pub path_input: String,
     pub message: Option<Result<String, String>>,
     /// The first rows of a training file (read off the UI thread).
-    preview: Option<(PathBuf, Loading<Result<Table, String>>)>,
+    preview: Option<(DataSource, Loading<Result<Table, String>>)>,
     stats: Option<(StatsKey, Loading<Result<DataStats, String>>)>,
     /// The Hugging Face caches to list (`None`: where `datasets` looks, from the environment).
     pub cache_roots: Option<Vec<(CacheKind, PathBuf)>>,
@@ -65,12 +67,12 @@ impl DatasetsView {
 
 /// The workspace entry for a new dataset `name` whose training data is `train`, with the
 /// validation and test files beside it; an error when `train` cannot be read as a table.
-pub fn new_entry(name: String, train: &Path) -> Result<DatasetEntry, String> {
+pub fn new_entry(name: String, train: &DataSource) -> Result<DatasetEntry, String> {
     read_table(train, Some(0), false).map_err(|e| format!("Not added: {e}"))?;
     let (validation, test) = siblings(train);
     Ok(DatasetEntry {
         name,
-        train: train.to_path_buf(),
+        train: train.clone(),
         validation,
         test,
         task: TaskType::CLASSIFICATION,
@@ -128,26 +130,29 @@ fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Loading<Result<D
     })
 }
 
-fn sibling(train: &Path, split: &str) -> Option<PathBuf> {
+fn sibling(train: &Path, split: &str) -> Option<DataSource> {
     let name = train.file_name()?.to_string_lossy().replace("train", split);
     let p = train.with_file_name(name);
-    (p != train && p.is_file()).then_some(p)
+    (p != train && p.is_file()).then_some(DataSource::Path(p))
 }
 
-/// Validation and test beside a training path: `validation.csv` next to `train.csv`, or a
+/// Validation and test beside a training source: `validation.csv` next to `train.csv`, or a
 /// Hugging Face folder's other splits.
-fn siblings(train: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
-    if train.is_file() {
-        let validation = sibling(train, "validation").or_else(|| sibling(train, "dev"));
-        return (validation, sibling(train, "test"));
+fn siblings(train: &DataSource) -> (Option<DataSource>, Option<DataSource>) {
+    if let DataSource::Path(file) = train {
+        if file.is_file() {
+            let validation = sibling(file, "validation").or_else(|| sibling(file, "dev"));
+            return (validation, sibling(file, "test"));
+        }
     }
     let validation = hf::validation_beside(train);
     let test = validation.as_ref().and_then(|v| {
-        let folder = v.to_string_lossy().rsplit_once(':')?.0.to_string();
-        let splits = hf::splits(Path::new(&folder)).ok()?;
-        splits
-            .contains_key("test")
-            .then(|| PathBuf::from(format!("{folder}:test")))
+        let folder = v.path();
+        let splits = hf::splits(folder).ok()?;
+        splits.contains_key("test").then(|| DataSource::Split {
+            folder: folder.to_path_buf(),
+            split: "test".into(),
+        })
     });
     (validation, test)
 }
@@ -224,7 +229,7 @@ impl DatasetsView {
     fn add_ui_request(ctx: &mut ScreenCtx, train: &Path) {
         ctx.request(AppRequest::AddDataset {
             name: name_of(train),
-            train: train.to_path_buf(),
+            train: DataSource::parse(train),
         });
     }
 
@@ -270,8 +275,8 @@ impl DatasetsView {
             });
         if let Some(d) = add {
             let train = match d.splits.iter().any(|s| s.name == "train") {
-                true => d.split_path("train"),
-                false => d.split_path(&d.splits[0].name),
+                true => d.split_source("train"),
+                false => d.split_source(&d.splits[0].name),
             };
             let name = match d.config.as_str() {
                 "default" => d.name.clone(),
@@ -289,9 +294,10 @@ impl DatasetsView {
                 if let Some(f) = rfd::FileDialog::new()
                     .add_filter(
                         "datasets",
-                        &[
-                            "csv", "tsv", "jsonl", "json", "ndjson", "parquet", "arrow", "feather",
-                        ],
+                        &FileFormat::ALL
+                            .iter()
+                            .flat_map(|f| f.extensions())
+                            .collect::<Vec<_>>(),
                     )
                     .pick_file()
                 {
@@ -346,14 +352,14 @@ impl DatasetsView {
     fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx, i: usize) {
         let entry = ctx.ws.state.datasets[i].clone();
         ui.heading(&entry.name);
-        ui.label(format!("train: {}", entry.train.display()));
+        ui.label(format!("train: {}", entry.train));
         for (what, p) in [("validation", &entry.validation), ("test", &entry.test)] {
             ui.label(format!(
                 "{what}: {}",
-                p.as_ref()
-                    .map_or("— (a share of train is held out)".into(), |p| p
-                        .display()
-                        .to_string())
+                p.as_ref().map_or_else(
+                    || "— (a share of train is held out)".into(),
+                    DataSource::to_string
+                )
             ));
         }
         if self.preview.as_ref().is_none_or(|(p, _)| *p != entry.train) {

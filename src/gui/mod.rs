@@ -127,7 +127,7 @@ pub enum AppRequest {
     /// Add a dataset to the workspace (its training data is `train`) and show it.
     AddDataset {
         name: String,
-        train: PathBuf,
+        train: adapter_studio::data::DataSource,
     },
     /// Replace a dataset's entry (its task or columns changed).
     ReplaceDataset {
@@ -437,7 +437,7 @@ impl StudioApp {
 
     /// Adds dataset `name` (training data `train`, with the validation and test files beside
     /// it) to the workspace and shows it on the Datasets screen.
-    fn add_dataset(&mut self, name: String, train: &Path) {
+    fn add_dataset(&mut self, name: String, train: &adapter_studio::data::DataSource) {
         let result = datasets_ui::new_entry(name.clone(), train).and_then(|entry| {
             self.ws
                 .modify(|state| state.datasets.push(entry.clone()))

@@ -1054,7 +1054,7 @@ fn study_fields_ui(
                 let mut on = set.contains(&d.name);
                 if ui
                     .checkbox(&mut on, &d.name)
-                    .on_hover_text(d.train.display().to_string())
+                    .on_hover_text(d.train.to_string())
                     .changed()
                 {
                     match on {

@@ -36,7 +36,7 @@ fn add_dataset(ws: &mut Workspace, name: &str, train: &Path) {
     ws.modify(|state| {
         state.datasets.push(DatasetEntry {
             name: name.into(),
-            train: train.to_path_buf(),
+            train: adapter_studio::data::DataSource::Path(train.to_path_buf()),
             validation: None,
             test: None,
             task: TaskType::CLASSIFICATION,
@@ -659,11 +659,11 @@ fn a_dataset_in_the_hugging_face_cache_is_listed_and_added_with_its_splits_and_l
     click(&mut h, "Add");
     let added = h.state().ws.state.datasets.last().unwrap().clone();
     assert_eq!(added.name, "fake/pairs");
-    assert!(added.train.to_string_lossy().ends_with("0123abcd:train"));
+    assert!(added.train.to_string().ends_with("0123abcd:train"));
     assert!(added
         .validation
         .as_ref()
-        .is_some_and(|v| v.to_string_lossy().ends_with("0123abcd:validation")));
+        .is_some_and(|v| v.to_string().ends_with("0123abcd:validation")));
     step_until(&mut h, "the dataset statistics", |a| {
         a.datasets.selected == Some(1) && a.datasets.stats_ready()
     });

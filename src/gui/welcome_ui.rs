@@ -66,7 +66,7 @@ pub fn demo_spec(models: &[ModelEntry], datasets: &[DatasetEntry]) -> Result<Stu
 fn demo_examples(datasets: &[DatasetEntry]) -> Option<f64> {
     let rows = |name: &str| -> Option<f64> {
         let d = datasets.iter().find(|d| d.name == name)?;
-        let text = std::fs::read_to_string(&d.train).ok()?;
+        let text = std::fs::read_to_string(d.train.path()).ok()?;
         Some(text.lines().filter(|l| !l.trim().is_empty()).count() as f64)
     };
     let per_run = |n: f64| (10.0 * n).max(3200.0);

@@ -2,6 +2,7 @@
 //! paper's defaults, with help on each) → review with the equivalent command → start.
 use std::path::PathBuf;
 
+use adapter_studio::data::DataSource;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
 use adapter_studio::training::{
     Method, Preset as TrainingPreset, RunEstimate, Stage, StopWatch, TrainConfig,
@@ -47,7 +48,7 @@ pub struct Wizard {
     pub message: Option<String>,
     /// Header of the chosen dataset's train file (read once per file).
     /// The chosen dataset's columns (its header, read off the UI thread).
-    columns: Option<(PathBuf, Header)>,
+    columns: Option<(DataSource, Header)>,
     /// Adapter folders to fuse: non-empty makes this a stage-2 (AdapterFusion) run.
     pub fusion: Vec<PathBuf>,
     /// The review page's estimate: for which settings, the side worker's request, the answer.
@@ -80,7 +81,7 @@ impl Wizard {
             model: (!ws.state.models.is_empty()).then_some(0),
             dataset: (!ws.state.datasets.is_empty()).then_some(0),
             method: Method::SEQ_BN,
-            form: TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN),
+            form: TrainConfig::adapter(PathBuf::new(), DataSource::default(), Method::SEQ_BN),
             name: String::new(),
             preset_name: String::new(),
             message: None,
@@ -95,7 +96,7 @@ impl Wizard {
     /// Switches to an AdapterFusion over `adapters` with the paper's stage-2 settings, on the
     /// data page (the target task comes next).
     pub fn start_fusion(&mut self, adapters: Vec<PathBuf>) {
-        self.form = TrainConfig::fusion(PathBuf::new(), PathBuf::new(), adapters.clone());
+        self.form = TrainConfig::fusion(PathBuf::new(), DataSource::default(), adapters.clone());
         self.fusion = adapters;
         self.name.clear();
         self.page = Page::Data;
@@ -104,7 +105,7 @@ impl Wizard {
     /// Back to training single adapters.
     pub fn stop_fusion(&mut self) {
         self.fusion.clear();
-        self.form = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), self.method);
+        self.form = TrainConfig::adapter(PathBuf::new(), DataSource::default(), self.method);
     }
 
     /// The run's full settings from the choices; None until a model and a dataset are picked.
@@ -340,7 +341,7 @@ impl Wizard {
                 Some(i),
                 format!("{} ({})", d.name, d.task.as_str()),
             )
-            .on_hover_text(d.train.display().to_string());
+            .on_hover_text(d.train.to_string());
         }
         if let Some(i) = self.dataset.filter(|i| *i < ctx.ws.state.datasets.len()) {
             let original = ctx.ws.state.datasets[i].clone();
@@ -422,7 +423,7 @@ impl Wizard {
                     self.form = TrainConfig::fusion_preset(
                         preset,
                         PathBuf::new(),
-                        PathBuf::new(),
+                        DataSource::default(),
                         self.fusion.clone(),
                     );
                 }
@@ -484,7 +485,7 @@ impl Wizard {
                     self.form = TrainConfig::adapter_preset(
                         preset,
                         PathBuf::new(),
-                        PathBuf::new(),
+                        DataSource::default(),
                         self.method,
                     );
                 }

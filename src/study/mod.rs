@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::data::DataSource;
 use crate::error::{Error, Result};
 use crate::io::{read_json, write_json_atomic};
 use crate::training::{RunDir, RunInfo, RunStatus};
@@ -66,9 +67,9 @@ impl TaskSpec {
         }
         TaskSpec {
             name,
-            train: d.train.clone(),
-            validation: d.validation.clone(),
-            test: d.test.clone(),
+            train: d.train.as_written(),
+            validation: d.validation.as_ref().map(DataSource::as_written),
+            test: d.test.as_ref().map(DataSource::as_written),
             settings,
         }
     }
@@ -824,7 +825,7 @@ impl StudyDir {
         let model = crate::predict::load(&parts)?;
         let (result, _) = crate::training::evaluate_file(
             &model,
-            test,
+            &DataSource::parse(test),
             &info.config.columns,
             info.config.skip_bad_rows,
             info.config.batch_size,

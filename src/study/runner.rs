@@ -612,7 +612,11 @@ mod tests {
     fn write_run(out: &Path, status: RunStatus) {
         std::fs::create_dir_all(out).unwrap();
         let info = RunInfo {
-            config: TrainConfig::adapter("demo".into(), "t.csv".into(), Method::SEQ_BN),
+            config: TrainConfig::adapter(
+                "demo".into(),
+                crate::data::DataSource::Path("t.csv".into()),
+                Method::SEQ_BN,
+            ),
             status,
             step: 1,
             total_steps: 2,

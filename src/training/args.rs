@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{ConfigMap, LockWait, Method, Preset, Stage, StopWatch, TrainConfig};
-use crate::data::{Columns, TaskType};
+use crate::data::{Columns, DataSource, TaskType};
 use crate::error::{Error, Result};
 
 /// A run described on the command line: its settings, its folder, and what was inferred
@@ -20,16 +20,23 @@ pub struct Planned {
     pub notes: Vec<String>,
 }
 
+/// The value parser of a dataset argument: any path (as clap takes paths, not only UTF-8
+/// ones) read by [`DataSource::parse`], so `FOLDER:SPLIT` names a split.
+pub fn data_source() -> impl clap::builder::TypedValueParser<Value = DataSource> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PathBufValueParser::new().map(DataSource::parse)
+}
+
 #[derive(Args, Clone)]
 pub struct DataArgs {
     /// Training data: CSV, TSV (GLUE style), JSONL, Parquet or Arrow; or a Hugging Face
     /// dataset folder (save_to_disk, datasets cache, Hub snapshot), FOLDER:SPLIT for a split.
-    #[arg(long)]
-    pub train: Option<PathBuf>,
+    #[arg(long, value_parser = data_source())]
+    pub train: Option<DataSource>,
     /// Validation data; without it, a folder's validation split is used, else
     /// --validation-split of --train is held out.
-    #[arg(long)]
-    pub validation: Option<PathBuf>,
+    #[arg(long, value_parser = data_source())]
+    pub validation: Option<DataSource>,
     /// Share of --train held out (seeded, stratified) when there is no --validation; 0: none.
     #[arg(long, default_value_t = 0.1)]
     pub validation_split: f64,
@@ -236,7 +243,7 @@ fn config_from(
     model: Option<PathBuf>,
     data: &DataArgs,
     t: &TrainingArgs,
-    mut cfg: impl FnMut(PathBuf, PathBuf) -> TrainConfig,
+    mut cfg: impl FnMut(PathBuf, DataSource) -> TrainConfig,
 ) -> Result<Planned> {
     let (Some(model), Some(train), Some(out)) = (model, data.train.clone(), t.out.clone()) else {
         return Err(Error::Invalid(
@@ -249,7 +256,7 @@ fn config_from(
     };
     let notes = beside
         .iter()
-        .map(|v| format!("validation: {} (the split beside --train)", v.display()))
+        .map(|v| format!("validation: {v} (the split beside --train)"))
         .collect();
     let mut c = cfg(model, train);
     c.validation = data.validation.clone().or(beside);
@@ -454,6 +461,245 @@ mod tests {
                 assert_eq!(m["r"], 16);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// The words of a POSIX shell command line: blanks, single quotes, double quotes,
+    /// backslashes and line continuations. Unquoted characters the shell would expand or
+    /// treat specially are refused, so a printed command that relies on luck fails here.
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ' ' | '\t' | '\n' => words.extend(word.take()),
+                '\\' => match chars.next() {
+                    Some('\n') => {}
+                    Some(escaped) => word.get_or_insert_with(String::new).push(escaped),
+                    None => panic!("a backslash ends {line}"),
+                },
+                '\'' => {
+                    let w = word.get_or_insert_with(String::new);
+                    loop {
+                        match chars.next() {
+                            Some('\'') => break,
+                            Some(ch) => w.push(ch),
+                            None => panic!("an unclosed ' in {line}"),
+                        }
+                    }
+                }
+                '"' => {
+                    let w = word.get_or_insert_with(String::new);
+                    loop {
+                        match chars.next() {
+                            Some('"') => break,
+                            Some('\\') => match chars.next() {
+                                Some(e @ ('$' | '`' | '"' | '\\')) => w.push(e),
+                                Some('\n') => {}
+                                Some(e) => w.extend(['\\', e]),
+                                None => panic!("an unclosed \" in {line}"),
+                            },
+                            Some(ch @ ('$' | '`')) => panic!("`{ch}` expands in \"…\": {line}"),
+                            Some(ch) => w.push(ch),
+                            None => panic!("an unclosed \" in {line}"),
+                        }
+                    }
+                }
+                '$' | '`' | ';' | '&' | '|' | '<' | '>' | '(' | ')' | '*' | '?' | '[' | ']'
+                | '{' | '}' | '#' | '~' | '!' => panic!("unquoted `{c}` in {line}"),
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    /// The words `/bin/sh` makes of the same line (`printf '%s\0'` prints each).
+    fn sh_words(line: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {line}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut words: Vec<String> = text.split('\0').map(str::to_string).collect();
+        assert_eq!(words.pop().as_deref(), Some(""));
+        words
+    }
+
+    /// Every kind of run the printed command must reproduce.
+    fn runs(dir: &Path) -> Vec<TrainConfig> {
+        // Names with blanks, quotes and shell characters; a dataset folder with splits.
+        let odd = dir.join("my data's \"set\" $HOME (1)");
+        std::fs::create_dir_all(&odd).unwrap();
+        for split in ["train", "validation", "test"] {
+            let file = odd.join(format!("{split}.csv"));
+            std::fs::write(file, "text,label\na,-1\nb,1\n").unwrap();
+        }
+        let split = |name: &str| DataSource::Split {
+            folder: odd.clone(),
+            split: name.into(),
+        };
+        let file = DataSource::Path(dir.join("it's a \"file\".csv"));
+        let model = dir.join("models/bert base");
+        let adapters = vec![dir.join("runs/a b/adapter"), dir.join("runs/c'd/adapter")];
+        let methods: Vec<Method> = Method::all().collect();
+
+        let mut runs = Vec::new();
+        // Each method of the registry and each fusion config, with either preset's defaults.
+        for preset in Preset::ALL {
+            for &method in &methods {
+                runs.push(TrainConfig::adapter_preset(
+                    preset,
+                    model.clone(),
+                    file.clone(),
+                    method,
+                ));
+            }
+            for fusion_config in crate::fusion::FusionPreset::ALL {
+                let mut c = TrainConfig::fusion_preset(
+                    preset,
+                    model.clone(),
+                    file.clone(),
+                    adapters.clone(),
+                );
+                c.stage = Stage::Fusion {
+                    adapters: adapters.clone(),
+                    fusion_config,
+                };
+                runs.push(c);
+            }
+        }
+        // Every setting away from its default (studio and paper settings alike).
+        let every = |mut c: TrainConfig, task: TaskType| {
+            c.model = dir.join("models/other \"model\"");
+            c.train = split("train");
+            c.validation = Some(split("validation"));
+            c.validation_split = 0.25;
+            c.task = task;
+            c.columns = Columns {
+                text: Some("the \"text\"".into()),
+                text_pair: Some("it's paired".into()),
+                label: Some("-label".into()),
+            };
+            c.labels = Some(vec!["-1".into(), "0".into(), "very good".into()]);
+            c.skip_bad_rows = true;
+            c.name = "my run's \"name\"".into();
+            c.epochs = 7;
+            c.max_steps = Some(50);
+            c.lr = 3e-4;
+            c.batch_size = 16;
+            c.max_length = 64;
+            c.warmup_ratio = 0.06;
+            c.weight_decay = 0.01;
+            c.max_grad_norm = 0.5;
+            c.patience = Some(5);
+            c.stop_on = StopWatch::Loss;
+            c.early_stop_after = 0.2;
+            c.min_delta = 0.001;
+            c.min_steps = Some(20);
+            c.head_lr = Some(2e-3);
+            c.head_init = Some(dir.join("runs/old run/head"));
+            c.warm_start_head = !c.warm_start_head;
+            c.eval_every = Some(10);
+            c.max_epoch_evals = Some(4);
+            c.metric = Some("macro_f1".into());
+            c.seed = 7;
+            c.device = crate::device::DeviceChoice::Cuda(1);
+            c.pad_to_max_length = true;
+            c.save_every = 50;
+            c.weights_format = crate::hub::WeightFormat::Safetensors;
+            c
+        };
+        let studio = TrainConfig::adapter(model.clone(), file.clone(), Method::SEQ_BN);
+        for task in TaskType::all() {
+            let mut c = every(studio.clone(), task);
+            c.stage = Stage::Adapter {
+                method: Method::SEQ_BN,
+                reduction_factor: Some(12.5),
+                config: None,
+            };
+            if task != studio.task {
+                // Every setting there is, so that one added later must be added here (and so
+                // be printed).
+                let given = serde_json::to_value(&c).unwrap();
+                let default = serde_json::to_value(&studio).unwrap();
+                for (key, value) in default.as_object().unwrap() {
+                    assert_ne!(&given[key], value, "`{key}` is left at its default");
+                }
+            }
+            runs.push(c);
+        }
+        let fusion = TrainConfig::fusion(model.clone(), file.clone(), adapters.clone());
+        let mut c = every(fusion, TaskType::CLASSIFICATION);
+        c.stage = Stage::Fusion {
+            adapters: adapters.clone(),
+            fusion_config: crate::fusion::FusionPreset::Static,
+        };
+        runs.push(c);
+        // Method configs, one with quotes inside the JSON.
+        for (method, json) in [
+            ("lora", r#"{"r": 16, "alpha": 32}"#),
+            ("prefix_tuning", r#"{"prefix_length": 4}"#),
+            (
+                "prompt_tuning",
+                r#"{"prompt_init": "from_string", "prompt_init_text": "It's \"good\"? $x"}"#,
+            ),
+        ] {
+            let method: Method = method.parse().unwrap();
+            let mut c = TrainConfig::adapter(model.clone(), file.clone(), method);
+            c.stage = Stage::Adapter {
+                method,
+                reduction_factor: None,
+                config: serde_json::from_str(json).unwrap(),
+            };
+            runs.push(c);
+        }
+        // Settings the presets default to `Some` turned off, and ones equal to a default of
+        // the other preset.
+        for preset in Preset::ALL {
+            let mut c =
+                TrainConfig::adapter_preset(preset, model.clone(), file.clone(), methods[1]);
+            c.patience = None;
+            c.min_steps = None;
+            c.max_epoch_evals = None;
+            c.validation_split = 0.0;
+            c.head_lr = Some(c.lr);
+            c.head_init = Some(dir.join("head"));
+            runs.push(c);
+            let mut c =
+                TrainConfig::fusion_preset(preset, model.clone(), split("train"), adapters.clone());
+            c.validation = Some(split("validation"));
+            c.lr = 1e-4;
+            c.warm_start_head = false;
+            runs.push(c);
+        }
+        runs
+    }
+
+    #[test]
+    fn every_setting_survives_printing_and_parsing_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("runs/the \"new\" run's folder");
+        let runs = runs(dir.path());
+        // Every method under either preset, and the runs of every setting.
+        assert!(runs.len() > 2 * Method::all().count());
+        for run in runs {
+            let line = run.command_line(&out);
+            let mut words = shell_words(&line);
+            assert_eq!(words, sh_words(&line), "{line}");
+            assert_eq!(words.remove(0), "adapter-studio", "{line}");
+            let given_out = words.split_off(words.len() - 2);
+            assert_eq!(given_out, ["--out".to_string(), out.display().to_string()]);
+            let parsed = planned_config(&words, &out).unwrap_or_else(|e| panic!("{line}\n{e}"));
+            assert_eq!(
+                serde_json::to_value(&parsed).unwrap(),
+                serde_json::to_value(&run).unwrap(),
+                "{line}"
+            );
+            assert_eq!(parsed, run, "{line}");
         }
     }
 }

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Columns, TaskType};
+use crate::data::{Columns, DataSource, TaskType};
 use crate::error::Error;
 pub use run_dir::{
     AttentionRecord, EvalRecord, Record, RunArtifact, RunDir, RunInfo, RunStatus, StepRecord,
@@ -119,8 +119,9 @@ impl FromStr for Preset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub model: PathBuf,
-    pub train: PathBuf,
-    pub validation: Option<PathBuf>,
+    /// Training data (a file, a dataset folder or `FOLDER:SPLIT`; a string in `run.json`).
+    pub train: DataSource,
+    pub validation: Option<DataSource>,
     /// Share of `train` held out (seeded, stratified) when there is no validation file;
     /// 0 trains on everything without evaluation.
     pub validation_split: f64,
@@ -191,7 +192,7 @@ impl TrainConfig {
     /// factor 16, with at least 100 steps, about 10 epoch-end evaluations, and early stopping only after a
     /// third of the steps,
     /// when neither accuracy nor loss improves.
-    pub fn adapter(model: PathBuf, train: PathBuf, method: Method) -> Self {
+    pub fn adapter(model: PathBuf, train: DataSource, method: Method) -> Self {
         TrainConfig {
             stop_on: StopWatch::Either,
             early_stop_after: 1.0 / 3.0,
@@ -206,7 +207,7 @@ impl TrainConfig {
     /// on a small target), the head warm-started from the target's own adapter when one of the
     /// fused adapters was trained on the target (see `head_init`), at least 100 steps, early
     /// stopping as for adapters.
-    pub fn fusion(model: PathBuf, train: PathBuf, adapters: Vec<PathBuf>) -> Self {
+    pub fn fusion(model: PathBuf, train: DataSource, adapters: Vec<PathBuf>) -> Self {
         TrainConfig {
             lr: 5e-4,
             head_lr: Some(1e-3),
@@ -220,7 +221,12 @@ impl TrainConfig {
     }
 
     /// The defaults of `preset` for stage 1.
-    pub fn adapter_preset(preset: Preset, model: PathBuf, train: PathBuf, method: Method) -> Self {
+    pub fn adapter_preset(
+        preset: Preset,
+        model: PathBuf,
+        train: DataSource,
+        method: Method,
+    ) -> Self {
         match preset {
             Preset::Studio => Self::adapter(model, train, method),
             Preset::Paper => Self::adapter_paper(model, train, method),
@@ -231,7 +237,7 @@ impl TrainConfig {
     pub fn fusion_preset(
         preset: Preset,
         model: PathBuf,
-        train: PathBuf,
+        train: DataSource,
         adapters: Vec<PathBuf>,
     ) -> Self {
         match preset {
@@ -242,7 +248,7 @@ impl TrainConfig {
 
     /// The paper's settings for stage 1: lr 1e-4, up to 30 epochs, reduction factor 16 (in the
     /// preset), early stopping.
-    pub fn adapter_paper(model: PathBuf, train: PathBuf, method: Method) -> Self {
+    pub fn adapter_paper(model: PathBuf, train: DataSource, method: Method) -> Self {
         TrainConfig {
             model,
             train,
@@ -286,7 +292,7 @@ impl TrainConfig {
     }
 
     /// The paper's settings for stage 2: lr 5e-5, up to 10 epochs, dynamic fusion.
-    pub fn fusion_paper(model: PathBuf, train: PathBuf, adapters: Vec<PathBuf>) -> Self {
+    pub fn fusion_paper(model: PathBuf, train: DataSource, adapters: Vec<PathBuf>) -> Self {
         TrainConfig {
             stage: Stage::Fusion {
                 adapters,
@@ -439,6 +445,8 @@ impl TrainConfig {
 impl TrainConfig {
     /// The `adapter-studio train`/`fuse` command line that starts this run in `out` (the GUI's
     /// review page shows it); only settings that differ from the stage's defaults are spelled out.
+    /// Parsed back (by a POSIX shell, then [`args::planned_config`]) it gives these settings:
+    /// `every_setting_survives_printing_and_parsing_back` in args.rs checks that it does.
     pub fn command_line(&self, out: &std::path::Path) -> String {
         fn quote(s: &str) -> String {
             if !s.is_empty()
@@ -450,79 +458,104 @@ impl TrainConfig {
                 format!("'{}'", s.replace('\'', "'\\''"))
             }
         }
-        let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+        /// `--flag VALUE`, or `--flag=VALUE` for a value that starts with `-` (a label `-1`),
+        /// which the parser would otherwise take for a flag.
+        fn flag(name: &str, value: &str) -> String {
+            match value.starts_with('-') {
+                true => format!("{name}={}", quote(value)),
+                false => format!("{name} {}", quote(value)),
+            }
+        }
+        let path = |name: &str, p: &std::path::Path| flag(name, &p.to_string_lossy());
         let mut args: Vec<String> = Vec::new();
-        let preset = self.preset();
-        let defaults = match &self.stage {
+        let defaults_of = |preset: Preset| match &self.stage {
+            Stage::Adapter { method, .. } => {
+                TrainConfig::adapter_preset(preset, self.model.clone(), self.train.clone(), *method)
+            }
+            Stage::Fusion { adapters, .. } => TrainConfig::fusion_preset(
+                preset,
+                self.model.clone(),
+                self.train.clone(),
+                adapters.clone(),
+            ),
+        };
+        let mut preset = self.preset();
+        // `--head-lr` sets a head learning rate but cannot take a preset's away: a run without
+        // one is printed from the paper's settings, which have none.
+        if self.head_lr.is_none() && defaults_of(preset).head_lr.is_some() {
+            preset = Preset::Paper;
+        }
+        let defaults = defaults_of(preset);
+        match &self.stage {
             Stage::Adapter {
                 method,
                 reduction_factor,
                 config,
             } => {
                 args.push("adapter-studio train".into());
-                args.push(format!("--model {}", path(&self.model)));
-                args.push(format!("--method {}", method.as_str()));
+                args.push(path("--model", &self.model));
+                args.push(flag("--method", method.as_str()));
                 if let Some(rf) = reduction_factor {
-                    args.push(format!("--reduction-factor {rf}"));
+                    args.push(flag("--reduction-factor", &rf.to_string()));
                 }
                 if let Some(c) = config {
                     let json = serde_json::Value::Object(c.clone()).to_string();
-                    args.push(format!("--adapter-config {}", quote(&json)));
+                    args.push(flag("--adapter-config", &json));
                 }
-                TrainConfig::adapter_preset(preset, self.model.clone(), self.train.clone(), *method)
             }
             Stage::Fusion {
                 adapters,
                 fusion_config,
             } => {
                 args.push("adapter-studio fuse".into());
-                args.push(format!("--model {}", path(&self.model)));
-                args.extend(adapters.iter().map(|a| format!("--adapter {}", path(a))));
+                args.push(path("--model", &self.model));
+                args.extend(adapters.iter().map(|a| path("--adapter", a)));
                 if *fusion_config != crate::fusion::FusionPreset::Dynamic {
-                    args.push(format!("--fusion-config {}", fusion_config.as_str()));
+                    args.push(flag("--fusion-config", fusion_config.as_str()));
                 }
-                TrainConfig::fusion_preset(
-                    preset,
-                    self.model.clone(),
-                    self.train.clone(),
-                    adapters.clone(),
-                )
             }
-        };
+        }
         if preset == Preset::Paper {
             args.push("--preset paper".into());
         }
-        args.push(format!("--train {}", path(&self.train)));
+        args.push(flag("--train", &self.train.to_string()));
         if let Some(v) = &self.validation {
-            args.push(format!("--validation {}", path(v)));
-        } else if self.validation_split != defaults.validation_split {
-            args.push(format!("--validation-split {}", self.validation_split));
+            args.push(flag("--validation", &v.to_string()));
+        }
+        // Also beside --validation (where it is not used), so that the settings read back
+        // are these.
+        if self.validation_split != defaults.validation_split {
+            args.push(flag(
+                "--validation-split",
+                &self.validation_split.to_string(),
+            ));
         }
         let c = &self.columns;
-        for (flag, value) in [
+        for (name, value) in [
             ("--text-column", &c.text),
             ("--text-pair-column", &c.text_pair),
             ("--label-column", &c.label),
         ] {
             if let Some(v) = value {
-                args.push(format!("{flag} {}", quote(v)));
+                args.push(flag(name, v));
             }
         }
         if let Some(labels) = &self.labels {
-            args.push(format!("--labels {}", quote(&labels.join(","))));
+            args.push(flag("--labels", &labels.join(",")));
         }
         if self.skip_bad_rows {
             args.push("--skip-bad-rows".into());
         }
         if self.task != defaults.task {
-            args.push(format!("--task {}", self.task.as_str()));
+            args.push(flag("--task", self.task.as_str()));
         }
-        let mut differs = |flag: &str, value: String, default: String| {
+        // Printed where they differ from the preset's (`0` for none where one is optional).
+        let mut differs = |name: &str, value: String, default: String| {
             if value != default {
-                args.push(format!("{flag} {value}"));
+                args.push(flag(name, &value));
             }
         };
-        differs("--name", quote(&self.name), String::new());
+        differs("--name", self.name.clone(), String::new());
         differs(
             "--epochs",
             self.epochs.to_string(),
@@ -557,7 +590,7 @@ impl TrainConfig {
         differs(
             "--patience",
             self.patience.unwrap_or(0).to_string(),
-            "3".into(),
+            defaults.patience.unwrap_or(0).to_string(),
         );
         differs(
             "--stop-on",
@@ -579,11 +612,16 @@ impl TrainConfig {
             self.min_steps.unwrap_or(0).to_string(),
             defaults.min_steps.unwrap_or(0).to_string(),
         );
-        differs(
-            "--head-lr",
-            self.head_lr.unwrap_or(self.lr).to_string(),
-            defaults.head_lr.unwrap_or(self.lr).to_string(),
-        );
+        // Also when it equals --lr: `Some(lr)` is recorded as given.
+        if self.head_lr != defaults.head_lr {
+            let head_lr = self.head_lr.unwrap_or(self.lr);
+            args.push(flag("--head-lr", &head_lr.to_string()));
+        }
+        let mut differs = |name: &str, value: String, default: String| {
+            if value != default {
+                args.push(flag(name, &value));
+            }
+        };
         differs("--seed", self.seed.to_string(), defaults.seed.to_string());
         differs(
             "--device",
@@ -601,29 +639,29 @@ impl TrainConfig {
             defaults.weights_format.as_str().to_string(),
         );
         if let Some(h) = &self.head_init {
-            args.push(format!("--head-init {}", path(h)));
-        } else if self.warm_start_head != defaults.warm_start_head {
-            args.push(format!("--warm-start-head {}", self.warm_start_head));
+            args.push(path("--head-init", h));
+        }
+        // Also beside --head-init (which takes precedence), so that it reads back the same.
+        if self.warm_start_head != defaults.warm_start_head {
+            args.push(flag("--warm-start-head", &self.warm_start_head.to_string()));
         }
         if let Some(n) = self.max_steps {
-            args.push(format!("--max-steps {n}"));
+            args.push(flag("--max-steps", &n.to_string()));
         }
         if let Some(n) = self.eval_every {
-            args.push(format!("--eval-every {n}"));
+            args.push(flag("--eval-every", &n.to_string()));
         }
         if self.max_epoch_evals != defaults.max_epoch_evals {
-            args.push(format!(
-                "--max-epoch-evals {}",
-                self.max_epoch_evals.unwrap_or(0)
-            ));
+            let n = self.max_epoch_evals.unwrap_or(0);
+            args.push(flag("--max-epoch-evals", &n.to_string()));
         }
         if let Some(m) = &self.metric {
-            args.push(format!("--metric {}", quote(m)));
+            args.push(flag("--metric", m));
         }
         if self.pad_to_max_length {
             args.push("--pad-to-max-length".into());
         }
-        args.push(format!("--out {}", path(out)));
+        args.push(path("--out", out));
         args.join(" \\\n    ")
     }
 }
@@ -733,7 +771,7 @@ mod tests {
     fn a_recorded_weights_format_is_typed_and_an_unknown_one_is_refused_by_name() {
         let mut c = serde_json::to_value(TrainConfig::adapter(
             PathBuf::from("m"),
-            PathBuf::from("t.csv"),
+            DataSource::Path("t.csv".into()),
             Method::SEQ_BN,
         ))
         .unwrap();

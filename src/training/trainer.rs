@@ -17,7 +17,7 @@ use super::{Event, Method, Stage, StopWatch, Summary, TrainConfig};
 use crate::adapter_model::{fusion_weights_by_layer, AdapterModel};
 use crate::adapters::prompt_tuning::{init_from_text, PromptInit};
 use crate::adapters::{AdapterModule, FusionModule, Setup};
-use crate::data::{self, Columns, DataSpec, Dataset, TaskType};
+use crate::data::{self, Columns, DataSource, DataSpec, Dataset, TaskType};
 use crate::device::describe;
 use crate::error::{Error, Result};
 use crate::heads::HeadModule;
@@ -78,7 +78,7 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
     let train = Dataset::load(&cfg.train, &spec)?;
     if train.labels.len() < cfg.task.min_labels() {
         return Err(Error::data(
-            &cfg.train,
+            cfg.train.as_written(),
             None,
             cfg.columns.label.as_deref(),
             format!(
@@ -96,8 +96,8 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
     // Before a split, which keeps the skipped rows with the train part only.
     let mut skipped: Vec<String> = train.skipped_summary().into_iter().collect();
     let (train, validation) = match &cfg.validation {
-        Some(path) => {
-            let v = Dataset::load_with_labels(path, &spec, &train.labels)?;
+        Some(source) => {
+            let v = Dataset::load_with_labels(source, &spec, &train.labels)?;
             skipped.extend(v.skipped_summary());
             (train, Some(v))
         }
@@ -479,10 +479,11 @@ pub fn evaluate(
     })
 }
 
-/// Evaluates a loaded model with its active head on a data file, with the head's labels.
+/// Evaluates a loaded model with its active head on a dataset (file, folder or split), with
+/// the head's labels.
 pub fn evaluate_file(
     model: &AdapterModel,
-    path: &Path,
+    source: &DataSource,
     columns: &Columns,
     skip_bad_rows: bool,
     batch_size: usize,
@@ -509,7 +510,7 @@ pub fn evaluate_file(
         labels: None,
         skip_bad_rows,
     };
-    let ds = Dataset::load_with_labels(path, &spec, &labels)?;
+    let ds = Dataset::load_with_labels(source, &spec, &labels)?;
     let tokenizer = model.base.tokenizer.with_max_length(max_length)?;
     let set = EncodedSet::encode(&ds, &tokenizer)?;
     Ok((
@@ -1342,7 +1343,7 @@ mod tests {
     use super::*;
 
     fn config(stop_on: StopWatch, min_delta: f64) -> TrainConfig {
-        let mut c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
+        let mut c = TrainConfig::adapter(PathBuf::new(), DataSource::default(), Method::SEQ_BN);
         c.stop_on = stop_on;
         c.min_delta = min_delta;
         c
@@ -1377,17 +1378,18 @@ mod tests {
 
     #[test]
     fn the_studio_defaults_count_patience_only_after_a_third_of_the_steps() {
-        let c = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
+        let c = TrainConfig::adapter(PathBuf::new(), DataSource::default(), Method::SEQ_BN);
         assert_eq!(c.stop_on, StopWatch::Either);
         assert!((c.early_stop_after - 1.0 / 3.0).abs() < 1e-12);
         // 100 examples, batch 32: 4 steps an epoch; a fusion's 10 epochs = 40 < 100 steps.
-        let f = TrainConfig::fusion(PathBuf::new(), PathBuf::new(), Vec::new());
+        let f = TrainConfig::fusion(PathBuf::new(), DataSource::default(), Vec::new());
         assert_eq!(f.total_steps(100), 100);
         assert_eq!(c.total_steps(100), 120);
         // 30 epochs, about 10 epoch-end evaluations: every third epoch.
         assert_eq!(c.epochs_per_eval(100), 3);
         assert_eq!(c.total_steps(10_000), 30 * 313);
-        let paper = TrainConfig::adapter_paper(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
+        let paper =
+            TrainConfig::adapter_paper(PathBuf::new(), DataSource::default(), Method::SEQ_BN);
         assert_eq!(paper.total_steps(100), 120);
         assert_eq!(paper.stop_on, StopWatch::Metric);
         assert_eq!(paper.preset(), crate::training::Preset::Paper);
@@ -1404,7 +1406,7 @@ mod tests {
 
     #[test]
     fn hyper_parameters_out_of_range_are_refused_by_flag() {
-        let ok = TrainConfig::adapter(PathBuf::new(), PathBuf::new(), Method::SEQ_BN);
+        let ok = TrainConfig::adapter(PathBuf::new(), DataSource::default(), Method::SEQ_BN);
         assert!(ok.validate().is_ok());
         type Edit = Box<dyn Fn(&mut TrainConfig)>;
         let cases: Vec<(Edit, &str)> = vec![
@@ -1437,7 +1439,7 @@ mod tests {
         let rows: String = (0..16).map(|i| format!("text {i},{}\n", i % 2)).collect();
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
-        let mut cfg = TrainConfig::adapter(model, csv, Method::SEQ_BN);
+        let mut cfg = TrainConfig::adapter(model, DataSource::Path(csv), Method::SEQ_BN);
         cfg.device = crate::device::DeviceChoice::Cpu;
         cfg.batch_size = 4;
         cfg.validation_split = 0.0;
