@@ -883,3 +883,65 @@ fn the_official_clients_upload_folder_works_on_the_fake_hub_and_search_lists_ada
         "{out}"
     );
 }
+
+#[test]
+fn hub_info_lists_the_sizes_python_sees_marks_what_a_download_takes_and_shows_the_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = tmp.path().join("repos");
+    let hub = FakeHub::start(standard_repos(&repos), json!({}));
+    let home = tmp.path().join("hf");
+    let url = hub.url.as_str();
+    let out = ok(studio(
+        &home,
+        url,
+        &["hub", "info", "tiny/bert-tiny", "--json"],
+        &[],
+    ));
+    let info: Value = serde_json::from_str(&out).unwrap();
+    let code = "import huggingface_hub as h, json\n\
+                i = h.HfApi().model_info('tiny/bert-tiny', files_metadata=True)\n\
+                print(json.dumps({'sha': i.sha, 'sizes': {s.rfilename: s.size for s in i.siblings}}))";
+    let python_sees: Value = serde_json::from_str(&python(&home, url, code, &[])).unwrap();
+    assert_eq!(info["commit"], python_sees["sha"]);
+    let files = info["files"].as_array().unwrap();
+    assert_eq!(files.len(), python_sees["sizes"].as_object().unwrap().len());
+    let mut total = 0;
+    for f in files {
+        let name = f["name"].as_str().unwrap();
+        let on_disk = std::fs::metadata(repos.join("model").join(name))
+            .unwrap()
+            .len();
+        assert_eq!(f["size"], python_sees["sizes"][name], "{name}");
+        assert_eq!(f["size"].as_u64(), Some(on_disk), "{name}");
+        // TensorFlow weights beside torch ones are not downloaded; everything else is.
+        let taken = name != "tf_model.h5";
+        assert_eq!(f["downloaded"], taken, "{name}");
+        total += if taken { on_disk } else { 0 };
+    }
+    assert_eq!(info["download_bytes"].as_u64(), Some(total));
+    assert_eq!(info["card"], "# tiny\n");
+    // Nothing was downloaded to tell this.
+    assert!(!home.join("hub").join("models--tiny--bert-tiny").exists());
+
+    let text = ok(studio(&home, url, &["hub", "info", "tiny/lora@v1"], &[]));
+    assert!(
+        text.contains("* ") && text.contains("adapter_config.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a download takes") && text.contains("(no model card)"),
+        "{text}"
+    );
+    let e = failure(studio(
+        &home,
+        url,
+        &["hub", "info", "tiny/lora"],
+        &[("HF_HUB_OFFLINE", "1")],
+    ));
+    assert!(
+        e.contains("tiny/lora") && e.contains("HF_HUB_OFFLINE"),
+        "{e}"
+    );
+    let e = failure(studio(&home, url, &["hub", "info", "tiny/nothing"], &[]));
+    assert!(e.contains("tiny/nothing"), "{e}");
+}

@@ -1,4 +1,4 @@
-//! `adapter-studio hub download|push|search`, and Hub ids wherever a folder is accepted: an
+//! `adapter-studio hub download|push|search|info`, and Hub ids wherever a folder is accepted: an
 //! argument that is not an existing local path and reads as `owner/name[@revision]` becomes
 //! the snapshot folder of that repo in the Hugging Face cache (downloaded if missing). A local
 //! path always wins.
@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use adapter_studio::hf_hub::{self, HubSettings, RepoRef};
+use adapter_studio::library::size_text;
 
 #[derive(Subcommand)]
 pub enum HubCommand {
@@ -21,6 +22,21 @@ pub enum HubCommand {
     Push(PushArgs),
     /// Search the Hub's models (one line per repo: id, downloads, likes, last modified).
     Search(SearchArgs),
+    /// What a repo holds before downloading it: its commit, its files with sizes (marked `*`
+    /// when a download takes them), the download's size, and its model card.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The repo: `owner/name` or `owner/name@revision`.
+    id: String,
+    /// A branch, tag or commit (default: `main`, or the one after `@`).
+    #[arg(long)]
+    revision: Option<String>,
+    /// Print it as one JSON object (commit, files with sizes and whether downloaded, card).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -80,7 +96,52 @@ pub fn run(command: HubCommand) -> anyhow::Result<()> {
         HubCommand::Download(args) => download(args),
         HubCommand::Push(args) => push(args),
         HubCommand::Search(args) => search(args),
+        HubCommand::Info(args) => info(args),
     }
+}
+
+fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let repo = repo_ref(&args.id, args.revision)?;
+    let d = hf_hub::details(&repo, &HubSettings::from_env()?)?;
+    let (bytes, all_known) = d.download_bytes();
+    if args.json {
+        let files: Vec<serde_json::Value> = d
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name, "size": f.size, "downloaded": d.wanted.contains(&f.name),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "repo": d.repo, "commit": d.commit, "files": files,
+            "download_bytes": all_known.then_some(bytes), "card": d.card,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("{} at {}", d.repo, d.commit);
+    for f in &d.files {
+        let mark = if d.wanted.contains(&f.name) { '*' } else { ' ' };
+        let size = f.size.map(size_text).unwrap_or_else(|| "?".into());
+        println!("{mark} {size:>10}  {}", f.name);
+    }
+    let more = if all_known {
+        ""
+    } else {
+        " and files of unknown size"
+    };
+    println!(
+        "a download takes {} files (*): {}{more}",
+        d.wanted.len(),
+        size_text(bytes)
+    );
+    match &d.card {
+        Some(card) => println!("\n{}", card.trim_end()),
+        None => println!("\n(no model card)"),
+    }
+    Ok(())
 }
 
 /// Moves the progress bar (made on the first report) to `p`.
@@ -176,6 +237,21 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The repo `id` names, at `revision` when given (once: after `@` or as the flag).
+fn repo_ref(id: &str, revision: Option<String>) -> anyhow::Result<RepoRef> {
+    let repo = RepoRef::parse(id).ok_or_else(|| {
+        anyhow::anyhow!("`{id}` is not a Hub repo id (owner/name or owner/name@revision)")
+    })?;
+    let Some(r) = revision else {
+        return Ok(repo);
+    };
+    if repo.revision.is_some() {
+        anyhow::bail!("give the revision once: after `@` or with --revision");
+    }
+    RepoRef::parse(&format!("{}@{r}", repo.repo))
+        .ok_or_else(|| anyhow::anyhow!("--revision `{r}` is not a branch, tag or commit name"))
+}
+
 /// The bytes bar of downloads and uploads (stderr).
 fn new_bar(total: u64) -> ProgressBar {
     ProgressBar::new(total).with_style(
@@ -187,20 +263,7 @@ fn new_bar(total: u64) -> ProgressBar {
 }
 
 fn download(args: DownloadArgs) -> anyhow::Result<()> {
-    let mut repo = RepoRef::parse(&args.id).ok_or_else(|| {
-        anyhow::anyhow!(
-            "`{}` is not a Hub repo id (owner/name or owner/name@revision)",
-            args.id
-        )
-    })?;
-    if let Some(r) = args.revision {
-        if repo.revision.is_some() {
-            anyhow::bail!("give the revision once: after `@` or with --revision");
-        }
-        repo = RepoRef::parse(&format!("{}@{r}", repo.repo)).ok_or_else(|| {
-            anyhow::anyhow!("--revision `{r}` is not a branch, tag or commit name")
-        })?;
-    }
+    let repo = repo_ref(&args.id, args.revision)?;
     let folder = fetch(&repo, args.quiet)?;
     println!("{}", folder.display());
     Ok(())

@@ -1,5 +1,6 @@
-//! *From the Hub* on the Models and Adapters screens: search the Hugging Face Hub, download a
-//! repo into the cache Python shares (progress, cancel), and hand the snapshot to the screen.
+//! *From the Hub* on the Models and Adapters screens: search the Hugging Face Hub, see a repo's
+//! card and files with sizes, download it into the cache Python shares (progress, cancel), and
+//! hand the snapshot to the screen.
 //! Searches and downloads run on named threads of their own (a download may take minutes and
 //! must not hold up the side worker's predictions).
 use std::path::PathBuf;
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use adapter_studio::hf_hub::{self, HubSettings, RepoRef, RepoSummary};
+use adapter_studio::hf_hub::{self, HubSettings, RepoDetails, RepoRef, RepoSummary};
+use adapter_studio::library::size_text;
 
 use super::loading::Loading;
 
@@ -40,6 +42,8 @@ pub struct HubPanel {
     kind: HubKind,
     pub query: String,
     results: Option<Loading<Result<Vec<RepoSummary>, String>>>,
+    /// The repo whose card and files are shown (asked for with *Details*).
+    details: Option<(String, Loading<Result<RepoDetails, String>>)>,
     download: Option<Download>,
     pub message: Option<Result<String, String>>,
     /// Where the Hub and its cache are (None: from the environment, as huggingface_hub reads
@@ -57,6 +61,7 @@ impl HubPanel {
             kind,
             query: String::new(),
             results: None,
+            details: None,
             download: None,
             message: None,
             settings: None,
@@ -81,7 +86,9 @@ impl HubPanel {
 
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {
-        self.download.is_none() && self.results.as_ref().is_none_or(|r| r.is_ready())
+        self.download.is_none()
+            && self.results.as_ref().is_none_or(|r| r.is_ready())
+            && self.details.as_ref().is_none_or(|(_, d)| d.is_ready())
     }
 
     /// Searches the Hub for `query` as if it had been typed.
@@ -100,6 +107,108 @@ impl HubPanel {
             let settings = settings()?;
             hf_hub::search(&query, adapters, 30, &settings).map_err(|e| e.to_string())
         }));
+    }
+
+    /// Asks the Hub for `repo`'s files and card (nothing is downloaded).
+    fn show_details(&mut self, repo: String) {
+        let settings = self.settings();
+        let id = repo.clone();
+        let read = Loading::spawn("hub-details", move || {
+            let settings = settings()?;
+            let repo = RepoRef::parse(&id).ok_or_else(|| format!("`{id}` is not a Hub id"))?;
+            hf_hub::details(&repo, &settings).map_err(|e| e.to_string())
+        });
+        self.details = Some((repo, read));
+    }
+
+    /// The shown repo's card and files, with its download size and a download button; the
+    /// repo to download when it was pressed.
+    fn details_ui(&mut self, ui: &mut egui::Ui) -> Option<String> {
+        let busy = self.download.is_some();
+        let (repo, read) = self.details.as_mut()?;
+        let mut download = None;
+        let mut close = false;
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.strong(repo.as_str());
+                if ui.small_button("Close details").clicked() {
+                    close = true;
+                }
+            });
+            if !read.wait_ui(ui, &format!("{repo} on the Hub")) {
+                return;
+            }
+            let d = match read.poll() {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                    return;
+                }
+                None => return,
+            };
+            let (bytes, all_known) = d.download_bytes();
+            ui.weak(format!(
+                "commit {}",
+                d.commit.get(..12).unwrap_or(&d.commit)
+            ));
+            match &d.card {
+                Some(card) => {
+                    egui::ScrollArea::vertical()
+                        .id_salt(("hub_card", self.kind as u8))
+                        .max_height(180.0)
+                        .show(ui, |ui| {
+                            ui.label(card.trim());
+                        });
+                }
+                None => {
+                    ui.weak("This repo has no model card.");
+                }
+            }
+            ui.separator();
+            egui::ScrollArea::vertical()
+                .id_salt(("hub_files", self.kind as u8))
+                .max_height(160.0)
+                .show(ui, |ui| {
+                    egui::Grid::new(("hub_files_grid", self.kind as u8))
+                        .striped(true)
+                        .show(ui, |ui| {
+                            for f in &d.files {
+                                let taken = d.wanted.contains(&f.name);
+                                match taken {
+                                    true => ui.label(&f.name),
+                                    false => ui.weak(&f.name),
+                                };
+                                ui.label(f.size.map(size_text).unwrap_or_else(|| "?".into()));
+                                match taken {
+                                    true => ui.label("downloaded"),
+                                    false => ui.weak("skipped (other framework)"),
+                                };
+                                ui.end_row();
+                            }
+                        });
+                });
+            let more = if all_known {
+                ""
+            } else {
+                " and files of unknown size"
+            };
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "A download takes {} of {} files: {}{more}.",
+                    d.wanted.len(),
+                    d.files.len(),
+                    size_text(bytes)
+                ));
+                let label = format!("Download {} ({})", d.repo, size_text(bytes));
+                if ui.add_enabled(!busy, egui::Button::new(label)).clicked() {
+                    download = Some(d.repo.clone());
+                }
+            });
+        });
+        if close {
+            self.details = None;
+        }
+        download
     }
 
     fn start_download(&mut self, repo: String) {
@@ -231,9 +340,9 @@ impl HubPanel {
                         .desired_width(220.0)
                         .text(format!(
                             "{} of {} · {}/s{eta}",
-                            adapter_studio::library::size_text(d.bytes_done),
-                            adapter_studio::library::size_text(d.bytes_total),
-                            adapter_studio::library::size_text(speed as u64),
+                            size_text(d.bytes_done),
+                            size_text(d.bytes_total),
+                            size_text(speed as u64),
                         )),
                 );
                 if ui.button(format!("Cancel {}", d.repo)).clicked() {
@@ -254,7 +363,7 @@ impl HubPanel {
             _ => None,
         };
         super::message_ui(ui, &self.message);
-        let mut download = None;
+        let (mut download, mut details) = (None, None);
         if let Some(results) = &mut self.results {
             if results.wait_ui(ui, "the Hub's answer") {
                 match results.poll() {
@@ -299,6 +408,13 @@ impl HubPanel {
                                             {
                                                 download = Some(r.id.clone());
                                             }
+                                            if ui
+                                                .button(format!("Details {}", r.id))
+                                                .on_hover_text("Its model card and files with sizes, before downloading")
+                                                .clicked()
+                                            {
+                                                details = Some(r.id.clone());
+                                            }
                                             ui.end_row();
                                         }
                                     });
@@ -310,6 +426,12 @@ impl HubPanel {
                     None => {}
                 }
             }
+        }
+        if let Some(repo) = details {
+            self.show_details(repo);
+        }
+        if let Some(repo) = self.details_ui(ui) {
+            download = Some(repo);
         }
         if let Some(repo) = download {
             self.start_download(repo);
@@ -476,8 +598,8 @@ impl ShareDialog {
                         ui.add(egui::ProgressBar::new(fraction).desired_width(200.0).text(
                             format!(
                                 "{} of {}",
-                                adapter_studio::library::size_text(p.bytes_done),
-                                adapter_studio::library::size_text(p.bytes_total)
+                                size_text(p.bytes_done),
+                                size_text(p.bytes_total)
                             ),
                         ));
                         ui.ctx()

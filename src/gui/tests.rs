@@ -1565,8 +1565,22 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     assert!(h
         .query_by_label("Download tiny/roberta-adapter-hub")
         .is_some());
-    click(&mut h, "Download tiny/adapter-hub");
+    // Its card and files before anything is downloaded.
+    click(&mut h, "Details tiny/adapter-hub");
+    step_until(&mut h, "the repo's details", |a| a.library.hub.is_idle());
+    assert!(
+        h.query_by_label("# a").is_some(),
+        "the card, without its front matter"
+    );
+    for file in ["adapter_config.json", "README.md"] {
+        assert!(h.query_by_label(file).is_some(), "{file} listed");
+    }
+    assert!(h.query_by_label_contains("A download takes").is_some());
+    assert!(!settings.cache.join("models--tiny--adapter-hub").exists());
     let cache = settings.cache.clone();
+    h.get_by_label_contains("Download tiny/adapter-hub (")
+        .click();
+    h.step();
     step_until(&mut h, "the adapter's card", |a| {
         a.library.is_current() && a.library.items.iter().any(|i| i.dir.starts_with(&cache))
     });

@@ -26,9 +26,66 @@ pub(crate) struct Client {
 }
 
 /// What the listing says of one revision.
-pub(crate) struct RepoListing {
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoListing {
     pub commit: String,
-    pub files: Vec<String>,
+    pub files: Vec<RepoFile>,
+}
+
+/// One file of a revision: its path in the repo and its size in bytes, when the Hub gave it
+/// (the listing is asked with `blobs=true`, as `model_info(files_metadata=True)` asks it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoFile {
+    pub name: String,
+    pub size: Option<u64>,
+}
+
+impl RepoListing {
+    /// The listing in the Hub's answer to `GET /api/models/REPO/revision/REV`; an error says
+    /// what makes it unusable. File names that would leave the snapshot folder are refused.
+    pub fn parse(v: &serde_json::Value) -> std::result::Result<RepoListing, String> {
+        let commit = v
+            .get("sha")
+            .and_then(|s| s.as_str())
+            .filter(|s| is_commit(s))
+            .ok_or("no commit id (`sha`)")?
+            .to_ascii_lowercase();
+        let siblings = v
+            .get("siblings")
+            .and_then(|s| s.as_array())
+            .ok_or("no file list (`siblings`)")?;
+        if siblings.len() > MAX_FILES {
+            return Err(format!("more than {MAX_FILES} files"));
+        }
+        let mut files = Vec::with_capacity(siblings.len());
+        for s in siblings {
+            let name = s
+                .get("rfilename")
+                .and_then(|n| n.as_str())
+                .ok_or("a file without `rfilename`")?;
+            // A name that would leave the snapshot folder is refused, never written.
+            if !safe_repo_path(name) {
+                return Err(format!(
+                    "file name `{}` is not a plain relative path",
+                    crate::error::clip(name)
+                ));
+            }
+            let size = s
+                .get("size")
+                .or_else(|| s.get("lfs").and_then(|l| l.get("size")))
+                .and_then(|n| n.as_u64());
+            files.push(RepoFile {
+                name: name.to_string(),
+                size,
+            });
+        }
+        Ok(RepoListing { commit, files })
+    }
+
+    /// The files' paths.
+    pub fn names(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.name.clone()).collect()
+    }
 }
 
 /// What a HEAD says of one file.
@@ -83,45 +140,41 @@ impl Client {
         }
     }
 
-    /// The commit a revision is at and the files it holds.
+    /// The commit a revision is at and the files it holds, with their sizes.
     pub fn listing(&self, repo: &str, revision: &str) -> std::result::Result<RepoListing, Failure> {
         let url = format!(
-            "{}/api/models/{repo}/revision/{}",
+            "{}/api/models/{repo}/revision/{}?blobs=true",
             self.endpoint,
             quote(revision, false)
         );
         let response = send(self.authorized(self.follow.get(&url)))?;
         let v = read_json_body(response, "the listing")?;
-        let bad = |what: &str| Failure::Status(200, format!("the listing is unusable: {what}"));
-        let commit = v
-            .get("sha")
-            .and_then(|s| s.as_str())
-            .filter(|s| is_commit(s))
-            .ok_or_else(|| bad("no commit id (`sha`)"))?
-            .to_ascii_lowercase();
-        let siblings = v
-            .get("siblings")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| bad("no file list (`siblings`)"))?;
-        if siblings.len() > MAX_FILES {
-            return Err(bad(&format!("more than {MAX_FILES} files")));
-        }
-        let mut files = Vec::with_capacity(siblings.len());
-        for s in siblings {
-            let name = s
-                .get("rfilename")
-                .and_then(|n| n.as_str())
-                .ok_or_else(|| bad("a file without `rfilename`"))?;
-            // A name that would leave the snapshot folder is refused, never written.
-            if !safe_repo_path(name) {
-                return Err(bad(&format!(
-                    "file name `{}` is not a plain relative path",
-                    crate::error::clip(name)
-                )));
-            }
-            files.push(name.to_string());
-        }
-        Ok(RepoListing { commit, files })
+        RepoListing::parse(&v)
+            .map_err(|what| Failure::Status(200, format!("the listing is unusable: {what}")))
+    }
+
+    /// The text of a small file at `commit` (a model card), read up to `cap` bytes: None when
+    /// it is larger.
+    pub fn small_text(
+        &self,
+        repo: &str,
+        commit: &str,
+        file: &str,
+        cap: u64,
+    ) -> std::result::Result<Option<String>, Failure> {
+        let url = format!(
+            "{}/{repo}/resolve/{commit}/{}",
+            self.endpoint,
+            quote(file, true)
+        );
+        let response = send(self.authorized(self.follow.get(&url)))?;
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(cap + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| Failure::Network(format!("reading `{file}`: {e}")))?;
+        Ok((body.len() as u64 <= cap).then(|| String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// A file's ETag (its blob name), size and download URL at `commit`.

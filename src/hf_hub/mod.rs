@@ -28,6 +28,7 @@
 //! (card.rs); [`search`] (search.rs: the Hub's model search).
 mod cache;
 mod card;
+mod details;
 mod download;
 mod search;
 mod upload;
@@ -36,6 +37,8 @@ use std::path::{Path, PathBuf};
 
 pub use cache::{hf_home, hub_cache_dir, is_commit, CacheLock, RepoCache};
 pub use card::{CardFacts, CardKind, CardOverrides};
+pub use details::{details, RepoDetails};
+pub use download::{RepoFile, RepoListing};
 pub use search::{search, RepoSummary, ADAPTERS_LIBRARY, MAX_LIMIT};
 pub use upload::{push, PushOptions, PushPlan, Pushed, DEFAULT_MESSAGE};
 
@@ -283,7 +286,7 @@ pub fn fetch(
         }
     };
     cache.write_ref(repo.revision(), &listing.commit)?;
-    let wanted = wanted_files(&listing.files);
+    let wanted = wanted_files(&listing.names());
     // Files already in the snapshot are taken as they are (a commit's files never change).
     let missing: Vec<&String> = wanted
         .iter()
@@ -340,7 +343,7 @@ pub fn fetch(
 }
 
 /// One line for an error answer to the listing.
-fn listing_error(code: u16, why: &str, repo: &RepoRef, settings: &HubSettings) -> String {
+pub(crate) fn listing_error(code: u16, why: &str, repo: &RepoRef, settings: &HubSettings) -> String {
     let login = if settings.token.is_some() {
         "the token (HF_TOKEN or the token file) has no access to it"
     } else {

@@ -9,7 +9,8 @@ CONFIG: {"repos": {"owner/name": {"revisions": {"main": DIR, "v1": DIR2}, "priva
          "corrupt": ["owner/name/FILE"]     (FILE's bytes are served altered),
          "log": PATH              (one line per request: METHOD PATH RANGE)}
 
-- GET /api/models/OWNER/NAME[/revision/REV] → {"id", "sha", "siblings": [{"rfilename"}], …}
+- GET /api/models/OWNER/NAME[/revision/REV][?blobs=true] → {"id", "sha", "siblings":
+  [{"rfilename"[, "blobId", "size", "lfs": {"sha256", "size", "pointerSize"}]}], …}
 - HEAD|GET /OWNER/NAME/resolve/REV/FILE → X-Repo-Commit, ETag; a regular (git) file is served
   here (ETag: its git blob sha1); an LFS file (weights) answers 302 to /lfs/… with
   X-Linked-Etag (its sha256) and X-Linked-Size, as the Hub redirects to its CDN.
@@ -491,7 +492,9 @@ class Hub(BaseHTTPRequestHandler):
             rev = "main"
             if len(parts) >= 6 and parts[4] == "revision":
                 rev = urllib.parse.unquote("/".join(parts[5:]))
-            return self.listing(repo_id, rev)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            blobs = query.get("blobs", ["false"])[0].lower() == "true"
+            return self.listing(repo_id, rev, blobs)
         if len(parts) >= 5 and parts[2] == "resolve":
             repo_id = "/".join(parts[:2])
             rev = urllib.parse.unquote(parts[3])
@@ -503,7 +506,16 @@ class Hub(BaseHTTPRequestHandler):
             return self.send_bytes(repo_id, rel, data, {"ETag": f'"{parts[3]}"'})
         self.error(404, "NotFound", "no such route")
 
-    def listing(self, repo_id, rev):
+    def sibling(self, name, entry, blobs):
+        """A file of the listing; with `blobs=true` its size, blob id and LFS entry too."""
+        if not blobs:
+            return {"rfilename": name}
+        out = {"rfilename": name, "blobId": git_sha1(entry["data"]), "size": len(entry["data"])}
+        if entry["lfs"]:
+            out["lfs"] = {"sha256": entry["etag"], "size": len(entry["data"]), "pointerSize": 134}
+        return out
+
+    def listing(self, repo_id, rev, blobs=False):
         repo = self.repo(repo_id)
         if repo is None:
             return
@@ -523,7 +535,9 @@ class Hub(BaseHTTPRequestHandler):
                 "likes": 0,
                 "tags": [],
                 "lastModified": "2026-01-01T00:00:00.000Z",
-                "siblings": [{"rfilename": f} for f in sorted(repo["commits"][commit])],
+                "siblings": [
+                    self.sibling(f, e, blobs) for f, e in sorted(repo["commits"][commit].items())
+                ],
             }
         ).encode()
         self.send_response(200)
