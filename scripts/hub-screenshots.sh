@@ -37,11 +37,13 @@ JSON
 hub_pid=$!
 for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
 export HF_ENDPOINT="http://127.0.0.1:$(head -1 "$tmp/port")" HF_HOME="$tmp/hf-home"
+# Each screen also shows one repo's Details (its card and files with sizes).
+declare -A details=([models]=studio-demo/review-base-tiny [adapters]=studio-demo/review-rating-seq-bn)
 for screen in models adapters; do
   xvfb-run -a -s "-screen 0 1280x800x24" bash -c '
-    "$0" --workspace "$1" --screen "$2" --hub-query review & pid=$!
+    "$0" --workspace "$1" --screen "$2" --hub-query review --hub-details "$4" & pid=$!
     sleep 12
     import -window root "$3"
-    kill $pid; wait $pid 2>/dev/null || true' "$bin" "$tmp/ws" "$screen" "$PWD/screenshots/hub-$screen.png"
+    kill $pid; wait $pid 2>/dev/null || true' "$bin" "$tmp/ws" "$screen" "$PWD/screenshots/hub-$screen.png" "${details[$screen]}"
   echo "screenshots/hub-$screen.png"
 done

@@ -37,6 +37,10 @@ struct Cli {
     /// at once (for screenshots).
     #[arg(long, hide = true)]
     hub_query: Option<String>,
+    /// Without a command: show this Hub repo's card and files on the Models and Adapters
+    /// screens at once (for screenshots).
+    #[arg(long, hide = true)]
+    hub_details: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +109,7 @@ pub fn run() -> anyhow::Result<()> {
             screen: cli.screen,
             autostart: cli.autostart,
             hub_query: cli.hub_query,
+            hub_details: cli.hub_details,
         }),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!(

@@ -110,7 +110,7 @@ impl HubPanel {
     }
 
     /// Asks the Hub for `repo`'s files and card (nothing is downloaded).
-    fn show_details(&mut self, repo: String) {
+    pub fn show_details(&mut self, repo: String) {
         let settings = self.settings();
         let id = repo.clone();
         let read = Loading::spawn("hub-details", move || {
@@ -130,7 +130,7 @@ impl HubPanel {
         let mut close = false;
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.strong(repo.as_str());
+                ui.strong(format!("{repo} on the Hub"));
                 if ui.small_button("Close details").clicked() {
                     close = true;
                 }
@@ -180,7 +180,7 @@ impl HubPanel {
                                 };
                                 ui.label(f.size.map(size_text).unwrap_or_else(|| "?".into()));
                                 match taken {
-                                    true => ui.label("downloaded"),
+                                    true => ui.label("to download"),
                                     false => ui.weak("skipped (other framework)"),
                                 };
                                 ui.end_row();
@@ -389,7 +389,13 @@ impl HubPanel {
                                     .striped(true)
                                     .show(ui, |ui| {
                                         for r in shown {
-                                            ui.label(&r.id);
+                                            if ui
+                                                .link(&r.id)
+                                                .on_hover_text("Its model card and files with sizes, before downloading")
+                                                .clicked()
+                                            {
+                                                details = Some(r.id.clone());
+                                            }
                                             ui.label(format!(
                                                 "{} downloads · {} likes",
                                                 r.downloads.unwrap_or(0),
@@ -407,13 +413,6 @@ impl HubPanel {
                                                 .clicked()
                                             {
                                                 download = Some(r.id.clone());
-                                            }
-                                            if ui
-                                                .button(format!("Details {}", r.id))
-                                                .on_hover_text("Its model card and files with sizes, before downloading")
-                                                .clicked()
-                                            {
-                                                details = Some(r.id.clone());
                                             }
                                             ui.end_row();
                                         }

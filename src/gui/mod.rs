@@ -917,6 +917,7 @@ pub struct Launch {
     pub screen: Option<String>,
     pub autostart: bool,
     pub hub_query: Option<String>,
+    pub hub_details: Option<String>,
 }
 
 /// Opens the window on the workspace (the default one, with the demo content on first use).
@@ -950,6 +951,10 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             if let Some(q) = &launch.hub_query {
                 app.models.hub.search_for(q);
                 app.library.hub.search_for(q);
+            }
+            if let Some(id) = &launch.hub_details {
+                app.models.hub.show_details(id.clone());
+                app.library.hub.show_details(id.clone());
             }
             Ok(Box::new(app))
         }),

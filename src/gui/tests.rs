@@ -1565,8 +1565,8 @@ fn a_model_and_an_adapter_from_the_hub_are_found_downloaded_and_join_the_workspa
     assert!(h
         .query_by_label("Download tiny/roberta-adapter-hub")
         .is_some());
-    // Its card and files before anything is downloaded.
-    click(&mut h, "Details tiny/adapter-hub");
+    // The id opens its card and files before anything is downloaded.
+    click(&mut h, "tiny/adapter-hub");
     step_until(&mut h, "the repo's details", |a| a.library.hub.is_idle());
     assert!(
         h.query_by_label("# a").is_some(),

@@ -39,7 +39,7 @@ pub use cache::{hf_home, hub_cache_dir, is_commit, CacheLock, RepoCache};
 pub use card::{CardFacts, CardKind, CardOverrides};
 pub use details::{details, RepoDetails};
 pub use download::{RepoFile, RepoListing};
-pub use search::{search, RepoSummary, ADAPTERS_LIBRARY, MAX_LIMIT};
+pub use search::{parse_search_answer, search, RepoSummary, ADAPTERS_LIBRARY, MAX_LIMIT};
 pub use upload::{push, PushOptions, PushPlan, Pushed, DEFAULT_MESSAGE};
 
 use crate::error::{Error, Result};
@@ -343,7 +343,12 @@ pub fn fetch(
 }
 
 /// One line for an error answer to the listing.
-pub(crate) fn listing_error(code: u16, why: &str, repo: &RepoRef, settings: &HubSettings) -> String {
+pub(crate) fn listing_error(
+    code: u16,
+    why: &str,
+    repo: &RepoRef,
+    settings: &HubSettings,
+) -> String {
     let login = if settings.token.is_some() {
         "the token (HF_TOKEN or the token file) has no access to it"
     } else {

@@ -88,9 +88,16 @@ pub fn search(
                 Failure::Status(_, why) => why,
             })
         })?;
-    let items = answer
-        .as_array()
-        .ok_or_else(|| hub_error("the search answer is not a list".into()))?;
+    parse_search_answer(&answer, limit).map_err(hub_error)
+}
+
+/// The repos in the Hub's answer to a search (a JSON list), at most `limit`; entries without
+/// an id are skipped, text is kept to one line.
+pub fn parse_search_answer(
+    answer: &Value,
+    limit: usize,
+) -> std::result::Result<Vec<RepoSummary>, String> {
+    let items = answer.as_array().ok_or("the search answer is not a list")?;
     let mut out = Vec::new();
     for item in items.iter().take(limit) {
         let Some(id) = item
