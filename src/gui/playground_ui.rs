@@ -54,6 +54,14 @@ pub(super) fn probes_for(run: &Path, runs: &[RunEntry]) -> Result<Vec<Probe>, St
     } else {
         &[]
     };
+    // A fusion whose adapter's run was deleted: say so, not a path that is not found.
+    if let Some(gone) = fused.iter().find(|d| !d.is_dir()) {
+        return Err(format!(
+            "This fusion's adapter {} is gone (was its run deleted?): restore it with Undo on \
+             the Runs screen, or train it again. The fusion cannot run without it.",
+            gone.display()
+        ));
+    }
     for dir in fused {
         let Some(head) = head_for(dir) else { continue };
         let name = adapter_studio::hub::read_adapter_config(dir)

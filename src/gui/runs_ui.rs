@@ -411,10 +411,11 @@ pub struct RunsView {
     /// This process's resident memory, read at most once a second.
     memory: Option<(Instant, Option<f64>)>,
     confirm_delete: Option<PathBuf>,
-    /// The last deleted run: (where it was, where it is now), for Undo.
-    deleted: Option<(PathBuf, PathBuf)>,
-    /// The side worker's request moving a run to the trash.
-    pub trash_pending: Option<u64>,
+    /// What the last delete moved to the trash, each run (where it was, where it is now), for
+    /// Undo: a run, or a run and the fusions built on it.
+    deleted: Vec<(PathBuf, PathBuf)>,
+    /// The side worker's requests moving runs to the trash.
+    pub trash_pending: Vec<u64>,
     pub message: Option<String>,
     /// When the run folder was last looked at for runs of other processes.
     followed: Option<Instant>,
@@ -434,8 +435,8 @@ impl Default for RunsView {
             next_colour: 0,
             memory: None,
             confirm_delete: None,
-            deleted: None,
-            trash_pending: None,
+            deleted: Vec::new(),
+            trash_pending: Vec::new(),
             message: None,
             followed: None,
             share: Default::default(),
@@ -541,14 +542,13 @@ impl RunsView {
 
     /// A run moved to the trash (or why it was not).
     pub fn on_trashed(&mut self, run: PathBuf, result: Result<PathBuf, String>) {
-        self.trash_pending = None;
         match result {
             Ok(to) => {
                 self.runs.retain(|r| r.dir != run);
                 if self.selected.as_ref() == Some(&run) {
                     self.selected = self.runs.last().map(|r| r.dir.clone());
                 }
-                self.deleted = Some((run, to));
+                self.deleted.push((run, to));
             }
             Err(e) => self.message = Some(format!("cannot delete: {e}")),
         }
@@ -558,12 +558,63 @@ impl RunsView {
     /// adapter library then reads its cards again).
     pub fn on_side_event(&mut self, event: SideEvent) -> Option<AppRequest> {
         match event {
-            SideEvent::Trashed { id, run, result } if self.trash_pending == Some(id) => {
+            SideEvent::Trashed { id, run, result } if self.trash_pending.contains(&id) => {
+                self.trash_pending.retain(|p| *p != id);
                 self.on_trashed(run, result);
                 Some(AppRequest::LibraryChanged)
             }
             _ => None,
         }
+    }
+
+    /// The fusion runs built on `dir`'s adapter: they would no longer load without it.
+    pub fn dependents(&self, dir: &Path) -> Vec<&RunEntry> {
+        self.runs
+            .iter()
+            .filter(|r| r.dir != dir)
+            .filter(|r| {
+                r.info.as_ref().is_some_and(|i| match &i.config.stage {
+                    Stage::Fusion { adapters, .. } => adapters.iter().any(|a| a.starts_with(dir)),
+                    Stage::Adapter { .. } => false,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves `runs` to the workspace trash on the side worker (a lock and a rename each,
+    /// slow on network disks); Undo then puts all of them back.
+    fn trash(&mut self, runs: Vec<PathBuf>, ctx: &mut ScreenCtx) {
+        self.deleted.clear();
+        for run in runs {
+            let trash = ctx.ws.root.join(".trash");
+            let id = ctx.ask_side(|id| adapter_studio::side_worker::SideCommand::Trash {
+                id,
+                run,
+                trash,
+            });
+            self.trash_pending.push(id);
+        }
+    }
+
+    /// Puts back what the last delete moved to the trash (the Undo button and Ctrl+Z).
+    pub fn undo_delete(&mut self) {
+        for (from, to) in std::mem::take(&mut self.deleted) {
+            match std::fs::rename(&to, &from) {
+                Ok(()) => {
+                    let mut e = RunEntry::new(&from);
+                    e.reload();
+                    self.add(e);
+                }
+                Err(err) => {
+                    self.message = Some(format!("cannot restore {}: {err}", from.display()))
+                }
+            }
+        }
+    }
+
+    /// Whether Undo has a delete to put back.
+    pub fn can_undo(&self) -> bool {
+        !self.deleted.is_empty() && self.trash_pending.is_empty()
     }
 
     /// Lists a run that was just sent to the worker (not selected: a study queues many).
@@ -689,7 +740,14 @@ fn smoothed(points: &[[f64; 2]], weight: f64) -> Vec<[f64; 2]> {
 
 impl RunsView {
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
-        if self.runs.is_empty() {
+        // Ctrl+Z puts back the last delete (a focused text field keeps Ctrl+Z for its text).
+        if self.can_undo()
+            && !ui.ctx().egui_wants_keyboard_input()
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z))
+        {
+            self.undo_delete();
+        }
+        if self.runs.is_empty() && !self.can_undo() {
             ui.heading("Runs");
             ui.label("No runs yet. Start one from the Train screen; it will appear here with live curves.");
             if ui.button("Go to Train").clicked() {
@@ -718,24 +776,20 @@ impl RunsView {
         if let Some(m) = &self.message {
             ui.label(m);
         }
-        if let Some((from, to)) = self.deleted.clone() {
-            ui.horizontal(|ui| {
-                ui.label(format!(
-                    "Deleted {}",
+        if self.can_undo() {
+            let names: Vec<String> = self
+                .deleted
+                .iter()
+                .map(|(from, _)| {
                     from.file_name()
-                        .map(|n| n.to_string_lossy())
+                        .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default()
-                ));
-                if ui.button("Undo delete").clicked() {
-                    match std::fs::rename(&to, &from) {
-                        Ok(()) => {
-                            let mut e = RunEntry::new(&from);
-                            e.reload();
-                            self.add(e);
-                            self.deleted = None;
-                        }
-                        Err(err) => self.message = Some(format!("cannot restore: {err}")),
-                    }
+                })
+                .collect();
+            ui.horizontal(|ui| {
+                ui.label(format!("Deleted {}", names.join(", ")));
+                if ui.button("Undo delete").on_hover_text("Ctrl+Z").clicked() {
+                    self.undo_delete();
                 }
             });
         }
@@ -1103,25 +1157,50 @@ impl RunsView {
         let Some(dir) = self.confirm_delete.clone() else {
             return;
         };
+        let dependents: Vec<(PathBuf, String)> = self
+            .dependents(&dir)
+            .into_iter()
+            .map(|r| (r.dir.clone(), r.id.clone()))
+            .collect();
+        let mut chosen: Option<Vec<PathBuf>> = None;
         let modal = egui::Modal::new(egui::Id::unique("confirm_delete")).show(ui.ctx(), |ui| {
             ui.heading("Delete this run?");
             ui.label(format!("{} and its adapter, head and curves will be moved to the workspace trash (Undo is offered).", dir.display()));
+            let n = dependents.len();
+            if n > 0 {
+                let names: Vec<&str> = dependents.iter().map(|(_, id)| id.as_str()).collect();
+                let fusions = if n == 1 { "fusion" } else { "fusions" };
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    format!(
+                        "Its adapter is used by {n} {fusions}: {}. Without it they no longer load.",
+                        names.join(", ")
+                    ),
+                );
+            }
             ui.horizontal(|ui| {
-                if ui.button("Delete run").clicked() {
-                    // Moved on the side worker (a lock and a rename, slow on network disks).
-                    let (run, trash) = (dir.clone(), ctx.ws.root.join(".trash"));
-                    let id = ctx.ask_side(|id| {
-                        adapter_studio::side_worker::SideCommand::Trash { id, run, trash }
-                    });
-                    self.trash_pending = Some(id);
-                    self.confirm_delete = None;
+                let only = if n > 0 { "Delete the run only" } else { "Delete run" };
+                if ui.button(only).clicked() {
+                    chosen = Some(vec![dir.clone()]);
+                }
+                if n > 0
+                    && ui
+                        .button(format!("Delete it and the {n} {}", if n == 1 { "fusion" } else { "fusions" }))
+                        .clicked()
+                {
+                    let mut all = vec![dir.clone()];
+                    all.extend(dependents.iter().map(|(d, _)| d.clone()));
+                    chosen = Some(all);
                 }
                 if ui.button("Keep").clicked() {
                     self.confirm_delete = None;
                 }
             });
         });
-        if modal.should_close() {
+        if let Some(runs) = chosen {
+            self.trash(runs, ctx);
+            self.confirm_delete = None;
+        } else if modal.should_close() {
             self.confirm_delete = None;
         }
     }

@@ -1087,12 +1087,96 @@ fn overlaid_runs_add_to_the_selected_one_keep_their_colours_and_an_early_stop_sa
     click(&mut h, "Delete");
     click(&mut h, "Delete run");
     step_until(&mut h, "the move to the trash", |a| {
-        a.runs.trash_pending.is_none()
+        a.runs.trash_pending.is_empty()
     });
     assert_eq!(ids(h.state()), before[1..]);
     assert!(dir.path().join(".trash").read_dir().unwrap().count() == 1);
     click(&mut h, "Undo delete");
     assert_eq!(ids(h.state()), before);
+}
+
+#[test]
+fn deleting_a_run_names_the_fusions_built_on_it_and_can_take_them_along_and_ctrl_z_undoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // Fused adapters need names of their own.
+    let source = |name: &str| {
+        let mut cfg = adapter_studio::training::TrainConfig::adapter(
+            tiny_model(),
+            ws.state.datasets[0].train.clone(),
+            adapter_studio::training::Method::SEQ_BN,
+        );
+        (cfg.max_steps, cfg.batch_size, cfg.name) = (Some(2), 8, name.replace('-', "_"));
+        let out = ws.runs_dir().join(name);
+        adapter_studio::training::train(&cfg, &out, &mut |_| {}, &Default::default()).unwrap();
+        out
+    };
+    let (a, b) = (source("source-a"), source("source-b"));
+    let mut cfg = adapter_studio::training::TrainConfig::fusion(
+        tiny_model(),
+        ws.state.datasets[0].train.clone(),
+        vec![a.join("adapter"), b.join("adapter")],
+    );
+    cfg.max_steps = Some(2);
+    cfg.batch_size = 8;
+    let fusion = ws.runs_dir().join("the-fusion");
+    adapter_studio::training::train(&cfg, &fusion, &mut |_| {}, &Default::default()).unwrap();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.state_mut().runs.selected = Some(a.clone());
+    h.step();
+    let ids = |a: &StudioApp| a.runs.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let before = ids(h.state());
+    assert_eq!(before.len(), 3);
+
+    click(&mut h, "Delete");
+    assert!(h
+        .query_by_label_contains("used by 1 fusion: the-fusion")
+        .is_some());
+    click(&mut h, "Delete it and the 1 fusion");
+    step_until(&mut h, "the moves to the trash", |a| {
+        a.runs.trash_pending.is_empty()
+    });
+    assert_eq!(ids(h.state()), ["source-b"]);
+    assert!(!fusion.exists() && !a.exists());
+    assert!(
+        h.query_by_label_contains("Deleted source-a, the-fusion")
+            .is_some()
+            || h.query_by_label_contains("Deleted the-fusion, source-a")
+                .is_some()
+    );
+
+    // Ctrl+Z puts both back, in their places.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    assert_eq!(ids(h.state()), before);
+    assert!(fusion.join("run.json").is_file() && a.join("adapter").is_dir());
+
+    // A run nothing is built on says nothing of fusions; Keep changes nothing.
+    h.state_mut().runs.selected = Some(fusion.clone());
+    h.step();
+    click(&mut h, "Delete");
+    assert!(h.query_by_label_contains("used by").is_none());
+    click(&mut h, "Keep");
+    assert_eq!(ids(h.state()), before);
+
+    // Deleting the source alone leaves a fusion that says what it lacks when it is tried.
+    h.state_mut().runs.selected = Some(a.clone());
+    h.step();
+    click(&mut h, "Delete");
+    click(&mut h, "Delete the run only");
+    step_until(&mut h, "the move to the trash", |a| {
+        a.runs.trash_pending.is_empty()
+    });
+    h.state_mut().screen = Screen::Playground;
+    h.state_mut().playground.run = Some(fusion.clone());
+    h.step();
+    type_into(&mut h, "Text", "a fine film");
+    click(&mut h, "Predict");
+    assert!(h
+        .query_by_label_contains("is gone (was its run deleted?)")
+        .is_some());
 }
 
 #[test]
