@@ -71,28 +71,52 @@ impl AdapterModel {
         self.set_setup(setup)
     }
 
-    /// Checks that every adapter (and fusion) the setup names is loaded.
+    /// Checks that the setup nests as the library allows and that every adapter (and fusion)
+    /// it names is loaded; errors list what is.
     pub fn set_setup(&mut self, setup: Option<Setup>) -> Result<()> {
         if let Some(s) = &setup {
             s.validate()?;
+            // Every example is padded to a Split's length: never more than the model takes.
+            let max = self.base.tokenizer.max_length;
+            if let Some(len) = s.sequence_length().filter(|n| *n > max as i64) {
+                return Err(Error::Invalid(format!(
+                    "the setup {s} cuts every example into {len} tokens in all, more than the \
+                     model takes ({max})"
+                )));
+            }
             for name in s.flatten() {
                 if !self.adapters.contains_key(name) {
+                    let loaded: Vec<&str> = self.adapters.keys().map(String::as_str).collect();
                     return Err(Error::Invalid(format!(
-                        "the setup {s} names adapter `{name}`, which is not loaded"
+                        "the setup {s} names adapter `{name}`, which is not loaded ({})",
+                        match loaded.as_slice() {
+                            [] => "no adapter is loaded".to_string(),
+                            some => format!("loaded: {}", some.join(", ")),
+                        }
                     )));
                 }
             }
-            fn fuses(s: &Setup, out: &mut Vec<String>) {
+            fn fuses<'s>(s: &'s Setup, out: &mut Vec<&'s Setup>) {
                 if let Setup::Fuse(_) = s {
-                    out.push(s.name());
+                    out.push(s);
                 }
                 s.children().iter().for_each(|c| fuses(c, out));
             }
             let mut needed = Vec::new();
             fuses(s, &mut needed);
-            if let Some(missing) = needed.iter().find(|n| !self.fusions.contains_key(*n)) {
+            if let Some(block) = needed
+                .iter()
+                .find(|b| !self.fusions.contains_key(&b.name()))
+            {
+                let loaded: Vec<String> = self.fusions.keys().map(|k| format!("`{k}`")).collect();
                 return Err(Error::Invalid(format!(
-                    "the setup {s} needs fusion `{missing}`, which is not loaded"
+                    "the setup {s} needs the fusion `{}` (of exactly those adapters, in this \
+                     order) for its {block}, which is not loaded ({})",
+                    block.name(),
+                    match loaded.as_slice() {
+                        [] => "no fusion is loaded".to_string(),
+                        some => format!("loaded: {}", some.join(", ")),
+                    }
                 )));
             }
         }

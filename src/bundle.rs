@@ -9,6 +9,7 @@ use serde_json::Value;
 use tch::{Device, Tensor};
 
 use crate::adapter_model::AdapterModel;
+use crate::adapters::Setup;
 use crate::error::{Error, Result};
 use crate::hub;
 use crate::io::weights;
@@ -231,7 +232,21 @@ pub fn load(dir: &Path, device: Device) -> Result<AdapterModel> {
         }
         None => None,
     };
-    model.activate_parts(&order, fusion)?;
+    // The setup the manifest records (a bundle exported with `--setup` keeps it); bundles
+    // record the one their parts imply otherwise, which is also what a null one means.
+    match &manifest.adapter_setup {
+        Value::Null => model.activate_parts(&order, fusion)?,
+        recorded => {
+            let setup = Setup::from_adapterhub_json(recorded)
+                .map_err(|e| Error::config(&mpath, "adapter_setup", e.to_string()))?;
+            if let Some(fusion) = fusion {
+                model.fusions.insert(fusion.name.clone(), fusion);
+            }
+            model
+                .set_setup(Some(setup))
+                .map_err(|e| Error::config(&mpath, "adapter_setup", e.to_string()))?;
+        }
+    }
     let env = hub::envelope_from_value(&mpath, manifest.head.clone())?;
     let cfg = hub::parse_head_config(&env)?;
     let head = hub::build_head(&env, cfg, &file, tensors, &model.base, None)?;

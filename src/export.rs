@@ -7,6 +7,7 @@ use serde_json::json;
 use tch::Device;
 
 use crate::adapter_model::AdapterModel;
+use crate::adapters::Setup;
 use crate::bundle::{self, FileEntry, Manifest};
 use crate::error::{Error, Result};
 use crate::hub::{self, WeightFormat};
@@ -134,6 +135,17 @@ pub fn export(
     spec: &ExportSpec,
     on_progress: &mut dyn FnMut(&ExportProgress) -> bool,
 ) -> Result<ExportReport> {
+    export_with_setup(spec, None, on_progress)
+}
+
+/// [`export`] with `setup` as the active setup instead of the one the parts imply (a Stack of
+/// the adapters, or Fuse with the fusion): what `adapter_setup.json` or the bundle's manifest
+/// records, and what a bundle predicts with. Every adapter it names must be among the parts.
+pub fn export_with_setup(
+    spec: &ExportSpec,
+    setup: Option<&Setup>,
+    on_progress: &mut dyn FnMut(&ExportProgress) -> bool,
+) -> Result<ExportReport> {
     let out = &spec.out;
     let _run_lock = spec
         .from_run
@@ -156,7 +168,10 @@ pub fn export(
         device: Device::Cpu,
         ..spec.parts.clone()
     };
-    let model = predict::load(&parts)?;
+    let mut model = predict::load(&parts)?;
+    if let Some(setup) = setup {
+        model.set_setup(Some(setup.clone()))?;
+    }
     let head_name = model
         .active_head
         .clone()
@@ -258,13 +273,15 @@ fn write_adapterhub(
     })?;
     let mc = &model.base.config;
     w.bytes_total = tensor_bytes(&bundle::parts_state_dict(model));
-    // Same layout as the library's save_adapter_setup(dir, setup, head_setup=head).
-    for name in setup.flatten() {
+    // Same layout as the library's save_adapter_setup(dir, setup, head_setup=head): each
+    // adapter of the setup once, and the fusions its Fuse blocks use.
+    for name in adapters_of(setup) {
         check_name(name)?;
         hub::save_adapter(&model.adapters[name], mc, &w.root.join(name), format)?;
         w.finished(name)?;
     }
-    for fusion in model.fusions.values() {
+    let used: Vec<String> = fusions_of(setup);
+    for fusion in model.fusions.values().filter(|f| used.contains(&f.name)) {
         check_name(&fusion.name)?;
         hub::save_fusion(fusion, mc, &w.root.join(&fusion.name), format)?;
         w.finished(&fusion.name)?;
@@ -285,6 +302,30 @@ fn write_adapterhub(
         }),
     )?;
     w.finished("adapter_setup.json")
+}
+
+/// The adapters a setup names, each once, in order.
+fn adapters_of(setup: &Setup) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for name in setup.flatten() {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The fusions a setup's Fuse blocks use.
+fn fusions_of(setup: &Setup) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![setup];
+    while let Some(s) = stack.pop() {
+        if let Setup::Fuse(_) = s {
+            out.push(s.name());
+        }
+        stack.extend(s.children());
+    }
+    out
 }
 
 fn write_bundle(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result<()> {
@@ -339,7 +380,7 @@ fn write_bundle(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
         );
     }
     let setup = model.setup.as_ref();
-    let order: Vec<&str> = setup.map(|s| s.flatten()).unwrap_or_default();
+    let order: Vec<&str> = setup.map(adapters_of).unwrap_or_default();
     let head = &model.heads[head_name];
     let manifest = Manifest {
         format: bundle::FORMAT.into(),

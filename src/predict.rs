@@ -36,6 +36,11 @@ pub struct Prediction {
     /// fusion_attention[layer][adapter]: mean over the example's non-padding tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fusion_attention: Option<Vec<Vec<f64>>>,
+    /// With a Parallel setup, the name of each channel (its last adapter, as the library
+    /// names a Parallel's heads); `logits`, `probabilities` and `label` then hold one entry
+    /// per channel, in this order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
     /// The head's label names in id order (the order of `probabilities`).
     #[serde(skip)]
     pub labels: Vec<String>,
@@ -105,14 +110,20 @@ pub fn predict(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Prediction>>
 /// Runs every input through `model`, `batch_size` at a time, and hands each prediction to
 /// `emit` in input order; returns how many there were. Inputs are read a window at a time
 /// ([`WINDOW_BATCHES`] batches), so any number of them fit in the same memory. Padding and
-/// batching do not change a result (the attention mask hides the padding).
+/// batching do not change a result (the attention mask hides the padding). A setup with a
+/// BatchSplit fixes the batches instead: consecutive inputs, as many as its sizes add up to
+/// (the last batch must be whole, as in the library).
 pub fn predict_stream(
     model: &AdapterModel,
     inputs: impl Iterator<Item = Result<Input>>,
     batch_size: usize,
     emit: &mut dyn FnMut(Prediction) -> Result<()>,
 ) -> Result<usize> {
-    let batch_size = batch_size.max(1);
+    let split = model.setup.as_ref().and_then(Setup::batch_size);
+    let batch_size = match split {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX).max(1),
+        None => batch_size.max(1),
+    };
     let window = batch_size.saturating_mul(WINDOW_BATCHES);
     let mut buffer = Vec::with_capacity(window.min(1 << 16));
     let mut done = 0;
@@ -128,7 +139,8 @@ pub fn predict_stream(
     Ok(done)
 }
 
-/// One window: batches of similar length (less padding), then the results in input order.
+/// One window: batches of similar length (less padding), then the results in input order;
+/// with a BatchSplit, whole batches of consecutive inputs.
 fn predict_window(
     model: &AdapterModel,
     inputs: Vec<Input>,
@@ -137,8 +149,19 @@ fn predict_window(
 ) -> Result<usize> {
     let n = inputs.len();
     let mut order: Vec<usize> = (0..n).collect();
-    // Characters are a close enough proxy for tokens to group lengths.
-    order.sort_by_key(|&i| inputs[i].0.len() + inputs[i].1.as_ref().map_or(0, String::len));
+    if let Some(setup) = model.setup.as_ref().filter(|s| s.batch_size().is_some()) {
+        if !n.is_multiple_of(batch_size) {
+            return Err(Error::Invalid(format!(
+                "{setup} cuts every batch into {batch_size} examples (the sum of its sizes), in \
+                 input order: the last {} input(s) do not make a whole batch; give a multiple \
+                 of {batch_size} inputs",
+                n % batch_size
+            )));
+        }
+    } else {
+        // Characters are a close enough proxy for tokens to group lengths.
+        order.sort_by_key(|&i| inputs[i].0.len() + inputs[i].1.as_ref().map_or(0, String::len));
+    }
     let mut results: Vec<Option<Prediction>> = (0..n).map(|_| None).collect();
     for chunk in order.chunks(batch_size) {
         let batch: Vec<Input> = chunk.iter().map(|&i| inputs[i].clone()).collect();
@@ -162,10 +185,28 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
         .as_ref()
         .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
     let head = &model.heads[head_name];
+    // A Split cuts every example's tokens at fixed places: all are padded to its length.
+    let length = model.setup.as_ref().and_then(Setup::sequence_length);
+    let min_len = length.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let batch = model
         .base
         .tokenizer
-        .encode_batch(texts, model.base.device())?;
+        .encode_batch_to(texts, min_len, model.base.device())?;
+    if let (Some(setup), Some(_)) = (&model.setup, length) {
+        if let Some((i, tokens)) = batch
+            .tokens
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.len() > min_len)
+        {
+            return Err(Error::Invalid(format!(
+                "{setup} cuts every example into spans of {min_len} tokens in all, but `{}` has \
+                 {} (special tokens included)",
+                crate::error::clip(&texts[i].0),
+                tokens.len()
+            )));
+        }
+    }
     let out = tch::no_grad(|| model.forward(&batch, false))?;
     let logits = out
         .logits
@@ -176,8 +217,13 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
     // Per-example fusion weights: at each token [batch, layers, tokens, adapters], and their
     // mean over real tokens [batch, layers, adapters].
     let mut fusion_layers = Vec::new();
-    let (fusion_tokens, fusion_means, fusion_adapters) = match &model.setup {
-        Some(s @ Setup::Fuse(_)) => {
+    // The setup's (first) Fuse, at the top or in a Stack.
+    let fuse = model
+        .setup
+        .as_ref()
+        .and_then(|s| s.find_block(&|b| matches!(b, Setup::Fuse(_))));
+    let (fusion_tokens, fusion_means, fusion_adapters) = match fuse {
+        Some(s) => {
             let name = s.name();
             let per_layer = fusion_weights_by_layer(&out.fusion, &name);
             fusion_layers = per_layer.iter().map(|r| r.layer).collect();
@@ -198,10 +244,36 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
                     Some(Tensor::stack(&means, 1)),
                 )
             };
-            (tokens, stacked, model.fusions[&name].adapter_names.clone())
+            let adapters = model
+                .fusions
+                .get(&name)
+                .map(|f| f.adapter_names.clone())
+                .unwrap_or_default();
+            (tokens, stacked, adapters)
         }
         _ => (None, None, Vec::new()),
     };
+    // With Parallel, the head's rows are the channels' one after another: [channels × batch].
+    let channels: Option<Vec<String>> = match &model.setup {
+        Some(s) if s.parallel_channels() > 1 => {
+            s.find_block(&|b| matches!(b, Setup::Parallel(_))).map(|p| {
+                p.children()
+                    .iter()
+                    .map(|c| c.last().unwrap_or_default().to_string())
+                    .collect()
+            })
+        }
+        _ => None,
+    };
+    let n_channels = channels.as_ref().map_or(1, Vec::len);
+    let dims = logits.size();
+    if dims.first().copied() != Some((n_channels * texts.len()) as i64) {
+        return Err(Error::Invalid(format!(
+            "the head gave {:?} outputs for {} texts in {n_channels} channel(s)",
+            dims,
+            texts.len()
+        )));
+    }
 
     let labels = &head.config.labels;
     // One copy of each output to the host per batch, then plain slices per example (a tensor
@@ -214,7 +286,6 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
                 .view(-1),
         )?)
     };
-    let dims = logits.size();
     let n_labels = *dims.last().unwrap_or(&1) as usize;
     let padded_len = batch.attention_mask.size()[1] as usize;
     let (logits_h, probs_h) = (host(&logits)?, host(&probs)?);
@@ -230,7 +301,8 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
     let mut out_preds = Vec::with_capacity(texts.len());
     for (i, (text, pair)) in texts.iter().enumerate() {
         let n_tokens = batch.tokens[i].len();
-        let (logits_v, probs_v, label) = match head.config.head_type {
+        // Row `i` of the head's output: (logits, probabilities, label).
+        let outputs = |i: usize| match head.config.head_type {
             HeadType::Tagging => {
                 let start = i * padded_len * n_labels;
                 let l = rows(&logits_h, start, n_tokens, n_labels);
@@ -264,6 +336,27 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
                 (serde_json::to_value(l), serde_json::to_value(p), label)
             }
         };
+        let (logits_v, probs_v, label) = match &channels {
+            None => outputs(i),
+            Some(_) => {
+                let rows: Vec<_> = (0..n_channels)
+                    .map(|c| outputs(c * texts.len() + i))
+                    .collect();
+                let mut logits = Vec::new();
+                let mut probs = Vec::new();
+                let mut labels = Vec::new();
+                for (l, p, label) in rows {
+                    logits.push(l.unwrap_or(Value::Null));
+                    probs.push(p.unwrap_or(Value::Null));
+                    labels.push(label);
+                }
+                (
+                    Ok(Value::Array(logits)),
+                    Ok(Value::Array(probs)),
+                    Value::Array(labels),
+                )
+            }
+        };
         // [batch, layers, adapters] and [batch, layers, tokens, adapters].
         let fusion_attention = means_h
             .as_ref()
@@ -283,6 +376,7 @@ pub fn predict_batch(model: &AdapterModel, texts: &[Input]) -> Result<Vec<Predic
             probabilities: probs_v.unwrap_or(Value::Null),
             label,
             fusion_attention,
+            channels: channels.clone(),
             labels: labels.clone(),
             fusion_adapters: fusion_adapters.clone(),
             fusion_tokens,

@@ -281,6 +281,16 @@ impl TextTokenizer {
         texts: &[(String, Option<String>)],
         device: Device,
     ) -> Result<Batch> {
+        self.encode_batch_to(texts, 0, device)
+    }
+
+    /// [`encode_batch`](Self::encode_batch), padded to at least `min_len` tokens.
+    pub fn encode_batch_to(
+        &self,
+        texts: &[(String, Option<String>)],
+        min_len: usize,
+        device: Device,
+    ) -> Result<Batch> {
         let mut ids = Vec::with_capacity(texts.len());
         let mut types = Vec::with_capacity(texts.len());
         let mut tokens = Vec::with_capacity(texts.len());
@@ -294,7 +304,7 @@ impl TextTokenizer {
             types.push(e.type_ids);
             tokens.push(enc.get_tokens().to_vec());
         }
-        Ok(Self::pad(ids, types, tokens, self.pad_id, 0, device))
+        Ok(Self::pad(ids, types, tokens, self.pad_id, min_len, device))
     }
 
     /// Pads id sequences into a batch to the longest, or to `min_len` if that is longer

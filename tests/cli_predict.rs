@@ -440,3 +440,302 @@ fn table_inputs_are_read_by_column_and_a_wrong_column_is_named() {
         "{err}"
     );
 }
+
+/// Setups in the library's notation over the committed tiny BERT's `a`, `b`, `c` (seq_bn) with
+/// the fusion each needs and the length a Split pads every example to (its third text has 33
+/// tokens): one of each block, nested ones, and quoted names with blanks and a trailing comma.
+const NOTATION_CASES: [(&str, Option<&str>, Option<usize>); 10] = [
+    ("Stack(c, Fuse(a, b))", Some("fusion_ab"), None),
+    ("Fuse(a, b, c)", Some("fusion_abc"), None),
+    ("Average(a, b, weights=[0.3, 0.7])", None, None),
+    ("Parallel(a, Stack(b, c))", None, None),
+    ("BatchSplit(a, b, batch_sizes=[1, 2])", None, None),
+    ("Split(a, b, splits=[5, 43])", None, Some(48)),
+    (
+        "Split(Stack(b, c), Average(a, c, weights=[2, 1]), splits=[4, 44])",
+        None,
+        Some(48),
+    ),
+    (
+        "BatchSplit(Split(a, b, splits=[6, 42]), c, batch_sizes=[2, 1])",
+        None,
+        Some(48),
+    ),
+    (
+        "Split(a, BatchSplit(b, c, batch_sizes=[2, 1]), splits=[3, 45])",
+        None,
+        Some(48),
+    ),
+    (" Stack( 'a' , \"b\", ) ", None, None),
+];
+
+/// `predict --setup EXPR` over adapters a, b, c (and `fusion`) of the tiny BERT.
+fn predict_setup(expr: &str, fusion: Option<&str>, texts: &[&str]) -> Command {
+    let a = adapters_dir();
+    let mut cmd = bin();
+    cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+        .arg(fixtures().join("bert_tiny"));
+    for name in ["a", "b", "c"] {
+        cmd.arg("--adapter").arg(a.join(name));
+    }
+    if let Some(f) = fusion {
+        cmd.arg("--fusion").arg(a.join(f));
+    }
+    cmd.arg("--head")
+        .arg(a.join("head_cls"))
+        .args(["--setup", expr]);
+    for t in texts {
+        cmd.args(["--text", t]);
+    }
+    cmd
+}
+
+/// The library's logits (`make_fixtures.py --setup-logits`) of `cases` on `texts`: per case,
+/// [text][label], or [text][channel][label] for a Parallel. `setup_dir`: one folder as
+/// save_adapter_setup writes it, instead of the committed parts.
+fn library_setup_logits(
+    cases: &[(Option<&str>, Option<usize>)],
+    texts: &[&str],
+    setup_dir: Option<&Path>,
+) -> Vec<Vec<f64>> {
+    let a = adapters_dir();
+    let adapters: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| a.join(n)).collect();
+    let spec = serde_json::json!({
+        "model": fixtures().join("bert_tiny"),
+        "adapters": adapters,
+        "fusions": [a.join("fusion_ab"), a.join("fusion_abc")],
+        "head": a.join("head_cls"),
+        "setup_dir": setup_dir,
+        "texts": texts,
+        "cases": cases
+            .iter()
+            .map(|(expr, pad_to)| serde_json::json!({"expr": expr, "pad_to": pad_to}))
+            .collect::<Vec<_>>(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.json");
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let out = run_reference_script(&["--setup-logits".as_ref(), path.as_os_str()]);
+    let all: Vec<Value> = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    all.iter().map(floats).collect()
+}
+
+/// `predict --setup` with each block the library has (Stack, Fuse, Average, Parallel,
+/// BatchSplit, Split, nested and quoted) gives the library's logits for the same expression
+/// (1e-4); fusion weights are reported when the setup has a Fuse, one entry per channel with
+/// Parallel.
+#[test]
+fn setup_expressions_give_the_library_logits_for_every_block() {
+    let texts = common::parity::TEXTS;
+    let cases: Vec<(Option<&str>, Option<usize>)> = NOTATION_CASES
+        .iter()
+        .map(|(e, _, pad)| (Some(*e), *pad))
+        .collect();
+    let want = library_setup_logits(&cases, &texts, None);
+    for ((expr, fusion, _), want) in NOTATION_CASES.iter().zip(&want) {
+        let v = run_ok(&mut predict_setup(expr, *fusion, &texts));
+        let preds = v["predictions"].as_array().unwrap();
+        let got: Vec<f64> = preds.iter().flat_map(|p| floats(&p["logits"])).collect();
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{expr}: max |Δlogit| {worst:.2e}");
+        assert_close(&format!("--setup {expr}"), &got, want, 1e-4);
+        let fused = expr.contains("Fuse");
+        for p in preds {
+            assert_eq!(p["fusion_attention"].is_array(), fused, "{expr}: {p}");
+        }
+        if expr.starts_with("Parallel") {
+            assert_eq!(preds[0]["channels"], serde_json::json!(["a", "c"]));
+            assert_eq!(preds[0]["label"].as_array().unwrap().len(), 2);
+        } else {
+            assert!(preds[0].get("channels").is_none(), "{expr}");
+        }
+    }
+}
+
+#[test]
+fn a_setup_syntax_error_is_one_line_naming_the_flag_and_the_column() {
+    let err = run_err(&mut predict_setup("Stack(a, Fuse(b c))", None, &["x"]));
+    assert!(
+        err.ends_with("--setup: at column 17: expected ',' or ')' after `b`, found `c`"),
+        "{err}"
+    );
+    let err = run_err(&mut predict_setup("Stak(a, b)", None, &["x"]));
+    assert!(
+        err.contains("unknown block `Stak` (the blocks are Stack, Fuse"),
+        "{err}"
+    );
+    let err = run_err(&mut predict_setup(
+        "Average(a, b, batch_sizes=[1, 2])",
+        None,
+        &["x"],
+    ));
+    assert!(
+        err.contains(
+            "column 15: unknown keyword `batch_sizes` (Average takes weights, normalize_weights)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_setup_naming_what_is_not_loaded_lists_what_is() {
+    let err = run_err(&mut predict_setup("Stack(a, seq)", None, &["x"]));
+    assert!(
+        err.contains("--setup: the setup Stack(a, seq) names adapter `seq`, which is not loaded (loaded: a, b, c)"),
+        "{err}"
+    );
+    let err = run_err(&mut predict_setup("Fuse(b, a)", Some("fusion_ab"), &["x"]));
+    assert!(
+        err.contains("needs the fusion `b,a` (of exactly those adapters, in this order)")
+            && err.contains("(loaded: `a,b`)"),
+        "{err}"
+    );
+    let err = run_err(&mut predict_setup("Fuse(a, b)", None, &["x"]));
+    assert!(err.contains("(no fusion is loaded)"), "{err}");
+    // The library's nesting rules, and sizes against the model.
+    let err = run_err(&mut predict_setup("Parallel(a, Fuse(b, c))", None, &["x"]));
+    assert!(
+        err.contains("cannot nest Fuse(b, c) inside Parallel"),
+        "{err}"
+    );
+    let err = run_err(&mut predict_setup(
+        "Split(a, b, splits=[40, 40])",
+        None,
+        &["x"],
+    ));
+    assert!(
+        err.contains("80 tokens in all, more than the model takes (64)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batch_and_token_layouts_a_setup_needs_are_checked_per_input() {
+    // BatchSplit takes consecutive inputs, a whole batch at a time.
+    let err = run_err(&mut predict_setup(
+        "BatchSplit(a, b, batch_sizes=[1, 1])",
+        None,
+        &["x", "y", "z"],
+    ));
+    assert!(
+        err.contains("the last 1 input(s) do not make a whole batch"),
+        "{err}"
+    );
+    let six = ["a b", "c", "d e f", "g", "h i", "j"];
+    let v = run_ok(&mut predict_setup(
+        "BatchSplit(a, b, batch_sizes=[1, 1])",
+        None,
+        &six,
+    ));
+    let texts: Vec<&str> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, six, "input order kept");
+    // Every example is padded to a Split's length; a longer one is named.
+    let err = run_err(&mut predict_setup(
+        "Split(a, b, splits=[2, 4])",
+        None,
+        &["fine", "a dull and long evening"],
+    ));
+    assert!(
+        err.contains("spans of 6 tokens in all, but `a dull and long evening` has"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multitask_is_read_but_refused_naming_the_task_ids_it_needs() {
+    let err = run_err(&mut predict_setup("MultiTask(a, b)", None, &["x"]));
+    assert!(
+        err.contains("MultiTask(a, b) routes each example to the adapter its task id names"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_takes_a_setup_and_refuses_blocks_that_need_a_batch_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("test.csv");
+    std::fs::write(
+        &data,
+        "text,label\nthe film was fine,pos\na dull and long evening,neg\nit was a film,neu\n",
+    )
+    .unwrap();
+    let a = adapters_dir();
+    let eval = |expr: &str| {
+        let mut cmd = bin();
+        cmd.args(["eval", "--device", "cpu", "--json", "--model"])
+            .arg(fixtures().join("bert_tiny"))
+            .arg("--adapter")
+            .arg(a.join("a"))
+            .arg("--adapter")
+            .arg(a.join("b"))
+            .arg("--head")
+            .arg(a.join("head_cls"))
+            .arg("--data")
+            .arg(&data)
+            .args(["--setup", expr]);
+        cmd
+    };
+    for expr in [
+        "Average(a, b, weights=[0.3, 0.7])",
+        "Split(a, b, splits=[8, 56])",
+    ] {
+        let v = run_ok(&mut eval(expr));
+        assert_eq!(v["examples"], 3, "{expr}: {v}");
+    }
+    let err = run_err(&mut eval("Parallel(a, b)"));
+    assert!(
+        err.contains("the setup's Parallel cannot be evaluated"),
+        "{err}"
+    );
+}
+
+/// Split cuts bottleneck states only, as in the library (its base `compose_split`): a LoRA or
+/// a prefix in a Split is refused by name; Compacter (a bottleneck) splits.
+#[test]
+fn split_refuses_methods_other_than_bottlenecks_by_name() {
+    let m = fixtures().join("methods").join("bert");
+    let predict = |adapters: &[&str], expr: &str| {
+        let mut cmd = bin();
+        cmd.args(["predict", "--device", "cpu", "--json", "--model"])
+            .arg(fixtures().join("bert_tiny"));
+        for a in adapters {
+            cmd.arg("--adapter").arg(m.join(a));
+        }
+        cmd.arg("--head").arg(m.join("head_cls")).args([
+            "--setup",
+            expr,
+            "--text",
+            "the film was fine",
+        ]);
+        cmd
+    };
+    let err = run_err(&mut predict(
+        &["lora", "compacter"],
+        "Split(compacter, lora, splits=[4, 60])",
+    ));
+    assert!(
+        err.contains("Split works on bottleneck adapters only (as in the Python library); `lora` is a lora adapter"),
+        "{err}"
+    );
+    let err = run_err(&mut predict(
+        &["prefix", "compacter"],
+        "Split(prefix, compacter, splits=[4, 60])",
+    ));
+    assert!(
+        err.contains("prefix tuning composes in Stack, Parallel and BatchSplit"),
+        "{err}"
+    );
+    run_ok(&mut predict(
+        &["compacter", "compacter_w"],
+        "Split(compacter, compacter_w, splits=[4, 60])",
+    ));
+}

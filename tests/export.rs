@@ -577,3 +577,84 @@ fn a_trained_fusion_run_exports_from_the_cli_in_both_formats_with_the_same_outpu
         1e-4,
     );
 }
+
+/// `export --setup EXPR`: the AdapterHub folders record the setup (a Split with its kwargs),
+/// hold each of its adapters once and no fusion it does not use, and the library's
+/// `load_adapter_setup(dir, set_active=True)` runs it to `predict --setup`'s logits; a bundle
+/// keeps the setup and predicts exactly as the parts with `--setup` (a Parallel here).
+#[test]
+fn an_export_with_a_setup_records_it_and_predicts_with_it() {
+    let work = tempfile::tempdir().unwrap();
+    let d = adapters_dir();
+    let parts = PredictSpec {
+        adapters: vec![d.join("a"), d.join("b"), d.join("c")],
+        ..fusion_parts()
+    };
+    let split = "Split(Stack(b, c), Average(a, c, weights=[2, 1]), splits=[4, 44])";
+    let export_with = |format: &str, expr: &str, out: &Path| {
+        let o = bin()
+            .arg("export")
+            .args(parts_args(&parts))
+            .args(["--format", format, "--setup", expr, "--quiet", "--out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let hub_dir = work.path().join("hub");
+    export_with("adapterhub", split, &hub_dir);
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(hub_dir.join("adapter_setup.json")).unwrap())
+            .unwrap();
+    assert_eq!(recorded["adapter_setup"]["type"], "Split");
+    assert_eq!(
+        recorded["adapter_setup"]["kwargs"],
+        json!({"splits": [4, 44]})
+    );
+    assert_eq!(
+        recorded["adapter_setup"]["children"][1]["kwargs"],
+        json!({"weights": [2.0 / 3.0, 1.0 / 3.0]})
+    );
+    for name in ["a", "b", "c", "cls"] {
+        assert!(hub_dir.join(name).is_dir(), "{name}");
+    }
+    assert!(
+        !hub_dir.join("a,b").exists(),
+        "the unused fusion is left out"
+    );
+
+    let mut args = parts_args(&parts);
+    args.extend(["--setup".into(), split.into()]);
+    let ours = predict_json(&args);
+    let spec = json!({
+        "model": fixtures().join("bert_tiny"),
+        "setup_dir": hub_dir,
+        "texts": TEXTS,
+        "cases": [{"expr": null, "pad_to": 48}],
+    });
+    let spec_path = work.path().join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let stdout = run_reference_script(&["--setup-logits".as_ref(), spec_path.as_os_str()]);
+    let theirs: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let want: Vec<f64> = ours["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect();
+    assert_close(
+        "load_adapter_setup of a Split",
+        &floats(&theirs[0]),
+        &want,
+        1e-4,
+    );
+
+    let parallel = "Parallel(a, Stack(b, c))";
+    let bundle_dir = work.path().join("bundle");
+    export_with("bundle", parallel, &bundle_dir);
+    let from_bundle = predict_json(&["--bundle".into(), bundle_dir.display().to_string()]);
+    let mut args = parts_args(&parts);
+    args.extend(["--setup".into(), parallel.into()]);
+    assert_eq!(from_bundle, predict_json(&args));
+    assert_eq!(from_bundle["predictions"][0]["channels"], json!(["a", "c"]));
+}

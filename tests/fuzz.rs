@@ -1,6 +1,6 @@
 //! Mutation fuzzing of every reader of user files: safetensors and `.bin` (restricted
-//! unpickler, zip and legacy formats) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks and the
-//! CSV/TSV/JSONL/Parquet/Arrow readers. Each target starts from a committed seed corpus (tests/fuzz_corpus
+//! unpickler, zip and legacy formats) weights, model/adapter/fusion/head configs, the tokenizer-file fallbacks,
+//! the CSV/TSV/JSONL/Parquet/Arrow readers and `--setup` expressions. Each target starts from a committed seed corpus (tests/fuzz_corpus
 //! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
 //! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
 //! Time-bounded: FUZZ_BUDGET_MS per target (default 5 s; `scripts/fuzz-long.sh` for hours);
@@ -297,6 +297,43 @@ fn fuzz_study_files() {
     fuzz("study", &[corpus().join("study.json")], "study.json", |p| {
         if let Ok(spec) = adapter_studio::study::StudySpec::from_file(p) {
             let _ = spec.plan(p, &p.with_file_name("runs"));
+        }
+    });
+}
+
+/// `--setup` expressions in the library's notation: mutated ones parse or are refused (never
+/// a panic), and whatever parses is written back (`Display`) to text that parses to the same
+/// setup, and through the library's `adapter_setup.json` form to the same setup.
+#[test]
+fn fuzz_setup_expressions() {
+    let seeds: Vec<PathBuf> = [
+        "setup_stack_fuse.txt",
+        "setup_average.txt",
+        "setup_batch_split.txt",
+        "setup_parallel.txt",
+        "setup_multitask.txt",
+        "setup_split.txt",
+    ]
+    .iter()
+    .map(|f| corpus().join(f))
+    .collect();
+    fuzz("setup", &seeds, "setup.txt", |p| {
+        use adapter_studio::adapters::Setup;
+        let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+        if let Ok(setup) = text.parse::<Setup>() {
+            let written = setup.to_string();
+            assert_eq!(
+                written.parse::<Setup>().ok().as_ref(),
+                Some(&setup),
+                "{text:?} was written as {written:?}"
+            );
+            let _ = setup.validate();
+            let json = setup.to_adapterhub_json();
+            assert_eq!(
+                Setup::from_adapterhub_json(&json).ok().as_ref(),
+                Some(&setup),
+                "{text:?} as {json}"
+            );
         }
     });
 }

@@ -1,5 +1,7 @@
-//! Composition blocks (Stack, Fuse, Average, Parallel, BatchSplit) and how they run at one adapter
-//! location, following `ComposableAdapterLayerBase` / `BottleneckLayer` of the Python library.
+//! Composition blocks (Stack, Fuse, Average, Parallel, BatchSplit, Split, MultiTask) and how
+//! they run at one adapter location, following `ComposableAdapterLayerBase` / `BottleneckLayer`
+//! of the Python library. A setup is written and read in the library's own notation
+//! (`Stack(a, Fuse(b, c))`): `Display` and `FromStr`, in `setup_notation.rs`.
 use std::fmt;
 
 use crate::error::{Error, Result};
@@ -21,6 +23,16 @@ pub enum Setup {
         children: Vec<Setup>,
         batch_sizes: Vec<i64>,
     },
+    /// Every example's tokens are cut into consecutive spans of `splits`, one per child
+    /// (bottleneck adapters only, as in the library).
+    Split {
+        children: Vec<Setup>,
+        splits: Vec<i64>,
+    },
+    /// Each example goes through the child its task id names (the library's `task_ids`
+    /// forward argument); read, written and exported, but not run here: nothing passes
+    /// per-example task ids.
+    MultiTask(Vec<Setup>),
 }
 
 impl Setup {
@@ -63,8 +75,63 @@ impl Setup {
             Setup::Stack(c)
             | Setup::Fuse(c)
             | Setup::Parallel(c)
+            | Setup::MultiTask(c)
             | Setup::Average { children: c, .. }
-            | Setup::BatchSplit { children: c, .. } => c,
+            | Setup::BatchSplit { children: c, .. }
+            | Setup::Split { children: c, .. } => c,
+        }
+    }
+
+    /// The block's name in the library's notation (`Stack`, `Fuse`, …); `adapter` for a name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Setup::Adapter(_) => "adapter",
+            Setup::Stack(_) => "Stack",
+            Setup::Fuse(_) => "Fuse",
+            Setup::Average { .. } => "Average",
+            Setup::Parallel(_) => "Parallel",
+            Setup::BatchSplit { .. } => "BatchSplit",
+            Setup::Split { .. } => "Split",
+            Setup::MultiTask(_) => "MultiTask",
+        }
+    }
+
+    /// The first block (in reading order, `self` included) for which `f` holds.
+    pub fn find_block(&self, f: &dyn Fn(&Setup) -> bool) -> Option<&Setup> {
+        if f(self) {
+            return Some(self);
+        }
+        self.children().iter().find_map(|c| c.find_block(f))
+    }
+
+    /// The number of examples every forward pass must have: the sum of the outermost
+    /// BatchSplit's sizes (None without one).
+    pub fn batch_size(&self) -> Option<i64> {
+        match self.find_block(&|s| matches!(s, Setup::BatchSplit { .. }))? {
+            Setup::BatchSplit { batch_sizes, .. } => Some(saturating_sum(batch_sizes)),
+            _ => None,
+        }
+    }
+
+    /// The number of tokens every example must be padded to: the sum of the outermost
+    /// Split's spans (None without one).
+    pub fn sequence_length(&self) -> Option<i64> {
+        match self.find_block(&|s| matches!(s, Setup::Split { .. }))? {
+            Setup::Split { splits, .. } => Some(saturating_sum(splits)),
+            _ => None,
+        }
+    }
+
+    /// The first token and the number of tokens of each child of a Split over `total` tokens.
+    pub fn token_parts(&self, total: i64) -> Result<Vec<(i64, i64)>> {
+        match self {
+            Setup::Split { splits, .. } if saturating_sum(splits) == total => Ok(spans(splits)),
+            Setup::Split { splits, .. } => Err(Error::Invalid(format!(
+                "{self}: the sequence has {total} tokens, not the sum of splits {splits:?} \
+                 (predict and eval pad every example to it: a longer one does not fit; eval's \
+                 --max-length cuts examples)"
+            ))),
+            other => Err(Error::Invalid(format!("{other} does not split tokens"))),
         }
     }
 
@@ -82,7 +149,7 @@ impl Setup {
                 vec![total / n; c.len()]
             }
             Setup::BatchSplit { batch_sizes, .. } => {
-                if batch_sizes.iter().sum::<i64>() != total {
+                if saturating_sum(batch_sizes) != total {
                     return Err(Error::Invalid(format!(
                         "BatchSplit: the batch has {total} examples, not the sum of {batch_sizes:?}"
                     )));
@@ -93,12 +160,7 @@ impl Setup {
                 return Err(Error::Invalid(format!("{other} does not split the batch")));
             }
         };
-        let starts = sizes.iter().scan(0, |acc, n| {
-            let start = *acc;
-            *acc += n;
-            Some(start)
-        });
-        Ok(starts.zip(sizes.iter().copied()).collect())
+        Ok(spans(&sizes))
     }
 
     pub fn first(&self) -> Option<&str> {
@@ -123,10 +185,16 @@ impl Setup {
         }
     }
 
-    /// The name the library gives a block: children's names joined by ",".
+    /// The name the library gives a block: children's names joined by ","; for a Fuse, the
+    /// name of the fusion it needs (the library's `Fuse.name`: each child's last adapter).
     pub fn name(&self) -> String {
         match self {
             Setup::Adapter(n) => n.clone(),
+            Setup::Fuse(children) => children
+                .iter()
+                .map(|c| c.last().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(","),
             other => other
                 .children()
                 .iter()
@@ -154,6 +222,12 @@ impl Setup {
             Setup::Stack(_) => json!({"type": "Stack", "children": children}),
             Setup::Fuse(_) => json!({"type": "Fuse", "children": children}),
             Setup::Parallel(_) => json!({"type": "Parallel", "children": children}),
+            // The library's `from_dict` normalises the weights again: where that would change
+            // them, `normalize_weights: false` keeps them as they are.
+            Setup::Average { weights, .. } if !super::setup_notation::is_normalized(weights) => {
+                json!({"type": "Average", "children": children,
+                       "kwargs": {"weights": weights, "normalize_weights": false}})
+            }
             Setup::Average { weights, .. } => {
                 json!({"type": "Average", "children": children, "kwargs": {"weights": weights}})
             }
@@ -162,7 +236,21 @@ impl Setup {
                 "children": children,
                 "kwargs": {"batch_sizes": batch_sizes}
             }),
+            Setup::Split { splits, .. } => json!({
+                "type": "Split",
+                "children": children,
+                "kwargs": {"splits": splits}
+            }),
+            Setup::MultiTask(_) => json!({"type": "MultiTask", "children": children}),
         }
+    }
+
+    /// Reads the library's `to_dict()` form back (what [`to_adapterhub_json`] writes; the
+    /// library's `from_dict`, weights renormalised as its `Average` does).
+    ///
+    /// [`to_adapterhub_json`]: Setup::to_adapterhub_json
+    pub fn from_adapterhub_json(v: &serde_json::Value) -> Result<Setup> {
+        super::setup_notation::from_adapterhub_json(v)
     }
 
     /// Number of parallel channels the batch is replicated into (1 without Parallel).
@@ -174,45 +262,76 @@ impl Setup {
         }
     }
 
-    /// Validates nesting as the library's `ALLOWED_NESTINGS` does.
+    /// Validates nesting as the library's `validate_composition` and `ALLOWED_NESTINGS` do
+    /// (below the top two levels only Stacks of adapters), and each block's sizes.
     pub fn validate(&self) -> Result<()> {
-        fn check(parent: &Setup, level: usize) -> Result<()> {
-            for child in parent.children() {
-                let ok = match (parent, child) {
-                    (_, Setup::Adapter(_)) => true,
-                    (Setup::Stack(_), _) => level == 0,
-                    (Setup::Fuse(_), Setup::Stack(_)) => true,
-                    (
-                        Setup::Parallel(_),
-                        Setup::Stack(_) | Setup::Average { .. } | Setup::BatchSplit { .. },
-                    ) => true,
-                    (
-                        Setup::BatchSplit { .. } | Setup::Average { .. },
-                        Setup::Stack(_) | Setup::BatchSplit { .. },
-                    ) => true,
-                    (Setup::BatchSplit { .. }, Setup::Average { .. }) => true,
-                    _ => false,
-                };
-                if !ok {
+        fn allowed(parent: &Setup, child: &Setup) -> bool {
+            use Setup::*;
+            matches!(
+                (parent, child),
+                (_, Adapter(_))
+                    | (
+                        Stack(_),
+                        Fuse(_)
+                            | Split { .. }
+                            | Parallel(_)
+                            | BatchSplit { .. }
+                            | Average { .. }
+                            | MultiTask(_)
+                    )
+                    | (Fuse(_), Stack(_))
+                    | (
+                        Split { .. },
+                        Split { .. } | Stack(_) | BatchSplit { .. } | Average { .. }
+                    )
+                    | (Parallel(_), Stack(_) | BatchSplit { .. } | Average { .. })
+                    | (MultiTask(_), Stack(_) | Average { .. } | Fuse(_))
+                    | (
+                        BatchSplit { .. },
+                        Stack(_) | Split { .. } | BatchSplit { .. } | Average { .. }
+                    )
+                    | (Average { .. }, Stack(_) | Split { .. } | BatchSplit { .. })
+            )
+        }
+        fn check(node: &Setup, level: usize) -> Result<()> {
+            if level > 1 && !matches!(node, Setup::Adapter(_) | Setup::Stack(_)) {
+                return Err(Error::Invalid(format!(
+                    "the setup is too deep: {node} cannot be at level {level} (below the top two \
+                     levels only Stacks of adapters, as in the Python library)"
+                )));
+            }
+            for child in node.children() {
+                if !allowed(node, child) {
                     return Err(Error::Invalid(format!(
-                        "cannot nest {child} inside {parent}"
+                        "cannot nest {child} inside {node} (a {} holds {}, as in the Python \
+                         library)",
+                        node.kind(),
+                        allowed_children(node)
                     )));
                 }
                 check(child, level + 1)?;
             }
-            if let Setup::BatchSplit {
-                children,
-                batch_sizes,
-            } = parent
-            {
-                if children.len() != batch_sizes.len() || batch_sizes.iter().any(|n| *n < 0) {
+            let sizes = match node {
+                Setup::BatchSplit { batch_sizes, .. } => Some(("batch size", batch_sizes)),
+                Setup::Split { splits, .. } => Some(("split", splits)),
+                _ => None,
+            };
+            if let Some((what, sizes)) = sizes {
+                if node.children().len() != sizes.len() || sizes.iter().any(|n| *n < 0) {
                     return Err(Error::Invalid(format!(
-                        "{parent} needs one batch size of 0 or more per child, got {batch_sizes:?}"
+                        "{node} needs one {what} of 0 or more per child, got {sizes:?}"
                     )));
                 }
             }
-            if parent.children().is_empty() && !matches!(parent, Setup::Adapter(_)) {
-                return Err(Error::Invalid(format!("empty composition block {parent}")));
+            if let Setup::Average { children, weights } = node {
+                if children.len() != weights.len() || weights.iter().any(|w| !w.is_finite()) {
+                    return Err(Error::Invalid(format!(
+                        "{node} needs one finite weight per child, got {weights:?}"
+                    )));
+                }
+            }
+            if node.children().is_empty() && !matches!(node, Setup::Adapter(_)) {
+                return Err(Error::Invalid(format!("empty composition block {node}")));
             }
             Ok(())
         }
@@ -220,24 +339,52 @@ impl Setup {
     }
 }
 
+/// What a block may hold, in words (the library's `ALLOWED_NESTINGS`).
+fn allowed_children(block: &Setup) -> &'static str {
+    match block {
+        Setup::Adapter(_) => "nothing",
+        Setup::Stack(_) => "adapters, Fuse, Split, Parallel, BatchSplit, Average and MultiTask",
+        Setup::Fuse(_) => "adapters and Stacks",
+        Setup::Split { .. } => "adapters, Split, Stack, BatchSplit and Average",
+        Setup::Parallel(_) => "adapters, Stack, BatchSplit and Average",
+        Setup::MultiTask(_) => "adapters, Stack, Average and Fuse",
+        Setup::BatchSplit { .. } => "adapters, Stack, Split, BatchSplit and Average",
+        Setup::Average { .. } => "adapters, Stack, Split and BatchSplit",
+    }
+}
+
+/// A sum of sizes that cannot overflow (sizes come from files and flags).
+fn saturating_sum(sizes: &[i64]) -> i64 {
+    sizes.iter().fold(0i64, |acc, n| acc.saturating_add(*n))
+}
+
+/// The first index and the length of consecutive parts of `sizes`.
+fn spans(sizes: &[i64]) -> Vec<(i64, i64)> {
+    let mut start = 0i64;
+    sizes
+        .iter()
+        .map(|&n| {
+            let span = (start, n);
+            start = start.saturating_add(n);
+            span
+        })
+        .collect()
+}
+
+/// The library's notation, e.g. `Stack(a, Fuse(b, c))`; what `FromStr` reads back.
 impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self {
-            Setup::Adapter(n) => return write!(f, "{n}"),
-            Setup::Stack(_) => "Stack",
-            Setup::Fuse(_) => "Fuse",
-            Setup::Average { .. } => "Average",
-            Setup::Parallel(_) => "Parallel",
-            Setup::BatchSplit { .. } => "BatchSplit",
-        };
-        write!(f, "{kind}[")?;
-        for (i, c) in self.children().iter().enumerate() {
-            if i > 0 {
-                write!(f, ", ")?;
-            }
-            write!(f, "{c}")?;
-        }
-        write!(f, "]")
+        super::setup_notation::write(self, f)
+    }
+}
+
+impl std::str::FromStr for Setup {
+    type Err = Error;
+
+    /// Reads the library's notation (see [`super::setup_notation`]); a bare name is
+    /// `Stack(name)`, as the library's `set_active_adapters("name")`.
+    fn from_str(s: &str) -> Result<Setup> {
+        super::setup_notation::parse(s)
     }
 }
 
@@ -312,6 +459,102 @@ mod tests {
             Setup::Stack(vec![Setup::fuse_of(&["a".into(), "b".into()])])
                 .validate()
                 .is_ok()
+        );
+    }
+    fn p(s: &str) -> Setup {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn nesting_follows_the_library_allowed_nestings_and_depth_rule() {
+        for ok in [
+            "Stack(a, Fuse(b, c))",
+            "Stack(a, Split(b, c, splits=[1, 1]))",
+            "Stack(a, MultiTask(b, c))",
+            "Fuse(Stack(a, b), c)",
+            "Split(Stack(a, b), Average(a, c), splits=[1, 1])",
+            "BatchSplit(Split(a, b, splits=[1, 1]), c, batch_sizes=[1, 1])",
+            "Average(Split(a, b, splits=[1, 1]), c)",
+            "Parallel(Stack(a, b), BatchSplit(a, b, batch_sizes=[1, 1]))",
+            "MultiTask(Fuse(a, b), Average(a, b))",
+            "Stack(Parallel(a, Stack(b, c)))",
+        ] {
+            assert!(p(ok).validate().is_ok(), "{ok}: {:?}", p(ok).validate());
+        }
+        for (bad, why) in [
+            ("Stack(Stack(a, b), c)", "cannot nest Stack(a, b) inside"),
+            (
+                "Parallel(a, Fuse(b, c))",
+                "a Parallel holds adapters, Stack, BatchSplit and Average",
+            ),
+            ("Fuse(a, Average(b, c))", "cannot nest Average(b, c) inside"),
+            ("Average(a, Parallel(b, c))", "cannot nest Parallel(b, c)"),
+            (
+                "Split(a, MultiTask(b, c), splits=[1, 1])",
+                "cannot nest MultiTask",
+            ),
+            // Below the top two levels only Stacks of adapters.
+            (
+                "Split(a, BatchSplit(b, Average(a, c), batch_sizes=[1, 1]), splits=[1, 1])",
+                "too deep: Average(a, c) cannot be at level 2",
+            ),
+            (
+                "Stack(a, Fuse(Stack(b, Fuse(c, d)), e))",
+                "too deep: Fuse(c, d) cannot be at level 3",
+            ),
+        ] {
+            let e = p(bad).validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_batch_and_token_layouts_come_from_the_outermost_split_blocks() {
+        let s = p("Stack(a, BatchSplit(Split(a, b, splits=[2, 3]), c, batch_sizes=[2, 1]))");
+        assert_eq!(s.batch_size(), Some(3));
+        assert_eq!(s.sequence_length(), Some(5));
+        assert_eq!(p("Fuse(a, b)").batch_size(), None);
+        assert_eq!(p("Fuse(a, b)").sequence_length(), None);
+        let split = p("Split(a, b, splits=[2, 3])");
+        assert_eq!(split.token_parts(5).unwrap(), vec![(0, 2), (2, 3)]);
+        let e = split.token_parts(7).unwrap_err().to_string();
+        assert!(
+            e.contains("the sequence has 7 tokens, not the sum of splits [2, 3]"),
+            "{e}"
+        );
+        // Sizes from a file cannot overflow a sum.
+        let huge = Setup::BatchSplit {
+            children: vec![Setup::adapter("a"), Setup::adapter("b")],
+            batch_sizes: vec![i64::MAX, i64::MAX],
+        };
+        assert!(huge.parts(3).is_err());
+        assert_eq!(huge.batch_size(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn a_fuse_needs_the_fusion_of_each_childs_last_adapter_as_the_library_names_it() {
+        assert_eq!(p("Fuse(Stack(x, a), b)").name(), "a,b");
+        assert_eq!(p("Fuse(a, b, c)").name(), "a,b,c");
+    }
+
+    #[test]
+    fn split_and_multitask_are_written_as_the_library_to_dict() {
+        assert_eq!(
+            p("Split(a, b, splits=[2, 3])").to_adapterhub_json(),
+            serde_json::json!({"type": "Split", "children": [
+                {"type": "single", "children": ["a"]},
+                {"type": "single", "children": ["b"]}
+            ], "kwargs": {"splits": [2, 3]}})
+        );
+        assert_eq!(
+            p("MultiTask(a, b)").to_adapterhub_json()["type"],
+            "MultiTask"
+        );
+        // Weights the library's from_dict would normalise differently keep them as they are.
+        let w = p("Average(a, b, weights=[3, -1], normalize_weights=False)");
+        assert_eq!(
+            w.to_adapterhub_json()["kwargs"],
+            serde_json::json!({"weights": [3.0, -1.0], "normalize_weights": false})
         );
     }
 }

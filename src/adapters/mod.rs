@@ -13,6 +13,7 @@ pub mod method;
 pub mod phm;
 pub mod prefix_tuning;
 pub mod prompt_tuning;
+pub mod setup_notation;
 pub mod vera;
 
 use std::collections::BTreeMap;
@@ -360,6 +361,18 @@ impl State {
             last: self.last.clone(),
         }
     }
+
+    /// The tokens `start..start + len` of every example, with no last adapter yet: the
+    /// state the library's `compose_split` hands each child.
+    fn slice_tokens(&self, start: i64, len: i64) -> State {
+        State {
+            hidden: self.hidden.narrow(1, start, len),
+            input_tensor: self.input_tensor.narrow(1, start, len),
+            adapter_residual: self.adapter_residual.narrow(1, start, len),
+            up: self.up.as_ref().map(|u| u.narrow(1, start, len)),
+            last: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -489,6 +502,32 @@ impl Composable for BottleneckSite<'_, '_, '_> {
             adapter_residual: cat(&|s: &State| s.adapter_residual.shallow_clone()),
             up,
             last: parts.last().and_then(|s| s.last.clone()),
+        })
+    }
+
+    fn tokens(&self, st: &State) -> Option<i64> {
+        Some(st.hidden.size()[1])
+    }
+
+    fn slice_tokens(&self, st: &State, start: i64, len: i64) -> State {
+        st.slice_tokens(start, len)
+    }
+
+    /// The library's `compose_split`: the spans' outputs side by side; the rest of the state
+    /// (input, residual, up-projection) is the whole one the spans started from; the last
+    /// adapter is that of the last span that ran one. (The library leaves out the span of a
+    /// child without a module here, which breaks the shapes; it passes through here.)
+    fn concat_tokens(&self, _setup: &Setup, parts: Vec<State>, before: State) -> Result<State> {
+        let hs: Vec<Tensor> = parts.iter().map(|p| p.hidden.shallow_clone()).collect();
+        let last = parts
+            .iter()
+            .rev()
+            .find_map(|p| p.last.clone())
+            .or(before.last);
+        Ok(State {
+            hidden: Tensor::cat(&hs, 1),
+            last,
+            ..before
         })
     }
 
@@ -655,12 +694,21 @@ impl Composable for LoraSite<'_, '_> {
     }
 
     fn fuse(&mut self, setup: &Setup, _children: &[Setup], st: LoraState) -> Result<LoraState> {
+        self.unsupported(setup, st)
+    }
+
+    fn unsupported(&self, setup: &Setup, st: LoraState) -> Result<LoraState> {
         match setup.flatten().into_iter().find(|n| self.has(n)) {
             None => Ok(st),
             Some(n) => Err(Error::Invalid(format!(
-                "Fuse works on bottleneck adapters only (as in the Python library); \
-                 `{n}` is a {} adapter: average it instead",
-                self.plugins.adapters[n].config.method_name()
+                "{} works on bottleneck adapters only (as in the Python library); \
+                 `{n}` is a {} adapter{}",
+                setup.kind(),
+                self.plugins.adapters[n].config.method_name(),
+                match setup {
+                    Setup::Fuse(_) => ": average it instead",
+                    _ => "",
+                }
             ))),
         }
     }

@@ -28,6 +28,11 @@ pub struct ExportArgs {
     /// AdapterHub head folder.
     #[arg(long, required_unless_present = "run")]
     head: Option<PathBuf>,
+    /// The adapter setup to record (adapter_setup.json, a bundle's manifest, and what a bundle
+    /// predicts with) in the Python library's notation, e.g. `Parallel(a, b)` or
+    /// `Split(a, b, splits=[4, 60])`, instead of the Stack of the adapters (Fuse with a fusion).
+    #[arg(long, value_name = "EXPR")]
+    setup: Option<String>,
     /// adapterhub (folders the Python `adapters` library loads), bundle (self-contained) or
     /// merged (a plain transformers model folder with a LoRA or (IA)³ adapter folded in).
     #[arg(long, default_value = "adapterhub")]
@@ -50,6 +55,7 @@ pub struct ExportArgs {
 pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let format: ExportFormat = args.format.parse()?;
     let weights: WeightFormat = args.weights.parse()?;
+    let setup = super::predict::parse_setup(args.setup.as_deref())?;
     let parts = match (&args.run, &args.model, &args.head) {
         (Some(run), _, _) => export::parts_of_run(run)?,
         (None, Some(model), Some(head)) => {
@@ -78,7 +84,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     // Progress redraws one line: only for a terminal.
     let quiet = args.quiet || !std::io::stderr().is_terminal();
     let mut last_percent = u64::MAX;
-    let report = export::export(&spec, &mut |p| {
+    let report = export::export_with_setup(&spec, setup.as_ref(), &mut |p| {
         if !quiet {
             let percent = p.bytes_written * 100 / p.bytes_total.max(1);
             if percent != last_percent {
@@ -93,6 +99,12 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             }
         }
         true
+    })
+    .map_err(|e| match &setup {
+        // The parts' own errors are told as they were; a setup that does not fit them names
+        // the flag.
+        Some(_) if e.to_string().starts_with("the setup ") => anyhow::anyhow!("--setup: {e}"),
+        _ => e.into(),
     })?;
     if !quiet {
         eprintln!();

@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use adapter_studio::adapter_model::AdapterModel;
+use adapter_studio::adapters::Setup;
 use adapter_studio::bundle;
 use adapter_studio::data::{DataSource, FileFormat};
 use adapter_studio::device::parse_device;
@@ -37,6 +38,13 @@ pub struct ModelArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// The adapter setup in the Python library's notation, instead of the Stack of the
+    /// adapters (or Fuse with --fusion): e.g. `Stack(a, Fuse(b, c))`, `Parallel(a, b)`,
+    /// `Average(a, b, weights=[0.3, 0.7])`, `BatchSplit(a, b, batch_sizes=[1, 2])`,
+    /// `Split(a, b, splits=[4, 60])`. Names are the adapters' own (given with --adapter or in
+    /// the bundle); a Fuse needs the fusion of exactly its adapters.
+    #[arg(long, value_name = "EXPR")]
+    setup: Option<String>,
 }
 
 impl ModelArgs {
@@ -60,14 +68,37 @@ impl ModelArgs {
     }
 
     pub fn load(&self) -> anyhow::Result<AdapterModel> {
-        if let Some(dir) = &self.bundle {
-            return Ok(bundle::load(dir, parse_device(&self.device)?)?);
+        // A wrong --setup is told before anything loads.
+        let setup = parse_setup(self.setup.as_deref())?;
+        let mut model = match &self.bundle {
+            Some(dir) => bundle::load(dir, parse_device(&self.device)?)?,
+            None => {
+                let spec = self
+                    .spec()?
+                    .ok_or_else(|| anyhow::anyhow!("give --model and --head, or --bundle"))?;
+                predict::load(&spec)?
+            }
+        };
+        if let Some(setup) = setup {
+            model
+                .set_setup(Some(setup))
+                .map_err(|e| anyhow::anyhow!("--setup: {e}"))?;
         }
-        let spec = self
-            .spec()?
-            .ok_or_else(|| anyhow::anyhow!("give --model and --head, or --bundle"))?;
-        Ok(predict::load(&spec)?)
+        Ok(model)
     }
+}
+
+/// `--setup EXPR` read in the library's notation and checked as the library nests blocks;
+/// errors name the flag (and the column of a syntax error).
+pub fn parse_setup(expr: Option<&str>) -> anyhow::Result<Option<Setup>> {
+    let Some(expr) = expr else {
+        return Ok(None);
+    };
+    let setup = expr
+        .parse::<Setup>()
+        .and_then(|s| s.validate().map(|()| s))
+        .map_err(|err| anyhow::anyhow!("--setup: {err}"))?;
+    Ok(Some(setup))
 }
 
 #[derive(Args)]
@@ -285,12 +316,28 @@ fn write_prediction(
                 None => p.text.clone(),
             };
             writeln!(out, "{text}")?;
-            let label = match &p.label {
+            let label_text = |label: &serde_json::Value| match label {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            writeln!(out, "  label:         {label}")?;
-            writeln!(out, "  probabilities: {}", fmt_numbers(&p.probabilities))?;
+            match &p.channels {
+                // Parallel: a label and probabilities per channel.
+                Some(channels) => {
+                    for (c, name) in channels.iter().enumerate() {
+                        writeln!(out, "  [{name}]")?;
+                        writeln!(out, "    label:         {}", label_text(&p.label[c]))?;
+                        writeln!(
+                            out,
+                            "    probabilities: {}",
+                            fmt_numbers(&p.probabilities[c])
+                        )?;
+                    }
+                }
+                None => {
+                    writeln!(out, "  label:         {}", label_text(&p.label))?;
+                    writeln!(out, "  probabilities: {}", fmt_numbers(&p.probabilities))?;
+                }
+            }
             if let Some(fa) = &p.fusion_attention {
                 writeln!(
                     out,

@@ -417,9 +417,27 @@ pub fn evaluate(
         by_predicted: BTreeMap::new(),
         entropy: (Vec::new(), 0),
     });
+    // Scores need one output row per example, in any batch order.
+    if let Some(block) = model.setup.as_ref().and_then(|s| {
+        s.find_block(&|b| {
+            matches!(
+                b,
+                Setup::Parallel(_) | Setup::BatchSplit { .. } | Setup::MultiTask(_)
+            )
+        })
+    }) {
+        return Err(Error::Invalid(format!(
+            "the setup's {} cannot be evaluated: evaluation scores one output per example in \
+             batches sorted by length (predict runs it)",
+            block.kind()
+        )));
+    }
+    // A Split cuts every example's tokens at fixed places: all are padded to its length.
+    let pad_to = model.setup.as_ref().and_then(Setup::sequence_length);
+    let pad_to = pad_to.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     tch::no_grad(|| -> Result<()> {
         for indices in plan_eval(&set.lengths(), batch_size) {
-            let (batch, targets) = set.batch(&indices, pad_id, 0, device);
+            let (batch, targets) = set.batch(&indices, pad_id, pad_to, device);
             let out = model.forward(&batch, false)?;
             let logits = out
                 .logits

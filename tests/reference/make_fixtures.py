@@ -32,6 +32,17 @@ Modes
         classification head; writes OUT_DIR/cases.json (paths relative to tests/fixtures).
         The library's Fuse works on bottlenecks only, so VeRA has no fusion case.
 
+    make_fixtures.py --setup-logits SPEC_JSON
+        The library's logits for setups written in its own notation, at test time (nothing is
+        committed): loads spec["model"] with every adapter folder of spec["adapters"], fusion
+        folder of spec["fusions"] and the head spec["head"] (or, with spec["setup_dir"], one
+        folder as save_adapter_setup writes it, with load_adapter_setup(set_active=True)); then
+        for each of spec["cases"] — {"expr": "Stack(a, Fuse(b, c))" or null for the setup the
+        folder activated, "pad_to": N or null} — evaluates expr with the composition classes
+        (bare names are adapter names), activates it and prints the logits of spec["texts"]
+        (padded to the longest, or to pad_to tokens for a Split) as one JSON list: per case,
+        [text][label], or [text][channel][label] for a Parallel (one head per channel).
+
     make_fixtures.py --check-merged SPEC_JSON   (one spec object, or a list of them)
         Loads spec["model"] with plain transformers (AutoModelForSequenceClassification, no
         adapter library) and prints {"logits": ...} for spec's input ids and attention mask
@@ -1496,16 +1507,71 @@ def check_merged_one(spec):
     return {"logits": tolist(model(**kwargs).logits), "class": type(model).__name__}
 
 
+class _Names(dict):
+    """eval() names: the composition blocks, and any other name is an adapter's own."""
+
+    def __missing__(self, key):
+        return key
+
+
+@torch.no_grad()
+def setup_logits(spec_path):
+    from adapters.composition import MultiTask, Split
+
+    with open(spec_path, "r", encoding="utf-8") as f:
+        spec = json.load(f)
+    model = AutoAdapterModel.from_pretrained(spec["model"])
+    kw = {"use_safetensors": True}  # .safetensors where a folder has it, else the .bin
+    if spec.get("setup_dir"):
+        _, head = model.load_adapter_setup(spec["setup_dir"], set_active=True, **kw)
+        activated = model.active_adapters
+    else:
+        for d in spec.get("adapters") or []:
+            model.load_adapter(d, **kw)
+        for d in spec.get("fusions") or []:
+            model.load_adapter_fusion(d, **kw)
+        head = model.load_head(spec["head"], **kw)
+        activated = None
+    if isinstance(head, tuple):  # adapters 1.3.0 returns (save_directory, head_name)
+        head = head[-1]
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(spec["model"])
+    names = _Names(
+        Stack=Stack, Fuse=Fuse, Average=Average, Parallel=Parallel, BatchSplit=BatchSplit,
+        Split=Split, MultiTask=MultiTask,
+    )
+    out = []
+    for case in spec["cases"]:
+        setup = eval(case["expr"], {"__builtins__": {}}, names) if case.get("expr") else activated
+        model.set_active_adapters(setup)
+        if case.get("pad_to"):
+            enc = tok(spec["texts"], padding="max_length", max_length=case["pad_to"], return_tensors="pt")
+        else:
+            enc = tok(spec["texts"], padding=True, return_tensors="pt")
+        if isinstance(setup, Parallel):
+            model.active_head = Parallel(*([head] * len(setup)))
+            outputs = model(**enc).head_outputs
+            logits = torch.stack([o["logits"] for o in outputs], 1)  # [text, channel, label]
+        else:
+            model.active_head = head
+            logits = model(**enc, head=head).logits
+        out.append(tolist(logits))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out_dir", nargs="?", default=os.path.join(REPO, "tests", "fixtures"))
     ap.add_argument("--minilm", metavar="OUT_DIR")
     ap.add_argument("--check-load", metavar="SPEC_JSON")
     ap.add_argument("--check-merged", metavar="SPEC_JSON")
+    ap.add_argument("--setup-logits", metavar="SPEC_JSON")
     ap.add_argument("--methods", nargs="?", const=os.path.join(REPO, "tests", "fixtures", "methods"), metavar="OUT_DIR")
     ap.add_argument("--vera", nargs="?", const=os.path.join(REPO, "tests", "fixtures", "vera"), metavar="OUT_DIR")
     args = ap.parse_args()
-    if args.check_merged:
+    if args.setup_logits:
+        sys.stdout.write(json.dumps(setup_logits(args.setup_logits)) + "\n")
+    elif args.check_merged:
         sys.stdout.write(json.dumps(check_merged(args.check_merged)) + "\n")
     elif args.check_load:
         buf = io.StringIO()
