@@ -365,3 +365,31 @@ fn hostile_safetensors_headers_are_errors_not_panics_or_allocations() {
         assert!(read.is_err(), "{header} was accepted");
     }
 }
+
+#[test]
+fn fuzz_hub_answers() {
+    // What a Hub (or anything answering at HF_ENDPOINT) sends back: a repo listing and a
+    // search answer. Parsing never panics; a listing never names a file outside its folder.
+    let seeds = [
+        corpus().join("hub_listing.json"),
+        corpus().join("hub_search.json"),
+    ];
+    fuzz("hub_answers", &seeds, "answer.json", |p| {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()) else {
+            return;
+        };
+        if let Ok(listing) = adapter_studio::hf_hub::RepoListing::parse(&v) {
+            for f in &listing.files {
+                let path = std::path::Path::new(&f.name);
+                assert!(
+                    path.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "{}",
+                    f.name
+                );
+            }
+            let _ = adapter_studio::hf_hub::wanted_files(&listing.names());
+        }
+        let _ = adapter_studio::hf_hub::parse_search_answer(&v, 30);
+    });
+}

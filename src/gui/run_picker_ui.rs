@@ -14,7 +14,7 @@ pub fn is_fusion(r: &RunEntry) -> bool {
 
 /// Whether the run has saved a head (its first best checkpoint): it can predict.
 pub fn can_predict(r: &RunEntry) -> bool {
-    r.dir.join("head").join("head_config.json").is_file()
+    r.has_head
 }
 
 /// A labelled drop-down of the runs that `keep` accepts, newest first; picks the newest

@@ -82,6 +82,9 @@ pub struct RunEntry {
     attention_tail: JsonlTail,
     /// Index into the palette: the run's colour in every plot.
     pub colour: usize,
+    /// The run saved a head (`head/head_config.json`): it can predict, export and be shared.
+    /// Looked up when the run's files change (read, evaluated, ended), never while drawing.
+    pub has_head: bool,
 }
 
 impl RunEntry {
@@ -100,6 +103,7 @@ impl RunEntry {
             overlay: false,
             attention: Vec::new(),
             elsewhere: None,
+            has_head: false,
             metrics_tail: JsonlTail::default(),
             attention_tail: JsonlTail::default(),
             colour: 0,
@@ -151,6 +155,7 @@ impl RunEntry {
     }
 
     fn read_info(&mut self) {
+        self.look_for_head();
         let run = adapter_studio::training::RunDir::new(&self.dir);
         match run.read_info() {
             Ok(info) => {
@@ -161,6 +166,10 @@ impl RunEntry {
             Err(e) if run.run_json().exists() => self.error = Some(e.to_string()),
             Err(_) => {}
         }
+    }
+
+    fn look_for_head(&mut self) {
+        self.has_head = self.dir.join("head").join("head_config.json").is_file();
     }
 
     /// The record files as they are now count as read: our worker's events brought them.
@@ -684,6 +693,8 @@ impl RunsView {
                 }
                 Event::Step(r) => e.records.push(Record::Train(r)),
                 Event::Eval(r, attention) => {
+                    // A better evaluation saved the head (the first one makes it).
+                    e.look_for_head();
                     e.log.push(eval_line(&r));
                     e.records.push(Record::Eval(r));
                     e.attention.extend(attention);
@@ -923,7 +934,7 @@ impl RunsView {
             }
             if phase == Phase::Idle
                 && !elsewhere
-                && sel.join("head").is_dir()
+                && r.has_head
                 && ui
                     .button("Export…")
                     .on_hover_text("AdapterHub folders or a self-contained bundle")
@@ -933,7 +944,7 @@ impl RunsView {
             }
             if phase == Phase::Idle
                 && !elsewhere
-                && sel.join("head").is_dir()
+                && r.has_head
                 && ui
                     .button("Share…")
                     .on_hover_text(
