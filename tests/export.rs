@@ -133,12 +133,7 @@ fn adapterhub_exports_load_in_python_with_load_adapter_setup_and_give_the_same_l
     std::fs::write(&spec_path, Value::Array(specs).to_string()).unwrap();
     let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
     let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let want: Vec<f64> = ours["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect();
+    let want: Vec<f64> = logits_of(ours["predictions"].as_array().unwrap());
     assert_eq!(results.len(), 3);
     for (r, label) in results.iter().zip(["both", "safetensors", "bin"]) {
         assert_eq!(r["adapter_names"], json!(["a", "b"]), "{label}");
@@ -564,12 +559,7 @@ fn a_trained_fusion_run_exports_from_the_cli_in_both_formats_with_the_same_outpu
     std::fs::write(&spec_path, spec.to_string()).unwrap();
     let stdout = run_reference_script(&["--check-load".as_ref(), spec_path.as_os_str()]);
     let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let ours: Vec<f64> = want["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect();
+    let ours: Vec<f64> = logits_of(want["predictions"].as_array().unwrap());
     assert_close(
         "trained fusion in Python",
         &floats(&r["logits"]),
@@ -636,12 +626,7 @@ fn an_export_with_a_setup_records_it_and_predicts_with_it() {
     std::fs::write(&spec_path, spec.to_string()).unwrap();
     let stdout = run_reference_script(&["--setup-logits".as_ref(), spec_path.as_os_str()]);
     let theirs: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let want: Vec<f64> = ours["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect();
+    let want: Vec<f64> = logits_of(ours["predictions"].as_array().unwrap());
     assert_close(
         "load_adapter_setup of a Split",
         &floats(&theirs[0]),

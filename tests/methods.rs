@@ -511,27 +511,30 @@ fn assert_methods_train_beat_head_only_and_load_in_python(methods: &[&str], max_
 }
 
 #[test]
-fn lora_dora_ia3_prompt_tuning_and_vera_train_from_the_command_line_beat_head_only_and_load_in_python(
-) {
+fn lora_dora_and_ia3_train_from_the_command_line_beat_head_only_and_load_in_python() {
+    assert_methods_train_beat_head_only_and_load_in_python(&["lora", "dora", "ia3"], 32);
+}
+
+#[test]
+fn prompt_tuning_vera_and_mam_train_from_the_command_line_beat_head_only_and_load_in_python() {
+    assert_methods_train_beat_head_only_and_load_in_python(&["prompt_tuning", "vera", "mam"], 32);
+}
+
+#[test]
+fn compacters_and_unipelt_train_from_the_command_line_beat_head_only_and_load_in_python() {
     assert_methods_train_beat_head_only_and_load_in_python(
-        &["lora", "dora", "ia3", "prompt_tuning", "vera"],
+        &["compacter", "compacter++", "unipelt"],
         32,
     );
 }
 
 #[test]
-fn compacters_train_from_the_command_line_beat_head_only_and_load_in_python() {
-    assert_methods_train_beat_head_only_and_load_in_python(&["compacter", "compacter++"], 32);
-}
-
-#[test]
-fn prefix_tuning_and_unions_train_from_the_command_line_beat_head_only_and_load_in_python() {
+fn prefix_tuning_trains_from_the_command_line_beats_head_only_and_loads_in_python() {
     // On 32 tokens a 30-token prefix learned less than the head alone (0.34 vs 0.51, CI of
-    // stop 38); on 64 it beats it, as its paper's tasks have room for the prefix.
-    assert_methods_train_beat_head_only_and_load_in_python(
-        &["prefix_tuning", "mam", "unipelt"],
-        64,
-    );
+    // stop 38); on 64 it beats it, as its paper's tasks have room for the prefix. The unions
+    // that hold a prefix (MAM, UniPELT) learn on 32 through their other parts (0.71 and 0.77
+    // against the head's 0.51, measured 2026-12-07).
+    assert_methods_train_beat_head_only_and_load_in_python(&["prefix_tuning"], 64);
 }
 
 /// `eject` turns the library's prefix-tuning adapter into its flat form: same logits here and

@@ -32,6 +32,14 @@ pub fn floats(v: &Value) -> Vec<f64> {
     }
 }
 
+/// Every logit in a list of `predict --json` predictions, one prediction after another.
+pub fn logits_of(predictions: &[Value]) -> Vec<f64> {
+    predictions
+        .iter()
+        .flat_map(|p| floats(&p["logits"]))
+        .collect()
+}
+
 pub fn assert_close(label: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(
         got.len(),

@@ -79,10 +79,7 @@ pub fn python_logits_of(setups: &[(&Path, &[&str], bool, &Path)]) -> Vec<Vec<f64
 /// `predict --json`'s logits of `texts` on `model` with `args` (adapters, fusion, head), all
 /// examples' logits in one list.
 pub fn predict_logits(model: &Path, args: &[&std::ffi::OsStr], texts: &[&str]) -> Vec<f64> {
-    predictions(model, args, texts)
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect()
+    super::logits_of(&predictions(model, args, texts))
 }
 
 /// `predict --json`'s predictions of `texts` on `model` with `args`.
@@ -119,10 +116,7 @@ fn setup_predictions(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -
 
 /// `predict`'s logits of TEXTS for the same setup.
 pub fn rust_logits(dir: &Path, adapters: &[&str], fusion: bool, head: &Path) -> Vec<f64> {
-    setup_predictions(dir, adapters, fusion, head)
-        .iter()
-        .flat_map(|p| floats(&p["logits"]))
-        .collect()
+    super::logits_of(&setup_predictions(dir, adapters, fusion, head))
 }
 
 /// Adapters `a`, `b` (seq_bn), `c` (double_seq_bn) and `p` (par_bn), the fusion `a,b` and a 3-class head
