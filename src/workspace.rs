@@ -28,7 +28,14 @@ const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 pub struct ModelEntry {
     pub name: String,
     pub path: PathBuf,
+    /// The demo model (the guided demo trains on it), known by its folder when it was added,
+    /// whatever it is called.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
 }
+
+/// The demo model's name in a workspace.
+pub const DEMO_MODEL_NAME: &str = "all-MiniLM-L6-v2 (demo)";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetEntry {
@@ -170,7 +177,7 @@ impl Workspace {
         std::fs::create_dir_all(root.join("runs")).map_err(|e| Error::io(root, e))?;
         let file = root.join(FILE);
         let state = if file.is_file() {
-            read_json(&file)?
+            read_state(&file)?
         } else {
             WorkspaceState::default()
         };
@@ -257,7 +264,7 @@ impl Workspace {
         let _lock = self.write_lock()?;
         let file = self.root.join(FILE);
         let mut state = if file.is_file() {
-            read_json(&file)?
+            read_state(&file)?
         } else {
             self.state.clone()
         };
@@ -286,17 +293,28 @@ impl Workspace {
     pub fn reload(&mut self) -> Result<()> {
         let file = self.root.join(FILE);
         if file.is_file() {
-            self.state = read_json(&file)?;
+            self.state = read_state(&file)?;
         }
         Ok(())
     }
 }
 
+/// `workspace.json`; a demo model from before models knew they were the demo is known by the
+/// name it was given then.
+fn read_state(file: &Path) -> Result<WorkspaceState> {
+    let mut state: WorkspaceState = read_json(file)?;
+    for m in &mut state.models {
+        m.demo |= m.name == DEMO_MODEL_NAME;
+    }
+    Ok(state)
+}
+
 fn add_demo(state: &mut WorkspaceState) {
     if let Some(dir) = demo_model_dir() {
         state.models.push(ModelEntry {
-            name: "all-MiniLM-L6-v2 (demo)".into(),
+            name: DEMO_MODEL_NAME.into(),
             path: dir,
+            demo: true,
         });
     }
     if let Some(root) = demo_datasets_dir() {
@@ -396,13 +414,18 @@ impl Workspace {
     pub fn add_model(&mut self, path: &Path) -> Result<&ModelEntry> {
         let config = ModelConfig::from_file(&path.join("config.json"))?;
         crate::model::weights_file(path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| config.arch.model_type().to_string());
+        let demo = crate::model::is_demo_model(path);
+        let name = match demo {
+            true => DEMO_MODEL_NAME.to_string(),
+            false => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| config.arch.model_type().to_string()),
+        };
         let entry = ModelEntry {
             name,
             path: path.to_path_buf(),
+            demo,
         };
         self.modify(|state| {
             state.models.retain(|m| m.path != path);
@@ -440,6 +463,7 @@ pub fn hf_cache_models() -> Vec<ModelEntry> {
             found.push(ModelEntry {
                 name: repo.replacen("--", "/", 1),
                 path: s.path(),
+                demo: false,
             });
         }
     }

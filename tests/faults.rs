@@ -423,6 +423,7 @@ fn a_full_disk_while_writing_workspace_json_fails_by_name_and_keeps_the_file() {
             s.models.push(ModelEntry {
                 name: format!("model {i}"),
                 path: PathBuf::from(format!("/models/model-{i}")),
+                demo: false,
             });
         }
     })
@@ -436,6 +437,7 @@ fn a_full_disk_while_writing_workspace_json_fails_by_name_and_keeps_the_file() {
         s.models.push(ModelEntry {
             name: "one more".into(),
             path: PathBuf::from("/models/one-more"),
+            demo: false,
         })
     };
     let err = ws.modify(add).unwrap_err().to_string();

@@ -124,6 +124,11 @@ pub enum AppRequest {
     AddModel(PathBuf),
     /// Take the model folder out of the workspace (its files stay).
     RemoveModel(PathBuf),
+    /// Put a removed model's entry back at `index` (Undo).
+    RestoreModel {
+        index: usize,
+        entry: adapter_studio::workspace::ModelEntry,
+    },
     /// Add a dataset to the workspace (its training data is `train`) and show it.
     AddDataset {
         name: String,
@@ -418,6 +423,17 @@ impl StudioApp {
                         .ws
                         .modify(|state| state.models.retain(|m| m.path != path));
                     if let Err(e) = removed {
+                        self.models.on_error(e.to_string());
+                    }
+                }
+                AppRequest::RestoreModel { index, entry } => {
+                    let restored = self.ws.modify(|state| {
+                        if !state.models.iter().any(|m| m.path == entry.path) {
+                            let at = index.min(state.models.len());
+                            state.models.insert(at, entry);
+                        }
+                    });
+                    if let Err(e) = restored {
                         self.models.on_error(e.to_string());
                     }
                 }

@@ -17,6 +17,8 @@ pub struct ModelsView {
     hf_cache: HfCache,
     /// Models from the Hub.
     pub hub: HubPanel,
+    /// The last model taken out of the workspace and where it was listed, for Undo.
+    removed: Option<(usize, ModelEntry)>,
 }
 
 impl Default for ModelsView {
@@ -26,6 +28,7 @@ impl Default for ModelsView {
             message: None,
             hf_cache: HfCache::default(),
             hub: HubPanel::new(HubKind::Models),
+            removed: None,
         }
     }
 }
@@ -56,6 +59,13 @@ impl ModelsView {
             self.path_input.clear();
         }
         self.message = Some(result);
+    }
+
+    /// Asks for the last removed model back, where it was listed.
+    fn undo_remove(&mut self, ctx: &mut ScreenCtx) {
+        if let Some((index, entry)) = self.removed.take() {
+            ctx.request(AppRequest::RestoreModel { index, entry });
+        }
     }
 
     /// A change this screen asked for failed.
@@ -98,6 +108,13 @@ impl ModelsView {
         let add = |ctx: &mut ScreenCtx, path: &Path| {
             ctx.request(AppRequest::AddModel(path.to_path_buf()));
         };
+        // Ctrl+Z puts back the last removed model (a focused text field keeps Ctrl+Z).
+        if self.removed.is_some()
+            && !ui.ctx().egui_wants_keyboard_input()
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z))
+        {
+            self.undo_remove(ctx);
+        }
         ui.heading("Base models");
         ui.label("The frozen pretrained models adapters are trained on.");
         ui.add_space(6.0);
@@ -119,6 +136,17 @@ impl ModelsView {
             }
         });
         super::message_ui(ui, &self.message);
+        if let Some((_, m)) = &self.removed {
+            let name = m.name.clone();
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "Removed {name} from the workspace (its files stay)"
+                ));
+                if ui.button("Undo remove").on_hover_text("Ctrl+Z").clicked() {
+                    self.undo_remove(ctx);
+                }
+            });
+        }
         ui.separator();
         if ctx.ws.state.models.is_empty() {
             ui.label(
@@ -133,25 +161,26 @@ impl ModelsView {
             .id_salt("models")
             .max_height(360.0)
             .show(ui, |ui| {
-                for m in entries {
+                for (i, m) in entries.iter().enumerate() {
                     ui.group(|ui| {
                         ui.horizontal(|ui| {
                             ui.strong(&m.name);
                             ui.label(m.path.display().to_string());
-                            if ui
-                                .small_button("Remove")
-                                .on_hover_text("Remove from the workspace (files stay)")
-                                .clicked()
-                            {
-                                remove = Some(m.path.clone());
+                            let hint = match m.demo {
+                                true => "Remove from the workspace (files stay); the guided demo needs it (Undo is offered)",
+                                false => "Remove from the workspace (files stay; Undo is offered)",
+                            };
+                            if ui.small_button("Remove").on_hover_text(hint).clicked() {
+                                remove = Some((i, m.clone()));
                             }
                         });
                         details_ui(ui, details.get(&m.path));
                     });
                 }
             });
-        if let Some(path) = remove {
-            ctx.request(AppRequest::RemoveModel(path));
+        if let Some((i, m)) = remove {
+            ctx.request(AppRequest::RemoveModel(m.path.clone()));
+            self.removed = Some((i, m));
         }
         ui.separator();
         egui::CollapsingHeader::new("From the Hub")

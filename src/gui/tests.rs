@@ -1247,15 +1247,58 @@ fn the_review_page_estimates_the_steps_and_parameters_the_run_then_has() {
 }
 
 #[test]
+fn the_demo_model_is_known_by_its_folder_and_a_removed_model_comes_back_with_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::open_with_demo(dir.path()).unwrap();
+    assert!(ws.state.models[0].demo);
+    let demo = ws.state.models[0].clone();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    click(&mut h, "Remove");
+    assert!(h.state().ws.state.models.is_empty());
+    // Without it the guided demo says what is missing.
+    h.state_mut().screen = Screen::Welcome;
+    h.step();
+    assert!(h
+        .query_by_label_contains("the demo model is not in this workspace")
+        .is_some());
+    // Ctrl+Z on the Models screen puts it back as it was.
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    assert_eq!(h.state().ws.state.models, [demo.clone()]);
+
+    // Removed, then added again by hand through the folder the link points to: still the
+    // demo, under its name, and the guided demo can run.
+    click(&mut h, "Remove");
+    let real = std::fs::canonicalize(&demo.path).unwrap();
+    assert_ne!(real, demo.path);
+    type_into(&mut h, "Model path", &real.to_string_lossy());
+    click(&mut h, "Add path");
+    let models = &h.state().ws.state.models;
+    assert_eq!(models.len(), 1);
+    assert!(models[0].demo);
+    assert_eq!(models[0].name, adapter_studio::workspace::DEMO_MODEL_NAME);
+    h.state_mut().screen = Screen::Welcome;
+    h.step();
+    assert!(h
+        .query_by_label_contains("the demo model is not in this workspace")
+        .is_none());
+}
+
+#[test]
 fn a_new_workspace_opens_on_the_welcome_page_whose_guided_demo_runs_adapters_then_the_fusion() {
     let dir = tempfile::tempdir().unwrap();
     let mut ws = Workspace::open(dir.path()).unwrap();
     ws.add_model(&tiny_model()).unwrap();
     let classes = [("a fine film", "pos"), ("a dull film", "neg")];
     let csv = two_class_csv(&dir.path().join("reviews.csv"), 40, classes);
-    // The tiny model stands in for the demo model; one small file for every demo task.
-    ws.modify(|s| s.models[0].name = "tiny (demo)".into())
-        .unwrap();
+    // The tiny model stands in for the demo model (whatever its name); one small file for
+    // every demo task.
+    ws.modify(|s| s.models[0].demo = true).unwrap();
     for name in ["sentiment", "topic", "emotions", "review_rating"] {
         add_dataset(&mut ws, name, &csv);
     }

@@ -28,7 +28,7 @@ pub enum WelcomeRequest {
 pub fn demo_spec(models: &[ModelEntry], datasets: &[DatasetEntry]) -> Result<StudySpec, String> {
     let model = models
         .iter()
-        .find(|m| m.name.contains("(demo)"))
+        .find(|m| m.demo)
         .ok_or("the demo model is not in this workspace (Models screen)")?;
     let task = |name: &str| {
         datasets

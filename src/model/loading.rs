@@ -38,6 +38,13 @@ pub fn demo_model_dir() -> Option<PathBuf> {
         .find(|p| p.join("config.json").is_file())
 }
 
+/// Whether `path` is the demo model's folder, by what it is (the same folder after links are
+/// followed), not by a name: a folder added again by hand is still the demo.
+pub fn is_demo_model(path: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).ok();
+    demo_model_dir().is_some_and(|demo| real(&demo).is_some_and(|d| real(path) == Some(d)))
+}
+
 /// A model argument: a folder, or `demo` for the demo model.
 pub fn resolve_model_dir(arg: &Path) -> Result<PathBuf> {
     if arg == Path::new("demo") && !arg.exists() {
