@@ -31,6 +31,7 @@ pub mod slurm;
 pub mod study;
 pub mod tasks;
 pub mod tokenizer;
+pub mod tracking;
 pub mod training;
 pub mod worker;
 pub mod workspace;

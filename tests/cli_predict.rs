@@ -66,7 +66,7 @@ fn predict_json_with_fusion_matches_reference_and_has_the_documented_shape() {
     let v = run_ok(&mut cmd);
     let preds = v["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 3);
-    let logits: Vec<f64> = logits_of(&preds);
+    let logits: Vec<f64> = logits_of(preds);
     assert_close("CLI logits", &logits, &floats(&reference["logits"]), 1e-4);
     for p in preds {
         assert!(p["text"].is_string());
@@ -129,7 +129,7 @@ fn predict_reads_pairs_from_an_input_file() {
     let v = run_ok(&mut cmd);
     let preds = v["predictions"].as_array().unwrap();
     assert_eq!(preds[1]["text_pair"], reference["text_pairs"][1]);
-    let logits: Vec<f64> = logits_of(&preds);
+    let logits: Vec<f64> = logits_of(preds);
     assert_close("pair logits", &logits, &floats(&reference["logits"]), 1e-4);
 }
 
@@ -152,7 +152,7 @@ fn predict_without_fusion_stacks_adapters_and_omits_fusion_attention() {
     let v = run_ok(&mut cmd);
     let preds = v["predictions"].as_array().unwrap();
     assert!(preds.iter().all(|p| p.get("fusion_attention").is_none()));
-    let logits: Vec<f64> = logits_of(&preds);
+    let logits: Vec<f64> = logits_of(preds);
     assert_close("stack logits", &logits, &floats(&reference["logits"]), 1e-4);
 }
 
@@ -535,7 +535,7 @@ fn setup_expressions_give_the_library_logits_for_every_block() {
     for ((expr, fusion, _), want) in NOTATION_CASES.iter().zip(&want) {
         let v = run_ok(&mut predict_setup(expr, *fusion, &texts));
         let preds = v["predictions"].as_array().unwrap();
-        let got: Vec<f64> = logits_of(&preds);
+        let got: Vec<f64> = logits_of(preds);
         let worst = got
             .iter()
             .zip(want)

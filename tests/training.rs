@@ -717,3 +717,205 @@ fn a_run_json_of_the_previous_version_runs_again_with_train_config() {
     assert!(err.contains("--lr") && err.contains("--config"), "{err}");
     assert!(!work.path().join("refused").exists());
 }
+/// What TensorBoard's own reader (`EventAccumulator`, orphaned data purged as TensorBoard
+/// does) finds in `RUN/tensorboard`: scalars as (step, value), images as (step, width,
+/// height), the HParams session start's hyper-parameters and the session end's status; and,
+/// read raw without any purge, how often each (tag, step) occurs across the event files.
+fn tensorboard_of(run: &Path) -> Value {
+    const READ: &str = r#"
+import collections, glob, json, os, sys
+from tensorboard.backend.event_processing import event_accumulator, event_file_loader
+from tensorboard.plugins.hparams import plugin_data_pb2
+d = os.path.join(sys.argv[1], "tensorboard")
+acc = event_accumulator.EventAccumulator(d, size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+acc.Reload()
+tags = acc.Tags()
+out = {"scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
+       "images": {t: [[e.step, e.width, e.height, e.encoded_image_string[:8].hex()] for e in acc.Images(t)] for t in tags["images"]},
+       "hparams": None, "end_status": None}
+for t in tags["tensors"]:
+    data = plugin_data_pb2.HParamsPluginData.FromString(acc.SummaryMetadata(t).plugin_data.content)
+    if data.HasField("session_start_info"):
+        out["hparams"] = {k: v.WhichOneof("kind") for k, v in data.session_start_info.hparams.items()}
+        out["lr"] = data.session_start_info.hparams["lr"].number_value
+    if data.HasField("session_end_info"):
+        out["end_status"] = data.session_end_info.status
+raw = collections.Counter()
+files = sorted(glob.glob(os.path.join(d, "events.out.tfevents.*")))
+for f in files:
+    for e in event_file_loader.EventFileLoader(f).Load():
+        for v in e.summary.value:
+            raw["%s@%d" % (v.tag, e.step)] += 1
+out["raw_repeats"] = sorted(k for k, n in raw.items() if n > 1)
+out["files"] = len(files)
+print(json.dumps(out))
+"#;
+    let stdout = run_python(&[std::ffi::OsStr::new("-c"), READ.as_ref(), run.as_os_str()]);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// Every scalar of metrics.jsonl is in the event files at the same steps with the same value
+/// (as float32), each step once; the run's settings are its HParams.
+fn assert_events_match_metrics(run: &Path, tb: &Value) {
+    // Compared as float32: what the events hold (serde_json's parsing of Python's shortest
+    // repr may be one f64 ulp off, never one f32 ulp).
+    let mut want: std::collections::BTreeMap<String, Vec<(u64, f32)>> = Default::default();
+    for r in read_lines(&run.join("metrics.jsonl")) {
+        let step = r["step"].as_u64().unwrap();
+        let mut put = |tag: String, v: &Value| {
+            let v = v.as_f64().unwrap() as f32;
+            want.entry(tag).or_default().push((step, v));
+        };
+        match r["kind"].as_str().unwrap() {
+            "train" => {
+                put("train/loss".into(), &r["loss"]);
+                put("train/learning_rate".into(), &r["lr"]);
+                put("train/grad_norm".into(), &r["grad_norm"]);
+            }
+            _ => {
+                for (k, v) in r["metrics"].as_object().unwrap() {
+                    put(format!("eval/{k}"), v);
+                }
+            }
+        }
+    }
+    assert!(
+        want.contains_key("eval/loss"),
+        "{}: no evaluation",
+        run.display()
+    );
+    for (tag, want) in &want {
+        let got: Vec<(u64, f32)> = tb["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no scalar {tag} in {tb}", run.display()))
+            .iter()
+            .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap() as f32))
+            .collect();
+        assert_eq!(&got, want, "{}: {tag}", run.display());
+    }
+    assert_eq!(
+        tb["raw_repeats"],
+        json!([]),
+        "{}: a step twice",
+        run.display()
+    );
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(tb["lr"], info["config"]["lr"], "{}: hparams", run.display());
+    assert_eq!(tb["hparams"]["batch_size"], "number_value");
+    assert_eq!(tb["end_status"], 1, "{}: a finished session", run.display());
+}
+
+#[test]
+fn every_run_writes_tensorboard_events_with_the_steps_and_values_of_metrics_jsonl() {
+    let work = tempfile::tempdir().unwrap();
+    let (sentiment, topic, fusion) = (
+        work.path().join("sentiment"),
+        work.path().join("topic"),
+        work.path().join("fusion"),
+    );
+    // Two tiny stage-1 runs (one evaluation each, at the end), then a fusion of them
+    // evaluated at every step.
+    ok(train_cmd("sentiment", "csv", &sentiment)
+        .args(["--max-steps", "2", "--batch-size", "8"])
+        .output()
+        .unwrap());
+    ok(train_cmd("topic", "jsonl", &topic)
+        .args(["--max-steps", "2", "--batch-size", "8"])
+        .output()
+        .unwrap());
+    let d = datasets().join("review_rating");
+    ok(bin()
+        .args([
+            "fuse",
+            "--device",
+            "cpu",
+            "--json",
+            "--max-length",
+            "32",
+            "--model",
+        ])
+        .arg(demo_model())
+        .arg("--adapter")
+        .arg(sentiment.join("adapter"))
+        .arg("--adapter")
+        .arg(topic.join("adapter"))
+        .arg("--train")
+        .arg(d.join("train.csv"))
+        .arg("--validation")
+        .arg(d.join("validation.csv"))
+        .args(["--max-steps", "2", "--eval-every", "1", "--batch-size", "8"])
+        .arg("--out")
+        .arg(&fusion)
+        .output()
+        .unwrap());
+    for run in [&sentiment, &topic, &fusion] {
+        let tb = tensorboard_of(run);
+        assert_events_match_metrics(run, &tb);
+        assert_eq!(tb["files"], 1);
+    }
+    let tb = tensorboard_of(&sentiment);
+    assert_eq!(tb["images"], json!({}), "a stage-1 run has no heatmap");
+
+    // The fusion: its heatmap (a PNG) and each layer's attention entropy at each evaluation,
+    // the numbers of attention.jsonl.
+    let tb = tensorboard_of(&fusion);
+    let images = tb["images"]["fusion/attention"].as_array().unwrap();
+    let steps: Vec<u64> = images.iter().map(|i| i[0].as_u64().unwrap()).collect();
+    assert_eq!(steps, [1, 2]);
+    for i in images {
+        assert_eq!(i[3], "89504e470d0a1a0a", "PNG bytes");
+        assert!(i[1].as_u64().unwrap() > 100 && i[2].as_u64().unwrap() > 100);
+    }
+    for a in read_lines(&fusion.join("attention.jsonl")) {
+        let step = a["step"].as_u64().unwrap();
+        let layers = a["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 6);
+        for (layer, entropy) in layers.iter().zip(floats(&a["entropy"])) {
+            let tag = format!("fusion/entropy/layer_{layer}");
+            let got = tb["scalars"][&tag]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {tag}"))
+                .iter()
+                .find(|p| p[0] == step)
+                .unwrap_or_else(|| panic!("no {tag} at step {step}"))[1]
+                .as_f64()
+                .unwrap();
+            assert_eq!(got as f32, entropy as f32, "{tag} at step {step}");
+        }
+    }
+
+    // A run killed after a checkpoint and resumed: one stream, each step once, the values of
+    // its metrics.jsonl (the steps the killed process wrote after its checkpoint are gone).
+    let killed = work.path().join("killed");
+    let mut child = train_cmd("sentiment", "csv", &killed)
+        .args(["--max-steps", "8", "--eval-every", "4", "--save-every", "2"])
+        .args(["--batch-size", "4"])
+        .spawn()
+        .unwrap();
+    wait_for(&killed.join("checkpoint.safetensors"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(killed.join("run.json")).unwrap()).unwrap();
+    assert_ne!(info["status"], "finished", "the kill came too late");
+    let s = summary(&ok(bin()
+        .args(["train", "--json", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap()));
+    assert_eq!(s["status"], "finished");
+    let tb = tensorboard_of(&killed);
+    assert_events_match_metrics(&killed, &tb);
+    let steps: Vec<u64> = tb["scalars"]["train/loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(
+        tb["files"], 2,
+        "the resumed process wrote a file of its own"
+    );
+}

@@ -153,6 +153,12 @@ impl Progress {
             Event::WaitingForLock { holder } => {
                 eprintln!("waiting: the run is in use by {holder} (--wait-for-lock)")
             }
+            Event::Warning(s) => {
+                if self.tty {
+                    eprint!("\r\x1b[K");
+                }
+                eprintln!("warning: {s}")
+            }
             _ => {}
         }
         if !self.enabled {
@@ -229,7 +235,7 @@ impl Progress {
                 );
             }
             Event::Checkpoint { .. } => {}
-            Event::WaitingForLock { .. } => {}
+            Event::WaitingForLock { .. } | Event::Warning(_) => {}
         }
     }
 

@@ -701,6 +701,7 @@ impl RunsView {
                 }
                 Event::Checkpoint { step } => e.log.push(format!("checkpoint at step {step}")),
                 Event::WaitingForLock { holder } => e.log.push(format!("waiting for {holder}")),
+                Event::Warning(s) => e.log.push(format!("warning: {s}")),
             },
             WorkerEvent::Ended { summary, .. } => {
                 // The records came as events; the log keeps its history (stops, resumes).

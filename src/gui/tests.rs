@@ -1269,7 +1269,7 @@ fn the_demo_model_is_known_by_its_folder_and_a_removed_model_comes_back_with_und
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
     h.step();
     h.step();
-    assert_eq!(h.state().ws.state.models, [demo.clone()]);
+    assert_eq!(h.state().ws.state.models, std::slice::from_ref(&demo));
 
     // Removed, then added again by hand through the folder the link points to: still the
     // demo, under its name, and the guided demo can run.

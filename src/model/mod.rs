@@ -16,6 +16,6 @@ pub use backbone::{
 };
 pub use config::{ArchOptions, Architecture, ModelConfig};
 pub use loading::{
-    demo_model_dir, describe, is_demo_model, resolve_model_dir, weights_file, weights_files, BaseModel,
-    ModelSummary,
+    demo_model_dir, describe, is_demo_model, resolve_model_dir, weights_file, weights_files,
+    BaseModel, ModelSummary,
 };

@@ -694,6 +694,9 @@ pub enum Event {
     Checkpoint {
         step: usize,
     },
+    /// Something went wrong beside the run, which goes on: a tracker that failed (its
+    /// records stop; the run folder's are complete).
+    Warning(String),
 }
 
 /// How a call to `train`/`resume` ended.

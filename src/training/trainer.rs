@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::model::BaseModel;
 use crate::rng::torch_rng_lock;
 use crate::tasks::{higher_is_better, Evaluator};
+use crate::tracking::{self, RunStart, Trackers};
 
 /// A model ready to train: its trainable parameters by checkpoint name, and the data.
 struct Prepared {
@@ -819,7 +820,36 @@ fn execute_inner(
     let mut prepared = prepare(cfg, device)?;
     prepared.warnings.extend(lock.notice());
     let mut t = Training::start(cfg, run, resuming, started, device, prepared, observer)?;
+    match run_steps(&mut t, lock, observer, stop) {
+        Ok(Ending::Stopped) => t.stop(observer),
+        Ok(Ending::Finished { early_stopped }) => t.finish(early_stopped, observer),
+        Err(e) => {
+            // The trackers learn that the run failed, unless the run is another process's now.
+            if !lock.is_lost() {
+                t.trackers.end(RunStatus::Failed, t.state.step);
+            }
+            Err(e)
+        }
+    }
+}
 
+/// How the step loop ended (an error aside).
+enum Ending {
+    /// The stop flag: checkpoint and stop, resumable.
+    Stopped,
+    Finished {
+        early_stopped: bool,
+    },
+}
+
+/// Steps (and evaluates) until the run's last step, early stopping or the stop flag.
+fn run_steps(
+    t: &mut Training,
+    lock: &crate::lock::Lock,
+    observer: &mut dyn FnMut(&Event),
+    stop: &AtomicBool,
+) -> Result<Ending> {
+    let (cfg, run) = (t.cfg, t.run);
     let mut early_stopped = false;
     while t.state.step < t.schedule.total_steps {
         if lock.is_lost() {
@@ -833,7 +863,7 @@ fn execute_inner(
             });
         }
         if stop.load(Ordering::Relaxed) {
-            return t.stop(observer);
+            return Ok(Ending::Stopped);
         }
         let epoch = t.train_step(observer)?;
         if t.eval_due() {
@@ -842,12 +872,12 @@ fn execute_inner(
             if early_stopped {
                 break;
             }
-        } else if cfg.save_every > 0 && t.state.step % cfg.save_every == 0 {
+        } else if cfg.save_every > 0 && t.state.step.is_multiple_of(cfg.save_every) {
             t.save_checkpoint()?;
             observer(&Event::Checkpoint { step: t.state.step });
         }
     }
-    t.finish(early_stopped)
+    Ok(Ending::Finished { early_stopped })
 }
 
 /// The state a run goes on from: a resumed run's checkpoint (loaded into `opt` too), its
@@ -932,6 +962,8 @@ struct Training<'a> {
     /// Time in optimizer steps and examples stepped over, in this process.
     train_secs: f64,
     examples: usize,
+    /// Where the records go besides the run folder (TensorBoard, …).
+    trackers: Trackers,
 }
 
 impl<'a> Training<'a> {
@@ -986,6 +1018,24 @@ impl<'a> Training<'a> {
             }
         }
         run.write_info(&info)?;
+        let mut trackers = Trackers::for_run(&run.root);
+        let mut warnings = warnings;
+        let folder = run
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        trackers.start(&RunStart {
+            root: &run.root,
+            name: &cfg.name,
+            folder: &folder,
+            config: cfg,
+            hparams: &tracking::hparams(cfg),
+            started_unix_secs: info.started_unix_secs,
+            total_steps: schedule.total_steps,
+            resumed_at: resuming.then_some(state.step),
+        });
+        warnings.extend(trackers.take_warnings());
         observer(&Event::Prepared {
             train_examples: train.len(),
             validation_examples: validation.as_ref().map_or(0, EncodedSet::len),
@@ -1020,7 +1070,15 @@ impl<'a> Training<'a> {
             prior_secs,
             train_secs: 0.0,
             examples: 0,
+            trackers,
         })
+    }
+
+    /// A tracker's failure, once, as a warning (the run goes on without it).
+    fn report_tracker_warnings(&mut self, observer: &mut dyn FnMut(&Event)) {
+        for w in self.trackers.take_warnings() {
+            observer(&Event::Warning(w));
+        }
     }
 
     /// Seconds this run has trained, across resumes.
@@ -1030,6 +1088,8 @@ impl<'a> Training<'a> {
 
     /// Writes the checkpoint, with the time trained so far.
     fn save_checkpoint(&mut self) -> Result<()> {
+        // What the trackers hold must reach the checkpoint's step: a resume continues after it.
+        self.trackers.flush();
         self.state.elapsed_secs = self.elapsed();
         checkpoint::save(&self.run.checkpoint(), &self.opt.state(), &self.state)
     }
@@ -1102,6 +1162,8 @@ impl<'a> Training<'a> {
             elapsed_secs: self.elapsed(),
         };
         append_jsonl(&self.run.metrics(), &Record::Train(record.clone()))?;
+        self.trackers.step(&record);
+        self.report_tracker_warnings(observer);
         observer(&Event::Step(record));
         Ok(epoch)
     }
@@ -1143,6 +1205,8 @@ impl<'a> Training<'a> {
             append_jsonl(&self.run.attention(), a)?;
         }
         append_jsonl(&self.run.metrics(), &Record::Eval(record.clone()))?;
+        self.trackers.eval(&record, attention.as_ref());
+        self.report_tracker_warnings(observer);
         if improved {
             self.info.best = Some(record.clone());
         }
@@ -1204,6 +1268,8 @@ impl<'a> Training<'a> {
         });
         self.info.status = RunStatus::Stopped;
         self.write_info()?;
+        self.trackers.end(RunStatus::Stopped, self.state.step);
+        self.report_tracker_warnings(observer);
         Ok(summary(
             &self.info,
             self.run,
@@ -1215,12 +1281,14 @@ impl<'a> Training<'a> {
 
     /// Saves the artifacts of a run without validation data (one with it saved them at its
     /// best evaluation), marks the run finished and removes its checkpoint.
-    fn finish(mut self, early_stopped: bool) -> Result<Summary> {
+    fn finish(mut self, early_stopped: bool, observer: &mut dyn FnMut(&Event)) -> Result<Summary> {
         if self.validation.is_none() {
             save_artifacts(self.run, &self.model, self.cfg)?;
         }
         self.info.status = RunStatus::Finished;
         self.write_info()?;
+        self.trackers.end(RunStatus::Finished, self.state.step);
+        self.report_tracker_warnings(observer);
         let checkpoint = self.run.checkpoint();
         if checkpoint.exists() {
             std::fs::remove_file(&checkpoint).map_err(|e| Error::io(checkpoint, e))?;

@@ -1,0 +1,239 @@
+//! Experiment trackers: where a run's records go besides its own folder. The trainer writes
+//! `metrics.jsonl` and `attention.jsonl` and hands the same records to each tracker, so every
+//! tracker shows the numbers the run folder holds. A tracker is one [`Tracker`]
+//! implementation and one line in [`REGISTRY`]; TensorBoard event files
+//! (`RUN/tensorboard/`, [`tensorboard`]) are written for every run.
+//!
+//! A tracker never fails a run: the first error it reports disables it for the rest of the
+//! run and becomes one warning (`Event::Warning`). A tracker that talks to a server (MLflow)
+//! keeps its calls short by sending from a thread of its own: the trait's calls come from the
+//! training thread, between steps.
+use std::path::Path;
+
+use crate::error::Result;
+use crate::training::run_dir::{AttentionRecord, EvalRecord, RunStatus, StepRecord};
+use crate::training::TrainConfig;
+
+pub mod tensorboard;
+
+/// What a tracker learns as a run starts (or resumes).
+pub struct RunStart<'a> {
+    /// The run folder.
+    pub root: &'a Path,
+    /// The run's name (`--name`), and its folder's name.
+    pub name: &'a str,
+    pub folder: &'a str,
+    pub config: &'a TrainConfig,
+    /// The run's hyper-parameters, flattened from its settings ([`hparams`]).
+    pub hparams: &'a [(String, HParam)],
+    /// When the run first started (a resumed run's original start).
+    pub started_unix_secs: u64,
+    pub total_steps: usize,
+    /// A resumed run: the checkpoint's step. Records after it were dropped from the run's
+    /// files and will be written again.
+    pub resumed_at: Option<usize>,
+}
+
+/// One hyper-parameter's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// A destination for a run's records.
+pub trait Tracker: Send {
+    /// Its name in warnings (`tensorboard`, `mlflow`).
+    fn name(&self) -> &'static str;
+    /// The run starts or resumes; called once, before its first step.
+    fn start(&mut self, run: &RunStart) -> Result<()>;
+    /// One training step, as `metrics.jsonl` records it.
+    fn step(&mut self, record: &StepRecord) -> Result<()>;
+    /// One evaluation, as `metrics.jsonl` records it, and a fusion's attention at it, as
+    /// `attention.jsonl` records it.
+    fn eval(&mut self, record: &EvalRecord, attention: Option<&AttentionRecord>) -> Result<()>;
+    /// The run is about to checkpoint: everything recorded so far must be kept if the process
+    /// dies after the checkpoint (a resume continues after it).
+    fn flush(&mut self) -> Result<()>;
+    /// The run ended at `step`: finished, stopped (resumable) or failed.
+    fn end(&mut self, status: RunStatus, step: usize) -> Result<()>;
+}
+
+/// Makes a tracker for the run in a folder, or declines (one that needs a server's address and
+/// has none).
+pub type MakeTracker = fn(&Path) -> Option<Box<dyn Tracker>>;
+
+/// The trackers each run gets.
+pub const REGISTRY: &[MakeTracker] = &[tensorboard::for_run];
+
+/// A run's trackers, each disabled at its first error (which becomes one warning).
+pub struct Trackers {
+    trackers: Vec<Box<dyn Tracker>>,
+    warnings: Vec<String>,
+}
+
+impl Trackers {
+    /// The registered trackers for the run in `root`.
+    pub fn for_run(root: &Path) -> Trackers {
+        Trackers::new(REGISTRY.iter().filter_map(|make| make(root)).collect())
+    }
+
+    pub fn new(trackers: Vec<Box<dyn Tracker>>) -> Trackers {
+        Trackers {
+            trackers,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Calls `f` on each tracker; one that fails is dropped, with a warning.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Tracker) -> Result<()>) {
+        let warnings = &mut self.warnings;
+        self.trackers.retain_mut(|t| match f(t.as_mut()) {
+            Ok(()) => true,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: {e}; nothing more is sent to it for this run (the run folder's own \
+                     records are complete)",
+                    t.name()
+                ));
+                false
+            }
+        });
+    }
+
+    pub fn start(&mut self, run: &RunStart) {
+        self.each(|t| t.start(run));
+    }
+    pub fn step(&mut self, record: &StepRecord) {
+        self.each(|t| t.step(record));
+    }
+    pub fn eval(&mut self, record: &EvalRecord, attention: Option<&AttentionRecord>) {
+        self.each(|t| t.eval(record, attention));
+    }
+    pub fn flush(&mut self) {
+        self.each(|t| t.flush());
+    }
+    pub fn end(&mut self, status: RunStatus, step: usize) {
+        self.each(|t| t.end(status, step));
+    }
+
+    /// The warnings not yet reported.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The names of the trackers still active.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.trackers.iter().map(|t| t.name()).collect()
+    }
+}
+
+/// A run's settings as flat hyper-parameters (`lr`, `batch_size`, `stage.method`, …): nested
+/// settings joined with `.`, lists as their JSON text, unset ones left out.
+pub fn hparams(config: &TrainConfig) -> Vec<(String, HParam)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, HParam)>) {
+        use serde_json::Value;
+        match v {
+            Value::Null => {}
+            Value::Bool(b) => out.push((prefix.to_string(), HParam::Bool(*b))),
+            Value::Number(n) => {
+                if let Some(x) = n.as_f64() {
+                    out.push((prefix.to_string(), HParam::Number(x)));
+                }
+            }
+            Value::String(s) => out.push((prefix.to_string(), HParam::Text(s.clone()))),
+            Value::Array(_) => out.push((prefix.to_string(), HParam::Text(v.to_string()))),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let key = match prefix {
+                        "" => k.clone(),
+                        p => format!("{p}.{k}"),
+                    };
+                    walk(&key, v, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::to_value(config) {
+        walk("", &v, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    /// Fails at its second call.
+    struct Flaky(usize);
+    impl Tracker for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn start(&mut self, _: &RunStart) -> Result<()> {
+            Ok(())
+        }
+        fn step(&mut self, _: &StepRecord) -> Result<()> {
+            self.0 += 1;
+            match self.0 {
+                1 => Ok(()),
+                _ => Err(Error::Invalid("disk full".into())),
+            }
+        }
+        fn eval(&mut self, _: &EvalRecord, _: Option<&AttentionRecord>) -> Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn end(&mut self, _: RunStatus, _: usize) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_tracker_is_dropped_with_one_warning() {
+        let mut t = Trackers::new(vec![Box::new(Flaky(0))]);
+        let record = StepRecord {
+            step: 1,
+            epoch: 0.1,
+            loss: 0.5,
+            lr: 1e-4,
+            grad_norm: 1.0,
+            examples_per_sec: 1.0,
+            elapsed_secs: 1.0,
+        };
+        for _ in 0..4 {
+            t.step(&record);
+        }
+        t.end(RunStatus::Finished, 4);
+        let w = t.take_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("flaky: ") && w[0].contains("disk full"),
+            "{w:?}"
+        );
+        assert!(t.names().is_empty());
+    }
+
+    #[test]
+    fn hyper_parameters_are_flat_and_leave_out_unset_settings() {
+        let cfg = TrainConfig::adapter(
+            "model".into(),
+            crate::data::DataSource::Path("train.csv".into()),
+            "seq_bn".parse().unwrap(),
+        );
+        let h = hparams(&cfg);
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("lr"), Some(HParam::Number(cfg.lr)));
+        assert_eq!(
+            get("batch_size"),
+            Some(HParam::Number(cfg.batch_size as f64))
+        );
+        assert!(get("max_steps").is_none(), "unset settings are left out");
+        assert!(h.iter().all(|(k, _)| !k.is_empty()));
+    }
+}
