@@ -945,3 +945,153 @@ fn hub_info_lists_the_sizes_python_sees_marks_what_a_download_takes_and_shows_th
     let e = failure(studio(&home, url, &["hub", "info", "tiny/nothing"], &[]));
     assert!(e.contains("tiny/nothing"), "{e}");
 }
+
+/// The chunk size the multipart tests give the fake Hub: the LoRA's weights (13,744 bytes)
+/// go in three parts, the head's (4,932) by one PUT.
+const CHUNK: u64 = 5000;
+
+#[test]
+fn weights_over_the_chunk_size_go_up_in_parts_with_one_completion_and_python_reads_them_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(json!({}), json!({"multipart_chunk_size": CHUNK}));
+    let home = tmp.path().join("hf");
+    let url = hub.url.as_str();
+    let dir = repo_dir(
+        tmp.path(),
+        "parts",
+        &["methods/bert/lora", "methods/bert/head_cls"],
+        &[],
+    );
+    let size = std::fs::metadata(dir.join("adapter.safetensors"))
+        .unwrap()
+        .len();
+    let parts = size.div_ceil(CHUNK);
+    assert_eq!(
+        parts, 3,
+        "the fixture's size changed: pick another chunk size"
+    );
+    let commit = pushed_commit(push(&home, url, &dir, "me/parts", &[]));
+
+    // The log: one PUT per part, in order, then one completion; the head by a single PUT.
+    let log = hub.requests();
+    let part_puts: Vec<&String> = log
+        .iter()
+        .filter(|r| r.starts_with("PUT /lfs-part/me/parts/"))
+        .collect();
+    assert_eq!(part_puts.len() as u64, parts, "{log:?}");
+    for (i, put) in part_puts.iter().enumerate() {
+        assert!(put.contains(&format!("partNumber={} ", i + 1)), "{put}");
+    }
+    assert_eq!(count(&hub, "POST /api/complete_multipart?"), 1, "{log:?}");
+    assert_eq!(
+        count(&hub, "PUT /lfs-upload/me/parts/"),
+        1,
+        "the head in one PUT"
+    );
+    assert_eq!(
+        count(&hub, "POST /me/parts.git/info/lfs/objects/verify"),
+        2,
+        "both verified"
+    );
+    let completion = log
+        .iter()
+        .position(|r| r.starts_with("POST /api/complete_multipart?"))
+        .unwrap();
+    let last_part = log
+        .iter()
+        .rposition(|r| r.starts_with("PUT /lfs-part/"))
+        .unwrap();
+    assert!(last_part < completion, "{log:?}");
+
+    // The official client downloads what went up in parts byte for byte.
+    let code = format!(
+        "import huggingface_hub as h, hashlib, json, os\n\
+         p = h.snapshot_download('me/parts', revision='{commit}')\n\
+         print(json.dumps({{n: hashlib.sha256(open(os.path.join(p, n), 'rb').read()).hexdigest() \
+         for n in os.listdir(p)}}))"
+    );
+    let got: Value = serde_json::from_str(&python(&home, url, &code, &[])).unwrap();
+    for name in [
+        "adapter.safetensors",
+        "model_head.safetensors",
+        "adapter_config.json",
+    ] {
+        assert_eq!(got[name], json!(sha256_hex(&dir.join(name))), "{name}");
+    }
+
+    // The protocol is the Hub's: the official `upload_folder` pushes in parts to the same
+    // fake (it parses the part URLs and completes as it does on the Hub), and we read it back.
+    let code = format!(
+        "import huggingface_hub as h\n\
+         api = h.HfApi(endpoint='{url}', token='{TOKEN}')\n\
+         api.create_repo('me/py-parts')\n\
+         print(api.upload_folder(repo_id='me/py-parts', folder_path='{}').oid)",
+        dir.display()
+    );
+    let py_commit = python(&home, url, &code, &[]);
+    assert_eq!(
+        count(&hub, "PUT /lfs-part/me/py-parts/") as u64,
+        parts,
+        "Python went by parts too"
+    );
+    assert_eq!(count(&hub, "POST /api/complete_multipart?"), 2);
+    let folder = download(&home, url, "me/py-parts", &[]);
+    assert!(folder.ends_with(&py_commit), "{}", folder.display());
+    for name in ["adapter.safetensors", "model_head.safetensors"] {
+        assert_eq!(
+            sha256_hex(&folder.join(name)),
+            sha256_hex(&dir.join(name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_part_failing_once_is_sent_again_and_one_refused_for_good_is_one_error_naming_file_and_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let dir = repo_dir(tmp.path(), "lora", &["methods/bert/lora"], &[]);
+
+    // A 503 (S3's "slow down") on part 2: sent again, the push goes through.
+    let hub = FakeHub::start(
+        json!({}),
+        json!({"multipart_chunk_size": CHUNK,
+               "fail_part": {"number": 2, "times": 1, "status": 503}}),
+    );
+    let commit = pushed_commit(push(&home, &hub.url, &dir, "me/retry", &[]));
+    let puts: Vec<String> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT /lfs-part/"))
+        .collect();
+    assert_eq!(puts.len(), 4, "part 2 twice: {puts:?}");
+    assert_eq!(
+        puts.iter().filter(|r| r.contains("partNumber=2 ")).count(),
+        2
+    );
+    let folder = download(&home, &hub.url, "me/retry", &[]);
+    assert!(folder.ends_with(&commit));
+    assert_eq!(
+        sha256_hex(&folder.join("adapter.safetensors")),
+        sha256_hex(&dir.join("adapter.safetensors"))
+    );
+
+    // A 403 (an expired presigned URL) is not retried: one line naming the file and the part,
+    // and no completion, no commit.
+    let hub = FakeHub::start(
+        json!({}),
+        json!({"multipart_chunk_size": CHUNK,
+               "fail_part": {"number": 2, "times": 100, "status": 403}}),
+    );
+    let err = failure(push(&home, &hub.url, &dir, "me/refused", &[]));
+    assert!(
+        err.contains("me/refused")
+            && err.contains("part 2 of 3")
+            && err.contains("`adapter.safetensors`")
+            && err.contains("HTTP 403"),
+        "{err}"
+    );
+    assert_eq!(count(&hub, "PUT /lfs-part/"), 2, "parts 1 and 2, once each");
+    assert_eq!(count(&hub, "POST /api/complete_multipart"), 0);
+    assert_eq!(count(&hub, "POST /api/models/me/refused/commit/"), 0);
+}

@@ -5,9 +5,13 @@
 //! 2. A branch other than `main`: `POST /api/models/REPO/branch/BRANCH` (409: exists).
 //! 3. `POST /api/models/REPO/preupload/REV` `{files: [{path, sample, size}]}`: the Hub says
 //!    which files go by LFS (`uploadMode`), which it ignores, and the oid it already has.
-//! 4. LFS files: `POST /REPO.git/info/lfs/objects/batch` (the git-lfs batch API, `basic`
-//!    transfer only), then for each object it lacks a `PUT` of the bytes to the returned
-//!    `href` (no token: a presigned storage URL), then `POST` to `verify` if given.
+//! 4. LFS files: `POST /REPO.git/info/lfs/objects/batch` (the git-lfs batch API, offering
+//!    the `basic` and `multipart` transfers), then for each object it lacks a `PUT` of the
+//!    bytes to the returned `href` (no token: a presigned storage URL) or, when the upload
+//!    action's header has a `chunk_size`, a `PUT` of each chunk to the part URLs in that
+//!    header (`00001`, `00002`, …) and a `POST` of the parts' ETags to the `href` (the
+//!    completion); then `POST` to `verify` if given. A PUT is tried again after a dropped
+//!    connection or a 5xx, as `http_backoff` does.
 //! 5. `POST /api/models/REPO/commit/REV`, ndjson: a header line (summary, description), then
 //!    one `file` line (base64 content) per regular file and one `lfsFile` line (sha256, size)
 //!    per LFS file. The answer's `commitOid` is the new commit.
@@ -16,7 +20,7 @@
 //! when nothing changed no commit is made and the revision's commit is returned.
 //! What is read from the folder: regular files only (a symlink or special file is refused,
 //! not followed), each opened without following links, named by its relative path.
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -33,6 +37,10 @@ const PREUPLOAD_CHUNK: usize = 256;
 const LFS_BATCH_CHUNK: usize = 256;
 /// The bytes of a file the Hub looks at to tell text from binary.
 const SAMPLE_BYTES: usize = 512;
+/// A PUT to storage is tried this many times (a dropped connection or a 5xx), waiting
+/// [`PUT_FIRST_WAIT`], then twice as long, between tries.
+const PUT_TRIES: u32 = 3;
+const PUT_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// What `hub push` says in the commit when not told.
 pub const DEFAULT_MESSAGE: &str = "Upload adapter with Adapter Studio";
 
@@ -281,6 +289,24 @@ impl Local {
             return Err(self.changed());
         }
         Ok(bytes)
+    }
+
+    /// `len` bytes from `offset`, read as they are sent (a file is never read whole).
+    fn open_range(&self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>> {
+        match &self.source {
+            Source::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(len as usize).min(b.len());
+                Ok(Box::new(&b[start..end]))
+            }
+            Source::Disk(p) => {
+                let mut f =
+                    crate::io::atomic::open_regular(p, false).map_err(|e| Error::io(p, e))?;
+                f.seek(std::io::SeekFrom::Start(offset))
+                    .map_err(|e| Error::io(p, e))?;
+                Ok(Box::new(f.take(len)))
+            }
+        }
     }
 
     fn changed(&self) -> Error {
@@ -595,11 +621,11 @@ impl Api<'_> {
                 .iter()
                 .map(|l| json!({"oid": l.sha256, "size": l.size}))
                 .collect();
-            // Only `basic` is offered: a single PUT per file (multipart is for files of
-            // many GB, which this program does not make).
+            // As the Python client: `basic` (one PUT per file) or `multipart` (parts of the
+            // Hub's chunk size, for files over what one PUT to S3 takes, 5 GB).
             let body = json!({
                 "operation": "upload",
-                "transfers": ["basic"],
+                "transfers": ["basic", "multipart"],
                 "objects": objects,
                 "hash_algo": "sha256",
                 "ref": {"name": revision},
@@ -654,17 +680,7 @@ impl Api<'_> {
                     local.path
                 )));
             };
-            if a.get("upload")
-                .and_then(|u| u.get("header"))
-                .and_then(|h| h.get("chunk_size"))
-                .is_some()
-            {
-                return Err(self.error(format!(
-                    "`{}`: the Hub asks for a multipart upload, which this program does not \
-                     speak",
-                    local.path
-                )));
-            }
+            let header = a.get("upload").and_then(|u| u.get("header"));
             let mut cancelled = false;
             let mut on_bytes = |have: u64| {
                 let go = progress(&Progress {
@@ -677,29 +693,24 @@ impl Api<'_> {
                 cancelled |= !go;
                 go
             };
-            let body: Box<dyn Read> = match &local.source {
-                Source::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
-                Source::Disk(p) => Box::new(
-                    crate::io::atomic::open_regular(p, false).map_err(|e| Error::io(p, e))?,
-                ),
-            };
-            let reader = Counted {
-                inner: body.take(local.size),
-                have: 0,
-                on_bytes: &mut on_bytes,
-            };
-            // The storage URL is presigned: a token must not go there (S3 refuses a request
-            // with two kinds of authorisation, and it is another host).
-            let req = self
-                .client
-                .no_redirects
-                .put(&upload)
-                .set("Content-Length", &local.size.to_string());
-            let sent = sorted(req.send(reader));
+            match header.and_then(|h| h.get("chunk_size")) {
+                Some(chunk) => {
+                    let header = header.unwrap_or(&Value::Null);
+                    self.upload_multipart(local, &upload, header, chunk, &mut on_bytes)?
+                }
+                None => {
+                    let sent =
+                        self.put(&local.path, &upload, local.size, &mut on_bytes, &mut || {
+                            local.open_range(0, local.size)
+                        })?;
+                    sent.map_err(|f| {
+                        self.error(self.explain(&format!("uploading `{}`", local.path), f))
+                    })?;
+                }
+            }
             if cancelled {
                 return Err(Error::Cancelled);
             }
-            sent.map_err(|f| self.error(self.explain(&format!("uploading `{}`", local.path), f)))?;
             if let Some(verify) = href("verify") {
                 let body = json!({"oid": local.sha256, "size": local.size});
                 // The token goes to the Hub itself only.
@@ -724,6 +735,118 @@ impl Api<'_> {
             uploaded.push(local.path.clone());
         }
         Ok(uploaded)
+    }
+
+    /// A PUT of `len` bytes of `path` from `open` to a presigned storage URL. No token goes there (S3
+    /// refuses a request with two kinds of authorisation, and it is another host). As the
+    /// Python client's `http_backoff`, a dropped connection or a 5xx is tried again (the bytes
+    /// read anew) up to [`PUT_TRIES`] times. `on_bytes` sees the bytes of this request sent so
+    /// far; false cancels (`Error::Cancelled`).
+    fn put<'s>(
+        &self,
+        path: &str,
+        url: &str,
+        len: u64,
+        on_bytes: &mut dyn FnMut(u64) -> bool,
+        open: &mut dyn FnMut() -> Result<Box<dyn Read + 's>>,
+    ) -> Result<std::result::Result<ureq::Response, Failure>> {
+        let mut wait = PUT_FIRST_WAIT;
+        for attempt in 1..=PUT_TRIES {
+            let mut stopped = false;
+            let mut counted = |have: u64| {
+                let go = on_bytes(have);
+                stopped |= !go;
+                go
+            };
+            let mut reader = Counted {
+                inner: open()?,
+                have: 0,
+                len,
+                short: false,
+                on_bytes: &mut counted,
+            };
+            let req = self
+                .client
+                .no_redirects
+                .put(url)
+                .set("Content-Length", &len.to_string());
+            let sent = sorted(req.send(&mut reader));
+            if reader.short {
+                return Err(Error::Invalid(format!(
+                    "`{path}` changed while it was being pushed (it is shorter now); push again"
+                )));
+            }
+            drop(reader);
+            if stopped {
+                return Err(Error::Cancelled);
+            }
+            match sent {
+                Err(Failure::Network(_) | Failure::Status(500 | 502 | 503 | 504, _))
+                    if attempt < PUT_TRIES =>
+                {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                other => return Ok(other),
+            }
+        }
+        unreachable!("the last try returns")
+    }
+
+    /// The multipart transfer (`huggingface_hub`'s `_upload_multi_part`), asked for by a
+    /// `chunk_size` in the upload action's header: the file in parts of `chunk_size` bytes,
+    /// each PUT to its presigned URL (the header's keys `00001`, `00002`, … in numeric order),
+    /// then the parts' ETags POSTed to the upload URL to complete it.
+    fn upload_multipart(
+        &self,
+        local: &Local,
+        complete: &str,
+        header: &Value,
+        chunk_size: &Value,
+        on_bytes: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<()> {
+        let path = &local.path;
+        let (chunk, urls) = part_urls(header, chunk_size, local.size)
+            .map_err(|why| self.error(format!("`{path}`: {why}")))?;
+        let parts = urls.len();
+        let mut etags = Vec::with_capacity(urls.len());
+        for (i, url) in urls.into_iter().enumerate() {
+            let number = i as u64 + 1;
+            let offset = i as u64 * chunk;
+            let len = chunk.min(local.size - offset);
+            let doing = format!("uploading part {number} of {parts} of `{path}`");
+            let response = self
+                .put(
+                    path,
+                    url,
+                    len,
+                    &mut |have| on_bytes(offset + have),
+                    &mut || local.open_range(offset, len),
+                )?
+                .map_err(|f| self.error(self.explain(&doing, f)))?;
+            let etag = response.header("ETag").unwrap_or_default().to_string();
+            if etag.is_empty() {
+                return Err(self.error(format!("{doing}: the storage answered no ETag for it")));
+            }
+            etags.push(json!({"partNumber": number, "etag": etag}));
+        }
+        // As the Python client: the LFS headers only (the URL is signed; no token).
+        let body = json!({"oid": local.sha256, "parts": etags});
+        sorted(
+            self.client
+                .no_redirects
+                .post(complete)
+                .set("Accept", "application/vnd.git-lfs+json")
+                .set("Content-Type", "application/vnd.git-lfs+json")
+                .send_bytes(body.to_string().as_bytes()),
+        )
+        .map_err(|f| {
+            self.error(self.explain(
+                &format!("completing the multipart upload of `{path}` ({parts} parts)"),
+                f,
+            ))
+        })?;
+        Ok(())
     }
 
     /// As `fix_hf_endpoint_in_url`: a URL the Hub gives on its public address goes to the
@@ -778,15 +901,67 @@ impl Api<'_> {
 }
 
 /// A body reader that reports the bytes sent; an `Interrupted`-free error when told to stop.
+/// The chunk size and the part URLs, in order, of a multipart upload action's header (as
+/// `_get_sorted_parts_urls`: the keys that are numbers, sorted as numbers; as many as the
+/// file has chunks). `Err`: why the answer is unusable.
+fn part_urls<'h>(
+    header: &'h Value,
+    chunk_size: &Value,
+    size: u64,
+) -> std::result::Result<(u64, Vec<&'h str>), String> {
+    let chunk = chunk_size
+        .as_u64()
+        .or_else(|| chunk_size.as_str().and_then(|c| c.trim().parse().ok()))
+        .filter(|&c| c > 0)
+        .ok_or_else(|| {
+            format!(
+                "the Hub asks for a multipart upload with an unusable chunk size ({})",
+                crate::error::clip(&chunk_size.to_string())
+            )
+        })?;
+    let mut urls: Vec<(u64, &str)> = Vec::new();
+    for (k, v) in header.as_object().into_iter().flatten() {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match (k.parse(), v.as_str()) {
+            (Ok(n), Some(url)) => urls.push((n, url)),
+            _ => {
+                return Err(format!(
+                    "the Hub's multipart answer has an unusable part `{k}`"
+                ))
+            }
+        }
+    }
+    urls.sort_by_key(|(n, _)| *n);
+    let parts = size.div_ceil(chunk);
+    if urls.len() as u64 != parts {
+        return Err(format!(
+            "the Hub's multipart answer gives {} part URLs for a file of {parts} parts of \
+             {chunk} bytes",
+            urls.len()
+        ));
+    }
+    Ok((chunk, urls.into_iter().map(|(_, u)| u).collect()))
+}
+
+/// A body that ends before `len` (its file shrank under the push) is an error, not a short
+/// request the server would wait on: `short` says so.
 struct Counted<'a, R> {
     inner: R,
     have: u64,
+    len: u64,
+    short: bool,
     on_bytes: &'a mut dyn FnMut(u64) -> bool,
 }
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.have < self.len {
+            self.short = true;
+            return Err(std::io::Error::other("the file ended early"));
+        }
         self.have += n as u64;
         if !(self.on_bytes)(self.have) {
             return Err(std::io::Error::other("cancelled"));
@@ -922,6 +1097,45 @@ mod tests {
         h.update(&long);
         // sha1 of 1000 × "a".
         assert_eq!(h.hex(), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn part_urls_are_ordered_by_number_and_must_cover_the_file() {
+        let mut header = json!({"chunk_size": "10", "transfer": "x"});
+        for n in (1..=11).rev() {
+            header[format!("{n:05}")] = json!(format!("u{n}"));
+        }
+        let (chunk, urls) = part_urls(&header, &header["chunk_size"], 105).unwrap();
+        assert_eq!(chunk, 10);
+        let want: Vec<String> = (1..=11).map(|n| format!("u{n}")).collect();
+        assert_eq!(urls, want);
+        // An integer chunk size is taken too; a count that does not cover the file is not.
+        assert!(part_urls(&header, &json!(10), 110).is_ok());
+        let e = part_urls(&header, &json!(10), 111).unwrap_err();
+        assert!(e.contains("11 part URLs") && e.contains("12 parts"), "{e}");
+        assert!(part_urls(&header, &json!("0"), 105).is_err());
+        assert!(part_urls(&header, &json!("ten"), 105).is_err());
+    }
+
+    #[test]
+    fn a_body_shorter_than_announced_is_an_error_not_a_short_request() {
+        let mut seen = 0;
+        let mut on = |h: u64| {
+            seen = h;
+            true
+        };
+        {
+            let mut r = Counted {
+                inner: &b"12345"[..],
+                have: 0,
+                len: 10,
+                short: false,
+                on_bytes: &mut on,
+            };
+            assert!(std::io::copy(&mut r, &mut std::io::sink()).is_err());
+            assert!(r.short);
+        }
+        assert_eq!(seen, 5);
     }
 
     #[test]

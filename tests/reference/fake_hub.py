@@ -7,7 +7,11 @@ CONFIG: {"repos": {"owner/name": {"revisions": {"main": DIR, "v1": DIR2}, "priva
          "token": "hf_…"          (the Bearer token private repos need),
          "drop_once": ["owner/name/FILE"]   (the first download of FILE stops halfway),
          "corrupt": ["owner/name/FILE"]     (FILE's bytes are served altered),
-         "log": PATH              (one line per request: METHOD PATH RANGE)}
+         "log": PATH              (one line per request: METHOD PATH RANGE),
+         "multipart_chunk_size": N (LFS objects over N bytes go by the multipart transfer,
+                                    in parts of N bytes, when the client offers it),
+         "fail_part": {"number": K, "times": T, "status": S}
+                                   (the first T PUTs of part K answer S, as S3 may)}
 
 - GET /api/models/OWNER/NAME[/revision/REV][?blobs=true] → {"id", "sha", "siblings":
   [{"rfilename"[, "blobId", "size", "lfs": {"sha256", "size", "pointerSize"}]}], …}
@@ -30,6 +34,15 @@ speaks to the Hub; every write needs the Bearer token (401 otherwise):
 - POST /OWNER/NAME.git/info/lfs/objects/batch (git-lfs batch API, `basic` transfer) → per
   object not stored yet: actions.upload.href (PUT /lfs-upload/…: a "presigned" URL that, as
   S3, refuses an Authorization header) and actions.verify.href (POST: sha256 and size checked).
+  With `multipart_chunk_size` and `multipart` among the offered transfers, an object over the
+  chunk size gets the Hub's multipart actions instead: actions.upload.header holds
+  `chunk_size` (a string, as the Hub sends it) and one presigned part URL per chunk under
+  the keys "00001", "00002", … (PUT /lfs-part/OWNER/NAME/OID?uploadId=U&partNumber=N, which
+  answers the part's ETag, as S3 does); actions.upload.href is the completion URL
+  (POST /api/complete_multipart?uploadId=U&signature=…, no token needed, as the Python client
+  sends none: {oid, parts: [{partNumber, etag}]}, every part in order with the ETag its PUT
+  got, and the parts' concatenation of the announced sha256 and size, else 400), after which
+  the object is staged as a basic PUT stages it, for verify.
 - POST /api/models/OWNER/NAME/commit/REV, ndjson (header; file: base64, refused if binary;
   lfsFile: must have been uploaded and verified; deletedFile/deletedFolder) → {commitOid,
   commitUrl}: a new commit on the branch, its files served by the download routes above.
@@ -235,6 +248,8 @@ class Hub(BaseHTTPRequestHandler):
     def do_PUT(self):
         self.log()
         parts = urllib.parse.urlsplit(self.path).path.lstrip("/").split("/")
+        if len(parts) == 4 and parts[0] == "lfs-part":
+            return self.put_part(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
         if len(parts) != 4 or parts[0] != "lfs-upload":
             return self.error(404, "NotFound", "no such route")
         data = self.body()
@@ -248,12 +263,78 @@ class Hub(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def put_part(self, query):
+        """One part of a multipart upload, as S3 takes it: its ETag is the answer."""
+        data = self.body()
+        if self.headers.get("Authorization"):
+            return self.error(400, "InvalidArgument", "Only one auth mechanism allowed")
+        upload_id = query.get("uploadId", [""])[0]
+        try:
+            number = int(query.get("partNumber", ["0"])[0])
+        except ValueError:
+            number = 0
+        with self.server.lock:
+            upload = self.server.multipart.get(upload_id)
+            if upload is None or not 1 <= number <= upload["count"]:
+                upload = None
+            fail = self.server.config.get("fail_part") or {}
+            failing = fail.get("number") == number and self.server.part_failures < fail.get("times", 0)
+            if upload is not None and failing:
+                self.server.part_failures += 1
+            elif upload is not None:
+                upload["parts"][number] = data
+                upload["etags"][number] = hashlib.md5(data).hexdigest()
+        if upload is None:
+            return self.error(404, "NoSuchUpload", "The specified upload or part does not exist")
+        if failing:
+            return self.error(fail.get("status", 503), "SlowDown", "Please reduce your request rate")
+        self.send_response(200)
+        self.send_header("ETag", f'"{upload["etags"][number]}"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def complete_multipart(self, query, raw):
+        upload_id = query.get("uploadId", [""])[0]
+        with self.server.lock:
+            upload = self.server.multipart.get(upload_id)
+        if upload is None or query.get("signature", [""])[0] != upload["signature"]:
+            return self.error(403, "", "Invalid or expired multipart upload signature")
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return self.error(400, "", "the completion payload is not JSON")
+        if payload.get("oid") != upload["oid"]:
+            return self.error(400, "", "oid does not match the multipart upload")
+        parts = payload.get("parts")
+        if not isinstance(parts, list) or [p.get("partNumber") for p in parts] != list(
+            range(1, upload["count"] + 1)
+        ):
+            return self.error(400, "", f"parts must be numbered 1 to {upload['count']}, in order")
+        for p in parts:
+            etag = str(p.get("etag", "")).strip('"')
+            if upload["etags"].get(p["partNumber"]) != etag:
+                return self.error(
+                    400, "InvalidPart", f"part {p['partNumber']} was not uploaded or its ETag differs"
+                )
+        data = b"".join(upload["parts"][n] for n in range(1, upload["count"] + 1))
+        if len(data) != upload["size"] or hashlib.sha256(data).hexdigest() != upload["oid"]:
+            return self.error(
+                400, "", f"the uploaded parts do not make object {upload['oid']} of {upload['size']} bytes"
+            )
+        with self.server.lock:
+            self.server.multipart.pop(upload_id, None)
+            self.server.staged[(upload["repo"], upload["oid"])] = data
+        self.send_json({"success": True})
+
     def do_POST(self):
         self.log()
         path = urllib.parse.urlsplit(self.path).path
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         parts = path.lstrip("/").split("/")
         raw = self.body()
+        # The completion URL is signed: no token (the Python client sends none).
+        if path == "/api/complete_multipart":
+            return self.complete_multipart(query, raw)
         if not self.writer():
             return
         if path == "/api/validate-yaml":
@@ -358,10 +439,36 @@ class Hub(BaseHTTPRequestHandler):
                 return self.error(422, "", "objects need a sha256 oid and a size")
             entry = {"oid": oid, "size": size, "authenticated": True}
             stored = self.server.lfs_store.get((repo_id, oid))
-            if stored is None or len(stored) != size:
+            chunk = self.server.config.get("multipart_chunk_size")
+            verify = {"href": f"{self.base()}/{repo_id}.git/info/lfs/objects/verify"}
+            if stored is not None and len(stored) == size:
+                pass
+            elif chunk and "multipart" in payload.get("transfers", []) and size > chunk:
+                count = -(-size // chunk)
+                with self.server.lock:
+                    self.server.counter += 1
+                    upload_id = hashlib.sha1(f"{repo_id}\0{oid}\0{self.server.counter}".encode()).hexdigest()
+                    signature = hashlib.sha256(f"signed\0{upload_id}".encode()).hexdigest()
+                    self.server.multipart[upload_id] = {
+                        "repo": repo_id, "oid": oid, "size": size, "count": count,
+                        "signature": signature, "parts": {}, "etags": {},
+                    }
+                header = {"chunk_size": str(chunk)}
+                for n in range(1, count + 1):
+                    header[f"{n:05d}"] = (
+                        f"{self.base()}/lfs-part/{repo_id}/{oid}?uploadId={upload_id}&partNumber={n}"
+                    )
+                entry["actions"] = {
+                    "upload": {
+                        "href": f"{self.base()}/api/complete_multipart?uploadId={upload_id}&signature={signature}",
+                        "header": header,
+                    },
+                    "verify": verify,
+                }
+            else:
                 entry["actions"] = {
                     "upload": {"href": f"{self.base()}/lfs-upload/{repo_id}/{oid}"},
-                    "verify": {"href": f"{self.base()}/{repo_id}.git/info/lfs/objects/verify"},
+                    "verify": verify,
                 }
             objects.append(entry)
         self.send_json({"transfer": "basic", "objects": objects}, content_type="application/vnd.git-lfs+json")
@@ -629,6 +736,8 @@ def main():
     server.lock = threading.Lock()
     server.counter = 0
     server.staged = {}
+    server.multipart = {}
+    server.part_failures = 0
     server.lfs_store = {(repo_id, sha): data for (repo_id, sha), (_, data) in server.lfs.items()}
     print(server.server_address[1], flush=True)
     server.serve_forever()
