@@ -3,7 +3,7 @@
 //! real text (Debian's licence texts) and no `tokenizer.json`. Token ids equal transformers'
 //! fast tokenizers converted from the same file; adapters, a fusion and a head made by the
 //! library give its logits; an adapter trained here loads in Python with the same logits.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

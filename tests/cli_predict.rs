@@ -1,5 +1,5 @@
 //! The `adapter-studio predict` command: its JSON contract and its one-line errors.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! model, adapters, a fusion and a head made at test time by transformers and the Python
 //! `adapters` library give the same logits through `predict`; an adapter trained here loads
 //! in Python with the same logits.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

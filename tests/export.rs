@@ -1,6 +1,6 @@
 //! Export (AdapterHub folders and bundles) and import of AdapterHub folders: round trips
 //! through the Python library and `predict --bundle`, damaged files, interrupted exports.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,7 @@
 //! Each checks one clear error naming the file, the previous file left byte for byte, no
 //! temporary file left that a later step could take as valid, and the same result as a run
 //! or export that was never disturbed once the fault is gone.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

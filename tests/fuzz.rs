@@ -18,7 +18,7 @@ use adapter_studio::io::weights;
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
 
-mod common;
+use crate::common;
 
 fn budget() -> Duration {
     let ms = std::env::var("FUZZ_BUDGET_MS")

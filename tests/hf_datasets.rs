@@ -1,7 +1,7 @@
 //! Hugging Face datasets: Parquet and Arrow files, `save_to_disk` folders, the Hub and
 //! `datasets` caches, `ClassLabel` names, all written at test time by `datasets`/`pyarrow`
 //! (tests/reference/make_hf_datasets.py); training from them, and their errors.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -5,7 +5,7 @@
 //! tokens, wrong ids; pushes (the repo, preupload, LFS batch/PUT/verify and commit APIs) that
 //! Python's `snapshot_download` reads back byte for byte with AdapterHub's card, the same
 //! server taking `HfApi.upload_folder`'s pushes, and search.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

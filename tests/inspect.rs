@@ -1,6 +1,6 @@
 //! The inspector's heatmaps hold the numbers `adapter-studio predict --json` reports for the
 //! same input, computed on the side worker thread as the app does.
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

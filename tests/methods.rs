@@ -2,7 +2,7 @@
 //! with the library's plain default calls and gives the same logits; a merged export loads in
 //! plain transformers with the logits of the unmerged setup; `average`, `eject` and `train
 //! --method …` from the command line.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Loading base model folders: tokenizer fallbacks and weight errors.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

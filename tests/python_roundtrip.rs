@@ -1,6 +1,6 @@
 //! What Rust saves in AdapterHub format, the Python `adapters` library loads and computes the
 //! same logits from (both `.safetensors` and `.bin`).
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Parity with the Python `adapters` library: every case in tests/fixtures/cases.json (made by
 //! tests/reference/make_fixtures.py) must give the same token ids, logits (1e-4) and fusion
 //! weights (1e-5) in Rust.
-mod common;
+use crate::common;
 
 use adapter_studio::adapter_model::{fusion_weights_by_layer, AdapterModel};
 use adapter_studio::adapters::Setup;

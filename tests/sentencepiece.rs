@@ -1,7 +1,7 @@
 //! SentencePiece models read without Python: a unigram model trained at test time by the
 //! `sentencepiece` package on real text tokenizes exactly as transformers' fast XLM-RoBERTa
 //! tokenizer converted from it, and an XLM-R folder with only `sentencepiece.bpe.model` loads.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Studies on the local backend: a grid of 2 sources × 1 target × {seq_bn, fusion} × 2 seeds
 //! on the tiny BERT runs to a report of per-target means over seeds; running it again starts
 //! nothing; a failing source shows as failed and the fusions that need it are cancelled, not run.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Training from the command line: stage 1 and stage 2 on the demo tasks, outputs that the
 //! Python library loads with the same logits, resume after kill -9 and Ctrl-C, every task
 //! type, and clear errors for bad data.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -103,7 +103,7 @@ const PYTHON_OFFLINE: [(&str, &str); 3] = [
     ("TRANSFORMERS_OFFLINE", "1"),
 ];
 
-/// This test binary's `tests/reference/fork_server.py`: a Python that imported torch,
+/// The test binary's `tests/reference/fork_server.py`: a Python that imported torch,
 /// transformers and adapters once and runs each script in a fork of itself (importing them
 /// took 12 s of every Python run). It ends when this process does (its stdin closes).
 struct PythonServer {
@@ -201,6 +201,9 @@ pub fn ok(out: std::process::Output) -> String {
 /// commit (13 MB), so the committed script writes them once per build folder and version of
 /// the script (a folder written by an older script lacks what a newer one adds).
 pub fn minilm_fixtures() -> PathBuf {
+    // One writer at a time in this process (the temporary folder is named by the process).
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/make_fixtures.py");
     let text = std::fs::read(script).expect("the reference script is committed");
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
