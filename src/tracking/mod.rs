@@ -20,9 +20,8 @@ pub mod tensorboard;
 pub struct RunStart<'a> {
     /// The run folder.
     pub root: &'a Path,
-    /// The run's name (`--name`), and its folder's name.
+    /// The run's name (`--name`).
     pub name: &'a str,
-    pub folder: &'a str,
     pub config: &'a TrainConfig,
     /// The run's hyper-parameters, flattened from its settings ([`hparams`]).
     pub hparams: &'a [(String, HParam)],
@@ -66,6 +65,16 @@ pub type MakeTracker = fn(&Path) -> Option<Box<dyn Tracker>>;
 
 /// The trackers each run gets.
 pub const REGISTRY: &[MakeTracker] = &[tensorboard::for_run];
+
+impl RunStart<'_> {
+    /// The run folder's own name (runs of one name live in folders of their own).
+    pub fn folder(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
 
 /// A run's trackers, each disabled at its first error (which becomes one warning).
 pub struct Trackers {

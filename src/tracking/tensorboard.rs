@@ -298,11 +298,15 @@ fn event_files(dir: &Path) -> Vec<PathBuf> {
 /// Whether a resumed run keeps `event` of an earlier file: it is at or before the checkpoint
 /// (a session end is dropped at any step: the run has not ended).
 fn kept_after_resume(event: &proto::Event, checkpoint: usize) -> bool {
-    let ended = event
+    event.step <= checkpoint as i64 && !has_tag(event, SESSION_END_TAG)
+}
+
+/// Whether `event` holds a summary value tagged `tag`.
+fn has_tag(event: &proto::Event, tag: &str) -> bool {
+    event
         .summary
         .as_ref()
-        .is_some_and(|s| s.value.iter().any(|v| v.tag == SESSION_END_TAG));
-    event.step <= checkpoint as i64 && !ended
+        .is_some_and(|s| s.value.iter().any(|v| v.tag == tag))
 }
 
 /// Cuts the event file at `path` back to the events a checkpoint at `checkpoint` had seen (and
@@ -317,10 +321,7 @@ fn cut_back(path: &Path, checkpoint: usize) -> Result<bool> {
         match proto::Event::decode(data) {
             Ok(event) if !kept_after_resume(&event, checkpoint) => dropped = true,
             Ok(event) => {
-                started |= event
-                    .summary
-                    .as_ref()
-                    .is_some_and(|s| s.value.iter().any(|v| v.tag == SESSION_START_TAG));
+                started |= has_tag(&event, SESSION_START_TAG);
                 kept.extend(frame(data));
             }
             // Not one of ours: kept as it is.
@@ -487,7 +488,7 @@ impl Tracker for TensorBoard {
                 version: 0,
                 session_start_info: Some(proto::SessionStartInfo {
                     hparams,
-                    group_name: run.folder.to_string(),
+                    group_name: run.folder(),
                     start_time_secs: run.started_unix_secs as f64,
                 }),
                 session_end_info: None,
@@ -655,7 +656,6 @@ mod tests {
         let start = |resumed_at| RunStart {
             root: dir.path(),
             name: "run",
-            folder: "run",
             config: &cfg,
             hparams: &[],
             started_unix_secs: 1,

@@ -1020,15 +1020,9 @@ impl<'a> Training<'a> {
         run.write_info(&info)?;
         let mut trackers = Trackers::for_run(&run.root);
         let mut warnings = warnings;
-        let folder = run
-            .root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         trackers.start(&RunStart {
             root: &run.root,
             name: &cfg.name,
-            folder: &folder,
             config: cfg,
             hparams: &tracking::hparams(cfg),
             started_unix_secs: info.started_unix_secs,
