@@ -352,25 +352,26 @@ impl State {
         }
     }
 
+    /// The examples `start..start + len` (a Parallel or BatchSplit part).
     fn slice(&self, start: i64, len: i64) -> State {
-        State {
-            hidden: self.hidden.narrow(0, start, len),
-            input_tensor: self.input_tensor.narrow(0, start, len),
-            adapter_residual: self.adapter_residual.narrow(0, start, len),
-            up: self.up.as_ref().map(|u| u.narrow(0, start, len)),
-            last: self.last.clone(),
-        }
+        self.narrow(0, start, len, self.last.clone())
     }
 
     /// The tokens `start..start + len` of every example, with no last adapter yet: the
     /// state the library's `compose_split` hands each child.
     fn slice_tokens(&self, start: i64, len: i64) -> State {
+        self.narrow(1, start, len, None)
+    }
+
+    /// Every tensor narrowed to `start..start + len` along `dim`, with `last` as the last
+    /// adapter.
+    fn narrow(&self, dim: i64, start: i64, len: i64, last: Option<String>) -> State {
         State {
-            hidden: self.hidden.narrow(1, start, len),
-            input_tensor: self.input_tensor.narrow(1, start, len),
-            adapter_residual: self.adapter_residual.narrow(1, start, len),
-            up: self.up.as_ref().map(|u| u.narrow(1, start, len)),
-            last: None,
+            hidden: self.hidden.narrow(dim, start, len),
+            input_tensor: self.input_tensor.narrow(dim, start, len),
+            adapter_residual: self.adapter_residual.narrow(dim, start, len),
+            up: self.up.as_ref().map(|u| u.narrow(dim, start, len)),
+            last,
         }
     }
 }
