@@ -7,6 +7,7 @@ pub mod activation;
 pub mod adapter_model;
 pub mod adapters;
 pub mod bundle;
+pub mod compare;
 pub mod data;
 pub mod device;
 pub mod error;

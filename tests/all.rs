@@ -15,6 +15,7 @@ mod hf_datasets;
 mod hub;
 mod inspect;
 mod methods;
+mod mlflow;
 mod model_loading;
 mod pretrained_parity;
 mod python_roundtrip;

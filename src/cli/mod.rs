@@ -1,5 +1,6 @@
 //! Command-line interface (clap). Each subcommand is a thin layer over the library.
 mod average;
+mod compare;
 mod datasets;
 mod export;
 mod hub;
@@ -74,6 +75,10 @@ enum Command {
     /// folder or run, search.
     #[command(subcommand)]
     Hub(hub::HubCommand),
+    /// Runs side by side: the hyper-parameters that differ, best and final metrics.
+    Compare(compare::CompareArgs),
+    /// Start TensorBoard on the workspace's runs and print its address (Ctrl-C stops it).
+    Tensorboard(compare::TensorBoardArgs),
 }
 
 /// Whether `args` (without the program name) form a valid command line of this program, as
@@ -102,6 +107,8 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Datasets(args)) => datasets::run(args),
         Some(Command::Study(command)) => study::run(command),
         Some(Command::Hub(command)) => hub::run(command),
+        Some(Command::Compare(args)) => compare::compare(args),
+        Some(Command::Tensorboard(args)) => compare::tensorboard(args),
         #[cfg(feature = "gui")]
         None => crate::gui::run(crate::gui::Launch {
             workspace: cli.workspace,

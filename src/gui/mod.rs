@@ -1,6 +1,7 @@
 //! The desktop app (eframe/egui): a thin layer over the library. Every tensor lives on the
 //! worker thread; the UI sends `Command`s and reads `WorkerEvent`s each frame.
 mod adapters_ui;
+mod compare_ui;
 mod datasets_ui;
 mod export_ui;
 mod heatmap_ui;
@@ -765,6 +766,10 @@ impl StudioApp {
                 self.runs.show(&dir);
                 self.screen = Screen::Runs;
             }
+            StudyRequest::Compare(dir) => {
+                self.runs.compare.show_study(dir);
+                self.screen = Screen::Runs;
+            }
             StudyRequest::Follow(dir) => {
                 let added = self.ws.modify(|s| {
                     if !s.studies.contains(&dir) {
@@ -922,6 +927,11 @@ impl eframe::App for StudioApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.root_ui(ui);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // A TensorBoard started from the Runs screen ends with the app.
+        self.runs.tensorboard.stop();
     }
 }
 

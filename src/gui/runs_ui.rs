@@ -430,6 +430,10 @@ pub struct RunsView {
     followed: Option<Instant>,
     /// *Share…* of a run to the Hub.
     pub share: super::hub_ui::ShareDialog,
+    /// The selected and ticked runs (or a study's) side by side, instead of the run's page.
+    pub compare: super::compare_ui::CompareView,
+    /// *Open in TensorBoard* on the workspace's runs.
+    pub tensorboard: super::compare_ui::TensorBoardView,
 }
 
 impl Default for RunsView {
@@ -449,6 +453,8 @@ impl Default for RunsView {
             message: None,
             followed: None,
             share: Default::default(),
+            compare: Default::default(),
+            tensorboard: Default::default(),
         }
     }
 }
@@ -759,7 +765,7 @@ impl RunsView {
         {
             self.undo_delete();
         }
-        if self.runs.is_empty() && !self.can_undo() {
+        if self.runs.is_empty() && !self.can_undo() && !self.compare.open {
             ui.heading("Runs");
             ui.label("No runs yet. Start one from the Train screen; it will appear here with live curves.");
             if ui.button("Go to Train").clicked() {
@@ -771,17 +777,38 @@ impl RunsView {
             .resizable(true)
             .default_size(330.0)
             .show(ui, |ui| {
-                self.run_list_ui(ui);
+                self.run_list_ui(ui, &ctx.ws.runs_dir());
             });
-        egui::ScrollArea::vertical()
-            .id_salt("run_detail")
-            .show(ui, |ui| self.run_detail_ui(ui, ctx));
+        if self.compare.open {
+            let compared = self.compared();
+            self.compare.compare_ui(ui, &compared);
+        } else {
+            egui::ScrollArea::vertical()
+                .id_salt("run_detail")
+                .show(ui, |ui| self.run_detail_ui(ui, ctx));
+        }
         self.share.ui(ui);
         self.confirm_delete_ui(ui, ctx);
     }
 
-    fn run_list_ui(&mut self, ui: &mut egui::Ui) {
+    fn run_list_ui(&mut self, ui: &mut egui::Ui, logdir: &Path) {
         ui.heading("Runs");
+        let n = self.compared().len();
+        let label = match n {
+            n if n >= 2 => format!("Compare {n} runs"),
+            _ => "Compare runs".to_string(),
+        };
+        if ui
+            .button(label)
+            .on_hover_text(
+                "The selected run and the ticked ones side by side: the settings that differ, \
+                 best and final metrics",
+            )
+            .clicked()
+        {
+            self.compare.show_ticked();
+        }
+        self.tensorboard.tensorboard_ui(ui, logdir);
         if let Some(mib) = self.memory_mib() {
             ui.label(format!("Memory in use: {mib:.0} MiB"));
         }
@@ -1016,6 +1043,17 @@ impl RunsView {
             Some(s) => self.shown_runs(s),
             None => Vec::new(),
         }
+    }
+
+    /// The runs the Compare view compares (the plots' runs), with their states.
+    fn compared(&self) -> Vec<super::compare_ui::RunKey> {
+        let runs = match &self.selected {
+            Some(s) => self.shown_runs(s),
+            None => self.runs.iter().filter(|r| r.overlay).collect(),
+        };
+        runs.into_iter()
+            .map(|r| (r.dir.clone(), r.status().label()))
+            .collect()
     }
 
     /// The runs the plots show: the selected one, then every ticked one.

@@ -224,6 +224,8 @@ pub enum StudyRequest {
     ShowRun(PathBuf),
     /// Remember a study folder outside the workspace, to follow it.
     Follow(PathBuf),
+    /// Show the study's runs side by side in the Runs screen's Compare view.
+    Compare(PathBuf),
 }
 
 /// A study the app's worker is running: runs go to the worker's queue when they can start
@@ -752,6 +754,16 @@ impl StudiesView {
                         "cancelling the Slurm jobs",
                     );
                 }
+            }
+            if snapshot.status.iter().any(|r| r.state != RunState::Planned)
+                && ui
+                    .button("Compare this study's runs")
+                    .on_hover_text(
+                        "Their settings that differ and their metrics side by side (Runs screen)",
+                    )
+                    .clicked()
+            {
+                requests.push(StudyRequest::Compare(dir.to_path_buf()));
             }
             if self.slurm_call.is_some() {
                 ui.spinner();

@@ -227,6 +227,26 @@ fn the_review_page_shows_the_equivalent_command() {
     }
 }
 
+#[test]
+fn an_mlflow_server_given_in_the_wizard_is_in_the_runs_settings_and_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let mut wizard = super::wizard_ui::Wizard::new(&ws);
+    wizard.mlflow = " http://127.0.0.1:5000 ".into();
+    wizard.experiment = "reviews".into();
+    let config = wizard.config(&ws).unwrap();
+    assert_eq!(
+        config.tracking.mlflow.as_deref(),
+        Some("http://127.0.0.1:5000")
+    );
+    let command = config.command_line(Path::new("/tmp/run"));
+    for part in ["--mlflow http://127.0.0.1:5000", "--experiment reviews"] {
+        assert!(command.contains(part), "{part} missing from {command}");
+    }
+    wizard.mlflow.clear();
+    assert!(wizard.config(&ws).unwrap().tracking.mlflow.is_none());
+}
+
 /// Clicks the widget labelled `label` and lets the app draw what follows (a change made while
 /// drawing shows in the next frame).
 fn click(h: &mut Harness<'static, StudioApp>, label: &str) {
@@ -1754,4 +1774,204 @@ fn a_run_shared_from_the_runs_screen_is_pushed_with_its_card_and_downloads_the_s
     step_until(&mut h, "the library", |a| a.library.is_current());
     click(&mut h, "Share…");
     assert!(h.state().library.share.is_open());
+}
+
+/// A finished run folder `runs/NAME` written as a training leaves it (no training: the
+/// Compare view reads only `run.json` and `metrics.jsonl`), with learning rate `lr` and one
+/// evaluation of accuracy `accuracy`.
+fn finished_run(ws: &Workspace, name: &str, lr: f64, accuracy: f64, started: u64) -> PathBuf {
+    finished_run_in(ws, &ws.runs_dir(), name, lr, accuracy, started)
+}
+
+/// [`finished_run`] in the folder of runs `runs` (a study's).
+fn finished_run_in(
+    ws: &Workspace,
+    runs: &Path,
+    name: &str,
+    lr: f64,
+    accuracy: f64,
+    started: u64,
+) -> PathBuf {
+    use adapter_studio::training::run_dir::{append_jsonl, EvalRecord, Record, RunInfo};
+    let dir = runs.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = adapter_studio::training::TrainConfig::adapter(
+        tiny_model(),
+        ws.state.datasets[0].train.clone(),
+        adapter_studio::training::Method::SEQ_BN,
+    );
+    config.lr = lr;
+    let eval = EvalRecord {
+        step: 10,
+        epoch: 1.0,
+        metrics: [
+            ("accuracy".to_string(), accuracy),
+            ("loss".to_string(), 0.5),
+        ]
+        .into(),
+        examples: 20,
+        elapsed_secs: 1.0,
+        best: true,
+    };
+    let run = RunDir::new(&dir);
+    run.write_info(&RunInfo {
+        config,
+        status: RunStatus::Finished,
+        step: 10,
+        total_steps: 10,
+        labels: vec!["neg".into(), "pos".into()],
+        data: Vec::new(),
+        trainable_parameters: 100,
+        best: Some(eval.clone()),
+        error: None,
+        stopped_early: None,
+        head_from: None,
+        versions: serde_json::Value::Null,
+        device: "cpu".into(),
+        started_unix_secs: started,
+        updated_unix_secs: started,
+    })
+    .unwrap();
+    append_jsonl(&run.metrics(), &Record::Eval(eval)).unwrap();
+    dir
+}
+
+/// The compared runs' folder names, in the table's order.
+fn compared_rows(app: &StudioApp) -> Vec<String> {
+    app.runs.compare.table().map_or(Vec::new(), |t| {
+        t.rows
+            .iter()
+            .map(|r| r.dir.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    })
+}
+
+#[test]
+fn two_ticked_runs_are_compared_with_only_differing_settings_and_sorted_by_header_clicks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    finished_run(&ws, "slow", 1e-4, 0.7, 100);
+    finished_run(&ws, "fast", 3e-4, 0.9, 200);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    // The newest run is selected; ticking the other one makes two to compare.
+    assert_eq!(h.state().runs.runs[0].id, "slow");
+    h.state_mut().runs.runs[0].overlay = true;
+    h.step();
+    click(&mut h, "Compare 2 runs");
+    step_until(&mut h, "the comparison", |a| {
+        a.runs.compare.table().is_some()
+    });
+    assert_eq!(compared_rows(h.state()), ["fast", "slow"], "selected first");
+    let table = h.state().runs.compare.table().unwrap();
+    let differs = |name: &str| table.columns[table.column(name).unwrap()].differs;
+    assert!(differs("lr") && !differs("batch_size"));
+    // The setting that differs is shown, those the runs share are not; metrics always are.
+    assert!(h.query_by_label("lr").is_some());
+    assert!(h.query_by_label("batch_size").is_none());
+    assert!(h.query_by_label("best/accuracy").is_some());
+    assert!(h.query_by_label("final/accuracy").is_some());
+    click(&mut h, "Show all settings");
+    assert!(h.query_by_label("batch_size").is_some());
+    // (The whole table is wider than the window: the metrics are in view again without.)
+    click(&mut h, "Show all settings");
+    assert!(h.query_by_label("batch_size").is_none());
+
+    // A header click sorts ascending (numbers by value), a second one reverses.
+    click(&mut h, "best/accuracy");
+    assert_eq!(compared_rows(h.state()), ["slow", "fast"]);
+    click(&mut h, "best/accuracy (asc)");
+    assert_eq!(compared_rows(h.state()), ["fast", "slow"]);
+    assert!(h.query_by_label("best/accuracy (desc)").is_some());
+
+    click(&mut h, "Copy as Markdown");
+    assert!(h
+        .query_by_label_contains("Copied the table of 2 runs as Markdown")
+        .is_some());
+    // Back to the run's page, with its plots.
+    click(&mut h, "Back to the run");
+    assert!(!h.state().runs.compare.open);
+}
+
+#[test]
+fn the_compare_view_says_how_to_tick_runs_when_fewer_than_two_are_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    finished_run(&ws, "only", 1e-4, 0.7, 100);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    click(&mut h, "Compare runs");
+    assert!(h.state().runs.compare.open);
+    assert!(h
+        .query_by_label_contains("Tick the box beside two or more runs")
+        .is_some());
+    assert!(!h.state().runs.compare.is_loading());
+}
+
+#[test]
+fn open_in_tensorboard_without_tensorboard_installed_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    finished_run(&ws, "only", 1e-4, 0.7, 100);
+    let mut app = StudioApp::new(ws, || {}).unwrap();
+    // Looked for only where it is not.
+    let nowhere = tempfile::tempdir().unwrap();
+    app.runs.tensorboard.search = vec![nowhere.path().to_path_buf()];
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    click(&mut h, "Open in TensorBoard");
+    step_until(&mut h, "the search for tensorboard", |a| {
+        !a.runs.tensorboard.is_starting()
+    });
+    assert!(h
+        .query_by_label_contains("pip install tensorboard")
+        .is_some());
+}
+
+#[test]
+fn compare_this_studys_runs_on_the_studies_screen_opens_the_table_of_its_started_runs() {
+    use adapter_studio::study::{StudyDir, StudySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let spec: StudySpec = serde_json::from_value(serde_json::json!({
+        "model": "demo",
+        "sources": [{"name": "s1", "train": "/d/s1.csv"}],
+        "targets": [{"name": "t", "train": "/d/t.csv"}],
+        "methods": ["seq_bn", "head-only"],
+        "seeds": [1],
+    }))
+    .unwrap();
+    let study = StudyDir::new(&ws.studies_dir().join("grid"));
+    let plan = study.prepare(&spec, Path::new("study.json")).unwrap();
+    let ids: Vec<String> = plan.runs.iter().map(|r| r.id.clone()).collect();
+    // Two of its runs have run; the others have not started.
+    finished_run_in(&ws, &study.runs(), &ids[0], 1e-4, 0.6, 100);
+    finished_run_in(&ws, &study.runs(), &ids[1], 1e-3, 0.8, 200);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Studies;
+    h.state_mut().studies.select(Some(study.root.clone()));
+    h.step();
+    // The study is read on a thread of its own: its button comes with it.
+    let start = Instant::now();
+    while h.query_by_label("Compare this study's runs").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no Compare button"
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    click(&mut h, "Compare this study's runs");
+    assert_eq!(h.state().screen, Screen::Runs);
+    step_until(&mut h, "the comparison", |a| {
+        a.runs.compare.table().is_some()
+    });
+    assert_eq!(compared_rows(h.state()), [ids[0].as_str(), ids[1].as_str()]);
+    assert!(h
+        .query_by_label_contains("Compare the runs of study grid")
+        .is_some());
+    assert!(h.query_by_label("lr").is_some());
 }

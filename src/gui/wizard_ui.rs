@@ -55,6 +55,10 @@ pub struct Wizard {
     estimate_for: Option<TrainConfig>,
     pub estimate_pending: Option<u64>,
     pub estimate: Option<Result<RunEstimate, String>>,
+    /// An MLflow tracking server the run is also logged to (empty: none), and its experiment
+    /// (empty: the default); kept apart from the form, which presets and methods reset.
+    pub mlflow: String,
+    pub experiment: String,
 }
 
 const HELP_FUSION: &str = "dynamic: query, key and value matrices per layer, value initialised \
@@ -90,6 +94,9 @@ impl Wizard {
             estimate_for: None,
             estimate_pending: None,
             estimate: None,
+            // As MLflow's own clients: the server of the environment, if any.
+            mlflow: std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default(),
+            experiment: String::new(),
         }
     }
 
@@ -150,6 +157,9 @@ impl Wizard {
         } else {
             self.name.trim().to_string()
         };
+        let given = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        c.tracking.mlflow = given(&self.mlflow);
+        c.tracking.experiment = given(&self.experiment);
         Some(c)
     }
 }
@@ -537,8 +547,42 @@ impl Wizard {
                 *reduction_factor = (rf > 0.0).then_some(rf);
             }
         });
+        self.tracking_ui(ui);
         ui.separator();
         self.presets_ui(ui, ctx);
+    }
+
+    /// Where the run is logged besides its folder and TensorBoard files.
+    fn tracking_ui(&mut self, ui: &mut egui::Ui) {
+        egui::CollapsingHeader::new("Tracking")
+            .default_open(!self.mlflow.is_empty())
+            .show(ui, |ui| {
+                ui.label(
+                    "Every run writes TensorBoard files to its folder. An MLflow tracking \
+                     server also gets its settings, curves, saved folders and status.",
+                );
+                egui::Grid::new("tracking").num_columns(2).show(ui, |ui| {
+                    let label = ui.label("MLflow server");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.mlflow)
+                            .hint_text("none (e.g. http://127.0.0.1:5000)"),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                    let label = ui.label("MLflow experiment");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.experiment)
+                            .hint_text(adapter_studio::tracking::DEFAULT_EXPERIMENT),
+                    )
+                    .labelled_by(label.id);
+                    ui.end_row();
+                });
+                if let Some(uri) = Some(self.mlflow.trim()).filter(|u| !u.is_empty()) {
+                    if let Err(e) = adapter_studio::tracking::mlflow::check_uri(uri) {
+                        ui.colored_label(ui.visuals().error_fg_color, e.to_string());
+                    }
+                }
+            });
     }
 
     /// Saving the form under a name, and loading a saved one (the workspace keeps them).

@@ -355,6 +355,10 @@ impl StudySpec {
         for (k, v) in merged {
             push_option(&mut args, path, k, v)?;
         }
+        // Trackers (MLflow) group a study's runs by this tag.
+        if let Some(stem) = path.file_stem() {
+            args.extend(["--tag".into(), format!("study={}", stem.to_string_lossy())]);
+        }
         Ok(args)
     }
 

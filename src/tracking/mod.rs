@@ -2,19 +2,121 @@
 //! `metrics.jsonl` and `attention.jsonl` and hands the same records to each tracker, so every
 //! tracker shows the numbers the run folder holds. A tracker is one [`Tracker`]
 //! implementation and one line in [`REGISTRY`]; TensorBoard event files
-//! (`RUN/tensorboard/`, [`tensorboard`]) are written for every run.
+//! (`RUN/tensorboard/`, [`tensorboard`]) are written for every run; an MLflow tracking server
+//! ([`mlflow`]) gets the runs whose settings name one (`--mlflow URI`).
 //!
 //! A tracker never fails a run: the first error it reports disables it for the rest of the
 //! run and becomes one warning (`Event::Warning`). A tracker that talks to a server (MLflow)
 //! keeps its calls short by sending from a thread of its own: the trait's calls come from the
 //! training thread, between steps.
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::error::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 use crate::training::run_dir::{AttentionRecord, EvalRecord, RunStatus, StepRecord};
 use crate::training::TrainConfig;
 
+pub mod launch;
+pub mod mlflow;
 pub mod tensorboard;
+
+/// Where a run is logged besides its folder and its TensorBoard files, and the tags it carries
+/// there: part of the run's settings (`run.json`), so a resumed run, a study's run and a Slurm
+/// task log to the same place.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tracking {
+    /// An MLflow tracking server (`--mlflow URI`, or `MLFLOW_TRACKING_URI` where the command
+    /// line is read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (`--experiment`; [`DEFAULT_EXPERIMENT`] when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    /// Tags (`--tag KEY=VALUE`; a study's runs get `study`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The MLflow experiment of runs that name none.
+pub const DEFAULT_EXPERIMENT: &str = "adapter-studio";
+
+/// The longest tag key, tag value and experiment name accepted (MLflow's limits are 250
+/// characters for keys and 8,000 for tag values).
+const MAX_KEY_CHARS: usize = 250;
+const MAX_VALUE_CHARS: usize = 5000;
+
+impl Tracking {
+    pub fn is_empty(&self) -> bool {
+        *self == Tracking::default()
+    }
+
+    /// The experiment runs are logged under.
+    pub fn experiment(&self) -> &str {
+        self.experiment.as_deref().unwrap_or(DEFAULT_EXPERIMENT)
+    }
+
+    /// Checks the settings before a run starts: one error naming the flag and the value.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(uri) = &self.mlflow {
+            mlflow::check_uri(uri)?;
+        }
+        if let Some(e) = &self.experiment {
+            if e.trim().is_empty()
+                || e.chars().count() > MAX_KEY_CHARS
+                || e.chars().any(char::is_control)
+            {
+                return Err(Error::Invalid(format!(
+                    "--experiment {}: expected a name of 1 to {MAX_KEY_CHARS} characters without control characters",
+                    crate::error::clip(e)
+                )));
+            }
+        }
+        for (k, v) in &self.tags {
+            check_tag(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+/// A tag's key: letters, digits, `_ - . / :` and spaces (what MLflow accepts as a key), at
+/// most 250 characters; its value at most 5,000 characters.
+fn check_tag(key: &str, value: &str) -> Result<()> {
+    let key_ok = !key.is_empty()
+        && key.chars().count() <= MAX_KEY_CHARS
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-./: ".contains(c))
+        && !key.starts_with("mlflow.");
+    if !key_ok {
+        return Err(Error::Invalid(format!(
+            "--tag {}: a key is 1 to {MAX_KEY_CHARS} letters, digits, `_ - . / :` or spaces, \
+             not starting with `mlflow.`",
+            crate::error::clip(key)
+        )));
+    }
+    if value.chars().count() > MAX_VALUE_CHARS {
+        return Err(Error::Invalid(format!(
+            "--tag {key}=…: the value has {} characters, at most {MAX_VALUE_CHARS}",
+            value.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// `--tag KEY=VALUE` read into a key and a value.
+pub fn parse_tag(text: &str) -> Result<(String, String)> {
+    let Some((k, v)) = text.split_once('=') else {
+        return Err(Error::Invalid(format!(
+            "--tag {}: expected KEY=VALUE",
+            crate::error::clip(text)
+        )));
+    };
+    check_tag(k, v)?;
+    Ok((k.to_string(), v.to_string()))
+}
 
 /// What a tracker learns as a run starts (or resumes).
 pub struct RunStart<'a> {
@@ -59,12 +161,12 @@ pub trait Tracker: Send {
     fn end(&mut self, status: RunStatus, step: usize) -> Result<()>;
 }
 
-/// Makes a tracker for the run in a folder, or declines (one that needs a server's address and
-/// has none).
-pub type MakeTracker = fn(&Path) -> Option<Box<dyn Tracker>>;
+/// Makes a tracker for the run in a folder with these settings, or declines (one that needs a
+/// server's address and has none).
+pub type MakeTracker = fn(&Path, &TrainConfig) -> Option<Box<dyn Tracker>>;
 
 /// The trackers each run gets.
-pub const REGISTRY: &[MakeTracker] = &[tensorboard::for_run];
+pub const REGISTRY: &[MakeTracker] = &[tensorboard::for_run, mlflow::for_run];
 
 impl RunStart<'_> {
     /// The run folder's own name (runs of one name live in folders of their own).
@@ -83,9 +185,14 @@ pub struct Trackers {
 }
 
 impl Trackers {
-    /// The registered trackers for the run in `root`.
-    pub fn for_run(root: &Path) -> Trackers {
-        Trackers::new(REGISTRY.iter().filter_map(|make| make(root)).collect())
+    /// The registered trackers for the run in `root` with settings `config`.
+    pub fn for_run(root: &Path, config: &TrainConfig) -> Trackers {
+        Trackers::new(
+            REGISTRY
+                .iter()
+                .filter_map(|make| make(root, config))
+                .collect(),
+        )
     }
 
     pub fn new(trackers: Vec<Box<dyn Tracker>>) -> Trackers {
@@ -138,8 +245,47 @@ impl Trackers {
     }
 }
 
+/// A training step's scalars, by the names every tracker shows them under.
+pub fn step_scalars(r: &StepRecord) -> [(&'static str, f64); 3] {
+    [
+        ("train/loss", r.loss),
+        ("train/learning_rate", r.lr),
+        ("train/grad_norm", r.grad_norm),
+    ]
+}
+
+/// An evaluation's scalars (`eval/<metric>`), and a fusion's per-layer attention entropy
+/// (`fusion/entropy/layer_N`), by the names every tracker shows them under.
+pub fn eval_scalars(r: &EvalRecord, attention: Option<&AttentionRecord>) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = r
+        .metrics
+        .iter()
+        .map(|(name, v)| (format!("eval/{name}"), *v))
+        .collect();
+    if let Some(a) = attention {
+        for (layer, entropy) in a.layers.iter().zip(&a.entropy) {
+            out.push((format!("fusion/entropy/layer_{layer}"), *entropy));
+        }
+    }
+    out
+}
+
+/// A fusion's attention at an evaluation as the run page draws it (mean weights, automatic
+/// scale), as PNG bytes; None where there is nothing to draw.
+pub fn attention_png(a: &AttentionRecord) -> Result<Option<Vec<u8>>> {
+    use crate::inspect::{Heatmap, Scale, View};
+    let Some(map) = Heatmap::of_record(a, &View::Mean) else {
+        return Ok(None);
+    };
+    let range = Scale::Auto.range(&map);
+    crate::figure::HeatmapFigure { map: &map, range }
+        .to_bytes(crate::figure::Format::Png)
+        .map(Some)
+}
+
 /// A run's settings as flat hyper-parameters (`lr`, `batch_size`, `stage.method`, …): nested
-/// settings joined with `.`, lists as their JSON text, unset ones left out.
+/// settings joined with `.`, lists as their JSON text, unset ones left out. Where the run is
+/// tracked (`tracking`) is not a hyper-parameter.
 pub fn hparams(config: &TrainConfig) -> Vec<(String, HParam)> {
     fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, HParam)>) {
         use serde_json::Value;
@@ -165,7 +311,10 @@ pub fn hparams(config: &TrainConfig) -> Vec<(String, HParam)> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(v) = serde_json::to_value(config) {
+    if let Ok(mut v) = serde_json::to_value(config) {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("tracking");
+        }
         walk("", &v, &mut out);
     }
     out

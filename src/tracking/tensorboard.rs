@@ -18,8 +18,8 @@ use prost::Message;
 
 use super::{HParam, RunStart, Tracker};
 use crate::error::{Error, Result};
-use crate::inspect::{Heatmap, Scale, View};
 use crate::training::run_dir::{AttentionRecord, EvalRecord, RunStatus, StepRecord};
+use crate::training::TrainConfig;
 
 /// The folder of a run's event files.
 pub const FOLDER: &str = "tensorboard";
@@ -356,7 +356,7 @@ pub struct TensorBoard {
 }
 
 /// The registry's entry: every run writes event files.
-pub fn for_run(root: &Path) -> Option<Box<dyn Tracker>> {
+pub fn for_run(root: &Path, _: &TrainConfig) -> Option<Box<dyn Tracker>> {
     Some(Box::new(TensorBoard::new(&root.join(FOLDER))))
 }
 
@@ -500,44 +500,32 @@ impl Tracker for TensorBoard {
 
     fn step(&mut self, r: &StepRecord) -> Result<()> {
         self.step = r.step;
-        self.summary(
-            r.step,
-            vec![
-                scalar("train/loss", r.loss),
-                scalar("train/learning_rate", r.lr),
-                scalar("train/grad_norm", r.grad_norm),
-            ],
-        )
+        let values = super::step_scalars(r)
+            .iter()
+            .map(|(tag, v)| scalar(tag, *v))
+            .collect();
+        self.summary(r.step, values)
     }
 
     fn eval(&mut self, r: &EvalRecord, attention: Option<&AttentionRecord>) -> Result<()> {
         self.step = r.step;
-        let mut values: Vec<proto::Value> = r
-            .metrics
+        let mut values: Vec<proto::Value> = super::eval_scalars(r, attention)
             .iter()
-            .map(|(name, v)| scalar(&format!("eval/{name}"), *v))
+            .map(|(tag, v)| scalar(tag, *v))
             .collect();
-        if let Some(a) = attention {
-            // The run page's heatmap, on its automatic scale.
-            if let Some(map) = Heatmap::of_record(a, &View::Mean) {
-                let range = Scale::Auto.range(&map);
-                let png = crate::figure::HeatmapFigure { map: &map, range }
-                    .to_bytes(crate::figure::Format::Png)?;
-                let (width, height) = png_size(&png).unwrap_or((0, 0));
-                values.push(proto::Value {
-                    tag: "fusion/attention".into(),
-                    image: Some(proto::Image {
-                        height: height as i32,
-                        width: width as i32,
-                        colorspace: 3,
-                        encoded_image_string: png,
-                    }),
-                    ..Default::default()
-                });
-            }
-            for (layer, entropy) in a.layers.iter().zip(&a.entropy) {
-                values.push(scalar(&format!("fusion/entropy/layer_{layer}"), *entropy));
-            }
+        // The run page's heatmap, on its automatic scale.
+        if let Some(png) = attention.map(super::attention_png).transpose()?.flatten() {
+            let (width, height) = png_size(&png).unwrap_or((0, 0));
+            values.push(proto::Value {
+                tag: "fusion/attention".into(),
+                image: Some(proto::Image {
+                    height: height as i32,
+                    width: width as i32,
+                    colorspace: 3,
+                    encoded_image_string: png,
+                }),
+                ..Default::default()
+            });
         }
         self.summary(r.step, values)?;
         self.flush()

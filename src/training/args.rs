@@ -9,6 +9,7 @@ use clap::Args;
 use super::{ConfigMap, LockWait, Method, Preset, Stage, StopWatch, TrainConfig};
 use crate::data::{Columns, DataSource, TaskType};
 use crate::error::{Error, Result};
+use crate::tracking::Tracking;
 
 /// A run described on the command line: its settings, its folder, and what was inferred
 /// (for the front end to say).
@@ -168,9 +169,36 @@ pub struct TrainingArgs {
     /// When another process trains this run folder: wait until it finishes instead of refusing.
     #[arg(long)]
     pub wait_for_lock: bool,
+    /// Also log the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI).
+    #[arg(long, value_name = "URI")]
+    pub mlflow: Option<String>,
+    /// The MLflow experiment (default: adapter-studio).
+    #[arg(long, value_name = "NAME")]
+    pub experiment: Option<String>,
+    /// A tag for the run's trackers, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
 }
 
 impl TrainingArgs {
+    /// Where the run is tracked: these flags over `recorded` (a `--config` run's), the server
+    /// from `MLFLOW_TRACKING_URI` when neither names one (as MLflow's own clients do).
+    pub fn tracking(&self, recorded: &Tracking) -> Result<Tracking> {
+        let mut t = recorded.clone();
+        t.mlflow = self.mlflow.clone().or(t.mlflow).or_else(|| {
+            std::env::var("MLFLOW_TRACKING_URI")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+        });
+        t.experiment = self.experiment.clone().or(t.experiment);
+        for tag in &self.tags {
+            let (k, v) = crate::tracking::parse_tag(tag)?;
+            t.tags.insert(k, v);
+        }
+        t.validate()?;
+        Ok(t)
+    }
+
     pub fn lock_wait(&self) -> LockWait {
         if self.wait_for_lock {
             LockWait::Wait
@@ -301,6 +329,7 @@ fn config_from(
     c.pad_to_max_length = t.pad_to_max_length;
     c.save_every = t.save_every;
     c.weights_format = t.weights_format;
+    c.tracking = t.tracking(&c.tracking)?;
     Ok(Planned {
         config: c,
         out,
@@ -332,8 +361,10 @@ pub fn train_config(args: TrainArgs) -> Result<Planned> {
                 "--config needs --out (a new run folder)".into(),
             ));
         };
+        let mut config = recorded_config(file)?;
+        config.tracking = args.training.tracking(&config.tracking)?;
         return Ok(Planned {
-            config: recorded_config(file)?,
+            config,
             out,
             notes: vec![format!("settings: {}", file.display())],
         });
@@ -611,6 +642,14 @@ mod tests {
             c.pad_to_max_length = true;
             c.save_every = 50;
             c.weights_format = crate::hub::WeightFormat::Safetensors;
+            c.tracking = Tracking {
+                mlflow: Some("http://127.0.0.1:5000/mlflow?x=$y&z=(1)".into()),
+                experiment: Some("it's an \"experiment\"".into()),
+                tags: [("study", "grid (1)"), ("note", "k=v; $(x)")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
             c
         };
         let studio = TrainConfig::adapter(model.clone(), file.clone(), Method::SEQ_BN);

@@ -185,6 +185,9 @@ pub struct TrainConfig {
     /// Weights format of the saved artifacts: `both` (`.safetensors` and `.bin`), `safetensors`
     /// or `bin`.
     pub weights_format: crate::hub::WeightFormat,
+    /// Where the run is also logged (an MLflow server) and its tags; not a hyper-parameter.
+    #[serde(default, skip_serializing_if = "crate::tracking::Tracking::is_empty")]
+    pub tracking: crate::tracking::Tracking,
 }
 
 impl TrainConfig {
@@ -288,6 +291,7 @@ impl TrainConfig {
             pad_to_max_length: false,
             save_every: 200,
             weights_format: crate::hub::WeightFormat::Both,
+            tracking: crate::tracking::Tracking::default(),
         }
     }
 
@@ -336,6 +340,7 @@ impl TrainConfig {
         let bad = |flag: &str, value: String, want: &str| {
             Err(Error::Invalid(format!("--{flag} {value}: {want}")))
         };
+        self.tracking.validate()?;
         let positive = |x: f64| x.is_finite() && x > 0.0;
         if !positive(self.lr) || self.lr > 1.0 {
             return bad(
@@ -660,6 +665,16 @@ impl TrainConfig {
         }
         if self.pad_to_max_length {
             args.push("--pad-to-max-length".into());
+        }
+        let t = &self.tracking;
+        if let Some(uri) = &t.mlflow {
+            args.push(flag("--mlflow", uri));
+        }
+        if let Some(e) = &t.experiment {
+            args.push(flag("--experiment", e));
+        }
+        for (k, v) in &t.tags {
+            args.push(flag("--tag", &format!("{k}={v}")));
         }
         args.push(path("--out", out));
         args.join(" \\\n    ")

@@ -1018,7 +1018,7 @@ impl<'a> Training<'a> {
             }
         }
         run.write_info(&info)?;
-        let mut trackers = Trackers::for_run(&run.root);
+        let mut trackers = Trackers::for_run(&run.root, cfg);
         let mut warnings = warnings;
         trackers.start(&RunStart {
             root: &run.root,
