@@ -44,6 +44,14 @@ METHOD, LR, SEED, MAX_LENGTH = "seq_bn", "1e-4", "42", "128"
 # (dataset, padding) rows of the table with the Rust/Python targets of the project issue:
 # throughput ratio at least, peak-memory ratio below.
 CASES = [("fixed", "fixed", 1.0), ("spread", "dynamic", 1.3)]
+# The frozen-prefix cases (--frozen-cases, on --real-csv): (name, epochs, target, extra
+# arguments of ours, of the library's). AdapterDrop's common setting (no adapter in the lowest
+# 4 of 6 layers) and the head-only baseline; ours caches the frozen layers' outputs.
+FROZEN_CASES = [
+    ("leave_out4", 5, 3.0, ["--adapter-drop-layers", "4", "--cache-frozen", "auto"],
+     ["--leave-out", "0,1,2,3"]),
+    ("head_only", 10, 5.0, ["--method", "head-only", "--cache-frozen", "auto"], ["--head-only"]),
+]
 MEMORY_TARGET = 1.0
 
 # What each trainer's last stdout line (a JSON object) must hold.
@@ -132,6 +140,36 @@ def machine_info():
         "thread_env": {k: v for k, v in os.environ.items()
                        if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")},
     }
+
+
+def frozen_benchmark(a, out_dir):
+    """The frozen-prefix cases on a real-text CSV, each trainer once per seed."""
+    runs, ratios = [], []
+    for name, epochs, target, rust_extra, python_extra in FROZEN_CASES:
+        rounds = []
+        for seed in a.seeds:
+            by_impl = {}
+            for impl in ("python", "rust"):
+                b = argparse.Namespace(**{**vars(a), "epochs": epochs})
+                if impl == "python":
+                    cmd = python_command(b, a.real_csv, "dynamic", out_dir / f"{name}-py-{seed}")
+                    cmd += python_extra
+                else:
+                    cmd = rust_command(b, a.real_csv, "dynamic", out_dir / f"{name}-rs-{seed}")
+                    cmd = [c for c in cmd if c != "seq_bn" and c != "--method"] + rust_extra
+                    if "--method" not in rust_extra:
+                        cmd += ["--method", METHOD]
+                cmd[cmd.index("--seed") + 1] = str(seed)
+                result, rss, others = run_child(cmd, a.verbose)
+                by_impl[impl] = {"case": name, "impl": impl, "seed": seed,
+                                 "peak_rss_mib": round(rss, 1), "other_cpus_busy": round(others, 2),
+                                 **{k: result[k] for k in RESULT_KEYS}}
+                runs.append(by_impl[impl])
+            rounds.append(by_impl)
+        per_seed = [r["rust"]["examples_per_sec"] / r["python"]["examples_per_sec"] for r in rounds]
+        ratios.append({"case": name, "epochs": epochs, "throughput_ratio": round(statistics.median(per_seed), 3),
+                       "per_seed": [round(x, 3) for x in per_seed], "target": target})
+    return runs, ratios
 
 
 def benchmark(a, data_dir, out_dir):
@@ -229,7 +267,23 @@ def main():
     p.add_argument("--verbose", action="store_true", help="show the children's stderr")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds per case, alternating which trainer runs first (ratios: median)")
+    p.add_argument("--frozen-cases", action="store_true",
+                   help="instead: the frozen-prefix cases (leave_out of 4 layers, 5 epochs; "
+                        "head-only, 10 epochs) on --real-csv, once per --seeds")
+    p.add_argument("--real-csv", type=Path, default=None,
+                   help="a real-text CSV (text,label), e.g. a task of make_transfer_suite.py")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[42])
     a = p.parse_args()
+    if a.frozen_cases:
+        if not (a.real_csv and a.real_csv.is_file()):
+            sys.exit("--frozen-cases needs --real-csv FILE")
+        with tempfile.TemporaryDirectory(prefix="adapter-bench-") as tmp:
+            runs, ratios = frozen_benchmark(a, Path(tmp))
+        report = {"machine": machine_info(), "device": a.device, "runs": runs, "ratios": ratios}
+        print(json.dumps(report["ratios"], indent=2))
+        if a.json_out:
+            a.json_out.write_text(json.dumps(report, indent=2) + "\n")
+        return
 
     if not a.python_only and not a.rust_bin.is_file():
         sys.exit(f"{a.rust_bin} not found: build it first with `cargo build --release` "

@@ -34,10 +34,11 @@ try:
 except ImportError:
     sys.exit("python_train.py: the Trainer needs `accelerate` (pip install 'accelerate>=0.26')")
 import torch  # noqa: E402
-from adapters import AdapterTrainer, AutoAdapterModel  # noqa: E402
+from adapters import AdapterTrainer, AutoAdapterModel, SeqBnConfig  # noqa: E402
 from transformers import (  # noqa: E402
     AutoTokenizer,
     DataCollatorWithPadding,
+    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -77,9 +78,16 @@ def run(a):
     name = "bench"
     set_seed(a.seed)  # adapter and head initialisation (Trainer re-seeds before training)
     model = AutoAdapterModel.from_pretrained(a.model)
-    model.add_adapter(name, config="seq_bn")
-    model.add_classification_head(name, num_labels=len(classes))
-    model.train_adapter(name)
+    if a.head_only:
+        # The paper's head-only baseline: the base frozen, only the head trains.
+        model.add_classification_head(name, num_labels=len(classes))
+        for p in model.base_model.parameters():
+            p.requires_grad = False
+    else:
+        leave_out = [int(x) for x in a.leave_out.split(",") if x] if a.leave_out else []
+        model.add_adapter(name, config=SeqBnConfig(leave_out=leave_out))
+        model.add_classification_head(name, num_labels=len(classes))
+        model.train_adapter(name)
 
     args = TrainingArguments(
         output_dir=a.out or os.path.join(tempfile.gettempdir(), "adapters-bench"),
@@ -96,7 +104,7 @@ def run(a):
         label_names=["labels"],
         use_cpu=a.device == "cpu",
     )
-    trainer = AdapterTrainer(
+    trainer = (Trainer if a.head_only else AdapterTrainer)(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -139,6 +147,8 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", default=None, help="TrainingArguments.output_dir (nothing is saved)")
+    p.add_argument("--leave-out", default="", help="seq_bn's leave_out, e.g. 0,1,2,3 (AdapterDrop)")
+    p.add_argument("--head-only", action="store_true", help="no adapter: train the head alone")
     a = p.parse_args()
     # Everything the libraries print (Trainer prints its final metrics dict) goes to stderr:
     # stdout carries only the result line.

@@ -126,6 +126,17 @@ impl AdapterModel {
 
     /// Runs the encoder with the active setup and, if there is one, the active head.
     pub fn forward(&self, batch: &Batch, train: bool) -> Result<Output> {
+        self.forward_span(batch, train, &crate::model::backbone::Span::default())
+    }
+
+    /// [`AdapterModel::forward`] of the encoder layers `span` asks for (a frozen prefix's
+    /// cached output instead of the lower layers, or keeping it).
+    pub fn forward_span(
+        &self,
+        batch: &Batch,
+        train: bool,
+        span: &crate::model::backbone::Span,
+    ) -> Result<Output> {
         let channels = self.setup.as_ref().map_or(1, Setup::parallel_channels) as i64;
         let rep = |t: &Tensor| {
             if channels > 1 {
@@ -143,11 +154,11 @@ impl AdapterModel {
         let (hidden, fusion, prompt) = match &self.setup {
             Some(setup) => {
                 let mut plugins = Plugins::new(&self.adapters, &self.fusions, setup);
-                let h = enc.forward(&ids, Some(&types), &mask, &mut plugins, train)?;
+                let h = enc.forward_span(&ids, Some(&types), &mask, &mut plugins, train, span)?;
                 (h, plugins.records, plugins.prompt)
             }
             None => (
-                enc.forward(&ids, Some(&types), &mask, &mut NoAdapters, train)?,
+                enc.forward_span(&ids, Some(&types), &mask, &mut NoAdapters, train, span)?,
                 Vec::new(),
                 None,
             ),

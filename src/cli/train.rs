@@ -145,9 +145,14 @@ impl Progress {
     fn on_event(&mut self, e: &Event) {
         // Warnings and waits go to stderr with --json too: they are not progress.
         match e {
-            Event::Prepared { warnings, .. } => {
+            Event::Prepared {
+                warnings, notes, ..
+            } => {
                 for s in warnings {
                     eprintln!("warning: {s}");
+                }
+                for s in notes {
+                    eprintln!("note: {s}");
                 }
             }
             Event::WaitingForLock { holder } => {

@@ -678,6 +678,7 @@ impl RunsView {
                     validation_examples,
                     trainable_parameters,
                     warnings,
+                    notes,
                     head_from,
                     ..
                 } => {
@@ -692,6 +693,7 @@ impl RunsView {
                     ));
                     e.log
                         .extend(warnings.into_iter().map(|s| format!("warning: {s}")));
+                    e.log.extend(notes);
                     if let Some(h) = head_from {
                         e.log.push(format!("the head starts from {}", h.display()));
                     }

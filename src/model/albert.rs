@@ -12,7 +12,7 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind, LayerSites};
+use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
 use super::hooks::LocationHook;
@@ -127,7 +127,9 @@ impl Backbone for Albert {
         attention_mask: &Tensor,
         hook: &mut dyn LocationHook,
         train: bool,
+        _span: &Span,
     ) -> Result<Tensor> {
+        // Shared layers run many times: no span but the whole stack (`splits` is false).
         let c = &self.config;
         let positions = layer::absolute_positions(input_ids);
         let x = self
@@ -149,6 +151,10 @@ impl Backbone for Albert {
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
         Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
+    }
+
+    fn splits(&self) -> bool {
+        false
     }
 }
 

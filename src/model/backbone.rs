@@ -10,10 +10,46 @@ use super::hooks::{LinearSite, Location, LocationHook};
 use super::{albert, bert, deberta_v2, distilbert};
 use crate::error::Result;
 
+/// Which part of the layer stack a forward pass runs: all of it, or (training with a frozen
+/// prefix, see `training::frozen_cache`) the layers above a cached one, or all of it keeping
+/// the output of a lower layer.
+#[derive(Debug, Default)]
+pub struct Span {
+    /// Start at layer `k` from these hidden states (the output of layer `k - 1`, padded as the
+    /// batch), instead of from the embeddings.
+    pub from: Option<(usize, Tensor)>,
+    /// Keep the output of the first `k` layers in `captured`.
+    pub capture: Option<usize>,
+    /// The embeddings and the layers below this one run without dropout (frozen layers whose
+    /// outputs are cached must be the same every epoch).
+    pub frozen_below: usize,
+    pub captured: std::cell::RefCell<Option<Tensor>>,
+}
+
+impl Span {
+    /// Whether layer `i` runs in this span.
+    pub fn runs(&self, i: usize) -> bool {
+        self.from.as_ref().is_none_or(|(k, _)| i >= *k)
+    }
+
+    /// Whether layer `i` (or the embeddings, `None`) runs with dropout.
+    pub fn train(&self, train: bool, i: Option<usize>) -> bool {
+        train && i.is_some_and(|i| i >= self.frozen_below)
+            || train && i.is_none() && self.frozen_below == 0
+    }
+
+    /// Keeps `x` when it is the output of the first `k` layers asked for (`done` layers ran).
+    pub fn keep(&self, done: usize, x: &Tensor) {
+        if self.capture == Some(done) {
+            *self.captured.borrow_mut() = Some(x.shallow_clone());
+        }
+    }
+}
+
 /// A pretrained encoder whose variables carry transformers' names, calling `hook` at every
 /// adapter location.
 pub trait Backbone: std::fmt::Debug + Send {
-    /// The last hidden state [batch, tokens, hidden].
+    /// The last hidden state [batch, tokens, hidden], of the layers `span` asks for.
     fn forward(
         &self,
         input_ids: &Tensor,
@@ -21,7 +57,14 @@ pub trait Backbone: std::fmt::Debug + Send {
         attention_mask: &Tensor,
         hook: &mut dyn LocationHook,
         train: bool,
+        span: &Span,
     ) -> Result<Tensor>;
+
+    /// Whether a forward pass can start above a layer ([`Span::from`]): each layer runs once,
+    /// in order (ALBERT's shared layers run many times: no).
+    fn splits(&self) -> bool {
+        true
+    }
 
     /// The pooler's output for the heads that use it, when the model has a pooler.
     fn pool(&self, hidden: &Tensor) -> Option<Tensor>;
@@ -146,8 +189,34 @@ impl Encoder {
         hook: &mut dyn LocationHook,
         train: bool,
     ) -> Result<Tensor> {
+        let span = Span::default();
         self.backbone
-            .forward(input_ids, token_type_ids, attention_mask, hook, train)
+            .forward(input_ids, token_type_ids, attention_mask, hook, train, &span)
+    }
+
+    /// [`Encoder::forward`] of the layers `span` asks for.
+    pub fn forward_span(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        hook: &mut dyn LocationHook,
+        train: bool,
+        span: &Span,
+    ) -> Result<Tensor> {
+        if span.from.is_some() && !self.backbone.splits() {
+            return Err(crate::error::Error::Invalid(format!(
+                "{} cannot start above a cached layer",
+                self.config.arch.model_type()
+            )));
+        }
+        self.backbone
+            .forward(input_ids, token_type_ids, attention_mask, hook, train, span)
+    }
+
+    /// Whether a forward pass can start above a cached layer.
+    pub fn splits(&self) -> bool {
+        self.backbone.splits()
     }
 
     /// The pooler output (e.g. tanh(dense(first token))), when the model has a pooler.

@@ -4,7 +4,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind, LayerSites};
+use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
 use super::config::{Architecture, ModelConfig};
 use super::hooks::LocationHook;
 use super::layer::{self, linear, Style, TransformerLayer};
@@ -119,19 +119,34 @@ impl Backbone for Bert {
         attention_mask: &Tensor,
         hook: &mut dyn LocationHook,
         train: bool,
+        span: &Span,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let positions = self.position_ids(input_ids);
-        let x = self
-            .embeddings
-            .forward(input_ids, &positions, token_type_ids, c, train);
-        let (mut x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
-        if let Some(project) = &self.embeddings_project {
-            x = project.forward(&x);
-        }
+        let (mut x, attention_mask) = match &span.from {
+            Some((_, hidden)) => (hidden.shallow_clone(), attention_mask.shallow_clone()),
+            None => {
+                let positions = self.position_ids(input_ids);
+                let x = self.embeddings.forward(
+                    input_ids,
+                    &positions,
+                    token_type_ids,
+                    c,
+                    span.train(train, None),
+                );
+                let (mut x, attention_mask) =
+                    hook.embeddings(x, attention_mask.shallow_clone())?;
+                if let Some(project) = &self.embeddings_project {
+                    x = project.forward(&x);
+                }
+                (x, attention_mask)
+            }
+        };
         let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
-            x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
+            if span.runs(i) {
+                x = l.forward(&x, mask_bias.as_ref(), c, i, hook, span.train(train, Some(i)))?;
+                span.keep(i + 1, &x);
+            }
         }
         Ok(x)
     }

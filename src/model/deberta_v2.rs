@@ -12,7 +12,7 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind, LayerSites};
+use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
 use super::hooks::{LinearSite, LocationHook};
@@ -495,22 +495,28 @@ impl Backbone for DebertaV2 {
         attention_mask: &Tensor,
         hook: &mut dyn LocationHook,
         train: bool,
+        span: &Span,
     ) -> Result<Tensor> {
         let c = &self.config;
         let o = &self.options;
-        let mut x = self.embeddings.sum(
-            input_ids,
-            &layer::absolute_positions(input_ids),
-            token_type_ids,
-        );
-        if let Some(proj) = &self.embed_proj {
-            x = proj.forward(&x);
-        }
-        let mask_f = attention_mask.to_kind(Kind::Float);
-        let x =
-            (self.embeddings.ln.forward(&x) * mask_f.unsqueeze(2)).dropout(c.hidden_dropout, train);
-        // A prompt lengthens the sequence: relative positions and masks cover it.
-        let (x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
+        let (x, attention_mask) = match &span.from {
+            Some((_, hidden)) => (hidden.shallow_clone(), attention_mask.shallow_clone()),
+            None => {
+                let mut x = self.embeddings.sum(
+                    input_ids,
+                    &layer::absolute_positions(input_ids),
+                    token_type_ids,
+                );
+                if let Some(proj) = &self.embed_proj {
+                    x = proj.forward(&x);
+                }
+                let mask_f = attention_mask.to_kind(Kind::Float);
+                let x = (self.embeddings.ln.forward(&x) * mask_f.unsqueeze(2))
+                    .dropout(c.hidden_dropout, span.train(train, None));
+                // A prompt lengthens the sequence: relative positions and masks cover it.
+                hook.embeddings(x, attention_mask.shallow_clone())?
+            }
+        };
         let mask_f = attention_mask.to_kind(Kind::Float);
         // [batch, 1, tokens, tokens]: query and key both real tokens.
         let m = mask_f.unsqueeze(1).unsqueeze(2);
@@ -531,11 +537,16 @@ impl Backbone for DebertaV2 {
         let embedded = x.shallow_clone();
         let mut x = x;
         for (i, l) in self.layers.iter().enumerate() {
+            if !span.runs(i) {
+                continue;
+            }
+            let train = span.train(train, Some(i));
             let attn = l.attention.forward(&x, o, &ctx, i, hook, train)?;
             x = l.rest.forward(&x, &attn, c, i, hook, train)?;
             if let (0, Some(conv)) = (i, &self.conv) {
                 x = conv.forward(&embedded, &x, &attention_mask, c.hidden_dropout, train);
             }
+            span.keep(i + 1, &x);
         }
         Ok(x)
     }

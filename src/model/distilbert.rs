@@ -4,7 +4,7 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind, LayerSites};
+use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::ModelConfig;
 use super::hooks::LocationHook;
@@ -46,16 +46,29 @@ impl Backbone for DistilBert {
         attention_mask: &Tensor,
         hook: &mut dyn LocationHook,
         train: bool,
+        span: &Span,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let positions = layer::absolute_positions(input_ids);
-        let x = self
-            .embeddings
-            .forward(input_ids, &positions, None, c, train);
-        let (mut x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
+        let (mut x, attention_mask) = match &span.from {
+            Some((_, hidden)) => (hidden.shallow_clone(), attention_mask.shallow_clone()),
+            None => {
+                let positions = layer::absolute_positions(input_ids);
+                let x = self.embeddings.forward(
+                    input_ids,
+                    &positions,
+                    None,
+                    c,
+                    span.train(train, None),
+                );
+                hook.embeddings(x, attention_mask.shallow_clone())?
+            }
+        };
         let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
-            x = l.forward(&x, mask_bias.as_ref(), c, i, hook, train)?;
+            if span.runs(i) {
+                x = l.forward(&x, mask_bias.as_ref(), c, i, hook, span.train(train, Some(i)))?;
+                span.keep(i + 1, &x);
+            }
         }
         Ok(x)
     }

@@ -169,6 +169,15 @@ pub struct TrainingArgs {
     /// When another process trains this run folder: wait until it finishes instead of refusing.
     #[arg(long)]
     pub wait_for_lock: bool,
+    /// auto: when the lowest layers hold nothing trainable (leave_out, head-only, …), compute
+    /// their output once per example (first epoch, without dropout) and run only the layers
+    /// above it afterwards; off: every layer every step.
+    #[arg(long, default_value = "off", value_name = "auto|off")]
+    pub cache_frozen: super::frozen_cache::CacheFrozen,
+    /// No dropout in the frozen layers below the lowest trainable one (implied by
+    /// --cache-frozen auto).
+    #[arg(long)]
+    pub no_frozen_dropout: bool,
     /// Also log the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI).
     #[arg(long, value_name = "URI")]
     pub mlflow: Option<String>,
@@ -230,6 +239,11 @@ pub struct TrainArgs {
     pub adapter_config: Option<String>,
     #[command(flatten)]
     pub training: TrainingArgs,
+    /// AdapterDrop (Rücklé et al., 2021): no adapter in the lowest K layers, in training and
+    /// after (the method's `leave_out`), so backpropagation stops above them; with
+    /// --cache-frozen auto those layers run once per example.
+    #[arg(long, value_name = "K")]
+    pub adapter_drop_layers: Option<usize>,
     /// Continue the interrupted run in this folder with its saved settings.
     #[arg(long, conflicts_with_all = ["model", "train", "out", "config"])]
     pub resume: Option<PathBuf>,
@@ -238,11 +252,12 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with_all = [
         "model", "train", "validation", "validation_split", "labels", "text_column",
         "text_pair_column", "label_column", "skip_bad_rows", "method", "reduction_factor",
-        "adapter_config", "preset", "task", "name", "epochs", "max_steps", "min_steps", "lr",
+        "adapter_config", "adapter_drop_layers", "preset", "task", "name", "epochs", "max_steps", "min_steps", "lr",
         "head_lr", "head_init", "warm_start_head", "batch_size", "max_length", "warmup_ratio",
         "weight_decay", "max_grad_norm", "patience", "stop_on", "early_stop_after",
         "min_delta", "eval_every", "max_epoch_evals", "metric", "seed", "device",
-        "pad_to_max_length", "save_every", "weights_format",
+        "pad_to_max_length", "save_every", "weights_format", "cache_frozen",
+        "no_frozen_dropout",
     ])]
     pub config: Option<PathBuf>,
 }
@@ -329,6 +344,8 @@ fn config_from(
     c.pad_to_max_length = t.pad_to_max_length;
     c.save_every = t.save_every;
     c.weights_format = t.weights_format;
+    c.cache_frozen = t.cache_frozen;
+    c.frozen_dropout = !t.no_frozen_dropout;
     c.tracking = t.tracking(&c.tracking)?;
     Ok(Planned {
         config: c,
@@ -353,6 +370,30 @@ fn adapter_config_arg(text: &str) -> Result<ConfigMap> {
     }
 }
 
+/// `--adapter-drop-layers K` as the method's config says it: layers 0..K added to
+/// `leave_out` (those already there kept).
+fn with_dropped_layers(mut config: ConfigMap, k: usize) -> Result<ConfigMap> {
+    const MAX_LAYERS: usize = 1024;
+    if k > MAX_LAYERS {
+        return Err(Error::Invalid(format!(
+            "--adapter-drop-layers {k}: more layers than any model has"
+        )));
+    }
+    let mut layers: std::collections::BTreeSet<u64> = match config.get("leave_out") {
+        None => Default::default(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_u64()).collect(),
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "--adapter-config's leave_out: expected a list of layers, found {}",
+                crate::error::clip(&other.to_string())
+            )))
+        }
+    };
+    layers.extend(0..k as u64);
+    config.insert("leave_out".into(), serde_json::json!(layers));
+    Ok(config)
+}
+
 /// The run that `train …` describes.
 pub fn train_config(args: TrainArgs) -> Result<Planned> {
     if let Some(file) = &args.config {
@@ -373,10 +414,13 @@ pub fn train_config(args: TrainArgs) -> Result<Planned> {
     let mut planned = config_from(args.model, &args.data, &args.training, |m, t| {
         TrainConfig::adapter_preset(preset, m, t, args.method)
     })?;
-    let config = match &args.adapter_config {
+    let mut config = match &args.adapter_config {
         None => None,
         Some(text) => Some(adapter_config_arg(text)?),
     };
+    if let Some(k) = args.adapter_drop_layers.filter(|&k| k > 0) {
+        config = Some(with_dropped_layers(config.unwrap_or_default(), k)?);
+    }
     // Checked now: a bad key fails before any data is read.
     args.method
         .adapter_config(args.reduction_factor, config.as_ref())?;
@@ -642,6 +686,8 @@ mod tests {
             c.pad_to_max_length = true;
             c.save_every = 50;
             c.weights_format = crate::hub::WeightFormat::Safetensors;
+            c.cache_frozen = super::super::frozen_cache::CacheFrozen::Auto;
+            c.frozen_dropout = false;
             c.tracking = Tracking {
                 mlflow: Some("http://127.0.0.1:5000/mlflow?x=$y&z=(1)".into()),
                 experiment: Some("it's an \"experiment\"".into()),

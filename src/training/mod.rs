@@ -3,6 +3,7 @@
 pub mod args;
 pub mod batches;
 pub mod checkpoint;
+pub mod frozen_cache;
 pub mod optimizer;
 pub mod run_dir;
 mod trainer;
@@ -114,6 +115,10 @@ impl FromStr for Preset {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
 /// Every setting of a run; saved in `run.json`, so `--resume` needs only the folder.
 /// Settings added after the first release default (serde) to the behaviour runs had before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +190,13 @@ pub struct TrainConfig {
     /// Weights format of the saved artifacts: `both` (`.safetensors` and `.bin`), `safetensors`
     /// or `bin`.
     pub weights_format: crate::hub::WeightFormat,
+    /// Keep the frozen lowest layers' outputs from the first epoch and start later epochs
+    /// above them (`frozen_cache`); implies no dropout in those layers.
+    #[serde(default)]
+    pub cache_frozen: frozen_cache::CacheFrozen,
+    /// Dropout in the frozen layers below the lowest trainable one (the library's way: on).
+    #[serde(default = "default_true")]
+    pub frozen_dropout: bool,
     /// Where the run is also logged (an MLflow server) and its tags; not a hyper-parameter.
     #[serde(default, skip_serializing_if = "crate::tracking::Tracking::is_empty")]
     pub tracking: crate::tracking::Tracking,
@@ -291,6 +303,8 @@ impl TrainConfig {
             pad_to_max_length: false,
             save_every: 200,
             weights_format: crate::hub::WeightFormat::Both,
+            cache_frozen: frozen_cache::CacheFrozen::Off,
+            frozen_dropout: true,
             tracking: crate::tracking::Tracking::default(),
         }
     }
@@ -666,6 +680,12 @@ impl TrainConfig {
         if self.pad_to_max_length {
             args.push("--pad-to-max-length".into());
         }
+        if self.cache_frozen != defaults.cache_frozen {
+            args.push(flag("--cache-frozen", self.cache_frozen.as_str()));
+        }
+        if !self.frozen_dropout {
+            args.push("--no-frozen-dropout".into());
+        }
         let t = &self.tracking;
         if let Some(uri) = &t.mlflow {
             args.push(flag("--mlflow", uri));
@@ -697,6 +717,8 @@ pub enum Event {
         /// "skipped N rows …" per dataset when bad rows were skipped, a clamped length, a
         /// lock taken over from a process that is gone.
         warnings: Vec<String>,
+        /// What the run does that the settings do not say outright (a frozen prefix cached).
+        notes: Vec<String>,
         /// The head folder the new head starts from.
         head_from: Option<PathBuf>,
     },

@@ -8,6 +8,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::batches::{plan_epoch, plan_eval, EncodedSet};
 use super::checkpoint::{self, TrainerState};
+use super::frozen_cache::{cache_bytes, frozen_layers, CacheFrozen, FrozenPrefix, BUDGET_BYTES};
 use super::optimizer::{linear_lr, AdamW};
 use super::run_dir::{
     append_jsonl, truncate_jsonl_after, unix_secs, AttentionRecord, DataInfo, EvalRecord, Record,
@@ -27,6 +28,7 @@ use crate::io::{
     temp_dir_for, weights,
 };
 use crate::metrics::Metrics;
+use crate::model::backbone::Span;
 use crate::model::BaseModel;
 use crate::rng::torch_rng_lock;
 use crate::tasks::{higher_is_better, Evaluator};
@@ -964,6 +966,8 @@ struct Training<'a> {
     examples: usize,
     /// Where the records go besides the run folder (TensorBoard, …).
     trackers: Trackers,
+    /// The lowest layers that hold nothing trainable: without dropout, maybe cached.
+    frozen: FrozenPrefix,
 }
 
 impl<'a> Training<'a> {
@@ -992,6 +996,7 @@ impl<'a> Training<'a> {
         let metric = best_metric(cfg)?;
         let higher = higher_is_better(&metric);
         let schedule = Schedule::new(cfg, train.len());
+        let (frozen, note) = frozen_prefix(cfg, &model, &params, &train);
         let mut opt = optimizer(cfg, params, &no_decay);
         let state = resume_state(run, resuming, &mut opt)?;
         let mut info = RunInfo {
@@ -1039,6 +1044,7 @@ impl<'a> Training<'a> {
             trainable_parameters: opt.num_parameters(),
             labels: labels.clone(),
             warnings,
+            notes: note.into_iter().collect(),
             head_from: info.head_from.clone(),
         });
         let lengths = train.lengths();
@@ -1065,6 +1071,7 @@ impl<'a> Training<'a> {
             train_secs: 0.0,
             examples: 0,
             trackers,
+            frozen,
         })
     }
 
@@ -1126,15 +1133,20 @@ impl<'a> Training<'a> {
             schedule.warmup,
             schedule.total_steps,
         );
+        let padded = batch.input_ids.size()[1];
+        let span = self
+            .frozen
+            .span(indices, &self.lengths, padded, self.device);
         let (loss_value, grad_norm) = optimizer_step(
             &self.model,
             cfg,
             &mut self.opt,
-            &batch,
+            (&batch, &span),
             &targets,
             self.state.step,
             lr,
         )?;
+        self.frozen.store(&span, indices, &self.lengths);
         self.train_secs += t0.elapsed().as_secs_f64();
         self.examples += indices.len();
         self.state.step += 1;
@@ -1297,6 +1309,55 @@ impl<'a> Training<'a> {
     }
 }
 
+/// The run's frozen prefix (see `frozen_cache`): how many lowest layers hold nothing
+/// trainable, whether they run without dropout and whether their outputs are cached; and what
+/// the log says of it.
+fn frozen_prefix(
+    cfg: &TrainConfig,
+    model: &AdapterModel,
+    params: &[(String, Tensor)],
+    train: &EncodedSet,
+) -> (FrozenPrefix, Option<String>) {
+    let caching = cfg.cache_frozen == CacheFrozen::Auto;
+    if !caching && cfg.frozen_dropout {
+        return (FrozenPrefix::none(), None);
+    }
+    let layers = model.base.config.num_layers;
+    let parallel = model.setup.as_ref().is_some_and(|s| s.parallel_channels() > 1);
+    let k = match model.base.encoder.splits() && !parallel {
+        true => frozen_layers(params.iter().map(|(n, _)| n.as_str()), layers),
+        false => 0,
+    };
+    if k == 0 {
+        let why = "no frozen prefix: the lowest layer holds trainable parameters (or the model runs its layers more than once)";
+        return (FrozenPrefix::none(), Some(why.into()));
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let bytes = cache_bytes(&train.lengths(), model.base.config.hidden_size);
+    if caching && bytes > BUDGET_BYTES {
+        let note = format!(
+            "frozen prefix: layers 0-{} run without dropout; not cached: their outputs would take {:.0} MiB, over the {:.0} MiB budget",
+            k - 1,
+            mib(bytes),
+            mib(BUDGET_BYTES)
+        );
+        return (FrozenPrefix::new(k, false, 0), Some(note));
+    }
+    let note = match caching {
+        true => format!(
+            "frozen prefix: layers 0-{} of {layers} hold nothing trainable: they run once per example without dropout (first epoch) and their outputs are cached ({:.1} MiB in memory); later steps run {} layer(s)",
+            k - 1,
+            mib(bytes),
+            layers - k
+        ),
+        false => format!(
+            "frozen prefix: layers 0-{} of {layers} run without dropout (--no-frozen-dropout)",
+            k - 1
+        ),
+    };
+    (FrozenPrefix::new(k, caching, train.len()), Some(note))
+}
+
 /// The metric that picks the best checkpoint: `--metric`, else the task's, checked against
 /// what the task reports.
 fn best_metric(cfg: &TrainConfig) -> Result<String> {
@@ -1343,7 +1404,7 @@ fn optimizer_step(
     model: &AdapterModel,
     cfg: &TrainConfig,
     opt: &mut AdamW,
-    batch: &crate::tokenizer::Batch,
+    (batch, span): (&crate::tokenizer::Batch, &Span),
     targets: &Tensor,
     step: usize,
     lr: f64,
@@ -1352,7 +1413,7 @@ fn optimizer_step(
         let _rng = torch_rng_lock();
         // Dropout masks depend on the step only, so a resumed run draws the same ones.
         tch::manual_seed(cfg.seed.wrapping_add(step as u64 + 1) as i64);
-        model.forward(batch, true)?
+        model.forward_span(batch, true, span)?
     };
     let logits = out
         .logits
@@ -1509,6 +1570,75 @@ mod tests {
             edit(&mut c);
             let err = c.validate().expect_err(expected).to_string();
             assert!(err.contains(expected), "{err} lacks {expected}");
+        }
+    }
+
+    /// Trains `cfg` into `out`; the notes it printed and its saved weights (adapter or head).
+    fn trained(cfg: &TrainConfig, out: &Path) -> (Vec<String>, Vec<Tensor>) {
+        let mut notes = Vec::new();
+        let mut observer = |e: &Event| {
+            if let Event::Prepared { notes: n, .. } = e {
+                notes.extend(n.iter().cloned());
+            }
+        };
+        train(cfg, out, &mut observer, &AtomicBool::new(false)).unwrap();
+        let mut weights = Vec::new();
+        for file in ["adapter/adapter.safetensors", "head/model_head.safetensors"] {
+            let path = out.join(file);
+            if path.exists() {
+                let mut named = Tensor::read_safetensors(&path).unwrap();
+                named.sort_by(|a, b| a.0.cmp(&b.0));
+                weights.extend(named.into_iter().map(|(_, t)| t));
+            }
+        }
+        (notes, weights)
+    }
+
+    #[test]
+    fn a_cached_frozen_prefix_trains_the_weights_of_the_same_run_without_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("data.csv");
+        let rows: String = (0..24)
+            .map(|i| format!("text number {i} is {},{}\n", ["good", "bad"][i % 2], i % 2))
+            .collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        // seq_bn in the top layer only (2 of 3 frozen), and head-only (all 3 frozen).
+        let mut adapter = TrainConfig::adapter(model.clone(), DataSource::Path(csv.clone()), Method::SEQ_BN);
+        adapter.stage = Stage::Adapter {
+            method: Method::SEQ_BN,
+            reduction_factor: None,
+            config: serde_json::from_str(r#"{"leave_out": [0, 1]}"#).unwrap(),
+        };
+        let head_only = TrainConfig::adapter(model, DataSource::Path(csv), Method::HEAD_ONLY);
+        for (name, mut cfg, frozen) in [("adapter", adapter, 2), ("head-only", head_only, 3)] {
+            cfg.device = crate::device::DeviceChoice::Cpu;
+            cfg.batch_size = 4;
+            cfg.validation_split = 0.0;
+            cfg.epochs = 3;
+            cfg.min_steps = None;
+            cfg.lr = 1e-3;
+            let mut uncached = cfg.clone();
+            uncached.frozen_dropout = false;
+            cfg.cache_frozen = CacheFrozen::Auto;
+            let (notes, cached_w) = trained(&cfg, &dir.path().join(format!("{name}-cached")));
+            let want = format!("layers 0-{} of 3 hold nothing trainable", frozen - 1);
+            assert!(notes.iter().any(|n| n.contains(&want) && n.contains("cached")), "{name}: {notes:?}");
+            let (notes, plain_w) = trained(&uncached, &dir.path().join(format!("{name}-plain")));
+            assert!(notes.iter().any(|n| n.contains("without dropout")), "{name}: {notes:?}");
+            assert!(!cached_w.is_empty());
+            for (a, b) in cached_w.iter().zip(&plain_w) {
+                let diff = (a - b).abs().max().double_value(&[]);
+                assert!(diff < 1e-6, "{name}: weights differ by {diff}");
+            }
+            // The frozen layers' dropout matters: with it (the library's way) they differ.
+            let (_, dropout_w) = trained(&TrainConfig { frozen_dropout: true, ..uncached }, &dir.path().join(format!("{name}-dropout")));
+            let moved = cached_w
+                .iter()
+                .zip(&dropout_w)
+                .map(|(a, b)| (a - b).abs().max().double_value(&[]))
+                .fold(0.0, f64::max);
+            assert!(moved > 1e-6, "{name}: the comparison can tell runs apart ({moved})");
         }
     }
 
