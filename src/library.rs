@@ -528,6 +528,54 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Takes the imported folder holding card `dir` (`library/NAME`, every card in it) out of the
+/// library into the workspace's trash (`.trash/library-NAME-SECS`, as deleted runs go);
+/// returns where it was and where it is now, for Undo ([`restore_imported`]).
+pub fn remove_imported(ws: &Workspace, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let root = ws.root.join(LIBRARY_DIR);
+    let name = dir
+        .strip_prefix(&root)
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .map(|c| c.as_os_str().to_os_string())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: not an imported adapter of this workspace",
+                dir.display()
+            ))
+        })?;
+    let from = root.join(&name);
+    let trash = ws.root.join(".trash");
+    let _lock = ws.write_lock()?;
+    std::fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let stem = format!("library-{}-{secs}", name.to_string_lossy());
+    let mut to = trash.join(&stem);
+    let mut n = 2;
+    while to.exists() {
+        to = trash.join(format!("{stem}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+    Ok((from, to))
+}
+
+/// Puts an imported folder [`remove_imported`] moved to `to` back at `from` (refused when
+/// another import took its name meanwhile).
+pub fn restore_imported(ws: &Workspace, from: &Path, to: &Path) -> Result<()> {
+    let _lock = ws.write_lock()?;
+    if from.exists() {
+        return Err(Error::Invalid(format!(
+            "{}: another import has this name now; the removed folder stays in {}",
+            from.display(),
+            to.display()
+        )));
+    }
+    std::fs::rename(to, from).map_err(|e| Error::io(from, e))
+}
+
 /// Checks `dir` (see `check_folder`) and copies it into the workspace's library, atomically;
 /// returns the new cards. A folder with problems is refused with all of them.
 pub fn import(ws: &Workspace, dir: &Path) -> Result<Vec<Item>> {

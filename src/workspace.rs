@@ -174,9 +174,11 @@ const DEMO_TASKS: [(&str, &str, TaskType); 7] = [
 impl Workspace {
     /// Opens (or creates) the workspace in `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root.join("runs")).map_err(|e| Error::io(root, e))?;
+        std::fs::create_dir_all(root.join("runs")).map_err(|e| cannot_create(root, e))?;
         let file = root.join(FILE);
-        let state = if file.is_file() {
+        // A `workspace.json` that is there but not a file (a folder in its place) is an error
+        // naming it, not an empty workspace that the next change would write over.
+        let state = if file.symlink_metadata().is_ok() {
             read_state(&file)?
         } else {
             WorkspaceState::default()
@@ -249,6 +251,7 @@ impl Workspace {
                 h.describe()
             )));
         }
+        self.check_folder()?;
         lock::acquire_waiting(
             &self.root.join(WRITE_LOCK),
             "changing the workspace",
@@ -256,6 +259,20 @@ impl Workspace {
             Some(WRITE_WAIT),
             &mut |_| {},
         )
+    }
+
+    /// An error naming the workspace folder when it is no longer there (removed or moved
+    /// while the app had it open): taking the write lock would otherwise create it again,
+    /// empty, and write only `workspace.json` into it.
+    pub fn check_folder(&self) -> Result<()> {
+        match self.root.is_dir() {
+            true => Ok(()),
+            false => Err(Error::Invalid(format!(
+                "the workspace folder {} is gone (removed or moved while it was open): \
+                 nothing was saved; put it back, or open another workspace (--workspace DIR)",
+                self.root.display()
+            ))),
+        }
     }
 
     /// Applies `change` to the workspace as it is on disk now (so that another process's
@@ -299,6 +316,23 @@ impl Workspace {
     }
 }
 
+/// Why the workspace folder `root` cannot be made: the first of its parents that is a file
+/// is named (`--workspace FILE/ws`), else what the OS said.
+fn cannot_create(root: &Path, e: std::io::Error) -> Error {
+    let file_on_the_way = root
+        .ancestors()
+        .find(|a| a.symlink_metadata().is_ok())
+        .filter(|a| !a.is_dir());
+    let reason = match file_on_the_way {
+        Some(f) => format!("{} is a file, not a folder", f.display()),
+        None => crate::error::io_message(&e),
+    };
+    Error::Invalid(format!(
+        "cannot create the workspace folder {}: {reason}",
+        root.display()
+    ))
+}
+
 /// `workspace.json`; a demo model from before models knew they were the demo is known by the
 /// name it was given then.
 fn read_state(file: &Path) -> Result<WorkspaceState> {
@@ -330,6 +364,292 @@ fn add_demo(state: &mut WorkspaceState) {
                 columns: Columns::default(),
             });
         }
+    }
+}
+
+/// Rows read to check that a file is a dataset (its first rows must parse).
+const ROWS_CHECKED: usize = 5;
+
+/// What adding a dataset did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatasetAdded {
+    /// Added at this index of the list.
+    New(usize),
+    /// The same training data (same file, links followed) is already listed, under this name
+    /// at this index: nothing was added.
+    Already(String, usize),
+}
+
+/// The workspace entry for a new dataset `name` whose training data is `train`, with the
+/// validation and test files beside it; refused with the reason when `train` is not a dataset
+/// (its first rows do not parse, it has none, or it is a model's `config.json`).
+pub fn dataset_entry(name: String, train: &DataSource) -> Result<DatasetEntry> {
+    let not_a_dataset = |why: String| Error::Invalid(format!("{train} is not a dataset: {why}"));
+    // Bad rows among readable ones are listed on the Datasets screen: only a file none of
+    // whose first rows reads is refused.
+    match crate::data::read_table(train, Some(ROWS_CHECKED), true) {
+        Ok(t) if t.rows.is_empty() => {
+            let why = one_json_document(train).unwrap_or_else(|| match t.skipped.first() {
+                Some(issue) => format!("no row could be read ({})", issue.located(&t.path)),
+                None => "it has no rows".into(),
+            });
+            return Err(not_a_dataset(why));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(match one_json_document(train) {
+                Some(why) => not_a_dataset(why),
+                None => e,
+            })
+        }
+    }
+    let (validation, test) = siblings(train);
+    Ok(DatasetEntry {
+        name,
+        train: train.clone(),
+        validation,
+        test,
+        task: TaskType::CLASSIFICATION,
+        columns: Columns::default(),
+    })
+}
+
+/// Why a JSON file that JSON Lines cannot read is not a dataset, when it is one JSON document
+/// (a config, a pretty-printed object): said in words instead of a parser's error.
+fn one_json_document(train: &DataSource) -> Option<String> {
+    let DataSource::Path(file) = train else {
+        return None;
+    };
+    let value: serde_json::Value = read_json(file).ok()?;
+    let model_keys = ["model_type", "architectures", "hidden_size"];
+    Some(match value.as_object() {
+        Some(o) if model_keys.iter().any(|k| o.contains_key(*k)) => {
+            "it is a model's config.json (add the model's folder on the Models screen)".into()
+        }
+        _ => "it is one JSON document, not JSON Lines (one example per line)".into(),
+    })
+}
+
+fn sibling(train: &Path, split: &str) -> Option<DataSource> {
+    let name = train.file_name()?.to_string_lossy().replace("train", split);
+    let p = train.with_file_name(name);
+    (p != train && p.is_file()).then_some(DataSource::Path(p))
+}
+
+/// Validation and test beside a training source: `validation.csv` next to `train.csv`, or a
+/// Hugging Face folder's other splits.
+fn siblings(train: &DataSource) -> (Option<DataSource>, Option<DataSource>) {
+    if let DataSource::Path(file) = train {
+        if file.is_file() {
+            let validation = sibling(file, "validation").or_else(|| sibling(file, "dev"));
+            return (validation, sibling(file, "test"));
+        }
+    }
+    let validation = crate::data::hf::validation_beside(train);
+    let test = validation.as_ref().and_then(|v| {
+        let folder = v.path();
+        let splits = crate::data::hf::splits(folder).ok()?;
+        splits.contains_key("test").then(|| DataSource::Split {
+            folder: folder.to_path_buf(),
+            split: "test".into(),
+        })
+    });
+    (validation, test)
+}
+
+/// The same training data: the same split of the same file or folder, links followed.
+fn same_data(a: &DataSource, b: &DataSource) -> bool {
+    let real = |d: &DataSource| std::fs::canonicalize(d.path()).unwrap_or(d.path().to_path_buf());
+    match (a, b) {
+        (DataSource::Path(_), DataSource::Path(_)) => real(a) == real(b),
+        (DataSource::Split { split: x, .. }, DataSource::Split { split: y, .. }) => {
+            x == y && real(a) == real(b)
+        }
+        _ => false,
+    }
+}
+
+/// `name`, or `name-2`, `name-3`, … where `taken` has it.
+fn unique_name(name: &str, taken: &[DatasetEntry]) -> String {
+    let free = |n: &str| !taken.iter().any(|d| d.name == n);
+    (1..)
+        .map(|i| match i {
+            1 => name.to_string(),
+            i => format!("{name}-{i}"),
+        })
+        .find(|n| free(n))
+        .unwrap_or_else(|| name.to_string())
+}
+
+impl Workspace {
+    /// Adds `entry` (renamed `NAME-2`, … if its name is taken) unless its training data is
+    /// listed already.
+    pub fn add_dataset(&mut self, mut entry: DatasetEntry) -> Result<DatasetAdded> {
+        let mut added = None;
+        self.modify(|state| {
+            if let Some(i) = state
+                .datasets
+                .iter()
+                .position(|d| same_data(&d.train, &entry.train))
+            {
+                added = Some(DatasetAdded::Already(state.datasets[i].name.clone(), i));
+                return;
+            }
+            entry.name = unique_name(&entry.name, &state.datasets);
+            state.datasets.push(entry);
+            added = Some(DatasetAdded::New(state.datasets.len() - 1));
+        })?;
+        added.ok_or_else(|| Error::Invalid("the dataset was not added".into()))
+    }
+
+    /// Takes `entry` out of the list (its files stay); the index it had, for Undo.
+    pub fn remove_dataset(&mut self, entry: &DatasetEntry) -> Result<Option<usize>> {
+        let mut at = None;
+        self.modify(|state| {
+            at = state.datasets.iter().position(|d| d == entry);
+            if let Some(i) = at {
+                state.datasets.remove(i);
+            }
+        })?;
+        Ok(at)
+    }
+
+    /// Puts a removed dataset back at `index` (or last), unless its name came back meanwhile.
+    pub fn restore_dataset(&mut self, index: usize, entry: DatasetEntry) -> Result<()> {
+        self.modify(|state| {
+            if !state.datasets.iter().any(|d| d.name == entry.name) {
+                state
+                    .datasets
+                    .insert(index.min(state.datasets.len()), entry);
+            }
+        })
+    }
+
+    /// Renames dataset `old` to `name`, refused when the name is empty or taken.
+    pub fn rename_dataset(&mut self, old: &DatasetEntry, name: &str) -> Result<()> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Error::Invalid("a dataset needs a name".into()));
+        }
+        let mut problem = None;
+        self.modify(|state| {
+            if state.datasets.iter().any(|d| d.name == name && d != old) {
+                problem = Some(format!("there is a dataset named {name} already"));
+            } else if let Some(d) = state.datasets.iter_mut().find(|d| *d == old) {
+                d.name = name.to_string();
+            } else {
+                problem = Some(format!("{} is no longer in the workspace", old.name));
+            }
+        })?;
+        problem.map_or(Ok(()), |p| Err(Error::Invalid(p)))
+    }
+
+    /// Deletes the saved preset `name`; it and the index it had, for Undo.
+    pub fn remove_preset(&mut self, name: &str) -> Result<Option<(usize, Preset)>> {
+        let mut removed = None;
+        self.modify(|state| {
+            if let Some(i) = state.presets.iter().position(|p| p.name == name) {
+                removed = Some((i, state.presets.remove(i)));
+            }
+        })?;
+        Ok(removed)
+    }
+
+    /// Puts a deleted preset back at `index`, unless one of its name was saved meanwhile.
+    pub fn restore_preset(&mut self, index: usize, preset: Preset) -> Result<()> {
+        self.modify(|state| {
+            if !state.presets.iter().any(|p| p.name == preset.name) {
+                state.presets.insert(index.min(state.presets.len()), preset);
+            }
+        })
+    }
+}
+
+/// A setting a change of defaults gave a new value: its name in words and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultChanged {
+    /// Its key in `run.json` (`lr`).
+    pub key: String,
+    pub setting: String,
+    pub value: String,
+}
+
+/// `current` moved from the defaults `old_default` to `new_default` (another method, or a
+/// single adapter after a fusion): a setting still at its old default takes the new one (and
+/// is listed), one the user set (typed, or loaded from a preset) is kept. The stage is the new
+/// default's, keeping the user's reduction factor where both stages have one.
+pub fn rebase_settings(
+    current: &TrainConfig,
+    old_default: &TrainConfig,
+    new_default: &TrainConfig,
+) -> Result<(TrainConfig, Vec<DefaultChanged>)> {
+    let json = |c: &TrainConfig| {
+        serde_json::to_value(c).map_err(|e| Error::Invalid(format!("settings: {e}")))
+    };
+    let (mut merged, old, new) = (json(current)?, json(old_default)?, json(new_default)?);
+    let mut changed = Vec::new();
+    if let (Some(m), Some(old), Some(new)) =
+        (merged.as_object_mut(), old.as_object(), new.as_object())
+    {
+        for (key, new_value) in new {
+            let value = m.get(key);
+            if key == "stage" || value == Some(new_value) {
+                continue;
+            }
+            if value.is_none() || value == old.get(key) {
+                changed.push(DefaultChanged {
+                    key: key.clone(),
+                    setting: setting_words(key),
+                    value: value_words(new_value),
+                });
+                m.insert(key.clone(), new_value.clone());
+            }
+        }
+    }
+    let mut rebased: TrainConfig =
+        serde_json::from_value(merged).map_err(|e| Error::Invalid(format!("settings: {e}")))?;
+    rebased.stage = new_default.stage.clone();
+    use crate::training::Stage;
+    if let (
+        Stage::Adapter {
+            reduction_factor: Some(rf),
+            ..
+        },
+        Stage::Adapter {
+            method,
+            reduction_factor,
+            ..
+        },
+    ) = (&current.stage, &mut rebased.stage)
+    {
+        if method.is_bottleneck() {
+            *reduction_factor = Some(*rf);
+        }
+    }
+    Ok((rebased, changed))
+}
+
+/// A setting's name as the wizard shows it (`lr` → "learning rate").
+fn setting_words(key: &str) -> String {
+    match key {
+        "lr" => "learning rate".into(),
+        "head_lr" => "head learning rate".into(),
+        "warmup_ratio" => "warm-up ratio".into(),
+        "eval_every" => "evaluate every".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// A setting's value in words: 1e-4 for small numbers, "none" for null.
+fn value_words(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() && x != 0.0 && x.abs() < 0.01 => format!("{x:e}"),
+            _ => n.to_string(),
+        },
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

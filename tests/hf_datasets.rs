@@ -212,6 +212,82 @@ fn the_same_data_as_csv_and_as_parquet_trains_byte_identical_adapters() {
 }
 
 #[test]
+fn a_dataset_streamed_to_a_spill_file_trains_and_evaluates_as_one_held_in_memory() {
+    // ADAPTER_STUDIO_STREAM_ABOVE_MB=0 streams every file (the default streams only large
+    // ones): the same batches must give the same bytes. CSV infers its labels (renumbered
+    // after the stream), Parquet has ClassLabel names; held-out shares, a tagging set, the
+    // Arrow file form and a two-shard Arrow stream (rows numbered across shards) too.
+    let root = hf();
+    let work = tempfile::tempdir().unwrap();
+    let tagging = ["--task", "tagging", "--validation-split", "0.25"];
+    let split = ["--validation-split", "0.2"];
+    let cases: [(&str, PathBuf, &[&str]); 5] = [
+        ("csv", root.join("pairs/train.csv"), &split),
+        ("parquet", root.join("pairs/train.parquet"), &[]),
+        ("tagging", root.join("tagging/train.parquet"), &tagging),
+        ("feather", root.join("pairs/train.feather"), &split),
+        ("shards", root.join("saved_train"), &split),
+    ];
+    for (name, data, extra) in cases {
+        let run = |stream_above: &str| {
+            let out = work.path().join(format!("{name}-{stream_above}"));
+            let mut cmd = bin();
+            cmd.env("ADAPTER_STUDIO_STREAM_ABOVE_MB", stream_above)
+                .args(["train", "--device", "cpu", "--json", "--model"])
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny"))
+                .arg("--train")
+                .arg(&data)
+                .arg("--out")
+                .arg(&out)
+                .args(["--max-steps", "4", "--batch-size", "4", "--seed", "3"])
+                .args(["--name", "pairs"])
+                .args(extra);
+            ok(cmd.output().unwrap());
+            out
+        };
+        let (memory, streamed) = (run("100000"), run("0"));
+        for file in ["adapter/pytorch_adapter.bin", "head/pytorch_model_head.bin"] {
+            let (x, y) = (memory.join(file), streamed.join(file));
+            let (x, y) = (std::fs::read(&x).unwrap(), std::fs::read(&y).unwrap());
+            assert!(x == y, "{name}: {file} differs between memory and stream");
+        }
+        let records = |run: &Path| -> Vec<Value> {
+            let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .map(|mut v| {
+                    for timing in ["examples_per_sec", "elapsed_secs"] {
+                        v.as_object_mut().unwrap().remove(timing);
+                    }
+                    v
+                })
+                .collect()
+        };
+        assert_eq!(records(&memory), records(&streamed), "{name}");
+        let data_of = |run: &Path| -> Value {
+            let info = std::fs::read_to_string(run.join("run.json")).unwrap();
+            serde_json::from_str::<Value>(&info).unwrap()["data"].clone()
+        };
+        assert_eq!(data_of(&memory), data_of(&streamed), "{name}");
+        // `eval` streams a large file too, with the same metrics.
+        let eval = |stream_above: &str| {
+            let mut cmd = bin();
+            cmd.env("ADAPTER_STUDIO_STREAM_ABOVE_MB", stream_above)
+                .args(["eval", "--device", "cpu", "--json", "--model"])
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny"))
+                .arg("--adapter")
+                .arg(memory.join("adapter"))
+                .arg("--head")
+                .arg(memory.join("head"))
+                .arg("--data")
+                .arg(&data);
+            ok(cmd.output().unwrap())
+        };
+        assert_eq!(eval("100000"), eval("0"), "{name}");
+    }
+}
+
+#[test]
 fn a_dataset_folder_trains_with_its_own_validation_split() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("run");

@@ -222,7 +222,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
             .output()
             .unwrap());
     }
-    mark("server.wait_ready(&server_dir)");
+    mark("stage-1 sources trained; waiting for the server");
     server.wait_ready(&server_dir);
     let uri = server.uri.clone();
     let experiment = "studio test";
@@ -246,7 +246,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
     ok(out);
     assert!(!stderr.contains("mlflow:"), "no warning: {stderr}");
 
-    mark("// A fusion stopped by SIGTERM");
+    mark("finished run done");
     // A fusion stopped by SIGTERM, then resumed: one MLflow run, each step once.
     let fusion = work.path().join("fusion");
     let mut fuse = run_cmd("fuse", "review_rating", &fusion);
@@ -290,7 +290,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
         serde_json::from_str(&ureq::get(&url).call().unwrap().into_string().unwrap()).unwrap();
     assert_eq!(got["run"]["info"]["status"], "KILLED");
 
-    mark("// A run that fails mid-way");
+    mark("stopped fusion done");
     // A run that fails mid-way: its records file turns into a folder no one can append to.
     let failed = work.path().join("failed");
     let child = run_cmd("train", "sentiment", &failed)
@@ -317,7 +317,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 
-    mark("let resumed = bin()");
+    mark("failed run done");
     let resumed = bin()
         .args(["fuse", "--json", "--resume"])
         .arg(&fusion)
@@ -325,7 +325,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
         .unwrap();
     ok(resumed);
 
-    mark("let runs = mlflow_runs(&uri, e");
+    mark("fusion resumed");
     let runs = mlflow_runs(&uri, experiment);
     // The finished run: every setting of run.json as a parameter, the histories of
     // metrics.jsonl, the tags, the saved folders.
@@ -397,7 +397,7 @@ fn runs_reach_an_mlflow_server_with_params_metrics_artifacts_and_status_and_surv
 
     assert_eq!(the_run(&runs, "failed")["status"], "FAILED");
 
-    mark("// The server goes away mid-ru");
+    mark("read back");
     // The server goes away mid-run: training goes on to its end, and says once what was not
     // sent.
     let lost = work.path().join("lost");

@@ -295,6 +295,15 @@ pub const DOUBLE_SEQ_BN: MethodSpec = MethodSpec {
     preset: Preset::Config(|| BnPreset::DoubleSeqBn.to_json()),
 };
 
+/// The parallel bottleneck with a learned output scale (the library's `scaled_par_bn`).
+pub const SCALED_PAR_BN: MethodSpec = MethodSpec {
+    name: "scaled_par_bn",
+    help: "a bottleneck beside each feed-forward, its output scale learned",
+    default_lr: 1e-4,
+    family: Family::Bottleneck,
+    preset: Preset::Config(|| BnPreset::ScaledParBn.to_json()),
+};
+
 /// He et al.'s parallel bottleneck.
 pub const PAR_BN: MethodSpec = MethodSpec {
     name: "par_bn",

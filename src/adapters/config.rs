@@ -550,6 +550,8 @@ pub enum BnPreset {
     SeqBn,
     DoubleSeqBn,
     ParBn,
+    /// `par_bn` whose output scale is learned (the library's `scaled_par_bn`).
+    ScaledParBn,
 }
 
 impl BnPreset {
@@ -558,6 +560,7 @@ impl BnPreset {
             "seq_bn" | "pfeiffer" | "seqbnconfig" => BnPreset::SeqBn,
             "double_seq_bn" | "houlsby" | "doubleseqbnconfig" => BnPreset::DoubleSeqBn,
             "par_bn" | "parallel" | "parbnconfig" => BnPreset::ParBn,
+            "scaled_par_bn" | "scaled_parallel" => BnPreset::ScaledParBn,
             _ => return None,
         })
     }
@@ -607,12 +610,16 @@ impl BnPreset {
                 o.insert("mh_adapter".into(), json!(true));
                 o.insert("non_linearity".into(), json!("swish"));
             }
-            BnPreset::ParBn => {
+            BnPreset::ParBn | BnPreset::ScaledParBn => {
                 o.insert("original_ln_before".into(), json!(false));
                 o.insert("reduction_factor".into(), json!(2));
                 o.insert("init_weights".into(), json!("mam_adapter"));
                 o.insert("is_parallel".into(), json!(true));
-                o.insert("scaling".into(), json!(4.0));
+                let scaling = match self {
+                    BnPreset::ScaledParBn => json!("learned"),
+                    _ => json!(4.0),
+                };
+                o.insert("scaling".into(), scaling);
             }
         }
         m.as_object().cloned().unwrap_or_default()
@@ -908,6 +915,8 @@ impl BnConfig {
                 true => "compacter",
                 false => "compacter++",
             }
+        } else if self.is_parallel && self.scaling == Scaling::Learned {
+            "scaled_par_bn"
         } else if self.is_parallel {
             "par_bn"
         } else if self.mh_adapter && self.output_adapter {

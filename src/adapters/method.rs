@@ -79,6 +79,7 @@ pub static REGISTRY: &[&MethodSpec] = &[
     &super::bottleneck::SEQ_BN,
     &super::bottleneck::DOUBLE_SEQ_BN,
     &super::bottleneck::PAR_BN,
+    &super::bottleneck::SCALED_PAR_BN,
     &super::phm::COMPACTER,
     &super::phm::COMPACTER_PLUS_PLUS,
     &super::lora::LORA,

@@ -13,7 +13,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 use serde_json::{Number, Value};
 
@@ -245,120 +247,207 @@ pub fn read_rows(
     limit: Option<usize>,
     strict: bool,
 ) -> Result<(Vec<String>, Vec<Row>)> {
-    // The readers assert on some damaged inputs: see `guarded`.
-    guarded(path, || {
-        let indices: Vec<usize> = match columns {
-            None => (0..schema.columns.len()).collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    schema.columns.iter().position(|c| c == n).ok_or_else(|| {
-                        let has = first_names(&schema.columns);
-                        let message = format!("no such column (the file has: {has})");
-                        Error::data(path, None, Some(n), message)
+    let mut batches = RowBatches::open(path, schema, columns, first_row, strict)?;
+    let mut rows = Vec::new();
+    loop {
+        let wanted = limit.map_or(usize::MAX, |l| l.saturating_sub(rows.len()));
+        if wanted == 0 {
+            break;
+        }
+        match batches.next_rows(wanted)? {
+            Some(batch) => rows.extend(batch),
+            None => break,
+        }
+    }
+    Ok((batches.names, rows))
+}
+
+/// The rows of one file a record batch at a time (Parquet: row group by row group), so that a
+/// file larger than memory is read in pieces: [`read_rows`] collects them, training streams
+/// them.
+pub struct RowBatches {
+    path: std::path::PathBuf,
+    names: Vec<String>,
+    /// The `ClassLabel` names of each of `names`.
+    labels: Vec<Option<Vec<String>>>,
+    next_row: usize,
+    dataless: Dataless,
+    source: BatchSource,
+}
+
+enum BatchSource {
+    Parquet {
+        file: std::fs::File,
+        meta: ArrowReaderMetadata,
+        mask: ProjectionMask,
+        /// The row group being read, and the next one.
+        reader: Option<(usize, ParquetRecordBatchReader)>,
+        next_group: usize,
+    },
+    Arrow(ArrowBatches),
+}
+
+impl RowBatches {
+    /// Opens `path` to read `columns` (all when `None`); see [`read_rows`] for `strict`.
+    pub fn open(
+        path: &Path,
+        schema: &Schema,
+        columns: Option<&[String]>,
+        first_row: usize,
+        strict: bool,
+    ) -> Result<RowBatches> {
+        // The readers assert on some damaged inputs: see `guarded`.
+        guarded(path, || {
+            let indices: Vec<usize> = match columns {
+                None => (0..schema.columns.len()).collect(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        schema.columns.iter().position(|c| c == n).ok_or_else(|| {
+                            let has = first_names(&schema.columns);
+                            let message = format!("no such column (the file has: {has})");
+                            Error::data(path, None, Some(n), message)
+                        })
                     })
-                })
-                .collect::<Result<_>>()?,
-        };
-        let names: Vec<String> = indices.iter().map(|&i| schema.columns[i].clone()).collect();
-        if strict {
-            for (name, &i) in names.iter().zip(&indices) {
-                let dt = schema.arrow.field(i).data_type();
-                if !readable(dt) {
-                    return Err(Error::data(
-                        path,
-                        None,
-                        Some(name),
-                        format!(
-                        "has type {dt}; only text, numbers, true/false and lists of them can be \
-                         read (nested structs, maps and binary data cannot)"
-                    ),
-                    ));
+                    .collect::<Result<_>>()?,
+            };
+            let names: Vec<String> = indices.iter().map(|&i| schema.columns[i].clone()).collect();
+            if strict {
+                for (name, &i) in names.iter().zip(&indices) {
+                    let dt = schema.arrow.field(i).data_type();
+                    if !readable(dt) {
+                        return Err(Error::data(
+                            path,
+                            None,
+                            Some(name),
+                            format!(
+                                "has type {dt}; only text, numbers, true/false and lists of \
+                                 them can be read (nested structs, maps and binary data cannot)"
+                            ),
+                        ));
+                    }
                 }
             }
-        }
-        let mut rows = Vec::new();
-        let mut next_row = first_row;
-        let mut dataless = Dataless(MAX_DATALESS_CELLS);
-        let mut push = |batch: &RecordBatch, rows: &mut Vec<Row>| -> Result<()> {
-            let n = batch
-                .num_rows()
-                .min(limit.map_or(usize::MAX, |l| l.saturating_sub(rows.len())));
-            if names.is_empty() {
-                // Rows of no columns are stated, not stored.
-                dataless
-                    .take(n)
-                    .map_err(|m| Error::data(path, None, None, m))?;
-            }
-            let mut cells: Vec<Vec<Value>> = names
+            let labels = names
                 .iter()
-                .enumerate()
-                .map(|(j, name)| {
-                    let labels = schema.class_labels.get(name);
-                    cells(batch.column(j).as_ref(), n, labels, &mut dataless)
-                        .map_err(|m| Error::data(path, None, Some(name), m))
-                })
-                .collect::<Result<_>>()?;
-            for r in 0..n {
-                rows.push(Row {
-                    line: next_row,
-                    values: cells
-                        .iter_mut()
-                        .map(|c| std::mem::take(&mut c[r]))
-                        .collect(),
-                });
-                next_row += 1;
-            }
-            Ok(())
-        };
-        let full = |rows: &Vec<Row>| limit.is_some_and(|l| rows.len() >= l);
-        let file = open_regular(path)?;
-        // Parquet is read a row group at a time; the Arrow forms batch by batch.
-        let arrow_batches: ArrowBatches = match &schema.source {
-            Source::Parquet(meta) => {
-                let mask =
-                    ProjectionMask::roots(meta.metadata().file_metadata().schema_descr(), indices);
-                // A row group at a time, so that a damaged one is named.
-                for group in 0..meta.metadata().num_row_groups() {
-                    if full(&rows) {
-                        break;
-                    }
-                    let file = file.try_clone().map_err(|e| Error::io(path, e))?;
-                    let reader =
-                        ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-                            .with_projection(mask.clone())
-                            .with_row_groups(vec![group])
-                            .with_batch_size(BATCH_ROWS)
-                            .build()
-                            .map_err(|e| damaged(path, group, e))?;
-                    for batch in reader {
-                        let batch = batch.map_err(|e| damaged(path, group, e))?;
-                        push(&batch, &mut rows)?;
-                        if full(&rows) {
-                            break;
+                .map(|n| schema.class_labels.get(n).cloned())
+                .collect();
+            let file = open_regular(path)?;
+            let source = match &schema.source {
+                Source::Parquet(meta) => BatchSource::Parquet {
+                    file,
+                    mask: ProjectionMask::roots(
+                        meta.metadata().file_metadata().schema_descr(),
+                        indices,
+                    ),
+                    meta: meta.clone(),
+                    reader: None,
+                    next_group: 0,
+                },
+                Source::ArrowStream => BatchSource::Arrow(Box::new(
+                    arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
+                        .map_err(|e| unreadable(path, "Arrow", e))?,
+                )),
+                Source::ArrowFile => BatchSource::Arrow(Box::new(
+                    arrow_ipc::reader::FileReader::try_new(file, Some(indices))
+                        .map_err(|e| unreadable(path, "Arrow", e))?,
+                )),
+            };
+            Ok(RowBatches {
+                path: path.to_path_buf(),
+                names,
+                labels,
+                next_row: first_row,
+                dataless: Dataless(MAX_DATALESS_CELLS),
+                source,
+            })
+        })
+    }
+
+    /// The rows of the next record batch, at most `max` of them; `None` after the last.
+    pub fn next_rows(&mut self, max: usize) -> Result<Option<Vec<Row>>> {
+        let path = self.path.clone();
+        guarded(&path, || {
+            let Some(batch) = self.next_batch()? else {
+                return Ok(None);
+            };
+            self.rows_of(&batch, max).map(Some)
+        })
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let path = self.path.as_path();
+        match &mut self.source {
+            BatchSource::Parquet {
+                file,
+                meta,
+                mask,
+                reader,
+                next_group,
+            } => loop {
+                if let Some((group, batches)) = reader {
+                    match batches.next() {
+                        Some(batch) => {
+                            return batch.map(Some).map_err(|e| damaged(path, *group, e))
                         }
+                        None => *reader = None,
                     }
                 }
-                return Ok((names, rows));
-            }
-            Source::ArrowStream => Box::new(
-                arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), Some(indices))
-                    .map_err(|e| unreadable(path, "Arrow", e))?,
-            ),
-            Source::ArrowFile => Box::new(
-                arrow_ipc::reader::FileReader::try_new(file, Some(indices))
-                    .map_err(|e| unreadable(path, "Arrow", e))?,
-            ),
-        };
-        for batch in arrow_batches {
-            let batch = batch.map_err(|e| unreadable(path, "Arrow", e))?;
-            push(&batch, &mut rows)?;
-            if full(&rows) {
-                break;
-            }
+                // A row group at a time, so that a damaged one is named.
+                let group = *next_group;
+                if group >= meta.metadata().num_row_groups() {
+                    return Ok(None);
+                }
+                *next_group += 1;
+                let file = file.try_clone().map_err(|e| Error::io(path, e))?;
+                let built = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+                    .with_projection(mask.clone())
+                    .with_row_groups(vec![group])
+                    .with_batch_size(BATCH_ROWS)
+                    .build()
+                    .map_err(|e| damaged(path, group, e))?;
+                *reader = Some((group, built));
+            },
+            BatchSource::Arrow(batches) => match batches.next() {
+                Some(batch) => batch.map(Some).map_err(|e| unreadable(path, "Arrow", e)),
+                None => Ok(None),
+            },
         }
-        Ok((names, rows))
-    })
+    }
+
+    fn rows_of(&mut self, batch: &RecordBatch, max: usize) -> Result<Vec<Row>> {
+        let path = self.path.as_path();
+        let n = batch.num_rows().min(max);
+        if self.names.is_empty() {
+            // Rows of no columns are stated, not stored.
+            self.dataless
+                .take(n)
+                .map_err(|m| Error::data(path, None, None, m))?;
+        }
+        let mut cells: Vec<Vec<Value>> = Vec::with_capacity(self.names.len());
+        for (j, name) in self.names.iter().enumerate() {
+            let column = cells_of(
+                batch.column(j).as_ref(),
+                n,
+                self.labels[j].as_ref(),
+                &mut self.dataless,
+            )
+            .map_err(|m| Error::data(path, None, Some(name), m))?;
+            cells.push(column);
+        }
+        let mut rows = Vec::with_capacity(n);
+        for r in 0..n {
+            rows.push(Row {
+                line: self.next_row,
+                values: cells
+                    .iter_mut()
+                    .map(|c| std::mem::take(&mut c[r]))
+                    .collect(),
+            });
+            self.next_row += 1;
+        }
+        Ok(rows)
+    }
 }
 
 /// `a, b, c` for messages, cut after 20 names: a file may have any number of columns.
@@ -383,7 +472,7 @@ fn damaged(path: &Path, group: usize, e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Whether [`cells`] turns this type into values (rather than a type note).
+/// Whether [`cells_of`] turns this type into values (rather than a type note).
 fn readable(dt: &DataType) -> bool {
     match dt {
         DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
@@ -416,7 +505,7 @@ impl Dataless {
 
 /// The first `n` cells of a column as JSON values. Cells of an array that stores less than
 /// a bit for each are counted against `dataless`.
-fn cells(
+fn cells_of(
     array: &dyn Array,
     n: usize,
     names: Option<&Vec<String>>,
@@ -442,7 +531,7 @@ fn cells(
             let value = match converted.get(&k) {
                 Some(v) => v.clone(),
                 None => {
-                    let one = cells(values.slice(k, 1).as_ref(), 1, names, dataless)?;
+                    let one = cells_of(values.slice(k, 1).as_ref(), 1, names, dataless)?;
                     let v = one.into_iter().next().unwrap_or(Value::Null);
                     converted.insert(k, v.clone());
                     v
@@ -453,7 +542,7 @@ fn cells(
         return Ok(out);
     }
     let mut list_items = |item: &dyn Array| -> std::result::Result<Value, String> {
-        Ok(Value::Array(cells(item, item.len(), names, dataless)?))
+        Ok(Value::Array(cells_of(item, item.len(), names, dataless)?))
     };
     // Not `n`: the file states it; the vector grows with the cells actually read.
     let mut out = Vec::with_capacity(n.min(BATCH_ROWS));

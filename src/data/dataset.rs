@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::table::{describe, no_rows, read_split, Issues, Row, RowIssue, Table};
+use super::table::{describe, no_rows, read_split, Issues, Row, RowIssue, SplitRows, Table};
 use super::{columnar, count, hf, quoted_list, DataSource, Target, TaskType};
 use crate::error::{Error, Result};
 use crate::tasks::TargetForm;
@@ -267,19 +267,7 @@ impl Dataset {
         let mut examples = Vec::new();
         // Rows are consumed as they become examples, so both are not held in full at once.
         for row in rows {
-            let row = &row;
-            let example = reader.read(row).and_then(|(text, pair, raw)| {
-                let target = labels
-                    .target(raw)
-                    .map_err(|m| reader.issue(row, &reader.label, m))?;
-                Ok(Example {
-                    line: row.line,
-                    text,
-                    pair,
-                    target,
-                })
-            });
-            match example {
+            match example_of(&reader, &mut labels, &row) {
                 Ok(example) => examples.push(example),
                 Err(issue) => issues.report(issue)?,
             }
@@ -321,14 +309,297 @@ impl Dataset {
     /// E.g. "skipped 3 of 120 rows (first: line 14, column `label`: missing label)"; counts are
     /// of this dataset, so take it before [`split`](super::split) (which keeps `skipped` in train).
     pub fn skipped_summary(&self) -> Option<String> {
-        let first = self.skipped.first()?;
-        let n = self.skipped.len();
-        Some(format!(
-            "skipped {n} of {} (first: {})",
-            count(n + self.examples.len(), "row"),
-            first.located(&self.path)
-        ))
+        skipped_summary(&self.path, &self.skipped, self.examples.len())
     }
+}
+
+/// "skipped 3 of 120 rows (first: …)" of `skipped` rows beside `examples` read.
+fn skipped_summary(path: &Path, skipped: &[RowIssue], examples: usize) -> Option<String> {
+    let first = skipped.first()?;
+    let n = skipped.len();
+    Some(format!(
+        "skipped {n} of {} (first: {})",
+        count(n + examples, "row"),
+        first.located(path)
+    ))
+}
+
+/// Rows read from a streamed file between two chunks of examples.
+const STREAM_CHUNK_ROWS: usize = 8192;
+
+/// A dataset read in pieces, for sets larger than memory: its examples a chunk at a time, in
+/// file order, with the rows' checks and messages of [`Dataset::load`]. Where labels are
+/// inferred, the label ids in the chunks are provisional (in order of appearance):
+/// [`finish`](ExampleStream::finish) gives the final names and [`Streamed::relabel`] the
+/// final ids, those `Dataset::load` gives. JSON Lines cannot be streamed (see
+/// [`ExampleStream::streams`]).
+pub struct ExampleStream {
+    path: PathBuf,
+    task: TaskType,
+    columns: ResolvedColumns,
+    labels: LabelSet,
+    reader: RowReader,
+    rows: SplitRows,
+    skip_bad_rows: bool,
+    /// Rows whose cells are bad (with `skip_bad_rows`); `rows` keeps those that are not rows.
+    issues: Vec<RowIssue>,
+    examples: usize,
+    fingerprint: String,
+}
+
+/// What a stream read, once it ended.
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    /// As [`Dataset::path`].
+    pub path: PathBuf,
+    pub task: TaskType,
+    pub columns: ResolvedColumns,
+    /// Label names in (final) id order; empty for regression.
+    pub labels: Vec<String>,
+    /// Final id of each provisional one.
+    new_ids: Vec<usize>,
+    pub examples: usize,
+    /// Rows left out with `skip_bad_rows`, in file order.
+    pub skipped: Vec<RowIssue>,
+    pub fingerprint: String,
+}
+
+impl ExampleStream {
+    /// Whether `source` can be read in pieces (not JSON Lines, whose columns are known only
+    /// at its end), and the bytes of its files.
+    pub fn size(source: &DataSource) -> Result<(bool, u64)> {
+        let split = hf::resolve(source)?;
+        let mut bytes = 0u64;
+        for file in &split.files {
+            let meta = std::fs::metadata(file).map_err(|e| Error::io(file, e))?;
+            bytes = bytes.saturating_add(meta.len());
+        }
+        Ok((SplitRows::streams(split.format), bytes))
+    }
+
+    /// Opens `source`: reads its header and fingerprint. `labels` as in
+    /// [`Dataset::load_with_labels`]; `None` takes `spec.labels` (or infers them).
+    pub fn open(
+        source: &DataSource,
+        spec: &DataSpec,
+        labels: Option<&[String]>,
+    ) -> Result<ExampleStream> {
+        let labels = labels.or(spec.labels.as_deref());
+        let split = hf::resolve(source)?;
+        let written = source.as_written();
+        let path = written.as_path();
+        let fingerprint = fingerprint(&split.files)?;
+        let mut rows = SplitRows::open(path, &split, spec.skip_bad_rows)?;
+        let columns = spec.columns.resolve(rows.header(), spec.task, path)?;
+        if let (true, Some(file)) = (split.format.is_columnar(), split.files.first()) {
+            let schema = columnar::read_schema(file)?;
+            schema.check_text(file, &columns.text, spec.task.text_is_words())?;
+            if let Some(pair) = &columns.text_pair {
+                schema.check_text(file, pair, false)?;
+            }
+        }
+        let needed: Vec<String> = [
+            Some(columns.text.clone()),
+            columns.text_pair.clone(),
+            Some(columns.label.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        rows.select(&needed)?;
+        let class_names = rows
+            .class_labels()
+            .get(&columns.label)
+            .filter(|_| spec.task.has_labels());
+        let labels = match (labels, class_names) {
+            (Some(list), _) => LabelSet::given(list, spec.task, path)?,
+            (None, Some(names)) => LabelSet::given(names, spec.task, path)?,
+            (None, None) => LabelSet::default(),
+        };
+        // Rows hold the needed columns in this order.
+        let reader = RowReader {
+            task: spec.task,
+            text: (0, columns.text.clone()),
+            pair: columns.text_pair.clone().map(|p| (1, p)),
+            label: (needed.len() - 1, columns.label.clone()),
+        };
+        Ok(ExampleStream {
+            path: path.to_path_buf(),
+            task: spec.task,
+            columns,
+            labels,
+            reader,
+            rows,
+            skip_bad_rows: spec.skip_bad_rows,
+            issues: Vec::new(),
+            examples: 0,
+            fingerprint,
+        })
+    }
+
+    /// The next examples (at least one), or `None` at the end; a bad row is the error (or,
+    /// with `skip_bad_rows`, left out) as in [`Dataset::load`].
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Example>>> {
+        let mut examples = Vec::new();
+        while examples.len() < STREAM_CHUNK_ROWS {
+            let Some(rows) = self.rows.next_chunk()? else {
+                break;
+            };
+            let list = std::mem::take(&mut self.issues);
+            let mut issues = Issues::new(&self.path, self.skip_bad_rows, list);
+            let mut failed = Ok(());
+            for row in &rows {
+                match example_of(&self.reader, &mut self.labels, row) {
+                    Ok(example) => examples.push(example),
+                    Err(issue) => {
+                        if let Err(e) = issues.report(issue) {
+                            failed = Err(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            self.issues = issues.list;
+            failed?;
+        }
+        self.examples += examples.len();
+        Ok((!examples.is_empty()).then_some(examples))
+    }
+
+    /// Ends the stream: an error if no row gave an example (as [`Dataset::load`]).
+    pub fn finish(self) -> Result<Streamed> {
+        let mut skipped = self.rows.skipped;
+        skipped.extend(self.issues);
+        if self.examples == 0 {
+            return Err(no_rows(&self.path, &skipped));
+        }
+        skipped.sort_by_key(|i| i.line);
+        let (labels, new_ids) = self.labels.final_order();
+        Ok(Streamed {
+            path: self.path,
+            task: self.task,
+            columns: self.columns,
+            labels,
+            new_ids,
+            examples: self.examples,
+            skipped,
+            fingerprint: self.fingerprint,
+        })
+    }
+}
+
+impl Streamed {
+    /// Turns a streamed example's provisional label ids into the final ones.
+    pub fn relabel(&self, target: &mut Target) {
+        relabel(&self.new_ids, target)
+    }
+
+    /// The final id of a provisional one.
+    pub fn label_id(&self, provisional: usize) -> usize {
+        self.new_ids
+            .get(provisional)
+            .copied()
+            .unwrap_or(provisional)
+    }
+
+    /// As [`Dataset::skipped_summary`].
+    pub fn skipped_summary(&self) -> Option<String> {
+        skipped_summary(&self.path, &self.skipped, self.examples)
+    }
+}
+
+/// What [`Dataset::summarize`] counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub examples: usize,
+    /// As [`Dataset::label_counts`].
+    pub label_counts: Vec<(String, usize)>,
+    /// As [`Dataset::skipped_summary`].
+    pub skipped: Option<String>,
+}
+
+/// Adds a target's label ids to `counts` (a multi-label target's ids once each).
+fn count_labels(counts: &mut Vec<usize>, target: &Target) {
+    let mut add = |id: usize| {
+        if counts.len() <= id {
+            counts.resize(id + 1, 0);
+        }
+        counts[id] += 1;
+    };
+    match target {
+        Target::Class(id) => add(*id),
+        Target::Classes(ids) => {
+            let mut ids = ids.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter().for_each(add);
+        }
+        Target::Tags(ids) => ids.iter().copied().for_each(add),
+        Target::Value(_) => {}
+    }
+}
+
+impl Dataset {
+    /// Counts a dataset's examples and labels, calling `each` on every example in file order
+    /// (label ids may be provisional): a file that can be streamed is read a chunk at a time,
+    /// so that a summary of a file larger than memory (the app's dataset screen) holds one
+    /// chunk, not the file.
+    pub fn summarize(
+        source: &DataSource,
+        spec: &DataSpec,
+        mut each: impl FnMut(&Example) -> Result<()>,
+    ) -> Result<Summary> {
+        if !ExampleStream::size(source)?.0 {
+            let ds = Dataset::load(source, spec)?;
+            for example in &ds.examples {
+                each(example)?;
+            }
+            return Ok(Summary {
+                examples: ds.examples.len(),
+                label_counts: ds.label_counts(),
+                skipped: ds.skipped_summary(),
+            });
+        }
+        let mut stream = ExampleStream::open(source, spec, None)?;
+        let mut provisional = Vec::new();
+        while let Some(chunk) = stream.next_chunk()? {
+            for example in &chunk {
+                count_labels(&mut provisional, &example.target);
+                each(example)?;
+            }
+        }
+        let done = stream.finish()?;
+        let mut counts = vec![0; done.labels.len()];
+        for (id, n) in provisional.into_iter().enumerate() {
+            if let Some(c) = counts.get_mut(done.label_id(id)) {
+                *c += n;
+            }
+        }
+        Ok(Summary {
+            examples: done.examples,
+            label_counts: done.labels.iter().cloned().zip(counts).collect(),
+            skipped: done.skipped_summary(),
+        })
+    }
+}
+
+/// A row as an example (label ids as the label set gives them).
+fn example_of(
+    reader: &RowReader,
+    labels: &mut LabelSet,
+    row: &Row,
+) -> std::result::Result<Example, RowIssue> {
+    reader.read(row).and_then(|(text, pair, raw)| {
+        let target = labels
+            .target(raw)
+            .map_err(|m| reader.issue(row, &reader.label, m))?;
+        Ok(Example {
+            line: row.line,
+            text,
+            pair,
+            target,
+        })
+    })
 }
 
 /// `sha256:<hex>` of the files' bytes in order (one file: of its bytes), read in pieces.
@@ -553,6 +824,15 @@ impl LabelSet {
     /// The final names in id order. Inferred labels are sorted (numerically when all are
     /// numbers, else by text) and the examples' ids renumbered; multilabel ids end ascending.
     fn finish(self, examples: &mut [Example]) -> Vec<String> {
+        let (names, new_id) = self.final_order();
+        for example in examples {
+            relabel(&new_id, &mut example.target);
+        }
+        names
+    }
+
+    /// The final names in id order, and the final id of each id given so far.
+    fn final_order(self) -> (Vec<String>, Vec<usize>) {
         let mut order: Vec<usize> = (0..self.names.len()).collect();
         if !self.fixed {
             let numbers: Option<Vec<f64>> = self.names.iter().map(|n| n.parse().ok()).collect();
@@ -565,19 +845,24 @@ impl LabelSet {
         for (rank, &old) in order.iter().enumerate() {
             new_id[old] = rank;
         }
-        for example in examples {
-            match &mut example.target {
-                Target::Class(id) => *id = new_id[*id],
-                Target::Classes(ids) => {
-                    ids.iter_mut().for_each(|id| *id = new_id[*id]);
-                    ids.sort_unstable();
-                    ids.dedup();
-                }
-                Target::Tags(ids) => ids.iter_mut().for_each(|id| *id = new_id[*id]),
-                Target::Value(_) => {}
-            }
+        let names = order.into_iter().map(|i| self.names[i].clone()).collect();
+        (names, new_id)
+    }
+}
+
+/// A target's label ids renumbered by `new_id` (ids it has no entry for are kept);
+/// multi-label ids end ascending, without repeats.
+fn relabel(new_id: &[usize], target: &mut Target) {
+    let map = |id: &mut usize| *id = new_id.get(*id).copied().unwrap_or(*id);
+    match target {
+        Target::Class(id) => map(id),
+        Target::Classes(ids) => {
+            ids.iter_mut().for_each(map);
+            ids.sort_unstable();
+            ids.dedup();
         }
-        order.into_iter().map(|i| self.names[i].clone()).collect()
+        Target::Tags(ids) => ids.iter_mut().for_each(map),
+        Target::Value(_) => {}
     }
 }
 
@@ -880,6 +1165,74 @@ mod tests {
             None,
             "1 field, but",
         );
+    }
+
+    /// Every example of `source` through an [`ExampleStream`], with final label ids.
+    fn streamed(source: &DataSource, spec: &DataSpec) -> Result<(Vec<Example>, Streamed)> {
+        let mut stream = ExampleStream::open(source, spec, None)?;
+        let mut examples = Vec::new();
+        while let Some(chunk) = stream.next_chunk()? {
+            examples.extend(chunk);
+        }
+        let done = stream.finish()?;
+        for e in &mut examples {
+            done.relabel(&mut e.target);
+        }
+        Ok((examples, done))
+    }
+
+    #[test]
+    fn a_stream_reads_the_examples_labels_and_skipped_rows_that_load_reads() {
+        let mut s = spec(TaskType::MULTILABEL);
+        s.skip_bad_rows = true;
+        // Labels first seen out of sorted order, a repeated label, bad rows of both kinds.
+        let text = "text,labels\na,z|b|z\nb\nc,\n,y\nd,b|a\n\"e\",10|9\n";
+        let (_d, p) = write("m.csv", text);
+        let source = DataSource::parse(&p);
+        let ds = Dataset::load(&source, &s).unwrap();
+        let (examples, done) = streamed(&source, &s).unwrap();
+        assert_eq!(examples, ds.examples);
+        assert_eq!(done.labels, ds.labels);
+        assert_eq!(done.skipped, ds.skipped);
+        assert_eq!(done.skipped_summary(), ds.skipped_summary());
+        assert_eq!(done.fingerprint, ds.fingerprint);
+        // Without skipping, the first bad row is the error, located.
+        s.skip_bad_rows = false;
+        assert_located(streamed(&source, &s), "m.csv", 3, None, "1 field, but");
+        let (_d, empty) = write("e.tsv", "text\tlabel\n\t\n");
+        let e = streamed(&DataSource::parse(&empty), &spec(TaskType::CLASSIFICATION));
+        assert_located(e, "e.tsv", 2, Some("text"), "missing text");
+    }
+
+    #[test]
+    fn a_summary_read_in_pieces_counts_what_load_counts() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets");
+        for (file, task) in [
+            ("nli/train.tsv", TaskType::CLASSIFICATION),
+            ("review_rating/train.csv", TaskType::CLASSIFICATION),
+            ("emotions/train.jsonl", TaskType::MULTILABEL),
+        ] {
+            let source = DataSource::parse(root.join(file));
+            let ds = Dataset::load(&source, &spec(task)).unwrap();
+            let mut seen = 0;
+            let summary = Dataset::summarize(&source, &spec(task), |_| {
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(summary.label_counts, ds.label_counts(), "{file}");
+            assert_eq!(
+                (summary.examples, seen),
+                (ds.examples.len(), ds.examples.len())
+            );
+        }
+        let (_d, p) = write("m.csv", "text,labels\na,z|b|z\nb,b\n");
+        let summary =
+            Dataset::summarize(&DataSource::parse(&p), &spec(TaskType::MULTILABEL), |_| {
+                Ok(())
+            });
+        let counts = vec![("b".to_string(), 2), ("z".to_string(), 1)];
+        assert_eq!(summary.unwrap().label_counts, counts);
     }
 
     #[test]

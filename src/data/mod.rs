@@ -37,9 +37,11 @@ mod table;
 
 pub use crate::tasks::{Target, TaskType};
 pub use columnar::ClassLabels;
-pub use dataset::{Columns, DataSpec, Dataset, Example, ResolvedColumns, Text};
+pub use dataset::{
+    Columns, DataSpec, Dataset, Example, ExampleStream, ResolvedColumns, Streamed, Summary, Text,
+};
 pub use source::DataSource;
-pub use split::split;
+pub use split::{split, validation_mask};
 pub use table::{read_table, read_table_columns, FileFormat, Row, RowIssue, Table};
 
 /// Most columns a text dataset file may have: far more than any training set uses, few

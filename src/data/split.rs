@@ -1,5 +1,7 @@
 //! A seeded train/validation split of one dataset.
-use super::{Dataset, Target};
+use std::path::Path;
+
+use super::{Dataset, Target, TaskType};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -13,41 +15,16 @@ const SPLIT_STREAM: u64 = 0x5350_4C49_5400_0001;
 /// same split; the parts are disjoint, cover every example and keep file order. `skipped`
 /// stays with the train part (take `skipped_summary` before splitting).
 pub fn split(mut ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
-    if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(Error::Invalid(format!(
-            "the validation fraction must be between 0 and 1, got {fraction}"
-        )));
-    }
-    let mut groups: Vec<Vec<usize>> = match ds.task.single_class() {
-        true => vec![Vec::new(); ds.labels.len()],
-        false => vec![Vec::new()],
-    };
-    for (i, example) in ds.examples.iter().enumerate() {
-        let group = match example.target {
-            Target::Class(id) => id,
-            _ => 0,
-        };
-        if let Some(g) = groups.get_mut(group) {
-            g.push(i);
-        }
-    }
-    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-    let counts = validation_counts(&sizes, fraction);
-    let mut rng = Rng::derive(seed, SPLIT_STREAM);
-    let mut in_validation = vec![false; ds.examples.len()];
-    for (mut group, count) in groups.into_iter().zip(counts) {
-        rng.shuffle(&mut group);
-        for i in group.into_iter().take(count) {
-            in_validation[i] = true;
-        }
-    }
-    if !in_validation.contains(&true) {
-        let message = format!(
-            "{} examples are too few for a validation share of {fraction}",
-            ds.examples.len()
-        );
-        return Err(Error::data(&ds.path, None, None, message));
-    }
+    let classes: Vec<Option<usize>> = ds
+        .examples
+        .iter()
+        .map(|e| match e.target {
+            Target::Class(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    let in_validation =
+        validation_mask(ds.task, ds.labels.len(), &ds.path, &classes, fraction, seed)?;
     let (mut train, mut validation) = (Vec::new(), Vec::new());
     for (example, v) in std::mem::take(&mut ds.examples)
         .into_iter()
@@ -70,6 +47,51 @@ pub fn split(mut ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Data
         },
         validation,
     ))
+}
+
+/// Which examples [`split`] puts in validation, from each example's class id (`None` when its
+/// target is no single class), the dataset's task, its number of labels and its path (for
+/// messages): so that a dataset streamed from disk is split exactly as one held in memory.
+pub fn validation_mask(
+    task: TaskType,
+    labels: usize,
+    path: &Path,
+    classes: &[Option<usize>],
+    fraction: f64,
+    seed: u64,
+) -> Result<Vec<bool>> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Invalid(format!(
+            "the validation fraction must be between 0 and 1, got {fraction}"
+        )));
+    }
+    let mut groups: Vec<Vec<usize>> = match task.single_class() {
+        true => vec![Vec::new(); labels],
+        false => vec![Vec::new()],
+    };
+    for (i, class) in classes.iter().enumerate() {
+        if let Some(g) = groups.get_mut(class.unwrap_or(0)) {
+            g.push(i);
+        }
+    }
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let counts = validation_counts(&sizes, fraction);
+    let mut rng = Rng::derive(seed, SPLIT_STREAM);
+    let mut in_validation = vec![false; classes.len()];
+    for (mut group, count) in groups.into_iter().zip(counts) {
+        rng.shuffle(&mut group);
+        for i in group.into_iter().take(count) {
+            in_validation[i] = true;
+        }
+    }
+    if !in_validation.contains(&true) {
+        let message = format!(
+            "{} examples are too few for a validation share of {fraction}",
+            classes.len()
+        );
+        return Err(Error::data(path, None, None, message));
+    }
+    Ok(in_validation)
 }
 
 impl Dataset {

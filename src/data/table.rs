@@ -273,6 +273,212 @@ pub(crate) fn read_split(
     Ok(table)
 }
 
+/// Rows read at a time by [`SplitRows`] from CSV/TSV (Parquet and Arrow: a record batch).
+const CHUNK_ROWS: usize = 8192;
+
+/// The rows of a split's files a chunk at a time, each row holding only the columns chosen
+/// with [`select`](SplitRows::select), in their order: what a split larger than memory is
+/// read with. Rows are numbered, files checked and bad rows reported as [`read_split`] does.
+/// JSON Lines is not streamed (its columns are known only at its end).
+pub(crate) struct SplitRows {
+    /// The source as the user wrote it: errors of rows name it.
+    path: PathBuf,
+    format: FileFormat,
+    files: Vec<PathBuf>,
+    /// The reader of the file being read, and the index of the next file to open.
+    current: Option<FileRows>,
+    next_file: usize,
+    header: Vec<String>,
+    class_labels: ClassLabels,
+    /// The chosen columns, and their positions in the header.
+    columns: Vec<String>,
+    positions: Vec<usize>,
+    /// Rows read so far (Parquet/Arrow rows are numbered across the split's files).
+    rows: usize,
+    skip_bad_rows: bool,
+    /// Rows left out (only with `skip_bad_rows`), in the order they were met.
+    pub skipped: Vec<RowIssue>,
+}
+
+enum FileRows {
+    Columnar(columnar::RowBatches),
+    Delimited(DelimitedRows<BufReader<std::fs::File>>),
+}
+
+fn open_delimited(
+    file: &Path,
+    format: FileFormat,
+) -> Result<DelimitedRows<BufReader<std::fs::File>>> {
+    let reader = BufReader::new(super::open_regular(file)?);
+    // GLUE files are read with quoting off (quotechar=None), so quotes are plain text.
+    let (delimiter, quoting) = match format {
+        FileFormat::Tsv => (b'\t', false),
+        _ => (b',', true),
+    };
+    DelimitedRows::open(file, reader, delimiter, quoting, MAX_LINE_BYTES)
+}
+
+impl SplitRows {
+    /// Whether `format` can be read in pieces.
+    pub fn streams(format: FileFormat) -> bool {
+        format != FileFormat::Jsonl
+    }
+
+    /// Reads the first file's header (Parquet/Arrow: its schema).
+    pub fn open(path: &Path, split: &SplitFiles, skip_bad_rows: bool) -> Result<SplitRows> {
+        let first = split.files.first().ok_or_else(|| no_rows(path, &[]))?;
+        let (header, class_labels, current) = match split.format {
+            FileFormat::Jsonl => {
+                return Err(Error::data(
+                    path,
+                    None,
+                    None,
+                    "JSON Lines files are not read in pieces",
+                ))
+            }
+            f if f.is_columnar() => {
+                let schema = columnar::read_schema(first)?;
+                (schema.columns, schema.class_labels, None)
+            }
+            f => {
+                let rows = open_delimited(first, f)?;
+                (
+                    rows.columns.clone(),
+                    ClassLabels::new(),
+                    Some(FileRows::Delimited(rows)),
+                )
+            }
+        };
+        Ok(SplitRows {
+            path: path.to_path_buf(),
+            format: split.format,
+            files: split.files.clone(),
+            next_file: usize::from(current.is_some()),
+            current,
+            header,
+            class_labels,
+            columns: Vec::new(),
+            positions: Vec::new(),
+            rows: 0,
+            skip_bad_rows,
+            skipped: Vec::new(),
+        })
+    }
+
+    /// The first file's columns.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The first file's `ClassLabel` names by column.
+    pub fn class_labels(&self) -> &ClassLabels {
+        &self.class_labels
+    }
+
+    /// Chooses the columns rows hold (each must be in the header).
+    pub fn select(&mut self, columns: &[String]) -> Result<()> {
+        self.positions = columns
+            .iter()
+            .map(|c| {
+                let i = self.header.iter().position(|h| h == c);
+                i.ok_or_else(|| Error::data(&self.path, None, Some(c), "column not found"))
+            })
+            .collect::<Result<_>>()?;
+        self.columns = columns.to_vec();
+        Ok(())
+    }
+
+    fn open_file(&self, index: usize) -> Result<FileRows> {
+        let file = &self.files[index];
+        let Some(first) = self.files.first() else {
+            return Err(no_rows(&self.path, &[]));
+        };
+        match self.format {
+            f if f.is_columnar() => {
+                let schema = columnar::read_schema(file)?;
+                let batches = columnar::RowBatches::open(
+                    file,
+                    &schema,
+                    Some(&self.columns),
+                    self.rows + 1,
+                    true,
+                )?;
+                Ok(FileRows::Columnar(batches))
+            }
+            f => {
+                let rows = open_delimited(file, f)?;
+                if rows.columns != self.header {
+                    return Err(Error::data(
+                        file,
+                        None,
+                        None,
+                        format!(
+                            "has columns {}, but {} has {} (one split's files must match)",
+                            super::quoted_list(&rows.columns),
+                            first.display(),
+                            super::quoted_list(&self.header)
+                        ),
+                    ));
+                }
+                Ok(FileRows::Delimited(rows))
+            }
+        }
+    }
+
+    /// The next rows (at least one), or `None` after the last file's last row.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Row>>> {
+        loop {
+            if self.current.is_none() {
+                if self.next_file >= self.files.len() {
+                    return Ok(None);
+                }
+                self.current = Some(self.open_file(self.next_file)?);
+                self.next_file += 1;
+            }
+            let chunk = match &mut self.current {
+                Some(FileRows::Columnar(batches)) => batches.next_rows(usize::MAX)?,
+                Some(FileRows::Delimited(rows)) => {
+                    let skipped = std::mem::take(&mut self.skipped);
+                    let mut issues = Issues::new(&self.path, self.skip_bad_rows, skipped);
+                    let mut chunk = Vec::new();
+                    let mut read = Ok(());
+                    while chunk.len() < CHUNK_ROWS {
+                        match rows.next_row(&mut issues) {
+                            Ok(Some(mut row)) => {
+                                row.values = self
+                                    .positions
+                                    .iter()
+                                    .map(|&i| std::mem::take(&mut row.values[i]))
+                                    .collect();
+                                chunk.push(row);
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                read = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    self.skipped = issues.list;
+                    read?;
+                    (!chunk.is_empty()).then_some(chunk)
+                }
+                None => None,
+            };
+            match chunk {
+                Some(chunk) if !chunk.is_empty() => {
+                    self.rows += chunk.len();
+                    return Ok(Some(chunk));
+                }
+                // A record batch of no rows: read on.
+                Some(_) => {}
+                // This file is done: the next is opened on the next turn.
+                None => self.current = None,
+            }
+        }
+    }
+}
+
 pub(crate) fn parse_table(
     path: &Path,
     format: FileFormat,
@@ -351,88 +557,141 @@ fn read_delimited(
     issues: &mut Issues,
     record_cap: u64,
 ) -> Result<(Vec<String>, Vec<Row>)> {
-    let record_start = std::rc::Rc::new(std::cell::Cell::new((0, 1)));
-    let reader = RecordCap {
-        inner: reader,
-        cap: record_cap,
-        taken: 0,
-        record: record_start.clone(),
-    };
-    // Byte records so that invalid UTF-8 is reported with its row and column; the header is
-    // read as a record so that both get the same treatment. (csv-core strips a leading BOM.)
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quoting(quoting)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader);
-    let mut record = csv::ByteRecord::new();
-    let mut next = |record: &mut csv::ByteRecord| -> Result<Option<usize>> {
-        let more = reader
-            .read_byte_record(record)
-            .map_err(|e| csv_error(path, e))?;
-        let end = reader.position();
-        record_start.set((end.byte(), end.line()));
-        Ok(more.then(|| record.position().map_or(0, |p| p.line() as usize)))
-    };
-    let Some(header_line) = next(&mut record)? else {
-        return Err(Error::data(
-            path,
-            None,
-            None,
-            "empty file: expected a header row",
-        ));
-    };
-    if record.len() > MAX_COLUMNS {
-        // Every row holds a cell per column, so a huge header would make every row huge.
-        return Err(Error::data(
-            path,
-            Some(header_line),
-            None,
-            format!(
-                "the header has {} columns, more than the {MAX_COLUMNS} a dataset file may have",
-                record.len()
-            ),
-        ));
-    }
-    let columns: Vec<String> = decode(&record)
-        .map_err(|_| Error::data(path, Some(header_line), None, INVALID_UTF8))?
-        .into_iter()
-        .map(|c| c.trim().to_string())
-        .collect();
-    // A set, so that a wide header is checked in linear time.
-    let mut seen = HashSet::with_capacity(columns.len());
-    if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
-        return Err(Error::data(
-            path,
-            Some(header_line),
-            Some(dup),
-            "column name appears twice in the header",
-        ));
-    }
+    let mut records = DelimitedRows::open(path, reader, delimiter, quoting, record_cap)?;
     let mut rows = Vec::new();
     while below_limit(rows.len(), limit) {
-        let Some(line) = next(&mut record)? else {
-            break;
-        };
-        if record.len() != columns.len() {
-            let message = format!(
-                "{}, but the header has {}",
-                count(record.len(), "field"),
-                columns.len()
-            );
-            issues.report(RowIssue::new(line, None, message))?;
-            continue;
-        }
-        match decode(&record) {
-            Ok(cells) => rows.push(Row {
-                line,
-                values: cells.into_iter().map(Value::String).collect(),
-            }),
-            Err(i) => issues.report(RowIssue::new(line, Some(&columns[i]), INVALID_UTF8))?,
+        match records.next_row(issues)? {
+            Some(row) => rows.push(row),
+            None => break,
         }
     }
-    Ok((columns, rows))
+    Ok((records.columns, rows))
+}
+
+/// A CSV/TSV file's header, then its rows one at a time (so that a file larger than memory
+/// can be streamed; [`read_delimited`] collects them).
+pub(crate) struct DelimitedRows<R: Read> {
+    path: PathBuf,
+    reader: csv::Reader<RecordCap<R>>,
+    /// Where the record being read starts (for [`RecordCap`]'s message).
+    record_start: std::rc::Rc<std::cell::Cell<(u64, u64)>>,
+    record: csv::ByteRecord,
+    pub columns: Vec<String>,
+}
+
+impl<R: Read> DelimitedRows<R> {
+    /// Reads and checks the header row.
+    pub fn open(
+        path: &Path,
+        reader: R,
+        delimiter: u8,
+        quoting: bool,
+        record_cap: u64,
+    ) -> Result<Self> {
+        let record_start = std::rc::Rc::new(std::cell::Cell::new((0, 1)));
+        let reader = RecordCap {
+            inner: reader,
+            cap: record_cap,
+            taken: 0,
+            record: record_start.clone(),
+        };
+        // Byte records so that invalid UTF-8 is reported with its row and column; the header
+        // is read as a record so that both get the same treatment. (csv-core strips a
+        // leading BOM.)
+        let reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quoting(quoting)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(reader);
+        let mut rows = DelimitedRows {
+            path: path.to_path_buf(),
+            reader,
+            record_start,
+            record: csv::ByteRecord::new(),
+            columns: Vec::new(),
+        };
+        let Some(header_line) = rows.next_record()? else {
+            return Err(Error::data(
+                path,
+                None,
+                None,
+                "empty file: expected a header row",
+            ));
+        };
+        let record = &rows.record;
+        if record.len() > MAX_COLUMNS {
+            // Every row holds a cell per column, so a huge header would make every row huge.
+            return Err(Error::data(
+                path,
+                Some(header_line),
+                None,
+                format!(
+                    "the header has {} columns, more than the {MAX_COLUMNS} a dataset file may \
+                     have",
+                    record.len()
+                ),
+            ));
+        }
+        let columns: Vec<String> = decode(record)
+            .map_err(|_| Error::data(path, Some(header_line), None, INVALID_UTF8))?
+            .into_iter()
+            .map(|c| c.trim().to_string())
+            .collect();
+        // A set, so that a wide header is checked in linear time.
+        let mut seen = HashSet::with_capacity(columns.len());
+        if let Some(dup) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(Error::data(
+                path,
+                Some(header_line),
+                Some(dup),
+                "column name appears twice in the header",
+            ));
+        }
+        rows.columns = columns;
+        Ok(rows)
+    }
+
+    /// Reads the next record into `self.record`; its line, or `None` at the end.
+    fn next_record(&mut self) -> Result<Option<usize>> {
+        let more = self
+            .reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| csv_error(&self.path, e))?;
+        let end = self.reader.position();
+        self.record_start.set((end.byte(), end.line()));
+        Ok(more.then(|| self.record.position().map_or(0, |p| p.line() as usize)))
+    }
+
+    /// The next readable row, `None` at the end; a row of the wrong width or with invalid
+    /// UTF-8 goes to `issues` (an error, or skipped).
+    pub fn next_row(&mut self, issues: &mut Issues) -> Result<Option<Row>> {
+        loop {
+            let Some(line) = self.next_record()? else {
+                return Ok(None);
+            };
+            if self.record.len() != self.columns.len() {
+                let message = format!(
+                    "{}, but the header has {}",
+                    count(self.record.len(), "field"),
+                    self.columns.len()
+                );
+                issues.report(RowIssue::new(line, None, message))?;
+                continue;
+            }
+            match decode(&self.record) {
+                Ok(cells) => {
+                    return Ok(Some(Row {
+                        line,
+                        values: cells.into_iter().map(Value::String).collect(),
+                    }))
+                }
+                Err(i) => {
+                    issues.report(RowIssue::new(line, Some(&self.columns[i]), INVALID_UTF8))?
+                }
+            }
+        }
+    }
 }
 
 /// The record's fields as text, or the index of the first field that is not UTF-8.
@@ -616,6 +875,23 @@ mod tests {
 
     fn strings(values: &[Value]) -> Vec<&str> {
         values.iter().map(|v| v.as_str().unwrap_or("?")).collect()
+    }
+
+    #[test]
+    fn a_preview_stops_reading_at_its_limit() {
+        // The app previews the first rows of a file of any size: nothing after them is read,
+        // so a bad tail (here a ragged row and invalid UTF-8) does not matter to it.
+        let mut text = String::from("text,label\n");
+        for i in 0..10 {
+            text.push_str(&format!("row {i},a\n"));
+        }
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"x,y,z\n\xff,a\n");
+        let (_d, p) = write("big.csv", bytes);
+        let source = DataSource::parse(&p);
+        let t = read_table(&source, Some(5), true).unwrap();
+        assert_eq!((t.rows.len(), t.skipped.len()), (5, 0));
+        assert!(read_table(&source, None, false).is_err());
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct LibraryView {
     scan_pending: Option<u64>,
     /// The base model the fusion will run on (index into the workspace's models).
     pub model: Option<usize>,
+    /// The last imported folder removed: where it was and where in the trash it is (Undo).
+    removed: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for LibraryView {
@@ -46,6 +48,7 @@ impl Default for LibraryView {
             scanned: false,
             scan_pending: None,
             model: None,
+            removed: None,
         }
     }
 }
@@ -55,6 +58,59 @@ impl LibraryView {
     #[cfg(test)]
     pub fn is_current(&self) -> bool {
         self.scanned && !self.stale && self.scan_pending.is_none()
+    }
+
+    /// The app moved an imported folder to the trash (where it was, where it is), or could not.
+    pub(super) fn on_removed(&mut self, result: Result<(PathBuf, PathBuf), String>) {
+        self.stale = true;
+        match result {
+            Ok((from, to)) => {
+                self.chosen.retain(|c| !c.starts_with(&from));
+                self.message = None;
+                self.removed = Some((from, to));
+            }
+            Err(e) => self.message = Some(Err(format!("Not removed: {e}"))),
+        }
+    }
+
+    /// The app put a removed imported folder back, or could not.
+    pub(super) fn on_restored(&mut self, result: Result<(), String>) {
+        self.stale = true;
+        if let Err(e) = result {
+            self.message = Some(Err(format!("Not restored: {e}")));
+        }
+    }
+
+    fn undo_remove(&mut self, ctx: &mut ScreenCtx) {
+        if let Some((from, to)) = self.removed.take() {
+            ctx.request(AppRequest::RestoreImported { from, to });
+        }
+    }
+
+    /// Undo of the last removed import, with what it was; Ctrl+Z too.
+    fn removed_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        if self.removed.is_some()
+            && !ui.ctx().egui_wants_keyboard_input()
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z))
+        {
+            self.undo_remove(ctx);
+        }
+        let Some((from, _)) = &self.removed else {
+            return;
+        };
+        let name = from
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "Removed the imported {name} (moved to the workspace's .trash)"
+            ));
+            if ui.button("Undo remove").on_hover_text("Ctrl+Z").clicked() {
+                self.undo_remove(ctx);
+            }
+        });
     }
 
     /// The side worker's answer to this screen's question: an import or an average landed
@@ -90,6 +146,8 @@ enum CardAction {
     Inspect(std::path::PathBuf),
     /// Push the card's folder to the Hub.
     Share,
+    /// Take an imported card's folder out of the library (Undo is offered).
+    Remove,
 }
 
 /// One card of the library; `problem` says why it cannot be fused with the chosen model.
@@ -194,6 +252,17 @@ fn card_ui(
             {
                 action = Some(CardAction::Share);
             }
+            if matches!(item.source, Source::Imported)
+                && ui
+                    .small_button("Remove")
+                    .on_hover_text(format!(
+                        "Take {} out of the library with the folder it was imported in (Undo is offered)",
+                        item.name
+                    ))
+                    .clicked()
+            {
+                action = Some(CardAction::Remove);
+            }
         });
     });
     action
@@ -292,6 +361,7 @@ impl LibraryView {
             }
         });
         message_ui(ui, &self.message);
+        self.removed_ui(ui, ctx);
         // The composer's base model: cards are checked against it, and Hub adapters are shown
         // for it by their cards' tags.
         let model = self.composer_model(ctx);
@@ -320,6 +390,7 @@ impl LibraryView {
         let mut toggle = None;
         let mut inspect = None;
         let mut share = None;
+        let mut remove = None;
         egui::ScrollArea::vertical()
             .id_salt("cards")
             .show(ui, |ui| {
@@ -346,12 +417,17 @@ impl LibraryView {
                                 Some(CardAction::Share) => {
                                     share = Some((item.dir.clone(), item.name.clone()))
                                 }
+                                Some(CardAction::Remove) => remove = Some(item.dir.clone()),
                                 None => {}
                             }
                         }
                     });
                 }
             });
+        if let Some(dir) = remove {
+            self.message = None;
+            ctx.request(AppRequest::RemoveImported(dir));
+        }
         if let Some(dir) = toggle {
             // The composer panel was drawn before the cards: show the change at once.
             ui.ctx().request_repaint();

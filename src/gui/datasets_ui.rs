@@ -9,6 +9,7 @@ use adapter_studio::data::{
 };
 use adapter_studio::model::ModelConfig;
 use adapter_studio::tokenizer::TextTokenizer;
+use adapter_studio::workspace::DatasetAdded;
 use adapter_studio::workspace::DatasetEntry;
 
 use super::loading::Loading;
@@ -37,6 +38,18 @@ pub struct DatasetsView {
     /// The Hugging Face caches to list (`None`: where `datasets` looks, from the environment).
     pub cache_roots: Option<Vec<(CacheKind, PathBuf)>>,
     cache: Option<Loading<Vec<CachedDataset>>>,
+    /// The last removal or rename, for Undo (the button and Ctrl+Z).
+    undo: Option<DatasetUndo>,
+    /// The new name being typed for the selected dataset (Rename).
+    renaming: Option<String>,
+}
+
+/// What Undo puts back.
+enum DatasetUndo {
+    /// A dataset taken out of the list, and where it was.
+    Removed(usize, DatasetEntry),
+    /// A dataset renamed: its entry now, and its name before.
+    Renamed(DatasetEntry, String),
 }
 
 impl DatasetsView {
@@ -50,34 +63,61 @@ impl DatasetsView {
         self.cache.as_ref().is_some_and(Loading::is_ready)
     }
 
-    /// The app added a dataset this screen asked for (at `index` of the workspace's list), or
-    /// could not.
-    pub fn on_added(&mut self, result: Result<(usize, String), String>) {
-        self.message = Some(result.map(|(index, name)| {
-            self.selected = Some(index);
-            format!("Added {name}")
-        }));
+    /// The app added a dataset this screen asked for as `name` (or found its data listed
+    /// already), or could not: the dataset is shown, or the reason.
+    pub fn on_added(&mut self, result: Result<(DatasetAdded, String), String>) {
+        self.message = Some(match result {
+            Ok((DatasetAdded::New(index), name)) => {
+                self.selected = Some(index);
+                self.path_input.clear();
+                Ok(format!("Added {name}"))
+            }
+            Ok((DatasetAdded::Already(name, index), _)) => {
+                self.selected = Some(index);
+                Err(format!(
+                    "Not added again: this data is in the workspace already, as {name} (shown below)"
+                ))
+            }
+            Err(e) => Err(e),
+        });
     }
 
-    /// A change this screen asked for failed.
+    /// Types `name` as the new name of the dataset being renamed.
+    #[cfg(test)]
+    pub fn set_new_name(&mut self, name: &str) {
+        self.renaming = Some(name.into());
+    }
+
+    /// A dataset removed (Undo) came back at `index`.
+    pub fn on_restored(&mut self, index: usize) {
+        self.selected = Some(index);
+    }
+
+    /// A change this screen asked for failed (Undo would not undo it).
     pub fn on_error(&mut self, error: String) {
+        self.undo = None;
         self.message = Some(Err(error));
     }
-}
 
-/// The workspace entry for a new dataset `name` whose training data is `train`, with the
-/// validation and test files beside it; an error when `train` cannot be read as a table.
-pub fn new_entry(name: String, train: &DataSource) -> Result<DatasetEntry, String> {
-    read_table(train, Some(0), false).map_err(|e| format!("Not added: {e}"))?;
-    let (validation, test) = siblings(train);
-    Ok(DatasetEntry {
-        name,
-        train: train.clone(),
-        validation,
-        test,
-        task: TaskType::CLASSIFICATION,
-        columns: Columns::default(),
-    })
+    /// Asks for the last removal or rename to be undone.
+    fn undo(&mut self, ctx: &mut ScreenCtx) {
+        self.message = None;
+        match self.undo.take() {
+            Some(DatasetUndo::Removed(index, entry)) => {
+                ctx.request(AppRequest::RestoreDataset {
+                    index,
+                    entry: Box::new(entry),
+                });
+            }
+            Some(DatasetUndo::Renamed(entry, name)) => {
+                ctx.request(AppRequest::RenameDataset {
+                    old: Box::new(entry),
+                    name,
+                });
+            }
+            None => {}
+        }
+    }
 }
 
 /// A dataset's name from its training path: the folder of a `train.*` file, else the file's
@@ -104,12 +144,17 @@ fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Loading<Result<D
                 labels: None,
                 skip_bad_rows: false,
             };
-            let ds = Dataset::load(&path, &spec)?;
+            let tok = match model {
+                Some(dir) => {
+                    let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+                    Some(TextTokenizer::load(&dir, &cfg)?)
+                }
+                None => None,
+            };
             let mut token_lengths = Vec::new();
-            if let Some(dir) = model {
-                let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
-                let tok = TextTokenizer::load(&dir, &cfg)?;
-                for ex in &ds.examples {
+            // Read a chunk at a time: a file larger than memory is summarised too.
+            let summary = Dataset::summarize(&path, &spec, |ex| {
+                if let Some(tok) = &tok {
                     let enc = match &ex.text {
                         adapter_studio::data::Text::Plain(t) => {
                             tok.encode_one(t, ex.pair.as_deref())
@@ -118,43 +163,17 @@ fn spawn_stats(entry: &DatasetEntry, model: Option<PathBuf>) -> Loading<Result<D
                     }?;
                     token_lengths.push(enc.ids.len());
                 }
-            }
+                Ok(())
+            })?;
             Ok(DataStats {
-                examples: ds.examples.len(),
-                labels: ds.label_counts(),
+                examples: summary.examples,
+                labels: summary.label_counts,
                 token_lengths,
-                skipped: ds.skipped_summary(),
+                skipped: summary.skipped,
             })
         })();
         result.map_err(|e| e.to_string())
     })
-}
-
-fn sibling(train: &Path, split: &str) -> Option<DataSource> {
-    let name = train.file_name()?.to_string_lossy().replace("train", split);
-    let p = train.with_file_name(name);
-    (p != train && p.is_file()).then_some(DataSource::Path(p))
-}
-
-/// Validation and test beside a training source: `validation.csv` next to `train.csv`, or a
-/// Hugging Face folder's other splits.
-fn siblings(train: &DataSource) -> (Option<DataSource>, Option<DataSource>) {
-    if let DataSource::Path(file) = train {
-        if file.is_file() {
-            let validation = sibling(file, "validation").or_else(|| sibling(file, "dev"));
-            return (validation, sibling(file, "test"));
-        }
-    }
-    let validation = hf::validation_beside(train);
-    let test = validation.as_ref().and_then(|v| {
-        let folder = v.path();
-        let splits = hf::splits(folder).ok()?;
-        splits.contains_key("test").then(|| DataSource::Split {
-            folder: folder.to_path_buf(),
-            split: "test".into(),
-        })
-    });
-    (validation, test)
 }
 
 fn histogram_ui(ui: &mut egui::Ui, lengths: &[usize]) {
@@ -226,7 +245,9 @@ fn column_combo_ui(
 
 impl DatasetsView {
     /// Asks the app to add the dataset whose training data is `train`.
-    fn add_ui_request(ctx: &mut ScreenCtx, train: &Path) {
+    fn add_ui_request(&mut self, ctx: &mut ScreenCtx, train: &Path) {
+        // What an earlier action said is stale now.
+        self.message = None;
         ctx.request(AppRequest::AddDataset {
             name: name_of(train),
             train: DataSource::parse(train),
@@ -282,11 +303,78 @@ impl DatasetsView {
                 "default" => d.name.clone(),
                 config => format!("{}/{config}", d.name),
             };
+            self.message = None;
             ctx.request(AppRequest::AddDataset { name, train });
         }
     }
 
+    /// Undo of the last removal or rename, with what it was.
+    fn undo_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        let said = match &self.undo {
+            Some(DatasetUndo::Removed(_, d)) => {
+                format!("Removed {} from the workspace (its files stay)", d.name)
+            }
+            Some(DatasetUndo::Renamed(d, before)) => format!("Renamed {before} to {}", d.name),
+            None => return,
+        };
+        ui.horizontal(|ui| {
+            ui.label(said);
+            if ui.button("Undo").on_hover_text("Ctrl+Z").clicked() {
+                self.undo(ctx);
+            }
+        });
+    }
+
+    /// Rename and Remove of the dataset shown (both undoable).
+    fn entry_actions_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx, i: usize) {
+        let entry = &ctx.ws.state.datasets[i];
+        ui.horizontal(|ui| {
+            ui.heading(&entry.name);
+            match &mut self.renaming {
+                Some(name) => {
+                    let field = super::text_field_ui(ui, "New name", "", 200.0, name);
+                    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    if ui.button("Save name").clicked() || enter {
+                        let name = name.trim().to_string();
+                        self.renaming = None;
+                        if name != entry.name {
+                            self.message = None;
+                            let mut renamed = entry.clone();
+                            renamed.name = name.clone();
+                            self.undo = Some(DatasetUndo::Renamed(renamed, entry.name.clone()));
+                            ctx.request(AppRequest::RenameDataset {
+                                old: Box::new(entry.clone()),
+                                name,
+                            });
+                        }
+                    } else if ui.button("Cancel").clicked() {
+                        self.renaming = None;
+                    }
+                }
+                None => {
+                    if ui.small_button("Rename").clicked() {
+                        self.renaming = Some(entry.name.clone());
+                    }
+                    let hint =
+                        "Take the dataset out of the workspace (its files stay; Undo is offered)";
+                    if ui.small_button("Remove").on_hover_text(hint).clicked() {
+                        self.message = None;
+                        self.undo = Some(DatasetUndo::Removed(i, entry.clone()));
+                        ctx.request(AppRequest::RemoveDataset(Box::new(entry.clone())));
+                    }
+                }
+            }
+        });
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        // Ctrl+Z undoes the last removal or rename (a focused text field keeps Ctrl+Z).
+        if self.undo.is_some()
+            && !ui.ctx().egui_wants_keyboard_input()
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z))
+        {
+            self.undo(ctx);
+        }
         ui.heading("Datasets");
         ui.label("CSV (header row), GLUE-style TSV, JSON Lines, Parquet or Arrow; a train file with optional validation and test files next to it, or a Hugging Face dataset folder (save_to_disk, FOLDER:SPLIT for one split).");
         ui.horizontal(|ui| {
@@ -301,12 +389,12 @@ impl DatasetsView {
                     )
                     .pick_file()
                 {
-                    Self::add_ui_request(ctx, &f);
+                    self.add_ui_request(ctx, &f);
                 }
             }
             if ui.button("Add dataset folder…").clicked() {
                 if let Some(f) = rfd::FileDialog::new().pick_folder() {
-                    Self::add_ui_request(ctx, &f);
+                    self.add_ui_request(ctx, &f);
                 }
             }
             let typed = super::path_input_ui(
@@ -317,10 +405,11 @@ impl DatasetsView {
                 &mut self.path_input,
             );
             if let Some(p) = typed {
-                Self::add_ui_request(ctx, &p);
+                self.add_ui_request(ctx, &p);
             }
         });
         super::message_ui(ui, &self.message);
+        self.undo_ui(ui, ctx);
         self.cache_ui(ui, ctx);
         ui.separator();
         let datasets = &ctx.ws.state.datasets;
@@ -338,6 +427,7 @@ impl DatasetsView {
                         .clicked()
                     {
                         self.selected = Some(i);
+                        self.renaming = None;
                     }
                 }
             });
@@ -350,8 +440,8 @@ impl DatasetsView {
     }
 
     fn dataset_detail_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx, i: usize) {
+        self.entry_actions_ui(ui, ctx, i);
         let entry = ctx.ws.state.datasets[i].clone();
-        ui.heading(&entry.name);
         ui.label(format!("train: {}", entry.train));
         for (what, p) in [("validation", &entry.validation), ("test", &entry.test)] {
             ui.label(format!(

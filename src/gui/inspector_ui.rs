@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::run_picker_ui::{can_predict, is_fusion, run_picker_ui};
-use super::runs_ui::RunEntry;
+use super::runs_ui::{RunEntry, Shown};
 use super::screen::ScreenCtx;
 use super::{message_ui, text_field_ui, Screen};
 use adapter_studio::export::parts_of_run;
@@ -19,6 +19,9 @@ pub struct InspectorView {
     pub sorted: bool,
     /// Index into the run's evaluations; None follows the latest.
     pub eval_index: Option<usize>,
+    /// The run's first map was placed: a run that no longer trains opens on its kept
+    /// checkpoint's evaluation (its saved weights), one that trains follows the latest.
+    placed: bool,
     pub examples: Vec<ExampleRow>,
     pub examples_for: Option<PathBuf>,
     pub examples_pending: Option<u64>,
@@ -41,6 +44,7 @@ impl Default for InspectorView {
             view: View::Mean,
             sorted: false,
             eval_index: None,
+            placed: false,
             examples: Vec::new(),
             examples_for: None,
             examples_pending: None,
@@ -66,6 +70,15 @@ impl InspectorView {
                 ..Default::default()
             };
         }
+    }
+}
+
+/// Whether the evaluation at `step` is the run's kept checkpoint (`kept`), in words.
+fn kept_words(step: usize, kept: Option<usize>) -> String {
+    match kept {
+        Some(k) if k == step => "the kept checkpoint".into(),
+        Some(k) => format!("not kept: the kept checkpoint is step {k}"),
+        None => "no checkpoint kept yet".into(),
     }
 }
 
@@ -199,8 +212,25 @@ impl InspectorView {
         }
         let v = &mut *self;
         let last = records.len() - 1;
+        // The step whose weights the run kept (its best evaluation): what predictions use.
+        let kept = entry
+            .info
+            .as_ref()
+            .and_then(|i| i.best.as_ref())
+            .map(|b| b.step);
+        if !v.placed {
+            v.placed = true;
+            let live = matches!(
+                entry.status(),
+                Shown::Queued | Shown::Running | Shown::RunningElsewhere
+            );
+            if !live {
+                v.eval_index = kept.and_then(|k| records.iter().position(|r| r.step == k));
+            }
+        }
         let index = v.eval_index.unwrap_or(last).min(last);
         let record = &records[index];
+        let kept_words = kept_words(record.step, kept);
         ui.horizontal(|ui| {
             super::combo_ui(ui, "Average over", v.view.label(), |ui| {
                 ui.selectable_value(&mut v.view, View::Mean, View::Mean.label());
@@ -247,7 +277,7 @@ impl InspectorView {
             }
         });
         ui.label(format!(
-            "Evaluation {} of {} (step {})",
+            "Evaluation {} of {} (step {}, {kept_words})",
             index + 1,
             records.len(),
             record.step
@@ -262,7 +292,8 @@ impl InspectorView {
         if v.sorted {
             map = map.sorted_by_mean();
         }
-        map.title = format!("{} — {}", entry.id, map.title);
+        // The title goes into saved figures too: each says its step and whether it is kept.
+        map.title = format!("{} — {} ({kept_words})", entry.id, map.title);
         ui.strong(&map.title);
         let range = v.scale.range(&map);
         super::heatmap_ui::heatmap_ui(ui, &map, 20.0, range);
@@ -308,6 +339,30 @@ impl InspectorView {
 
     fn example_map_ui(&mut self, ui: &mut egui::Ui, run: &Path, ctx: &mut ScreenCtx) {
         ui.heading("One example");
+        let entry = ctx.runs.iter().find(|r| r.dir == run);
+        let kept = entry
+            .and_then(|r| r.info.as_ref())
+            .and_then(|i| i.best.as_ref())
+            .map(|b| b.step);
+        let weights = match kept {
+            Some(k) => format!("kept checkpoint, step {k}"),
+            None => "saved weights".into(),
+        };
+        // The map above may show another evaluation: say which weights these maps come from.
+        let shown_step = entry.filter(|r| !r.attention.is_empty()).map(|r| {
+            let last = r.attention.len() - 1;
+            r.attention[self.eval_index.unwrap_or(last).min(last)].step
+        });
+        if let (Some(k), Some(s)) = (kept, shown_step) {
+            if k != s {
+                super::help_ui(
+                    ui,
+                    &format!(
+                        "Examples are predicted with the kept checkpoint's weights (step {k}),                          the only ones saved; the map above is step {s}'s evaluation."
+                    ),
+                );
+            }
+        }
         let mut ask: Option<(String, Option<String>, Option<String>)> = None;
         ui.horizontal(|ui| {
             let field = text_field_ui(
@@ -361,7 +416,9 @@ impl InspectorView {
                 }
                 Some(p) => {
                     prediction_line_ui(ui, p, v.example_gold.as_deref());
-                    if let Some(map) = Heatmap::of_prediction(p) {
+                    if let Some(mut map) = Heatmap::of_prediction(p) {
+                        // Predictions use the saved (kept) weights: only they are on disk.
+                        map.title = format!("{} — {weights}", map.title);
                         ui.strong(&map.title);
                         super::heatmap_ui::heatmap_ui(ui, &map, 20.0, v.scale.range(&map));
                         let layers = map.rows.len().max(1);
@@ -376,7 +433,8 @@ impl InspectorView {
                                     }
                                 });
                         });
-                        if let Some(tokens) = Heatmap::of_tokens(p, layer) {
+                        if let Some(mut tokens) = Heatmap::of_tokens(p, layer) {
+                            tokens.title = format!("{} — {weights}", tokens.title);
                             let range = v.scale.range(&tokens);
                             super::heatmap_ui::heatmap_ui(ui, &tokens, 16.0, range);
                         }

@@ -135,6 +135,32 @@ pub enum AppRequest {
         name: String,
         train: adapter_studio::data::DataSource,
     },
+    /// Take a dataset out of the workspace (its files stay).
+    RemoveDataset(Box<DatasetEntry>),
+    /// Put a removed dataset back at `index` (Undo).
+    RestoreDataset {
+        index: usize,
+        entry: Box<DatasetEntry>,
+    },
+    /// Rename dataset `old`.
+    RenameDataset {
+        old: Box<DatasetEntry>,
+        name: String,
+    },
+    /// Delete the saved preset of this name.
+    DeletePreset(String),
+    /// Put a deleted preset back at `index` (Undo).
+    RestorePreset {
+        index: usize,
+        preset: Box<adapter_studio::workspace::Preset>,
+    },
+    /// Move an imported adapter's folder (the card's `library/NAME`) to the trash.
+    RemoveImported(PathBuf),
+    /// Put a removed imported folder back from the trash (Undo).
+    RestoreImported {
+        from: PathBuf,
+        to: PathBuf,
+    },
     /// Replace a dataset's entry (its task or columns changed).
     ReplaceDataset {
         old: Box<DatasetEntry>,
@@ -439,6 +465,20 @@ impl StudioApp {
                     }
                 }
                 AppRequest::AddDataset { name, train } => self.add_dataset(name, &train),
+                AppRequest::RemoveImported(dir) => {
+                    let removed = adapter_studio::library::remove_imported(&self.ws, &dir);
+                    self.library.on_removed(removed.map_err(|e| e.to_string()));
+                }
+                AppRequest::RestoreImported { from, to } => {
+                    let restored = adapter_studio::library::restore_imported(&self.ws, &from, &to);
+                    self.library
+                        .on_restored(restored.map_err(|e| e.to_string()));
+                }
+                r @ (AppRequest::RemoveDataset(_)
+                | AppRequest::RestoreDataset { .. }
+                | AppRequest::RenameDataset { .. }
+                | AppRequest::DeletePreset(_)
+                | AppRequest::RestorePreset { .. }) => self.apply_list_change(r),
                 AppRequest::ReplaceDataset { old, new } => {
                     if let Err(e) = self.ws.replace_dataset(&old, *new) {
                         // Said on the screen that asked (the one on display).
@@ -455,14 +495,59 @@ impl StudioApp {
     /// Adds dataset `name` (training data `train`, with the validation and test files beside
     /// it) to the workspace and shows it on the Datasets screen.
     fn add_dataset(&mut self, name: String, train: &adapter_studio::data::DataSource) {
-        let result = datasets_ui::new_entry(name.clone(), train).and_then(|entry| {
-            self.ws
-                .modify(|state| state.datasets.push(entry.clone()))
-                .map_err(|e| format!("Not added: {e}"))?;
-            let index = self.ws.state.datasets.iter().rposition(|d| *d == entry);
-            Ok((index.unwrap_or(0), name))
-        });
+        let result = adapter_studio::workspace::dataset_entry(name, train)
+            .and_then(|entry| {
+                let name = entry.name.clone();
+                let added = self.ws.add_dataset(entry)?;
+                // Renamed `NAME-2` when another dataset had its name.
+                let name = match added {
+                    adapter_studio::workspace::DatasetAdded::New(i) => self
+                        .ws
+                        .state
+                        .datasets
+                        .get(i)
+                        .map_or(name, |d| d.name.clone()),
+                    _ => name,
+                };
+                Ok((added, name))
+            })
+            .map_err(|e| format!("Not added: {e}"));
         self.datasets.on_added(result);
+    }
+
+    /// Applies a removal, restore or rename of a dataset, or a preset's delete or restore;
+    /// a failure is said on the screen that asked.
+    fn apply_list_change(&mut self, request: AppRequest) {
+        let result = match request {
+            AppRequest::RemoveDataset(entry) => self.ws.remove_dataset(&entry).map(|at| {
+                if let Some(i) = at {
+                    self.wizard.on_dataset_removed(i);
+                }
+            }),
+            AppRequest::RestoreDataset { index, entry } => {
+                let entry = *entry;
+                self.ws.restore_dataset(index, entry.clone()).map(|()| {
+                    if let Some(i) = self.ws.state.datasets.iter().position(|d| *d == entry) {
+                        self.wizard.on_dataset_inserted(i);
+                        self.datasets.on_restored(i);
+                    }
+                })
+            }
+            AppRequest::RenameDataset { old, name } => self.ws.rename_dataset(&old, &name),
+            AppRequest::DeletePreset(name) => self.ws.remove_preset(&name).map(|removed| {
+                if let Some((index, preset)) = removed {
+                    self.wizard.on_preset_deleted(index, preset);
+                }
+            }),
+            AppRequest::RestorePreset { index, preset } => self.ws.restore_preset(index, *preset),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            match self.screen {
+                Screen::Train => self.wizard.message = Some(e.to_string()),
+                _ => self.datasets.on_error(e.to_string()),
+            }
+        }
     }
 
     /// Starts the wizard's current choices (the app's `--autostart`, for measurements).
@@ -499,6 +584,18 @@ impl StudioApp {
                 h.describe()
             ));
             return false;
+        }
+        // A run folder under a workspace folder that is gone would make it again, empty.
+        if let Command::Start { out, .. } = &command {
+            let gone = self
+                .ws
+                .check_folder()
+                .err()
+                .filter(|_| out.starts_with(&self.ws.root));
+            if let Some(e) = gone {
+                self.runs.message = Some(format!("Not started: {e}"));
+                return false;
+            }
         }
         if let Err(e) = self.worker.send(command) {
             self.runs.message = Some(e.to_string());
@@ -946,13 +1043,20 @@ pub struct Launch {
     pub hub_details: Option<String>,
 }
 
-/// Opens the window on the workspace (the default one, with the demo content on first use).
-pub fn run(launch: Launch) -> anyhow::Result<()> {
+/// The workspace the window opens (the default one, with the demo content on first use), or
+/// one line naming the folder and what is wrong, before any window opens.
+fn open_workspace(launch: &Launch) -> anyhow::Result<Workspace> {
     let root = launch
         .workspace
         .clone()
         .unwrap_or_else(adapter_studio::workspace::default_dir);
-    let ws = Workspace::open_with_demo(&root)?;
+    Workspace::open_with_demo(&root)
+        .map_err(|e| anyhow::anyhow!("{e} (--workspace DIR opens another folder)"))
+}
+
+/// Opens the window on the workspace (the default one, with the demo content on first use).
+pub fn run(launch: Launch) -> anyhow::Result<()> {
+    let ws = open_workspace(&launch)?;
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Adapter Studio")

@@ -108,6 +108,8 @@ impl ModelsView {
         let add = |ctx: &mut ScreenCtx, path: &Path| {
             ctx.request(AppRequest::AddModel(path.to_path_buf()));
         };
+        // What an earlier add said is stale once the user acts again.
+        let acted = |message: &mut Option<Result<String, String>>| *message = None;
         // Ctrl+Z puts back the last removed model (a focused text field keeps Ctrl+Z).
         if self.removed.is_some()
             && !ui.ctx().egui_wants_keyboard_input()
@@ -132,6 +134,7 @@ impl ModelsView {
                 &mut self.path_input,
             );
             if let Some(p) = typed {
+                acted(&mut self.message);
                 add(ctx, &p);
             }
         });
@@ -179,6 +182,7 @@ impl ModelsView {
                 }
             });
         if let Some((i, m)) = remove {
+            acted(&mut self.message);
             ctx.request(AppRequest::RemoveModel(m.path.clone()));
             self.removed = Some((i, m));
         }

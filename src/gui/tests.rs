@@ -1975,3 +1975,395 @@ fn compare_this_studys_runs_on_the_studies_screen_opens_the_table_of_its_started
         .is_some());
     assert!(h.query_by_label("lr").is_some());
 }
+
+// ---- Workspace faults, dataset/preset/adapter removal, forms, the inspector's kept step ----
+
+/// Every screen drawn a few frames (a panic in any fails the test).
+fn draw_every_screen(h: &mut Harness<'static, StudioApp>) {
+    for s in Screen::ALL {
+        h.state_mut().screen = s;
+        h.step();
+        h.step();
+    }
+}
+
+#[test]
+fn a_workspace_folder_removed_or_broken_while_open_is_named_in_an_error_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    std::fs::create_dir_all(&root).unwrap();
+    let ws = workspace(&root);
+    let extra = two_class_csv(
+        &dir.path().join("extra.csv"),
+        10,
+        [("good", "pos"), ("bad", "neg")],
+    );
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Datasets;
+    h.step();
+
+    // The folder goes away: adding a dataset says so, naming the folder, and does not make
+    // an empty workspace in its place.
+    std::fs::remove_dir_all(&root).unwrap();
+    type_into(&mut h, "Dataset path", &extra.to_string_lossy());
+    click(&mut h, "Add file");
+    let said = format!("the workspace folder {} is gone", root.display());
+    assert!(
+        h.query_by_label_contains(&said).is_some(),
+        "no error naming {root:?}"
+    );
+    assert!(!root.exists(), "the workspace folder was made again");
+    // A training is not started into it either; every screen still draws.
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "4 Review");
+    click(&mut h, "Start training");
+    assert!(!root.exists(), "a run made the workspace folder again");
+    assert!(h.query_by_label_contains(&said).is_some());
+    draw_every_screen(&mut h);
+
+    // Put back (as the error suggests), the same add lands beside what was saved before.
+    std::fs::create_dir_all(&root).unwrap();
+    h.state_mut().screen = Screen::Datasets;
+    h.step();
+    click(&mut h, "Add file");
+    assert!(h.query_by_label_contains("Added extra").is_some());
+    let saved = Workspace::open(&root).unwrap().state;
+    let names: Vec<&str> = saved.datasets.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["reviews", "extra"]);
+    assert_eq!(saved.models.len(), 1);
+
+    // workspace.json replaced by a folder: the error names it, and the folder is left alone.
+    let file = root.join("workspace.json");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let more = two_class_csv(
+        &dir.path().join("more.csv"),
+        10,
+        [("up", "pos"), ("down", "neg")],
+    );
+    type_into(&mut h, "Dataset path", &more.to_string_lossy());
+    click(&mut h, "Add file");
+    let said = format!("{}: is a folder, not a file", file.display());
+    assert!(
+        h.query_by_label_contains(&said).is_some(),
+        "no error naming {file:?}"
+    );
+    assert!(file.is_dir());
+    draw_every_screen(&mut h);
+}
+
+#[test]
+fn a_workspace_that_cannot_be_made_or_read_is_one_error_naming_it_before_any_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "a file, not a folder").unwrap();
+    let launch = |ws: PathBuf| super::Launch {
+        workspace: Some(ws),
+        ..Default::default()
+    };
+    let err = super::open_workspace(&launch(file.join("ws")))
+        .err()
+        .expect("a workspace under a file")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "cannot create the workspace folder {}",
+            file.join("ws").display()
+        )) && err.contains(&format!("{} is a file, not a folder", file.display()))
+            && err.contains("--workspace DIR"),
+        "{err}"
+    );
+    // A workspace.json that is a folder is named, not taken for a new, empty workspace.
+    let root = dir.path().join("ws");
+    std::fs::create_dir_all(root.join("workspace.json")).unwrap();
+    let err = super::open_workspace(&launch(root.clone()))
+        .err()
+        .expect("workspace.json is a folder")
+        .to_string();
+    assert!(
+        err.contains(&root.join("workspace.json").display().to_string()),
+        "{err}"
+    );
+}
+
+/// The names of the workspace's datasets, in order.
+fn dataset_names(app: &StudioApp) -> Vec<String> {
+    app.ws
+        .state
+        .datasets
+        .iter()
+        .map(|d| d.name.clone())
+        .collect()
+}
+
+#[test]
+fn datasets_refuse_a_model_config_and_a_second_add_and_are_renamed_and_removed_with_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let reviews = ws.state.datasets[0].clone();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Datasets;
+    h.step();
+
+    // A model's config.json is not a dataset: refused with the reason, not added.
+    let config = tiny_model().join("config.json");
+    type_into(&mut h, "Dataset path", &config.to_string_lossy());
+    click(&mut h, "Add file");
+    assert!(h
+        .query_by_label_contains(
+            "is a model's config.json (add the model's folder on the Models screen)"
+        )
+        .is_some());
+    assert_eq!(dataset_names(h.state()), ["reviews"]);
+
+    // The same file again, through a link: said, not listed twice.
+    let link = dir.path().join("again.csv");
+    std::os::unix::fs::symlink(reviews.train.path(), &link).unwrap();
+    h.state_mut().datasets.path_input = link.to_string_lossy().into_owned();
+    click(&mut h, "Add file");
+    assert!(h
+        .query_by_label_contains("this data is in the workspace already, as reviews")
+        .is_some());
+    assert_eq!(dataset_names(h.state()), ["reviews"]);
+    // Another file under a taken name gets a name of its own.
+    let other = dir.path().join("sub").join("reviews.csv");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    two_class_csv(&other, 10, [("yes", "pos"), ("no", "neg")]);
+    h.state_mut().datasets.path_input = other.to_string_lossy().into_owned();
+    click(&mut h, "Add file");
+    assert_eq!(dataset_names(h.state()), ["reviews", "reviews-2"]);
+
+    // Renamed, then Ctrl+Z: the old name back.
+    h.state_mut().datasets.selected = Some(0);
+    h.step();
+    click(&mut h, "Rename");
+    h.get_by_role_and_label(Role::TextInput, "New name").focus();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_role_and_label(Role::TextInput, "New name")
+        .type_text("films");
+    h.step();
+    click(&mut h, "Save name");
+    assert_eq!(dataset_names(h.state()), ["films", "reviews-2"]);
+    assert!(h
+        .query_by_label_contains("Renamed reviews to films")
+        .is_some());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    assert_eq!(dataset_names(h.state()), ["reviews", "reviews-2"]);
+    assert_eq!(h.state().ws.state.datasets[0], reviews);
+
+    // A taken name is refused with the reason.
+    click(&mut h, "Rename");
+    h.state_mut().datasets.set_new_name("reviews-2");
+    h.step();
+    click(&mut h, "Save name");
+    assert!(h
+        .query_by_label_contains("there is a dataset named reviews-2 already")
+        .is_some());
+    assert_eq!(dataset_names(h.state()), ["reviews", "reviews-2"]);
+
+    // Removed (the wizard's choice follows), then Undo: back in its place, files untouched.
+    h.state_mut().wizard.dataset = Some(1);
+    click(&mut h, "Remove");
+    assert_eq!(dataset_names(h.state()), ["reviews-2"]);
+    assert_eq!(h.state().wizard.dataset, Some(0));
+    assert!(reviews.train.path().is_file());
+    click(&mut h, "Undo");
+    assert_eq!(dataset_names(h.state()), ["reviews", "reviews-2"]);
+    assert_eq!(h.state().wizard.dataset, Some(1));
+    let saved = Workspace::open(dir.path()).unwrap().state;
+    assert_eq!(saved.datasets[0], reviews);
+}
+
+#[test]
+fn a_saved_preset_is_deleted_from_the_wizard_and_ctrl_z_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "3 Method");
+    for name in ["first", "second"] {
+        h.state_mut().wizard.preset_name = name.into();
+        click(&mut h, "Save preset");
+    }
+    let names = |a: &StudioApp| -> Vec<String> {
+        a.ws.state.presets.iter().map(|p| p.name.clone()).collect()
+    };
+    assert_eq!(names(h.state()), ["first", "second"]);
+    h.get_by_role_and_label(Role::ComboBox, "Delete preset")
+        .click();
+    h.step();
+    h.step();
+    h.get_by_role_and_label(Role::Button, "first").click();
+    h.step();
+    h.step();
+    assert_eq!(names(h.state()), ["second"]);
+    assert!(h.query_by_label_contains("Deleted preset first").is_some());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    assert_eq!(names(h.state()), ["first", "second"]);
+    let saved = Workspace::open(dir.path()).unwrap().state;
+    assert_eq!(saved.presets.len(), 2);
+}
+
+#[test]
+fn a_method_change_keeps_a_presets_learning_rate_and_says_which_defaults_it_set() {
+    use adapter_studio::training::{Method, TrainConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = workspace(dir.path());
+    let mut config = TrainConfig::adapter(PathBuf::new(), Default::default(), Method::SEQ_BN);
+    config.lr = 1e-3;
+    ws.modify(|s| {
+        s.presets.push(adapter_studio::workspace::Preset {
+            name: "fast".into(),
+            config,
+        })
+    })
+    .unwrap();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+
+    // A default learning rate follows the method, and the wizard says so.
+    choose_method(&mut h, method("lora"));
+    assert_eq!(h.state().wizard.form.lr, 3e-3);
+    assert!(h
+        .query_by_label_contains("learning rate set to 3e-3, lora's default")
+        .is_some());
+
+    // A preset's learning rate is the user's: head-only keeps it.
+    h.get_by_role_and_label(Role::ComboBox, "Load preset")
+        .click();
+    h.step();
+    h.step();
+    h.get_by_role_and_label(Role::Button, "fast").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().wizard.method, Method::SEQ_BN);
+    assert_eq!(h.state().wizard.form.lr, 1e-3);
+    choose_method(&mut h, Method::HEAD_ONLY);
+    assert_eq!(h.state().wizard.form.lr, 1e-3);
+    assert!(h.query_by_label_contains("learning rate set to").is_none());
+
+    // Back from a fusion to a single adapter: a batch size the user typed stays, the fusion's
+    // learning rate gives way to the adapter's default.
+    h.state_mut()
+        .wizard
+        .start_fusion(vec![fixture_adapter("a")]);
+    h.state_mut().wizard.form.batch_size = 8;
+    h.state_mut().wizard.page = super::wizard_ui::Page::Method;
+    h.step();
+    click(&mut h, "Train a single adapter instead");
+    let form = &h.state().wizard.form;
+    assert_eq!((form.batch_size, form.lr), (8, 1e-4));
+    assert!(h
+        .query_by_label_contains("learning rate set to 1e-4")
+        .is_some());
+}
+
+#[test]
+fn a_finished_fusion_opens_on_its_kept_checkpoint_and_every_map_says_its_step() {
+    use adapter_studio::training::run_dir::{append_jsonl, AttentionRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // A fusion that kept its best checkpoint at step 4 and evaluated every 4 steps to 24.
+    let run_dir = finished_run(&ws, "fusion", 5e-4, 0.8, 100);
+    let run = RunDir::new(&run_dir);
+    let mut info = run.read_info().unwrap();
+    info.config.stage = adapter_studio::training::Stage::Fusion {
+        adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
+        fusion_config: Default::default(),
+    };
+    info.step = 24;
+    info.best.as_mut().unwrap().step = 4;
+    run.write_info(&info).unwrap();
+    for step in (4..=24).step_by(4) {
+        let w = step as f64 / 100.0;
+        let record = AttentionRecord {
+            step,
+            adapters: vec!["a".into(), "b".into()],
+            layers: vec![0, 1],
+            mean: vec![vec![0.5 + w, 0.5 - w], vec![0.5, 0.5]],
+            by_gold: Default::default(),
+            by_predicted: Default::default(),
+            entropy: Vec::new(),
+            spread: Vec::new(),
+        };
+        append_jsonl(&run.attention(), &record).unwrap();
+    }
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut()
+        .request(super::AppRequest::Inspect(run_dir.clone()));
+    h.step();
+    h.step();
+    h.step();
+    assert_eq!(h.state().screen, Screen::Inspect);
+    assert_eq!(h.state().inspector.eval_index, Some(0));
+    assert!(h
+        .query_by_label_contains("Evaluation 1 of 6 (step 4, the kept checkpoint)")
+        .is_some());
+    assert!(h
+        .query_by_label_contains("fusion — step 4: all validation examples (the kept checkpoint)")
+        .is_some());
+    // The saved figure says it too.
+    let figure = dir.path().join("kept");
+    h.state_mut().inspector.save_path = figure.to_string_lossy().into_owned();
+    click(&mut h, "Save SVG");
+    let svg = std::fs::read_to_string(figure.with_extension("svg")).unwrap();
+    assert!(svg.contains("the kept checkpoint"), "the figure's title");
+
+    // The latest evaluation is labelled as not kept, and examples say which weights they use.
+    click(&mut h, "Follow latest");
+    assert_eq!(h.state().inspector.eval_index, None);
+    assert!(h
+        .query_by_label_contains("(step 24, not kept: the kept checkpoint is step 4)")
+        .is_some());
+    assert!(h
+        .query_by_label_contains(
+            "Examples are predicted with the kept checkpoint's weights (step 4)"
+        )
+        .is_some());
+}
+
+#[test]
+fn copy_command_says_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "4 Review");
+    assert!(h.query_by_label("Copied").is_none());
+    click(&mut h, "Copy command");
+    assert!(h.query_by_label("Copied").is_some());
+}
+
+#[test]
+fn an_imported_adapter_is_removed_to_the_trash_and_undo_puts_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let imported = adapter_studio::library::import(&ws, &fixture_adapter("a")).unwrap();
+    let folder = dir.path().join("library").join("a");
+    assert!(imported.iter().all(|i| i.dir.starts_with(&folder)));
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Adapters;
+    library_read(&mut h);
+    let cards = h.state().library.items.len();
+    assert!(cards > 0);
+    h.get_all_by_label("Remove").next().unwrap().click();
+    h.step();
+    h.step();
+    library_read(&mut h);
+    assert!(!folder.exists(), "moved out of the library");
+    assert!(h.state().library.items.is_empty());
+    assert!(h
+        .query_by_label_contains("Removed the imported a (moved to the workspace's .trash)")
+        .is_some());
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    h.step();
+    library_read(&mut h);
+    assert!(folder.is_dir());
+    assert_eq!(h.state().library.items.len(), cards);
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use adapter_studio::data::DataSource;
 use adapter_studio::side_worker::{SideCommand, SideEvent};
+use adapter_studio::training::frozen_cache::CacheFrozen;
 use adapter_studio::training::{
     Method, Preset as TrainingPreset, RunEstimate, Stage, StopWatch, TrainConfig,
 };
@@ -59,7 +60,31 @@ pub struct Wizard {
     /// (empty: the default); kept apart from the form, which presets and methods reset.
     pub mlflow: String,
     pub experiment: String,
+    /// The last deleted preset and where it was listed, for Undo (the button and Ctrl+Z).
+    deleted_preset: Option<(usize, Preset)>,
+    /// Which settings a change of method or stage set to its defaults (those the user had
+    /// set are kept): "learning rate set to 1e-4, head-only's default".
+    pub note: Option<String>,
+    /// When Copy command was last clicked ("Copied" shows for a moment).
+    copied_at: Option<std::time::Instant>,
 }
+
+/// The form's settings a note names when a default changes them (the fields it shows).
+const SHOWN_SETTINGS: [&str; 13] = [
+    "lr",
+    "head_lr",
+    "epochs",
+    "batch_size",
+    "max_length",
+    "warmup_ratio",
+    "seed",
+    "patience",
+    "early_stop_after",
+    "stop_on",
+    "min_steps",
+    "eval_every",
+    "validation_split",
+];
 
 const HELP_FUSION: &str = "dynamic: query, key and value matrices per layer, value initialised \
 to the identity and kept near it by a regulariser (the paper's best); static: no value matrix.";
@@ -97,22 +122,91 @@ impl Wizard {
             // As MLflow's own clients: the server of the environment, if any.
             mlflow: std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default(),
             experiment: String::new(),
+            deleted_preset: None,
+            note: None,
+            copied_at: None,
+        }
+    }
+
+    /// Moves the form from the defaults `old` to `new` (`whose` they are), keeping what the
+    /// user set, and notes the shown settings that took a new default.
+    fn rebase(&mut self, old: &TrainConfig, new: &TrainConfig, whose: &str) {
+        match adapter_studio::workspace::rebase_settings(&self.form, old, new) {
+            Ok((form, changed)) => {
+                self.form = form;
+                let said: Vec<String> = changed
+                    .iter()
+                    .filter(|c| SHOWN_SETTINGS.contains(&c.key.as_str()))
+                    .map(|c| format!("{} set to {}", c.setting, c.value))
+                    .collect();
+                self.note = match said.len() {
+                    0 => None,
+                    1 => Some(format!("{}, {whose} default", said[0])),
+                    _ => Some(format!("{}: {whose} defaults", said.join(", "))),
+                };
+            }
+            Err(e) => self.message = Some(e.to_string()),
+        }
+    }
+
+    /// The studio defaults of a single adapter of `method`.
+    fn adapter_defaults(method: Method) -> TrainConfig {
+        TrainConfig::adapter(PathBuf::new(), DataSource::default(), method)
+    }
+
+    /// The workspace's dataset at `index` was removed: the choice follows its dataset.
+    pub(super) fn on_dataset_removed(&mut self, index: usize) {
+        self.dataset = match self.dataset {
+            Some(d) if d == index => None,
+            Some(d) if d > index => Some(d - 1),
+            d => d,
+        };
+    }
+
+    /// A dataset came back at `index` (Undo): the choice follows its dataset.
+    pub(super) fn on_dataset_inserted(&mut self, index: usize) {
+        self.dataset = match self.dataset {
+            Some(d) if d >= index => Some(d + 1),
+            None => Some(index),
+            d => d,
+        };
+    }
+
+    /// The app deleted the preset this screen asked to delete (listed at `index`).
+    pub(super) fn on_preset_deleted(&mut self, index: usize, preset: Preset) {
+        self.deleted_preset = Some((index, preset));
+    }
+
+    fn undo_preset_delete(&mut self, ctx: &mut ScreenCtx) {
+        if let Some((index, preset)) = self.deleted_preset.take() {
+            ctx.request(super::AppRequest::RestorePreset {
+                index,
+                preset: Box::new(preset),
+            });
         }
     }
 
     /// Switches to an AdapterFusion over `adapters` with the paper's stage-2 settings, on the
     /// data page (the target task comes next).
     pub fn start_fusion(&mut self, adapters: Vec<PathBuf>) {
+        self.note = None;
         self.form = TrainConfig::fusion(PathBuf::new(), DataSource::default(), adapters.clone());
         self.fusion = adapters;
         self.name.clear();
         self.page = Page::Data;
     }
 
-    /// Back to training single adapters.
+    /// Back to training single adapters: the settings the user set are kept.
     pub fn stop_fusion(&mut self) {
+        let fusion_defaults =
+            TrainConfig::fusion(PathBuf::new(), DataSource::default(), self.fusion.clone());
+        let whose = format!("a single {} adapter's", self.method.as_str());
+        self.rebase(
+            &fusion_defaults,
+            &Self::adapter_defaults(self.method),
+            &whose,
+        );
         self.fusion.clear();
-        self.form = TrainConfig::adapter(PathBuf::new(), DataSource::default(), self.method);
     }
 
     /// The run's full settings from the choices; None until a model and a dataset are picked.
@@ -298,6 +392,9 @@ impl Wizard {
                 }
             }
         });
+        if let Some(note) = &self.note {
+            super::help_ui(ui, note);
+        }
         ui.separator();
         match self.page {
             Page::Model => self.wizard_model_ui(ui, ctx),
@@ -430,6 +527,7 @@ impl Wizard {
                 ),
             ] {
                 if ui.button(label).on_hover_text(help).clicked() {
+                    self.note = None;
                     self.form = TrainConfig::fusion_preset(
                         preset,
                         PathBuf::new(),
@@ -453,30 +551,24 @@ impl Wizard {
 
     fn adapter_method_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
+            let before = self.method;
             super::combo_ui(ui, "Method", self.method.as_str(), |ui| {
                 for m in Method::all() {
-                    if ui
-                        .selectable_value(&mut self.method, m, m.as_str())
-                        .on_hover_text(m.help())
-                        .changed()
-                    {
-                        self.form.lr = m.default_lr();
-                        if let Stage::Adapter {
-                            reduction_factor,
-                            config,
-                            ..
-                        } = &mut self.form.stage
-                        {
-                            if !m.is_bottleneck() {
-                                *reduction_factor = None;
-                            }
-                            // Config keys of another method would not apply.
-                            *config = None;
-                        }
-                    }
+                    ui.selectable_value(&mut self.method, m, m.as_str())
+                        .on_hover_text(m.help());
                 }
             })
             .on_hover_text(HELP_METHOD);
+            if self.method != before {
+                // Settings at the old method's defaults take the new one's; the user's stay
+                // (config keys of another method would not apply: the stage is the new one's).
+                let whose = format!("{}'s", self.method.as_str());
+                let (old, new) = (
+                    Self::adapter_defaults(before),
+                    Self::adapter_defaults(self.method),
+                );
+                self.rebase(&old, &new, &whose);
+            }
             for (preset, label, help) in [
                 (
                     TrainingPreset::Studio,
@@ -492,6 +584,7 @@ impl Wizard {
                 ),
             ] {
                 if ui.button(label).on_hover_text(help).clicked() {
+                    self.note = None;
                     self.form = TrainConfig::adapter_preset(
                         preset,
                         PathBuf::new(),
@@ -547,6 +640,21 @@ impl Wizard {
                 *reduction_factor = (rf > 0.0).then_some(rf);
             }
         });
+        let mut cache = self.form.cache_frozen == CacheFrozen::Auto;
+        if ui
+            .checkbox(&mut cache, "Cache frozen layers")
+            .on_hover_text(
+                "When the lowest layers hold nothing trainable (head-only, a fusion's or an \
+                 adapter's leave_out), run them once per example without dropout and reuse \
+                 their output in later epochs: only the layers above run (--cache-frozen auto).",
+            )
+            .changed()
+        {
+            self.form.cache_frozen = match cache {
+                true => CacheFrozen::Auto,
+                false => CacheFrozen::Off,
+            };
+        }
         self.tracking_ui(ui);
         ui.separator();
         self.presets_ui(ui, ctx);
@@ -585,8 +693,16 @@ impl Wizard {
             });
     }
 
-    /// Saving the form under a name, and loading a saved one (the workspace keeps them).
+    /// Saving the form under a name, loading or deleting a saved one (the workspace keeps
+    /// them; a delete can be undone).
     fn presets_ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
+        // Ctrl+Z puts back the last deleted preset (a focused text field keeps Ctrl+Z).
+        if self.deleted_preset.is_some()
+            && !ui.ctx().egui_wants_keyboard_input()
+            && ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z))
+        {
+            self.undo_preset_delete(ctx);
+        }
         ui.horizontal(|ui| {
             let label = ui.label("Preset name");
             ui.add(
@@ -611,13 +727,37 @@ impl Wizard {
                     }
                 }
             });
+            let mut delete = None;
+            if presets > 0 {
+                super::combo_ui(ui, "Delete preset", "choose…", |ui| {
+                    for p in &ctx.ws.state.presets {
+                        if ui.selectable_label(false, &p.name).clicked() {
+                            delete = Some(p.name.clone());
+                        }
+                    }
+                });
+            }
+            if let Some(name) = delete {
+                self.deleted_preset = None;
+                ctx.request(super::AppRequest::DeletePreset(name));
+            }
             if let Some(c) = load {
+                self.note = None;
                 self.form = c;
                 if let Stage::Adapter { method, .. } = self.form.stage {
                     self.method = method;
                 }
             }
         });
+        if let Some((_, p)) = &self.deleted_preset {
+            let name = p.name.clone();
+            ui.horizontal(|ui| {
+                ui.label(format!("Deleted preset {name}"));
+                if ui.button("Undo delete").on_hover_text("Ctrl+Z").clicked() {
+                    self.undo_preset_delete(ctx);
+                }
+            });
+        }
     }
 
     /// Steps, time, trainable parameters and memory of the run about to start (asked of the
@@ -712,6 +852,19 @@ impl Wizard {
             }
             if ui.button("Copy command").clicked() {
                 ui.ctx().copy_text(command.clone());
+                self.copied_at = Some(std::time::Instant::now());
+            }
+            // A short "Copied" so the click is seen to have done something.
+            if let Some(at) = self.copied_at {
+                let shown = std::time::Duration::from_secs(2);
+                match at.elapsed() < shown {
+                    true => {
+                        ui.label("Copied");
+                        ui.ctx()
+                            .request_repaint_after(shown.saturating_sub(at.elapsed()));
+                    }
+                    false => self.copied_at = None,
+                }
             }
         });
         self.estimate_ui(ui, ctx, &config);

@@ -189,9 +189,8 @@ impl Encoder {
         hook: &mut dyn LocationHook,
         train: bool,
     ) -> Result<Tensor> {
-        let span = Span::default();
-        self.backbone
-            .forward(input_ids, token_type_ids, attention_mask, hook, train, &span)
+        let all = Span::default();
+        self.forward_span(input_ids, token_type_ids, attention_mask, hook, train, &all)
     }
 
     /// [`Encoder::forward`] of the layers `span` asks for.

@@ -133,8 +133,7 @@ impl Backbone for Bert {
                     c,
                     span.train(train, None),
                 );
-                let (mut x, attention_mask) =
-                    hook.embeddings(x, attention_mask.shallow_clone())?;
+                let (mut x, attention_mask) = hook.embeddings(x, attention_mask.shallow_clone())?;
                 if let Some(project) = &self.embeddings_project {
                     x = project.forward(&x);
                 }
@@ -144,7 +143,14 @@ impl Backbone for Bert {
         let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
             if span.runs(i) {
-                x = l.forward(&x, mask_bias.as_ref(), c, i, hook, span.train(train, Some(i)))?;
+                x = l.forward(
+                    &x,
+                    mask_bias.as_ref(),
+                    c,
+                    i,
+                    hook,
+                    span.train(train, Some(i)),
+                )?;
                 span.keep(i + 1, &x);
             }
         }

@@ -66,7 +66,14 @@ impl Backbone for DistilBert {
         let mask_bias = layer::mask_bias(&attention_mask);
         for (i, l) in self.layers.iter().enumerate() {
             if span.runs(i) {
-                x = l.forward(&x, mask_bias.as_ref(), c, i, hook, span.train(train, Some(i)))?;
+                x = l.forward(
+                    &x,
+                    mask_bias.as_ref(),
+                    c,
+                    i,
+                    hook,
+                    span.train(train, Some(i)),
+                )?;
                 span.keep(i + 1, &x);
             }
         }

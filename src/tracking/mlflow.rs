@@ -653,30 +653,19 @@ impl Link {
 
     /// Logs the parameters (and tags beyond the first batch), then remembers it.
     fn log_params(&mut self, mut saved: Saved) -> std::result::Result<Saved, String> {
-        for chunk in self.params.chunks(BATCH_PARAMS) {
-            let params: Vec<Value> = chunk
+        let batches = (self.params.chunks(BATCH_PARAMS).map(|c| ("params", c)))
+            .chain(self.tags.chunks(BATCH_TAGS).skip(1).map(|c| ("tags", c)));
+        for (field, chunk) in batches {
+            let items: Vec<Value> = chunk
                 .iter()
                 .map(|(k, v)| json!({"key": k, "value": v}))
                 .collect();
+            let mut body = json!({"run_id": saved.run_id});
+            body[field] = Value::Array(items);
             self.api
-                .post(
-                    "runs/log-batch",
-                    &json!({"run_id": saved.run_id, "params": params}),
-                )
+                .post("runs/log-batch", &body)
                 .map_err(|e| e.to_string())?;
             self.answered();
-        }
-        for chunk in self.tags.chunks(BATCH_TAGS).skip(1) {
-            let tags: Vec<Value> = chunk
-                .iter()
-                .map(|(k, v)| json!({"key": k, "value": v}))
-                .collect();
-            self.api
-                .post(
-                    "runs/log-batch",
-                    &json!({"run_id": saved.run_id, "tags": tags}),
-                )
-                .map_err(|e| e.to_string())?;
         }
         saved.params_logged = true;
         self.save(&saved);

@@ -31,6 +31,10 @@ pub enum CacheFrozen {
 impl CacheFrozen {
     pub const ALL: [CacheFrozen; 2] = [CacheFrozen::Off, CacheFrozen::Auto];
 
+    pub fn is_off(&self) -> bool {
+        *self == CacheFrozen::Off
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CacheFrozen::Off => "off",
@@ -139,7 +143,10 @@ impl FrozenPrefix {
         match rows {
             Some(rows) => {
                 let hidden = rows[0].size()[1];
-                let x = Tensor::zeros([rows.len() as i64, padded, hidden], (Kind::Float, Device::Cpu));
+                let x = Tensor::zeros(
+                    [rows.len() as i64, padded, hidden],
+                    (Kind::Float, Device::Cpu),
+                );
                 for (b, (row, &i)) in rows.iter().zip(indices).enumerate() {
                     let len = lengths[i] as i64;
                     x.narrow(0, b as i64, 1)
@@ -199,8 +206,17 @@ mod tests {
         let distil = ["fusion/distilbert.transformer.layer.2.output_adapters.adapter_fusion_layer.a,b.query.weight"];
         assert_eq!(frozen_layers(distil, 6), 2);
         // Prompts and prefix pools feed every layer; a full fine-tune trains the embeddings.
-        assert_eq!(frozen_layers(["adapter/bert.prompt_tuning.prompt_tunings.a.prompt_embedding.weight"], 6), 0);
-        assert_eq!(frozen_layers(["base/bert.embeddings.word_embeddings.weight"], 6), 0);
+        assert_eq!(
+            frozen_layers(
+                ["adapter/bert.prompt_tuning.prompt_tunings.a.prompt_embedding.weight"],
+                6
+            ),
+            0
+        );
+        assert_eq!(
+            frozen_layers(["base/bert.embeddings.word_embeddings.weight"], 6),
+            0
+        );
         // A "layer" without a number is not a layer index.
         assert_eq!(frozen_layers(["adapter/x.layer.norm.weight"], 6), 0);
     }
@@ -217,7 +233,10 @@ mod tests {
         *span.captured.borrow_mut() = Some(x);
         p.store(&span, &[0, 1], &lengths);
         assert_eq!(p.cached(), 2);
-        assert!(p.span(&[1, 2], &lengths, 3, Device::Cpu).from.is_none(), "2 is not cached");
+        assert!(
+            p.span(&[1, 2], &lengths, 3, Device::Cpu).from.is_none(),
+            "2 is not cached"
+        );
         let span = p.span(&[1, 0], &lengths, 4, Device::Cpu);
         let (k, x) = span.from.as_ref().unwrap();
         assert_eq!(*k, 2);

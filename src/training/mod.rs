@@ -119,6 +119,10 @@ fn default_true() -> bool {
     true
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// Every setting of a run; saved in `run.json`, so `--resume` needs only the folder.
 /// Settings added after the first release default (serde) to the behaviour runs had before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,10 +196,11 @@ pub struct TrainConfig {
     pub weights_format: crate::hub::WeightFormat,
     /// Keep the frozen lowest layers' outputs from the first epoch and start later epochs
     /// above them (`frozen_cache`); implies no dropout in those layers.
-    #[serde(default)]
+    // Left out of run.json at their defaults: a run of the previous version reads back equal.
+    #[serde(default, skip_serializing_if = "frozen_cache::CacheFrozen::is_off")]
     pub cache_frozen: frozen_cache::CacheFrozen,
     /// Dropout in the frozen layers below the lowest trainable one (the library's way: on).
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub frozen_dropout: bool,
     /// Where the run is also logged (an MLflow server) and its tags; not a hyper-parameter.
     #[serde(default, skip_serializing_if = "crate::tracking::Tracking::is_empty")]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::batches::{plan_epoch, plan_eval, EncodedSet};
+use super::batches::{load_run_data, plan_epoch, plan_eval, EncodedSet, RunData};
 use super::checkpoint::{self, TrainerState};
 use super::frozen_cache::{cache_bytes, frozen_layers, CacheFrozen, FrozenPrefix, BUDGET_BYTES};
 use super::optimizer::{linear_lr, AdamW};
@@ -59,16 +59,6 @@ fn named_params(prefix: &str, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     v
 }
 
-fn data_info(role: &str, ds: &Dataset) -> DataInfo {
-    DataInfo {
-        role: role.into(),
-        path: ds.path.clone(),
-        fingerprint: ds.fingerprint.clone(),
-        examples: ds.examples.len(),
-        skipped: ds.skipped.len(),
-    }
-}
-
 /// The run's train and validation sets, split as the trainer splits them, and a summary of
 /// the rows skipped (with `skip_bad_rows`).
 pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<String>)> {
@@ -79,23 +69,7 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
         skip_bad_rows: cfg.skip_bad_rows,
     };
     let train = Dataset::load(&cfg.train, &spec)?;
-    if train.labels.len() < cfg.task.min_labels() {
-        return Err(Error::data(
-            cfg.train.as_written(),
-            None,
-            cfg.columns.label.as_deref(),
-            format!(
-                "{} needs at least {} labels, found only {} (a 1-label head is \
-                 regression in the adapters library: use --task regression for numbers)",
-                cfg.task,
-                cfg.task.min_labels(),
-                match train.labels.first() {
-                    Some(l) => format!("`{l}`"),
-                    None => "none".into(),
-                }
-            ),
-        ));
-    }
+    check_labels(cfg, &train.labels)?;
     // Before a split, which keeps the skipped rows with the train part only.
     let mut skipped: Vec<String> = train.skipped_summary().into_iter().collect();
     let (train, validation) = match &cfg.validation {
@@ -113,18 +87,45 @@ pub fn load_splits(cfg: &TrainConfig) -> Result<(Dataset, Option<Dataset>, Vec<S
     Ok((train, validation, skipped))
 }
 
+/// Refuses a task's training labels when they are fewer than it needs.
+pub(super) fn check_labels(cfg: &TrainConfig, labels: &[String]) -> Result<()> {
+    if labels.len() < cfg.task.min_labels() {
+        return Err(Error::data(
+            cfg.train.as_written(),
+            None,
+            cfg.columns.label.as_deref(),
+            format!(
+                "{} needs at least {} labels, found only {} (a 1-label head is \
+                 regression in the adapters library: use --task regression for numbers)",
+                cfg.task,
+                cfg.task.min_labels(),
+                match labels.first() {
+                    Some(l) => format!("`{l}`"),
+                    None => "none".into(),
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The head of the fused adapter trained on this very training data, if any: the adapter's
 /// run folder (`RUN/adapter`) holds a run on a file with `train`'s fingerprint and a head
 /// (`RUN/head`) with `train`'s labels.
-fn target_head(adapters: &[PathBuf], train: &Dataset, task: TaskType) -> Option<PathBuf> {
-    let wanted = task.head_config(&train.labels);
+fn target_head(
+    adapters: &[PathBuf],
+    labels: &[String],
+    fingerprint: &str,
+    task: TaskType,
+) -> Option<PathBuf> {
+    let wanted = task.head_config(labels);
     adapters.iter().find_map(|a| {
         let run = RunDir::new(a.parent()?);
         let info = run.read_info().ok()?;
         let same_data = info
             .data
             .iter()
-            .any(|d| d.role == "train" && d.fingerprint == train.fingerprint);
+            .any(|d| d.role == "train" && d.fingerprint == fingerprint);
         let head = run.artifact(RunArtifact::Head);
         let (_, config) = hub::read_head_config(&head).ok()?;
         (same_data && config.head_type == wanted.head_type && config.labels == wanted.labels)
@@ -184,16 +185,21 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     tch::manual_seed(cfg.seed as i64);
     let base = BaseModel::load(&cfg.model, device)?;
     let tokenizer = base.tokenizer.with_max_length(cfg.max_length)?;
-    let (train, validation, mut warnings) = load_splits(cfg)?;
+    // Tokenised as it is read: a large dataset is streamed to a spill file.
+    let RunData {
+        train,
+        validation,
+        labels,
+        train_fingerprint,
+        data,
+        skipped: mut warnings,
+    } = load_run_data(cfg, &tokenizer)?;
     if cfg.max_length > tokenizer.max_length {
         warnings.push(format!(
             "--max-length {} is above what the model takes: using {}",
             cfg.max_length, tokenizer.max_length
         ));
     }
-    let mut data = vec![data_info("train", &train)];
-    data.extend(validation.iter().map(|v| data_info("validation", v)));
-    let labels = train.labels.clone();
 
     let mut model = AdapterModel::new(base);
     let mut params = Vec::new();
@@ -250,7 +256,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     let head_from = match (&cfg.head_init, &cfg.stage) {
         (Some(dir), _) => Some(dir.clone()),
         (None, Stage::Fusion { adapters, .. }) if cfg.warm_start_head => {
-            target_head(adapters, &train, cfg.task)
+            target_head(adapters, &labels, &train_fingerprint, cfg.task)
         }
         _ => None,
     };
@@ -277,10 +283,6 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
     params.extend(named_params("head", &head.vs));
     model.add_head(head);
 
-    let train = EncodedSet::encode(&train, &tokenizer)?;
-    let validation = validation
-        .map(|v| EncodedSet::encode(&v, &tokenizer))
-        .transpose()?;
     let mut no_decay = crate::layers::no_decay_parameters(&model.base.vs);
     for a in model.adapters.values() {
         no_decay.extend(crate::layers::no_decay_parameters(&a.vs));
@@ -476,7 +478,7 @@ pub fn evaluate(
                     AttentionSums::add(&mut sums.total, row);
                     sums.add_entropy(row);
                     if classification {
-                        if let data::Target::Class(g) = set.items[indices[k]].target {
+                        if let data::Target::Class(g) = set.target(indices[k]) {
                             AttentionSums::add(sums.by_gold.entry(g).or_default(), row);
                         }
                         AttentionSums::add(sums.by_predicted.entry(predicted[k]).or_default(), row);
@@ -531,13 +533,10 @@ pub fn evaluate_file(
         labels: None,
         skip_bad_rows,
     };
-    let ds = Dataset::load_with_labels(source, &spec, &labels)?;
     let tokenizer = model.base.tokenizer.with_max_length(max_length)?;
-    let set = EncodedSet::encode(&ds, &tokenizer)?;
-    Ok((
-        evaluate(model, &set, &labels, batch_size)?,
-        ds.skipped_summary(),
-    ))
+    // A large file is streamed to a spill file, as in training.
+    let (set, skipped) = EncodedSet::load(source, &spec, &labels, &tokenizer)?;
+    Ok((evaluate(model, &set, &labels, batch_size)?, skipped))
 }
 
 /// Whether an evaluation improved what early stopping watches, by more than `min_delta`;
@@ -1323,7 +1322,10 @@ fn frozen_prefix(
         return (FrozenPrefix::none(), None);
     }
     let layers = model.base.config.num_layers;
-    let parallel = model.setup.as_ref().is_some_and(|s| s.parallel_channels() > 1);
+    let parallel = model
+        .setup
+        .as_ref()
+        .is_some_and(|s| s.parallel_channels() > 1);
     let k = match model.base.encoder.splits() && !parallel {
         true => frozen_layers(params.iter().map(|(n, _)| n.as_str()), layers),
         false => 0,
@@ -1604,7 +1606,8 @@ mod tests {
         std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
         // seq_bn in the top layer only (2 of 3 frozen), and head-only (all 3 frozen).
-        let mut adapter = TrainConfig::adapter(model.clone(), DataSource::Path(csv.clone()), Method::SEQ_BN);
+        let mut adapter =
+            TrainConfig::adapter(model.clone(), DataSource::Path(csv.clone()), Method::SEQ_BN);
         adapter.stage = Stage::Adapter {
             method: Method::SEQ_BN,
             reduction_factor: None,
@@ -1623,22 +1626,39 @@ mod tests {
             cfg.cache_frozen = CacheFrozen::Auto;
             let (notes, cached_w) = trained(&cfg, &dir.path().join(format!("{name}-cached")));
             let want = format!("layers 0-{} of 3 hold nothing trainable", frozen - 1);
-            assert!(notes.iter().any(|n| n.contains(&want) && n.contains("cached")), "{name}: {notes:?}");
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains(&want) && n.contains("cached")),
+                "{name}: {notes:?}"
+            );
             let (notes, plain_w) = trained(&uncached, &dir.path().join(format!("{name}-plain")));
-            assert!(notes.iter().any(|n| n.contains("without dropout")), "{name}: {notes:?}");
+            assert!(
+                notes.iter().any(|n| n.contains("without dropout")),
+                "{name}: {notes:?}"
+            );
             assert!(!cached_w.is_empty());
             for (a, b) in cached_w.iter().zip(&plain_w) {
                 let diff = (a - b).abs().max().double_value(&[]);
                 assert!(diff < 1e-6, "{name}: weights differ by {diff}");
             }
             // The frozen layers' dropout matters: with it (the library's way) they differ.
-            let (_, dropout_w) = trained(&TrainConfig { frozen_dropout: true, ..uncached }, &dir.path().join(format!("{name}-dropout")));
+            let (_, dropout_w) = trained(
+                &TrainConfig {
+                    frozen_dropout: true,
+                    ..uncached
+                },
+                &dir.path().join(format!("{name}-dropout")),
+            );
             let moved = cached_w
                 .iter()
                 .zip(&dropout_w)
                 .map(|(a, b)| (a - b).abs().max().double_value(&[]))
                 .fold(0.0, f64::max);
-            assert!(moved > 1e-6, "{name}: the comparison can tell runs apart ({moved})");
+            assert!(
+                moved > 1e-6,
+                "{name}: the comparison can tell runs apart ({moved})"
+            );
         }
     }
 

@@ -135,6 +135,7 @@ m.add_adapter("a", config=SeqBnConfig())
 m.add_adapter("b", config=SeqBnConfig(reduction_factor=4))
 m.add_adapter("c", config=DoubleSeqBnConfig())
 m.add_adapter("p", config=ParBnConfig())
+m.add_adapter("s", config="scaled_par_bn")  # its learned scale randomised with the rest
 m.add_adapter_fusion(Fuse("a", "b"))
 m.add_classification_head("cls", num_labels=3)
 with torch.no_grad():
@@ -167,6 +168,7 @@ m.save_adapter(d + "/a", "a")
 m.save_adapter(d + "/b", "b")
 m.save_adapter(d + "/c", "c")
 m.save_adapter(d + "/p", "p")
+m.save_adapter(d + "/s", "s")
 m.save_adapter(d + "/l", "l")
 m.save_adapter(d + "/i", "i")
 m.save_adapter(d + "/x", "x")
@@ -234,11 +236,12 @@ pub fn assert_fusion_weights_match_the_library(dir: &Path, what: &str) {
 /// The setups every architecture is checked with: bare, one seq_bn, a double_seq_bn, a
 /// par_bn, a Stack of two, a fusion, a LoRA on every linear, (IA)³, a Stack of a LoRA
 /// and a bottleneck, gated prefix tuning.
-pub const SETUPS: [(&[&str], bool); 14] = [
+pub const SETUPS: [(&[&str], bool); 15] = [
     (&[], false),
     (&["a"], false),
     (&["c"], false),
     (&["p"], false),
+    (&["s"], false),
     (&["c", "a"], false),
     (&["a", "b"], true),
     (&["l"], false),
@@ -282,12 +285,12 @@ fn assert_close_label(what: &str, adapters: &[&str], fusion: bool, got: &[f64], 
     );
 }
 
-/// Trains a seq_bn, a LoRA and an (IA)³ adapter with a head on the model `DIR/model` for a few
+/// Trains a seq_bn, a LoRA, an (IA)³ and a scaled_par_bn adapter with a head on the model `DIR/model` for a few
 /// steps from the CLI, then checks that the library, loading each with its plain calls, gives
 /// the same logits.
 pub fn assert_a_trained_adapter_loads_in_python(dir: &Path) {
     let work = tempfile::tempdir().unwrap();
-    let methods = ["seq_bn", "lora", "ia3"];
+    let methods = ["seq_bn", "lora", "ia3", "scaled_par_bn"];
     let setups: Vec<PathBuf> = methods
         .iter()
         .map(|method| trained_setup(dir, &work.path().join(method), method))
