@@ -34,8 +34,7 @@ impl Span {
 
     /// Whether layer `i` (or the embeddings, `None`) runs with dropout.
     pub fn train(&self, train: bool, i: Option<usize>) -> bool {
-        train && i.is_some_and(|i| i >= self.frozen_below)
-            || train && i.is_none() && self.frozen_below == 0
+        train && i.map_or(self.frozen_below == 0, |i| i >= self.frozen_below)
     }
 
     /// Keeps `x` when it is the output of the first `k` layers asked for (`done` layers ran).

@@ -122,7 +122,7 @@ impl Backbone for Bert {
         span: &Span,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let (mut x, attention_mask) = match &span.from {
+        let (x, attention_mask) = match &span.from {
             Some((_, hidden)) => (hidden.shallow_clone(), attention_mask.shallow_clone()),
             None => {
                 let positions = self.position_ids(input_ids);
@@ -141,20 +141,7 @@ impl Backbone for Bert {
             }
         };
         let mask_bias = layer::mask_bias(&attention_mask);
-        for (i, l) in self.layers.iter().enumerate() {
-            if span.runs(i) {
-                x = l.forward(
-                    &x,
-                    mask_bias.as_ref(),
-                    c,
-                    i,
-                    hook,
-                    span.train(train, Some(i)),
-                )?;
-                span.keep(i + 1, &x);
-            }
-        }
-        Ok(x)
+        layer::run_span(&self.layers, x, mask_bias.as_ref(), c, hook, train, span)
     }
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {

@@ -3,7 +3,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::LayerSites;
+use super::backbone::{LayerSites, Span};
 use super::config::ModelConfig;
 use super::hooks::{LinearSite, Location, LocationHook};
 use crate::error::Result;
@@ -11,6 +11,24 @@ use crate::layers::layer_norm;
 
 pub(crate) fn linear<'a>(p: impl std::borrow::Borrow<nn::Path<'a>>, i: i64, o: i64) -> nn::Linear {
     nn::linear(p, i, o, Default::default())
+}
+
+/// Runs `layers` (each once, in order) on `x` as far as `span` asks: the layers it covers,
+/// each with its own dropout, keeping the output it asks to keep.
+pub fn run_span(
+    layers: &[TransformerLayer],
+    mut x: Tensor,
+    mask_bias: Option<&Tensor>,
+    c: &ModelConfig,
+    hook: &mut dyn LocationHook,
+    train: bool,
+    span: &Span,
+) -> Result<Tensor> {
+    for (i, l) in layers.iter().enumerate().filter(|(i, _)| span.runs(*i)) {
+        x = l.forward(&x, mask_bias, c, i, hook, span.train(train, Some(i)))?;
+        span.keep(i + 1, &x);
+    }
+    Ok(x)
 }
 
 /// Scaled dot-product self-attention over `num_heads` heads.
