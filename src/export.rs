@@ -16,6 +16,7 @@ use crate::io::{
     write_json_atomic,
 };
 use crate::model::loading::MODEL_FILES;
+use crate::onnx;
 use crate::predict::{self, PredictSpec};
 use crate::training::run_dir::{RunArtifact, RunDir};
 use crate::training::Stage;
@@ -29,6 +30,8 @@ pub enum ExportFormat {
     /// A plain Hugging Face model folder with one LoRA or (IA)³ adapter folded into its
     /// weights, and the classification head as transformers' own where it has the same form.
     Merged,
+    /// `model.onnx` (the setup and head as one graph), `tokenizer.json` and a README.
+    Onnx,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -38,8 +41,9 @@ impl std::str::FromStr for ExportFormat {
             "adapterhub" => Ok(ExportFormat::AdapterHub),
             "bundle" => Ok(ExportFormat::Bundle),
             "merged" => Ok(ExportFormat::Merged),
+            "onnx" => Ok(ExportFormat::Onnx),
             other => Err(Error::Invalid(format!(
-                "unknown export format `{other}` (adapterhub, bundle or merged)"
+                "unknown export format `{other}` (adapterhub, bundle, merged or onnx)"
             ))),
         }
     }
@@ -187,6 +191,7 @@ pub fn export_with_setup(
         ExportFormat::AdapterHub => write_adapterhub(&model, &head_name, spec.weights, &mut writer),
         ExportFormat::Bundle => write_bundle(&model, &head_name, &mut writer),
         ExportFormat::Merged => write_merged(&model, &head_name, &mut writer),
+        ExportFormat::Onnx => write_onnx(&model, &mut writer, onnx::external_above_bytes()),
     };
     let files = std::mem::take(&mut writer.files);
     if let Err(e) = written {
@@ -568,4 +573,22 @@ fn write_merged(model: &AdapterModel, head_name: &str, w: &mut Writer) -> Result
     w.finished("config.json")?;
     weights::write_state_dict(&w.root.join("model.safetensors"), &state)?;
     w.finished("model.safetensors")
+}
+
+/// `model.onnx` (weights beyond `external_above` bytes in `model.onnx.data`), the tokenizer
+/// as `tokenizer.json`, and a README with the inputs, outputs and an onnxruntime snippet.
+fn write_onnx(model: &AdapterModel, w: &mut Writer, external_above: u64) -> Result<()> {
+    let mut built = onnx::build(model)?;
+    w.bytes_total = built.proto.graph.as_ref().map_or(0, |g| {
+        g.initializer.iter().map(|t| t.raw_data.len() as u64).sum()
+    });
+    for file in onnx::write_model(&mut built, &w.root, external_above)? {
+        w.finished(&file)?;
+    }
+    let tokenizer = model.base.tokenizer.to_json()?;
+    crate::io::write_atomic(&w.root.join("tokenizer.json"), tokenizer.as_bytes())?;
+    w.finished("tokenizer.json")?;
+    let readme = onnx::readme(&built, model);
+    crate::io::write_atomic(&w.root.join("README.md"), readme.as_bytes())?;
+    w.finished("README.md")
 }

@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::layers::bert_linear;
+use crate::onnx::graph::{Graph, V};
 
 #[derive(Debug, Clone)]
 pub struct FusionConfig {
@@ -258,6 +259,44 @@ impl FusionLayer {
             context = context + residual;
         }
         (context, probs)
+    }
+
+    /// [`FusionLayer::forward`]'s graph at the current temperature: (output, probabilities).
+    pub fn onnx(&self, g: &mut Graph, query: &V, up: &V, residual: &V) -> Result<(V, V)> {
+        let up = if self.cfg.residual_before {
+            let r = g.unsqueeze(residual, &[2]);
+            g.add(up, &r)
+        } else {
+            up.clone()
+        };
+        let q = match &self.query {
+            Some(l) => g.linear(query, l)?,
+            None => query.clone(),
+        };
+        let k = match &self.key {
+            Some(l) => g.linear(&up, l)?,
+            None => up.clone(),
+        };
+        let v = match (&self.value, self.cfg.value_before_softmax) {
+            (Some(l), true) => g.linear(&up, l)?,
+            _ => up.clone(),
+        };
+        let q = g.unsqueeze(&q, &[2]);
+        let kt = g.transpose(&k, &[0, 1, 3, 2]);
+        let scores = g.matmul(&q, &kt);
+        let scores = g.squeeze(&scores, &[2]);
+        let scores = g.scale(&scores, 1.0 / self.temperature.get());
+        let probs = g.softmax(&scores, -1);
+        let p = g.unsqueeze(&probs, &[2]);
+        let context = g.matmul(&p, &v);
+        let mut context = g.squeeze(&context, &[2]);
+        if let (Some(l), false) = (&self.value, self.cfg.value_before_softmax) {
+            context = g.linear(&context, l)?;
+        }
+        if !self.cfg.residual_before {
+            context = g.add(&context, residual);
+        }
+        Ok((context, probs))
     }
 
     /// ||I - V||² (sum of squares), the regulariser of the paper; zero without a value matrix.

@@ -10,6 +10,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::layers::bert_linear;
 use crate::model::ModelConfig;
+use crate::onnx::graph::{Graph, V};
 
 /// Sizes a head config may ask for: beyond them the file is broken, not a head.
 const MAX_LABELS: i64 = 1 << 20;
@@ -260,6 +261,32 @@ impl HeadModule {
             if i + 1 < n {
                 if let Some(act) = self.config.activation {
                     x = act.apply(&x);
+                }
+            }
+        }
+        Ok(x)
+    }
+
+    /// [`HeadModule::forward`]'s graph (no dropout).
+    pub fn onnx(&self, g: &mut Graph, hidden: &V, sentence: &V, pooled: Option<&V>) -> Result<V> {
+        let mut x = match self.config.head_type {
+            HeadType::Tagging => hidden.clone(),
+            _ if self.config.use_pooler => pooled
+                .ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "head `{}` uses the pooler but the model has none",
+                        self.name
+                    ))
+                })?
+                .clone(),
+            _ => sentence.clone(),
+        };
+        let n = self.linears.len();
+        for (i, lin) in self.linears.iter().enumerate() {
+            x = g.linear(&x, lin)?;
+            if i + 1 < n {
+                if let Some(act) = self.config.activation {
+                    x = g.activation(&x, act);
                 }
             }
         }

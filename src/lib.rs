@@ -24,6 +24,7 @@ pub mod library;
 pub mod lock;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod predict;
 pub mod rng;
 pub mod sentencepiece;

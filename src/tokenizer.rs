@@ -79,6 +79,14 @@ pub fn sentencepiece_file(dir: &Path, config: &ModelConfig) -> Option<std::path:
 }
 
 impl TextTokenizer {
+    /// The tokenizer as a `tokenizer.json` (whatever files it was made from): what an ONNX
+    /// export ships beside the model.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(true)
+            .map_err(|e| tok_err(&self.dir, format!("cannot be written as JSON: {e}")))
+    }
+
     pub fn load(dir: &Path, config: &ModelConfig) -> Result<Self> {
         let tokenizer_config: Value = {
             let p = dir.join("tokenizer_config.json");

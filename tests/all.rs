@@ -17,6 +17,7 @@ mod inspect;
 mod methods;
 mod mlflow;
 mod model_loading;
+mod onnx;
 mod pretrained_parity;
 mod python_roundtrip;
 mod reference_parity;

@@ -11,6 +11,7 @@ use super::phm::{PhmLayer, SharedPhm, Side};
 use crate::activation::Activation;
 use crate::error::Result;
 use crate::layers::{bert_linear, layer_norm};
+use crate::onnx::graph::{Graph, Norm, V};
 
 #[derive(Debug)]
 pub struct Bottleneck {
@@ -41,6 +42,15 @@ impl Projection {
         match self {
             Projection::Linear(l) => l.forward(x),
             Projection::Phm(p) => p.forward(x),
+        }
+    }
+}
+
+impl Projection {
+    fn onnx(&self, g: &mut Graph, x: &V) -> Result<V> {
+        match self {
+            Projection::Linear(l) => g.linear(x, l),
+            Projection::Phm(p) => p.onnx(g, x),
         }
     }
 }
@@ -261,6 +271,119 @@ impl Bottleneck {
             super::sublayer_norm(ln, &(hidden + input_tensor))
         } else {
             hidden
+        }
+    }
+}
+
+/// [`PreForward`] as graph values.
+pub struct PreForwardOnnx {
+    pub hidden: V,
+    pub query: V,
+    pub residual: V,
+}
+
+/// The graphs of `pre_forward`, `forward` and `post_forward`, step for step as above (no
+/// dropout: inference). The adapter's own LayerNorms have the library's epsilon, 1e-5.
+impl Bottleneck {
+    pub fn pre_forward_onnx(
+        &self,
+        g: &mut Graph,
+        hidden: &V,
+        input_tensor: &V,
+        ln: Option<Norm>,
+        query_before_ln: bool,
+    ) -> Result<PreForwardOnnx> {
+        if self.parallel {
+            return Ok(PreForwardOnnx {
+                hidden: input_tensor.clone(),
+                query: input_tensor.clone(),
+                residual: input_tensor.clone(),
+            });
+        }
+        let mut residual = hidden.clone();
+        let query_early = hidden.clone();
+        let mut h = hidden.clone();
+        if self.original_ln_before {
+            let summed = g.add(&h, input_tensor);
+            if self.residual_before_ln == ResidualBeforeLn::PostAdd {
+                residual = summed.clone();
+            }
+            h = g.sublayer_norm(ln, &summed)?;
+        }
+        if self.residual_before_ln == ResidualBeforeLn::False {
+            residual = h.clone();
+        }
+        let query = if query_before_ln {
+            query_early
+        } else {
+            h.clone()
+        };
+        Ok(PreForwardOnnx {
+            hidden: h,
+            query,
+            residual,
+        })
+    }
+
+    pub fn forward_onnx(&self, g: &mut Graph, x: &V, residual: &V) -> Result<(V, V)> {
+        let norm = |ln| Norm { ln, eps: 1e-5 };
+        let mut down_in = x.clone();
+        if let Some(ln) = &self.ln_before {
+            down_in = g.layer_norm(&down_in, norm(ln))?;
+        }
+        let down = self.down.onnx(g, &down_in)?;
+        let down = g.activation(&down, self.activation);
+        let up = self.up.onnx(g, &down)?;
+        let up = match &self.scaling {
+            ScalingValue::Fixed(s) => g.scale(&up, *s),
+            ScalingValue::Param(t) => {
+                let t = g.weight(t, false)?;
+                g.mul(&up, &t)
+            }
+        };
+        let mut output = up.clone();
+        if let Some(gate) = &self.gate {
+            let y = g.linear(x, gate)?;
+            let y = g.activation(&y, Activation::Sigmoid);
+            let y = g.mean(&y, &[1], true);
+            output = g.mul(&output, &y);
+        }
+        if self.parallel {
+            if let Some(ln) = &self.ln_after {
+                output = g.layer_norm(&output, norm(ln))?;
+            }
+            return Ok((output, up));
+        }
+        if self.adapter_residual_before_ln {
+            output = g.add(&output, residual);
+        }
+        if let Some(ln) = &self.ln_after {
+            output = g.layer_norm(&output, norm(ln))?;
+        }
+        if !self.adapter_residual_before_ln {
+            output = g.add(&output, residual);
+        }
+        Ok((output, up))
+    }
+
+    pub fn post_forward_onnx(
+        &self,
+        g: &mut Graph,
+        hidden: &V,
+        input_hidden: &V,
+        input_tensor: &V,
+        ln: Option<Norm>,
+    ) -> Result<V> {
+        let hidden = if self.parallel {
+            g.add(hidden, input_hidden)
+        } else {
+            hidden.clone()
+        };
+        if self.original_ln_after {
+            let sum = g.add(&hidden, input_tensor);
+            g.sublayer_norm(ln, &sum)
+        } else {
+            Ok(hidden)
         }
     }
 }

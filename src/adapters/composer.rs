@@ -40,7 +40,7 @@ pub(crate) trait Composable {
     /// Average: the states of the children that ran, with their weights; `before` is the state
     /// they started from.
     fn mean(
-        &self,
+        &mut self,
         outs: Vec<Self::State>,
         weights: &[f64],
         before: Self::State,

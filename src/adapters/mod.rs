@@ -8,6 +8,7 @@ pub mod bottleneck;
 mod composer;
 pub mod composition;
 pub mod config;
+pub mod graph;
 pub mod lora;
 pub mod method;
 pub mod phm;
@@ -470,7 +471,7 @@ impl Composable for BottleneckSite<'_, '_, '_> {
         st.slice(start, len)
     }
 
-    fn mean(&self, mut outs: Vec<State>, weights: &[f64], before: State) -> Result<State> {
+    fn mean(&mut self, mut outs: Vec<State>, weights: &[f64], before: State) -> Result<State> {
         if outs.is_empty() {
             return Ok(before);
         }
@@ -653,7 +654,12 @@ impl Composable for LoraSite<'_, '_> {
         st.slice(start, len)
     }
 
-    fn mean(&self, outs: Vec<LoraState>, weights: &[f64], before: LoraState) -> Result<LoraState> {
+    fn mean(
+        &mut self,
+        outs: Vec<LoraState>,
+        weights: &[f64],
+        before: LoraState,
+    ) -> Result<LoraState> {
         let hs: Option<Vec<Tensor>> = outs
             .iter()
             .map(|s| s.hidden.as_ref().map(Tensor::shallow_clone))

@@ -349,6 +349,23 @@ impl PhmLayer {
             .reshape([self.fan_in, self.fan_out])
     }
 
+    /// [`PhmLayer::forward`]'s graph: the product is computed once, at export.
+    pub fn onnx(
+        &self,
+        g: &mut crate::onnx::graph::Graph,
+        x: &crate::onnx::graph::V,
+    ) -> crate::error::Result<crate::onnx::graph::V> {
+        let w = g.weight(&self.weight().detach(), false)?;
+        let y = g.matmul(x, &w);
+        Ok(match &self.bias {
+            Some(b) => {
+                let b = g.weight(b, false)?;
+                g.add(&y, &b)
+            }
+            None => y,
+        })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let y = x.matmul(&self.weight().to_kind(x.kind()));
         match &self.bias {

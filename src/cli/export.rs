@@ -33,8 +33,9 @@ pub struct ExportArgs {
     /// `Split(a, b, splits=[4, 60])`, instead of the Stack of the adapters (Fuse with a fusion).
     #[arg(long, value_name = "EXPR")]
     setup: Option<String>,
-    /// adapterhub (folders the Python `adapters` library loads), bundle (self-contained) or
-    /// merged (a plain transformers model folder with a LoRA or (IA)³ adapter folded in).
+    /// adapterhub (folders the Python `adapters` library loads), bundle (self-contained),
+    /// merged (a plain transformers model folder with a LoRA or (IA)³ adapter folded in) or
+    /// onnx (model.onnx with the setup and head in one graph, tokenizer.json, README.md).
     #[arg(long, default_value = "adapterhub")]
     format: String,
     /// Weight files of the adapterhub format: both (.safetensors and the .bin that the

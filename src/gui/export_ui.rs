@@ -48,6 +48,7 @@ impl ExportView {
             ExportFormat::AdapterHub => "adapterhub",
             ExportFormat::Bundle => "bundle",
             ExportFormat::Merged => "merged",
+            ExportFormat::Onnx => "onnx",
         };
         exports.join(format!("{id}-{suffix}")).display().to_string()
     }
@@ -103,6 +104,8 @@ impl ExportView {
                     .on_hover_text("Config, tokenizer, one safetensors file with every weight, and a manifest with checksums: `adapter-studio predict --bundle DIR`");
                 ui.radio_value(&mut self.format, ExportFormat::Merged, "Merged model")
                     .on_hover_text("A LoRA or (IA)³ adapter folded into the model's weights: a plain transformers folder (AutoModelForSequenceClassification for BERT, RoBERTa and XLM-R heads) that needs no adapter library");
+                ui.radio_value(&mut self.format, ExportFormat::Onnx, "ONNX")
+                    .on_hover_text("model.onnx with the adapters, fusion and head in one graph (inputs input_ids and attention_mask; outputs logits and, for a fusion, fusion_attention), tokenizer.json and a README: runs in ONNX Runtime without Python or this program");
             });
             if before != self.format {
                 self.path = self.default_path(&exports, &run);

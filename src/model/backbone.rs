@@ -6,9 +6,18 @@ use tch::nn;
 use tch::Tensor;
 
 use super::config::{Architecture, ModelConfig};
-use super::hooks::{LinearSite, Location, LocationHook};
+use super::hooks::{GraphHook, LinearSite, Location, LocationHook};
 use super::{albert, bert, deberta_v2, distilbert};
 use crate::error::Result;
+use crate::onnx::graph::{Graph, V};
+
+/// The graph inputs a backbone reads: int64 [batch, sequence] each.
+#[derive(Debug, Clone)]
+pub struct GraphInputs {
+    pub input_ids: V,
+    pub attention_mask: V,
+    pub token_type_ids: V,
+}
 
 /// Which part of the layer stack a forward pass runs: all of it, or (training with a frozen
 /// prefix, see `training::frozen_cache`) the layers above a cached one, or all of it keeping
@@ -67,6 +76,22 @@ pub trait Backbone: std::fmt::Debug + Send {
 
     /// The pooler's output for the heads that use it, when the model has a pooler.
     fn pool(&self, hidden: &Tensor) -> Option<Tensor>;
+
+    /// [`Backbone::forward`] as an ONNX graph (inference): the last hidden state; None where
+    /// the architecture has no graph form yet.
+    fn onnx(
+        &self,
+        _g: &mut Graph,
+        _inputs: &GraphInputs,
+        _hook: &mut dyn GraphHook,
+    ) -> Result<Option<V>> {
+        Ok(None)
+    }
+
+    /// [`Backbone::pool`]'s graph.
+    fn pool_onnx(&self, _g: &mut Graph, _hidden: &V) -> Result<Option<V>> {
+        Ok(None)
+    }
 }
 
 /// The base model of any supported architecture.
@@ -210,6 +235,22 @@ impl Encoder {
         }
         self.backbone
             .forward(input_ids, token_type_ids, attention_mask, hook, train, span)
+    }
+
+    /// The encoder's ONNX graph; an error names the architecture when it has none.
+    pub fn onnx(&self, g: &mut Graph, inputs: &GraphInputs, hook: &mut dyn GraphHook) -> Result<V> {
+        self.backbone.onnx(g, inputs, hook)?.ok_or_else(|| {
+            crate::error::Error::Invalid(format!(
+                "ONNX export does not support {} models yet (BERT, RoBERTa, XLM-RoBERTa, \
+                 ELECTRA and DistilBERT)",
+                self.config.arch.model_type()
+            ))
+        })
+    }
+
+    /// The pooler's graph, when the model has a pooler.
+    pub fn pool_onnx(&self, g: &mut Graph, hidden: &V) -> Result<Option<V>> {
+        self.backbone.pool_onnx(g, hidden)
     }
 
     /// Whether a forward pass can start above a cached layer.

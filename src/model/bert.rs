@@ -4,12 +4,13 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
+use super::backbone::{Backbone, BackboneKind, GraphInputs, LayerSites, Span};
 use super::config::{Architecture, ModelConfig};
-use super::hooks::LocationHook;
+use super::hooks::{GraphHook, LocationHook};
 use super::layer::{self, linear, Style, TransformerLayer};
 use crate::error::Result;
 use crate::layers::layer_norm;
+use crate::onnx::graph::{Graph, Norm, V};
 
 #[derive(Debug)]
 pub struct Bert {
@@ -62,6 +63,32 @@ impl Embeddings {
         self.ln.forward(&x).dropout(c.hidden_dropout, train)
     }
 
+    /// [`Embeddings::forward`]'s graph (no dropout).
+    pub fn onnx(
+        &self,
+        g: &mut Graph,
+        inputs: &GraphInputs,
+        positions: &V,
+        c: &ModelConfig,
+    ) -> Result<V> {
+        let mut x = g.embedding(&self.word, &inputs.input_ids)?;
+        if let Some(p) = &self.position {
+            let y = g.embedding(p, positions)?;
+            x = g.add(&x, &y);
+        }
+        if let Some(tt) = &self.token_type {
+            let y = g.embedding(tt, &inputs.token_type_ids)?;
+            x = g.add(&x, &y);
+        }
+        g.layer_norm(
+            &x,
+            Norm {
+                ln: &self.ln,
+                eps: c.layer_norm_eps,
+            },
+        )
+    }
+
     /// Sum of the embeddings before the LayerNorm.
     pub fn sum(
         &self,
@@ -109,6 +136,22 @@ impl Bert {
             layer::absolute_positions(input_ids)
         }
     }
+
+    /// [`Bert::position_ids`]'s graph.
+    fn position_ids_onnx(&self, g: &mut Graph, input_ids: &V) -> V {
+        if self.config.arch.offsets_positions() {
+            let pad = g.ints(&[self.config.pad_token_id]);
+            let is_pad = g.op("Equal", &[input_ids, &pad], Vec::new());
+            let mask = g.op("Not", &[&is_pad], Vec::new());
+            let mask = g.cast_int64(&mask);
+            let axis = g.index(1);
+            let counted = g.op("CumSum", &[&mask, &axis], Vec::new());
+            let counted = g.mul(&counted, &mask);
+            g.add(&counted, &pad)
+        } else {
+            layer::absolute_positions_onnx(g, input_ids)
+        }
+    }
 }
 
 impl Backbone for Bert {
@@ -146,6 +189,29 @@ impl Backbone for Bert {
 
     fn pool(&self, hidden: &Tensor) -> Option<Tensor> {
         Some(layer::first_token_pool(self.pooler.as_ref()?, hidden))
+    }
+
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        inputs: &GraphInputs,
+        hook: &mut dyn GraphHook,
+    ) -> Result<Option<V>> {
+        let c = &self.config;
+        let positions = self.position_ids_onnx(g, &inputs.input_ids);
+        let mut x = self.embeddings.onnx(g, inputs, &positions, c)?;
+        if let Some(project) = &self.embeddings_project {
+            x = g.linear(&x, project)?;
+        }
+        let mask_bias = layer::mask_bias_onnx(g, &inputs.attention_mask);
+        layer::run_onnx(&self.layers, g, x, &mask_bias, c, hook).map(Some)
+    }
+
+    fn pool_onnx(&self, g: &mut Graph, hidden: &V) -> Result<Option<V>> {
+        match &self.pooler {
+            Some(dense) => layer::first_token_pool_onnx(g, dense, hidden).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

@@ -33,6 +33,23 @@ pub enum SentenceToken {
 }
 
 impl SentenceToken {
+    /// [`SentenceToken::select`]'s graph (encoders' first token).
+    pub fn select_onnx(
+        self,
+        g: &mut crate::onnx::graph::Graph,
+        hidden: &crate::onnx::graph::V,
+    ) -> crate::error::Result<crate::onnx::graph::V> {
+        match self {
+            SentenceToken::First => {
+                let zero = g.index(0);
+                Ok(g.gather(hidden, &zero, 1))
+            }
+            SentenceToken::LastNonPad => Err(crate::error::Error::Invalid(
+                "ONNX export does not support heads on the last token (decoders) yet".into(),
+            )),
+        }
+    }
+
     /// The hidden state of the sentence token of each row: [batch, width] from `hidden`
     /// [batch, tokens, width] and the input's `attention_mask` [batch, input tokens] (right
     /// padding; `hidden` may hold tokens put in front of the input, as prompt tuning does).

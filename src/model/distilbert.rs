@@ -4,12 +4,13 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
+use super::backbone::{Backbone, BackboneKind, GraphInputs, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::ModelConfig;
-use super::hooks::LocationHook;
+use super::hooks::{GraphHook, LocationHook};
 use super::layer::{self, Style, TransformerLayer};
 use crate::error::Result;
+use crate::onnx::graph::{Graph, V};
 
 #[derive(Debug)]
 pub struct DistilBert {
@@ -69,6 +70,19 @@ impl Backbone for DistilBert {
 
     fn pool(&self, _hidden: &Tensor) -> Option<Tensor> {
         None
+    }
+
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        inputs: &GraphInputs,
+        hook: &mut dyn GraphHook,
+    ) -> Result<Option<V>> {
+        let c = &self.config;
+        let positions = layer::absolute_positions_onnx(g, &inputs.input_ids);
+        let x = self.embeddings.onnx(g, inputs, &positions, c)?;
+        let mask_bias = layer::mask_bias_onnx(g, &inputs.attention_mask);
+        layer::run_onnx(&self.layers, g, x, &mask_bias, c, hook).map(Some)
     }
 }
 

@@ -5,6 +5,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use crate::error::Result;
+use crate::onnx::graph::{Graph, Norm, V};
 
 /// Where in a transformer layer a bottleneck sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,5 +158,47 @@ impl LocationHook for NoAdapters {
         _: bool,
     ) -> Result<Tensor> {
         Ok(sublayer_norm(ln, &(h + r)))
+    }
+}
+
+/// [`LocationHook`] for building an ONNX graph: called where the forward pass calls it, with
+/// graph values instead of tensors (inference only: no dropout, no prefixes or prompts).
+pub trait GraphHook {
+    /// The output of the linear at `site` of `layer` given its input `x`.
+    fn linear(
+        &mut self,
+        g: &mut Graph,
+        _layer: usize,
+        _site: LinearSite,
+        x: &V,
+        linear: &nn::Linear,
+    ) -> Result<V> {
+        g.linear(x, linear)
+    }
+
+    /// The location's output from the sub-layer output `h` and its residual input `r`.
+    fn bottleneck(
+        &mut self,
+        g: &mut Graph,
+        layer: usize,
+        location: Location,
+        h: &V,
+        r: &V,
+        ln: Option<Norm>,
+    ) -> Result<V>;
+}
+
+impl GraphHook for NoAdapters {
+    fn bottleneck(
+        &mut self,
+        g: &mut Graph,
+        _: usize,
+        _: Location,
+        h: &V,
+        r: &V,
+        ln: Option<Norm>,
+    ) -> Result<V> {
+        let sum = g.add(h, r);
+        g.sublayer_norm(ln, &sum)
     }
 }

@@ -5,9 +5,10 @@ use tch::{Kind, Tensor};
 
 use super::backbone::{LayerSites, Span};
 use super::config::ModelConfig;
-use super::hooks::{LinearSite, Location, LocationHook};
+use super::hooks::{GraphHook, LinearSite, Location, LocationHook};
 use crate::error::Result;
 use crate::layers::layer_norm;
+use crate::onnx::graph::{Graph, Norm, V};
 
 pub(crate) fn linear<'a>(p: impl std::borrow::Borrow<nn::Path<'a>>, i: i64, o: i64) -> nn::Linear {
     nn::linear(p, i, o, Default::default())
@@ -27,6 +28,21 @@ pub fn run_span(
     for (i, l) in layers.iter().enumerate().filter(|(i, _)| span.runs(*i)) {
         x = l.forward(&x, mask_bias, c, i, hook, span.train(train, Some(i)))?;
         span.keep(i + 1, &x);
+    }
+    Ok(x)
+}
+
+/// [`run_span`]'s graph: every layer once, in order.
+pub fn run_onnx(
+    layers: &[TransformerLayer],
+    g: &mut Graph,
+    mut x: V,
+    mask_bias: &V,
+    c: &ModelConfig,
+    hook: &mut dyn GraphHook,
+) -> Result<V> {
+    for (i, l) in layers.iter().enumerate() {
+        x = l.onnx(g, &x, mask_bias, c, i, hook)?;
     }
     Ok(x)
 }
@@ -122,6 +138,38 @@ impl SelfAttention {
     }
 }
 
+impl SelfAttention {
+    /// [`SelfAttention::forward`]'s graph: softmax(q kᵀ / √d + mask) v, heads split by
+    /// reshapes that keep batch and sequence dynamic.
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        x: &V,
+        mask_bias: &V,
+        layer: usize,
+        hook: &mut dyn GraphHook,
+    ) -> Result<V> {
+        let d = self.query.ws.size()[0];
+        let dh = d / self.num_heads;
+        let mut heads = |g: &mut Graph, lin: &nn::Linear, site: LinearSite| -> Result<V> {
+            let y = hook.linear(g, layer, site, x, lin)?;
+            let y = g.reshape(&y, &[0, 0, self.num_heads, dh]);
+            Ok(g.transpose(&y, &[0, 2, 1, 3]))
+        };
+        let q = heads(g, &self.query, LinearSite::Query)?;
+        let k = heads(g, &self.key, LinearSite::Key)?;
+        let v = heads(g, &self.value, LinearSite::Value)?;
+        let kt = g.transpose(&k, &[0, 1, 3, 2]);
+        let scores = g.matmul(&q, &kt);
+        let scores = g.scale(&scores, 1.0 / (dh as f64).sqrt());
+        let scores = g.add(&scores, mask_bias);
+        let probs = g.softmax(&scores, -1);
+        let ctx = g.matmul(&probs, &v);
+        let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);
+        Ok(g.reshape(&ctx, &[0, 0, d]))
+    }
+}
+
 /// One layer: self-attention, then the sub-layers after it.
 #[derive(Debug)]
 pub(crate) struct TransformerLayer {
@@ -195,7 +243,74 @@ impl TransformerLayer {
     }
 }
 
+impl TransformerLayer {
+    /// [`TransformerLayer::forward`]'s graph.
+    pub fn onnx(
+        &self,
+        g: &mut Graph,
+        x: &V,
+        mask_bias: &V,
+        c: &ModelConfig,
+        adapter_layer: usize,
+        hook: &mut dyn GraphHook,
+    ) -> Result<V> {
+        let attn = self.attention.onnx(g, x, mask_bias, adapter_layer, hook)?;
+        self.rest.onnx(g, x, &attn, c, adapter_layer, hook)
+    }
+}
+
 impl Sublayers {
+    /// [`Sublayers::forward`]'s graph (no dropout: inference).
+    pub fn onnx(
+        &self,
+        g: &mut Graph,
+        x: &V,
+        attn: &V,
+        c: &ModelConfig,
+        adapter_layer: usize,
+        hook: &mut dyn GraphHook,
+    ) -> Result<V> {
+        let eps = c.layer_norm_eps;
+        let h = g.linear(attn, &self.attention_out)?;
+        let (sub_layer, residual) = match self.style.attention_hook_swapped {
+            true => (x, &h),
+            false => (&h, x),
+        };
+        let attention_ln = Norm {
+            ln: &self.attention_ln,
+            eps,
+        };
+        let after_attention = hook.bottleneck(
+            g,
+            adapter_layer,
+            Location::Attention,
+            sub_layer,
+            residual,
+            Some(attention_ln),
+        )?;
+        let inter = hook.linear(
+            g,
+            adapter_layer,
+            LinearSite::Intermediate,
+            &after_attention,
+            &self.intermediate,
+        )?;
+        let inter = g.activation(&inter, c.hidden_act);
+        let h = hook.linear(g, adapter_layer, LinearSite::Output, &inter, &self.output)?;
+        let output_ln = Norm {
+            ln: &self.output_ln,
+            eps,
+        };
+        hook.bottleneck(
+            g,
+            adapter_layer,
+            Location::Output,
+            &h,
+            &after_attention,
+            Some(output_ln),
+        )
+    }
+
     /// The pieces after the attention scores, at `p`'s paths.
     pub fn new(p: &LayerSites, c: &ModelConfig, style: Style) -> Self {
         let d = c.hidden_size;
@@ -277,6 +392,26 @@ pub(crate) fn mask_bias(attention_mask: &Tensor) -> Option<Tensor> {
     })
 }
 
+/// [`mask_bias`]'s graph from the int64 `attention_mask` [batch, tokens]: [batch, 1, 1, tokens],
+/// always present (zeros add nothing where there is no padding).
+pub(crate) fn mask_bias_onnx(g: &mut Graph, attention_mask: &V) -> V {
+    let m = g.cast_float(attention_mask);
+    let one = g.scalar(1.0);
+    let m = g.sub(&one, &m);
+    let m = g.scale(&m, f64::from(f32::MIN));
+    g.unsqueeze(&m, &[1, 2])
+}
+
+/// Position ids `0..tokens` [1, tokens] for the int64 `input_ids` (broadcast over the batch).
+pub(crate) fn absolute_positions_onnx(g: &mut Graph, input_ids: &V) -> V {
+    let shape = g.op("Shape", &[input_ids], Vec::new());
+    let one_index = g.index(1);
+    let tokens = g.gather(&shape, &one_index, 0);
+    let (zero, one) = (g.index(0), g.index(1));
+    let range = g.op("Range", &[&zero, &tokens, &one], Vec::new());
+    g.unsqueeze(&range, &[0])
+}
+
 /// Absolute position ids `0..tokens` for every example.
 pub(crate) fn absolute_positions(input_ids: &Tensor) -> Tensor {
     let (b, t) = input_ids.size2().expect("input ids are [batch, tokens]");
@@ -291,6 +426,14 @@ pub(crate) fn token_types(input_ids: &Tensor, token_type_ids: Option<&Tensor>) -
         Some(ids) => ids.shallow_clone(),
         None => input_ids.zeros_like(),
     }
+}
+
+/// [`first_token_pool`]'s graph.
+pub(crate) fn first_token_pool_onnx(g: &mut Graph, dense: &nn::Linear, hidden: &V) -> Result<V> {
+    let zero = g.index(0);
+    let first = g.gather(hidden, &zero, 1);
+    let y = g.linear(&first, dense)?;
+    Ok(g.activation(&y, crate::activation::Activation::Tanh))
 }
 
 /// BERT's pooler: `tanh(dense(first token))`.

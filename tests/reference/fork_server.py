@@ -38,6 +38,8 @@ import adapters  # noqa: E402,F401
 from adapters import AutoAdapterModel  # noqa: E402,F401
 from transformers import AutoModel, AutoTokenizer  # noqa: E402,F401
 import adapters.composition  # noqa: E402,F401
+import onnx  # noqa: E402,F401  (tests/onnx.rs: 1.6 s a check otherwise)
+import onnxruntime  # noqa: E402,F401
 
 
 def run(argv):
