@@ -150,24 +150,13 @@ pub fn export_with_setup(
     setup: Option<&Setup>,
     on_progress: &mut dyn FnMut(&ExportProgress) -> bool,
 ) -> Result<ExportReport> {
-    let out = &spec.out;
     let _run_lock = spec
         .from_run
         .as_ref()
         .map(|r| RunDir::new(r).lock("exporting"))
         .transpose()?;
-    // An export killed between the two renames of `replace_dir` left the previous folder
-    // aside: put it back before deciding anything about `out`.
-    recover_dir(out)?;
-    if out.exists() && !spec.force {
-        return Err(Error::Invalid(format!(
-            "{} already exists: choose another folder, or replace it with --force",
-            out.display()
-        )));
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
+    // Refused before the parts are loaded: a taken folder is known at once.
+    check_target(&spec.out, spec.force)?;
     let parts = PredictSpec {
         device: Device::Cpu,
         ..spec.parts.clone()
@@ -176,6 +165,45 @@ pub fn export_with_setup(
     if let Some(setup) = setup {
         model.set_setup(Some(setup.clone()))?;
     }
+    export_model(
+        &model,
+        spec.format,
+        spec.weights,
+        &spec.out,
+        spec.force,
+        on_progress,
+    )
+}
+
+/// Whether `out` may be written: recovers an interrupted replacement first, then refuses an
+/// existing folder unless `force`; creates its parent.
+fn check_target(out: &Path, force: bool) -> Result<()> {
+    // An export killed between the two renames of `replace_dir` left the previous folder
+    // aside: put it back before deciding anything about `out`.
+    recover_dir(out)?;
+    if out.exists() && !force {
+        return Err(Error::Invalid(format!(
+            "{} already exists: choose another folder, or replace it with --force",
+            out.display()
+        )));
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    Ok(())
+}
+
+/// Exports a loaded model (its active setup and head) to `out` in `format`: written into a
+/// temporary folder that replaces `out` only when complete.
+pub fn export_model(
+    model: &AdapterModel,
+    format: ExportFormat,
+    weights: WeightFormat,
+    out: &Path,
+    force: bool,
+    on_progress: &mut dyn FnMut(&ExportProgress) -> bool,
+) -> Result<ExportReport> {
+    check_target(out, force)?;
     let head_name = model
         .active_head
         .clone()
@@ -187,11 +215,11 @@ pub fn export_with_setup(
         bytes_total: 0,
         on_progress,
     };
-    let written = match spec.format {
-        ExportFormat::AdapterHub => write_adapterhub(&model, &head_name, spec.weights, &mut writer),
-        ExportFormat::Bundle => write_bundle(&model, &head_name, &mut writer),
-        ExportFormat::Merged => write_merged(&model, &head_name, &mut writer),
-        ExportFormat::Onnx => write_onnx(&model, &mut writer, onnx::external_above_bytes()),
+    let written = match format {
+        ExportFormat::AdapterHub => write_adapterhub(model, &head_name, weights, &mut writer),
+        ExportFormat::Bundle => write_bundle(model, &head_name, &mut writer),
+        ExportFormat::Merged => write_merged(model, &head_name, &mut writer),
+        ExportFormat::Onnx => write_onnx(model, &mut writer, onnx::external_above_bytes()),
     };
     let files = std::mem::take(&mut writer.files);
     if let Err(e) = written {
@@ -201,7 +229,7 @@ pub fn export_with_setup(
     }
     replace_dir(&tmp, out)?;
     Ok(ExportReport {
-        out: out.clone(),
+        out: out.to_path_buf(),
         files,
     })
 }

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod predict;
+pub mod prune;
 pub mod rng;
 pub mod sentencepiece;
 pub mod side_worker;

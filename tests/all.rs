@@ -19,6 +19,7 @@ mod mlflow;
 mod model_loading;
 mod onnx;
 mod pretrained_parity;
+mod prune;
 mod python_roundtrip;
 mod reference_parity;
 mod sentencepiece;

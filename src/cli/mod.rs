@@ -5,6 +5,7 @@ mod datasets;
 mod export;
 mod hub;
 mod predict;
+mod prune;
 mod study;
 mod train;
 
@@ -56,8 +57,12 @@ enum Command {
     Fuse(train::FuseArgs),
     /// Evaluate adapters/fusion and a head on a labelled dataset.
     Eval(train::EvalArgs),
-    /// Export a model with its adapters, fusion and head (AdapterHub folders or a bundle).
+    /// Export a model with its adapters, fusion and head (AdapterHub folders, a bundle, a
+    /// merged model or ONNX).
     Export(export::ExportArgs),
+    /// Prune a trained fusion (AdapterDrop): drop adapters it hardly attends to and/or its
+    /// lowest layers, with accuracy and speed before and after.
+    Prune(prune::PruneArgs),
     /// A new adapter as the weighted average of trained ones (training-free; LoRA or bottleneck).
     Average(average::AverageArgs),
     /// A prefix-tuning adapter in its flat form (its MLP folded into the prefixes).
@@ -100,6 +105,7 @@ pub fn run() -> anyhow::Result<()> {
         Some(Command::Fuse(args)) => train::fuse(args),
         Some(Command::Eval(args)) => train::eval(args),
         Some(Command::Export(args)) => export::export(args),
+        Some(Command::Prune(args)) => prune::run(args),
         Some(Command::Average(args)) => average::run(args),
         Some(Command::Eject(args)) => average::eject(args),
         Some(Command::Import(args)) => export::import(args),

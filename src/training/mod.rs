@@ -19,8 +19,8 @@ pub use run_dir::{
     AttentionRecord, EvalRecord, Record, RunArtifact, RunDir, RunInfo, RunStatus, StepRecord,
 };
 pub use trainer::{
-    estimate, evaluate, evaluate_file, load_splits, resume, resume_with, train, train_with,
-    EvalResult, LockWait, RunEstimate,
+    estimate, evaluate, evaluate_file, load_eval_set, load_splits, resume, resume_with, train,
+    train_with, EvalResult, LockWait, RunEstimate,
 };
 
 /// What stage 1 trains: a registered method (see `adapters/method.rs`).

@@ -512,6 +512,19 @@ pub fn evaluate_file(
     batch_size: usize,
     max_length: usize,
 ) -> Result<(EvalResult, Option<String>)> {
+    let (set, labels, skipped) = load_eval_set(model, source, columns, skip_bad_rows, max_length)?;
+    Ok((evaluate(model, &set, &labels, batch_size)?, skipped))
+}
+
+/// A dataset encoded for evaluating `model` with its active head: the set, the head's labels
+/// and what was skipped.
+pub fn load_eval_set(
+    model: &AdapterModel,
+    source: &DataSource,
+    columns: &Columns,
+    skip_bad_rows: bool,
+    max_length: usize,
+) -> Result<(EncodedSet, Vec<String>, Option<String>)> {
     let head = model
         .active_head
         .as_ref()
@@ -536,7 +549,7 @@ pub fn evaluate_file(
     let tokenizer = model.base.tokenizer.with_max_length(max_length)?;
     // A large file is streamed to a spill file, as in training.
     let (set, skipped) = EncodedSet::load(source, &spec, &labels, &tokenizer)?;
-    Ok((evaluate(model, &set, &labels, batch_size)?, skipped))
+    Ok((set, labels, skipped))
 }
 
 /// Whether an evaluation improved what early stopping watches, by more than `min_delta`;

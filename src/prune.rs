@@ -1,0 +1,318 @@
+//! Pruning a trained fusion, as AdapterDrop (Rücklé et al., EMNLP 2021) found possible: drop
+//! the adapters the fusion hardly attends to (mean weight under a threshold in every layer, on
+//! the given data) and/or drop the fusion and its adapters from the lowest k layers. The
+//! result is a smaller setup written as AdapterHub folders (the library loads them with
+//! `load_adapter_setup`), with its accuracy and speed before and after, measured in the same
+//! run on the same data.
+//!
+//! The fusion's query, key and value matrices act on hidden states, not on adapters: a fusion
+//! over fewer adapters keeps them (renamed to the new fusion's name). Dropped layers become
+//! the adapters' `leave_out`; the fusion keeps its layers there (the library creates them
+//! regardless) and, with no adapter module, they are skipped, as in the library.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::adapter_model::AdapterModel;
+use crate::adapters::{AdapterConfig, AdapterModule, FusionModule, Setup};
+use crate::data::{Columns, DataSource};
+use crate::error::{Error, Result};
+use crate::export::{self, ExportFormat};
+use crate::hub::WeightFormat;
+use crate::predict::{self, PredictSpec};
+use crate::training;
+
+#[derive(Debug, Clone)]
+pub struct PruneSpec {
+    /// The model, the fused adapters, the fusion and its head.
+    pub parts: PredictSpec,
+    pub data: DataSource,
+    pub columns: Columns,
+    pub skip_bad_rows: bool,
+    pub batch_size: usize,
+    pub max_length: usize,
+    /// Drop the adapters whose mean fusion weight stays below this in every layer.
+    pub threshold: Option<f64>,
+    /// Drop the fusion and its adapters from the lowest this many layers.
+    pub drop_layers: usize,
+    /// Each model is timed this many times on the data; the fastest counts.
+    pub repeats: usize,
+    pub out: PathBuf,
+    pub force: bool,
+    pub weights: WeightFormat,
+}
+
+/// A model's accuracy and speed on the data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub metrics: BTreeMap<String, f64>,
+    pub examples: usize,
+    /// The fastest of the timed evaluations.
+    pub seconds: f64,
+    pub examples_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// The fusion's adapters, and the layers its attention was read at.
+    pub adapters: Vec<String>,
+    pub layers: Vec<usize>,
+    /// Mean fusion weight [layer][adapter] over the data (before pruning).
+    pub weights: Vec<Vec<f64>>,
+    pub kept: Vec<String>,
+    pub dropped: Vec<String>,
+    /// Layers where neither the fusion nor its adapters run any more.
+    pub dropped_layers: Vec<usize>,
+    /// The pruned setup, in the library's notation.
+    pub setup: String,
+    pub before: Measured,
+    pub after: Measured,
+    pub out: PathBuf,
+}
+
+impl PruneReport {
+    /// After over before: > 1 is faster.
+    pub fn speedup(&self) -> f64 {
+        self.after.examples_per_second / self.before.examples_per_second.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The file beside the pruned folders that holds the report.
+pub const REPORT_FILE: &str = "prune_report.json";
+
+/// Which adapters stay: those whose mean weight reaches `threshold` in some layer. At least one
+/// stays (the one with the largest weight anywhere).
+pub fn choose(
+    adapters: &[String],
+    weights: &[Vec<f64>],
+    threshold: Option<f64>,
+) -> (Vec<String>, Vec<String>) {
+    let peak = |j: usize| {
+        weights
+            .iter()
+            .filter_map(|row| row.get(j))
+            .fold(0.0f64, |m, w| m.max(*w))
+    };
+    let Some(t) = threshold else {
+        return (adapters.to_vec(), Vec::new());
+    };
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for (j, name) in adapters.iter().enumerate() {
+        match peak(j) >= t {
+            true => kept.push(name.clone()),
+            false => dropped.push(name.clone()),
+        }
+    }
+    if kept.is_empty() {
+        if let Some(best) = (0..adapters.len()).max_by(|a, b| peak(*a).total_cmp(&peak(*b))) {
+            dropped.retain(|n| *n != adapters[best]);
+            kept.push(adapters[best].clone());
+        }
+    }
+    (kept, dropped)
+}
+
+fn measure(
+    model: &AdapterModel,
+    set: &training::batches::EncodedSet,
+    labels: &[String],
+    spec: &PruneSpec,
+) -> Result<(Measured, training::EvalResult)> {
+    let mut best = f64::INFINITY;
+    let mut first = None;
+    for _ in 0..spec.repeats.max(1) {
+        let start = Instant::now();
+        let result = training::evaluate(model, set, labels, spec.batch_size)?;
+        best = best.min(start.elapsed().as_secs_f64());
+        first.get_or_insert(result);
+    }
+    let result = first.ok_or_else(|| Error::Invalid("nothing was evaluated".into()))?;
+    let measured = Measured {
+        metrics: result.metrics.clone(),
+        examples: result.examples,
+        seconds: best,
+        examples_per_second: result.examples as f64 / best.max(1e-9),
+    };
+    Ok((measured, result))
+}
+
+/// `adapter` rebuilt without modules in the layers below `drop_layers` (its `leave_out`).
+fn without_lowest_layers(
+    model: &AdapterModel,
+    adapter: &AdapterModule,
+    drop_layers: usize,
+) -> Result<AdapterModule> {
+    let mut raw = adapter.config.raw().clone();
+    let mut leave_out = match &adapter.config {
+        AdapterConfig::Bottleneck(c) => c.leave_out.clone(),
+        other => {
+            return Err(Error::Invalid(format!(
+                "`{}` is a {} adapter: a fusion prunes bottleneck adapters",
+                adapter.name,
+                other.method_name()
+            )))
+        }
+    };
+    leave_out.extend(0..drop_layers);
+    leave_out.sort_unstable();
+    leave_out.dedup();
+    raw.insert("leave_out".into(), serde_json::json!(leave_out));
+    let origin = std::path::Path::new("the pruned adapter's config");
+    let config = AdapterConfig::from_json(origin, &raw, true)?;
+    let device = model.base.device();
+    let mut pruned = AdapterModule::new(&model.base.config, &adapter.name, config, device)?;
+    // Every variable of the pruned adapter is one of the original's, by the same name.
+    pruned
+        .vs
+        .copy(&adapter.vs)
+        .map_err(|e| Error::Invalid(format!("pruning `{}`: {e}", adapter.name)))?;
+    Ok(pruned)
+}
+
+/// A fusion over `kept` (a subset of `old`'s adapters, in its order) with `old`'s weights.
+fn fusion_over(model: &AdapterModel, old: &FusionModule, kept: &[String]) -> Result<FusionModule> {
+    let members: Vec<&AdapterModule> = kept.iter().map(|n| &model.adapters[n]).collect();
+    let device = model.base.device();
+    let fusion = FusionModule::new(&model.base.config, &members, old.config.clone(), device)?;
+    let from = old.vs.variables();
+    let to = fusion.vs.variables();
+    let (new_seg, old_seg) = (
+        format!(".adapter_fusion_layer.{}.", fusion.name),
+        format!(".adapter_fusion_layer.{}.", old.name),
+    );
+    tch::no_grad(|| -> Result<()> {
+        for (name, t) in to {
+            let source = name.replace(&new_seg, &old_seg);
+            let value = from.get(&source).ok_or_else(|| {
+                Error::Invalid(format!("the fusion `{}` has no `{source}`", old.name))
+            })?;
+            let mut t = t;
+            t.copy_(value);
+        }
+        Ok(())
+    })?;
+    Ok(fusion)
+}
+
+/// Prunes the fusion of `spec.parts` and writes the smaller setup to `spec.out`.
+pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
+    if spec.parts.fusion.is_none() {
+        return Err(Error::Invalid(
+            "prune works on a trained fusion: give its --fusion (and its adapters and head)".into(),
+        ));
+    }
+    if let Some(t) = spec.threshold.filter(|t| !(0.0..1.0).contains(t)) {
+        return Err(Error::Invalid(format!(
+            "--threshold {t}: a fusion weight threshold is between 0 and 1"
+        )));
+    }
+    if spec.threshold.is_none() && spec.drop_layers == 0 {
+        return Err(Error::Invalid(
+            "nothing to prune: give --threshold W (drop adapters) and/or --drop-layers K".into(),
+        ));
+    }
+    let mut model = predict::load(&spec.parts)?;
+    let layers_total = model.base.config.adapter_layers();
+    if spec.drop_layers >= layers_total {
+        return Err(Error::Invalid(format!(
+            "--drop-layers {}: the model has {layers_total} layers; at least one must keep the \
+             fusion",
+            spec.drop_layers
+        )));
+    }
+    let (set, labels, _skipped) = training::load_eval_set(
+        &model,
+        &spec.data,
+        &spec.columns,
+        spec.skip_bad_rows,
+        spec.max_length,
+    )?;
+    let (before, result) = measure(&model, &set, &labels, spec)?;
+    let attention = result.attention.ok_or_else(|| {
+        Error::Invalid("the model recorded no fusion attention on the data".into())
+    })?;
+    let (kept, dropped) = choose(&attention.adapters, &attention.mean, spec.threshold);
+
+    // The pruned model, in place of the original (already measured).
+    let old_fusion_name = Setup::fuse_of(&attention.adapters).name();
+    let old_fusion = model
+        .fusions
+        .remove(&old_fusion_name)
+        .ok_or_else(|| Error::Invalid(format!("the fusion `{old_fusion_name}` is not loaded")))?;
+    model.set_setup(None)?;
+    for name in &dropped {
+        model.adapters.remove(name);
+    }
+    for name in &kept {
+        let pruned = without_lowest_layers(&model, &model.adapters[name], spec.drop_layers)?;
+        model.adapters.insert(name.clone(), pruned);
+    }
+    let setup = if kept.len() >= 2 {
+        let fusion = fusion_over(&model, &old_fusion, &kept)?;
+        model.fusions.insert(fusion.name.clone(), fusion);
+        Setup::fuse_of(&kept)
+    } else {
+        Setup::stack_of(&kept)
+    };
+    model.set_setup(Some(setup.clone()))?;
+    let (after, _) = measure(&model, &set, &labels, spec)?;
+    export::export_model(
+        &model,
+        ExportFormat::AdapterHub,
+        spec.weights,
+        &spec.out,
+        spec.force,
+        &mut |_| true,
+    )?;
+    let report = PruneReport {
+        adapters: attention.adapters.clone(),
+        layers: attention.layers.clone(),
+        weights: attention.mean.clone(),
+        kept,
+        dropped,
+        dropped_layers: (0..spec.drop_layers).collect(),
+        setup: setup.to_string(),
+        before,
+        after,
+        out: spec.out.clone(),
+    };
+    let value = serde_json::to_value(&report)
+        .map_err(|e| Error::Invalid(format!("the prune report: {e}")))?;
+    crate::io::write_json_atomic(&spec.out.join(REPORT_FILE), &value)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn adapters_under_the_threshold_in_every_layer_are_dropped_and_one_always_stays() {
+        let adapters = names(&["a", "b", "c"]);
+        let weights = vec![vec![0.6, 0.35, 0.05], vec![0.2, 0.75, 0.05]];
+        assert_eq!(
+            choose(&adapters, &weights, Some(0.1)),
+            (names(&["a", "b"]), names(&["c"]))
+        );
+        // b reaches 0.75 in one layer: kept although it is low in the other.
+        assert_eq!(
+            choose(&adapters, &weights, Some(0.7)),
+            (names(&["b"]), names(&["a", "c"]))
+        );
+        // No adapter reaches it: the strongest one stays.
+        assert_eq!(
+            choose(&adapters, &weights, Some(0.9)),
+            (names(&["b"]), names(&["a", "c"]))
+        );
+        assert_eq!(
+            choose(&adapters, &weights, None),
+            (adapters.clone(), vec![])
+        );
+    }
+}
