@@ -78,6 +78,11 @@ pub enum SideCommand {
         id: u64,
         spec: Box<ExportSpec>,
     },
+    /// A fusion pruned and measured (see [`crate::prune`]).
+    Prune {
+        id: u64,
+        spec: Box<crate::prune::PruneSpec>,
+    },
     Import {
         id: u64,
         workspace: PathBuf,
@@ -148,6 +153,10 @@ pub enum SideEvent {
         id: u64,
         result: std::result::Result<ExportReport, String>,
     },
+    Pruned {
+        id: u64,
+        result: std::result::Result<Box<crate::prune::PruneReport>, String>,
+    },
     Imported {
         id: u64,
         result: std::result::Result<Vec<Item>, String>,
@@ -189,6 +198,7 @@ impl SideEvent {
             | SideEvent::Examples { id, .. }
             | SideEvent::ExportProgress { id, .. }
             | SideEvent::Exported { id, .. }
+            | SideEvent::Pruned { id, .. }
             | SideEvent::Imported { id, .. }
             | SideEvent::StudyTested { id, .. }
             | SideEvent::Trashed { id, .. }
@@ -310,6 +320,13 @@ fn serve(
                 result: result.map_err(text),
             }
         }
+        SideCommand::Prune { id, spec } => SideEvent::Pruned {
+            id,
+            result: {
+                let _rng = crate::rng::torch_rng_lock();
+                crate::prune::prune(&spec).map(Box::new).map_err(text)
+            },
+        },
         SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
             id,
             result: Workspace::open(&workspace)
@@ -390,6 +407,10 @@ fn failed(command: SideCommand, error: String) -> Option<SideEvent> {
             result: Err(error),
         },
         SideCommand::Export { id, .. } => SideEvent::Exported {
+            id,
+            result: Err(error),
+        },
+        SideCommand::Prune { id, .. } => SideEvent::Pruned {
             id,
             result: Err(error),
         },

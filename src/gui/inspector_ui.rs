@@ -35,6 +35,8 @@ pub struct InspectorView {
     pub scale: Scale,
     pub save_path: String,
     pub message: Option<Result<String, String>>,
+    /// The *Prune this fusion* panel (kept across runs: a pruning in progress reports back).
+    pub prune: super::prune_ui::PruneView,
 }
 
 impl Default for InspectorView {
@@ -56,6 +58,7 @@ impl Default for InspectorView {
             scale: Scale::Auto,
             save_path: String::new(),
             message: None,
+            prune: Default::default(),
         }
     }
 }
@@ -67,6 +70,7 @@ impl InspectorView {
                 run: Some(run),
                 sorted: self.sorted,
                 save_path: self.save_path.clone(),
+                prune: std::mem::take(&mut self.prune),
                 ..Default::default()
             };
         }
@@ -186,7 +190,12 @@ impl InspectorView {
             .id_salt("inspector")
             .show(ui, |ui| {
                 if fusion {
-                    self.evaluation_map_ui(ui, &run, ctx.runs);
+                    let runs = ctx.runs;
+                    let shown = self.evaluation_map_ui(ui, &run, runs);
+                    let entry = runs.iter().find(|r| r.dir == run);
+                    if let (Some(index), Some(entry)) = (shown, entry) {
+                        self.prune.ui(ui, entry, &entry.attention[index], ctx);
+                    }
                     ui.separator();
                 } else {
                     ui.label("A single adapter: its predictions on validation examples and your own texts (fusion runs also show attention maps).");
@@ -197,10 +206,14 @@ impl InspectorView {
             });
     }
 
-    fn evaluation_map_ui(&mut self, ui: &mut egui::Ui, run: &Path, runs: &[RunEntry]) {
-        let Some(entry) = runs.iter().find(|r| r.dir == run) else {
-            return;
-        };
+    /// The map of the evaluation chosen; returns its index, None when there is none.
+    fn evaluation_map_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Path,
+        runs: &[RunEntry],
+    ) -> Option<usize> {
+        let entry = runs.iter().find(|r| r.dir == run)?;
         let records = &entry.attention;
         if records.is_empty() {
             ui.label(format!(
@@ -208,7 +221,7 @@ impl InspectorView {
                 entry.id,
                 entry.status().label()
             ));
-            return;
+            return None;
         }
         let v = &mut *self;
         let last = records.len() - 1;
@@ -287,7 +300,7 @@ impl InspectorView {
                 "No validation example with {} at this evaluation.",
                 v.view.label()
             ));
-            return;
+            return Some(index);
         };
         if v.sorted {
             map = map.sorted_by_mean();
@@ -298,6 +311,7 @@ impl InspectorView {
         let range = v.scale.range(&map);
         super::heatmap_ui::heatmap_ui(ui, &map, 20.0, range);
         self.save_heatmap_ui(ui, &map, range);
+        Some(index)
     }
 
     fn save_heatmap_ui(&mut self, ui: &mut egui::Ui, map: &Heatmap, range: (f64, f64)) {
@@ -451,6 +465,9 @@ impl InspectorView {
 
     /// The side worker's answers to this screen's questions.
     pub fn on_side_event(&mut self, event: SideEvent) {
+        if self.prune.on_side_event(&event) {
+            return;
+        }
         match event {
             SideEvent::Predictions { id, mut results } if self.example_pending == Some(id) => {
                 self.example_pending = None;

@@ -11,6 +11,7 @@ mod loading;
 mod model_details;
 mod models_ui;
 mod playground_ui;
+mod prune_ui;
 mod run_picker_ui;
 mod runs_ui;
 mod screen;

@@ -2367,3 +2367,84 @@ fn an_imported_adapter_is_removed_to_the_trash_and_undo_puts_it_back() {
     assert!(folder.is_dir());
     assert_eq!(h.state().library.items.len(), cards);
 }
+
+/// Copies the files of the flat folder `from` into `to`.
+fn copy_flat_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after_side_by_side() {
+    use adapter_studio::training::run_dir::{append_jsonl, AttentionRecord, RunArtifact};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    // A finished fusion of the fixture adapters a and b, with its fusion and head saved.
+    let run_dir = finished_run(&ws, "fusion", 5e-4, 0.8, 100);
+    let run = RunDir::new(&run_dir);
+    let mut info = run.read_info().unwrap();
+    info.config.stage = adapter_studio::training::Stage::Fusion {
+        adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
+        fusion_config: Default::default(),
+    };
+    run.write_info(&info).unwrap();
+    copy_flat_dir(
+        &fixture_adapter("fusion_ab"),
+        &run.artifact(RunArtifact::Fusion),
+    );
+    copy_flat_dir(
+        &fixture_adapter("head_cls"),
+        &run.artifact(RunArtifact::Head),
+    );
+    let record = AttentionRecord {
+        step: 10,
+        adapters: vec!["a".into(), "b".into()],
+        layers: vec![0, 1, 2],
+        mean: vec![vec![0.7, 0.3], vec![0.6, 0.4], vec![0.55, 0.45]],
+        by_gold: Default::default(),
+        by_predicted: Default::default(),
+        entropy: Vec::new(),
+        spread: Vec::new(),
+    };
+    append_jsonl(&run.attention(), &record).unwrap();
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut()
+        .request(super::AppRequest::Inspect(run_dir.clone()));
+    h.step();
+    h.step();
+    click(&mut h, "Prune this fusion (AdapterDrop)");
+    h.step();
+    // The preview reads the map on screen: b never reaches 0.5.
+    h.state_mut().inspector.prune.threshold = 0.5;
+    h.step();
+    assert!(
+        h.query_by_label_contains("Keeps a; drops b (on this evaluation).")
+            .is_some(),
+        "the preview names what goes"
+    );
+    let out = dir.path().join("pruned");
+    h.state_mut().inspector.prune.out = out.display().to_string();
+    h.state_mut().inspector.prune.drop_layers = 1;
+    h.step();
+    click(&mut h, "Prune and measure");
+    step_until(&mut h, "the pruning", |a| {
+        a.inspector.prune.pending.is_none()
+    });
+    let prune = &h.state().inspector.prune;
+    assert!(matches!(prune.message, Some(Ok(_))), "{:?}", prune.message);
+    let report = prune.report.clone().unwrap();
+    // What the run's data says goes; the two lists hold the fusion's adapters.
+    let mut all = [report.kept.clone(), report.dropped.clone()].concat();
+    all.sort();
+    assert_eq!(all, ["a", "b"]);
+    assert_eq!(report.dropped_layers, [0]);
+    assert_eq!(report.before.examples, 100);
+    assert!(out.join("adapter_setup.json").is_file());
+    // Before and after, side by side, with the speed-up.
+    h.step();
+    assert!(h.query_by_label_contains("examples/s").is_some());
+    assert!(h.query_by_label_contains("×)").is_some());
+}
