@@ -1,8 +1,8 @@
-//! ONNX export checked in ONNX Runtime: `export --format onnx` of bottleneck, LoRA-family and
-//! Compacter adapters, stacks, averages and fusions on BERT, RoBERTa, XLM-R and DistilBERT gives
-//! `predict --json`'s logits and fusion attention within 1e-4 on padded batches of several
-//! sizes (tests/reference/onnx_check.py, which also runs `onnx.checker`); what has no graph
-//! form is refused by name.
+//! ONNX export checked in ONNX Runtime: `export --format onnx` of bottleneck, LoRA-family,
+//! Compacter and prefix-tuning adapters, stacks, averages and fusions on BERT, RoBERTa, XLM-R
+//! and DistilBERT (ALBERT: tests/architectures.rs) gives `predict --json`'s logits and fusion
+//! attention within 1e-4 on padded batches of several sizes (tests/reference/onnx_check.py,
+//! which also runs `onnx.checker`); what has no graph form is refused by name.
 use crate::common;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ fn export(args: &[String], out: &Path, env: &[(&str, &str)]) -> Result<String, S
 
 /// How a case is exported and checked.
 #[derive(Default)]
-struct Check<'a> {
+pub(crate) struct Check<'a> {
     /// More arguments of `export` and `predict` (`--setup …`).
     extra: &'a [&'a str],
     /// Compare predict's own batch only (see onnx_check.py).
@@ -70,7 +70,11 @@ struct Check<'a> {
 
 /// Exports `args` to ONNX (in the returned folder's `onnx`), runs `predict --json` on
 /// [`TEXTS`] and checks the model in ONNX Runtime against it; returns the checker's summary.
-fn check_in_onnx_runtime(label: &str, args: &[String], c: Check) -> (Value, tempfile::TempDir) {
+pub(crate) fn check_in_onnx_runtime(
+    label: &str,
+    args: &[String],
+    c: Check,
+) -> (Value, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("onnx");
     let args: Vec<String> = args
@@ -100,6 +104,7 @@ fn check_in_onnx_runtime(label: &str, args: &[String], c: Check) -> (Value, temp
     let summary: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{label}: checker printed {stdout:?}: {e}"));
     for key in ["max_abs_logits", "max_abs_fusion_attention"] {
+        // The checker compares what predict reports; nothing to compare is a broken check.
         let worst = summary[key].as_f64().unwrap();
         assert!(worst <= 1e-4, "{label}: {key} {worst:e} > 1e-4");
     }
@@ -148,7 +153,7 @@ fn onnx_fusions_give_predicts_logits_and_fusion_attention_in_onnx_runtime() {
 #[test]
 fn onnx_bottleneck_lora_and_compacter_adapters_give_predicts_logits() {
     let bert = "bert_tiny_adapters";
-    let cases: [(&str, &str, &str); 11] = [
+    let cases: [(&str, &str, &str); 13] = [
         (bert, "seq", "head_cls"),
         (bert, "houlsby", "head_cls"),
         (bert, "par_var", "head_cls"),
@@ -159,6 +164,8 @@ fn onnx_bottleneck_lora_and_compacter_adapters_give_predicts_logits() {
         ("methods/bert", "ia3", "head_cls"),
         ("methods/bert", "dora", "head_cls"),
         ("methods/bert", "compacter", "head_cls"),
+        ("methods/bert", "prefix", "head_cls"),
+        ("methods/bert", "mam", "head_cls"),
         ("xlmr_tiny_adapters", "seq", "head_cls"),
     ];
     for (fixture, adapter, head) in cases {
@@ -167,20 +174,27 @@ fn onnx_bottleneck_lora_and_compacter_adapters_give_predicts_logits() {
         let (summary, _) = check_in_onnx_runtime(&label, &args, Check::default());
         assert_eq!(outputs(&summary), ["logits"], "{label}");
     }
-    // A gated adapter averages its gate over the padded batch (as the library): predict's
-    // own batch only.
-    let args = parts(bert, &["seq_var2"], None, "head_cls");
-    let one_batch = Check {
-        one_batch: true,
-        ..Check::default()
-    };
-    check_in_onnx_runtime("gated bottleneck", &args, one_batch);
+    // A gated adapter or prefix averages its gate over the padded batch (as the library):
+    // predict's own batch only.
+    for (fixture, adapter) in [(bert, "seq_var2"), ("methods/bert", "prefix_flat")] {
+        let args = parts(fixture, &[adapter], None, "head_cls");
+        let one_batch = Check {
+            one_batch: true,
+            ..Check::default()
+        };
+        check_in_onnx_runtime(&format!("gated {adapter}"), &args, one_batch);
+    }
 }
 
 #[test]
 fn onnx_stack_and_average_setups_give_predicts_logits() {
     let args = parts("bert_tiny_adapters", &["a", "b"], None, "head_cls");
     check_in_onnx_runtime("Stack(a, b)", &args, Check::default());
+    // A prefix with a bottleneck after it.
+    let mut stack = parts("methods/bert", &["prefix"], None, "head_cls");
+    let a = fixtures().join("bert_tiny_adapters/a");
+    stack.extend(["--adapter".to_string(), a.display().to_string()]);
+    check_in_onnx_runtime("Stack(prefix, a)", &stack, Check::default());
     let average = Check {
         extra: &["--setup", "Average(a, b, weights=[0.3, 0.7])"],
         ..Check::default()
@@ -194,9 +208,9 @@ fn onnx_export_refuses_what_has_no_graph_form_by_name_and_leaves_nothing() {
     let out = tmp.path().join("onnx");
     let cases: [(Vec<String>, &[&str], &str); 3] = [
         (
-            parts("methods/bert", &["prefix"], None, "head_cls"),
+            parts("methods/bert", &["prompt"], None, "head_cls"),
             &[],
-            "prefix or prompt tuning (`prefix`",
+            "prompt tuning (`prompt`",
         ),
         (
             parts("methods/bert", &["lora_gated"], None, "head_cls"),

@@ -27,6 +27,8 @@ pub struct GraphPlugins<'a> {
     setup: &'a Setup,
     /// The one adapter whose LoRA modules are folded into the base weights.
     merged: Option<&'a AdapterModule>,
+    /// Each prefix-tuning adapter's keys and values of every layer, computed once.
+    prefix_pools: BTreeMap<String, Tensor>,
     pub records: Vec<GraphRecord>,
 }
 
@@ -59,9 +61,9 @@ impl<'a> GraphPlugins<'a> {
             let Some(a) = adapters.get(name) else {
                 return Err(Error::Invalid(format!("adapter `{name}` is not loaded")));
             };
-            if a.prefix_tuning().is_some() || a.prompt_tuning().is_some() {
+            if a.prompt_tuning().is_some() {
                 return Err(refuse(format!(
-                    "prefix or prompt tuning (`{name}` is a {} adapter)",
+                    "prompt tuning (`{name}` is a {} adapter)",
                     a.config.method_name()
                 )));
             }
@@ -88,12 +90,79 @@ impl<'a> GraphPlugins<'a> {
             fusions,
             setup,
             merged,
+            prefix_pools: BTreeMap::new(),
             records: Vec::new(),
         })
+    }
+
+    /// [`Plugins::prefix_of`](super::Plugins)'s graph: a Stack puts each later prefix in
+    /// front of the earlier ones (Parallel and BatchSplit are refused in [`GraphPlugins::new`]).
+    fn prefix_of(
+        &mut self,
+        g: &mut Graph,
+        setup: &'a Setup,
+        layer: usize,
+        x: &V,
+    ) -> Result<Option<(V, V)>> {
+        match setup {
+            Setup::Adapter(n) => {
+                let Some(p) = self
+                    .adapters
+                    .get(n.as_str())
+                    .and_then(AdapterModule::prefix_tuning)
+                else {
+                    return Ok(None);
+                };
+                if !p.has_layer(layer) {
+                    return Ok(None);
+                }
+                let pool = self
+                    .prefix_pools
+                    .entry(n.clone())
+                    .or_insert_with(|| tch::no_grad(|| p.key_values(false)));
+                p.at_layer_onnx(g, pool, layer, x)
+            }
+            Setup::Stack(children) => {
+                let mut parts = Vec::new();
+                for child in children {
+                    if let Some(kv) = self.prefix_of(g, child, layer, x)? {
+                        parts.insert(0, kv);
+                    }
+                }
+                if parts.len() < 2 {
+                    return Ok(parts.pop());
+                }
+                let keys: Vec<&V> = parts.iter().map(|p| &p.0).collect();
+                let keys = g.concat(&keys, 2);
+                let values: Vec<&V> = parts.iter().map(|p| &p.1).collect();
+                let values = g.concat(&values, 2);
+                Ok(Some((keys, values)))
+            }
+            block => {
+                let here = |n: &&str| {
+                    self.adapters
+                        .get(*n)
+                        .and_then(AdapterModule::prefix_tuning)
+                        .is_some_and(|p| p.has_layer(layer))
+                };
+                match block.flatten().into_iter().find(here) {
+                    Some(n) => Err(Error::Invalid(format!(
+                        "prefix tuning composes in Stack, Parallel and BatchSplit (as in the \
+                         Python library); `{n}` is in {block}"
+                    ))),
+                    None => Ok(None),
+                }
+            }
+        }
     }
 }
 
 impl GraphHook for GraphPlugins<'_> {
+    fn prefix(&mut self, g: &mut Graph, layer: usize, x: &V) -> Result<Option<(V, V)>> {
+        let setup = self.setup;
+        self.prefix_of(g, setup, layer, x)
+    }
+
     fn linear(
         &mut self,
         g: &mut Graph,

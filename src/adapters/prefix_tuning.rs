@@ -282,6 +282,42 @@ impl PrefixTuning {
         Some((k, v))
     }
 
+    /// [`PrefixTuning::at_layer`]'s graph: the pool's keys and values of `layer` are
+    /// constants (computed once, at export), repeated over the batch of `x`, gated by `x`
+    /// where the adapter has gates.
+    pub fn at_layer_onnx(
+        &self,
+        g: &mut crate::onnx::graph::Graph,
+        key_values: &Tensor,
+        layer: usize,
+        x: &crate::onnx::graph::V,
+    ) -> crate::error::Result<Option<(crate::onnx::graph::V, crate::onnx::graph::V)>> {
+        let Some(id) = self.layers.iter().position(|l| *l == layer) else {
+            return Ok(None);
+        };
+        let id = id as i64;
+        let batch_ones = g.batch_shape(x, 4);
+        let mut kv = Vec::new();
+        for t in [key_values.get(2 * id), key_values.get(2 * id + 1)] {
+            let c = g.weight(&t.unsqueeze(0).detach(), false)?;
+            kv.push(g.op("Expand", &[&c, &batch_ones], Vec::new()));
+        }
+        let (mut k, mut v) = (kv[0].clone(), kv[1].clone());
+        if let Some((_, gate)) = self.gates.iter().find(|(l, _)| *l == layer) {
+            let y = g.linear(x, gate)?;
+            let y = g.activation(&y, crate::activation::Activation::Sigmoid);
+            let y = g.mean(&y, &[1], false);
+            let outputs = gate.ws.size()[0];
+            for (t, column) in [(&mut k, 0), (&mut v, outputs - 1)] {
+                let index = g.index(column);
+                let gv = g.gather(&y, &index, 1);
+                let gv = g.reshape(&gv, &[-1, 1, 1, 1]);
+                *t = g.mul(t, &gv);
+            }
+        }
+        Ok(Some((k, v)))
+    }
+
     /// The flat pool this MLP pool computes (the library's `eject`): the same prefixes without
     /// the MLP, for inference.
     pub fn ejected(&self) -> Option<Tensor> {

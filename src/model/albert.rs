@@ -12,12 +12,13 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
+use super::backbone::{Backbone, BackboneKind, GraphInputs, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::{get_size, ArchOptions, ModelConfig};
-use super::hooks::LocationHook;
+use super::hooks::{GraphHook, LocationHook};
 use super::layer::{self, linear, Style, TransformerLayer};
 use crate::error::Result;
+use crate::onnx::graph::{Graph, V};
 
 /// ALBERT's layer sharing.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +156,36 @@ impl Backbone for Albert {
 
     fn splits(&self) -> bool {
         false
+    }
+
+    /// The shared layers' weights are stored once in the graph (one initializer per tensor).
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        inputs: &GraphInputs,
+        hook: &mut dyn GraphHook,
+    ) -> Result<Option<V>> {
+        let c = &self.config;
+        let positions = layer::absolute_positions_onnx(g, &inputs.input_ids);
+        let x = self.embeddings.onnx(g, inputs, &positions, c)?;
+        let mut x = g.linear(&x, &self.embedding_hidden_mapping_in)?;
+        let mask_bias = layer::mask_bias_onnx(g, &inputs.attention_mask);
+        let inner = self.options.inner_group_num;
+        for i in 0..c.num_layers {
+            let group = self.options.group_at(i, c.num_layers);
+            for j in 0..inner {
+                let index = group * inner + j;
+                x = self.layers[index].onnx(g, &x, &mask_bias, c, index, hook)?;
+            }
+        }
+        Ok(Some(x))
+    }
+
+    fn pool_onnx(&self, g: &mut Graph, hidden: &V) -> Result<Option<V>> {
+        match &self.pooler {
+            Some(dense) => layer::first_token_pool_onnx(g, dense, hidden).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

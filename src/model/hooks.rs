@@ -176,6 +176,12 @@ pub trait GraphHook {
         g.linear(x, linear)
     }
 
+    /// Prefix keys and values [batch, heads, prefix tokens, head size] to put in front of
+    /// `layer`'s own, given the attention's input `x` (every token attends them).
+    fn prefix(&mut self, _g: &mut Graph, _layer: usize, _x: &V) -> Result<Option<(V, V)>> {
+        Ok(None)
+    }
+
     /// The location's output from the sub-layer output `h` and its residual input `r`.
     fn bottleneck(
         &mut self,

@@ -157,12 +157,27 @@ impl SelfAttention {
             Ok(g.transpose(&y, &[0, 2, 1, 3]))
         };
         let q = heads(g, &self.query, LinearSite::Query)?;
-        let k = heads(g, &self.key, LinearSite::Key)?;
-        let v = heads(g, &self.value, LinearSite::Value)?;
+        let mut k = heads(g, &self.key, LinearSite::Key)?;
+        let mut v = heads(g, &self.value, LinearSite::Value)?;
+        let mut mask_bias = mask_bias.clone();
+        if let Some((pk, pv)) = hook.prefix(g, layer, x)? {
+            // Prefix positions are attended by every token.
+            k = g.concat(&[&pk, &k], 2);
+            v = g.concat(&[&pv, &v], 2);
+            let prefix_tokens = g.op("Shape", &[&pk], Vec::new());
+            let axis = g.ints(&[2]);
+            let p = g.gather(&prefix_tokens, &axis, 0);
+            let batch = g.batch_shape(x, 1);
+            let ones = g.ints(&[1, 1]);
+            let shape = g.concat(&[&batch, &ones, &p], 0);
+            let zero = g.scalar(0.0);
+            let zeros = g.op("Expand", &[&zero, &shape], Vec::new());
+            mask_bias = g.concat(&[&zeros, &mask_bias], 3);
+        }
         let kt = g.transpose(&k, &[0, 1, 3, 2]);
         let scores = g.matmul(&q, &kt);
         let scores = g.scale(&scores, 1.0 / (dh as f64).sqrt());
-        let scores = g.add(&scores, mask_bias);
+        let scores = g.add(&scores, &mask_bias);
         let probs = g.softmax(&scores, -1);
         let ctx = g.matmul(&probs, &v);
         let ctx = g.transpose(&ctx, &[0, 2, 1, 3]);

@@ -343,6 +343,16 @@ impl Graph {
         self.concat(&refs, axis)
     }
 
+    /// `[batch, 1, …, 1]` (`rank` entries) for the batch of `x`: what Expand repeats a
+    /// constant over the batch with.
+    pub fn batch_shape(&mut self, x: &V, rank: usize) -> V {
+        let shape = self.op("Shape", &[x], Vec::new());
+        let first = self.ints(&[0]);
+        let batch = self.gather(&shape, &first, 0);
+        let ones = self.ints(&vec![1; rank - 1]);
+        self.concat(&[&batch, &ones], 0)
+    }
+
     /// Whether a node reads `v`.
     pub fn uses(&self, v: &V) -> bool {
         self.nodes.iter().any(|n| n.input.contains(&v.0))
