@@ -36,7 +36,7 @@ pub struct Graph {
     constants: HashMap<(Vec<i64>, i32, Vec<u8>), V>,
     /// Weights by storage address: a tensor used twice (ALBERT's shared layers) is stored once.
     /// The tensor is kept so that its address is not reused by another (a merged weight).
-    weights: HashMap<(usize, Vec<i64>, bool), (V, Tensor)>,
+    weights: HashMap<(usize, Vec<i64>, Vec<i64>, bool), (V, Tensor)>,
 }
 
 pub fn int(name: &str, i: i64) -> AttributeProto {
@@ -141,7 +141,8 @@ impl Graph {
 
     /// A float initializer holding `t` (transposed when `transpose`: MatMul wants [in, out]).
     pub fn weight(&mut self, t: &Tensor, transpose: bool) -> Result<V> {
-        let key = (t.data_ptr() as usize, t.size(), transpose);
+        // A view is the same tensor only with the same sizes and strides.
+        let key = (t.data_ptr() as usize, t.size(), t.stride(), transpose);
         if let Some((v, _)) = self.weights.get(&key) {
             return Ok(v.clone());
         }
