@@ -2269,13 +2269,9 @@ fn a_finished_fusion_opens_on_its_kept_checkpoint_and_every_map_says_its_step() 
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     // A fusion that kept its best checkpoint at step 4 and evaluated every 4 steps to 24.
-    let run_dir = finished_run(&ws, "fusion", 5e-4, 0.8, 100);
+    let run_dir = finished_fusion_run(&ws);
     let run = RunDir::new(&run_dir);
     let mut info = run.read_info().unwrap();
-    info.config.stage = adapter_studio::training::Stage::Fusion {
-        adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
-        fusion_config: Default::default(),
-    };
     info.step = 24;
     info.best.as_mut().unwrap().step = 4;
     run.write_info(&info).unwrap();
@@ -2368,6 +2364,19 @@ fn an_imported_adapter_is_removed_to_the_trash_and_undo_puts_it_back() {
     assert_eq!(h.state().library.items.len(), cards);
 }
 
+/// [`finished_run`] `runs/fusion` as a fusion of the fixture adapters a and b.
+fn finished_fusion_run(ws: &Workspace) -> PathBuf {
+    let run_dir = finished_run(ws, "fusion", 5e-4, 0.8, 100);
+    let run = RunDir::new(&run_dir);
+    let mut info = run.read_info().unwrap();
+    info.config.stage = adapter_studio::training::Stage::Fusion {
+        adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
+        fusion_config: Default::default(),
+    };
+    run.write_info(&info).unwrap();
+    run_dir
+}
+
 /// Copies the files of the flat folder `from` into `to`.
 fn copy_flat_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -2383,14 +2392,8 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     // A finished fusion of the fixture adapters a and b, with its fusion and head saved.
-    let run_dir = finished_run(&ws, "fusion", 5e-4, 0.8, 100);
+    let run_dir = finished_fusion_run(&ws);
     let run = RunDir::new(&run_dir);
-    let mut info = run.read_info().unwrap();
-    info.config.stage = adapter_studio::training::Stage::Fusion {
-        adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
-        fusion_config: Default::default(),
-    };
-    run.write_info(&info).unwrap();
     copy_flat_dir(
         &fixture_adapter("fusion_ab"),
         &run.artifact(RunArtifact::Fusion),

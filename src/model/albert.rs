@@ -182,10 +182,7 @@ impl Backbone for Albert {
     }
 
     fn pool_onnx(&self, g: &mut Graph, hidden: &V) -> Result<Option<V>> {
-        match &self.pooler {
-            Some(dense) => layer::first_token_pool_onnx(g, dense, hidden).map(Some),
-            None => Ok(None),
-        }
+        layer::first_token_pool_onnx(g, self.pooler.as_ref(), hidden)
     }
 }
 

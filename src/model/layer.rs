@@ -443,12 +443,19 @@ pub(crate) fn token_types(input_ids: &Tensor, token_type_ids: Option<&Tensor>) -
     }
 }
 
-/// [`first_token_pool`]'s graph.
-pub(crate) fn first_token_pool_onnx(g: &mut Graph, dense: &nn::Linear, hidden: &V) -> Result<V> {
+/// [`first_token_pool`]'s graph, when the model has a pooler (`dense`).
+pub(crate) fn first_token_pool_onnx(
+    g: &mut Graph,
+    dense: Option<&nn::Linear>,
+    hidden: &V,
+) -> Result<Option<V>> {
+    let Some(dense) = dense else {
+        return Ok(None);
+    };
     let zero = g.index(0);
     let first = g.gather(hidden, &zero, 1);
     let y = g.linear(&first, dense)?;
-    Ok(g.activation(&y, crate::activation::Activation::Tanh))
+    Ok(Some(g.activation(&y, crate::activation::Activation::Tanh)))
 }
 
 /// BERT's pooler: `tanh(dense(first token))`.

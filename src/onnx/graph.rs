@@ -27,6 +27,9 @@ pub struct Norm<'a> {
     pub eps: f64,
 }
 
+/// A tensor's storage address, sizes, strides, and whether it is stored transposed.
+type WeightKey = (usize, Vec<i64>, Vec<i64>, bool);
+
 #[derive(Default)]
 pub struct Graph {
     pub(crate) nodes: Vec<NodeProto>,
@@ -36,7 +39,7 @@ pub struct Graph {
     constants: HashMap<(Vec<i64>, i32, Vec<u8>), V>,
     /// Weights by storage address: a tensor used twice (ALBERT's shared layers) is stored once.
     /// The tensor is kept so that its address is not reused by another (a merged weight).
-    weights: HashMap<(usize, Vec<i64>, Vec<i64>, bool), (V, Tensor)>,
+    weights: HashMap<WeightKey, (V, Tensor)>,
 }
 
 pub fn int(name: &str, i: i64) -> AttributeProto {
