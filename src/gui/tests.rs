@@ -2451,3 +2451,42 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
     assert!(h.query_by_label_contains("examples/s").is_some());
     assert!(h.query_by_label_contains("×)").is_some());
 }
+
+#[test]
+fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
+    use adapter_studio::training::run_dir::RunArtifact;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let run_dir = finished_fusion_run(&ws);
+    let run = RunDir::new(&run_dir);
+    copy_flat_dir(
+        &fixture_adapter("fusion_ab"),
+        &run.artifact(RunArtifact::Fusion),
+    );
+    copy_flat_dir(
+        &fixture_adapter("head_cls"),
+        &run.artifact(RunArtifact::Head),
+    );
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut()
+        .request(super::AppRequest::Export(run_dir.clone()));
+    h.step();
+    h.step();
+    h.step();
+    click(&mut h, "ONNX");
+    let out = dir.path().join("onnx-export");
+    h.state_mut().export.path = out.display().to_string();
+    h.step();
+    click(&mut h, "Export now");
+    step_until(&mut h, "the export", |a| a.export.pending.is_none());
+    assert!(
+        matches!(h.state().export.message, Some(Ok(_))),
+        "{:?}",
+        h.state().export.message
+    );
+    for file in ["model.onnx", "tokenizer.json", "README.md"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("Fuse(a, b)"), "{readme}");
+}
