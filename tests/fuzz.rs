@@ -90,7 +90,12 @@ fn mutate(u: &mut Unstructured<'_>, seed: &[u8]) -> ArbResult<Vec<u8>> {
 }
 
 /// Runs `target` on mutated copies of `seeds` for the time budget; panics name the input.
+/// `FUZZ_ONLY=TEXT` (long runs) fuzzes only the readers whose name contains TEXT.
 fn fuzz(name: &str, seeds: &[PathBuf], file_name: &str, target: impl Fn(&Path)) {
+    if std::env::var("FUZZ_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        eprintln!("fuzz {name}: skipped (FUZZ_ONLY)");
+        return;
+    }
     let seeds: Vec<Vec<u8>> = seeds
         .iter()
         .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("seed {}: {e}", p.display())))
