@@ -228,47 +228,19 @@ impl AdapterModel {
     }
 }
 
-/// What a recorded fusion attention says of itself (a tensor's, or a graph value's).
-pub trait FusionSite {
-    fn fusion(&self) -> &str;
-    fn layer(&self) -> usize;
-    fn location(&self) -> Location;
-}
-
-impl FusionSite for FusionRecord {
-    fn fusion(&self) -> &str {
-        &self.fusion
-    }
-    fn layer(&self) -> usize {
-        self.layer
-    }
-    fn location(&self) -> Location {
-        self.location
-    }
-}
-
-impl FusionSite for GraphRecord {
-    fn fusion(&self) -> &str {
-        &self.fusion
-    }
-    fn layer(&self) -> usize {
-        self.layer
-    }
-    fn location(&self) -> Location {
-        self.location
-    }
-}
-
 /// Per-layer fusion weights of one fusion at one location kind, ordered by layer:
 /// a list of [batch, tokens, adapters] tensors. Output locations are preferred; models whose
 /// adapters sit only after attention use those.
-pub fn fusion_weights_by_layer<'a, R: FusionSite>(records: &'a [R], fusion: &str) -> Vec<&'a R> {
-    let of = |loc: Location| -> Vec<&R> {
+pub fn fusion_weights_by_layer<'a, P>(
+    records: &'a [FusionRecord<P>],
+    fusion: &str,
+) -> Vec<&'a FusionRecord<P>> {
+    let of = |loc: Location| -> Vec<&FusionRecord<P>> {
         let mut v: Vec<_> = records
             .iter()
-            .filter(|r| r.fusion() == fusion && r.location() == loc)
+            .filter(|r| r.fusion == fusion && r.location == loc)
             .collect();
-        v.sort_by_key(|r| r.layer());
+        v.sort_by_key(|r| r.layer);
         v
     };
     let out = of(Location::Output);

@@ -12,14 +12,8 @@ use crate::error::{Error, Result};
 use crate::model::hooks::{GraphHook, LinearSite};
 use crate::onnx::graph::{Graph, Norm, V};
 
-/// Fusion attention probabilities at one location: [batch, tokens, adapters].
-#[derive(Debug, Clone)]
-pub struct GraphRecord {
-    pub fusion: String,
-    pub layer: usize,
-    pub location: Location,
-    pub probs: V,
-}
+/// Fusion attention probabilities at one location of the graph: [batch, tokens, adapters].
+pub type GraphRecord = super::FusionRecord<V>;
 
 pub struct GraphPlugins<'a> {
     adapters: &'a BTreeMap<String, AdapterModule>,
@@ -93,6 +87,16 @@ impl<'a> GraphPlugins<'a> {
             prefix_pools: BTreeMap::new(),
             records: Vec::new(),
         })
+    }
+
+    /// Adapter `name`'s bottleneck at `location` of `layer`, if it has one.
+    fn module(
+        &self,
+        name: &str,
+        layer: usize,
+        location: Location,
+    ) -> Option<&'a super::Bottleneck> {
+        self.adapters.get(name)?.module(layer, location)
     }
 
     /// [`Plugins::prefix_of`](super::Plugins)'s graph: a Stack puts each later prefix in
@@ -192,12 +196,7 @@ impl GraphHook for GraphPlugins<'_> {
         r: &V,
         ln: Option<Norm>,
     ) -> Result<V> {
-        let here = |n: &&str| {
-            self.adapters
-                .get(*n)
-                .and_then(|a| a.module(layer, location))
-                .is_some()
-        };
+        let here = |n: &&str| self.module(n, layer, location).is_some();
         if !self.setup.flatten().iter().any(here) {
             let sum = g.add(h, r);
             return g.sublayer_norm(ln, &sum);
@@ -249,18 +248,18 @@ struct GraphSite<'p, 'a, 'g, 'l> {
 }
 
 impl<'a> GraphSite<'_, 'a, '_, '_> {
+    fn module(&self, name: &str) -> Option<&'a super::Bottleneck> {
+        self.plugins.module(name, self.layer, self.location)
+    }
+
     fn required(&self, name: &str) -> Result<&'a super::Bottleneck> {
-        self.plugins
-            .adapters
-            .get(name)
-            .and_then(|a| a.module(self.layer, self.location))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "adapter `{name}` has no module at layer {} ({}) but the setup needs it there",
-                    self.layer,
-                    self.location.key()
-                ))
-            })
+        self.module(name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "adapter `{name}` has no module at layer {} ({}) but the setup needs it there",
+                self.layer,
+                self.location.key()
+            ))
+        })
     }
 }
 
@@ -273,7 +272,7 @@ impl Composable for GraphSite<'_, '_, '_, '_> {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.required(name).is_ok()
+        self.module(name).is_some()
     }
 
     fn single(&mut self, name: &str, mut st: GState) -> Result<GState> {

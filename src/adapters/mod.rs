@@ -299,13 +299,14 @@ impl FusionModule {
     }
 }
 
-/// Fusion attention probabilities recorded at one location: [batch, tokens, adapters].
-#[derive(Debug)]
-pub struct FusionRecord {
+/// Fusion attention probabilities recorded at one location: [batch, tokens, adapters]; a
+/// tensor in a forward pass, a graph value in an ONNX graph ([`graph::GraphRecord`]).
+#[derive(Debug, Clone)]
+pub struct FusionRecord<P = Tensor> {
     pub fusion: String,
     pub layer: usize,
     pub location: Location,
-    pub probs: Tensor,
+    pub probs: P,
 }
 
 /// The adapter side of a forward pass: which adapters and fusions exist and the active setup.

@@ -104,14 +104,8 @@ impl PruneView {
             ),
         });
         text_field_ui(ui, "Write to", "folder", 360.0, &mut self.out);
-        let data = entry.info.as_ref().map(|i| {
-            i.config
-                .validation
-                .clone()
-                .unwrap_or(i.config.train.clone())
-        });
         let can = self.pending.is_none()
-            && data.is_some()
+            && entry.info.is_some()
             && !self.out.trim().is_empty()
             && (threshold.is_some() || self.drop_layers > 0);
         ui.horizontal(|ui| {

@@ -2377,6 +2377,23 @@ fn finished_fusion_run(ws: &Workspace) -> PathBuf {
     run_dir
 }
 
+/// [`finished_fusion_run`] with its fusion and head saved (the fixtures' `fusion_ab` and
+/// `head_cls`): its parts predict.
+fn finished_fusion_run_with_parts(ws: &Workspace) -> PathBuf {
+    use adapter_studio::training::run_dir::RunArtifact;
+    let run_dir = finished_fusion_run(ws);
+    let run = RunDir::new(&run_dir);
+    copy_flat_dir(
+        &fixture_adapter("fusion_ab"),
+        &run.artifact(RunArtifact::Fusion),
+    );
+    copy_flat_dir(
+        &fixture_adapter("head_cls"),
+        &run.artifact(RunArtifact::Head),
+    );
+    run_dir
+}
+
 /// Copies the files of the flat folder `from` into `to`.
 fn copy_flat_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -2388,20 +2405,12 @@ fn copy_flat_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after_side_by_side() {
-    use adapter_studio::training::run_dir::{append_jsonl, AttentionRecord, RunArtifact};
+    use adapter_studio::training::run_dir::{append_jsonl, AttentionRecord};
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
     // A finished fusion of the fixture adapters a and b, with its fusion and head saved.
-    let run_dir = finished_fusion_run(&ws);
+    let run_dir = finished_fusion_run_with_parts(&ws);
     let run = RunDir::new(&run_dir);
-    copy_flat_dir(
-        &fixture_adapter("fusion_ab"),
-        &run.artifact(RunArtifact::Fusion),
-    );
-    copy_flat_dir(
-        &fixture_adapter("head_cls"),
-        &run.artifact(RunArtifact::Head),
-    );
     let record = AttentionRecord {
         step: 10,
         adapters: vec!["a".into(), "b".into()],
@@ -2454,19 +2463,9 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
 
 #[test]
 fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
-    use adapter_studio::training::run_dir::RunArtifact;
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
-    let run_dir = finished_fusion_run(&ws);
-    let run = RunDir::new(&run_dir);
-    copy_flat_dir(
-        &fixture_adapter("fusion_ab"),
-        &run.artifact(RunArtifact::Fusion),
-    );
-    copy_flat_dir(
-        &fixture_adapter("head_cls"),
-        &run.artifact(RunArtifact::Head),
-    );
+    let run_dir = finished_fusion_run_with_parts(&ws);
     let mut h = harness(StudioApp::new(ws, || {}).unwrap());
     h.state_mut()
         .request(super::AppRequest::Export(run_dir.clone()));
