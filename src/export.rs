@@ -188,7 +188,7 @@ fn check_target(out: &Path, force: bool) -> Result<()> {
         )));
     }
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     Ok(())
 }

@@ -414,7 +414,7 @@ pub fn save_adapter_replacing(
 ) -> Result<()> {
     use crate::io::{remove_dir_quietly, replace_dir, temp_dir_for};
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     let tmp = temp_dir_for(dir)?;
     if let Err(e) = save_adapter(adapter, model, &tmp, format) {

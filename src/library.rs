@@ -510,7 +510,7 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     // Iterative: a deeply nested folder cannot exhaust the stack.
     let mut todo = vec![(src.to_path_buf(), dst.to_path_buf())];
     while let Some((from_dir, to_dir)) = todo.pop() {
-        std::fs::create_dir_all(&to_dir).map_err(|e| Error::io(&to_dir, e))?;
+        crate::io::create_dir_all(&to_dir)?;
         for entry in std::fs::read_dir(&from_dir).map_err(|e| Error::io(&from_dir, e))? {
             let entry = entry.map_err(|e| Error::io(&from_dir, e))?;
             let from = entry.path();
@@ -547,7 +547,7 @@ pub fn remove_imported(ws: &Workspace, dir: &Path) -> Result<(PathBuf, PathBuf)>
     let from = root.join(&name);
     let trash = ws.root.join(".trash");
     let _lock = ws.write_lock()?;
-    std::fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+    crate::io::create_dir_all(&trash)?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -220,7 +220,7 @@ pub fn acquire_waiting(
 /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when a live holder has it.
 pub fn try_acquire(path: &Path, purpose: &str) -> Result<std::result::Result<Lock, Holder>> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     let me = Holder::me(purpose);
     for _ in 0..50 {

@@ -319,11 +319,7 @@ impl Workspace {
 /// Why the workspace folder `root` cannot be made: the first of its parents that is a file
 /// is named (`--workspace FILE/ws`), else what the OS said.
 fn cannot_create(root: &Path, e: std::io::Error) -> Error {
-    let file_on_the_way = root
-        .ancestors()
-        .find(|a| a.symlink_metadata().is_ok())
-        .filter(|a| !a.is_dir());
-    let reason = match file_on_the_way {
+    let reason = match crate::io::file_on_the_way(root) {
         Some(f) => format!("{} is a file, not a folder", f.display()),
         None => crate::error::io_message(&e),
     };
@@ -737,9 +733,8 @@ impl Workspace {
         let demo = crate::model::is_demo_model(path);
         let name = match demo {
             true => DEMO_MODEL_NAME.to_string(),
-            false => path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+            false => snapshot_repo(path)
+                .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| config.arch.model_type().to_string()),
         };
         let entry = ModelEntry {
@@ -758,6 +753,17 @@ impl Workspace {
             .find(|m| **m == entry)
             .expect("just added under the lock"))
     }
+}
+
+/// `OWNER/NAME` for a snapshot in a Hugging Face cache (`…/models--OWNER--NAME/snapshots/REV`):
+/// a model downloaded from the Hub is named by its id, not by a commit hash.
+fn snapshot_repo(path: &Path) -> Option<String> {
+    let snapshots = path.parent()?;
+    if snapshots.file_name()? != "snapshots" {
+        return None;
+    }
+    let repo = snapshots.parent()?.file_name()?.to_str()?;
+    Some(repo.strip_prefix("models--")?.replacen("--", "/", 1))
 }
 
 /// Model folders in the local Hugging Face cache (`$HF_HOME/hub` or
@@ -781,7 +787,7 @@ pub fn hf_cache_models() -> Vec<ModelEntry> {
             .max_by_key(|s| s.metadata().and_then(|m| m.modified()).ok());
         if let Some(s) = newest {
             found.push(ModelEntry {
-                name: repo.replacen("--", "/", 1),
+                name: snapshot_repo(&s.path()).unwrap_or_else(|| repo.to_string()),
                 path: s.path(),
                 demo: false,
             });

@@ -289,7 +289,7 @@ impl HubPanel {
                 None
             }
             Err(e) => {
-                self.message = Some(Err(e));
+                self.message = Some(Err(format!("The download of {repo} failed: {e}")));
                 None
             }
         }

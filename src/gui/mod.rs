@@ -598,6 +598,25 @@ impl StudioApp {
                 return false;
             }
         }
+        // A model whose folder went away (a Hugging Face cache emptied while the app runs)
+        // is said before a run folder is made for it (a stat, outside drawing).
+        if let Command::Start { config, .. } = &command {
+            if !config.model.is_dir() {
+                let name = self
+                    .ws
+                    .state
+                    .models
+                    .iter()
+                    .find(|m| m.path == config.model)
+                    .map_or(String::new(), |m| format!("{} ", m.name));
+                self.runs.message = Some(format!(
+                    "Not started: the model {name}is gone from {} (a cleared Hugging Face \
+                     cache?): download it again or remove it on the Models screen",
+                    config.model.display()
+                ));
+                return false;
+            }
+        }
         if let Err(e) = self.worker.send(command) {
             self.runs.message = Some(e.to_string());
             return false;

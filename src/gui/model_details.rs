@@ -24,6 +24,12 @@ impl ModelDetails {
         self.read.entry(path.to_path_buf()).or_insert(None).as_ref()
     }
 
+    /// What was read of `path`, without asking for it.
+    #[cfg(test)]
+    pub fn get_read(&self, path: &Path) -> Option<&Result<ModelSummary, String>> {
+        self.read.get(path)?.as_ref()
+    }
+
     /// The config of the model in `path`, once read and valid.
     pub fn config(&mut self, path: &Path) -> Option<&adapter_studio::model::ModelConfig> {
         Some(&self.get(path)?.as_ref().ok()?.config)

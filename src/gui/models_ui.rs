@@ -19,6 +19,9 @@ pub struct ModelsView {
     pub hub: HubPanel,
     /// The last model taken out of the workspace and where it was listed, for Undo.
     removed: Option<(usize, ModelEntry)>,
+    /// The frame this screen was last drawn in: shown again after another screen, the
+    /// models' files are read again (a cache emptied meanwhile shows as such).
+    last_frame: u64,
 }
 
 impl Default for ModelsView {
@@ -29,6 +32,7 @@ impl Default for ModelsView {
             hf_cache: HfCache::default(),
             hub: HubPanel::new(HubKind::Models),
             removed: None,
+            last_frame: 0,
         }
     }
 }
@@ -117,6 +121,13 @@ impl ModelsView {
         {
             self.undo_remove(ctx);
         }
+        let frame = ui.ctx().cumulative_frame_nr();
+        if frame > self.last_frame + 1 {
+            for m in &ctx.ws.state.models {
+                ctx.models.forget(&m.path);
+            }
+        }
+        self.last_frame = frame;
         ui.heading("Base models");
         ui.label("The frozen pretrained models adapters are trained on.");
         ui.add_space(6.0);

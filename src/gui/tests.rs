@@ -2489,3 +2489,87 @@ fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("Fuse(a, b)"), "{readme}");
 }
+
+/// The Hugging Face cache cannot be made (HF_HOME is a file) when a download starts, then is
+/// emptied while the app runs: each is one message naming what is wrong, no run folder is
+/// made for a model that is gone, and every screen still draws.
+#[test]
+fn a_hugging_face_cache_that_cannot_be_made_or_vanishes_is_named_and_the_app_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let repos = tempfile::tempdir().unwrap();
+    let model = repo_folder(repos.path(), "model", &tiny_model(), &[]);
+    let hub = fake_hub::FakeHub::start(
+        serde_json::json!({"tiny/bert-hub": {"revisions": {"main": model}}}),
+        serde_json::json!({}),
+    );
+    let settings = hub_settings(&hub, dir.path());
+    let home = dir.path().join("hf-home");
+    std::fs::write(&home, "a file, not a folder").unwrap();
+    let ws_dir = dir.path().join("ws");
+    std::fs::create_dir_all(&ws_dir).unwrap();
+    let mut app = StudioApp::new(workspace(&ws_dir), || {}).unwrap();
+    app.models.hub.settings = Some(settings.clone());
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    h.state_mut().models.hub.search_for("bert");
+    step_until(&mut h, "the Hub's answer", |a| a.models.hub.is_idle());
+    click(&mut h, "Download tiny/bert-hub");
+    step_until(&mut h, "the download's end", |a| a.models.hub.is_idle());
+    let said = format!(
+        "The download of tiny/bert-hub failed: {}: is not a folder",
+        home.display()
+    );
+    assert!(
+        h.query_by_label(&said).is_some(),
+        "no error naming {home:?}"
+    );
+    assert_eq!(h.state().ws.state.models.len(), 1);
+    draw_every_screen(&mut h);
+
+    // Put right, the same download lands, named by its Hub id.
+    std::fs::remove_file(&home).unwrap();
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    click(&mut h, "Download tiny/bert-hub");
+    step_until(&mut h, "the model's download", |a| {
+        a.ws.state.models.len() == 2
+    });
+    let added = h.state().ws.state.models[1].clone();
+    assert_eq!(added.name, "tiny/bert-hub");
+
+    // The cache is emptied while the app runs: a training on that model is refused before a
+    // run folder is made, naming it; the Models screen shows the folder as missing.
+    std::fs::remove_dir_all(&home).unwrap();
+    h.state_mut().screen = Screen::Train;
+    h.state_mut().wizard.model = Some(1);
+    h.step();
+    click(&mut h, "4 Review");
+    click(&mut h, "Start training");
+    assert_eq!(h.state().screen, Screen::Train);
+    let said = format!(
+        "Not started: the model tiny/bert-hub is gone from {}",
+        added.path.display()
+    );
+    assert!(
+        h.query_by_label_contains(&said).is_some(),
+        "no error naming the model"
+    );
+    assert!(
+        !ws_dir.join("runs").read_dir().unwrap().any(|_| true),
+        "a run folder was made"
+    );
+    draw_every_screen(&mut h);
+    h.state_mut().screen = Screen::Models;
+    let missing = format!("{}: not found", added.path.join("config.json").display());
+    // Shown again, the screen reads its models' files again.
+    h.step();
+    step_until(&mut h, "the model's files read again", |a| {
+        a.model_details.get_read(&added.path).is_some()
+    });
+    assert!(
+        h.query_by_label(&missing).is_some(),
+        "no note that the folder is gone: {:?}",
+        h.state().model_details.get_read(&added.path)
+    );
+}

@@ -171,7 +171,7 @@ fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
 
 pub(crate) fn create_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e)),
+        Some(dir) => crate::io::create_dir_all(dir),
         None => Ok(()),
     }
 }

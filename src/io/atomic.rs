@@ -22,6 +22,19 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// `fs::create_dir_all` whose error names the file standing where one of `dir`'s folders
+/// should be (`HF_HOME` pointing at a file), not a folder below it that could not be made.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(file_on_the_way(dir).unwrap_or(dir), e))
+}
+
+/// The nearest existing ancestor of `dir` (itself included) when it is not a folder.
+pub fn file_on_the_way(dir: &Path) -> Option<&Path> {
+    dir.ancestors()
+        .find(|a| a.symlink_metadata().is_ok())
+        .filter(|a| !a.is_dir())
+}
+
 /// Writes `bytes` to `path` atomically, creating parent folders.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, bytes, false)
@@ -35,7 +48,7 @@ pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn write_atomic_with(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        create_dir_all(parent)?;
     }
     let tmp = temp_path_for(path);
     let result = (|| {

@@ -273,7 +273,7 @@ pub fn write_state_dict_with_metadata(
     extra_metadata: &[(String, String)],
 ) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        crate::io::create_dir_all(parent)?;
     }
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     if is_safetensors {

@@ -594,7 +594,7 @@ impl StudyDir {
             self.root.join("slurm"),
             self.root.join("test"),
         ] {
-            std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+            crate::io::create_dir_all(&d)?;
         }
         let to_value = |v: serde_json::Result<Value>, p: PathBuf| {
             v.map_err(|source| Error::Json { path: p, source })

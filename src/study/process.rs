@@ -52,7 +52,7 @@ impl ProcessBackend {
     /// Children of `exe` for study folder `dir` (its `logs/` is made here).
     pub fn new(exe: PathBuf, dir: &StudyDir) -> Result<Self> {
         let logs = dir.root.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
+        crate::io::create_dir_all(&logs)?;
         Ok(ProcessBackend {
             exe,
             dir: dir.clone(),

@@ -439,7 +439,7 @@ impl Tracker for TensorBoard {
     }
 
     fn start(&mut self, run: &RunStart) -> Result<()> {
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        crate::io::create_dir_all(&self.dir)?;
         crate::io::remove_stale_temp_files(&self.dir)?;
         let earlier = event_files(&self.dir);
         let mut started = false;

@@ -56,7 +56,7 @@ impl RunDir {
             .unwrap_or_default();
         let to = trash.join(format!("{name}-{}", unix_secs()));
         let lock = self.lock("deleting")?;
-        fs::create_dir_all(trash).map_err(|e| Error::io(trash, e))?;
+        crate::io::create_dir_all(trash)?;
         fs::rename(&self.root, &to).map_err(|e| Error::io(&self.root, e))?;
         lock.release_moved(&RunDir::new(&to).lock_file());
         Ok(to)

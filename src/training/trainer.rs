@@ -719,7 +719,7 @@ pub fn train_with(
         )));
     }
     let created = !out.exists();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::io::create_dir_all(out)?;
     let result = lock_run(&run, wait, observer, stop).and_then(|lock| {
         // Another process may have started this run while we waited for its lock.
         if run.run_json().exists() {
