@@ -2,7 +2,8 @@
 //! random models made at test time, each with a SentencePiece model trained at test time on
 //! real text (Debian's licence texts) and no `tokenizer.json`. Token ids equal transformers'
 //! fast tokenizers converted from the same file; adapters, a fusion and a head made by the
-//! library give its logits; an adapter trained here loads in Python with the same logits.
+//! library give its logits; an adapter trained here loads in Python with the same logits; the
+//! ONNX exports run in ONNX Runtime to predict's numbers.
 use crate::common;
 
 use std::path::{Path, PathBuf};
@@ -129,47 +130,48 @@ fn check_architecture(arch: &str, model_type: &str, spm_file: &str) {
     onnx_export_of_the_fusion(&dir, arch);
 }
 
-/// The library's fusion of `a` and `b` exported to ONNX: ALBERT's shared layers run in ONNX
-/// Runtime to predict's numbers; DeBERTa (no graph form yet) is refused by name.
+/// The library's setups exported to ONNX run in ONNX Runtime to predict's numbers: the fusion
+/// of `a` and `b` on every architecture (ALBERT's shared layers, DeBERTa's relative positions
+/// and v2's convolution), and on DeBERTa a LoRA on the attention (its shared relative-position
+/// projections go through the LoRA-merged linears) stacked under that fusion, and the gated
+/// prefix (prefix keys without relative positions).
 fn onnx_export_of_the_fusion(dir: &Path, arch: &str) {
-    let mut args = vec![
-        "--model".to_string(),
-        dir.join("model").display().to_string(),
-    ];
+    let path = |p: &str| dir.join(p).display().to_string();
+    let mut args = vec!["--model".to_string(), path("model")];
     for part in ["a", "b"] {
-        args.extend([
-            "--adapter".to_string(),
-            dir.join(part).display().to_string(),
-        ]);
+        args.extend(["--adapter".to_string(), path(part)]);
     }
-    args.extend([
-        "--fusion".to_string(),
-        dir.join("fusion").display().to_string(),
-    ]);
-    args.extend(["--head".to_string(), dir.join("head").display().to_string()]);
+    args.extend(["--fusion".to_string(), path("fusion")]);
+    args.extend(["--head".to_string(), path("head")]);
+    let check = crate::onnx::Check::default();
+    let (summary, _) = crate::onnx::check_in_onnx_runtime(arch, &args, check);
+    assert!(
+        summary["outputs"].to_string().contains("fusion_attention"),
+        "{summary}"
+    );
     if arch == "albert" {
-        let check = crate::onnx::Check::default();
-        let (summary, _) = crate::onnx::check_in_onnx_runtime(arch, &args, check);
-        assert!(
-            summary["outputs"].to_string().contains("fusion_attention"),
-            "{summary}"
-        );
         return;
     }
-    let out = tempfile::tempdir().unwrap();
-    let o = bin()
-        .args(["export", "--format", "onnx"])
-        .args(&args)
-        .arg("--out")
-        .arg(out.path().join("onnx"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(
-        err.contains("does not support deberta-v2 models yet"),
-        "{err}"
-    );
+    let mut stacked = args.clone();
+    stacked.extend(["--adapter".to_string(), path("l")]);
+    let check = crate::onnx::Check {
+        extra: &["--setup", "Stack(l, Fuse(a, b))"],
+        ..Default::default()
+    };
+    crate::onnx::check_in_onnx_runtime(&format!("{arch} lora+fusion"), &stacked, check);
+    let prefix = vec![
+        "--model".to_string(),
+        path("model"),
+        "--adapter".to_string(),
+        path("x"),
+        "--head".to_string(),
+        path("head"),
+    ];
+    let check = crate::onnx::Check {
+        one_batch: true,
+        ..Default::default()
+    };
+    crate::onnx::check_in_onnx_runtime(&format!("{arch} prefix"), &prefix, check);
 }
 
 #[test]

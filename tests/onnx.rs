@@ -61,11 +61,11 @@ fn export(args: &[String], out: &Path, env: &[(&str, &str)]) -> Result<String, S
 #[derive(Default)]
 pub(crate) struct Check<'a> {
     /// More arguments of `export` and `predict` (`--setup …`).
-    extra: &'a [&'a str],
+    pub(crate) extra: &'a [&'a str],
     /// Compare predict's own batch only (see onnx_check.py).
-    one_batch: bool,
+    pub(crate) one_batch: bool,
     /// The environment of `export`.
-    env: &'a [(&'a str, &'a str)],
+    pub(crate) env: &'a [(&'a str, &'a str)],
 }
 
 /// Exports `args` to ONNX (in the returned folder's `onnx`), runs `predict --json` on

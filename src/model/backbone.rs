@@ -242,7 +242,7 @@ impl Encoder {
         self.backbone.onnx(g, inputs, hook)?.ok_or_else(|| {
             crate::error::Error::Invalid(format!(
                 "ONNX export does not support {} models yet (BERT, RoBERTa, XLM-RoBERTa, \
-                 ELECTRA and DistilBERT)",
+                 ELECTRA, DistilBERT, ALBERT and DeBERTa-v2/v3)",
                 self.config.arch.model_type()
             ))
         })

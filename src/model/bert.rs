@@ -71,6 +71,18 @@ impl Embeddings {
         positions: &V,
         c: &ModelConfig,
     ) -> Result<V> {
+        let x = self.sum_onnx(g, inputs, positions)?;
+        g.layer_norm(
+            &x,
+            Norm {
+                ln: &self.ln,
+                eps: c.layer_norm_eps,
+            },
+        )
+    }
+
+    /// [`Embeddings::sum`]'s graph.
+    pub fn sum_onnx(&self, g: &mut Graph, inputs: &GraphInputs, positions: &V) -> Result<V> {
         let mut x = g.embedding(&self.word, &inputs.input_ids)?;
         if let Some(p) = &self.position {
             let y = g.embedding(p, positions)?;
@@ -80,13 +92,7 @@ impl Embeddings {
             let y = g.embedding(tt, &inputs.token_type_ids)?;
             x = g.add(&x, &y);
         }
-        g.layer_norm(
-            &x,
-            Norm {
-                ln: &self.ln,
-                eps: c.layer_norm_eps,
-            },
-        )
+        Ok(x)
     }
 
     /// Sum of the embeddings before the LayerNorm.

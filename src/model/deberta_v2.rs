@@ -12,14 +12,15 @@ use serde_json::Value;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::backbone::{Backbone, BackboneKind, LayerSites, Span};
+use super::backbone::{Backbone, BackboneKind, GraphInputs, LayerSites, Span};
 use super::bert::Embeddings;
 use super::config::{get_f64, get_size, ArchOptions, ModelConfig};
-use super::hooks::{LinearSite, LocationHook};
+use super::hooks::{GraphHook, LinearSite, LocationHook};
 use super::layer::{self, hooked, linear, Style, Sublayers};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::layers::layer_norm;
+use crate::onnx::graph::{self as onnx_graph, Graph, Norm, V};
 
 /// v2's convolution after the first layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,6 +372,111 @@ impl DisentangledAttention {
     }
 }
 
+/// What every layer's graph shares: the pair mask as a bias [batch, 1, tokens, tokens] and,
+/// with relative attention, the relative embeddings and the gather indices.
+struct GraphContext {
+    mask_bias: V,
+    relative: Option<RelativeGraph>,
+}
+
+/// The relative embeddings (LayerNorm-ed when configured) [1, 2·span, hidden], and the c2p and
+/// p2c gather indices [tokens, tokens]: sliced from tables computed at export by the function
+/// the forward pass uses (exact, no float bucketing in the graph), for up to
+/// `max_position_embeddings` tokens.
+struct RelativeGraph {
+    embeddings: V,
+    c2p: V,
+    p2c: V,
+}
+
+impl DisentangledAttention {
+    /// [`DisentangledAttention::forward`]'s graph (no dropout).
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        x: &V,
+        o: &DebertaOptions,
+        ctx: &GraphContext,
+        layer: usize,
+        hook: &mut dyn GraphHook,
+    ) -> Result<V> {
+        let d = self.query.ws.size()[0];
+        let dh = d / self.num_heads;
+        let heads = |g: &mut Graph, y: &V| {
+            let y = g.reshape(y, &[0, 0, self.num_heads, dh]);
+            g.transpose(&y, &[0, 2, 1, 3])
+        };
+        let q = hook.linear(g, layer, LinearSite::Query, x, &self.query)?;
+        let q = heads(g, &q);
+        let k = hook.linear(g, layer, LinearSite::Key, x, &self.key)?;
+        let k = heads(g, &k);
+        let v = hook.linear(g, layer, LinearSite::Value, x, &self.value)?;
+        let v = heads(g, &v);
+        let inv_scale = 1.0 / ((dh * o.scale_factor()) as f64).sqrt();
+        let kt = g.transpose(&k, &[0, 1, 3, 2]);
+        let qk = g.matmul(&q, &kt);
+        let mut scores = g.scale(&qk, inv_scale);
+        if let (true, Some(rel)) = (o.relative_attention, &ctx.relative) {
+            let mut project = |g: &mut Graph,
+                               own: &Option<nn::Linear>,
+                               shared: &nn::Linear,
+                               site: LinearSite|
+             -> Result<V> {
+                let out = match own {
+                    Some(lin) if !o.share_att_key => g.linear(&rel.embeddings, lin)?,
+                    _ => hook.linear(g, layer, site, &rel.embeddings, shared)?,
+                };
+                Ok(heads(g, &out))
+            };
+            // [batch, heads, tokens, 2·span] gathered at the relative positions' indices.
+            let shape = g.op("Shape", &[&qk], Vec::new());
+            let gather = |g: &mut Graph, scores: &V, index: &V| {
+                let index = g.op("Expand", &[index, &shape], Vec::new());
+                g.op(
+                    "GatherElements",
+                    &[scores, &index],
+                    vec![onnx_graph::int("axis", 3)],
+                )
+            };
+            if o.c2p {
+                let pos_key = project(g, &self.pos_key, &self.key, LinearSite::Key)?;
+                let pkt = g.transpose(&pos_key, &[0, 1, 3, 2]);
+                let c2p = g.matmul(&q, &pkt);
+                let c2p = gather(g, &c2p, &rel.c2p);
+                let c2p = g.scale(&c2p, inv_scale);
+                scores = g.add(&scores, &c2p);
+            }
+            if o.p2c {
+                let pos_query = project(g, &self.pos_query, &self.query, LinearSite::Query)?;
+                let pqt = g.transpose(&pos_query, &[0, 1, 3, 2]);
+                let p2c = g.matmul(&k, &pqt);
+                let p2c = gather(g, &p2c, &rel.p2c);
+                let p2c = g.transpose(&p2c, &[0, 1, 3, 2]);
+                let p2c = g.scale(&p2c, inv_scale);
+                scores = g.add(&scores, &p2c);
+            }
+        }
+        let scores = g.add(&scores, &ctx.mask_bias);
+        // Prefix keys: scored without relative positions, attended by every token.
+        let (scores, v) = match hook.prefix(g, layer, x)? {
+            Some((pk, pv)) => {
+                let pkt = g.transpose(&pk, &[0, 1, 3, 2]);
+                let prefix_scores = g.matmul(&q, &pkt);
+                let prefix_scores = g.scale(&prefix_scores, inv_scale);
+                (
+                    g.concat(&[&prefix_scores, &scores], 3),
+                    g.concat(&[&pv, &v], 2),
+                )
+            }
+            None => (scores, v),
+        };
+        let probs = g.softmax(&scores, -1);
+        let out = g.matmul(&probs, &v);
+        let out = g.transpose(&out, &[0, 2, 1, 3]);
+        Ok(g.reshape(&out, &[0, 0, d]))
+    }
+}
+
 #[derive(Debug)]
 struct Layer {
     attention: DisentangledAttention,
@@ -487,6 +593,87 @@ impl Conv {
     }
 }
 
+impl Conv {
+    /// [`Conv::forward`]'s graph; `keep` is the mask as floats [batch, tokens, 1].
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        hidden: &V,
+        residual: &V,
+        keep: &V,
+        conv: &ConvOptions,
+        eps: f64,
+    ) -> Result<V> {
+        let x = g.transpose(hidden, &[0, 2, 1]);
+        let w = g.weight(&self.conv.ws, false)?;
+        let mut inputs = vec![x, w];
+        if let Some(b) = &self.conv.bs {
+            inputs.push(g.weight(b, false)?);
+        }
+        let pad = (conv.kernel_size - 1) / 2;
+        let inputs: Vec<&V> = inputs.iter().collect();
+        let out = g.op(
+            "Conv",
+            &inputs,
+            vec![
+                onnx_graph::ints("kernel_shape", &[conv.kernel_size]),
+                onnx_graph::ints("pads", &[pad, pad]),
+                onnx_graph::int("group", conv.groups),
+            ],
+        );
+        let out = g.transpose(&out, &[0, 2, 1]);
+        // Padding zeroed before the activation (a multiply by 0/1 is the forward's fill).
+        let out = g.mul(&out, keep);
+        let out = g.activation(&out, self.act);
+        let sum = g.add(residual, &out);
+        let ln = Norm { ln: &self.ln, eps };
+        let out = g.layer_norm(&sum, ln)?;
+        Ok(g.mul(&out, keep))
+    }
+}
+
+impl DebertaV2 {
+    /// The relative embeddings and gather indices every layer's graph reads, sliced to the
+    /// sequence of `input_ids`.
+    fn relative_onnx(&self, g: &mut Graph, input_ids: &V) -> Result<Option<RelativeGraph>> {
+        let o = &self.options;
+        let (true, Some(e)) = (o.relative_attention, &self.rel_embeddings) else {
+            return Ok(None);
+        };
+        let span = o.span();
+        let rel = tch::no_grad(|| match &self.rel_ln {
+            Some(ln) => ln.forward(&e.ws),
+            None => e.ws.shallow_clone(),
+        });
+        let rows = (2 * span).min(rel.size()[0]);
+        let embeddings = g.weight(&rel.narrow(0, 0, rows).unsqueeze(0), false)?;
+        let most = self.config.max_position_embeddings;
+        let table = relative_positions(
+            most,
+            o.position_buckets,
+            o.max_relative_positions,
+            tch::Device::Cpu,
+        );
+        let shape = g.op("Shape", &[input_ids], Vec::new());
+        let axis = g.ints(&[1]);
+        let tokens = g.gather(&shape, &axis, 0);
+        let ends = g.concat(&[&tokens, &tokens], 0);
+        let starts = g.ints(&[0, 0]);
+        let axes = g.ints(&[0, 1]);
+        let slice = |g: &mut Graph, t: Tensor| -> Result<V> {
+            let t = g.int_tensor(&t.clamp(0, 2 * span - 1))?;
+            Ok(g.op("Slice", &[&t, &starts, &ends, &axes], Vec::new()))
+        };
+        let c2p = slice(g, &table + span)?;
+        let p2c = slice(g, -&table + span)?;
+        Ok(Some(RelativeGraph {
+            embeddings,
+            c2p,
+            p2c,
+        }))
+    }
+}
+
 impl Backbone for DebertaV2 {
     fn forward(
         &self,
@@ -549,6 +736,50 @@ impl Backbone for DebertaV2 {
             span.keep(i + 1, &x);
         }
         Ok(x)
+    }
+
+    /// [`Backbone::forward`]'s graph: sequences up to `max_position_embeddings` tokens (the
+    /// relative-position tables' size).
+    fn onnx(
+        &self,
+        g: &mut Graph,
+        inputs: &GraphInputs,
+        hook: &mut dyn GraphHook,
+    ) -> Result<Option<V>> {
+        let c = &self.config;
+        let positions = layer::absolute_positions_onnx(g, &inputs.input_ids);
+        let mut x = self.embeddings.sum_onnx(g, inputs, &positions)?;
+        if let Some(proj) = &self.embed_proj {
+            x = g.linear(&x, proj)?;
+        }
+        let ln = Norm {
+            ln: &self.embeddings.ln,
+            eps: c.layer_norm_eps,
+        };
+        let x = g.layer_norm(&x, ln)?;
+        let mask = g.cast_float(&inputs.attention_mask);
+        let keep = g.unsqueeze(&mask, &[2]);
+        let x = g.mul(&x, &keep);
+        // (1 - query real · key real) · MIN: [batch, 1, tokens, tokens].
+        let queries = g.unsqueeze(&mask, &[1, 3]);
+        let keys = g.unsqueeze(&mask, &[1, 2]);
+        let pair = g.mul(&queries, &keys);
+        let one = g.scalar(1.0);
+        let open = g.sub(&one, &pair);
+        let ctx = GraphContext {
+            mask_bias: g.scale(&open, f64::from(f32::MIN)),
+            relative: self.relative_onnx(g, &inputs.input_ids)?,
+        };
+        let embedded = x.clone();
+        let mut x = x;
+        for (i, l) in self.layers.iter().enumerate() {
+            let attn = l.attention.onnx(g, &x, &self.options, &ctx, i, hook)?;
+            x = l.rest.onnx(g, &x, &attn, c, i, hook)?;
+            if let (0, Some(conv), Some(options)) = (i, &self.conv, &self.options.conv) {
+                x = conv.onnx(g, &embedded, &x, &keep, options, c.layer_norm_eps)?;
+            }
+        }
+        Ok(Some(x))
     }
 
     fn pool(&self, _hidden: &Tensor) -> Option<Tensor> {

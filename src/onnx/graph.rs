@@ -128,6 +128,18 @@ impl Graph {
         self.constant(vec![values.len() as i64], DataType::Int64, raw)
     }
 
+    /// An int64 constant holding `t` (index tables).
+    pub fn int_tensor(&mut self, t: &Tensor) -> Result<V> {
+        let t = t
+            .to_kind(Kind::Int64)
+            .to_device(tch::Device::Cpu)
+            .contiguous();
+        let values = Vec::<i64>::try_from(t.view(-1))
+            .map_err(|e| Error::Invalid(format!("an index table could not be read: {e}")))?;
+        let raw = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Ok(self.constant(t.size(), DataType::Int64, raw))
+    }
+
     /// A 0-D int64 constant (an index that removes its axis).
     pub fn index(&mut self, i: i64) -> V {
         self.constant(Vec::new(), DataType::Int64, i.to_le_bytes().to_vec())

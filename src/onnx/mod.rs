@@ -331,6 +331,8 @@ pub fn readme(built: &OnnxModel, model: &AdapterModel) -> String {
          Exported by Adapter Studio {version}: base model `{base}`, setup {setup}, head `{head}`. \
          Opset {OPSET}; checked against `predict` in ONNX Runtime by the project's tests.\n\n\
          ## Inputs (int64 [batch, sequence], both axes dynamic; pad on the right)\n\n{inputs}\n\n\
+         Sequences of at most {most} tokens (the model's positions; `tokenizer.json` truncates \
+         there).\n\n\
          ## Outputs\n\n\
          - `logits`: float32 {logits_shape}.\n{fusion}\n\
          The label names are in the model's metadata (`labels`), in id order.\n\n\
@@ -355,6 +357,7 @@ pub fn readme(built: &OnnxModel, model: &AdapterModel) -> String {
             .collect::<Vec<_>>()
             .join("\n"),
         pad = model.base.tokenizer.pad_id,
+        most = model.base.tokenizer.max_length,
         feeds = feeds.join(", "),
     )
 }
