@@ -42,6 +42,32 @@ pub struct PruneSpec {
     pub out: PathBuf,
     pub force: bool,
     pub weights: WeightFormat,
+    /// Train the pruned fusion (and the head) a little before it is measured.
+    pub retrain: Option<Retrain>,
+}
+
+/// A short fusion training that starts from the pruned fusion and head (`fuse --fusion-init
+/// --head-init`), in `OUT/retrain`; its kept checkpoint replaces them.
+#[derive(Debug, Clone)]
+pub struct Retrain {
+    /// The target's training data: not the data the models are measured on, which would
+    /// score the fusion on what it was just trained on.
+    pub train: DataSource,
+    pub steps: usize,
+    /// The fusion's learning rate (None: the studio's fusion default); the head gets the
+    /// studio's head rate.
+    pub lr: Option<f64>,
+    pub seed: u64,
+}
+
+/// What the retraining did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retrained {
+    /// Its run folder (metrics, log, run.json).
+    pub run: PathBuf,
+    pub steps: usize,
+    /// The step of the checkpoint kept (best on the run's validation part).
+    pub kept_step: Option<usize>,
 }
 
 /// A model's accuracy and speed on the data.
@@ -70,6 +96,8 @@ pub struct PruneReport {
     pub before: Measured,
     pub after: Measured,
     pub out: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrained: Option<Retrained>,
 }
 
 impl PruneReport {
@@ -196,6 +224,73 @@ fn fusion_over(model: &AdapterModel, old: &FusionModule, kept: &[String]) -> Res
     Ok(fusion)
 }
 
+/// Trains the pruned fusion written in `spec.out` (over `kept`) and its head for `r.steps`
+/// steps, then puts the kept checkpoint's fusion and head into `model`.
+fn retrain(
+    model: &mut AdapterModel,
+    r: &Retrain,
+    spec: &PruneSpec,
+    kept: &[String],
+    labels: &[String],
+) -> Result<Retrained> {
+    let fusion_name = Setup::fuse_of(kept).name();
+    let head_name = model
+        .active_head
+        .clone()
+        .ok_or_else(|| Error::Invalid("the pruned model has no head to retrain".into()))?;
+    let adapters = kept.iter().map(|k| spec.out.join(k)).collect();
+    let mut cfg =
+        training::TrainConfig::fusion(spec.parts.model.clone(), r.train.clone(), adapters);
+    cfg.stage = training::Stage::Fusion {
+        adapters: kept.iter().map(|k| spec.out.join(k)).collect(),
+        fusion_config: Default::default(),
+        init: Some(spec.out.join(&fusion_name)),
+    };
+    // The run's name is its head's.
+    cfg.name = head_name.clone();
+    cfg.head_init = Some(spec.out.join(&head_name));
+    cfg.labels = Some(labels.to_vec());
+    cfg.columns = spec.columns.clone();
+    cfg.skip_bad_rows = spec.skip_bad_rows;
+    cfg.max_length = spec.max_length;
+    cfg.max_steps = Some(r.steps);
+    cfg.min_steps = None;
+    // Every epoch has a step: the steps are reached first.
+    cfg.epochs = r.steps;
+    if let Some(lr) = r.lr {
+        cfg.lr = lr;
+    }
+    cfg.seed = r.seed;
+    cfg.device = match spec.parts.device {
+        tch::Device::Cuda(n) => crate::device::DeviceChoice::Cuda(n),
+        _ => crate::device::DeviceChoice::Cpu,
+    };
+    let run = spec.out.join("retrain");
+    let summary = training::train(&cfg, &run, &mut |_| {}, &Default::default())?;
+    let dir = training::RunDir::new(&run);
+    let fusion = crate::hub::load_fusion(
+        &dir.artifact(training::RunArtifact::Fusion),
+        &model.base,
+        &model.adapters,
+    )?;
+    let head = crate::hub::load_head(
+        &dir.artifact(training::RunArtifact::Head),
+        &model.base,
+        Some(&head_name),
+    )?;
+    // They replace the pruned ones, in memory and in `spec.out` (the run stays beside them).
+    let mc = &model.base.config;
+    crate::hub::save_fusion(&fusion, mc, &spec.out.join(&fusion_name), spec.weights)?;
+    crate::hub::save_head(&head, mc, &spec.out.join(&head_name), spec.weights)?;
+    model.fusions.insert(fusion.name.clone(), fusion);
+    model.add_head(head);
+    Ok(Retrained {
+        run,
+        steps: summary.steps,
+        kept_step: summary.best.as_ref().map(|b| b.step),
+    })
+}
+
 /// Prunes the fusion of `spec.parts` and writes the smaller setup to `spec.out`.
 pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
     if spec.parts.fusion.is_none() {
@@ -213,6 +308,9 @@ pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
             "nothing to prune: give --threshold W (drop adapters) and/or --drop-layers K".into(),
         ));
     }
+    // Loading and pruning build modules (random initialisation, then overwritten): torch's
+    // generator is held meanwhile, as by every other module builder.
+    let rng = crate::rng::torch_rng_lock();
     let mut model = predict::load(&spec.parts)?;
     let layers_total = model.base.config.adapter_layers();
     if spec.drop_layers >= layers_total {
@@ -257,7 +355,13 @@ pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
         Setup::stack_of(&kept)
     };
     model.set_setup(Some(setup.clone()))?;
-    let (after, _) = measure(&model, &set, &labels, spec)?;
+    if spec.retrain.is_some() && kept.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "only `{}` is left, so there is no fusion to retrain: lower --threshold or leave \
+             out --retrain-steps",
+            kept.join(", ")
+        )));
+    }
     export::export_model(
         &model,
         ExportFormat::AdapterHub,
@@ -266,6 +370,12 @@ pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
         spec.force,
         &mut |_| true,
     )?;
+    drop(rng);
+    let retrained = match &spec.retrain {
+        Some(r) => Some(retrain(&mut model, r, spec, &kept, &labels)?),
+        None => None,
+    };
+    let (after, _) = measure(&model, &set, &labels, spec)?;
     let report = PruneReport {
         adapters: attention.adapters.clone(),
         layers: attention.layers.clone(),
@@ -277,6 +387,7 @@ pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
         before,
         after,
         out: spec.out.clone(),
+        retrained,
     };
     let value = serde_json::to_value(&report)
         .map_err(|e| Error::Invalid(format!("the prune report: {e}")))?;

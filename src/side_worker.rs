@@ -322,10 +322,9 @@ fn serve(
         }
         SideCommand::Prune { id, spec } => SideEvent::Pruned {
             id,
-            result: {
-                let _rng = crate::rng::torch_rng_lock();
-                crate::prune::prune(&spec).map(Box::new).map_err(text)
-            },
+            // `prune` holds torch's generator lock itself (not while it retrains: the
+            // trainer takes it).
+            result: crate::prune::prune(&spec).map(Box::new).map_err(text),
         },
         SideCommand::Import { id, workspace, dir } => SideEvent::Imported {
             id,

@@ -11,8 +11,13 @@ use serde_json::{json, Value};
 
 /// The demo sentiment set's validation texts (real sentences), with the tiny head's labels.
 fn labelled_data(dir: &Path) -> PathBuf {
-    let src =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets/sentiment/validation.csv");
+    labelled_split(dir, "validation")
+}
+
+/// The demo sentiment set's `split` with the tiny head's labels, in DIR/SPLIT.csv.
+fn labelled_split(dir: &Path, split: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("assets/datasets/sentiment/{split}.csv"));
     let text = std::fs::read_to_string(src).unwrap();
     let mapped: Vec<String> = text
         .lines()
@@ -22,7 +27,7 @@ fn labelled_data(dir: &Path) -> PathBuf {
                 .replace(",neutral", ",neu")
         })
         .collect();
-    let path = dir.join("data.csv");
+    let path = dir.join(format!("{split}.csv"));
     std::fs::write(&path, mapped.join("\n") + "\n").unwrap();
     path
 }
@@ -184,4 +189,85 @@ fn prune_refuses_a_setup_without_fusion_and_too_many_layers_by_name() {
     let err = prune(&fusion_args(), &data, &[], &out).unwrap_err();
     assert!(err.contains("nothing to prune"), "{err}");
     assert!(!out.exists(), "a refused prune writes nothing");
+}
+
+/// `--retrain-steps N --train FILE`: the pruned fusion and head train N steps from their pruned
+/// weights (a run kept in OUT/retrain, started with `--fusion-init`/`--head-init` on them), the
+/// retrained ones replace them in OUT, and `predict` on OUT gives what was measured; with a
+/// single adapter left there is no fusion to retrain, which is said by name.
+#[test]
+fn a_pruned_fusion_retrained_briefly_replaces_the_pruned_weights_and_keeps_its_run() {
+    let work = tempfile::tempdir().unwrap();
+    let data = labelled_data(work.path());
+    let train = labelled_split(work.path(), "train");
+    let args = fusion_args();
+    let plain = work.path().join("plain");
+    prune(&args, &data, &["--drop-layers", "1"], &plain).unwrap();
+    let out = work.path().join("retrained");
+    let train_arg = train.display().to_string();
+    let extra = [
+        "--drop-layers",
+        "1",
+        "--retrain-steps",
+        "4",
+        "--train",
+        &train_arg,
+    ];
+    let report = prune(&args, &data, &extra, &out).unwrap();
+    assert_eq!(report["kept"], json!(["a", "b", "c"]), "{report}");
+    assert_eq!(report["retrained"]["steps"], 4, "{report}");
+    let run = out.join("retrain");
+    assert_eq!(report["retrained"]["run"], json!(run));
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let stage = &info["config"]["stage"];
+    assert_eq!(stage["init"], json!(out.join("a,b,c")), "{info}");
+    assert_eq!(info["config"]["head_init"], json!(out.join("cls")));
+    // The fusion and head in OUT are the retrained ones, not the pruned ones.
+    for part in [
+        "a,b,c/model_adapter_fusion.safetensors",
+        "cls/model_head.safetensors",
+    ] {
+        assert_ne!(
+            std::fs::read(plain.join(part)).unwrap(),
+            std::fs::read(out.join(part)).unwrap(),
+            "{part} unchanged by the retraining"
+        );
+    }
+    // What was measured after is what the folders give.
+    let mut eval = bin();
+    eval.arg("eval")
+        .arg("--model")
+        .arg(fixtures().join("bert_tiny"));
+    for name in ["a", "b", "c"] {
+        eval.arg("--adapter").arg(out.join(name));
+    }
+    eval.arg("--fusion")
+        .arg(out.join("a,b,c"))
+        .arg("--head")
+        .arg(out.join("cls"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--json", "--device", "cpu"]);
+    let evaluated: Value = serde_json::from_str(ok(eval.output().unwrap()).trim()).unwrap();
+    for metric in ["accuracy", "loss"] {
+        let (got, want) = (&evaluated[metric], &report["after"]["metrics"][metric]);
+        assert!(
+            (got.as_f64().unwrap() - want.as_f64().unwrap()).abs() < 1e-6,
+            "{metric}: eval {got}, measured after {want}"
+        );
+    }
+
+    // One adapter left: nothing to retrain.
+    let alone = work.path().join("alone");
+    let extra = [
+        "--threshold",
+        "0.99",
+        "--retrain-steps",
+        "4",
+        "--train",
+        &train_arg,
+    ];
+    let err = prune(&args, &data, &extra, &alone).unwrap_err();
+    assert!(err.contains("no fusion to retrain"), "{err}");
 }

@@ -45,6 +45,19 @@ pub struct PruneArgs {
     /// safetensors or bin.
     #[arg(long, default_value = "both")]
     weights: String,
+    /// Then train the pruned fusion and its head for N steps on --train (starting from their
+    /// pruned weights, as `fuse --fusion-init --head-init`; the run is kept in OUT/retrain)
+    /// before it is measured.
+    #[arg(long, value_name = "N", requires = "train")]
+    retrain_steps: Option<usize>,
+    /// The training data of the retraining (the target's; not --data, which measures).
+    #[arg(long, value_parser = data_source())]
+    train: Option<DataSource>,
+    /// The fusion's learning rate while retraining (default: the studio's fusion rate, 5e-4).
+    #[arg(long, requires = "retrain_steps")]
+    retrain_lr: Option<f64>,
+    #[arg(long, default_value_t = 42, requires = "retrain_steps")]
+    seed: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -67,6 +80,16 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         out: args.out,
         force: args.force,
         weights: args.weights.parse::<WeightFormat>()?,
+        retrain: match (args.retrain_steps, args.train) {
+            (Some(steps), Some(train)) => Some(prune::Retrain {
+                train,
+                steps,
+                lr: args.retrain_lr,
+                seed: args.seed,
+            }),
+            (None, Some(_)) => anyhow::bail!("--train is the data of --retrain-steps N: give both"),
+            _ => None,
+        },
     };
     let report = prune::prune(&spec)?;
     if args.json {
@@ -85,6 +108,14 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     }
     if !report.dropped_layers.is_empty() {
         println!("layers without the fusion: {:?}", report.dropped_layers);
+    }
+    if let Some(r) = &report.retrained {
+        println!(
+            "retrained {} steps (kept step {}; run in {})",
+            r.steps,
+            r.kept_step.map_or("-".into(), |s| s.to_string()),
+            r.run.display()
+        );
     }
     println!("{:>14} {:>10} {:>10}", "", "before", "after");
     let keys: Vec<&String> = report.before.metrics.keys().collect();

@@ -46,6 +46,7 @@ pub fn fuse(mut args: FuseArgs) -> anyhow::Result<()> {
     super::hub::folder_opt(&mut args.model)?;
     super::hub::folders(&mut args.adapters)?;
     super::hub::folder_opt(&mut args.training.head_init)?;
+    super::hub::folder_opt(&mut args.fusion_init)?;
     start(json, wait, fuse_config(args)?)
 }
 

@@ -17,6 +17,9 @@ pub struct PruneView {
     pub use_threshold: bool,
     pub threshold: f64,
     pub drop_layers: usize,
+    /// Train the pruned fusion and head this many steps on the run's training data first.
+    pub retrain: bool,
+    pub retrain_steps: usize,
     pub out: String,
     /// The run the output folder was proposed for.
     out_for: Option<PathBuf>,
@@ -31,6 +34,8 @@ impl Default for PruneView {
             use_threshold: true,
             threshold: 0.1,
             drop_layers: 0,
+            retrain: false,
+            retrain_steps: 100,
             out: String::new(),
             out_for: None,
             pending: None,
@@ -103,6 +108,19 @@ impl PruneView {
                 dropped.join(", ")
             ),
         });
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut self.retrain, "Retrain the fusion briefly")
+                .on_hover_text(
+                    "Train the smaller fusion and its head on the run's training data, starting \
+                     from their pruned weights (the run is kept in the output folder)",
+                );
+            let label = ui.label("steps");
+            ui.add_enabled(
+                self.retrain,
+                egui::DragValue::new(&mut self.retrain_steps).range(1..=10_000),
+            )
+            .labelled_by(label.id);
+        });
         text_field_ui(ui, "Write to", "folder", 360.0, &mut self.out);
         let can = self.pending.is_none()
             && entry.info.is_some()
@@ -117,7 +135,10 @@ impl PruneView {
             }
             if self.pending.is_some() {
                 ui.spinner();
-                ui.label("measuring both models…");
+                ui.label(match self.retrain {
+                    true => "retraining, then measuring both models…",
+                    false => "measuring both models…",
+                });
             }
         });
         message_ui(ui, &self.message);
@@ -152,6 +173,12 @@ impl PruneView {
             // The folder was shown before the click: an existing one is replaced.
             force: true,
             weights: WeightFormat::Both,
+            retrain: self.retrain.then(|| prune::Retrain {
+                train: c.train.clone(),
+                steps: self.retrain_steps,
+                lr: None,
+                seed: c.seed,
+            }),
         });
         self.message = None;
         self.report = None;
@@ -211,6 +238,14 @@ fn report_ui(ui: &mut egui::Ui, r: &PruneReport) {
         });
     if !r.dropped_layers.is_empty() {
         ui.label(format!("Layers without the fusion: {:?}", r.dropped_layers));
+    }
+    if let Some(t) = &r.retrained {
+        ui.label(format!(
+            "Retrained {} steps, kept step {} (run: {})",
+            t.steps,
+            t.kept_step.map_or("—".into(), |s| s.to_string()),
+            t.run.display()
+        ));
     }
     ui.label(format!(
         "Measured on {} examples; folder: {}",

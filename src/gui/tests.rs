@@ -2372,6 +2372,7 @@ fn finished_fusion_run(ws: &Workspace) -> PathBuf {
     info.config.stage = adapter_studio::training::Stage::Fusion {
         adapters: vec![fixture_adapter("a"), fixture_adapter("b")],
         fusion_config: Default::default(),
+        init: None,
     };
     run.write_info(&info).unwrap();
     run_dir
@@ -2459,6 +2460,25 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
     h.step();
     assert!(h.query_by_label_contains("examples/s").is_some());
     assert!(h.query_by_label_contains("×)").is_some());
+
+    // Retrained briefly: both adapters kept, the lowest layer dropped, three steps on the
+    // run's training data before it is measured.
+    h.state_mut().inspector.prune.use_threshold = false;
+    h.step();
+    click(&mut h, "Retrain the fusion briefly");
+    h.state_mut().inspector.prune.retrain_steps = 3;
+    h.step();
+    click(&mut h, "Prune and measure");
+    step_until(&mut h, "the retrained pruning", |a| {
+        a.inspector.prune.pending.is_none()
+    });
+    let prune = &h.state().inspector.prune;
+    assert!(matches!(prune.message, Some(Ok(_))), "{:?}", prune.message);
+    let retrained = prune.report.as_ref().unwrap().retrained.clone().unwrap();
+    assert_eq!(retrained.steps, 3);
+    assert!(retrained.run.join("run.json").is_file());
+    h.step();
+    assert!(h.query_by_label_contains("Retrained 3 steps").is_some());
 }
 
 #[test]

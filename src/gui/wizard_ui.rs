@@ -240,6 +240,8 @@ impl Wizard {
                     Stage::Fusion { fusion_config, .. } => *fusion_config,
                     Stage::Adapter { .. } => Default::default(),
                 },
+                // The wizard trains new fusions.
+                init: None,
             }
         };
         c.name = if self.name.trim().is_empty() {

@@ -273,6 +273,10 @@ pub struct FuseArgs {
     /// dynamic (the paper's) or static.
     #[arg(long, default_value = "dynamic")]
     pub fusion_config: crate::fusion::FusionPreset,
+    /// Start from this trained fusion (AdapterHub folder over the same adapters, in order):
+    /// its config and weights, instead of a new fusion.
+    #[arg(long)]
+    pub fusion_init: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -444,8 +448,14 @@ pub fn fuse_config(args: FuseArgs) -> Result<Planned> {
     let mut planned = config_from(args.model, &args.data, &args.training, |m, t| {
         TrainConfig::fusion_preset(preset, m, t, adapters.clone())
     })?;
-    if let Stage::Fusion { fusion_config, .. } = &mut planned.config.stage {
+    if let Stage::Fusion {
+        fusion_config,
+        init,
+        ..
+    } = &mut planned.config.stage
+    {
         *fusion_config = args.fusion_config;
+        *init = args.fusion_init;
     }
     Ok(planned)
 }
@@ -643,6 +653,7 @@ mod tests {
                 c.stage = Stage::Fusion {
                     adapters: adapters.clone(),
                     fusion_config,
+                    init: None,
                 };
                 runs.push(c);
             }
@@ -722,6 +733,7 @@ mod tests {
         c.stage = Stage::Fusion {
             adapters: adapters.clone(),
             fusion_config: crate::fusion::FusionPreset::Static,
+            init: Some(dir.join("a \"pruned\" fusion")),
         };
         runs.push(c);
         // Method configs, one with quotes inside the JSON.

@@ -43,6 +43,11 @@ pub enum Stage {
         adapters: Vec<PathBuf>,
         /// `dynamic` (the paper's) or `static`.
         fusion_config: crate::fusion::FusionPreset,
+        /// A trained fusion (AdapterHub folder) over these adapters to start from, its own
+        /// config and weights, instead of a new one (`--fusion-init`; a pruned fusion
+        /// retrained briefly).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<PathBuf>,
     },
 }
 
@@ -320,6 +325,7 @@ impl TrainConfig {
             stage: Stage::Fusion {
                 adapters,
                 fusion_config: crate::fusion::FusionPreset::Dynamic,
+                init: None,
             },
             name: "fusion".into(),
             epochs: 10,
@@ -461,8 +467,10 @@ impl TrainConfig {
     /// Optimizer steps of the run for a training set of `train_examples`.
     pub fn total_steps(&self, train_examples: usize) -> usize {
         let per_epoch = self.steps_per_epoch(train_examples);
-        self.max_steps
-            .unwrap_or((self.epochs * per_epoch).max(self.min_steps.unwrap_or(0)))
+        // Saturating: `--epochs` is the user's (a huge one beside --max-steps is harmless).
+        self.max_steps.unwrap_or_else(|| {
+            (self.epochs.saturating_mul(per_epoch)).max(self.min_steps.unwrap_or(0))
+        })
     }
 }
 
@@ -530,12 +538,16 @@ impl TrainConfig {
             Stage::Fusion {
                 adapters,
                 fusion_config,
+                init,
             } => {
                 args.push("adapter-studio fuse".into());
                 args.push(path("--model", &self.model));
                 args.extend(adapters.iter().map(|a| path("--adapter", a)));
                 if *fusion_config != crate::fusion::FusionPreset::Dynamic {
                     args.push(flag("--fusion-config", fusion_config.as_str()));
+                }
+                if let Some(dir) = init {
+                    args.push(path("--fusion-init", dir));
                 }
             }
         }

@@ -234,6 +234,7 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         Stage::Fusion {
             adapters,
             fusion_config,
+            init,
         } => {
             let fusion_config = fusion_config.config();
             let mut names = Vec::new();
@@ -244,8 +245,27 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
                 names.push(adapter.name.clone());
                 model.add_adapter(adapter)?;
             }
-            let members: Vec<&AdapterModule> = names.iter().map(|n| &model.adapters[n]).collect();
-            let fusion = FusionModule::new(&mc, &members, fusion_config, device)?;
+            let fusion = match init {
+                Some(dir) => {
+                    let mut fusion = hub::load_fusion(dir, &model.base, &model.adapters)?;
+                    if fusion.adapter_names != names {
+                        return Err(Error::Invalid(format!(
+                            "--fusion-init {}: a fusion of [{}], but this run fuses [{}] (the \
+                             same adapters, in the same order)",
+                            dir.display(),
+                            fusion.adapter_names.join(", "),
+                            names.join(", ")
+                        )));
+                    }
+                    fusion.vs.unfreeze();
+                    fusion
+                }
+                None => {
+                    let members: Vec<&AdapterModule> =
+                        names.iter().map(|n| &model.adapters[n]).collect();
+                    FusionModule::new(&mc, &members, fusion_config, device)?
+                }
+            };
             params.extend(named_params("fusion", &fusion.vs));
             model.fusions.insert(fusion.name.clone(), fusion);
             model.set_setup(Some(Setup::Fuse(
