@@ -12,14 +12,15 @@ and after on the same data in one process (the fastest of --repeats timed evalua
   the lowest layers dropped.
 - accuracy (--suite WORK): the trained fusions of benchmarks/fusion_transfer.py's work folder
   (real-text targets of Debian package descriptions), pruned at thresholds and lowest layers,
-  measured on each target's test file.
+  measured on each target's test file; with --retrain-steps N also retrained briefly (N steps
+  on the target's train.csv from the pruned weights) before measuring.
 
 Writes a Markdown table, --json-out, and --figure (accuracy change and speed-up by setting).
 
 Usage (build first: cargo build --release):
   .venv/bin/python benchmarks/prune_fusion.py [--lines 500] [--json-out F] [--figure F.png]
   .venv/bin/python benchmarks/prune_fusion.py --suite benchmarks/transfer-work \
-      --data benchmarks/transfer-data [--targets section4 use4]
+      --data benchmarks/transfer-data [--targets section4 use4] [--retrain-steps 0 50]
 """
 
 import argparse
@@ -64,6 +65,8 @@ def prune(model, adapters, fusion, head, data, out, extra, repeats):
     for d in adapters:
         cmd += ["--adapter", str(d)]
     p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0 and "no fusion to retrain" in p.stderr:
+        return None
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -128,26 +131,34 @@ def suite_part(a):
         own = a.suite / target / "seed1" / target / "adapter"
         adapters = [a.suite / "sources" / s / "adapter" for s in sources] + [own]
         test = a.data / target / "test.csv"
+        train = a.data / target / "train.csv"
         for t in a.thresholds:
             for layers in a.drop_layers:
-                if t == 0 and layers == 0:
-                    continue
-                extra = ["--threshold", t, "--drop-layers", layers]
-                r = prune(cp.DEMO_MODEL, adapters, run / "fusion", run / "head", test,
-                          Path(tempfile.mkdtemp()) / "p", extra, a.repeats)
-                rows.append({"target": target, "threshold": t, "dropped_layers": layers,
-                             "kept": r["kept"],
-                             "accuracy_before": r["before"]["metrics"]["accuracy"],
-                             "accuracy_after": r["after"]["metrics"]["accuracy"],
-                             "speedup": r["after"]["examples_per_second"] /
-                             r["before"]["examples_per_second"]})
-                print(f"{target} t={t} k={layers}: {rows[-1]}", file=sys.stderr, flush=True)
-    print("| target | threshold | lowest layers dropped | adapters kept | accuracy before | "
-          "after | speed-up |")
-    print("|---|---|---|---|---|---|---|")
+                for steps in a.retrain_steps:
+                    if t == 0 and layers == 0:
+                        continue
+                    extra = ["--threshold", t, "--drop-layers", layers]
+                    if steps:
+                        extra += ["--retrain-steps", steps, "--train", train]
+                    r = prune(cp.DEMO_MODEL, adapters, run / "fusion", run / "head", test,
+                              Path(tempfile.mkdtemp()) / "p", extra, a.repeats)
+                    if r is None:  # one adapter left: no fusion to retrain
+                        continue
+                    rows.append({"target": target, "threshold": t, "dropped_layers": layers,
+                                 "retrain_steps": steps, "kept": r["kept"],
+                                 "accuracy_before": r["before"]["metrics"]["accuracy"],
+                                 "accuracy_after": r["after"]["metrics"]["accuracy"],
+                                 "speedup": r["after"]["examples_per_second"] /
+                                 r["before"]["examples_per_second"]})
+                    print(f"{target} t={t} k={layers} r={steps}: {rows[-1]}", file=sys.stderr,
+                          flush=True)
+    print("| target | threshold | lowest layers dropped | retrained steps | adapters kept | "
+          "accuracy before | after | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['target']} | {r['threshold']} | {r['dropped_layers']} | {len(r['kept'])} | "
-              f"{r['accuracy_before']:.3f} | {r['accuracy_after']:.3f} | {r['speedup']:.2f}x |")
+        print(f"| {r['target']} | {r['threshold']} | {r['dropped_layers']} | "
+              f"{r['retrain_steps'] or '-'} | {len(r['kept'])} | {r['accuracy_before']:.3f} | "
+              f"{r['accuracy_after']:.3f} | {r['speedup']:.2f}x |")
     return rows
 
 
@@ -158,9 +169,14 @@ def figure(rows, path, suite):
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     if suite:
         for target in sorted({r["target"] for r in rows}):
-            rs = [r for r in rows if r["target"] == target]
-            ax.scatter([r["speedup"] for r in rs],
-                       [r["accuracy_after"] - r["accuracy_before"] for r in rs], label=target)
+            for retrained in (False, True):
+                rs = [r for r in rows if r["target"] == target
+                      and bool(r.get("retrain_steps")) == retrained]
+                if rs:
+                    ax.scatter([r["speedup"] for r in rs],
+                               [r["accuracy_after"] - r["accuracy_before"] for r in rs],
+                               marker="^" if retrained else "o",
+                               label=target + (" (retrained)" if retrained else ""))
         ax.set_ylabel("accuracy change (test)")
     else:
         for kept in sorted({r["adapters"] for r in rows}, reverse=True):
@@ -186,6 +202,9 @@ def main():
     p.add_argument("--targets", nargs="+", default=["section4", "use4"])
     p.add_argument("--thresholds", nargs="+", type=float, default=[0.0, 0.1, 0.2])
     p.add_argument("--drop-layers", nargs="+", type=int, default=[0, 2, 4])
+    p.add_argument("--retrain-steps", nargs="+", type=int, default=[0],
+                   help="--suite: also prune with --retrain-steps N on the target's train.csv "
+                        "(0: without)")
     p.add_argument("--json-out", type=Path)
     p.add_argument("--figure", type=Path)
     a = p.parse_args()

@@ -3,7 +3,8 @@
 //! the CSV/TSV/JSONL/Parquet/Arrow readers and `--setup` expressions. Each target starts from a committed seed corpus (tests/fuzz_corpus
 //! and the fixtures), applies random byte mutations (flips, interesting values, truncation,
 //! duplication, insertion) chosen by arbtest, and requires an `Ok` or an `Err`, never a panic.
-//! Time-bounded: FUZZ_BUDGET_MS per target (default 5 s; `scripts/fuzz-long.sh` for hours);
+//! Time-bounded: FUZZ_BUDGET_MS per target (default 2 s, a smoke run that keeps the test command
+//! short; `scripts/fuzz-long.sh` fuzzes for hours);
 //! the counts go to stderr.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ fn budget() -> Duration {
     let ms = std::env::var("FUZZ_BUDGET_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
+        .unwrap_or(2_000);
     Duration::from_millis(ms)
 }
 
