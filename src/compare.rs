@@ -492,6 +492,7 @@ mod tests {
             examples: 10,
             elapsed_secs: 1.0,
             best: true,
+            confusion: None,
         }
     }
 

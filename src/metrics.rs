@@ -1,6 +1,8 @@
 //! Evaluation metrics, defined as scikit-learn, SciPy and seqeval define them, on plain vectors.
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 /// Metric name → value, serialised with these names (`accuracy`, `macro_f1`, …).
 pub type Metrics = BTreeMap<String, f64>;
 
@@ -43,6 +45,59 @@ pub fn macro_f1(pred: &[usize], gold: &[usize]) -> f64 {
         })
         .sum();
     sum / classes.len() as f64
+}
+
+/// How often each gold class was predicted as each class: `counts[gold][predicted]`, over the
+/// head's classes in label order (serialised as that matrix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Confusion {
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// One class's precision, recall and F1, and how many gold examples it has (scikit-learn's
+/// `precision_recall_fscore_support`, zero_division=0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClassScores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+impl Confusion {
+    /// The matrix of `classes` classes (at least: a larger id widens it).
+    pub fn new(classes: usize, pred: &[usize], gold: &[usize]) -> Self {
+        let n = pred
+            .iter()
+            .chain(gold)
+            .map(|c| c + 1)
+            .fold(classes, usize::max);
+        let mut counts = vec![vec![0u64; n]; n];
+        for (&p, &g) in pred.iter().zip(gold) {
+            counts[g][p] += 1;
+        }
+        Confusion { counts }
+    }
+
+    /// Each class's scores, in class order.
+    pub fn per_class(&self) -> Vec<ClassScores> {
+        let n = self.counts.len();
+        (0..n)
+            .map(|c| {
+                let tp = self.counts[c][c] as f64;
+                let support: u64 = self.counts[c].iter().sum();
+                let predicted: u64 = self.counts.iter().map(|row| row[c]).sum();
+                let ratio = |a: f64, b: u64| if b == 0 { 0.0 } else { a / b as f64 };
+                ClassScores {
+                    precision: ratio(tp, predicted),
+                    recall: ratio(tp, support),
+                    f1: f1(tp, predicted as f64 - tp, support as f64 - tp),
+                    support,
+                }
+            })
+            .collect()
+    }
 }
 
 /// Matthews correlation coefficient, multi-class form (sklearn `matthews_corrcoef`).
@@ -180,6 +235,43 @@ mod tests {
         // per-class F1: 1.0, 2/3, 2/3
         close(macro_f1(&pred, &gold), (1.0 + 2.0 / 3.0 + 2.0 / 3.0) / 3.0);
         close(mcc(&pred, &gold), 0.6190476190476191);
+    }
+
+    #[test]
+    fn the_confusion_matrix_and_per_class_scores_match_sklearn() {
+        // Class 3 is gold once, never predicted; class 4 of 5 labels never occurs.
+        let gold = [0, 1, 2, 2, 1, 0, 2, 1, 3];
+        let pred = [0, 2, 2, 2, 1, 0, 1, 1, 0];
+        let c = Confusion::new(5, &pred, &gold);
+        assert_eq!(
+            c.counts,
+            [
+                [2, 0, 0, 0, 0],
+                [0, 2, 1, 0, 0],
+                [0, 1, 2, 0, 0],
+                [1, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0]
+            ]
+        );
+        let s = c.per_class();
+        let want = [
+            (2.0 / 3.0, 1.0, 0.8, 2),
+            (2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 3),
+            (2.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0, 3),
+            (0.0, 0.0, 0.0, 1),
+            (0.0, 0.0, 0.0, 0),
+        ];
+        for (got, (p, r, f, n)) in s.iter().zip(want) {
+            close(got.precision, p);
+            close(got.recall, r);
+            close(got.f1, f);
+            assert_eq!(got.support, n);
+        }
+        // Serialised as the bare matrix (metrics.jsonl).
+        assert_eq!(
+            serde_json::to_string(&Confusion::new(2, &[1], &[0])).unwrap(),
+            "[[0,1],[0,0]]"
+        );
     }
 
     #[test]

@@ -227,9 +227,31 @@ fn stage_one_adapters_and_a_stage_two_fusion_train_and_load_in_python_with_the_s
     let e: Value = serde_json::from_str(&ok(out)).unwrap();
     let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["accuracy", "examples", "loss", "macro_f1", "mcc"]);
+    assert_eq!(
+        keys,
+        [
+            "accuracy",
+            "confusion",
+            "examples",
+            "loss",
+            "macro_f1",
+            "mcc"
+        ]
+    );
     assert_eq!(e["examples"], 100);
     assert!((e["accuracy"].as_f64().unwrap() - best_accuracy).abs() < 1e-9);
+    // And its confusion matrix, which the run kept with that evaluation.
+    assert_eq!(e["confusion"]["counts"], s["best"]["confusion"], "{e}");
+    let counts: Vec<Vec<u64>> = serde_json::from_value(e["confusion"]["counts"].clone()).unwrap();
+    assert_eq!(counts.iter().flatten().sum::<u64>(), 100);
+    let diagonal: u64 = (0..counts.len()).map(|i| counts[i][i]).sum();
+    assert!((diagonal as f64 / 100.0 - best_accuracy).abs() < 1e-9);
+    let labels = e["confusion"]["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), counts.len());
+    let first = labels[0].as_str().unwrap();
+    let scores = &e["confusion"]["per_class"][first];
+    let support: u64 = counts[0].iter().sum();
+    assert_eq!(scores["support"], support, "{e}");
 }
 
 /// Waits until `path` exists (a checkpoint was written), or panics after a minute.

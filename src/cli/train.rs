@@ -275,7 +275,8 @@ pub struct EvalArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 128)]
     max_length: usize,
-    /// Print one JSON object: the metrics by name, and `examples`.
+    /// Print one JSON object: the metrics by name, `examples`, and for classification
+    /// `confusion` (`labels`, `counts[gold][predicted]`, `per_class` precision/recall/f1/support).
     #[arg(long)]
     json: bool,
 }
@@ -293,18 +294,68 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(s) = skipped {
         eprintln!("warning: {s}");
     }
+    let labels: Vec<String> = model
+        .active_head
+        .as_ref()
+        .and_then(|h| model.heads.get(h))
+        .map(|h| h.config.labels.clone())
+        .unwrap_or_default();
     if args.json {
         let mut obj = serde_json::Map::new();
         for (k, v) in &result.metrics {
             obj.insert(k.clone(), serde_json::json!(v));
         }
         obj.insert("examples".into(), serde_json::json!(result.examples));
+        if let Some(c) = &result.confusion {
+            let per_class: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .zip(c.per_class())
+                .map(|(l, s)| (l.clone(), serde_json::json!(s)))
+                .collect();
+            obj.insert(
+                "confusion".into(),
+                serde_json::json!({"labels": labels, "counts": c.counts, "per_class": per_class}),
+            );
+        }
         println!("{}", serde_json::Value::Object(obj));
     } else {
         println!("examples: {}", result.examples);
         for (k, v) in &result.metrics {
             println!("{k:>9}: {v:.4}");
         }
+        if let Some(c) = &result.confusion {
+            print_confusion(&labels, c);
+        }
     }
     Ok(())
+}
+
+/// The confusion matrix (rows gold, columns predicted) and each class's scores.
+fn print_confusion(labels: &[String], c: &adapter_studio::metrics::Confusion) {
+    let name = |i: usize| labels.get(i).map_or(format!("#{i}"), |l| l.clone());
+    let width = (0..c.counts.len())
+        .map(|i| name(i).chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(6);
+    println!("\nconfusion (rows: gold, columns: predicted)");
+    let header: Vec<String> = (0..c.counts.len())
+        .map(|i| format!("{:>width$}", name(i)))
+        .collect();
+    println!("{:>width$}  {}", "", header.join(" "));
+    for (i, row) in c.counts.iter().enumerate() {
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:>width$}")).collect();
+        println!("{:>width$}  {}", name(i), cells.join(" "));
+    }
+    println!("\n{:>width$}  precision  recall      f1  support", "");
+    for (i, s) in c.per_class().iter().enumerate() {
+        println!(
+            "{:>width$}  {:>9.4} {:>7.4} {:>7.4} {:>8}",
+            name(i),
+            s.precision,
+            s.recall,
+            s.f1,
+            s.support
+        );
+    }
 }

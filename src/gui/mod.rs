@@ -2,6 +2,7 @@
 //! worker thread; the UI sends `Command`s and reads `WorkerEvent`s each frame.
 mod adapters_ui;
 mod compare_ui;
+mod confusion_ui;
 mod datasets_ui;
 mod export_ui;
 mod heatmap_ui;

@@ -1011,6 +1011,19 @@ impl RunsView {
         let Some(r) = self.runs.iter().find(|r| r.dir == sel) else {
             return;
         };
+        if let Some((info, best, confusion)) = r.info.as_ref().and_then(|i| {
+            let best = i.best.as_ref()?;
+            Some((i, best, best.confusion.as_ref()?))
+        }) {
+            egui::CollapsingHeader::new(format!(
+                "Confusion matrix and per-class scores (kept evaluation, step {})",
+                best.step
+            ))
+            .id_salt("confusion")
+            .show(ui, |ui| {
+                super::confusion_ui::confusion_ui(ui, &info.labels, confusion)
+            });
+        }
         ui.collapsing("Log", |ui| {
             egui::ScrollArea::vertical()
                 .id_salt("log")

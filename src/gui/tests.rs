@@ -1812,6 +1812,7 @@ fn finished_run_in(
         examples: 20,
         elapsed_secs: 1.0,
         best: true,
+        confusion: None,
     };
     let run = RunDir::new(&dir);
     run.write_info(&RunInfo {
@@ -2591,5 +2592,52 @@ fn a_hugging_face_cache_that_cannot_be_made_or_vanishes_is_named_and_the_app_kee
         h.query_by_label(&missing).is_some(),
         "no note that the folder is gone: {:?}",
         h.state().model_details.get_read(&added.path)
+    );
+}
+
+/// A finished classification run shows the confusion matrix of the evaluation it kept, with
+/// each class's precision, recall, F1 and support, read from its metrics.jsonl.
+#[test]
+fn a_classification_run_shows_the_confusion_matrix_of_its_kept_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let out = train_quickly(&ws, "solo");
+    let info = RunDir::new(&out).read_info().unwrap();
+    let best = info.best.clone().expect("the run evaluated");
+    let confusion = best
+        .confusion
+        .clone()
+        .expect("a classification run keeps its matrix");
+    let total: u64 = confusion.counts.iter().flatten().sum();
+    assert_eq!(total as usize, best.examples);
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Runs;
+    h.state_mut().runs.selected = Some(out.clone());
+    h.step();
+    let header = format!(
+        "Confusion matrix and per-class scores (kept evaluation, step {})",
+        best.step
+    );
+    click(&mut h, &header);
+    for _ in 0..5 {
+        h.step();
+    }
+    for shown in ["precision", "recall", "F1", "support", "gold \\ predicted"] {
+        assert!(h.query_by_label(shown).is_some(), "{shown} not shown");
+    }
+    // Each class's support is its gold row's count.
+    let scores = confusion.per_class();
+    for (i, label) in info.labels.iter().enumerate() {
+        assert!(
+            h.query_all_by_label(label).count() >= 2,
+            "{label}: row and column"
+        );
+        let support: u64 = confusion.counts[i].iter().sum();
+        assert_eq!(scores[i].support, support);
+    }
+    let recall = format!("{:.3}", scores[0].recall);
+    assert!(
+        h.query_all_by_label(&recall).count() >= 1,
+        "{recall} not shown"
     );
 }

@@ -61,13 +61,17 @@ impl Task for Classification {
         Ok(logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Mean, IGNORE, 0.0)?)
     }
 
-    fn scorer(&self, _labels: &[String]) -> Box<dyn Scorer> {
-        Box::<ClassScorer>::default()
+    fn scorer(&self, labels: &[String]) -> Box<dyn Scorer> {
+        Box::new(ClassScorer {
+            classes: labels.len(),
+            ..Default::default()
+        })
     }
 }
 
 #[derive(Default)]
 struct ClassScorer {
+    classes: usize,
     predicted: Vec<usize>,
     gold: Vec<usize>,
 }
@@ -85,5 +89,13 @@ impl Scorer for ClassScorer {
         m.insert("accuracy".into(), metrics::accuracy(p, g));
         m.insert("macro_f1".into(), metrics::macro_f1(p, g));
         m.insert("mcc".into(), metrics::mcc(p, g));
+    }
+
+    fn confusion(&self) -> Option<metrics::Confusion> {
+        Some(metrics::Confusion::new(
+            self.classes,
+            &self.predicted,
+            &self.gold,
+        ))
     }
 }

@@ -112,6 +112,10 @@ pub trait Scorer: Send {
     fn add(&mut self, logits: &Tensor, targets: &Tensor) -> Result<()>;
     /// The task's metrics (not the loss) over everything added.
     fn metrics(&self, into: &mut Metrics);
+    /// Gold against predicted classes, for tasks with one class per example.
+    fn confusion(&self) -> Option<crate::metrics::Confusion> {
+        None
+    }
 }
 
 /// A registered task (compared, hashed, stored and parsed by its name).
@@ -242,6 +246,11 @@ impl Evaluator {
 
     pub fn examples(&self) -> usize {
         self.examples
+    }
+
+    /// Gold against predicted classes (classification).
+    pub fn confusion(&self) -> Option<crate::metrics::Confusion> {
+        self.scorer.confusion()
     }
 
     pub fn finish(&self) -> Metrics {

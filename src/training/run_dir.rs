@@ -172,6 +172,10 @@ pub struct EvalRecord {
     pub elapsed_secs: f64,
     /// Whether this evaluation became the best so far (its artifacts were saved).
     pub best: bool,
+    /// Gold against predicted classes `[gold][predicted]` in the run's label order
+    /// (classification; absent in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<crate::metrics::Confusion>,
 }
 
 /// One line of `metrics.jsonl`.

@@ -335,6 +335,8 @@ pub struct EvalResult {
     pub metrics: Metrics,
     pub examples: usize,
     pub attention: Option<AttentionRecord>,
+    /// Gold against predicted classes (classification).
+    pub confusion: Option<crate::metrics::Confusion>,
 }
 
 /// Sums of per-example layers × adapters fusion weights, overall and per class.
@@ -519,6 +521,7 @@ pub fn evaluate(
         metrics,
         examples: ev.examples(),
         attention,
+        confusion: ev.confusion(),
     })
 }
 
@@ -1234,6 +1237,7 @@ impl<'a> Training<'a> {
             examples: result.examples,
             elapsed_secs: self.elapsed(),
             best: improved,
+            confusion: result.confusion,
         };
         let attention = result.attention.map(|mut a| {
             a.step = step;
