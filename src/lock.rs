@@ -251,13 +251,15 @@ pub fn try_acquire(path: &Path, purpose: &str) -> Result<std::result::Result<Loc
 fn take_over(path: &Path, stale: &Holder, me: &Holder) -> Result<Option<bool>> {
     let guard = sibling(path, "takeover");
     if !link_new(&guard, me)? {
-        // A taker that died mid-way leaves its guard: it is old after a few seconds.
+        // A taker that died mid-way (killed during a resume) leaves its guard: gone at once
+        // when its process is (as a lock's holder), else old after a few seconds.
         let old = fs::metadata(&guard)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age.as_secs() > 10);
-        if old {
+        let dead = read_holder(&guard).is_some_and(|h| h.pid != 0 && h.is_gone(unix_secs()));
+        if old || dead {
             let _ = fs::remove_file(&guard);
         }
         return Ok(None);
@@ -516,6 +518,29 @@ mod tests {
         assert_eq!(lock.took_over.as_ref().map(|h| h.pid), Some(dead_pid));
         assert!(lock.notice().unwrap().contains(&format!("pid {dead_pid}")));
         assert!(matches!(state(&path), State::Held(h) if h.pid == std::process::id()));
+    }
+
+    /// A process killed while taking a lock over leaves the takeover guard behind: the next
+    /// taker removes it at once (its process is dead) instead of failing for ten seconds.
+    #[test]
+    fn a_takeover_guard_left_by_a_dead_process_does_not_block_the_next_taker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let mut gone = Holder::me("training");
+        gone.pid = dead_pid;
+        gone.pid_start = Some(1);
+        fake(&path, &gone);
+        let mut taker = Holder::me("training");
+        taker.pid = dead_pid;
+        taker.pid_start = Some(1);
+        taker.token = "killed-mid-takeover".into();
+        fake(&sibling(&path, "takeover"), &taker);
+        let lock = acquire(&path, "training").unwrap();
+        assert_eq!(lock.took_over.as_ref().map(|h| h.pid), Some(dead_pid));
+        assert!(!sibling(&path, "takeover").exists());
     }
 
     #[test]
