@@ -11,11 +11,13 @@ mod inspector_ui;
 mod loading;
 mod model_details;
 mod models_ui;
+mod notices_ui;
 mod playground_ui;
 mod prune_ui;
 mod run_picker_ui;
 mod runs_ui;
 mod screen;
+mod shortcuts_ui;
 mod studies_ui;
 #[cfg(test)]
 mod tests;
@@ -196,6 +198,10 @@ pub struct StudioApp {
     pub in_use: Option<adapter_studio::lock::Holder>,
     /// Requests made while drawing this frame, applied after it.
     requests: Vec<AppRequest>,
+    /// A run finished, stopped or failed: said in the corner of any screen.
+    notices: notices_ui::Notices,
+    /// The keyboard shortcuts window (F1).
+    shortcuts: shortcuts_ui::ShortcutsView,
 }
 
 #[derive(Default)]
@@ -258,6 +264,8 @@ impl StudioApp {
             export: ExportView::default(),
             studies: StudiesView::default(),
             welcome: welcome_ui::WelcomeView::default(),
+            notices: Default::default(),
+            shortcuts: Default::default(),
             frame_ms: FrameTimes::default(),
             in_use,
             requests: Vec::new(),
@@ -636,11 +644,46 @@ impl StudioApp {
                 WorkerEvent::Ended { .. } | WorkerEvent::Started { .. }
             );
             self.on_study_event(&event);
+            self.notice_of(&event);
             self.runs.on_event(event);
         }
         while let Ok(event) = self.side.events.try_recv() {
             self.on_side_event(event);
         }
+    }
+
+    /// A notice for a run that ended, in words.
+    fn notice_of(&mut self, event: &WorkerEvent) {
+        let name = |out: &std::path::Path| {
+            out.file_name().map_or(out.display().to_string(), |n| {
+                n.to_string_lossy().into_owned()
+            })
+        };
+        use adapter_studio::training::RunStatus;
+        let (text, error) = match event {
+            WorkerEvent::Ended { out, summary } => {
+                let best = summary.best.as_ref().and_then(|b| {
+                    let metric = summary_metric(&b.metrics)?;
+                    Some(format!(
+                        " · best {metric} {:.4} (step {})",
+                        b.metrics[metric], b.step
+                    ))
+                });
+                let how = match summary.status {
+                    RunStatus::Finished => "finished",
+                    RunStatus::Stopped => "stopped (resumable)",
+                    RunStatus::Failed => "failed",
+                    RunStatus::Running => return,
+                };
+                (
+                    format!("{} {how}{}", name(out), best.unwrap_or_default()),
+                    summary.status == RunStatus::Failed,
+                )
+            }
+            WorkerEvent::Failed { out, error } => (format!("{} failed: {error}", name(out)), true),
+            _ => return,
+        };
+        self.notices.push(text, error);
     }
 
     /// The whole window.
@@ -690,6 +733,12 @@ impl StudioApp {
             Screen::Welcome => self.welcome_ui(ui),
         });
         self.export.ui(ui, &mut screen_ctx!(self, Asker::Export));
+        self.notices.ui(&ctx);
+        let screens: Vec<(String, &str)> = Screen::ALL
+            .iter()
+            .map(|s| (format!("Ctrl+{}", s.shortcut().name()), s.title()))
+            .collect();
+        self.shortcuts.ui(&ctx, &screens);
         self.workspace_in_use_ui(ui);
         self.apply_requests();
         self.send_side_asks();
@@ -725,6 +774,13 @@ impl StudioApp {
         ui.label(
             egui::RichText::new(format!("Ctrl+0…{} switch screens", Screen::ALL.len() - 1)).weak(),
         );
+        if ui
+            .small_button("Shortcuts (F1)")
+            .on_hover_text("Every keyboard shortcut, and the zoom")
+            .clicked()
+        {
+            self.shortcuts.open = true;
+        }
     }
 
     /// A second window on a workspace: open it read-only, open another one, or quit.
@@ -1111,4 +1167,12 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// The metric a notice names: accuracy where there is one, else the first non-loss one.
+fn summary_metric(metrics: &adapter_studio::metrics::Metrics) -> Option<&str> {
+    ["accuracy", "micro_f1", "f1", "pearson"]
+        .into_iter()
+        .find(|m| metrics.contains_key(*m))
+        .or_else(|| metrics.keys().map(String::as_str).find(|k| *k != "loss"))
 }

@@ -142,6 +142,14 @@ fn the_wizard_starts_a_run_that_streams_loss_stops_resumes_and_survives_a_restar
     h.get_by_label("Stop").click();
     step_until(&mut h, "the stop", |a| status(a) == "stopped");
     let stopped_at = steps(h.state());
+    // Any screen says so in its corner (the window asks for attention when unfocused).
+    let name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        h.query_by_label_contains(&format!("{name} stopped (resumable)"))
+            .is_some(),
+        "{:?}",
+        h.state().notices.texts()
+    );
     assert!(
         RunDir::new(&run_dir).checkpoint().exists(),
         "Stop keeps a checkpoint"
@@ -2640,4 +2648,38 @@ fn a_classification_run_shows_the_confusion_matrix_of_its_kept_evaluation() {
         h.query_all_by_label(&recall).count() >= 1,
         "{recall} not shown"
     );
+}
+
+/// F1 (or the sidebar's button) lists every keyboard shortcut, screens included, with zoom
+/// buttons that do what Ctrl+Plus/Minus do; F1 again closes it.
+#[test]
+fn f1_lists_the_keyboard_shortcuts_and_the_zoom_can_be_changed_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.step();
+    assert!(h.query_by_label("Keyboard shortcuts").is_none());
+    h.key_press(egui::Key::F1);
+    h.step();
+    assert!(h.query_by_label("Keyboard shortcuts").is_some());
+    for shown in [
+        "Ctrl+Z",
+        "Go to Runs",
+        "Ctrl+4",
+        "F12",
+        "Ctrl+Plus / Ctrl+Minus",
+    ] {
+        assert!(h.query_by_label(shown).is_some(), "{shown} not listed");
+    }
+    click(&mut h, "+");
+    h.step();
+    assert!(h.query_by_label("Zoom 110 %").is_some());
+    click(&mut h, "Reset zoom");
+    h.step();
+    assert!(h.query_by_label("Zoom 100 %").is_some());
+    h.key_press(egui::Key::F1);
+    h.step();
+    assert!(h.query_by_label("Keyboard shortcuts").is_none());
+    click(&mut h, "Shortcuts (F1)");
+    h.step();
+    assert!(h.query_by_label("Keyboard shortcuts").is_some());
 }
