@@ -21,6 +21,8 @@ pub struct ExportView {
     pub pending: Option<u64>,
     pub progress: Option<ExportProgress>,
     pub message: Option<Result<String, String>>,
+    /// The folder of the last export that succeeded (for *Open folder*).
+    pub exported: Option<PathBuf>,
 }
 
 impl Default for ExportView {
@@ -34,6 +36,7 @@ impl Default for ExportView {
             pending: None,
             progress: None,
             message: None,
+            exported: None,
         }
     }
 }
@@ -135,6 +138,15 @@ impl ExportView {
                 )));
             }
             message_ui(ui, &self.message);
+            if let (Some(dir), Some(Ok(_))) = (&self.exported, &self.message) {
+                if ui
+                    .button("Open folder")
+                    .on_hover_text("Show it in the file manager")
+                    .clicked()
+                {
+                    ctx.request(super::AppRequest::OpenFolder(dir.clone()));
+                }
+            }
             let busy = self.pending.is_some();
             if self.confirm_replace {
                 ui.colored_label(
@@ -185,6 +197,7 @@ impl ExportView {
             }
             SideEvent::Exported { id, result } if self.pending == Some(id) => {
                 self.pending = None;
+                self.exported = result.as_ref().ok().map(|r| r.out.clone());
                 self.message = Some(result.map(|r| {
                     format!(
                         "Exported {} files ({:.1} MB) to {}",

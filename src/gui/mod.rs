@@ -106,6 +106,8 @@ pub enum AppRequest {
     Inspect(PathBuf),
     /// Open the export dialog for a run.
     Export(PathBuf),
+    /// Show a folder in the desktop's file manager (an export's).
+    OpenFolder(PathBuf),
     /// Continue in the wizard with a fusion of these adapters on base model `model`.
     ComposeFusion {
         adapters: Vec<PathBuf>,
@@ -202,6 +204,8 @@ pub struct StudioApp {
     notices: notices_ui::Notices,
     /// The keyboard shortcuts window (F1).
     shortcuts: shortcuts_ui::ShortcutsView,
+    /// Shows a folder in the file manager (without waiting for it); tests watch it instead.
+    open_folder: Box<dyn Fn(&std::path::Path) -> std::io::Result<()>>,
 }
 
 #[derive(Default)]
@@ -266,6 +270,7 @@ impl StudioApp {
             welcome: welcome_ui::WelcomeView::default(),
             notices: Default::default(),
             shortcuts: Default::default(),
+            open_folder: Box::new(|dir| open::that_detached(dir)),
             frame_ms: FrameTimes::default(),
             in_use,
             requests: Vec::new(),
@@ -412,6 +417,12 @@ impl StudioApp {
                     self.screen = Screen::Inspect;
                 }
                 AppRequest::Export(run) => self.export.open(&self.ws.root.join("exports"), &run),
+                AppRequest::OpenFolder(dir) => {
+                    if let Err(e) = (self.open_folder)(&dir) {
+                        self.export.message =
+                            Some(Err(format!("cannot open {}: {e}", dir.display())));
+                    }
+                }
                 AppRequest::ComposeFusion { adapters, model } => {
                     if model.is_some() {
                         self.wizard.model = model;

@@ -2517,6 +2517,17 @@ fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
     }
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("Fuse(a, b)"), "{readme}");
+    // *Open folder* hands the export's folder to the file manager; a failure is said.
+    let opened = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = opened.clone();
+    h.state_mut().open_folder = Box::new(move |dir| {
+        seen.lock().unwrap().push(dir.to_path_buf());
+        Err(std::io::Error::other("no file manager here"))
+    });
+    click(&mut h, "Open folder");
+    h.step();
+    assert_eq!(*opened.lock().unwrap(), [out.clone()]);
+    assert!(h.query_by_label_contains("no file manager here").is_some());
 }
 
 /// The Hugging Face cache cannot be made (HF_HOME is a file) when a download starts, then is
@@ -2682,4 +2693,38 @@ fn f1_lists_the_keyboard_shortcuts_and_the_zoom_can_be_changed_there() {
     click(&mut h, "Shortcuts (F1)");
     h.step();
     assert!(h.query_by_label("Keyboard shortcuts").is_some());
+}
+
+/// The wizard's method page picks the device (auto, the CPU, or each CUDA device libtorch
+/// sees); the choice reaches the run's command line.
+#[test]
+fn the_wizard_picks_the_device_and_the_command_line_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.state_mut().screen = Screen::Train;
+    h.step();
+    click(&mut h, "3 Method");
+    assert_eq!(
+        h.state().wizard.form.device,
+        adapter_studio::device::DeviceChoice::Auto
+    );
+    let cudas = h.state().wizard.cuda_devices;
+    assert_eq!(
+        h.query_all_by_label_contains("cuda:").count(),
+        cudas,
+        "one choice per visible CUDA device"
+    );
+    click(&mut h, "cpu");
+    assert_eq!(
+        h.state().wizard.form.device,
+        adapter_studio::device::DeviceChoice::Cpu
+    );
+    click(&mut h, "4 Review");
+    let app = h.state();
+    let command = app
+        .wizard
+        .config(&app.ws)
+        .unwrap()
+        .command_line(Path::new("out"));
+    assert!(command.contains("--device cpu"), "{command}");
 }

@@ -67,6 +67,8 @@ pub struct Wizard {
     pub note: Option<String>,
     /// When Copy command was last clicked ("Copied" shows for a moment).
     copied_at: Option<std::time::Instant>,
+    /// CUDA devices libtorch sees (asked once, not while drawing).
+    pub cuda_devices: usize,
 }
 
 /// The form's settings a note names when a default changes them (the fields it shows).
@@ -125,6 +127,7 @@ impl Wizard {
             deleted_preset: None,
             note: None,
             copied_at: None,
+            cuda_devices: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
         }
     }
 
@@ -657,9 +660,28 @@ impl Wizard {
                 false => CacheFrozen::Off,
             };
         }
+        self.device_ui(ui);
         self.tracking_ui(ui);
         ui.separator();
         self.presets_ui(ui, ctx);
+    }
+
+    /// Where the run trains: auto (a GPU when there is one), the CPU, or a named GPU.
+    fn device_ui(&mut self, ui: &mut egui::Ui) {
+        use adapter_studio::device::DeviceChoice;
+        ui.horizontal(|ui| {
+            ui.label("Device").on_hover_text(match self.cuda_devices {
+                0 => "No CUDA device is visible here: auto trains on the CPU (--device)".into(),
+                n => format!("{n} CUDA device(s) visible (--device)"),
+            });
+            let d = &mut self.form.device;
+            ui.selectable_value(d, DeviceChoice::Auto, "auto")
+                .on_hover_text("a GPU when there is one, else the CPU");
+            ui.selectable_value(d, DeviceChoice::Cpu, "cpu");
+            for i in 0..self.cuda_devices {
+                ui.selectable_value(d, DeviceChoice::Cuda(i), format!("cuda:{i}"));
+            }
+        });
     }
 
     /// Where the run is logged besides its folder and TensorBoard files.
