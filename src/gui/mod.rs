@@ -205,8 +205,11 @@ pub struct StudioApp {
     /// The keyboard shortcuts window (F1).
     shortcuts: shortcuts_ui::ShortcutsView,
     /// Shows a folder in the file manager (without waiting for it); tests watch it instead.
-    open_folder: Box<dyn Fn(&std::path::Path) -> std::io::Result<()>>,
+    open_folder: Box<OpenFolder>,
 }
+
+/// How a folder is shown in the file manager.
+type OpenFolder = dyn Fn(&std::path::Path) -> std::io::Result<()>;
 
 #[derive(Default)]
 struct FrameTimes {

@@ -2526,7 +2526,7 @@ fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
     });
     click(&mut h, "Open folder");
     h.step();
-    assert_eq!(*opened.lock().unwrap(), [out.clone()]);
+    assert_eq!(*opened.lock().unwrap(), std::slice::from_ref(&out));
     assert!(h.query_by_label_contains("no file manager here").is_some());
 }
 
