@@ -39,14 +39,13 @@ pub struct ExampleRow {
 fn average_into_library(
     workspace: &std::path::Path,
     model: &std::path::Path,
-    adapters: &[PathBuf],
+    inputs: &[(PathBuf, f64)],
     name: &str,
 ) -> crate::error::Result<Vec<Item>> {
     use crate::adapters::average::{average_folders, Combine};
     let ws = Workspace::open(workspace)?;
     // The project's temporary folder: one a killed process left is removed by the next.
     let tmp = crate::io::temp_dir_for(&workspace.join(format!("average-{name}")))?;
-    let inputs: Vec<(PathBuf, f64)> = adapters.iter().map(|d| (d.clone(), 1.0)).collect();
     let _rng = crate::rng::torch_rng_lock();
     let result = average_folders(
         model,
@@ -93,7 +92,8 @@ pub enum SideCommand {
         id: u64,
         workspace: PathBuf,
         model: PathBuf,
-        adapters: Vec<PathBuf>,
+        /// Each adapter folder and its weight.
+        adapters: Vec<(PathBuf, f64)>,
         name: String,
     },
     /// A run folder moved to the workspace's trash (see `RunDir::move_to_trash`).

@@ -32,6 +32,15 @@ pub struct LibraryView {
     pub model: Option<usize>,
     /// The last imported folder removed: where it was and where in the trash it is (Undo).
     removed: Option<(PathBuf, PathBuf)>,
+    /// *Average into one adapter…* asked: the new adapter's name and each chosen one's weight.
+    pub average: Option<AverageForm>,
+}
+
+/// What averaging asks before it runs.
+pub struct AverageForm {
+    pub name: String,
+    /// One per chosen adapter, in order (normalised to sum 1, as the library does).
+    pub weights: Vec<f64>,
 }
 
 impl Default for LibraryView {
@@ -47,6 +56,7 @@ impl Default for LibraryView {
             message: None,
             scanned: false,
             scan_pending: None,
+            average: None,
             model: None,
             removed: None,
         }
@@ -284,11 +294,9 @@ impl LibraryView {
     }
 
     /// Averages `adapters` on the side worker into a new adapter of the library.
-    fn average_adapters(&mut self, ctx: &mut ScreenCtx, adapters: Vec<PathBuf>, model: usize) {
-        let Some(model_dir) = ctx.ws.state.models.get(model).map(|m| m.path.clone()) else {
-            return;
-        };
-        let names: Vec<String> = adapters
+    /// The cards' names of `adapters` (folders).
+    fn names_of(&self, adapters: &[PathBuf]) -> Vec<String> {
+        adapters
             .iter()
             .map(|d| {
                 self.items
@@ -296,18 +304,73 @@ impl LibraryView {
                     .find(|it| it.dir == *d)
                     .map_or_else(|| "adapter".to_string(), |it| it.name.clone())
             })
-            .collect();
-        let name = format!("avg_{}", names.join("_"));
+            .collect()
+    }
+
+    fn average_adapters(&mut self, ctx: &mut ScreenCtx, form: AverageForm, model: usize) {
+        let Some(model_dir) = ctx.ws.state.models.get(model).map(|m| m.path.clone()) else {
+            return;
+        };
+        let names = self.names_of(&self.chosen);
         self.message = Some(Ok(format!("Averaging {} …", names.join(", "))));
         let workspace = ctx.ws.root.clone();
+        let adapters = self.chosen.iter().cloned().zip(form.weights).collect();
         let id = ctx.ask_side(|id| SideCommand::Average {
             id,
             workspace,
             model: model_dir,
             adapters,
-            name,
+            name: form.name,
         });
         self.import_pending = Some(id);
+    }
+
+    /// The name and weights of an average, then *Average* or *Cancel*; the form to run.
+    fn average_form_ui(&mut self, ui: &mut egui::Ui) -> Option<AverageForm> {
+        let names = self.names_of(&self.chosen);
+        let form = self.average.as_mut()?;
+        form.weights.resize(names.len(), 1.0);
+        let mut run = false;
+        let mut cancel = false;
+        ui.group(|ui| {
+            ui.horizontal(|ui| {
+                let label = ui.label("New adapter's name");
+                ui.text_edit_singleline(&mut form.name)
+                    .labelled_by(label.id);
+            });
+            ui.label("Weights (normalised to sum 1, as the library's average_adapter):");
+            for (name, w) in names.iter().zip(form.weights.iter_mut()) {
+                ui.horizontal(|ui| {
+                    let label = ui.label(format!("weight of {name}"));
+                    ui.add(egui::DragValue::new(w).speed(0.05).range(0.0..=100.0))
+                        .labelled_by(label.id);
+                });
+            }
+            let valid = adapter_studio::adapters::bottleneck::check_name(
+                std::path::Path::new(""),
+                form.name.trim(),
+            )
+            .is_ok()
+                && form.weights.iter().sum::<f64>() > 0.0;
+            ui.horizontal(|ui| {
+                run = ui
+                    .add_enabled(valid, egui::Button::new("Average"))
+                    .clicked();
+                cancel = ui.button("Cancel").clicked();
+            });
+            if !valid {
+                ui.weak("A name without `.`, `,` or `/`, and some weight above 0.");
+            }
+        });
+        if cancel {
+            self.average = None;
+        }
+        if run {
+            let mut form = self.average.take()?;
+            form.name = form.name.trim().to_string();
+            return Some(form);
+        }
+        None
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, ctx: &mut ScreenCtx) {
@@ -560,7 +623,7 @@ impl LibraryView {
                 });
             }
             if ui
-                .add_enabled(ready, egui::Button::new("Average into one adapter"))
+                .add_enabled(ready, egui::Button::new("Average into one adapter…"))
                 .on_hover_text("No training: a new adapter whose weights are the mean of these (the library's average_adapter, linear). The adapters must share one configuration; LoRA, (IA)³ and bottlenecks all work. Fusion needs bottleneck adapters.")
                 .clicked()
             {
@@ -568,8 +631,15 @@ impl LibraryView {
             }
         });
         if average {
+            let names = self.names_of(&self.chosen);
+            self.average = Some(AverageForm {
+                name: format!("avg_{}", names.join("_")),
+                weights: vec![1.0; names.len()],
+            });
+        }
+        if let Some(form) = self.average_form_ui(ui) {
             let model = self.model.unwrap_or(0);
-            self.average_adapters(ctx, self.chosen.clone(), model);
+            self.average_adapters(ctx, form, model);
         }
     }
 }

@@ -991,7 +991,7 @@ impl StudioApp {
         match local.runner.ending() {
             Some(adapter_studio::study::Ending::Done) => {
                 self.studies.message = Some(Ok(format!(
-                    "Study {} has ended here",
+                    "Study {}: every run has ended (its report and figures are below)",
                     local.dir.file_name().unwrap_or_default().to_string_lossy()
                 )));
             }

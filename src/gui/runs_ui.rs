@@ -863,10 +863,13 @@ impl RunsView {
                     });
                     let step = r.step();
                     let total = r.total_steps.max(1);
-                    ui.add(
-                        egui::ProgressBar::new(step as f32 / total as f32)
-                            .text(format!("{step}/{} steps", r.total_steps)),
-                    );
+                    // A queued run has no step count yet (its data is read when it starts).
+                    let text = match (r.phase, r.total_steps) {
+                        (Phase::Queued, _) => "queued: starts when the worker is free".into(),
+                        (_, 0) => "starting…".into(),
+                        (_, n) => format!("{step}/{n} steps"),
+                    };
+                    ui.add(egui::ProgressBar::new(step as f32 / total as f32).text(text));
                     if let Some(last) = r.last_step() {
                         let mut line = format!(
                             "{:.1} ex/s · elapsed {}",

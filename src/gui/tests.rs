@@ -1396,6 +1396,14 @@ fn a_study_stopped_here_stops_its_queued_runs_and_continues_to_the_end() {
     step_until(&mut h, "the first run to train", |a| {
         a.runs.active().is_some_and(|r| r.step() >= 3)
     });
+    // The second waits on the worker, said as such (it has no step count yet).
+    h.state_mut().screen = Screen::Runs;
+    h.step();
+    assert!(h
+        .query_by_label_contains("queued: starts when the worker is free")
+        .is_some());
+    h.state_mut().screen = Screen::Studies;
+    h.step();
     click(&mut h, "Stop");
     assert!(h.state().studies.local.is_none());
     step_until(&mut h, "the worker to be idle", |a| {
@@ -1491,7 +1499,27 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
         Screen::Adapters,
         "fusion is not offered for LoRA adapters"
     );
-    click(&mut h, "Average into one adapter");
+    // Averaging asks for the new adapter's name and each one's weight first.
+    click(&mut h, "Average into one adapter…");
+    let form = h.state().library.average.as_ref().unwrap();
+    assert!(form.name.starts_with("avg_"), "{}", form.name);
+    assert_eq!(form.weights, [1.0, 1.0]);
+    assert_eq!(h.query_all_by_label_contains("weight of ").count(), 2);
+    let form = h.state_mut().library.average.as_mut().unwrap();
+    form.name = "bad.name".into();
+    h.step();
+    click(&mut h, "Average");
+    assert!(
+        h.state().library.average.is_some() && h.state().library.import_pending.is_none(),
+        "a name with a dot is not averaged into"
+    );
+    assert!(h.query_by_label_contains("A name without").is_some());
+    let form = h.state_mut().library.average.as_mut().unwrap();
+    form.name = "blend".into();
+    form.weights = vec![1.0, 3.0];
+    h.step();
+    click(&mut h, "Average");
+    assert!(h.state().library.average.is_none());
     step_until(&mut h, "the average", |a| {
         a.library.import_pending.is_none()
     });
@@ -1499,7 +1527,7 @@ fn lora_chosen_in_the_wizard_trains_shows_its_rank_and_two_loras_average_but_do_
     let items = &h.state().library.items;
     let avg = items
         .iter()
-        .find(|i| i.name.starts_with("avg_"))
+        .find(|i| i.name == "blend")
         .unwrap_or_else(|| panic!("{:?}", h.state().library.message));
     assert_eq!(avg.method, "lora, rank 8");
     assert!(!avg.fusable);
