@@ -49,7 +49,7 @@ fn average_into_library(
     let _rng = crate::rng::torch_rng_lock();
     let result = average_folders(
         model,
-        &inputs,
+        inputs,
         Combine::Linear,
         name,
         &tmp,
