@@ -113,11 +113,23 @@ impl ExportView {
             if before != self.format {
                 self.path = self.default_path(&exports, &run);
             }
+            // What the chosen format is for, in one visible line (the hover says more).
+            ui.weak(match self.format {
+                ExportFormat::AdapterHub => "For Python: `adapters` loads it with load_adapter_setup.",
+                ExportFormat::Bundle => "For this program: one folder that `predict --bundle` runs, checked by its manifest.",
+                ExportFormat::Merged => "For plain transformers: a LoRA or (IA)³ folded into the model, no adapter library needed.",
+                ExportFormat::Onnx => "For ONNX Runtime: one graph with the adapters, fusion and head, no Python needed.",
+            });
             if self.format == ExportFormat::AdapterHub {
                 ui.horizontal(|ui| {
                     ui.radio_value(&mut self.weights, WeightFormat::Both, "both (loads with the library's defaults)");
                     ui.radio_value(&mut self.weights, WeightFormat::Safetensors, ".safetensors");
                     ui.radio_value(&mut self.weights, WeightFormat::Bin, ".bin (PyTorch)");
+                });
+                ui.weak(match self.weights {
+                    WeightFormat::Both => "Both files: the library's plain load calls read the .bin, this program and use_safetensors the .safetensors.",
+                    WeightFormat::Safetensors => "Only .safetensors: the library needs use_safetensors=True to load it.",
+                    WeightFormat::Bin => "Only PyTorch's .bin: what the library's plain calls read.",
                 });
             }
             ui.horizontal(|ui| {

@@ -2529,7 +2529,13 @@ fn a_fusion_run_is_exported_to_onnx_from_the_export_dialog() {
     h.step();
     h.step();
     h.step();
+    // Each format says in one line what it is for.
+    assert!(h.query_by_label_contains("For Python:").is_some());
+    assert!(h.query_by_label_contains("Both files:").is_some());
+    click(&mut h, "Bundle");
+    assert!(h.query_by_label_contains("predict --bundle").is_some());
     click(&mut h, "ONNX");
+    assert!(h.query_by_label_contains("For ONNX Runtime:").is_some());
     let out = dir.path().join("onnx-export");
     h.state_mut().export.path = out.display().to_string();
     h.step();
