@@ -34,6 +34,8 @@ pub struct LibraryView {
     removed: Option<(PathBuf, PathBuf)>,
     /// *Average into one adapter…* asked: the new adapter's name and each chosen one's weight.
     pub average: Option<AverageForm>,
+    /// Only cards whose name, method, task or base model contain these words are shown.
+    pub filter: String,
 }
 
 /// What averaging asks before it runs.
@@ -57,6 +59,7 @@ impl Default for LibraryView {
             scanned: false,
             scan_pending: None,
             average: None,
+            filter: String::new(),
             model: None,
             removed: None,
         }
@@ -131,7 +134,11 @@ impl LibraryView {
                 self.import_pending = None;
                 self.stale = true;
                 self.message = Some(result.map(|items| {
-                    let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+                    // An adapter and its head share a name: say which is which.
+                    let names: Vec<String> = items
+                        .iter()
+                        .map(|i| format!("{} ({})", i.name, i.artifact.what()))
+                        .collect();
                     format!("Imported {}", names.join(", "))
                 }));
             }
@@ -454,12 +461,32 @@ impl LibraryView {
         let mut inspect = None;
         let mut share = None;
         let mut remove = None;
+        ui.horizontal(|ui| {
+            let label = ui.label("Filter");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.filter)
+                    .hint_text("name, method, task or model")
+                    .desired_width(220.0),
+            )
+            .labelled_by(label.id);
+            let n = self
+                .items
+                .iter()
+                .filter(|it| matches_filter(it, &self.filter))
+                .count();
+            ui.weak(format!("{n} of {} shown", self.items.len()));
+        });
+        let shown: Vec<&Item> = self
+            .items
+            .iter()
+            .filter(|it| matches_filter(it, &self.filter))
+            .collect();
         egui::ScrollArea::vertical()
             .id_salt("cards")
             .show(ui, |ui| {
                 // Rows of as many cards as fit (wrapping cannot size a card before drawing it).
                 let per_row = ((ui.available_width() / CARD_SLOT_WIDTH) as usize).max(1);
-                for row in self.items.chunks(per_row) {
+                for row in shown.chunks(per_row) {
                     ui.horizontal_top(|ui| {
                         for item in row {
                             let chosen = self.chosen.contains(&item.dir);
@@ -642,4 +669,25 @@ impl LibraryView {
             self.average_adapters(ctx, form, model);
         }
     }
+}
+
+/// Whether every word of `filter` is in the card's name, kind, method, task or base model
+/// (any case).
+pub(super) fn matches_filter(item: &Item, filter: &str) -> bool {
+    let text = [
+        Some(item.name.as_str()),
+        Some(item.artifact.what()),
+        Some(item.method.as_str()),
+        item.task.as_deref(),
+        item.model_name.as_deref(),
+        item.model_type.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ")
+    .to_lowercase();
+    filter
+        .split_whitespace()
+        .all(|w| text.contains(&w.to_lowercase()))
 }

@@ -2762,3 +2762,31 @@ fn the_wizard_picks_the_device_and_the_command_line_names_it() {
         .command_line(Path::new("out"));
     assert!(command.contains("--device cpu"), "{command}");
 }
+
+/// The library's filter keeps the cards whose name, kind, method, task or model hold every
+/// word typed (any case), and says how many of how many are shown.
+#[test]
+fn the_adapter_library_is_filtered_by_words_of_name_method_or_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    train_quickly(&ws, "alpha");
+    train_quickly_with(&ws, "beta", method("lora"));
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Adapters;
+    library_read(&mut h);
+    let all = h.state().library.items.len();
+    assert!(all >= 4, "two adapters and two heads: {all}");
+    assert!(h.query_by_label(&format!("{all} of {all} shown")).is_some());
+    type_into(&mut h, "Filter", "LoRA adapter");
+    let shown: Vec<&str> = h
+        .state()
+        .library
+        .items
+        .iter()
+        .filter(|i| super::adapters_ui::matches_filter(i, "LoRA adapter"))
+        .map(|i| i.dir.to_str().unwrap())
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].contains("beta"), "{shown:?}");
+    assert!(h.query_by_label(&format!("1 of {all} shown")).is_some());
+}
