@@ -121,14 +121,17 @@ fn probabilities_ui(ui: &mut egui::Ui, p: &Prediction, labels: &[String]) {
         for (i, v) in ps.iter().enumerate() {
             let Some(x) = v.as_f64() else { continue };
             let name = labels.get(i).cloned().unwrap_or_else(|| i.to_string());
-            let mut bar = egui::ProgressBar::new(x as f32)
-                .desired_width(180.0)
-                .text(format!("{name} {x:.3}"));
-            bar = match name == label {
+            // The text beside the bar, not on it: the theme's text colour keeps its contrast
+            // (white on the light accent did not).
+            let bar = egui::ProgressBar::new(x as f32).desired_width(180.0);
+            let bar = match name == label {
                 true => bar.fill(accent),
                 false => bar.fill(ui.visuals().widgets.inactive.bg_fill),
             };
-            ui.add(bar);
+            ui.horizontal(|ui| {
+                ui.add(bar);
+                ui.label(format!("{name} {x:.3}"));
+            });
         }
     }
 }

@@ -80,9 +80,11 @@ fn train_quickly_with(
 }
 
 fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
-    Harness::builder()
+    let h = Harness::builder()
         .with_size([1280.0, 900.0])
-        .build_ui_state(|ui, app: &mut StudioApp| app.root_ui(ui), app)
+        .build_ui_state(|ui, app: &mut StudioApp| app.root_ui(ui), app);
+    super::apply_style(&h.ctx);
+    h
 }
 
 /// Steps the UI until `done` holds (the worker runs on its own thread meanwhile).
@@ -2789,4 +2791,46 @@ fn the_adapter_library_is_filtered_by_words_of_name_method_or_task() {
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(shown[0].contains("beta"), "{shown:?}");
     assert!(h.query_by_label(&format!("1 of {all} shown")).is_some());
+}
+
+/// WCAG 2's contrast ratio of two sRGB colours.
+fn contrast(a: egui::Color32, b: egui::Color32) -> f64 {
+    let luminance = |c: egui::Color32| {
+        let lin = |v: u8| {
+            let v = f64::from(v) / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+    };
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+/// Help text and hints reach WCAG's 4.5:1 on the panels in both themes, and the status bar
+/// switches between the system's theme, light and dark.
+#[test]
+fn weak_text_has_4_5_to_1_contrast_in_both_themes_and_the_theme_can_be_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(StudioApp::new(workspace(dir.path()), || {}).unwrap());
+    h.step();
+    for theme in [egui::Theme::Dark, egui::Theme::Light] {
+        let v = &h.ctx.style_of(theme).visuals;
+        let ratio = contrast(v.weak_text_color(), v.panel_fill);
+        assert!(ratio >= 4.5, "{theme:?}: weak text {ratio:.2}:1");
+        let ratio = contrast(v.text_color(), v.panel_fill);
+        assert!(ratio >= 4.5, "{theme:?}: text {ratio:.2}:1");
+    }
+    click(&mut h, "Light");
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    click(&mut h, "Dark");
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    click(&mut h, "System");
+    assert_eq!(
+        h.ctx.options(|o| o.theme_preference),
+        egui::ThemePreference::System
+    );
 }
