@@ -36,6 +36,8 @@ pub struct LibraryView {
     pub average: Option<AverageForm>,
     /// Only cards whose name, method, task or base model contain these words are shown.
     pub filter: String,
+    /// *Import folder…*'s dialog.
+    picker: super::file_dialog::Picker,
 }
 
 /// What averaging asks before it runs.
@@ -60,6 +62,7 @@ impl Default for LibraryView {
             scan_pending: None,
             average: None,
             filter: String::new(),
+            picker: Default::default(),
             model: None,
             removed: None,
         }
@@ -413,9 +416,10 @@ impl LibraryView {
         ui.label("Adapters, fusions and heads trained in this workspace, imported, or found in the Hugging Face cache.");
         ui.horizontal(|ui| {
             if ui.button("Import folder…").clicked() {
-                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    self.import_adapter_folder(ctx, dir);
-                }
+                self.picker.open(ui.ctx(), super::file_dialog::Pick::Folder);
+            }
+            if let Some(dir) = self.picker.take() {
+                self.import_adapter_folder(ctx, dir);
             }
             if let Some(dir) = path_input_ui(
                 ui,

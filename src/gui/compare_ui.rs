@@ -38,6 +38,8 @@ pub struct CompareView {
     pub all_columns: bool,
     saving: Option<Loading<Result<PathBuf, String>>>,
     message: Option<Result<String, String>>,
+    /// *Save CSV…*'s dialog.
+    picker: super::file_dialog::Picker,
 }
 
 impl Default for CompareView {
@@ -52,6 +54,7 @@ impl Default for CompareView {
             all_columns: false,
             saving: None,
             message: None,
+            picker: Default::default(),
         }
     }
 }
@@ -228,7 +231,7 @@ impl CompareView {
         let Some(Ok(table)) = &self.table else {
             return;
         };
-        let (mut copy, mut save) = (false, None);
+        let (mut copy, save) = (false, self.picker.take());
         ui.horizontal(|ui| {
             ui.checkbox(&mut self.all_columns, "Show all settings")
                 .on_hover_text("Also the settings every run has the same");
@@ -236,10 +239,11 @@ impl CompareView {
                 copy = true;
             }
             if ui.button("Save CSV…").clicked() {
-                save = rfd::FileDialog::new()
-                    .set_file_name("comparison.csv")
-                    .add_filter("CSV", &["csv"])
-                    .save_file();
+                let pick = super::file_dialog::Pick::Save {
+                    file_name: "comparison.csv".into(),
+                    filter: Some(("CSV".into(), vec!["csv".into()])),
+                };
+                self.picker.open(ui.ctx(), pick);
             }
             if self.saving.is_some() {
                 ui.spinner();

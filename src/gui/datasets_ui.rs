@@ -42,6 +42,8 @@ pub struct DatasetsView {
     undo: Option<DatasetUndo>,
     /// The new name being typed for the selected dataset (Rename).
     renaming: Option<String>,
+    /// *Add data file…* and *Add dataset folder…*'s dialog (one at a time).
+    picker: super::file_dialog::Picker,
 }
 
 /// What Undo puts back.
@@ -378,24 +380,21 @@ impl DatasetsView {
         ui.heading("Datasets");
         ui.label("CSV (header row), GLUE-style TSV, JSON Lines, Parquet or Arrow; a train file with optional validation and test files next to it, or a Hugging Face dataset folder (save_to_disk, FOLDER:SPLIT for one split).");
         ui.horizontal(|ui| {
+            use super::file_dialog::Pick;
             if ui.button("Add data file…").clicked() {
-                if let Some(f) = rfd::FileDialog::new()
-                    .add_filter(
-                        "datasets",
-                        &FileFormat::ALL
-                            .iter()
-                            .flat_map(|f| f.extensions())
-                            .collect::<Vec<_>>(),
-                    )
-                    .pick_file()
-                {
-                    self.add_ui_request(ctx, &f);
-                }
+                let extensions = FileFormat::ALL
+                    .iter()
+                    .flat_map(|f| f.extensions())
+                    .map(|e| e.to_string())
+                    .collect();
+                let pick = Pick::File(Some(("datasets".into(), extensions)));
+                self.picker.open(ui.ctx(), pick);
             }
             if ui.button("Add dataset folder…").clicked() {
-                if let Some(f) = rfd::FileDialog::new().pick_folder() {
-                    self.add_ui_request(ctx, &f);
-                }
+                self.picker.open(ui.ctx(), Pick::Folder);
+            }
+            if let Some(f) = self.picker.take() {
+                self.add_ui_request(ctx, &f);
             }
             let typed = super::path_input_ui(
                 ui,

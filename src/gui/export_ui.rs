@@ -23,6 +23,8 @@ pub struct ExportView {
     pub message: Option<Result<String, String>>,
     /// The folder of the last export that succeeded (for *Open folder*).
     pub exported: Option<PathBuf>,
+    /// *Choose…*'s dialog.
+    picker: super::file_dialog::Picker,
 }
 
 impl Default for ExportView {
@@ -37,6 +39,7 @@ impl Default for ExportView {
             progress: None,
             message: None,
             exported: None,
+            picker: Default::default(),
         }
     }
 }
@@ -135,9 +138,10 @@ impl ExportView {
             ui.horizontal(|ui| {
                 text_field_ui(ui, "Export folder", "", 360.0, &mut self.path);
                 if ui.button("Choose…").clicked() {
-                    if let Some(p) = rfd::FileDialog::new().pick_folder() {
-                        self.path = p.display().to_string();
-                    }
+                    self.picker.open(ui.ctx(), super::file_dialog::Pick::Folder);
+                }
+                if let Some(p) = self.picker.take() {
+                    self.path = p.display().to_string();
                 }
             });
             if let Some(p) = &self.progress {

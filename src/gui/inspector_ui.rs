@@ -34,6 +34,8 @@ pub struct InspectorView {
     /// The colour scale of every map on the screen and in saved figures.
     pub scale: Scale,
     pub save_path: String,
+    /// *Choose…*'s dialog for `save_path`.
+    picker: super::file_dialog::Picker,
     pub message: Option<Result<String, String>>,
     /// The *Prune this fusion* panel (kept across runs: a pruning in progress reports back).
     pub prune: super::prune_ui::PruneView,
@@ -57,6 +59,7 @@ impl Default for InspectorView {
             token_layer: 0,
             scale: Scale::Auto,
             save_path: String::new(),
+            picker: Default::default(),
             message: None,
             prune: Default::default(),
         }
@@ -326,12 +329,14 @@ impl InspectorView {
             );
             let mut target = None;
             if ui.button("Choose…").clicked() {
-                if let Some(p) = rfd::FileDialog::new()
-                    .set_file_name("fusion-attention")
-                    .save_file()
-                {
-                    v.save_path = p.with_extension("").display().to_string();
-                }
+                let pick = super::file_dialog::Pick::Save {
+                    file_name: "fusion-attention".into(),
+                    filter: None,
+                };
+                v.picker.open(ui.ctx(), pick);
+            }
+            if let Some(p) = v.picker.take() {
+                v.save_path = p.with_extension("").display().to_string();
             }
             for ext in ["png", "svg", "csv"] {
                 if ui.button(format!("Save {}", ext.to_uppercase())).clicked()

@@ -5,6 +5,7 @@ mod compare_ui;
 mod confusion_ui;
 mod datasets_ui;
 mod export_ui;
+mod file_dialog;
 mod heatmap_ui;
 mod hub_ui;
 mod inspector_ui;
@@ -206,6 +207,8 @@ pub struct StudioApp {
     shortcuts: shortcuts_ui::ShortcutsView,
     /// Shows a folder in the file manager (without waiting for it); tests watch it instead.
     open_folder: Box<OpenFolder>,
+    /// *Open another workspace…*'s dialog.
+    workspace_picker: file_dialog::Picker,
 }
 
 /// How a folder is shown in the file manager.
@@ -274,6 +277,7 @@ impl StudioApp {
             notices: Default::default(),
             shortcuts: Default::default(),
             open_folder: Box::new(|dir| open::that_detached(dir)),
+            workspace_picker: Default::default(),
             frame_ms: FrameTimes::default(),
             in_use,
             requests: Vec::new(),
@@ -826,14 +830,15 @@ impl StudioApp {
                     }
                 }
                 if ui.button("Open another workspace…").clicked() {
-                    if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                        let started = std::env::current_exe().and_then(|exe| {
-                            std::process::Command::new(exe).arg("--workspace").arg(&dir).spawn()
-                        });
-                        match started {
-                            Ok(_) => close(),
-                            Err(e) => self.runs.message = Some(format!("cannot open {}: {e}", dir.display())),
-                        }
+                    self.workspace_picker.open(ui.ctx(), file_dialog::Pick::Folder);
+                }
+                if let Some(dir) = self.workspace_picker.take() {
+                    let started = std::env::current_exe().and_then(|exe| {
+                        std::process::Command::new(exe).arg("--workspace").arg(&dir).spawn()
+                    });
+                    match started {
+                        Ok(_) => close(),
+                        Err(e) => self.runs.message = Some(format!("cannot open {}: {e}", dir.display())),
                     }
                 }
                 if ui.button("Quit").clicked() {

@@ -19,6 +19,8 @@ pub struct ModelsView {
     pub hub: HubPanel,
     /// The last model taken out of the workspace and where it was listed, for Undo.
     removed: Option<(usize, ModelEntry)>,
+    /// *Add model folder…*'s dialog.
+    pub picker: super::file_dialog::Picker,
     /// The frame this screen was last drawn in: shown again after another screen, the
     /// models' files are read again (a cache emptied meanwhile shows as such).
     last_frame: u64,
@@ -32,6 +34,7 @@ impl Default for ModelsView {
             hf_cache: HfCache::default(),
             hub: HubPanel::new(HubKind::Models),
             removed: None,
+            picker: Default::default(),
             last_frame: 0,
         }
     }
@@ -133,9 +136,10 @@ impl ModelsView {
         ui.add_space(6.0);
         ui.horizontal(|ui| {
             if ui.button("Add model folder…").clicked() {
-                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    add(ctx, &dir);
-                }
+                self.picker.open(ui.ctx(), super::file_dialog::Pick::Folder);
+            }
+            if let Some(dir) = self.picker.take() {
+                add(ctx, &dir);
             }
             let typed = super::path_input_ui(
                 ui,

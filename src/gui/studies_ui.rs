@@ -328,6 +328,9 @@ pub struct StudiesView {
     pub message: Option<Result<String, String>>,
     pub export_path: String,
     pub follow_path: String,
+    /// The dialogs of *Choose…* beside the folder to follow and the export path.
+    follow_picker: super::file_dialog::Picker,
+    export_picker: super::file_dialog::Picker,
 }
 
 impl StudiesView {
@@ -460,9 +463,11 @@ impl StudiesView {
                 }
             }
             if ui.button("Choose…").clicked() {
-                if let Some(d) = rfd::FileDialog::new().pick_folder() {
-                    self.follow_path = d.display().to_string();
-                }
+                self.follow_picker
+                    .open(ui.ctx(), super::file_dialog::Pick::Folder);
+            }
+            if let Some(d) = self.follow_picker.take() {
+                self.follow_path = d.display().to_string();
             }
         });
     }
@@ -802,9 +807,14 @@ impl StudiesView {
                 &mut self.export_path,
             );
             if ui.button("Choose…").clicked() {
-                if let Some(p) = rfd::FileDialog::new().set_file_name(name).save_file() {
-                    self.export_path = p.with_extension("").display().to_string();
-                }
+                let pick = super::file_dialog::Pick::Save {
+                    file_name: name.to_string(),
+                    filter: None,
+                };
+                self.export_picker.open(ui.ctx(), pick);
+            }
+            if let Some(p) = self.export_picker.take() {
+                self.export_path = p.with_extension("").display().to_string();
             }
             let mut target = None;
             for (button, ext) in [

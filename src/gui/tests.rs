@@ -2834,3 +2834,42 @@ fn weak_text_has_4_5_to_1_contrast_in_both_themes_and_the_theme_can_be_chosen() 
         egui::ThemePreference::System
     );
 }
+
+/// A native file dialog runs on a thread of its own: while it is open the window keeps
+/// drawing frames (the blocking dialog froze them), and its answer lands in a later frame.
+#[test]
+fn a_file_dialog_leaves_the_window_drawing_and_its_answer_lands_in_a_later_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = StudioApp::new(workspace(dir.path()), || {}).unwrap();
+    // The user takes a moment, then picks the RoBERTa fixture.
+    app.models.picker.show = |_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join("fixtures")
+                .join("roberta_tiny"),
+        )
+    };
+    let mut h = harness(app);
+    h.state_mut().screen = Screen::Models;
+    h.step();
+    click(&mut h, "Add model folder…");
+    let opened = Instant::now();
+    // Frames go on while the dialog is open: none waits for it.
+    for _ in 0..5 {
+        let frame = Instant::now();
+        h.step();
+        assert!(
+            frame.elapsed() < Duration::from_millis(500),
+            "a frame waited"
+        );
+    }
+    if opened.elapsed() < Duration::from_millis(1400) {
+        assert_eq!(h.state().ws.state.models.len(), 1, "no answer yet");
+    }
+    step_until(&mut h, "the dialog's answer", |a| {
+        a.ws.state.models.len() == 2
+    });
+    assert!(h.state().ws.state.models[1].path.ends_with("roberta_tiny"));
+}
