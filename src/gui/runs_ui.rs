@@ -1099,7 +1099,8 @@ impl RunsView {
             m
         };
         let v = &mut *self;
-        ui.horizontal(|ui| {
+        // Wraps in a narrow window (900 px) instead of running past its edge.
+        ui.horizontal_wrapped(|ui| {
             ui.label("X axis");
             ui.radio_value(&mut v.by_epoch, false, "step");
             ui.radio_value(&mut v.by_epoch, true, "epoch");
@@ -1131,7 +1132,7 @@ impl RunsView {
         let shown = self.shown_runs(selected);
         let v = self;
         let (log, by_epoch) = (v.log_scale, v.by_epoch);
-        let width = (ui.available_width() / 2.0 - 8.0).max(200.0);
+        let width = (ui.available_width() / 2.0 - 8.0).max(160.0);
         let x_name = if by_epoch { "epoch" } else { "step" };
         // Loss and LR may be on a log axis: the plot holds log10 values, ticks and hover
         // labels show the real ones.
@@ -1168,7 +1169,8 @@ impl RunsView {
             egui::Color32::from_rgb(red, g, b).gamma_multiply(alpha)
         };
         use egui_plot::Corner;
-        ui.horizontal(|ui| {
+        // Two plots a row while they fit; one a row in a narrow window.
+        ui.horizontal_wrapped(|ui| {
             plot("loss", "training loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
                     let raw = r.train_points(by_epoch, |s| y_of(s.loss));
@@ -1200,7 +1202,8 @@ impl RunsView {
         if !evaluated {
             ui.label("The validation curves start at the first evaluation (at each epoch's end, or every N steps as set).");
         }
-        ui.horizontal(|ui| {
+        // Two plots a row while they fit; one a row in a narrow window.
+        ui.horizontal_wrapped(|ui| {
             plot("val_loss", "validation loss", log, Corner::RightTop).show(ui, |p| {
                 for r in &shown {
                     let pts = r.eval_points(by_epoch, "loss", y_of);

@@ -2873,3 +2873,45 @@ fn a_file_dialog_leaves_the_window_drawing_and_its_answer_lands_in_a_later_frame
     });
     assert!(h.state().ws.state.models[1].path.ends_with("roberta_tiny"));
 }
+
+/// At 900×600 every screen fits the window's width: no widget reaches past its right edge
+/// (scroll areas take the height), every screen of a workspace with a finished fusion run.
+#[test]
+fn every_screen_fits_a_900_by_600_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let run = finished_fusion_run_with_parts(&ws);
+    let app = StudioApp::new(ws, || {}).unwrap();
+    let mut h = Harness::builder()
+        .with_size([900.0, 600.0])
+        .build_ui_state(|ui, app: &mut StudioApp| app.root_ui(ui), app);
+    super::apply_style(&h.ctx);
+    h.state_mut().runs.selected = Some(run.clone());
+    h.state_mut()
+        .request(super::AppRequest::Inspect(run.clone()));
+    let mut clipped = Vec::new();
+    for s in Screen::ALL {
+        h.state_mut().screen = s;
+        for _ in 0..4 {
+            h.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for node in h.query_all(egui_kittest::kittest::By::new()) {
+            use egui_kittest::kittest::NodeT;
+            let ak = node.accesskit_node();
+            // The window's root and containers without bounds of their own.
+            let Some(b) = ak.bounding_box() else {
+                continue;
+            };
+            let r = egui::Rect::from_min_max(
+                egui::pos2(b.x0 as f32, b.y0 as f32),
+                egui::pos2(b.x1 as f32, b.y1 as f32),
+            );
+            if r.width() > 0.0 && r.max.x > 900.5 {
+                let label = ak.label().unwrap_or_default();
+                clipped.push(format!("{s:?}: {:?} `{label}` {r:?}", ak.role()));
+            }
+        }
+    }
+    assert!(clipped.is_empty(), "{}", clipped.join("\n"));
+}
