@@ -21,23 +21,23 @@ use adapter_studio::study::{
     self, Next, PlannedRun, ReportRow, RunOutcome, RunState, Snapshot, StudyBackend, StudyDir,
     StudyRunner, StudySpec, Takes, TaskSpec,
 };
+use adapter_studio::training::Method;
 use adapter_studio::worker::Command;
 use adapter_studio::workspace::{DatasetEntry, ModelEntry};
 
 use super::{message_ui, text_field_ui};
 
-/// The methods a study compares, with what each one is.
-const METHODS: [(&str, &str); 6] = [
-    ("head-only", "the base frozen, a new head only (the floor)"),
-    ("full", "the whole model fine-tuned (the paper's baseline)"),
-    ("seq_bn", "a bottleneck adapter per layer (Pfeiffer)"),
-    ("double_seq_bn", "two bottlenecks per layer (Houlsby)"),
-    ("par_bn", "a parallel bottleneck per layer"),
-    (
-        "fusion",
-        "AdapterFusion over every source's adapter and the target's own",
-    ),
-];
+/// The methods a study compares, with what each one is: every registered method (the
+/// wizard's), then fusion.
+fn study_methods() -> Vec<(&'static str, &'static str)> {
+    Method::all()
+        .map(|m| (m.as_str(), m.help()))
+        .chain(std::iter::once((
+            "fusion",
+            "AdapterFusion over every source's adapter and the target's own",
+        )))
+        .collect()
+}
 
 /// Where a study's runs train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,8 +194,8 @@ impl StudyForm {
             sources: tasks(&self.sources),
             targets: tasks(&self.targets),
             // In the table's order, not alphabetical.
-            methods: METHODS
-                .iter()
+            methods: study_methods()
+                .into_iter()
                 .map(|(m, _)| m.to_string())
                 .filter(|m| self.methods.contains(m))
                 .collect(),
@@ -501,14 +501,26 @@ impl StudiesView {
             });
         let spec = self.form.spec(models, datasets);
         let dir = studies_dir.join(sanitized(&self.form.name));
+        // The stage-1 runs as planned (the Slurm preview lists them).
+        let mut stage1 = Vec::new();
         match &spec {
             Ok(s) => {
-                let runs = s
-                    .plan(Path::new(&self.form.name), &dir.join("runs"))
-                    .map(|p| p.runs.len())
-                    .unwrap_or(0);
+                let plan = s.plan(Path::new(&self.form.name), &dir.join("runs"));
+                let runs = plan.as_ref().map_or(0, |p| p.runs.len());
+                if let Ok(p) = &plan {
+                    stage1 = p
+                        .runs
+                        .iter()
+                        .filter(|r| r.stage == 1)
+                        .map(|r| r.id.clone())
+                        .collect();
+                }
+                let fusion = match s.methods.iter().any(|m| m == "fusion") {
+                    true => ", plus one adapter per source and seed for fusion",
+                    false => "",
+                };
                 ui.label(format!(
-                    "{runs} runs ({} targets × {} methods × {} seeds, plus one adapter per source and seed for fusion), into {}",
+                    "{runs} runs ({} targets × {} methods × {} seeds{fusion}), into {}",
                     s.targets.len(),
                     s.methods.len(),
                     s.seeds.len(),
@@ -520,7 +532,7 @@ impl StudiesView {
             }
         }
         if self.form.backend == Backend::Slurm {
-            self.slurm_form_ui(ui, &dir);
+            self.slurm_form_ui(ui, &dir, &stage1);
         }
         // From the last background read: no file is looked at while drawing.
         let exists = self.dirs.contains(&dir);
@@ -554,7 +566,7 @@ impl StudiesView {
         message_ui(ui, &self.message);
     }
 
-    fn slurm_form_ui(&mut self, ui: &mut egui::Ui, dir: &Path) {
+    fn slurm_form_ui(&mut self, ui: &mut egui::Ui, dir: &Path, stage1: &[String]) {
         ui.add_space(6.0);
         ui.strong("Slurm");
         let s = &mut self.form.slurm;
@@ -587,15 +599,7 @@ impl StudiesView {
             });
         let exe = std::env::current_exe().unwrap_or_else(|_| "adapter-studio".into());
         let script = s.options().and_then(|options| {
-            slurm::script(
-                &exe,
-                dir,
-                1,
-                &["<one task per stage-1 run>".to_string()],
-                None,
-                &options,
-            )
-            .map_err(|e| e.to_string())
+            slurm::script(&exe, dir, 1, stage1, None, &options).map_err(|e| e.to_string())
         });
         match script {
             Ok(script) => {
@@ -1091,7 +1095,7 @@ fn study_fields_ui(
 
     ui.label("Methods");
     ui.horizontal_wrapped(|ui| {
-        for (m, what) in METHODS {
+        for (m, what) in study_methods() {
             let mut on = f.methods.contains(m);
             if ui.checkbox(&mut on, m).on_hover_text(what).changed() {
                 match on {

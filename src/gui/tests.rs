@@ -2915,3 +2915,49 @@ fn every_screen_fits_a_900_by_600_window() {
     }
     assert!(clipped.is_empty(), "{}", clipped.join("\n"));
 }
+
+/// The Studies form offers every registered method (LoRA and the rest, as the wizard), says
+/// "plus one adapter per source" only with fusion ticked, and the Slurm preview lists the
+/// stage-1 runs as planned (an array of that many tasks).
+#[test]
+fn the_study_form_offers_every_method_and_previews_the_planned_slurm_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ws = workspace(dir.path());
+    add_films(&mut ws, dir.path());
+    let mut h = harness(StudioApp::new(ws, || {}).unwrap());
+    h.state_mut().screen = Screen::Studies;
+    h.step();
+    for m in adapter_studio::training::Method::all() {
+        assert!(
+            h.query_by_label(m.as_str()).is_some(),
+            "{} not offered",
+            m.as_str()
+        );
+    }
+    let form = &mut h.state_mut().studies.form;
+    form.name = "grid".into();
+    form.targets.insert("films".into());
+    form.methods = ["head-only", "lora"].map(String::from).into();
+    form.seeds = "1".into();
+    h.step();
+    assert!(h
+        .query_by_label_contains("2 runs (1 targets × 2 methods × 1 seeds)")
+        .is_some());
+    assert!(h
+        .query_by_label_contains("plus one adapter per source")
+        .is_none());
+    h.get_by_label("a Slurm cluster").click();
+    h.step();
+    assert!(h.query_by_label_contains("#SBATCH --array=0-1").is_some());
+    assert!(h.query_by_label_contains("films-lora-s1").is_some());
+    // With fusion the sources' adapters join stage 1, and the line says so.
+    let form = &mut h.state_mut().studies.form;
+    form.sources.insert("reviews".into());
+    form.methods.insert("fusion".into());
+    h.step();
+    assert!(h
+        .query_by_label_contains("plus one adapter per source")
+        .is_some());
+    // Stage 1: reviews-seq_bn, films-seq_bn, films-head-only, films-lora.
+    assert!(h.query_by_label_contains("#SBATCH --array=0-3").is_some());
+}

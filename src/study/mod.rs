@@ -30,7 +30,6 @@ use crate::training::{RunDir, RunInfo, RunStatus};
 /// The method whose adapters fusion combines, and that each source trains.
 pub const ADAPTER_METHOD: &str = "seq_bn";
 const FUSION: &str = "fusion";
-const TRAIN_METHODS: [&str; 5] = ["seq_bn", "double_seq_bn", "par_bn", "full", "head-only"];
 
 /// One dataset of a study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,14 +244,17 @@ impl StudySpec {
                 "a study needs at least one method",
             ));
         }
+        // Every method the registry has (the same names as `train --method`), and fusion.
         for m in &self.methods {
-            if m != FUSION && !TRAIN_METHODS.contains(&m.as_str()) {
+            if m != FUSION && m.parse::<crate::training::Method>().is_err() {
+                let known: Vec<&str> = crate::training::Method::all().map(|m| m.as_str()).collect();
                 return Err(invalid(
                     path,
                     "methods",
                     format!(
-                        "`{m}` is not a method (use {}, {FUSION})",
-                        TRAIN_METHODS.join(", ")
+                        "`{}` is not a method (use {}, {FUSION})",
+                        crate::error::clip(m),
+                        known.join(", ")
                     ),
                 ));
             }
@@ -1100,12 +1102,16 @@ mod tests {
 
     #[test]
     fn bad_studies_are_refused_naming_the_field() {
-        let mut s = spec(&["lora"]);
+        // Every registered method is one (LoRA included); a misspelled one is named.
+        let mut s = spec(&["lora", "compacter", "prefix_tuning"]);
+        s.validate(Path::new("st.json")).unwrap();
+        let mut s = spec(&["lorra"]);
         let e = s.validate(Path::new("st.json")).unwrap_err().to_string();
         assert!(
-            e.contains("st.json") && e.contains("methods") && e.contains("lora"),
+            e.contains("st.json") && e.contains("methods") && e.contains("lorra"),
             "{e}"
         );
+        assert!(e.contains("lora, ") || e.contains(", lora"), "{e}");
         s.methods = vec!["fusion".into()];
         s.settings.insert("out".into(), json!("x"));
         let e = s.validate(Path::new("st.json")).unwrap_err().to_string();
