@@ -1103,7 +1103,7 @@ mod tests {
     #[test]
     fn bad_studies_are_refused_naming_the_field() {
         // Every registered method is one (LoRA included); a misspelled one is named.
-        let mut s = spec(&["lora", "compacter", "prefix_tuning"]);
+        let s = spec(&["lora", "compacter", "prefix_tuning"]);
         s.validate(Path::new("st.json")).unwrap();
         let mut s = spec(&["lorra"]);
         let e = s.validate(Path::new("st.json")).unwrap_err().to_string();
