@@ -157,7 +157,16 @@ impl AdapterModel {
         let (hidden, fusion, prompt) = match &self.setup {
             Some(setup) => {
                 let mut plugins = Plugins::new(&self.adapters, &self.fusions, setup);
-                let h = enc.forward_span(&ids, Some(&types), &mask, &mut plugins, train, span)?;
+                let h = match span.adapters_from {
+                    0 => enc.forward_span(&ids, Some(&types), &mask, &mut plugins, train, span)?,
+                    from => {
+                        let mut dropped = crate::model::hooks::DropBelow {
+                            inner: &mut plugins,
+                            from,
+                        };
+                        enc.forward_span(&ids, Some(&types), &mask, &mut dropped, train, span)?
+                    }
+                };
                 (h, plugins.records, plugins.prompt)
             }
             None => (

@@ -399,6 +399,53 @@ pub fn prune(spec: &PruneSpec) -> Result<PruneReport> {
 mod tests {
     use super::*;
 
+    /// Robust AdapterDrop's step (`Span::adapters_from = 2`) computes exactly what the same
+    /// adapter without its lowest two layers (`leave_out`, as pruning writes it) computes, and
+    /// differs from all layers acting.
+    #[test]
+    fn dropping_the_lowest_layers_for_a_step_is_the_adapter_without_them() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let base = || crate::model::BaseModel::load(&dir, tch::Device::Cpu).unwrap();
+        let mut full = AdapterModel::new(base());
+        let config = crate::training::Method::SEQ_BN
+            .adapter_config(None, None)
+            .unwrap()
+            .unwrap();
+        let adapter = AdapterModule::new(&full.base.config, "a", config, tch::Device::Cpu).unwrap();
+        // Random weights everywhere (a new adapter's up-projection is zero: no effect at all).
+        tch::no_grad(|| {
+            for (_, mut t) in adapter.vs.variables() {
+                let _ = t.copy_(&(t.randn_like() * 0.5));
+            }
+        });
+        let mut pruned = AdapterModel::new(base());
+        pruned
+            .add_adapter(without_lowest_layers(&full, &adapter, 2).unwrap())
+            .unwrap();
+        full.add_adapter(adapter).unwrap();
+        for m in [&mut full, &mut pruned] {
+            m.set_setup(Some(Setup::Adapter("a".into()))).unwrap();
+        }
+        let texts = [
+            ("a fine film".to_string(), None),
+            ("dull".to_string(), None),
+        ];
+        let batch = full
+            .base
+            .tokenizer
+            .encode_batch(&texts, tch::Device::Cpu)
+            .unwrap();
+        let dropped = crate::model::backbone::Span {
+            adapters_from: 2,
+            ..Default::default()
+        };
+        let got = full.forward_span(&batch, false, &dropped).unwrap().hidden;
+        let want = pruned.forward(&batch, false).unwrap().hidden;
+        assert_eq!((&got - &want).abs().max().double_value(&[]), 0.0);
+        let all = full.forward(&batch, false).unwrap().hidden;
+        assert!((&got - &all).abs().max().double_value(&[]) > 1e-3);
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }

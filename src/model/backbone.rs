@@ -32,6 +32,9 @@ pub struct Span {
     /// The embeddings and the layers below this one run without dropout (frozen layers whose
     /// outputs are cached must be the same every epoch).
     pub frozen_below: usize,
+    /// Adapters act from this layer up: robust AdapterDrop drops those of the lowest layers
+    /// for one training step (0: all act).
+    pub adapters_from: usize,
     pub captured: std::cell::RefCell<Option<Tensor>>,
 }
 

@@ -147,6 +147,55 @@ impl PrefixKv {
 /// No adapters: the plain transformer.
 pub struct NoAdapters;
 
+/// `inner` in the layers from `from` up, no adapter below (robust AdapterDrop's step).
+pub struct DropBelow<'a> {
+    pub inner: &'a mut dyn LocationHook,
+    pub from: usize,
+}
+
+impl LocationHook for DropBelow<'_> {
+    fn linear(
+        &mut self,
+        layer: usize,
+        site: LinearSite,
+        x: &Tensor,
+        output: Tensor,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        match layer < self.from {
+            true => Ok(output),
+            false => self.inner.linear(layer, site, x, output, weight, train),
+        }
+    }
+
+    fn prefix(&mut self, layer: usize, x: &Tensor, train: bool) -> Result<Option<PrefixKv>> {
+        match layer < self.from {
+            true => Ok(None),
+            false => self.inner.prefix(layer, x, train),
+        }
+    }
+
+    fn embeddings(&mut self, x: Tensor, attention_mask: Tensor) -> Result<(Tensor, Tensor)> {
+        self.inner.embeddings(x, attention_mask)
+    }
+
+    fn bottleneck(
+        &mut self,
+        layer: usize,
+        location: Location,
+        h: &Tensor,
+        r: &Tensor,
+        ln: Option<&nn::LayerNorm>,
+        train: bool,
+    ) -> Result<Tensor> {
+        match layer < self.from {
+            true => LocationHook::bottleneck(&mut NoAdapters, layer, location, h, r, ln, train),
+            false => self.inner.bottleneck(layer, location, h, r, ln, train),
+        }
+    }
+}
+
 impl LocationHook for NoAdapters {
     fn bottleneck(
         &mut self,

@@ -178,6 +178,10 @@ pub struct TrainingArgs {
     /// --cache-frozen auto).
     #[arg(long)]
     pub no_frozen_dropout: bool,
+    /// Robust AdapterDrop: each training step drops the adapters of the lowest n layers, n
+    /// drawn from 0..=K (evaluation and the saved adapter keep every layer).
+    #[arg(long, value_name = "K")]
+    pub adapter_drop_random: Option<usize>,
     /// Also log the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI).
     #[arg(long, value_name = "URI")]
     pub mlflow: Option<String>,
@@ -256,7 +260,7 @@ pub struct TrainArgs {
         "head_lr", "head_init", "warm_start_head", "batch_size", "max_length", "warmup_ratio",
         "weight_decay", "max_grad_norm", "patience", "stop_on", "early_stop_after",
         "min_delta", "eval_every", "max_epoch_evals", "metric", "seed", "device",
-        "pad_to_max_length", "save_every", "weights_format", "cache_frozen",
+        "pad_to_max_length", "save_every", "weights_format", "cache_frozen", "adapter_drop_random",
         "no_frozen_dropout",
     ])]
     pub config: Option<PathBuf>,
@@ -350,6 +354,7 @@ fn config_from(
     c.weights_format = t.weights_format;
     c.cache_frozen = t.cache_frozen;
     c.frozen_dropout = !t.no_frozen_dropout;
+    c.adapter_drop_random = t.adapter_drop_random;
     c.tracking = t.tracking(&c.tracking)?;
     Ok(Planned {
         config: c,
@@ -699,6 +704,7 @@ mod tests {
             c.weights_format = crate::hub::WeightFormat::Safetensors;
             c.cache_frozen = super::super::frozen_cache::CacheFrozen::Auto;
             c.frozen_dropout = false;
+            c.adapter_drop_random = Some(3);
             c.tracking = Tracking {
                 mlflow: Some("http://127.0.0.1:5000/mlflow?x=$y&z=(1)".into()),
                 experiment: Some("it's an \"experiment\"".into()),

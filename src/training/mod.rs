@@ -207,6 +207,11 @@ pub struct TrainConfig {
     /// Dropout in the frozen layers below the lowest trainable one (the library's way: on).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub frozen_dropout: bool,
+    /// Robust AdapterDrop (Rücklé et al., 2021): each training step drops the adapters of the
+    /// lowest n layers, n drawn uniformly from 0..=K (seeded by the step, so a resumed run
+    /// draws the same); evaluation and the saved adapter keep every layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_drop_random: Option<usize>,
     /// Where the run is also logged (an MLflow server) and its tags; not a hyper-parameter.
     #[serde(default, skip_serializing_if = "crate::tracking::Tracking::is_empty")]
     pub tracking: crate::tracking::Tracking,
@@ -315,6 +320,7 @@ impl TrainConfig {
             weights_format: crate::hub::WeightFormat::Both,
             cache_frozen: frozen_cache::CacheFrozen::Off,
             frozen_dropout: true,
+            adapter_drop_random: None,
             tracking: crate::tracking::Tracking::default(),
         }
     }
@@ -702,6 +708,9 @@ impl TrainConfig {
         }
         if !self.frozen_dropout {
             args.push("--no-frozen-dropout".into());
+        }
+        if let Some(k) = self.adapter_drop_random {
+            args.push(flag("--adapter-drop-random", &k.to_string()));
         }
         let t = &self.tracking;
         if let Some(uri) = &t.mlflow {

@@ -201,6 +201,15 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         ));
     }
 
+    if let Some(k) = cfg.adapter_drop_random {
+        let layers = base.config.adapter_layers();
+        if k >= layers {
+            return Err(Error::Invalid(format!(
+                "--adapter-drop-random {k}: the model has {layers} layers; the top one at least \
+                 keeps its adapters (K < {layers})"
+            )));
+        }
+    }
     let mut model = AdapterModel::new(base);
     let mut params = Vec::new();
     let mc = model.base.config.clone();
@@ -325,6 +334,9 @@ fn prepare(cfg: &TrainConfig, device: Device) -> Result<Prepared> {
         warnings,
     })
 }
+
+/// The random stream of robust AdapterDrop's per-step layer counts (apart from data order's).
+const ADAPTER_DROP_STREAM: u64 = 0xADD0_5EED;
 
 /// The evaluation metric of a fusion run: the mean over layers of the attention's normalised
 /// entropy (1: uniform).
@@ -1169,9 +1181,15 @@ impl<'a> Training<'a> {
             schedule.total_steps,
         );
         let padded = batch.input_ids.size()[1];
-        let span = self
+        let mut span = self
             .frozen
             .span(indices, &self.lengths, padded, self.device);
+        if let Some(k) = cfg.adapter_drop_random {
+            // Drawn from the step alone: a resumed run drops what the uninterrupted one did.
+            let mut draw =
+                crate::rng::Rng::derive(cfg.seed ^ ADAPTER_DROP_STREAM, self.state.step as u64);
+            span.adapters_from = draw.below(k + 1);
+        }
         let (loss_value, grad_norm) = optimizer_step(
             &self.model,
             cfg,
@@ -1631,6 +1649,63 @@ mod tests {
             }
         }
         (notes, weights)
+    }
+
+    /// Robust AdapterDrop trains every layer's adapter (none left out), draws the same layers
+    /// for the same seed (so a resumed run repeats itself), changes what is learned, and a K
+    /// the model cannot take is refused by name.
+    #[test]
+    fn robust_adapter_drop_is_seeded_changes_training_and_refuses_too_many_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("data.csv");
+        let rows: String = (0..24)
+            .map(|i| format!("text number {i} is {},{}\n", ["good", "bad"][i % 2], i % 2))
+            .collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let mut cfg = TrainConfig::adapter(model, DataSource::Path(csv), Method::SEQ_BN);
+        cfg.device = crate::device::DeviceChoice::Cpu;
+        cfg.batch_size = 4;
+        cfg.validation_split = 0.0;
+        cfg.epochs = 2;
+        cfg.min_steps = None;
+        cfg.lr = 1e-3;
+        let plain = trained(&cfg, &dir.path().join("plain")).1;
+        cfg.adapter_drop_random = Some(2);
+        let a = trained(&cfg, &dir.path().join("a")).1;
+        let b = trained(&cfg, &dir.path().join("b")).1;
+        let differs = |x: &[Tensor], y: &[Tensor]| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs().max().double_value(&[]))
+                .fold(0.0, f64::max)
+        };
+        assert_eq!(differs(&a, &b), 0.0, "same seed, same draws");
+        assert!(differs(&a, &plain) > 1e-6, "dropping changed nothing");
+        let saved: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("a/adapter/adapter_config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            saved["config"]["leave_out"],
+            serde_json::json!([]),
+            "{saved}"
+        );
+        let info = RunDir::new(&dir.path().join("a")).read_info().unwrap();
+        assert_eq!(info.config.adapter_drop_random, Some(2));
+        cfg.adapter_drop_random = Some(3);
+        let e = train(
+            &cfg,
+            &dir.path().join("c"),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--adapter-drop-random 3") && e.contains("3 layers"),
+            "{e}"
+        );
     }
 
     #[test]
