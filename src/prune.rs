@@ -415,7 +415,7 @@ mod tests {
         // Random weights everywhere (a new adapter's up-projection is zero: no effect at all).
         tch::no_grad(|| {
             for (_, mut t) in adapter.vs.variables() {
-                let _ = t.copy_(&(t.randn_like() * 0.5));
+                t.copy_(&(t.randn_like() * 0.5));
             }
         });
         let mut pruned = AdapterModel::new(base());
