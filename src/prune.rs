@@ -241,11 +241,9 @@ fn retrain(
     let adapters = kept.iter().map(|k| spec.out.join(k)).collect();
     let mut cfg =
         training::TrainConfig::fusion(spec.parts.model.clone(), r.train.clone(), adapters);
-    cfg.stage = training::Stage::Fusion {
-        adapters: kept.iter().map(|k| spec.out.join(k)).collect(),
-        fusion_config: Default::default(),
-        init: Some(spec.out.join(&fusion_name)),
-    };
+    if let training::Stage::Fusion { init, .. } = &mut cfg.stage {
+        *init = Some(spec.out.join(&fusion_name));
+    }
     // The run's name is its head's.
     cfg.name = head_name.clone();
     cfg.head_init = Some(spec.out.join(&head_name));
