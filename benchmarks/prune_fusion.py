@@ -166,7 +166,7 @@ def figure(rows, path, suite):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=120)
     if suite:
         for target in sorted({r["target"] for r in rows}):
             for retrained in (False, True):
@@ -188,7 +188,8 @@ def figure(rows, path, suite):
     if suite:
         ax.set_xlabel("speed-up over the unpruned fusion")
     ax.grid(alpha=0.3)
-    ax.legend()
+    # Outside the data: no point hides behind it.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
 
