@@ -451,6 +451,17 @@ pub fn utc_text(unix_secs: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A holder on this host whose process has exited.
+    fn dead_holder() -> Holder {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let mut gone = Holder::me("training");
+        gone.pid = dead_pid;
+        gone.pid_start = Some(1);
+        gone
+    }
+
     fn fake(path: &Path, holder: &Holder) {
         fs::write(path, serde_json::to_vec(holder).unwrap()).unwrap();
     }
@@ -506,12 +517,8 @@ mod tests {
     fn a_lock_whose_process_is_dead_on_this_host_is_taken_over_with_a_notice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".lock");
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = child.id();
-        child.wait().unwrap();
-        let mut gone = Holder::me("training");
-        gone.pid = dead_pid;
-        gone.pid_start = Some(1);
+        let gone = dead_holder();
+        let dead_pid = gone.pid;
         fake(&path, &gone);
         assert!(matches!(state(&path), State::Stale(_)));
         let lock = acquire(&path, "training").unwrap();
@@ -526,16 +533,10 @@ mod tests {
     fn a_takeover_guard_left_by_a_dead_process_does_not_block_the_next_taker() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".lock");
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = child.id();
-        child.wait().unwrap();
-        let mut gone = Holder::me("training");
-        gone.pid = dead_pid;
-        gone.pid_start = Some(1);
+        let gone = dead_holder();
+        let dead_pid = gone.pid;
         fake(&path, &gone);
-        let mut taker = Holder::me("training");
-        taker.pid = dead_pid;
-        taker.pid_start = Some(1);
+        let mut taker = dead_holder();
         taker.token = "killed-mid-takeover".into();
         fake(&sibling(&path, "takeover"), &taker);
         let lock = acquire(&path, "training").unwrap();

@@ -27,10 +27,13 @@ use adapter_studio::workspace::{DatasetEntry, ModelEntry};
 
 use super::{message_ui, text_field_ui};
 
-/// The methods a study compares, with what each one is: every registered method (the
-/// wizard's), then fusion.
+/// The methods a study compares, with what each one is: the baselines (head-only, full), the
+/// other registered methods (the wizard's), then fusion — the order of a study's tables.
 fn study_methods() -> Vec<(&'static str, &'static str)> {
-    Method::all()
+    let baselines = [Method::HEAD_ONLY, Method::FULL];
+    baselines
+        .into_iter()
+        .chain(Method::all().filter(|m| !m.is_baseline()))
         .map(|m| (m.as_str(), m.help()))
         .chain(std::iter::once((
             "fusion",

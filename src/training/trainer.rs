@@ -1631,6 +1631,17 @@ mod tests {
     }
 
     /// Trains `cfg` into `out`; the notes it printed and its saved weights (adapter or head).
+    /// The tiny BERT fixture and 24 two-class rows in `dir/data.csv`.
+    fn tiny_model_and_data(dir: &Path) -> (PathBuf, PathBuf) {
+        let csv = dir.join("data.csv");
+        let rows: String = (0..24)
+            .map(|i| format!("text number {i} is {},{}\n", ["good", "bad"][i % 2], i % 2))
+            .collect();
+        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        (model, csv)
+    }
+
     fn trained(cfg: &TrainConfig, out: &Path) -> (Vec<String>, Vec<Tensor>) {
         let mut notes = Vec::new();
         let mut observer = |e: &Event| {
@@ -1657,12 +1668,7 @@ mod tests {
     #[test]
     fn robust_adapter_drop_is_seeded_changes_training_and_refuses_too_many_layers() {
         let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("data.csv");
-        let rows: String = (0..24)
-            .map(|i| format!("text number {i} is {},{}\n", ["good", "bad"][i % 2], i % 2))
-            .collect();
-        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
-        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let (model, csv) = tiny_model_and_data(dir.path());
         let mut cfg = TrainConfig::adapter(model, DataSource::Path(csv), Method::SEQ_BN);
         cfg.device = crate::device::DeviceChoice::Cpu;
         cfg.batch_size = 4;
@@ -1711,12 +1717,7 @@ mod tests {
     #[test]
     fn a_cached_frozen_prefix_trains_the_weights_of_the_same_run_without_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("data.csv");
-        let rows: String = (0..24)
-            .map(|i| format!("text number {i} is {},{}\n", ["good", "bad"][i % 2], i % 2))
-            .collect();
-        std::fs::write(&csv, format!("text,label\n{rows}")).unwrap();
-        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert_tiny");
+        let (model, csv) = tiny_model_and_data(dir.path());
         // seq_bn in the top layer only (2 of 3 frozen), and head-only (all 3 frozen).
         let mut adapter =
             TrainConfig::adapter(model.clone(), DataSource::Path(csv.clone()), Method::SEQ_BN);
