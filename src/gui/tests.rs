@@ -2443,6 +2443,17 @@ fn copy_flat_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Clicks *Prune and measure* and waits for the side worker's report (which must be one).
+fn prune_and_measure(
+    h: &mut Harness<'static, StudioApp>,
+) -> Box<adapter_studio::prune::PruneReport> {
+    click(h, "Prune and measure");
+    step_until(h, "the pruning", |a| a.inspector.prune.pending.is_none());
+    let prune = &h.state().inspector.prune;
+    assert!(matches!(prune.message, Some(Ok(_))), "{:?}", prune.message);
+    prune.report.clone().unwrap()
+}
+
 #[test]
 fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after_side_by_side() {
     use adapter_studio::training::run_dir::{append_jsonl, AttentionRecord};
@@ -2481,13 +2492,7 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
     h.state_mut().inspector.prune.out = out.display().to_string();
     h.state_mut().inspector.prune.drop_layers = 1;
     h.step();
-    click(&mut h, "Prune and measure");
-    step_until(&mut h, "the pruning", |a| {
-        a.inspector.prune.pending.is_none()
-    });
-    let prune = &h.state().inspector.prune;
-    assert!(matches!(prune.message, Some(Ok(_))), "{:?}", prune.message);
-    let report = prune.report.clone().unwrap();
+    let report = prune_and_measure(&mut h);
     // What the run's data says goes; the two lists hold the fusion's adapters.
     let mut all = [report.kept.clone(), report.dropped.clone()].concat();
     all.sort();
@@ -2507,13 +2512,7 @@ fn the_inspector_prunes_a_fusion_previewing_what_goes_and_shows_before_and_after
     click(&mut h, "Retrain the fusion briefly");
     h.state_mut().inspector.prune.retrain_steps = 3;
     h.step();
-    click(&mut h, "Prune and measure");
-    step_until(&mut h, "the retrained pruning", |a| {
-        a.inspector.prune.pending.is_none()
-    });
-    let prune = &h.state().inspector.prune;
-    assert!(matches!(prune.message, Some(Ok(_))), "{:?}", prune.message);
-    let retrained = prune.report.as_ref().unwrap().retrained.clone().unwrap();
+    let retrained = prune_and_measure(&mut h).retrained.unwrap();
     assert_eq!(retrained.steps, 3);
     assert!(retrained.run.join("run.json").is_file());
     h.step();
