@@ -25,26 +25,18 @@ fn f1(tp: f64, fp: f64, fn_: f64) -> f64 {
 /// Unweighted mean of per-class F1 over the classes that occur in gold or predictions
 /// (sklearn `f1_score(average="macro")`, zero_division=0).
 pub fn macro_f1(pred: &[usize], gold: &[usize]) -> f64 {
-    let classes: BTreeSet<usize> = pred.iter().chain(gold).copied().collect();
-    if classes.is_empty() {
+    let c = Confusion::new(0, pred, gold);
+    let occurring: Vec<f64> = c
+        .per_class()
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.support > 0 || c.counts.iter().any(|row| row[*i] > 0))
+        .map(|(_, s)| s.f1)
+        .collect();
+    if occurring.is_empty() {
         return 0.0;
     }
-    let sum: f64 = classes
-        .iter()
-        .map(|&c| {
-            let (mut tp, mut fp, mut fn_) = (0.0, 0.0, 0.0);
-            for (&p, &g) in pred.iter().zip(gold) {
-                match (p == c, g == c) {
-                    (true, true) => tp += 1.0,
-                    (true, false) => fp += 1.0,
-                    (false, true) => fn_ += 1.0,
-                    _ => {}
-                }
-            }
-            f1(tp, fp, fn_)
-        })
-        .sum();
-    sum / classes.len() as f64
+    occurring.iter().sum::<f64>() / occurring.len() as f64
 }
 
 /// How often each gold class was predicted as each class: `counts[gold][predicted]`, over the

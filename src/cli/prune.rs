@@ -51,7 +51,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N", requires = "train")]
     retrain_steps: Option<usize>,
     /// The training data of the retraining (the target's; not --data, which measures).
-    #[arg(long, value_parser = data_source())]
+    #[arg(long, value_parser = data_source(), requires = "retrain_steps")]
     train: Option<DataSource>,
     /// The fusion's learning rate while retraining (default: the studio's fusion rate, 5e-4).
     #[arg(long, requires = "retrain_steps")]
@@ -80,6 +80,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         out: args.out,
         force: args.force,
         weights: args.weights.parse::<WeightFormat>()?,
+        // Each of the two requires the other (clap).
         retrain: match (args.retrain_steps, args.train) {
             (Some(steps), Some(train)) => Some(prune::Retrain {
                 train,
@@ -87,7 +88,6 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
                 lr: args.retrain_lr,
                 seed: args.seed,
             }),
-            (None, Some(_)) => anyhow::bail!("--train is the data of --retrain-steps N: give both"),
             _ => None,
         },
     };

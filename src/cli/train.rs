@@ -294,12 +294,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(s) = skipped {
         eprintln!("warning: {s}");
     }
-    let labels: Vec<String> = model
-        .active_head
-        .as_ref()
-        .and_then(|h| model.heads.get(h))
-        .map(|h| h.config.labels.clone())
-        .unwrap_or_default();
+    let labels = &result.labels;
     if args.json {
         let mut obj = serde_json::Map::new();
         for (k, v) in &result.metrics {
@@ -324,7 +319,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             println!("{k:>9}: {v:.4}");
         }
         if let Some(c) = &result.confusion {
-            print_confusion(&labels, c);
+            print_confusion(labels, c);
         }
     }
     Ok(())

@@ -465,26 +465,25 @@ impl LibraryView {
         let mut inspect = None;
         let mut share = None;
         let mut remove = None;
-        ui.horizontal(|ui| {
-            let label = ui.label("Filter");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.filter)
-                    .hint_text("name, method, task or model")
-                    .desired_width(220.0),
-            )
-            .labelled_by(label.id);
-            let n = self
-                .items
-                .iter()
-                .filter(|it| matches_filter(it, &self.filter))
-                .count();
-            ui.weak(format!("{n} of {} shown", self.items.len()));
-        });
-        let shown: Vec<&Item> = self
-            .items
-            .iter()
-            .filter(|it| matches_filter(it, &self.filter))
-            .collect();
+        // The cards the filter keeps, after this frame's typing.
+        let shown: Vec<&Item> = ui
+            .horizontal(|ui| {
+                let label = ui.label("Filter");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.filter)
+                        .hint_text("name, method, task or model")
+                        .desired_width(220.0),
+                )
+                .labelled_by(label.id);
+                let shown: Vec<&Item> = self
+                    .items
+                    .iter()
+                    .filter(|it| matches_filter(it, &self.filter))
+                    .collect();
+                ui.weak(format!("{} of {} shown", shown.len(), self.items.len()));
+                shown
+            })
+            .inner;
         egui::ScrollArea::vertical()
             .id_salt("cards")
             .show(ui, |ui| {

@@ -4,7 +4,7 @@
 //! leaving its pixels on the window.
 use std::path::PathBuf;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use super::loading::Loading;
 
 /// What a dialog asks for.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ fn native(pick: Pick) -> Option<PathBuf> {
 
 /// One screen's file dialog: opened by a click, answered in a later frame.
 pub struct Picker {
-    answer: Option<Receiver<Option<PathBuf>>>,
+    answer: Option<Loading<Option<PathBuf>>>,
     /// The dialog itself (tests answer in its place).
     pub show: fn(Pick) -> Option<PathBuf>,
 }
@@ -60,34 +60,25 @@ impl Picker {
         if self.answer.is_some() {
             return;
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let (ctx, show) = (ctx.clone(), self.show);
-        let spawned = std::thread::Builder::new()
-            .name("file-dialog".into())
-            .spawn(move || {
-                let _ = tx.send(show(pick));
-                ctx.request_repaint();
-            });
-        if spawned.is_ok() {
-            self.answer = Some(rx);
-        }
+        let answer = Loading::spawn_then(
+            "file-dialog",
+            move || show(pick),
+            move || ctx.request_repaint(),
+        );
+        self.answer = Some(answer);
     }
 
     /// The path chosen, once, in the frame after the dialog closed (None while it is open,
-    /// or when it was cancelled).
+    /// or when it was cancelled; a dialog whose thread panicked counts as cancelled).
     pub fn take(&mut self) -> Option<PathBuf> {
-        let rx = self.answer.as_ref()?;
-        match rx.try_recv() {
-            Ok(chosen) => {
-                self.answer = None;
-                chosen
-            }
-            Err(TryRecvError::Empty) => None,
-            // The dialog's thread ended without an answer (it panicked): as a cancel.
-            Err(TryRecvError::Disconnected) => {
-                self.answer = None;
-                None
-            }
+        let answer = self.answer.as_mut()?;
+        if answer.poll().is_none() && !matches!(answer, Loading::Lost) {
+            return None;
+        }
+        match self.answer.take() {
+            Some(Loading::Ready(chosen)) => chosen,
+            _ => None,
         }
     }
 }

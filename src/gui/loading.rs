@@ -12,11 +12,22 @@ pub enum Loading<T> {
 impl<T: Send + 'static> Loading<T> {
     /// Runs `read` on a thread named `thread`.
     pub fn spawn(thread: &str, read: impl FnOnce() -> T + Send + 'static) -> Self {
+        Self::spawn_then(thread, read, || {})
+    }
+
+    /// [`Loading::spawn`], calling `then` once the value can be polled (to wake the UI when
+    /// nothing else would: a file dialog's answer).
+    pub fn spawn_then(
+        thread: &str,
+        read: impl FnOnce() -> T + Send + 'static,
+        then: impl FnOnce() + Send + 'static,
+    ) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new()
             .name(thread.into())
             .spawn(move || {
                 let _ = tx.send(read());
+                then();
             });
         match spawned {
             Ok(_) => Loading::Pending(rx),

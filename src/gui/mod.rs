@@ -680,12 +680,17 @@ impl StudioApp {
         use adapter_studio::training::RunStatus;
         let (text, error) = match event {
             WorkerEvent::Ended { out, summary } => {
+                // The metric the run chose its checkpoint by, as its line on the Runs screen.
+                let metric = self
+                    .runs
+                    .runs
+                    .iter()
+                    .find(|r| r.dir == *out)
+                    .map(|r| r.metric());
                 let best = summary.best.as_ref().and_then(|b| {
-                    let metric = summary_metric(&b.metrics)?;
-                    Some(format!(
-                        " · best {metric} {:.4} (step {})",
-                        b.metrics[metric], b.step
-                    ))
+                    let metric = metric?;
+                    let value = b.metrics.get(&metric)?;
+                    Some(format!(" · best {metric} {value:.4} (step {})", b.step))
                 });
                 let how = match summary.status {
                     RunStatus::Finished => "finished",
@@ -1189,14 +1194,6 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
-}
-
-/// The metric a notice names: accuracy where there is one, else the first non-loss one.
-fn summary_metric(metrics: &adapter_studio::metrics::Metrics) -> Option<&str> {
-    ["accuracy", "micro_f1", "f1", "pearson"]
-        .into_iter()
-        .find(|m| metrics.contains_key(*m))
-        .or_else(|| metrics.keys().map(String::as_str).find(|k| *k != "loss"))
 }
 
 /// The theme: the system's (the default), light or dark.

@@ -303,7 +303,7 @@ impl RunEntry {
             .collect()
     }
 
-    fn metric(&self) -> String {
+    pub(super) fn metric(&self) -> String {
         self.info
             .as_ref()
             .map(|i| {

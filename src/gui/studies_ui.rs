@@ -36,7 +36,7 @@ fn study_methods() -> Vec<(&'static str, &'static str)> {
         .chain(Method::all().filter(|m| !m.is_baseline()))
         .map(|m| (m.as_str(), m.help()))
         .chain(std::iter::once((
-            "fusion",
+            adapter_studio::study::FUSION,
             "AdapterFusion over every source's adapter and the target's own",
         )))
         .collect()
@@ -518,7 +518,7 @@ impl StudiesView {
                         .map(|r| r.id.clone())
                         .collect();
                 }
-                let fusion = match s.methods.iter().any(|m| m == "fusion") {
+                let fusion = match s.methods.iter().any(|m| m == adapter_studio::study::FUSION) {
                     true => ", plus one adapter per source and seed for fusion",
                     false => "",
                 };

@@ -29,7 +29,8 @@ use crate::training::{RunDir, RunInfo, RunStatus};
 
 /// The method whose adapters fusion combines, and that each source trains.
 pub const ADAPTER_METHOD: &str = "seq_bn";
-const FUSION: &str = "fusion";
+/// The method name of a study's stage-2 runs.
+pub const FUSION: &str = "fusion";
 
 /// One dataset of a study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

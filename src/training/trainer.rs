@@ -347,8 +347,10 @@ pub struct EvalResult {
     pub metrics: Metrics,
     pub examples: usize,
     pub attention: Option<AttentionRecord>,
-    /// Gold against predicted classes (classification).
+    /// Gold against predicted classes (classification), in `labels`' order.
     pub confusion: Option<crate::metrics::Confusion>,
+    /// The labels it was scored with (the head's).
+    pub labels: Vec<String>,
 }
 
 /// Sums of per-example layers × adapters fusion weights, overall and per class.
@@ -534,6 +536,7 @@ pub fn evaluate(
         examples: ev.examples(),
         attention,
         confusion: ev.confusion(),
+        labels: labels.to_vec(),
     })
 }
 
